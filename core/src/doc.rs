@@ -1,0 +1,327 @@
+//! Documents: validated JSON objects with a string `_id`, stored as canonical compact JSON text.
+//!
+//! A document enters the store once, is validated and canonicalized (object keys sorted, no
+//! insignificant whitespace), and from then on travels as text: in the log, in snapshots and on
+//! the wire. Parsing happens only where a value is needed (index keys, filters). The canonical
+//! form makes the bytes that get hashed independent of how the client formatted its JSON.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::error::ErrorCode;
+use crate::types::{Lsn, TimestampMs};
+
+/// The field that names a document.
+pub const ID_FIELD: &str = "_id";
+/// Largest canonical document, in bytes.
+pub const DOC_BYTES_MAX: usize = 1 << 20;
+/// Longest `_id`, in bytes.
+pub const ID_BYTES_MAX: usize = 256;
+/// Deepest nesting of objects and arrays inside a document.
+pub const DEPTH_MAX: usize = 64;
+/// Longest collection name, in bytes.
+pub const COLLECTION_NAME_BYTES_MAX: usize = 64;
+
+/// Why a document, an id or a collection name was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DocError {
+    #[error("document is not valid JSON: {0}")]
+    InvalidJson(String),
+    #[error("document must be a JSON object")]
+    NotAnObject,
+    #[error("document has no `_id`")]
+    MissingId,
+    #[error(
+        "`_id` must be a non-empty string of at most {ID_BYTES_MAX} bytes without control characters"
+    )]
+    InvalidId,
+    #[error("document is {size} bytes; the limit is {DOC_BYTES_MAX}")]
+    TooLarge { size: usize },
+    #[error("document nests deeper than {DEPTH_MAX} levels")]
+    TooDeep,
+    #[error("field name `{0}` is not allowed: names must not be empty or start with `$`")]
+    InvalidFieldName(String),
+    #[error(
+        "collection name `{0}` is invalid: use 1-{COLLECTION_NAME_BYTES_MAX} characters from [A-Za-z0-9_.-], starting with a letter or digit"
+    )]
+    InvalidCollectionName(String),
+}
+
+impl ErrorCode for DocError {
+    fn code(&self) -> &'static str {
+        match self {
+            DocError::InvalidJson(_) => "invalid_json",
+            DocError::NotAnObject
+            | DocError::MissingId
+            | DocError::TooDeep
+            | DocError::InvalidFieldName(_) => "invalid_document",
+            DocError::InvalidId => "invalid_id",
+            DocError::TooLarge { .. } => "document_too_large",
+            DocError::InvalidCollectionName(_) => "invalid_collection_name",
+        }
+    }
+}
+
+/// Canonical compact JSON text of a document object. Constructed only through validation, so
+/// holding one means: an object, canonical, within limits, with a valid string `_id`.
+#[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct RawDoc(Box<str>);
+
+impl RawDoc {
+    /// Validates and canonicalizes a parsed document. It must carry a valid `_id`.
+    pub fn from_value(value: &Value) -> Result<RawDoc, DocError> {
+        let obj = value.as_object().ok_or(DocError::NotAnObject)?;
+        match obj.get(ID_FIELD) {
+            None => return Err(DocError::MissingId),
+            Some(Value::String(id)) => validate_id(id)?,
+            Some(_) => return Err(DocError::InvalidId),
+        }
+        validate_fields(value, 0)?;
+        let text = serde_json::to_string(value).expect("serializing a Value cannot fail");
+        if text.len() > DOC_BYTES_MAX {
+            return Err(DocError::TooLarge { size: text.len() });
+        }
+        Ok(RawDoc(text.into_boxed_str()))
+    }
+
+    /// Parses and validates document text from outside.
+    pub fn parse(text: &str) -> Result<RawDoc, DocError> {
+        if text.len() > 2 * DOC_BYTES_MAX {
+            return Err(DocError::TooLarge { size: text.len() });
+        }
+        let value: Value =
+            serde_json::from_str(text).map_err(|e| DocError::InvalidJson(e.to_string()))?;
+        RawDoc::from_value(&value)
+    }
+
+    /// The canonical JSON text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Parses the text back into a value. The text was produced by serde_json from a value, so
+    /// failure is a bug.
+    pub fn to_value(&self) -> Value {
+        serde_json::from_str(&self.0).expect("RawDoc holds valid JSON")
+    }
+
+    /// The document's `_id`.
+    pub fn id(&self) -> String {
+        match self.to_value().get(ID_FIELD) {
+            Some(Value::String(id)) => id.clone(),
+            _ => unreachable!("RawDoc always has a string _id"),
+        }
+    }
+
+    /// Length of the canonical text in bytes.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Never true: a document is at least `{"_id":""}`-sized. Present for clippy's sake.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for RawDoc {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "RawDoc({})", self.0)
+    }
+}
+
+/// Checks an `_id` value.
+pub fn validate_id(id: &str) -> Result<(), DocError> {
+    if id.is_empty() || id.len() > ID_BYTES_MAX || id.chars().any(char::is_control) {
+        return Err(DocError::InvalidId);
+    }
+    Ok(())
+}
+
+/// Checks a collection name: short, and safe to use in URLs and file names.
+pub fn validate_collection_name(name: &str) -> Result<(), DocError> {
+    let ok = !name.is_empty()
+        && name.len() <= COLLECTION_NAME_BYTES_MAX
+        && name.as_bytes()[0].is_ascii_alphanumeric()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.');
+    if ok {
+        Ok(())
+    } else {
+        Err(DocError::InvalidCollectionName(name.to_string()))
+    }
+}
+
+fn validate_fields(value: &Value, depth: usize) -> Result<(), DocError> {
+    if depth > DEPTH_MAX {
+        return Err(DocError::TooDeep);
+    }
+    match value {
+        Value::Object(map) => {
+            for (key, child) in map {
+                if key.is_empty() || key.starts_with('$') {
+                    return Err(DocError::InvalidFieldName(key.clone()));
+                }
+                validate_fields(child, depth + 1)?;
+            }
+        }
+        Value::Array(items) => {
+            for child in items {
+                validate_fields(child, depth + 1)?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Applies an RFC 7386 JSON merge patch: objects merge recursively, `null` removes a field,
+/// anything else replaces. `_id` cannot be changed by a patch (the caller checks).
+pub fn merge_patch(target: &mut Value, patch: &Value) {
+    match patch {
+        Value::Object(patch_map) => {
+            if !target.is_object() {
+                *target = Value::Object(Map::new());
+            }
+            let target_map = target.as_object_mut().expect("made an object above");
+            for (key, patch_value) in patch_map {
+                if patch_value.is_null() {
+                    target_map.remove(key);
+                } else {
+                    merge_patch(
+                        target_map.entry(key.clone()).or_insert(Value::Null),
+                        patch_value,
+                    );
+                }
+            }
+        }
+        other => *target = other.clone(),
+    }
+}
+
+/// A document as the store holds it: the canonical text and the LSN that last wrote it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredDoc {
+    /// The LSN of the entry that last wrote this document: its version.
+    pub version: Lsn,
+    /// The canonical JSON text.
+    pub doc: RawDoc,
+}
+
+/// Makes document ids that sort by creation time: 12 hex digits of milliseconds, then 14 of
+/// a counter seeded from randomness. Time and randomness are arguments: core reads neither.
+#[derive(Debug, Clone)]
+pub struct IdGenerator {
+    last_ms: u64,
+    counter: u64,
+}
+
+impl IdGenerator {
+    /// A generator whose counter starts at `random` (mixed, so that two generators seeded
+    /// close together still diverge).
+    pub fn new(random: u64) -> IdGenerator {
+        IdGenerator {
+            last_ms: 0,
+            counter: random.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 8,
+        }
+    }
+
+    /// The next id at time `now`. Ids from one generator are strictly increasing even if the
+    /// clock steps back: the time part never decreases.
+    pub fn next_id(&mut self, now: TimestampMs) -> String {
+        self.last_ms = self.last_ms.max(now.0);
+        self.counter = (self.counter + 1) & ((1 << 56) - 1);
+        format!(
+            "{:012x}{:014x}",
+            self.last_ms & ((1 << 48) - 1),
+            self.counter
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn canonicalizes_key_order_and_whitespace() {
+        let a = RawDoc::parse(r#"{ "b": 1, "_id": "x", "a": [1, 2] }"#).unwrap();
+        let b = RawDoc::parse(r#"{"a":[1,2],"_id":"x","b":1}"#).unwrap();
+        assert_eq!(a, b);
+        assert_eq!(a.as_str(), r#"{"_id":"x","a":[1,2],"b":1}"#);
+        assert_eq!(a.id(), "x");
+    }
+
+    #[test]
+    fn refuses_bad_documents() {
+        assert_eq!(RawDoc::parse("[1]").unwrap_err(), DocError::NotAnObject);
+        assert_eq!(
+            RawDoc::parse(r#"{"a":1}"#).unwrap_err(),
+            DocError::MissingId
+        );
+        assert_eq!(
+            RawDoc::parse(r#"{"_id":7}"#).unwrap_err(),
+            DocError::InvalidId
+        );
+        assert_eq!(
+            RawDoc::parse(r#"{"_id":""}"#).unwrap_err(),
+            DocError::InvalidId
+        );
+        assert_eq!(
+            RawDoc::parse("{\"_id\":\"a\\u0000\"}").unwrap_err(),
+            DocError::InvalidId
+        );
+        assert!(matches!(RawDoc::parse("{"), Err(DocError::InvalidJson(_))));
+        assert!(matches!(
+            RawDoc::parse(r#"{"_id":"a","$set":1}"#),
+            Err(DocError::InvalidFieldName(_))
+        ));
+        let mut deep = json!(1);
+        for _ in 0..70 {
+            deep = json!({ "x": deep });
+        }
+        deep["_id"] = json!("d");
+        assert_eq!(RawDoc::from_value(&deep).unwrap_err(), DocError::TooDeep);
+        let big = json!({"_id": "b", "s": "x".repeat(DOC_BYTES_MAX)});
+        assert!(matches!(
+            RawDoc::from_value(&big),
+            Err(DocError::TooLarge { .. })
+        ));
+    }
+
+    #[test]
+    fn collection_names() {
+        assert!(validate_collection_name("notes").is_ok());
+        assert!(validate_collection_name("a.b-c_9").is_ok());
+        for bad in ["", "_x", "a/b", "a b", &"x".repeat(65)] {
+            assert!(validate_collection_name(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn merge_patch_follows_rfc7386() {
+        let mut doc = json!({"a": {"b": 1, "c": 2}, "d": 3});
+        merge_patch(
+            &mut doc,
+            &json!({"a": {"b": null, "e": 4}, "d": [1], "f": "g"}),
+        );
+        assert_eq!(doc, json!({"a": {"c": 2, "e": 4}, "d": [1], "f": "g"}));
+    }
+
+    #[test]
+    fn ids_increase_and_differ() {
+        let mut g = IdGenerator::new(42);
+        let a = g.next_id(TimestampMs(1000));
+        let b = g.next_id(TimestampMs(999)); // clock stepped back
+        let c = g.next_id(TimestampMs(2000));
+        assert!(a < b && b < c, "{a} {b} {c}");
+        assert_eq!(a.len(), 26);
+        let mut other = IdGenerator::new(43);
+        assert_ne!(other.next_id(TimestampMs(1000)), a);
+    }
+}

@@ -1,0 +1,7 @@
+//! The hash-chained log: entries and their framing on disk and on the wire.
+
+pub mod codec;
+pub mod entry;
+
+pub use codec::{DecodeError, RecordKind, decode_entry, encode_entry};
+pub use entry::LogEntry;

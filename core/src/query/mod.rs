@@ -1,0 +1,1 @@
+//! Queries: filters, sort, limit and skip, planned onto indexes where one fits.

@@ -1,0 +1,159 @@
+//! Storage: the async trait every durable home of the log implements, and an in-memory one.
+//!
+//! A store holds a contiguous run of log entries, optionally preceded by a snapshot, plus a
+//! little metadata. The server's file WAL, the browser's IndexedDB store and [`MemoryStore`]
+//! implement [`LogStore`]; the conformance suite in [`conformance`] (feature `testing`) holds
+//! them all to the same behaviour.
+//!
+//! The futures are `Send` on native targets (the server runs them on a multi-threaded tokio
+//! runtime) and not on wasm32, where IndexedDB handles are `!Send`: see [`MaybeSend`].
+
+use std::future::Future;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::ErrorCode;
+use crate::log::LogEntry;
+use crate::snapshot::Snapshot;
+use crate::types::{LogPosition, Lsn, ReplicaId, Term};
+
+#[cfg(feature = "testing")]
+pub mod conformance;
+mod memory;
+
+pub use memory::MemoryStore;
+
+/// `Send` on native targets, nothing on wasm32.
+#[cfg(not(target_arch = "wasm32"))]
+pub trait MaybeSend: Send {}
+#[cfg(not(target_arch = "wasm32"))]
+impl<T: Send + ?Sized> MaybeSend for T {}
+/// `Send` on native targets, nothing on wasm32.
+#[cfg(target_arch = "wasm32")]
+pub trait MaybeSend {}
+#[cfg(target_arch = "wasm32")]
+impl<T: ?Sized> MaybeSend for T {}
+
+/// Small durable facts kept beside the log.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Metadata {
+    /// The highest term this node has seen.
+    pub term: Term,
+    /// This node's identity, chosen once.
+    pub node_id: ReplicaId,
+}
+
+/// What a store holds: the first entry it still has and the last position.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LogState {
+    /// The LSN of the first entry held; `last.lsn + 1` when no entry is held.
+    pub first: Lsn,
+    /// The last entry held, or, when every entry was compacted away, the last compacted one
+    /// (the snapshot's position). `LogPosition::START` for a new store.
+    pub last: LogPosition,
+}
+
+/// Why a store operation failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StorageError {
+    /// An IO error from the platform (file system, IndexedDB).
+    #[error("storage I/O failed: {0}")]
+    Io(String),
+    /// Stored bytes failed their checksum or hash, or do not decode.
+    #[error("storage is corrupt: {0}")]
+    Corrupt(String),
+    /// An appended entry does not follow the last one held.
+    #[error("entry {got} does not follow the last entry {expected_prev} in the store")]
+    NotContiguous {
+        expected_prev: LogPosition,
+        got: Lsn,
+    },
+    /// A requested entry is not held: compacted away, or never written.
+    #[error("entry {0} is not in the store")]
+    Missing(Lsn),
+    /// Compaction past the last entry, truncation into compacted history, and the like.
+    #[error("invalid storage request: {0}")]
+    Invalid(String),
+}
+
+impl ErrorCode for StorageError {
+    fn code(&self) -> &'static str {
+        match self {
+            StorageError::Io(_) => "storage_io",
+            StorageError::Corrupt(_) => "storage_corrupt",
+            StorageError::NotContiguous { .. } => "not_contiguous",
+            StorageError::Missing(_) => "entry_missing",
+            StorageError::Invalid(_) => "storage_invalid",
+        }
+    }
+}
+
+/// Shorthand for storage results.
+pub type StorageResult<T> = Result<T, StorageError>;
+
+/// The durable home of a log. Every mutating call is durable when its future resolves: a store
+/// that returns `Ok` from `append` must return those entries after a crash.
+pub trait LogStore {
+    /// Appends entries, which must continue the chain: the first must follow `state().last`
+    /// (by lsn and `prev_hash`) and each the one before it.
+    fn append(
+        &mut self,
+        entries: &[LogEntry],
+    ) -> impl Future<Output = StorageResult<()>> + MaybeSend;
+
+    /// The entries with `from <= lsn < to`, in order. Fails with `Missing` when any of them is
+    /// not held.
+    fn read_range(
+        &self,
+        from: Lsn,
+        to: Lsn,
+    ) -> impl Future<Output = StorageResult<Vec<LogEntry>>> + MaybeSend;
+
+    /// The first held LSN and the last position.
+    fn state(&self) -> impl Future<Output = StorageResult<LogState>> + MaybeSend;
+
+    /// Removes every entry with `lsn >= from` (after divergence). `from` must be above the
+    /// compaction point.
+    fn truncate_suffix(&mut self, from: Lsn)
+    -> impl Future<Output = StorageResult<()>> + MaybeSend;
+
+    /// Removes every entry with `lsn <= through` (behind a snapshot). `through` must not pass
+    /// the last entry.
+    fn compact_prefix(
+        &mut self,
+        through: Lsn,
+    ) -> impl Future<Output = StorageResult<()>> + MaybeSend;
+
+    /// Saves a snapshot, replacing any earlier one.
+    fn save_snapshot(
+        &mut self,
+        snapshot: &Snapshot,
+    ) -> impl Future<Output = StorageResult<()>> + MaybeSend;
+
+    /// The last saved snapshot.
+    fn load_snapshot(&self) -> impl Future<Output = StorageResult<Option<Snapshot>>> + MaybeSend;
+
+    /// Saves the metadata, replacing earlier metadata.
+    fn save_metadata(
+        &mut self,
+        metadata: &Metadata,
+    ) -> impl Future<Output = StorageResult<()>> + MaybeSend;
+
+    /// The last saved metadata.
+    fn load_metadata(&self) -> impl Future<Output = StorageResult<Option<Metadata>>> + MaybeSend;
+}
+
+/// Checks that `entries` continue the chain after `last`, as `append` requires.
+pub fn check_contiguous(last: LogPosition, entries: &[LogEntry]) -> StorageResult<()> {
+    let mut prev = last;
+    for entry in entries {
+        if !entry.follows(prev) {
+            return Err(StorageError::NotContiguous {
+                expected_prev: prev,
+                got: entry.lsn,
+            });
+        }
+        prev = entry.position();
+    }
+    Ok(())
+}

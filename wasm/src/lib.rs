@@ -1,0 +1,1 @@
+//! WebAssembly bindings (the browser replica is its own issue).
