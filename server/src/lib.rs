@@ -1,6 +1,9 @@
-//! The Collection Store server: the leader that owns the durable log, serving HTTP and (later)
-//! replication. Everything of substance (state, queries, the log format) lives in
-//! `cstore-core`; this crate does the IO around it.
+//! The Collection Store server: the leader (and native follower) around `cstore-core`.
+//!
+//! The server is a driver: it does the IO that core leaves out (files, sockets, the clock).
+//! Everything of substance (state, queries, the log format) lives in `cstore-core`. This
+//! library holds the server's parts so that integration tests and the `cstore` binary share
+//! them.
 
 pub mod auth;
 pub mod cli;
@@ -9,3 +12,4 @@ pub mod http;
 pub mod leader;
 pub mod metrics;
 pub mod serve;
+pub mod wal;

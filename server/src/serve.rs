@@ -21,13 +21,14 @@ use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tracing::{info, warn};
 
-use cstore_core::storage::{MemoryStore, StorageError};
+use cstore_core::storage::StorageError;
 
 use crate::auth::{TokenKey, WeakSecret};
 use crate::cli::ServeArgs;
 use crate::http::{self, AppState};
 use crate::leader::{Leader, LeaderConfig, StartError};
 use crate::metrics::{self as server_metrics, MetricsError};
+use crate::wal::FileStore;
 
 /// How long in-flight requests may take to finish after a stop signal.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -98,14 +99,10 @@ impl ServeError {
     }
 }
 
-/// The log store in `data_dir`.
-pub fn open_store(data_dir: &Path) -> Result<MemoryStore, StorageError> {
-    // replaced by the file WAL (`crate::wal::FileStore::open(data_dir)`) when it lands.
-    warn!(
-        data_dir = %data_dir.display(),
-        "the file WAL is not built in yet: data is kept in memory and lost on exit"
-    );
-    Ok(MemoryStore::new())
+/// The log store in `data_dir` (created if missing), recovered: a torn tail is truncated,
+/// damaged acknowledged data refuses to open.
+pub fn open_store(data_dir: &Path) -> Result<FileStore, StorageError> {
+    FileStore::open(data_dir)
 }
 
 /// Runs the server until `shutdown` completes, then stops in order (see the module docs).
@@ -146,6 +143,7 @@ pub async fn run(args: ServeArgs, shutdown: impl Future<Output = ()>) -> Result<
         dir: args.data_dir.display().to_string(),
         source,
     })?;
+    info!(data_dir = %args.data_dir.display(), "store opened");
     let mut config = LeaderConfig::default();
     if let Some(every) = args.checkpoint_every {
         config.checkpoint_every_entries = every;
