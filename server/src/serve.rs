@@ -221,3 +221,57 @@ pub async fn shutdown_signal() {
         () = terminate => info!("SIGTERM received"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(listen: &str) -> ServeArgs {
+        ServeArgs {
+            data_dir: "/nonexistent/never-opened".into(),
+            listen: listen.into(),
+            follow: None,
+            auth_secret: None,
+            insecure: false,
+            checkpoint_every: None,
+        }
+    }
+
+    async fn refused(args: ServeArgs) -> ServeError {
+        // Each refusal happens before anything is bound or opened.
+        run(args, std::future::pending())
+            .await
+            .expect_err("must refuse to start")
+    }
+
+    #[tokio::test]
+    async fn refuses_a_public_address_without_a_secret() {
+        for listen in ["0.0.0.0:0", "192.0.2.1:7070", "[::]:0"] {
+            let e = refused(args(listen)).await;
+            assert!(
+                matches!(e, ServeError::InsecureListen { .. }),
+                "{listen}: {e}"
+            );
+            assert_eq!(e.exit_code(), 2);
+            assert!(e.to_string().contains("--insecure"));
+        }
+    }
+
+    #[tokio::test]
+    async fn refuses_follow_an_empty_secret_and_a_bad_address() {
+        let mut follow = args("127.0.0.1:0");
+        follow.follow = Some("ws://127.0.0.1:7070/v1/replicate".into());
+        assert!(matches!(
+            refused(follow).await,
+            ServeError::FollowUnsupported
+        ));
+
+        let mut empty = args("127.0.0.1:0");
+        empty.auth_secret = Some(String::new());
+        assert!(matches!(refused(empty).await, ServeError::Secret(_)));
+
+        let e = refused(args("not an address")).await;
+        assert!(matches!(e, ServeError::Resolve { .. }), "{e}");
+        assert_eq!(e.exit_code(), 2);
+    }
+}
