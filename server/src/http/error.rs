@@ -14,6 +14,7 @@ use tracing::{error, warn};
 
 use cstore_core::ErrorCode;
 use cstore_core::doc::DocError;
+use cstore_core::query::QueryError;
 use cstore_core::state::Rejection;
 
 use crate::auth::AuthError;
@@ -66,9 +67,18 @@ pub enum ApiError {
     /// A `/v1/txn` body of the wrong shape.
     #[error("invalid transaction: {0}")]
     InvalidTxn(String),
-    /// A find body of the wrong shape, or a filter/sort the engine refuses.
+    /// A find body of the wrong shape outside what core parses, or a bad query string.
     #[error("invalid query: {0}")]
     InvalidQuery(String),
+    /// A filter, sort, limit or skip the query engine refuses.
+    #[error(transparent)]
+    Query(#[from] QueryError),
+    /// A find whose answer would pass the response bound.
+    #[error("the result is larger than {limit_bytes} bytes: ask for less with `limit` and `skip`")]
+    ResultTooLarge {
+        /// The bound.
+        limit_bytes: usize,
+    },
     /// An error inside one operation of a transaction.
     #[error("operation {op_index}: {source}")]
     InOp {
@@ -125,6 +135,8 @@ impl ErrorCode for ApiError {
             ApiError::InvalidPatch(_) => "invalid_patch",
             ApiError::InvalidTxn(_) => "invalid_txn",
             ApiError::InvalidQuery(_) => "invalid_query",
+            ApiError::Query(e) => e.code(),
+            ApiError::ResultTooLarge { .. } => "query_too_large",
             ApiError::InOp { source, .. } => source.code(),
             ApiError::NotFound { .. } => "not_found",
             ApiError::CollectionNotFound(_) => "collection_not_found",
@@ -169,6 +181,9 @@ pub fn status_for(code: &str) -> StatusCode {
         | "invalid_txn"
         | "invalid_ack"
         | "invalid_version" => StatusCode::BAD_REQUEST,
+        // A query over the engine's bounds (nesting, list lengths, limit, skip, result size):
+        // the request is well-formed but asks for too much; not a body-size problem (413).
+        "query_too_large" => StatusCode::BAD_REQUEST,
         "missing_token" | "invalid_token" | "token_expired" => StatusCode::UNAUTHORIZED,
         "forbidden" => StatusCode::FORBIDDEN,
         "not_found" | "collection_not_found" | "index_not_found" | "route_not_found" => {

@@ -16,6 +16,7 @@ mod auth;
 mod body;
 mod docs;
 mod error;
+mod find;
 mod info;
 mod observe;
 mod params;
@@ -67,7 +68,8 @@ pub fn router(state: AppState) -> Router {
             get(docs::get)
                 .put(docs::put)
                 .patch(docs::patch)
-                .delete(docs::delete),
+                .delete(docs::delete)
+                .post(find::find),
         )
         .route("/v1/txn", post(txn::commit))
         .fallback(fallback)

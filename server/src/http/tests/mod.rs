@@ -3,6 +3,7 @@
 
 mod auth;
 mod bad_input;
+mod find;
 mod routes;
 mod txn;
 
