@@ -10,7 +10,7 @@
 //!
 //! Handlers are thin: what a document, a transaction or a query means is decided in core; the
 //! leader decides whether it commits. This layer turns HTTP into those calls and their
-//! answers (and errors, through the one table in [`error`]) back into HTTP.
+//! answers (and errors, through the one table in [`status_for`]) back into HTTP.
 
 mod auth;
 mod body;
