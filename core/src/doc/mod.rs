@@ -5,6 +5,8 @@
 //! the wire. Parsing happens only where a value is needed (index keys, filters). The canonical
 //! form makes the bytes that get hashed independent of how the client formatted its JSON.
 
+mod view;
+
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
@@ -12,6 +14,8 @@ use serde_json::{Map, Value};
 
 use crate::error::ErrorCode;
 use crate::types::{Lsn, TimestampMs};
+
+pub use view::{DocView, FieldSource};
 
 /// The field that names a document.
 pub const ID_FIELD: &str = "_id";
@@ -66,9 +70,25 @@ impl ErrorCode for DocError {
 
 /// Canonical compact JSON text of a document object. Constructed only through validation, so
 /// holding one means: an object, canonical, within limits, with a valid string `_id`.
-#[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+///
+/// Deserializing one validates it again and requires the canonical form: a hash proves bytes
+/// were not changed in transit, not that whoever made them was honest.
+#[derive(Clone, PartialEq, Eq, Hash, Serialize)]
 #[serde(transparent)]
 pub struct RawDoc(Box<str>);
+
+impl<'de> Deserialize<'de> for RawDoc {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<RawDoc, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        let doc = RawDoc::parse(&text).map_err(serde::de::Error::custom)?;
+        if doc.as_str() != text {
+            return Err(serde::de::Error::custom(
+                "document is not in canonical form",
+            ));
+        }
+        Ok(doc)
+    }
+}
 
 impl RawDoc {
     /// Validates and canonicalizes a parsed document. It must carry a valid `_id`.
@@ -110,10 +130,7 @@ impl RawDoc {
 
     /// The document's `_id`.
     pub fn id(&self) -> String {
-        match self.to_value().get(ID_FIELD) {
-            Some(Value::String(id)) => id.clone(),
-            _ => unreachable!("RawDoc always has a string _id"),
-        }
+        DocView::new(self).id().into_owned()
     }
 
     /// Length of the canonical text in bytes.
@@ -212,6 +229,16 @@ pub struct StoredDoc {
     pub doc: RawDoc,
 }
 
+/// Gives `value` a generated `_id` when it has none. Values that are not objects are left
+/// alone for validation to refuse.
+pub fn ensure_id(value: &mut Value, ids: &mut IdGenerator, now: TimestampMs) {
+    if let Value::Object(map) = value {
+        if !map.contains_key(ID_FIELD) {
+            map.insert(ID_FIELD.to_string(), Value::String(ids.next_id(now)));
+        }
+    }
+}
+
 /// Makes document ids that sort by creation time: 12 hex digits of milliseconds, then 14 of
 /// a counter seeded from randomness. Time and randomness are arguments: core reads neither.
 #[derive(Debug, Clone)]
@@ -292,6 +319,30 @@ mod tests {
             RawDoc::from_value(&big),
             Err(DocError::TooLarge { .. })
         ));
+    }
+
+    #[test]
+    fn deserializing_validates() {
+        let good: RawDoc = serde_json::from_str(r#""{\"_id\":\"a\"}""#).unwrap();
+        assert_eq!(good.id(), "a");
+        for bad in [
+            r#""{\"_id\":1}""#,
+            r#""not json""#,
+            r#""{ \"_id\": \"a\" }""#,
+        ] {
+            assert!(serde_json::from_str::<RawDoc>(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn ensure_id_fills_only_missing() {
+        let mut ids = IdGenerator::new(1);
+        let mut a = json!({"x": 1});
+        ensure_id(&mut a, &mut ids, TimestampMs(5));
+        assert!(a["_id"].is_string());
+        let mut b = json!({"_id": "given"});
+        ensure_id(&mut b, &mut ids, TimestampMs(5));
+        assert_eq!(b["_id"], "given");
     }
 
     #[test]

@@ -1,0 +1,305 @@
+//! One collection: its documents by `_id`, its secondary indexes, and its TTL bookkeeping.
+//!
+//! Every write goes through [`Collection::write`], which checks every unique index before it
+//! changes anything, so a refused write leaves the collection exactly as it was; then it moves
+//! the document's entries in all indexes and in the expiry queue. The indexes therefore always
+//! hold exactly one entry per (indexed) document.
+
+use std::collections::btree_map::Entry;
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::doc::{DocView, FieldSource, StoredDoc};
+use crate::index::{IndexKey, IndexSpec, SecondaryIndex};
+use crate::txn::CollectionOptions;
+use crate::types::TimestampMs;
+
+use super::error::TxnError;
+
+/// When each document of a TTL collection expires, by id and in time order.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct ExpiryQueue {
+    by_id: BTreeMap<Box<str>, TimestampMs>,
+    queue: BTreeSet<(TimestampMs, Box<str>)>,
+}
+
+impl ExpiryQueue {
+    fn set(&mut self, id: &str, at: Option<TimestampMs>) {
+        if let Some(old) = self.by_id.remove(id) {
+            self.queue.remove(&(old, Box::from(id)));
+        }
+        if let Some(at) = at {
+            self.by_id.insert(Box::from(id), at);
+            self.queue.insert((at, Box::from(id)));
+        }
+    }
+
+    fn get(&self, id: &str) -> Option<TimestampMs> {
+        self.by_id.get(id).copied()
+    }
+
+    fn first(&self) -> Option<TimestampMs> {
+        self.queue.first().map(|(at, _)| *at)
+    }
+
+    fn due(&self, now: TimestampMs) -> Vec<Box<str>> {
+        self.queue
+            .iter()
+            .take_while(|(at, _)| *at <= now)
+            .map(|(_, id)| id.clone())
+            .collect()
+    }
+}
+
+/// What a document looked like before a write, enough to undo the write.
+pub(crate) type PriorDoc = Option<(StoredDoc, Option<TimestampMs>)>;
+
+/// A named set of documents with secondary indexes.
+#[derive(Clone, Debug, Default)]
+pub struct Collection {
+    options: CollectionOptions,
+    docs: BTreeMap<Box<str>, StoredDoc>,
+    indexes: Vec<SecondaryIndex>,
+    expiry: ExpiryQueue,
+}
+
+impl Collection {
+    /// An empty collection.
+    pub fn new(options: CollectionOptions) -> Collection {
+        Collection {
+            options,
+            ..Collection::default()
+        }
+    }
+
+    /// The options it was created with (TTL may have changed since).
+    pub fn options(&self) -> &CollectionOptions {
+        &self.options
+    }
+
+    /// The document with this `_id`.
+    pub fn get(&self, id: &str) -> Option<&StoredDoc> {
+        self.docs.get(id)
+    }
+
+    /// Every document, in `_id` order.
+    pub fn scan(&self) -> impl DoubleEndedIterator<Item = &StoredDoc> + ExactSizeIterator {
+        self.docs.values()
+    }
+
+    /// Every `(id, document)` pair, in `_id` order.
+    pub fn entries(
+        &self,
+    ) -> impl DoubleEndedIterator<Item = (&str, &StoredDoc)> + ExactSizeIterator {
+        self.docs.iter().map(|(id, doc)| (id.as_ref(), doc))
+    }
+
+    /// The secondary indexes, in creation order.
+    pub fn indexes(&self) -> &[SecondaryIndex] {
+        &self.indexes
+    }
+
+    /// The secondary index with this name.
+    pub fn index(&self, name: &str) -> Option<&SecondaryIndex> {
+        self.indexes.iter().find(|i| i.spec().name == name)
+    }
+
+    /// Number of documents.
+    pub fn len(&self) -> usize {
+        self.docs.len()
+    }
+
+    /// True when it holds no document.
+    pub fn is_empty(&self) -> bool {
+        self.docs.is_empty()
+    }
+
+    /// When the document expires, in a TTL collection.
+    pub fn expires_at(&self, id: &str) -> Option<TimestampMs> {
+        self.expiry.get(id)
+    }
+
+    /// The earliest expiry of any document.
+    pub fn next_expiry(&self) -> Option<TimestampMs> {
+        self.expiry.first()
+    }
+
+    pub(crate) fn due(&self, now: TimestampMs) -> Vec<Box<str>> {
+        self.expiry.due(now)
+    }
+
+    /// The expiry a document written at `now` gets.
+    pub(crate) fn expiry_for(&self, now: TimestampMs) -> Option<TimestampMs> {
+        self.options
+            .ttl_ms
+            .map(|ttl| TimestampMs(now.0.saturating_add(ttl)))
+    }
+
+    /// Writes `new` under `id` (or removes `id` when `new` is `None`), with `fields` a view of
+    /// `new` for the index keys. `precondition` sees the current document first. Checks unique
+    /// indexes next: on any failure nothing changes. Returns the document and expiry that were
+    /// there before. One lookup in the document map does it all: this is the hot path.
+    pub(crate) fn write(
+        &mut self,
+        name: &str,
+        id: &str,
+        precondition: impl FnOnce(Option<&StoredDoc>) -> Result<(), TxnError>,
+        new: Option<(StoredDoc, &dyn FieldSource)>,
+        expires_at: Option<TimestampMs>,
+    ) -> Result<PriorDoc, TxnError> {
+        let Collection {
+            docs,
+            indexes,
+            expiry,
+            ..
+        } = self;
+        let entry = docs.entry(Box::from(id));
+        let old = match &entry {
+            Entry::Occupied(occupied) => Some(occupied.get()),
+            Entry::Vacant(_) => None,
+        };
+        precondition(old)?;
+        if !indexes.is_empty() {
+            let old = old.map(|d| DocView::new(&d.doc));
+            let mut moves: Vec<(Option<IndexKey>, Option<IndexKey>)> =
+                Vec::with_capacity(indexes.len());
+            for index in indexes.iter() {
+                let old_key = old.as_ref().and_then(|v| index.key_for(v));
+                let new_key = new.as_ref().and_then(|(_, v)| index.key_for(*v));
+                if let Some(key) = &new_key {
+                    if let Some(existing) = index.conflict(key, id) {
+                        return Err(TxnError::UniqueViolation {
+                            collection: name.to_string(),
+                            index: index.spec().name.clone(),
+                            existing,
+                        });
+                    }
+                }
+                moves.push((old_key, new_key));
+            }
+            for (index, (old_key, new_key)) in indexes.iter_mut().zip(moves) {
+                if old_key == new_key {
+                    continue;
+                }
+                if let Some(key) = old_key {
+                    index.remove(&key, id);
+                }
+                if let Some(key) = new_key {
+                    index.insert(&key, id);
+                }
+            }
+        }
+        let prior_expiry = expiry.get(id);
+        if prior_expiry.is_some() || expires_at.is_some() {
+            expiry.set(id, if new.is_some() { expires_at } else { None });
+        }
+        let prior = match (entry, new) {
+            (Entry::Occupied(mut occupied), Some((doc, _))) => Some(occupied.insert(doc)),
+            (Entry::Occupied(occupied), None) => Some(occupied.remove()),
+            (Entry::Vacant(vacant), Some((doc, _))) => {
+                vacant.insert(doc);
+                None
+            }
+            (Entry::Vacant(_), None) => None,
+        };
+        Ok(prior.map(|doc| (doc, prior_expiry)))
+    }
+
+    /// Puts back what [`Self::write`] returned. Restoring a state that held before cannot
+    /// conflict; if it does, the undo log is broken.
+    pub(crate) fn restore(&mut self, name: &str, id: &str, prior: PriorDoc) {
+        let result = match prior {
+            Some((doc, expires_at)) => {
+                let value = doc.doc.to_value();
+                self.write(
+                    name,
+                    id,
+                    |_| Ok(()),
+                    Some((doc, &value as &dyn FieldSource)),
+                    expires_at,
+                )
+            }
+            None => self.write(name, id, |_| Ok(()), None, None),
+        };
+        assert!(result.is_ok(), "undo of {name}/{id} conflicted: {result:?}");
+    }
+
+    /// Builds a new index over the existing documents.
+    pub(crate) fn create_index(&mut self, name: &str, spec: IndexSpec) -> Result<(), TxnError> {
+        let mut index = SecondaryIndex::new(spec);
+        for (id, doc) in &self.docs {
+            if let Some(key) = index.key_for(&DocView::new(&doc.doc)) {
+                if let Some(existing) = index.conflict(&key, id) {
+                    return Err(TxnError::UniqueViolation {
+                        collection: name.to_string(),
+                        index: index.spec().name.clone(),
+                        existing,
+                    });
+                }
+                index.insert(&key, id);
+            }
+        }
+        self.indexes.push(index);
+        Ok(())
+    }
+
+    /// Removes an index, returning it and its position (for undo).
+    pub(crate) fn take_index(&mut self, name: &str) -> Option<(usize, SecondaryIndex)> {
+        let position = self.indexes.iter().position(|i| i.spec().name == name)?;
+        Some((position, self.indexes.remove(position)))
+    }
+
+    /// Puts an index back where it was.
+    pub(crate) fn put_index(&mut self, position: usize, index: SecondaryIndex) {
+        self.indexes.insert(position, index);
+    }
+
+    /// Drops the most recently created index (undo of a create).
+    pub(crate) fn pop_index(&mut self) {
+        self.indexes
+            .pop()
+            .expect("undo of an index that was created");
+    }
+
+    /// Sets the TTL; every existing document then expires `ttl_ms` after `now`. Returns the
+    /// previous options and expiry queue for undo.
+    pub(crate) fn set_ttl(
+        &mut self,
+        ttl_ms: Option<u64>,
+        now: TimestampMs,
+    ) -> (CollectionOptions, ExpiryQueue) {
+        let prior = (self.options.clone(), std::mem::take(&mut self.expiry));
+        self.options.ttl_ms = ttl_ms;
+        if let Some(at) = self.expiry_for(now) {
+            let ids: Vec<Box<str>> = self.docs.keys().cloned().collect();
+            for id in ids {
+                self.expiry.set(&id, Some(at));
+            }
+        }
+        prior
+    }
+
+    /// Undoes [`Self::set_ttl`].
+    pub(crate) fn restore_ttl(&mut self, prior: (CollectionOptions, ExpiryQueue)) {
+        (self.options, self.expiry) = prior;
+    }
+
+    /// Rebuilds a collection from snapshot parts: documents with their expiries, then indexes.
+    pub(crate) fn rebuild(
+        name: &str,
+        options: CollectionOptions,
+        specs: Vec<IndexSpec>,
+        docs: Vec<(StoredDoc, Option<TimestampMs>)>,
+    ) -> Result<Collection, TxnError> {
+        let mut collection = Collection::new(options);
+        for (doc, expires_at) in docs {
+            let id = doc.doc.id();
+            collection.expiry.set(&id, expires_at);
+            collection.docs.insert(id.into_boxed_str(), doc);
+        }
+        for spec in specs {
+            spec.validate()?;
+            collection.create_index(name, spec)?;
+        }
+        Ok(collection)
+    }
+}

@@ -1,0 +1,147 @@
+//! The canonical encoding of a [`State`]: what snapshots hold and what the state hash covers.
+//!
+//! ```text
+//! version: u8 = 1
+//! applied: LogPosition, last_timestamp
+//! collections (by name): [ name, options, index specs (creation order),
+//!                          documents (by _id): [ (StoredDoc, expires_at) ] ]
+//! ```
+//!
+//! Encoding streams straight from the live maps (no copy of the state); decoding checks every
+//! document, the order of names and ids, and rebuilds the indexes, so a decoded state is one
+//! that applying entries could have produced.
+
+use serde::{Deserialize, Serialize, Serializer};
+
+use super::{Collection, State, TxnError};
+use crate::doc::{StoredDoc, validate_collection_name};
+use crate::error::ErrorCode;
+use crate::index::IndexSpec;
+use crate::txn::CollectionOptions;
+use crate::types::{LogPosition, TimestampMs};
+
+const IMAGE_VERSION: u8 = 1;
+
+/// Why snapshot bytes did not rebuild a state.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SnapshotError {
+    #[error("snapshot data does not match its state hash")]
+    HashMismatch,
+    #[error("unknown snapshot format version {0}")]
+    UnknownVersion(u8),
+    #[error("snapshot is malformed: {0}")]
+    Malformed(String),
+}
+
+impl ErrorCode for SnapshotError {
+    fn code(&self) -> &'static str {
+        match self {
+            SnapshotError::HashMismatch => "snapshot_hash_mismatch",
+            SnapshotError::UnknownVersion(_) => "unknown_version",
+            SnapshotError::Malformed(_) => "snapshot_malformed",
+        }
+    }
+}
+
+/// Serializes the items an iterator-making closure yields as a sequence of known length.
+struct Seq<F>(F);
+
+impl<F, I> Serialize for Seq<F>
+where
+    F: Fn() -> I,
+    I: IntoIterator,
+    I::Item: Serialize,
+{
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq((self.0)())
+    }
+}
+
+pub(super) fn encode(state: &State) -> Vec<u8> {
+    let collections = Seq(|| {
+        state.collections.iter().map(|(name, c)| {
+            let specs = Seq(|| c.indexes().iter().map(|i| i.spec()));
+            let docs = Seq(|| c.entries().map(|(id, doc)| (doc, c.expires_at(id))));
+            (name, c.options(), specs, docs)
+        })
+    });
+    let image = (
+        IMAGE_VERSION,
+        state.applied,
+        state.last_timestamp,
+        collections,
+    );
+    postcard::to_allocvec(&image).expect("encoding into a Vec cannot fail")
+}
+
+#[derive(Deserialize)]
+struct Image {
+    version: u8,
+    applied: LogPosition,
+    last_timestamp: TimestampMs,
+    collections: Vec<CollectionImage>,
+}
+
+#[derive(Deserialize)]
+struct CollectionImage {
+    name: String,
+    options: CollectionOptions,
+    indexes: Vec<IndexSpec>,
+    docs: Vec<(StoredDoc, Option<TimestampMs>)>,
+}
+
+pub(super) fn decode(bytes: &[u8]) -> Result<State, SnapshotError> {
+    if let Some(&version) = bytes.first() {
+        if version != IMAGE_VERSION {
+            return Err(SnapshotError::UnknownVersion(version));
+        }
+    }
+    let (image, rest): (Image, _) =
+        postcard::take_from_bytes(bytes).map_err(|e| SnapshotError::Malformed(e.to_string()))?;
+    if !rest.is_empty() {
+        return Err(SnapshotError::Malformed(format!(
+            "{} trailing bytes",
+            rest.len()
+        )));
+    }
+    debug_assert_eq!(image.version, IMAGE_VERSION);
+    let mut state = State {
+        collections: Default::default(),
+        applied: image.applied,
+        last_timestamp: image.last_timestamp,
+    };
+    let malformed = |msg: String| SnapshotError::Malformed(msg);
+    let mut last_name: Option<String> = None;
+    for c in image.collections {
+        validate_collection_name(&c.name).map_err(|e| malformed(e.to_string()))?;
+        if last_name.as_ref().is_some_and(|last| *last >= c.name) {
+            return Err(malformed(format!("collection `{}` out of order", c.name)));
+        }
+        let mut last_id: Option<String> = None;
+        for (doc, _) in &c.docs {
+            let id = doc.doc.id();
+            if last_id.as_ref().is_some_and(|last| *last >= id) {
+                return Err(malformed(format!(
+                    "document {id:?} in `{}` out of order",
+                    c.name
+                )));
+            }
+            if doc.version > image.applied.lsn {
+                return Err(malformed(format!(
+                    "document {id:?} is newer than the snapshot"
+                )));
+            }
+            last_id = Some(id);
+        }
+        for (i, spec) in c.indexes.iter().enumerate() {
+            if c.indexes[..i].iter().any(|s| s.name == spec.name) {
+                return Err(malformed(format!("index `{}` appears twice", spec.name)));
+            }
+        }
+        let collection = Collection::rebuild(&c.name, c.options, c.indexes, c.docs)
+            .map_err(|e: TxnError| malformed(e.to_string()))?;
+        state.collections.insert(c.name.clone(), collection);
+        last_name = Some(c.name);
+    }
+    Ok(state)
+}

@@ -1,0 +1,173 @@
+//! The commit thread: batches writes, applies them, makes them durable with one append, and
+//! answers the writers. See the module docs of `leader` for the picture.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, oneshot};
+use tracing::{error, info, warn};
+
+use cstore_core::storage::LogStore;
+use cstore_core::{LogEntry, Lsn, Txn};
+
+use super::{LeaderConfig, Request, Shared, WriteError};
+use crate::clock::now_ms;
+
+type Reply = oneshot::Sender<Result<Lsn, WriteError>>;
+
+/// Runs until a shutdown request or until every handle is dropped.
+pub(crate) async fn run<S: LogStore>(
+    shared: Arc<Shared>,
+    mut store: S,
+    mut requests: mpsc::Receiver<Request>,
+    config: LeaderConfig,
+) {
+    let mut since_checkpoint = 0u64;
+    let mut batch: Vec<(Txn, Reply)> = Vec::with_capacity(config.batch_max);
+    loop {
+        // Wait for work, or for the next TTL deadline: expiry needs an entry to happen.
+        let first = match next_deadline(&shared) {
+            Some(wait) => match tokio::time::timeout(wait, requests.recv()).await {
+                Ok(request) => request,
+                Err(_elapsed) => {
+                    let (reply, _) = oneshot::channel();
+                    Some(Request::Write {
+                        txn: Txn::tick(),
+                        reply,
+                    })
+                }
+            },
+            None => requests.recv().await,
+        };
+        let Some(first) = first else { break };
+        let mut shutdown = None;
+        let mut next = Some(first);
+        while let Some(request) = next.take() {
+            match request {
+                Request::Write { txn, reply } => batch.push((txn, reply)),
+                Request::Shutdown { done } => {
+                    shutdown = Some(done);
+                    break;
+                }
+            }
+            if batch.len() < config.batch_max {
+                next = requests.try_recv().ok();
+            }
+        }
+        let committed = commit_batch(&shared, &mut store, &mut batch).await;
+        since_checkpoint += committed;
+        if committed > 0 && since_checkpoint >= config.checkpoint_every_entries {
+            checkpoint(&shared, &mut store).await;
+            since_checkpoint = 0;
+        }
+        if let Some(done) = shutdown {
+            // Refuse what queued up behind the shutdown request; the store is synced (every
+            // append is), so there is nothing left to flush.
+            requests.close();
+            while let Some(request) = requests.recv().await {
+                match request {
+                    Request::Write { reply, .. } => {
+                        let _ = reply.send(Err(WriteError::ShuttingDown));
+                    }
+                    Request::Shutdown { done } => {
+                        let _ = done.send(());
+                    }
+                }
+            }
+            info!("commit thread stopped");
+            let _ = done.send(());
+            return;
+        }
+    }
+}
+
+/// How long until the next document expires, if any does.
+fn next_deadline(shared: &Shared) -> Option<Duration> {
+    let at = shared.state.read().expect("poisoned").next_expiry()?;
+    Some(Duration::from_millis(at.0.saturating_sub(now_ms().0)))
+}
+
+/// Applies and persists one batch; answers every writer. Returns the entries committed.
+async fn commit_batch<S: LogStore>(
+    shared: &Shared,
+    store: &mut S,
+    batch: &mut Vec<(Txn, Reply)>,
+) -> u64 {
+    if let Some(reason) = shared.failed.lock().expect("poisoned").clone() {
+        for (_, reply) in batch.drain(..) {
+            let _ = reply.send(Err(WriteError::Storage(reason.clone())));
+        }
+        return 0;
+    }
+    let now = now_ms();
+    let mut entries = Vec::with_capacity(batch.len());
+    let mut waiting = Vec::with_capacity(batch.len());
+    {
+        let mut state = shared.state.write().expect("poisoned");
+        for (txn, reply) in batch.drain(..) {
+            let entry = LogEntry::new(state.applied(), shared.term, now, txn);
+            match state.apply(&entry) {
+                Ok(_) => {
+                    waiting.push((entry.lsn, reply));
+                    entries.push(entry);
+                }
+                Err(rejection) => {
+                    metrics::counter!("cstore_writes_total", "result" => "rejected").increment(1);
+                    let _ = reply.send(Err(WriteError::Rejected(rejection)));
+                }
+            }
+        }
+    }
+    let Some(last) = entries.last().map(|e| e.lsn) else {
+        return 0;
+    };
+    let started = Instant::now();
+    let result = store.append(&entries).await;
+    metrics::histogram!("cstore_fsync_seconds").record(started.elapsed().as_secs_f64());
+    metrics::histogram!("cstore_commit_batch_size").record(entries.len() as f64);
+    match result {
+        Ok(()) => {
+            shared.committed.store(last.0, Ordering::Release);
+            shared.committed_watch.send_replace(last);
+            metrics::counter!("cstore_writes_total", "result" => "ok")
+                .increment(waiting.len() as u64);
+            metrics::counter!("cstore_commit_batches_total").increment(1);
+            metrics::gauge!("cstore_committed_lsn").set(last.0 as f64);
+            for (lsn, reply) in waiting {
+                let _ = reply.send(Ok(lsn));
+            }
+            entries.len() as u64
+        }
+        Err(e) => {
+            // The state now holds entries that may not be on disk. Stop writing: a restart
+            // recovers exactly what is durable.
+            error!(error = %e, "log append failed; the leader stops taking writes");
+            *shared.failed.lock().expect("poisoned") = Some(e.to_string());
+            for (_, reply) in waiting {
+                let _ = reply.send(Err(WriteError::Storage(e.to_string())));
+            }
+            0
+        }
+    }
+}
+
+/// Writes a snapshot of the state and compacts the log behind it.
+async fn checkpoint<S: LogStore>(shared: &Shared, store: &mut S) {
+    let started = Instant::now();
+    let snapshot = shared.state.read().expect("poisoned").snapshot();
+    let lsn = snapshot.position.lsn;
+    let result = async {
+        store.save_snapshot(&snapshot).await?;
+        store.compact_prefix(lsn).await
+    }
+    .await;
+    match result {
+        Ok(()) => {
+            metrics::counter!("cstore_checkpoints_total").increment(1);
+            info!(%lsn, bytes = snapshot.data.len(), ms = started.elapsed().as_millis() as u64, "checkpoint written");
+        }
+        // A failed checkpoint loses nothing: the log still holds every entry.
+        Err(e) => warn!(error = %e, %lsn, "checkpoint failed; the log keeps growing"),
+    }
+}

@@ -1,0 +1,211 @@
+//! The leader: the single writer of the log.
+//!
+//! ```text
+//!  HTTP handlers ──write(txn)──► bounded queue ──► commit thread
+//!        ▲                                          │ 1. take every queued request (≤ batch_max)
+//!        │                                          │ 2. stamp the batch with the clock; for each:
+//!        │                                          │    entry = next after state.applied();
+//!        │                                          │    state.apply(entry) or reply Rejected
+//!        │                                          │ 3. store.append(entries): ONE fdatasync
+//!        └──────────── reply Ok(lsn) ◄──────────────┘ 4. committed = last lsn; reply to all
+//! ```
+//!
+//! Group commit comes from step 1: while one batch is being made durable, new requests queue up
+//! and the next batch takes them all, so N concurrent writers share one fsync. A write is
+//! acknowledged only after step 3 returned, so nothing acknowledged is ever lost.
+//!
+//! Readers take the state's read lock. They may see entries applied in step 2 whose fsync
+//! (step 3) has not returned yet; `applied_lsn` and `committed_lsn` in the status say so. Such
+//! an entry is never acknowledged to its writer before it is durable.
+//!
+//! If the store fails, the state holds entries that may not be durable: the leader stops
+//! taking writes (every later write fails with `storage_io`) and the process should be
+//! restarted, which recovers from what is on disk.
+
+mod ack;
+mod commit;
+mod recovery;
+#[cfg(test)]
+mod tests;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use tokio::sync::{mpsc, oneshot, watch};
+
+use cstore_core::doc::IdGenerator;
+use cstore_core::error::ErrorCode;
+use cstore_core::state::{Rejection, State};
+use cstore_core::storage::{LogStore, StorageError};
+use cstore_core::{Lsn, ReplicaId, Term, Txn};
+
+pub use ack::{AckPolicy, InvalidAck};
+pub use recovery::StartError;
+
+/// Tunables of the leader.
+#[derive(Clone, Debug)]
+pub struct LeaderConfig {
+    /// Most transactions in one batch (one fsync).
+    pub batch_max: usize,
+    /// Most writes waiting for the commit thread; further writers wait (backpressure).
+    pub queue_max: usize,
+    /// Write a snapshot and compact the log after this many entries.
+    pub checkpoint_every_entries: u64,
+}
+
+impl Default for LeaderConfig {
+    fn default() -> LeaderConfig {
+        LeaderConfig {
+            batch_max: 8192,
+            queue_max: 65_536,
+            checkpoint_every_entries: 100_000,
+        }
+    }
+}
+
+/// Why a write did not happen.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WriteError {
+    /// The transaction was validated and refused; nothing changed.
+    #[error(transparent)]
+    Rejected(#[from] Rejection),
+    /// The server is stopping and takes no more writes.
+    #[error("the server is shutting down")]
+    ShuttingDown,
+    /// The store failed; the leader takes no more writes until restarted.
+    #[error("storage failed: {0}")]
+    Storage(String),
+}
+
+impl ErrorCode for WriteError {
+    fn code(&self) -> &'static str {
+        match self {
+            WriteError::Rejected(r) => r.code(),
+            WriteError::ShuttingDown => "shutting_down",
+            WriteError::Storage(_) => "storage_io",
+        }
+    }
+}
+
+/// What `/v1/status` reports about the leader.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LeaderStatus {
+    /// This node's identity.
+    pub node_id: ReplicaId,
+    /// The current term.
+    pub term: Term,
+    /// The last entry applied to the state (possibly not yet durable).
+    pub applied_lsn: Lsn,
+    /// The last entry known durable on the leader.
+    pub committed_lsn: Lsn,
+}
+
+/// A request to the commit thread.
+pub(crate) enum Request {
+    Write {
+        txn: Txn,
+        reply: oneshot::Sender<Result<Lsn, WriteError>>,
+    },
+    Shutdown {
+        done: oneshot::Sender<()>,
+    },
+}
+
+/// State shared between the handle and the commit thread.
+pub(crate) struct Shared {
+    pub(crate) state: RwLock<State>,
+    pub(crate) committed: AtomicU64,
+    pub(crate) committed_watch: watch::Sender<Lsn>,
+    pub(crate) term: Term,
+    pub(crate) node_id: ReplicaId,
+    pub(crate) ids: Mutex<IdGenerator>,
+    pub(crate) closing: AtomicBool,
+    pub(crate) failed: Mutex<Option<String>>,
+}
+
+/// A cheap, cloneable handle to the leader.
+#[derive(Clone)]
+pub struct Leader {
+    shared: Arc<Shared>,
+    requests: mpsc::Sender<Request>,
+}
+
+impl std::fmt::Debug for Leader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Leader")
+            .field("status", &self.status())
+            .finish()
+    }
+}
+
+impl Leader {
+    /// Recovers the state from `store` (snapshot, then the log after it) and starts the commit
+    /// thread. Refuses to start on a log that does not replay.
+    pub async fn open<S>(store: S, config: LeaderConfig) -> Result<Leader, StartError>
+    where
+        S: LogStore + Send + 'static,
+    {
+        recovery::open(store, config).await
+    }
+
+    /// Commits a transaction: returns its LSN once it is durable, or why it was refused.
+    pub async fn write(&self, txn: Txn) -> Result<Lsn, WriteError> {
+        if let Some(reason) = self.shared.failed.lock().expect("poisoned").clone() {
+            return Err(WriteError::Storage(reason));
+        }
+        if self.shared.closing.load(Ordering::Acquire) {
+            return Err(WriteError::ShuttingDown);
+        }
+        let (reply, answer) = oneshot::channel();
+        self.requests
+            .send(Request::Write { txn, reply })
+            .await
+            .map_err(|_| WriteError::ShuttingDown)?;
+        answer.await.unwrap_or(Err(WriteError::ShuttingDown))
+    }
+
+    /// Runs `f` on the current state under the read lock. Keep `f` short: it delays commits.
+    pub fn read<R>(&self, f: impl FnOnce(&State) -> R) -> R {
+        f(&self.shared.state.read().expect("state lock poisoned"))
+    }
+
+    /// Role-independent facts for `/v1/status`.
+    pub fn status(&self) -> LeaderStatus {
+        LeaderStatus {
+            node_id: self.shared.node_id,
+            term: self.shared.term,
+            applied_lsn: self.read(|s| s.applied().lsn),
+            committed_lsn: Lsn(self.shared.committed.load(Ordering::Acquire)),
+        }
+    }
+
+    /// A new document id (time-ordered, unique within this leader).
+    pub fn generate_id(&self) -> String {
+        self.shared
+            .ids
+            .lock()
+            .expect("poisoned")
+            .next_id(crate::clock::now_ms())
+    }
+
+    /// Watches the committed (durable) LSN; replication streams wake on it.
+    pub fn committed(&self) -> watch::Receiver<Lsn> {
+        self.shared.committed_watch.subscribe()
+    }
+
+    /// Stops taking writes, commits what is queued, syncs, and stops the commit thread. Writes
+    /// after this fail with `shutting_down`. Safe to call more than once.
+    pub async fn shutdown(&self) {
+        self.shared.closing.store(true, Ordering::Release);
+        let (done, finished) = oneshot::channel();
+        if self.requests.send(Request::Shutdown { done }).await.is_ok() {
+            let _ = finished.await;
+        }
+    }
+}
+
+impl From<StorageError> for WriteError {
+    fn from(e: StorageError) -> WriteError {
+        WriteError::Storage(e.to_string())
+    }
+}

@@ -1,0 +1,110 @@
+//! Starting a leader: rebuild the state from the last snapshot and the log after it, then
+//! start the commit thread.
+
+use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Instant;
+
+use tokio::sync::{mpsc, watch};
+use tracing::info;
+
+use cstore_core::doc::IdGenerator;
+use cstore_core::state::{Rejection, SnapshotError, State};
+use cstore_core::storage::{LogStore, Metadata, StorageError};
+use cstore_core::{Lsn, ReplicaId, Term};
+
+use super::{Leader, LeaderConfig, Shared, commit};
+
+/// Entries read from the store per step of replay.
+const REPLAY_CHUNK: u64 = 4096;
+
+/// Why the leader could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error("the snapshot does not load: {0}")]
+    Snapshot(#[from] SnapshotError),
+    #[error("entry {lsn} does not replay onto the state: {rejection}")]
+    Replay { lsn: Lsn, rejection: Rejection },
+    #[error("the log ends at {log_last} but the snapshot is at {snapshot}")]
+    Gap { log_last: Lsn, snapshot: Lsn },
+    #[error("could not start the commit thread: {0}")]
+    Thread(std::io::Error),
+}
+
+pub(super) async fn open<S>(mut store: S, config: LeaderConfig) -> Result<Leader, StartError>
+where
+    S: LogStore + Send + 'static,
+{
+    let started = Instant::now();
+    let metadata = match store.load_metadata().await? {
+        Some(metadata) => metadata,
+        None => {
+            let metadata = Metadata {
+                term: Term(1),
+                node_id: ReplicaId(rand::random()),
+            };
+            store.save_metadata(&metadata).await?;
+            metadata
+        }
+    };
+    let mut state = match store.load_snapshot().await? {
+        Some(snapshot) => State::from_snapshot(&snapshot)?,
+        None => State::new(),
+    };
+    let log = store.state().await?;
+    if log.last.lsn < state.applied().lsn {
+        return Err(StartError::Gap {
+            log_last: log.last.lsn,
+            snapshot: state.applied().lsn,
+        });
+    }
+    let mut replayed = 0u64;
+    let mut next = state.applied().lsn.next();
+    while next <= log.last.lsn {
+        let to = Lsn((next.0 + REPLAY_CHUNK).min(log.last.lsn.0 + 1));
+        for entry in store.read_range(next, to).await? {
+            state
+                .apply(&entry)
+                .map_err(|rejection| StartError::Replay {
+                    lsn: entry.lsn,
+                    rejection,
+                })?;
+            replayed += 1;
+        }
+        next = to;
+    }
+    let applied = state.applied();
+    info!(
+        lsn = %applied.lsn,
+        replayed,
+        ms = started.elapsed().as_millis() as u64,
+        node_id = %metadata.node_id,
+        "state recovered"
+    );
+    let (committed_watch, _) = watch::channel(applied.lsn);
+    let shared = Arc::new(Shared {
+        state: RwLock::new(state),
+        committed: AtomicU64::new(applied.lsn.0),
+        committed_watch,
+        term: metadata.term,
+        node_id: metadata.node_id,
+        ids: Mutex::new(IdGenerator::new(rand::random())),
+        closing: AtomicBool::new(false),
+        failed: Mutex::new(None),
+    });
+    let (requests, receiver) = mpsc::channel(config.queue_max);
+    let thread_shared = Arc::clone(&shared);
+    std::thread::Builder::new()
+        .name("cstore-commit".into())
+        .spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .build()
+                .expect("a current-thread runtime builds");
+            runtime.block_on(commit::run(thread_shared, store, receiver, config));
+        })
+        .map_err(StartError::Thread)?;
+    Ok(Leader { shared, requests })
+}
