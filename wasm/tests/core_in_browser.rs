@@ -241,18 +241,17 @@ fn index_keys_preserve_order() {
 
 #[cfg(target_arch = "wasm32")]
 mod storage {
-    //! `MemoryStore` through the `LogStore` trait, awaited on the browser's event loop.
+    //! The storage conformance suite on `MemoryStore`, awaited on the browser's event loop:
+    //! the same suite, on the same executor, that the IndexedDB store will have to pass.
 
-    use cstore_core::storage::{LogState, LogStore, MemoryStore, Metadata, StorageError};
-    use cstore_core::{LogPosition, Lsn, ReplicaId, Snapshot, Term};
+    use cstore_core::storage::MemoryStore;
+    use cstore_core::storage::conformance::{self, StoreHarness};
     use wasm_bindgen::JsValue;
     use wasm_bindgen_futures::{JsFuture, js_sys};
     use wasm_bindgen_test::wasm_bindgen_test;
 
-    use super::chain;
-
-    /// Yields to the browser's event loop once, so the test really crosses an await point
-    /// that JavaScript resolves (a resolved Promise, through wasm-bindgen-futures).
+    /// Yields to the browser's event loop once, so the suite really crosses await points that
+    /// JavaScript resolves (a resolved Promise, through wasm-bindgen-futures).
     async fn yield_to_browser() {
         let resolved = js_sys::Promise::resolve(&JsValue::UNDEFINED);
         JsFuture::from(resolved)
@@ -260,81 +259,39 @@ mod storage {
             .expect("a resolved promise resolves");
     }
 
-    /// Appends, reads, truncates and compacts through the trait only.
-    async fn exercise_log<S: LogStore>(store: &mut S) {
-        let entries = chain(10);
-        assert_eq!(
-            store.state().await.unwrap(),
-            LogState {
-                first: Lsn(1),
-                last: LogPosition::START
-            }
-        );
-        store.append(&entries[..6]).await.unwrap();
-        yield_to_browser().await;
-        store.append(&entries[6..]).await.unwrap();
-        let state = store.state().await.unwrap();
-        assert_eq!(state.first, Lsn(1));
-        assert_eq!(state.last, entries[9].position());
-        assert_eq!(
-            store.read_range(Lsn(3), Lsn(6)).await.unwrap(),
-            entries[2..5]
-        );
+    /// Memory has nothing to reopen; the harness yields to the browser at each step instead.
+    #[derive(Debug, Default)]
+    struct BrowserMemoryHarness {
+        created: usize,
+        reopened: usize,
+    }
 
-        // An entry that does not continue the chain is refused.
-        let err = store.append(&entries[3..4]).await.unwrap_err();
-        assert!(matches!(err, StorageError::NotContiguous { .. }), "{err:?}");
+    impl StoreHarness for BrowserMemoryHarness {
+        type Store = MemoryStore;
 
-        store.truncate_suffix(Lsn(9)).await.unwrap();
-        assert_eq!(store.state().await.unwrap().last, entries[7].position());
-        store.compact_prefix(Lsn(4)).await.unwrap();
-        let state = store.state().await.unwrap();
-        assert_eq!(state.first, Lsn(5));
-        assert!(matches!(
-            store.read_range(Lsn(2), Lsn(6)).await,
-            Err(StorageError::Missing(_))
-        ));
-        assert_eq!(
-            store.read_range(Lsn(5), Lsn(9)).await.unwrap(),
-            entries[4..8]
-        );
+        async fn create(&mut self) -> MemoryStore {
+            yield_to_browser().await;
+            self.created += 1;
+            MemoryStore::new()
+        }
+
+        async fn reopen(&mut self, store: MemoryStore) -> MemoryStore {
+            yield_to_browser().await;
+            self.reopened += 1;
+            store
+        }
     }
 
     #[wasm_bindgen_test]
-    async fn memory_store_log_through_the_trait() {
-        exercise_log(&mut MemoryStore::new()).await;
-    }
-
-    #[wasm_bindgen_test]
-    async fn memory_store_snapshot_and_metadata() {
-        let mut store = MemoryStore::new();
-        assert_eq!(store.load_snapshot().await.unwrap(), None);
-        assert_eq!(store.load_metadata().await.unwrap(), None);
-
-        let metadata = Metadata {
-            term: Term(7),
-            node_id: ReplicaId(0xfeed),
-        };
-        store.save_metadata(&metadata).await.unwrap();
-        yield_to_browser().await;
-        assert_eq!(store.load_metadata().await.unwrap(), Some(metadata));
-
-        // A snapshot beyond the log restarts the log after it (a replica's bootstrap).
-        let entries = chain(3);
-        let snapshot = Snapshot::new(entries[2].position(), b"state bytes".to_vec());
-        assert!(snapshot.verify());
-        store.save_snapshot(&snapshot).await.unwrap();
-        let loaded = store
-            .load_snapshot()
-            .await
-            .unwrap()
-            .expect("snapshot saved");
-        assert_eq!(loaded, snapshot);
-        let state = store.state().await.unwrap();
-        assert_eq!(state.last, entries[2].position());
-        assert_eq!(state.first, Lsn(4));
-        let next = chain(4).pop().expect("four entries");
-        store.append(std::slice::from_ref(&next)).await.unwrap();
-        assert_eq!(store.state().await.unwrap().last, next.position());
+    async fn memory_store_passes_the_conformance_suite() {
+        let mut harness = BrowserMemoryHarness::default();
+        conformance::test_all(&mut harness).await;
+        // The suite ran its properties (one store each) and reopened after them.
+        assert!(harness.created >= 20, "created {}", harness.created);
+        assert!(
+            harness.reopened >= harness.created,
+            "reopened {}",
+            harness.reopened
+        );
     }
 }
