@@ -136,7 +136,10 @@ fn populated() -> State {
         collection: "users".into(),
         spec: IndexSpec::single("by_email", "email").unique(),
     });
-    for entry in entries(&state, std::iter::once(unique).chain((0..100_000).map(insert_op))) {
+    for entry in entries(
+        &state,
+        std::iter::once(unique).chain((0..100_000).map(insert_op)),
+    ) {
         state.apply(&entry).unwrap();
     }
     state

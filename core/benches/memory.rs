@@ -21,7 +21,9 @@ fn rss_bytes() -> u64 {
 
 /// A user document; `padding` bytes of biography make it larger.
 fn user(i: u64, padding: usize) -> RawDoc {
-    const CITIES: [&str; 8] = ["Oslo", "Rome", "Lima", "Pune", "Kyiv", "Baku", "Doha", "Riga"];
+    const CITIES: [&str; 8] = [
+        "Oslo", "Rome", "Lima", "Pune", "Kyiv", "Baku", "Doha", "Riga",
+    ];
     let mut doc = json!({
         "_id": format!("u{i:08}"), "name": format!("user {i}"), "email": format!("user{i}@example.com"),
         "age": i % 90, "city": CITIES[(i % 8) as usize], "active": i % 3 == 0,
@@ -35,9 +37,22 @@ fn user(i: u64, padding: usize) -> RawDoc {
 /// Applies N inserts in batches of 1,000 per entry and returns (encoded bytes, RSS growth).
 fn measure(n: u64, padding: usize, indexes: &[IndexSpec]) -> (u64, u64) {
     let mut state = State::new();
-    let mut ops = vec![Op::CreateCollection { collection: "users".into(), options: CollectionOptions::default() }];
-    ops.extend(indexes.iter().map(|spec| Op::CreateIndex { collection: "users".into(), spec: spec.clone() }));
-    state.apply(&LogEntry::new(state.applied(), Term(1), TimestampMs(1), Txn { ops })).unwrap();
+    let mut ops = vec![Op::CreateCollection {
+        collection: "users".into(),
+        options: CollectionOptions::default(),
+    }];
+    ops.extend(indexes.iter().map(|spec| Op::CreateIndex {
+        collection: "users".into(),
+        spec: spec.clone(),
+    }));
+    state
+        .apply(&LogEntry::new(
+            state.applied(),
+            Term(1),
+            TimestampMs(1),
+            Txn { ops },
+        ))
+        .unwrap();
     let before = rss_bytes();
     let mut encoded = 0u64;
     let mut i = 0;
@@ -46,7 +61,10 @@ fn measure(n: u64, padding: usize, indexes: &[IndexSpec]) -> (u64, u64) {
             .map(|j| {
                 let doc = user(j, padding);
                 encoded += doc.len() as u64;
-                Op::Insert { collection: "users".into(), doc }
+                Op::Insert {
+                    collection: "users".into(),
+                    doc,
+                }
             })
             .collect();
         i += ops.len() as u64;
@@ -64,7 +82,10 @@ fn cases() -> Vec<(&'static str, Vec<IndexSpec>)> {
         ("age", vec![IndexSpec::single("by_age", "age")]),
         (
             "age, email (unique)",
-            vec![IndexSpec::single("by_age", "age"), IndexSpec::single("by_email", "email").unique()],
+            vec![
+                IndexSpec::single("by_age", "age"),
+                IndexSpec::single("by_email", "email").unique(),
+            ],
         ),
     ]
 }
@@ -87,17 +108,30 @@ fn main() {
         }
     }
     // Parent (`cargo bench` passes `--bench`; a numeric argument sets N).
-    let n: u64 = args.iter().skip(1).find_map(|a| a.parse().ok()).unwrap_or(1_000_000);
+    let n: u64 = args
+        .iter()
+        .skip(1)
+        .find_map(|a| a.parse().ok())
+        .unwrap_or(1_000_000);
     let exe = std::env::current_exe().unwrap();
     println!("| documents | encoded bytes/doc | indexes | resident bytes/doc | ratio |");
     println!("|---:|---:|---|---:|---:|");
     for padding in [0usize, 300] {
         for case in 0..cases().len() {
             let out = std::process::Command::new(&exe)
-                .args(["case", &case.to_string(), &padding.to_string(), &n.to_string()])
+                .args([
+                    "case",
+                    &case.to_string(),
+                    &padding.to_string(),
+                    &n.to_string(),
+                ])
                 .output()
                 .unwrap();
-            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
             print!("{}", String::from_utf8_lossy(&out.stdout));
         }
     }

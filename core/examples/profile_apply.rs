@@ -59,7 +59,10 @@ fn main() {
         n as f64 / elapsed.as_secs_f64()
     );
     // With a second argument, also run that many indexed point queries.
-    let queries: u32 = std::env::args().nth(2).and_then(|a| a.parse().ok()).unwrap_or(0);
+    let queries: u32 = std::env::args()
+        .nth(2)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(0);
     if queries > 0 {
         let users = state.collection("users").unwrap();
         let filter = json!({"filter": {"age": 42}, "limit": 1});
@@ -68,6 +71,9 @@ fn main() {
         for _ in 0..queries {
             std::hint::black_box(cstore_core::query::find(users, &query).unwrap().docs.len());
         }
-        println!("{queries} point queries: {:?} each", start.elapsed() / queries);
+        println!(
+            "{queries} point queries: {:?} each",
+            start.elapsed() / queries
+        );
     }
 }
