@@ -28,7 +28,7 @@ pub fn user(i: u64) -> RawDoc {
         "email": format!("user{i}@example.com"),
         "age": i % 90,
         "city": CITIES[(i % 8) as usize],
-        "active": i % 3 == 0,
+        "active": i.is_multiple_of(3),
     }))
     .unwrap()
 }

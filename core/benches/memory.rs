@@ -26,7 +26,7 @@ fn user(i: u64, padding: usize) -> RawDoc {
     ];
     let mut doc = json!({
         "_id": format!("u{i:08}"), "name": format!("user {i}"), "email": format!("user{i}@example.com"),
-        "age": i % 90, "city": CITIES[(i % 8) as usize], "active": i % 3 == 0,
+        "age": i % 90, "city": CITIES[(i % 8) as usize], "active": i.is_multiple_of(3),
     });
     if padding > 0 {
         doc["bio"] = json!("lorem ipsum ".repeat(padding / 12 + 1)[..padding]);
@@ -93,19 +93,19 @@ fn cases() -> Vec<(&'static str, Vec<IndexSpec>)> {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     // Child: `memory case <index> <padding> <n>` measures one case and prints one row.
-    if let [_, word, case, padding, n] = &args[..] {
-        if word == "case" {
-            let (name, indexes) = cases().swap_remove(case.parse().unwrap());
-            let n: u64 = n.parse().unwrap();
-            let (encoded, grown) = measure(n, padding.parse().unwrap(), &indexes);
-            println!(
-                "| {n} | {:.0} | {name} | {:.0} | {:.2}x |",
-                encoded as f64 / n as f64,
-                grown as f64 / n as f64,
-                grown as f64 / encoded as f64
-            );
-            return;
-        }
+    if let [_, word, case, padding, n] = &args[..]
+        && word == "case"
+    {
+        let (name, indexes) = cases().swap_remove(case.parse().unwrap());
+        let n: u64 = n.parse().unwrap();
+        let (encoded, grown) = measure(n, padding.parse().unwrap(), &indexes);
+        println!(
+            "| {n} | {:.0} | {name} | {:.0} | {:.2}x |",
+            encoded as f64 / n as f64,
+            grown as f64 / n as f64,
+            grown as f64 / encoded as f64
+        );
+        return;
     }
     // Parent (`cargo bench` passes `--bench`; a numeric argument sets N).
     let n: u64 = args

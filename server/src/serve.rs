@@ -124,13 +124,13 @@ pub async fn run(args: ServeArgs, shutdown: impl Future<Output = ()>) -> Result<
             reason: "no addresses".into(),
         });
     }
-    if key.is_none() {
-        if let Some(addr) = addrs.iter().find(|a| !a.ip().is_loopback()) {
-            if !args.insecure {
-                return Err(ServeError::InsecureListen { addr: *addr });
-            }
-            warn!(%addr, "listening without auth on a non-loopback address (--insecure)");
+    if key.is_none()
+        && let Some(addr) = addrs.iter().find(|a| !a.ip().is_loopback())
+    {
+        if !args.insecure {
+            return Err(ServeError::InsecureListen { addr: *addr });
         }
+        warn!(%addr, "listening without auth on a non-loopback address (--insecure)");
     }
     let listener = TcpListener::bind(addrs.as_slice())
         .await

@@ -232,10 +232,10 @@ pub struct StoredDoc {
 /// Gives `value` a generated `_id` when it has none. Values that are not objects are left
 /// alone for validation to refuse.
 pub fn ensure_id(value: &mut Value, ids: &mut IdGenerator, now: TimestampMs) {
-    if let Value::Object(map) = value {
-        if !map.contains_key(ID_FIELD) {
-            map.insert(ID_FIELD.to_string(), Value::String(ids.next_id(now)));
-        }
+    if let Value::Object(map) = value
+        && !map.contains_key(ID_FIELD)
+    {
+        map.insert(ID_FIELD.to_string(), Value::String(ids.next_id(now)));
     }
 }
 

@@ -165,14 +165,14 @@ impl Collection {
             for index in indexes.iter() {
                 let old_key = old.as_ref().and_then(|v| index.key_for(v));
                 let new_key = new.as_ref().and_then(|(_, v)| index.key_for(*v));
-                if let Some(key) = &new_key {
-                    if let Some(existing) = index.conflict(key, id) {
-                        return Err(TxnError::UniqueViolation {
-                            collection: name.to_string(),
-                            index: index.spec().name.clone(),
-                            existing,
-                        });
-                    }
+                if let Some(key) = &new_key
+                    && let Some(existing) = index.conflict(key, id)
+                {
+                    return Err(TxnError::UniqueViolation {
+                        collection: name.to_string(),
+                        index: index.spec().name.clone(),
+                        existing,
+                    });
                 }
                 moves.push((old_key, new_key));
             }

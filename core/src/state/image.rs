@@ -91,10 +91,10 @@ struct CollectionImage {
 }
 
 pub(super) fn decode(bytes: &[u8]) -> Result<State, SnapshotError> {
-    if let Some(&version) = bytes.first() {
-        if version != IMAGE_VERSION {
-            return Err(SnapshotError::UnknownVersion(version));
-        }
+    if let Some(&version) = bytes.first()
+        && version != IMAGE_VERSION
+    {
+        return Err(SnapshotError::UnknownVersion(version));
     }
     let (image, rest): (Image, _) =
         postcard::take_from_bytes(bytes).map_err(|e| SnapshotError::Malformed(e.to_string()))?;

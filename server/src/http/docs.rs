@@ -28,10 +28,10 @@ pub async fn insert(
     _: Ack,
     JsonBody(mut value): DocBody,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    if let Value::Object(map) = &mut value {
-        if !map.contains_key(ID_FIELD) {
-            map.insert(ID_FIELD.into(), Value::String(app.leader.generate_id()));
-        }
+    if let Value::Object(map) = &mut value
+        && !map.contains_key(ID_FIELD)
+    {
+        map.insert(ID_FIELD.into(), Value::String(app.leader.generate_id()));
     }
     let doc = RawDoc::from_value(&value)?;
     let id = doc.id();

@@ -126,10 +126,10 @@ fn parse_op(leader: &Leader, op: Value) -> Result<Op, ApiError> {
     let op = match op {
         WireOp::Insert { collection, doc } => {
             let mut doc = doc;
-            if let Value::Object(map) = &mut doc {
-                if !map.contains_key(ID_FIELD) {
-                    map.insert(ID_FIELD.into(), Value::String(leader.generate_id()));
-                }
+            if let Value::Object(map) = &mut doc
+                && !map.contains_key(ID_FIELD)
+            {
+                map.insert(ID_FIELD.into(), Value::String(leader.generate_id()));
             }
             Op::Insert {
                 collection,

@@ -118,11 +118,12 @@ impl FileStore {
             scratch: Vec::new(),
             _lock: lock,
         };
-        if let Some((_, header)) = snapshot {
-            if header.resets_log && store.compacted.lsn < header.position.lsn {
-                // A crash came between the snapshot's rename and the log's reset: finish it.
-                store.set_compaction_point(header.position)?;
-            }
+        if let Some((_, header)) = snapshot
+            && header.resets_log
+            && store.compacted.lsn < header.position.lsn
+        {
+            // A crash came between the snapshot's rename and the log's reset: finish it.
+            store.set_compaction_point(header.position)?;
         }
         store.check_compaction_point()?;
         store.last = match scan.last {
