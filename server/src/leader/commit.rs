@@ -75,6 +75,8 @@ pub(crate) async fn run<S: LogStore>(
                     }
                 }
             }
+            // Close the store (and release its directory lock) before saying we are done.
+            drop(store);
             info!("commit thread stopped");
             let _ = done.send(());
             return;

@@ -193,8 +193,9 @@ impl Leader {
         self.shared.committed_watch.subscribe()
     }
 
-    /// Stops taking writes, commits what is queued, syncs, and stops the commit thread. Writes
-    /// after this fail with `shutting_down`. Safe to call more than once.
+    /// Stops taking writes, commits what is queued, stops the commit thread and closes the store
+    /// (releasing its directory lock). Writes after this fail with `shutting_down`. Safe to call
+    /// more than once.
     pub async fn shutdown(&self) {
         self.shared.closing.store(true, Ordering::Release);
         let (done, finished) = oneshot::channel();

@@ -238,3 +238,37 @@ async fn a_failed_append_stops_writes_and_never_acknowledges() {
     assert_eq!(reopened.status().applied_lsn, Lsn(1));
     reopened.shutdown().await;
 }
+
+/// The same leader over the real file WAL: writes, a checkpoint, a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn file_store_round_trip_with_checkpoints() {
+    let dir = std::env::temp_dir().join(format!("cstore-leader-{}", rand::random::<u64>()));
+    let config = LeaderConfig {
+        checkpoint_every_entries: 50,
+        ..LeaderConfig::default()
+    };
+    let store = crate::wal::FileStore::open(&dir).unwrap();
+    let leader = Leader::open(store, config.clone()).await.unwrap();
+    let writes: Vec<_> = (0..200)
+        .map(|i| {
+            let leader = leader.clone();
+            tokio::spawn(async move { leader.write(insert(&format!("d{i}"), i)).await })
+        })
+        .collect();
+    for write in writes {
+        write.await.unwrap().unwrap();
+    }
+    let hash = leader.read(|s| s.state_hash());
+    leader.shutdown().await;
+    // Shutdown has closed the store, so it opens again at once (its directory lock is free).
+    let store = crate::wal::FileStore::open(&dir).unwrap();
+    assert!(
+        store.load_snapshot_blocking().unwrap().is_some(),
+        "a checkpoint was written"
+    );
+    let reopened = Leader::open(store, config).await.unwrap();
+    assert_eq!(reopened.read(|s| s.state_hash()), hash);
+    assert_eq!(reopened.status().applied_lsn, Lsn(200));
+    reopened.shutdown().await;
+    std::fs::remove_dir_all(&dir).ok();
+}
