@@ -1,1 +1,32 @@
-//! Helpers for integration tests.
+//! Harness for integration tests that drive real `cstore` processes over loopback HTTP.
+//!
+//! Unit tests inside each crate prove the parts; these tests prove the product a user runs: one
+//! binary, one data dir, an HTTP contract (`docs/HTTP_API.md`). So every test here starts a real
+//! server process on `127.0.0.1`, talks to it only through that contract, and may kill it with
+//! SIGKILL, stop it with SIGTERM, damage its files and start it again.
+//!
+//! ```text
+//!  test ──► ServerProcess::start ──► binary::cstore_binary()  (find target/<profile>/cstore,
+//!    │            │                                              `cargo build` it once)
+//!    │            ├─ fresh temp dir: data/ (--data-dir), logs/ (stdout, stderr per start)
+//!    │            ├─ spawn `cstore serve --listen 127.0.0.1:<free port> ...`
+//!    │            └─ poll GET /v1/health (bounded), or fail with the server's stderr
+//!    ├──► Client (blocking HTTP/1.1) ──► requests, replies with status and JSON body
+//!    └──► kill9() / terminate() / restart() ── by the recorded PID, never by name
+//! ```
+//!
+//! Processes never outlive the test: `Drop` of [`ServerProcess`] kills its child by PID and
+//! removes its temp dir (unless asked to keep it for inspection).
+
+pub mod binary;
+pub mod client;
+pub mod dirs;
+pub mod error;
+pub mod seed;
+pub mod server;
+pub mod token;
+pub mod workload;
+
+pub use client::{Client, Reply};
+pub use error::HarnessError;
+pub use server::{ServerOptions, ServerProcess, StartOutcome};
