@@ -51,7 +51,8 @@ impl BuildLayout {
 
     /// Where `cstore` is in this layout.
     pub fn cstore_path(&self) -> PathBuf {
-        self.profile_dir.join(format!("cstore{}", std::env::consts::EXE_SUFFIX))
+        self.profile_dir
+            .join(format!("cstore{}", std::env::consts::EXE_SUFFIX))
     }
 }
 
@@ -77,7 +78,10 @@ fn find_or_build() -> Result<PathBuf, HarnessError> {
     }
     let exe = std::env::current_exe().map_err(|e| HarnessError::io("current_exe", e))?;
     let layout = BuildLayout::from_exe(&exe).ok_or_else(|| {
-        HarnessError::Binary(format!("cannot derive the target dir from {}", exe.display()))
+        HarnessError::Binary(format!(
+            "cannot derive the target dir from {}",
+            exe.display()
+        ))
     })?;
     build(&layout)?;
     let path = layout.cstore_path();

@@ -26,10 +26,8 @@ impl TempRoot {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.subsec_nanos())
             .unwrap_or(0);
-        let path = std::env::temp_dir().join(format!(
-            "cstore-{tag}-{}-{n}-{nanos}",
-            std::process::id()
-        ));
+        let path =
+            std::env::temp_dir().join(format!("cstore-{tag}-{}-{n}-{nanos}", std::process::id()));
         std::fs::create_dir(&path)
             .map_err(|e| HarnessError::io(format!("creating {}", path.display()), e))?;
         Ok(TempRoot { path, keep: false })
@@ -72,9 +70,8 @@ pub fn copy_tree(from: &Path, to: &Path) -> Result<(), HarnessError> {
         if kind.is_dir() {
             copy_tree(&entry.path(), &target)?;
         } else if kind.is_file() {
-            std::fs::copy(entry.path(), &target).map_err(|e| {
-                HarnessError::io(format!("copying {}", entry.path().display()), e)
-            })?;
+            std::fs::copy(entry.path(), &target)
+                .map_err(|e| HarnessError::io(format!("copying {}", entry.path().display()), e))?;
         }
     }
     Ok(())

@@ -3,7 +3,10 @@
 //! the command that failed).
 
 /// A failure of the harness itself (not an assertion about the server's behaviour).
-#[derive(Debug, thiserror::Error)]
+///
+/// `Debug` prints the same text as `Display`, so `expect()` shows the server's stderr as lines
+/// rather than one escaped string.
+#[derive(thiserror::Error)]
 pub enum HarnessError {
     /// A file or process operation failed.
     #[error("{context}: {source}")]
@@ -25,7 +28,9 @@ pub enum HarnessError {
         stderr: String,
     },
     /// The server did not exit within the bound after SIGTERM.
-    #[error("server (pid {pid}) did not exit within {timeout_ms} ms\n--- server stderr ---\n{stderr}")]
+    #[error(
+        "server (pid {pid}) did not exit within {timeout_ms} ms\n--- server stderr ---\n{stderr}"
+    )]
     ExitTimeout {
         /// The server's PID.
         pid: u32,
@@ -55,6 +60,12 @@ pub enum HarnessError {
         /// Its stderr.
         stderr: String,
     },
+}
+
+impl std::fmt::Debug for HarnessError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self, f)
+    }
 }
 
 impl HarnessError {

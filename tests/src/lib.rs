@@ -22,6 +22,7 @@ pub mod binary;
 pub mod client;
 pub mod dirs;
 pub mod error;
+pub mod load;
 pub mod seed;
 pub mod server;
 pub mod token;

@@ -151,7 +151,10 @@ fn run_writer(client: &Client, prefix: &str, stop: &AtomicBool, acked: &AtomicU6
                 log.acked.push((attempt, lsn));
                 acked.fetch_add(1, Ordering::AcqRel);
             }
-            Ok(reply) if reply.status == 503 && reply.error_code().as_deref() == Some("shutting_down") => {
+            Ok(reply)
+                if reply.status == 503
+                    && reply.error_code().as_deref() == Some("shutting_down") =>
+            {
                 log.shutting_down += 1;
                 log.unacked.push(attempt);
                 break;
@@ -214,12 +217,16 @@ pub fn check_durability(client: &Client, logs: &[WriterLog]) -> DurabilityReport
     let pair_a = present(PAIR[0]);
     let pair_b = present(PAIR[1]);
     let mut found = BTreeSet::new();
-    for (collection, docs, pair) in [(SINGLE, &single, false), (PAIR[0], &pair_a, true), (PAIR[1], &pair_b, true)] {
+    for (collection, docs, pair) in [
+        (SINGLE, &single, false),
+        (PAIR[0], &pair_a, true),
+        (PAIR[1], &pair_b, true),
+    ] {
         for (id, doc) in docs {
             match attempts.get(id) {
-                None => report
-                    .violations
-                    .push(format!("{collection}/{id} present but never attempted: {doc}")),
+                None => report.violations.push(format!(
+                    "{collection}/{id} present but never attempted: {doc}"
+                )),
                 Some((attempt, _)) => {
                     if attempt.pair != pair || *doc != doc_of(attempt) {
                         report.violations.push(format!(
@@ -232,10 +239,14 @@ pub fn check_durability(client: &Client, logs: &[WriterLog]) -> DurabilityReport
             }
         }
     }
-    for id in pair_a.keys().collect::<BTreeSet<_>>().symmetric_difference(&pair_b.keys().collect()) {
-        report
-            .violations
-            .push(format!("pair txn {id} half-applied (in only one of {PAIR:?})"));
+    for id in pair_a
+        .keys()
+        .collect::<BTreeSet<_>>()
+        .symmetric_difference(&pair_b.keys().collect())
+    {
+        report.violations.push(format!(
+            "pair txn {id} half-applied (in only one of {PAIR:?})"
+        ));
     }
     for (id, (_, acked)) in &attempts {
         match (acked, found.contains(id)) {

@@ -61,7 +61,11 @@ fn assert_index_answers(client: &Client, expected: &BTreeMap<String, Value>) {
         )
         .unwrap()
         .expect_status(200);
-    assert!(body["plan"].to_string().contains("by_rank"), "{}", body["plan"]);
+    assert!(
+        body["plan"].to_string().contains("by_rank"),
+        "{}",
+        body["plan"]
+    );
     let got: Vec<&Value> = body["docs"].as_array().unwrap().iter().collect();
     let want: Vec<&Value> = expected.values().filter(|d| d["rank"] == 7).collect();
     assert_eq!(got, want);
@@ -77,7 +81,11 @@ fn a_thousand_writes_across_checkpoints_survive_restarts() {
     let client = server.client();
     write_workload(&client);
     let (lsn, docs) = contents(&client);
-    assert_eq!(docs.len(), DOCS - DOCS / 10, "every 10th document was deleted");
+    assert_eq!(
+        docs.len(),
+        DOCS - DOCS / 10,
+        "every 10th document was deleted"
+    );
     assert!(lsn > 1_000, "at least one entry per insert: {lsn}");
     for (id, doc) in &docs {
         let i: usize = id[1..].parse().unwrap();
@@ -87,7 +95,11 @@ fn a_thousand_writes_across_checkpoints_survive_restarts() {
     let status = server.terminate(10_000).expect("clean stop");
     assert!(status.success(), "{}", server.stderr());
     server.restart().expect("restart after a clean stop");
-    assert_eq!(contents(&server.client()), (lsn, docs.clone()), "after a clean stop");
+    assert_eq!(
+        contents(&server.client()),
+        (lsn, docs.clone()),
+        "after a clean stop"
+    );
     assert_index_answers(&server.client(), &docs);
 
     // Some more writes, then a crash: the snapshot plus the log tail still add up.
@@ -101,6 +113,10 @@ fn a_thousand_writes_across_checkpoints_survive_restarts() {
     let (lsn, docs) = contents(&client);
     server.kill9().expect("SIGKILL");
     server.restart().expect("restart after kill -9");
-    assert_eq!(contents(&server.client()), (lsn, docs.clone()), "after kill -9");
+    assert_eq!(
+        contents(&server.client()),
+        (lsn, docs.clone()),
+        "after kill -9"
+    );
     assert_index_answers(&server.client(), &docs);
 }

@@ -24,7 +24,10 @@ fn health_and_status_answer() {
     assert_eq!(health["status"], "ok");
     let status = client.status();
     assert_eq!(status["role"], "leader");
-    assert_eq!(status["last_lsn"], 0, "a fresh server has an empty log: {status}");
+    assert_eq!(
+        status["last_lsn"], 0,
+        "a fresh server has an empty log: {status}"
+    );
     assert!(status["replicas"].is_array(), "{status}");
 }
 
@@ -33,16 +36,26 @@ fn insert_get_put_patch_delete_round_trip() {
     let (_server, client) = start();
 
     let created = client
-        .insert("people", &json!({"name": "ada", "age": 36, "tags": ["math"]}))
+        .insert(
+            "people",
+            &json!({"name": "ada", "age": 36, "tags": ["math"]}),
+        )
         .unwrap()
         .expect_status(201);
-    let id = created["id"].as_str().expect("insert returns the id").to_string();
+    let id = created["id"]
+        .as_str()
+        .expect("insert returns the id")
+        .to_string();
     let insert_lsn = created["lsn"].as_u64().expect("insert returns the lsn");
     assert!(insert_lsn >= 1);
     assert!(client.last_lsn() >= insert_lsn);
 
     let got = client.get(&format!("/v1/c/people/{id}")).unwrap();
-    assert_eq!(etag_version(&got), insert_lsn, "the version is the LSN that wrote it");
+    assert_eq!(
+        etag_version(&got),
+        insert_lsn,
+        "the version is the LSN that wrote it"
+    );
     assert_eq!(
         got.expect_status(200),
         json!({"_id": id, "name": "ada", "age": 36, "tags": ["math"]})
@@ -50,7 +63,10 @@ fn insert_get_put_patch_delete_round_trip() {
 
     // A given _id is kept; inserting it twice is refused.
     let explicit = client
-        .insert("people", &json!({"_id": "grace", "name": "grace", "age": 45}))
+        .insert(
+            "people",
+            &json!({"_id": "grace", "name": "grace", "age": 45}),
+        )
         .unwrap()
         .expect_status(201);
     assert_eq!(explicit["id"], "grace");
@@ -65,7 +81,10 @@ fn insert_get_put_patch_delete_round_trip() {
 
     // PUT replaces the whole document.
     let put = client
-        .put(&format!("/v1/c/people/{id}"), &json!({"name": "ada lovelace", "born": 1815}))
+        .put(
+            &format!("/v1/c/people/{id}"),
+            &json!({"name": "ada lovelace", "born": 1815}),
+        )
         .unwrap()
         .expect_status(200);
     assert_eq!(put["id"], id.as_str());
@@ -98,7 +117,10 @@ fn insert_get_put_patch_delete_round_trip() {
         .expect_error(412, "version_mismatch");
     // "must not exist" on an existing document.
     client
-        .put(&format!("/v1/c/people/{id}?if_version=0"), &json!({"name": "x"}))
+        .put(
+            &format!("/v1/c/people/{id}?if_version=0"),
+            &json!({"name": "x"}),
+        )
         .unwrap()
         .expect_error(412, "version_mismatch");
 
@@ -118,7 +140,10 @@ fn insert_get_put_patch_delete_round_trip() {
         .expect_status(200);
     let patch_lsn = patched["lsn"].as_u64().unwrap();
     assert_eq!(
-        client.get(&format!("/v1/c/people/{id}")).unwrap().expect_status(200),
+        client
+            .get(&format!("/v1/c/people/{id}"))
+            .unwrap()
+            .expect_status(200),
         json!({"_id": id, "name": "ada lovelace", "address": {"city": "London"}})
     );
 
@@ -128,7 +153,10 @@ fn insert_get_put_patch_delete_round_trip() {
         .unwrap()
         .expect_status(200);
     assert_eq!(
-        client.get("/v1/c/people/new-one").unwrap().expect_status(200),
+        client
+            .get("/v1/c/people/new-one")
+            .unwrap()
+            .expect_status(200),
         json!({"_id": "new-one", "n": 1})
     );
 
@@ -188,6 +216,15 @@ fn seed_people(client: &Client) -> Vec<Value> {
     docs
 }
 
+fn age(doc: &Value) -> u64 {
+    doc["age"]
+        .as_u64()
+        .expect("every seeded document has an age")
+}
+
+/// Which documents a filter should keep, computed in the test.
+type Keep = Box<dyn Fn(&Value) -> bool>;
+
 fn find_ids(client: &Client, query: Value) -> (Vec<String>, Value) {
     let body = client.find("people", &query).unwrap().expect_status(200);
     let ids = body["docs"]
@@ -213,7 +250,6 @@ fn expected_ids(docs: &[Value], keep: impl Fn(&Value) -> bool) -> Vec<String> {
 fn find_filters_sorts_and_uses_an_index() {
     let (_server, client) = start();
     let docs = seed_people(&client);
-    let age = |d: &Value| d["age"].as_u64().unwrap();
 
     let index_txn = client
         .txn(vec![json!({
@@ -248,7 +284,11 @@ fn find_filters_sorts_and_uses_an_index() {
         &client,
         json!({"filter": {"name": "person 5"}, "explain": true}),
     );
-    assert!(!body["plan"].to_string().contains("by_age"), "{}", body["plan"]);
+    assert!(
+        !body["plan"].to_string().contains("by_age"),
+        "{}",
+        body["plan"]
+    );
 
     // Sort descending with limit and skip.
     let (ids, _) = find_ids(
@@ -258,15 +298,30 @@ fn find_filters_sorts_and_uses_an_index() {
     assert_eq!(ids, ["p057", "p056", "p055", "p054", "p053"]);
 
     // The operator subset, each against a filter computed here.
-    let cases: Vec<(Value, Box<dyn Fn(&Value) -> bool>)> = vec![
+    let cases: Vec<(Value, Keep)> = vec![
         (json!({"age": 27}), Box::new(|d| age(d) == 27)),
         (json!({"age": {"$ne": 27}}), Box::new(|d| age(d) != 27)),
-        (json!({"age": {"$gt": 30, "$lt": 40}}), Box::new(|d| (31..40).contains(&age(d)))),
+        (
+            json!({"age": {"$gt": 30, "$lt": 40}}),
+            Box::new(|d| (31..40).contains(&age(d))),
+        ),
         (json!({"age": {"$lte": 25}}), Box::new(|d| age(d) <= 25)),
-        (json!({"age": {"$in": [20, 41, 62]}}), Box::new(|d| [20, 41, 62].contains(&age(d)))),
-        (json!({"age": {"$nin": [20, 41, 62]}}), Box::new(|d| ![20, 41, 62].contains(&age(d)))),
-        (json!({"email": {"$exists": false}}), Box::new(|d| d.get("email").is_none())),
-        (json!({"address.city": "Oslo"}), Box::new(|d| d["address"]["city"] == "Oslo")),
+        (
+            json!({"age": {"$in": [20, 41, 62]}}),
+            Box::new(|d| [20, 41, 62].contains(&age(d))),
+        ),
+        (
+            json!({"age": {"$nin": [20, 41, 62]}}),
+            Box::new(|d| ![20, 41, 62].contains(&age(d))),
+        ),
+        (
+            json!({"email": {"$exists": false}}),
+            Box::new(|d| d.get("email").is_none()),
+        ),
+        (
+            json!({"address.city": "Oslo"}),
+            Box::new(|d| d["address"]["city"] == "Oslo"),
+        ),
         (
             json!({"$or": [{"address.city": "Kyoto"}, {"age": {"$lt": 23}}]}),
             Box::new(|d| d["address"]["city"] == "Kyoto" || age(d) < 23),
@@ -275,7 +330,10 @@ fn find_filters_sorts_and_uses_an_index() {
             json!({"$and": [{"address.city": "Lyon"}, {"email": {"$exists": true}}]}),
             Box::new(|d| d["address"]["city"] == "Lyon" && d.get("email").is_some()),
         ),
-        (json!({"age": {"$not": {"$gte": 30}}}), Box::new(|d| age(d) < 30)),
+        (
+            json!({"age": {"$not": {"$gte": 30}}}),
+            Box::new(|d| age(d) < 30),
+        ),
     ];
     for (filter, keep) in cases {
         let (ids, _) = find_ids(&client, json!({"filter": filter, "sort": [["_id", 1]]}));
@@ -334,9 +392,16 @@ fn a_transaction_is_all_or_nothing() {
         .unwrap()
         .expect_error(404, "index_not_found");
 
-    assert_eq!(client.last_lsn(), before_lsn, "refused transactions log nothing");
+    assert_eq!(
+        client.last_lsn(),
+        before_lsn,
+        "refused transactions log nothing"
+    );
     assert_eq!(client.all_docs("accounts"), before_docs);
-    assert!(client.all_docs("ledger").is_empty(), "no collection was created");
+    assert!(
+        client.all_docs("ledger").is_empty(),
+        "no collection was created"
+    );
 
     // A transfer that succeeds: one entry, every operation applied, ids in order.
     let done = client
@@ -347,12 +412,19 @@ fn a_transaction_is_all_or_nothing() {
         ])
         .unwrap()
         .expect_status(200);
-    assert_eq!(done["lsn"].as_u64().unwrap(), before_lsn + 1, "one transaction, one entry");
+    assert_eq!(
+        done["lsn"].as_u64().unwrap(),
+        before_lsn + 1,
+        "one transaction, one entry"
+    );
     let ids = done["ids"].as_array().unwrap();
     assert_eq!(ids.len(), 2, "ids of the inserts: {done}");
     assert_eq!(ids[0], "bob");
     assert_eq!(
-        client.get("/v1/c/accounts/alice").unwrap().expect_status(200)["balance"],
+        client
+            .get("/v1/c/accounts/alice")
+            .unwrap()
+            .expect_status(200)["balance"],
         70
     );
     let ledger = client.all_docs("ledger");
@@ -364,20 +436,29 @@ fn a_transaction_is_all_or_nothing() {
 fn collections_indexes_and_ttl_are_managed_through_transactions() {
     let (_server, client) = start();
     client
-        .txn(vec![json!({"op": "create_collection", "collection": "events", "ttl_ms": 3_600_000})])
+        .txn(vec![
+            json!({"op": "create_collection", "collection": "events", "ttl_ms": 3_600_000}),
+        ])
         .unwrap()
         .expect_status(200);
     client
-        .txn(vec![json!({"op": "create_collection", "collection": "events"})])
+        .txn(vec![
+            json!({"op": "create_collection", "collection": "events"}),
+        ])
         .unwrap()
         .expect_error(409, "collection_exists");
-    let index = json!({"name": "by_kind", "fields": [{"path": "kind"}, {"path": "at", "desc": true}]});
+    let index =
+        json!({"name": "by_kind", "fields": [{"path": "kind"}, {"path": "at", "desc": true}]});
     client
-        .txn(vec![json!({"op": "create_index", "collection": "events", "index": index})])
+        .txn(vec![
+            json!({"op": "create_index", "collection": "events", "index": index}),
+        ])
         .unwrap()
         .expect_status(200);
     client
-        .txn(vec![json!({"op": "create_index", "collection": "events", "index": index})])
+        .txn(vec![
+            json!({"op": "create_index", "collection": "events", "index": index}),
+        ])
         .unwrap()
         .expect_error(409, "index_exists");
 
@@ -390,7 +471,10 @@ fn collections_indexes_and_ttl_are_managed_through_transactions() {
         .cloned()
         .unwrap_or_else(|| panic!("events is listed: {listing}"));
     assert_eq!(events["ttl_ms"], 3_600_000, "{events}");
-    assert!(events["indexes"].to_string().contains("by_kind"), "{events}");
+    assert!(
+        events["indexes"].to_string().contains("by_kind"),
+        "{events}"
+    );
 
     client
         .txn(vec![
@@ -400,7 +484,9 @@ fn collections_indexes_and_ttl_are_managed_through_transactions() {
         .unwrap()
         .expect_status(200);
     client
-        .txn(vec![json!({"op": "drop_collection", "collection": "events"})])
+        .txn(vec![
+            json!({"op": "drop_collection", "collection": "events"}),
+        ])
         .unwrap()
         .expect_status(200);
     let listing = client.get("/v1/c").unwrap().expect_status(200);

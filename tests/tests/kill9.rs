@@ -51,7 +51,13 @@ fn acknowledged_writes_survive_kill_9() {
             "seed {seed} round {round} (killed after {kill_after_acks} acks + {extra_delay_us} µs): \
              {} violations, first ones:\n{}",
             report.violations.len(),
-            report.violations.iter().take(20).cloned().collect::<Vec<_>>().join("\n")
+            report
+                .violations
+                .iter()
+                .take(20)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join("\n")
         );
         let last_lsn = server.client().last_lsn();
         assert!(

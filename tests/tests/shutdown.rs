@@ -47,7 +47,13 @@ fn sigterm_under_load_exits_cleanly_and_loses_nothing() {
         report.violations.is_empty(),
         "{} violations:\n{}",
         report.violations.len(),
-        report.violations.iter().take(20).cloned().collect::<Vec<_>>().join("\n")
+        report
+            .violations
+            .iter()
+            .take(20)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n")
     );
     let shutting_down: usize = logs.iter().map(|l| l.shutting_down).sum();
     let transport: usize = logs.iter().map(|l| l.transport_errors).sum();

@@ -65,12 +65,18 @@ fn assert_prefix(server: &ServerProcess, history: &History, what: &str) -> u64 {
     let client = server.client();
     let last_lsn = client.last_lsn();
     let max = *history.keys().last().unwrap();
-    assert!(last_lsn <= max, "{what}: last_lsn {last_lsn} beyond anything written ({max})");
+    assert!(
+        last_lsn <= max,
+        "{what}: last_lsn {last_lsn} beyond anything written ({max})"
+    );
     let mut want: Vec<&Value> = history.range(..=last_lsn).map(|(_, d)| d).collect();
     want.sort_by_key(|d| d["_id"].as_str().unwrap().to_string());
     let got = client.all_docs("wal");
     let got: Vec<&Value> = got.iter().collect();
-    assert_eq!(got, want, "{what}: documents are not the prefix up to lsn {last_lsn}");
+    assert_eq!(
+        got, want,
+        "{what}: documents are not the prefix up to lsn {last_lsn}"
+    );
     last_lsn
 }
 
@@ -111,7 +117,10 @@ fn a_damaged_wal_is_refused_or_recovered_to_a_prefix() {
     // The undamaged copy starts with everything.
     restore(&pristine, &data_dir);
     server.restart().expect("the pristine copy starts");
-    assert_eq!(assert_prefix(&server, &history, "pristine"), *history.keys().last().unwrap());
+    assert_eq!(
+        assert_prefix(&server, &history, "pristine"),
+        *history.keys().last().unwrap()
+    );
     server.terminate(10_000).expect("clean stop");
 
     let mut refused = 0;
@@ -119,7 +128,10 @@ fn a_damaged_wal_is_refused_or_recovered_to_a_prefix() {
         let what = format!("seed {seed} case {n} {damage:?} of {}", relative.display());
         restore(&pristine, &data_dir);
         apply(*damage, &data_dir.join(&relative));
-        match server.start_again().unwrap_or_else(|e| panic!("{what}: {e}")) {
+        match server
+            .start_again()
+            .unwrap_or_else(|e| panic!("{what}: {e}"))
+        {
             StartOutcome::Exited { status, stderr } => {
                 refused += 1;
                 assert!(
@@ -137,20 +149,37 @@ fn a_damaged_wal_is_refused_or_recovered_to_a_prefix() {
                 let kept = assert_prefix(&server, &history, &what);
                 // New writes land on top of the cut log and survive a restart.
                 let doc = json!({"_id": format!("after{n}"), "case": n});
-                let reply = server.client().insert("wal", &doc).unwrap().expect_status(201);
+                let reply = server
+                    .client()
+                    .insert("wal", &doc)
+                    .unwrap()
+                    .expect_status(201);
                 let new_lsn = reply["lsn"].as_u64().unwrap();
-                assert_eq!(new_lsn, kept + 1, "{what}: the next write follows the kept prefix");
-                let status = server.terminate(10_000).unwrap_or_else(|e| panic!("{what}: {e}"));
+                assert_eq!(
+                    new_lsn,
+                    kept + 1,
+                    "{what}: the next write follows the kept prefix"
+                );
+                let status = server
+                    .terminate(10_000)
+                    .unwrap_or_else(|e| panic!("{what}: {e}"));
                 assert!(status.success(), "{what}: {}", server.stderr());
-                server.restart().unwrap_or_else(|e| panic!("{what}: restart after a write: {e}"));
-                let mut extended = history.range(..=kept).map(|(k, v)| (*k, v.clone())).collect::<History>();
+                server
+                    .restart()
+                    .unwrap_or_else(|e| panic!("{what}: restart after a write: {e}"));
+                let mut extended = history
+                    .range(..=kept)
+                    .map(|(k, v)| (*k, v.clone()))
+                    .collect::<History>();
                 extended.insert(new_lsn, doc);
                 assert_eq!(assert_prefix(&server, &extended, &what), new_lsn);
                 println!("{what}: started with lsn {kept} of {}", history.len());
             }
         }
         if server.is_running() {
-            let status = server.terminate(10_000).unwrap_or_else(|e| panic!("{what}: {e}"));
+            let status = server
+                .terminate(10_000)
+                .unwrap_or_else(|e| panic!("{what}: {e}"));
             assert!(status.success(), "{what}: {}", server.stderr());
         }
     }
