@@ -17,6 +17,11 @@
 //!
 //! Processes never outlive the test: `Drop` of [`ServerProcess`] kills its child by PID and
 //! removes its temp dir (unless asked to keep it for inspection).
+//!
+//! Running: `cargo test -p cstore-tests` (builds `cstore` of the same profile first). Knobs:
+//! `CSTORE_BIN=/path/to/cstore` tests that binary instead; `CSTORE_TEST_SEED=<u64>` changes
+//! the random choices (kill points, damage offsets) of the seeded tests, which print the seed
+//! they used; `CSTORE_KEEP_FAILED=1` keeps the data and logs of a failed test in the temp dir.
 
 pub mod binary;
 pub mod client;

@@ -250,7 +250,7 @@ async fn client_loop(shared: Arc<Shared>, deadline: Option<Instant>) -> Tally {
                     Err(e) => Err(format!("reading the body: {e}")),
                 }
             }
-            Err(e) => Err(e.to_string()),
+            Err(e) => Err(error_chain(&e)),
         };
         let micros = u64::try_from(sent.elapsed().as_micros()).unwrap_or(u64::MAX);
         match outcome {
@@ -268,6 +268,18 @@ async fn client_loop(shared: Arc<Shared>, deadline: Option<Instant>) -> Tally {
         }
     }
     tally
+}
+
+/// An error with its sources, one `: ` apart (reqwest's own message omits the cause).
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 async fn create_index(http: &reqwest::Client, config: &LoadConfig) -> Result<(), LoadError> {
