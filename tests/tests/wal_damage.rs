@@ -29,13 +29,24 @@ enum Damage {
 /// The written documents by LSN.
 type History = BTreeMap<u64, Value>;
 
+/// The last segment file under `<data>/wal/`: the `.seg` file with the greatest name (segments
+/// are named by their first LSN), or, for another naming, the last non-empty file by name.
 fn last_segment(data_dir: &Path) -> PathBuf {
     let wal_dir = data_dir.join("wal");
-    let files = files_under(&wal_dir).expect("the data dir has a wal/ dir");
-    files
+    let files: Vec<PathBuf> = files_under(&wal_dir)
+        .expect("the data dir has a wal/ dir")
         .into_iter()
-        .rev()
-        .find(|f| std::fs::metadata(f).map(|m| m.len() > 0).unwrap_or(false))
+        .filter(|f| std::fs::metadata(f).map(|m| m.len() > 0).unwrap_or(false))
+        .collect();
+    let segments: Vec<&PathBuf> = files
+        .iter()
+        .filter(|f| f.extension().is_some_and(|e| e == "seg"))
+        .collect();
+    segments
+        .last()
+        .copied()
+        .or(files.last())
+        .cloned()
         .unwrap_or_else(|| panic!("no non-empty file under {}", wal_dir.display()))
 }
 
