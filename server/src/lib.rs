@@ -1,6 +1,10 @@
-//! The Collection Store server: the leader that owns the durable log, serving HTTP and (later)
-//! replication. Everything of substance (state, queries, the log format) lives in
-//! `cstore-core`; this crate does the IO around it.
+//! The Collection Store server: the leader (and native follower) around `cstore-core`.
+//!
+//! The server is a driver: it does the IO that core leaves out (files, sockets, the clock).
+//! Everything of substance (state, queries, the log format) lives in `cstore-core`. This
+//! library holds the server's parts so that integration tests and the `cstore` binary share
+//! them.
 
 pub mod clock;
 pub mod leader;
+pub mod wal;

@@ -10,6 +10,8 @@ use std::ops::Bound;
 
 use serde_json::Value;
 
+use crate::doc::FieldSource;
+
 use super::key::{encode_component, encode_str, prefix_end};
 use super::spec::IndexSpec;
 
@@ -65,19 +67,16 @@ impl SecondaryIndex {
 
     /// The key of `doc` in this index, or `None` when the index is sparse and the document has
     /// none of the indexed fields.
-    pub fn key_for(&self, doc: &Value) -> Option<IndexKey> {
-        let values: Vec<Option<&Value>> = self
-            .spec
-            .fields
-            .iter()
-            .map(|f| lookup_path(doc, &f.path))
-            .collect();
-        if self.spec.sparse && values.iter().all(Option::is_none) {
-            return None;
-        }
+    pub fn key_for<F: FieldSource + ?Sized>(&self, doc: &F) -> Option<IndexKey> {
         let mut key = Vec::with_capacity(32);
-        for (field, value) in self.spec.fields.iter().zip(values) {
-            encode_component(value, field.desc, &mut key);
+        let mut any_present = false;
+        for field in &self.spec.fields {
+            let value = doc.field(&field.path);
+            any_present |= value.is_some();
+            encode_component(value.as_deref(), field.desc, &mut key);
+        }
+        if self.spec.sparse && !any_present {
+            return None;
         }
         Some(IndexKey(key))
     }

@@ -18,6 +18,7 @@ mod collection;
 mod error;
 mod image;
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use serde_json::Value;
@@ -26,7 +27,7 @@ pub use collection::Collection;
 pub use error::{Rejection, TxnError};
 pub use image::SnapshotError;
 
-use crate::doc::{RawDoc, StoredDoc, merge_patch, validate_collection_name};
+use crate::doc::{DocView, RawDoc, StoredDoc, merge_patch, validate_collection_name};
 use crate::index::SecondaryIndex;
 use crate::index::spec::INDEXES_PER_COLLECTION_MAX;
 use crate::log::LogEntry;
@@ -134,8 +135,11 @@ impl State {
         let applied = Applied {
             expired: self.expire(now, &mut undo),
         };
+        let last = entry.txn.ops.len().saturating_sub(1);
         for (op_index, op) in entry.txn.ops.iter().enumerate() {
-            if let Err(error) = self.apply_op(op, entry.lsn, now, &mut undo) {
+            // Nothing can fail after the last operation, so its document undo is never needed.
+            let record = op_index != last;
+            if let Err(error) = self.apply_op(op, entry.lsn, now, record, &mut undo) {
                 self.rollback(undo);
                 return Err(Rejection {
                     op_index: Some(op_index),
@@ -158,7 +162,7 @@ impl State {
         let next = self.applied.lsn.next();
         let mut result = Ok(());
         for (op_index, op) in txn.ops.iter().enumerate() {
-            if let Err(error) = self.apply_op(op, next, now, &mut undo) {
+            if let Err(error) = self.apply_op(op, next, now, true, &mut undo) {
                 result = Err(Rejection {
                     op_index: Some(op_index),
                     error,
@@ -175,7 +179,7 @@ impl State {
         for (name, collection) in &mut self.collections {
             for id in collection.due(now) {
                 let prior = collection
-                    .write(name, &id, None, None)
+                    .write(name, &id, |_| Ok(()), None, None)
                     .expect("removal cannot conflict");
                 expired.push((name.clone(), id.to_string()));
                 undo.push(Undo::Expired {
@@ -188,14 +192,17 @@ impl State {
         expired
     }
 
+    /// Applies one operation. `record` says whether to log how to undo a document write;
+    /// structural changes (collections, indexes, TTL) are always logged.
     fn apply_op<'t>(
         &mut self,
         op: &'t Op,
         lsn: Lsn,
         now: TimestampMs,
+        record: bool,
         undo: &mut Vec<Undo<'t>>,
     ) -> Result<(), TxnError> {
-        match op {
+        let (collection, id, prior) = match op {
             Op::CreateCollection {
                 collection,
                 options,
@@ -207,6 +214,7 @@ impl State {
                 self.collections
                     .insert(collection.clone(), Collection::new(options.clone()));
                 undo.push(Undo::CollectionCreated { name: collection });
+                return Ok(());
             }
             Op::DropCollection { collection } => {
                 let dropped = self
@@ -217,6 +225,7 @@ impl State {
                     name: collection,
                     collection: Box::new(dropped),
                 });
+                return Ok(());
             }
             Op::CreateIndex { collection, spec } => {
                 spec.validate()?;
@@ -232,6 +241,7 @@ impl State {
                 }
                 coll.create_index(collection, spec.clone())?;
                 undo.push(Undo::IndexCreated { collection });
+                return Ok(());
             }
             Op::DropIndex { collection, name } => {
                 let coll = self.existing_mut(collection)?;
@@ -246,6 +256,7 @@ impl State {
                     position,
                     index,
                 });
+                return Ok(());
             }
             Op::SetTtl { collection, ttl_ms } => {
                 let coll = self.existing_mut(collection)?;
@@ -254,49 +265,46 @@ impl State {
                     collection,
                     prior: Box::new(prior),
                 });
+                return Ok(());
             }
             Op::Insert { collection, doc } => {
-                let value = doc.to_value();
-                let id = id_of(&value);
+                let view = DocView::new(doc);
+                let id = view.id();
                 let coll = self.writable(collection, undo)?;
-                if coll.get(id).is_some() {
-                    return Err(TxnError::AlreadyExists {
+                let absent = |old: Option<&StoredDoc>| match old {
+                    Some(_) => Err(TxnError::AlreadyExists {
                         collection: collection.clone(),
                         id: id.to_string(),
-                    });
-                }
+                    }),
+                    None => Ok(()),
+                };
                 let stored = StoredDoc {
                     version: lsn,
                     doc: doc.clone(),
                 };
                 let expires_at = coll.expiry_for(now);
-                let prior = coll.write(collection, id, Some((stored, &value)), expires_at)?;
-                undo.push(Undo::Doc {
-                    collection,
-                    id: Box::from(id),
-                    prior,
-                });
+                let prior =
+                    coll.write(collection, &id, absent, Some((stored, &view)), expires_at)?;
+                (collection, id, prior)
             }
             Op::Put {
                 collection,
                 doc,
                 if_version,
             } => {
-                let value = doc.to_value();
-                let id = id_of(&value);
+                let view = DocView::new(doc);
+                let id = view.id();
                 let coll = self.writable(collection, undo)?;
-                check_version(collection, id, coll.get(id), *if_version)?;
+                let version =
+                    |old: Option<&StoredDoc>| check_version(collection, &id, old, *if_version);
                 let stored = StoredDoc {
                     version: lsn,
                     doc: doc.clone(),
                 };
                 let expires_at = coll.expiry_for(now);
-                let prior = coll.write(collection, id, Some((stored, &value)), expires_at)?;
-                undo.push(Undo::Doc {
-                    collection,
-                    id: Box::from(id),
-                    prior,
-                });
+                let prior =
+                    coll.write(collection, &id, version, Some((stored, &view)), expires_at)?;
+                (collection, id, prior)
             }
             Op::Patch {
                 collection,
@@ -318,12 +326,14 @@ impl State {
                 let doc = RawDoc::from_value(&value)?;
                 let stored = StoredDoc { version: lsn, doc };
                 let expires_at = coll.expiry_for(now);
-                let prior = coll.write(collection, id, Some((stored, &value)), expires_at)?;
-                undo.push(Undo::Doc {
+                let prior = coll.write(
                     collection,
-                    id: Box::from(id.as_str()),
-                    prior,
-                });
+                    id,
+                    |_| Ok(()),
+                    Some((stored, &value)),
+                    expires_at,
+                )?;
+                (collection, Cow::Borrowed(id.as_str()), prior)
             }
             Op::Delete {
                 collection,
@@ -331,15 +341,20 @@ impl State {
                 if_version,
             } => {
                 let coll = self.existing_mut(collection)?;
-                let current = coll.get(id).ok_or_else(|| not_found(collection, id))?;
-                check_version(collection, id, Some(current), *if_version)?;
-                let prior = coll.write(collection, id, None, None)?;
-                undo.push(Undo::Doc {
-                    collection,
-                    id: Box::from(id.as_str()),
-                    prior,
-                });
+                let exists = |old: Option<&StoredDoc>| match old {
+                    None => Err(not_found(collection, id)),
+                    Some(_) => check_version(collection, id, old, *if_version),
+                };
+                let prior = coll.write(collection, id, exists, None, None)?;
+                (collection, Cow::Borrowed(id.as_str()), prior)
             }
+        };
+        if record {
+            undo.push(Undo::Doc {
+                collection,
+                id: Box::from(id.as_ref()),
+                prior,
+            });
         }
         Ok(())
     }
@@ -467,13 +482,6 @@ fn check_limits(txn: &Txn) -> Result<(), Rejection> {
         return Err(TxnError::TooLarge(msg).into());
     }
     Ok(())
-}
-
-fn id_of(value: &Value) -> &str {
-    value
-        .get(crate::doc::ID_FIELD)
-        .and_then(Value::as_str)
-        .expect("RawDoc has a string _id")
 }
 
 fn not_found(collection: &str, id: &str) -> TxnError {

@@ -25,6 +25,8 @@
 mod ack;
 mod commit;
 mod recovery;
+#[cfg(test)]
+mod tests;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};

@@ -5,6 +5,8 @@
 //! the wire. Parsing happens only where a value is needed (index keys, filters). The canonical
 //! form makes the bytes that get hashed independent of how the client formatted its JSON.
 
+mod view;
+
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
@@ -12,6 +14,8 @@ use serde_json::{Map, Value};
 
 use crate::error::ErrorCode;
 use crate::types::{Lsn, TimestampMs};
+
+pub use view::{DocView, FieldSource};
 
 /// The field that names a document.
 pub const ID_FIELD: &str = "_id";
@@ -126,10 +130,7 @@ impl RawDoc {
 
     /// The document's `_id`.
     pub fn id(&self) -> String {
-        match self.to_value().get(ID_FIELD) {
-            Some(Value::String(id)) => id.clone(),
-            _ => unreachable!("RawDoc always has a string _id"),
-        }
+        DocView::new(self).id().into_owned()
     }
 
     /// Length of the canonical text in bytes.

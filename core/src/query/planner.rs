@@ -1,0 +1,579 @@
+//! The planner: picks how to find candidates, and whether the result needs an in-memory sort.
+//!
+//! ```text
+//!  filter ──► top-level constraints per field (constraint.rs)
+//!               │
+//!               ├─ `_id` pinned by $eq/$in ─────────────► IdLookup (ids ascending)
+//!               │
+//!               ├─ for each usable index: leading fields pinned by $eq/$in,
+//!               │  then at most one range field ─────────► ranges (cartesian product of the
+//!               │                                          pinned values × the interval)
+//!               │  score = (pinned fields, has range, gives the sort order, unique & fully
+//!               │           pinned); the best non-trivial score wins, first index on ties
+//!               │
+//!               ├─ no index narrows, but one walks in the sort order ─► IndexScan (whole index)
+//!               │
+//!               └─ otherwise ──────────────────────────► FullScan (`_id` order)
+//! ```
+//!
+//! Orders are compared as lists of `(path, direction)`. Every order ends with `_id`
+//! ascending (the tie-break; an index's entries end with the id), anything after the first
+//! `_id` is irrelevant, and a field pinned to a single value by the filter is constant among
+//! matches, so it is left out of both sides. An index walked backwards yields equal keys in
+//! ascending `_id` order (the executor reverses each run of equal keys), so its order is its
+//! fields with every direction flipped, then `_id` ascending. An empty sort asks for `_id`
+//! order, so a result never depends on which plan was chosen, or on which indexes a replica has.
+//!
+//! A sparse index is used only when the filter implies one of its fields exists: otherwise a
+//! matching document could be missing from the index.
+
+use std::collections::BTreeMap;
+use std::iter;
+use std::ops::Bound;
+
+use super::constraint::{FieldConstraint, conjunct_constraints};
+use super::filter::Filter;
+use super::find_query::SortKey;
+use super::plan::{Access, IndexAccess, KeyRange, Plan};
+use crate::doc::ID_FIELD;
+use crate::index::key::prefix_end;
+use crate::index::{IndexSpec, SecondaryIndex};
+
+/// Most ranges one index plan may walk (the product of the `$in` list lengths it uses). A
+/// field whose values would pass this bound is left to the re-check instead.
+pub const RANGES_MAX: usize = 1_024;
+
+type Constraints<'f> = BTreeMap<&'f str, FieldConstraint>;
+
+/// A result order: `(path, descending)` pairs, normalized (see the module docs).
+type Order<'p> = Vec<(&'p str, bool)>;
+
+/// Chooses how to run a query with this filter and sort over these indexes.
+pub fn plan(filter: &Filter, sort: &[SortKey], indexes: &[SecondaryIndex]) -> Plan {
+    let constraints = conjunct_constraints(filter);
+    let required = normalized(sort.iter().map(|k| (k.path.as_str(), k.desc)), &constraints);
+    let scan_sorted = required == normalized(iter::empty(), &constraints);
+
+    if let Some(points) = constraints.get(ID_FIELD).and_then(|c| c.points.as_ref()) {
+        // Points are sorted by encoding, which for strings is their byte order.
+        let ids = points
+            .iter()
+            .filter_map(|op| op.value().as_str().map(str::to_string))
+            .collect();
+        return Plan {
+            access: Access::IdLookup { ids },
+            in_memory_sort: !scan_sorted,
+        };
+    }
+
+    let mut best: Option<(Score, IndexAccess)> = None;
+    for (position, index) in indexes.iter().enumerate() {
+        let spec = index.spec();
+        if !holds_every_match(spec, &constraints) {
+            continue;
+        }
+        let (ranges, eq_fields, range_field) = narrow(spec, &constraints);
+        let fields = |flip: bool| {
+            spec.fields
+                .iter()
+                .map(move |f| (f.path.as_str(), f.desc ^ flip))
+        };
+        let forward = normalized(fields(false), &constraints) == required;
+        let reverse = !forward && normalized(fields(true), &constraints) == required;
+        let sorted_by_index = forward || reverse;
+        // A walk of the whole index is only worth it for an order the scan does not give.
+        let narrows = eq_fields > 0 || range_field;
+        let walk_for_order = sorted_by_index && !scan_sorted;
+        if !narrows && !walk_for_order {
+            continue;
+        }
+        let score = Score {
+            eq_fields,
+            range_field,
+            sorted_by_index,
+            unique_point: spec.unique && eq_fields == spec.fields.len(),
+        };
+        if best.as_ref().is_none_or(|(top, _)| score > *top) {
+            let access = IndexAccess {
+                position,
+                name: spec.name.clone(),
+                ranges,
+                reverse,
+                eq_fields,
+                range_field,
+                sorted_by_index,
+            };
+            best = Some((score, access));
+        }
+    }
+    match best {
+        Some((_, access)) => Plan {
+            in_memory_sort: !access.sorted_by_index,
+            access: Access::Index(access),
+        },
+        None => Plan {
+            access: Access::FullScan,
+            in_memory_sort: !scan_sorted,
+        },
+    }
+}
+
+/// How good an index plan is; compared field by field, most important first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Score {
+    eq_fields: usize,
+    range_field: bool,
+    sorted_by_index: bool,
+    unique_point: bool,
+}
+
+/// The order `keys` then `_id` ascending, cut after the first `_id`, without the fields the
+/// filter pins to one value.
+fn normalized<'p>(
+    keys: impl Iterator<Item = (&'p str, bool)>,
+    constraints: &Constraints<'_>,
+) -> Order<'p> {
+    let mut order = Vec::new();
+    for (path, desc) in keys.chain(iter::once((ID_FIELD, false))) {
+        if !constraints
+            .get(path)
+            .is_some_and(FieldConstraint::is_constant)
+        {
+            order.push((path, desc));
+        }
+        if path == ID_FIELD {
+            break;
+        }
+    }
+    order
+}
+
+/// False for a sparse index that may lack some matching documents.
+fn holds_every_match(spec: &IndexSpec, constraints: &Constraints<'_>) -> bool {
+    !spec.sparse
+        || spec.fields.iter().any(|f| {
+            constraints
+                .get(f.path.as_str())
+                .is_some_and(|c| c.implies_exists)
+        })
+}
+
+/// The entry ranges of `spec` that hold every match: leading fields with known values, then
+/// one interval. Returns the ranges (ascending, disjoint), the number of pinned fields, and
+/// whether an interval narrowed the next field.
+fn narrow(spec: &IndexSpec, constraints: &Constraints<'_>) -> (Vec<KeyRange>, usize, bool) {
+    let mut prefixes: Vec<Vec<u8>> = vec![Vec::new()];
+    let mut eq_fields = 0;
+    let mut last_pinned_desc = false;
+    let mut interval = None;
+    for field in &spec.fields {
+        let Some(constraint) = constraints.get(field.path.as_str()) else {
+            break;
+        };
+        if let Some(points) = &constraint.points {
+            if prefixes.len().saturating_mul(points.len()) > RANGES_MAX {
+                break;
+            }
+            prefixes = prefixes
+                .iter()
+                .flat_map(|prefix| {
+                    points.iter().map(move |point| {
+                        let mut key = prefix.clone();
+                        key.extend(point.key().iter().map(|b| if field.desc { !b } else { *b }));
+                        key
+                    })
+                })
+                .collect();
+            eq_fields += 1;
+            last_pinned_desc = field.desc;
+            continue;
+        }
+        if let Some(found) = &constraint.interval {
+            interval = Some((found, field.desc));
+        }
+        break;
+    }
+    let range_field = interval.is_some();
+    let mut ranges: Vec<KeyRange> = match interval {
+        Some((interval, _)) if interval.is_empty() => Vec::new(),
+        Some((interval, desc)) => {
+            let (lo, hi) = interval.component_bounds(desc);
+            prefixes
+                .into_iter()
+                .map(|prefix| KeyRange {
+                    lower: Bound::Included([prefix.as_slice(), &lo].concat()),
+                    upper: Bound::Excluded([prefix.as_slice(), &hi].concat()),
+                })
+                .collect()
+        }
+        // The last pinned component ends the prefix: bound it with its value's cuts (see
+        // interval.rs), as a prefix range would also hold longer strings ("a\0" after "a").
+        None => prefixes
+            .into_iter()
+            .map(|prefix| {
+                if prefix.is_empty() {
+                    KeyRange::all()
+                } else if last_pinned_desc {
+                    KeyRange {
+                        lower: Bound::Included([prefix.as_slice(), &[0x01]].concat()),
+                        upper: prefix_end(&prefix).map_or(Bound::Unbounded, Bound::Excluded),
+                    }
+                } else {
+                    KeyRange {
+                        upper: Bound::Excluded([prefix.as_slice(), &[0xFF]].concat()),
+                        lower: Bound::Included(prefix),
+                    }
+                }
+            })
+            .collect(),
+    };
+    ranges.sort_by(|a, b| lower_bytes(a).cmp(lower_bytes(b)));
+    (ranges, eq_fields, range_field)
+}
+
+fn lower_bytes(range: &KeyRange) -> &[u8] {
+    match &range.lower {
+        Bound::Included(bytes) | Bound::Excluded(bytes) => bytes,
+        Bound::Unbounded => &[],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value, json};
+
+    use super::*;
+    use crate::index::IndexField;
+
+    fn index(name: &str, fields: &[(&str, bool)]) -> SecondaryIndex {
+        SecondaryIndex::new(IndexSpec {
+            name: name.into(),
+            fields: fields
+                .iter()
+                .map(|(path, desc)| IndexField {
+                    path: path.to_string(),
+                    desc: *desc,
+                })
+                .collect(),
+            unique: false,
+            sparse: false,
+        })
+    }
+
+    fn with_flags(idx: SecondaryIndex, unique: bool, sparse: bool) -> SecondaryIndex {
+        let mut spec = idx.spec().clone();
+        spec.unique = unique;
+        spec.sparse = sparse;
+        SecondaryIndex::new(spec)
+    }
+
+    fn explain(filter: Value, sort: &[SortKey], indexes: &[SecondaryIndex]) -> Value {
+        plan(&Filter::parse(&filter).unwrap(), sort, indexes).explain()
+    }
+
+    fn indexes() -> Vec<SecondaryIndex> {
+        vec![
+            index("by_age", &[("age", false)]),
+            index("by_city_age", &[("city", false), ("age", true)]),
+            index("by_name_desc", &[("name", true)]),
+        ]
+    }
+
+    #[test]
+    fn id_equality_and_in_are_lookups() {
+        let p = explain(json!({"_id": "a", "age": 3}), &[], &indexes());
+        assert_eq!(p["strategy"], "id_lookup");
+        assert_eq!(p["ids"], 1);
+        let filter = Filter::parse(&json!({"_id": {"$in": ["c", "a", "b", "a", 7]}})).unwrap();
+        let p = plan(&filter, &[], &indexes());
+        assert_eq!(
+            p.access,
+            Access::IdLookup {
+                ids: vec!["a".into(), "b".into(), "c".into()]
+            }
+        );
+        assert!(!p.in_memory_sort);
+        let p = plan(&filter, &[SortKey::desc("_id")], &indexes());
+        assert!(p.in_memory_sort);
+        // A range on _id cannot use the primary order here.
+        assert_eq!(
+            explain(json!({"_id": {"$gt": "a"}}), &[], &[])["strategy"],
+            "full_scan"
+        );
+    }
+
+    #[test]
+    fn equality_on_an_index_field_is_a_range() {
+        let p = explain(json!({"age": 30}), &[], &indexes());
+        assert_eq!(p["strategy"], "index_range");
+        assert_eq!(p["index"], "by_age");
+        assert_eq!(p["ranges"], 1);
+        assert_eq!(p["eq_fields"], 1);
+        // Pinned to one value, the walk is in _id order: no sort needed.
+        assert_eq!(p["sorted_by_index"], true);
+        assert_eq!(p["in_memory_sort"], false);
+    }
+
+    #[test]
+    fn in_on_a_leading_field_gives_several_ranges() {
+        let p = explain(json!({"age": {"$in": [3, 1, 2]}}), &[], &indexes());
+        assert_eq!(
+            (p["index"].clone(), p["ranges"].clone()),
+            (json!("by_age"), json!(3))
+        );
+        assert_eq!(p["in_memory_sort"], true, "three keys: not in _id order");
+        let p = explain(
+            json!({"age": {"$in": [3, 1]}}),
+            &[SortKey::asc("age")],
+            &indexes(),
+        );
+        assert_eq!(p["sorted_by_index"], true);
+    }
+
+    #[test]
+    fn more_equality_fields_win_then_range_then_sort() {
+        let p = explain(json!({"city": "Oslo", "age": 3}), &[], &indexes());
+        assert_eq!(
+            (p["index"].clone(), p["eq_fields"].clone()),
+            (json!("by_city_age"), json!(2))
+        );
+        let p = explain(json!({"city": "Oslo", "age": {"$gt": 3}}), &[], &indexes());
+        assert_eq!(p["index"], "by_city_age");
+        assert_eq!(p["range_field"], true);
+        let p = explain(json!({"age": {"$gt": 3}}), &[], &indexes());
+        assert_eq!(
+            (p["index"].clone(), p["range_field"].clone()),
+            (json!("by_age"), json!(true))
+        );
+        // Same shape on two indexes: the one that also gives the order wins.
+        let two = vec![
+            index("a_then_b", &[("a", false), ("b", false)]),
+            index("a_then_c", &[("a", false), ("c", false)]),
+        ];
+        let p = explain(json!({"a": 1}), &[SortKey::asc("c")], &two);
+        assert_eq!(
+            (p["index"].clone(), p["sorted_by_index"].clone()),
+            (json!("a_then_c"), json!(true))
+        );
+        let p = explain(json!({"a": 1}), &[SortKey::asc("b")], &two);
+        assert_eq!(p["index"], "a_then_b");
+        // A unique index fully pinned beats an equal non-unique one.
+        let pair = vec![
+            index("plain", &[("e", false)]),
+            with_flags(index("uniq", &[("e", false)]), true, false),
+        ];
+        assert_eq!(explain(json!({"e": "x"}), &[], &pair)["index"], "uniq");
+    }
+
+    #[test]
+    fn a_range_needs_the_previous_fields_pinned() {
+        // by_city_age cannot serve a range on age alone; by_age can.
+        let only = vec![index("by_city_age", &[("city", false), ("age", true)])];
+        assert_eq!(
+            explain(json!({"age": {"$gt": 3}}), &[], &only)["strategy"],
+            "full_scan"
+        );
+        let p = explain(json!({"city": {"$gte": "M"}, "age": 3}), &[], &only);
+        assert_eq!(
+            (p["eq_fields"].clone(), p["range_field"].clone()),
+            (json!(0), json!(true))
+        );
+    }
+
+    #[test]
+    fn sparse_indexes_need_the_field_to_exist() {
+        let sparse = vec![with_flags(index("s", &[("a", false)]), false, true)];
+        assert_eq!(
+            explain(json!({"a": null}), &[], &sparse)["strategy"],
+            "full_scan"
+        );
+        assert_eq!(
+            explain(json!({"a": {"$in": [1, null]}}), &[], &sparse)["strategy"],
+            "full_scan"
+        );
+        assert_eq!(
+            explain(json!({"a": {"$exists": false}}), &[], &sparse)["strategy"],
+            "full_scan"
+        );
+        assert_eq!(
+            explain(json!({}), &[SortKey::asc("a")], &sparse)["strategy"],
+            "full_scan"
+        );
+        assert_eq!(explain(json!({"a": 1}), &[], &sparse)["index"], "s");
+        assert_eq!(
+            explain(json!({"a": {"$gt": 1}}), &[], &sparse)["index"],
+            "s"
+        );
+        let p = explain(
+            json!({"a": {"$exists": true}}),
+            &[SortKey::asc("a")],
+            &sparse,
+        );
+        assert_eq!(
+            (p["strategy"].clone(), p["sorted_by_index"].clone()),
+            (json!("index_scan"), json!(true))
+        );
+        // Dense: null and missing are indexed, so equality to null can use it.
+        let dense = vec![index("d", &[("a", false)])];
+        assert_eq!(explain(json!({"a": null}), &[], &dense)["index"], "d");
+    }
+
+    #[test]
+    fn sort_only_walks_the_index_forward_or_backward() {
+        let p = explain(json!({}), &[SortKey::asc("age")], &indexes());
+        assert_eq!(p["strategy"], "index_scan");
+        assert_eq!(
+            (p["reverse"].clone(), p["in_memory_sort"].clone()),
+            (json!(false), json!(false))
+        );
+        let p = explain(json!({"x": 1}), &[SortKey::desc("age")], &indexes());
+        assert_eq!(
+            (p["index"].clone(), p["reverse"].clone()),
+            (json!("by_age"), json!(true))
+        );
+        let p = explain(json!({}), &[SortKey::desc("name")], &indexes());
+        assert_eq!(
+            (p["index"].clone(), p["reverse"].clone()),
+            (json!("by_name_desc"), json!(false))
+        );
+        let p = explain(
+            json!({}),
+            &[SortKey::asc("city"), SortKey::desc("age")],
+            &indexes(),
+        );
+        assert_eq!(p["index"], "by_city_age");
+        let p = explain(
+            json!({}),
+            &[SortKey::desc("city"), SortKey::asc("age")],
+            &indexes(),
+        );
+        assert_eq!(
+            (p["index"].clone(), p["reverse"].clone()),
+            (json!("by_city_age"), json!(true))
+        );
+        // A prefix of a compound index does not give the order (ties must go by _id).
+        let p = explain(json!({}), &[SortKey::asc("city")], &indexes());
+        assert_eq!(
+            (p["strategy"].clone(), p["in_memory_sort"].clone()),
+            (json!("full_scan"), json!(true))
+        );
+        // A trailing _id ascending is the tie-break anyway.
+        let p = explain(
+            json!({}),
+            &[SortKey::asc("age"), SortKey::asc("_id")],
+            &indexes(),
+        );
+        assert_eq!(p["index"], "by_age");
+        let p = explain(
+            json!({}),
+            &[SortKey::asc("age"), SortKey::desc("_id")],
+            &indexes(),
+        );
+        assert_eq!(p["strategy"], "full_scan");
+        // The _id order itself is the scan's.
+        let p = explain(json!({}), &[SortKey::asc("_id")], &indexes());
+        assert_eq!(
+            (p["strategy"].clone(), p["in_memory_sort"].clone()),
+            (json!("full_scan"), json!(false))
+        );
+        // Without a sort, no index is walked just for its order.
+        assert_eq!(explain(json!({}), &[], &indexes())["strategy"], "full_scan");
+    }
+
+    #[test]
+    fn pinned_fields_do_not_disturb_the_order() {
+        let p = explain(json!({"city": "Oslo"}), &[SortKey::desc("age")], &indexes());
+        assert_eq!(
+            (p["index"].clone(), p["sorted_by_index"].clone()),
+            (json!("by_city_age"), json!(true))
+        );
+        let p = explain(json!({"city": "Oslo"}), &[SortKey::asc("age")], &indexes());
+        assert_eq!(
+            (p["reverse"].clone(), p["sorted_by_index"].clone()),
+            (json!(true), json!(true))
+        );
+        let p = explain(
+            json!({"city": {"$in": ["A", "B"]}}),
+            &[SortKey::asc("age")],
+            &indexes(),
+        );
+        assert_eq!(p["in_memory_sort"], true, "two cities interleave ages");
+        let p = explain(
+            json!({"age": 7}),
+            &[SortKey::asc("age"), SortKey::asc("name")],
+            &indexes(),
+        );
+        assert_eq!(p["in_memory_sort"], true);
+        let p = explain(
+            json!({"age": 7, "name": "x"}),
+            &[SortKey::asc("age"), SortKey::asc("name")],
+            &indexes(),
+        );
+        assert_eq!(p["in_memory_sort"], false);
+    }
+
+    #[test]
+    fn no_usable_predicate_is_a_full_scan() {
+        for filter in [
+            json!({"zzz": 1}),
+            json!({"$or": [{"age": 1}, {"city": "x"}]}),
+            json!({"age": {"$ne": 1}}),
+            json!({"age": {"$nin": [1]}}),
+            json!({"age": {"$not": {"$gt": 1}}}),
+        ] {
+            assert_eq!(
+                explain(filter.clone(), &[], &indexes())["strategy"],
+                "full_scan",
+                "{filter}"
+            );
+        }
+        assert_eq!(
+            explain(json!({"$or": [{"age": 1}]}), &[], &indexes())["index"],
+            "by_age"
+        );
+    }
+
+    #[test]
+    fn contradictions_give_no_ranges() {
+        let p = explain(json!({"age": {"$gt": 5, "$lt": 2}}), &[], &indexes());
+        assert_eq!(
+            (p["index"].clone(), p["ranges"].clone()),
+            (json!("by_age"), json!(0))
+        );
+        let p = explain(json!({"age": {"$in": [1, 2], "$gte": 9}}), &[], &indexes());
+        assert_eq!(p["ranges"], 0);
+    }
+
+    #[test]
+    fn too_many_ranges_stop_at_the_bound() {
+        let a: Vec<u32> = (0..100).collect();
+        let b: Vec<u32> = (0..100).collect();
+        let two = vec![index("ab", &[("a", false), ("b", false)])];
+        let p = explain(json!({"a": {"$in": a}, "b": {"$in": b}}), &[], &two);
+        assert_eq!(
+            (p["eq_fields"].clone(), p["ranges"].clone()),
+            (json!(1), json!(100))
+        );
+    }
+
+    #[test]
+    fn descending_ranges_are_inverted() {
+        let desc = vec![index("d", &[("a", true)])];
+        let filter = Filter::parse(&json!({"a": {"$in": [1, 2, 3]}})).unwrap();
+        let Access::Index(access) = plan(&filter, &[], &desc).access else {
+            panic!("index plan")
+        };
+        // Ascending byte order of a descending component is descending value order.
+        let mut lowers: Vec<Vec<u8>> = Vec::new();
+        for range in &access.ranges {
+            let Bound::Included(lower) = &range.lower else {
+                panic!()
+            };
+            lowers.push(lower.clone());
+        }
+        let mut three = Vec::new();
+        crate::index::key::encode_component(Some(&json!(3)), true, &mut three);
+        assert!(lowers[0].starts_with(&three), "3 comes first");
+        assert!(lowers.windows(2).all(|w| w[0] < w[1]));
+    }
+}

@@ -1,0 +1,240 @@
+//! Leader tests over an in-memory store that outlives the leader, so "restart" can be tested.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::FutureExt;
+use serde_json::json;
+
+use cstore_core::doc::RawDoc;
+use cstore_core::error::ErrorCode;
+use cstore_core::log::LogEntry;
+use cstore_core::snapshot::Snapshot;
+use cstore_core::storage::{
+    LogState, LogStore, MemoryStore, Metadata, StorageError, StorageResult,
+};
+use cstore_core::txn::CollectionOptions;
+use cstore_core::{Lsn, Op, Txn};
+
+use super::*;
+
+/// A `MemoryStore` behind a mutex, shared by successive leaders; counts appends (fsyncs).
+#[derive(Clone, Default)]
+struct SharedStore {
+    inner: Arc<Mutex<MemoryStore>>,
+    appends: Arc<Mutex<usize>>,
+    fail_appends: Arc<Mutex<bool>>,
+}
+
+impl SharedStore {
+    fn with<R>(&self, f: impl FnOnce(&mut MemoryStore) -> R) -> R {
+        f(&mut self.inner.lock().unwrap())
+    }
+}
+
+/// MemoryStore's futures are ready at once; resolve them inside the lock so no guard is held
+/// across an await point.
+fn now<T>(future: impl std::future::Future<Output = T>) -> T {
+    future
+        .now_or_never()
+        .expect("MemoryStore futures complete immediately")
+}
+
+impl LogStore for SharedStore {
+    async fn append(&mut self, entries: &[LogEntry]) -> StorageResult<()> {
+        if *self.fail_appends.lock().unwrap() {
+            return Err(StorageError::Io("disk on fire".into()));
+        }
+        *self.appends.lock().unwrap() += 1;
+        self.with(|s| now(s.append(entries)))
+    }
+    async fn read_range(&self, from: Lsn, to: Lsn) -> StorageResult<Vec<LogEntry>> {
+        self.with(|s| now(s.read_range(from, to)))
+    }
+    async fn state(&self) -> StorageResult<LogState> {
+        self.with(|s| now(s.state()))
+    }
+    async fn truncate_suffix(&mut self, from: Lsn) -> StorageResult<()> {
+        self.with(|s| now(s.truncate_suffix(from)))
+    }
+    async fn compact_prefix(&mut self, through: Lsn) -> StorageResult<()> {
+        self.with(|s| now(s.compact_prefix(through)))
+    }
+    async fn save_snapshot(&mut self, snapshot: &Snapshot) -> StorageResult<()> {
+        self.with(|s| now(s.save_snapshot(snapshot)))
+    }
+    async fn load_snapshot(&self) -> StorageResult<Option<Snapshot>> {
+        self.with(|s| now(s.load_snapshot()))
+    }
+    async fn save_metadata(&mut self, metadata: &Metadata) -> StorageResult<()> {
+        self.with(|s| now(s.save_metadata(metadata)))
+    }
+    async fn load_metadata(&self) -> StorageResult<Option<Metadata>> {
+        self.with(|s| now(s.load_metadata()))
+    }
+}
+
+fn insert(id: &str, n: i64) -> Txn {
+    let doc = RawDoc::from_value(&json!({"_id": id, "n": n})).unwrap();
+    Txn::single(Op::Insert {
+        collection: "c".into(),
+        doc,
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writes_share_fsyncs_and_survive_restart() {
+    let store = SharedStore::default();
+    let leader = Leader::open(store.clone(), LeaderConfig::default())
+        .await
+        .unwrap();
+    let tasks: Vec<_> = (0..500)
+        .map(|i| {
+            let leader = leader.clone();
+            tokio::spawn(async move { leader.write(insert(&format!("d{i}"), i)).await })
+        })
+        .collect();
+    let mut lsns = Vec::new();
+    for task in tasks {
+        lsns.push(task.await.unwrap().unwrap());
+    }
+    lsns.sort();
+    lsns.dedup();
+    assert_eq!(lsns.len(), 500, "every write got its own LSN");
+    assert_eq!(lsns.last(), Some(&Lsn(500)));
+    let appends = *store.appends.lock().unwrap();
+    assert!(
+        appends < 500,
+        "group commit: 500 writes took {appends} appends"
+    );
+    assert_eq!(leader.status().committed_lsn, Lsn(500));
+    let hash = leader.read(|s| s.state_hash());
+    leader.shutdown().await;
+
+    let reopened = Leader::open(store.clone(), LeaderConfig::default())
+        .await
+        .unwrap();
+    assert_eq!(reopened.read(|s| s.state_hash()), hash);
+    assert_eq!(
+        reopened.status().node_id,
+        leader.status().node_id,
+        "node id is durable"
+    );
+    reopened.shutdown().await;
+}
+
+#[tokio::test]
+async fn rejections_change_nothing_and_report_codes() {
+    let leader = Leader::open(SharedStore::default(), LeaderConfig::default())
+        .await
+        .unwrap();
+    assert_eq!(leader.write(insert("a", 1)).await.unwrap(), Lsn(1));
+    let err = leader.write(insert("a", 2)).await.unwrap_err();
+    assert_eq!(err.code(), "already_exists");
+    // The rejected write used no LSN.
+    assert_eq!(leader.write(insert("b", 1)).await.unwrap(), Lsn(2));
+    leader.shutdown().await;
+}
+
+#[tokio::test]
+async fn checkpoints_compact_and_restart_from_snapshot() {
+    let store = SharedStore::default();
+    let config = LeaderConfig {
+        checkpoint_every_entries: 10,
+        ..LeaderConfig::default()
+    };
+    let leader = Leader::open(store.clone(), config.clone()).await.unwrap();
+    for i in 0..35 {
+        leader.write(insert(&format!("d{i}"), i)).await.unwrap();
+    }
+    let hash = leader.read(|s| s.state_hash());
+    leader.shutdown().await;
+    let snapshot = store
+        .with(|s| now(s.load_snapshot()))
+        .unwrap()
+        .expect("a checkpoint");
+    assert!(snapshot.position.lsn >= Lsn(30));
+    let log = store.with(|s| now(s.state())).unwrap();
+    assert_eq!(
+        log.first,
+        snapshot.position.lsn.next(),
+        "the log was compacted behind it"
+    );
+    let reopened = Leader::open(store, config).await.unwrap();
+    assert_eq!(reopened.read(|s| s.state_hash()), hash);
+    assert_eq!(reopened.status().applied_lsn, Lsn(35));
+    reopened.shutdown().await;
+}
+
+#[tokio::test]
+async fn ttl_expiry_happens_without_writes() {
+    let leader = Leader::open(SharedStore::default(), LeaderConfig::default())
+        .await
+        .unwrap();
+    let create = Op::CreateCollection {
+        collection: "s".into(),
+        options: CollectionOptions { ttl_ms: Some(50) },
+    };
+    leader.write(Txn::single(create)).await.unwrap();
+    let doc = RawDoc::from_value(&json!({"_id": "x"})).unwrap();
+    leader
+        .write(Txn::single(Op::Insert {
+            collection: "s".into(),
+            doc,
+        }))
+        .await
+        .unwrap();
+    // The commit thread appends a tick entry at the deadline; poll with a generous bound.
+    let mut gone = false;
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        if leader.read(|s| s.collection("s").unwrap().get("x").is_none()) {
+            gone = true;
+            break;
+        }
+    }
+    assert!(gone, "the document did not expire");
+    assert!(
+        leader.status().committed_lsn >= Lsn(3),
+        "expiry went through the log"
+    );
+    leader.shutdown().await;
+}
+
+#[tokio::test]
+async fn after_shutdown_writes_are_refused() {
+    let leader = Leader::open(SharedStore::default(), LeaderConfig::default())
+        .await
+        .unwrap();
+    leader.write(insert("a", 1)).await.unwrap();
+    leader.shutdown().await;
+    assert_eq!(
+        leader.write(insert("b", 1)).await.unwrap_err(),
+        WriteError::ShuttingDown
+    );
+    leader.shutdown().await; // idempotent
+}
+
+#[tokio::test]
+async fn a_failed_append_stops_writes_and_never_acknowledges() {
+    let store = SharedStore::default();
+    let leader = Leader::open(store.clone(), LeaderConfig::default())
+        .await
+        .unwrap();
+    leader.write(insert("a", 1)).await.unwrap();
+    *store.fail_appends.lock().unwrap() = true;
+    assert_eq!(
+        leader.write(insert("b", 1)).await.unwrap_err().code(),
+        "storage_io"
+    );
+    *store.fail_appends.lock().unwrap() = false;
+    assert_eq!(
+        leader.write(insert("c", 1)).await.unwrap_err().code(),
+        "storage_io"
+    );
+    leader.shutdown().await;
+    // What is durable is exactly what was acknowledged.
+    let reopened = Leader::open(store, LeaderConfig::default()).await.unwrap();
+    assert_eq!(reopened.status().applied_lsn, Lsn(1));
+    reopened.shutdown().await;
+}

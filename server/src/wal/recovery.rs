@@ -1,0 +1,213 @@
+//! Recovery: reading the segment files back at startup, telling a torn tail from corruption.
+//!
+//! A crash in the middle of an append leaves the last segment ending in part of a record, or
+//! in zeros where the file system extended the file but the data never landed. Those bytes
+//! were never acknowledged (an append returns only after its `fdatasync`), so cutting them off
+//! loses nothing. Anything else that fails to decode is damage to data that may have been
+//! acknowledged, and the only safe answer is to refuse to start and say where:
+//!
+//! ```text
+//!  bad framing (truncated, bad crc, absurd length) ...
+//!    in a segment that is not the last ─────────────────────────────► Corrupt(file, offset)
+//!    in the last segment, and a valid newer entry follows somewhere ─► Corrupt(file, offset)
+//!    in the last segment, nothing valid after it ────────────────────► torn: truncate, fsync
+//!  a record whose crc passes but which is not a valid, chained entry ─► Corrupt(file, offset)
+//! ```
+//!
+//! "A valid newer entry" is one whose crc and SHA-256 hash both check out and whose LSN is
+//! above the last good one, found by trying every byte offset after the bad record. A record
+//! that passes its crc was written whole, so it is never treated as torn: a wrong hash, an
+//! unknown version or a broken chain there is corruption even at the very end of the log.
+
+use std::fs::{self, OpenOptions};
+use std::path::{Path, PathBuf};
+
+use cstore_core::log::LogEntry;
+use cstore_core::log::codec::{
+    DecodeError, FORMAT_VERSION, RECORD_HEADER_BYTES, RECORD_PAYLOAD_MAX, RecordKind, decode_entry,
+};
+use cstore_core::storage::{StorageError, StorageResult};
+use cstore_core::types::{LogPosition, Lsn};
+
+use super::WalStats;
+use super::durable::{io_error, remove_file, sync_dir};
+use super::segment::{self, Segment};
+
+/// What the segment files hold after recovery.
+#[derive(Debug)]
+pub(super) struct Scan {
+    /// Every non-empty segment, in order, contiguous and chained.
+    pub segments: Vec<Segment>,
+    /// The last entry in the files.
+    pub last: Option<LogPosition>,
+}
+
+/// Every segment file in `wal_dir`, by first LSN, ascending.
+fn list_segments(wal_dir: &Path) -> StorageResult<Vec<(Lsn, PathBuf)>> {
+    let mut found = Vec::new();
+    for entry in fs::read_dir(wal_dir).map_err(|e| io_error("cannot list", wal_dir, &e))? {
+        let entry = entry.map_err(|e| io_error("cannot list", wal_dir, &e))?;
+        if let Some(first) = segment::parse_file_name(&entry.file_name().to_string_lossy()) {
+            found.push((first, entry.path()));
+        }
+    }
+    found.sort();
+    Ok(found)
+}
+
+fn corrupt(path: &Path, offset: usize, why: impl std::fmt::Display) -> StorageError {
+    StorageError::Corrupt(format!(
+        "wal segment {} at byte offset {offset}: {why}",
+        path.display()
+    ))
+}
+
+/// Reads every segment in `wal_dir`, checks every record (crc, hash, chain, file name),
+/// truncates a torn tail of the last segment, removes an empty last segment, and builds the
+/// offset index. Fails with `Corrupt`, naming the file and offset, on anything else.
+pub(super) fn scan_segments(wal_dir: &Path, stats: &mut WalStats) -> StorageResult<Scan> {
+    let files = list_segments(wal_dir)?;
+    let mut segments = Vec::with_capacity(files.len());
+    let mut last: Option<LogPosition> = None;
+    for (index, (first, path)) in files.iter().enumerate() {
+        let is_last = index + 1 == files.len();
+        let buf = fs::read(path).map_err(|e| io_error("cannot read", path, &e))?;
+        let mut segment = Segment::new(wal_dir, *first);
+        assert_eq!(&segment.path, path, "the name parses back to the path");
+        let mut offset = 0;
+        while offset < buf.len() {
+            match decode_entry(&buf[offset..]) {
+                Ok((entry, used)) => {
+                    check_chain(&segment, last, &entry, path, offset)?;
+                    segment.push(entry.lsn, offset as u64, (offset + used) as u64);
+                    last = Some(entry.position());
+                    offset += used;
+                }
+                Err(
+                    error @ (DecodeError::Truncated { .. }
+                    | DecodeError::BadChecksum { .. }
+                    | DecodeError::TooLarge { .. }),
+                ) => {
+                    if !is_last {
+                        return Err(corrupt(
+                            path,
+                            offset,
+                            format!(
+                                "{error}; later segments exist, so this is not a torn write \
+                                 but damage to acknowledged data"
+                            ),
+                        ));
+                    }
+                    if let Some((found_at, lsn)) = newer_entry_after(&buf, offset, last) {
+                        return Err(corrupt(
+                            path,
+                            offset,
+                            format!(
+                                "{error}; a valid entry {lsn} follows at byte offset {found_at}, \
+                                 so this is not a torn tail: refusing to drop acknowledged data"
+                            ),
+                        ));
+                    }
+                    truncate_torn_tail(path, offset, buf.len(), stats)?;
+                    break;
+                }
+                Err(error) => {
+                    return Err(corrupt(
+                        path,
+                        offset,
+                        format!(
+                            "{error} (the record's checksum is valid, so it was written whole)"
+                        ),
+                    ));
+                }
+            }
+        }
+        if segment.offsets.is_empty() {
+            if !is_last {
+                return Err(corrupt(path, 0, "an empty segment before later segments"));
+            }
+            // A roll that crashed before its first record landed, or a wholly torn segment.
+            remove_file(path)?;
+            sync_dir(wal_dir, stats)?;
+            stats.segments_deleted += 1;
+        } else {
+            segments.push(segment);
+        }
+    }
+    Ok(Scan { segments, last })
+}
+
+/// Checks that `entry`, about to be added to `segment`, continues the chain after `last` and
+/// that a segment's first entry is the one its name promises.
+fn check_chain(
+    segment: &Segment,
+    last: Option<LogPosition>,
+    entry: &LogEntry,
+    path: &Path,
+    offset: usize,
+) -> StorageResult<()> {
+    if segment.offsets.is_empty() && entry.lsn != segment.first {
+        return Err(corrupt(
+            path,
+            offset,
+            format!(
+                "the file is named for entry {} but starts with entry {}",
+                segment.first, entry.lsn
+            ),
+        ));
+    }
+    match last {
+        Some(prev) if !entry.follows(prev) => Err(corrupt(
+            path,
+            offset,
+            format!(
+                "entry {} does not continue the chain after {prev}",
+                entry.lsn
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// The first offset after `bad` where a whole, valid entry newer than `last` starts, if any.
+/// Cheap tests (length, version and kind bytes) run before the crc, so scanning a large tail of
+/// garbage or zeros costs little.
+fn newer_entry_after(buf: &[u8], bad: usize, last: Option<LogPosition>) -> Option<(usize, Lsn)> {
+    (bad + 1..buf.len()).find_map(|offset| {
+        let rest = &buf[offset..];
+        if rest.len() < RECORD_HEADER_BYTES + 2 {
+            return None;
+        }
+        let len = u32::from_le_bytes(rest[0..4].try_into().expect("4 bytes")) as usize;
+        let plausible = (2..=RECORD_PAYLOAD_MAX).contains(&len)
+            && RECORD_HEADER_BYTES + len <= rest.len()
+            && rest[RECORD_HEADER_BYTES] == FORMAT_VERSION
+            && rest[RECORD_HEADER_BYTES + 1] == RecordKind::Entry as u8;
+        if !plausible {
+            return None;
+        }
+        let (entry, _) = decode_entry(rest).ok()?;
+        let newer = last.is_none_or(|l| entry.lsn > l.lsn);
+        newer.then_some((offset, entry.lsn))
+    })
+}
+
+/// Cuts the last segment at `offset`, the start of its torn tail, durably.
+fn truncate_torn_tail(
+    path: &Path,
+    offset: usize,
+    file_bytes: usize,
+    stats: &mut WalStats,
+) -> StorageResult<()> {
+    let file = OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map_err(|e| io_error("cannot open", path, &e))?;
+    file.set_len(offset as u64)
+        .map_err(|e| io_error("cannot truncate the torn tail of", path, &e))?;
+    file.sync_all()
+        .map_err(|e| io_error("cannot fsync", path, &e))?;
+    stats.data_syncs += 1;
+    stats.torn_bytes_truncated += (file_bytes - offset) as u64;
+    Ok(())
+}

@@ -1,0 +1,292 @@
+//! Snapshot files: a header record, then the state in checksummed chunks.
+//!
+//! ```text
+//! snapshot-<lsn>.snap
+//! ┌──────────────────────────────┬──────────────┬──────────────┬─────┐
+//! │ header: position, state hash │ chunk ≤ 1MiB │ chunk ≤ 1MiB │ ... │
+//! │ data bytes, reset, sequence  │              │              │     │
+//! └──────────────────────────────┴──────────────┴──────────────┴─────┘
+//!   every record framed [len][crc32c][version][kind = Snapshot][body]
+//! ```
+//!
+//! Chunking bounds the memory a reader needs beyond the data itself, and lets a damaged byte
+//! be reported at its offset. A snapshot is written to a temp file, fsynced, renamed into place
+//! and the directory fsynced, so a crash leaves the old snapshot or the new one, never a
+//! mixture; the state hash is checked again on every load.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{BufReader, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+
+use cstore_core::log::codec::{
+    RECORD_HEADER_BYTES, RECORD_PAYLOAD_MAX, RecordKind, decode_record, decode_value,
+    encode_record, encode_value,
+};
+use cstore_core::snapshot::Snapshot;
+use cstore_core::storage::{StorageError, StorageResult};
+use cstore_core::types::{Hash, LogPosition, Lsn};
+use serde::{Deserialize, Serialize};
+
+use super::WalStats;
+use super::durable::{TEMP_SUFFIX, io_error, sync_dir};
+
+/// Largest chunk of state data in one record, in bytes.
+pub(super) const SNAPSHOT_CHUNK_BYTES: usize = 1 << 20;
+const PREFIX: &str = "snapshot-";
+const SUFFIX: &str = ".snap";
+const LSN_DIGITS: usize = 20;
+
+/// The first record of a snapshot file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(super) struct SnapshotHeader {
+    /// The last entry the state includes.
+    pub position: LogPosition,
+    /// SHA-256 of the data.
+    pub state_hash: Hash,
+    /// Total bytes of data in the chunks that follow.
+    pub data_bytes: u64,
+    /// The snapshot lay past the log's end when saved, so the log restarts after it. Recovery
+    /// finishes that reset if a crash interrupted it.
+    pub resets_log: bool,
+    /// Counts saves in this directory. When a crash leaves two snapshot files, the higher
+    /// sequence is the newer one, whatever their LSNs.
+    pub sequence: u64,
+}
+
+/// The file name of the snapshot at `lsn`.
+pub(super) fn file_name(lsn: Lsn) -> String {
+    format!("{PREFIX}{:0width$}{SUFFIX}", lsn.0, width = LSN_DIGITS)
+}
+
+/// The LSN named by a snapshot file name; `None` for any other name.
+pub(super) fn parse_file_name(name: &str) -> Option<Lsn> {
+    let digits = name.strip_prefix(PREFIX)?.strip_suffix(SUFFIX)?;
+    if digits.len() != LSN_DIGITS || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok().map(Lsn)
+}
+
+/// Every snapshot file in `dir`, by LSN, ascending.
+pub(super) fn list(dir: &Path) -> StorageResult<Vec<(Lsn, PathBuf)>> {
+    let mut found = Vec::new();
+    for entry in fs::read_dir(dir).map_err(|e| io_error("cannot list", dir, &e))? {
+        let entry = entry.map_err(|e| io_error("cannot list", dir, &e))?;
+        if let Some(lsn) = parse_file_name(&entry.file_name().to_string_lossy()) {
+            found.push((lsn, entry.path()));
+        }
+    }
+    found.sort();
+    Ok(found)
+}
+
+/// Writes `snapshot` durably as `dir/snapshot-<lsn>.snap`, replacing a file of that name.
+/// Returns its path. The caller removes older snapshot files.
+pub(super) fn write(
+    dir: &Path,
+    snapshot: &Snapshot,
+    resets_log: bool,
+    sequence: u64,
+    stats: &mut WalStats,
+) -> StorageResult<PathBuf> {
+    let path = dir.join(file_name(snapshot.position.lsn));
+    let temp = dir.join(format!("{}{TEMP_SUFFIX}", file_name(snapshot.position.lsn)));
+    let header = SnapshotHeader {
+        position: snapshot.position,
+        state_hash: snapshot.state_hash,
+        data_bytes: snapshot.data.len() as u64,
+        resets_log,
+        sequence,
+    };
+    let file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&temp)
+        .map_err(|e| io_error("cannot create", &temp, &e))?;
+    let mut out = BufWriter::with_capacity(SNAPSHOT_CHUNK_BYTES + 64, file);
+    let mut record = Vec::with_capacity(SNAPSHOT_CHUNK_BYTES + 64);
+    encode_value(RecordKind::Snapshot, &header, &mut record);
+    let mut written = 0;
+    let write_err = |e: std::io::Error| io_error("cannot write", &temp, &e);
+    out.write_all(&record).map_err(write_err)?;
+    written += record.len();
+    for chunk in snapshot.data.chunks(SNAPSHOT_CHUNK_BYTES) {
+        record.clear();
+        encode_record(RecordKind::Snapshot, chunk, &mut record);
+        out.write_all(&record).map_err(write_err)?;
+        written += record.len();
+    }
+    let file = out
+        .into_inner()
+        .map_err(|e| io_error("cannot write", &temp, e.error()))?;
+    file.sync_all()
+        .map_err(|e| io_error("cannot fsync", &temp, &e))?;
+    stats.data_syncs += 1;
+    stats.bytes_written += written as u64;
+    fs::rename(&temp, &path).map_err(|e| io_error("cannot rename into", &path, &e))?;
+    sync_dir(dir, stats)?;
+    Ok(path)
+}
+
+/// Reads records of a snapshot file one at a time; the current record is in `buf`.
+struct RecordReader<'p> {
+    input: BufReader<File>,
+    path: &'p Path,
+    /// Where the next record starts.
+    offset: u64,
+    buf: Vec<u8>,
+}
+
+impl<'p> RecordReader<'p> {
+    fn open(path: &'p Path) -> StorageResult<RecordReader<'p>> {
+        let file = File::open(path).map_err(|e| io_error("cannot open", path, &e))?;
+        Ok(RecordReader {
+            input: BufReader::with_capacity(SNAPSHOT_CHUNK_BYTES + 64, file),
+            path,
+            offset: 0,
+            buf: Vec::new(),
+        })
+    }
+
+    /// Reads the next whole record (header included) into `buf`; false at a clean end of file.
+    /// The crc is checked by the caller's decode.
+    fn next_record(&mut self) -> StorageResult<bool> {
+        let start = self.offset;
+        self.buf.clear();
+        self.buf.resize(RECORD_HEADER_BYTES, 0);
+        let got = read_full(&mut self.input, &mut self.buf)
+            .map_err(|e| io_error("cannot read", self.path, &e))?;
+        if got == 0 {
+            return Ok(false);
+        }
+        if got < RECORD_HEADER_BYTES {
+            return Err(corrupt(
+                self.path,
+                start,
+                "the file ends inside a record header",
+            ));
+        }
+        let len = u32::from_le_bytes(self.buf[0..4].try_into().expect("4 bytes")) as usize;
+        if len > RECORD_PAYLOAD_MAX {
+            return Err(corrupt(
+                self.path,
+                start,
+                format!("record length {len} is too large"),
+            ));
+        }
+        self.buf.resize(RECORD_HEADER_BYTES + len, 0);
+        let got = read_full(&mut self.input, &mut self.buf[RECORD_HEADER_BYTES..])
+            .map_err(|e| io_error("cannot read", self.path, &e))?;
+        if got < len {
+            return Err(corrupt(self.path, start, "the file ends inside a record"));
+        }
+        self.offset += self.buf.len() as u64;
+        Ok(true)
+    }
+
+    /// Reads and decodes the header record at the start of the file.
+    fn header(&mut self) -> StorageResult<SnapshotHeader> {
+        if !self.next_record()? {
+            return Err(corrupt(self.path, 0, "the file is empty"));
+        }
+        let (header, _) =
+            decode_value(RecordKind::Snapshot, &self.buf).map_err(|e| corrupt(self.path, 0, e))?;
+        Ok(header)
+    }
+}
+
+fn corrupt(path: &Path, offset: u64, why: impl std::fmt::Display) -> StorageError {
+    StorageError::Corrupt(format!(
+        "snapshot {} at byte offset {offset}: {why}",
+        path.display()
+    ))
+}
+
+/// Reads until `buf` is full or the input ends; returns the bytes read.
+fn read_full(input: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match input.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}
+
+/// Reads and checks only the header of the snapshot file at `path`.
+pub(super) fn read_header(path: &Path) -> StorageResult<SnapshotHeader> {
+    RecordReader::open(path)?.header()
+}
+
+/// Reads the whole snapshot at `path`, checking every record's crc, the data length and the
+/// state hash.
+pub(super) fn read(path: &Path) -> StorageResult<Snapshot> {
+    let mut reader = RecordReader::open(path)?;
+    let header = reader.header()?;
+    let file_bytes = fs::metadata(path)
+        .map_err(|e| io_error("cannot stat", path, &e))?
+        .len();
+    if header.data_bytes > file_bytes {
+        return Err(corrupt(
+            path,
+            0,
+            "the header claims more data than the file holds",
+        ));
+    }
+    let mut data = Vec::with_capacity(header.data_bytes as usize);
+    loop {
+        let start = reader.offset;
+        if !reader.next_record()? {
+            break;
+        }
+        let (kind, body, _) = decode_record(&reader.buf).map_err(|e| corrupt(path, start, e))?;
+        if kind != RecordKind::Snapshot {
+            return Err(corrupt(
+                path,
+                start,
+                format!("a {kind:?} record in a snapshot"),
+            ));
+        }
+        if data.len() + body.len() > header.data_bytes as usize {
+            return Err(corrupt(path, start, "more data than the header announced"));
+        }
+        data.extend_from_slice(body);
+    }
+    if data.len() as u64 != header.data_bytes {
+        return Err(corrupt(
+            path,
+            reader.offset,
+            format!(
+                "the file ends after {} of {} data bytes",
+                data.len(),
+                header.data_bytes
+            ),
+        ));
+    }
+    let snapshot = Snapshot {
+        position: header.position,
+        state_hash: header.state_hash,
+        data,
+    };
+    if !snapshot.verify() {
+        return Err(corrupt(path, 0, "the data does not match the state hash"));
+    }
+    Ok(snapshot)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        assert_eq!(file_name(Lsn(42)), "snapshot-00000000000000000042.snap");
+        assert_eq!(parse_file_name(&file_name(Lsn(42))), Some(Lsn(42)));
+        assert_eq!(parse_file_name("snapshot-42.snap"), None);
+        assert_eq!(parse_file_name("00000000000000000042.seg"), None);
+    }
+}

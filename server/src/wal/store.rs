@@ -1,0 +1,679 @@
+//! [`FileStore`]: the log in segment files, a snapshot file and two small files beside it.
+//!
+//! Every mutation is durable before it returns, and the order of the durable steps is chosen
+//! so that a crash between any two of them leaves a directory that recovery reads back as
+//! either the old state or the new one (see each method). The in-memory part is only the
+//! offset index and a few positions; entries are read from the files when asked for.
+
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use cstore_core::log::LogEntry;
+use cstore_core::log::codec::{RecordKind, decode_entry, encode_entry};
+use cstore_core::snapshot::Snapshot;
+use cstore_core::storage::{
+    LogState, LogStore, Metadata, StorageError, StorageResult, check_contiguous,
+};
+use cstore_core::types::{LogPosition, Lsn};
+
+use super::durable::{
+    create_dir, io_error, read_record_file, remove_file, remove_temp_files, sync_dir,
+    write_record_file,
+};
+use super::recovery::scan_segments;
+use super::segment::Segment;
+use super::{WalOptions, WalStats, snapshot_file};
+
+/// The log's folder inside the data directory.
+const WAL_DIR: &str = "wal";
+/// The metadata file, in the data directory.
+const META_FILE: &str = "meta";
+/// The compaction point (a `LogPosition`), in the log's folder.
+const COMPACTED_FILE: &str = "compacted";
+/// Largest segment size accepted in options: offsets are kept as `u32`.
+const SEGMENT_BYTES_LIMIT: u64 = 1 << 30;
+/// The append buffer is kept between calls up to this capacity, and dropped above it.
+const SCRATCH_KEEP_BYTES: usize = 4 << 20;
+
+/// A [`LogStore`] in files, for the server. See the [module docs](super) for the layout.
+#[derive(Debug)]
+pub struct FileStore {
+    dir: PathBuf,
+    wal_dir: PathBuf,
+    options: WalOptions,
+    /// Ascending and gap-free. Empty, or the last one ends at `last` and the first one ends
+    /// above `compacted` (segments wholly at or below it are deleted).
+    segments: Vec<Segment>,
+    /// Open handle of `segments.last()`, opened on first use.
+    active: Option<File>,
+    /// The last compacted entry (`START` if none).
+    compacted: LogPosition,
+    /// The last entry held, or `compacted` when none is.
+    last: LogPosition,
+    /// The current snapshot file, if any.
+    snapshot_path: Option<PathBuf>,
+    /// The sequence number of the current snapshot (0 when none was ever saved).
+    snapshot_sequence: u64,
+    metadata: Option<Metadata>,
+    stats: WalStats,
+    /// Set when a mutation failed with an IO error: what is on disk is then unknown, so every
+    /// later mutation is refused until the store is reopened (and recovered).
+    failure: Option<String>,
+    scratch: Vec<u8>,
+}
+
+impl FileStore {
+    /// Opens (creating if needed) the store in `dir` with default options, recovering it.
+    pub fn open(dir: impl AsRef<Path>) -> StorageResult<FileStore> {
+        FileStore::open_with(dir, WalOptions::default())
+    }
+
+    /// Opens the store in `dir`, recovering it: leftover temp files are removed, every record
+    /// is checked, a torn tail is truncated, an interrupted compaction or snapshot reset is
+    /// finished. Fails with `Corrupt` (naming the file and byte offset) when acknowledged data
+    /// is damaged.
+    pub fn open_with(dir: impl AsRef<Path>, options: WalOptions) -> StorageResult<FileStore> {
+        if options.segment_bytes_max == 0 || options.segment_bytes_max > SEGMENT_BYTES_LIMIT {
+            return Err(StorageError::Invalid(format!(
+                "segment_bytes_max must be in 1..={SEGMENT_BYTES_LIMIT}, not {}",
+                options.segment_bytes_max
+            )));
+        }
+        let dir = dir.as_ref().to_path_buf();
+        let wal_dir = dir.join(WAL_DIR);
+        let mut stats = WalStats::default();
+        create_dir(&dir, &mut stats)?;
+        create_dir(&wal_dir, &mut stats)?;
+        for folder in [&dir, &wal_dir] {
+            if remove_temp_files(folder)? > 0 {
+                sync_dir(folder, &mut stats)?;
+            }
+        }
+
+        let metadata = read_record_file(&dir.join(META_FILE), RecordKind::Metadata)?;
+        let compacted: LogPosition =
+            read_record_file(&wal_dir.join(COMPACTED_FILE), RecordKind::Metadata)?
+                .unwrap_or(LogPosition::START);
+        let snapshot = open_snapshot(&dir, &mut stats)?;
+        let scan = scan_segments(&wal_dir, &mut stats)?;
+
+        let mut store = FileStore {
+            dir,
+            wal_dir,
+            options,
+            segments: scan.segments,
+            active: None,
+            compacted,
+            last: LogPosition::START,
+            snapshot_path: snapshot.as_ref().map(|(path, _)| path.clone()),
+            snapshot_sequence: snapshot.as_ref().map_or(0, |(_, header)| header.sequence),
+            metadata,
+            stats,
+            failure: None,
+            scratch: Vec::new(),
+        };
+        if let Some((_, header)) = snapshot {
+            if header.resets_log && store.compacted.lsn < header.position.lsn {
+                // A crash came between the snapshot's rename and the log's reset: finish it.
+                store.set_compaction_point(header.position)?;
+            }
+        }
+        store.check_compaction_point()?;
+        store.last = match scan.last {
+            Some(last) if last.lsn > store.compacted.lsn => last,
+            _ => store.compacted,
+        };
+        store.drop_compacted_segments()?;
+        store.check_invariants();
+        Ok(store)
+    }
+
+    /// What the store has done since it was opened.
+    pub fn stats(&self) -> WalStats {
+        self.stats
+    }
+
+    /// The data directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The options it was opened with.
+    pub fn options(&self) -> WalOptions {
+        self.options
+    }
+
+    /// Segment files currently held.
+    pub fn segment_count(&self) -> usize {
+        self.segments.len()
+    }
+
+    /// Bytes of log held on disk, including compacted entries in the first segment.
+    pub fn held_bytes(&self) -> u64 {
+        self.segments.iter().map(|s| s.len).sum()
+    }
+
+    /// The first held LSN and the last position.
+    pub fn log_state(&self) -> LogState {
+        LogState {
+            first: self.compacted.lsn.next(),
+            last: self.last,
+        }
+    }
+
+    /// [`LogStore::append`], synchronously: all records of a segment go out in one write and
+    /// one `fdatasync`, so a batch of many transactions costs one sync (group commit).
+    pub fn append_blocking(&mut self, entries: &[LogEntry]) -> StorageResult<()> {
+        self.guarded(|store| store.append_inner(entries))
+    }
+
+    /// [`LogStore::read_range`], synchronously. Every record read is checked again (crc, hash,
+    /// LSN and chain); a failure there is `Corrupt`.
+    pub fn read_range_blocking(&self, from: Lsn, to: Lsn) -> StorageResult<Vec<LogEntry>> {
+        if from >= to {
+            return Ok(Vec::new());
+        }
+        if from <= self.compacted.lsn {
+            return Err(StorageError::Missing(from));
+        }
+        if to.prev() > self.last.lsn {
+            return Err(StorageError::Missing(from.max(self.last.lsn.next())));
+        }
+        self.read_physical(from, to)
+    }
+
+    /// [`LogStore::truncate_suffix`], synchronously.
+    pub fn truncate_suffix_blocking(&mut self, from: Lsn) -> StorageResult<()> {
+        self.guarded(|store| store.truncate_inner(from))
+    }
+
+    /// [`LogStore::compact_prefix`], synchronously.
+    pub fn compact_prefix_blocking(&mut self, through: Lsn) -> StorageResult<()> {
+        self.guarded(|store| store.compact_inner(through))
+    }
+
+    /// [`LogStore::save_snapshot`], synchronously.
+    pub fn save_snapshot_blocking(&mut self, snapshot: &Snapshot) -> StorageResult<()> {
+        self.guarded(|store| store.save_snapshot_inner(snapshot))
+    }
+
+    /// [`LogStore::load_snapshot`], synchronously: reads and verifies the whole file.
+    pub fn load_snapshot_blocking(&self) -> StorageResult<Option<Snapshot>> {
+        self.snapshot_path
+            .as_deref()
+            .map(snapshot_file::read)
+            .transpose()
+    }
+
+    /// [`LogStore::save_metadata`], synchronously.
+    pub fn save_metadata_blocking(&mut self, metadata: &Metadata) -> StorageResult<()> {
+        self.guarded(|store| {
+            write_record_file(
+                &store.dir,
+                META_FILE,
+                RecordKind::Metadata,
+                metadata,
+                &mut store.stats,
+            )?;
+            store.metadata = Some(metadata.clone());
+            Ok(())
+        })
+    }
+
+    /// The metadata last saved (kept in memory; read from disk at open).
+    pub fn metadata(&self) -> Option<&Metadata> {
+        self.metadata.as_ref()
+    }
+
+    /// Runs a mutation unless an earlier one failed; remembers an IO failure.
+    fn guarded<T>(
+        &mut self,
+        mutation: impl FnOnce(&mut FileStore) -> StorageResult<T>,
+    ) -> StorageResult<T> {
+        if let Some(failure) = &self.failure {
+            return Err(StorageError::Io(format!(
+                "an earlier write failed ({failure}); reopen the store to recover"
+            )));
+        }
+        let result = mutation(self);
+        if let Err(StorageError::Io(message)) = &result {
+            self.failure = Some(message.clone());
+        }
+        if result.is_ok() {
+            self.check_invariants();
+        }
+        result
+    }
+
+    fn append_inner(&mut self, entries: &[LogEntry]) -> StorageResult<()> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        check_contiguous(self.last, entries)?;
+        // An entry whose hash is wrong would make the next start refuse the log: keep it out.
+        if let Some(bad) = entries.iter().find(|e| !e.verify_hash()) {
+            return Err(StorageError::Invalid(format!(
+                "entry {} does not match its hash; refusing to log it",
+                bad.lsn
+            )));
+        }
+        let mut rest = entries;
+        while !rest.is_empty() {
+            let full = self
+                .segments
+                .last()
+                .is_none_or(|s| s.len >= self.options.segment_bytes_max);
+            if full {
+                self.create_segment(rest[0].lsn)?;
+            }
+            let taken = self.write_run(rest)?;
+            rest = &rest[taken..];
+        }
+        self.last = entries.last().expect("not empty").position();
+        self.stats.record_batch(entries.len());
+        if self.scratch.capacity() > SCRATCH_KEEP_BYTES {
+            self.scratch = Vec::new();
+        }
+        Ok(())
+    }
+
+    /// Writes as many of `entries` as fit into the last segment (at least one) with one write
+    /// and one `fdatasync`. Returns how many it wrote.
+    fn write_run(&mut self, entries: &[LogEntry]) -> StorageResult<usize> {
+        let segment = self.segments.last().expect("a segment to write to");
+        assert_eq!(
+            segment.next_lsn(),
+            entries[0].lsn,
+            "the active segment ends where the log does"
+        );
+        let base = segment.len;
+        let max = self.options.segment_bytes_max;
+        let mut scratch = std::mem::take(&mut self.scratch);
+        scratch.clear();
+        let mut ends = Vec::new();
+        while ends.len() < entries.len() && (ends.is_empty() || base + (scratch.len() as u64) < max)
+        {
+            encode_entry(&entries[ends.len()], &mut scratch);
+            ends.push(base + scratch.len() as u64);
+        }
+        let path = segment.path.clone();
+        let file = self.active_file()?;
+        let written = file
+            .write_all_at(&scratch, base)
+            .and_then(|()| file.sync_data());
+        written.map_err(|e| io_error("cannot append to", &path, &e))?;
+        self.stats.data_syncs += 1;
+        self.stats.bytes_written += scratch.len() as u64;
+        self.scratch = scratch;
+
+        let segment = self.segments.last_mut().expect("still there");
+        let mut start = base;
+        for (entry, &end) in entries.iter().zip(&ends) {
+            segment.push(entry.lsn, start, end);
+            start = end;
+        }
+        Ok(ends.len())
+    }
+
+    /// Creates the segment file for entries from `first` on, and makes its name durable.
+    fn create_segment(&mut self, first: Lsn) -> StorageResult<()> {
+        let segment = Segment::new(&self.wal_dir, first);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&segment.path)
+            .map_err(|e| io_error("cannot create segment", &segment.path, &e))?;
+        sync_dir(&self.wal_dir, &mut self.stats)?;
+        self.stats.segments_created += 1;
+        self.segments.push(segment);
+        self.active = Some(file);
+        Ok(())
+    }
+
+    /// The open handle of the last segment.
+    fn active_file(&mut self) -> StorageResult<&File> {
+        if self.active.is_none() {
+            let segment = self.segments.last().expect("a segment to open");
+            let file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(&segment.path)
+                .map_err(|e| io_error("cannot open segment", &segment.path, &e))?;
+            self.active = Some(file);
+        }
+        Ok(self.active.as_ref().expect("just opened"))
+    }
+
+    /// Removes the suffix from `from` on. Later segments go first, newest first, then the
+    /// segment holding `from` is cut: a crash in between leaves a shorter log, never a gap.
+    fn truncate_inner(&mut self, from: Lsn) -> StorageResult<()> {
+        if from <= self.compacted.lsn {
+            return Err(StorageError::Invalid(format!(
+                "cannot truncate from {from}: entries through {} are compacted",
+                self.compacted.lsn
+            )));
+        }
+        if from > self.last.lsn {
+            return Ok(());
+        }
+        let new_last = if from.prev() == self.compacted.lsn {
+            self.compacted
+        } else {
+            self.read_physical(from.prev(), from)?[0].position()
+        };
+        let mut deleted = false;
+        while self.segments.last().is_some_and(|s| s.first >= from) {
+            let segment = self.segments.pop().expect("checked");
+            self.active = None;
+            remove_file(&segment.path)?;
+            self.stats.segments_deleted += 1;
+            deleted = true;
+        }
+        if deleted {
+            sync_dir(&self.wal_dir, &mut self.stats)?;
+        }
+        if self.segments.last().is_some_and(|s| s.holds(from)) {
+            let offset = self.segments.last().expect("checked").offset_of(from);
+            let path = self.segments.last().expect("checked").path.clone();
+            let file = self.active_file()?;
+            file.set_len(offset)
+                .and_then(|()| file.sync_all())
+                .map_err(|e| io_error("cannot truncate", &path, &e))?;
+            self.stats.data_syncs += 1;
+            self.segments.last_mut().expect("checked").truncate(from);
+        }
+        self.last = new_last;
+        self.drop_compacted_segments()
+    }
+
+    /// Compacts through `through`: first the new compaction point is made durable, then whole
+    /// segments behind it are deleted, oldest first. A crash in between leaves segments that
+    /// the next open deletes.
+    fn compact_inner(&mut self, through: Lsn) -> StorageResult<()> {
+        if through <= self.compacted.lsn {
+            return Ok(());
+        }
+        if through > self.last.lsn {
+            return Err(StorageError::Invalid(format!(
+                "cannot compact through {through}: the last entry is {}",
+                self.last.lsn
+            )));
+        }
+        let position = self.read_physical(through, through.next())?[0].position();
+        self.set_compaction_point(position)?;
+        self.drop_compacted_segments()
+    }
+
+    /// Saves a snapshot: the file is written and renamed into place (the commit point), older
+    /// snapshot files are removed, and a snapshot past the last entry then resets the log to
+    /// start after it. The header records that reset, so recovery can finish it.
+    fn save_snapshot_inner(&mut self, snapshot: &Snapshot) -> StorageResult<()> {
+        if !snapshot.verify() {
+            return Err(StorageError::Invalid(format!(
+                "snapshot at {} does not match its state hash",
+                snapshot.position
+            )));
+        }
+        let resets_log = snapshot.position.lsn > self.last.lsn;
+        let sequence = self.snapshot_sequence + 1;
+        let path =
+            snapshot_file::write(&self.dir, snapshot, resets_log, sequence, &mut self.stats)?;
+        self.snapshot_sequence = sequence;
+        let mut removed = false;
+        for (_, old) in snapshot_file::list(&self.dir)? {
+            if old != path {
+                remove_file(&old)?;
+                removed = true;
+            }
+        }
+        if removed {
+            sync_dir(&self.dir, &mut self.stats)?;
+        }
+        self.snapshot_path = Some(path);
+        if resets_log {
+            self.set_compaction_point(snapshot.position)?;
+            self.last = snapshot.position;
+            self.drop_compacted_segments()?;
+        }
+        Ok(())
+    }
+
+    /// Makes `position` the compaction point, durably.
+    fn set_compaction_point(&mut self, position: LogPosition) -> StorageResult<()> {
+        write_record_file(
+            &self.wal_dir,
+            COMPACTED_FILE,
+            RecordKind::Metadata,
+            &position,
+            &mut self.stats,
+        )?;
+        self.compacted = position;
+        Ok(())
+    }
+
+    /// Deletes leading segments that hold nothing above the compaction point.
+    fn drop_compacted_segments(&mut self) -> StorageResult<()> {
+        let mut deleted = false;
+        while self
+            .segments
+            .first()
+            .is_some_and(|s| s.last() <= self.compacted.lsn)
+        {
+            let segment = self.segments.remove(0);
+            if self.segments.is_empty() {
+                self.active = None;
+            }
+            remove_file(&segment.path)?;
+            self.stats.segments_deleted += 1;
+            deleted = true;
+        }
+        if deleted {
+            sync_dir(&self.wal_dir, &mut self.stats)?;
+        }
+        Ok(())
+    }
+
+    /// At open: the held entries must start right after the compaction point and continue its
+    /// chain; an entry at the compaction point itself must carry its hash.
+    fn check_compaction_point(&self) -> StorageResult<()> {
+        let Some(first) = self.segments.first() else {
+            return Ok(());
+        };
+        let point = self.compacted;
+        if first.first > point.lsn.next() {
+            return Err(StorageError::Corrupt(format!(
+                "wal segment {} at byte offset 0: it starts at entry {} but the log is compacted \
+                 only through {}, so entries {}..{} are missing",
+                first.path.display(),
+                first.first,
+                point.lsn,
+                point.lsn.next(),
+                first.first.prev()
+            )));
+        }
+        let scanned_last = self.segments.last().expect("not empty").last();
+        let (lsn, check): (Lsn, fn(&LogEntry, LogPosition) -> bool) =
+            if point.lsn.next() <= scanned_last {
+                (point.lsn.next(), |e, p| e.prev_hash == p.hash)
+            } else if point.lsn <= scanned_last {
+                (point.lsn, |e, p| e.hash == p.hash)
+            } else {
+                // The point is past every entry in the files (a snapshot reset): nothing held.
+                return Ok(());
+            };
+        let entry = &self.read_physical(lsn, lsn.next())?[0];
+        if !check(entry, point) {
+            let segment = &self.segments[self.segment_index(lsn).expect("in the files")];
+            return Err(StorageError::Corrupt(format!(
+                "wal segment {} at byte offset {}: entry {lsn} does not fit the compaction \
+                 point {point}",
+                segment.path.display(),
+                segment.offset_of(lsn)
+            )));
+        }
+        Ok(())
+    }
+
+    /// The index of the segment holding `lsn`, compacted or not.
+    fn segment_index(&self, lsn: Lsn) -> Option<usize> {
+        let after = self.segments.partition_point(|s| s.first <= lsn);
+        let index = after.checked_sub(1)?;
+        self.segments[index].holds(lsn).then_some(index)
+    }
+
+    /// Reads entries `from..to` from the files, which must hold them, checking every record.
+    fn read_physical(&self, from: Lsn, to: Lsn) -> StorageResult<Vec<LogEntry>> {
+        let mut index = self
+            .segment_index(from)
+            .unwrap_or_else(|| panic!("entry {from} is in the files"));
+        let mut out: Vec<LogEntry> = Vec::with_capacity(((to.0 - from.0) as usize).min(4096));
+        let mut lsn = from;
+        while lsn < to {
+            let segment = &self.segments[index];
+            let end_lsn = to.min(segment.last().next());
+            let start = segment.offset_of(lsn);
+            let bytes = self.read_bytes(index, start, segment.offset_of(end_lsn))?;
+            let mut at = 0;
+            while lsn < end_lsn {
+                let corrupt = |why: String| {
+                    StorageError::Corrupt(format!(
+                        "wal segment {} at byte offset {}: {why}",
+                        segment.path.display(),
+                        start + at as u64
+                    ))
+                };
+                let (entry, used) =
+                    decode_entry(&bytes[at..]).map_err(|e| corrupt(e.to_string()))?;
+                let chained = out.last().is_none_or(|prev| entry.follows(prev.position()));
+                if entry.lsn != lsn || !chained {
+                    return Err(corrupt(format!(
+                        "found entry {} where entry {lsn} of the chain should be",
+                        entry.lsn
+                    )));
+                }
+                out.push(entry);
+                at += used;
+                lsn = lsn.next();
+            }
+            index += 1;
+        }
+        Ok(out)
+    }
+
+    /// Bytes `start..end` of segment `index`.
+    fn read_bytes(&self, index: usize, start: u64, end: u64) -> StorageResult<Vec<u8>> {
+        let segment = &self.segments[index];
+        let mut bytes = vec![0; (end - start) as usize];
+        let opened;
+        let file = match (&self.active, index + 1 == self.segments.len()) {
+            (Some(active), true) => active,
+            _ => {
+                opened = File::open(&segment.path)
+                    .map_err(|e| io_error("cannot open segment", &segment.path, &e))?;
+                &opened
+            }
+        };
+        file.read_exact_at(&mut bytes, start)
+            .map_err(|e| io_error("cannot read", &segment.path, &e))?;
+        Ok(bytes)
+    }
+
+    /// The structural invariants, checked after every successful mutation.
+    fn check_invariants(&self) {
+        assert!(
+            self.last.lsn >= self.compacted.lsn,
+            "last precedes compaction"
+        );
+        if let (Some(first), Some(last)) = (self.segments.first(), self.segments.last()) {
+            assert!(
+                first.last() > self.compacted.lsn,
+                "a wholly compacted segment"
+            );
+            assert!(
+                first.first <= self.compacted.lsn.next(),
+                "a gap after compaction"
+            );
+            assert_eq!(last.last(), self.last.lsn, "the last segment ends the log");
+        } else {
+            assert_eq!(self.last, self.compacted, "no segments, no entries");
+        }
+        for pair in self.segments.windows(2) {
+            assert_eq!(
+                pair[0].last().next(),
+                pair[1].first,
+                "segments are gap-free"
+            );
+        }
+    }
+}
+
+/// Finds the newest snapshot file (highest sequence), reads its header, and removes the others
+/// (left by a crash between a new snapshot's rename and their removal).
+fn open_snapshot(
+    dir: &Path,
+    stats: &mut WalStats,
+) -> StorageResult<Option<(PathBuf, snapshot_file::SnapshotHeader)>> {
+    let mut newest: Option<(PathBuf, snapshot_file::SnapshotHeader)> = None;
+    let mut older = Vec::new();
+    for (lsn, path) in snapshot_file::list(dir)? {
+        let header = snapshot_file::read_header(&path)?;
+        if header.position.lsn != lsn {
+            return Err(StorageError::Corrupt(format!(
+                "snapshot {} at byte offset 0: its header is for entry {}",
+                path.display(),
+                header.position.lsn
+            )));
+        }
+        match &newest {
+            Some((_, best)) if best.sequence >= header.sequence => older.push(path),
+            _ => older.extend(newest.replace((path, header)).map(|(p, _)| p)),
+        }
+    }
+    for path in &older {
+        remove_file(path)?;
+    }
+    if !older.is_empty() {
+        sync_dir(dir, stats)?;
+    }
+    Ok(newest)
+}
+
+impl LogStore for FileStore {
+    async fn append(&mut self, entries: &[LogEntry]) -> StorageResult<()> {
+        self.append_blocking(entries)
+    }
+
+    async fn read_range(&self, from: Lsn, to: Lsn) -> StorageResult<Vec<LogEntry>> {
+        self.read_range_blocking(from, to)
+    }
+
+    async fn state(&self) -> StorageResult<LogState> {
+        Ok(self.log_state())
+    }
+
+    async fn truncate_suffix(&mut self, from: Lsn) -> StorageResult<()> {
+        self.truncate_suffix_blocking(from)
+    }
+
+    async fn compact_prefix(&mut self, through: Lsn) -> StorageResult<()> {
+        self.compact_prefix_blocking(through)
+    }
+
+    async fn save_snapshot(&mut self, snapshot: &Snapshot) -> StorageResult<()> {
+        self.save_snapshot_blocking(snapshot)
+    }
+
+    async fn load_snapshot(&self) -> StorageResult<Option<Snapshot>> {
+        self.load_snapshot_blocking()
+    }
+
+    async fn save_metadata(&mut self, metadata: &Metadata) -> StorageResult<()> {
+        self.save_metadata_blocking(metadata)
+    }
+
+    async fn load_metadata(&self) -> StorageResult<Option<Metadata>> {
+        Ok(self.metadata.clone())
+    }
+}
