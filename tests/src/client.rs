@@ -4,6 +4,7 @@
 //! Transport failures (connection refused or reset, timeouts) come back as `Err` so that tests
 //! which kill the server can tell "no answer" from "an answer".
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use reqwest::Method;
@@ -13,6 +14,9 @@ use serde_json::Value;
 
 /// How long one request may take before it counts as a transport failure.
 pub const REQUEST_TIMEOUT_MS: u64 = 30_000;
+
+/// Threads used by [`Client::get_docs`].
+pub const POINT_READ_THREADS: usize = 8;
 
 /// Documents per page in [`Client::all_docs`].
 pub const FIND_PAGE_DOCS: usize = 1000;
@@ -244,6 +248,61 @@ impl Client {
         }
     }
 
+    /// Fetches each of `ids` from `collection` by `GET /v1/c/{collection}/{id}`, over
+    /// [`POINT_READ_THREADS`] threads: the documents found, by id (`404` means absent). Point
+    /// reads check durability without relying on queries. Panics on any other answer.
+    #[track_caller]
+    pub fn get_docs(&self, collection: &str, ids: &[String]) -> BTreeMap<String, Value> {
+        let chunk = ids.len().div_ceil(POINT_READ_THREADS).max(1);
+        std::thread::scope(|scope| {
+            let workers: Vec<_> = ids
+                .chunks(chunk)
+                .map(|part| {
+                    scope.spawn(move || {
+                        let mut found = BTreeMap::new();
+                        for id in part {
+                            let path = format!("/v1/c/{collection}/{}", encode_segment(id));
+                            let reply = self
+                                .get(&path)
+                                .unwrap_or_else(|e| panic!("GET {path}: no answer: {e}"));
+                            match reply.status {
+                                200 => {
+                                    found.insert(id.clone(), reply.json());
+                                }
+                                404 => {}
+                                _ => panic!("GET {path}: {} {}", reply.status, reply.text()),
+                            }
+                        }
+                        found
+                    })
+                })
+                .collect();
+            workers
+                .into_iter()
+                .flat_map(|w| w.join().expect("a reader thread does not panic"))
+                .collect()
+        })
+    }
+
+    /// The `count` of `collection` in `GET /v1/c`; 0 when it is not listed.
+    #[track_caller]
+    pub fn collection_count(&self, collection: &str) -> u64 {
+        let listing = self
+            .get("/v1/c")
+            .expect("GET /v1/c answers")
+            .expect_status(200);
+        listing["collections"]
+            .as_array()
+            .unwrap_or_else(|| panic!("collections in {listing}"))
+            .iter()
+            .find(|c| c["name"] == collection)
+            .map_or(0, |c| {
+                c["count"]
+                    .as_u64()
+                    .unwrap_or_else(|| panic!("a numeric count in {c}"))
+            })
+    }
+
     /// `GET /v1/status` as JSON, panicking on any failure.
     #[track_caller]
     pub fn status(&self) -> Value {
@@ -266,4 +325,29 @@ fn json_body(body: &Value) -> (&'static str, Vec<u8>) {
         "application/json",
         serde_json::to_vec(body).expect("a Value serializes"),
     )
+}
+
+/// Percent-encodes `segment` for use as one path segment (RFC 3986 unreserved bytes kept).
+pub fn encode_segment(segment: &str) -> String {
+    let mut out = String::with_capacity(segment.len());
+    for byte in segment.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::encode_segment;
+
+    #[test]
+    fn path_segments_are_percent_encoded() {
+        assert_eq!(encode_segment("a-b_c.d~e"), "a-b_c.d~e");
+        assert_eq!(encode_segment("a/b c%"), "a%2Fb%20c%25");
+        assert_eq!(encode_segment("é"), "%C3%A9");
+    }
 }

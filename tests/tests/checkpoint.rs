@@ -5,11 +5,14 @@
 
 use std::collections::BTreeMap;
 
+use cstore_tests::dirs::files_under;
 use cstore_tests::{Client, ServerOptions, ServerProcess};
 use serde_json::{Value, json};
 
 const DOCS: usize = 1_000;
 const WRITERS: usize = 4;
+/// Inserts after the first restart, before the crash.
+const LATE_DOCS: usize = 150;
 
 fn write_workload(client: &Client) {
     client
@@ -44,12 +47,18 @@ fn write_workload(client: &Client) {
     });
 }
 
+/// Every id the workload may have written.
+fn known_ids() -> Vec<String> {
+    (0..DOCS)
+        .map(|i| format!("i{i:04}"))
+        .chain((0..LATE_DOCS).map(|i| format!("late{i:03}")))
+        .collect()
+}
+
+/// `last_lsn` and every document, read back by id; the listing's count must agree.
 fn contents(client: &Client) -> (u64, BTreeMap<String, Value>) {
-    let docs = client
-        .all_docs("items")
-        .into_iter()
-        .map(|d| (d["_id"].as_str().unwrap().to_string(), d))
-        .collect();
+    let docs = client.get_docs("items", &known_ids());
+    assert_eq!(client.collection_count("items"), docs.len() as u64);
     (client.last_lsn(), docs)
 }
 
@@ -92,6 +101,15 @@ fn a_thousand_writes_across_checkpoints_survive_restarts() {
         assert_eq!(doc["patched"] == json!(true), i % 7 == 0, "{doc}");
     }
 
+    // Checkpoints happened: a snapshot file exists (server/src/wal's documented layout).
+    let files = files_under(&server.data_dir()).unwrap();
+    assert!(
+        files.iter().any(|f| f
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with("snapshot"))),
+        "no snapshot file after {lsn} entries with --checkpoint-every 100: {files:?}"
+    );
+
     let status = server.terminate(10_000).expect("clean stop");
     assert!(status.success(), "{}", server.stderr());
     server.restart().expect("restart after a clean stop");
@@ -104,7 +122,7 @@ fn a_thousand_writes_across_checkpoints_survive_restarts() {
 
     // Some more writes, then a crash: the snapshot plus the log tail still add up.
     let client = server.client();
-    for i in 0..150 {
+    for i in 0..LATE_DOCS {
         client
             .insert("items", &json!({"_id": format!("late{i:03}"), "rank": 7}))
             .unwrap()

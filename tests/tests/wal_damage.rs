@@ -80,13 +80,23 @@ fn assert_prefix(server: &ServerProcess, history: &History, what: &str) -> u64 {
         last_lsn <= max,
         "{what}: last_lsn {last_lsn} beyond anything written ({max})"
     );
-    let mut want: Vec<&Value> = history.range(..=last_lsn).map(|(_, d)| d).collect();
-    want.sort_by_key(|d| d["_id"].as_str().unwrap().to_string());
-    let got = client.all_docs("wal");
-    let got: Vec<&Value> = got.iter().collect();
+    let ids: Vec<String> = history
+        .values()
+        .map(|d| d["_id"].as_str().unwrap().to_string())
+        .collect();
+    let got = client.get_docs("wal", &ids);
+    let want: BTreeMap<String, Value> = history
+        .range(..=last_lsn)
+        .map(|(_, d)| (d["_id"].as_str().unwrap().to_string(), d.clone()))
+        .collect();
     assert_eq!(
         got, want,
         "{what}: documents are not the prefix up to lsn {last_lsn}"
+    );
+    assert_eq!(
+        client.collection_count("wal"),
+        want.len() as u64,
+        "{what}: documents beyond those written"
     );
     last_lsn
 }
@@ -135,6 +145,7 @@ fn a_damaged_wal_is_refused_or_recovered_to_a_prefix() {
     server.terminate(10_000).expect("clean stop");
 
     let mut refused = 0;
+    let mut kept_after_truncation = Vec::new();
     for (n, damage) in damages.iter().enumerate() {
         let what = format!("seed {seed} case {n} {damage:?} of {}", relative.display());
         restore(&pristine, &data_dir);
@@ -184,6 +195,9 @@ fn a_damaged_wal_is_refused_or_recovered_to_a_prefix() {
                     .collect::<History>();
                 extended.insert(new_lsn, doc);
                 assert_eq!(assert_prefix(&server, &extended, &what), new_lsn);
+                if let Damage::Truncate(at) = damage {
+                    kept_after_truncation.push((*at, kept));
+                }
                 println!("{what}: started with lsn {kept} of {}", history.len());
             }
         }
@@ -195,4 +209,16 @@ fn a_damaged_wal_is_refused_or_recovered_to_a_prefix() {
         }
     }
     println!("{} cases, {refused} refused", damages.len());
+    // Cutting the log later never keeps less of it.
+    kept_after_truncation.sort();
+    for pair in kept_after_truncation.windows(2) {
+        assert!(
+            pair[0].1 <= pair[1].1,
+            "seed {seed}: truncating at {} kept lsn {}, but truncating later at {} kept only {}",
+            pair[0].0,
+            pair[0].1,
+            pair[1].0,
+            pair[1].1
+        );
+    }
 }
