@@ -5,6 +5,11 @@
 //! library holds the server's parts so that integration tests and the `cstore` binary share
 //! them.
 
+pub mod auth;
+pub mod cli;
 pub mod clock;
+pub mod http;
 pub mod leader;
+pub mod metrics;
+pub mod serve;
 pub mod wal;

@@ -334,6 +334,22 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// What the leader canonicalizes, a replica accepts as canonical: floats and escapes
+        /// survive the round trip exactly (serde_json's `float_roundtrip` is required for this).
+        #[test]
+        fn canonical_text_round_trips(
+            f in proptest::num::f64::NORMAL | proptest::num::f64::SUBNORMAL,
+            i in proptest::prelude::any::<i64>(),
+            s in "\\PC{0,8}",
+        ) {
+            let doc = RawDoc::from_value(&json!({"_id": "x", "f": f, "i": i, "s": s})).unwrap();
+            let wire = serde_json::to_string(&doc).unwrap();
+            let back: RawDoc = serde_json::from_str(&wire).unwrap();
+            proptest::prop_assert_eq!(back, doc);
+        }
+    }
+
     #[test]
     fn ensure_id_fills_only_missing() {
         let mut ids = IdGenerator::new(1);

@@ -8,10 +8,7 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use serde::Deserialize;
-use serde::de::{MapAccess, Visitor};
 use serde_json::Value;
-use serde_json::value::RawValue;
 
 use super::{ID_FIELD, RawDoc};
 use crate::index::lookup_path;
@@ -30,28 +27,50 @@ impl FieldSource for Value {
 
 /// The top-level fields of a document, values unparsed.
 pub struct DocView<'a> {
-    fields: Vec<(Cow<'a, str>, &'a RawValue)>,
+    /// `(name, raw JSON text of the value)`, in the document's (sorted) key order.
+    fields: Vec<(Cow<'a, str>, &'a str)>,
 }
 
 impl fmt::Debug for DocView<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_map()
-            .entries(self.fields.iter().map(|(k, v)| (k, v.get())))
+            .entries(self.fields.iter().map(|(k, v)| (k, v)))
             .finish()
     }
 }
 
 impl<'a> DocView<'a> {
-    /// Splits a document's text. A `RawDoc` is a valid object, so this cannot fail.
+    /// Splits a document's text into its top-level fields.
+    ///
+    /// This is a structural scan, not a parser: it relies on the text being what `RawDoc`
+    /// guarantees, compact JSON written by serde_json (no whitespace, valid escapes, balanced
+    /// brackets), so it only has to find where each key and value ends.
     pub fn new(doc: &'a RawDoc) -> DocView<'a> {
-        let mut de = serde_json::Deserializer::from_str(doc.as_str());
-        let fields = de
-            .deserialize_map_fields()
-            .expect("RawDoc holds a JSON object");
+        let text = doc.as_str();
+        let bytes = text.as_bytes();
+        assert_eq!(bytes[0], b'{', "RawDoc holds a JSON object");
+        let mut fields = Vec::with_capacity(8);
+        let mut i = 1;
+        if bytes[i] == b'}' {
+            return DocView { fields };
+        }
+        loop {
+            let key_end = string_end(bytes, i);
+            let key = unescape(&text[i..key_end]);
+            debug_assert_eq!(bytes[key_end], b':');
+            let value_start = key_end + 1;
+            i = value_end(bytes, value_start);
+            fields.push((key, &text[value_start..i]));
+            match bytes[i] {
+                b',' => i += 1,
+                b'}' => break,
+                other => unreachable!("unexpected byte {other:#x} after a value"),
+            }
+        }
         DocView { fields }
     }
 
-    fn raw(&self, name: &str) -> Option<&'a RawValue> {
+    fn raw(&self, name: &str) -> Option<&'a str> {
         // Canonical documents have their keys sorted, so a binary search finds a field.
         self.fields
             .binary_search_by(|(k, _)| k.as_ref().cmp(name))
@@ -61,9 +80,66 @@ impl<'a> DocView<'a> {
 
     /// The document's `_id`, borrowed from the text when it has no escapes.
     pub fn id(&self) -> Cow<'a, str> {
-        let raw = self.raw(ID_FIELD).expect("RawDoc has an _id");
-        let id: Cow<'a, str> = serde_json::from_str(raw.get()).expect("RawDoc's _id is a string");
-        id
+        unescape(self.raw(ID_FIELD).expect("RawDoc has an _id"))
+    }
+}
+
+/// The text of a JSON string literal (with its quotes) as a string, borrowed when it has no
+/// escapes.
+fn unescape(literal: &str) -> Cow<'_, str> {
+    let inner = &literal[1..literal.len() - 1];
+    if inner.contains('\\') {
+        Cow::Owned(serde_json::from_str(literal).expect("a valid JSON string"))
+    } else {
+        Cow::Borrowed(inner)
+    }
+}
+
+/// The index just past the string literal that starts at `start` (an opening quote).
+fn string_end(bytes: &[u8], start: usize) -> usize {
+    debug_assert_eq!(bytes[start], b'"');
+    let mut i = start + 1;
+    loop {
+        match bytes[i] {
+            b'\\' => i += 2,
+            b'"' => return i + 1,
+            _ => i += 1,
+        }
+    }
+}
+
+/// The index just past the value that starts at `start`.
+fn value_end(bytes: &[u8], start: usize) -> usize {
+    match bytes[start] {
+        b'"' => string_end(bytes, start),
+        b'{' | b'[' => {
+            let mut depth = 0usize;
+            let mut i = start;
+            loop {
+                match bytes[i] {
+                    b'"' => {
+                        i = string_end(bytes, i);
+                        continue;
+                    }
+                    b'{' | b'[' => depth += 1,
+                    b'}' | b']' => {
+                        depth -= 1;
+                        if depth == 0 {
+                            return i + 1;
+                        }
+                    }
+                    _ => {}
+                }
+                i += 1;
+            }
+        }
+        _ => {
+            let mut i = start;
+            while !matches!(bytes[i], b',' | b'}' | b']') {
+                i += 1;
+            }
+            i
+        }
     }
 }
 
@@ -73,7 +149,7 @@ impl FieldSource for DocView<'_> {
             Some((head, rest)) => (head, Some(rest)),
             None => (path, None),
         };
-        let value: Value = serde_json::from_str(self.raw(head)?.get()).expect("valid JSON");
+        let value: Value = serde_json::from_str(self.raw(head)?).expect("valid JSON");
         match rest {
             None => Some(Cow::Owned(value)),
             Some(rest) => lookup_path(&value, rest).cloned().map(Cow::Owned),
@@ -81,55 +157,10 @@ impl FieldSource for DocView<'_> {
     }
 }
 
-trait MapFields<'a> {
-    fn deserialize_map_fields(&mut self) -> serde_json::Result<Vec<(Cow<'a, str>, &'a RawValue)>>;
-}
-
-impl<'a> MapFields<'a> for serde_json::Deserializer<serde_json::de::StrRead<'a>> {
-    fn deserialize_map_fields(&mut self) -> serde_json::Result<Vec<(Cow<'a, str>, &'a RawValue)>> {
-        struct Fields;
-        impl<'a> Visitor<'a> for Fields {
-            type Value = Vec<(Cow<'a, str>, &'a RawValue)>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a JSON object")
-            }
-            fn visit_map<M: MapAccess<'a>>(self, mut map: M) -> Result<Self::Value, M::Error> {
-                let mut fields = Vec::with_capacity(map.size_hint().unwrap_or(8));
-                while let Some(key) = map.next_key::<BorrowedKey<'a>>()? {
-                    fields.push((key.0, map.next_value::<&'a RawValue>()?));
-                }
-                Ok(fields)
-            }
-        }
-        serde::Deserializer::deserialize_map(self, Fields)
-    }
-}
-
-/// A map key borrowed from the text when it can be.
-struct BorrowedKey<'a>(Cow<'a, str>);
-
-impl<'de> Deserialize<'de> for BorrowedKey<'de> {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Key;
-        impl<'de> Visitor<'de> for Key {
-            type Value = BorrowedKey<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a string")
-            }
-            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
-                Ok(BorrowedKey(Cow::Borrowed(v)))
-            }
-            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
-                Ok(BorrowedKey(Cow::Owned(v.to_string())))
-            }
-        }
-        d.deserialize_str(Key)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
     use serde_json::json;
 
     #[test]
@@ -150,6 +181,51 @@ mod tests {
             "n.x",
         ] {
             assert_eq!(view.field(path), value.field(path), "{path}");
+        }
+        let empty_ish = RawDoc::from_value(&json!({"_id": "e"})).unwrap();
+        assert_eq!(DocView::new(&empty_ish).id(), "e");
+    }
+
+    fn leaf() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(|i| json!(i)),
+            any::<f64>()
+                .prop_filter("finite", |f| f.is_finite())
+                .prop_map(|f| json!(f)),
+            "[a-z\"\\\\,:{}\\[\\] \u{0}-\u{1f}é]{0,6}".prop_map(Value::String),
+        ]
+    }
+
+    fn nested() -> impl Strategy<Value = Value> {
+        leaf().prop_recursive(3, 24, 4, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                prop::collection::btree_map("[a-c\"\\\\,:]{1,3}", inner, 0..4)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        /// The scan agrees with a full parse on every field of random documents, including
+        /// keys and strings full of quotes, backslashes, brackets and control characters.
+        #[test]
+        fn scan_agrees_with_parse(
+            id in "[a-z\"\\\\]{1,5}",
+            fields in prop::collection::btree_map("[a-d\"\\\\{:,]{1,3}", nested(), 0..6),
+        ) {
+            let mut value = Value::Object(fields.into_iter().collect());
+            value["_id"] = json!(id);
+            let doc = RawDoc::from_value(&value).unwrap();
+            let view = DocView::new(&doc);
+            prop_assert_eq!(view.id(), id.as_str());
+            for (key, expected) in value.as_object().unwrap() {
+                let got = view.field(key);
+                prop_assert_eq!(got.as_deref(), Some(expected), "field {}", key);
+            }
+            prop_assert_eq!(view.fields.len(), value.as_object().unwrap().len());
         }
     }
 }

@@ -24,7 +24,7 @@ use super::find_query::{FindQuery, sort_key};
 use super::plan::{Access, IndexAccess, KeyRange, Plan};
 use super::planner::plan;
 use super::source::DocSource;
-use crate::doc::StoredDoc;
+use crate::doc::{DocView, StoredDoc};
 use crate::index::SecondaryIndex;
 
 /// What a find returned, and how.
@@ -91,7 +91,7 @@ pub fn count<S: DocSource + ?Sized>(source: &S, filter: &Filter) -> CountResult 
 
 /// True when `doc` passes the filter; the match-all filter does not parse the document.
 fn passes(filter: &Filter, doc: &StoredDoc) -> bool {
-    filter.is_all() || filter.matches(&doc.doc.to_value())
+    filter.is_all() || filter.matches(&DocView::new(&doc.doc))
 }
 
 /// The access order is the result order: skip, then take until the limit, then stop reading.
@@ -152,7 +152,7 @@ fn sorted_matches<'a>(
     let keep = query.limit.map(|limit| query.skip + limit);
     let mut heap: BinaryHeap<Keyed<'a>> = BinaryHeap::with_capacity(keep.unwrap_or(64).min(1024));
     for doc in candidates {
-        let value = doc.doc.to_value();
+        let value = DocView::new(&doc.doc);
         if !query.filter.matches(&value) {
             continue;
         }

@@ -23,8 +23,8 @@
 
 use serde_json::Value;
 
+use crate::doc::FieldSource;
 use crate::index::key::encode_component;
-use crate::index::lookup_path;
 
 /// A literal from a filter together with its ascending index-key encoding.
 #[derive(Clone, Debug, PartialEq)]
@@ -147,9 +147,10 @@ fn contains(sorted: &[Operand], key: &[u8]) -> bool {
 
 impl FieldFilter {
     /// True when every condition holds for the value at `path` in `doc`.
-    pub fn matches(&self, doc: &Value) -> bool {
+    pub fn matches<D: FieldSource + ?Sized>(&self, doc: &D) -> bool {
+        let value = doc.field(&self.path);
         let mut probe = Probe {
-            value: lookup_path(doc, &self.path),
+            value: value.as_deref(),
             key: None,
         };
         self.conds.iter().all(|c| c.holds(&mut probe))
@@ -167,8 +168,9 @@ impl Filter {
         matches!(self, Filter::And(parts) if parts.is_empty())
     }
 
-    /// True when `doc` (a whole document) passes this filter.
-    pub fn matches(&self, doc: &Value) -> bool {
+    /// True when `doc` (a whole document: a parsed value or a lazy [`crate::doc::DocView`])
+    /// passes this filter.
+    pub fn matches<D: FieldSource + ?Sized>(&self, doc: &D) -> bool {
         match self {
             Filter::And(parts) => parts.iter().all(|p| p.matches(doc)),
             Filter::Or(parts) => parts.iter().any(|p| p.matches(doc)),

@@ -20,8 +20,8 @@ use serde_json::{Map, Value};
 
 use super::error::QueryError;
 use super::filter::Filter;
+use crate::doc::FieldSource;
 use crate::index::key::{encode_component, encode_str};
-use crate::index::lookup_path;
 use crate::index::spec::valid_path;
 
 /// Largest `limit`.
@@ -127,7 +127,7 @@ impl FindQuery {
     }
 
     /// The byte string this query sorts `doc` by (see [`sort_key`]).
-    pub fn sort_key(&self, doc: &Value) -> Vec<u8> {
+    pub fn sort_key<D: FieldSource + ?Sized>(&self, doc: &D) -> Vec<u8> {
         sort_key(&self.sort, doc)
     }
 }
@@ -135,12 +135,13 @@ impl FindQuery {
 /// The byte string that orders `doc` under `sort`: each sort field's index-order encoding
 /// (inverted when descending; missing encodes as `null`), then the `_id`. Comparing two of
 /// these compares the documents in result order.
-pub fn sort_key(sort: &[SortKey], doc: &Value) -> Vec<u8> {
+pub fn sort_key<D: FieldSource + ?Sized>(sort: &[SortKey], doc: &D) -> Vec<u8> {
     let mut key = Vec::with_capacity(16 * (sort.len() + 1));
     for k in sort {
-        encode_component(lookup_path(doc, &k.path), k.desc, &mut key);
+        encode_component(doc.field(&k.path).as_deref(), k.desc, &mut key);
     }
-    let id = doc.get(crate::doc::ID_FIELD).and_then(Value::as_str);
+    let id = doc.field(crate::doc::ID_FIELD);
+    let id = id.as_deref().and_then(Value::as_str);
     encode_str(id.expect("stored documents have a string _id"), &mut key);
     key
 }

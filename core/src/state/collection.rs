@@ -303,3 +303,17 @@ impl Collection {
         Ok(collection)
     }
 }
+
+impl crate::query::DocSource for Collection {
+    fn get(&self, id: &str) -> Option<&StoredDoc> {
+        self.docs.get(id)
+    }
+
+    fn scan(&self) -> Box<dyn Iterator<Item = &StoredDoc> + '_> {
+        Box::new(self.docs.values())
+    }
+
+    fn indexes(&self) -> &[SecondaryIndex] {
+        &self.indexes
+    }
+}

@@ -1,0 +1,192 @@
+//! The command line: `cstore serve …` and `cstore token create …`.
+//!
+//! Every option of `serve` that an operator sets once per deployment can also come from the
+//! environment (`CSTORE_DATA_DIR`, `CSTORE_LISTEN`, `CSTORE_AUTH_SECRET`), so a secret never
+//! has to appear in a process listing.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::auth::{Claims, Scope, TokenKey, WeakSecret};
+
+/// Collection Store: a replicated JSON document store.
+#[derive(Debug, Parser)]
+#[command(name = "cstore", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server (the leader; with --follow, a read replica).
+    Serve(ServeArgs),
+    /// Manage access tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+/// Options of `cstore serve`.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Directory of the log, snapshots and metadata.
+    #[arg(long, env = "CSTORE_DATA_DIR", default_value = "./cstore-data")]
+    pub data_dir: PathBuf,
+    /// Address to listen on for HTTP and WebSocket.
+    #[arg(long, env = "CSTORE_LISTEN", default_value = "127.0.0.1:7070")]
+    pub listen: String,
+    /// Follow a leader as a read replica (its WebSocket URL, e.g. ws://host:7070/v1/replicate).
+    #[arg(long, value_name = "WS_URL")]
+    pub follow: Option<String>,
+    /// Secret that signs access tokens; without it every request is allowed.
+    #[arg(long, env = "CSTORE_AUTH_SECRET", hide_env_values = true)]
+    pub auth_secret: Option<String>,
+    /// Allow listening on a non-loopback address without an auth secret.
+    #[arg(long)]
+    pub insecure: bool,
+    /// Write a snapshot and compact the log every N entries.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub checkpoint_every: Option<u64>,
+}
+
+/// `cstore token …`.
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Mint a token and print it.
+    Create(TokenCreateArgs),
+}
+
+/// Options of `cstore token create`.
+#[derive(Debug, Clone, Args)]
+pub struct TokenCreateArgs {
+    /// Scopes, comma-separated: read, write, admin.
+    #[arg(long, value_delimiter = ',', required = true)]
+    pub scope: Vec<Scope>,
+    /// Lifetime, e.g. 90s, 30m, 24h, 7d.
+    #[arg(long, default_value = "24h", value_parser = parse_ttl)]
+    pub ttl: Duration,
+    /// Who the token is for (shows up in the server's logs).
+    #[arg(long, default_value = "cstore-cli")]
+    pub subject: String,
+    /// The server's secret.
+    #[arg(long, env = "CSTORE_AUTH_SECRET", hide_env_values = true)]
+    pub secret: String,
+}
+
+impl TokenCreateArgs {
+    /// The token these options describe, valid from `now_s` (Unix seconds) for `ttl`.
+    pub fn mint(&self, now_s: u64) -> Result<String, WeakSecret> {
+        let key = TokenKey::new(&self.secret)?;
+        let claims = Claims {
+            sub: self.subject.clone(),
+            scopes: self.scope.clone(),
+            exp: now_s.saturating_add(self.ttl.as_secs()),
+        };
+        Ok(key.mint(&claims))
+    }
+}
+
+/// Parses a lifetime: a positive number with a unit `s`, `m`, `h` or `d`.
+pub fn parse_ttl(text: &str) -> Result<Duration, String> {
+    let unit_at = text
+        .find(|c: char| !c.is_ascii_digit())
+        .ok_or_else(|| format!("{text:?} needs a unit: s, m, h or d (e.g. 24h)"))?;
+    let (number, unit) = text.split_at(unit_at);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} does not start with a number"))?;
+    let unit_s = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(format!("unknown unit {unit:?}: use s, m, h or d")),
+    };
+    let seconds = number
+        .checked_mul(unit_s)
+        .filter(|s| *s > 0)
+        .ok_or_else(|| format!("{text:?} is not a positive lifetime"))?;
+    Ok(Duration::from_secs(seconds))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn ttls() {
+        assert_eq!(parse_ttl("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_ttl("30m"), Ok(Duration::from_secs(1800)));
+        assert_eq!(parse_ttl("24h"), Ok(Duration::from_secs(86_400)));
+        assert_eq!(parse_ttl("7d"), Ok(Duration::from_secs(604_800)));
+        for bad in [
+            "",
+            "24",
+            "h",
+            "0s",
+            "-1h",
+            "1.5h",
+            "2w",
+            "99999999999999999999d",
+        ] {
+            assert!(parse_ttl(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn serve_defaults() {
+        let cli = Cli::try_parse_from(["cstore", "serve"]).unwrap();
+        let Command::Serve(args) = cli.command else {
+            panic!("not serve")
+        };
+        // The environment of the test run could override these; only check when unset.
+        if std::env::var_os("CSTORE_LISTEN").is_none() {
+            assert_eq!(args.listen, "127.0.0.1:7070");
+        }
+        if std::env::var_os("CSTORE_DATA_DIR").is_none() {
+            assert_eq!(args.data_dir, PathBuf::from("./cstore-data"));
+        }
+        assert!(!args.insecure);
+    }
+
+    #[test]
+    fn token_create_parses_scopes() {
+        let cli = Cli::try_parse_from([
+            "cstore",
+            "token",
+            "create",
+            "--scope",
+            "read,write",
+            "--ttl",
+            "1h",
+            "--secret",
+            "s",
+        ])
+        .unwrap();
+        let Command::Token(TokenCommand::Create(args)) = cli.command else {
+            panic!("not token create")
+        };
+        assert_eq!(args.scope, vec![Scope::Read, Scope::Write]);
+        assert_eq!(args.ttl, Duration::from_secs(3600));
+        let token = args.mint(1000).unwrap();
+        let claims = TokenKey::new("s").unwrap().verify(&token, 1000).unwrap();
+        assert_eq!(claims.exp, 4600);
+        assert_eq!(claims.sub, "cstore-cli");
+        assert!(
+            Cli::try_parse_from([
+                "cstore", "token", "create", "--scope", "root", "--secret", "s"
+            ])
+            .is_err()
+        );
+    }
+}

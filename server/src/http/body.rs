@@ -1,0 +1,79 @@
+//! Reading JSON request bodies with a size bound, into the JSON error shape.
+//!
+//! axum's `Json` extractor answers a wrong content type or a bad body in plain text with its
+//! own statuses; [`JsonBody`] does the same checks in the order a client can act on (media
+//! type, then size, then syntax) and fails with [`ApiError`]s. The bound is checked against
+//! `Content-Length` first and then while streaming, so a lying or chunked client cannot make
+//! the server buffer more than the limit.
+
+use axum::body::Body;
+use axum::extract::{FromRequest, Request};
+use axum::http::{HeaderMap, header};
+use futures::StreamExt;
+use serde_json::Value;
+
+use super::error::ApiError;
+
+/// Largest body of a document route (insert, put, patch) and of a find, in bytes. Canonical
+/// documents are limited to 1 MiB by core; the slack is for the client's whitespace.
+pub const DOC_BODY_BYTES_MAX: usize = 2 << 20;
+/// Largest body of `/v1/txn`, in bytes.
+pub const TXN_BODY_BYTES_MAX: usize = 32 << 20;
+
+/// A request body parsed as JSON, at most `LIMIT` bytes, sent as `application/json`.
+#[derive(Debug)]
+pub struct JsonBody<const LIMIT: usize>(pub Value);
+
+impl<S: Send + Sync, const LIMIT: usize> FromRequest<S> for JsonBody<LIMIT> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, _state: &S) -> Result<Self, ApiError> {
+        let (parts, body) = request.into_parts();
+        if !is_json(&parts.headers) {
+            return Err(ApiError::UnsupportedMediaType);
+        }
+        let declared = parts
+            .headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > LIMIT as u64) {
+            return Err(ApiError::BodyTooLarge { limit_bytes: LIMIT });
+        }
+        let bytes = read_bounded(body, LIMIT).await?;
+        if bytes.is_empty() {
+            return Err(ApiError::InvalidJson("the body is empty".into()));
+        }
+        let value =
+            serde_json::from_slice(&bytes).map_err(|e| ApiError::InvalidJson(e.to_string()))?;
+        Ok(JsonBody(value))
+    }
+}
+
+/// True for `application/json` and its `+json` relatives (`application/merge-patch+json` is
+/// what RFC 7386 names for PATCH bodies), with or without parameters such as `charset`.
+fn is_json(headers: &HeaderMap) -> bool {
+    let Some(mime) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+    else {
+        return false;
+    };
+    let mime = mime.trim().to_ascii_lowercase();
+    mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
+}
+
+/// Collects the body, failing as soon as it passes `limit` bytes.
+async fn read_bounded(body: Body, limit: usize) -> Result<Vec<u8>, ApiError> {
+    let mut stream = body.into_data_stream();
+    let mut bytes = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| ApiError::InvalidJson(format!("reading the body: {e}")))?;
+        if bytes.len() + chunk.len() > limit {
+            return Err(ApiError::BodyTooLarge { limit_bytes: limit });
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok(bytes)
+}

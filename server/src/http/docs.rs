@@ -1,0 +1,190 @@
+//! Routes on single documents: insert, get, put, patch, delete, and find (which shares the
+//! `/v1/c/{collection}/{id}` route, see [`super::router`]).
+
+use axum::Json;
+use axum::extract::{FromRequestParts, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use cstore_core::doc::{DocError, ID_FIELD, RawDoc};
+use cstore_core::{Lsn, Op, Txn};
+
+use super::AppState;
+use super::auth::{Authorized, NeedsRead, NeedsWrite};
+use super::body::{DOC_BODY_BYTES_MAX, JsonBody};
+use super::error::ApiError;
+use super::params::{Ack, CollectionPath, DocPath, Precondition, etag};
+
+/// A document body.
+type DocBody = JsonBody<DOC_BODY_BYTES_MAX>;
+
+/// `POST /v1/c/{collection}`: inserts a document, generating `_id` when absent.
+pub async fn insert(
+    _: Authorized<NeedsWrite>,
+    State(app): State<AppState>,
+    CollectionPath(collection): CollectionPath,
+    _: Ack,
+    JsonBody(mut value): DocBody,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    if let Value::Object(map) = &mut value {
+        if !map.contains_key(ID_FIELD) {
+            map.insert(ID_FIELD.into(), Value::String(app.leader.generate_id()));
+        }
+    }
+    let doc = RawDoc::from_value(&value)?;
+    let id = doc.id();
+    let lsn = app
+        .leader
+        .write(Txn::single(Op::Insert { collection, doc }))
+        .await?;
+    Ok((StatusCode::CREATED, written(&id, lsn)))
+}
+
+/// `GET /v1/c/{collection}/{id}`: the document's canonical text, its version as the ETag.
+/// `If-None-Match` with the current ETag answers 304.
+pub async fn get(
+    _: Authorized<NeedsRead>,
+    State(app): State<AppState>,
+    DocPath { collection, id }: DocPath,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    // Copy the text out under the lock; the response is written after it is released.
+    let (version, text) = app.leader.read(|state| {
+        let coll = state
+            .collection(&collection)
+            .ok_or_else(|| ApiError::CollectionNotFound(collection.clone()))?;
+        coll.get(&id)
+            .map(|stored| (stored.version, stored.doc.as_str().to_string()))
+            .ok_or_else(|| ApiError::NotFound {
+                collection: collection.clone(),
+                id: id.clone(),
+            })
+    })?;
+    let tag = etag(version);
+    if none_match(&headers, &tag) {
+        return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, tag)]).into_response());
+    }
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/json".to_string()),
+            (header::ETAG, tag),
+        ],
+        text,
+    )
+        .into_response())
+}
+
+/// `PUT /v1/c/{collection}/{id}`: creates or replaces. The body's `_id`, if any, must equal
+/// the path's.
+pub async fn put(
+    _: Authorized<NeedsWrite>,
+    State(app): State<AppState>,
+    DocPath { collection, id }: DocPath,
+    _: Ack,
+    Precondition(if_version): Precondition,
+    JsonBody(mut value): DocBody,
+) -> Result<Json<Value>, ApiError> {
+    let Value::Object(map) = &mut value else {
+        return Err(DocError::NotAnObject.into());
+    };
+    match map.get(ID_FIELD) {
+        None => {
+            map.insert(ID_FIELD.into(), Value::String(id.clone()));
+        }
+        Some(Value::String(body)) if *body == id => {}
+        Some(Value::String(body)) => {
+            return Err(ApiError::IdMismatch {
+                path: id,
+                body: body.clone(),
+            });
+        }
+        Some(_) => return Err(DocError::InvalidId.into()),
+    }
+    let doc = RawDoc::from_value(&value)?;
+    let op = Op::Put {
+        collection,
+        doc,
+        if_version,
+    };
+    let lsn = app.leader.write(Txn::single(op)).await?;
+    Ok(written(&id, lsn))
+}
+
+/// `PATCH /v1/c/{collection}/{id}`: an RFC 7386 merge patch into an existing document.
+pub async fn patch(
+    _: Authorized<NeedsWrite>,
+    State(app): State<AppState>,
+    DocPath { collection, id }: DocPath,
+    _: Ack,
+    Precondition(if_version): Precondition,
+    JsonBody(value): DocBody,
+) -> Result<Json<Value>, ApiError> {
+    if !value.is_object() {
+        return Err(ApiError::InvalidPatch(
+            "a merge patch must be a JSON object".into(),
+        ));
+    }
+    let op = Op::Patch {
+        collection,
+        id: id.clone(),
+        patch: value.to_string(),
+        if_version,
+    };
+    let lsn = app.leader.write(Txn::single(op)).await?;
+    Ok(written(&id, lsn))
+}
+
+/// `DELETE /v1/c/{collection}/{id}`.
+pub async fn delete(
+    _: Authorized<NeedsWrite>,
+    State(app): State<AppState>,
+    DocPath { collection, id }: DocPath,
+    _: Ack,
+    Precondition(if_version): Precondition,
+) -> Result<Json<Value>, ApiError> {
+    let op = Op::Delete {
+        collection,
+        id: id.clone(),
+        if_version,
+    };
+    let lsn = app.leader.write(Txn::single(op)).await?;
+    Ok(written(&id, lsn))
+}
+
+/// The `{collection}` of `POST /v1/c/{collection}/find`; any other `{id}` is 405, checked
+/// before the body is read.
+#[derive(Debug)]
+pub struct FindPath(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for FindPath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let DocPath { collection, id } = DocPath::from_request_parts(parts, state).await?;
+        if id != "find" {
+            return Err(ApiError::MethodNotAllowed {
+                method: parts.method.to_string(),
+                path: parts.uri.path().to_string(),
+            });
+        }
+        Ok(FindPath(collection))
+    }
+}
+
+/// `{"id": …, "lsn": …}`, the answer to every single-document write.
+fn written(id: &str, lsn: Lsn) -> Json<Value> {
+    Json(json!({"id": id, "lsn": lsn.0}))
+}
+
+/// True when `If-None-Match` names `tag` (or is `*`).
+fn none_match(headers: &HeaderMap, tag: &str) -> bool {
+    headers
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|t| t.trim())
+        .any(|t| t == "*" || t.strip_prefix("W/").unwrap_or(t) == tag)
+}

@@ -1,0 +1,223 @@
+//! The one error type of the HTTP layer, and the one table from stable codes to statuses.
+//!
+//! Everything that can go wrong in a request (a core rejection, a leader failure, a bad
+//! token, a malformed body, axum's own routing failures) becomes an [`ApiError`], whose
+//! response is always `{"error": {"code", "message"}}`. The status is looked up from the code
+//! in [`status_for`], the table docs/HTTP_API.md publishes, so a code can never reach a client
+//! with two different statuses.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+use tracing::{error, warn};
+
+use cstore_core::ErrorCode;
+use cstore_core::doc::DocError;
+use cstore_core::query::QueryError;
+use cstore_core::state::Rejection;
+
+use crate::auth::AuthError;
+use crate::leader::{AckPolicy, InvalidAck, WriteError};
+
+/// A failed request.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The leader refused or could not commit the write.
+    #[error(transparent)]
+    Write(#[from] WriteError),
+    /// A document, id or collection name is invalid.
+    #[error(transparent)]
+    Doc(#[from] DocError),
+    /// The request is not authorized.
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    /// `?ack=` is not a policy.
+    #[error(transparent)]
+    InvalidAck(#[from] InvalidAck),
+    /// `?ack=` names a policy that needs replication, which has not landed.
+    #[error("ack policy `{0}` is not available yet (no replication); use `local`")]
+    UnsupportedAck(AckPolicy),
+    /// The body is not JSON (or is empty).
+    #[error("the body is not valid JSON: {0}")]
+    InvalidJson(String),
+    /// The body is not `application/json`.
+    #[error("the body must be sent with `Content-Type: application/json`")]
+    UnsupportedMediaType,
+    /// The body is larger than the route accepts.
+    #[error("the body is larger than this route's limit of {limit_bytes} bytes")]
+    BodyTooLarge {
+        /// The route's limit.
+        limit_bytes: usize,
+    },
+    /// A precondition (`?if_version=`, `If-Match`, `If-None-Match`) does not parse.
+    #[error("invalid precondition: {0}")]
+    InvalidVersion(String),
+    /// A PUT whose body `_id` differs from the path.
+    #[error("the body's `_id` {body:?} does not match the path's {path:?}")]
+    IdMismatch {
+        /// The id in the path.
+        path: String,
+        /// The id in the body.
+        body: String,
+    },
+    /// A PATCH body that is not a merge-patch object.
+    #[error("invalid patch: {0}")]
+    InvalidPatch(String),
+    /// A `/v1/txn` body of the wrong shape.
+    #[error("invalid transaction: {0}")]
+    InvalidTxn(String),
+    /// A find body of the wrong shape outside what core parses, or a bad query string.
+    #[error("invalid query: {0}")]
+    InvalidQuery(String),
+    /// A filter, sort, limit or skip the query engine refuses.
+    #[error(transparent)]
+    Query(#[from] QueryError),
+    /// A find whose answer would pass the response bound.
+    #[error("the result is larger than {limit_bytes} bytes: ask for less with `limit` and `skip`")]
+    ResultTooLarge {
+        /// The bound.
+        limit_bytes: usize,
+    },
+    /// An error inside one operation of a transaction.
+    #[error("operation {op_index}: {source}")]
+    InOp {
+        /// The operation's position in `ops`.
+        op_index: usize,
+        /// What was wrong with it.
+        source: Box<ApiError>,
+    },
+    /// No such document.
+    #[error("no document with `_id` {id:?} in `{collection}`")]
+    NotFound {
+        /// The collection asked for.
+        collection: String,
+        /// The id asked for.
+        id: String,
+    },
+    /// No such collection.
+    #[error("collection `{0}` does not exist")]
+    CollectionNotFound(String),
+    /// No route has this path.
+    #[error("no route for {method} {path}")]
+    RouteNotFound {
+        /// The request's method.
+        method: String,
+        /// The request's path.
+        path: String,
+    },
+    /// The route exists but not with this method.
+    #[error("{method} is not allowed on {path}")]
+    MethodNotAllowed {
+        /// The request's method.
+        method: String,
+        /// The request's path.
+        path: String,
+    },
+    /// A bug or an unexpected failure; details are in the server log.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ErrorCode for ApiError {
+    fn code(&self) -> &'static str {
+        match self {
+            ApiError::Write(e) => e.code(),
+            ApiError::Doc(e) => e.code(),
+            ApiError::Auth(e) => e.code(),
+            ApiError::InvalidAck(_) => "invalid_ack",
+            ApiError::UnsupportedAck(_) => "unsupported_ack",
+            ApiError::InvalidJson(_) => "invalid_json",
+            ApiError::UnsupportedMediaType => "unsupported_media_type",
+            ApiError::BodyTooLarge { .. } => "body_too_large",
+            ApiError::InvalidVersion(_) => "invalid_version",
+            ApiError::IdMismatch { .. } => "invalid_id",
+            ApiError::InvalidPatch(_) => "invalid_patch",
+            ApiError::InvalidTxn(_) => "invalid_txn",
+            ApiError::InvalidQuery(_) => "invalid_query",
+            ApiError::Query(e) => e.code(),
+            ApiError::ResultTooLarge { .. } => "query_too_large",
+            ApiError::InOp { source, .. } => source.code(),
+            ApiError::NotFound { .. } => "not_found",
+            ApiError::CollectionNotFound(_) => "collection_not_found",
+            ApiError::RouteNotFound { .. } => "route_not_found",
+            ApiError::MethodNotAllowed { .. } => "method_not_allowed",
+            ApiError::Internal(_) => "internal",
+        }
+    }
+}
+
+impl From<Rejection> for ApiError {
+    fn from(rejection: Rejection) -> ApiError {
+        ApiError::Write(WriteError::Rejected(rejection))
+    }
+}
+
+impl ApiError {
+    /// Marks this error as concerning operation `op_index` of a transaction.
+    pub fn in_op(self, op_index: usize) -> ApiError {
+        ApiError::InOp {
+            op_index,
+            source: Box::new(self),
+        }
+    }
+
+    /// The HTTP status this error is answered with.
+    pub fn status(&self) -> StatusCode {
+        status_for(self.code())
+    }
+}
+
+/// The status every stable code is answered with: the table of docs/HTTP_API.md.
+pub fn status_for(code: &str) -> StatusCode {
+    match code {
+        "invalid_json"
+        | "invalid_document"
+        | "invalid_id"
+        | "invalid_collection_name"
+        | "invalid_query"
+        | "invalid_patch"
+        | "invalid_index"
+        | "invalid_txn"
+        | "invalid_ack"
+        | "invalid_version" => StatusCode::BAD_REQUEST,
+        // A query over the engine's bounds (nesting, list lengths, limit, skip, result size):
+        // the request is well-formed but asks for too much; not a body-size problem (413).
+        "query_too_large" => StatusCode::BAD_REQUEST,
+        "missing_token" | "invalid_token" | "token_expired" => StatusCode::UNAUTHORIZED,
+        "forbidden" => StatusCode::FORBIDDEN,
+        "not_found" | "collection_not_found" | "index_not_found" | "route_not_found" => {
+            StatusCode::NOT_FOUND
+        }
+        "method_not_allowed" => StatusCode::METHOD_NOT_ALLOWED,
+        "already_exists" | "unique_violation" | "collection_exists" | "index_exists"
+        | "too_many_indexes" => StatusCode::CONFLICT,
+        "version_mismatch" => StatusCode::PRECONDITION_FAILED,
+        "body_too_large" | "document_too_large" | "txn_too_large" => StatusCode::PAYLOAD_TOO_LARGE,
+        "unsupported_media_type" => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_ack" => StatusCode::NOT_IMPLEMENTED,
+        "shutting_down" | "overloaded" => StatusCode::SERVICE_UNAVAILABLE,
+        // `out_of_order` from the state means the leader built an entry that does not follow
+        // its own log: a bug, reported as internal.
+        "internal" | "storage_io" | "out_of_order" => StatusCode::INTERNAL_SERVER_ERROR,
+        other => {
+            debug_assert!(false, "error code {other:?} has no status in the table");
+            StatusCode::INTERNAL_SERVER_ERROR
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let code = self.code();
+        let message = self.to_string();
+        if status.is_server_error() {
+            error!(code, %message, "request failed");
+        } else if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+            warn!(code, %message, "request refused");
+        }
+        let body = json!({"error": {"code": code, "message": message}});
+        (status, Json(body)).into_response()
+    }
+}

@@ -1,0 +1,93 @@
+//! `POST /v1/c/{collection}/find`: core's query engine over one collection.
+//!
+//! The answer is built as text under the state's read lock: each document's canonical JSON
+//! is spliced in as stored (no parse, no re-serialization), and the lock is released before
+//! the response is written to the socket. The text is bounded by [`RESULT_BYTES_MAX`]; past
+//! it the find fails with `query_too_large` rather than holding the lock and memory for an
+//! answer no client should need in one piece.
+
+use std::fmt::Write as _;
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use serde_json::Value;
+
+use cstore_core::StoredDoc;
+use cstore_core::index::SecondaryIndex;
+use cstore_core::query::{DocSource, FindQuery, find as run_find};
+use cstore_core::state::Collection;
+
+use super::AppState;
+use super::auth::{Authorized, NeedsRead};
+use super::body::{DOC_BODY_BYTES_MAX, JsonBody};
+use super::docs::FindPath;
+use super::error::ApiError;
+
+/// Largest find answer, in bytes of JSON.
+pub const RESULT_BYTES_MAX: usize = 64 << 20;
+
+/// `{"filter":…, "sort":…, "limit":n, "skip":n, "explain":bool}` → `{"docs":[…],"lsn":n}`
+/// (+ `"plan"` with `explain`). A missing collection has no documents.
+pub async fn find(
+    _: Authorized<NeedsRead>,
+    State(app): State<AppState>,
+    FindPath(collection): FindPath,
+    JsonBody(mut body): JsonBody<DOC_BODY_BYTES_MAX>,
+) -> Result<Response, ApiError> {
+    let explain = match body.as_object_mut().and_then(|map| map.remove("explain")) {
+        None => false,
+        Some(Value::Bool(explain)) => explain,
+        Some(_) => return Err(ApiError::InvalidQuery("`explain` must be a boolean".into())),
+    };
+    let query = FindQuery::parse(&body)?;
+    let text = app.leader.read(|state| {
+        let lsn = state.applied().lsn;
+        let Some(coll) = state.collection(&collection) else {
+            return Ok(format!(r#"{{"docs":[],"lsn":{lsn}}}"#));
+        };
+        let source = Source(coll);
+        let result = run_find(&source, &query)?;
+        let mut out = String::from(r#"{"docs":["#);
+        for (i, stored) in result.docs.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str(stored.doc.as_str());
+            if out.len() > RESULT_BYTES_MAX {
+                return Err(ApiError::ResultTooLarge {
+                    limit_bytes: RESULT_BYTES_MAX,
+                });
+            }
+        }
+        write!(out, r#"],"lsn":{lsn}"#).expect("writing to a String");
+        if explain {
+            let mut plan = result.plan.explain();
+            if let Some(map) = plan.as_object_mut() {
+                map.insert("examined".into(), result.examined.into());
+            }
+            write!(out, r#","plan":{plan}"#).expect("writing to a String");
+        }
+        out.push('}');
+        Ok(out)
+    })?;
+    Ok(([(header::CONTENT_TYPE, "application/json")], text).into_response())
+}
+
+/// A collection as the query engine sees it.
+// Core does not implement `DocSource` for `Collection` (yet); this adapter is all it takes.
+struct Source<'a>(&'a Collection);
+
+impl DocSource for Source<'_> {
+    fn get(&self, id: &str) -> Option<&StoredDoc> {
+        self.0.get(id)
+    }
+
+    fn scan(&self) -> Box<dyn Iterator<Item = &StoredDoc> + '_> {
+        Box::new(self.0.scan())
+    }
+
+    fn indexes(&self) -> &[SecondaryIndex] {
+        self.0.indexes()
+    }
+}

@@ -1,0 +1,84 @@
+//! Routes about the server rather than the data: the placeholder page, health, status,
+//! metrics and the list of collections.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::header;
+use axum::response::{Html, IntoResponse};
+use serde_json::{Value, json};
+
+use super::AppState;
+use super::auth::{Authorized, NeedsAdmin, NeedsRead};
+
+/// `GET /`: a placeholder until the demo app lands.
+pub async fn index() -> Html<&'static str> {
+    Html(INDEX_HTML)
+}
+
+const INDEX_HTML: &str = r#"<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Collection Store</title></head>
+<body>
+<h1>Collection Store</h1>
+<p>This server is running. The demo app will be served here in a later release.</p>
+<p>HTTP API (see docs/HTTP_API.md):</p>
+<ul>
+<li><a href="/v1/health">GET /v1/health</a></li>
+<li><a href="/v1/status">GET /v1/status</a></li>
+<li><a href="/v1/c">GET /v1/c</a> (collections)</li>
+<li><a href="/metrics">GET /metrics</a> (Prometheus)</li>
+<li>POST /v1/c/{collection}, GET|PUT|PATCH|DELETE /v1/c/{collection}/{id},
+POST /v1/c/{collection}/find, POST /v1/txn</li>
+</ul>
+</body></html>
+"#;
+
+/// `GET /v1/health`: the process answers. Needs no token.
+pub async fn health() -> Json<Value> {
+    Json(json!({"status": "ok"}))
+}
+
+/// `GET /v1/status`: role, term and log positions.
+pub async fn status(_: Authorized<NeedsRead>, State(app): State<AppState>) -> Json<Value> {
+    let status = app.leader.status();
+    Json(json!({
+        "role": "leader",
+        "term": status.term.0,
+        "node_id": status.node_id.to_string(),
+        // On the leader every entry is applied before it is appended: the last entry of the
+        // log is the last applied one.
+        "last_lsn": status.applied_lsn.0,
+        "committed_lsn": status.committed_lsn.0,
+        "applied_lsn": status.applied_lsn.0,
+        "replicas": [],
+    }))
+}
+
+/// `GET /metrics`: Prometheus text.
+pub async fn metrics(_: Authorized<NeedsAdmin>, State(app): State<AppState>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        app.metrics.render(),
+    )
+}
+
+/// `GET /v1/c`: every collection with its size, indexes and TTL.
+pub async fn collections(_: Authorized<NeedsRead>, State(app): State<AppState>) -> Json<Value> {
+    let collections: Vec<Value> = app.leader.read(|state| {
+        state
+            .collections()
+            .map(|(name, c)| {
+                let indexes: Vec<_> = c.indexes().iter().map(|i| i.spec().clone()).collect();
+                json!({
+                    "name": name,
+                    "count": c.len(),
+                    "indexes": indexes,
+                    "ttl_ms": c.options().ttl_ms,
+                })
+            })
+            .collect()
+    });
+    Json(json!({ "collections": collections }))
+}

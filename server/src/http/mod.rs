@@ -1,0 +1,94 @@
+//! The HTTP API of docs/HTTP_API.md: routes, handlers, errors, auth and limits.
+//!
+//! ```text
+//!  request ─► TraceLayer, metrics ─► route ─► handler(Authorized<scope>, path, ?ack, precondition, body)
+//!                                               │ parse and validate (extractors fail with ApiError)
+//!                                               │ build a Txn ──► leader.write ──► Lsn
+//!                                               │   or read under the state's lock, render, unlock
+//!                                               └► JSON response, or {"error":{"code","message"}}
+//! ```
+//!
+//! Handlers are thin: what a document, a transaction or a query means is decided in core; the
+//! leader decides whether it commits. This layer turns HTTP into those calls and their
+//! answers (and errors, through the one table in [`status_for`]) back into HTTP.
+
+mod auth;
+mod body;
+mod docs;
+mod error;
+mod find;
+mod info;
+mod observe;
+mod params;
+mod txn;
+
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::Request;
+use axum::routing::{get, post};
+use metrics_exporter_prometheus::PrometheusHandle;
+use tower_http::trace::TraceLayer;
+
+pub use auth::{Authorized, Needed, NeedsAdmin, NeedsRead, NeedsWrite};
+pub use body::{DOC_BODY_BYTES_MAX, JsonBody, TXN_BODY_BYTES_MAX};
+pub use error::{ApiError, status_for};
+pub use params::{Ack, CollectionPath, DocPath, Precondition, etag};
+
+use crate::auth::TokenKey;
+use crate::leader::Leader;
+
+/// What every handler can reach.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    /// The leader: writes and reads.
+    pub leader: Leader,
+    /// The token key; `None` runs without auth (every request allowed).
+    pub auth: Option<Arc<TokenKey>>,
+    /// Renders `/metrics`.
+    pub metrics: PrometheusHandle,
+}
+
+/// The router with every route of docs/HTTP_API.md.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/", get(info::index))
+        .route("/v1/health", get(info::health))
+        .route("/v1/status", get(info::status))
+        .route("/metrics", get(info::metrics))
+        .route("/v1/c", get(info::collections))
+        .route("/v1/c/{collection}", post(docs::insert))
+        // `find` shares the `{id}` route: a separate `/find` route would shadow GET of a
+        // document whose id is "find". POST on any other id is 405.
+        .route(
+            "/v1/c/{collection}/{id}",
+            get(docs::get)
+                .put(docs::put)
+                .patch(docs::patch)
+                .delete(docs::delete)
+                .post(find::find),
+        )
+        .route("/v1/txn", post(txn::commit))
+        .fallback(fallback)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn(observe::track))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+async fn fallback(request: Request) -> ApiError {
+    ApiError::RouteNotFound {
+        method: request.method().to_string(),
+        path: request.uri().path().to_string(),
+    }
+}
+
+async fn method_not_allowed(request: Request) -> ApiError {
+    ApiError::MethodNotAllowed {
+        method: request.method().to_string(),
+        path: request.uri().path().to_string(),
+    }
+}

@@ -1,0 +1,193 @@
+//! `POST /v1/txn`: several operations, all or nothing.
+//!
+//! The body is parsed in two steps: first as JSON (`invalid_json`), then each operation by
+//! its `op` tag into a wire type (`invalid_txn` for a wrong shape), then into core's [`Op`]
+//! with the same validation as the single-document routes. Every error names the operation
+//! it concerns.
+
+use axum::Json;
+use axum::extract::State;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use cstore_core::doc::{ID_FIELD, RawDoc, validate_collection_name, validate_id};
+use cstore_core::index::IndexSpec;
+use cstore_core::state::{Rejection, TxnError};
+use cstore_core::txn::{CollectionOptions, TXN_OPS_MAX};
+use cstore_core::{Lsn, Op, Txn};
+
+use super::AppState;
+use super::auth::{Authorized, NeedsWrite};
+use super::body::{JsonBody, TXN_BODY_BYTES_MAX};
+use super::error::ApiError;
+use super::params::Ack;
+use crate::leader::Leader;
+
+/// One operation as clients send it; see docs/HTTP_API.md.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+enum WireOp {
+    Insert {
+        collection: String,
+        doc: Value,
+    },
+    Put {
+        collection: String,
+        doc: Value,
+        #[serde(default)]
+        if_version: Option<u64>,
+    },
+    Patch {
+        collection: String,
+        id: String,
+        patch: Value,
+        #[serde(default)]
+        if_version: Option<u64>,
+    },
+    Delete {
+        collection: String,
+        id: String,
+        #[serde(default)]
+        if_version: Option<u64>,
+    },
+    CreateCollection {
+        collection: String,
+        #[serde(default)]
+        ttl_ms: Option<u64>,
+    },
+    DropCollection {
+        collection: String,
+    },
+    CreateIndex {
+        collection: String,
+        index: IndexSpec,
+    },
+    DropIndex {
+        collection: String,
+        name: String,
+    },
+    SetTtl {
+        collection: String,
+        ttl_ms: Option<u64>,
+    },
+}
+
+/// `POST /v1/txn`: `{"ops":[…]}` → `{"lsn":n,"ids":[…]}` with the `_id` of each insert and
+/// put, in order.
+pub async fn commit(
+    _: Authorized<NeedsWrite>,
+    State(app): State<AppState>,
+    _: Ack,
+    JsonBody(body): JsonBody<TXN_BODY_BYTES_MAX>,
+) -> Result<Json<Value>, ApiError> {
+    let (txn, ids) = parse(&app.leader, body)?;
+    // A rejection names its operation in its message (core's `Rejection` does).
+    let lsn = app.leader.write(txn).await?;
+    Ok(Json(json!({"lsn": lsn.0, "ids": ids})))
+}
+
+/// The transaction and the ids of its inserts and puts.
+fn parse(leader: &Leader, body: Value) -> Result<(Txn, Vec<String>), ApiError> {
+    let Value::Object(mut body) = body else {
+        return Err(ApiError::InvalidTxn(
+            "the body must be an object {\"ops\": […]}".into(),
+        ));
+    };
+    let ops = match body.remove("ops") {
+        Some(Value::Array(ops)) => ops,
+        Some(_) => return Err(ApiError::InvalidTxn("`ops` must be an array".into())),
+        None => return Err(ApiError::InvalidTxn("the body has no `ops`".into())),
+    };
+    if let Some(key) = body.keys().next() {
+        return Err(ApiError::InvalidTxn(format!("unknown field `{key}`")));
+    }
+    if ops.is_empty() {
+        return Err(ApiError::InvalidTxn("`ops` is empty".into()));
+    }
+    if ops.len() > TXN_OPS_MAX {
+        // Core refuses this too; refusing here skips parsing ten thousand operations.
+        let message = format!("{} operations; the limit is {TXN_OPS_MAX}", ops.len());
+        return Err(Rejection::from(TxnError::TooLarge(message)).into());
+    }
+    let mut txn = Txn::default();
+    let mut ids = Vec::new();
+    for (op_index, op) in ops.into_iter().enumerate() {
+        let op = parse_op(leader, op).map_err(|e| e.in_op(op_index))?;
+        if let Op::Insert { doc, .. } | Op::Put { doc, .. } = &op {
+            ids.push(doc.id());
+        }
+        txn.ops.push(op);
+    }
+    Ok((txn, ids))
+}
+
+fn parse_op(leader: &Leader, op: Value) -> Result<Op, ApiError> {
+    let op: WireOp = serde_json::from_value(op).map_err(|e| ApiError::InvalidTxn(e.to_string()))?;
+    let op = match op {
+        WireOp::Insert { collection, doc } => {
+            let mut doc = doc;
+            if let Value::Object(map) = &mut doc {
+                if !map.contains_key(ID_FIELD) {
+                    map.insert(ID_FIELD.into(), Value::String(leader.generate_id()));
+                }
+            }
+            Op::Insert {
+                collection,
+                doc: RawDoc::from_value(&doc)?,
+            }
+        }
+        WireOp::Put {
+            collection,
+            doc,
+            if_version,
+        } => Op::Put {
+            collection,
+            doc: RawDoc::from_value(&doc)?,
+            if_version: if_version.map(Lsn),
+        },
+        WireOp::Patch {
+            collection,
+            id,
+            patch,
+            if_version,
+        } => {
+            validate_id(&id)?;
+            if !patch.is_object() {
+                return Err(ApiError::InvalidPatch(
+                    "a merge patch must be a JSON object".into(),
+                ));
+            }
+            Op::Patch {
+                collection,
+                id,
+                patch: patch.to_string(),
+                if_version: if_version.map(Lsn),
+            }
+        }
+        WireOp::Delete {
+            collection,
+            id,
+            if_version,
+        } => {
+            validate_id(&id)?;
+            Op::Delete {
+                collection,
+                id,
+                if_version: if_version.map(Lsn),
+            }
+        }
+        WireOp::CreateCollection { collection, ttl_ms } => Op::CreateCollection {
+            collection,
+            options: CollectionOptions { ttl_ms },
+        },
+        WireOp::DropCollection { collection } => Op::DropCollection { collection },
+        WireOp::CreateIndex { collection, index } => Op::CreateIndex {
+            collection,
+            spec: index,
+        },
+        WireOp::DropIndex { collection, name } => Op::DropIndex { collection, name },
+        WireOp::SetTtl { collection, ttl_ms } => Op::SetTtl { collection, ttl_ms },
+    };
+    validate_collection_name(op.collection())?;
+    Ok(op)
+}

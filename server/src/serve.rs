@@ -1,0 +1,277 @@
+//! `cstore serve`: open the store, start the leader, serve HTTP until a signal, then stop in
+//! order.
+//!
+//! ```text
+//!   check options ─► bind ─► open store ─► Leader::open (recovery) ─► serve
+//!                                                                       │ SIGINT / SIGTERM
+//!   exit 0 ◄─ leader.shutdown() ◄─ drain in-flight requests (≤ 10 s) ◄──┘ stop accepting
+//! ```
+//!
+//! The order makes a stop lose nothing acknowledged: requests that were in flight finish
+//! (their writes commit and are answered), then the leader commits whatever is still queued
+//! and refuses the rest with `shutting_down`.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+use tracing::{info, warn};
+
+use cstore_core::storage::StorageError;
+
+use crate::auth::{TokenKey, WeakSecret};
+use crate::cli::ServeArgs;
+use crate::http::{self, AppState};
+use crate::leader::{Leader, LeaderConfig, StartError};
+use crate::metrics::{self as server_metrics, MetricsError};
+use crate::wal::FileStore;
+
+/// How long in-flight requests may take to finish after a stop signal.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why `cstore serve` stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// `--follow` is parsed but replication has not landed.
+    #[error("--follow is not supported yet: read replicas come with the replication release")]
+    FollowUnsupported,
+    /// A non-loopback address without a secret and without `--insecure`.
+    #[error(
+        "refusing to listen on {addr} (not loopback) without an auth secret: set --auth-secret \
+         (or CSTORE_AUTH_SECRET), or pass --insecure to serve every request unauthenticated"
+    )]
+    InsecureListen {
+        /// The offending address.
+        addr: SocketAddr,
+    },
+    /// The secret is unusable.
+    #[error(transparent)]
+    Secret(#[from] WeakSecret),
+    /// `--listen` does not resolve.
+    #[error("--listen {listen:?} does not resolve to an address: {reason}")]
+    Resolve {
+        /// What was given.
+        listen: String,
+        /// Why it failed.
+        reason: String,
+    },
+    /// The address could not be bound.
+    #[error("cannot listen on {listen}: {source}")]
+    Bind {
+        /// What was given.
+        listen: String,
+        /// The socket error.
+        source: std::io::Error,
+    },
+    /// The store could not be opened.
+    #[error("cannot open the data directory {dir}: {source}")]
+    Store {
+        /// The data directory.
+        dir: String,
+        /// The storage error.
+        source: StorageError,
+    },
+    /// The leader could not recover its state.
+    #[error("cannot start the leader: {0}")]
+    Start(#[from] StartError),
+    /// The metrics recorder could not be installed.
+    #[error(transparent)]
+    Metrics(#[from] MetricsError),
+    /// The HTTP server failed.
+    #[error("the HTTP server failed: {0}")]
+    Serve(std::io::Error),
+}
+
+impl ServeError {
+    /// The process exit code: 2 for a refused configuration, 1 for a failure.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            ServeError::FollowUnsupported
+            | ServeError::InsecureListen { .. }
+            | ServeError::Secret(_)
+            | ServeError::Resolve { .. } => 2,
+            _ => 1,
+        }
+    }
+}
+
+/// The log store in `data_dir` (created if missing), recovered: a torn tail is truncated,
+/// damaged acknowledged data refuses to open.
+pub fn open_store(data_dir: &Path) -> Result<FileStore, StorageError> {
+    FileStore::open(data_dir)
+}
+
+/// Runs the server until `shutdown` completes, then stops in order (see the module docs).
+pub async fn run(args: ServeArgs, shutdown: impl Future<Output = ()>) -> Result<(), ServeError> {
+    if args.follow.is_some() {
+        return Err(ServeError::FollowUnsupported);
+    }
+    let key = args.auth_secret.as_deref().map(TokenKey::new).transpose()?;
+    let addrs: Vec<SocketAddr> = tokio::net::lookup_host(&args.listen)
+        .await
+        .map_err(|e| ServeError::Resolve {
+            listen: args.listen.clone(),
+            reason: e.to_string(),
+        })?
+        .collect();
+    if addrs.is_empty() {
+        return Err(ServeError::Resolve {
+            listen: args.listen.clone(),
+            reason: "no addresses".into(),
+        });
+    }
+    if key.is_none() {
+        if let Some(addr) = addrs.iter().find(|a| !a.ip().is_loopback()) {
+            if !args.insecure {
+                return Err(ServeError::InsecureListen { addr: *addr });
+            }
+            warn!(%addr, "listening without auth on a non-loopback address (--insecure)");
+        }
+    }
+    let listener = TcpListener::bind(addrs.as_slice())
+        .await
+        .map_err(|source| ServeError::Bind {
+            listen: args.listen.clone(),
+            source,
+        })?;
+    let metrics = server_metrics::install()?;
+    let store = open_store(&args.data_dir).map_err(|source| ServeError::Store {
+        dir: args.data_dir.display().to_string(),
+        source,
+    })?;
+    info!(data_dir = %args.data_dir.display(), "store opened");
+    let mut config = LeaderConfig::default();
+    if let Some(every) = args.checkpoint_every {
+        config.checkpoint_every_entries = every;
+    }
+    let leader = Leader::open(store, config).await?;
+    let upkeep = tokio::spawn({
+        let metrics = metrics.clone();
+        async move {
+            let mut every = tokio::time::interval(server_metrics::UPKEEP_INTERVAL);
+            loop {
+                every.tick().await;
+                metrics.run_upkeep();
+            }
+        }
+    });
+    let app = http::router(AppState {
+        leader: leader.clone(),
+        auth: key.map(Arc::new),
+        metrics,
+    });
+    let local = listener.local_addr().map_err(ServeError::Serve)?;
+    info!(addr = %local, auth = args.auth_secret.is_some(), "listening");
+
+    let stop = Arc::new(Notify::new());
+    let server = axum::serve(listener, app).with_graceful_shutdown({
+        let stop = Arc::clone(&stop);
+        async move { stop.notified().await }
+    });
+    let mut server = std::pin::pin!(server.into_future());
+    let result = tokio::select! {
+        result = &mut server => result,
+        () = shutdown => {
+            info!("stop requested: no new connections; draining in-flight requests");
+            // `notify_one` keeps a permit if the server has not polled its signal yet.
+            stop.notify_one();
+            match tokio::time::timeout(DRAIN_TIMEOUT, &mut server).await {
+                Ok(result) => result,
+                Err(_) => {
+                    warn!(timeout_s = DRAIN_TIMEOUT.as_secs(), "requests still in flight after the drain timeout; stopping anyway");
+                    Ok(())
+                }
+            }
+        }
+    };
+    upkeep.abort();
+    leader.shutdown().await;
+    info!("stopped");
+    result.map_err(ServeError::Serve)
+}
+
+/// Completes on SIGINT (Ctrl-C) or SIGTERM.
+pub async fn shutdown_signal() {
+    let interrupt = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            warn!(error = %e, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(e) => {
+                warn!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => info!("SIGINT received"),
+        () = terminate => info!("SIGTERM received"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(listen: &str) -> ServeArgs {
+        ServeArgs {
+            data_dir: "/nonexistent/never-opened".into(),
+            listen: listen.into(),
+            follow: None,
+            auth_secret: None,
+            insecure: false,
+            checkpoint_every: None,
+        }
+    }
+
+    async fn refused(args: ServeArgs) -> ServeError {
+        // Each refusal happens before anything is bound or opened.
+        run(args, std::future::pending())
+            .await
+            .expect_err("must refuse to start")
+    }
+
+    #[tokio::test]
+    async fn refuses_a_public_address_without_a_secret() {
+        for listen in ["0.0.0.0:0", "192.0.2.1:7070", "[::]:0"] {
+            let e = refused(args(listen)).await;
+            assert!(
+                matches!(e, ServeError::InsecureListen { .. }),
+                "{listen}: {e}"
+            );
+            assert_eq!(e.exit_code(), 2);
+            assert!(e.to_string().contains("--insecure"));
+        }
+    }
+
+    #[tokio::test]
+    async fn refuses_follow_an_empty_secret_and_a_bad_address() {
+        let mut follow = args("127.0.0.1:0");
+        follow.follow = Some("ws://127.0.0.1:7070/v1/replicate".into());
+        assert!(matches!(
+            refused(follow).await,
+            ServeError::FollowUnsupported
+        ));
+
+        let mut empty = args("127.0.0.1:0");
+        empty.auth_secret = Some(String::new());
+        assert!(matches!(refused(empty).await, ServeError::Secret(_)));
+
+        let e = refused(args("not an address")).await;
+        assert!(matches!(e, ServeError::Resolve { .. }), "{e}");
+        assert_eq!(e.exit_code(), 2);
+    }
+}
