@@ -339,12 +339,28 @@ fn cases(read: &str) -> Vec<Case> {
             &["invalid_query", "invalid_json"],
         ),
         case(
-            "sort of the wrong shape",
+            "sort direction not ±1",
             post.clone(),
             "/v1/c/people/find",
-            json_body(&json!({"filter": {}, "sort": {"age": 1}})),
+            json_body(&json!({"filter": {}, "sort": [["age", 2]]})),
             400,
-            &["invalid_query", "invalid_json"],
+            &["invalid_query"],
+        ),
+        case(
+            "sort object with two keys",
+            post.clone(),
+            "/v1/c/people/find",
+            json_body(&json!({"filter": {}, "sort": {"age": 1, "name": -1}})),
+            400,
+            &["invalid_query"],
+        ),
+        case(
+            "unknown find field",
+            post.clone(),
+            "/v1/c/people/find",
+            json_body(&json!({"filter": {}, "order": "age"})),
+            400,
+            &["invalid_query"],
         ),
         case(
             "patch is an array",
@@ -665,9 +681,11 @@ fn every_bad_request_gets_its_code_and_changes_nothing() {
         };
         let headers: Vec<(&str, &str)> =
             case.headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let sent = std::time::Instant::now();
         let reply = client
             .send(case.method.clone(), &case.path, case.body.clone(), &headers)
             .unwrap_or_else(|e| panic!("{}: no answer: {e}", case.name));
+        println!("{}: {} in {} ms", case.name, reply.status, sent.elapsed().as_millis());
         let code = reply.error_code();
         if reply.status != case.status || !case.codes.contains(&code.as_deref().unwrap_or("")) {
             failures.push(format!(
