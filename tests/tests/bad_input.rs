@@ -685,7 +685,12 @@ fn every_bad_request_gets_its_code_and_changes_nothing() {
         let reply = client
             .send(case.method.clone(), &case.path, case.body.clone(), &headers)
             .unwrap_or_else(|e| panic!("{}: no answer: {e}", case.name));
-        println!("{}: {} in {} ms", case.name, reply.status, sent.elapsed().as_millis());
+        println!(
+            "{}: {} in {} ms",
+            case.name,
+            reply.status,
+            sent.elapsed().as_millis()
+        );
         let code = reply.error_code();
         if reply.status != case.status || !case.codes.contains(&code.as_deref().unwrap_or("")) {
             failures.push(format!(

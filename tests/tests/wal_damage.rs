@@ -130,6 +130,12 @@ fn a_damaged_wal_is_refused_or_recovered_to_a_prefix() {
         .map(Damage::Truncate)
         .collect();
     damages.extend((0..RANDOM_TRUNCATIONS).map(|_| Damage::Truncate(rng.random_range(0..len))));
+    // The first record's header, and the last record (a torn-looking tail).
+    damages.push(Damage::FlipBit { offset: 0, bit: 0 });
+    damages.push(Damage::FlipBit {
+        offset: len - 2,
+        bit: 3,
+    });
     damages.extend((0..BIT_FLIPS).map(|_| Damage::FlipBit {
         offset: rng.random_range(0..len),
         bit: rng.random_range(0..8),
@@ -165,7 +171,8 @@ fn a_damaged_wal_is_refused_or_recovered_to_a_prefix() {
                     stderr.contains(&file_name) && stderr.to_ascii_lowercase().contains("offset"),
                     "{what}: stderr names the file and the offset\n{stderr}"
                 );
-                println!("{what}: refused ({status})");
+                let last_line = stderr.lines().last().unwrap_or_default();
+                println!("{what}: refused ({status}): {last_line}");
             }
             StartOutcome::Healthy => {
                 let kept = assert_prefix(&server, &history, &what);
