@@ -32,6 +32,11 @@ struct Case {
     status: u16,
     /// Accepted codes: one where the contract names it; a few where it leaves the choice open.
     codes: &'static [&'static str],
+    /// Also accept a connection reset instead of an answer. Only for a body over the limit:
+    /// the server answers 413 as soon as it sees the length and closes without reading the
+    /// rest, and a close with unread data can reset the connection before the client reads
+    /// the answer (RFC 9112 §9.6 asks servers for a "lingering close" to avoid this).
+    reset_ok: bool,
 }
 
 fn json_body(value: &Value) -> Option<(&'static str, Vec<u8>)> {
@@ -59,6 +64,7 @@ fn case(
         headers: Vec::new(),
         status,
         codes,
+        reset_ok: false,
     }
 }
 
@@ -81,6 +87,7 @@ fn nested(depth: usize) -> Value {
     value
 }
 
+#[rustfmt::skip]
 fn cases(read: &str) -> Vec<Case> {
     let post = Method::POST;
     let insert = "/v1/c/people";
@@ -101,523 +108,71 @@ fn cases(read: &str) -> Vec<Case> {
     let long_id = "i".repeat(300);
     vec![
         // Bodies that are not what the route takes.
-        case(
-            "malformed json",
-            post.clone(),
-            insert,
-            raw_body(r#"{"name": "#),
-            400,
-            &["invalid_json"],
-        ),
-        case(
-            "trailing garbage",
-            post.clone(),
-            insert,
-            raw_body(r#"{"a":1} x"#),
-            400,
-            &["invalid_json"],
-        ),
-        case(
-            "empty body",
-            post.clone(),
-            insert,
-            raw_body(""),
-            400,
-            &["invalid_json"],
-        ),
-        case(
-            "array as document",
-            post.clone(),
-            insert,
-            raw_body("[1,2]"),
-            400,
-            &["invalid_document"],
-        ),
-        case(
-            "string as document",
-            post.clone(),
-            insert,
-            raw_body(r#""doc""#),
-            400,
-            &["invalid_document"],
-        ),
-        case(
-            "dollar field",
-            post.clone(),
-            insert,
-            json_body(&json!({"$set": 1})),
-            400,
-            &["invalid_document"],
-        ),
-        case(
-            "too deep",
-            post.clone(),
-            insert,
-            json_body(&nested(70)),
-            400,
-            &["invalid_document"],
-        ),
-        case(
-            "numeric _id",
-            post.clone(),
-            insert,
-            json_body(&json!({"_id": 5})),
-            400,
-            &["invalid_id"],
-        ),
-        case(
-            "empty _id",
-            post.clone(),
-            insert,
-            json_body(&json!({"_id": ""})),
-            400,
-            &["invalid_id"],
-        ),
-        case(
-            "long _id",
-            post.clone(),
-            insert,
-            json_body(&json!({"_id": long_id})),
-            400,
-            &["invalid_id"],
-        ),
-        case(
-            "wrong content type",
-            post.clone(),
-            insert,
-            Some(("text/plain", br#"{"a":1}"#.to_vec())),
-            415,
-            &["unsupported_media_type"],
-        ),
-        case(
-            "no content type",
-            post.clone(),
-            insert,
-            Some(("", br#"{"a":1}"#.to_vec())),
-            415,
-            &["unsupported_media_type"],
-        ),
+        case("malformed json", post.clone(), insert, raw_body(r#"{"name": "#), 400, &["invalid_json"]),
+        case("trailing garbage", post.clone(), insert, raw_body(r#"{"a":1} x"#), 400, &["invalid_json"]),
+        case("empty body", post.clone(), insert, raw_body(""), 400, &["invalid_json"]),
+        case("array as document", post.clone(), insert, raw_body("[1,2]"), 400, &["invalid_document"]),
+        case("string as document", post.clone(), insert, raw_body(r#""doc""#), 400, &["invalid_document"]),
+        case("dollar field", post.clone(), insert, json_body(&json!({"$set": 1})), 400, &["invalid_document"]),
+        case("too deep", post.clone(), insert, json_body(&nested(70)), 400, &["invalid_document"]),
+        case("numeric _id", post.clone(), insert, json_body(&json!({"_id": 5})), 400, &["invalid_id"]),
+        case("empty _id", post.clone(), insert, json_body(&json!({"_id": ""})), 400, &["invalid_id"]),
+        case("long _id", post.clone(), insert, json_body(&json!({"_id": long_id})), 400, &["invalid_id"]),
+        case("wrong content type", post.clone(), insert, Some(("text/plain", br#"{"a":1}"#.to_vec())), 415, &["unsupported_media_type"]),
+        case("no content type", post.clone(), insert, Some(("", br#"{"a":1}"#.to_vec())), 415, &["unsupported_media_type"]),
         // Sizes.
-        case(
-            "body over 2 MiB",
-            post.clone(),
-            insert,
-            json_body(&doc_of_size("huge", 3 << 20)),
-            413,
-            &["body_too_large"],
-        ),
-        case(
-            "document over 1 MiB",
-            post.clone(),
-            insert,
-            json_body(&doc_of_size("big", 1_500_000)),
-            413,
-            &["document_too_large"],
-        ),
-        case(
-            "txn over 10,000 ops",
-            post.clone(),
-            "/v1/txn",
-            json_body(&json!({"ops": too_many_ops})),
-            413,
-            &["txn_too_large"],
-        ),
-        case(
-            "txn over 16 MiB of documents",
-            post.clone(),
-            "/v1/txn",
-            json_body(&json!({"ops": too_many_bytes})),
-            413,
-            &["txn_too_large"],
-        ),
+        Case { reset_ok: true, ..case("body over 2 MiB", post.clone(), insert, json_body(&doc_of_size("huge", 3 << 20)), 413, &["body_too_large"]) },
+        case("document over 1 MiB", post.clone(), insert, json_body(&doc_of_size("big", 1_500_000)), 413, &["document_too_large"]),
+        case("txn over 10,000 ops", post.clone(), "/v1/txn", json_body(&json!({"ops": too_many_ops})), 413, &["txn_too_large"]),
+        case("txn over 16 MiB of documents", post.clone(), "/v1/txn", json_body(&json!({"ops": too_many_bytes})), 413, &["txn_too_large"]),
         // Ids and names in the path.
-        case(
-            "long id in path",
-            Method::GET,
-            format!("/v1/c/people/{long_id}"),
-            None,
-            400,
-            &["invalid_id"],
-        ),
-        case(
-            "control char in id",
-            Method::GET,
-            "/v1/c/people/a%01b",
-            None,
-            400,
-            &["invalid_id"],
-        ),
-        case(
-            "put _id differs from path",
-            Method::PUT,
-            "/v1/c/people/seed",
-            json_body(&json!({"_id": "other"})),
-            400,
-            &["invalid_id", "invalid_document"],
-        ),
-        case(
-            "bad collection name",
-            post.clone(),
-            "/v1/c/_bad",
-            json_body(&json!({"a": 1})),
-            400,
-            &["invalid_collection_name"],
-        ),
-        case(
-            "space in collection name",
-            post.clone(),
-            "/v1/c/a%20b",
-            json_body(&json!({"a": 1})),
-            400,
-            &["invalid_collection_name"],
-        ),
-        case(
-            "missing document",
-            Method::GET,
-            "/v1/c/people/nobody",
-            None,
-            404,
-            &["not_found"],
-        ),
-        case(
-            "delete missing",
-            Method::DELETE,
-            "/v1/c/people/nobody",
-            None,
-            404,
-            &["not_found"],
-        ),
+        case("long id in path", Method::GET, format!("/v1/c/people/{long_id}"), None, 400, &["invalid_id"]),
+        case("control char in id", Method::GET, "/v1/c/people/a%01b", None, 400, &["invalid_id"]),
+        case("put _id differs from path", Method::PUT, "/v1/c/people/seed", json_body(&json!({"_id": "other"})), 400, &["invalid_id", "invalid_document"]),
+        case("bad collection name", post.clone(), "/v1/c/_bad", json_body(&json!({"a": 1})), 400, &["invalid_collection_name"]),
+        case("space in collection name", post.clone(), "/v1/c/a%20b", json_body(&json!({"a": 1})), 400, &["invalid_collection_name"]),
+        case("missing document", Method::GET, "/v1/c/people/nobody", None, 404, &["not_found"]),
+        case("delete missing", Method::DELETE, "/v1/c/people/nobody", None, 404, &["not_found"]),
         // Routes and methods.
-        with_auth(
-            case(
-                "unknown route",
-                Method::GET,
-                "/v1/nope",
-                None,
-                404,
-                &["route_not_found"],
-            ),
-            Auth::Admin,
-        ),
-        with_auth(
-            case(
-                "unknown deep route",
-                Method::GET,
-                "/v1/c/people/seed/extra",
-                None,
-                404,
-                &["route_not_found"],
-            ),
-            Auth::Admin,
-        ),
-        with_auth(
-            case(
-                "wrong method",
-                Method::DELETE,
-                "/v1/status",
-                None,
-                405,
-                &["method_not_allowed"],
-            ),
-            Auth::Admin,
-        ),
+        with_auth(case("unknown route", Method::GET, "/v1/nope", None, 404, &["route_not_found"]), Auth::Admin),
+        with_auth(case("unknown deep route", Method::GET, "/v1/c/people/seed/extra", None, 404, &["route_not_found"]), Auth::Admin),
+        with_auth(case("wrong method", Method::DELETE, "/v1/status", None, 405, &["method_not_allowed"]), Auth::Admin),
         // Queries, patches, transactions, preconditions, ack policies.
-        case(
-            "unknown operator",
-            post.clone(),
-            "/v1/c/people/find",
-            json_body(&json!({"filter": {"age": {"$foo": 1}}})),
-            400,
-            &["invalid_query"],
-        ),
-        case(
-            "limit of the wrong type",
-            post.clone(),
-            "/v1/c/people/find",
-            json_body(&json!({"filter": {}, "limit": "ten"})),
-            400,
-            &["invalid_query", "invalid_json"],
-        ),
-        case(
-            "sort direction not ±1",
-            post.clone(),
-            "/v1/c/people/find",
-            json_body(&json!({"filter": {}, "sort": [["age", 2]]})),
-            400,
-            &["invalid_query"],
-        ),
-        case(
-            "sort object with two keys",
-            post.clone(),
-            "/v1/c/people/find",
-            json_body(&json!({"filter": {}, "sort": {"age": 1, "name": -1}})),
-            400,
-            &["invalid_query"],
-        ),
-        case(
-            "unknown find field",
-            post.clone(),
-            "/v1/c/people/find",
-            json_body(&json!({"filter": {}, "order": "age"})),
-            400,
-            &["invalid_query"],
-        ),
-        case(
-            "patch is an array",
-            Method::PATCH,
-            "/v1/c/people/seed",
-            json_body(&json!([1])),
-            400,
-            &["invalid_patch"],
-        ),
-        case(
-            "patch changes _id",
-            Method::PATCH,
-            "/v1/c/people/seed",
-            json_body(&json!({"_id": "moved"})),
-            400,
-            &["invalid_patch"],
-        ),
-        case(
-            "txn unknown op",
-            post.clone(),
-            "/v1/txn",
-            json_body(&json!({"ops": [{"op": "upsert_all", "collection": "people"}]})),
-            400,
-            &["invalid_txn"],
-        ),
-        case(
-            "txn ops not a list",
-            post.clone(),
-            "/v1/txn",
-            json_body(&json!({"ops": {"op": "insert"}})),
-            400,
-            &["invalid_txn"],
-        ),
-        case(
-            "txn insert without doc",
-            post.clone(),
-            "/v1/txn",
-            json_body(&json!({"ops": [{"op": "insert", "collection": "people"}]})),
-            400,
-            &["invalid_txn"],
-        ),
-        case(
-            "txn bad index spec",
-            post.clone(),
-            "/v1/txn",
-            json_body(
-                &json!({"ops": [{"op": "create_index", "collection": "people", "index": {"name": "x", "fields": []}}]}),
-            ),
-            400,
-            &["invalid_index"],
-        ),
-        case(
-            "txn drop missing index",
-            post.clone(),
-            "/v1/txn",
-            json_body(
-                &json!({"ops": [{"op": "drop_index", "collection": "people", "name": "nope"}]}),
-            ),
-            404,
-            &["index_not_found"],
-        ),
-        case(
-            "txn drop missing collection",
-            post.clone(),
-            "/v1/txn",
-            json_body(&json!({"ops": [{"op": "drop_collection", "collection": "nope"}]})),
-            404,
-            &["collection_not_found"],
-        ),
-        case(
-            "txn create existing collection",
-            post.clone(),
-            "/v1/txn",
-            json_body(&json!({"ops": [{"op": "create_collection", "collection": "people"}]})),
-            409,
-            &["collection_exists"],
-        ),
-        case(
-            "duplicate insert",
-            post.clone(),
-            insert,
-            json_body(&json!({"_id": "seed"})),
-            409,
-            &["already_exists"],
-        ),
-        case(
-            "stale if_version",
-            Method::PUT,
-            "/v1/c/people/seed?if_version=999999",
-            json_body(&json!({"a": 1})),
-            412,
-            &["version_mismatch"],
-        ),
-        case(
-            "if_version not a number",
-            Method::PUT,
-            "/v1/c/people/seed?if_version=abc",
-            json_body(&json!({"a": 1})),
-            400,
-            &["invalid_version"],
-        ),
-        case(
-            "unknown ack policy",
-            post.clone(),
-            "/v1/c/people?ack=sometimes",
-            json_body(&json!({"a": 1})),
-            400,
-            &["invalid_ack"],
-        ),
-        case(
-            "ack not available yet",
-            post.clone(),
-            "/v1/c/people?ack=replicas:2",
-            json_body(&json!({"a": 1})),
-            501,
-            &["unsupported_ack"],
-        ),
-        case(
-            "ack all not available yet",
-            post.clone(),
-            "/v1/txn?ack=all",
-            json_body(&json!({"ops": [{"op": "insert", "collection": "people", "doc": {"a": 1}}]})),
-            501,
-            &["unsupported_ack"],
-        ),
+        case("unknown operator", post.clone(), "/v1/c/people/find", json_body(&json!({"filter": {"age": {"$foo": 1}}})), 400, &["invalid_query"]),
+        case("limit of the wrong type", post.clone(), "/v1/c/people/find", json_body(&json!({"filter": {}, "limit": "ten"})), 400, &["invalid_query", "invalid_json"]),
+        case("sort direction not ±1", post.clone(), "/v1/c/people/find", json_body(&json!({"filter": {}, "sort": [["age", 2]]})), 400, &["invalid_query"]),
+        case("sort object with two keys", post.clone(), "/v1/c/people/find", json_body(&json!({"filter": {}, "sort": {"age": 1, "name": -1}})), 400, &["invalid_query"]),
+        case("unknown find field", post.clone(), "/v1/c/people/find", json_body(&json!({"filter": {}, "order": "age"})), 400, &["invalid_query"]),
+        case("patch is an array", Method::PATCH, "/v1/c/people/seed", json_body(&json!([1])), 400, &["invalid_patch"]),
+        case("patch changes _id", Method::PATCH, "/v1/c/people/seed", json_body(&json!({"_id": "moved"})), 400, &["invalid_patch"]),
+        case("txn unknown op", post.clone(), "/v1/txn", json_body(&json!({"ops": [{"op": "upsert_all", "collection": "people"}]})), 400, &["invalid_txn"]),
+        case("txn ops not a list", post.clone(), "/v1/txn", json_body(&json!({"ops": {"op": "insert"}})), 400, &["invalid_txn"]),
+        case("txn insert without doc", post.clone(), "/v1/txn", json_body(&json!({"ops": [{"op": "insert", "collection": "people"}]})), 400, &["invalid_txn"]),
+        case("txn bad index spec", post.clone(), "/v1/txn", json_body(&json!({"ops": [{"op": "create_index", "collection": "people", "index": {"name": "x", "fields": []}}]})), 400, &["invalid_index"]),
+        case("txn drop missing index", post.clone(), "/v1/txn", json_body(&json!({"ops": [{"op": "drop_index", "collection": "people", "name": "nope"}]})), 404, &["index_not_found"]),
+        case("txn drop missing collection", post.clone(), "/v1/txn", json_body(&json!({"ops": [{"op": "drop_collection", "collection": "nope"}]})), 404, &["collection_not_found"]),
+        case("txn create existing collection", post.clone(), "/v1/txn", json_body(&json!({"ops": [{"op": "create_collection", "collection": "people"}]})), 409, &["collection_exists"]),
+        case("duplicate insert", post.clone(), insert, json_body(&json!({"_id": "seed"})), 409, &["already_exists"]),
+        case("stale if_version", Method::PUT, "/v1/c/people/seed?if_version=999999", json_body(&json!({"a": 1})), 412, &["version_mismatch"]),
+        case("if_version not a number", Method::PUT, "/v1/c/people/seed?if_version=abc", json_body(&json!({"a": 1})), 400, &["invalid_version"]),
+        case("unknown ack policy", post.clone(), "/v1/c/people?ack=sometimes", json_body(&json!({"a": 1})), 400, &["invalid_ack"]),
+        case("ack not available yet", post.clone(), "/v1/c/people?ack=replicas:2", json_body(&json!({"a": 1})), 501, &["unsupported_ack"]),
+        case("ack all not available yet", post.clone(), "/v1/txn?ack=all", json_body(&json!({"ops": [{"op": "insert", "collection": "people", "doc": {"a": 1}}]})), 501, &["unsupported_ack"]),
         // Tokens and scopes.
-        with_auth(
-            case(
-                "no token on write",
-                post.clone(),
-                insert,
-                json_body(&json!({"a": 1})),
-                401,
-                &["missing_token"],
-            ),
-            Auth::None,
-        ),
-        with_auth(
-            case(
-                "no token on read",
-                Method::GET,
-                "/v1/c/people/seed",
-                None,
-                401,
-                &["missing_token"],
-            ),
-            Auth::None,
-        ),
-        with_auth(
-            case(
-                "no token on status",
-                Method::GET,
-                "/v1/status",
-                None,
-                401,
-                &["missing_token"],
-            ),
-            Auth::None,
-        ),
-        with_auth(
-            case(
-                "garbage token",
-                post.clone(),
-                insert,
-                json_body(&json!({"a": 1})),
-                401,
-                &["invalid_token"],
-            ),
-            Auth::Raw("garbage".into()),
-        ),
-        with_auth(
-            case(
-                "other secret",
-                post.clone(),
-                insert,
-                json_body(&json!({"a": 1})),
-                401,
-                &["invalid_token"],
-            ),
-            Auth::Raw(wrong_secret),
-        ),
-        with_auth(
-            case(
-                "tampered claims",
-                post.clone(),
-                insert,
-                json_body(&json!({"a": 1})),
-                401,
-                &["invalid_token"],
-            ),
-            Auth::Raw(tampered),
-        ),
-        with_auth(
-            case(
-                "expired token",
-                post.clone(),
-                insert,
-                json_body(&json!({"a": 1})),
-                401,
-                &["token_expired"],
-            ),
-            Auth::Raw(expired),
-        ),
-        with_auth(
-            case(
-                "read token inserts",
-                post.clone(),
-                insert,
-                json_body(&json!({"a": 1})),
-                403,
-                &["forbidden"],
-            ),
-            Auth::Read,
-        ),
-        with_auth(
-            case(
-                "read token deletes",
-                Method::DELETE,
-                "/v1/c/people/seed",
-                None,
-                403,
-                &["forbidden"],
-            ),
-            Auth::Read,
-        ),
-        with_auth(
-            case(
-                "read token txn",
-                post.clone(),
-                "/v1/txn",
-                json_body(&json!({"ops": [{"op": "drop_collection", "collection": "people"}]})),
-                403,
-                &["forbidden"],
-            ),
-            Auth::Read,
-        ),
-        case(
-            "write token reads metrics",
-            Method::GET,
-            "/metrics",
-            None,
-            403,
-            &["forbidden"],
-        ),
+        with_auth(case("no token on write", post.clone(), insert, json_body(&json!({"a": 1})), 401, &["missing_token"]), Auth::None),
+        with_auth(case("no token on read", Method::GET, "/v1/c/people/seed", None, 401, &["missing_token"]), Auth::None),
+        with_auth(case("no token on status", Method::GET, "/v1/status", None, 401, &["missing_token"]), Auth::None),
+        with_auth(case("garbage token", post.clone(), insert, json_body(&json!({"a": 1})), 401, &["invalid_token"]), Auth::Raw("garbage".into())),
+        with_auth(case("other secret", post.clone(), insert, json_body(&json!({"a": 1})), 401, &["invalid_token"]), Auth::Raw(wrong_secret)),
+        with_auth(case("tampered claims", post.clone(), insert, json_body(&json!({"a": 1})), 401, &["invalid_token"]), Auth::Raw(tampered)),
+        with_auth(case("expired token", post.clone(), insert, json_body(&json!({"a": 1})), 401, &["token_expired"]), Auth::Raw(expired)),
+        with_auth(case("read token inserts", post.clone(), insert, json_body(&json!({"a": 1})), 403, &["forbidden"]), Auth::Read),
+        with_auth(case("read token deletes", Method::DELETE, "/v1/c/people/seed", None, 403, &["forbidden"]), Auth::Read),
+        with_auth(case("read token txn", post.clone(), "/v1/txn", json_body(&json!({"ops": [{"op": "drop_collection", "collection": "people"}]})), 403, &["forbidden"]), Auth::Read),
+        case("write token reads metrics", Method::GET, "/metrics", None, 403, &["forbidden"]),
         Case {
             headers: vec![("authorization", "Basic aXRlc3Q6aXRlc3Q=".to_string())],
-            ..with_auth(
-                case(
-                    "basic auth",
-                    post.clone(),
-                    insert,
-                    json_body(&json!({"a": 1})),
-                    401,
-                    &["missing_token", "invalid_token"],
-                ),
-                Auth::None,
-            )
+            ..with_auth(case("basic auth", post.clone(), insert, json_body(&json!({"a": 1})), 401, &["missing_token", "invalid_token"]), Auth::None)
         },
     ]
 }
@@ -682,27 +237,38 @@ fn every_bad_request_gets_its_code_and_changes_nothing() {
         let headers: Vec<(&str, &str)> =
             case.headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let sent = std::time::Instant::now();
-        let reply = client
-            .send(case.method.clone(), &case.path, case.body.clone(), &headers)
-            .unwrap_or_else(|e| panic!("{}: no answer: {e}", case.name));
-        println!(
-            "{}: {} in {} ms",
-            case.name,
-            reply.status,
-            sent.elapsed().as_millis()
-        );
-        let code = reply.error_code();
-        if reply.status != case.status || !case.codes.contains(&code.as_deref().unwrap_or("")) {
-            failures.push(format!(
-                "{}: {} {} → expected {} {:?}, got {} {}",
+        let reply = match client.send(case.method.clone(), &case.path, case.body.clone(), &headers)
+        {
+            Ok(reply) => Some(reply),
+            Err(e) if case.reset_ok => {
+                println!(
+                    "{}: connection closed before the answer was read: {e}",
+                    case.name
+                );
+                None
+            }
+            Err(e) => panic!("{}: no answer: {e}", case.name),
+        };
+        if let Some(reply) = reply {
+            println!(
+                "{}: {} in {} ms",
                 case.name,
-                case.method,
-                truncate(&case.path),
-                case.status,
-                case.codes,
                 reply.status,
-                truncate(&reply.text())
-            ));
+                sent.elapsed().as_millis()
+            );
+            let code = reply.error_code();
+            if reply.status != case.status || !case.codes.contains(&code.as_deref().unwrap_or("")) {
+                failures.push(format!(
+                    "{}: {} {} → expected {} {:?}, got {} {}",
+                    case.name,
+                    case.method,
+                    truncate(&case.path),
+                    case.status,
+                    case.codes,
+                    reply.status,
+                    truncate(&reply.text())
+                ));
+            }
         }
         let after = fingerprint(&admin_client);
         if after != before {
