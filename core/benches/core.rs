@@ -11,6 +11,7 @@ use serde_json::json;
 
 use cstore_core::doc::RawDoc;
 use cstore_core::index::IndexSpec;
+use cstore_core::query::{FindQuery, find};
 use cstore_core::state::State;
 use cstore_core::txn::CollectionOptions;
 use cstore_core::{LogEntry, Op, Term, TimestampMs, Txn};
@@ -128,9 +129,53 @@ fn bench_insert(c: &mut Criterion) {
     group.finish();
 }
 
+/// 100,000 users with a unique index on `email` and an index on `age`.
+fn populated() -> State {
+    let mut state = indexed_state();
+    let unique = Txn::single(Op::CreateIndex {
+        collection: "users".into(),
+        spec: IndexSpec::single("by_email", "email").unique(),
+    });
+    for entry in entries(
+        &state,
+        std::iter::once(unique).chain((0..100_000).map(insert_op)),
+    ) {
+        state.apply(&entry).unwrap();
+    }
+    state
+}
+
+fn bench_query(c: &mut Criterion) {
+    let state = populated();
+    let users = state.collection("users").unwrap();
+    let mut group = c.benchmark_group("query");
+    group.throughput(Throughput::Elements(1));
+    let point = FindQuery::parse(&json!({"filter": {"email": "user4242@example.com"}})).unwrap();
+    assert_eq!(find(users, &point).unwrap().docs.len(), 1);
+    group.bench_function("indexed_point", |b| {
+        b.iter(|| find(users, black_box(&point)).unwrap().docs.len());
+    });
+    group.bench_function("get_by_id", |b| {
+        b.iter(|| users.get(black_box("u00004242")).is_some());
+    });
+    let range = FindQuery::parse(&json!({
+        "filter": {"age": {"$gte": 10, "$lt": 20}},
+        "sort": [["age", 1]],
+        "limit": 100,
+    }))
+    .unwrap();
+    let result = find(users, &range).unwrap();
+    assert_eq!(result.docs.len(), 100);
+    assert_eq!(result.plan.explain()["strategy"], "index_range");
+    group.bench_function("indexed_range_100", |b| {
+        b.iter(|| find(users, black_box(&range)).unwrap().docs.len());
+    });
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().measurement_time(Duration::from_secs(3)).warm_up_time(Duration::from_secs(1));
-    targets = bench_insert
+    targets = bench_insert, bench_query
 }
 criterion_main!(benches);

@@ -588,3 +588,13 @@ fn truncate(path: &Path, len: usize) {
         .set_len(len as u64)
         .unwrap();
 }
+
+#[test]
+fn a_data_directory_opens_once_at_a_time() {
+    let dir = TempDir::new("lock");
+    let first = FileStore::open(dir.path()).unwrap();
+    let err = FileStore::open(dir.path()).unwrap_err().to_string();
+    assert!(err.contains("in use by another process"), "{err}");
+    drop(first);
+    FileStore::open(dir.path()).expect("the lock is released when the store closes");
+}

@@ -13,10 +13,7 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 
-use cstore_core::StoredDoc;
-use cstore_core::index::SecondaryIndex;
-use cstore_core::query::{DocSource, FindQuery, find as run_find};
-use cstore_core::state::Collection;
+use cstore_core::query::{FindQuery, find as run_find};
 
 use super::AppState;
 use super::auth::{Authorized, NeedsRead};
@@ -46,8 +43,7 @@ pub async fn find(
         let Some(coll) = state.collection(&collection) else {
             return Ok(format!(r#"{{"docs":[],"lsn":{lsn}}}"#));
         };
-        let source = Source(coll);
-        let result = run_find(&source, &query)?;
+        let result = run_find(coll, &query)?;
         let mut out = String::from(r#"{"docs":["#);
         for (i, stored) in result.docs.iter().enumerate() {
             if i > 0 {
@@ -72,22 +68,4 @@ pub async fn find(
         Ok(out)
     })?;
     Ok(([(header::CONTENT_TYPE, "application/json")], text).into_response())
-}
-
-/// A collection as the query engine sees it.
-// Core does not implement `DocSource` for `Collection` (yet); this adapter is all it takes.
-struct Source<'a>(&'a Collection);
-
-impl DocSource for Source<'_> {
-    fn get(&self, id: &str) -> Option<&StoredDoc> {
-        self.0.get(id)
-    }
-
-    fn scan(&self) -> Box<dyn Iterator<Item = &StoredDoc> + '_> {
-        Box::new(self.0.scan())
-    }
-
-    fn indexes(&self) -> &[SecondaryIndex] {
-        self.0.indexes()
-    }
 }

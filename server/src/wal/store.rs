@@ -61,6 +61,9 @@ pub struct FileStore {
     /// later mutation is refused until the store is reopened (and recovered).
     failure: Option<String>,
     scratch: Vec<u8>,
+    /// `dir/LOCK`, held with an exclusive advisory lock for as long as the store is open, so
+    /// a second process cannot open (and corrupt) the same data directory.
+    _lock: File,
 }
 
 impl FileStore {
@@ -84,6 +87,7 @@ impl FileStore {
         let wal_dir = dir.join(WAL_DIR);
         let mut stats = WalStats::default();
         create_dir(&dir, &mut stats)?;
+        let lock = lock_dir(&dir)?;
         create_dir(&wal_dir, &mut stats)?;
         for folder in [&dir, &wal_dir] {
             if remove_temp_files(folder)? > 0 {
@@ -112,6 +116,7 @@ impl FileStore {
             stats,
             failure: None,
             scratch: Vec::new(),
+            _lock: lock,
         };
         if let Some((_, header)) = snapshot {
             if header.resets_log && store.compacted.lsn < header.position.lsn {
@@ -675,5 +680,27 @@ impl LogStore for FileStore {
 
     async fn load_metadata(&self) -> StorageResult<Option<Metadata>> {
         Ok(self.metadata.clone())
+    }
+}
+
+/// Takes the data directory's lock, or says who holds it.
+fn lock_dir(dir: &Path) -> StorageResult<File> {
+    let path = dir.join("LOCK");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| StorageError::Io(format!("{}: {e}", path.display())))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(StorageError::Io(format!(
+            "the data directory {} is in use by another process (it holds {})",
+            dir.display(),
+            path.display()
+        ))),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(StorageError::Io(format!("{}: {e}", path.display())))
+        }
     }
 }

@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# Sets everything up and runs every check and test, cheapest first, stopping at the first
+# failure: formatting, clippy (native, and wasm32 for the browser crate), core's wasm32 build
+# (the proof that core stays sans-IO), the Rust tests, the wasm tests in headless Chromium, and
+# the browser end-to-end suite once web/ has one. Ends with a summary and a total of tests.
+#
+# Usage: scripts/test.sh        (CI runs it through .ci/run)
+# Environment: WASM_BINDGEN_TEST_TIMEOUT (seconds for one browser test module, default 60 here),
+#              CHROMEDRIVER (defaults to the chromedriver on PATH).
+set -euo pipefail
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+STARTED_S=$SECONDS
+LOG_DIR="$(mktemp -d -t cstore-test.XXXXXX)"
+trap 'rm -rf "$LOG_DIR"' EXIT
+
+step_names=()
+step_results=()
+step_seconds=()
+
+# Totals over every `test result:` line printed by cargo test and wasm-bindgen-test-runner.
+count_tests() {
+  cat "$LOG_DIR"/*.log 2>/dev/null | sed 's/\x1b\[[0-9;]*m//g' | awk '
+    /^test result: / {
+      for (i = 1; i <= NF; i++) {
+        if ($(i + 1) ~ /^passed/) passed += $i
+        if ($(i + 1) ~ /^failed/) failed += $i
+        if ($(i + 1) ~ /^ignored/) ignored += $i
+      }
+    }
+    END { printf "%d passed, %d failed, %d skipped\n", passed, failed, ignored }'
+}
+
+summary() {
+  local status=$1 i
+  echo
+  echo "==> summary"
+  for i in "${!step_names[@]}"; do
+    printf '  %-8s %-44s %5ss\n' "${step_results[$i]}" "${step_names[$i]}" "${step_seconds[$i]}"
+  done
+  local elapsed=$((SECONDS - STARTED_S))
+  if [ "$status" -eq 0 ]; then
+    printf 'all steps passed in %dm%02ds\n' $((elapsed / 60)) $((elapsed % 60))
+  else
+    printf 'FAILED after %dm%02ds: see the output of the failed step above\n' $((elapsed / 60)) $((elapsed % 60))
+  fi
+  echo "tests: $(count_tests)"
+}
+
+# run_step NAME COMMAND...: runs one step, keeps its output for the test count, records the
+# result, and stops everything (with the summary) when it fails.
+run_step() {
+  local name=$1 started=$SECONDS status=0
+  shift
+  echo
+  echo "==> $name"
+  "$@" 2>&1 | tee "$LOG_DIR/$(printf '%02d' "${#step_names[@]}").log" || status=$?
+  step_names+=("$name")
+  step_seconds+=($((SECONDS - started)))
+  if [ "$status" -ne 0 ]; then
+    step_results+=("FAILED")
+    summary 1
+    exit 1
+  fi
+  step_results+=("ok")
+}
+
+skip_step() {
+  echo
+  echo "==> $1: skipped ($2)"
+  step_names+=("$1")
+  step_results+=("skipped")
+  step_seconds+=(0)
+}
+
+export CHROMEDRIVER="${CHROMEDRIVER:-$(command -v chromedriver || true)}"
+export WASM_BINDGEN_TEST_TIMEOUT="${WASM_BINDGEN_TEST_TIMEOUT:-60}"
+
+run_step "setup" "$ROOT/scripts/setup.sh"
+run_step "rustfmt" cargo fmt --all -- --check
+run_step "clippy (native, all targets)" cargo clippy --workspace --all-targets -- -D warnings
+run_step "core builds for wasm32 (sans-IO proof)" \
+  cargo check -p cstore-core --target wasm32-unknown-unknown
+run_step "clippy (cstore-wasm on wasm32)" \
+  cargo clippy -p cstore-wasm --target wasm32-unknown-unknown --all-targets -- -D warnings
+run_step "cargo test --workspace" cargo test --workspace
+
+# When the wasm tests talk to a real server, start `cstore serve` here (recording its PID and
+# stopping it by that PID in a trap) and pass its URL to the build with `option_env!`.
+run_step "wasm tests in headless Chromium" \
+  cargo test -p cstore-wasm --target wasm32-unknown-unknown
+
+# The browser end-to-end suite lives in web/ (npm package, demo, Playwright with Debian's
+# chromium); it runs once web/package.json defines a `test:e2e` script.
+if [ -f web/package.json ] &&
+  node -e 'process.exit(require("./web/package.json").scripts?.["test:e2e"] ? 0 : 1)'; then
+  run_step "browser end-to-end (web/ npm run test:e2e)" npm --prefix web run test:e2e
+else
+  skip_step "browser end-to-end" "web/ has no test:e2e script yet"
+fi
+
+summary 0
