@@ -116,7 +116,7 @@ pub fn sample_doc(n: u64) -> Value {
         "city": city,
         "age": 18 + n % 60,
         "score": (n * 7919 % 1000) as f64 / 10.0,
-        "active": n % 3 != 0,
+        "active": !n.is_multiple_of(3),
         "tags": [format!("t{}", n % 5), format!("t{}", n % 11)],
         "note": "lorem ipsum dolor sit amet, consectetur adipiscing elit",
     })

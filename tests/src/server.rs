@@ -192,10 +192,10 @@ impl ServerProcess {
                     stderr: self.stderr(),
                 });
             }
-            if let Ok(reply) = self.probe.get("/v1/health") {
-                if reply.status == 200 {
-                    return Ok(StartOutcome::Healthy);
-                }
+            if let Ok(reply) = self.probe.get("/v1/health")
+                && reply.status == 200
+            {
+                return Ok(StartOutcome::Healthy);
             }
             if started.elapsed() > timeout {
                 let _ = self.kill9();

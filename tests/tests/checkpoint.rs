@@ -29,13 +29,13 @@ fn write_workload(client: &Client) {
                 for i in (w..DOCS).step_by(WRITERS) {
                     let doc = json!({"_id": format!("i{i:04}"), "rank": i % 50, "text": format!("item {i}")});
                     client.insert("items", &doc).unwrap().expect_status(201);
-                    if i % 7 == 0 {
+                    if i.is_multiple_of(7) {
                         client
                             .patch(&format!("/v1/c/items/i{i:04}"), &json!({"patched": true}))
                             .unwrap()
                             .expect_status(200);
                     }
-                    if i % 10 == 0 {
+                    if i.is_multiple_of(10) {
                         client
                             .delete(&format!("/v1/c/items/i{i:04}"))
                             .unwrap()
@@ -98,7 +98,7 @@ fn a_thousand_writes_across_checkpoints_survive_restarts() {
     assert!(lsn > 1_000, "at least one entry per insert: {lsn}");
     for (id, doc) in &docs {
         let i: usize = id[1..].parse().unwrap();
-        assert_eq!(doc["patched"] == json!(true), i % 7 == 0, "{doc}");
+        assert_eq!(doc["patched"] == json!(true), i.is_multiple_of(7), "{doc}");
     }
 
     // Checkpoints happened: a snapshot file exists (server/src/wal's documented layout).

@@ -201,7 +201,7 @@ fn seed_people(client: &Client) -> Vec<Value> {
                 "age": 20 + (i * 7) % 60,
                 "address": {"city": cities[i % 4]},
             });
-            if i % 3 != 0 {
+            if !i.is_multiple_of(3) {
                 doc["email"] = json!(format!("p{i}@example.org"));
             }
             doc
