@@ -1,0 +1,404 @@
+//! The load generator behind `cstore-load`: N concurrent clients over keep-alive HTTP/1.1
+//! connections, each inserting small realistic documents one per request (`insert`) or K per
+//! `/v1/txn` (`txn`), for a duration or a document count. Latencies go into per-client HDR
+//! histograms, merged at the end into one table row.
+//!
+//! ```text
+//!   clients ×N ──► claim work (count mode: fetch_add on a shared counter; duration: deadline)
+//!        │          build body ─► POST ─► await full body ─► record µs ─► loop
+//!        └──────────────────────────────────────────────► merge histograms ─► Report
+//! ```
+//!
+//! It measures a running server from outside, so it shares nothing with the server but the
+//! HTTP contract. The numbers include the client's own cost: on a small machine the client
+//! competes with the server for CPU, which the report's header says.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use serde_json::{Value, json};
+
+/// Largest latency the histogram records, in microseconds (higher values are clamped).
+const LATENCY_MAX_US: u64 = 60_000_000;
+/// Error messages kept as samples.
+const ERROR_SAMPLES_MAX: usize = 5;
+
+/// What each request carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Mode {
+    /// One document per `POST /v1/c/{collection}`.
+    Insert,
+    /// `batch` inserts per `POST /v1/txn`.
+    Txn,
+}
+
+impl Mode {
+    /// The mode's name in the table.
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Insert => "insert",
+            Mode::Txn => "txn",
+        }
+    }
+}
+
+/// When the run ends.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Limit {
+    /// Stop starting requests after this long.
+    Duration(Duration),
+    /// Stop after this many documents were sent.
+    Documents(u64),
+}
+
+/// One run's parameters.
+#[derive(Clone, Debug)]
+pub struct LoadConfig {
+    /// The server's base URL.
+    pub url: String,
+    /// Bearer token, for servers started with `--auth-secret`.
+    pub token: Option<String>,
+    /// The collection written to.
+    pub collection: String,
+    /// Request shape.
+    pub mode: Mode,
+    /// Concurrent clients (each one keep-alive connection).
+    pub clients: usize,
+    /// Inserts per transaction in `txn` mode.
+    pub batch: usize,
+    /// When to stop.
+    pub limit: Limit,
+    /// Create an index on `city` before the run.
+    pub index: bool,
+}
+
+/// What a run measured.
+#[derive(Debug)]
+pub struct Report {
+    /// The run's parameters.
+    pub config: LoadConfig,
+    /// Wall time from the first request to the last answer.
+    pub elapsed: Duration,
+    /// Successful requests.
+    pub requests_ok: u64,
+    /// Documents in successful requests.
+    pub documents_ok: u64,
+    /// Failed requests (non-2xx or no answer).
+    pub errors: u64,
+    /// A few error messages.
+    pub error_samples: Vec<String>,
+    /// Latency of successful requests, in microseconds.
+    pub latency_us: Histogram<u64>,
+}
+
+/// Why a run could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The HTTP client could not be built.
+    #[error("cannot build the HTTP client: {0}")]
+    Client(reqwest::Error),
+    /// Setting up the collection or the index failed.
+    #[error("setup request failed: {0}")]
+    Setup(String),
+}
+
+/// A document of about 150-200 bytes, varied by `n`; `city` is what `--index` covers.
+pub fn sample_doc(n: u64) -> Value {
+    const CITIES: [&str; 16] = [
+        "Lyon", "Oslo", "Porto", "Kyoto", "Lima", "Accra", "Perth", "Quito", "Riga", "Turin",
+        "Dakar", "Hanoi", "Bern", "Cork", "Split", "Izmir",
+    ];
+    let city = CITIES[usize::try_from(n % 16).expect("below 16")];
+    json!({
+        "user": format!("user-{n:08}"),
+        "city": city,
+        "age": 18 + n % 60,
+        "score": (n * 7919 % 1000) as f64 / 10.0,
+        "active": !n.is_multiple_of(3),
+        "tags": [format!("t{}", n % 5), format!("t{}", n % 11)],
+        "note": "lorem ipsum dolor sit amet, consectetur adipiscing elit",
+    })
+}
+
+/// Runs the load and returns what it measured.
+pub async fn run(config: LoadConfig) -> Result<Report, LoadError> {
+    assert!(config.clients > 0, "at least one client");
+    assert!(config.batch > 0, "at least one document per batch");
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(config.clients)
+        .tcp_nodelay(true)
+        .timeout(Duration::from_secs(30))
+        .build()
+        .map_err(LoadError::Client)?;
+    if config.index {
+        create_index(&http, &config).await?;
+    }
+    let shared = Arc::new(Shared {
+        next_document: AtomicU64::new(0),
+        http,
+        config: config.clone(),
+    });
+    let started = Instant::now();
+    let deadline = match config.limit {
+        Limit::Duration(d) => Some(started + d),
+        Limit::Documents(_) => None,
+    };
+    let tasks: Vec<_> = (0..config.clients)
+        .map(|_| tokio::spawn(client_loop(Arc::clone(&shared), deadline)))
+        .collect();
+    let mut report = Report {
+        config,
+        elapsed: Duration::ZERO,
+        requests_ok: 0,
+        documents_ok: 0,
+        errors: 0,
+        error_samples: Vec::new(),
+        latency_us: new_histogram(),
+    };
+    for task in tasks {
+        let tally = task.await.expect("a client task does not panic");
+        report.requests_ok += tally.requests_ok;
+        report.documents_ok += tally.documents_ok;
+        report.errors += tally.errors;
+        for sample in tally.error_samples {
+            if report.error_samples.len() < ERROR_SAMPLES_MAX {
+                report.error_samples.push(sample);
+            }
+        }
+        report
+            .latency_us
+            .add(&tally.latency_us)
+            .expect("histograms with the same bounds merge");
+    }
+    report.elapsed = started.elapsed();
+    Ok(report)
+}
+
+struct Shared {
+    next_document: AtomicU64,
+    http: reqwest::Client,
+    config: LoadConfig,
+}
+
+struct Tally {
+    requests_ok: u64,
+    documents_ok: u64,
+    errors: u64,
+    error_samples: Vec<String>,
+    latency_us: Histogram<u64>,
+}
+
+fn new_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, LATENCY_MAX_US, 3).expect("valid histogram bounds")
+}
+
+async fn client_loop(shared: Arc<Shared>, deadline: Option<Instant>) -> Tally {
+    let config = &shared.config;
+    let per_request = match config.mode {
+        Mode::Insert => 1,
+        Mode::Txn => config.batch as u64,
+    };
+    let url = match config.mode {
+        Mode::Insert => format!("{}/v1/c/{}", config.url, config.collection),
+        Mode::Txn => format!("{}/v1/txn", config.url),
+    };
+    let mut tally = Tally {
+        requests_ok: 0,
+        documents_ok: 0,
+        errors: 0,
+        error_samples: Vec::new(),
+        latency_us: new_histogram(),
+    };
+    loop {
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            break;
+        }
+        let first = shared
+            .next_document
+            .fetch_add(per_request, Ordering::Relaxed);
+        let count = match config.limit {
+            Limit::Documents(total) if first >= total => break,
+            Limit::Documents(total) => per_request.min(total - first),
+            Limit::Duration(_) => per_request,
+        };
+        let body = match config.mode {
+            Mode::Insert => sample_doc(first),
+            Mode::Txn => json!({
+                "ops": (first..first + count)
+                    .map(|n| json!({"op": "insert", "collection": config.collection, "doc": sample_doc(n)}))
+                    .collect::<Vec<_>>()
+            }),
+        };
+        let body = serde_json::to_vec(&body).expect("a Value serializes");
+        let sent = Instant::now();
+        let mut request = shared
+            .http
+            .post(&url)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body);
+        if let Some(token) = &config.token {
+            request = request.bearer_auth(token);
+        }
+        let outcome = match request.send().await {
+            Ok(response) => {
+                let status = response.status();
+                match response.bytes().await {
+                    Ok(_) if status.is_success() => Ok(()),
+                    Ok(bytes) => Err(format!("{status}: {}", String::from_utf8_lossy(&bytes))),
+                    Err(e) => Err(format!("reading the body: {e}")),
+                }
+            }
+            Err(e) => Err(error_chain(&e)),
+        };
+        let micros = u64::try_from(sent.elapsed().as_micros()).unwrap_or(u64::MAX);
+        match outcome {
+            Ok(()) => {
+                tally.requests_ok += 1;
+                tally.documents_ok += count;
+                tally.latency_us.saturating_record(micros.max(1));
+            }
+            Err(message) => {
+                tally.errors += 1;
+                if tally.error_samples.len() < ERROR_SAMPLES_MAX {
+                    tally.error_samples.push(message);
+                }
+            }
+        }
+    }
+    tally
+}
+
+/// An error with its sources, one `: ` apart (reqwest's own message omits the cause).
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+async fn create_index(http: &reqwest::Client, config: &LoadConfig) -> Result<(), LoadError> {
+    let steps = [
+        (
+            json!({"op": "create_collection", "collection": config.collection}),
+            "collection_exists",
+        ),
+        (
+            json!({"op": "create_index", "collection": config.collection,
+                   "index": {"name": "by_city", "fields": [{"path": "city"}]}}),
+            "index_exists",
+        ),
+    ];
+    for (op, tolerated) in steps {
+        let mut request = http
+            .post(format!("{}/v1/txn", config.url))
+            .json(&json!({ "ops": [op] }));
+        if let Some(token) = &config.token {
+            request = request.bearer_auth(token);
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|e| LoadError::Setup(e.to_string()))?;
+        let status = response.status();
+        let text = response
+            .text()
+            .await
+            .map_err(|e| LoadError::Setup(e.to_string()))?;
+        if !status.is_success() && !text.contains(tolerated) {
+            return Err(LoadError::Setup(format!("{status}: {text}")));
+        }
+    }
+    Ok(())
+}
+
+impl Report {
+    /// The table's header line.
+    pub fn header() -> String {
+        format!(
+            "{:<7} {:>7} {:>5} {:>10} {:>10} {:>8} {:>8} {:>8} {:>8} {:>7}",
+            "mode",
+            "clients",
+            "batch",
+            "docs/s",
+            "req/s",
+            "p50 ms",
+            "p99 ms",
+            "p999 ms",
+            "max ms",
+            "errors"
+        )
+    }
+
+    /// The table's row for this run.
+    pub fn row(&self) -> String {
+        let seconds = self.elapsed.as_secs_f64().max(f64::EPSILON);
+        let ms = |q: f64| self.latency_us.value_at_quantile(q) as f64 / 1000.0;
+        let batch = match self.config.mode {
+            Mode::Insert => 1,
+            Mode::Txn => self.config.batch,
+        };
+        format!(
+            "{:<7} {:>7} {:>5} {:>10.0} {:>10.0} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>7}",
+            self.config.mode.name(),
+            self.config.clients,
+            batch,
+            self.documents_ok as f64 / seconds,
+            self.requests_ok as f64 / seconds,
+            ms(0.5),
+            ms(0.99),
+            ms(0.999),
+            self.latency_us.max() as f64 / 1000.0,
+            self.errors
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sample_documents_are_small_and_realistic() {
+        for n in [0, 1, 99, 12_345, 99_999_999] {
+            let size = serde_json::to_vec(&sample_doc(n)).unwrap().len();
+            assert!((100..=220).contains(&size), "document {n} is {size} bytes");
+        }
+        assert_ne!(sample_doc(1)["city"], sample_doc(2)["city"]);
+    }
+
+    #[test]
+    fn the_row_lines_up_with_the_header() {
+        let mut latency_us = new_histogram();
+        for v in [1_000, 2_000, 50_000] {
+            latency_us.record(v).unwrap();
+        }
+        let report = Report {
+            config: LoadConfig {
+                url: "http://127.0.0.1:1".into(),
+                token: None,
+                collection: "load".into(),
+                mode: Mode::Txn,
+                clients: 64,
+                batch: 100,
+                limit: Limit::Documents(300),
+                index: false,
+            },
+            elapsed: Duration::from_secs(2),
+            requests_ok: 3,
+            documents_ok: 300,
+            errors: 0,
+            error_samples: Vec::new(),
+            latency_us,
+        };
+        let row = report.row();
+        assert_eq!(row.len(), Report::header().len(), "{row}");
+        assert!(row.starts_with("txn"));
+        assert!(row.contains(" 150 "), "300 documents in 2 s: {row}");
+    }
+}
