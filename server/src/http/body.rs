@@ -6,6 +6,8 @@
 //! `Content-Length` first and then while streaming, so a lying or chunked client cannot make
 //! the server buffer more than the limit.
 
+use std::time::Duration;
+
 use axum::body::Body;
 use axum::extract::{FromRequest, Request};
 use axum::http::{HeaderMap, header};
@@ -37,7 +39,10 @@ impl<S: Send + Sync, const LIMIT: usize> FromRequest<S> for JsonBody<LIMIT> {
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
-        if declared.is_some_and(|n| n > LIMIT as u64) {
+        if let Some(declared) = declared.filter(|n| *n > LIMIT as u64) {
+            if declared <= DRAIN_BYTES_MAX {
+                drain(body.into_data_stream()).await;
+            }
             return Err(ApiError::BodyTooLarge { limit_bytes: LIMIT });
         }
         let bytes = read_bounded(body, LIMIT).await?;
@@ -64,6 +69,11 @@ fn is_json(headers: &HeaderMap) -> bool {
     mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
 }
 
+/// Most bytes of an oversized body read and thrown away before answering 413.
+const DRAIN_BYTES_MAX: u64 = 64 << 20;
+/// Longest time spent doing so.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Collects the body, failing as soon as it passes `limit` bytes.
 async fn read_bounded(body: Body, limit: usize) -> Result<Vec<u8>, ApiError> {
     let mut stream = body.into_data_stream();
@@ -71,9 +81,27 @@ async fn read_bounded(body: Body, limit: usize) -> Result<Vec<u8>, ApiError> {
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| ApiError::InvalidJson(format!("reading the body: {e}")))?;
         if bytes.len() + chunk.len() > limit {
+            drain(stream).await;
             return Err(ApiError::BodyTooLarge { limit_bytes: limit });
         }
         bytes.extend_from_slice(&chunk);
     }
     Ok(bytes)
+}
+
+/// Reads and discards the rest of a body (bounded in bytes and time) before an error answer.
+/// Closing a connection with unread request bytes makes the kernel send a reset, which can
+/// destroy the answer before the client reads it; draining first is the "lingering close" of
+/// RFC 9112 §9.6. A body past the bounds gets its answer anyway, and may see the reset.
+async fn drain(mut stream: axum::body::BodyDataStream) {
+    let discard = async {
+        let mut seen = 0u64;
+        while let Some(Ok(chunk)) = stream.next().await {
+            seen += chunk.len() as u64;
+            if seen > DRAIN_BYTES_MAX {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(DRAIN_TIMEOUT, discard).await;
 }
