@@ -84,7 +84,11 @@ run_step "core builds for wasm32 (sans-IO proof)" \
   cargo check -p cstore-core --target wasm32-unknown-unknown
 run_step "clippy (cstore-wasm on wasm32)" \
   cargo clippy -p cstore-wasm --target wasm32-unknown-unknown --all-targets -- -D warnings
-run_step "cargo test --workspace" cargo test --workspace
+# `cargo test --workspace` builds the `cstore` binary before it runs any test; point the
+# real-process tests at it, or their harness would build the server again with the feature set
+# of `-p cstore-server` (a second, slower build).
+run_step "cargo test --workspace" \
+  env CSTORE_BIN="${CARGO_TARGET_DIR:-$ROOT/target}/debug/cstore" cargo test --workspace
 
 # When the wasm tests talk to a real server, start `cstore serve` here (recording its PID and
 # stopping it by that PID in a trap) and pass its URL to the build with `option_env!`.
