@@ -9,73 +9,14 @@ use std::time::{Duration, Instant};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use serde_json::json;
 
-use cstore_core::doc::RawDoc;
 use cstore_core::index::IndexSpec;
 use cstore_core::query::{FindQuery, find};
 use cstore_core::state::State;
-use cstore_core::txn::CollectionOptions;
-use cstore_core::{LogEntry, Op, Term, TimestampMs, Txn};
+use cstore_core::{Op, Txn};
 
-const CITIES: [&str; 8] = [
-    "Oslo", "Rome", "Lima", "Pune", "Kyiv", "Baku", "Doha", "Riga",
-];
+mod support;
 
-/// A ~110-byte user document.
-pub fn user(i: u64) -> RawDoc {
-    RawDoc::from_value(&json!({
-        "_id": format!("u{i:08}"),
-        "name": format!("user {i}"),
-        "email": format!("user{i}@example.com"),
-        "age": i % 90,
-        "city": CITIES[(i % 8) as usize],
-        "active": i.is_multiple_of(3),
-    }))
-    .unwrap()
-}
-
-/// A state with the `users` collection and an index on `age`.
-fn indexed_state() -> State {
-    let mut state = State::new();
-    let txn = Txn {
-        ops: vec![
-            Op::CreateCollection {
-                collection: "users".into(),
-                options: CollectionOptions::default(),
-            },
-            Op::CreateIndex {
-                collection: "users".into(),
-                spec: IndexSpec::single("by_age", "age"),
-            },
-        ],
-    };
-    state
-        .apply(&LogEntry::new(
-            state.applied(),
-            Term(1),
-            TimestampMs(1),
-            txn,
-        ))
-        .unwrap();
-    state
-}
-
-/// Builds entries continuing `state`, one transaction each.
-fn entries(state: &State, txns: impl Iterator<Item = Txn>) -> Vec<LogEntry> {
-    let mut prev = state.applied();
-    txns.map(|txn| {
-        let entry = LogEntry::new(prev, Term(1), TimestampMs(2), txn);
-        prev = entry.position();
-        entry
-    })
-    .collect()
-}
-
-fn insert_op(i: u64) -> Txn {
-    Txn::single(Op::Insert {
-        collection: "users".into(),
-        doc: user(i),
-    })
-}
+use support::{entries, indexed_state, insert_op};
 
 fn bench_insert(c: &mut Criterion) {
     let mut group = c.benchmark_group("apply");

@@ -5,12 +5,9 @@
 //! figures include allocator overhead, as a user would see it. Each case runs in a fresh child
 //! process: memory a previous case freed would otherwise be reused and hide the cost.
 
-use serde_json::json;
+mod support;
 
-use cstore_core::doc::RawDoc;
 use cstore_core::index::IndexSpec;
-use cstore_core::state::State;
-use cstore_core::txn::CollectionOptions;
 use cstore_core::{LogEntry, Op, Term, TimestampMs, Txn};
 
 fn rss_bytes() -> u64 {
@@ -19,47 +16,16 @@ fn rss_bytes() -> u64 {
     pages * 4096
 }
 
-/// A user document; `padding` bytes of biography make it larger.
-fn user(i: u64, padding: usize) -> RawDoc {
-    const CITIES: [&str; 8] = [
-        "Oslo", "Rome", "Lima", "Pune", "Kyiv", "Baku", "Doha", "Riga",
-    ];
-    let mut doc = json!({
-        "_id": format!("u{i:08}"), "name": format!("user {i}"), "email": format!("user{i}@example.com"),
-        "age": i % 90, "city": CITIES[(i % 8) as usize], "active": i.is_multiple_of(3),
-    });
-    if padding > 0 {
-        doc["bio"] = json!("lorem ipsum ".repeat(padding / 12 + 1)[..padding]);
-    }
-    RawDoc::from_value(&doc).unwrap()
-}
-
 /// Applies N inserts in batches of 1,000 per entry and returns (encoded bytes, RSS growth).
 fn measure(n: u64, padding: usize, indexes: &[IndexSpec]) -> (u64, u64) {
-    let mut state = State::new();
-    let mut ops = vec![Op::CreateCollection {
-        collection: "users".into(),
-        options: CollectionOptions::default(),
-    }];
-    ops.extend(indexes.iter().map(|spec| Op::CreateIndex {
-        collection: "users".into(),
-        spec: spec.clone(),
-    }));
-    state
-        .apply(&LogEntry::new(
-            state.applied(),
-            Term(1),
-            TimestampMs(1),
-            Txn { ops },
-        ))
-        .unwrap();
+    let mut state = support::state_with(indexes);
     let before = rss_bytes();
     let mut encoded = 0u64;
     let mut i = 0;
     while i < n {
         let ops: Vec<Op> = (i..(i + 1000).min(n))
             .map(|j| {
-                let doc = user(j, padding);
+                let doc = support::user_padded(j, padding);
                 encoded += doc.len() as u64;
                 Op::Insert {
                     collection: "users".into(),

@@ -4,51 +4,16 @@
 
 use serde_json::json;
 
-use cstore_core::doc::RawDoc;
-use cstore_core::index::IndexSpec;
-use cstore_core::state::State;
-use cstore_core::txn::CollectionOptions;
-use cstore_core::{LogEntry, Op, Term, TimestampMs, Txn};
+#[path = "../benches/support/mod.rs"]
+mod support;
 
 fn main() {
     let n: u64 = std::env::args()
         .nth(1)
         .and_then(|a| a.parse().ok())
         .unwrap_or(100_000);
-    let mut state = State::new();
-    let setup = Txn {
-        ops: vec![
-            Op::CreateCollection {
-                collection: "users".into(),
-                options: CollectionOptions::default(),
-            },
-            Op::CreateIndex {
-                collection: "users".into(),
-                spec: IndexSpec::single("by_age", "age"),
-            },
-        ],
-    };
-    state
-        .apply(&LogEntry::new(
-            state.applied(),
-            Term(1),
-            TimestampMs(1),
-            setup,
-        ))
-        .unwrap();
-    let mut prev = state.applied();
-    let entries: Vec<LogEntry> = (0..n)
-        .map(|i| {
-            let doc = RawDoc::from_value(&json!({
-                "_id": format!("u{i:08}"), "name": format!("user {i}"),
-                "email": format!("user{i}@example.com"), "age": i % 90, "city": "Oslo", "active": true,
-            }))
-            .unwrap();
-            let e = LogEntry::new(prev, Term(1), TimestampMs(2), Txn::single(Op::Insert { collection: "users".into(), doc }));
-            prev = e.position();
-            e
-        })
-        .collect();
+    let mut state = support::indexed_state();
+    let entries = support::entries(&state, (0..n).map(support::insert_op));
     let start = std::time::Instant::now();
     for e in &entries {
         state.apply(e).unwrap();
