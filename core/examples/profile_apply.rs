@@ -1,6 +1,11 @@
-//! Applies N single-document inserts (one secondary index) for profiling:
+//! Applies N single-document inserts (one secondary index) for profiling, then optionally runs
+//! QUERIES finds of one kind:
 //! `cargo build --release -p cstore-core --example profile_apply &&
-//!  valgrind --tool=callgrind target/release/examples/profile_apply 100000 [QUERIES]`
+//!  valgrind --tool=callgrind target/release/examples/profile_apply 100000 [QUERIES [KIND]]`
+//!
+//! KIND is `age` (default: `{"age": 42}` with limit 1 on the `by_age` index), `email` (a point
+//! query on a unique `by_email` index, created only in this mode) or `range` (ages 10..20 sorted
+//! by age, limit 100, as in the criterion bench).
 
 use serde_json::json;
 
@@ -15,19 +20,29 @@ fn main() {
         .nth(1)
         .and_then(|a| a.parse().ok())
         .unwrap_or(100_000);
+    let queries: u32 = std::env::args()
+        .nth(2)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(0);
+    let kind = std::env::args().nth(3).unwrap_or_else(|| "age".into());
     let mut state = State::new();
-    let setup = Txn {
-        ops: vec![
-            Op::CreateCollection {
-                collection: "users".into(),
-                options: CollectionOptions::default(),
-            },
-            Op::CreateIndex {
-                collection: "users".into(),
-                spec: IndexSpec::single("by_age", "age"),
-            },
-        ],
-    };
+    let mut ops = vec![
+        Op::CreateCollection {
+            collection: "users".into(),
+            options: CollectionOptions::default(),
+        },
+        Op::CreateIndex {
+            collection: "users".into(),
+            spec: IndexSpec::single("by_age", "age"),
+        },
+    ];
+    if kind == "email" {
+        ops.push(Op::CreateIndex {
+            collection: "users".into(),
+            spec: IndexSpec::single("by_email", "email").unique(),
+        });
+    }
+    let setup = Txn { ops };
     state
         .apply(&LogEntry::new(
             state.applied(),
@@ -58,16 +73,33 @@ fn main() {
         "{n} inserts in {elapsed:?}: {:.0}/s",
         n as f64 / elapsed.as_secs_f64()
     );
-    // With a second argument, also run that many indexed point queries.
-    let queries: u32 = std::env::args().nth(2).and_then(|a| a.parse().ok()).unwrap_or(0);
+    // With a second argument, also run that many indexed queries.
     if queries > 0 {
         let users = state.collection("users").unwrap();
-        let filter = json!({"filter": {"age": 42}, "limit": 1});
-        let query = cstore_core::query::FindQuery::parse(&filter).unwrap();
+        let body = match kind.as_str() {
+            "age" => json!({"filter": {"age": 42}, "limit": 1}),
+            "email" => json!({"filter": {"email": format!("user{}@example.com", n / 2)}}),
+            "range" => json!({
+                "filter": {"age": {"$gte": 10, "$lt": 20}},
+                "sort": [["age", 1]],
+                "limit": 100,
+            }),
+            other => panic!("unknown query kind `{other}`: use age, email or range"),
+        };
+        let query = cstore_core::query::FindQuery::parse(&body).unwrap();
+        assert!(
+            !cstore_core::query::find(users, &query)
+                .unwrap()
+                .docs
+                .is_empty()
+        );
         let start = std::time::Instant::now();
         for _ in 0..queries {
             std::hint::black_box(cstore_core::query::find(users, &query).unwrap().docs.len());
         }
-        println!("{queries} point queries: {:?} each", start.elapsed() / queries);
+        println!(
+            "{queries} {kind} queries: {:?} each",
+            start.elapsed() / queries
+        );
     }
 }

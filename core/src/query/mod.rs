@@ -17,8 +17,10 @@
 //! Module map: `filter.rs` (the typed tree and its semantics), `parse.rs` (filter JSON),
 //! `find_query.rs` (request body, sort keys), `constraint.rs` and `interval.rs` (what a filter
 //! implies per field, as byte ranges), `planner.rs` and `plan.rs` (choice and explain),
-//! `exec.rs` (execution), `source.rs` (what a collection must provide).
+//! `exec.rs` (execution) and `candidates.rs` (its inner loop: the documents an access path
+//! yields), `source.rs` (what a collection must provide).
 
+mod candidates;
 mod constraint;
 mod error;
 mod exec;
