@@ -101,7 +101,7 @@ impl<'f> FieldConstraint<'f> {
 #[derive(Clone, Debug)]
 pub struct Constraints<'f> {
     /// One entry per constrained path, sorted by path.
-    fields: Vec<(&'f str, FieldConstraint<'f>)>,
+    fields: Fields<'f>,
     /// The filter is the conjunction of these constraints, and each is exact: a document
     /// satisfying every constraint matches the filter.
     exact: bool,
@@ -110,19 +110,20 @@ pub struct Constraints<'f> {
 impl<'f> Constraints<'f> {
     /// The constraint on `path`, if the conjunction has one.
     pub fn get(&self, path: &str) -> Option<&FieldConstraint<'f>> {
+        let fields = self.fields.as_slice();
         // Most filters name a few fields: comparing lengths first rejects most of them cheaply.
-        if self.fields.len() <= 8 {
-            return self.fields.iter().find(|(p, _)| *p == path).map(|(_, c)| c);
+        if fields.len() <= 8 {
+            return fields.iter().find(|(p, _)| *p == path).map(|(_, c)| c);
         }
-        self.fields
+        fields
             .binary_search_by(|(p, _)| (*p).cmp(path))
             .ok()
-            .map(|i| &self.fields[i].1)
+            .map(|i| &fields[i].1)
     }
 
     /// Number of constrained paths.
     pub fn len(&self) -> usize {
-        self.fields.len()
+        self.fields.as_slice().len()
     }
 
     /// True when a document satisfying every constraint matches the whole filter: the filter
@@ -134,7 +135,24 @@ impl<'f> Constraints<'f> {
     /// The paths and their constraints, sorted by path.
     #[cfg(test)]
     pub fn iter(&self) -> impl Iterator<Item = (&'f str, &FieldConstraint<'f>)> {
-        self.fields.iter().map(|(p, c)| (*p, c))
+        self.fields.as_slice().iter().map(|(p, c)| (*p, c))
+    }
+}
+
+/// The per-path constraints, inline for the common filter on one path (no allocation).
+#[derive(Clone, Debug)]
+enum Fields<'f> {
+    One((&'f str, FieldConstraint<'f>)),
+    /// Sorted by path.
+    Many(Vec<(&'f str, FieldConstraint<'f>)>),
+}
+
+impl<'f> Fields<'f> {
+    fn as_slice(&self) -> &[(&'f str, FieldConstraint<'f>)] {
+        match self {
+            Fields::One(one) => slice::from_ref(one),
+            Fields::Many(many) => many,
+        }
     }
 }
 
@@ -152,7 +170,7 @@ pub fn conjunct_constraints(filter: &Filter) -> Constraints<'_> {
         constraint.finish();
         return Constraints {
             exact: constraint.exact,
-            fields: vec![(field.path.as_str(), constraint)],
+            fields: Fields::One((field.path.as_str(), constraint)),
         };
     }
     let mut conjuncts = Vec::new();
@@ -177,7 +195,10 @@ pub fn conjunct_constraints(filter: &Filter) -> Constraints<'_> {
         constraint.finish();
         exact &= constraint.exact;
     }
-    Constraints { fields, exact }
+    Constraints {
+        fields: Fields::Many(fields),
+        exact,
+    }
 }
 
 /// Collects the field filters every match satisfies; false when some part of the filter (an

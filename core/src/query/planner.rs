@@ -80,6 +80,11 @@ pub fn plan(filter: &Filter, sort: &[SortKey], indexes: &[SecondaryIndex]) -> Pl
             continue;
         }
         let shape = Shape::of(spec, &constraints);
+        // A walk of the whole index is only worth it for an order the scan does not give.
+        let narrows = shape.eq_fields > 0 || shape.range_field;
+        if !narrows && scan_sorted {
+            continue;
+        }
         let fields = |flip: bool| {
             spec.fields
                 .iter()
@@ -88,10 +93,7 @@ pub fn plan(filter: &Filter, sort: &[SortKey], indexes: &[SecondaryIndex]) -> Pl
         let forward = same_order(fields(false), &required, &constraints);
         let reverse = !forward && same_order(fields(true), &required, &constraints);
         let sorted_by_index = forward || reverse;
-        // A walk of the whole index is only worth it for an order the scan does not give.
-        let narrows = shape.eq_fields > 0 || shape.range_field;
-        let walk_for_order = sorted_by_index && !scan_sorted;
-        if !narrows && !walk_for_order {
+        if !narrows && !sorted_by_index {
             continue;
         }
         let score = Score {
