@@ -13,6 +13,7 @@
 
 use std::borrow::Cow;
 use std::iter::Peekable;
+use std::ops::Bound;
 use std::slice;
 
 use super::plan::{Access, IndexAccess, KeyRange, Plan};
@@ -105,6 +106,7 @@ impl<'s, 'p> IndexIds<'s, 'p> {
             index,
             ranges: access.ranges.iter(),
             reverse: access.reverse,
+            near_end_only: !access.range_field,
             current: None,
         };
         if access.reverse {
@@ -134,12 +136,43 @@ impl<'s> Iterator for IndexIds<'s, '_> {
 }
 
 /// The entries of a list of disjoint, ascending ranges, walked forward or backward.
+///
+/// A range can be found in the tree by both of its ends (two descents, shared near the root)
+/// or by its near end only, with the far end compared against every entry read. The second is
+/// cheaper when a range holds few entries, as point ranges (`$eq`, `$in`) usually do; long
+/// interval walks keep the two-ended search.
 pub struct RangeWalk<'s, 'p> {
     index: &'s SecondaryIndex,
     ranges: slice::Iter<'p, KeyRange>,
     reverse: bool,
-    /// The range being walked.
-    current: Option<Entries<'s>>,
+    /// Search only the near end of each range.
+    near_end_only: bool,
+    /// The range being walked, and the far bound its entries must still be checked against.
+    current: Option<(Entries<'s>, Bound<&'p [u8]>)>,
+}
+
+impl<'s, 'p> RangeWalk<'s, 'p> {
+    /// Starts the walk of `range`.
+    fn enter(&mut self, range: &'p KeyRange) {
+        let lower = range.lower.as_ref().map(Vec::as_slice);
+        let upper = range.upper.as_ref().map(Vec::as_slice);
+        self.current = Some(match (self.near_end_only, self.reverse) {
+            (false, _) => (self.index.entries_between(lower, upper), Bound::Unbounded),
+            (true, false) => (self.index.entries_between(lower, Bound::Unbounded), upper),
+            (true, true) => (self.index.entries_between(Bound::Unbounded, upper), lower),
+        });
+    }
+
+    /// True when `entry` lies on the near side of the far bound.
+    fn before_far_bound(&self, entry: &[u8], far: Bound<&[u8]>) -> bool {
+        match (far, self.reverse) {
+            (Bound::Unbounded, _) => true,
+            (Bound::Included(upper), false) => entry <= upper,
+            (Bound::Excluded(upper), false) => entry < upper,
+            (Bound::Included(lower), true) => entry >= lower,
+            (Bound::Excluded(lower), true) => entry > lower,
+        }
+    }
 }
 
 impl<'s> Iterator for RangeWalk<'s, '_> {
@@ -147,14 +180,17 @@ impl<'s> Iterator for RangeWalk<'s, '_> {
 
     fn next(&mut self) -> Option<&'s [u8]> {
         loop {
-            if let Some(entries) = &mut self.current {
+            if let Some((entries, far)) = &mut self.current {
+                let far = *far;
                 let entry = if self.reverse {
                     entries.next_back()
                 } else {
                     entries.next()
                 };
-                if entry.is_some() {
-                    return entry;
+                match entry {
+                    Some(entry) if self.before_far_bound(entry, far) => return Some(entry),
+                    // Past the far bound or the end of the index: this range is done.
+                    _ => self.current = None,
                 }
             }
             let range = if self.reverse {
@@ -162,10 +198,7 @@ impl<'s> Iterator for RangeWalk<'s, '_> {
             } else {
                 self.ranges.next()?
             };
-            self.current = Some(self.index.entries_between(
-                range.lower.as_ref().map(Vec::as_slice),
-                range.upper.as_ref().map(Vec::as_slice),
-            ));
+            self.enter(range);
         }
     }
 }

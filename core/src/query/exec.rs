@@ -329,6 +329,23 @@ mod tests {
     }
 
     #[test]
+    fn point_ranges_stop_at_their_far_end_in_both_directions() {
+        let mem = people();
+        for (dir, expected) in [
+            (1, ["p1", "p5", "p9", "p2", "p6"]),
+            (-1, ["p2", "p6", "p1", "p5", "p9"]),
+        ] {
+            let (ids, plan, examined) = run(
+                &mem,
+                json!({"filter": {"age": {"$in": [2, 1]}}, "sort": {"age": dir}}),
+            );
+            assert_eq!(plan["reverse"], dir == -1);
+            assert_eq!(ids, expected);
+            assert_eq!(examined, 5, "no entry of age 0 or 3 is read");
+        }
+    }
+
+    #[test]
     fn in_memory_sort_keeps_the_top_k() {
         let mem = people();
         let (ids, plan, examined) = run(
