@@ -2,13 +2,15 @@
 //!
 //! Only conditions that every matching document must satisfy can narrow an index scan: those
 //! reachable from the root through `$and` (explicit or implicit). Conditions under `$or` with
-//! more than one branch, under `$not`, and `$ne`/`$nin` are ignored here. That is always safe,
-//! because the executor re-checks the whole filter on every candidate: a constraint only has to
+//! more than one branch, under `$not`, and `$ne`/`$nin` are ignored here. That is safe because
+//! the executor re-checks the whole filter on every candidate: a constraint only has to
 //! describe a *superset* of the matching documents.
 //!
 //! Per field the planner learns: a set of exact values (`$eq`, `$in`, `$exists: false`), an
 //! interval (the intersection of `$gt`/`$gte`/`$lt`/`$lte`), and whether the field must exist
-//! (which decides whether a sparse index holds every match).
+//! (which decides whether a sparse index holds every match). It also learns whether nothing
+//! was ignored or widened ([`Constraints::exact`]): then the constraints *are* the filter, and
+//! a plan that applies all of them exactly needs no re-check (see the planner).
 
 use std::borrow::Cow;
 use std::slice;

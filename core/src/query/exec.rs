@@ -4,17 +4,17 @@
 //! ```text
 //! plan.access ──► candidates ──► parse + filter.matches ──┬─ order already right:
 //!  (scan / ids /    (superset      (every candidate,      │    skip, take `limit`, stop early
-//!   index ranges)    of matches)    whatever the plan)    └─ otherwise: keep the best
-//!                                                              `skip + limit` by sort key
+//!   index ranges)    of matches)    unless the plan is    └─ otherwise: keep the best
+//!                                   exact)                     `skip + limit` by sort key
 //!                                                              (bounded heap), then sort them
 //! ```
 //!
 //! The re-check is what makes planning safe: an index range only has to contain every match,
 //! so a planner bug can cost time but cannot return a wrong document. A plan marked exact
-//! (every candidate provably matches) skips it in release builds and asserts it in debug
-//! builds, where every test runs it. Sorting compares byte
-//! strings (see [`sort_key`]), ties going by `_id`, so the result is the same whichever plan
-//! ran.
+//! (every candidate provably matches, see [`Plan::exact`]) skips it in release builds, which
+//! spares parsing the document at all, and still runs it as an assertion in debug builds, so
+//! every test checks the planner's claim. Sorting compares byte strings (see [`sort_key`]),
+//! ties going by `_id`, so the result is the same whichever plan ran.
 
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
@@ -168,7 +168,8 @@ fn sorted_matches<'a>(
         if exact {
             debug_assert!(
                 query.filter.matches(&value),
-                "an exact plan yielded a non-match"
+                "an exact plan yielded {}, which its filter refuses",
+                doc.doc.as_str()
             );
         } else if !query.filter.matches(&value) {
             continue;

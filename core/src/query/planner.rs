@@ -26,6 +26,16 @@
 //!
 //! A sparse index is used only when the filter implies one of its fields exists: otherwise a
 //! matching document could be missing from the index.
+//!
+//! A plan is *exact* ([`Plan::exact`]) when its candidates are the matches themselves, so the
+//! executor can skip its re-check. That holds when three things do: the filter is a
+//! conjunction of `$eq`, `$in`, `$gt`, `$gte`, `$lt` and `$lte` conditions (no `$or` of several
+//! branches, no negation, no `$exists`, whose `false` is planned as `null`, which real nulls
+//! share); every field it constrains is covered by the access (a pinned field or the range
+//! field of the chosen index, or `_id` for a lookup); and the access applies those
+//! constraints exactly, which the byte bounds do (interval.rs proves the cuts, `ranges`
+//! bounds each pinned prefix by its value's cuts). `{"email": x}` on an index of `email` is
+//! exact; `{"email": x, "age": 3}` on the same index is not.
 
 use std::borrow::Cow;
 use std::iter;
@@ -46,9 +56,10 @@ pub const RANGES_MAX: usize = 1_024;
 /// Chooses how to run a query with this filter and sort over these indexes.
 pub fn plan(filter: &Filter, sort: &[SortKey], indexes: &[SecondaryIndex]) -> Plan {
     let constraints = conjunct_constraints(filter);
-    // Without a sort the order asked for is `_id` order: no need to build it.
+    // Without a sort the order asked for is `_id` order: no need to build it (unless `_id` is
+    // pinned, which leaves the empty order).
     let by_id: &[(&str, bool)] = &[(ID_FIELD, false)];
-    let required = if sort.is_empty() {
+    let required = if sort.is_empty() && !is_constant(ID_FIELD, &constraints) {
         Cow::Borrowed(by_id)
     } else {
         Cow::Owned(normalized(
@@ -388,6 +399,24 @@ mod tests {
             explain(json!({"_id": {"$gt": "a"}}), &[], &[])["strategy"],
             "full_scan"
         );
+    }
+
+    #[test]
+    fn a_single_id_needs_no_sort() {
+        for sort in [vec![], vec![SortKey::desc("_id")]] {
+            let p = plan(
+                &Filter::parse(&json!({"_id": "a"})).unwrap(),
+                &sort,
+                &indexes(),
+            );
+            assert_eq!(
+                p.access,
+                Access::IdLookup {
+                    ids: vec!["a".into()]
+                }
+            );
+            assert!(!p.in_memory_sort, "{sort:?}");
+        }
     }
 
     #[test]
