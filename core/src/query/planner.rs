@@ -39,14 +39,13 @@
 
 use std::borrow::Cow;
 use std::iter;
-use std::ops::Bound;
 
 use super::constraint::{Constraints, FieldConstraint, conjunct_constraints};
 use super::filter::Filter;
 use super::find_query::SortKey;
-use super::plan::{Access, IndexAccess, KeyRange, Plan};
+use super::narrow::{Shape, ranges};
+use super::plan::{Access, IndexAccess, Plan};
 use crate::doc::ID_FIELD;
-use crate::index::key::prefix_end;
 use crate::index::{IndexSpec, SecondaryIndex};
 
 /// Most ranges one index plan may walk (the product of the `$in` list lengths it uses). A
@@ -169,42 +168,6 @@ struct Choice {
     reverse: bool,
 }
 
-/// How far the filter narrows an index: leading fields pinned to known values, then at most
-/// one field narrowed by an interval.
-#[derive(Clone, Copy, Debug)]
-struct Shape {
-    eq_fields: usize,
-    range_field: bool,
-}
-
-impl Shape {
-    fn of(spec: &IndexSpec, constraints: &Constraints<'_>) -> Shape {
-        let mut ranges: usize = 1;
-        let mut eq_fields = 0;
-        for field in &spec.fields {
-            let Some(constraint) = constraints.get(field.path.as_str()) else {
-                break;
-            };
-            if let Some(points) = &constraint.points {
-                ranges = ranges.saturating_mul(points.len());
-                if ranges > RANGES_MAX {
-                    break;
-                }
-                eq_fields += 1;
-                continue;
-            }
-            return Shape {
-                eq_fields,
-                range_field: constraint.interval.is_some(),
-            };
-        }
-        Shape {
-            eq_fields,
-            range_field: false,
-        }
-    }
-}
-
 /// The order `keys` then `_id` ascending, cut after the first `_id`, without the fields the
 /// filter pins to one value.
 fn normalized<'p>(
@@ -259,86 +222,10 @@ fn holds_every_match(spec: &IndexSpec, constraints: &Constraints<'_>) -> bool {
         })
 }
 
-/// The entry ranges of `spec` that hold every match, for its `shape`: the leading fields'
-/// known values (the cartesian product), then one interval. Ascending and disjoint.
-///
-/// The ranges are exact on the fields they cover: an entry lies in a range exactly when its
-/// pinned components equal one of the points and its next component lies in the interval
-/// (see interval.rs for why the byte bounds split components exactly).
-fn ranges(spec: &IndexSpec, constraints: &Constraints<'_>, shape: Shape) -> Vec<KeyRange> {
-    let constraint = |field: usize| {
-        constraints
-            .get(spec.fields[field].path.as_str())
-            .expect("the shape covers constrained fields only")
-    };
-    let pinned = &spec.fields[..shape.eq_fields];
-    let points = |field: usize| {
-        constraint(field)
-            .points
-            .as_deref()
-            .expect("a pinned field has points")
-    };
-    let interval = shape.range_field.then(|| {
-        let interval = constraint(shape.eq_fields)
-            .interval
-            .expect("a range field has an interval");
-        (interval, spec.fields[shape.eq_fields].desc)
-    });
-    if interval.is_some_and(|(interval, _)| interval.is_empty()) {
-        return Vec::new();
-    }
-    let bounds = interval.map(|(interval, desc)| interval.component_bounds(desc));
-    let last_pinned_desc = pinned.last().is_some_and(|f| f.desc);
-    // Shape::of kept the product within RANGES_MAX.
-    let count: usize = (0..pinned.len()).map(|i| points(i).len()).product();
-    let mut ranges = Vec::with_capacity(count);
-    for combination in 0..count {
-        // Prefix number `combination`: one point per pinned field, first field fastest.
-        let mut prefix = Vec::with_capacity(32);
-        let mut stride = 1;
-        for (i, field) in pinned.iter().enumerate() {
-            let points = points(i);
-            let key = points[(combination / stride) % points.len()].key();
-            stride *= points.len();
-            prefix.extend(key.iter().map(|b| if field.desc { !b } else { *b }));
-        }
-        ranges.push(match &bounds {
-            Some((lo, hi)) => KeyRange {
-                lower: Bound::Included([prefix.as_slice(), lo].concat()),
-                upper: Bound::Excluded([prefix.as_slice(), hi].concat()),
-            },
-            // The last pinned component ends the prefix: bound it with its value's cuts (see
-            // interval.rs), as a prefix range would also hold longer strings ("a\0" after
-            // "a").
-            None if prefix.is_empty() => KeyRange::all(),
-            None if last_pinned_desc => KeyRange {
-                lower: Bound::Included([prefix.as_slice(), &[0x01]].concat()),
-                upper: prefix_end(&prefix).map_or(Bound::Unbounded, Bound::Excluded),
-            },
-            None => {
-                let mut upper = Vec::with_capacity(prefix.len() + 1);
-                upper.extend_from_slice(&prefix);
-                upper.push(0xFF);
-                KeyRange {
-                    lower: Bound::Included(prefix),
-                    upper: Bound::Excluded(upper),
-                }
-            }
-        });
-    }
-    ranges.sort_by(|a, b| lower_bytes(a).cmp(lower_bytes(b)));
-    ranges
-}
-
-fn lower_bytes(range: &KeyRange) -> &[u8] {
-    match &range.lower {
-        Bound::Included(bytes) | Bound::Excluded(bytes) => bytes,
-        Bound::Unbounded => &[],
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use std::ops::Bound;
+
     use serde_json::{Value, json};
 
     use super::*;
