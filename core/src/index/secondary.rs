@@ -5,14 +5,15 @@
 //! equal keys stay distinct and sort by id; a range over keys is a range over this set.
 //! A unique index additionally refuses a second id under a key it already holds.
 
-use std::collections::BTreeSet;
+use std::borrow::Cow;
+use std::collections::{BTreeSet, btree_set};
 use std::ops::Bound;
 
 use serde_json::Value;
 
 use crate::doc::FieldSource;
 
-use super::key::{encode_component, encode_str, prefix_end};
+use super::key::{encode_component, encode_str};
 use super::spec::IndexSpec;
 
 /// The encoded key of one document in one index (without the id).
@@ -86,7 +87,10 @@ impl SecondaryIndex {
         if !self.spec.unique {
             return None;
         }
-        self.ids_with_key(&key.0).find(|other| other != id)
+        self.entries_with_key(&key.0)
+            .map(|e| decode_id_borrowed(&e[key.0.len()..]).expect("index entries end with an id"))
+            .find(|other| other != id)
+            .map(Cow::into_owned)
     }
 
     /// Adds `(key, id)`. Uniqueness must have been checked with [`Self::conflict`].
@@ -111,14 +115,27 @@ impl SecondaryIndex {
 
     /// The ids of the documents whose key is exactly `key`, in id order.
     pub fn ids_with_key<'a>(&'a self, key: &[u8]) -> impl Iterator<Item = String> + 'a {
-        let lower = key.to_vec();
-        let upper = prefix_end(key);
         let key_len = key.len();
-        self.range(
-            Bound::Included(lower),
-            upper.map_or(Bound::Unbounded, Bound::Excluded),
-        )
-        .filter_map(move |e| decode_id(&e[key_len..]))
+        self.entries_with_key(key)
+            .filter_map(move |e| decode_id(&e[key_len..]))
+    }
+
+    /// The entries whose key is exactly `key`: those from `key ++ [0x01]` up to `key ++ [0xFF]`.
+    ///
+    /// After a whole key comes the id, whose first byte is neither `0x00` nor `0xFF` (valid
+    /// UTF-8 without control characters). A longer key that starts with `key` extends its last
+    /// string component through an escaped NUL: the next byte is `0xFF` when that component is
+    /// ascending, `0x00` when descending (`"a"` inverted is `FC 9E FF`, `"a\0"` inverted is
+    /// `FC 9E FF 00 FF`). Both fall outside the bounds, so neither direction leaks a neighbour.
+    fn entries_with_key<'a>(&'a self, key: &[u8]) -> impl Iterator<Item = &'a [u8]> + use<'a> {
+        // Both bounds in one buffer: `key 01 key FF`.
+        let mut bounds = Vec::with_capacity(2 * key.len() + 2);
+        bounds.extend_from_slice(key);
+        bounds.push(0x01);
+        bounds.extend_from_slice(key);
+        bounds.push(0xFF);
+        let (lower, upper) = bounds.split_at(key.len() + 1);
+        self.entries_between(Bound::Included(lower), Bound::Excluded(upper))
     }
 
     /// The raw entries (`key ++ encoded id`) between two bounds, in order; split one into key
@@ -128,26 +145,50 @@ impl SecondaryIndex {
         lower: Bound<Vec<u8>>,
         upper: Bound<Vec<u8>>,
     ) -> impl DoubleEndedIterator<Item = &[u8]> + '_ {
+        self.entries_between(
+            lower.as_ref().map(Vec::as_slice),
+            upper.as_ref().map(Vec::as_slice),
+        )
+    }
+
+    /// [`Self::range`] with borrowed bounds: walking a range allocates nothing.
+    pub fn entries_between(&self, lower: Bound<&[u8]>, upper: Bound<&[u8]>) -> Entries<'_> {
         // BTreeSet::range panics on inverted or equal-excluded bounds; such a range is empty.
-        let empty = match (&lower, &upper) {
+        let empty = match (lower, upper) {
             (Bound::Included(l), Bound::Included(u)) => l > u,
             (Bound::Included(l) | Bound::Excluded(l), Bound::Excluded(u))
             | (Bound::Excluded(l), Bound::Included(u)) => l >= u,
             _ => false,
         };
-        let lower = lower.map(Vec::into_boxed_slice);
-        let upper = upper.map(Vec::into_boxed_slice);
-        let iter = if empty {
-            None
-        } else {
-            Some(self.entries.range((lower, upper)))
-        };
-        iter.into_iter().flatten().map(AsRef::as_ref)
+        Entries {
+            range: (!empty).then(|| self.entries.range::<[u8], _>((lower, upper))),
+        }
     }
 
     /// Every entry in order.
     pub fn iter(&self) -> impl DoubleEndedIterator<Item = &[u8]> + '_ {
         self.entries.iter().map(AsRef::as_ref)
+    }
+}
+
+/// The raw entries of an index between two bounds, walked from either end.
+#[derive(Clone, Debug)]
+pub struct Entries<'s> {
+    /// `None` for an empty range.
+    range: Option<btree_set::Range<'s, Box<[u8]>>>,
+}
+
+impl<'s> Iterator for Entries<'s> {
+    type Item = &'s [u8];
+
+    fn next(&mut self) -> Option<&'s [u8]> {
+        self.range.as_mut()?.next().map(AsRef::as_ref)
+    }
+}
+
+impl<'s> DoubleEndedIterator for Entries<'s> {
+    fn next_back(&mut self) -> Option<&'s [u8]> {
+        self.range.as_mut()?.next_back().map(AsRef::as_ref)
     }
 }
 
@@ -160,6 +201,16 @@ fn entry(key: &IndexKey, id: &str) -> Box<[u8]> {
 
 /// Decodes an escaped, terminated id (the tail of an entry).
 pub fn decode_id(tail: &[u8]) -> Option<String> {
+    decode_id_borrowed(tail).map(Cow::into_owned)
+}
+
+/// [`decode_id`] without a copy when the id has no escaped `0x00` (stored ids never do:
+/// `validate_id` refuses control characters), so reading candidates allocates nothing.
+pub fn decode_id_borrowed(tail: &[u8]) -> Option<Cow<'_, str>> {
+    let end = tail.iter().position(|&b| b == 0x00)?;
+    if tail.get(end + 1) != Some(&0xFF) {
+        return std::str::from_utf8(&tail[..end]).ok().map(Cow::Borrowed);
+    }
     let mut out = Vec::with_capacity(tail.len());
     let mut i = 0;
     while i < tail.len() {
@@ -168,7 +219,7 @@ pub fn decode_id(tail: &[u8]) -> Option<String> {
                 out.push(0x00);
                 i += 2;
             }
-            0x00 => return String::from_utf8(out).ok(),
+            0x00 => return String::from_utf8(out).ok().map(Cow::Owned),
             b => {
                 out.push(b);
                 i += 1;
@@ -181,52 +232,71 @@ pub fn decode_id(tail: &[u8]) -> Option<String> {
 /// Length of the encoded component at the start of `bytes` (inverted when `desc`), or `None`
 /// when the bytes end early or are not an encoding.
 pub fn component_len(bytes: &[u8], desc: bool) -> Option<usize> {
-    let at = |i: usize| bytes.get(i).map(|b| if desc { !*b } else { *b });
-    fn value_len(at: &dyn Fn(usize) -> Option<u8>, start: usize) -> Option<usize> {
-        let str_end = |mut i: usize| -> Option<usize> {
-            loop {
-                match at(i)? {
-                    0x00 if at(i + 1) == Some(0xFF) => i += 2,
-                    0x00 => return Some(i + 1),
-                    _ => i += 1,
-                }
+    // One copy of the walk per direction: the inversion is decided at compile time.
+    let end = if desc {
+        value_len::<true>(bytes, 0)?
+    } else {
+        value_len::<false>(bytes, 0)?
+    };
+    (end <= bytes.len()).then_some(end)
+}
+
+/// The end of the value encoded from `start` (possibly past the end of `bytes` for a
+/// truncated number or boolean; the caller checks).
+fn value_len<const DESC: bool>(bytes: &[u8], start: usize) -> Option<usize> {
+    let at = |i: usize| bytes.get(i).map(|b| if DESC { !*b } else { *b });
+    match at(start)? {
+        super::key::TAG_NULL => Some(start + 1),
+        super::key::TAG_NUMBER => Some(start + 9),
+        super::key::TAG_BOOL => Some(start + 2),
+        super::key::TAG_STRING => str_end::<DESC>(bytes, start + 1),
+        super::key::TAG_ARRAY => {
+            let mut i = start + 1;
+            while at(i)? != 0x00 {
+                i = value_len::<DESC>(bytes, i)?;
             }
-        };
-        match at(start)? {
-            super::key::TAG_NULL => Some(start + 1),
-            super::key::TAG_NUMBER => Some(start + 9),
-            super::key::TAG_BOOL => Some(start + 2),
-            super::key::TAG_STRING => str_end(start + 1),
-            super::key::TAG_ARRAY => {
-                let mut i = start + 1;
-                while at(i)? != 0x00 {
-                    i = value_len(at, i)?;
-                }
-                Some(i + 1)
+            Some(i + 1)
+        }
+        super::key::TAG_OBJECT => {
+            let mut i = start + 1;
+            while at(i)? == 0x01 {
+                i = value_len::<DESC>(bytes, str_end::<DESC>(bytes, i + 1)?)?;
             }
-            super::key::TAG_OBJECT => {
-                let mut i = start + 1;
-                while at(i)? == 0x01 {
-                    i = value_len(at, str_end(i + 1)?)?;
-                }
-                (at(i)? == 0x00).then_some(i + 1)
-            }
-            _ => None,
+            (at(i)? == 0x00).then_some(i + 1)
+        }
+        _ => None,
+    }
+}
+
+/// The end of the escaped, terminated string that starts at `i`: just past its `0x00` (`0xFF`
+/// when inverted) that is not followed by the escape byte.
+fn str_end<const DESC: bool>(bytes: &[u8], mut i: usize) -> Option<usize> {
+    let (end, escape) = if DESC { (0xFF, 0x00) } else { (0x00, 0xFF) };
+    loop {
+        i += bytes.get(i..)?.iter().position(|&b| b == end)?;
+        if bytes.get(i + 1) == Some(&escape) {
+            i += 2;
+        } else {
+            return Some(i + 1);
         }
     }
-    let end = value_len(&at, 0)?;
-    (end <= bytes.len()).then_some(end)
 }
 
 impl SecondaryIndex {
     /// Splits an entry of this index into its key and the document id.
     pub fn split_entry<'e>(&self, entry: &'e [u8]) -> (&'e [u8], String) {
+        let (key, id) = self.split_entry_borrowed(entry);
+        (key, id.into_owned())
+    }
+
+    /// [`Self::split_entry`], borrowing the id from the entry when it has no escapes.
+    pub fn split_entry_borrowed<'e>(&self, entry: &'e [u8]) -> (&'e [u8], Cow<'e, str>) {
         let mut key_len = 0;
         for field in &self.spec.fields {
             key_len += component_len(&entry[key_len..], field.desc)
                 .expect("index entries are well-formed encodings");
         }
-        let id = decode_id(&entry[key_len..]).expect("index entries end with an id");
+        let id = decode_id_borrowed(&entry[key_len..]).expect("index entries end with an id");
         (&entry[..key_len], id)
     }
 }
@@ -265,6 +335,25 @@ mod tests {
         assert!(idx.is_empty());
     }
 
+    /// A descending string component followed by an escaped NUL sorts right after the shorter
+    /// string's key: `"a"` and `"a\0"` must not see each other's ids.
+    #[test]
+    fn keys_extended_through_nul_are_other_keys() {
+        for desc in [false, true] {
+            let mut spec = IndexSpec::single("e", "e").unique();
+            spec.fields[0].desc = desc;
+            let mut idx = SecondaryIndex::new(spec);
+            let long = idx.key_for(&json!({"e": "a\u{0}"})).unwrap();
+            idx.insert(&long, "x");
+            let short = idx.key_for(&json!({"e": "a"})).unwrap();
+            assert_eq!(idx.conflict(&short, "y"), None, "desc={desc}");
+            assert_eq!(idx.ids_with_key(&short.0).count(), 0, "desc={desc}");
+            idx.insert(&short, "y");
+            assert_eq!(idx.conflict(&long, "z"), Some("x".into()), "desc={desc}");
+            assert_eq!(idx.conflict(&short, "z"), Some("y".into()), "desc={desc}");
+        }
+    }
+
     #[test]
     fn ids_with_key_in_order() {
         let mut idx = SecondaryIndex::new(IndexSpec::single("c", "city"));
@@ -274,6 +363,49 @@ mod tests {
         }
         let oslo = idx.key_for(&json!({"city": "Oslo"})).unwrap();
         assert_eq!(idx.ids_with_key(&oslo.0).collect::<Vec<_>>(), ["1", "3"]);
+    }
+
+    /// The length of every kind of encoding, in both directions, whatever follows it.
+    #[test]
+    fn component_lengths() {
+        let values = [
+            json!(null),
+            json!(-2.5),
+            json!(true),
+            json!(""),
+            json!("a\u{0}"),
+            json!("\u{0}\u{0}b\u{0}"),
+            json!([]),
+            json!([1, "x\u{0}", [null, {"k\u{0}": false}]]),
+            json!({}),
+            json!({"a": {"b\u{0}": ["c\u{0}", 2]}, "z": ""}),
+        ];
+        for value in &values {
+            for desc in [false, true] {
+                let mut enc = Vec::new();
+                encode_component(Some(value), desc, &mut enc);
+                // What can follow: an id byte, an ascending tag, a descending tag.
+                for tail in [&b"id\x00"[..], &[0x01], &[0xFE]] {
+                    let entry = [enc.as_slice(), tail].concat();
+                    assert_eq!(
+                        component_len(&entry, desc),
+                        Some(enc.len()),
+                        "{value} {desc}"
+                    );
+                }
+            }
+        }
+        assert_eq!(
+            component_len(&[0x02, 0, 0], false),
+            None,
+            "a truncated number"
+        );
+        assert_eq!(
+            component_len(&[0x03, b'a'], false),
+            None,
+            "an unterminated string"
+        );
+        assert_eq!(component_len(&[0x09], false), None, "an unknown tag");
     }
 
     #[test]

@@ -4,28 +4,29 @@
 //! ```text
 //! plan.access ──► candidates ──► parse + filter.matches ──┬─ order already right:
 //!  (scan / ids /    (superset      (every candidate,      │    skip, take `limit`, stop early
-//!   index ranges)    of matches)    whatever the plan)    └─ otherwise: keep the best
-//!                                                              `skip + limit` by sort key
+//!   index ranges)    of matches)    unless the plan is    └─ otherwise: keep the best
+//!                                   exact)                     `skip + limit` by sort key
 //!                                                              (bounded heap), then sort them
 //! ```
 //!
 //! The re-check is what makes planning safe: an index range only has to contain every match,
-//! so a planner bug can cost time but cannot return a wrong document. Sorting compares byte
-//! strings (see [`sort_key`]), ties going by `_id`, so the result is the same whichever plan
-//! ran.
+//! so a planner bug can cost time but cannot return a wrong document. A plan marked exact
+//! (every candidate provably matches, see [`Plan::exact`]) skips it in release builds, which
+//! spares parsing the document at all, and still runs it as an assertion in debug builds, so
+//! every test checks the planner's claim. Sorting compares byte strings (see [`sort_key`]),
+//! ties going by `_id`, so the result is the same whichever plan ran.
 
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
-use std::iter::Peekable;
 
+use super::candidates::Candidates;
 use super::error::QueryError;
 use super::filter::Filter;
 use super::find_query::{FindQuery, sort_key};
-use super::plan::{Access, IndexAccess, KeyRange, Plan};
+use super::plan::Plan;
 use super::planner::plan;
 use super::source::DocSource;
 use crate::doc::{DocView, StoredDoc};
-use crate::index::SecondaryIndex;
 
 /// What a find returned, and how.
 #[derive(Debug)]
@@ -60,11 +61,11 @@ pub fn find<'a, S: DocSource + ?Sized>(
     let docs = if query.limit == Some(0) {
         Vec::new()
     } else {
-        let candidates = candidates(source, &plan).inspect(|_| examined += 1);
+        let candidates = Candidates::new(source, &plan).inspect(|_| examined += 1);
         if plan.in_memory_sort {
-            sorted_matches(candidates, query)
+            sorted_matches(candidates, query, plan.exact)
         } else {
-            ordered_matches(candidates, query)
+            ordered_matches(candidates, query, plan.exact)
         }
     };
     Ok(FindResult {
@@ -78,9 +79,9 @@ pub fn find<'a, S: DocSource + ?Sized>(
 pub fn count<S: DocSource + ?Sized>(source: &S, filter: &Filter) -> CountResult {
     let plan = plan(filter, &[], source.indexes());
     let mut examined = 0;
-    let count = candidates(source, &plan)
+    let count = Candidates::new(source, &plan)
         .inspect(|_| examined += 1)
-        .filter(|doc| passes(filter, doc))
+        .filter(|doc| passes(filter, plan.exact, doc))
         .count();
     CountResult {
         count,
@@ -89,8 +90,17 @@ pub fn count<S: DocSource + ?Sized>(source: &S, filter: &Filter) -> CountResult 
     }
 }
 
-/// True when `doc` passes the filter; the match-all filter does not parse the document.
-fn passes(filter: &Filter, doc: &StoredDoc) -> bool {
+/// True when `doc` passes the filter. Neither the match-all filter nor an exact plan (whose
+/// candidates all match) parses the document, except to assert it in debug builds.
+fn passes(filter: &Filter, exact: bool, doc: &StoredDoc) -> bool {
+    if exact {
+        debug_assert!(
+            filter.matches(&DocView::new(&doc.doc)),
+            "an exact plan yielded {}, which its filter refuses",
+            doc.doc.as_str()
+        );
+        return true;
+    }
     filter.is_all() || filter.matches(&DocView::new(&doc.doc))
 }
 
@@ -98,11 +108,12 @@ fn passes(filter: &Filter, doc: &StoredDoc) -> bool {
 fn ordered_matches<'a>(
     candidates: impl Iterator<Item = &'a StoredDoc>,
     query: &FindQuery,
+    exact: bool,
 ) -> Vec<&'a StoredDoc> {
-    let mut docs = Vec::new();
+    let mut docs = Vec::with_capacity(query.limit.unwrap_or(16).min(256));
     let mut skipped = 0;
     for doc in candidates {
-        if !passes(&query.filter, doc) {
+        if !passes(&query.filter, exact, doc) {
             continue;
         }
         if skipped < query.skip {
@@ -148,12 +159,19 @@ impl Ord for Keyed<'_> {
 fn sorted_matches<'a>(
     candidates: impl Iterator<Item = &'a StoredDoc>,
     query: &FindQuery,
+    exact: bool,
 ) -> Vec<&'a StoredDoc> {
     let keep = query.limit.map(|limit| query.skip + limit);
     let mut heap: BinaryHeap<Keyed<'a>> = BinaryHeap::with_capacity(keep.unwrap_or(64).min(1024));
     for doc in candidates {
         let value = DocView::new(&doc.doc);
-        if !query.filter.matches(&value) {
+        if exact {
+            debug_assert!(
+                query.filter.matches(&value),
+                "an exact plan yielded {}, which its filter refuses",
+                doc.doc.as_str()
+            );
+        } else if !query.filter.matches(&value) {
             continue;
         }
         let key = sort_key(&query.sort, &value);
@@ -174,84 +192,6 @@ fn sorted_matches<'a>(
         .collect()
 }
 
-/// The plan's candidates, in its access order.
-fn candidates<'s: 'p, 'p, S: DocSource + ?Sized>(
-    source: &'s S,
-    plan: &'p Plan,
-) -> Box<dyn Iterator<Item = &'s StoredDoc> + 'p> {
-    match &plan.access {
-        Access::FullScan => source.scan(),
-        Access::IdLookup { ids } => Box::new(ids.iter().filter_map(move |id| source.get(id))),
-        Access::Index(access) => {
-            let index = &source.indexes()[access.position];
-            assert_eq!(
-                index.spec().name,
-                access.name,
-                "a plan ran against other indexes than it was made for"
-            );
-            Box::new(index_ids(index, access).map(move |id| {
-                source.get(&id).unwrap_or_else(|| {
-                    panic!(
-                        "index `{}` names document `{id}`, which does not exist",
-                        access.name
-                    )
-                })
-            }))
-        }
-    }
-}
-
-/// The ids an index plan walks, in its order.
-fn index_ids<'s: 'p, 'p>(
-    index: &'s SecondaryIndex,
-    access: &'p IndexAccess,
-) -> Box<dyn Iterator<Item = String> + 'p> {
-    let walk = move |range: &'p KeyRange| index.range(range.lower.clone(), range.upper.clone());
-    if access.reverse {
-        let entries = access.ranges.iter().rev().flat_map(move |r| walk(r).rev());
-        Box::new(RunsInIdOrder {
-            index,
-            entries: entries.peekable(),
-            run: Vec::new(),
-        })
-    } else {
-        let entries = access.ranges.iter().flat_map(walk);
-        Box::new(entries.map(move |entry| index.split_entry(entry).1))
-    }
-}
-
-/// Turns a backward walk (keys descending, and within a key ids descending) into keys
-/// descending with ids ascending, by reversing each run of equal keys. A run is buffered
-/// whole: its length is the number of documents sharing one key.
-struct RunsInIdOrder<'s, I: Iterator<Item = &'s [u8]>> {
-    index: &'s SecondaryIndex,
-    entries: Peekable<I>,
-    /// The current run's ids, descending; popped from the end.
-    run: Vec<String>,
-}
-
-impl<'s, I: Iterator<Item = &'s [u8]>> Iterator for RunsInIdOrder<'s, I> {
-    type Item = String;
-
-    fn next(&mut self) -> Option<String> {
-        if let Some(id) = self.run.pop() {
-            return Some(id);
-        }
-        let first = self.entries.next()?;
-        let (key, id) = self.index.split_entry(first);
-        self.run.push(id);
-        while let Some(next) = self.entries.peek() {
-            let (next_key, next_id) = self.index.split_entry(next);
-            if next_key != key {
-                break;
-            }
-            self.run.push(next_id);
-            self.entries.next();
-        }
-        self.run.pop()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
@@ -260,7 +200,7 @@ mod tests {
 
     use super::*;
     use crate::doc::RawDoc;
-    use crate::index::{IndexField, IndexSpec};
+    use crate::index::{IndexField, IndexSpec, SecondaryIndex};
     use crate::query::SortKey;
     use crate::types::Lsn;
 
@@ -387,6 +327,23 @@ mod tests {
         // age 3: p3, p7; age 2: p2, p6: equal ages come in _id order.
         assert_eq!(ids, ["p7", "p2", "p6"]);
         assert_eq!(examined, 4);
+    }
+
+    #[test]
+    fn point_ranges_stop_at_their_far_end_in_both_directions() {
+        let mem = people();
+        for (dir, expected) in [
+            (1, ["p1", "p5", "p9", "p2", "p6"]),
+            (-1, ["p2", "p6", "p1", "p5", "p9"]),
+        ] {
+            let (ids, plan, examined) = run(
+                &mem,
+                json!({"filter": {"age": {"$in": [2, 1]}}, "sort": {"age": dir}}),
+            );
+            assert_eq!(plan["reverse"], dir == -1);
+            assert_eq!(ids, expected);
+            assert_eq!(examined, 5, "no entry of age 0 or 3 is read");
+        }
     }
 
     #[test]

@@ -35,31 +35,40 @@ use std::cmp::Ordering;
 use super::filter::{Cond, Operand};
 use crate::index::key::prefix_end;
 
-/// A point between values in the index order.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Cut {
+/// A point between values in the index order. Cuts borrow the encodings of the filter's
+/// literals, so planning a range allocates only the final byte bounds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cut<'f> {
     /// Below every value with type tag `t` and above every value with a smaller tag.
     TypeStart(u8),
     /// Just below the value with this ascending encoding.
-    Before(Vec<u8>),
+    Before(&'f [u8]),
     /// Just above the value with this ascending encoding.
-    After(Vec<u8>),
+    After(&'f [u8]),
 }
 
-impl Cut {
-    /// The byte string that splits an ascending component at this cut.
-    fn asc_bytes(&self) -> Vec<u8> {
+impl Cut<'_> {
+    /// The byte string that splits an ascending component at this cut, as a head and a tail
+    /// to concatenate (so comparing cuts allocates nothing).
+    fn asc_parts(&self) -> (&[u8], &'static [u8]) {
         match self {
-            Cut::TypeStart(tag) => vec![*tag],
-            Cut::Before(enc) => enc.clone(),
-            Cut::After(enc) => [enc.as_slice(), &[0xFF]].concat(),
+            Cut::TypeStart(tag) => (std::slice::from_ref(tag), &[]),
+            Cut::Before(enc) => (enc, &[]),
+            Cut::After(enc) => (enc, &[0xFF]),
         }
+    }
+
+    /// The bytes of [`Self::asc_parts`], in order.
+    fn asc_iter(&self) -> impl Iterator<Item = u8> + '_ {
+        let (head, tail) = self.asc_parts();
+        head.iter().chain(tail).copied()
     }
 
     /// The byte string that splits a component at this cut, in the component's direction.
     pub fn bytes(&self, desc: bool) -> Vec<u8> {
         if !desc {
-            return self.asc_bytes();
+            let (head, tail) = self.asc_parts();
+            return [head, tail].concat();
         }
         match self {
             Cut::TypeStart(tag) => vec![!*tag + 1],
@@ -72,8 +81,13 @@ impl Cut {
         }
     }
 
-    fn cmp(&self, other: &Cut) -> Ordering {
-        self.asc_bytes().cmp(&other.asc_bytes())
+    fn cmp(&self, other: &Cut<'_>) -> Ordering {
+        self.asc_iter().cmp(other.asc_iter())
+    }
+
+    /// Compares an ascending value encoding with this cut's ascending bytes.
+    fn cmp_key(&self, key: &[u8]) -> Ordering {
+        key.iter().copied().cmp(self.asc_iter())
     }
 }
 
@@ -88,29 +102,25 @@ fn invert(bytes: &[u8]) -> Vec<u8> {
 }
 
 /// The values between two cuts: above `lo` and below `hi`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Interval {
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Interval<'f> {
     /// Lower end.
-    pub lo: Cut,
+    pub lo: Cut<'f>,
     /// Upper end.
-    pub hi: Cut,
+    pub hi: Cut<'f>,
 }
 
-impl Interval {
+impl<'f> Interval<'f> {
     /// The interval a comparison condition selects, with type bracketing; `None` for any
     /// other condition.
-    pub fn of_cond(cond: &Cond) -> Option<Interval> {
-        let same_type = |op: &Operand| {
-            (
-                Cut::TypeStart(op.type_tag()),
-                Cut::TypeStart(op.type_tag() + 1),
-            )
-        };
+    pub fn of_cond(cond: &'f Cond) -> Option<Interval<'f>> {
+        let type_start = |op: &Operand| Cut::TypeStart(op.type_tag());
+        let type_end = |op: &Operand| Cut::TypeStart(op.type_tag() + 1);
         let (lo, hi) = match cond {
-            Cond::Gt(op) => (Cut::After(op.key().to_vec()), same_type(op).1),
-            Cond::Gte(op) => (Cut::Before(op.key().to_vec()), same_type(op).1),
-            Cond::Lt(op) => (same_type(op).0, Cut::Before(op.key().to_vec())),
-            Cond::Lte(op) => (same_type(op).0, Cut::After(op.key().to_vec())),
+            Cond::Gt(op) => (Cut::After(op.key()), type_end(op)),
+            Cond::Gte(op) => (Cut::Before(op.key()), type_end(op)),
+            Cond::Lt(op) => (type_start(op), Cut::Before(op.key())),
+            Cond::Lte(op) => (type_start(op), Cut::After(op.key())),
             _ => return None,
         };
         Some(Interval { lo, hi })
@@ -118,7 +128,7 @@ impl Interval {
 
     /// The values in both intervals.
     #[must_use]
-    pub fn intersect(self, other: Interval) -> Interval {
+    pub fn intersect(self, other: Interval<'f>) -> Interval<'f> {
         let lo = if self.lo.cmp(&other.lo) == Ordering::Less {
             other.lo
         } else {
@@ -139,7 +149,7 @@ impl Interval {
 
     /// True when the value with this ascending encoding lies in the interval.
     pub fn contains(&self, key: &[u8]) -> bool {
-        self.lo.asc_bytes().as_slice() <= key && key < self.hi.asc_bytes().as_slice()
+        self.lo.cmp_key(key) != Ordering::Less && self.hi.cmp_key(key) == Ordering::Less
     }
 
     /// The component bytes `[lower, upper)` of this interval in an index component of the given
@@ -234,23 +244,48 @@ mod tests {
         }
     }
 
+    /// Comparing cuts without building their bytes agrees with comparing the bytes.
+    #[test]
+    fn cut_order_is_byte_order() {
+        let keys: Vec<Vec<u8>> = values().iter().map(|v| enc(v, false)).collect();
+        let mut cuts: Vec<Cut<'_>> = (1..=7).map(Cut::TypeStart).collect();
+        for key in &keys {
+            cuts.push(Cut::Before(key));
+            cuts.push(Cut::After(key));
+        }
+        for a in &cuts {
+            for b in &cuts {
+                assert_eq!(a.cmp(b), a.bytes(false).cmp(&b.bytes(false)), "{a:?} {b:?}");
+            }
+            for key in &keys {
+                assert_eq!(a.cmp_key(key), key.as_slice().cmp(&a.bytes(false)));
+            }
+        }
+    }
+
     #[test]
     fn intersection() {
-        let gt = Interval::of_cond(&Cond::Gt(Operand::new(json!(1)))).unwrap();
-        let lt = Interval::of_cond(&Cond::Lt(Operand::new(json!(5)))).unwrap();
-        let both = gt.clone().intersect(lt);
+        let op = |v: Value| Operand::new(v);
+        // Intervals borrow their conditions' encodings.
+        let conds = [
+            Cond::Gt(op(json!(1))),
+            Cond::Lt(op(json!(5))),
+            Cond::Lt(op(json!("m"))),
+            Cond::Gte(op(json!(2))),
+            Cond::Lte(op(json!(2))),
+            Cond::Lt(op(json!(2))),
+        ];
+        let [gt, lt, strings, ge, le, lt2] =
+            conds.each_ref().map(|c| Interval::of_cond(c).unwrap());
+        let both = gt.intersect(lt);
         assert!(!both.is_empty());
         assert!(both.contains(&enc(&json!(3), false)));
         assert!(!both.contains(&enc(&json!(5), false)));
-        let strings = Interval::of_cond(&Cond::Lt(Operand::new(json!("m")))).unwrap();
         assert!(
             gt.intersect(strings).is_empty(),
             "numbers and strings never overlap"
         );
-        let ge = Interval::of_cond(&Cond::Gte(Operand::new(json!(2)))).unwrap();
-        let le = Interval::of_cond(&Cond::Lte(Operand::new(json!(2)))).unwrap();
-        assert!(!ge.clone().intersect(le).is_empty());
-        let lt2 = Interval::of_cond(&Cond::Lt(Operand::new(json!(2)))).unwrap();
+        assert!(!ge.intersect(le).is_empty());
         assert!(ge.intersect(lt2).is_empty());
     }
 }

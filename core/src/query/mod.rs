@@ -16,15 +16,19 @@
 //!
 //! Module map: `filter.rs` (the typed tree and its semantics), `parse.rs` (filter JSON),
 //! `find_query.rs` (request body, sort keys), `constraint.rs` and `interval.rs` (what a filter
-//! implies per field, as byte ranges), `planner.rs` and `plan.rs` (choice and explain),
-//! `exec.rs` (execution), `source.rs` (what a collection must provide).
+//! implies per field, as byte ranges), `planner.rs`, `narrow.rs` and `plan.rs` (the choice of
+//! access, the ranges of the chosen index, explain), `exec.rs` (execution) and
+//! `candidates.rs` (its inner loop: the documents an access path yields), `source.rs` (what a
+//! collection must provide).
 
+mod candidates;
 mod constraint;
 mod error;
 mod exec;
 mod filter;
 mod find_query;
 mod interval;
+mod narrow;
 mod parse;
 mod plan;
 mod planner;

@@ -2,7 +2,10 @@
 //!
 //! A plan is a promise of a *superset*: the candidates it yields include every matching
 //! document, and the executor re-checks the whole filter on each one. So a plan can make a query
-//! slow, never wrong. [`Plan::explain`] renders the choice for users (`"explain"` in the API).
+//! slow, never wrong. The one exception is a plan marked [`Plan::exact`], whose candidates are
+//! provably the matches themselves (see the planner): there the re-check is redundant and runs
+//! only in debug builds, as an assertion. [`Plan::explain`] renders the choice for users
+//! (`"explain"` in the API).
 
 use std::ops::Bound;
 
@@ -67,6 +70,10 @@ pub struct Plan {
     pub access: Access,
     /// Matches must be sorted in memory (the access order is not the requested order).
     pub in_memory_sort: bool,
+    /// Every candidate matches the filter: the access narrows exactly on every field the
+    /// filter constrains, and the filter says nothing else. The executor then skips its
+    /// re-check (asserting it in debug builds).
+    pub exact: bool,
 }
 
 impl Plan {

@@ -26,33 +26,47 @@
 //!
 //! A sparse index is used only when the filter implies one of its fields exists: otherwise a
 //! matching document could be missing from the index.
+//!
+//! A plan is *exact* ([`Plan::exact`]) when its candidates are the matches themselves, so the
+//! executor can skip its re-check. That holds when three things do: the filter is a
+//! conjunction of `$eq`, `$in`, `$gt`, `$gte`, `$lt` and `$lte` conditions (no `$or` of several
+//! branches, no negation, no `$exists`, whose `false` is planned as `null`, which real nulls
+//! share); every field it constrains is covered by the access (a pinned field or the range
+//! field of the chosen index, or `_id` for a lookup); and the access applies those
+//! constraints exactly, which the byte bounds do (interval.rs proves the cuts, `ranges`
+//! bounds each pinned prefix by its value's cuts). `{"email": x}` on an index of `email` is
+//! exact; `{"email": x, "age": 3}` on the same index is not.
 
-use std::collections::BTreeMap;
+use std::borrow::Cow;
 use std::iter;
-use std::ops::Bound;
 
-use super::constraint::{FieldConstraint, conjunct_constraints};
+use super::constraint::{Constraints, FieldConstraint, conjunct_constraints};
 use super::filter::Filter;
 use super::find_query::SortKey;
-use super::plan::{Access, IndexAccess, KeyRange, Plan};
+use super::narrow::{Shape, ranges};
+use super::plan::{Access, IndexAccess, Plan};
 use crate::doc::ID_FIELD;
-use crate::index::key::prefix_end;
 use crate::index::{IndexSpec, SecondaryIndex};
 
 /// Most ranges one index plan may walk (the product of the `$in` list lengths it uses). A
 /// field whose values would pass this bound is left to the re-check instead.
 pub const RANGES_MAX: usize = 1_024;
 
-type Constraints<'f> = BTreeMap<&'f str, FieldConstraint>;
-
-/// A result order: `(path, descending)` pairs, normalized (see the module docs).
-type Order<'p> = Vec<(&'p str, bool)>;
-
 /// Chooses how to run a query with this filter and sort over these indexes.
 pub fn plan(filter: &Filter, sort: &[SortKey], indexes: &[SecondaryIndex]) -> Plan {
     let constraints = conjunct_constraints(filter);
-    let required = normalized(sort.iter().map(|k| (k.path.as_str(), k.desc)), &constraints);
-    let scan_sorted = required == normalized(iter::empty(), &constraints);
+    // Without a sort the order asked for is `_id` order: no need to build it (unless `_id` is
+    // pinned, which leaves the empty order).
+    let by_id: &[(&str, bool)] = &[(ID_FIELD, false)];
+    let required = if sort.is_empty() && !is_constant(ID_FIELD, &constraints) {
+        Cow::Borrowed(by_id)
+    } else {
+        Cow::Owned(normalized(
+            sort.iter().map(|k| (k.path.as_str(), k.desc)),
+            &constraints,
+        ))
+    };
+    let scan_sorted = same_order(iter::empty(), &required, &constraints);
 
     if let Some(points) = constraints.get(ID_FIELD).and_then(|c| c.points.as_ref()) {
         // Points are sorted by encoding, which for strings is their byte order.
@@ -63,57 +77,76 @@ pub fn plan(filter: &Filter, sort: &[SortKey], indexes: &[SecondaryIndex]) -> Pl
         return Plan {
             access: Access::IdLookup { ids },
             in_memory_sort: !scan_sorted,
+            // A document found under an id has that `_id`, and the points are exactly the
+            // `_id`s that pass (a non-string point matches no document).
+            exact: constraints.exact() && constraints.len() == 1,
         };
     }
 
-    let mut best: Option<(Score, IndexAccess)> = None;
+    let mut best: Option<Choice> = None;
     for (position, index) in indexes.iter().enumerate() {
         let spec = index.spec();
         if !holds_every_match(spec, &constraints) {
             continue;
         }
-        let (ranges, eq_fields, range_field) = narrow(spec, &constraints);
+        let shape = Shape::of(spec, &constraints);
+        // A walk of the whole index is only worth it for an order the scan does not give.
+        let narrows = shape.eq_fields > 0 || shape.range_field;
+        if !narrows && scan_sorted {
+            continue;
+        }
         let fields = |flip: bool| {
             spec.fields
                 .iter()
                 .map(move |f| (f.path.as_str(), f.desc ^ flip))
         };
-        let forward = normalized(fields(false), &constraints) == required;
-        let reverse = !forward && normalized(fields(true), &constraints) == required;
+        let forward = same_order(fields(false), &required, &constraints);
+        let reverse = !forward && same_order(fields(true), &required, &constraints);
         let sorted_by_index = forward || reverse;
-        // A walk of the whole index is only worth it for an order the scan does not give.
-        let narrows = eq_fields > 0 || range_field;
-        let walk_for_order = sorted_by_index && !scan_sorted;
-        if !narrows && !walk_for_order {
+        if !narrows && !sorted_by_index {
             continue;
         }
         let score = Score {
-            eq_fields,
-            range_field,
+            eq_fields: shape.eq_fields,
+            range_field: shape.range_field,
             sorted_by_index,
-            unique_point: spec.unique && eq_fields == spec.fields.len(),
+            unique_point: spec.unique && shape.eq_fields == spec.fields.len(),
         };
-        if best.as_ref().is_none_or(|(top, _)| score > *top) {
-            let access = IndexAccess {
+        if best.as_ref().is_none_or(|top| score > top.score) {
+            best = Some(Choice {
+                score,
                 position,
-                name: spec.name.clone(),
-                ranges,
+                shape,
                 reverse,
-                eq_fields,
-                range_field,
-                sorted_by_index,
-            };
-            best = Some((score, access));
+            });
         }
     }
+    // Ranges are built for the winner only.
     match best {
-        Some((_, access)) => Plan {
-            in_memory_sort: !access.sorted_by_index,
-            access: Access::Index(access),
-        },
+        Some(choice) => {
+            let spec = indexes[choice.position].spec();
+            let covered = choice.shape.eq_fields + usize::from(choice.shape.range_field);
+            Plan {
+                access: Access::Index(IndexAccess {
+                    position: choice.position,
+                    name: spec.name.clone(),
+                    ranges: ranges(spec, &constraints, choice.shape),
+                    reverse: choice.reverse,
+                    eq_fields: choice.shape.eq_fields,
+                    range_field: choice.shape.range_field,
+                    sorted_by_index: choice.score.sorted_by_index,
+                }),
+                in_memory_sort: !choice.score.sorted_by_index,
+                // The ranges hold exactly the documents whose covered fields pass their
+                // constraints (see `ranges`); when those are all the filter says, every
+                // candidate matches.
+                exact: constraints.exact() && covered == constraints.len(),
+            }
+        }
         None => Plan {
             access: Access::FullScan,
             in_memory_sort: !scan_sorted,
+            exact: constraints.exact() && constraints.len() == 0,
         },
     }
 }
@@ -127,18 +160,23 @@ struct Score {
     unique_point: bool,
 }
 
+/// The best index so far.
+struct Choice {
+    score: Score,
+    position: usize,
+    shape: Shape,
+    reverse: bool,
+}
+
 /// The order `keys` then `_id` ascending, cut after the first `_id`, without the fields the
 /// filter pins to one value.
 fn normalized<'p>(
     keys: impl Iterator<Item = (&'p str, bool)>,
     constraints: &Constraints<'_>,
-) -> Order<'p> {
+) -> Vec<(&'p str, bool)> {
     let mut order = Vec::new();
     for (path, desc) in keys.chain(iter::once((ID_FIELD, false))) {
-        if !constraints
-            .get(path)
-            .is_some_and(FieldConstraint::is_constant)
-        {
+        if !is_constant(path, constraints) {
             order.push((path, desc));
         }
         if path == ID_FIELD {
@@ -146,6 +184,32 @@ fn normalized<'p>(
         }
     }
     order
+}
+
+/// True when `normalized(keys)` equals `order`; stops at the first difference, allocates
+/// nothing.
+fn same_order<'p>(
+    keys: impl Iterator<Item = (&'p str, bool)>,
+    order: &[(&str, bool)],
+    constraints: &Constraints<'_>,
+) -> bool {
+    let mut wanted = order.iter();
+    for (path, desc) in keys.chain(iter::once((ID_FIELD, false))) {
+        if !is_constant(path, constraints) && wanted.next() != Some(&(path, desc)) {
+            return false;
+        }
+        if path == ID_FIELD {
+            break;
+        }
+    }
+    wanted.next().is_none()
+}
+
+/// True when the filter pins `path` to one value.
+fn is_constant(path: &str, constraints: &Constraints<'_>) -> bool {
+    constraints
+        .get(path)
+        .is_some_and(FieldConstraint::is_constant)
 }
 
 /// False for a sparse index that may lack some matching documents.
@@ -158,88 +222,10 @@ fn holds_every_match(spec: &IndexSpec, constraints: &Constraints<'_>) -> bool {
         })
 }
 
-/// The entry ranges of `spec` that hold every match: leading fields with known values, then
-/// one interval. Returns the ranges (ascending, disjoint), the number of pinned fields, and
-/// whether an interval narrowed the next field.
-fn narrow(spec: &IndexSpec, constraints: &Constraints<'_>) -> (Vec<KeyRange>, usize, bool) {
-    let mut prefixes: Vec<Vec<u8>> = vec![Vec::new()];
-    let mut eq_fields = 0;
-    let mut last_pinned_desc = false;
-    let mut interval = None;
-    for field in &spec.fields {
-        let Some(constraint) = constraints.get(field.path.as_str()) else {
-            break;
-        };
-        if let Some(points) = &constraint.points {
-            if prefixes.len().saturating_mul(points.len()) > RANGES_MAX {
-                break;
-            }
-            prefixes = prefixes
-                .iter()
-                .flat_map(|prefix| {
-                    points.iter().map(move |point| {
-                        let mut key = prefix.clone();
-                        key.extend(point.key().iter().map(|b| if field.desc { !b } else { *b }));
-                        key
-                    })
-                })
-                .collect();
-            eq_fields += 1;
-            last_pinned_desc = field.desc;
-            continue;
-        }
-        if let Some(found) = &constraint.interval {
-            interval = Some((found, field.desc));
-        }
-        break;
-    }
-    let range_field = interval.is_some();
-    let mut ranges: Vec<KeyRange> = match interval {
-        Some((interval, _)) if interval.is_empty() => Vec::new(),
-        Some((interval, desc)) => {
-            let (lo, hi) = interval.component_bounds(desc);
-            prefixes
-                .into_iter()
-                .map(|prefix| KeyRange {
-                    lower: Bound::Included([prefix.as_slice(), &lo].concat()),
-                    upper: Bound::Excluded([prefix.as_slice(), &hi].concat()),
-                })
-                .collect()
-        }
-        // The last pinned component ends the prefix: bound it with its value's cuts (see
-        // interval.rs), as a prefix range would also hold longer strings ("a\0" after "a").
-        None => prefixes
-            .into_iter()
-            .map(|prefix| {
-                if prefix.is_empty() {
-                    KeyRange::all()
-                } else if last_pinned_desc {
-                    KeyRange {
-                        lower: Bound::Included([prefix.as_slice(), &[0x01]].concat()),
-                        upper: prefix_end(&prefix).map_or(Bound::Unbounded, Bound::Excluded),
-                    }
-                } else {
-                    KeyRange {
-                        upper: Bound::Excluded([prefix.as_slice(), &[0xFF]].concat()),
-                        lower: Bound::Included(prefix),
-                    }
-                }
-            })
-            .collect(),
-    };
-    ranges.sort_by(|a, b| lower_bytes(a).cmp(lower_bytes(b)));
-    (ranges, eq_fields, range_field)
-}
-
-fn lower_bytes(range: &KeyRange) -> &[u8] {
-    match &range.lower {
-        Bound::Included(bytes) | Bound::Excluded(bytes) => bytes,
-        Bound::Unbounded => &[],
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use std::ops::Bound;
+
     use serde_json::{Value, json};
 
     use super::*;
@@ -300,6 +286,24 @@ mod tests {
             explain(json!({"_id": {"$gt": "a"}}), &[], &[])["strategy"],
             "full_scan"
         );
+    }
+
+    #[test]
+    fn a_single_id_needs_no_sort() {
+        for sort in [vec![], vec![SortKey::desc("_id")]] {
+            let p = plan(
+                &Filter::parse(&json!({"_id": "a"})).unwrap(),
+                &sort,
+                &indexes(),
+            );
+            assert_eq!(
+                p.access,
+                Access::IdLookup {
+                    ids: vec!["a".into()]
+                }
+            );
+            assert!(!p.in_memory_sort, "{sort:?}");
+        }
     }
 
     #[test]
@@ -554,6 +558,51 @@ mod tests {
             (p["eq_fields"].clone(), p["ranges"].clone()),
             (json!(1), json!(100))
         );
+    }
+
+    /// Exact plans skip the executor's re-check, so only a filter the access path answers
+    /// whole may be marked exact.
+    #[test]
+    fn exact_only_when_the_access_covers_the_whole_filter() {
+        let exact = |filter: Value, indexes: &[SecondaryIndex]| {
+            plan(&Filter::parse(&filter).unwrap(), &[], indexes).exact
+        };
+        let uniq = vec![with_flags(index("e", &[("e", false)]), true, false)];
+        for (filter, indexes) in [
+            (json!({}), vec![]),
+            (json!({"age": 30}), indexes()),
+            (json!({"age": {"$in": [1, 2], "$lt": 2}}), indexes()),
+            (json!({"age": {"$gte": 10, "$lt": 20}}), indexes()),
+            (json!({"city": "Oslo", "age": {"$gt": 3}}), indexes()),
+            (json!({"$and": [{"city": "Oslo"}, {"age": 3}]}), indexes()),
+            (json!({"_id": {"$in": ["a", "b"]}}), indexes()),
+            (json!({"e": null}), uniq.clone()),
+        ] {
+            assert!(exact(filter.clone(), &indexes), "{filter}");
+        }
+        for (filter, indexes) in [
+            // Conditions the access does not apply.
+            (json!({"age": 30}), vec![]),
+            (json!({"age": 30, "zzz": 1}), indexes()),
+            (json!({"_id": "a", "age": 3}), indexes()),
+            (json!({"city": {"$gt": "A"}, "age": 3}), indexes()),
+            (json!({"age": {"$gt": 3, "$ne": 5}}), indexes()),
+            (
+                json!({"age": 3, "$or": [{"city": "x"}, {"name": "y"}]}),
+                indexes(),
+            ),
+            // $exists: false is pinned to null, which real nulls share.
+            (json!({"e": {"$exists": false}}), uniq),
+        ] {
+            assert!(!exact(filter.clone(), &indexes), "{filter}");
+        }
+        // Past RANGES_MAX the second field is left to the re-check.
+        let a: Vec<u32> = (0..100).collect();
+        let two = vec![index("ab", &[("a", false), ("b", false)])];
+        assert!(!exact(
+            json!({"a": {"$in": a.clone()}, "b": {"$in": a}}),
+            &two
+        ));
     }
 
     #[test]
