@@ -536,13 +536,14 @@ impl LeaderSession {
         let mut batch_bytes = 0u64;
         while let Some(entry) = self.pending.front() {
             let bytes = entry_wire_bytes(entry) as u64;
+            // `in_flight_bytes` already counts the batch; `sent` moves when it is flushed.
             let entries_in_flight = self.sent.lsn.0 - self.acked.0 + batch.len() as u64;
-            let bytes_in_flight = self.in_flight_bytes + batch_bytes;
-            // An empty window always takes one entry, however large, so nothing can block.
-            let empty = entries_in_flight == 0;
-            if !empty
-                && (entries_in_flight >= self.config.window_entries_max
-                    || bytes_in_flight + bytes > self.config.window_bytes_max)
+            if entries_in_flight >= self.config.window_entries_max {
+                break;
+            }
+            // An empty byte window takes one entry however large, so nothing can block.
+            if self.in_flight_bytes > 0
+                && self.in_flight_bytes + bytes > self.config.window_bytes_max
             {
                 break;
             }
