@@ -241,9 +241,15 @@ fn a_replica_found_in_the_log_continues_after_its_position() {
     assert_eq!(s.durable_lsn(), Lsn(3));
 }
 
+fn read_snapshot(min_lsn: u64) -> LeaderCommand {
+    LeaderCommand::ReadSnapshot {
+        min_lsn: Lsn(min_lsn),
+    }
+}
+
 #[test]
 fn a_diverged_replica_gets_the_snapshot_and_its_acks_count_only_after() {
-    let log = log(8);
+    let log = log(10);
     let mut s = session(
         &log,
         SessionConfig {
@@ -256,11 +262,9 @@ fn a_diverged_replica_gets_the_snapshot_and_its_acks_count_only_after() {
         hash: Hash([3; 32]),
     };
     assert_eq!(s.handle_frame(t(1), hello(forked, 5)), [read(5, 6)]);
-    assert_eq!(
-        s.on_entries(t(2), entries(&log, 5, 5)),
-        [LeaderCommand::ReadSnapshot]
-    );
-    let snap = snapshot_at(log[2].position(), 25);
+    // Diverged at or before 5: the snapshot must not be older than 5.
+    assert_eq!(s.on_entries(t(2), entries(&log, 5, 5)), [read_snapshot(5)]);
+    let snap = snapshot_at(log[5].position(), 25);
     assert_eq!(
         s.on_snapshot(t(3), snap.clone()),
         [
@@ -273,21 +277,36 @@ fn a_diverged_replica_gets_the_snapshot_and_its_acks_count_only_after() {
     // Acks about the replica's old chain do not count.
     assert_eq!(s.handle_frame(t(4), ack(5)), []);
     assert_eq!(s.durable_lsn(), Lsn::ZERO);
+    // The whole snapshot is in flight until the replica installed it: no entries yet.
     assert_eq!(
         s.handle_frame(t(5), Frame::SnapshotAck { received_bytes: 10 }),
         [
             chunk(&snap, 20, 25),
-            LeaderCommand::Send(Frame::SnapshotEnd),
-            read(4, 5)
+            LeaderCommand::Send(Frame::SnapshotEnd)
         ]
     );
     assert!(s.is_streaming());
+    assert_eq!(s.handle_frame(t(6), ack(6)), [read(7, 10)]);
+    assert_eq!(s.durable_lsn(), Lsn(6));
+    // Twenty bytes of window: one entry at a time.
     assert_eq!(
-        s.on_entries(t(6), entries(&log, 4, 4)),
-        [send_entries(&log, 4, 4)]
+        s.on_entries(t(7), entries(&log, 7, 9)),
+        [send_entries(&log, 7, 7)]
     );
-    assert_eq!(s.handle_frame(t(7), ack(3)), [read(5, 8)]);
-    assert_eq!(s.durable_lsn(), Lsn(3));
+}
+
+#[test]
+#[should_panic(expected = "older than")]
+fn a_snapshot_older_than_asked_for_is_a_driver_bug() {
+    let log = log(6);
+    let mut s = session(&log, config());
+    let forked = LogPosition {
+        lsn: Lsn(5),
+        hash: Hash([3; 32]),
+    };
+    s.handle_frame(t(1), hello(forked, 5));
+    s.on_entries(t(2), entries(&log, 5, 5));
+    s.on_snapshot(t(3), snapshot_at(log[2].position(), 25));
 }
 
 #[test]
@@ -298,10 +317,7 @@ fn a_replica_ahead_of_the_leader_has_diverged() {
         lsn: Lsn(9),
         hash: Hash([1; 32]),
     };
-    assert_eq!(
-        s.handle_frame(t(1), hello(ahead, 9)),
-        [LeaderCommand::ReadSnapshot]
-    );
+    assert_eq!(s.handle_frame(t(1), hello(ahead, 9)), [read_snapshot(4)]);
 }
 
 #[test]
@@ -313,7 +329,7 @@ fn a_replica_holding_the_snapshot_itself_streams_after_it() {
         [read(2, 3)]
     );
     // Compacted through 2: the snapshot there is exactly what the replica holds.
-    assert_eq!(s.on_entries_missing(t(2)), [LeaderCommand::ReadSnapshot]);
+    assert_eq!(s.on_entries_missing(t(2)), [read_snapshot(2)]);
     assert_eq!(
         s.on_snapshot(t(3), snapshot_at(log[1].position(), 30)),
         [welcome(log[1].position()), read(3, 6)]
@@ -326,7 +342,7 @@ fn compaction_during_streaming_switches_to_the_snapshot_without_a_new_welcome() 
     let log = log(9);
     let mut s = session(&log, config());
     s.handle_frame(t(1), hello(LogPosition::START, 0));
-    assert_eq!(s.on_entries_missing(t(2)), [LeaderCommand::ReadSnapshot]);
+    assert_eq!(s.on_entries_missing(t(2)), [read_snapshot(1)]);
     let snap = snapshot_at(log[4].position(), 15);
     assert_eq!(
         s.on_snapshot(t(3), snap.clone()),
@@ -360,10 +376,7 @@ fn an_interrupted_snapshot_resumes_at_the_replicas_offset() {
         offset: 20,
     });
     assert_eq!(s.handle_frame(t(1), frame), [read(2, 3)]);
-    assert_eq!(
-        s.on_entries(t(2), entries(&log, 2, 2)),
-        [LeaderCommand::ReadSnapshot]
-    );
+    assert_eq!(s.on_entries(t(2), entries(&log, 2, 2)), [read_snapshot(2)]);
     assert_eq!(
         s.on_snapshot(t(3), snap.clone()),
         [
@@ -456,7 +469,7 @@ fn heartbeats_fill_silence() {
     let heartbeat = LeaderCommand::Send(Frame::Heartbeat {
         committed: log[1].position(),
     });
-    assert_eq!(s.on_tick(t(100)), [heartbeat.clone()]);
+    assert_eq!(s.on_tick(t(100)), std::slice::from_ref(&heartbeat));
     assert_eq!(s.on_tick(t(150)), []);
     assert_eq!(s.on_tick(t(200)), [heartbeat]);
 }

@@ -447,3 +447,24 @@ fn an_error_from_the_leader_closes_with_its_remedy() {
         matches!(error, ReplicationError::Remote { code, .. } if code == "unsupported_protocol")
     );
 }
+
+#[test]
+fn a_chain_the_leader_confirms_again_counts_again() {
+    let log = log(3);
+    let mut r = replica(log[2].position(), 2);
+    r.hello(t(0));
+    // A welcome elsewhere (say, a stale one) puts the local chain in doubt...
+    assert_eq!(r.handle_frame(t(1), welcome(2, log[0].position())), []);
+    assert_eq!(r.durable_lsn(), Lsn::ZERO);
+    r.on_disconnected();
+    let Frame::Hello(hello) = r.hello(t(2)) else {
+        unreachable!()
+    };
+    assert_eq!((hello.last, hello.durable), (log[2].position(), Lsn::ZERO));
+    // ...until a leader finds its position on its own chain.
+    assert_eq!(
+        r.handle_frame(t(3), welcome(2, log[2].position())),
+        [ack(3)]
+    );
+    assert_eq!(r.durable_lsn(), Lsn(3));
+}

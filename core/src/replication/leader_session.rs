@@ -12,7 +12,7 @@
 //!             Locating ── hash matches ──────────────────────────────────────┘   │ the window,
 //!                 │ hash differs / entry compacted / replica ahead               │ ReadEntries,
 //!                 ▼                                                              │ Heartbeat
-//!            AwaitSnapshot ──ReadSnapshot──► Snapshot: Begin, Chunk…, End ──────►│
+//!            AwaitSnapshot ──ReadSnapshot{min_lsn}──► Snapshot: Begin, Chunk…, End ──────►│
 //!                 ▲                                                              │
 //!                 └──────────── ReadEntries answered "missing" (compacted) ──────┘
 //! ```
@@ -46,9 +46,12 @@ pub enum LeaderCommand {
     /// or [`LeaderSession::on_entries_missing`] if some are compacted away. At most
     /// `read_entries_max` entries; one read is outstanding at a time.
     ReadEntries { from: Lsn, to: Lsn },
-    /// Fetch the latest snapshot and call [`LeaderSession::on_snapshot`]. A leader that never
-    /// compacted may answer with the empty state's snapshot at `LogPosition::START`.
-    ReadSnapshot,
+    /// Fetch the latest snapshot and call [`LeaderSession::on_snapshot`]. Its LSN must be at
+    /// least `min_lsn`: when the latest is older, take a fresh checkpoint. (A diverged replica
+    /// must never be moved back behind entries it held, and may have acknowledged, on the
+    /// leader's chain.) A leader that never compacted may answer with the empty state's
+    /// snapshot at `LogPosition::START` when `min_lsn` is zero.
+    ReadSnapshot { min_lsn: Lsn },
     /// Close the connection (after sending the frames before this command).
     Close(ReplicationError),
 }
@@ -66,8 +69,10 @@ enum Phase {
     AwaitHello,
     /// Waiting for the entry at the replica's last LSN, to compare hashes.
     Locating,
-    /// Waiting for the driver's snapshot.
-    AwaitSnapshot,
+    /// Waiting for the driver's snapshot, at `min_lsn` or later.
+    AwaitSnapshot {
+        min_lsn: Lsn,
+    },
     Snapshot(Transfer),
     Streaming,
     Closed,
@@ -229,7 +234,8 @@ impl LeaderSession {
             self.begin_streaming(now, last, &mut out);
         } else if last.lsn > self.committed.lsn {
             // The replica holds entries this leader never committed: it diverged.
-            self.request_snapshot(&mut out);
+            let min_lsn = self.committed.lsn;
+            self.request_snapshot(min_lsn, &mut out);
         } else {
             self.phase = Phase::Locating;
             self.read(last.lsn, last.lsn.next(), &mut out);
@@ -269,7 +275,9 @@ impl LeaderSession {
                 if entries[0].position() == last {
                     self.begin_streaming(now, last, &mut out);
                 } else {
-                    self.request_snapshot(&mut out);
+                    // Diverged somewhere at or before `last`: where exactly is unknown, so the
+                    // snapshot must cover all of it.
+                    self.request_snapshot(last.lsn, &mut out);
                 }
             }
             Phase::Streaming => {
@@ -293,10 +301,11 @@ impl LeaderSession {
         if self.is_closed() {
             return Vec::new();
         }
-        self.reading.take().expect("missing entries without a read");
+        let (from, _) = self.reading.take().expect("missing entries without a read");
         let mut out = Vec::new();
         self.pending.clear();
-        self.request_snapshot(&mut out);
+        // Compacted through `from` at least: any snapshot since covers it.
+        self.request_snapshot(from, &mut out);
         out
     }
 
@@ -305,12 +314,15 @@ impl LeaderSession {
         if self.is_closed() {
             return Vec::new();
         }
+        let Phase::AwaitSnapshot { min_lsn } = self.phase else {
+            panic!("snapshot arrived without a request");
+        };
+        let position = snapshot.position;
         assert!(
-            matches!(self.phase, Phase::AwaitSnapshot),
-            "snapshot arrived without a request"
+            position.lsn >= min_lsn,
+            "snapshot at {position} is older than the {min_lsn} asked for"
         );
         let mut out = Vec::new();
-        let position = snapshot.position;
         let hello = self.hello.as_ref().expect("snapshot after hello");
         // A transfer an earlier connection began continues where the replica stopped.
         let offset = match hello.resume {
@@ -472,9 +484,9 @@ impl LeaderSession {
         self.pump(now, out);
     }
 
-    fn request_snapshot(&mut self, out: &mut Vec<LeaderCommand>) {
-        self.phase = Phase::AwaitSnapshot;
-        out.push(LeaderCommand::ReadSnapshot);
+    fn request_snapshot(&mut self, min_lsn: Lsn, out: &mut Vec<LeaderCommand>) {
+        self.phase = Phase::AwaitSnapshot { min_lsn };
+        out.push(LeaderCommand::ReadSnapshot { min_lsn });
     }
 
     fn read(&mut self, from: Lsn, to: Lsn, out: &mut Vec<LeaderCommand>) {

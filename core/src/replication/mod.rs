@@ -55,7 +55,7 @@
 //!                     let entries = log[(from.0 - 1) as usize..(to.0 - 1) as usize].to_vec();
 //!                     commands.extend(session.on_entries(now, entries));
 //!                 }
-//!                 LeaderCommand::ReadSnapshot => unreachable!("nothing was compacted"),
+//!                 LeaderCommand::ReadSnapshot { .. } => unreachable!("nothing was compacted"),
 //!                 LeaderCommand::Close(error) => panic!("{error}"),
 //!             }
 //!         }

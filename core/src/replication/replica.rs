@@ -92,11 +92,12 @@ pub struct Replica {
     /// The term of the entry at `received`; `Term(0)` when unknown (after a restart or a
     /// snapshot), which only loosens the floor of the term check.
     received_term: Term,
-    /// The last LSN durable on the chain that ends at `received`.
-    durable: Lsn,
-    /// The local chain is being replaced by a snapshot: completions of writes made on the old
-    /// chain do not count as durable until the last snapshot asked for is installed.
+    /// The last LSN the driver reported durable (by `on_persisted` or an install).
+    persisted: Lsn,
+    /// The leader has not (yet) recognised the local chain: a snapshot will replace it, or
+    /// one is being installed. Nothing durable counts until the chain is confirmed.
     unconfirmed: bool,
+    /// The last snapshot handed to the driver and not yet reported installed.
     latest_install: Option<LogPosition>,
     /// A snapshot being received (kept across reconnects, to resume).
     incoming: Option<IncomingSnapshot>,
@@ -116,7 +117,7 @@ impl Replica {
             phase: Phase::Disconnected,
             received: last,
             received_term: Term(0),
-            durable: last.lsn,
+            persisted: last.lsn,
             unconfirmed: false,
             latest_install: None,
             incoming: None,
@@ -143,9 +144,13 @@ impl Replica {
         self.received
     }
 
-    /// The last LSN known durable on the current chain.
+    /// The last LSN known durable on a chain the leader recognised (zero while unconfirmed).
     pub fn durable_lsn(&self) -> Lsn {
-        self.durable
+        if self.unconfirmed {
+            Lsn::ZERO
+        } else {
+            self.persisted
+        }
     }
 
     /// The leader's last committed position, as last heard.
@@ -186,7 +191,7 @@ impl Replica {
             replica_id: self.config.replica_id,
             term: self.term,
             last: self.received,
-            durable: self.durable,
+            durable: self.durable_lsn(),
             resume: self.incoming.as_ref().map(IncomingSnapshot::resume),
         })
     }
@@ -267,23 +272,18 @@ impl Replica {
 
     /// The driver durably wrote (and applied) every entry through `lsn`.
     pub fn on_persisted(&mut self, _now: TimestampMs, lsn: Lsn) -> Vec<ReplicaCommand> {
+        let before = self.durable_lsn();
+        // Writes complete in order, so this is the tip of whatever chain the store holds.
+        self.persisted = lsn;
         if self.unconfirmed {
             return Vec::new();
         }
         assert!(
-            lsn <= self.received.lsn,
-            "persisted {lsn} beyond the last entry received, {}",
+            lsn <= self.received.lsn && lsn >= before,
+            "persisted {lsn} outside [{before}, {}]",
             self.received
         );
-        if lsn <= self.durable {
-            return Vec::new();
-        }
-        self.durable = lsn;
-        if self.phase == Phase::Streaming && !self.ack_before_persist() {
-            vec![self.ack()]
-        } else {
-            Vec::new()
-        }
+        self.ack_if_advanced(before)
     }
 
     /// The driver replaced the local copy with the snapshot at `position`.
@@ -292,19 +292,13 @@ impl Replica {
         _now: TimestampMs,
         position: LogPosition,
     ) -> Vec<ReplicaCommand> {
+        let before = self.durable_lsn();
+        self.persisted = position.lsn;
         if self.latest_install == Some(position) {
             self.latest_install = None;
             self.unconfirmed = false;
         }
-        if self.unconfirmed || position.lsn <= self.durable {
-            return Vec::new();
-        }
-        self.durable = position.lsn;
-        if self.phase == Phase::Streaming {
-            vec![self.ack()]
-        } else {
-            Vec::new()
-        }
+        self.ack_if_advanced(before)
     }
 
     /// The driver could not apply a verified entry: the local state is broken, and the remedy
@@ -341,12 +335,17 @@ impl Replica {
         self.leader = Some((leader_id, term));
         if start == self.received {
             self.phase = Phase::Streaming;
+            // The leader found our position on its chain: what the store holds counts, unless
+            // a snapshot handed to the driver is still replacing it.
+            if self.unconfirmed && self.latest_install.is_none() {
+                self.unconfirmed = false;
+                out.extend(self.ack_if_advanced(Lsn::ZERO));
+            }
         } else {
             // The leader did not find our position on its chain (or compacted past it): a
             // snapshot replaces the local log, and nothing on the old chain counts as durable.
             self.phase = Phase::AwaitSnapshot { start };
             self.unconfirmed = true;
-            self.durable = Lsn::ZERO;
         }
         out
     }
@@ -476,8 +475,17 @@ impl Replica {
 
     fn ack(&self) -> ReplicaCommand {
         ReplicaCommand::Send(Frame::Ack {
-            durable: self.durable,
+            durable: self.durable_lsn(),
         })
+    }
+
+    /// An ack when the durable LSN moved past `before` and the leader is listening.
+    fn ack_if_advanced(&self, before: Lsn) -> Vec<ReplicaCommand> {
+        if self.durable_lsn() > before && self.phase == Phase::Streaming {
+            vec![self.ack()]
+        } else {
+            Vec::new()
+        }
     }
 
     fn snapshot_ack(&self) -> ReplicaCommand {
