@@ -13,7 +13,12 @@
 //! step: advance the clock ─► chaos (faults, writes) ─► deliver due packets ─► leader reads
 //!       ─► replica writes complete ─► ticks ─► reconnects ─► resolve waits ─► invariants
 //! ```
+//!
+//! The files: `rng` (the seed), `network` (the hostile wire), `leader` and `replica` (the
+//! simulated nodes), `drive` (carrying out commands), `workload` (client writes) and
+//! `invariants` (one file per property).
 
+mod drive;
 pub mod invariants;
 pub mod leader;
 pub mod network;
@@ -24,17 +29,14 @@ pub mod workload;
 use std::collections::BTreeMap;
 use std::fmt;
 
-use cstore_core::replication::{
-    LeaderCommand, LeaderSession, Needed, PlantedBugs, Remedy, ReplicaCommand, ReplicaConfig,
-    SessionConfig, WaitOutcome,
-};
-use cstore_core::storage::{LogStore, MemoryStore, StorageError};
-use cstore_core::{ErrorCode, LogEntry, Lsn, ReplicaId, Term, TimestampMs, Txn};
+use cstore_core::replication::{Needed, PlantedBugs, ReplicaConfig, SessionConfig};
+use cstore_core::storage::{LogStore, MemoryStore};
+use cstore_core::{LogEntry, Lsn, ReplicaId, Term, TimestampMs, Txn};
 use futures::FutureExt;
 
-use leader::{LEADER_ID, LeaderIo, LeaderNode, LiveSession, Waiting};
-use network::{ConnId, Dir, NetFaults, NetStats, Network};
-use replica::{Completed, ReplicaNode};
+use leader::{LeaderNode, Waiting};
+use network::{ConnId, NetFaults, NetStats, Network};
+use replica::ReplicaNode;
 use rng::Rng;
 
 /// Simulated time allowed for convergence after healing.
@@ -53,7 +55,7 @@ impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "seed {} failed at step {} ({} ms): {}\n  reproduce: SIM_SEED={} cargo test -p cstore-core --test simulation",
+            "seed {} failed at step {} ({} ms): {}\n  reproduce: SIM_SEED={} cargo test -p cstore-core --test simulation replication_keeps",
             self.seed, self.step, self.now_ms, self.message, self.seed
         )
     }
@@ -175,7 +177,7 @@ impl World {
     fn new(seed: u64, bugs: PlantedBugs) -> World {
         let mut rng = Rng::new(seed);
         let knobs = Knobs {
-            fault_steps: rng.range(120, 250),
+            fault_steps: rng.range(100, 220),
             write: 0.2 + rng.below(40) as f64 / 100.0,
             wait: rng.below(80) as f64 / 100.0,
             compact: rng.maybe(0.05),
@@ -378,238 +380,6 @@ impl World {
                 .wait(lsn, needed, deadline)
                 .expect("room to wait");
             self.leader.waits.insert(id, Waiting { lsn, replicas });
-        }
-    }
-
-    fn ts(&self) -> TimestampMs {
-        TimestampMs(self.now)
-    }
-
-    fn session(&mut self, conn: ConnId) -> &mut LeaderSession {
-        &mut self
-            .leader
-            .sessions
-            .get_mut(&conn)
-            .expect("live session")
-            .session
-    }
-
-    /// Both ends learn that the connection closed.
-    fn disconnect(&mut self, r: usize) {
-        if let Some(conn) = self.replicas[r].conn.take() {
-            self.leader.sessions.remove(&conn);
-            self.net.cut(&mut self.rng, conn);
-            self.replicas[r].machine.on_disconnected();
-            self.replicas[r].reconnect_at = self.now + self.rng.range(5, 50);
-        }
-    }
-
-    fn leader_commands(&mut self, conn: ConnId, commands: Vec<LeaderCommand>) {
-        let Some(r) = self.leader.sessions.get(&conn).map(|s| s.replica) else {
-            return;
-        };
-        for command in commands {
-            match command {
-                LeaderCommand::Send(frame) => {
-                    let bytes = frame.encode();
-                    self.net
-                        .send(&mut self.rng, self.now, r, conn, Dir::ToReplica, bytes);
-                }
-                LeaderCommand::ReadEntries { from, to } => {
-                    let due = self.now + self.rng.range(0, self.knobs.io_delay_ms_max);
-                    self.leader
-                        .io
-                        .push((due, conn, LeaderIo::Read { from, to }));
-                }
-                LeaderCommand::ReadSnapshot { min_lsn } => {
-                    let due = self.now + self.rng.range(0, self.knobs.io_delay_ms_max);
-                    self.leader
-                        .io
-                        .push((due, conn, LeaderIo::Snapshot { min_lsn }));
-                }
-                LeaderCommand::Close(error) => {
-                    *self.report.closes.entry(error.code()).or_default() += 1;
-                    self.disconnect(r);
-                    return;
-                }
-            }
-        }
-    }
-
-    fn replica_commands(&mut self, r: usize, commands: Vec<ReplicaCommand>) {
-        for command in commands {
-            let delay = self.rng.range(0, self.knobs.persist_delay_ms_max);
-            match command {
-                ReplicaCommand::Send(frame) => {
-                    if let Some(conn) = self.replicas[r].conn {
-                        let bytes = frame.encode();
-                        self.net
-                            .send(&mut self.rng, self.now, r, conn, Dir::ToLeader, bytes);
-                    }
-                }
-                ReplicaCommand::Persist { entries } => {
-                    self.replicas[r].persist(self.now, delay, entries);
-                }
-                ReplicaCommand::InstallSnapshot(snapshot) => {
-                    // Writing a whole snapshot takes longer than appending a few entries.
-                    self.replicas[r].install(self.now, delay * 4, snapshot);
-                    self.report.snapshots_installed += 1;
-                }
-                ReplicaCommand::SaveTerm(term) => self.replicas[r].durable_term = term,
-                ReplicaCommand::Close(error) => {
-                    *self.report.closes.entry(error.code()).or_default() += 1;
-                    if error.remedy() != Remedy::Reconnect {
-                        self.failure.get_or_insert(format!(
-                            "replica {r} closed with {error} ({:?}); the simulation never calls for it",
-                            error.remedy()
-                        ));
-                    }
-                    self.disconnect(r);
-                    return;
-                }
-            }
-        }
-    }
-
-    fn deliver(&mut self) {
-        for packet in self.net.due(self.now) {
-            let r = packet.replica;
-            let Some(conn) = self.replicas[r].conn else {
-                continue;
-            };
-            if packet.conn != conn && !packet.leaked {
-                continue;
-            }
-            match packet.dir {
-                Dir::ToLeader => {
-                    let now = self.ts();
-                    let commands = self.session(conn).handle_bytes(now, &packet.bytes);
-                    self.leader_commands(conn, commands);
-                }
-                Dir::ToReplica => {
-                    let now = self.ts();
-                    let commands = self.replicas[r].machine.handle_bytes(now, &packet.bytes);
-                    self.replica_commands(r, commands);
-                }
-            }
-        }
-    }
-
-    fn leader_io(&mut self) {
-        let now = self.now;
-        let mut due: Vec<(u64, ConnId, LeaderIo)> = Vec::new();
-        let mut i = 0;
-        while i < self.leader.io.len() {
-            if self.leader.io[i].0 <= now {
-                due.push(self.leader.io.remove(i));
-            } else {
-                i += 1;
-            }
-        }
-        for (_, conn, io) in due {
-            if !self.leader.sessions.contains_key(&conn) {
-                continue; // the connection closed meanwhile
-            }
-            let ts = self.ts();
-            let commands = match io {
-                LeaderIo::Read { from, to } => match self.leader.read(from, to) {
-                    Ok(entries) => self.session(conn).on_entries(ts, entries),
-                    Err(StorageError::Missing(_)) => self.session(conn).on_entries_missing(ts),
-                    Err(error) => panic!("leader read failed: {error}"),
-                },
-                LeaderIo::Snapshot { min_lsn } => {
-                    let snapshot = self.leader.snapshot_at_least(min_lsn);
-                    self.session(conn).on_snapshot(ts, snapshot)
-                }
-            };
-            self.leader_commands(conn, commands);
-        }
-    }
-
-    fn replica_io(&mut self) {
-        for r in 0..self.replicas.len() {
-            while let Some(done) = self.replicas[r].complete_io(self.now) {
-                let ts = self.ts();
-                let machine = &mut self.replicas[r].machine;
-                let commands = match done {
-                    Ok(Completed::Persisted(lsn)) => machine.on_persisted(ts, lsn),
-                    Ok(Completed::Installed(position)) => {
-                        machine.on_snapshot_installed(ts, position)
-                    }
-                    Err(message) => {
-                        self.failure
-                            .get_or_insert(format!("replica {r}: {message}"));
-                        Vec::new()
-                    }
-                };
-                self.replica_commands(r, commands);
-            }
-        }
-    }
-
-    fn ticks(&mut self) {
-        let conns: Vec<ConnId> = self.leader.sessions.keys().copied().collect();
-        for conn in conns {
-            if self.leader.sessions.contains_key(&conn) {
-                let now = self.ts();
-                let commands = self.session(conn).on_tick(now);
-                self.leader_commands(conn, commands);
-            }
-        }
-        for r in 0..self.replicas.len() {
-            let now = self.ts();
-            let commands = self.replicas[r].machine.on_tick(now);
-            self.replica_commands(r, commands);
-        }
-    }
-
-    fn reconnects(&mut self) {
-        for r in 0..self.replicas.len() {
-            let node = &self.replicas[r];
-            if node.conn.is_some()
-                || node.reconnect_at > self.now
-                || self.net.is_isolated(r, self.now)
-            {
-                continue;
-            }
-            self.next_conn += 1;
-            let conn = ConnId(self.next_conn);
-            let session = LeaderSession::new(
-                self.leader.config.clone(),
-                LEADER_ID,
-                self.leader.term,
-                self.leader.committed(),
-                self.ts(),
-            );
-            self.leader.sessions.insert(
-                conn,
-                LiveSession {
-                    replica: r,
-                    session,
-                },
-            );
-            self.replicas[r].conn = Some(conn);
-            let now = self.ts();
-            let hello = self.replicas[r].machine.hello(now).encode();
-            self.net
-                .send(&mut self.rng, self.now, r, conn, Dir::ToLeader, hello);
-        }
-    }
-
-    fn resolve_waits(&mut self) {
-        self.leader.sync_acks();
-        for (id, outcome) in self.leader.acks.poll(self.ts()) {
-            let waiting = self.leader.waits.remove(&id).expect("a registered wait");
-            match outcome {
-                WaitOutcome::Durable => {
-                    self.report.acked_writes += 1;
-                    self.acked.push(AckedWrite {
-                        lsn: waiting.lsn,
-                        replicas: waiting.replicas,
-                    });
-                }
-                WaitOutcome::Unknown => self.report.unknown_writes += 1,
-            }
         }
     }
 

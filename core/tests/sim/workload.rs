@@ -19,17 +19,17 @@ fn doc(rng: &mut Rng, id: u64) -> RawDoc {
 fn op(rng: &mut Rng) -> Op {
     let collection = COLLECTIONS[rng.below(2) as usize].to_owned();
     let id = rng.below(KEYS);
-    match rng.below(5) {
-        0 | 1 => Op::Insert {
+    match rng.below(6) {
+        0 => Op::Insert {
             doc: doc(rng, id),
             collection,
         },
-        2 => Op::Put {
+        1..=3 => Op::Put {
             doc: doc(rng, id),
             collection,
             if_version: None,
         },
-        3 => Op::Patch {
+        4 => Op::Patch {
             id: format!("k{id}"),
             patch: json!({"n": rng.below(1000)}).to_string(),
             collection,
@@ -47,8 +47,8 @@ fn op(rng: &mut Rng) -> Op {
     }
 }
 
-/// One to three operations, all or nothing.
+/// One or two operations, all or nothing.
 pub fn txn(rng: &mut Rng) -> Txn {
-    let ops = (0..rng.range(1, 3)).map(|_| op(rng)).collect();
+    let ops = (0..rng.range(1, 2)).map(|_| op(rng)).collect();
     Txn { ops }
 }
