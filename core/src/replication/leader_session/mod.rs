@@ -112,7 +112,8 @@ pub struct LeaderSession {
 
 impl LeaderSession {
     /// A session for a connection that just opened, on a leader of `term` whose last committed
-    /// entry is `committed`.
+    /// entry is `committed`. A session serves one term: when the leader's term changes, the
+    /// driver closes every session, and the replicas reconnect and learn the new term.
     pub fn new(
         config: SessionConfig,
         leader_id: ReplicaId,
