@@ -44,7 +44,10 @@ fn every_kind() -> Vec<Frame> {
             }),
         }),
         Frame::Ack { durable: Lsn(5) },
-        Frame::SnapshotAck { received_bytes: 99 },
+        Frame::SnapshotAck {
+            position,
+            received_bytes: 99,
+        },
         Frame::Welcome {
             leader_id: ReplicaId(1),
             term: Term(3),

@@ -100,6 +100,13 @@ fn chunk(snapshot: &Snapshot, from: usize, to: usize) -> LeaderCommand {
     })
 }
 
+fn snapshot_ack(snapshot: &Snapshot, received_bytes: u64) -> Frame {
+    Frame::SnapshotAck {
+        position: snapshot.position,
+        received_bytes,
+    }
+}
+
 fn begin(snapshot: &Snapshot) -> LeaderCommand {
     LeaderCommand::Send(Frame::SnapshotBegin {
         position: snapshot.position,
@@ -279,7 +286,7 @@ fn a_diverged_replica_gets_the_snapshot_and_its_acks_count_only_after() {
     assert_eq!(s.durable_lsn(), Lsn::ZERO);
     // The whole snapshot is in flight until the replica installed it: no entries yet.
     assert_eq!(
-        s.handle_frame(t(5), Frame::SnapshotAck { received_bytes: 10 }),
+        s.handle_frame(t(5), snapshot_ack(&snap, 10)),
         [
             chunk(&snap, 20, 25),
             LeaderCommand::Send(Frame::SnapshotEnd)
@@ -543,4 +550,33 @@ fn an_error_from_the_replica_closes_without_an_answer() {
         })]
     );
     assert!(s.is_closed());
+}
+
+#[test]
+fn a_late_snapshot_ack_of_an_earlier_transfer_is_ignored() {
+    let log = log(9);
+    let config = SessionConfig {
+        window_bytes_max: 10,
+        ..config()
+    };
+    let mut s = session(&log, config);
+    s.handle_frame(t(1), hello(LogPosition::START, 0));
+    s.on_entries_missing(t(2));
+    let first = snapshot_at(log[2].position(), 10);
+    s.on_snapshot(t(3), first.clone());
+    s.handle_frame(t(4), ack(3));
+    // Compacted again before the replica caught up: a second transfer in the same session.
+    assert_eq!(s.on_entries_missing(t(5)), [read_snapshot(4)]);
+    let second = snapshot_at(log[6].position(), 30);
+    assert_eq!(
+        s.on_snapshot(t(6), second.clone()),
+        [begin(&second), chunk(&second, 0, 10)]
+    );
+    // The first transfer's last ack arrives late: it says nothing about the second.
+    assert_eq!(s.handle_frame(t(7), snapshot_ack(&first, 10)), []);
+    assert!(!s.is_closed());
+    assert_eq!(
+        s.handle_frame(t(8), snapshot_ack(&second, 10)),
+        [chunk(&second, 10, 20)]
+    );
 }

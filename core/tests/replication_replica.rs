@@ -68,8 +68,9 @@ fn ack(lsn: u64) -> ReplicaCommand {
     ReplicaCommand::Send(Frame::Ack { durable: Lsn(lsn) })
 }
 
-fn snapshot_ack(bytes: u64) -> ReplicaCommand {
+fn snapshot_ack(snapshot: &Snapshot, bytes: u64) -> ReplicaCommand {
     ReplicaCommand::Send(Frame::SnapshotAck {
+        position: snapshot.position,
         received_bytes: bytes,
     })
 }
@@ -279,11 +280,14 @@ fn a_snapshot_is_collected_verified_and_installed_then_acknowledged() {
     assert_eq!(r.handle_frame(t(1), welcome(2, snapshot.position)), []);
     assert_eq!(r.durable_lsn(), Lsn::ZERO, "the old chain does not count");
     assert_eq!(r.handle_frame(t(2), begin.clone()), []);
-    assert_eq!(r.handle_frame(t(3), first.clone()), [snapshot_ack(20)]);
+    assert_eq!(
+        r.handle_frame(t(3), first.clone()),
+        [snapshot_ack(&snapshot, 20)]
+    );
     // Duplicates are harmless.
     assert_eq!(r.handle_frame(t(4), begin), []);
-    assert_eq!(r.handle_frame(t(4), first), [snapshot_ack(20)]);
-    assert_eq!(r.handle_frame(t(5), second), [snapshot_ack(40)]);
+    assert_eq!(r.handle_frame(t(4), first), [snapshot_ack(&snapshot, 20)]);
+    assert_eq!(r.handle_frame(t(5), second), [snapshot_ack(&snapshot, 40)]);
     assert_eq!(
         r.handle_frame(t(6), Frame::SnapshotEnd),
         [ReplicaCommand::InstallSnapshot(snapshot.clone())]
@@ -389,7 +393,7 @@ fn an_interrupted_snapshot_resumes_after_reconnecting() {
     );
     r.handle_frame(t(4), welcome(2, snapshot.position));
     assert_eq!(r.handle_frame(t(5), begin), []);
-    assert_eq!(r.handle_frame(t(6), second), [snapshot_ack(40)]);
+    assert_eq!(r.handle_frame(t(6), second), [snapshot_ack(&snapshot, 40)]);
     assert_eq!(
         r.handle_frame(t(7), Frame::SnapshotEnd),
         [ReplicaCommand::InstallSnapshot(snapshot)]

@@ -7,10 +7,13 @@
 mod sim;
 
 use cstore_core::replication::PlantedBugs;
+use sim::Options;
 
 const SEEDS_DEFAULT: u64 = 500;
 /// Seeds tried before a planted bug counts as missed.
 const BUG_SEEDS_MAX: u64 = 300;
+/// Seeds of the quiet-network run.
+const QUIET_SEEDS: u64 = 100;
 
 fn env_u64(name: &str) -> Option<u64> {
     let value = std::env::var(name).ok()?;
@@ -34,7 +37,7 @@ fn replication_keeps_its_invariants_under_chaos_and_converges() {
     let mut failures = Vec::new();
     let mut totals = sim::Report::default();
     for &seed in &seeds {
-        match sim::run(seed, PlantedBugs::default()) {
+        match sim::run(seed, Options::default()) {
             Ok(report) => {
                 if seeds.len() == 1 {
                     eprintln!("{report:#?}");
@@ -101,16 +104,43 @@ fn add(totals: &mut sim::Report, run: sim::Report) {
 #[test]
 fn a_seed_replays_exactly() {
     for seed in [3, 1234] {
-        let first = sim::run(seed, PlantedBugs::default()).expect("a passing seed");
-        let second = sim::run(seed, PlantedBugs::default()).expect("a passing seed");
+        let first = sim::run(seed, Options::default()).expect("a passing seed");
+        let second = sim::run(seed, Options::default()).expect("a passing seed");
         assert_eq!(first, second);
+    }
+}
+
+/// On a network that only delays, nothing needs recovering: no frame is refused, no transfer
+/// breaks, no timeout fires. A replica too slow for the write rate may still be dropped.
+#[test]
+fn a_quiet_network_needs_no_recovery() {
+    let options = Options {
+        quiet_network: true,
+        ..Options::default()
+    };
+    for seed in 0..QUIET_SEEDS {
+        let report = sim::run(seed, options).unwrap_or_else(|failure| panic!("{failure}"));
+        let unexpected: Vec<_> = report
+            .closes
+            .iter()
+            .filter(|(code, _)| **code != "replica_lagging")
+            .collect();
+        assert!(
+            unexpected.is_empty(),
+            "seed {seed} closed connections on a quiet network: {unexpected:?} \
+             (SIM_TRACE=1 shows the frames)"
+        );
     }
 }
 
 /// Runs seeds with a planted bug until one fails; returns the failure's message.
 fn first_failure(bugs: PlantedBugs) -> String {
     for seed in 0..BUG_SEEDS_MAX {
-        if let Err(failure) = sim::run(seed, bugs) {
+        let options = Options {
+            bugs,
+            ..Options::default()
+        };
+        if let Err(failure) = sim::run(seed, options) {
             eprintln!("caught: {failure}");
             return failure.message;
         }

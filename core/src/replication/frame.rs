@@ -73,8 +73,11 @@ pub enum Frame {
         /// The replica's durable LSN.
         durable: Lsn,
     },
-    /// Replica → leader: this many bytes of the snapshot being sent have arrived.
+    /// Replica → leader: this many bytes of the snapshot at `position` have arrived. The
+    /// position tells a late ack of an earlier transfer from one of the current transfer.
     SnapshotAck {
+        /// The snapshot being received.
+        position: LogPosition,
         /// Bytes received, from the start of the snapshot.
         received_bytes: u64,
     },
@@ -142,9 +145,13 @@ impl std::fmt::Debug for Frame {
             }
             Frame::Hello(hello) => write!(f, "Hello({hello:?})"),
             Frame::Ack { durable } => write!(f, "Ack {{ durable: {durable} }}"),
-            Frame::SnapshotAck { received_bytes } => {
-                write!(f, "SnapshotAck {{ received_bytes: {received_bytes} }}")
-            }
+            Frame::SnapshotAck {
+                position,
+                received_bytes,
+            } => write!(
+                f,
+                "SnapshotAck {{ position: {position}, received_bytes: {received_bytes} }}"
+            ),
             Frame::Welcome {
                 leader_id,
                 term,

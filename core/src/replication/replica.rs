@@ -489,8 +489,15 @@ impl Replica {
     }
 
     fn snapshot_ack(&self) -> ReplicaCommand {
-        let received_bytes = self.incoming.as_ref().map_or(0, IncomingSnapshot::received);
-        ReplicaCommand::Send(Frame::SnapshotAck { received_bytes })
+        let incoming = self
+            .incoming
+            .as_ref()
+            .expect("acking a snapshot being received");
+        let resume = incoming.resume();
+        ReplicaCommand::Send(Frame::SnapshotAck {
+            position: resume.position,
+            received_bytes: resume.offset,
+        })
     }
 
     fn violation(&mut self, what: &str) -> Vec<ReplicaCommand> {

@@ -8,7 +8,9 @@
 //!                 Close ─► both ends disconnect; the replica reconnects after a backoff
 //! ```
 
-use cstore_core::replication::{LeaderCommand, LeaderSession, Remedy, ReplicaCommand, WaitOutcome};
+use cstore_core::replication::{
+    Frame, LeaderCommand, LeaderSession, Remedy, ReplicaCommand, WaitOutcome,
+};
 use cstore_core::storage::StorageError;
 use cstore_core::{ErrorCode, TimestampMs};
 
@@ -66,6 +68,9 @@ impl World {
                 }
                 LeaderCommand::Close(error) => {
                     *self.report.closes.entry(error.code()).or_default() += 1;
+                    if self.trace {
+                        eprintln!("{} ms replica {r} closed: {error}", self.now);
+                    }
                     self.disconnect(r);
                     return;
                 }
@@ -95,6 +100,9 @@ impl World {
                 ReplicaCommand::SaveTerm(term) => self.replicas[r].durable_term = term,
                 ReplicaCommand::Close(error) => {
                     *self.report.closes.entry(error.code()).or_default() += 1;
+                    if self.trace {
+                        eprintln!("{} ms replica {r} closed: {error}", self.now);
+                    }
                     if error.remedy() != Remedy::Reconnect {
                         self.failure.get_or_insert(format!(
                             "replica {r} closed with {error} ({:?}); the simulation never calls for it",
@@ -116,6 +124,13 @@ impl World {
             };
             if packet.conn != conn && !packet.leaked {
                 continue;
+            }
+            if self.trace {
+                let frame = Frame::decode(&packet.bytes);
+                eprintln!(
+                    "{} ms {:?} replica {r} {conn:?}: {frame:?}",
+                    self.now, packet.dir
+                );
             }
             match packet.dir {
                 Dir::ToLeader => {

@@ -121,14 +121,26 @@ pub struct World {
     next_conn: u64,
     /// After healing: no more faults, no more writes.
     healing: bool,
+    /// `SIM_TRACE=1`: print every packet delivered and every close.
+    trace: bool,
     failure: Option<String>,
     report: Report,
 }
 
+/// What a run may change beyond the seed.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options {
+    /// Bugs planted in every replica's state machine.
+    pub bugs: PlantedBugs,
+    /// A network that only delays (no drops, duplicates, reordering, damage, leaks or
+    /// isolation); crashes, cuts, forks, compaction and term changes still happen.
+    pub quiet_network: bool,
+}
+
 /// Runs one seed to the end: chaos, then healing and convergence. A panic (a broken assertion
 /// in core or in the simulated drivers) is a failure of the seed too.
-pub fn run(seed: u64, bugs: PlantedBugs) -> Result<Report, Failure> {
-    let outcome = std::panic::catch_unwind(|| run_unguarded(seed, bugs));
+pub fn run(seed: u64, options: Options) -> Result<Report, Failure> {
+    let outcome = std::panic::catch_unwind(|| run_unguarded(seed, options));
     outcome.unwrap_or_else(|payload| {
         let message = payload
             .downcast_ref::<String>()
@@ -144,8 +156,8 @@ pub fn run(seed: u64, bugs: PlantedBugs) -> Result<Report, Failure> {
     })
 }
 
-fn run_unguarded(seed: u64, bugs: PlantedBugs) -> Result<Report, Failure> {
-    let mut world = World::new(seed, bugs);
+fn run_unguarded(seed: u64, options: Options) -> Result<Report, Failure> {
+    let mut world = World::new(seed, options);
     for _ in 0..world.knobs.fault_steps {
         world.step()?;
     }
@@ -174,7 +186,8 @@ fn ready<T>(future: impl Future<Output = T>) -> T {
 }
 
 impl World {
-    fn new(seed: u64, bugs: PlantedBugs) -> World {
+    fn new(seed: u64, options: Options) -> World {
+        let bugs = options.bugs;
         let mut rng = Rng::new(seed);
         let knobs = Knobs {
             fault_steps: rng.range(100, 220),
@@ -231,6 +244,22 @@ impl World {
                 ReplicaNode::new(id, config, bugs, store, term, fork_base)
             })
             .collect();
+        let (faults, knobs) = if options.quiet_network {
+            let quiet = NetFaults {
+                delay_ms_max: faults.delay_ms_max,
+                ..NetFaults::default()
+            };
+            // Compaction during transfers is where the subtle sequences are.
+            let compact = knobs.compact.max(0.05);
+            let knobs = Knobs {
+                isolate: 0.0,
+                compact,
+                ..knobs
+            };
+            (quiet, knobs)
+        } else {
+            (faults, knobs)
+        };
         World {
             seed,
             net: Network::new(count, faults),
@@ -243,6 +272,7 @@ impl World {
             acked: Vec::new(),
             next_conn: 0,
             healing: false,
+            trace: std::env::var_os("SIM_TRACE").is_some(),
             failure: None,
             report: Report {
                 replicas: count,

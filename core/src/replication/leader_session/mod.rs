@@ -193,7 +193,10 @@ impl LeaderSession {
         match frame {
             Frame::Hello(hello) => self.handle_hello(now, hello),
             Frame::Ack { durable } => self.handle_ack(now, durable),
-            Frame::SnapshotAck { received_bytes } => self.handle_snapshot_ack(now, received_bytes),
+            Frame::SnapshotAck {
+                position,
+                received_bytes,
+            } => self.handle_snapshot_ack(now, position, received_bytes),
             Frame::Error { code, message } => {
                 self.phase = Phase::Closed;
                 vec![LeaderCommand::Close(ReplicationError::Remote {
@@ -440,11 +443,20 @@ impl LeaderSession {
         }
     }
 
-    fn handle_snapshot_ack(&mut self, now: TimestampMs, received: u64) -> Vec<LeaderCommand> {
+    fn handle_snapshot_ack(
+        &mut self,
+        now: TimestampMs,
+        position: LogPosition,
+        received: u64,
+    ) -> Vec<LeaderCommand> {
         let Phase::Snapshot(transfer) = &mut self.phase else {
             // Late acks of a transfer that already ended are harmless.
             return Vec::new();
         };
+        if transfer.snapshot.position != position {
+            // A late ack of an earlier transfer (the leader compacted again since).
+            return Vec::new();
+        }
         if received > transfer.sent_bytes {
             let what = format!(
                 "SnapshotAck for {received} bytes, {} sent",
