@@ -12,6 +12,7 @@ pub mod error;
 pub mod index;
 pub mod log;
 pub mod query;
+pub mod replication;
 pub mod snapshot;
 pub mod state;
 pub mod storage;
