@@ -122,20 +122,25 @@ fn parse(leader: &Leader, body: Value) -> Result<(Txn, Vec<String>), ApiError> {
 }
 
 fn parse_op(leader: &Leader, op: Value) -> Result<Op, ApiError> {
+    // Inserts are most of a typical batch. Taking a well-formed one apart by hand skips serde's
+    // internally tagged enum, which copies each document through an intermediate tree and
+    // then builds a second `Value` of it. Anything else takes the general path below.
+    let op = match op {
+        Value::Object(mut map) if is_plain_insert(&map) => {
+            let (Some(Value::String(collection)), Some(doc)) =
+                (map.remove("collection"), map.remove("doc"))
+            else {
+                unreachable!("checked by is_plain_insert");
+            };
+            let op = insert(leader, collection, doc)?;
+            validate_collection_name(op.collection())?;
+            return Ok(op);
+        }
+        op => op,
+    };
     let op: WireOp = serde_json::from_value(op).map_err(|e| ApiError::InvalidTxn(e.to_string()))?;
     let op = match op {
-        WireOp::Insert { collection, doc } => {
-            let mut doc = doc;
-            if let Value::Object(map) = &mut doc
-                && !map.contains_key(ID_FIELD)
-            {
-                map.insert(ID_FIELD.into(), Value::String(leader.generate_id()));
-            }
-            Op::Insert {
-                collection,
-                doc: RawDoc::from_value(&doc)?,
-            }
-        }
+        WireOp::Insert { collection, doc } => insert(leader, collection, doc)?,
         WireOp::Put {
             collection,
             doc,
@@ -190,4 +195,25 @@ fn parse_op(leader: &Leader, op: Value) -> Result<Op, ApiError> {
     };
     validate_collection_name(op.collection())?;
     Ok(op)
+}
+
+/// `{"op": "insert", "collection": "<string>", "doc": …}` and nothing else.
+fn is_plain_insert(map: &serde_json::Map<String, Value>) -> bool {
+    map.len() == 3
+        && map.get("op").and_then(Value::as_str) == Some("insert")
+        && map.get("collection").is_some_and(Value::is_string)
+        && map.contains_key("doc")
+}
+
+/// An insert of `doc`, which gets a generated `_id` when it has none.
+fn insert(leader: &Leader, collection: String, mut doc: Value) -> Result<Op, ApiError> {
+    if let Value::Object(map) = &mut doc
+        && !map.contains_key(ID_FIELD)
+    {
+        map.insert(ID_FIELD.into(), Value::String(leader.generate_id()));
+    }
+    Ok(Op::Insert {
+        collection,
+        doc: RawDoc::from_value(&doc)?,
+    })
 }
