@@ -43,6 +43,9 @@ enum Flaw {
     ForgetsMetadata,
     /// Drops the snapshot when a newer one is saved at the same position.
     KeepsFirstSnapshot,
+    /// Installs a snapshot as `save_snapshot` would: entries above it stay unless it lies
+    /// past the last one.
+    InstallKeepsEntries,
 }
 
 #[derive(Debug)]
@@ -94,6 +97,13 @@ impl LogStore for FlawedStore {
         self.inner.save_snapshot(snapshot).await
     }
 
+    async fn install_snapshot(&mut self, snapshot: &Snapshot) -> StorageResult<()> {
+        match self.flaw {
+            Flaw::InstallKeepsEntries => self.inner.save_snapshot(snapshot).await,
+            _ => self.inner.install_snapshot(snapshot).await,
+        }
+    }
+
     async fn load_snapshot(&self) -> StorageResult<Option<Snapshot>> {
         self.inner.load_snapshot().await
     }
@@ -139,6 +149,7 @@ fn the_suite_catches_flawed_stores() {
         (Flaw::TruncatesOneLate, "truncate_suffix_middle"),
         (Flaw::ForgetsMetadata, "metadata_save_load_replace"),
         (Flaw::KeepsFirstSnapshot, "snapshot_save_load_replace"),
+        (Flaw::InstallKeepsEntries, "install_snapshot_below_last"),
     ] {
         let outcome = catch_unwind(AssertUnwindSafe(|| {
             futures::executor::block_on(conformance::test_all(&mut FlawedHarness(flaw)));

@@ -60,6 +60,12 @@ pub async fn test_all<H: StoreHarness>(harness: &mut H) {
     snapshot_past_last_resets_log(harness).await;
     snapshot_on_empty_store(harness).await;
     metadata_save_load_replace(harness).await;
+    install_snapshot_below_last(harness).await;
+    install_snapshot_below_compaction(harness).await;
+    install_snapshot_at_last(harness).await;
+    install_snapshot_above_last(harness).await;
+    install_snapshot_on_empty_store(harness).await;
+    install_snapshot_twice(harness).await;
     model_sequence(harness).await;
 }
 
@@ -177,6 +183,12 @@ impl Model {
             self.entries.clear();
             self.compacted = snapshot.position;
         }
+        self.snapshot = Some(snapshot.clone());
+    }
+
+    fn install_snapshot(&mut self, snapshot: &Snapshot) {
+        self.entries.clear();
+        self.compacted = snapshot.position;
         self.snapshot = Some(snapshot.clone());
     }
 
@@ -758,6 +770,122 @@ pub async fn snapshot_on_empty_store<H: StoreHarness>(harness: &mut H) {
     check_and_reopen(harness, store, &model, context).await;
 }
 
+/// Installs `snapshot` into `store` and checks the contract's exact state at once, then
+/// against the model, then after a reopen; then appends a continuation from the snapshot's
+/// position (a stale one from the old log must be refused) and checks again after a reopen.
+async fn install_then_continue<H: StoreHarness>(
+    harness: &mut H,
+    mut store: H::Store,
+    model: &mut Model,
+    snapshot: &Snapshot,
+    context: &str,
+) -> H::Store {
+    let old_last = model.last();
+    store
+        .install_snapshot(snapshot)
+        .await
+        .unwrap_or_else(|e| panic!("{context}: install_snapshot: {e}"));
+    model.install_snapshot(snapshot);
+    assert_eq!(
+        store.state().await.expect("state"),
+        LogState {
+            first: snapshot.position.lsn.next(),
+            last: snapshot.position
+        },
+        "{context}: state() right after install_snapshot"
+    );
+    let mut store = check_and_reopen(harness, store, model, context).await;
+
+    if old_last != snapshot.position {
+        let stale = entries_after(old_last, 1, Term(1), "stale");
+        expect_not_contiguous(
+            store.append(&stale).await,
+            snapshot.position,
+            stale[0].lsn,
+            context,
+        );
+    }
+    let next = entries_after(snapshot.position, 3, Term(9), "i");
+    append_ok(&mut store, model, &next, context).await;
+    check_and_reopen(harness, store, model, &format!("{context} (continued)")).await
+}
+
+/// A store with entries 1..=10, compacted through 2, an old snapshot at 4 and metadata: the
+/// full set of things an install must replace (or, for metadata, keep).
+async fn full_store<H: StoreHarness>(harness: &mut H) -> (H::Store, Model) {
+    let (mut store, mut model) = store_with(harness, 10).await;
+    store.compact_prefix(Lsn(2)).await.expect("compact_prefix");
+    model.compact_prefix(Lsn(2));
+    let old = snapshot_at(model.entries[1].position(), 300, 10);
+    store.save_snapshot(&old).await.expect("save_snapshot");
+    model.save_snapshot(&old);
+    let metadata = Metadata {
+        term: Term(2),
+        node_id: ReplicaId(0xbeef),
+    };
+    store.save_metadata(&metadata).await.expect("save_metadata");
+    model.metadata = Some(metadata);
+    (store, model)
+}
+
+/// A diverged replica: a snapshot from another history at an LSN below the last entry resets
+/// the log there, dropping entries above it; metadata stays.
+pub async fn install_snapshot_below_last<H: StoreHarness>(harness: &mut H) {
+    let context = "install_snapshot_below_last";
+    let (store, mut model) = full_store(harness).await;
+    let snapshot = snapshot_at(foreign_position(6), 700, 11);
+    install_then_continue(harness, store, &mut model, &snapshot, context).await;
+}
+
+/// A snapshot at or below the compaction point moves the compaction point back to it.
+pub async fn install_snapshot_below_compaction<H: StoreHarness>(harness: &mut H) {
+    let context = "install_snapshot_below_compaction";
+    let (mut store, mut model) = full_store(harness).await;
+    store.compact_prefix(Lsn(6)).await.expect("compact_prefix");
+    model.compact_prefix(Lsn(6));
+    let snapshot = snapshot_at(foreign_position(3), 90, 12);
+    install_then_continue(harness, store, &mut model, &snapshot, context).await;
+}
+
+/// A snapshot of exactly the last entry still drops it: nothing is held afterwards.
+pub async fn install_snapshot_at_last<H: StoreHarness>(harness: &mut H) {
+    let context = "install_snapshot_at_last";
+    let (store, mut model) = full_store(harness).await;
+    let snapshot = snapshot_at(model.last(), 400, 13);
+    install_then_continue(harness, store, &mut model, &snapshot, context).await;
+}
+
+/// A snapshot past the last entry (a lagging replica).
+pub async fn install_snapshot_above_last<H: StoreHarness>(harness: &mut H) {
+    let context = "install_snapshot_above_last";
+    let (store, mut model) = full_store(harness).await;
+    let snapshot = snapshot_at(foreign_position(40), 2_000, 14);
+    install_then_continue(harness, store, &mut model, &snapshot, context).await;
+}
+
+/// A new store takes an install like any other.
+pub async fn install_snapshot_on_empty_store<H: StoreHarness>(harness: &mut H) {
+    let context = "install_snapshot_on_empty_store";
+    let store = harness.create().await;
+    let mut model = Model::default();
+    let snapshot = snapshot_at(foreign_position(5), 64, 15);
+    install_then_continue(harness, store, &mut model, &snapshot, context).await;
+}
+
+/// Installing again resets each time: the same snapshot after appends past it, then one at a
+/// held entry, then one from another history below that.
+pub async fn install_snapshot_twice<H: StoreHarness>(harness: &mut H) {
+    let context = "install_snapshot_twice";
+    let (store, mut model) = full_store(harness).await;
+    let first = snapshot_at(foreign_position(8), 500, 16);
+    let store = install_then_continue(harness, store, &mut model, &first, context).await;
+    let store = install_then_continue(harness, store, &mut model, &first, context).await;
+    let earlier = snapshot_at(model.entries[0].position(), 50, 17);
+    let store = install_then_continue(harness, store, &mut model, &earlier, context).await;
+    let lower = snapshot_at(foreign_position(4), 30, 18);
+    install_then_continue(harness, store, &mut model, &lower, context).await;
+}
+
 /// Metadata starts absent, saves, replaces, and survives reopening.
 pub async fn metadata_save_load_replace<H: StoreHarness>(harness: &mut H) {
     let context = "metadata_save_load_replace";
@@ -818,6 +946,15 @@ pub async fn model_sequence<H: StoreHarness>(harness: &mut H) {
                     .await
                     .unwrap_or_else(|e| panic!("{context}: compact_prefix({through}): {e}"));
                 model.compact_prefix(Lsn(through));
+            }
+            6 if rng.below(4) == 0 => {
+                let lsn = rng.below(model.last().lsn.0 + 4);
+                let snapshot = snapshot_at(foreign_position(lsn), rng.below(500) as usize, step);
+                store
+                    .install_snapshot(&snapshot)
+                    .await
+                    .unwrap_or_else(|e| panic!("{context}: install_snapshot({lsn}): {e}"));
+                model.install_snapshot(&snapshot);
             }
             6 => {
                 let ahead = rng.below(3) == 0;

@@ -130,6 +130,22 @@ pub trait LogStore {
         snapshot: &Snapshot,
     ) -> impl Future<Output = StorageResult<()>> + MaybeSend;
 
+    /// Replaces everything the store holds of the log with `snapshot`: entries, compaction
+    /// point and any earlier snapshot. This is how a replica re-bootstraps from a leader's
+    /// snapshot (`InstallSnapshot`), and it resets the log even when the snapshot's LSN is at
+    /// or below the last entry held (a diverged replica), which `save_snapshot` never does.
+    ///
+    /// Afterwards `state()` is `{ first: snapshot.position.lsn + 1, last: snapshot.position }`,
+    /// `load_snapshot()` returns `snapshot`, no entry is held, and the next append must follow
+    /// `snapshot.position`. Metadata is kept. The change is durable when the future resolves,
+    /// and a crash at any point leaves either the old store or the new one, never a mix (each
+    /// implementation says how). A store may refuse a snapshot that fails
+    /// [`Snapshot::verify`] with `Invalid`, changing nothing.
+    fn install_snapshot(
+        &mut self,
+        snapshot: &Snapshot,
+    ) -> impl Future<Output = StorageResult<()>> + MaybeSend;
+
     /// The last saved snapshot.
     fn load_snapshot(&self) -> impl Future<Output = StorageResult<Option<Snapshot>>> + MaybeSend;
 

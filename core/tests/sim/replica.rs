@@ -175,9 +175,7 @@ impl ReplicaNode {
                 }
             }
             ReplicaIo::Install(snapshot) => {
-                let mut store = MemoryStore::new();
-                ready(store.save_snapshot(&snapshot)).expect("save snapshot");
-                self.durable = store;
+                ready(self.durable.install_snapshot(&snapshot)).expect("install snapshot");
                 self.fork_base = None;
                 self.store_checked = Lsn::ZERO;
                 Ok(Completed::Installed(snapshot.position))

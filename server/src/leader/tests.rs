@@ -63,6 +63,9 @@ impl LogStore for SharedStore {
     async fn save_snapshot(&mut self, snapshot: &Snapshot) -> StorageResult<()> {
         self.with(|s| now(s.save_snapshot(snapshot)))
     }
+    async fn install_snapshot(&mut self, snapshot: &Snapshot) -> StorageResult<()> {
+        self.with(|s| now(s.install_snapshot(snapshot)))
+    }
     async fn load_snapshot(&self) -> StorageResult<Option<Snapshot>> {
         self.with(|s| now(s.load_snapshot()))
     }

@@ -15,7 +15,8 @@
 //!   meta                               Metadata (term, node id): one record
 //!   snapshot-00000000000000001000.snap the checkpoint: header record + ≤1 MiB chunk records
 //!   wal/
-//!     compacted                        the compaction point (lsn, hash): one record
+//!     compacted                        the compaction point (lsn, hash) and the last
+//!                                      finished log reset: one record
 //!     00000000000000000998.seg         entry records 998.. back to back (named by first LSN)
 //!     00000000000000001377.seg         ...the last segment takes the appends
 //! ```
@@ -47,7 +48,8 @@
 //! file and byte offset when acknowledged data is damaged; `recovery.rs` states the exact rule.
 //! It also finishes what a crash interrupted: leftover temp files are removed, segments wholly
 //! behind the compaction point deleted, an older snapshot left beside a newer one removed, and
-//! a snapshot reset (a snapshot saved past the log's end) completed. Restart time is bounded by
+//! a log reset (an installed snapshot, or one saved past the log's end) finished: `store/reset.rs`
+//! gives the order of its steps. Restart time is bounded by
 //! checkpoints ([`CheckpointPolicy`]): a snapshot, then the log compacted behind it.
 //!
 //! # Bounds

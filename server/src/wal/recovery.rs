@@ -43,7 +43,7 @@ pub(super) struct Scan {
 }
 
 /// Every segment file in `wal_dir`, by first LSN, ascending.
-fn list_segments(wal_dir: &Path) -> StorageResult<Vec<(Lsn, PathBuf)>> {
+pub(super) fn list_segments(wal_dir: &Path) -> StorageResult<Vec<(Lsn, PathBuf)>> {
     let mut found = Vec::new();
     for entry in fs::read_dir(wal_dir).map_err(|e| io_error("cannot list", wal_dir, &e))? {
         let entry = entry.map_err(|e| io_error("cannot list", wal_dir, &e))?;

@@ -25,11 +25,14 @@ use super::recovery::scan_segments;
 use super::segment::Segment;
 use super::{WalOptions, WalStats, snapshot_file};
 
+mod reset;
+
 /// The log's folder inside the data directory.
 const WAL_DIR: &str = "wal";
 /// The metadata file, in the data directory.
 const META_FILE: &str = "meta";
-/// The compaction point (a `LogPosition`), in the log's folder.
+/// The compaction point and the last finished reset (a `reset::CompactionPoint`), in the
+/// log's folder.
 const COMPACTED_FILE: &str = "compacted";
 /// Largest segment size accepted in options: offsets are kept as `u32`.
 const SEGMENT_BYTES_LIMIT: u64 = 1 << 30;
@@ -55,6 +58,10 @@ pub struct FileStore {
     snapshot_path: Option<PathBuf>,
     /// The sequence number of the current snapshot (0 when none was ever saved).
     snapshot_sequence: u64,
+    /// The sequence of the snapshot whose log reset was last finished (0 if none); kept in
+    /// the compaction point file so that recovery can tell a finished reset from one a crash
+    /// interrupted.
+    reset_sequence: u64,
     metadata: Option<Metadata>,
     stats: WalStats,
     /// Set when a mutation failed with an IO error: what is on disk is then unknown, so every
@@ -96,10 +103,12 @@ impl FileStore {
         }
 
         let metadata = read_record_file(&dir.join(META_FILE), RecordKind::Metadata)?;
-        let compacted: LogPosition =
-            read_record_file(&wal_dir.join(COMPACTED_FILE), RecordKind::Metadata)?
-                .unwrap_or(LogPosition::START);
         let snapshot = open_snapshot(&dir, &mut stats)?;
+        let newest = snapshot.as_ref().map(|(_, header)| header);
+        let point = reset::read_compaction_point(&wal_dir, newest)?;
+        // A crash may have come between a reset's snapshot rename and the log's reset: finish
+        // it before reading segments that it drops.
+        let point = reset::finish_interrupted(&wal_dir, newest, point, &mut stats)?;
         let scan = scan_segments(&wal_dir, &mut stats)?;
 
         let mut store = FileStore {
@@ -108,23 +117,19 @@ impl FileStore {
             options,
             segments: scan.segments,
             active: None,
-            compacted,
+            compacted: point.position,
             last: LogPosition::START,
             snapshot_path: snapshot.as_ref().map(|(path, _)| path.clone()),
-            snapshot_sequence: snapshot.as_ref().map_or(0, |(_, header)| header.sequence),
+            snapshot_sequence: newest
+                .map_or(0, |header| header.sequence)
+                .max(point.reset_sequence),
+            reset_sequence: point.reset_sequence,
             metadata,
             stats,
             failure: None,
             scratch: Vec::new(),
             _lock: lock,
         };
-        if let Some((_, header)) = snapshot
-            && header.resets_log
-            && store.compacted.lsn < header.position.lsn
-        {
-            // A crash came between the snapshot's rename and the log's reset: finish it.
-            store.set_compaction_point(header.position)?;
-        }
         store.check_compaction_point()?;
         store.last = match scan.last {
             Some(last) if last.lsn > store.compacted.lsn => last,
@@ -414,45 +419,28 @@ impl FileStore {
 
     /// Saves a snapshot: the file is written and renamed into place (the commit point), older
     /// snapshot files are removed, and a snapshot past the last entry then resets the log to
-    /// start after it. The header records that reset, so recovery can finish it.
+    /// start after it, as `install_snapshot` does (see `reset.rs`). The header records that
+    /// reset, so recovery can finish it.
     fn save_snapshot_inner(&mut self, snapshot: &Snapshot) -> StorageResult<()> {
-        if !snapshot.verify() {
-            return Err(StorageError::Invalid(format!(
-                "snapshot at {} does not match its state hash",
-                snapshot.position
-            )));
-        }
         let resets_log = snapshot.position.lsn > self.last.lsn;
-        let sequence = self.snapshot_sequence + 1;
-        let path =
-            snapshot_file::write(&self.dir, snapshot, resets_log, sequence, &mut self.stats)?;
-        self.snapshot_sequence = sequence;
-        let mut removed = false;
-        for (_, old) in snapshot_file::list(&self.dir)? {
-            if old != path {
-                remove_file(&old)?;
-                removed = true;
-            }
-        }
-        if removed {
-            sync_dir(&self.dir, &mut self.stats)?;
-        }
-        self.snapshot_path = Some(path);
+        let sequence = self.write_snapshot(snapshot, resets_log)?;
         if resets_log {
-            self.set_compaction_point(snapshot.position)?;
-            self.last = snapshot.position;
-            self.drop_compacted_segments()?;
+            self.finish_reset(snapshot.position, sequence)?;
         }
         Ok(())
     }
 
-    /// Makes `position` the compaction point, durably.
+    /// Makes `position` the compaction point, durably, with the last finished reset.
     fn set_compaction_point(&mut self, position: LogPosition) -> StorageResult<()> {
+        let point = reset::CompactionPoint {
+            position,
+            reset_sequence: self.reset_sequence,
+        };
         write_record_file(
             &self.wal_dir,
             COMPACTED_FILE,
             RecordKind::Metadata,
-            &position,
+            &point,
             &mut self.stats,
         )?;
         self.compacted = position;
@@ -669,6 +657,11 @@ impl LogStore for FileStore {
 
     async fn save_snapshot(&mut self, snapshot: &Snapshot) -> StorageResult<()> {
         self.save_snapshot_blocking(snapshot)
+    }
+
+    /// Crash-safe by its order of durable steps: see `reset.rs`.
+    async fn install_snapshot(&mut self, snapshot: &Snapshot) -> StorageResult<()> {
+        self.install_snapshot_blocking(snapshot)
     }
 
     async fn load_snapshot(&self) -> StorageResult<Option<Snapshot>> {

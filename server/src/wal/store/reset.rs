@@ -1,0 +1,179 @@
+//! Log resets: replacing the whole log with a snapshot ([`FileStore::install_snapshot_blocking`],
+//! and `save_snapshot` of a snapshot past the last entry), crash-safely.
+//!
+//! A reset must drop every segment, even ones holding entries above the snapshot (a diverged
+//! replica), so recovery cannot tell from the segments alone whether a reset was interrupted:
+//! after a finished reset, new appends make segments just like the old ones. The snapshot
+//! header therefore carries `resets_log` and the save `sequence`, and the compaction point
+//! file records the sequence of the last reset that was finished:
+//!
+//! ```text
+//!  install_snapshot(S):
+//!   1. write snapshot file (resets_log, sequence n): temp, fsync, rename, dir fsync ◄─ commit
+//!   2. remove older snapshot files, dir fsync
+//!   3. delete every segment, newest first, wal dir fsync
+//!   4. write wal/compacted = { position: S.position, reset_sequence: n }       ◄─ finished
+//!
+//!  open: newest snapshot has resets_log and sequence > compacted.reset_sequence
+//!        ──► redo 3 and 4 before the segments are read
+//! ```
+//!
+//! A crash before the rename in step 1 leaves the old store (the temp file is removed at
+//! open); a crash anywhere after it leaves the new snapshot as the newest, and open finishes
+//! the reset, so the directory reads back as the old store or the new one, never a mix.
+//! Compaction point files written before resets were recorded (a bare position) still open:
+//! for them the older rule holds, a reset is finished once the compaction point reaches it.
+
+use std::path::Path;
+
+use cstore_core::log::codec::RecordKind;
+use cstore_core::snapshot::Snapshot;
+use cstore_core::storage::{StorageError, StorageResult};
+use cstore_core::types::LogPosition;
+use serde::{Deserialize, Serialize};
+
+use super::super::WalStats;
+use super::super::durable::{read_record_file, remove_file, sync_dir, write_record_file};
+use super::super::recovery::list_segments;
+use super::super::snapshot_file::{self, SnapshotHeader};
+use super::{COMPACTED_FILE, FileStore};
+
+/// The record in `wal/compacted`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(super) struct CompactionPoint {
+    /// The last compacted entry (`START` if none).
+    pub position: LogPosition,
+    /// The snapshot sequence of the last log reset that was finished (0 if none).
+    pub reset_sequence: u64,
+}
+
+/// Reads `wal/compacted`, resolving a file of the older format (a bare position) against the
+/// newest snapshot's header. A missing file is the start of a log with no reset.
+pub(super) fn read_compaction_point(
+    wal_dir: &Path,
+    newest: Option<&SnapshotHeader>,
+) -> StorageResult<CompactionPoint> {
+    let path = wal_dir.join(COMPACTED_FILE);
+    match read_record_file::<CompactionPoint>(&path, RecordKind::Metadata) {
+        Ok(point) => Ok(point.unwrap_or_default()),
+        Err(error @ StorageError::Corrupt(_)) => {
+            let Ok(Some(position)) = read_record_file::<LogPosition>(&path, RecordKind::Metadata)
+            else {
+                return Err(error);
+            };
+            let reset_sequence = newest
+                .filter(|h| h.resets_log && position.lsn >= h.position.lsn)
+                .map_or(0, |h| h.sequence);
+            Ok(CompactionPoint {
+                position,
+                reset_sequence,
+            })
+        }
+        Err(error) => Err(error),
+    }
+}
+
+/// At open, before the segments are read: finishes the reset the newest snapshot asks for if
+/// a crash interrupted it (steps 3 and 4 of the module docs). Returns the compaction point.
+pub(super) fn finish_interrupted(
+    wal_dir: &Path,
+    newest: Option<&SnapshotHeader>,
+    point: CompactionPoint,
+    stats: &mut WalStats,
+) -> StorageResult<CompactionPoint> {
+    let Some(header) = newest.filter(|h| h.resets_log && h.sequence > point.reset_sequence) else {
+        return Ok(point);
+    };
+    let files = list_segments(wal_dir)?;
+    for (_, path) in files.iter().rev() {
+        remove_file(path)?;
+        stats.segments_deleted += 1;
+    }
+    if !files.is_empty() {
+        sync_dir(wal_dir, stats)?;
+    }
+    let finished = CompactionPoint {
+        position: header.position,
+        reset_sequence: header.sequence,
+    };
+    write_record_file(
+        wal_dir,
+        COMPACTED_FILE,
+        RecordKind::Metadata,
+        &finished,
+        stats,
+    )?;
+    Ok(finished)
+}
+
+impl FileStore {
+    /// [`LogStore::install_snapshot`](cstore_core::storage::LogStore::install_snapshot),
+    /// synchronously: the snapshot file is the commit point, then every segment goes and the
+    /// compaction point records the finished reset (see the [module docs](self)). A snapshot
+    /// that fails its state hash is `Invalid`, and nothing is written.
+    pub fn install_snapshot_blocking(&mut self, snapshot: &Snapshot) -> StorageResult<()> {
+        self.guarded(|store| {
+            let sequence = store.write_snapshot(snapshot, true)?;
+            store.finish_reset(snapshot.position, sequence)
+        })
+    }
+
+    /// Drops every segment, newest first, then records `position` as the compaction point and
+    /// `sequence` as the last finished reset.
+    pub(super) fn finish_reset(
+        &mut self,
+        position: LogPosition,
+        sequence: u64,
+    ) -> StorageResult<()> {
+        assert!(
+            sequence > self.reset_sequence,
+            "reset {sequence} after finished reset {}",
+            self.reset_sequence
+        );
+        let mut deleted = false;
+        while let Some(segment) = self.segments.pop() {
+            self.active = None;
+            remove_file(&segment.path)?;
+            self.stats.segments_deleted += 1;
+            deleted = true;
+        }
+        if deleted {
+            sync_dir(&self.wal_dir, &mut self.stats)?;
+        }
+        self.reset_sequence = sequence;
+        self.set_compaction_point(position)?;
+        self.last = position;
+        Ok(())
+    }
+
+    /// Writes `snapshot` as the newest snapshot file (the commit point) and removes older
+    /// ones. Returns its sequence.
+    pub(super) fn write_snapshot(
+        &mut self,
+        snapshot: &Snapshot,
+        resets_log: bool,
+    ) -> StorageResult<u64> {
+        if !snapshot.verify() {
+            return Err(StorageError::Invalid(format!(
+                "snapshot at {} does not match its state hash",
+                snapshot.position
+            )));
+        }
+        let sequence = self.snapshot_sequence + 1;
+        let path =
+            snapshot_file::write(&self.dir, snapshot, resets_log, sequence, &mut self.stats)?;
+        self.snapshot_sequence = sequence;
+        let mut removed = false;
+        for (_, old) in snapshot_file::list(&self.dir)? {
+            if old != path {
+                remove_file(&old)?;
+                removed = true;
+            }
+        }
+        if removed {
+            sync_dir(&self.dir, &mut self.stats)?;
+        }
+        self.snapshot_path = Some(path);
+        Ok(sequence)
+    }
+}
