@@ -51,17 +51,20 @@ pub async fn get(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     // Copy the text out under the lock; the response is written after it is released.
-    let (version, text) = app.leader.read(|state| {
-        let coll = state
-            .collection(&collection)
-            .ok_or_else(|| ApiError::CollectionNotFound(collection.clone()))?;
-        coll.get(&id)
-            .map(|stored| (stored.version, stored.doc.as_str().to_string()))
-            .ok_or_else(|| ApiError::NotFound {
-                collection: collection.clone(),
-                id: id.clone(),
-            })
-    })?;
+    let (version, text) = app
+        .leader
+        .read_durable(|state| {
+            let coll = state
+                .collection(&collection)
+                .ok_or_else(|| ApiError::CollectionNotFound(collection.clone()))?;
+            coll.get(&id)
+                .map(|stored| (stored.version, stored.doc.as_str().to_string()))
+                .ok_or_else(|| ApiError::NotFound {
+                    collection: collection.clone(),
+                    id: id.clone(),
+                })
+        })
+        .await??;
     let tag = etag(version);
     if none_match(&headers, &tag) {
         return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, tag)]).into_response());

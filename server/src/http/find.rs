@@ -38,34 +38,37 @@ pub async fn find(
         Some(_) => return Err(ApiError::InvalidQuery("`explain` must be a boolean".into())),
     };
     let query = FindQuery::parse(&body)?;
-    let text = app.leader.read(|state| {
-        let lsn = state.applied().lsn;
-        let Some(coll) = state.collection(&collection) else {
-            return Ok(format!(r#"{{"docs":[],"lsn":{lsn}}}"#));
-        };
-        let result = run_find(coll, &query)?;
-        let mut out = String::from(r#"{"docs":["#);
-        for (i, stored) in result.docs.iter().enumerate() {
-            if i > 0 {
-                out.push(',');
+    let text = app
+        .leader
+        .read_durable(|state| {
+            let lsn = state.applied().lsn;
+            let Some(coll) = state.collection(&collection) else {
+                return Ok(format!(r#"{{"docs":[],"lsn":{lsn}}}"#));
+            };
+            let result = run_find(coll, &query)?;
+            let mut out = String::from(r#"{"docs":["#);
+            for (i, stored) in result.docs.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(stored.doc.as_str());
+                if out.len() > RESULT_BYTES_MAX {
+                    return Err(ApiError::ResultTooLarge {
+                        limit_bytes: RESULT_BYTES_MAX,
+                    });
+                }
             }
-            out.push_str(stored.doc.as_str());
-            if out.len() > RESULT_BYTES_MAX {
-                return Err(ApiError::ResultTooLarge {
-                    limit_bytes: RESULT_BYTES_MAX,
-                });
+            write!(out, r#"],"lsn":{lsn}"#).expect("writing to a String");
+            if explain {
+                let mut plan = result.plan.explain();
+                if let Some(map) = plan.as_object_mut() {
+                    map.insert("examined".into(), result.examined.into());
+                }
+                write!(out, r#","plan":{plan}"#).expect("writing to a String");
             }
-        }
-        write!(out, r#"],"lsn":{lsn}"#).expect("writing to a String");
-        if explain {
-            let mut plan = result.plan.explain();
-            if let Some(map) = plan.as_object_mut() {
-                map.insert("examined".into(), result.examined.into());
-            }
-            write!(out, r#","plan":{plan}"#).expect("writing to a String");
-        }
-        out.push('}');
-        Ok(out)
-    })?;
+            out.push('}');
+            Ok(out)
+        })
+        .await??;
     Ok(([(header::CONTENT_TYPE, "application/json")], text).into_response())
 }

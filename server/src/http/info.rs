@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 
 use super::AppState;
 use super::auth::{Authorized, NeedsAdmin, NeedsRead};
+use super::error::ApiError;
 
 /// `GET /`: a placeholder until the demo app lands.
 pub async fn index() -> Html<&'static str> {
@@ -65,20 +66,26 @@ pub async fn metrics(_: Authorized<NeedsAdmin>, State(app): State<AppState>) -> 
 }
 
 /// `GET /v1/c`: every collection with its size, indexes and TTL.
-pub async fn collections(_: Authorized<NeedsRead>, State(app): State<AppState>) -> Json<Value> {
-    let collections: Vec<Value> = app.leader.read(|state| {
-        state
-            .collections()
-            .map(|(name, c)| {
-                let indexes: Vec<_> = c.indexes().iter().map(|i| i.spec().clone()).collect();
-                json!({
-                    "name": name,
-                    "count": c.len(),
-                    "indexes": indexes,
-                    "ttl_ms": c.options().ttl_ms,
+pub async fn collections(
+    _: Authorized<NeedsRead>,
+    State(app): State<AppState>,
+) -> Result<Json<Value>, ApiError> {
+    let collections: Vec<Value> = app
+        .leader
+        .read_durable(|state| {
+            state
+                .collections()
+                .map(|(name, c)| {
+                    let indexes: Vec<_> = c.indexes().iter().map(|i| i.spec().clone()).collect();
+                    json!({
+                        "name": name,
+                        "count": c.len(),
+                        "indexes": indexes,
+                        "ttl_ms": c.options().ttl_ms,
+                    })
                 })
-            })
-            .collect()
-    });
-    Json(json!({ "collections": collections }))
+                .collect()
+        })
+        .await?;
+    Ok(Json(json!({ "collections": collections })))
 }

@@ -146,6 +146,8 @@ async fn commit_batch<S: LogStore>(
             // recovers exactly what is durable.
             error!(error = %e, "log append failed; the leader stops taking writes");
             *shared.failed.lock().expect("poisoned") = Some(e.to_string());
+            // Wake readers waiting for durability: what they read will never be durable.
+            shared.committed_watch.send_modify(|_| {});
             for (_, reply) in waiting {
                 let _ = reply.send(Err(WriteError::Storage(e.to_string())));
             }

@@ -14,9 +14,10 @@
 //! and the next batch takes them all, so N concurrent writers share one fsync. A write is
 //! acknowledged only after step 3 returned, so nothing acknowledged is ever lost.
 //!
-//! Readers take the state's read lock. They may see entries applied in step 2 whose fsync
-//! (step 3) has not returned yet; `applied_lsn` and `committed_lsn` in the status say so. Such
-//! an entry is never acknowledged to its writer before it is durable.
+//! Readers take the state's read lock, so they may look at entries applied in step 2 whose
+//! fsync (step 3) has not returned yet. Before answering, a reader that saw such an entry
+//! waits for it to be durable ([`Leader::wait_durable`], at most one batch): no read returns
+//! data that a crash could still take back.
 //!
 //! If the store fails, the state holds entries that may not be durable: the leader stops
 //! taking writes (every later write fails with `storage_io`) and the process should be
@@ -176,6 +177,32 @@ impl Leader {
             term: self.shared.term,
             applied_lsn: self.read(|s| s.applied().lsn),
             committed_lsn: Lsn(self.shared.committed.load(Ordering::Acquire)),
+        }
+    }
+
+    /// Runs `f` on the state like [`Self::read`], then waits until everything it could have
+    /// seen is durable (see [`Self::wait_durable`]). What the API's reads use.
+    pub async fn read_durable<R>(&self, f: impl FnOnce(&State) -> R) -> Result<R, WriteError> {
+        let (result, applied) = self.read(|state| (f(state), state.applied().lsn));
+        self.wait_durable(applied).await?;
+        Ok(result)
+    }
+
+    /// Waits until every entry up to `lsn` is durable: for a reader that saw entries applied
+    /// but not yet synced. Returns at once in the common case (`lsn` already durable); fails
+    /// when the store failed, since those entries will never be durable.
+    pub async fn wait_durable(&self, lsn: Lsn) -> Result<(), WriteError> {
+        let mut committed = self.shared.committed_watch.subscribe();
+        loop {
+            if *committed.borrow_and_update() >= lsn {
+                return Ok(());
+            }
+            if let Some(reason) = self.shared.failed.lock().expect("poisoned").clone() {
+                return Err(WriteError::Storage(reason));
+            }
+            if committed.changed().await.is_err() {
+                return Err(WriteError::ShuttingDown);
+            }
         }
     }
 

@@ -24,9 +24,17 @@ struct SharedStore {
     inner: Arc<Mutex<MemoryStore>>,
     appends: Arc<Mutex<usize>>,
     fail_appends: Arc<Mutex<bool>>,
+    /// While true, appends block (the entry is applied, its fsync has not returned).
+    hold_appends: Arc<(Mutex<bool>, std::sync::Condvar)>,
 }
 
 impl SharedStore {
+    fn hold(&self, held: bool) {
+        let (lock, wake) = &*self.hold_appends;
+        *lock.lock().unwrap() = held;
+        wake.notify_all();
+    }
+
     fn with<R>(&self, f: impl FnOnce(&mut MemoryStore) -> R) -> R {
         f(&mut self.inner.lock().unwrap())
     }
@@ -42,6 +50,11 @@ fn now<T>(future: impl std::future::Future<Output = T>) -> T {
 
 impl LogStore for SharedStore {
     async fn append(&mut self, entries: &[LogEntry]) -> StorageResult<()> {
+        {
+            // Blocking is fine here: the commit thread is the only caller.
+            let (lock, wake) = &*self.hold_appends;
+            let _released = wake.wait_while(lock.lock().unwrap(), |held| *held).unwrap();
+        }
         if *self.fail_appends.lock().unwrap() {
             return Err(StorageError::Io("disk on fire".into()));
         }
@@ -274,4 +287,58 @@ async fn file_store_round_trip_with_checkpoints() {
     assert_eq!(reopened.status().applied_lsn, Lsn(200));
     reopened.shutdown().await;
     std::fs::remove_dir_all(&dir).ok();
+}
+
+/// A read that saw an applied-but-not-durable entry answers only once it is durable, and fails
+/// if the append fails: no read returns data a crash could take back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_wait_for_durability() {
+    let store = SharedStore::default();
+    let leader = Leader::open(store.clone(), LeaderConfig::default())
+        .await
+        .unwrap();
+    leader.write(insert("a", 1)).await.unwrap();
+    let sees = |id: &'static str| {
+        let leader = leader.clone();
+        async move {
+            leader
+                .read_durable(|s| s.collection("c").unwrap().get(id).is_some())
+                .await
+        }
+    };
+    assert_eq!(sees("a").await, Ok(true), "durable data is read at once");
+
+    store.hold(true);
+    let write = tokio::spawn({
+        let leader = leader.clone();
+        async move { leader.write(insert("b", 2)).await }
+    });
+    while leader.status().applied_lsn < Lsn(2) {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    assert_eq!(leader.status().committed_lsn, Lsn(1));
+    let read = tokio::spawn(sees("b"));
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(!read.is_finished(), "the read waits for the entry's fsync");
+    store.hold(false);
+    assert_eq!(read.await.unwrap(), Ok(true));
+    assert_eq!(write.await.unwrap(), Ok(Lsn(2)));
+
+    // If the append fails, the waiting read fails too, rather than answer with lost data.
+    store.hold(true);
+    *store.fail_appends.lock().unwrap() = true;
+    let write = tokio::spawn({
+        let leader = leader.clone();
+        async move { leader.write(insert("c", 3)).await }
+    });
+    while leader.status().applied_lsn < Lsn(3) {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let read = tokio::spawn(sees("c"));
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert!(!read.is_finished());
+    store.hold(false);
+    assert_eq!(read.await.unwrap().unwrap_err().code(), "storage_io");
+    assert_eq!(write.await.unwrap().unwrap_err().code(), "storage_io");
+    leader.shutdown().await;
 }
