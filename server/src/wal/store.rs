@@ -374,17 +374,12 @@ impl FileStore {
         } else {
             self.read_physical(from.prev(), from)?[0].position()
         };
-        let mut deleted = false;
+        let mut removed = Vec::new();
         while self.segments.last().is_some_and(|s| s.first >= from) {
-            let segment = self.segments.pop().expect("checked");
+            removed.push(self.segments.pop().expect("checked"));
             self.active = None;
-            remove_file(&segment.path)?;
-            self.stats.segments_deleted += 1;
-            deleted = true;
         }
-        if deleted {
-            sync_dir(&self.wal_dir, &mut self.stats)?;
-        }
+        self.delete_segment_files(removed)?;
         if self.segments.last().is_some_and(|s| s.holds(from)) {
             let offset = self.segments.last().expect("checked").offset_of(from);
             let path = self.segments.last().expect("checked").path.clone();
@@ -449,24 +444,30 @@ impl FileStore {
 
     /// Deletes leading segments that hold nothing above the compaction point.
     fn drop_compacted_segments(&mut self) -> StorageResult<()> {
-        let mut deleted = false;
-        while self
+        let compacted = self.compacted.lsn;
+        let whole = self
             .segments
-            .first()
-            .is_some_and(|s| s.last() <= self.compacted.lsn)
-        {
-            let segment = self.segments.remove(0);
-            if self.segments.is_empty() {
-                self.active = None;
-            }
+            .iter()
+            .take_while(|s| s.last() <= compacted)
+            .count();
+        let removed: Vec<Segment> = self.segments.drain(..whole).collect();
+        if self.segments.is_empty() {
+            self.active = None;
+        }
+        self.delete_segment_files(removed)
+    }
+
+    /// Deletes the files of segments already taken out of `self.segments`, then syncs the
+    /// directory once (if there were any), so the deletions are durable together.
+    pub(super) fn delete_segment_files(&mut self, removed: Vec<Segment>) -> StorageResult<()> {
+        if removed.is_empty() {
+            return Ok(());
+        }
+        for segment in removed {
             remove_file(&segment.path)?;
             self.stats.segments_deleted += 1;
-            deleted = true;
         }
-        if deleted {
-            sync_dir(&self.wal_dir, &mut self.stats)?;
-        }
-        Ok(())
+        sync_dir(&self.wal_dir, &mut self.stats)
     }
 
     /// At open: the held entries must start right after the compaction point and continue its

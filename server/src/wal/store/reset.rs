@@ -35,6 +35,7 @@ use serde::{Deserialize, Serialize};
 use super::super::WalStats;
 use super::super::durable::{read_record_file, remove_file, sync_dir, write_record_file};
 use super::super::recovery::list_segments;
+use super::super::segment::Segment;
 use super::super::snapshot_file::{self, SnapshotHeader};
 use super::{COMPACTED_FILE, FileStore};
 
@@ -130,16 +131,11 @@ impl FileStore {
             "reset {sequence} after finished reset {}",
             self.reset_sequence
         );
-        let mut deleted = false;
-        while let Some(segment) = self.segments.pop() {
-            self.active = None;
-            remove_file(&segment.path)?;
-            self.stats.segments_deleted += 1;
-            deleted = true;
-        }
-        if deleted {
-            sync_dir(&self.wal_dir, &mut self.stats)?;
-        }
+        // Newest first, as before: a crash part-way leaves a prefix of segments, which the
+        // next open's redo of this reset removes.
+        let removed: Vec<Segment> = self.segments.drain(..).rev().collect();
+        self.active = None;
+        self.delete_segment_files(removed)?;
         self.reset_sequence = sequence;
         self.set_compaction_point(position)?;
         self.last = position;
