@@ -69,6 +69,22 @@ impl IndexSpec {
         }
     }
 
+    /// A compound index over `(path, descending)` fields, most significant first.
+    pub fn compound(name: &str, fields: &[(&str, bool)]) -> IndexSpec {
+        IndexSpec {
+            name: name.to_string(),
+            fields: fields
+                .iter()
+                .map(|(path, desc)| IndexField {
+                    path: path.to_string(),
+                    desc: *desc,
+                })
+                .collect(),
+            unique: false,
+            sparse: false,
+        }
+    }
+
     /// The same spec, unique.
     #[must_use]
     pub fn unique(mut self) -> IndexSpec {

@@ -141,24 +141,12 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::index::IndexField;
     use crate::query::Filter;
     use crate::query::constraint::conjunct_constraints;
 
     #[test]
     fn product_of_pinned_values_then_interval_ascending_and_disjoint() {
-        let spec = IndexSpec {
-            name: "abc".into(),
-            fields: [("a", false), ("b", true), ("c", false)]
-                .iter()
-                .map(|(path, desc)| IndexField {
-                    path: path.to_string(),
-                    desc: *desc,
-                })
-                .collect(),
-            unique: false,
-            sparse: false,
-        };
+        let spec = IndexSpec::compound("abc", &[("a", false), ("b", true), ("c", false)]);
         let filter = Filter::parse(&json!({
             "a": {"$in": [2, 1]}, "b": {"$in": ["x", "y", "z"]}, "c": {"$gte": 5}
         }))

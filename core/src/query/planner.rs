@@ -229,21 +229,9 @@ mod tests {
     use serde_json::{Value, json};
 
     use super::*;
-    use crate::index::IndexField;
 
     fn index(name: &str, fields: &[(&str, bool)]) -> SecondaryIndex {
-        SecondaryIndex::new(IndexSpec {
-            name: name.into(),
-            fields: fields
-                .iter()
-                .map(|(path, desc)| IndexField {
-                    path: path.to_string(),
-                    desc: *desc,
-                })
-                .collect(),
-            unique: false,
-            sparse: false,
-        })
+        SecondaryIndex::new(IndexSpec::compound(name, fields))
     }
 
     fn with_flags(idx: SecondaryIndex, unique: bool, sparse: bool) -> SecondaryIndex {
