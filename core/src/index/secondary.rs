@@ -88,7 +88,7 @@ impl SecondaryIndex {
             return None;
         }
         self.entries_with_key(&key.0)
-            .map(|e| decode_id_borrowed(&e[key.0.len()..]).expect("index entries end with an id"))
+            .map(|e| decode_id(&e[key.0.len()..]).expect("index entries end with an id"))
             .find(|other| other != id)
             .map(Cow::into_owned)
     }
@@ -114,10 +114,11 @@ impl SecondaryIndex {
     }
 
     /// The ids of the documents whose key is exactly `key`, in id order.
-    pub fn ids_with_key<'a>(&'a self, key: &[u8]) -> impl Iterator<Item = String> + 'a {
+    #[cfg(test)]
+    fn ids_with_key<'a>(&'a self, key: &[u8]) -> impl Iterator<Item = String> + 'a {
         let key_len = key.len();
         self.entries_with_key(key)
-            .filter_map(move |e| decode_id(&e[key_len..]))
+            .filter_map(move |e| decode_id(&e[key_len..]).map(Cow::into_owned))
     }
 
     /// The entries whose key is exactly `key`: those from `key ++ [0x01]` up to `key ++ [0xFF]`.
@@ -138,20 +139,8 @@ impl SecondaryIndex {
         self.entries_between(Bound::Included(lower), Bound::Excluded(upper))
     }
 
-    /// The raw entries (`key ++ encoded id`) between two bounds, in order; split one into key
-    /// and id with [`Self::split_entry`].
-    pub fn range(
-        &self,
-        lower: Bound<Vec<u8>>,
-        upper: Bound<Vec<u8>>,
-    ) -> impl DoubleEndedIterator<Item = &[u8]> + '_ {
-        self.entries_between(
-            lower.as_ref().map(Vec::as_slice),
-            upper.as_ref().map(Vec::as_slice),
-        )
-    }
-
-    /// [`Self::range`] with borrowed bounds: walking a range allocates nothing.
+    /// The raw entries (`key ++ encoded id`) between two bounds, in order, without
+    /// allocating; split one into key and id with [`Self::split_entry`].
     pub fn entries_between(&self, lower: Bound<&[u8]>, upper: Bound<&[u8]>) -> Entries<'_> {
         // BTreeSet::range panics on inverted or equal-excluded bounds; such a range is empty.
         let empty = match (lower, upper) {
@@ -199,14 +188,10 @@ fn entry(key: &IndexKey, id: &str) -> Box<[u8]> {
     bytes.into_boxed_slice()
 }
 
-/// Decodes an escaped, terminated id (the tail of an entry).
-pub fn decode_id(tail: &[u8]) -> Option<String> {
-    decode_id_borrowed(tail).map(Cow::into_owned)
-}
-
-/// [`decode_id`] without a copy when the id has no escaped `0x00` (stored ids never do:
-/// `validate_id` refuses control characters), so reading candidates allocates nothing.
-pub fn decode_id_borrowed(tail: &[u8]) -> Option<Cow<'_, str>> {
+/// Decodes an escaped, terminated id (the tail of an entry), without a copy when it has no
+/// escaped `0x00` (stored ids never do: `validate_id` refuses control characters), so reading
+/// candidates allocates nothing.
+pub fn decode_id(tail: &[u8]) -> Option<Cow<'_, str>> {
     let end = tail.iter().position(|&b| b == 0x00)?;
     if tail.get(end + 1) != Some(&0xFF) {
         return std::str::from_utf8(&tail[..end]).ok().map(Cow::Borrowed);
@@ -283,20 +268,15 @@ fn str_end<const DESC: bool>(bytes: &[u8], mut i: usize) -> Option<usize> {
 }
 
 impl SecondaryIndex {
-    /// Splits an entry of this index into its key and the document id.
-    pub fn split_entry<'e>(&self, entry: &'e [u8]) -> (&'e [u8], String) {
-        let (key, id) = self.split_entry_borrowed(entry);
-        (key, id.into_owned())
-    }
-
-    /// [`Self::split_entry`], borrowing the id from the entry when it has no escapes.
-    pub fn split_entry_borrowed<'e>(&self, entry: &'e [u8]) -> (&'e [u8], Cow<'e, str>) {
+    /// Splits an entry of this index into its key and the document id, borrowing the id from
+    /// the entry when it has no escapes.
+    pub fn split_entry<'e>(&self, entry: &'e [u8]) -> (&'e [u8], Cow<'e, str>) {
         let mut key_len = 0;
         for field in &self.spec.fields {
             key_len += component_len(&entry[key_len..], field.desc)
                 .expect("index entries are well-formed encodings");
         }
-        let id = decode_id_borrowed(&entry[key_len..]).expect("index entries end with an id");
+        let id = decode_id(&entry[key_len..]).expect("index entries end with an id");
         (&entry[..key_len], id)
     }
 }
@@ -427,7 +407,7 @@ mod tests {
             idx.insert(&key, &id);
             let entry = idx.iter().find(|e| e.starts_with(&key.0)).unwrap().to_vec();
             let (k, got) = idx.split_entry(&entry);
-            assert_eq!((k, got.as_str()), (key.0.as_slice(), id.as_str()));
+            assert_eq!((k, got.as_ref()), (key.0.as_slice(), id.as_str()));
         }
     }
 

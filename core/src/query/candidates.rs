@@ -128,7 +128,7 @@ impl<'s> Iterator for IndexIds<'s, '_> {
         match self {
             IndexIds::Forward { index, entries } => {
                 let entry = entries.next()?;
-                Some(index.split_entry_borrowed(entry).1)
+                Some(index.split_entry(entry).1)
             }
             IndexIds::Reverse(runs) => runs.next(),
         }
@@ -221,10 +221,10 @@ impl<'s, I: Iterator<Item = &'s [u8]>> Iterator for RunsInIdOrder<'s, I> {
             return Some(id);
         }
         let first = self.entries.next()?;
-        let (key, id) = self.index.split_entry_borrowed(first);
+        let (key, id) = self.index.split_entry(first);
         self.run.push(id);
         while let Some(next) = self.entries.peek() {
-            let (next_key, next_id) = self.index.split_entry_borrowed(next);
+            let (next_key, next_id) = self.index.split_entry(next);
             if next_key != key {
                 break;
             }
