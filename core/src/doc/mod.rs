@@ -229,13 +229,13 @@ pub struct StoredDoc {
     pub doc: RawDoc,
 }
 
-/// Gives `value` a generated `_id` when it has none. Values that are not objects are left
-/// alone for validation to refuse.
-pub fn ensure_id(value: &mut Value, ids: &mut IdGenerator, now: TimestampMs) {
+/// Gives `value` the id `new_id()` makes when it has no `_id` (the id is made only then).
+/// Values that are not objects are left alone for validation to refuse.
+pub fn ensure_id(value: &mut Value, new_id: impl FnOnce() -> String) {
     if let Value::Object(map) = value
         && !map.contains_key(ID_FIELD)
     {
-        map.insert(ID_FIELD.to_string(), Value::String(ids.next_id(now)));
+        map.insert(ID_FIELD.to_string(), Value::String(new_id()));
     }
 }
 
@@ -354,10 +354,10 @@ mod tests {
     fn ensure_id_fills_only_missing() {
         let mut ids = IdGenerator::new(1);
         let mut a = json!({"x": 1});
-        ensure_id(&mut a, &mut ids, TimestampMs(5));
+        ensure_id(&mut a, || ids.next_id(TimestampMs(5)));
         assert!(a["_id"].is_string());
         let mut b = json!({"_id": "given"});
-        ensure_id(&mut b, &mut ids, TimestampMs(5));
+        ensure_id(&mut b, || unreachable!("b has an _id: no id is made"));
         assert_eq!(b["_id"], "given");
     }
 

@@ -8,7 +8,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use cstore_core::doc::{DocError, ID_FIELD, RawDoc};
+use cstore_core::doc::{DocError, ID_FIELD, RawDoc, ensure_id};
 use cstore_core::{Lsn, Op, Txn};
 
 use super::AppState;
@@ -28,11 +28,7 @@ pub async fn insert(
     _: Ack,
     JsonBody(mut value): DocBody,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    if let Value::Object(map) = &mut value
-        && !map.contains_key(ID_FIELD)
-    {
-        map.insert(ID_FIELD.into(), Value::String(app.leader.generate_id()));
-    }
+    ensure_id(&mut value, || app.leader.generate_id());
     let doc = RawDoc::from_value(&value)?;
     let id = doc.id();
     let lsn = app

@@ -10,7 +10,7 @@ use axum::extract::State;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use cstore_core::doc::{ID_FIELD, RawDoc, validate_collection_name, validate_id};
+use cstore_core::doc::{RawDoc, ensure_id, validate_collection_name, validate_id};
 use cstore_core::index::IndexSpec;
 use cstore_core::state::{Rejection, TxnError};
 use cstore_core::txn::{CollectionOptions, TXN_OPS_MAX};
@@ -207,11 +207,7 @@ fn is_plain_insert(map: &serde_json::Map<String, Value>) -> bool {
 
 /// An insert of `doc`, which gets a generated `_id` when it has none.
 fn insert(leader: &Leader, collection: String, mut doc: Value) -> Result<Op, ApiError> {
-    if let Value::Object(map) = &mut doc
-        && !map.contains_key(ID_FIELD)
-    {
-        map.insert(ID_FIELD.into(), Value::String(leader.generate_id()));
-    }
+    ensure_id(&mut doc, || leader.generate_id());
     Ok(Op::Insert {
         collection,
         doc: RawDoc::from_value(&doc)?,
