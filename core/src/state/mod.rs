@@ -152,28 +152,6 @@ impl State {
         Ok(applied)
     }
 
-    /// Checks a transaction against the current state without changing it: what
-    /// [`Self::apply`] would say of it as the next entry at `now`.
-    pub fn check(&mut self, txn: &Txn, now: TimestampMs) -> Result<(), Rejection> {
-        check_limits(txn)?;
-        let now = now.max(self.last_timestamp);
-        let mut undo = Vec::new();
-        self.expire(now, &mut undo);
-        let next = self.applied.lsn.next();
-        let mut result = Ok(());
-        for (op_index, op) in txn.ops.iter().enumerate() {
-            if let Err(error) = self.apply_op(op, next, now, true, &mut undo) {
-                result = Err(Rejection {
-                    op_index: Some(op_index),
-                    error,
-                });
-                break;
-            }
-        }
-        self.rollback(undo);
-        result
-    }
-
     fn expire<'t>(&mut self, now: TimestampMs, undo: &mut Vec<Undo<'t>>) -> Vec<(String, String)> {
         let mut expired = Vec::new();
         for (name, collection) in &mut self.collections {

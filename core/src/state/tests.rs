@@ -334,27 +334,6 @@ fn ttl_follows_the_log_clock() {
 }
 
 #[test]
-fn check_changes_nothing() {
-    let mut h = Harness::new();
-    h.run(vec![insert("c", json!({"_id": "a"}))]).unwrap();
-    let before = h.state.state_hash();
-    assert!(
-        h.state
-            .check(
-                &Txn::single(insert("c", json!({"_id": "b"}))),
-                TimestampMs(0)
-            )
-            .is_ok()
-    );
-    let err = h.state.check(
-        &Txn::single(insert("c", json!({"_id": "a"}))),
-        TimestampMs(0),
-    );
-    assert_eq!(err.unwrap_err().code(), "already_exists");
-    assert_eq!(h.state.state_hash(), before);
-}
-
-#[test]
 fn entries_must_follow() {
     let mut h = Harness::new();
     h.run(vec![insert("c", json!({"_id": "a"}))]).unwrap();
