@@ -191,6 +191,24 @@ pub struct DurabilityReport {
     pub violations: Vec<String>,
 }
 
+impl DurabilityReport {
+    /// Panics with `context` and the first violations, if there are any.
+    pub fn assert_clean(&self, context: &str) {
+        let first: Vec<&str> = self
+            .violations
+            .iter()
+            .take(20)
+            .map(String::as_str)
+            .collect();
+        assert!(
+            self.violations.is_empty(),
+            "{context}: {} violations, first ones:\n{}",
+            self.violations.len(),
+            first.join("\n")
+        );
+    }
+}
+
 /// Checks the server behind `client` against `logs`: every acknowledged write present with its
 /// exact document, every present document one that was attempted, pairs all-or-nothing.
 pub fn check_durability(client: &Client, logs: &[WriterLog]) -> DurabilityReport {

@@ -46,19 +46,9 @@ fn acknowledged_writes_survive_kill_9() {
             panic!("seed {seed} round {round}: restart after kill -9 failed: {e}")
         });
         let report = check_durability(&server.client(), &all_logs);
-        assert!(
-            report.violations.is_empty(),
-            "seed {seed} round {round} (killed after {kill_after_acks} acks + {extra_delay_us} µs): \
-             {} violations, first ones:\n{}",
-            report.violations.len(),
-            report
-                .violations
-                .iter()
-                .take(20)
-                .cloned()
-                .collect::<Vec<_>>()
-                .join("\n")
-        );
+        report.assert_clean(&format!(
+            "seed {seed} round {round} (killed after {kill_after_acks} acks + {extra_delay_us} µs)"
+        ));
         let last_lsn = server.client().last_lsn();
         assert!(
             last_lsn >= report.max_acked_lsn,

@@ -43,18 +43,7 @@ fn sigterm_under_load_exits_cleanly_and_loses_nothing() {
 
     server.restart().expect("restart after SIGTERM");
     let report = check_durability(&server.client(), &logs);
-    assert!(
-        report.violations.is_empty(),
-        "{} violations:\n{}",
-        report.violations.len(),
-        report
-            .violations
-            .iter()
-            .take(20)
-            .cloned()
-            .collect::<Vec<_>>()
-            .join("\n")
-    );
+    report.assert_clean("after SIGTERM and restart");
     let shutting_down: usize = logs.iter().map(|l| l.shutting_down).sum();
     let transport: usize = logs.iter().map(|l| l.transport_errors).sum();
     println!(
