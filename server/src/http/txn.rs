@@ -80,9 +80,10 @@ pub async fn commit(
     _: Ack,
     JsonBody(body): JsonBody<TXN_BODY_BYTES_MAX>,
 ) -> Result<Json<Value>, ApiError> {
-    let (txn, ids) = parse(&app.leader, body)?;
+    let leader = app.node.leader();
+    let (txn, ids) = parse(leader, body)?;
     // A rejection names its operation in its message (core's `Rejection` does).
-    let lsn = app.leader.write(txn).await?;
+    let lsn = leader.write(txn).await?;
     Ok(Json(json!({"lsn": lsn.0, "ids": ids})))
 }
 

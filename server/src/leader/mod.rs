@@ -42,6 +42,7 @@ use cstore_core::{Lsn, ReplicaId, Term, Txn};
 
 pub use ack::{AckPolicy, InvalidAck};
 pub use recovery::StartError;
+pub(crate) use recovery::recover;
 
 /// Tunables of the leader.
 #[derive(Clone, Debug)]
