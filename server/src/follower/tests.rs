@@ -355,3 +355,134 @@ async fn a_url_that_is_no_leader_is_retried_with_backoff_and_reported() {
     follower.shutdown().await;
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// An HTTP router for `node`, with a recorder of its own (not installed process-wide).
+fn app(node: Node, auth: Option<&str>) -> Router {
+    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .build_recorder()
+        .handle();
+    crate::http::router(crate::http::AppState {
+        node,
+        auth: auth.map(|secret| Arc::new(crate::auth::TokenKey::new(secret).unwrap())),
+        metrics,
+    })
+}
+
+#[tokio::test]
+async fn writes_are_forwarded_to_the_leader_unchanged() {
+    use crate::auth::{Claims, Scope, TokenKey};
+    use crate::leader::{Leader, LeaderConfig};
+
+    const SECRET: &str = "forwarding test secret";
+    let leader = Leader::open(
+        cstore_core::storage::MemoryStore::new(),
+        LeaderConfig::default(),
+    )
+    .await
+    .unwrap();
+    let leader_addr = serve_router(app(Node::Leader(leader.clone()), Some(SECRET))).await;
+    // The leader has no replication route yet in this test: the follower only forwards.
+    let dir = temp_dir("forward");
+    let follower = Follower::open(FileStore::open(&dir).unwrap(), config(leader_addr))
+        .await
+        .unwrap();
+    let follower_addr = serve_router(app(Node::Follower(follower.clone()), None)).await;
+    let token = TokenKey::new(SECRET).unwrap().mint(&Claims {
+        sub: "test".into(),
+        scopes: vec![Scope::Read, Scope::Write],
+        exp: now_ms().0 / 1000 + 3600,
+    });
+    let client = reqwest::Client::new();
+    let url = |path: &str| format!("http://{follower_addr}{path}");
+
+    // No token: the leader's 401 comes back as it is.
+    let answer = client
+        .post(url("/v1/c/notes"))
+        .header("content-type", "application/json")
+        .body(r#"{"_id":"a","v":1}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 401);
+    let body: serde_json::Value = answer.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "missing_token");
+
+    // With the token: committed on the leader, answered with its lsn.
+    let answer = client
+        .post(url("/v1/c/notes?ack=local"))
+        .bearer_auth(&token)
+        .header("content-type", "application/json")
+        .body(r#"{"_id":"a","v":1}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 201);
+    let body: serde_json::Value = answer.json().await.unwrap();
+    assert_eq!(body, json!({"id": "a", "lsn": 1}));
+    assert!(leader.read(|s| s.collection("notes").unwrap().get("a").is_some()));
+
+    // Preconditions pass through: a stale If-Match is the leader's 412.
+    let answer = client
+        .put(url("/v1/c/notes/a"))
+        .bearer_auth(&token)
+        .header("content-type", "application/json")
+        .header("if-match", "\"7\"")
+        .body(r#"{"v":2}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 412);
+    let answer = client
+        .patch(url("/v1/c/notes/a?if_version=1"))
+        .bearer_auth(&token)
+        .header("content-type", "application/json")
+        .body(r#"{"v":3}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    let answer = client
+        .post(url("/v1/txn"))
+        .bearer_auth(&token)
+        .header("content-type", "application/json")
+        .body(r#"{"ops":[{"op":"delete","collection":"notes","id":"a"}]}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    let body: serde_json::Value = answer.json().await.unwrap();
+    assert_eq!(body["lsn"], 3);
+
+    // Reads stay local: the follower has no replication here, so `find` sees nothing, and a
+    // min_lsn it cannot reach times out.
+    let answer = client
+        .post(url("/v1/c/notes/find?min_lsn=3&min_lsn_timeout_ms=20"))
+        .header("content-type", "application/json")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 504);
+
+    // A leader that is gone: 503 leader_unavailable.
+    leader.shutdown().await;
+    follower.shutdown().await;
+    let gone = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap()
+    };
+    let follower = Follower::open(FileStore::open(&dir).unwrap(), config(gone))
+        .await
+        .unwrap();
+    let follower_addr = serve_router(app(Node::Follower(follower.clone()), None)).await;
+    let answer = client
+        .delete(format!("http://{follower_addr}/v1/c/notes/a"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 503);
+    let body: serde_json::Value = answer.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "leader_unavailable");
+    follower.shutdown().await;
+    std::fs::remove_dir_all(&dir).unwrap();
+}
