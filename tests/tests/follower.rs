@@ -183,8 +183,10 @@ fn a_follower_that_joins_after_compaction_bootstraps_from_a_snapshot() {
 fn a_follower_of_something_that_is_no_leader_retries_and_says_why() {
     // An HTTP server, but no replication route at this path: the upgrade is refused.
     let other = ServerProcess::start(ServerOptions::default()).expect("a server starts");
-    let mut options = ServerOptions::default();
-    options.follow = Some(format!("ws://{}/v1/not-replication", other.addr()));
+    let options = ServerOptions {
+        follow: Some(format!("ws://{}/v1/not-replication", other.addr())),
+        ..ServerOptions::default()
+    };
     let mut follower = ServerProcess::start(options).expect("a follower starts anyway");
     let started = Instant::now();
     let progress = loop {
@@ -210,8 +212,10 @@ fn a_follower_of_something_that_is_no_leader_retries_and_says_why() {
 
     // Nothing listening at all: connect_failed, the same way.
     let nothing = cstore_tests::server::free_port().unwrap();
-    let mut options = ServerOptions::default();
-    options.follow = Some(format!("ws://{nothing}/v1/replicate"));
+    let options = ServerOptions {
+        follow: Some(format!("ws://{nothing}/v1/replicate")),
+        ..ServerOptions::default()
+    };
     let quiet = ServerProcess::start(options).expect("a follower starts anyway");
     let started = Instant::now();
     loop {
@@ -224,8 +228,10 @@ fn a_follower_of_something_that_is_no_leader_retries_and_says_why() {
     }
 
     // A URL that is not ws:// is refused at start, with exit code 2.
-    let mut options = ServerOptions::default();
-    options.follow = Some("http://127.0.0.1:1/v1/replicate".into());
+    let options = ServerOptions {
+        follow: Some("http://127.0.0.1:1/v1/replicate".into()),
+        ..ServerOptions::default()
+    };
     let error = ServerProcess::start(options).expect_err("refused");
     assert!(error.to_string().contains("ws://"), "{error}");
     follower.terminate(5_000).expect("stops on SIGTERM");
