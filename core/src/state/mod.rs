@@ -585,6 +585,19 @@ impl State {
         crate::snapshot::hash_bytes(&self.encode())
     }
 
+    /// The snapshot a replica subscribed to the collections `keep` accepts gets: the same
+    /// position, only those collections (and every origin record), its own state hash.
+    pub fn filter_snapshot(
+        snapshot: &Snapshot,
+        keep: impl Fn(&str) -> bool,
+    ) -> Result<Snapshot, SnapshotError> {
+        if !snapshot.verify() {
+            return Err(SnapshotError::HashMismatch);
+        }
+        let data = image::filter(&snapshot.data, keep)?;
+        Ok(Snapshot::new(snapshot.position, data))
+    }
+
     /// Rebuilds the state a snapshot holds, after checking its hash and every document.
     pub fn from_snapshot(snapshot: &Snapshot) -> Result<State, SnapshotError> {
         if !snapshot.verify() {
