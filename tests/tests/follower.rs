@@ -163,18 +163,32 @@ fn a_follower_killed_mid_stream_resumes_without_downloading_again() {
 
 #[test]
 fn a_follower_that_joins_after_compaction_bootstraps_from_a_snapshot() {
-    let leader = ServerProcess::start(ServerOptions {
+    let mut leader = ServerProcess::start(ServerOptions {
         checkpoint_every: Some(40),
         ..ServerOptions::default()
     })
     .expect("leader starts");
     let last = write_docs(&leader.client(), "a", 100);
+    // After a restart the leader's replication tail is empty and its log compacted: the
+    // entries before the checkpoint exist nowhere but in its snapshot.
+    leader.terminate(10_000).expect("the leader stops");
+    leader.restart().expect("the leader restarts");
     let follower =
         ServerProcess::start(ServerOptions::follower_of(&leader)).expect("follower starts");
+    // A relay joins at once, likely before its upstream installed the snapshot: its upstream's
+    // log then restarts at the snapshot, and the relay bootstraps from one too.
+    let relay = ServerProcess::start(ServerOptions::follower_of(&follower)).expect("relay starts");
     let status = wait_applied(&follower.client(), last, "follower");
     assert_eq!(status["follower"]["snapshot_installs"], 1, "{status}");
+    let expected = leader.client().all_docs(COLLECTION);
+    assert_eq!(follower.client().all_docs(COLLECTION), expected);
+    wait_applied(&relay.client(), last, "relay");
+    assert_eq!(relay.client().all_docs(COLLECTION), expected);
+    // Both keep streaming what comes next.
+    let next = write_docs(&leader.client(), "b", 5);
+    wait_applied(&relay.client(), next, "relay");
     assert_eq!(
-        follower.client().all_docs(COLLECTION),
+        relay.client().all_docs(COLLECTION),
         leader.client().all_docs(COLLECTION)
     );
 }

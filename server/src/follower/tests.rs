@@ -486,3 +486,70 @@ async fn writes_are_forwarded_to_the_leader_unchanged() {
     follower.shutdown().await;
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[tokio::test]
+async fn an_entry_that_does_not_apply_discards_the_local_copy_and_bootstraps_again() {
+    // The leader's log holds a verified entry that cannot apply (a duplicate insert): the
+    // follower's state is then not to be trusted, and the remedy is a fresh bootstrap.
+    let leader = TestLeader::new();
+    leader.insert(0, 5);
+    {
+        let mut log = leader.log.lock().unwrap();
+        let doc = RawDoc::from_value(&json!({"_id": "d0", "n": 0})).unwrap();
+        let txn = Txn::single(Op::Insert {
+            collection: "things".into(),
+            doc,
+        });
+        let prev = log.entries.last().unwrap().position();
+        let bad = LogEntry::new(prev, Term(1), TimestampMs(1), txn);
+        log.entries.push(bad);
+    }
+    leader.committed.send_replace(LogPosition {
+        lsn: Lsn(6),
+        hash: leader.log.lock().unwrap().entries[5].hash,
+    });
+    let addr = leader.serve().await;
+    let dir = temp_dir("rebootstrap");
+    let follower = Follower::open(FileStore::open(&dir).unwrap(), config(addr))
+        .await
+        .unwrap();
+    wait_until("the apply failure", || {
+        follower
+            .status()
+            .progress
+            .last_error
+            .is_some_and(|e| e.code == "apply_failed")
+    })
+    .await;
+
+    // The leader's history is replaced by a good one (a different chain): the follower, which
+    // discarded its copy, takes it from the start.
+    let good = TestLeader::new();
+    good.insert(100, 7);
+    let (entries, state) = {
+        let good = good.log.lock().unwrap();
+        (good.entries.clone(), good.state.clone())
+    };
+    *leader.log.lock().unwrap() = TestLog {
+        entries,
+        snapshot: None,
+        state,
+    };
+    leader
+        .committed
+        .send_replace(good.log.lock().unwrap().state.applied());
+    wait_until("the good log", || {
+        follower.read(|s| s.state_hash()) == good.state_hash()
+    })
+    .await;
+    assert_eq!(count(&follower), 7);
+    follower.shutdown().await;
+
+    // What it holds on disk is the good log alone.
+    let follower = Follower::open(FileStore::open(&dir).unwrap(), config(addr))
+        .await
+        .unwrap();
+    assert_eq!(follower.read(|s| s.state_hash()), good.state_hash());
+    follower.shutdown().await;
+    std::fs::remove_dir_all(&dir).unwrap();
+}
