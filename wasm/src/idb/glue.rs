@@ -1,0 +1,390 @@
+//! The few IndexedDB calls this store needs, as Rust futures over `web-sys`.
+//!
+//! IndexedDB reports results through events on request and transaction objects. The `idb`
+//! and `indexed_db_futures` crates wrap them, but each pins its own wasm-bindgen range, and
+//! this crate must stay on the exact wasm-bindgen the test runner was built for; the glue we
+//! need is small, so it is written here. Each wait registers `success`/`error` (or
+//! `complete`/`abort`) handlers, resolves a oneshot channel from whichever fires first, and
+//! unregisters the handlers when it ends or is dropped, so no event ever reaches a freed
+//! closure.
+//!
+//! Transactions commit on their own once no request is pending at the end of a task. So a
+//! caller issues every request of a transaction synchronously, then awaits the transaction's
+//! `complete` (the durability point) and only then looks at request results. Nothing here
+//! awaits in the middle of a transaction and then adds a request to it.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use futures::channel::oneshot;
+use js_sys::{Array, Reflect};
+use wasm_bindgen::prelude::{Closure, wasm_bindgen};
+use wasm_bindgen::{JsCast, JsValue};
+use web_sys::{
+    Event, IdbDatabase, IdbFactory, IdbKeyRange, IdbObjectStore, IdbOpenDbRequest, IdbRequest,
+    IdbTransaction, IdbTransactionMode,
+};
+
+use super::IdbError;
+
+#[wasm_bindgen]
+extern "C" {
+    /// An `IDBDatabase` seen through the one binding web-sys keeps behind
+    /// `web_sys_unstable_apis`.
+    #[wasm_bindgen(js_name = IDBDatabase)]
+    type DatabaseWithOptions;
+
+    /// `IDBDatabase.transaction(names, mode, { durability })`; browsers that do not know the
+    /// option ignore it.
+    #[wasm_bindgen(method, catch, js_name = transaction)]
+    fn transaction_with_options(
+        this: &DatabaseWithOptions,
+        store_names: &Array,
+        mode: &str,
+        options: &JsValue,
+    ) -> Result<IdbTransaction, JsValue>;
+}
+
+type Handler = Closure<dyn FnMut(Event)>;
+type Sender = Rc<RefCell<Option<oneshot::Sender<Result<JsValue, IdbError>>>>>;
+
+/// Sends `result` if nothing was sent yet.
+fn settle(sender: &Sender, result: Result<JsValue, IdbError>) {
+    if let Some(tx) = sender.borrow_mut().take() {
+        // The receiver is gone only when the wait was dropped; nobody wants the result then.
+        let _ = tx.send(result);
+    }
+}
+
+/// The IndexedDB factory of the current global (window or worker).
+fn factory() -> Result<IdbFactory, IdbError> {
+    let global = js_sys::global();
+    let value = Reflect::get(&global, &JsValue::from_str("indexedDB"))
+        .map_err(|e| IdbError::from_js("reading globalThis.indexedDB", &e))?;
+    if value.is_undefined() || value.is_null() {
+        return Err(IdbError::Unavailable(
+            "this global has no indexedDB (private mode or an unsupported context)".into(),
+        ));
+    }
+    value
+        .dyn_into::<IdbFactory>()
+        .map_err(|_| IdbError::Unavailable("globalThis.indexedDB is not an IDBFactory".into()))
+}
+
+/// Waits for a request's `success` (its result) or `error`.
+pub(crate) async fn request(req: &IdbRequest, context: &str) -> Result<JsValue, IdbError> {
+    let (tx, rx) = oneshot::channel();
+    let sender: Sender = Rc::new(RefCell::new(Some(tx)));
+    let on_success: Handler = {
+        let (sender, req) = (sender.clone(), req.clone());
+        let context = context.to_owned();
+        Closure::new(move |_: Event| {
+            let result = req.result().map_err(|e| IdbError::from_js(&context, &e));
+            settle(&sender, result);
+        })
+    };
+    let on_error: Handler = {
+        let (sender, req) = (sender.clone(), req.clone());
+        let context = context.to_owned();
+        Closure::new(move |_: Event| {
+            let error = match req.error() {
+                Ok(Some(dom)) => IdbError::from_js(&context, &dom.into()),
+                Ok(None) => IdbError::Failed(format!("{context}: request failed")),
+                Err(e) => IdbError::from_js(&context, &e),
+            };
+            settle(&sender, Err(error));
+        })
+    };
+    req.set_onsuccess(Some(on_success.as_ref().unchecked_ref()));
+    req.set_onerror(Some(on_error.as_ref().unchecked_ref()));
+    let _unregister = Unregister::Request(req.clone());
+    rx.await
+        .unwrap_or_else(|_| Err(IdbError::Failed(format!("{context}: no answer"))))
+}
+
+/// Waits for a transaction's `complete` (IndexedDB's durability point) or `abort`.
+pub(crate) async fn transaction_done(
+    transaction: &IdbTransaction,
+    context: &str,
+) -> Result<(), IdbError> {
+    let (tx, rx) = oneshot::channel();
+    let sender: Sender = Rc::new(RefCell::new(Some(tx)));
+    let on_complete: Handler = {
+        let sender = sender.clone();
+        Closure::new(move |_: Event| settle(&sender, Ok(JsValue::UNDEFINED)))
+    };
+    let on_abort: Handler = {
+        let (sender, transaction) = (sender.clone(), transaction.clone());
+        let context = context.to_owned();
+        Closure::new(move |_: Event| {
+            let error = match transaction.error() {
+                Some(dom) => IdbError::from_js(&context, &dom.into()),
+                None => IdbError::Failed(format!("{context}: transaction aborted")),
+            };
+            settle(&sender, Err(error));
+        })
+    };
+    transaction.set_oncomplete(Some(on_complete.as_ref().unchecked_ref()));
+    transaction.set_onabort(Some(on_abort.as_ref().unchecked_ref()));
+    let _unregister = Unregister::Transaction(transaction.clone());
+    rx.await
+        .map(|result| result.map(drop))
+        .unwrap_or_else(|_| Err(IdbError::Failed(format!("{context}: no answer"))))
+}
+
+/// Clears the handlers of a request or transaction when a wait ends, before its closures are
+/// freed (it is declared after them, so it drops first).
+enum Unregister {
+    Request(IdbRequest),
+    Transaction(IdbTransaction),
+    Open(IdbOpenDbRequest),
+}
+
+impl Drop for Unregister {
+    fn drop(&mut self) {
+        match self {
+            Unregister::Request(req) => {
+                req.set_onsuccess(None);
+                req.set_onerror(None);
+            }
+            Unregister::Transaction(transaction) => {
+                transaction.set_oncomplete(None);
+                transaction.set_onabort(None);
+            }
+            Unregister::Open(req) => {
+                req.set_onsuccess(None);
+                req.set_onerror(None);
+                req.set_onblocked(None);
+                req.set_onupgradeneeded(None);
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for Unregister {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Unregister")
+    }
+}
+
+/// Opens database `name` at `version`, running `upgrade(db, old_version)` when the stored
+/// version is older. A `blocked` event (another connection holds an older version open)
+/// fails the open with `Blocked`; if the open later succeeds anyway, that connection is
+/// closed at once so it cannot block anyone else.
+pub(crate) async fn open_database(
+    name: &str,
+    version: u32,
+    upgrade: fn(&IdbDatabase, u32) -> Result<(), JsValue>,
+) -> Result<IdbDatabase, IdbError> {
+    let context = format!("opening database {name:?}");
+    let req = factory()?.open_with_u32(name, version).map_err(|e| {
+        match IdbError::from_js(&context, &e) {
+            // `open` throws synchronously where storage is refused altogether.
+            IdbError::Failed(text) => IdbError::Unavailable(text),
+            other => other,
+        }
+    })?;
+    let (tx, rx) = oneshot::channel();
+    let sender: Sender = Rc::new(RefCell::new(Some(tx)));
+    let on_success: Handler = {
+        let (sender, req) = (sender.clone(), req.clone());
+        let context = context.clone();
+        Closure::new(move |_: Event| {
+            let result = req.result().map_err(|e| IdbError::from_js(&context, &e));
+            if sender.borrow().is_none() {
+                // Already failed as blocked: nobody will use this connection.
+                if let Ok(db) = result.and_then(|v| {
+                    v.dyn_into::<IdbDatabase>()
+                        .map_err(|_| IdbError::Failed("not a database".into()))
+                }) {
+                    db.close();
+                }
+                return;
+            }
+            settle(&sender, result);
+        })
+    };
+    let on_error: Handler = {
+        let (sender, req) = (sender.clone(), req.clone());
+        let context = context.clone();
+        Closure::new(move |event: Event| {
+            // The open failed as a whole; nothing should bubble further.
+            event.prevent_default();
+            let error = match req.error() {
+                Ok(Some(dom)) => IdbError::from_js(&context, &dom.into()),
+                Ok(None) => IdbError::Failed(format!("{context}: open failed")),
+                Err(e) => IdbError::from_js(&context, &e),
+            };
+            // "InvalidStateError" / "UnknownError" on open mean storage is not usable here.
+            let error = match error {
+                IdbError::Failed(text)
+                    if text.contains("InvalidStateError") || text.contains("UnknownError") =>
+                {
+                    IdbError::Unavailable(text)
+                }
+                other => other,
+            };
+            settle(&sender, Err(error));
+        })
+    };
+    let on_blocked: Handler = {
+        let sender = sender.clone();
+        let name = name.to_owned();
+        Closure::new(move |_: Event| settle(&sender, Err(IdbError::Blocked(name.clone()))))
+    };
+    let on_upgrade: Handler = {
+        let (sender, req) = (sender.clone(), req.clone());
+        let context = context.clone();
+        Closure::new(move |event: Event| {
+            let old_version = Reflect::get(&event, &JsValue::from_str("oldVersion"))
+                .ok()
+                .and_then(|v| v.as_f64())
+                .unwrap_or(0.0) as u32;
+            let outcome = req
+                .result()
+                .and_then(|db| db.dyn_into::<IdbDatabase>())
+                .and_then(|db| upgrade(&db, old_version));
+            if let Err(e) = outcome {
+                if let Some(transaction) = req.transaction() {
+                    let _ = transaction.abort();
+                }
+                settle(
+                    &sender,
+                    Err(IdbError::from_js(&format!("{context} (upgrade)"), &e)),
+                );
+            }
+        })
+    };
+    req.set_onsuccess(Some(on_success.as_ref().unchecked_ref()));
+    req.set_onerror(Some(on_error.as_ref().unchecked_ref()));
+    req.set_onblocked(Some(on_blocked.as_ref().unchecked_ref()));
+    req.set_onupgradeneeded(Some(on_upgrade.as_ref().unchecked_ref()));
+    let result = rx
+        .await
+        .unwrap_or_else(|_| Err(IdbError::Failed(format!("{context}: no answer"))));
+    // After a `blocked` failure the request may still succeed later: keep the success
+    // handler (which closes that connection) alive by leaking it, a few bytes once.
+    if matches!(result, Err(IdbError::Blocked(_))) {
+        on_success.forget();
+        req.set_onerror(None);
+        req.set_onblocked(None);
+        req.set_onupgradeneeded(None);
+        on_error.forget();
+        on_upgrade.forget();
+        return Err(result.expect_err("matched above"));
+    }
+    let _unregister = Unregister::Open(req);
+    result?
+        .dyn_into::<IdbDatabase>()
+        .map_err(|_| IdbError::Failed(format!("{context}: the result is not a database")))
+}
+
+/// Deletes database `name` (a no-op if it does not exist). Fails with `Blocked` when another
+/// connection stays open.
+pub(crate) async fn delete_database(name: &str) -> Result<(), IdbError> {
+    let context = format!("deleting database {name:?}");
+    let req = factory()?
+        .delete_database(name)
+        .map_err(|e| IdbError::from_js(&context, &e))?;
+    let (tx, rx) = oneshot::channel();
+    let sender: Sender = Rc::new(RefCell::new(Some(tx)));
+    let on_success: Handler = {
+        let sender = sender.clone();
+        Closure::new(move |_: Event| settle(&sender, Ok(JsValue::UNDEFINED)))
+    };
+    let on_error: Handler = {
+        let (sender, req) = (sender.clone(), req.clone());
+        let context = context.clone();
+        Closure::new(move |_: Event| {
+            let error = match req.error() {
+                Ok(Some(dom)) => IdbError::from_js(&context, &dom.into()),
+                _ => IdbError::Failed(format!("{context}: failed")),
+            };
+            settle(&sender, Err(error));
+        })
+    };
+    let on_blocked: Handler = {
+        let sender = sender.clone();
+        let name = name.to_owned();
+        Closure::new(move |_: Event| settle(&sender, Err(IdbError::Blocked(name.clone()))))
+    };
+    req.set_onsuccess(Some(on_success.as_ref().unchecked_ref()));
+    req.set_onerror(Some(on_error.as_ref().unchecked_ref()));
+    req.set_onblocked(Some(on_blocked.as_ref().unchecked_ref()));
+    let result = rx
+        .await
+        .unwrap_or_else(|_| Err(IdbError::Failed(format!("{context}: no answer"))));
+    if result.is_err() {
+        // The deletion stays queued behind the other connection; let its events land safely.
+        on_success.forget();
+        on_error.forget();
+        on_blocked.forget();
+        return result.map(drop);
+    }
+    let _unregister = Unregister::Open(req);
+    Ok(())
+}
+
+/// A transaction over `stores`. Read-write transactions ask for `durability: "strict"`, so
+/// `complete` fires only once the data is flushed to disk (Chromium defaults to "relaxed").
+pub(crate) fn transaction(
+    db: &IdbDatabase,
+    stores: &[&str],
+    mode: IdbTransactionMode,
+) -> Result<IdbTransaction, IdbError> {
+    let names: Array = stores.iter().map(|s| JsValue::from_str(s)).collect();
+    let context = format!("starting a transaction on {stores:?}");
+    match mode {
+        IdbTransactionMode::Readwrite => {
+            let options = js_sys::Object::new();
+            Reflect::set(&options, &"durability".into(), &"strict".into())
+                .map_err(|e| IdbError::from_js(&context, &e))?;
+            db.unchecked_ref::<DatabaseWithOptions>()
+                .transaction_with_options(&names, "readwrite", &options)
+        }
+        _ => db.transaction_with_str_sequence_and_mode(&names, mode),
+    }
+    .map_err(|e| IdbError::from_js(&context, &e))
+}
+
+/// Object store `name` of `transaction`.
+pub(crate) fn object_store(
+    transaction: &IdbTransaction,
+    name: &str,
+) -> Result<IdbObjectStore, IdbError> {
+    transaction
+        .object_store(name)
+        .map_err(|e| IdbError::from_js(&format!("object store {name:?}"), &e))
+}
+
+/// Turns the `Result<_, JsValue>` of a synchronous IndexedDB call into this layer's error.
+pub(crate) fn call<T>(result: Result<T, JsValue>, context: &str) -> Result<T, IdbError> {
+    result.map_err(|e| IdbError::from_js(context, &e))
+}
+
+/// The key of a `u64` (an LSN or a sequence number): an exact JS number.
+pub(crate) fn key(value: u64) -> JsValue {
+    assert!(value <= (1 << 53), "key {value} is beyond exact JS numbers");
+    JsValue::from_f64(value as f64)
+}
+
+/// Keys `from..=to`.
+pub(crate) fn key_range(from: u64, to: u64) -> Result<IdbKeyRange, IdbError> {
+    call(
+        IdbKeyRange::bound(&key(from), &key(to)),
+        "building a key range",
+    )
+}
+
+/// Keys `>= from`.
+pub(crate) fn keys_from(from: u64) -> Result<IdbKeyRange, IdbError> {
+    call(IdbKeyRange::lower_bound(&key(from)), "building a key range")
+}
+
+/// Keys `<= through`.
+pub(crate) fn keys_through(through: u64) -> Result<IdbKeyRange, IdbError> {
+    call(
+        IdbKeyRange::upper_bound(&key(through)),
+        "building a key range",
+    )
+}

@@ -1,0 +1,503 @@
+//! [`IdbStore`]: core's [`LogStore`] over IndexedDB, the browser replica's durable log.
+//!
+//! One database per replica name, with out-of-line keys:
+//!
+//! ```text
+//!   log          lsn (number)    → framed LogEntry record
+//!   snapshot     0               → framed header (position, state hash, size, chunk count)
+//!                1..=n           → framed chunk of ≤ 1 MiB of snapshot data
+//!   meta         "log"           → the compaction point (lsn, hash)
+//!                "metadata"      → core's Metadata (term, node id)
+//!   pending      seq (number)    → a client write waiting for the leader (PendingStore)
+//!   client_meta  name (string)   → small values of the replica driver (PendingStore)
+//! ```
+//!
+//! Every mutation is one read-write transaction with `durability: "strict"`, and its future
+//! resolves on the transaction's `complete` event: IndexedDB's durability point. A
+//! transaction is atomic, so unlike a file there is no torn tail to cut off: every record
+//! that fails its checks is damage, reported as `storage_corrupt` (see `records.rs`). An
+//! install or a snapshot past the log's end clears the log, replaces the snapshot and moves the
+//! compaction point in one transaction, so a crash leaves the old store or the new one.
+//!
+//! The store keeps the compaction point and the last position in memory (it is the only
+//! writer of its database; the multi-tab driver ensures one owner). `open` reads them back and
+//! checks the first and last records and the record count; every other record is checked
+//! when it is read (`read_range`, `load_snapshot`), which the replica does at startup anyway.
+
+use cstore_core::log::LogEntry;
+use cstore_core::snapshot::Snapshot;
+use cstore_core::storage::{
+    LogState, LogStore, Metadata, StorageError, StorageResult, check_contiguous,
+};
+use cstore_core::types::{LogPosition, Lsn};
+use std::rc::Rc;
+
+use js_sys::{Array, Uint8Array};
+use wasm_bindgen::prelude::Closure;
+use wasm_bindgen::{JsCast, JsValue};
+use web_sys::{
+    Event, IdbCursorDirection, IdbCursorWithValue, IdbDatabase, IdbObjectStore, IdbTransactionMode,
+};
+
+use super::glue::{
+    self, call, key, key_range, keys_from, keys_through, object_store, request, transaction,
+    transaction_done,
+};
+use super::records::{
+    decode_log_entry, decode_named, decode_snapshot, encode_log_entry, encode_named,
+    encode_snapshot,
+};
+use super::{IdbError, PendingStore};
+
+/// The schema version; `upgrade` creates the object stores of each version.
+const SCHEMA_VERSION: u32 = 1;
+pub(crate) const LOG: &str = "log";
+pub(crate) const SNAPSHOT: &str = "snapshot";
+pub(crate) const META: &str = "meta";
+pub(crate) const PENDING: &str = "pending";
+pub(crate) const CLIENT_META: &str = "client_meta";
+/// `meta` key of the compaction point.
+const META_LOG: &str = "log";
+/// `meta` key of core's [`Metadata`].
+const META_METADATA: &str = "metadata";
+
+/// Creates the object stores of a schema version newer than `old_version`.
+fn upgrade(db: &IdbDatabase, old_version: u32) -> Result<(), JsValue> {
+    if old_version < 1 {
+        for name in [LOG, SNAPSHOT, META, PENDING, CLIENT_META] {
+            db.create_object_store(name)?;
+        }
+    }
+    Ok(())
+}
+
+/// Opens (creating if needed) the database of replica `name`, closing the connection when
+/// another context wants to upgrade or delete it (so this tab never blocks that).
+pub(crate) async fn open_connection(name: &str) -> Result<Connection, IdbError> {
+    let db = glue::open_database(name, SCHEMA_VERSION, upgrade).await?;
+    let on_version_change: Closure<dyn FnMut(Event)> = {
+        let db = db.clone();
+        Closure::new(move |_: Event| db.close())
+    };
+    db.set_onversionchange(Some(on_version_change.as_ref().unchecked_ref()));
+    Ok(Connection(Rc::new(ConnectionInner {
+        db,
+        name: name.to_owned(),
+        _on_version_change: on_version_change,
+    })))
+}
+
+/// An open database, shared by an [`IdbStore`] and its [`PendingStore`]s; the connection
+/// closes when the last of them is dropped.
+#[derive(Debug, Clone)]
+pub(crate) struct Connection(Rc<ConnectionInner>);
+
+#[derive(Debug)]
+struct ConnectionInner {
+    db: IdbDatabase,
+    name: String,
+    /// Closes `db` on `versionchange`; unregistered before it is freed.
+    _on_version_change: Closure<dyn FnMut(Event)>,
+}
+
+impl Connection {
+    pub(crate) fn db(&self) -> &IdbDatabase {
+        &self.0.db
+    }
+
+    pub(crate) fn name(&self) -> &str {
+        &self.0.name
+    }
+}
+
+impl Drop for ConnectionInner {
+    fn drop(&mut self) {
+        self.db.set_onversionchange(None);
+        self.db.close();
+    }
+}
+
+/// Copies a stored value out as bytes; anything but a `Uint8Array` is corrupt.
+pub(crate) fn value_bytes(value: &JsValue, what: &str) -> Result<Vec<u8>, IdbError> {
+    value
+        .dyn_ref::<Uint8Array>()
+        .map(Uint8Array::to_vec)
+        .ok_or_else(|| {
+            IdbError::Corrupt(format!(
+                "{what} is a {} value, not bytes",
+                value.js_typeof().as_string().unwrap_or_default()
+            ))
+        })
+}
+
+/// Puts `bytes` under `key` (the request completes with the transaction).
+pub(crate) fn put(store: &IdbObjectStore, key: &JsValue, bytes: &[u8]) -> Result<(), IdbError> {
+    call(
+        store.put_with_key(&Uint8Array::from(bytes), key),
+        "queueing a put",
+    )
+    .map(drop)
+}
+
+/// The browser replica's log, snapshot and metadata in one IndexedDB database.
+#[derive(Debug)]
+pub struct IdbStore {
+    connection: Connection,
+    /// The position of the last compacted entry (`START` if none).
+    compacted: LogPosition,
+    /// The last entry held, or `compacted` when none is.
+    last: LogPosition,
+}
+
+impl IdbStore {
+    /// Opens the store of replica `name`, creating its database if needed, and reads back the
+    /// log's bounds. Fails with `idb_unavailable`, `idb_blocked`, `idb_version_too_new` or
+    /// `storage_corrupt` (the first or last log record, the compaction point or the record
+    /// count fails its checks).
+    pub async fn open(name: &str) -> Result<IdbStore, IdbError> {
+        let connection = open_connection(name).await?;
+        let (compacted, last) = read_bounds(connection.db()).await?;
+        Ok(IdbStore {
+            connection,
+            compacted,
+            last,
+        })
+    }
+
+    /// Deletes the database of replica `name`, with its log, snapshot, pending writes and
+    /// metadata: what a driver does before re-bootstrapping from a corrupt store. Close every
+    /// store of that name first; another tab's open connection closes itself on the request,
+    /// and one that does not makes this fail with `idb_blocked`.
+    pub async fn destroy(name: &str) -> Result<(), IdbError> {
+        glue::delete_database(name).await
+    }
+
+    /// The replica name (the database name).
+    pub fn name(&self) -> &str {
+        self.connection.name()
+    }
+
+    /// The pending-write queue in this store's database, on the same connection.
+    pub fn pending(&self) -> PendingStore {
+        PendingStore::from_connection(self.connection.clone())
+    }
+
+    /// Closes the store. The connection closes once the pending stores made by
+    /// [`IdbStore::pending`], which share it, are dropped too. Dropping the store does the same.
+    pub fn close(self) {}
+
+    fn readonly(&self, stores: &[&str]) -> Result<web_sys::IdbTransaction, IdbError> {
+        transaction(self.connection.db(), stores, IdbTransactionMode::Readonly)
+    }
+
+    fn readwrite(&self, stores: &[&str]) -> Result<web_sys::IdbTransaction, IdbError> {
+        transaction(self.connection.db(), stores, IdbTransactionMode::Readwrite)
+    }
+
+    /// Reads and checks entries `from..=to`, all of which the bounds say are held.
+    async fn read_held(&self, from: u64, to: u64) -> Result<Vec<LogEntry>, IdbError> {
+        let tx = self.readonly(&[LOG])?;
+        let log = object_store(&tx, LOG)?;
+        let req = call(
+            log.get_all_with_key(&key_range(from, to)?.into()),
+            "reading log records",
+        )?;
+        let values: Array = request(&req, "reading log records").await?.unchecked_into();
+        let expected = to - from + 1;
+        if u64::from(values.length()) != expected {
+            return Err(IdbError::Corrupt(format!(
+                "log records {from}..={to}: {} held, {expected} expected",
+                values.length()
+            )));
+        }
+        let mut entries: Vec<LogEntry> = Vec::with_capacity(expected as usize);
+        let mut prev = (from == self.compacted.lsn.0 + 1).then_some(self.compacted);
+        for (i, value) in values.iter().enumerate() {
+            let lsn = from + i as u64;
+            let what = format!("log record at lsn {lsn}");
+            let entry = decode_log_entry(lsn, &value_bytes(&value, &what)?)?;
+            if let Some(prev) = prev
+                && !entry.follows(prev)
+            {
+                return Err(IdbError::Corrupt(format!(
+                    "{what} does not continue the chain after {prev}"
+                )));
+            }
+            prev = Some(entry.position());
+            entries.push(entry);
+        }
+        Ok(entries)
+    }
+
+    /// The position of held entry `lsn` (read and checked, unless it is the last).
+    async fn position_of(&self, lsn: Lsn) -> Result<LogPosition, IdbError> {
+        if lsn == self.last.lsn {
+            return Ok(self.last);
+        }
+        if lsn == self.compacted.lsn {
+            return Ok(self.compacted);
+        }
+        let entry = self.read_held(lsn.0, lsn.0).await?;
+        Ok(entry[0].position())
+    }
+
+    /// One transaction: replace the snapshot with `snapshot`, and when `reset_log`, clear the
+    /// log and move the compaction point to the snapshot.
+    async fn write_snapshot(&mut self, snapshot: &Snapshot, reset_log: bool) -> StorageResult<()> {
+        if !snapshot.verify() {
+            return Err(StorageError::Invalid(format!(
+                "snapshot at {} does not match its state hash",
+                snapshot.position
+            )));
+        }
+        let records = encode_snapshot(snapshot);
+        let tx = self.readwrite(&[LOG, SNAPSHOT, META])?;
+        let store = object_store(&tx, SNAPSHOT)?;
+        call(store.clear(), "clearing the snapshot")?;
+        for (index, record) in records.iter().enumerate() {
+            put(&store, &key(index as u64), record)?;
+        }
+        if reset_log {
+            call(object_store(&tx, LOG)?.clear(), "clearing the log")?;
+            put(
+                &object_store(&tx, META)?,
+                &META_LOG.into(),
+                &encode_named(META_LOG, &snapshot.position),
+            )?;
+        }
+        transaction_done(&tx, "writing a snapshot").await?;
+        if reset_log {
+            self.compacted = snapshot.position;
+            self.last = snapshot.position;
+        }
+        Ok(())
+    }
+}
+
+/// Reads the compaction point and the first and last log records, and checks that the
+/// record count fills the range between them.
+async fn read_bounds(db: &IdbDatabase) -> Result<(LogPosition, LogPosition), IdbError> {
+    let tx = transaction(db, &[LOG, META], IdbTransactionMode::Readonly)?;
+    let log = object_store(&tx, LOG)?;
+    let meta_req = call(
+        object_store(&tx, META)?.get(&META_LOG.into()),
+        "reading meta",
+    )?;
+    let count_req = call(log.count(), "counting log records")?;
+    let first_req = call(log.open_cursor(), "opening a cursor")?;
+    let last_req = call(
+        log.open_cursor_with_range_and_direction(&JsValue::NULL, IdbCursorDirection::Prev),
+        "opening a cursor",
+    )?;
+
+    let meta = request(&meta_req, "reading the compaction point").await?;
+    let compacted = if meta.is_undefined() {
+        LogPosition::START
+    } else {
+        decode_named(META, META_LOG, &value_bytes(&meta, "meta record \"log\"")?)?
+    };
+    let count = request(&count_req, "counting log records")
+        .await?
+        .as_f64()
+        .unwrap_or(0.0) as u64;
+    let first = cursor_entry(request(&first_req, "reading the first record").await?)?;
+    let last = cursor_entry(request(&last_req, "reading the last record").await?)?;
+    match (first, last) {
+        (None, None) if count == 0 => Ok((compacted, compacted)),
+        (Some(first), Some(last)) => {
+            if first.lsn != compacted.lsn.next() || !first.follows(compacted) {
+                return Err(IdbError::Corrupt(format!(
+                    "the first log record, entry {}, does not follow the compaction point {compacted}",
+                    first.lsn
+                )));
+            }
+            let expected = last.lsn.0 - compacted.lsn.0;
+            if count != expected {
+                return Err(IdbError::Corrupt(format!(
+                    "the log holds {count} records for entries {}..={}",
+                    first.lsn, last.lsn
+                )));
+            }
+            Ok((compacted, last.position()))
+        }
+        _ => Err(IdbError::Corrupt(format!(
+            "the log's cursors and count ({count}) disagree"
+        ))),
+    }
+}
+
+/// Decodes the entry under a cursor (`null` when the store is empty).
+fn cursor_entry(cursor: JsValue) -> Result<Option<LogEntry>, IdbError> {
+    if cursor.is_null() || cursor.is_undefined() {
+        return Ok(None);
+    }
+    let cursor: IdbCursorWithValue = cursor
+        .dyn_into()
+        .map_err(|_| IdbError::Failed("a cursor request gave no cursor".into()))?;
+    let key = call(cursor.key(), "reading a cursor key")?;
+    let lsn = key
+        .as_f64()
+        .filter(|k| k.fract() == 0.0 && *k >= 1.0 && *k <= (1u64 << 53) as f64)
+        .ok_or_else(|| IdbError::Corrupt(format!("a log record has the key {key:?}")))?
+        as u64;
+    let value = call(cursor.value(), "reading a cursor value")?;
+    let what = format!("log record at lsn {lsn}");
+    decode_log_entry(lsn, &value_bytes(&value, &what)?).map(Some)
+}
+
+impl LogStore for IdbStore {
+    async fn append(&mut self, entries: &[LogEntry]) -> StorageResult<()> {
+        check_contiguous(self.last, entries)?;
+        let Some(last) = entries.last() else {
+            return Ok(());
+        };
+        // An entry that fails its hash would make the next load refuse the log.
+        if let Some(bad) = entries.iter().find(|e| !e.verify_hash()) {
+            return Err(StorageError::Invalid(format!(
+                "entry {} does not match its hash",
+                bad.lsn
+            )));
+        }
+        let tx = self.readwrite(&[LOG])?;
+        let log = object_store(&tx, LOG)?;
+        for entry in entries {
+            put(&log, &key(entry.lsn.0), &encode_log_entry(entry))?;
+        }
+        transaction_done(&tx, "appending log entries").await?;
+        self.last = last.position();
+        Ok(())
+    }
+
+    async fn read_range(&self, from: Lsn, to: Lsn) -> StorageResult<Vec<LogEntry>> {
+        if from >= to {
+            return Ok(Vec::new());
+        }
+        if from <= self.compacted.lsn {
+            return Err(StorageError::Missing(from));
+        }
+        if to.prev() > self.last.lsn {
+            return Err(StorageError::Missing(from.max(self.last.lsn.next())));
+        }
+        Ok(self.read_held(from.0, to.prev().0).await?)
+    }
+
+    async fn state(&self) -> StorageResult<LogState> {
+        Ok(LogState {
+            first: self.compacted.lsn.next(),
+            last: self.last,
+        })
+    }
+
+    async fn truncate_suffix(&mut self, from: Lsn) -> StorageResult<()> {
+        if from <= self.compacted.lsn {
+            return Err(StorageError::Invalid(format!(
+                "cannot truncate from {from}: entries through {} are compacted",
+                self.compacted.lsn
+            )));
+        }
+        if from > self.last.lsn {
+            return Ok(());
+        }
+        let new_last = self.position_of(from.prev()).await?;
+        let tx = self.readwrite(&[LOG])?;
+        call(
+            object_store(&tx, LOG)?.delete(&keys_from(from.0)?.into()),
+            "deleting log records",
+        )?;
+        transaction_done(&tx, "truncating the log").await?;
+        self.last = new_last;
+        Ok(())
+    }
+
+    async fn compact_prefix(&mut self, through: Lsn) -> StorageResult<()> {
+        if through <= self.compacted.lsn {
+            return Ok(());
+        }
+        if through > self.last.lsn {
+            return Err(StorageError::Invalid(format!(
+                "cannot compact through {through}: the last entry held is {}",
+                self.last.lsn
+            )));
+        }
+        let position = self.position_of(through).await?;
+        let tx = self.readwrite(&[LOG, META])?;
+        call(
+            object_store(&tx, LOG)?.delete(&keys_through(through.0)?.into()),
+            "deleting log records",
+        )?;
+        put(
+            &object_store(&tx, META)?,
+            &META_LOG.into(),
+            &encode_named(META_LOG, &position),
+        )?;
+        transaction_done(&tx, "compacting the log").await?;
+        self.compacted = position;
+        Ok(())
+    }
+
+    /// A snapshot past the last entry also resets the log to start after it (as
+    /// `MemoryStore` does), in the same transaction.
+    async fn save_snapshot(&mut self, snapshot: &Snapshot) -> StorageResult<()> {
+        let reset_log = snapshot.position.lsn > self.last.lsn;
+        self.write_snapshot(snapshot, reset_log).await
+    }
+
+    /// One transaction clears the log, replaces the snapshot and moves the compaction point:
+    /// IndexedDB commits all of it or none.
+    async fn install_snapshot(&mut self, snapshot: &Snapshot) -> StorageResult<()> {
+        self.write_snapshot(snapshot, true).await
+    }
+
+    async fn load_snapshot(&self) -> StorageResult<Option<Snapshot>> {
+        let tx = self.readonly(&[SNAPSHOT])?;
+        let req = call(object_store(&tx, SNAPSHOT)?.get_all(), "reading snapshot")?;
+        let keys_req = call(
+            object_store(&tx, SNAPSHOT)?.get_all_keys(),
+            "reading snapshot keys",
+        )?;
+        let values: Array = request(&req, "reading the snapshot")
+            .await?
+            .unchecked_into();
+        let keys: Array = request(&keys_req, "reading the snapshot keys")
+            .await?
+            .unchecked_into();
+        if values.length() == 0 {
+            return Ok(None);
+        }
+        let mut records = Vec::with_capacity(values.length() as usize);
+        for (index, (value, key)) in values.iter().zip(keys.iter()).enumerate() {
+            if key.as_f64() != Some(index as f64) {
+                return Err(IdbError::Corrupt(format!(
+                    "snapshot record {index} is stored under key {key:?}"
+                ))
+                .into());
+            }
+            records.push(value_bytes(&value, &format!("snapshot record {index}"))?);
+        }
+        Ok(Some(decode_snapshot(&records)?))
+    }
+
+    async fn save_metadata(&mut self, metadata: &Metadata) -> StorageResult<()> {
+        let tx = self.readwrite(&[META])?;
+        put(
+            &object_store(&tx, META)?,
+            &META_METADATA.into(),
+            &encode_named(META_METADATA, metadata),
+        )?;
+        Ok(transaction_done(&tx, "saving metadata").await?)
+    }
+
+    async fn load_metadata(&self) -> StorageResult<Option<Metadata>> {
+        let tx = self.readonly(&[META])?;
+        let req = call(
+            object_store(&tx, META)?.get(&META_METADATA.into()),
+            "reading metadata",
+        )?;
+        let value = request(&req, "reading metadata").await?;
+        if value.is_undefined() {
+            return Ok(None);
+        }
+        let bytes = value_bytes(&value, "meta record \"metadata\"")?;
+        Ok(Some(decode_named(META, META_METADATA, &bytes)?))
+    }
+}
