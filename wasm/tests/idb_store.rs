@@ -8,8 +8,9 @@
 
 use std::cell::Cell;
 
+use cstore_core::error::ErrorCode;
 use cstore_core::storage::conformance::{self, StoreHarness};
-use cstore_wasm::idb::IdbStore;
+use cstore_wasm::idb::{IdbStore, PendingStore};
 use wasm_bindgen_test::{wasm_bindgen_test, wasm_bindgen_test_configure};
 
 wasm_bindgen_test_configure!(run_in_browser);
@@ -61,4 +62,95 @@ async fn conformance_suite_passes_on_indexeddb() {
     for name in harness.created {
         IdbStore::destroy(&name).await.expect("destroy");
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// PendingStore
+// ---------------------------------------------------------------------------------------------
+
+#[wasm_bindgen_test]
+async fn pending_writes_survive_reopen_in_seq_order() {
+    let name = unique_name("pending");
+    let pending = PendingStore::open(&name).await.expect("open");
+    assert_eq!(pending.list().await, Ok(Vec::new()));
+    for seq in [3_u64, 1, 5, 2, 4] {
+        pending
+            .push(seq, format!("write {seq}").into_bytes())
+            .await
+            .expect("push");
+    }
+    pending.close();
+
+    let pending = PendingStore::open(&name).await.expect("reopen");
+    let expected: Vec<(u64, Vec<u8>)> = (1..=5)
+        .map(|seq| (seq, format!("write {seq}").into_bytes()))
+        .collect();
+    assert_eq!(pending.list().await, Ok(expected.clone()));
+    assert_eq!(pending.count().await, Ok(5));
+
+    pending.remove_through(2).await.expect("remove_through");
+    pending.remove(4).await.expect("remove");
+    pending.remove(40).await.expect("removing a seq not held");
+    pending
+        .push(6, Vec::new())
+        .await
+        .expect("push an empty write");
+    pending.close();
+
+    let pending = PendingStore::open(&name).await.expect("reopen");
+    assert_eq!(
+        pending.list().await,
+        Ok(vec![
+            expected[2].clone(),
+            expected[4].clone(),
+            (6, Vec::new())
+        ])
+    );
+    pending
+        .remove_through(u64::from(u32::MAX))
+        .await
+        .expect("remove all");
+    assert_eq!(pending.list().await, Ok(Vec::new()));
+    pending.close();
+    IdbStore::destroy(&name).await.expect("destroy");
+}
+
+#[wasm_bindgen_test]
+async fn client_meta_survives_reopen_and_shares_the_store_database() {
+    let name = unique_name("meta");
+    let store = IdbStore::open(&name).await.expect("open");
+    let pending = store.pending();
+    assert_eq!(pending.get_meta("client_id").await, Ok(None));
+    pending.put_meta("client_id", b"tab-1").await.expect("put");
+    pending
+        .put_meta("next_seq", &7u64.to_le_bytes())
+        .await
+        .expect("put");
+    pending
+        .put_meta("next_seq", &8u64.to_le_bytes())
+        .await
+        .expect("replace");
+    pending.push(1, b"w".to_vec()).await.expect("push");
+    drop(pending);
+    store.close();
+
+    let pending = PendingStore::open(&name).await.expect("reopen");
+    assert_eq!(
+        pending.get_meta("client_id").await,
+        Ok(Some(b"tab-1".to_vec()))
+    );
+    assert_eq!(
+        pending.get_meta("next_seq").await,
+        Ok(Some(8u64.to_le_bytes().to_vec()))
+    );
+    assert_eq!(pending.list().await, Ok(vec![(1, b"w".to_vec())]));
+    let empty = pending.put_meta("", b"x").await.expect_err("an empty name");
+    assert_eq!(empty.code(), "storage_invalid");
+    let long = pending
+        .get_meta(&"n".repeat(300))
+        .await
+        .expect_err("a long name");
+    assert_eq!(long.code(), "storage_invalid");
+    pending.close();
+    IdbStore::destroy(&name).await.expect("destroy");
 }

@@ -167,10 +167,34 @@ impl std::fmt::Debug for Unregister {
     }
 }
 
+/// How long an open or delete may stay `blocked` before it fails with `Blocked`. Our own
+/// connections close on `versionchange`, and one that is just finishing a transaction ends
+/// within milliseconds; a connection that is still open after this is another tab's.
+pub const BLOCKED_GRACE_MS: i32 = 3_000;
+
+/// Resolves after `ms` milliseconds (the global's `setTimeout`).
+async fn sleep_ms(ms: i32) {
+    let promise = js_sys::Promise::new(&mut |resolve, _reject| {
+        let set_timeout = Reflect::get(&js_sys::global(), &JsValue::from_str("setTimeout"))
+            .ok()
+            .and_then(|f| f.dyn_into::<js_sys::Function>().ok());
+        match set_timeout {
+            Some(set_timeout) => {
+                let _ = set_timeout.call2(&JsValue::NULL, &resolve, &JsValue::from(ms));
+            }
+            // No timers here: give up at once.
+            None => {
+                let _ = resolve.call0(&JsValue::NULL);
+            }
+        }
+    });
+    let _ = wasm_bindgen_futures::JsFuture::from(promise).await;
+}
+
 /// Opens database `name` at `version`, running `upgrade(db, old_version)` when the stored
-/// version is older. A `blocked` event (another connection holds an older version open)
-/// fails the open with `Blocked`; if the open later succeeds anyway, that connection is
-/// closed at once so it cannot block anyone else.
+/// version is older. Fails with `Blocked` when another connection holds an older version open
+/// for longer than [`BLOCKED_GRACE_MS`]; if the open succeeds after that, the late
+/// connection is closed at once so it cannot block anyone else.
 pub(crate) async fn open_database(
     name: &str,
     version: u32,
@@ -184,56 +208,8 @@ pub(crate) async fn open_database(
             other => other,
         }
     })?;
-    let (tx, rx) = oneshot::channel();
-    let sender: Sender = Rc::new(RefCell::new(Some(tx)));
-    let on_success: Handler = {
-        let (sender, req) = (sender.clone(), req.clone());
-        let context = context.clone();
-        Closure::new(move |_: Event| {
-            let result = req.result().map_err(|e| IdbError::from_js(&context, &e));
-            if sender.borrow().is_none() {
-                // Already failed as blocked: nobody will use this connection.
-                if let Ok(db) = result.and_then(|v| {
-                    v.dyn_into::<IdbDatabase>()
-                        .map_err(|_| IdbError::Failed("not a database".into()))
-                }) {
-                    db.close();
-                }
-                return;
-            }
-            settle(&sender, result);
-        })
-    };
-    let on_error: Handler = {
-        let (sender, req) = (sender.clone(), req.clone());
-        let context = context.clone();
-        Closure::new(move |event: Event| {
-            // The open failed as a whole; nothing should bubble further.
-            event.prevent_default();
-            let error = match req.error() {
-                Ok(Some(dom)) => IdbError::from_js(&context, &dom.into()),
-                Ok(None) => IdbError::Failed(format!("{context}: open failed")),
-                Err(e) => IdbError::from_js(&context, &e),
-            };
-            // "InvalidStateError" / "UnknownError" on open mean storage is not usable here.
-            let error = match error {
-                IdbError::Failed(text)
-                    if text.contains("InvalidStateError") || text.contains("UnknownError") =>
-                {
-                    IdbError::Unavailable(text)
-                }
-                other => other,
-            };
-            settle(&sender, Err(error));
-        })
-    };
-    let on_blocked: Handler = {
-        let sender = sender.clone();
-        let name = name.to_owned();
-        Closure::new(move |_: Event| settle(&sender, Err(IdbError::Blocked(name.clone()))))
-    };
     let on_upgrade: Handler = {
-        let (sender, req) = (sender.clone(), req.clone());
+        let req = req.clone();
         let context = context.clone();
         Closure::new(move |event: Event| {
             let old_version = Reflect::get(&event, &JsValue::from_str("oldVersion"))
@@ -245,84 +221,121 @@ pub(crate) async fn open_database(
                 .and_then(|db| db.dyn_into::<IdbDatabase>())
                 .and_then(|db| upgrade(&db, old_version));
             if let Err(e) = outcome {
+                web_sys::console::error_1(&JsValue::from_str(&format!(
+                    "{context}: upgrade failed: {e:?}"
+                )));
+                // The abort fails the open request with an `AbortError`.
                 if let Some(transaction) = req.transaction() {
                     let _ = transaction.abort();
                 }
-                settle(
-                    &sender,
-                    Err(IdbError::from_js(&format!("{context} (upgrade)"), &e)),
-                );
             }
         })
     };
-    req.set_onsuccess(Some(on_success.as_ref().unchecked_ref()));
-    req.set_onerror(Some(on_error.as_ref().unchecked_ref()));
-    req.set_onblocked(Some(on_blocked.as_ref().unchecked_ref()));
     req.set_onupgradeneeded(Some(on_upgrade.as_ref().unchecked_ref()));
-    let result = rx
-        .await
-        .unwrap_or_else(|_| Err(IdbError::Failed(format!("{context}: no answer"))));
-    // After a `blocked` failure the request may still succeed later: keep the success
-    // handler (which closes that connection) alive by leaking it, a few bytes once.
-    if matches!(result, Err(IdbError::Blocked(_))) {
-        on_success.forget();
-        req.set_onerror(None);
-        req.set_onblocked(None);
-        req.set_onupgradeneeded(None);
-        on_error.forget();
-        on_upgrade.forget();
-        return Err(result.expect_err("matched above"));
-    }
-    let _unregister = Unregister::Open(req);
+    let result = wait_open_request(&req, name, &context, true).await;
+    req.set_onupgradeneeded(None);
+    drop(on_upgrade);
     result?
         .dyn_into::<IdbDatabase>()
         .map_err(|_| IdbError::Failed(format!("{context}: the result is not a database")))
 }
 
 /// Deletes database `name` (a no-op if it does not exist). Fails with `Blocked` when another
-/// connection stays open.
+/// connection stays open for longer than [`BLOCKED_GRACE_MS`]; the deletion then still
+/// happens once that connection closes.
 pub(crate) async fn delete_database(name: &str) -> Result<(), IdbError> {
     let context = format!("deleting database {name:?}");
     let req = factory()?
         .delete_database(name)
         .map_err(|e| IdbError::from_js(&context, &e))?;
+    wait_open_request(&req, name, &context, false)
+        .await
+        .map(drop)
+}
+
+/// Waits for an open or delete request: its result, its error, or `Blocked` once it has been
+/// blocked for [`BLOCKED_GRACE_MS`]. After a `Blocked`, the handlers stay registered (their
+/// closures are leaked, a few bytes once) so the late events land safely, and a database a late
+/// success opens is closed.
+async fn wait_open_request(
+    req: &IdbOpenDbRequest,
+    name: &str,
+    context: &str,
+    opens_database: bool,
+) -> Result<JsValue, IdbError> {
     let (tx, rx) = oneshot::channel();
     let sender: Sender = Rc::new(RefCell::new(Some(tx)));
+    let gave_up = Rc::new(std::cell::Cell::new(false));
+    let (blocked_tx, blocked_rx) = oneshot::channel::<()>();
+    let blocked_tx = RefCell::new(Some(blocked_tx));
     let on_success: Handler = {
-        let sender = sender.clone();
-        Closure::new(move |_: Event| settle(&sender, Ok(JsValue::UNDEFINED)))
+        let (sender, req, gave_up) = (sender.clone(), req.clone(), gave_up.clone());
+        let context = context.to_owned();
+        Closure::new(move |_: Event| {
+            let result = req.result().map_err(|e| IdbError::from_js(&context, &e));
+            if gave_up.get() {
+                if opens_database && let Ok(db) = result.map(JsCast::unchecked_into::<IdbDatabase>)
+                {
+                    db.close();
+                }
+                return;
+            }
+            settle(&sender, result);
+        })
     };
     let on_error: Handler = {
         let (sender, req) = (sender.clone(), req.clone());
-        let context = context.clone();
-        Closure::new(move |_: Event| {
+        let context = context.to_owned();
+        Closure::new(move |event: Event| {
+            // The request failed as a whole; nothing should bubble further.
+            event.prevent_default();
             let error = match req.error() {
                 Ok(Some(dom)) => IdbError::from_js(&context, &dom.into()),
-                _ => IdbError::Failed(format!("{context}: failed")),
+                Ok(None) => IdbError::Failed(format!("{context}: failed")),
+                Err(e) => IdbError::from_js(&context, &e),
+            };
+            // These names on open mean storage is not usable here at all.
+            let error = match error {
+                IdbError::Failed(text)
+                    if text.contains("InvalidStateError") || text.contains("UnknownError") =>
+                {
+                    IdbError::Unavailable(text)
+                }
+                other => other,
             };
             settle(&sender, Err(error));
         })
     };
-    let on_blocked: Handler = {
-        let sender = sender.clone();
-        let name = name.to_owned();
-        Closure::new(move |_: Event| settle(&sender, Err(IdbError::Blocked(name.clone()))))
-    };
+    let on_blocked: Handler = Closure::new(move |_: Event| {
+        if let Some(tx) = blocked_tx.borrow_mut().take() {
+            let _ = tx.send(());
+        }
+    });
     req.set_onsuccess(Some(on_success.as_ref().unchecked_ref()));
     req.set_onerror(Some(on_error.as_ref().unchecked_ref()));
     req.set_onblocked(Some(on_blocked.as_ref().unchecked_ref()));
-    let result = rx
-        .await
-        .unwrap_or_else(|_| Err(IdbError::Failed(format!("{context}: no answer"))));
-    if result.is_err() {
-        // The deletion stays queued behind the other connection; let its events land safely.
-        on_success.forget();
-        on_error.forget();
-        on_blocked.forget();
-        return result.map(drop);
+
+    let blocked_too_long = async {
+        if blocked_rx.await.is_ok() {
+            sleep_ms(BLOCKED_GRACE_MS).await;
+        } else {
+            std::future::pending::<()>().await;
+        }
+    };
+    let answer = futures::future::select(rx, Box::pin(blocked_too_long)).await;
+    match answer {
+        futures::future::Either::Left((result, _)) => {
+            let _unregister = Unregister::Open(req.clone());
+            result.unwrap_or_else(|_| Err(IdbError::Failed(format!("{context}: no answer"))))
+        }
+        futures::future::Either::Right(((), _)) => {
+            gave_up.set(true);
+            on_success.forget();
+            on_error.forget();
+            on_blocked.forget();
+            Err(IdbError::Blocked(name.to_owned()))
+        }
     }
-    let _unregister = Unregister::Open(req);
-    Ok(())
 }
 
 /// A transaction over `stores`. Read-write transactions ask for `durability: "strict"`, so
