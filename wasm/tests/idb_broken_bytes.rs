@@ -9,66 +9,25 @@
 //! wasm32-unknown-unknown --test idb_broken_bytes`.
 #![cfg(target_arch = "wasm32")]
 
-use std::cell::Cell;
-
 use cstore_core::error::ErrorCode;
 use cstore_core::storage::conformance::{entries_after, snapshot_at};
 use cstore_core::storage::{LogStore, Metadata, StorageError};
 use cstore_core::{LogEntry, LogPosition, Lsn, ReplicaId, Snapshot, Term};
 use cstore_wasm::idb::{IdbError, IdbStore, PendingStore, SNAPSHOT_CHUNK_BYTES};
-use js_sys::{Promise, Reflect, Uint8Array};
+use js_sys::{Reflect, Uint8Array};
 use wasm_bindgen::{JsCast, JsValue};
-use wasm_bindgen_futures::JsFuture;
 use wasm_bindgen_test::{wasm_bindgen_test, wasm_bindgen_test_configure};
-use web_sys::{IdbDatabase, IdbFactory, IdbRequest, IdbTransactionMode};
+use web_sys::IdbTransactionMode;
 
 wasm_bindgen_test_configure!(run_in_browser);
 
-thread_local! {
-    static NEXT_DB: Cell<u32> = const { Cell::new(0) };
-}
+mod common;
 
-fn unique_name(prefix: &str) -> String {
-    let n = NEXT_DB.with(|c| {
-        c.set(c.get() + 1);
-        c.get()
-    });
-    format!(
-        "{prefix}-{}-{n}-{}",
-        js_sys::Date::now() as u64,
-        (js_sys::Math::random() * 1e9) as u64
-    )
-}
+use common::{raw_open, unique_name, wait, wait_complete};
 
 // ---------------------------------------------------------------------------------------------
 // Raw IndexedDB, without the store
 // ---------------------------------------------------------------------------------------------
-
-fn factory() -> IdbFactory {
-    Reflect::get(&js_sys::global(), &"indexedDB".into())
-        .expect("indexedDB")
-        .unchecked_into()
-}
-
-/// Waits for a request's success and returns its result.
-async fn wait(req: &IdbRequest) -> JsValue {
-    let promise = Promise::new(&mut |resolve, reject| {
-        req.set_onsuccess(Some(&resolve));
-        req.set_onerror(Some(&reject));
-    });
-    JsFuture::from(promise).await.expect("raw request");
-    req.result().expect("result")
-}
-
-/// Opens `name` at its current version, or at `version` (creating no object stores).
-async fn raw_open(name: &str, version: Option<u32>) -> IdbDatabase {
-    let req = match version {
-        Some(v) => factory().open_with_u32(name, v),
-        None => factory().open(name),
-    }
-    .expect("open");
-    wait(&req).await.unchecked_into()
-}
 
 /// Runs `op` on object store `store` of database `name` in one read-write transaction.
 async fn raw_write(name: &str, store: &str, op: impl FnOnce(&web_sys::IdbObjectStore)) {
@@ -77,11 +36,7 @@ async fn raw_write(name: &str, store: &str, op: impl FnOnce(&web_sys::IdbObjectS
         .transaction_with_str_and_mode(store, IdbTransactionMode::Readwrite)
         .expect("transaction");
     op(&tx.object_store(store).expect("store"));
-    let done = Promise::new(&mut |resolve, reject| {
-        tx.set_oncomplete(Some(&resolve));
-        tx.set_onabort(Some(&reject));
-    });
-    JsFuture::from(done).await.expect("raw transaction");
+    wait_complete(&tx).await;
     db.close();
 }
 

@@ -6,8 +6,6 @@
 //! `CHROMEDRIVER=$(command -v chromedriver) cargo test -p cstore-wasm --target wasm32-unknown-unknown --test idb_store`.
 #![cfg(target_arch = "wasm32")]
 
-use std::cell::Cell;
-
 use cstore_core::error::ErrorCode;
 use cstore_core::storage::conformance::{self, StoreHarness};
 use cstore_wasm::idb::{IdbStore, PendingStore};
@@ -15,22 +13,9 @@ use wasm_bindgen_test::{wasm_bindgen_test, wasm_bindgen_test_configure};
 
 wasm_bindgen_test_configure!(run_in_browser);
 
-thread_local! {
-    static NEXT_DB: Cell<u32> = const { Cell::new(0) };
-}
+mod common;
 
-/// A database name no earlier run or test used.
-fn unique_name(prefix: &str) -> String {
-    let n = NEXT_DB.with(|c| {
-        c.set(c.get() + 1);
-        c.get()
-    });
-    format!(
-        "{prefix}-{}-{n}-{}",
-        js_sys::Date::now() as u64,
-        (js_sys::Math::random() * 1e9) as u64
-    )
-}
+use common::unique_name;
 
 /// Makes a new database per store and reopens by closing the connection and opening the
 /// same name again.
