@@ -85,6 +85,11 @@ fn num(n: u64) -> JsValue {
     JsValue::from_f64(n as f64)
 }
 
+/// The `log` key of the segment holding just entry `lsn`.
+fn seg(lsn: u64) -> JsValue {
+    js_sys::Array::of2(&num(lsn), &num(lsn)).into()
+}
+
 fn garbage(len: usize) -> JsValue {
     let bytes: Vec<u8> = (0..len).map(|i| (i * 37 + 11) as u8).collect();
     Uint8Array::from(bytes.as_slice()).into()
@@ -102,13 +107,19 @@ struct Fixture {
     metadata: Metadata,
 }
 
-/// A closed store holding entries 1..=6, a snapshot of two chunks at entry 3, metadata,
+/// A closed store holding entries 1..=6 (one segment each), a snapshot of two chunks at entry 3, metadata,
 /// two pending writes and one client metadata value.
 async fn populated(prefix: &str) -> Fixture {
     let name = unique_name(prefix);
     let mut store = IdbStore::open(&name).await.expect("open");
     let entries = entries_after(LogPosition::START, 6, Term(1), "b");
-    store.append(&entries).await.expect("append");
+    // One append per entry, so each entry is a segment of its own that a test can damage.
+    for entry in &entries {
+        store
+            .append(std::slice::from_ref(entry))
+            .await
+            .expect("append");
+    }
     // Just over one chunk: a full 1 MiB chunk 1 and a small chunk 2.
     let snapshot = snapshot_at(entries[2].position(), SNAPSHOT_CHUNK_BYTES + 1_000, 9);
     store.save_snapshot(&snapshot).await.expect("save_snapshot");
@@ -196,28 +207,28 @@ async fn an_undamaged_store_reads_back_whole() {
 #[wasm_bindgen_test]
 async fn a_damaged_last_or_first_record_fails_the_open() {
     let fixture = populated("last").await;
-    raw_flip(&fixture.name, "log", num(6)).await;
+    raw_flip(&fixture.name, "log", seg(6)).await;
     assert_corrupt_open(IdbStore::open(&fixture.name).await, "last record flipped");
 
     let fixture = populated("first").await;
-    raw_truncate(&fixture.name, "log", num(1), 10).await;
+    raw_truncate(&fixture.name, "log", seg(1), 10).await;
     assert_corrupt_open(IdbStore::open(&fixture.name).await, "first record cut");
 }
 
 #[wasm_bindgen_test]
 async fn a_flipped_middle_record_is_corrupt_when_read() {
     let fixture = populated("flip").await;
-    raw_flip(&fixture.name, "log", num(3)).await;
+    raw_flip(&fixture.name, "log", seg(3)).await;
     assert_middle_record_damaged(&fixture, "flipped").await;
 }
 
 #[wasm_bindgen_test]
 async fn a_truncated_middle_record_is_corrupt_when_read() {
     let fixture = populated("cut").await;
-    raw_truncate(&fixture.name, "log", num(3), 30).await;
+    raw_truncate(&fixture.name, "log", seg(3), 30).await;
     assert_middle_record_damaged(&fixture, "truncated").await;
     let fixture = populated("cut-empty").await;
-    raw_truncate(&fixture.name, "log", num(3), 0).await;
+    raw_truncate(&fixture.name, "log", seg(3), 0).await;
     assert_middle_record_damaged(&fixture, "emptied").await;
 }
 
@@ -231,7 +242,7 @@ async fn garbage_and_values_of_the_wrong_type_are_corrupt() {
     ];
     for (context, value) in cases {
         let fixture = populated("type").await;
-        raw_put(&fixture.name, "log", num(3), value).await;
+        raw_put(&fixture.name, "log", seg(3), value).await;
         assert_middle_record_damaged(&fixture, context).await;
     }
 }
@@ -239,11 +250,11 @@ async fn garbage_and_values_of_the_wrong_type_are_corrupt() {
 #[wasm_bindgen_test]
 async fn a_valid_record_under_the_wrong_key_is_corrupt() {
     let fixture = populated("moved").await;
-    let fourth = raw_get(&fixture.name, "log", num(4)).await;
+    let fourth = raw_get(&fixture.name, "log", seg(4)).await;
     raw_put(
         &fixture.name,
         "log",
-        num(3),
+        seg(3),
         Uint8Array::from(fourth.as_slice()).into(),
     )
     .await;
@@ -253,11 +264,11 @@ async fn a_valid_record_under_the_wrong_key_is_corrupt() {
 #[wasm_bindgen_test]
 async fn a_missing_or_extra_record_fails_the_open() {
     let fixture = populated("hole").await;
-    raw_delete(&fixture.name, "log", num(3)).await;
+    raw_delete(&fixture.name, "log", seg(3)).await;
     assert_corrupt_open(IdbStore::open(&fixture.name).await, "a hole in the log");
 
     let fixture = populated("extra").await;
-    raw_put(&fixture.name, "log", num(9), garbage(40)).await;
+    raw_put(&fixture.name, "log", seg(9), garbage(40)).await;
     assert_corrupt_open(IdbStore::open(&fixture.name).await, "a record past the end");
 }
 
@@ -378,7 +389,7 @@ async fn damaged_pending_writes_and_client_meta_are_corrupt() {
 #[wasm_bindgen_test]
 async fn destroy_after_corruption_gives_an_empty_store() {
     let fixture = populated("rebootstrap").await;
-    raw_flip(&fixture.name, "log", num(6)).await;
+    raw_flip(&fixture.name, "log", seg(6)).await;
     assert_corrupt_open(IdbStore::open(&fixture.name).await, "before destroy");
     IdbStore::destroy(&fixture.name).await.expect("destroy");
     let store = IdbStore::open(&fixture.name)
@@ -439,4 +450,30 @@ async fn no_indexeddb_is_reported_as_unavailable() {
         StorageError::from(error),
         StorageError::Io(message) if message.starts_with("idb_unavailable")
     ));
+}
+
+/// A segment written by one append of several entries is checked as a whole: damage to it
+/// makes every read that touches it corrupt, and the segments beside it still read.
+#[wasm_bindgen_test]
+async fn a_damaged_segment_of_many_entries_is_corrupt() {
+    let name = unique_name("batch");
+    let mut store = IdbStore::open(&name).await.expect("open");
+    let entries = entries_after(LogPosition::START, 5, Term(1), "b");
+    store.append(&entries[..1]).await.expect("append");
+    store.append(&entries[1..4]).await.expect("append");
+    store.append(&entries[4..]).await.expect("append");
+    store.close();
+    let batch: JsValue = js_sys::Array::of2(&num(2), &num(4)).into();
+    raw_flip(&name, "log", batch).await;
+    let store = IdbStore::open(&name).await.expect("open");
+    assert_corrupt(store.read_range(Lsn(1), Lsn(6)).await, "all");
+    assert_corrupt(store.read_range(Lsn(3), Lsn(4)).await, "inside the segment");
+    assert_eq!(
+        store.read_range(Lsn(1), Lsn(2)).await,
+        Ok(entries[..1].to_vec())
+    );
+    assert_eq!(
+        store.read_range(Lsn(5), Lsn(6)).await,
+        Ok(entries[4..].to_vec())
+    );
 }

@@ -139,3 +139,56 @@ async fn client_meta_survives_reopen_and_shares_the_store_database() {
     pending.close();
     IdbStore::destroy(&name).await.expect("destroy");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Segments: appends larger than one IndexedDB value
+// ---------------------------------------------------------------------------------------------
+
+/// One append of 3,000 entries spans several segments; compaction and truncation that land
+/// inside segments keep exactly the right entries, across a reopen.
+#[wasm_bindgen_test]
+async fn large_appends_compact_and_truncate_inside_segments() {
+    use cstore_core::storage::LogStore;
+    use cstore_core::storage::conformance::entries_after;
+    use cstore_core::{LogPosition, Lsn, Term};
+
+    let name = unique_name("segments");
+    let mut store = IdbStore::open(&name).await.expect("open");
+    let entries = entries_after(LogPosition::START, 3_000, Term(1), "seg");
+    store.append(&entries[..2_000]).await.expect("append");
+    store.append(&entries[2_000..]).await.expect("append");
+    let all = store.read_range(Lsn(1), Lsn(3_001)).await.expect("read");
+    assert!(all == entries, "every entry reads back");
+
+    store.compact_prefix(Lsn(777)).await.expect("compact");
+    store.truncate_suffix(Lsn(2_345)).await.expect("truncate");
+    let more = entries_after(entries[2_343].position(), 10, Term(2), "new");
+    store.append(&more).await.expect("append after truncation");
+    let mut expected = entries[777..2_344].to_vec();
+    expected.extend(more);
+
+    let name_again = store.name().to_owned();
+    store.close();
+    let store = IdbStore::open(&name_again).await.expect("reopen");
+    let state = store.state().await.expect("state");
+    assert_eq!(state.first, Lsn(778));
+    assert_eq!(state.last, expected.last().expect("entries").position());
+    let held = store.read_range(Lsn(778), Lsn(2_355)).await.expect("read");
+    assert!(
+        held == expected,
+        "the held entries after compaction and truncation"
+    );
+    for (from, to) in [(778, 779), (1_000, 1_500), (2_344, 2_346), (2_354, 2_355)] {
+        let part = store
+            .read_range(Lsn(from), Lsn(to))
+            .await
+            .expect("read part");
+        assert!(
+            part[..] == expected[(from - 778) as usize..(to - 778) as usize],
+            "read_range({from}, {to})"
+        );
+    }
+    assert!(store.read_range(Lsn(777), Lsn(779)).await.is_err());
+    store.close();
+    IdbStore::destroy(&name).await.expect("destroy");
+}

@@ -381,19 +381,6 @@ pub(crate) fn key(value: u64) -> JsValue {
     JsValue::from_f64(value as f64)
 }
 
-/// Keys `from..=to`.
-pub(crate) fn key_range(from: u64, to: u64) -> Result<IdbKeyRange, IdbError> {
-    call(
-        IdbKeyRange::bound(&key(from), &key(to)),
-        "building a key range",
-    )
-}
-
-/// Keys `>= from`.
-pub(crate) fn keys_from(from: u64) -> Result<IdbKeyRange, IdbError> {
-    call(IdbKeyRange::lower_bound(&key(from)), "building a key range")
-}
-
 /// Keys `<= through`.
 pub(crate) fn keys_through(through: u64) -> Result<IdbKeyRange, IdbError> {
     call(

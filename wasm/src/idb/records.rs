@@ -1,11 +1,13 @@
 //! The bytes stored under each key, and the checks made when they are read back.
 //!
-//! Every value is one record in core's framing (`[len][crc32c][version][kind][postcard]`),
-//! the same as a WAL segment on the server, held as a `Uint8Array`. The crc catches flipped
-//! and cut bytes; log entries carry their SHA-256 chain and snapshots their state hash, both
-//! checked on load. Every record also names its own key (an entry its LSN, a chunk its index,
-//! a metadata value its name), so a valid record copied under the wrong key is caught too:
-//! a read returns the right data or `storage_corrupt`, never other data.
+//! Values are core's framed records (`[len][crc32c][version][kind][postcard]`), held as
+//! `Uint8Array`s: a log value (a segment) is the records of consecutive entries back to back,
+//! exactly as in a WAL segment file on the server; every other value is one record. The crc
+//! catches flipped and cut bytes; log entries carry their SHA-256 chain and snapshots their
+//! state hash, both checked on load. Every value is also tied to its key (a segment's entries
+//! must be exactly the LSNs its key names, a chunk names its index, a metadata value its
+//! name), so a valid value copied under the wrong key is caught too: a read returns the right
+//! data or `storage_corrupt`, never other data.
 //!
 //! This file is plain Rust (no JS types) so the rules are easy to read and test.
 
@@ -50,30 +52,91 @@ pub(crate) struct PendingRecord {
     pub bytes: Vec<u8>,
 }
 
-/// The framed record of one log entry.
-pub(crate) fn encode_log_entry(entry: &LogEntry) -> Vec<u8> {
-    let mut out = Vec::new();
-    encode_entry(entry, &mut out);
+/// An append writes its entries as values ("segments") of about this many bytes: one value
+/// per entry costs IndexedDB far more than the bytes (the benchmark measured ten times fewer
+/// entries per second), while values of a few hundred KiB stay cheap to copy and to rewrite
+/// when a truncation cuts one. A segment holds at least one entry, so a single entry larger
+/// than this gets a segment of its own.
+pub const SEGMENT_BYTES_TARGET: usize = 256 << 10;
+
+/// The LSNs a segment holds, `first..=last`: its key in the `log` object store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Span {
+    pub first: u64,
+    pub last: u64,
+}
+
+impl Span {
+    pub fn contains(self, lsn: u64) -> bool {
+        (self.first..=self.last).contains(&lsn)
+    }
+}
+
+/// Splits `entries` into segments of about [`SEGMENT_BYTES_TARGET`] bytes: each segment's
+/// span and its framed entry records back to back, as a WAL segment file holds them.
+pub(crate) fn encode_segments(entries: &[LogEntry]) -> Vec<(Span, Vec<u8>)> {
+    let mut out: Vec<(Span, Vec<u8>)> = Vec::new();
+    let mut bytes = Vec::new();
+    let mut first = None;
+    for entry in entries {
+        first.get_or_insert(entry.lsn.0);
+        encode_entry(entry, &mut bytes);
+        if bytes.len() >= SEGMENT_BYTES_TARGET {
+            let span = Span {
+                first: first.take().expect("set above"),
+                last: entry.lsn.0,
+            };
+            out.push((span, std::mem::take(&mut bytes)));
+        }
+    }
+    if let (Some(first), Some(last)) = (first, entries.last()) {
+        out.push((
+            Span {
+                first,
+                last: last.lsn.0,
+            },
+            bytes,
+        ));
+    }
     out
 }
 
-/// Decodes the record stored under log key `lsn`: checksum, hash, and that it is entry `lsn`.
-pub(crate) fn decode_log_entry(lsn: u64, bytes: &[u8]) -> Result<LogEntry, IdbError> {
-    let (entry, used) = decode_entry(bytes)
-        .map_err(|e| IdbError::Corrupt(format!("log record at lsn {lsn}: {e}")))?;
-    if used != bytes.len() {
+/// Decodes the segment stored under `span`: every record whole (crc, hash), exactly the
+/// entries `span.first..=span.last` in order, each continuing the chain of the one before.
+pub(crate) fn decode_segment(span: Span, bytes: &[u8]) -> Result<Vec<LogEntry>, IdbError> {
+    let what = |lsn: u64| format!("log segment {}..={} at lsn {lsn}", span.first, span.last);
+    let mut entries: Vec<LogEntry> = Vec::new();
+    let mut offset = 0;
+    let mut lsn = span.first;
+    while offset < bytes.len() {
+        let (entry, used) = decode_entry(&bytes[offset..])
+            .map_err(|e| IdbError::Corrupt(format!("{}: {e}", what(lsn))))?;
+        if entry.lsn.0 != lsn || lsn > span.last {
+            return Err(IdbError::Corrupt(format!(
+                "{} holds entry {}",
+                what(lsn),
+                entry.lsn
+            )));
+        }
+        if let Some(prev) = entries.last()
+            && !entry.follows(prev.position())
+        {
+            return Err(IdbError::Corrupt(format!(
+                "{}: the entry does not continue the chain",
+                what(lsn)
+            )));
+        }
+        entries.push(entry);
+        offset += used;
+        lsn += 1;
+    }
+    if lsn != span.last + 1 {
         return Err(IdbError::Corrupt(format!(
-            "log record at lsn {lsn}: {} trailing bytes",
-            bytes.len() - used
+            "{}: the segment ends early",
+            what(lsn)
         )));
     }
-    if entry.lsn.0 != lsn {
-        return Err(IdbError::Corrupt(format!(
-            "log record at lsn {lsn} holds entry {}",
-            entry.lsn
-        )));
-    }
-    Ok(entry)
+    Ok(entries)
 }
 
 /// Any value as one framed record of `kind`.
@@ -216,31 +279,49 @@ mod tests {
     use cstore_core::types::{Lsn, Term};
     use wasm_bindgen_test::wasm_bindgen_test;
 
+    fn corrupt(result: Result<Vec<LogEntry>, IdbError>) -> bool {
+        matches!(result, Err(IdbError::Corrupt(_)))
+    }
+
     #[wasm_bindgen_test]
-    fn entries_round_trip_and_check_their_key() {
-        let entries = entries_after(LogPosition::START, 3, Term(1), "t");
-        let bytes = encode_log_entry(&entries[1]);
-        assert_eq!(decode_log_entry(2, &bytes), Ok(entries[1].clone()));
-        assert!(matches!(
-            decode_log_entry(3, &bytes),
-            Err(IdbError::Corrupt(_))
-        ));
+    fn segments_round_trip_and_check_their_span() {
+        let entries = entries_after(LogPosition::START, 5, Term(1), "t");
+        let segments = encode_segments(&entries[1..4]);
+        assert_eq!(segments.len(), 1, "small entries share a segment");
+        let (span, bytes) = segments[0].clone();
+        assert_eq!(span, Span { first: 2, last: 4 });
+        assert_eq!(decode_segment(span, &bytes), Ok(entries[1..4].to_vec()));
+        for wrong in [(1, 3), (2, 3), (2, 5), (3, 5)] {
+            let wrong = Span {
+                first: wrong.0,
+                last: wrong.1,
+            };
+            assert!(corrupt(decode_segment(wrong, &bytes)), "{wrong:?}");
+        }
         let mut flipped = bytes.clone();
         flipped[20] ^= 0x10;
-        assert!(matches!(
-            decode_log_entry(2, &flipped),
-            Err(IdbError::Corrupt(_))
-        ));
-        assert!(matches!(
-            decode_log_entry(2, &bytes[..bytes.len() - 3]),
-            Err(IdbError::Corrupt(_))
-        ));
+        assert!(corrupt(decode_segment(span, &flipped)));
+        assert!(corrupt(decode_segment(span, &bytes[..bytes.len() - 3])));
         let mut longer = bytes.clone();
         longer.push(0);
-        assert!(matches!(
-            decode_log_entry(2, &longer),
-            Err(IdbError::Corrupt(_))
-        ));
+        assert!(corrupt(decode_segment(span, &longer)));
+        assert!(corrupt(decode_segment(span, &[])));
+    }
+
+    #[wasm_bindgen_test]
+    fn large_batches_split_into_bounded_segments() {
+        let entries = entries_after(LogPosition::START, 5_000, Term(1), "t");
+        let segments = encode_segments(&entries);
+        assert!(segments.len() > 1);
+        let mut next = 1;
+        for (span, bytes) in &segments {
+            assert_eq!(span.first, next);
+            assert!(bytes.len() < SEGMENT_BYTES_TARGET + 1_000);
+            let decoded = decode_segment(*span, bytes).expect("decodes");
+            assert_eq!(decoded[..], entries[next as usize - 1..span.last as usize]);
+            next = span.last + 1;
+        }
+        assert_eq!(next, 5_001);
     }
 
     #[wasm_bindgen_test]

@@ -3,7 +3,7 @@
 //! One database per replica name, with out-of-line keys:
 //!
 //! ```text
-//!   log          lsn (number)    → framed LogEntry record
+//!   log          [first, last]   → segment: the framed LogEntry records first..=last
 //!   snapshot     0               → framed header (position, state hash, size, chunk count)
 //!                1..=n           → framed chunk of ≤ 1 MiB of snapshot data
 //!   meta         "log"           → the compaction point (lsn, hash)
@@ -12,17 +12,27 @@
 //!   client_meta  name (string)   → small values of the replica driver (PendingStore)
 //! ```
 //!
+//! An append writes its entries as segments of about 256 KiB, keyed by the LSN span they
+//! hold, because IndexedDB's cost is per value far more than per byte: one value per entry
+//! measured ten times slower. The store keeps the list of spans in memory (16 bytes per
+//! segment), so a read fetches exactly the segments it needs with one `getAll`, a truncation
+//! rewrites at most one segment, and a compaction deletes the segments wholly behind it (a
+//! segment that straddles the compaction point stays; its older entries are never returned).
+//!
 //! Every mutation is one read-write transaction with `durability: "strict"`, and its future
 //! resolves on the transaction's `complete` event: IndexedDB's durability point. A
-//! transaction is atomic, so unlike a file there is no torn tail to cut off: every record
-//! that fails its checks is damage, reported as `storage_corrupt` (see `records.rs`). An
-//! install or a snapshot past the log's end clears the log, replaces the snapshot and moves the
+//! transaction is atomic, so unlike a file there is no torn tail to cut off: every value that
+//! fails its checks is damage, reported as `storage_corrupt` (see `records.rs`). An install or
+//! a snapshot past the log's end clears the log, replaces the snapshot and moves the
 //! compaction point in one transaction, so a crash leaves the old store or the new one.
 //!
-//! The store keeps the compaction point and the last position in memory (it is the only
-//! writer of its database; the multi-tab driver ensures one owner). `open` reads them back and
-//! checks the first and last records and the record count; every other record is checked
-//! when it is read (`read_range`, `load_snapshot`), which the replica does at startup anyway.
+//! The store is the only writer of its database (the multi-tab driver ensures one owner).
+//! `open` reads the compaction point and every segment key, checks that the spans are
+//! contiguous and cover the log from the compaction point on, and decodes the first and last
+//! segments; every other segment is checked when it is read (`read_range`), which a replica
+//! does at startup anyway.
+
+use std::rc::Rc;
 
 use cstore_core::log::LogEntry;
 use cstore_core::snapshot::Snapshot;
@@ -30,7 +40,6 @@ use cstore_core::storage::{
     LogState, LogStore, Metadata, StorageError, StorageResult, check_contiguous,
 };
 use cstore_core::types::{LogPosition, Lsn};
-use std::rc::Rc;
 
 use js_sys::{Array, Uint8Array};
 use wasm_bindgen::prelude::Closure;
@@ -39,12 +48,9 @@ use web_sys::{
     Event, IdbCursorDirection, IdbCursorWithValue, IdbDatabase, IdbObjectStore, IdbTransactionMode,
 };
 
-use super::glue::{
-    self, call, key, key_range, keys_from, keys_through, object_store, request, transaction,
-    transaction_done,
-};
+use super::glue::{self, call, key, object_store, request, transaction, transaction_done};
 use super::records::{
-    decode_log_entry, decode_named, decode_snapshot, encode_log_entry, encode_named,
+    Span, decode_named, decode_segment, decode_snapshot, encode_named, encode_segments,
     encode_snapshot,
 };
 use super::{IdbError, PendingStore};
@@ -147,6 +153,51 @@ pub struct IdbStore {
     compacted: LogPosition,
     /// The last entry held, or `compacted` when none is.
     last: LogPosition,
+    /// The keys of the `log` store, ascending and contiguous; empty when no entry is held.
+    /// The first may start at or below the compaction point.
+    segments: Vec<Span>,
+}
+
+/// The `log` key of a segment: `[first, last]`.
+fn span_key(span: Span) -> JsValue {
+    Array::of2(&key(span.first), &key(span.last)).into()
+}
+
+/// Keys from `span`'s on, or up to (and excluding) it.
+fn keys_from_span(span: Span) -> Result<JsValue, IdbError> {
+    call(
+        web_sys::IdbKeyRange::lower_bound(&span_key(span)),
+        "building a key range",
+    )
+    .map(Into::into)
+}
+
+fn keys_before_span(span: Span) -> Result<JsValue, IdbError> {
+    call(
+        web_sys::IdbKeyRange::upper_bound_with_open(&span_key(span), true),
+        "building a key range",
+    )
+    .map(Into::into)
+}
+
+/// Reads a `log` key back as a span; anything else is corrupt.
+fn parse_span(key: &JsValue) -> Result<Span, IdbError> {
+    let number = |v: JsValue| {
+        v.as_f64()
+            .filter(|k| k.fract() == 0.0 && *k >= 1.0 && *k <= (1u64 << 53) as f64)
+            .map(|k| k as u64)
+    };
+    let span = key
+        .dyn_ref::<Array>()
+        .filter(|a| a.length() == 2)
+        .and_then(|a| {
+            Some(Span {
+                first: number(a.get(0))?,
+                last: number(a.get(1))?,
+            })
+        });
+    span.filter(|s| s.first <= s.last)
+        .ok_or_else(|| IdbError::Corrupt(format!("a log segment has the key {key:?}")))
 }
 
 impl IdbStore {
@@ -156,11 +207,12 @@ impl IdbStore {
     /// count fails its checks).
     pub async fn open(name: &str) -> Result<IdbStore, IdbError> {
         let connection = open_connection(name).await?;
-        let (compacted, last) = read_bounds(connection.db()).await?;
+        let (compacted, last, segments) = read_bounds(connection.db()).await?;
         Ok(IdbStore {
             connection,
             compacted,
             last,
+            segments,
         })
     }
 
@@ -194,42 +246,82 @@ impl IdbStore {
         transaction(self.connection.db(), stores, IdbTransactionMode::Readwrite)
     }
 
-    /// Reads and checks entries `from..=to`, all of which the bounds say are held.
-    async fn read_held(&self, from: u64, to: u64) -> Result<Vec<LogEntry>, IdbError> {
+    /// The index of the segment holding `lsn`, which must be held.
+    fn segment_of(&self, lsn: u64) -> usize {
+        let index = self.segments.partition_point(|s| s.last < lsn);
+        assert!(
+            self.segments.get(index).is_some_and(|s| s.contains(lsn)),
+            "entry {lsn} is held, so a segment holds it"
+        );
+        index
+    }
+
+    /// Reads and decodes segments `range` (indexes into `self.segments`) in one request.
+    async fn read_segments(
+        &self,
+        range: std::ops::RangeInclusive<usize>,
+    ) -> Result<Vec<LogEntry>, IdbError> {
+        let spans = &self.segments[range];
+        let (first, last) = (spans[0], spans[spans.len() - 1]);
         let tx = self.readonly(&[LOG])?;
-        let log = object_store(&tx, LOG)?;
-        let req = call(
-            log.get_all_with_key(&key_range(from, to)?.into()),
-            "reading log records",
+        let keys = call(
+            web_sys::IdbKeyRange::bound(&span_key(first), &span_key(last)),
+            "building a key range",
         )?;
-        let values: Array = request(&req, "reading log records").await?.unchecked_into();
-        let expected = to - from + 1;
-        if u64::from(values.length()) != expected {
+        let req = call(
+            object_store(&tx, LOG)?.get_all_with_key(&keys),
+            "reading log segments",
+        )?;
+        let values: Array = request(&req, "reading log segments")
+            .await?
+            .unchecked_into();
+        if values.length() as usize != spans.len() {
             return Err(IdbError::Corrupt(format!(
-                "log records {from}..={to}: {} held, {expected} expected",
-                values.length()
+                "log segments {}..={}: {} held, {} expected",
+                first.first,
+                last.last,
+                values.length(),
+                spans.len()
             )));
         }
-        let mut entries: Vec<LogEntry> = Vec::with_capacity(expected as usize);
-        let mut prev = (from == self.compacted.lsn.0 + 1).then_some(self.compacted);
-        for (i, value) in values.iter().enumerate() {
-            let lsn = from + i as u64;
-            let what = format!("log record at lsn {lsn}");
-            let entry = decode_log_entry(lsn, &value_bytes(&value, &what)?)?;
-            if let Some(prev) = prev
-                && !entry.follows(prev)
-            {
-                return Err(IdbError::Corrupt(format!(
-                    "{what} does not continue the chain after {prev}"
-                )));
-            }
-            prev = Some(entry.position());
-            entries.push(entry);
+        let mut entries = Vec::new();
+        for (span, value) in spans.iter().zip(values.iter()) {
+            let what = format!("log segment {}..={}", span.first, span.last);
+            entries.extend(decode_segment(*span, &value_bytes(&value, &what)?)?);
         }
         Ok(entries)
     }
 
-    /// The position of held entry `lsn` (read and checked, unless it is the last).
+    /// Reads and checks entries `from..=to`, all of which are held: each segment's own checks,
+    /// the chain across segments, and the link to the compaction point.
+    async fn read_held(&self, from: u64, to: u64) -> Result<Vec<LogEntry>, IdbError> {
+        let range = self.segment_of(from)..=self.segment_of(to);
+        let mut entries = self.read_segments(range).await?;
+        for pair in entries.windows(2) {
+            if !pair[1].follows(pair[0].position()) {
+                return Err(IdbError::Corrupt(format!(
+                    "log entry {} does not continue the chain after entry {}",
+                    pair[1].lsn, pair[0].lsn
+                )));
+            }
+        }
+        entries.retain(|e| (from..=to).contains(&e.lsn.0));
+        assert_eq!(
+            entries.len() as u64,
+            to - from + 1,
+            "segments checked above"
+        );
+        if from == self.compacted.lsn.0 + 1 && !entries[0].follows(self.compacted) {
+            return Err(IdbError::Corrupt(format!(
+                "log entry {from} does not follow the compaction point {}",
+                self.compacted
+            )));
+        }
+        Ok(entries)
+    }
+
+    /// The position of held entry `lsn` (read and checked, unless it is the last), or of the
+    /// compaction point.
     async fn position_of(&self, lsn: Lsn) -> Result<LogPosition, IdbError> {
         if lsn == self.last.lsn {
             return Ok(self.last);
@@ -269,21 +361,22 @@ impl IdbStore {
         if reset_log {
             self.compacted = snapshot.position;
             self.last = snapshot.position;
+            self.segments.clear();
         }
         Ok(())
     }
 }
 
-/// Reads the compaction point and the first and last log records, and checks that the
-/// record count fills the range between them.
-async fn read_bounds(db: &IdbDatabase) -> Result<(LogPosition, LogPosition), IdbError> {
+/// Reads the compaction point and every segment key, checks that the spans are contiguous
+/// and cover the log from the compaction point on, and decodes the first and last segments.
+async fn read_bounds(db: &IdbDatabase) -> Result<(LogPosition, LogPosition, Vec<Span>), IdbError> {
     let tx = transaction(db, &[LOG, META], IdbTransactionMode::Readonly)?;
     let log = object_store(&tx, LOG)?;
     let meta_req = call(
         object_store(&tx, META)?.get(&META_LOG.into()),
         "reading meta",
     )?;
-    let count_req = call(log.count(), "counting log records")?;
+    let keys_req = call(log.get_all_keys(), "reading log keys")?;
     let first_req = call(log.open_cursor(), "opening a cursor")?;
     let last_req = call(
         log.open_cursor_with_range_and_direction(&JsValue::NULL, IdbCursorDirection::Prev),
@@ -296,53 +389,61 @@ async fn read_bounds(db: &IdbDatabase) -> Result<(LogPosition, LogPosition), Idb
     } else {
         decode_named(META, META_LOG, &value_bytes(&meta, "meta record \"log\"")?)?
     };
-    let count = request(&count_req, "counting log records")
+    let keys: Array = request(&keys_req, "reading log keys")
         .await?
-        .as_f64()
-        .unwrap_or(0.0) as u64;
-    let first = cursor_entry(request(&first_req, "reading the first record").await?)?;
-    let last = cursor_entry(request(&last_req, "reading the last record").await?)?;
-    match (first, last) {
-        (None, None) if count == 0 => Ok((compacted, compacted)),
-        (Some(first), Some(last)) => {
-            if first.lsn != compacted.lsn.next() || !first.follows(compacted) {
-                return Err(IdbError::Corrupt(format!(
-                    "the first log record, entry {}, does not follow the compaction point {compacted}",
-                    first.lsn
-                )));
-            }
-            let expected = last.lsn.0 - compacted.lsn.0;
-            if count != expected {
-                return Err(IdbError::Corrupt(format!(
-                    "the log holds {count} records for entries {}..={}",
-                    first.lsn, last.lsn
-                )));
-            }
-            Ok((compacted, last.position()))
+        .unchecked_into();
+    let segments = keys
+        .iter()
+        .map(|k| parse_span(&k))
+        .collect::<Result<Vec<Span>, IdbError>>()?;
+    let first = cursor_segment(request(&first_req, "reading the first segment").await?)?;
+    let last = cursor_segment(request(&last_req, "reading the last segment").await?)?;
+    let (Some(first), Some(last)) = (first, last) else {
+        if !segments.is_empty() {
+            return Err(IdbError::Corrupt(
+                "the log's keys and cursors disagree".into(),
+            ));
         }
-        _ => Err(IdbError::Corrupt(format!(
-            "the log's cursors and count ({count}) disagree"
-        ))),
+        return Ok((compacted, compacted, segments));
+    };
+    for pair in segments.windows(2) {
+        if pair[1].first != pair[0].last + 1 {
+            return Err(IdbError::Corrupt(format!(
+                "log segments {}..={} and {}..={} are not contiguous",
+                pair[0].first, pair[0].last, pair[1].first, pair[1].last
+            )));
+        }
     }
+    let next = compacted.lsn.0 + 1;
+    if !segments[0].contains(next) {
+        return Err(IdbError::Corrupt(format!(
+            "the first log segment {}..={} does not hold entry {next}, the first after the \
+             compaction point",
+            segments[0].first, segments[0].last
+        )));
+    }
+    let after_compaction = first.iter().find(|e| e.lsn.0 == next);
+    if !after_compaction.is_some_and(|e| e.follows(compacted)) {
+        return Err(IdbError::Corrupt(format!(
+            "log entry {next} does not follow the compaction point {compacted}"
+        )));
+    }
+    let last = last.last().expect("a segment holds an entry").position();
+    Ok((compacted, last, segments))
 }
 
-/// Decodes the entry under a cursor (`null` when the store is empty).
-fn cursor_entry(cursor: JsValue) -> Result<Option<LogEntry>, IdbError> {
+/// Decodes the segment under a cursor (`None` when the store is empty).
+fn cursor_segment(cursor: JsValue) -> Result<Option<Vec<LogEntry>>, IdbError> {
     if cursor.is_null() || cursor.is_undefined() {
         return Ok(None);
     }
     let cursor: IdbCursorWithValue = cursor
         .dyn_into()
         .map_err(|_| IdbError::Failed("a cursor request gave no cursor".into()))?;
-    let key = call(cursor.key(), "reading a cursor key")?;
-    let lsn = key
-        .as_f64()
-        .filter(|k| k.fract() == 0.0 && *k >= 1.0 && *k <= (1u64 << 53) as f64)
-        .ok_or_else(|| IdbError::Corrupt(format!("a log record has the key {key:?}")))?
-        as u64;
+    let span = parse_span(&call(cursor.key(), "reading a cursor key")?)?;
     let value = call(cursor.value(), "reading a cursor value")?;
-    let what = format!("log record at lsn {lsn}");
-    decode_log_entry(lsn, &value_bytes(&value, &what)?).map(Some)
+    let what = format!("log segment {}..={}", span.first, span.last);
+    decode_segment(span, &value_bytes(&value, &what)?).map(Some)
 }
 
 impl LogStore for IdbStore {
@@ -358,13 +459,16 @@ impl LogStore for IdbStore {
                 bad.lsn
             )));
         }
+        let segments = encode_segments(entries);
         let tx = self.readwrite(&[LOG])?;
         let log = object_store(&tx, LOG)?;
-        for entry in entries {
-            put(&log, &key(entry.lsn.0), &encode_log_entry(entry))?;
+        for (span, bytes) in &segments {
+            put(&log, &span_key(*span), bytes)?;
         }
         transaction_done(&tx, "appending log entries").await?;
         self.last = last.position();
+        self.segments
+            .extend(segments.into_iter().map(|(span, _)| span));
         Ok(())
     }
 
@@ -399,12 +503,38 @@ impl LogStore for IdbStore {
             return Ok(());
         }
         let new_last = self.position_of(from.prev()).await?;
+        // From the first held entry on, everything goes (a straddling segment's older
+        // entries are compacted anyway). Otherwise the segment holding `from` keeps the
+        // entries before it, rewritten under its shorter span.
+        let (cut, kept) = if from.0 == self.compacted.lsn.0 + 1 {
+            (0, None)
+        } else {
+            let index = self.segment_of(from.0);
+            let span = self.segments[index];
+            if span.first == from.0 {
+                (index, None)
+            } else {
+                let mut entries = self.read_segments(index..=index).await?;
+                entries.retain(|e| e.lsn < from);
+                (index, Some(entries))
+            }
+        };
         let tx = self.readwrite(&[LOG])?;
+        let log = object_store(&tx, LOG)?;
         call(
-            object_store(&tx, LOG)?.delete(&keys_from(from.0)?.into()),
-            "deleting log records",
+            log.delete(&keys_from_span(self.segments[cut])?),
+            "deleting log segments",
         )?;
+        let mut kept_spans = Vec::new();
+        if let Some(entries) = &kept {
+            for (span, bytes) in encode_segments(entries) {
+                put(&log, &span_key(span), &bytes)?;
+                kept_spans.push(span);
+            }
+        }
         transaction_done(&tx, "truncating the log").await?;
+        self.segments.truncate(cut);
+        self.segments.extend(kept_spans);
         self.last = new_last;
         Ok(())
     }
@@ -420,11 +550,21 @@ impl LogStore for IdbStore {
             )));
         }
         let position = self.position_of(through).await?;
+        // Segments wholly at or below `through` go; the one holding the next entry stays.
+        let keep_from = if through == self.last.lsn {
+            self.segments.len()
+        } else {
+            self.segment_of(through.0 + 1)
+        };
         let tx = self.readwrite(&[LOG, META])?;
-        call(
-            object_store(&tx, LOG)?.delete(&keys_through(through.0)?.into()),
-            "deleting log records",
-        )?;
+        let log = object_store(&tx, LOG)?;
+        match self.segments.get(keep_from) {
+            Some(span) => call(
+                log.delete(&keys_before_span(*span)?),
+                "deleting log segments",
+            )?,
+            None => call(log.clear(), "clearing the log")?,
+        };
         put(
             &object_store(&tx, META)?,
             &META_LOG.into(),
@@ -432,6 +572,7 @@ impl LogStore for IdbStore {
         )?;
         transaction_done(&tx, "compacting the log").await?;
         self.compacted = position;
+        self.segments.drain(..keep_from);
         Ok(())
     }
 
