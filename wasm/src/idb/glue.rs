@@ -9,11 +9,13 @@
 //! closure.
 //!
 //! Transactions commit on their own once no request is pending at the end of a task. So a
-//! caller issues every request of a transaction synchronously, then awaits the transaction's
-//! `complete` (the durability point) and only then looks at request results. Nothing here
-//! awaits in the middle of a transaction and then adds a request to it.
+//! caller issues every request of a transaction synchronously, makes the futures of all the
+//! waits it needs (which registers their handlers at once), and only then awaits them: for a
+//! write, the transaction's `complete` (the durability point). Nothing here awaits in the
+//! middle of a transaction and then adds a request to it.
 
 use std::cell::RefCell;
+use std::future::Future;
 use std::rc::Rc;
 
 use futures::channel::oneshot;
@@ -71,8 +73,13 @@ fn factory() -> Result<IdbFactory, IdbError> {
         .map_err(|_| IdbError::Unavailable("globalThis.indexedDB is not an IDBFactory".into()))
 }
 
-/// Waits for a request's `success` (its result) or `error`.
-pub(crate) async fn request(req: &IdbRequest, context: &str) -> Result<JsValue, IdbError> {
+/// Waits for a request's `success` (its result) or `error`. The handlers are registered when
+/// this is called, not when the future is first polled, so a caller can issue several
+/// requests, make their futures, and await them one after the other without missing an event.
+pub(crate) fn request(
+    req: &IdbRequest,
+    context: &str,
+) -> impl Future<Output = Result<JsValue, IdbError>> + use<> {
     let (tx, rx) = oneshot::channel();
     let sender: Sender = Rc::new(RefCell::new(Some(tx)));
     let on_success: Handler = {
@@ -97,16 +104,26 @@ pub(crate) async fn request(req: &IdbRequest, context: &str) -> Result<JsValue, 
     };
     req.set_onsuccess(Some(on_success.as_ref().unchecked_ref()));
     req.set_onerror(Some(on_error.as_ref().unchecked_ref()));
-    let _unregister = Unregister::Request(req.clone());
-    rx.await
-        .unwrap_or_else(|_| Err(IdbError::Failed(format!("{context}: no answer"))))
+    let registration = Registration {
+        target: Unregister::Request(req.clone()),
+        _handlers: [on_success, on_error],
+    };
+    let context = context.to_owned();
+    async move {
+        let result = rx
+            .await
+            .unwrap_or_else(|_| Err(IdbError::Failed(format!("{context}: no answer"))));
+        drop(registration);
+        result
+    }
 }
 
-/// Waits for a transaction's `complete` (IndexedDB's durability point) or `abort`.
-pub(crate) async fn transaction_done(
+/// Waits for a transaction's `complete` (IndexedDB's durability point) or `abort`. Like
+/// [`request`], the handlers are registered at once.
+pub(crate) fn transaction_done(
     transaction: &IdbTransaction,
     context: &str,
-) -> Result<(), IdbError> {
+) -> impl Future<Output = Result<(), IdbError>> + use<> {
     let (tx, rx) = oneshot::channel();
     let sender: Sender = Rc::new(RefCell::new(Some(tx)));
     let on_complete: Handler = {
@@ -126,22 +143,44 @@ pub(crate) async fn transaction_done(
     };
     transaction.set_oncomplete(Some(on_complete.as_ref().unchecked_ref()));
     transaction.set_onabort(Some(on_abort.as_ref().unchecked_ref()));
-    let _unregister = Unregister::Transaction(transaction.clone());
-    rx.await
-        .map(|result| result.map(drop))
-        .unwrap_or_else(|_| Err(IdbError::Failed(format!("{context}: no answer"))))
+    let registration = Registration {
+        target: Unregister::Transaction(transaction.clone()),
+        _handlers: [on_complete, on_abort],
+    };
+    let context = context.to_owned();
+    async move {
+        let result = rx
+            .await
+            .map(|result| result.map(drop))
+            .unwrap_or_else(|_| Err(IdbError::Failed(format!("{context}: no answer"))));
+        drop(registration);
+        result
+    }
 }
 
-/// Clears the handlers of a request or transaction when a wait ends, before its closures are
-/// freed (it is declared after them, so it drops first).
+/// Two handlers registered on a request or transaction. Dropping it (when the wait ends, or
+/// when its future is dropped early) first clears the handlers, then frees the closures, so no
+/// event ever reaches a freed closure.
+struct Registration {
+    target: Unregister,
+    _handlers: [Handler; 2],
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.target.clear();
+    }
+}
+
+/// What to clear handlers on.
 enum Unregister {
     Request(IdbRequest),
     Transaction(IdbTransaction),
     Open(IdbOpenDbRequest),
 }
 
-impl Drop for Unregister {
-    fn drop(&mut self) {
+impl Unregister {
+    fn clear(&self) {
         match self {
             Unregister::Request(req) => {
                 req.set_onsuccess(None);
@@ -158,6 +197,16 @@ impl Drop for Unregister {
                 req.set_onupgradeneeded(None);
             }
         }
+    }
+}
+
+/// Clears the handlers of an open or delete request when dropped, before its closures (which
+/// are declared before it, so they drop after it).
+struct ClearOnDrop(Unregister);
+
+impl Drop for ClearOnDrop {
+    fn drop(&mut self) {
+        self.0.clear();
     }
 }
 
@@ -325,7 +374,7 @@ async fn wait_open_request(
     let answer = futures::future::select(rx, Box::pin(blocked_too_long)).await;
     match answer {
         futures::future::Either::Left((result, _)) => {
-            let _unregister = Unregister::Open(req.clone());
+            let _unregister = ClearOnDrop(Unregister::Open(req.clone()));
             result.unwrap_or_else(|_| Err(IdbError::Failed(format!("{context}: no answer"))))
         }
         futures::future::Either::Right(((), _)) => {

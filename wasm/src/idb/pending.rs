@@ -95,12 +95,10 @@ impl PendingStore {
         let store = object_store(&tx, PENDING)?;
         let values_req = call(store.get_all(), "reading pending writes")?;
         let keys_req = call(store.get_all_keys(), "reading pending keys")?;
-        let values: Array = request(&values_req, "reading pending writes")
-            .await?
-            .unchecked_into();
-        let keys: Array = request(&keys_req, "reading pending keys")
-            .await?
-            .unchecked_into();
+        let values = request(&values_req, "reading pending writes");
+        let keys = request(&keys_req, "reading pending keys");
+        let values: Array = values.await?.unchecked_into();
+        let keys: Array = keys.await?.unchecked_into();
         let mut out = Vec::with_capacity(values.length() as usize);
         for (value, key) in values.iter().zip(keys.iter()) {
             let what = format!("pending write under key {key:?}");

@@ -382,22 +382,25 @@ async fn read_bounds(db: &IdbDatabase) -> Result<(LogPosition, LogPosition, Vec<
         log.open_cursor_with_range_and_direction(&JsValue::NULL, IdbCursorDirection::Prev),
         "opening a cursor",
     )?;
+    // Every wait is registered before the first one is awaited.
+    let meta = request(&meta_req, "reading the compaction point");
+    let keys = request(&keys_req, "reading log keys");
+    let first = request(&first_req, "reading the first segment");
+    let last = request(&last_req, "reading the last segment");
 
-    let meta = request(&meta_req, "reading the compaction point").await?;
+    let meta = meta.await?;
     let compacted = if meta.is_undefined() {
         LogPosition::START
     } else {
         decode_named(META, META_LOG, &value_bytes(&meta, "meta record \"log\"")?)?
     };
-    let keys: Array = request(&keys_req, "reading log keys")
-        .await?
-        .unchecked_into();
+    let keys: Array = keys.await?.unchecked_into();
     let segments = keys
         .iter()
         .map(|k| parse_span(&k))
         .collect::<Result<Vec<Span>, IdbError>>()?;
-    let first = cursor_segment(request(&first_req, "reading the first segment").await?)?;
-    let last = cursor_segment(request(&last_req, "reading the last segment").await?)?;
+    let first = cursor_segment(first.await?)?;
+    let last = cursor_segment(last.await?)?;
     let (Some(first), Some(last)) = (first, last) else {
         if !segments.is_empty() {
             return Err(IdbError::Corrupt(
@@ -596,12 +599,10 @@ impl LogStore for IdbStore {
             object_store(&tx, SNAPSHOT)?.get_all_keys(),
             "reading snapshot keys",
         )?;
-        let values: Array = request(&req, "reading the snapshot")
-            .await?
-            .unchecked_into();
-        let keys: Array = request(&keys_req, "reading the snapshot keys")
-            .await?
-            .unchecked_into();
+        let values = request(&req, "reading the snapshot");
+        let keys = request(&keys_req, "reading the snapshot keys");
+        let values: Array = values.await?.unchecked_into();
+        let keys: Array = keys.await?.unchecked_into();
         if values.length() == 0 {
             return Ok(None);
         }
