@@ -10,14 +10,18 @@
 //!
 //! ```text
 //!   replica driver ──► IdbStore (LogStore) ──┐
-//!                  └─► PendingStore ─────────┴─► glue (request/transaction futures) ─► web-sys
-//!                                  records.rs: framing, key checks, snapshot chunks
+//!                  └─► PendingStore ─────────┴─► database (schema, shared connection)
+//!                                                  └─► glue (request/transaction futures)
+//!                                                        └─► web-sys
+//!   records.rs: the bytes of every value (segments, snapshot chunks, named values) and
+//!   their checks, in plain Rust
 //! ```
 //!
 //! Errors are [`IdbError`]s with stable codes (`idb_unavailable`, `idb_blocked`,
 //! `quota_exceeded`, `idb_version_too_new`, `storage_corrupt`, `idb_failed`,
 //! `storage_invalid`); through the `LogStore` trait they become core's `StorageError`.
 
+mod database;
 mod error;
 mod glue;
 mod pending;

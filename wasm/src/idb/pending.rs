@@ -18,9 +18,9 @@ use wasm_bindgen::{JsCast, JsValue};
 use web_sys::{IdbTransaction, IdbTransactionMode};
 
 use super::IdbError;
+use super::database::{CLIENT_META, Connection, PENDING, open_connection, put, value_bytes};
 use super::glue::{call, key, keys_through, object_store, request, transaction, transaction_done};
 use super::records::{PendingRecord, decode_framed, decode_named, encode_framed, encode_named};
-use super::store::{CLIENT_META, Connection, PENDING, open_connection, put, value_bytes};
 
 /// Most writes the queue holds.
 pub const PENDING_WRITES_MAX: usize = 100_000;

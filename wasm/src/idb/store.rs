@@ -32,8 +32,6 @@
 //! segments; every other segment is checked when it is read (`read_range`), which a replica
 //! does at startup anyway.
 
-use std::rc::Rc;
-
 use cstore_core::log::LogEntry;
 use cstore_core::snapshot::Snapshot;
 use cstore_core::storage::{
@@ -41,13 +39,11 @@ use cstore_core::storage::{
 };
 use cstore_core::types::{LogPosition, Lsn};
 
-use js_sys::{Array, Uint8Array};
-use wasm_bindgen::prelude::Closure;
+use js_sys::Array;
 use wasm_bindgen::{JsCast, JsValue};
-use web_sys::{
-    Event, IdbCursorDirection, IdbCursorWithValue, IdbDatabase, IdbObjectStore, IdbTransactionMode,
-};
+use web_sys::{IdbCursorDirection, IdbCursorWithValue, IdbDatabase, IdbTransactionMode};
 
+use super::database::{Connection, LOG, META, SNAPSHOT, open_connection, put, value_bytes};
 use super::glue::{self, call, key, object_store, request, transaction, transaction_done};
 use super::records::{
     Span, decode_named, decode_segment, decode_snapshot, encode_named, encode_segments,
@@ -55,95 +51,10 @@ use super::records::{
 };
 use super::{IdbError, PendingStore};
 
-/// The schema version; `upgrade` creates the object stores of each version.
-const SCHEMA_VERSION: u32 = 1;
-pub(crate) const LOG: &str = "log";
-pub(crate) const SNAPSHOT: &str = "snapshot";
-pub(crate) const META: &str = "meta";
-pub(crate) const PENDING: &str = "pending";
-pub(crate) const CLIENT_META: &str = "client_meta";
 /// `meta` key of the compaction point.
 const META_LOG: &str = "log";
 /// `meta` key of core's [`Metadata`].
 const META_METADATA: &str = "metadata";
-
-/// Creates the object stores of a schema version newer than `old_version`.
-fn upgrade(db: &IdbDatabase, old_version: u32) -> Result<(), JsValue> {
-    if old_version < 1 {
-        for name in [LOG, SNAPSHOT, META, PENDING, CLIENT_META] {
-            db.create_object_store(name)?;
-        }
-    }
-    Ok(())
-}
-
-/// Opens (creating if needed) the database of replica `name`, closing the connection when
-/// another context wants to upgrade or delete it (so this tab never blocks that).
-pub(crate) async fn open_connection(name: &str) -> Result<Connection, IdbError> {
-    let db = glue::open_database(name, SCHEMA_VERSION, upgrade).await?;
-    let on_version_change: Closure<dyn FnMut(Event)> = {
-        let db = db.clone();
-        Closure::new(move |_: Event| db.close())
-    };
-    db.set_onversionchange(Some(on_version_change.as_ref().unchecked_ref()));
-    Ok(Connection(Rc::new(ConnectionInner {
-        db,
-        name: name.to_owned(),
-        _on_version_change: on_version_change,
-    })))
-}
-
-/// An open database, shared by an [`IdbStore`] and its [`PendingStore`]s; the connection
-/// closes when the last of them is dropped.
-#[derive(Debug, Clone)]
-pub(crate) struct Connection(Rc<ConnectionInner>);
-
-#[derive(Debug)]
-struct ConnectionInner {
-    db: IdbDatabase,
-    name: String,
-    /// Closes `db` on `versionchange`; unregistered before it is freed.
-    _on_version_change: Closure<dyn FnMut(Event)>,
-}
-
-impl Connection {
-    pub(crate) fn db(&self) -> &IdbDatabase {
-        &self.0.db
-    }
-
-    pub(crate) fn name(&self) -> &str {
-        &self.0.name
-    }
-}
-
-impl Drop for ConnectionInner {
-    fn drop(&mut self) {
-        self.db.set_onversionchange(None);
-        self.db.close();
-    }
-}
-
-/// Copies a stored value out as bytes; anything but a `Uint8Array` is corrupt.
-pub(crate) fn value_bytes(value: &JsValue, what: &str) -> Result<Vec<u8>, IdbError> {
-    value
-        .dyn_ref::<Uint8Array>()
-        .map(Uint8Array::to_vec)
-        .ok_or_else(|| {
-            IdbError::Corrupt(format!(
-                "{what} is a {} value, not bytes",
-                value.js_typeof().as_string().unwrap_or_default()
-            ))
-        })
-}
-
-/// Puts `bytes` under `key` (the request completes with the transaction).
-pub(crate) fn put(store: &IdbObjectStore, key: &JsValue, bytes: &[u8]) -> Result<(), IdbError> {
-    call(
-        store.put_with_key(&Uint8Array::from(bytes), key),
-        "queueing a put",
-    )
-    .map(drop)
-}
 
 /// The browser replica's log, snapshot and metadata in one IndexedDB database.
 #[derive(Debug)]
