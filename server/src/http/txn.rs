@@ -77,12 +77,13 @@ enum WireOp {
 pub async fn commit(
     _: Authorized<NeedsWrite>,
     State(app): State<AppState>,
-    _: Ack,
+    ack: Ack,
     JsonBody(body): JsonBody<TXN_BODY_BYTES_MAX>,
 ) -> Result<Json<Value>, ApiError> {
     let (txn, ids) = parse(&app.leader, body)?;
     // A rejection names its operation in its message (core's `Rejection` does).
     let lsn = app.leader.write(txn).await?;
+    ack.settle(&app.replication, lsn).await?;
     Ok(Json(json!({"lsn": lsn.0, "ids": ids})))
 }
 
