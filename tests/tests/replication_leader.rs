@@ -449,3 +449,32 @@ fn replicate_needs_a_read_token_from_the_header_or_the_query() {
         .unwrap()
         .expect_error(426, "upgrade_required");
 }
+
+#[test]
+fn a_stopping_leader_closes_replicas_with_shutting_down() {
+    let mut server = ServerProcess::start(ServerOptions::default()).unwrap();
+    let client = server.client();
+    let rt = runtime();
+    let mut replica = ReplicaClient::new(71, ReplicaOptions::default());
+    rt.block_on(replica.connect(&ws_url(&server), None)).unwrap();
+    write_docs(&client, "a", 20);
+    rt.block_on(replica.sync_to(Lsn(client.last_lsn()), SYNC_TIMEOUT))
+        .unwrap();
+    let task = rt.spawn(async move {
+        let outcome = replica.run_until(SYNC_TIMEOUT, |_| false).await;
+        (replica, outcome)
+    });
+    let started = Instant::now();
+    let status = server.terminate(10_000).unwrap();
+    assert!(status.success(), "{status}");
+    // The replication socket does not hold up the HTTP drain.
+    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+    let (replica, outcome) = rt.block_on(task).unwrap();
+    match outcome {
+        Err(ReplicaClientError::Closed(error)) => {
+            assert_eq!(cstore_core::ErrorCode::code(&error), "peer_error");
+            assert!(error.to_string().contains("shutting_down"), "{error}");
+        }
+        other => panic!("expected a shutting_down close, got {other:?}: {replica:?}"),
+    }
+}
