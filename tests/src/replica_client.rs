@@ -22,15 +22,21 @@ use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-use cstore_core::replication::{Frame, Replica, ReplicaCommand, ReplicaConfig, ReplicationError};
+use cstore_core::replication::{
+    FRAME_BYTES_MAX, Frame, Replica, ReplicaCommand, ReplicaConfig, ReplicationError,
+};
 use cstore_core::state::State;
 use cstore_core::storage::{LogStore, MemoryStore};
 use cstore_core::{Hash, LogEntry, LogPosition, Lsn, ReplicaId, Term, TimestampMs};
 
 /// The client's socket.
 pub type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// Initial read buffer of the socket.
+const READ_BUFFER_BYTES: usize = 8 << 10;
 
 /// How often the replica's clock ticks while waiting for messages.
 const TICK: Duration = Duration::from_millis(100);
@@ -171,7 +177,13 @@ impl ReplicaClient {
                 .map_err(|e| connect_error(e.to_string()))?;
             request.headers_mut().insert("authorization", value);
         }
-        let (socket, _) = tokio_tungstenite::connect_async(request)
+        // tungstenite zeroes its whole read buffer on every read: keep it small (it still grows
+        // for large messages), so a thousand replicas in one process stay cheap.
+        let config = WebSocketConfig::default()
+            .read_buffer_size(READ_BUFFER_BYTES)
+            .max_message_size(Some(FRAME_BYTES_MAX))
+            .max_frame_size(Some(FRAME_BYTES_MAX));
+        let (socket, _) = tokio_tungstenite::connect_async_with_config(request, Some(config), true)
             .await
             .map_err(|e| connect_error(e.to_string()))?;
         self.socket = Some(socket);

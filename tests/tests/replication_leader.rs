@@ -456,7 +456,8 @@ fn a_stopping_leader_closes_replicas_with_shutting_down() {
     let client = server.client();
     let rt = runtime();
     let mut replica = ReplicaClient::new(71, ReplicaOptions::default());
-    rt.block_on(replica.connect(&ws_url(&server), None)).unwrap();
+    rt.block_on(replica.connect(&ws_url(&server), None))
+        .unwrap();
     write_docs(&client, "a", 20);
     rt.block_on(replica.sync_to(Lsn(client.last_lsn()), SYNC_TIMEOUT))
         .unwrap();
@@ -468,7 +469,11 @@ fn a_stopping_leader_closes_replicas_with_shutting_down() {
     let status = server.terminate(10_000).unwrap();
     assert!(status.success(), "{status}");
     // The replication socket does not hold up the HTTP drain.
-    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
     let (replica, outcome) = rt.block_on(task).unwrap();
     match outcome {
         Err(ReplicaClientError::Closed(error)) => {

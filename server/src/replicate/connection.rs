@@ -33,7 +33,7 @@ use super::hub::{ConnId, SessionState};
 use super::tail::TailError;
 
 /// How often a session's clock ticks (heartbeats and timeouts).
-pub const TICK_MS: u64 = 100;
+pub const TICK_MS: u64 = 250;
 
 /// WebSocket close codes (RFC 6455).
 const CLOSE_GOING_AWAY: u16 = 1001;
@@ -55,7 +55,7 @@ struct Connection {
     epoch: Instant,
     send_timeout: Duration,
     /// What the hub last heard, so it is only told of changes.
-    reported: Option<(Option<ReplicaId>, Lsn, u64, SessionState)>,
+    reported: Option<(Option<ReplicaId>, Lsn, SessionState)>,
 }
 
 /// Runs one connection to its end.
@@ -291,7 +291,7 @@ impl Connection {
         }
     }
 
-    /// Tells the hub what changed: identity, durable LSN, lag, state.
+    /// Tells the hub what changed: identity, durable LSN, state.
     fn report(&mut self) {
         let state = if self.session.replica_id().is_none() {
             SessionState::AwaitingHello
@@ -300,17 +300,10 @@ impl Connection {
         } else {
             SessionState::CatchingUp
         };
-        let now = (
-            self.session.replica_id(),
-            self.session.durable_lsn(),
-            self.session.lag(),
-            state,
-        );
+        let now = (self.session.replica_id(), self.session.durable_lsn(), state);
         if self.reported != Some(now) {
             self.reported = Some(now);
-            self.replicator
-                .hub()
-                .update(self.conn, now.0, now.1, now.2, now.3);
+            self.replicator.hub().update(self.conn, now.0, now.1, now.2);
         }
     }
 }

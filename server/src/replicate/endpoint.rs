@@ -20,6 +20,9 @@ use super::Replicator;
 use crate::auth::{AuthError, Scope};
 use crate::http::{ApiError, AppState};
 
+/// Initial read buffer of a replication socket (tungstenite's default is 128 KiB).
+const READ_BUFFER_BYTES: usize = 4 << 10;
+
 impl FromRef<AppState> for Replicator {
     fn from_ref(state: &AppState) -> Replicator {
         state.replication.clone()
@@ -46,6 +49,9 @@ pub async fn replicate(
     }
     let addr = connect.map(|Extension(ConnectInfo(addr))| addr);
     upgrade
+        // A replica sends small frames (hello, acks): a small read buffer keeps a thousand
+        // connections cheap; it grows for the rare large message, up to the bound.
+        .read_buffer_size(READ_BUFFER_BYTES)
         .max_message_size(FRAME_BYTES_MAX)
         .max_frame_size(FRAME_BYTES_MAX)
         .on_upgrade(move |socket| super::connection::run(replicator, socket, addr))

@@ -2,7 +2,7 @@
 //! and the writes waiting for replica acknowledgements.
 //!
 //! ```text
-//!  session task ── update(conn, replica, durable, lag, state) ──► Hub ──► AckTracker::set_durable
+//!  session task ── update(conn, replica, durable, state) ──► Hub ──► AckTracker::set_durable
 //!                                                                  │      poll ─► wake writers
 //!  write handler ── wait_acked(lsn, policy, timeout) ─► WaitId ────┘
 //!  /v1/status, /metrics ◄── replicas(), watermarks ◄───────────────┘
@@ -63,7 +63,7 @@ pub struct ReplicaView {
     pub addr: Option<SocketAddr>,
     /// Durable on the replica, on the leader's chain.
     pub acked_lsn: Lsn,
-    /// Committed entries it does not hold durably yet.
+    /// Committed entries it does not hold durably yet (computed when read).
     pub lag: u64,
     /// Where it is in the protocol.
     pub state: SessionState,
@@ -156,13 +156,13 @@ impl Hub {
     }
 
     /// Records what a connection's session says now. A replica identity seen for the first
-    /// time on this connection takes it over from any older connection.
+    /// time on this connection takes it over from any older connection. (Lag is not reported:
+    /// it changes with every commit for every session, so it is computed when read.)
     pub fn update(
         &self,
         conn: ConnId,
         replica: Option<ReplicaId>,
         acked: Lsn,
-        lag: u64,
         state: SessionState,
     ) {
         let mut inner = self.lock();
@@ -175,7 +175,6 @@ impl Hub {
         let claimed = connection.view.id.is_none() && replica.is_some();
         connection.view.id = replica;
         connection.view.acked_lsn = acked;
-        connection.view.lag = lag;
         connection.view.state = state;
         let Some(replica) = replica else { return };
         if claimed
@@ -217,12 +216,15 @@ impl Hub {
         self.lock().connections.len()
     }
 
-    /// Every open connection, for `/v1/status`.
-    pub fn replicas(&self) -> Vec<ReplicaView> {
+    /// Every open connection, for `/v1/status`, with its lag behind `committed`.
+    pub fn replicas(&self, committed: Lsn) -> Vec<ReplicaView> {
         self.lock()
             .connections
             .values()
-            .map(|c| c.view.clone())
+            .map(|c| ReplicaView {
+                lag: committed.0.saturating_sub(c.view.acked_lsn.0),
+                ..c.view.clone()
+            })
             .collect()
     }
 
@@ -312,7 +314,6 @@ mod tests {
             conn,
             Some(ReplicaId(replica)),
             Lsn(acked),
-            0,
             SessionState::Streaming,
         );
     }

@@ -141,10 +141,11 @@ impl Replicator {
     /// `replicas` of `/v1/status`: every connection with its replica's id, address, durable
     /// LSN, lag and protocol state.
     pub fn status_replicas(&self) -> Value {
+        let committed = self.inner.source.tail().last().lsn;
         let replicas: Vec<Value> = self
             .inner
             .hub
-            .replicas()
+            .replicas(committed)
             .into_iter()
             .map(|r| {
                 json!({
@@ -183,7 +184,8 @@ impl Replicator {
             "# HELP cstore_replica_lag_entries Committed entries a connected replica does not hold durably.\n\
              # TYPE cstore_replica_lag_entries gauge\n",
         );
-        for replica in self.inner.hub.replicas() {
+        let committed = self.inner.source.tail().last().lsn;
+        for replica in self.inner.hub.replicas(committed) {
             if let Some(id) = replica.id {
                 out.push_str(&format!(
                     "cstore_replica_lag_entries{{replica=\"{id}\"}} {}\n",
