@@ -125,6 +125,9 @@ async fn run(args: &Args, url: &str, pid: Option<u32>) -> i32 {
     let epoch = Instant::now();
     let sent: Stamps = Arc::new((0..total).map(|_| AtomicI64::new(0)).collect());
     let acked: Stamps = Arc::new((0..total).map(|_| AtomicI64::new(0)).collect());
+    // Replica 0's arrival times, to compare with the writer's 201 after the run (the entry
+    // usually arrives first, so the difference is only known afterwards).
+    let arrived0: Stamps = Arc::new((0..total).map(|_| AtomicI64::new(0)).collect());
     let rss_before = rss_kib(pid, "VmRSS");
 
     // Connect every replica and let it catch up to the current log.
@@ -153,12 +156,16 @@ async fn run(args: &Args, url: &str, pid: Option<u32>) -> i32 {
         let samples = Arc::new(Mutex::new(Samples::new()));
         all_samples.push(Arc::clone(&samples));
         let (sent, acked) = (Arc::clone(&sent), Arc::clone(&acked));
+        let arrived0 = (i == 0).then(|| Arc::clone(&arrived0));
         replica.observe(Box::new(move |entry: &LogEntry, arrived: Instant| {
             let Some(seq) = sequence(entry) else { return };
             let Some(sent_us) = sent.get(seq).map(|s| s.load(Ordering::Acquire)) else {
                 return;
             };
             let arrived_us = arrived.duration_since(epoch).as_micros() as i64;
+            if let Some(arrived0) = &arrived0 {
+                arrived0[seq].store(arrived_us, Ordering::Release);
+            }
             let mut s = samples.lock().expect("samples");
             if sent_us > 0 {
                 let _ = s.from_send.record((arrived_us - sent_us).max(0) as u64);
@@ -267,6 +274,22 @@ async fn run(args: &Args, url: &str, pid: Option<u32>) -> i32 {
         before_ack += s.before_ack;
     }
     let ms = |us: u64| us as f64 / 1000.0;
+    // Replica 0: arrival minus the writer's 201, signed (negative: the replica had it first).
+    let mut signed: Vec<i64> = (0..total)
+        .filter_map(|seq| {
+            let (a, k) = (
+                arrived0[seq].load(Ordering::Acquire),
+                acked[seq].load(Ordering::Acquire),
+            );
+            (a > 0 && k > 0).then_some(a - k)
+        })
+        .collect();
+    signed.sort_unstable();
+    let signed_at = |q: f64| {
+        signed
+            .get(((signed.len() as f64 * q) as usize).min(signed.len().saturating_sub(1)))
+            .map_or(f64::NAN, |us| *us as f64 / 1000.0)
+    };
     let writes_ok = total as u64 - errors.load(Ordering::Relaxed);
     let http_latency = http_latency.lock().expect("histogram");
     println!();
@@ -294,6 +317,13 @@ async fn run(args: &Args, url: &str, pid: Option<u32>) -> i32 {
     println!(
         "arrived before the writer's 201: {:.1}% of samples (counted as 0 in commit→replica)",
         100.0 * before_ack as f64 / merged_ack.len().max(1) as f64
+    );
+    println!(
+        "replica 0, arrival − writer's 201 (ms, negative = replica first): p1 {:.3}, p50 {:.3}, p99 {:.3}, max {:.3}",
+        signed_at(0.01),
+        signed_at(0.5),
+        signed_at(0.99),
+        signed_at(1.0)
     );
     println!(
         "connect {} replicas: {:.2} s; all caught up {:.2} s after the last write; write errors: {}; replicas failed: {failed}",
