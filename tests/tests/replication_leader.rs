@@ -361,6 +361,7 @@ fn broken_bytes_close_only_their_connection() {
         last: LogPosition::START,
         durable: Lsn::ZERO,
         resume: None,
+        collections: None,
     })
     .encode();
     let cases: Vec<(&str, Message, &[&str])> = vec![
