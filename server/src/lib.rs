@@ -13,5 +13,6 @@ pub mod http;
 pub mod leader;
 pub mod metrics;
 pub mod node;
+pub mod replicate;
 pub mod serve;
 pub mod wal;

@@ -11,14 +11,18 @@
 //!                    └─ Follower: wait applied ≥ min_lsn ───► read(f)   (applied ⇒ durable)
 //! ```
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use cstore_core::error::ErrorCode;
+use cstore_core::replication::SessionConfig;
 use cstore_core::state::State;
 use cstore_core::{Lsn, ReplicaId, Term};
 
+use crate::auth::TokenKey;
 use crate::follower::Follower;
 use crate::leader::{Leader, WriteError};
+use crate::replicate::Replicator;
 
 /// Default bound on a `min_lsn` wait.
 pub const MIN_LSN_TIMEOUT_MS_DEFAULT: u64 = 5_000;
@@ -165,6 +169,19 @@ impl Node {
                     applied_lsn: status.applied_lsn,
                 }
             }
+        }
+    }
+
+    /// The serving side of replication for this node: the leader's log, or (relay) the
+    /// follower's own.
+    pub fn replicator(&self, auth: Option<Arc<TokenKey>>) -> Replicator {
+        match self {
+            Node::Leader(leader) => Replicator::for_leader(leader.clone(), auth),
+            Node::Follower(follower) => Replicator::new(
+                Arc::new(follower.relay_source()),
+                SessionConfig::default(),
+                auth,
+            ),
         }
     }
 

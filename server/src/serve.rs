@@ -157,11 +157,13 @@ pub async fn run(args: ServeArgs, shutdown: impl Future<Output = ()>) -> Result<
             if let Some(every) = args.checkpoint_every {
                 config.checkpoint_every_entries = every;
             }
+            config.tail_bytes_max = args.replication_tail_mib << 20;
             Node::Leader(Leader::open(store, config).await?)
         }
         Some(url) => {
             let mut config = FollowerConfig::new(url.clone());
             config.token = args.follow_token.clone();
+            config.tail_bytes_max = args.replication_tail_mib << 20;
             info!(leader = %url, "following");
             Node::Follower(Follower::open(store, config).await?)
         }
@@ -176,15 +178,19 @@ pub async fn run(args: ServeArgs, shutdown: impl Future<Output = ()>) -> Result<
             }
         }
     });
+    let auth = key.map(Arc::new);
+    let replication = node.replicator(auth.clone());
     let app = http::router(AppState {
         node: node.clone(),
-        auth: key.map(Arc::new),
+        auth,
         metrics,
+        replication: replication.clone(),
     });
     let local = listener.local_addr().map_err(ServeError::Serve)?;
     info!(addr = %local, auth = args.auth_secret.is_some(), "listening");
 
     let stop = Arc::new(Notify::new());
+    let app = app.into_make_service_with_connect_info::<SocketAddr>();
     let server = axum::serve(listener, app).with_graceful_shutdown({
         let stop = Arc::clone(&stop);
         async move { stop.notified().await }
@@ -206,6 +212,8 @@ pub async fn run(args: ServeArgs, shutdown: impl Future<Output = ()>) -> Result<
         }
     };
     upkeep.abort();
+    // Replicas get a close frame before the node stops (they reconnect elsewhere or later).
+    replication.shutdown().await;
     node.shutdown().await;
     info!("stopped");
     result.map_err(ServeError::Serve)
@@ -252,6 +260,7 @@ mod tests {
             auth_secret: None,
             insecure: false,
             checkpoint_every: None,
+            replication_tail_mib: crate::replicate::TAIL_MIB_DEFAULT,
         }
     }
 

@@ -5,7 +5,7 @@
 //! applied: LogPosition, last_timestamp
 //! collections (by name): [ name, options, index specs (creation order),
 //!                          documents (by _id): [ (StoredDoc, expires_at) ] ]
-//! origins (by client): [ (client, OriginRecord { seq, lsn }) ]
+//! origins (by client): [ (client, OriginRecord { seq, lsn, at }) ]
 //! ```
 //!
 //! Encoding streams straight from the live maps (no copy of the state); decoding checks every
@@ -174,15 +174,21 @@ pub(super) fn decode(bytes: &[u8]) -> Result<State, SnapshotError> {
         }
         if state
             .origins
-            .last_key_value()
-            .is_some_and(|(last, _)| *last >= origin.client)
+            .last_client()
+            .is_some_and(|last| *last >= *origin.client)
         {
             return Err(malformed(format!(
                 "origin {:?} out of order",
                 origin.client
             )));
         }
-        state.origins.insert(origin.client, record);
+        if record.at > image.last_timestamp {
+            return Err(malformed(format!(
+                "origin {:?} written after the snapshot's clock",
+                origin.client
+            )));
+        }
+        state.origins.load(origin.client, record);
     }
     Ok(state)
 }

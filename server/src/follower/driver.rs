@@ -354,8 +354,7 @@ async fn flush(
     pending: &mut Vec<LogEntry>,
 ) -> Result<Vec<ReplicaCommand>, FollowError> {
     let last = pending.last().map_or(Lsn::ZERO, |e| e.lsn);
-    let result = local.persist(pending).await;
-    pending.clear();
+    let result = local.persist(std::mem::take(pending)).await;
     match result {
         Ok(()) => Ok(replica.on_persisted(now_ms(), last)),
         Err(LocalError::Storage(e)) => Err(e.into()),

@@ -50,16 +50,17 @@ impl LocalCopy {
         self.metadata.term
     }
 
-    /// Appends `entries` durably (one fsync), then applies them.
-    pub(super) async fn persist(&mut self, entries: &[LogEntry]) -> Result<(), LocalError> {
+    /// Appends `entries` durably (one fsync), applies them, then hands them to the relay's
+    /// tail.
+    pub(super) async fn persist(&mut self, entries: Vec<LogEntry>) -> Result<(), LocalError> {
         let last = entries.last().expect("persisting at least one entry").lsn;
         self.store
-            .append(entries)
+            .append(&entries)
             .await
             .map_err(LocalError::Storage)?;
         {
             let mut state = self.shared.state.write().expect("state lock poisoned");
-            for entry in entries {
+            for entry in &entries {
                 if let Err(rejection) = state.apply(entry) {
                     let applied = state.applied().lsn;
                     drop(state);
@@ -80,6 +81,7 @@ impl LocalCopy {
         self.shared.applied.send_replace(last);
         metrics::counter!("cstore_follower_entries_total").increment(entries.len() as u64);
         metrics::gauge!("cstore_follower_applied_lsn").set(last.0 as f64);
+        self.shared.tail.push(entries);
         Ok(())
     }
 
@@ -127,8 +129,10 @@ impl LocalCopy {
     }
 
     fn replace_state(&self, state: State) {
-        let applied = state.applied().lsn;
+        let position = state.applied();
+        let applied = position.lsn;
         *self.shared.state.write().expect("state lock poisoned") = state;
+        self.shared.tail.reset(position);
         // Readers wait for `applied >= n`; a snapshot can move it backwards only on a
         // rebootstrap, which readers then wait through.
         self.shared.applied.send_replace(applied);

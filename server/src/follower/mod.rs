@@ -20,12 +20,14 @@
 //! An entry is applied only after it is durable, so every read here returns data that a crash
 //! cannot take back. A restart recovers the state like the leader does (snapshot, then the log)
 //! and says hello with its durable position: nothing is downloaded twice. Writes sent to a
-//! follower are forwarded to the leader over HTTP (see `http::forward`).
+//! follower are forwarded to the leader over HTTP (see `http::forward`). Its own log is served
+//! to followers of its own (relay, `relay.rs`).
 
 mod backoff;
 mod driver;
 mod error;
 mod local;
+mod relay;
 mod status;
 #[cfg(test)]
 mod tests;
@@ -40,9 +42,11 @@ use cstore_core::{Lsn, ReplicaId};
 
 pub use backoff::Backoff;
 pub use error::FollowError;
+pub use relay::RelaySource;
 pub use status::{Connection, FollowerStatus, LastError, Progress};
 
 use crate::leader::{StartError, recover};
+use crate::replicate::LogTail;
 use crate::wal::FileStore;
 
 /// Tunables of a follower.
@@ -62,6 +66,8 @@ pub struct FollowerConfig {
     pub connect_timeout_ms: u64,
     /// Most entries gathered from frames already received before one fsync.
     pub persist_batch_entries_max: usize,
+    /// Bound of the relay's tail of recent entries (what downstream followers stream from).
+    pub tail_bytes_max: u64,
 }
 
 impl FollowerConfig {
@@ -75,6 +81,7 @@ impl FollowerConfig {
             tick_interval_ms: 200,
             connect_timeout_ms: 5_000,
             persist_batch_entries_max: 16_384,
+            tail_bytes_max: crate::replicate::TAIL_MIB_DEFAULT << 20,
         }
     }
 }
@@ -115,6 +122,8 @@ pub(crate) struct Shared {
     pub(crate) leader_http: String,
     pub(crate) http: reqwest::Client,
     pub(crate) progress: Mutex<Progress>,
+    /// Recent durable entries, for downstream followers (relay).
+    pub(crate) tail: LogTail,
     /// Set to ask the replication thread to stop.
     pub(crate) stop: watch::Sender<bool>,
     /// Set by the replication thread once it stopped and closed the store.
@@ -188,6 +197,7 @@ impl Follower {
             entries_received: 0,
             snapshot_installs: 0,
         };
+        let tail = LogTail::new(state.applied(), config.tail_bytes_max);
         let (applied, _) = watch::channel(state.applied().lsn);
         let (stop, _) = watch::channel(false);
         let (stopped, _) = watch::channel(false);
@@ -199,6 +209,7 @@ impl Follower {
             leader_http,
             http,
             progress: Mutex::new(progress),
+            tail,
             stop,
             stopped,
         });
@@ -252,6 +263,11 @@ impl Follower {
     /// The token configured for the leader, if any.
     pub fn token(&self) -> Option<&str> {
         self.shared.config.token.as_deref()
+    }
+
+    /// This follower as a replication source, for relaying to followers of its own.
+    pub fn relay_source(&self) -> RelaySource {
+        RelaySource::new(Arc::clone(&self.shared))
     }
 
     /// What `/v1/status` reports.

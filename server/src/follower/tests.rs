@@ -361,9 +361,11 @@ fn app(node: Node, auth: Option<&str>) -> Router {
     let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
         .build_recorder()
         .handle();
+    let auth = auth.map(|secret| Arc::new(crate::auth::TokenKey::new(secret).unwrap()));
     crate::http::router(crate::http::AppState {
+        replication: node.replicator(auth.clone()),
         node,
-        auth: auth.map(|secret| Arc::new(crate::auth::TokenKey::new(secret).unwrap())),
+        auth,
         metrics,
     })
 }

@@ -25,7 +25,7 @@ pub async fn insert(
     _: Authorized<NeedsWrite>,
     State(app): State<AppState>,
     CollectionPath(collection): CollectionPath,
-    _: Ack,
+    ack: Ack,
     JsonBody(mut value): DocBody,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     ensure_id(&mut value, || app.node.leader().generate_id());
@@ -36,6 +36,7 @@ pub async fn insert(
         .leader()
         .write(Txn::single(Op::Insert { collection, doc }))
         .await?;
+    ack.settle(&app.replication, lsn).await?;
     Ok((StatusCode::CREATED, written(&id, lsn)))
 }
 
@@ -84,7 +85,7 @@ pub async fn put(
     _: Authorized<NeedsWrite>,
     State(app): State<AppState>,
     DocPath { collection, id }: DocPath,
-    _: Ack,
+    ack: Ack,
     Precondition(if_version): Precondition,
     JsonBody(mut value): DocBody,
 ) -> Result<Json<Value>, ApiError> {
@@ -111,6 +112,7 @@ pub async fn put(
         if_version,
     };
     let lsn = app.node.leader().write(Txn::single(op)).await?;
+    ack.settle(&app.replication, lsn).await?;
     Ok(written(&id, lsn))
 }
 
@@ -119,7 +121,7 @@ pub async fn patch(
     _: Authorized<NeedsWrite>,
     State(app): State<AppState>,
     DocPath { collection, id }: DocPath,
-    _: Ack,
+    ack: Ack,
     Precondition(if_version): Precondition,
     JsonBody(value): DocBody,
 ) -> Result<Json<Value>, ApiError> {
@@ -135,6 +137,7 @@ pub async fn patch(
         if_version,
     };
     let lsn = app.node.leader().write(Txn::single(op)).await?;
+    ack.settle(&app.replication, lsn).await?;
     Ok(written(&id, lsn))
 }
 
@@ -143,7 +146,7 @@ pub async fn delete(
     _: Authorized<NeedsWrite>,
     State(app): State<AppState>,
     DocPath { collection, id }: DocPath,
-    _: Ack,
+    ack: Ack,
     Precondition(if_version): Precondition,
 ) -> Result<Json<Value>, ApiError> {
     let op = Op::Delete {
@@ -152,6 +155,7 @@ pub async fn delete(
         if_version,
     };
     let lsn = app.node.leader().write(Txn::single(op)).await?;
+    ack.settle(&app.replication, lsn).await?;
     Ok(written(&id, lsn))
 }
 

@@ -55,7 +55,8 @@ pub async fn status(_: Authorized<NeedsRead>, State(app): State<AppState>) -> Js
                 "committed_lsn": status.committed_lsn.0,
                 "applied_lsn": status.applied_lsn.0,
                 "leader_url": null,
-                "replicas": [],
+                "replicas": app.replication.status_replicas(),
+                "watermarks": app.replication.status_watermarks(),
             }))
         }
         Node::Follower(follower) => {
@@ -74,7 +75,8 @@ pub async fn status(_: Authorized<NeedsRead>, State(app): State<AppState>) -> Js
                 "committed_lsn": progress.durable_lsn.0,
                 "applied_lsn": status.applied_lsn.0,
                 "leader_url": status.leader_url,
-                "replicas": [],
+                "replicas": app.replication.status_replicas(),
+                "watermarks": app.replication.status_watermarks(),
                 "follower": {
                     "leader_id": progress.leader_id.map(|id| id.to_string()),
                     "durable_lsn": progress.durable_lsn.0,
@@ -99,7 +101,7 @@ pub async fn metrics(_: Authorized<NeedsAdmin>, State(app): State<AppState>) -> 
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        app.metrics.render(),
+        app.metrics.render() + &app.replication.render_metrics(),
     )
 }
 

@@ -41,6 +41,7 @@ pub use params::{Ack, CollectionPath, DocPath, MinLsn, Precondition, etag};
 
 use crate::auth::TokenKey;
 use crate::node::Node;
+use crate::replicate::Replicator;
 
 /// What every handler can reach.
 #[derive(Clone, Debug)]
@@ -51,6 +52,8 @@ pub struct AppState {
     pub auth: Option<Arc<TokenKey>>,
     /// Renders `/metrics`.
     pub metrics: PrometheusHandle,
+    /// Replication sessions, acknowledgements and watermarks (`/v1/replicate`, `?ack=`).
+    pub replication: Replicator,
 }
 
 /// The router with every route of docs/HTTP_API.md. The role decides who handles writes: a
@@ -90,6 +93,7 @@ pub fn router(state: AppState) -> Router {
                 .merge(delete),
         )
         .route("/v1/txn", commit)
+        .route("/v1/replicate", get(crate::replicate::endpoint::replicate))
         .fallback(fallback)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn(observe::track))

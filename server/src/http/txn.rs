@@ -82,14 +82,17 @@ enum WireOp {
 pub async fn commit(
     _: Authorized<NeedsWrite>,
     State(app): State<AppState>,
-    _: Ack,
+    ack: Ack,
     JsonBody(body): JsonBody<TXN_BODY_BYTES_MAX>,
 ) -> Result<Json<Value>, ApiError> {
     let leader = app.node.leader();
     let (txn, ids) = parse(leader, body)?;
     // A rejection names its operation in its message (core's `Rejection` does).
     match leader.write(txn).await {
-        Ok(lsn) => Ok(Json(json!({"lsn": lsn.0, "ids": ids}))),
+        Ok(lsn) => {
+            ack.settle(&app.replication, lsn).await?;
+            Ok(Json(json!({"lsn": lsn.0, "ids": ids})))
+        }
         Err(WriteError::Rejected(Rejection {
             error:
                 TxnError::DuplicateOrigin {
@@ -100,8 +103,10 @@ pub async fn commit(
                 },
             ..
         })) if seq == last_seq => {
-            // The first attempt committed; its answer was lost. It may not be durable yet.
+            // The first attempt committed; its answer was lost. It may not be durable yet, and
+            // a retry after `ack_unknown` waits for the replicas again.
             leader.wait_durable(last_lsn).await?;
+            ack.settle(&app.replication, last_lsn).await?;
             Ok(Json(
                 json!({"lsn": last_lsn.0, "ids": ids, "duplicate": true}),
             ))
