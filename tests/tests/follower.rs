@@ -250,3 +250,44 @@ fn a_follower_of_something_that_is_no_leader_retries_and_says_why() {
     assert!(error.to_string().contains("ws://"), "{error}");
     follower.terminate(5_000).expect("stops on SIGTERM");
 }
+
+#[test]
+fn a_follower_of_a_leader_with_auth_needs_a_read_token() {
+    let leader = ServerProcess::start(ServerOptions {
+        auth_secret: Some("follower test secret, long enough".into()),
+        ..ServerOptions::default()
+    })
+    .expect("leader starts");
+    let writer = leader
+        .client()
+        .with_token(leader.mint_token(&["write"], "1h").expect("a write token"));
+    let last = write_docs(&writer, "a", 10);
+
+    // Without a token the upgrade is refused, and status says so.
+    let refused = ServerProcess::start(ServerOptions::follower_of(&leader)).expect("starts");
+    let started = Instant::now();
+    loop {
+        let progress = follower_status(&refused.client());
+        if progress["last_error"]["code"] == "handshake_refused" {
+            assert!(
+                progress["last_error"]["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("401"),
+                "{progress}"
+            );
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "{progress}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    // With `--follow-token` (scope read) it replicates.
+    let follower = ServerProcess::start(ServerOptions {
+        follow_token: Some(leader.mint_token(&["read"], "1h").expect("a read token")),
+        ..ServerOptions::follower_of(&leader)
+    })
+    .expect("starts");
+    wait_applied(&follower.client(), last, "follower with a token");
+    assert_eq!(follower.client().collection_count(COLLECTION), 20);
+}
