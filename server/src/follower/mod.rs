@@ -54,7 +54,8 @@ use crate::wal::FileStore;
 pub struct FollowerConfig {
     /// The leader's replication endpoint, `ws://host:port/v1/replicate`.
     pub leader_url: String,
-    /// Sent as `Authorization: Bearer` on the upgrade and on forwarded writes without one.
+    /// Sent as `Authorization: Bearer` on the WebSocket upgrade to the leader (scope `read`).
+    /// Forwarded writes carry the client's own `Authorization`, never this token.
     pub token: Option<String>,
     /// First reconnect delay.
     pub backoff_initial_ms: u64,
