@@ -197,6 +197,27 @@ mod tests {
     }
 
     #[test]
+    fn reset_forgets_the_entries_and_continues_from_the_new_position() {
+        let tail = LogTail::new(LogPosition::START, 1 << 20);
+        tail.push(chain(LogPosition::START, 5));
+        // A relaying follower installed a snapshot at some later position.
+        let snapshot_at = chain(LogPosition::START, 20)[19].position();
+        tail.reset(snapshot_at);
+        assert_eq!(tail.last(), snapshot_at);
+        assert_eq!(*tail.committed().borrow(), snapshot_at);
+        assert_eq!(tail.bytes(), 0);
+        assert_eq!(tail.first(), Lsn(21));
+        assert!(matches!(
+            tail.read(Lsn(3), Lsn(4)),
+            Err(TailError::BelowTail { first: Lsn(21), .. })
+        ));
+        // Entries after the snapshot are taken again.
+        let after = chain(snapshot_at, 3);
+        tail.push(after.clone());
+        assert_eq!(tail.read(Lsn(21), Lsn(24)).unwrap(), after);
+    }
+
+    #[test]
     fn reads_what_was_pushed_and_publishes_the_position() {
         let tail = LogTail::new(LogPosition::START, 1 << 20);
         let watch = tail.committed();
