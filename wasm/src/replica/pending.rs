@@ -1,0 +1,119 @@
+//! The durable queue of writes made here and not yet committed by the leader.
+//!
+//! A write is acknowledged to the app only once it is in this queue, so a reload, a crash or
+//! a closed tab loses nothing: on open the queue is read back and its writes re-applied over
+//! the local state, and the writer sends them again. The queue also keeps this client's
+//! identity (random, chosen on first open), which with each write's sequence number names
+//! the write to the leader (`origin`), making a resend after a lost answer harmless.
+//!
+//! [`PendingQueue`] is the seam: `MemoryPending` here for tests and stores without
+//! durability; the IndexedDB one lives with the IndexedDB store.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::rc::Rc;
+
+use cstore_core::Txn;
+use cstore_core::storage::{StorageError, StorageResult};
+
+/// What the queue held at open.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PendingLoad {
+    /// This client's identity, if one was saved.
+    pub client: Option<String>,
+    /// The writes, in sequence order.
+    pub writes: Vec<(u64, Txn)>,
+}
+
+/// A durable queue of pending writes. Every call is durable when its future resolves.
+pub trait PendingQueue {
+    /// Everything the queue holds.
+    fn load(&self) -> impl Future<Output = StorageResult<PendingLoad>>;
+    /// Saves this client's identity.
+    fn save_client(&mut self, client: &str) -> impl Future<Output = StorageResult<()>>;
+    /// Adds write `seq` (greater than every seq held).
+    fn push(&mut self, seq: u64, txn: &Txn) -> impl Future<Output = StorageResult<()>>;
+    /// Removes write `seq` (confirmed or rejected); removing an absent seq is no error.
+    fn remove(&mut self, seq: u64) -> impl Future<Output = StorageResult<()>>;
+}
+
+/// The encoding of a queued write (JSON text of core's `Txn`), shared by the stores.
+pub fn encode_txn(txn: &Txn) -> String {
+    serde_json::to_string(txn).expect("a Txn always serializes")
+}
+
+/// Decodes what [`encode_txn`] wrote.
+pub fn decode_txn(text: &str) -> StorageResult<Txn> {
+    serde_json::from_str(text).map_err(|e| StorageError::Corrupt(format!("pending write: {e}")))
+}
+
+/// A queue in memory. Clones share the contents, so a test can "reload" a replica by
+/// opening another one over a clone.
+#[derive(Clone, Debug, Default)]
+pub struct MemoryPending {
+    inner: Rc<RefCell<PendingLoadMap>>,
+}
+
+#[derive(Debug, Default)]
+struct PendingLoadMap {
+    client: Option<String>,
+    writes: BTreeMap<u64, String>,
+}
+
+impl MemoryPending {
+    /// An empty queue.
+    pub fn new() -> MemoryPending {
+        MemoryPending::default()
+    }
+
+    /// How many writes it holds.
+    pub fn len(&self) -> usize {
+        self.inner.borrow().writes.len()
+    }
+
+    /// True when it holds none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl PendingQueue for MemoryPending {
+    async fn load(&self) -> StorageResult<PendingLoad> {
+        let inner = self.inner.borrow();
+        let writes = inner
+            .writes
+            .iter()
+            .map(|(seq, text)| Ok((*seq, decode_txn(text)?)))
+            .collect::<StorageResult<Vec<_>>>()?;
+        Ok(PendingLoad {
+            client: inner.client.clone(),
+            writes,
+        })
+    }
+
+    async fn save_client(&mut self, client: &str) -> StorageResult<()> {
+        self.inner.borrow_mut().client = Some(client.to_owned());
+        Ok(())
+    }
+
+    async fn push(&mut self, seq: u64, txn: &Txn) -> StorageResult<()> {
+        let mut inner = self.inner.borrow_mut();
+        if inner
+            .writes
+            .last_key_value()
+            .is_some_and(|(last, _)| *last >= seq)
+        {
+            return Err(StorageError::Invalid(format!(
+                "pending seq {seq} is not the highest"
+            )));
+        }
+        inner.writes.insert(seq, encode_txn(txn));
+        Ok(())
+    }
+
+    async fn remove(&mut self, seq: u64) -> StorageResult<()> {
+        self.inner.borrow_mut().writes.remove(&seq);
+        Ok(())
+    }
+}
