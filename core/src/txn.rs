@@ -96,21 +96,77 @@ impl Op {
     }
 }
 
-/// An atomic list of operations.
+/// Most bytes in an [`Origin`]'s client id.
+pub const ORIGIN_CLIENT_BYTES_MAX: usize = 64;
+
+/// Who sent a transaction, so that a retried write commits at most once.
+///
+/// A client (a browser replica, say) numbers its writes 1, 2, 3, … and sends each with its
+/// client id. The state remembers, per client, the last sequence number that committed and
+/// the LSN it committed at; a transaction whose `seq` is not above that is refused with
+/// [`TxnError::DuplicateOrigin`](crate::state::TxnError::DuplicateOrigin), which the leader
+/// turns into "already done at LSN n". Because the record lives in the replicated state (and
+/// in snapshots), it survives restarts and is the same on every replica, and a replica can
+/// tell which of its own pending writes an entry confirms.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Origin {
+    /// The client's id: 1 to 64 bytes of `[A-Za-z0-9_-]`.
+    pub client: String,
+    /// The write's number in the client's own order, from 1.
+    pub seq: u64,
+}
+
+impl Origin {
+    /// Checks the id's length and alphabet and that `seq` is at least 1.
+    pub fn validate(&self) -> Result<(), String> {
+        let id_ok = !self.client.is_empty()
+            && self.client.len() <= ORIGIN_CLIENT_BYTES_MAX
+            && self
+                .client
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        if !id_ok {
+            return Err(format!(
+                "origin client must be 1 to {ORIGIN_CLIENT_BYTES_MAX} characters of [A-Za-z0-9_-]"
+            ));
+        }
+        if self.seq == 0 {
+            return Err("origin seq starts at 1".to_string());
+        }
+        Ok(())
+    }
+}
+
+/// An atomic list of operations, and who sent it when the sender asked for exactly-once.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Txn {
     /// Applied in order; all or nothing.
     pub ops: Vec<Op>,
+    /// The client write this transaction carries out, if the client named it.
+    pub origin: Option<Origin>,
 }
 
 impl Txn {
+    /// A transaction of these operations, with no origin.
+    pub fn new(ops: Vec<Op>) -> Txn {
+        Txn { ops, origin: None }
+    }
+
     /// A transaction of one operation.
     pub fn single(op: Op) -> Txn {
-        Txn { ops: vec![op] }
+        Txn::new(vec![op])
     }
 
     /// An empty transaction: a tick that only carries the leader's clock (for TTL expiry).
     pub fn tick() -> Txn {
-        Txn { ops: Vec::new() }
+        Txn::new(Vec::new())
+    }
+
+    /// The same transaction, sent by `origin`.
+    pub fn with_origin(self, origin: Origin) -> Txn {
+        Txn {
+            origin: Some(origin),
+            ..self
+        }
     }
 }

@@ -23,8 +23,9 @@ use crate::log::codec::{
 };
 use crate::types::{Hash, LogPosition, Lsn, ReplicaId, Term};
 
-/// The replication protocol version this build speaks.
-pub const PROTOCOL_VERSION: u16 = 1;
+/// The replication protocol version this build speaks. Version 2: entries carry
+/// `Txn::origin` (log format version 2).
+pub const PROTOCOL_VERSION: u16 = 2;
 /// Largest frame, in bytes, that [`Frame::decode`] accepts: one record of the largest size.
 /// A single entry always fits (a transaction is at most 16 MiB of documents); batches of
 /// entries are cut far below this by the leader's `frame_bytes_max`.

@@ -17,6 +17,7 @@
 mod collection;
 mod error;
 mod image;
+mod overlay;
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -26,15 +27,17 @@ use serde_json::Value;
 pub use collection::Collection;
 pub use error::{Rejection, TxnError};
 pub use image::SnapshotError;
+pub use overlay::{Overlay, PendingWrite};
 
 use crate::doc::{DocView, RawDoc, StoredDoc, merge_patch, validate_collection_name};
 use crate::index::SecondaryIndex;
 use crate::index::spec::INDEXES_PER_COLLECTION_MAX;
 use crate::log::LogEntry;
 use crate::snapshot::Snapshot;
-use crate::txn::{CollectionOptions, Op, TXN_BYTES_MAX, TXN_OPS_MAX, Txn};
+use crate::txn::{CollectionOptions, Op, Origin, TXN_BYTES_MAX, TXN_OPS_MAX, Txn};
 use crate::types::{Hash, LogPosition, Lsn, TimestampMs};
 use collection::{ExpiryQueue, PriorDoc};
+use serde::{Deserialize, Serialize};
 
 /// Every collection, and the log position the state reflects.
 #[derive(Clone, Debug, Default)]
@@ -42,6 +45,20 @@ pub struct State {
     collections: BTreeMap<String, Collection>,
     applied: LogPosition,
     last_timestamp: TimestampMs,
+    /// Per client, its last committed write (see [`Origin`]).
+    origins: BTreeMap<String, OriginRecord>,
+    /// How many tentative transactions sit on top (see [`Overlay`]); log entries apply only
+    /// when there are none.
+    tentative: usize,
+}
+
+/// A client's last committed write: the state's memory for exactly-once writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OriginRecord {
+    /// The client's sequence number of that write.
+    pub seq: u64,
+    /// The entry that carried it.
+    pub lsn: Lsn,
 }
 
 /// What applying an entry did beyond its operations.
@@ -51,30 +68,31 @@ pub struct Applied {
     pub expired: Vec<(String, String)>,
 }
 
-/// How to undo one step of a transaction. Borrowed names point into the entry being applied.
+/// How to undo one step of a transaction. Names borrow from the entry being applied, or are
+/// owned when the undo must outlive it (a tentative transaction of an [`Overlay`]).
 enum Undo<'t> {
     Doc {
-        collection: &'t str,
+        collection: Cow<'t, str>,
         id: Box<str>,
         prior: PriorDoc,
     },
     CollectionCreated {
-        name: &'t str,
+        name: Cow<'t, str>,
     },
     CollectionDropped {
-        name: &'t str,
+        name: Cow<'t, str>,
         collection: Box<Collection>,
     },
     IndexCreated {
-        collection: &'t str,
+        collection: Cow<'t, str>,
     },
     IndexDropped {
-        collection: &'t str,
+        collection: Cow<'t, str>,
         position: usize,
         index: SecondaryIndex,
     },
     TtlSet {
-        collection: &'t str,
+        collection: Cow<'t, str>,
         prior: Box<(CollectionOptions, ExpiryQueue)>,
     },
     Expired {
@@ -82,6 +100,59 @@ enum Undo<'t> {
         id: Box<str>,
         prior: PriorDoc,
     },
+}
+
+impl Undo<'_> {
+    fn into_owned(self) -> Undo<'static> {
+        let own = |name: Cow<'_, str>| Cow::Owned(name.into_owned());
+        match self {
+            Undo::Doc {
+                collection,
+                id,
+                prior,
+            } => Undo::Doc {
+                collection: own(collection),
+                id,
+                prior,
+            },
+            Undo::CollectionCreated { name } => Undo::CollectionCreated { name: own(name) },
+            Undo::CollectionDropped { name, collection } => Undo::CollectionDropped {
+                name: own(name),
+                collection,
+            },
+            Undo::IndexCreated { collection } => Undo::IndexCreated {
+                collection: own(collection),
+            },
+            Undo::IndexDropped {
+                collection,
+                position,
+                index,
+            } => Undo::IndexDropped {
+                collection: own(collection),
+                position,
+                index,
+            },
+            Undo::TtlSet { collection, prior } => Undo::TtlSet {
+                collection: own(collection),
+                prior,
+            },
+            Undo::Expired {
+                collection,
+                id,
+                prior,
+            } => Undo::Expired {
+                collection,
+                id,
+                prior,
+            },
+        }
+    }
+}
+
+/// A transaction applied on top of the state for show (see [`Overlay`]), and how to take it
+/// off again.
+pub(crate) struct Tentative {
+    undo: Vec<Undo<'static>>,
 }
 
 impl State {
@@ -110,6 +181,25 @@ impl State {
         self.collections.iter().map(|(name, c)| (name.as_str(), c))
     }
 
+    /// The last committed write of this client, if the state remembers one.
+    pub fn origin(&self, client: &str) -> Option<OriginRecord> {
+        self.origins.get(client).copied()
+    }
+
+    /// Checks an origin against the state: valid, and newer than the client's last commit.
+    pub fn check_origin(&self, origin: &Origin) -> Result<(), TxnError> {
+        origin.validate().map_err(TxnError::InvalidOrigin)?;
+        match self.origins.get(&origin.client) {
+            Some(last) if origin.seq <= last.seq => Err(TxnError::DuplicateOrigin {
+                client: origin.client.clone(),
+                seq: origin.seq,
+                last_seq: last.seq,
+                last_lsn: last.lsn,
+            }),
+            _ => Ok(()),
+        }
+    }
+
     /// The earliest time at which some document expires. The leader appends an entry (an
     /// empty transaction will do) at or after this time to make the expiry happen.
     pub fn next_expiry(&self) -> Option<TimestampMs> {
@@ -121,6 +211,10 @@ impl State {
 
     /// Applies the next entry: all of it, or nothing.
     pub fn apply(&mut self, entry: &LogEntry) -> Result<Applied, Rejection> {
+        assert_eq!(
+            self.tentative, 0,
+            "log entries apply only with no tentative transactions on top"
+        );
         if !entry.follows(self.applied) {
             return Err(TxnError::OutOfOrder {
                 applied: self.applied,
@@ -129,6 +223,9 @@ impl State {
             .into());
         }
         check_limits(&entry.txn)?;
+        if let Some(origin) = &entry.txn.origin {
+            self.check_origin(origin)?;
+        }
         // The clock never goes back inside the state, even if an entry's does.
         let now = entry.timestamp.max(self.last_timestamp);
         let mut undo = Vec::new();
@@ -147,9 +244,54 @@ impl State {
                 });
             }
         }
+        if let Some(origin) = &entry.txn.origin {
+            let record = OriginRecord {
+                seq: origin.seq,
+                lsn: entry.lsn,
+            };
+            self.origins.insert(origin.client.clone(), record);
+        }
         self.applied = entry.position();
         self.last_timestamp = now;
         Ok(applied)
+    }
+
+    /// Applies a transaction for show, on top of the applied log: its documents get the next
+    /// LSN as their version, nothing expires, the applied position and the origin records do
+    /// not move. All of it, or nothing. The returned record takes it off again
+    /// ([`State::revert`]); until every tentative transaction is reverted, log entries do not
+    /// apply and the state has no snapshot.
+    pub(crate) fn apply_tentative(&mut self, txn: &Txn) -> Result<Tentative, Rejection> {
+        check_limits(txn)?;
+        if let Some(origin) = &txn.origin {
+            self.check_origin(origin)?;
+        }
+        let version = self.applied.lsn.next();
+        let now = self.last_timestamp;
+        let mut undo = Vec::new();
+        for (op_index, op) in txn.ops.iter().enumerate() {
+            if let Err(error) = self.apply_op(op, version, now, true, &mut undo) {
+                self.rollback(undo);
+                return Err(Rejection {
+                    op_index: Some(op_index),
+                    error,
+                });
+            }
+        }
+        self.tentative += 1;
+        Ok(Tentative {
+            undo: undo.into_iter().map(Undo::into_owned).collect(),
+        })
+    }
+
+    /// Takes a tentative transaction off. They must come off in the reverse order of
+    /// [`State::apply_tentative`].
+    pub(crate) fn revert(&mut self, tentative: Tentative) {
+        self.tentative = self
+            .tentative
+            .checked_sub(1)
+            .expect("revert without a tentative transaction");
+        self.rollback(tentative.undo);
     }
 
     fn expire<'t>(&mut self, now: TimestampMs, undo: &mut Vec<Undo<'t>>) -> Vec<(String, String)> {
@@ -191,7 +333,9 @@ impl State {
                 }
                 self.collections
                     .insert(collection.clone(), Collection::new(options.clone()));
-                undo.push(Undo::CollectionCreated { name: collection });
+                undo.push(Undo::CollectionCreated {
+                    name: Cow::Borrowed(collection),
+                });
                 return Ok(());
             }
             Op::DropCollection { collection } => {
@@ -200,7 +344,7 @@ impl State {
                     .remove(collection)
                     .ok_or_else(|| TxnError::CollectionNotFound(collection.clone()))?;
                 undo.push(Undo::CollectionDropped {
-                    name: collection,
+                    name: Cow::Borrowed(collection),
                     collection: Box::new(dropped),
                 });
                 return Ok(());
@@ -218,7 +362,9 @@ impl State {
                     return Err(TxnError::TooManyIndexes(collection.clone()));
                 }
                 coll.create_index(collection, spec.clone())?;
-                undo.push(Undo::IndexCreated { collection });
+                undo.push(Undo::IndexCreated {
+                    collection: Cow::Borrowed(collection),
+                });
                 return Ok(());
             }
             Op::DropIndex { collection, name } => {
@@ -230,7 +376,7 @@ impl State {
                             index: name.clone(),
                         })?;
                 undo.push(Undo::IndexDropped {
-                    collection,
+                    collection: Cow::Borrowed(collection),
                     position,
                     index,
                 });
@@ -240,7 +386,7 @@ impl State {
                 let coll = self.existing_mut(collection)?;
                 let prior = coll.set_ttl(*ttl_ms, now);
                 undo.push(Undo::TtlSet {
-                    collection,
+                    collection: Cow::Borrowed(collection),
                     prior: Box::new(prior),
                 });
                 return Ok(());
@@ -329,7 +475,7 @@ impl State {
         };
         if record {
             undo.push(Undo::Doc {
-                collection,
+                collection: Cow::Borrowed(collection),
                 id: Box::from(id.as_ref()),
                 prior,
             });
@@ -353,7 +499,9 @@ impl State {
             validate_collection_name(name)?;
             self.collections
                 .insert(name.clone(), Collection::new(CollectionOptions::default()));
-            undo.push(Undo::CollectionCreated { name });
+            undo.push(Undo::CollectionCreated {
+                name: Cow::Borrowed(name),
+            });
         }
         Ok(self
             .collections
@@ -370,9 +518,9 @@ impl State {
                     prior,
                 } => {
                     self.collections
-                        .get_mut(collection)
+                        .get_mut(collection.as_ref())
                         .expect("undo: collection")
-                        .restore(collection, &id, prior);
+                        .restore(&collection, &id, prior);
                 }
                 Undo::Expired {
                     collection,
@@ -386,7 +534,7 @@ impl State {
                 }
                 Undo::CollectionCreated { name } => {
                     self.collections
-                        .remove(name)
+                        .remove(name.as_ref())
                         .expect("undo: created collection");
                 }
                 Undo::CollectionDropped { name, collection } => {
@@ -394,7 +542,7 @@ impl State {
                 }
                 Undo::IndexCreated { collection } => {
                     self.collections
-                        .get_mut(collection)
+                        .get_mut(collection.as_ref())
                         .expect("undo: collection")
                         .pop_index();
                 }
@@ -404,13 +552,13 @@ impl State {
                     index,
                 } => {
                     self.collections
-                        .get_mut(collection)
+                        .get_mut(collection.as_ref())
                         .expect("undo: collection")
                         .put_index(position, index);
                 }
                 Undo::TtlSet { collection, prior } => {
                     self.collections
-                        .get_mut(collection)
+                        .get_mut(collection.as_ref())
                         .expect("undo: collection")
                         .restore_ttl(*prior);
                 }
@@ -420,6 +568,10 @@ impl State {
 
     /// The canonical encoding of the whole state (what a snapshot holds).
     pub fn encode(&self) -> Vec<u8> {
+        assert_eq!(
+            self.tentative, 0,
+            "a state with tentative writes has no image"
+        );
         image::encode(self)
     }
 

@@ -3,6 +3,7 @@ use serde_json::json;
 
 use super::*;
 use crate::index::{IndexField, IndexSpec};
+use crate::txn::Origin;
 use crate::types::Term;
 
 /// Applies transactions one entry each, as a leader would, and keeps the log.
@@ -27,7 +28,7 @@ impl Harness {
             self.state.applied(),
             Term(1),
             TimestampMs(self.now),
-            Txn { ops },
+            Txn::new(ops),
         );
         self.state.apply(&entry)?;
         self.log.push(entry);
@@ -491,4 +492,81 @@ mod props {
             prop_assert_eq!(replayed.applied(), h.state.applied());
         }
     }
+}
+
+#[test]
+fn an_origin_commits_at_most_once_and_survives_snapshots() {
+    let mut h = Harness::new();
+    let origin = |client: &str, seq| Origin {
+        client: client.into(),
+        seq,
+    };
+    let send = |h: &mut Harness, o: Origin, id: &str| {
+        h.now += 10;
+        let txn = Txn::single(insert("c", json!({"_id": id}))).with_origin(o);
+        let entry = LogEntry::new(h.state.applied(), Term(1), TimestampMs(h.now), txn);
+        let result = h.state.apply(&entry);
+        if result.is_ok() {
+            h.log.push(entry);
+        }
+        result.map(|_| h.state.applied().lsn)
+    };
+    assert_eq!(send(&mut h, origin("tab-1", 1), "a"), Ok(Lsn(1)));
+    assert_eq!(send(&mut h, origin("tab-2", 7), "b"), Ok(Lsn(2)));
+    // A retry of a committed write, or an older one, is refused and changes nothing.
+    let before = h.state.state_hash();
+    let retry = send(&mut h, origin("tab-1", 1), "a2").unwrap_err();
+    assert_eq!(retry.code(), "duplicate_origin");
+    assert!(matches!(
+        retry.error,
+        TxnError::DuplicateOrigin {
+            last_seq: 1,
+            last_lsn: Lsn(1),
+            ..
+        }
+    ));
+    assert_eq!(h.state.state_hash(), before);
+    // Gaps are allowed (a write the leader rejected never commits).
+    assert_eq!(send(&mut h, origin("tab-1", 3), "c"), Ok(Lsn(3)));
+    assert_eq!(
+        h.state.origin("tab-1"),
+        Some(OriginRecord {
+            seq: 3,
+            lsn: Lsn(3)
+        })
+    );
+    for bad in [
+        origin("", 1),
+        origin("tab 1", 1),
+        origin(&"x".repeat(65), 1),
+        origin("t", 0),
+    ] {
+        assert_eq!(send(&mut h, bad, "z").unwrap_err().code(), "invalid_origin");
+    }
+
+    let restored = State::from_snapshot(&h.state.snapshot()).unwrap();
+    assert_eq!(restored.origin("tab-1"), h.state.origin("tab-1"));
+    assert_eq!(
+        restored.origin("tab-2"),
+        Some(OriginRecord {
+            seq: 7,
+            lsn: Lsn(2)
+        })
+    );
+    assert_eq!(restored.state_hash(), h.state.state_hash());
+}
+
+#[test]
+fn origins_are_part_of_the_state_hash() {
+    let mut a = Harness::new();
+    let mut b = Harness::new();
+    a.run(vec![insert("c", json!({"_id": "x"}))]).unwrap();
+    let txn = Txn::single(insert("c", json!({"_id": "x"}))).with_origin(Origin {
+        client: "me".into(),
+        seq: 1,
+    });
+    b.now += 10;
+    let entry = LogEntry::new(b.state.applied(), Term(1), TimestampMs(b.now), txn);
+    b.state.apply(&entry).unwrap();
+    assert_ne!(a.state.state_hash(), b.state.state_hash());
 }
