@@ -218,7 +218,7 @@ impl Replica {
             store: MemoryStore::new(),
             transport: WebSocketTransport::new(&options.url, options.token.as_deref()),
             pending: MemoryPending::new(),
-            sender: FetchSender::new(&options.http_url, options.token.as_deref(), false),
+            sender: FetchSender::new(&options.http_url, options.token.as_deref()),
         };
         let handle = ReplicaHandle::open(parts).await?;
         Ok(Replica {

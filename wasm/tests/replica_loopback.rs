@@ -67,7 +67,7 @@ async fn bootstraps_then_follows_live_updates() {
     caught_up(&replica, &leader).await;
     assert!(replica.get("users", "u99").is_some());
     assert_eq!(
-        replica.shared().borrow().local.confirmed().state_hash(),
+        replica.shared().borrow().local.current().state_hash(),
         leader.state().state_hash()
     );
     replica.close().await;
@@ -118,7 +118,7 @@ async fn a_compacted_leader_bootstraps_from_a_snapshot() {
     assert_eq!(leader.sent().snapshots, 1);
     assert_eq!(replica.find("c", &FindQuery::all()).unwrap().len(), 31);
     assert_eq!(
-        replica.shared().borrow().local.confirmed().state_hash(),
+        replica.shared().borrow().local.current().state_hash(),
         leader.state().state_hash()
     );
     replica.close().await;
@@ -153,7 +153,7 @@ async fn a_frame_with_a_wrong_hash_rebootstraps_and_says_so() {
         r#"{"_id":"tampered"}"#
     );
     assert_eq!(
-        replica.shared().borrow().local.confirmed().state_hash(),
+        replica.shared().borrow().local.current().state_hash(),
         leader.state().state_hash()
     );
     assert!(statuses.borrow().iter().any(|s| s.rebootstraps == 1));
@@ -417,5 +417,29 @@ async fn watches_fire_once_per_batch_with_the_current_result() {
     caught_up(&replica, &leader).await;
     cstore_wasm::time::sleep(20).await;
     assert_eq!(calls.borrow().len(), before);
+    replica.close().await;
+}
+
+#[wasm_bindgen_test]
+async fn a_resend_after_a_lost_answer_commits_once() {
+    let leader = LoopbackLeader::new();
+    let replica = open(&leader, &Profile::default()).await;
+    let rejections = recorder();
+    let seen = rejections.clone();
+    replica.on_rejected(Rc::new(move |r| seen.borrow_mut().push(r.clone())));
+    leader.lose_next_answer();
+    replica.insert("c", json!({"_id": "once"})).await.unwrap();
+    replica.insert("c", json!({"_id": "twice"})).await.unwrap();
+    replica.flush().await;
+    caught_up(&replica, &leader).await;
+    // Two writes, two entries: the resend of the first was answered from its origin record.
+    assert_eq!(leader.last().lsn.0, 2);
+    assert_eq!(replica.status().pending_writes, 0);
+    let origin = leader.state().origin(replica.client_id()).unwrap();
+    assert_eq!(origin.seq, 2);
+    assert!(
+        rejections.borrow().is_empty(),
+        "the resend was refused, not deduplicated"
+    );
     replica.close().await;
 }

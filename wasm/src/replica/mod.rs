@@ -41,8 +41,10 @@ use futures::channel::oneshot;
 use serde_json::Value;
 
 pub use backoff::{BACKOFF_CAP_MS, Backoff};
+use cstore_core::state::PendingWrite;
+use cstore_core::txn::Origin;
 use driver::{SyncLoop, load, wipe};
-use local::{LocalState, PendingWrite};
+use local::LocalState;
 use network::{NetworkWatch, navigator_online};
 use pending::PendingQueue;
 use sender::TxnSender;
@@ -136,17 +138,13 @@ impl ReplicaHandle {
         let restored: Vec<PendingWrite> = loaded
             .writes
             .into_iter()
-            .map(|(seq, txn)| PendingWrite {
-                seq,
-                txn,
-                committed: None,
-            })
+            .map(|(seq, txn)| PendingWrite { seq, txn })
             .collect();
 
         let shared: SharedRef = Rc::default();
         let touched = {
             let mut inner = shared.borrow_mut();
-            inner.local = LocalState::new(opened.state.clone());
+            inner.local = LocalState::new(opened.state.clone(), &client);
             inner.status.online = navigator_online();
             inner.status.rebootstraps = rebootstraps;
             if let Some((code, message)) = last_error {
@@ -326,6 +324,10 @@ impl ReplicaHandle {
     /// fails at once and is not queued.
     pub async fn write(&self, txn: Txn) -> Result<u64, ReplicaError> {
         let seq = self.next_seq.get();
+        let txn = txn.with_origin(Origin {
+            client: self.client.clone(),
+            seq,
+        });
         let saved = {
             let mut inner = self.shared.borrow_mut();
             if inner.status.closed {

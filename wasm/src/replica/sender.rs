@@ -89,17 +89,14 @@ fn wire_op(op: &Op) -> Value {
 pub struct FetchSender {
     txn_url: String,
     token: Option<String>,
-    /// Send `origin` (client, seq) so the leader deduplicates resends.
-    send_origin: bool,
 }
 
 impl FetchSender {
     /// A sender to `{http_url}/v1/txn`.
-    pub fn new(http_url: &str, token: Option<&str>, send_origin: bool) -> FetchSender {
+    pub fn new(http_url: &str, token: Option<&str>) -> FetchSender {
         FetchSender {
             txn_url: format!("{}/v1/txn", http_url.trim_end_matches('/')),
             token: token.map(str::to_owned),
-            send_origin,
         }
     }
 
@@ -130,9 +127,11 @@ extern "C" {
 impl TxnSender for FetchSender {
     async fn send(&self, client: &str, seq: u64, txn: &Txn) -> TxnOutcome {
         let mut body = json!({"ops": wire_ops(txn)});
-        if self.send_origin {
-            body["origin"] = json!({"client": client, "seq": seq});
-        }
+        // The origin makes a resend after a lost answer commit at most once.
+        let origin = txn.origin.as_ref();
+        let client = origin.map_or(client, |o| o.client.as_str());
+        let seq = origin.map_or(seq, |o| o.seq);
+        body["origin"] = json!({"client": client, "seq": seq});
         match self.post(body.to_string()).await {
             Ok((status, text)) => classify(status, &text),
             Err(error) => TxnOutcome::Retry {

@@ -124,7 +124,7 @@ impl Shared {
 pub fn changed(shared: &SharedRef, touched: &Touched) {
     let mut inner = shared.borrow_mut();
     inner.watches.mark(touched);
-    let applied = inner.local.confirmed().applied().lsn;
+    let applied = inner.local.applied().lsn;
     if inner.status.applied_lsn != applied {
         inner.status.applied_lsn = applied;
         inner.status_due = true;

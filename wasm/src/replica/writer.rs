@@ -55,8 +55,7 @@ impl<P: PendingQueue, X: TxnSender> Writer<P, X> {
                 let saving = inner.to_save.front().map(|r| r.0);
                 inner
                     .local
-                    .pending()
-                    .find(|w| w.committed.is_none())
+                    .next_unsent()
                     .filter(|w| saving.is_none_or(|s| w.seq < s))
                     .map(|w| (w.seq, w.txn.clone()))
                     .filter(|_| inner.status.online)
@@ -72,8 +71,9 @@ impl<P: PendingQueue, X: TxnSender> Writer<P, X> {
                 TxnOutcome::Committed { lsn } => {
                     backoff.reset();
                     self.forget(seq).await;
-                    let touched = self.shared.borrow_mut().local.mark_committed(seq, lsn);
-                    changed(&self.shared, &touched);
+                    // It leaves the queue when its entry arrives (or already did).
+                    self.shared.borrow_mut().local.mark_committed(seq, lsn);
+                    update_status(&self.shared, |s| s.last_error = None);
                 }
                 TxnOutcome::Rejected { code, message } => {
                     backoff.reset();

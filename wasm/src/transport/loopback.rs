@@ -8,7 +8,6 @@
 //! entry and snapshot it sent (proof that a reconnect resumes without re-download).
 
 use std::cell::RefCell;
-use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 
@@ -47,9 +46,8 @@ struct LeaderInner {
     slots: Vec<Slot>,
     down: bool,
     tamper_next_entries: bool,
+    lose_next_answer: bool,
     sent: Sent,
-    /// Per client: last seq committed and its LSN.
-    origins: BTreeMap<String, (u64, Lsn)>,
 }
 
 /// The in-browser leader. Clones share it.
@@ -86,8 +84,8 @@ impl LoopbackLeader {
                 slots: Vec::new(),
                 down: false,
                 tamper_next_entries: false,
+                lose_next_answer: false,
                 sent: Sent::default(),
-                origins: BTreeMap::new(),
             })),
         }
     }
@@ -145,6 +143,11 @@ impl LoopbackLeader {
     /// The next `Entries` frame carries an entry whose content no longer matches its hash.
     pub fn tamper_next_entries(&self) {
         self.inner.borrow_mut().tamper_next_entries = true;
+    }
+
+    /// The next write commits, but its answer is lost (the writer must resend it).
+    pub fn lose_next_answer(&self) {
+        self.inner.borrow_mut().lose_next_answer = true;
     }
 
     /// Stops serving: every connection drops, connects and writes fail until [`start`].
@@ -319,25 +322,21 @@ impl TxnSender for LoopbackLeader {
                 message: "the loopback leader is stopped".into(),
             };
         }
-        let last = self.inner.borrow().origins.get(client).copied();
-        if let Some((last_seq, lsn)) = last
-            && seq <= last_seq
+        // Like the server: a resend of the last committed seq answers its LSN again.
+        let last = self.inner.borrow().state.origin(client);
+        if let Some(last) = last
+            && last.seq == seq
         {
-            return if seq == last_seq {
-                TxnOutcome::Committed { lsn }
-            } else {
-                TxnOutcome::Rejected {
-                    code: "stale_origin".into(),
-                    message: format!("seq {seq} is below {last_seq}"),
-                }
-            };
+            return TxnOutcome::Committed { lsn: last.lsn };
         }
         match self.commit(txn.clone()) {
-            Ok(lsn) => {
-                let mut inner = self.inner.borrow_mut();
-                inner.origins.insert(client.to_owned(), (seq, lsn));
-                TxnOutcome::Committed { lsn }
+            Ok(_) if std::mem::take(&mut self.inner.borrow_mut().lose_next_answer) => {
+                TxnOutcome::Retry {
+                    code: "network_error".into(),
+                    message: "the answer was lost".into(),
+                }
             }
+            Ok(lsn) => TxnOutcome::Committed { lsn },
             Err(rejection) => TxnOutcome::Rejected {
                 code: rejection.code().into(),
                 message: rejection.to_string(),

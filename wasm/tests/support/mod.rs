@@ -75,18 +75,16 @@ pub fn index(collection: &str, field: &str) -> Txn {
 }
 
 fn with_index(collection: &str, spec: IndexSpec) -> Txn {
-    Txn {
-        ops: vec![
-            Op::CreateCollection {
-                collection: collection.into(),
-                options: Default::default(),
-            },
-            Op::CreateIndex {
-                collection: collection.into(),
-                spec,
-            },
-        ],
-    }
+    Txn::new(vec![
+        Op::CreateCollection {
+            collection: collection.into(),
+            options: Default::default(),
+        },
+        Op::CreateIndex {
+            collection: collection.into(),
+            spec,
+        },
+    ])
 }
 
 /// A recorder of callback calls.
