@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod server;
+
 use std::cell::RefCell;
 use std::rc::Rc;
 
