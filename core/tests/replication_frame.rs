@@ -42,6 +42,7 @@ fn every_kind() -> Vec<Frame> {
                 state_hash: Hash([9; 32]),
                 offset: 12,
             }),
+            collections: Some(vec!["notes".into(), "todos".into()]),
         }),
         Frame::Ack { durable: Lsn(5) },
         Frame::SnapshotAck {

@@ -50,7 +50,15 @@ pub struct Hello {
     pub durable: Lsn,
     /// A snapshot the replica was receiving when its last connection dropped, if any.
     pub resume: Option<SnapshotResume>,
+    /// The collections the replica follows (`None`: all). The leader sends the other
+    /// collections' operations as hashes only (`Txn::omitted`), so every entry still verifies,
+    /// and snapshots holding only these collections. At most [`SUBSCRIPTION_COLLECTIONS_MAX`]
+    /// valid collection names.
+    pub collections: Option<Vec<String>>,
 }
+
+/// Most collections one replica may subscribe to by name.
+pub const SUBSCRIPTION_COLLECTIONS_MAX: usize = 1024;
 
 /// Where an interrupted snapshot transfer stopped, so a reconnect can continue it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -5,7 +5,7 @@
 //! applied: LogPosition, last_timestamp
 //! collections (by name): [ name, options, index specs (creation order),
 //!                          documents (by _id): [ (StoredDoc, expires_at) ] ]
-//! origins (by client): [ (client, OriginRecord { seq, lsn }) ]
+//! origins (by client): [ (client, OriginRecord { seq, lsn, at }) ]
 //! ```
 //!
 //! Encoding streams straight from the live maps (no copy of the state); decoding checks every
@@ -77,7 +77,7 @@ pub(super) fn encode(state: &State) -> Vec<u8> {
     postcard::to_allocvec(&image).expect("encoding into a Vec cannot fail")
 }
 
-#[derive(Deserialize)]
+#[derive(Serialize, Deserialize)]
 struct Image {
     version: u8,
     applied: LogPosition,
@@ -86,7 +86,7 @@ struct Image {
     origins: Vec<(String, OriginRecord)>,
 }
 
-#[derive(Deserialize)]
+#[derive(Serialize, Deserialize)]
 struct CollectionImage {
     name: String,
     options: CollectionOptions,
@@ -94,7 +94,7 @@ struct CollectionImage {
     docs: Vec<(StoredDoc, Option<TimestampMs>)>,
 }
 
-pub(super) fn decode(bytes: &[u8]) -> Result<State, SnapshotError> {
+fn parse(bytes: &[u8]) -> Result<Image, SnapshotError> {
     if let Some(&version) = bytes.first()
         && version != IMAGE_VERSION
     {
@@ -109,6 +109,19 @@ pub(super) fn decode(bytes: &[u8]) -> Result<State, SnapshotError> {
         )));
     }
     debug_assert_eq!(image.version, IMAGE_VERSION);
+    Ok(image)
+}
+
+/// The image with only the collections `keep` accepts: what a replica subscribed to them
+/// holds at the same position. Encoded exactly as [`encode`] would encode that state.
+pub(super) fn filter(bytes: &[u8], keep: impl Fn(&str) -> bool) -> Result<Vec<u8>, SnapshotError> {
+    let mut image = parse(bytes)?;
+    image.collections.retain(|c| keep(&c.name));
+    Ok(postcard::to_allocvec(&image).expect("encoding into a Vec cannot fail"))
+}
+
+pub(super) fn decode(bytes: &[u8]) -> Result<State, SnapshotError> {
+    let image = parse(bytes)?;
     let mut state = State {
         applied: image.applied,
         last_timestamp: image.last_timestamp,
@@ -161,15 +174,21 @@ pub(super) fn decode(bytes: &[u8]) -> Result<State, SnapshotError> {
         }
         if state
             .origins
-            .last_key_value()
-            .is_some_and(|(last, _)| *last >= origin.client)
+            .last_client()
+            .is_some_and(|last| *last >= *origin.client)
         {
             return Err(malformed(format!(
                 "origin {:?} out of order",
                 origin.client
             )));
         }
-        state.origins.insert(origin.client, record);
+        if record.at > image.last_timestamp {
+            return Err(malformed(format!(
+                "origin {:?} written after the snapshot's clock",
+                origin.client
+            )));
+        }
+        state.origins.load(origin.client, record);
     }
     Ok(state)
 }

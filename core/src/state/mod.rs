@@ -17,6 +17,7 @@
 mod collection;
 mod error;
 mod image;
+mod origins;
 mod overlay;
 
 use std::borrow::Cow;
@@ -27,6 +28,8 @@ use serde_json::Value;
 pub use collection::Collection;
 pub use error::{Rejection, TxnError};
 pub use image::SnapshotError;
+use origins::Origins;
+pub use origins::{ORIGIN_RETENTION_MS, ORIGINS_MAX, OriginRecord};
 pub use overlay::{Overlay, PendingWrite};
 
 use crate::doc::{DocView, RawDoc, StoredDoc, merge_patch, validate_collection_name};
@@ -37,7 +40,6 @@ use crate::snapshot::Snapshot;
 use crate::txn::{CollectionOptions, Op, Origin, TXN_BYTES_MAX, TXN_OPS_MAX, Txn};
 use crate::types::{Hash, LogPosition, Lsn, TimestampMs};
 use collection::{ExpiryQueue, PriorDoc};
-use serde::{Deserialize, Serialize};
 
 /// Every collection, and the log position the state reflects.
 #[derive(Clone, Debug, Default)]
@@ -46,19 +48,10 @@ pub struct State {
     applied: LogPosition,
     last_timestamp: TimestampMs,
     /// Per client, its last committed write (see [`Origin`]).
-    origins: BTreeMap<String, OriginRecord>,
+    origins: Origins,
     /// How many tentative transactions sit on top (see [`Overlay`]); log entries apply only
     /// when there are none.
     tentative: usize,
-}
-
-/// A client's last committed write: the state's memory for exactly-once writes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct OriginRecord {
-    /// The client's sequence number of that write.
-    pub seq: u64,
-    /// The entry that carried it.
-    pub lsn: Lsn,
 }
 
 /// What applying an entry did beyond its operations.
@@ -183,7 +176,7 @@ impl State {
 
     /// The last committed write of this client, if the state remembers one.
     pub fn origin(&self, client: &str) -> Option<OriginRecord> {
-        self.origins.get(client).copied()
+        self.origins.get(client)
     }
 
     /// Checks an origin against the state: valid, and newer than the client's last commit.
@@ -248,8 +241,9 @@ impl State {
             let record = OriginRecord {
                 seq: origin.seq,
                 lsn: entry.lsn,
+                at: now,
             };
-            self.origins.insert(origin.client.clone(), record);
+            self.origins.record(&origin.client, record);
         }
         self.applied = entry.position();
         self.last_timestamp = now;
@@ -583,6 +577,19 @@ impl State {
     /// The SHA-256 of the canonical encoding: equal states have equal hashes.
     pub fn state_hash(&self) -> Hash {
         crate::snapshot::hash_bytes(&self.encode())
+    }
+
+    /// The snapshot a replica subscribed to the collections `keep` accepts gets: the same
+    /// position, only those collections (and every origin record), its own state hash.
+    pub fn filter_snapshot(
+        snapshot: &Snapshot,
+        keep: impl Fn(&str) -> bool,
+    ) -> Result<Snapshot, SnapshotError> {
+        if !snapshot.verify() {
+            return Err(SnapshotError::HashMismatch);
+        }
+        let data = image::filter(&snapshot.data, keep)?;
+        Ok(Snapshot::new(snapshot.position, data))
     }
 
     /// Rebuilds the state a snapshot holds, after checking its hash and every document.

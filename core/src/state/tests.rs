@@ -528,12 +528,12 @@ fn an_origin_commits_at_most_once_and_survives_snapshots() {
     assert_eq!(h.state.state_hash(), before);
     // Gaps are allowed (a write the leader rejected never commits).
     assert_eq!(send(&mut h, origin("tab-1", 3), "c"), Ok(Lsn(3)));
+    let record = h.state.origin("tab-1").unwrap();
+    assert_eq!((record.seq, record.lsn), (3, Lsn(3)));
     assert_eq!(
-        h.state.origin("tab-1"),
-        Some(OriginRecord {
-            seq: 3,
-            lsn: Lsn(3)
-        })
+        record.at,
+        h.state.last_timestamp(),
+        "stamped with its entry's time"
     );
     for bad in [
         origin("", 1),
@@ -546,13 +546,8 @@ fn an_origin_commits_at_most_once_and_survives_snapshots() {
 
     let restored = State::from_snapshot(&h.state.snapshot()).unwrap();
     assert_eq!(restored.origin("tab-1"), h.state.origin("tab-1"));
-    assert_eq!(
-        restored.origin("tab-2"),
-        Some(OriginRecord {
-            seq: 7,
-            lsn: Lsn(2)
-        })
-    );
+    let record = restored.origin("tab-2").unwrap();
+    assert_eq!((record.seq, record.lsn), (7, Lsn(2)));
     assert_eq!(restored.state_hash(), h.state.state_hash());
 }
 
@@ -569,4 +564,30 @@ fn origins_are_part_of_the_state_hash() {
     let entry = LogEntry::new(b.state.applied(), Term(1), TimestampMs(b.now), txn);
     b.state.apply(&entry).unwrap();
     assert_ne!(a.state.state_hash(), b.state.state_hash());
+}
+
+#[test]
+fn a_silent_clients_record_is_forgotten_at_the_same_lsn_everywhere() {
+    let mut h = Harness::new();
+    let write = |h: &mut Harness, client: &str, at: u64| {
+        let txn =
+            Txn::single(insert("c", json!({"_id": format!("{client}{at}")}))).with_origin(Origin {
+                client: client.into(),
+                seq: at,
+            });
+        let entry = LogEntry::new(h.state.applied(), Term(1), TimestampMs(at), txn);
+        h.state.apply(&entry).unwrap();
+        h.log.push(entry);
+    };
+    write(&mut h, "old", 1_000);
+    write(&mut h, "new", 2_000);
+    write(&mut h, "new", 1_500 + ORIGIN_RETENTION_MS);
+    assert!(h.state.origin("old").is_none(), "silent past the retention");
+    assert!(h.state.origin("new").is_some());
+    // A replica replaying the same log forgets the same records.
+    let mut replica = State::new();
+    for entry in &h.log {
+        replica.apply(entry).unwrap();
+    }
+    assert_eq!(replica.state_hash(), h.state.state_hash());
 }
