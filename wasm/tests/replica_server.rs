@@ -63,6 +63,11 @@ async fn caught_up(replica: &ReplicaHandle, control: &str) {
     .await;
 }
 
+/// A collection name of this run: the server outlives one run of the suite.
+fn fresh(name: &str) -> String {
+    format!("{name}_{:012x}", cstore_wasm::time::random_u64() >> 16)
+}
+
 fn count(replica: &ReplicaHandle, collection: &str) -> usize {
     replica.find(collection, &FindQuery::all()).unwrap().len()
 }
@@ -91,8 +96,9 @@ async fn bootstraps_follows_and_resumes_after_a_server_restart() {
     let Some((control_url, ws)) = urls() else {
         return;
     };
+    let boot = fresh("boot");
     let docs: Vec<_> = (0..200)
-        .map(|i| json!({"op": "insert", "collection": "boot", "doc": {"_id": format!("b{i:03}"), "i": i}}))
+        .map(|i| json!({"op": "insert", "collection": boot, "doc": {"_id": format!("b{i:03}"), "i": i}}))
         .collect();
     txn(control_url, json!(docs)).await;
     let Opened { replica, tap } = open(
@@ -103,16 +109,16 @@ async fn bootstraps_follows_and_resumes_after_a_server_restart() {
     )
     .await;
     caught_up(&replica, control_url).await;
-    assert_eq!(count(&replica, "boot"), 200);
+    assert_eq!(count(&replica, &boot), 200);
     assert!(replica.status().connected);
 
     txn(
         control_url,
-        json!([{"op": "insert", "collection": "boot", "doc": {"_id": "live"}}]),
+        json!([{"op": "insert", "collection": boot, "doc": {"_id": "live"}}]),
     )
     .await;
     wait_until("the live update", 5_000, || {
-        replica.get("boot", "live").is_some()
+        replica.get(&boot, "live").is_some()
     })
     .await;
 
@@ -120,11 +126,11 @@ async fn bootstraps_follows_and_resumes_after_a_server_restart() {
     wait_until("the reconnect", 15_000, || replica.status().connected).await;
     txn(
         control_url,
-        json!([{"op": "insert", "collection": "boot", "doc": {"_id": "after"}}]),
+        json!([{"op": "insert", "collection": boot, "doc": {"_id": "after"}}]),
     )
     .await;
     wait_until("an update after the restart", 10_000, || {
-        replica.get("boot", "after").is_some()
+        replica.get(&boot, "after").is_some()
     })
     .await;
     caught_up(&replica, control_url).await;
@@ -137,11 +143,12 @@ async fn an_offline_write_is_confirmed_and_a_refused_one_rolled_back() {
     let Some((control_url, ws)) = urls() else {
         return;
     };
+    let people = fresh("people");
     txn(
         control_url,
         json!([
-            {"op": "create_collection", "collection": "people"},
-            {"op": "create_index", "collection": "people",
+            {"op": "create_collection", "collection": people},
+            {"op": "create_index", "collection": people,
              "index": {"name": "by_email", "fields": [{"path": "email", "desc": false}], "unique": true, "sparse": false}}
         ]),
     )
@@ -158,14 +165,14 @@ async fn an_offline_write_is_confirmed_and_a_refused_one_rolled_back() {
     // Server down: the write shows at once and waits.
     control(control_url, "stop").await;
     let id = replica
-        .insert("people", json!({"email": "ann@x"}))
+        .insert(&people, json!({"email": "ann@x"}))
         .await
         .unwrap();
-    assert!(replica.get("people", &id).is_some());
+    assert!(replica.get(&people, &id).is_some());
     assert_eq!(replica.status().pending_writes, 1);
     control(control_url, "start").await;
     replica.flush().await;
-    let (status, doc) = http("GET", &format!("{control_url}/v1/c/people/{id}"), None).await;
+    let (status, doc) = http("GET", &format!("{control_url}/v1/c/{people}/{id}"), None).await;
     assert_eq!(status, 200, "{doc}");
     assert_eq!(doc["email"], "ann@x");
     assert_eq!(replica.status().pending_writes, 0);
@@ -177,21 +184,21 @@ async fn an_offline_write_is_confirmed_and_a_refused_one_rolled_back() {
     set_online(replica.shared(), false);
     txn(
         control_url,
-        json!([{"op": "insert", "collection": "people", "doc": {"_id": "bob", "email": "bob@x"}}]),
+        json!([{"op": "insert", "collection": people, "doc": {"_id": "bob", "email": "bob@x"}}]),
     )
     .await;
     replica
-        .insert("people", json!({"_id": "mine", "email": "bob@x"}))
+        .insert(&people, json!({"_id": "mine", "email": "bob@x"}))
         .await
         .unwrap();
-    assert!(replica.get("people", "mine").is_some());
+    assert!(replica.get(&people, "mine").is_some());
     set_online(replica.shared(), true);
     replica.flush().await;
     wait_until("the rejection", 5_000, || !rejections.borrow().is_empty()).await;
     assert_eq!(rejections.borrow()[0].code, "unique_violation");
     caught_up(&replica, control_url).await;
-    assert!(replica.get("people", "mine").is_none());
-    assert!(replica.get("people", "bob").is_some());
+    assert!(replica.get(&people, "mine").is_none());
+    assert!(replica.get(&people, "bob").is_some());
     replica.close().await;
 }
 
@@ -200,9 +207,10 @@ async fn data_is_intact_after_close_and_reopen_and_only_new_entries_stream() {
     let Some((control_url, ws)) = urls() else {
         return;
     };
+    let keep = fresh("keep");
     txn(
         control_url,
-        json!([{"op": "insert", "collection": "keep", "doc": {"_id": "k1"}}]),
+        json!([{"op": "insert", "collection": keep, "doc": {"_id": "k1"}}]),
     )
     .await;
     let store = SharedMemoryStore::new();
@@ -215,16 +223,16 @@ async fn data_is_intact_after_close_and_reopen_and_only_new_entries_stream() {
 
     txn(
         control_url,
-        json!([{"op": "insert", "collection": "keep", "doc": {"_id": "k2"}}]),
+        json!([{"op": "insert", "collection": keep, "doc": {"_id": "k2"}}]),
     )
     .await;
     let Opened { replica, tap } = open(control_url, ws, &store, &pending).await;
     // Before any sync: the local copy, exactly as it was.
     assert_eq!(replica.status().applied_lsn, applied);
-    assert!(replica.get("keep", "k1").is_some());
+    assert!(replica.get(&keep, "k1").is_some());
     assert_eq!(replica.shared().borrow().local.current().state_hash(), hash);
     caught_up(&replica, control_url).await;
-    assert!(replica.get("keep", "k2").is_some());
+    assert!(replica.get(&keep, "k2").is_some());
     let (snapshots, first_entry) = {
         let tap = tap.borrow();
         (tap.snapshots.len(), tap.entries.first().map(|l| l.0))
@@ -239,9 +247,10 @@ async fn a_frame_with_a_wrong_hash_rebootstraps_without_showing_it() {
     let Some((control_url, ws)) = urls() else {
         return;
     };
+    let tamper = fresh("tamper");
     txn(
         control_url,
-        json!([{"op": "insert", "collection": "tamper", "doc": {"_id": "t1"}}]),
+        json!([{"op": "insert", "collection": tamper, "doc": {"_id": "t1"}}]),
     )
     .await;
     let Opened { replica, tap } = open(
@@ -255,7 +264,7 @@ async fn a_frame_with_a_wrong_hash_rebootstraps_without_showing_it() {
     tap.borrow_mut().tamper_next = true;
     txn(
         control_url,
-        json!([{"op": "insert", "collection": "tamper", "doc": {"_id": "t2", "v": 1}}]),
+        json!([{"op": "insert", "collection": tamper, "doc": {"_id": "t2", "v": 1}}]),
     )
     .await;
     wait_until("the rebootstrap", 10_000, || {
@@ -267,7 +276,7 @@ async fn a_frame_with_a_wrong_hash_rebootstraps_without_showing_it() {
     assert_eq!(status.last_error.unwrap().code, "hash_mismatch");
     let (_, answer) = http(
         "POST",
-        &format!("{control_url}/v1/c/tamper/find"),
+        &format!("{control_url}/v1/c/{tamper}/find"),
         Some(&json!({})),
     )
     .await;
@@ -278,7 +287,7 @@ async fn a_frame_with_a_wrong_hash_rebootstraps_without_showing_it() {
         .map(|d| d.to_string())
         .collect();
     let local: Vec<String> = replica
-        .find("tamper", &FindQuery::all())
+        .find(&tamper, &FindQuery::all())
         .unwrap()
         .iter()
         .map(|d| d.doc.to_value().to_string())
