@@ -209,6 +209,16 @@ fn parse_query(query: &JsValue) -> Result<FindQuery, ReplicaError> {
     Ok(FindQuery::parse(&to_json(query)?)?)
 }
 
+impl Replica {
+    /// Wraps a replica opened in Rust (with any store and transport): for tests and
+    /// measurements of this face over an in-browser leader.
+    pub fn from_handle(handle: ReplicaHandle) -> Replica {
+        Replica {
+            handle: Rc::new(handle),
+        }
+    }
+}
+
 #[wasm_bindgen]
 impl Replica {
     /// Opens a replica of the leader at `options.url` and starts syncing.

@@ -1,0 +1,123 @@
+//! Figures for the browser replica, measured in headless Chromium: bootstrap rate, local
+//! `get`, and an indexed `find` of 100 documents, through the JavaScript face (`Replica`,
+//! including the JSON conversion an app pays) and through the Rust handle.
+//!
+//! Ignored by default (they take seconds and mean little in a debug build). Run in release:
+//! `CHROMEDRIVER=$(command -v chromedriver) cargo test --release -p cstore-wasm
+//! --target wasm32-unknown-unknown --test replica_figures -- --include-ignored --nocapture`
+//!
+//! The local copy here is the in-memory store: the bootstrap rate is the sync loop's
+//! (snapshot transfer, verification, state rebuild), not IndexedDB's.
+
+mod support;
+
+use cstore_core::doc::RawDoc;
+use cstore_core::query::FindQuery;
+use cstore_core::{Op, Txn};
+use cstore_wasm::api::Replica;
+use cstore_wasm::time::precise_ms;
+use cstore_wasm::transport::loopback::LoopbackLeader;
+use serde_json::json;
+use support::{Profile, caught_up, index, open};
+use wasm_bindgen_test::{console_log, wasm_bindgen_test, wasm_bindgen_test_configure};
+
+wasm_bindgen_test_configure!(run_in_browser);
+
+const DOCS: usize = 100_000;
+const PER_TXN: usize = 1_000;
+/// Documents share a `group` 100 at a time, so an indexed find of one group returns 100.
+const GROUP: usize = 100;
+
+fn small_doc(i: usize) -> RawDoc {
+    RawDoc::from_value(&json!({
+        "_id": format!("d{i:06}"), "group": i / GROUP, "title": format!("note {i}"), "done": i.is_multiple_of(3)
+    }))
+    .unwrap()
+}
+
+/// A leader holding `DOCS` small documents with an index on `group`.
+fn loaded_leader() -> LoopbackLeader {
+    let leader = LoopbackLeader::new();
+    leader.commit(index("notes", "group")).unwrap();
+    for start in (0..DOCS).step_by(PER_TXN) {
+        let ops = (start..start + PER_TXN)
+            .map(|i| Op::Insert {
+                collection: "notes".into(),
+                doc: small_doc(i),
+            })
+            .collect();
+        leader.commit(Txn::new(ops)).unwrap();
+    }
+    leader
+}
+
+#[wasm_bindgen_test]
+#[ignore]
+async fn bootstrap_get_and_find_figures() {
+    let leader = loaded_leader();
+
+    // Entries: 101 transactions streamed and applied.
+    let started = precise_ms();
+    let replica = open(&leader, &Profile::default()).await;
+    caught_up(&replica, &leader).await;
+    let entries_ms = precise_ms() - started;
+    replica.close().await;
+
+    // Snapshot: the same data as one snapshot transfer.
+    leader.compact();
+    let started = precise_ms();
+    let replica = open(&leader, &Profile::default()).await;
+    caught_up(&replica, &leader).await;
+    let snapshot_ms = precise_ms() - started;
+    assert_eq!(leader.sent().snapshots, 1);
+    console_log!(
+        "bootstrap of {DOCS} docs (memory store): entries {:.0} ms = {:.0} docs/s; snapshot {:.0} ms = {:.0} docs/s",
+        entries_ms,
+        DOCS as f64 / entries_ms * 1000.0,
+        snapshot_ms,
+        DOCS as f64 / snapshot_ms * 1000.0
+    );
+
+    let by_group = FindQuery::parse(&json!({"filter": {"group": 421}})).unwrap();
+    let rounds = 20_000;
+    let started = precise_ms();
+    let mut found = 0;
+    for i in 0..rounds {
+        let id = format!("d{:06}", (i * 7919) % DOCS);
+        replica.with_doc("notes", &id, |doc| found += doc.is_some() as usize);
+    }
+    let rust_get_us = (precise_ms() - started) * 1000.0 / rounds as f64;
+    assert_eq!(found, rounds);
+    let find_rounds = 500;
+    let started = precise_ms();
+    for _ in 0..find_rounds {
+        let n = replica
+            .find_with("notes", &by_group, |docs| docs.len())
+            .unwrap();
+        assert_eq!(n, GROUP);
+    }
+    let rust_find_ms = (precise_ms() - started) / find_rounds as f64;
+
+    let js = Replica::from_handle(replica);
+    let ids: Vec<String> = (0..rounds)
+        .map(|i| format!("d{:06}", (i * 7919) % DOCS))
+        .collect();
+    let started = precise_ms();
+    for id in &ids {
+        assert!(!js.get("notes", id).is_undefined());
+    }
+    let js_get_us = (precise_ms() - started) * 1000.0 / rounds as f64;
+    let query = js_sys::JSON::parse(r#"{"filter": {"group": 421}}"#).unwrap();
+    let started = precise_ms();
+    for _ in 0..find_rounds {
+        let docs = js.find("notes", query.clone()).unwrap();
+        assert_eq!(js_sys::Array::from(&docs).length() as usize, GROUP);
+    }
+    let js_find_ms = (precise_ms() - started) / find_rounds as f64;
+    console_log!(
+        "get: {js_get_us:.2} µs through JS (Rust handle {rust_get_us:.2} µs); indexed find of {GROUP}: {js_find_ms:.3} ms through JS (Rust handle {rust_find_ms:.3} ms)"
+    );
+    wasm_bindgen_futures::JsFuture::from(js.close())
+        .await
+        .unwrap();
+}
