@@ -35,19 +35,23 @@
 //! (`already_exists`, `not_found`, `unique_violation`, ...), `too_many_pending`, `closed`,
 //! and storage codes (`storage_io`, ...). `onRejected` reports the leader's codes.
 //!
-//! Until the IndexedDB store is merged the local copy lives in memory (`MemoryStore`) and is
-//! fetched again on each open; the driver is generic over the store and does not change.
+//! The local copy and the pending writes live in IndexedDB (database `name`), so a reload
+//! opens at once with the data and the writes it had, and syncs only what it missed.
 
 use std::rc::Rc;
 
 use cstore_core::StoredDoc;
 use cstore_core::query::{Filter, FindQuery};
+#[cfg(not(target_arch = "wasm32"))]
 use cstore_core::storage::MemoryStore;
 use serde_json::Value;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
 
 use crate::error::ReplicaError;
+#[cfg(target_arch = "wasm32")]
+use crate::idb::{IdbError, IdbStore, PendingStore};
+#[cfg(not(target_arch = "wasm32"))]
 use crate::replica::pending::MemoryPending;
 use crate::replica::sender::FetchSender;
 use crate::replica::shared::RejectedWrite;
@@ -108,6 +112,63 @@ impl OpenOptions {
             name: text("name")?.unwrap_or_else(|| "cstore".to_owned()),
             http_url,
         })
+    }
+}
+
+/// What a browser replica is built from: IndexedDB for the log and the pending writes.
+#[cfg(target_arch = "wasm32")]
+type BrowserParts = Parts<IdbStore, WebSocketTransport, PendingStore, FetchSender>;
+/// Natively (tests, clippy) there is no IndexedDB: memory stands in.
+#[cfg(not(target_arch = "wasm32"))]
+type BrowserParts = Parts<MemoryStore, WebSocketTransport, MemoryPending, FetchSender>;
+
+/// An error the opening recovered from: (code, message).
+pub type Recovered = Option<(&'static str, String)>;
+
+/// Builds the parts of replica `options.name`. A database too damaged to open is deleted
+/// (with its pending writes: nothing in it can be trusted) and created afresh; that is
+/// reported beside the parts so the status can say so.
+async fn browser_parts(options: &OpenOptions) -> Result<(BrowserParts, Recovered), ReplicaError> {
+    let transport = WebSocketTransport::new(&options.url, options.token.as_deref());
+    let sender = FetchSender::new(&options.http_url, options.token.as_deref());
+    #[cfg(target_arch = "wasm32")]
+    {
+        let (store, recovered) = open_idb_store(&options.name).await?;
+        let pending = store.pending();
+        let parts = Parts {
+            store,
+            transport,
+            pending,
+            sender,
+        };
+        Ok((parts, recovered))
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        let parts = Parts {
+            store: MemoryStore::new(),
+            transport,
+            pending: MemoryPending::new(),
+            sender,
+        };
+        Ok((parts, None))
+    }
+}
+
+/// Opens the IndexedDB store of replica `name`. A database too damaged to open is deleted
+/// (with its pending writes: nothing in it can be trusted) and created afresh; the error is
+/// returned beside the store, for [`ReplicaHandle::note_recovered`].
+#[cfg(target_arch = "wasm32")]
+pub async fn open_idb_store(name: &str) -> Result<(IdbStore, Recovered), ReplicaError> {
+    let storage = |e: IdbError| ReplicaError::Storage(e.into());
+    match IdbStore::open(name).await {
+        Ok(store) => Ok((store, None)),
+        Err(IdbError::Corrupt(message)) => {
+            IdbStore::destroy(name).await.map_err(storage)?;
+            let store = IdbStore::open(name).await.map_err(storage)?;
+            Ok((store, Some(("storage_corrupt", message))))
+        }
+        Err(error) => Err(storage(error)),
     }
 }
 
@@ -224,13 +285,11 @@ impl Replica {
     /// Opens a replica of the leader at `options.url` and starts syncing.
     pub async fn open(options: JsValue) -> Result<Replica, JsValue> {
         let options = OpenOptions::parse(&to_json(&options)?)?;
-        let parts = Parts {
-            store: MemoryStore::new(),
-            transport: WebSocketTransport::new(&options.url, options.token.as_deref()),
-            pending: MemoryPending::new(),
-            sender: FetchSender::new(&options.http_url, options.token.as_deref()),
-        };
+        let (parts, recovered) = browser_parts(&options).await?;
         let handle = ReplicaHandle::open(parts).await?;
+        if let Some((code, message)) = recovered {
+            handle.note_recovered(code, &message);
+        }
         Ok(Replica {
             handle: Rc::new(handle),
         })

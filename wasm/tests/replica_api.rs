@@ -1,9 +1,9 @@
 //! The JavaScript face of the browser replica (`Replica` in api.rs), called the way the npm
 //! package calls it: JS option objects, promises, plain JS documents, `Error`s with `code`.
 //!
-//! No leader is reachable here (the URL points at a closed port), which is exactly the
-//! offline case: reads and writes must work locally, writes stay pending, the status says
-//! why it is not connected. Syncing through this face is covered by `replica_server.rs`.
+//! The local copy is in IndexedDB (a fresh database per test). No leader is reachable here
+//! (the URL points at a closed port), which is exactly the offline case: reads and writes
+//! must work locally, writes stay pending, the status says why it is not connected. Syncing through this face is covered by `replica_server.rs`.
 
 mod support;
 
@@ -33,12 +33,13 @@ fn code_of(error: &JsValue) -> String {
 }
 
 async fn offline_replica() -> Replica {
-    // Port 9 (discard) on loopback: nothing listens, connects fail fast.
-    Replica::open(js(
-        r#"{"url": "ws://127.0.0.1:9/v1/replicate", "name": "api-test"}"#,
-    ))
-    .await
-    .expect("open resolves without a leader")
+    // Port 9 (discard) on loopback: nothing listens, connects fail fast. A fresh database
+    // name per test: IndexedDB outlives a replica.
+    let name = format!("api-{:x}", cstore_wasm::time::random_u64());
+    let options = format!(r#"{{"url": "ws://127.0.0.1:9/v1/replicate", "name": "{name}"}}"#);
+    Replica::open(js(&options))
+        .await
+        .expect("open resolves without a leader")
 }
 
 #[wasm_bindgen_test]

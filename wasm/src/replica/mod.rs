@@ -377,6 +377,15 @@ impl ReplicaHandle {
         self.shared.borrow_mut().watches.remove(id)
     }
 
+    /// Records that the local copy was found damaged and discarded before this open (the
+    /// store could not even be opened): counted as a rebootstrap, with its error.
+    pub fn note_recovered(&self, code: &str, message: &str) {
+        update_status(&self.shared, |status| {
+            status.rebootstraps += 1;
+            status.set_error(code, message);
+        });
+    }
+
     /// The current status.
     pub fn status(&self) -> Status {
         self.shared.borrow().status.clone()

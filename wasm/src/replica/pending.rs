@@ -117,3 +117,44 @@ impl PendingQueue for MemoryPending {
         Ok(())
     }
 }
+
+/// The name of the client id in the pending store's metadata.
+#[cfg(target_arch = "wasm32")]
+const CLIENT_META: &str = "client_id";
+
+/// The IndexedDB queue (in the replica's own database) as the writer's queue.
+#[cfg(target_arch = "wasm32")]
+impl PendingQueue for crate::idb::PendingStore {
+    async fn load(&self) -> StorageResult<PendingLoad> {
+        let client = match self.get_meta(CLIENT_META).await? {
+            Some(bytes) => Some(
+                String::from_utf8(bytes)
+                    .map_err(|_| StorageError::Corrupt("client id is not UTF-8".into()))?,
+            ),
+            None => None,
+        };
+        let writes = self
+            .list()
+            .await?
+            .into_iter()
+            .map(|(seq, bytes)| {
+                let text = std::str::from_utf8(&bytes)
+                    .map_err(|_| StorageError::Corrupt(format!("pending write {seq}")))?;
+                Ok((seq, decode_txn(text)?))
+            })
+            .collect::<StorageResult<Vec<_>>>()?;
+        Ok(PendingLoad { client, writes })
+    }
+
+    async fn save_client(&mut self, client: &str) -> StorageResult<()> {
+        Ok(self.put_meta(CLIENT_META, client.as_bytes()).await?)
+    }
+
+    async fn push(&mut self, seq: u64, txn: &Txn) -> StorageResult<()> {
+        Ok(crate::idb::PendingStore::push(self, seq, encode_txn(txn).into_bytes()).await?)
+    }
+
+    async fn remove(&mut self, seq: u64) -> StorageResult<()> {
+        Ok(crate::idb::PendingStore::remove(self, seq).await?)
+    }
+}
