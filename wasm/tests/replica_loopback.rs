@@ -443,3 +443,41 @@ async fn a_resend_after_a_lost_answer_commits_once() {
     );
     replica.close().await;
 }
+
+#[wasm_bindgen_test]
+async fn the_local_log_is_compacted_behind_a_snapshot() {
+    use cstore_core::storage::LogStore;
+    use cstore_wasm::replica::driver::COMPACT_ENTRIES_MIN;
+    let leader = LoopbackLeader::new();
+    let total = COMPACT_ENTRIES_MIN + 10;
+    for i in 0..total {
+        leader
+            .commit(insert("c", &format!(r#"{{"_id":"d{i}"}}"#)))
+            .unwrap();
+    }
+    let profile = Profile::default();
+    let replica = open(&leader, &profile).await;
+    caught_up(&replica, &leader).await;
+    replica.close().await;
+    let log = profile.store.clone().state().await.unwrap();
+    assert!(log.first.0 > 1, "nothing was compacted: {log:?}");
+    assert!(
+        profile
+            .store
+            .clone()
+            .load_snapshot()
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert_eq!(log.last.lsn, leader.last().lsn);
+
+    // Reopened from the snapshot and the entries after it: the same state.
+    leader.stop();
+    let replica = open(&leader, &profile).await;
+    assert_eq!(
+        replica.shared().borrow().local.current().state_hash(),
+        leader.state().state_hash()
+    );
+    replica.close().await;
+}

@@ -33,6 +33,10 @@ use crate::transport::{Connection, Incoming, Transport};
 
 /// How often the driver ticks the replica (leader silence detection) while connected.
 pub const TICK_MS: u64 = 1_000;
+/// The local log is compacted behind a fresh snapshot once it holds this many entries past
+/// the last one, or as many entries as there are documents if that is more (so the cost of
+/// encoding snapshots stays proportional to the entries applied).
+pub const COMPACT_ENTRIES_MIN: u64 = 4096;
 /// Entries read from the store at a time when opening.
 const OPEN_READ_BATCH: u64 = 4096;
 
@@ -43,6 +47,8 @@ pub struct Opened {
     pub state: State,
     /// The last entry held.
     pub last: LogPosition,
+    /// The last entry compacted away (the snapshot's), zero if none.
+    pub compacted: Lsn,
     /// Term and identity.
     pub metadata: Metadata,
 }
@@ -107,6 +113,7 @@ pub async fn load<S: LogStore>(store: &mut S) -> Result<Opened, StorageError> {
     Ok(Opened {
         state,
         last: log.last,
+        compacted: log.first.prev(),
         metadata,
     })
 }
@@ -137,6 +144,8 @@ pub struct SyncLoop<S, T> {
     replica: Replica,
     config: ReplicaConfig,
     metadata: Metadata,
+    /// Where the store's log starts (behind its snapshot).
+    compacted: Lsn,
 }
 
 impl<S: LogStore, T: Transport> SyncLoop<S, T> {
@@ -152,6 +161,7 @@ impl<S: LogStore, T: Transport> SyncLoop<S, T> {
             replica,
             config,
             metadata: opened.metadata.clone(),
+            compacted: opened.compacted,
         }
     }
 
@@ -222,6 +232,7 @@ impl<S: LogStore, T: Transport> SyncLoop<S, T> {
             sleep(1_000).await;
         }
         self.replica = Replica::new(self.config.clone(), LogPosition::START, self.replica.term());
+        self.compacted = Lsn::ZERO;
         let touched = self
             .shared
             .borrow_mut()
@@ -310,6 +321,7 @@ impl<S: LogStore, T: Transport> SyncLoop<S, T> {
                         Ok(touched) => {
                             changed(&self.shared, &touched);
                             queue.extend(self.replica.on_persisted(now(), last));
+                            self.compact_if_due(last).await;
                         }
                         Err((lsn, rejection)) => {
                             let reason = format!("{} ({})", rejection, rejection.code());
@@ -328,6 +340,7 @@ impl<S: LogStore, T: Transport> SyncLoop<S, T> {
                     };
                     match installed {
                         Ok(state) => {
+                            self.compacted = position.lsn;
                             let touched = self.shared.borrow_mut().local.replace_confirmed(state);
                             changed(&self.shared, &touched);
                             queue.extend(self.replica.on_snapshot_installed(now(), position));
@@ -351,6 +364,37 @@ impl<S: LogStore, T: Transport> SyncLoop<S, T> {
             }
         }
         Ok(())
+    }
+}
+
+impl<S: LogStore, T: Transport> SyncLoop<S, T> {
+    /// Keeps the local log bounded: past the threshold, saves a snapshot of the state at
+    /// `applied` and drops the entries behind it. A failure only leaves the log longer.
+    async fn compact_if_due(&mut self, applied: Lsn) {
+        let threshold = {
+            let inner = self.shared.borrow();
+            COMPACT_ENTRIES_MIN.max(inner.local.doc_count() as u64)
+        };
+        if applied.0.saturating_sub(self.compacted.0) < threshold {
+            return;
+        }
+        let snapshot = self.shared.borrow_mut().local.snapshot();
+        assert_eq!(
+            snapshot.position.lsn, applied,
+            "the state is at the entry just persisted"
+        );
+        let saved = match self.store.save_snapshot(&snapshot).await {
+            Ok(()) => self.store.compact_prefix(applied).await,
+            Err(error) => Err(error),
+        };
+        match saved {
+            Ok(()) => self.compacted = applied,
+            Err(error) => {
+                update_status(&self.shared, |s| {
+                    s.set_error(error.code(), &error.to_string())
+                });
+            }
+        }
     }
 }
 

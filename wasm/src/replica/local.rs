@@ -20,7 +20,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use cstore_core::state::{Overlay, PendingWrite, Rejection, State};
-use cstore_core::{LogEntry, LogPosition, Lsn, Txn};
+use cstore_core::{LogEntry, LogPosition, Lsn, Snapshot, Txn};
 
 /// What a change touched: the names of collections whose documents may differ.
 pub type Touched = BTreeSet<String>;
@@ -52,6 +52,19 @@ impl LocalState {
     /// The last log entry applied (pending writes do not move it).
     pub fn applied(&self) -> LogPosition {
         self.state.applied()
+    }
+
+    /// A snapshot of the log state (pending writes lifted off for it, then put back).
+    pub fn snapshot(&mut self) -> Snapshot {
+        let (snapshot, _hidden) = self
+            .overlay
+            .rebase(&mut self.state, |state| state.snapshot());
+        snapshot
+    }
+
+    /// Documents held, over all collections.
+    pub fn doc_count(&self) -> usize {
+        self.state.collections().map(|(_, c)| c.len()).sum()
     }
 
     /// The writes not yet confirmed, in order.
