@@ -184,3 +184,20 @@ async fn watch_calls_back_with_plain_documents() {
     assert!(!replica.unwatch(id));
     JsFuture::from(replica.close()).await.unwrap();
 }
+
+#[wasm_bindgen_test]
+async fn close_returns_promptly_even_while_connecting_and_writing() {
+    // An address that never answers: connects and fetches hang rather than fail.
+    let name = format!("api-{:x}", cstore_wasm::time::random_u64());
+    let options = format!(r#"{{"url": "ws://10.255.255.1:9/v1/replicate", "name": "{name}"}}"#);
+    let replica = Replica::open(js(&options)).await.unwrap();
+    JsFuture::from(replica.insert("c".into(), js("{}")))
+        .await
+        .unwrap();
+    cstore_wasm::time::sleep(50).await;
+    let started = js_sys::Date::now();
+    JsFuture::from(replica.close()).await.unwrap();
+    let took_ms = js_sys::Date::now() - started;
+    assert!(took_ms < 1_000.0, "close took {took_ms} ms");
+    assert_eq!(field(&replica.status(), "closed"), JsValue::TRUE);
+}

@@ -27,7 +27,7 @@ use cstore_core::{ErrorCode, LogPosition, Lsn, ReplicaId, Snapshot, Term};
 use futures::future::{Either, select};
 
 use super::backoff::Backoff;
-use super::shared::{SharedRef, changed, update_status};
+use super::shared::{SharedRef, changed, unless_closed, update_status};
 use crate::time::{now, random_u64, sleep, sleep_or};
 use crate::transport::{Connection, Incoming, Transport};
 
@@ -181,7 +181,13 @@ impl<S: LogStore, T: Transport> SyncLoop<S, T> {
                 wake.wait().await;
                 continue;
             }
-            let end = match self.transport.connect().await {
+            let wake = self.shared.borrow().sync_wake.clone();
+            let Some(connected) =
+                unless_closed(&self.shared, &wake, self.transport.connect()).await
+            else {
+                return;
+            };
+            let end = match connected {
                 Ok(connection) => {
                     let end = self.session(&connection, &mut backoff).await;
                     self.replica.on_disconnected();

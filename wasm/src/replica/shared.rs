@@ -119,6 +119,30 @@ impl Shared {
     }
 }
 
+/// Awaits `work` unless the replica is closed first (then `None`, and `work` is dropped).
+/// `wake` is the loop's own signal: it also fires for other reasons, which are ignored here.
+pub async fn unless_closed<F: std::future::Future>(
+    shared: &SharedRef,
+    wake: &Signal,
+    work: F,
+) -> Option<F::Output> {
+    use futures::future::{Either, select};
+    let mut work = std::pin::pin!(work);
+    loop {
+        if shared.borrow().status.closed {
+            return None;
+        }
+        match select(work.as_mut(), wake.wait()).await {
+            Either::Left((output, _)) => return Some(output),
+            Either::Right(((), _)) => {
+                if shared.borrow().status.closed {
+                    return None;
+                }
+            }
+        }
+    }
+}
+
 /// Records that `touched` collections changed and that the status may have; schedules one
 /// flush.
 pub fn changed(shared: &SharedRef, touched: &Touched) {

@@ -17,7 +17,7 @@ use cstore_core::ErrorCode;
 use super::backoff::Backoff;
 use super::pending::PendingQueue;
 use super::sender::{TxnOutcome, TxnSender, wire_ops};
-use super::shared::{RejectedWrite, SharedRef, changed, rejected, update_status};
+use super::shared::{RejectedWrite, SharedRef, changed, rejected, unless_closed, update_status};
 use crate::time::sleep_or;
 
 /// The writer task of one replica.
@@ -67,7 +67,17 @@ impl<P: PendingQueue, X: TxnSender> Writer<P, X> {
                 }
                 continue;
             };
-            match self.sender.send(&self.client, seq, &txn).await {
+            // Closing abandons a request in flight: the write stays queued durably, and its
+            // resend on the next open is deduplicated by its origin.
+            let sent = unless_closed(
+                &self.shared,
+                &wake,
+                self.sender.send(&self.client, seq, &txn),
+            );
+            let Some(outcome) = sent.await else {
+                continue;
+            };
+            match outcome {
                 TxnOutcome::Committed { lsn } => {
                     backoff.reset();
                     self.forget(seq).await;
