@@ -40,10 +40,10 @@
 
 use std::rc::Rc;
 
-use cstore_core::StoredDoc;
 use cstore_core::query::{Filter, FindQuery};
 #[cfg(not(target_arch = "wasm32"))]
 use cstore_core::storage::MemoryStore;
+use cstore_core::{StoredDoc, Txn};
 use serde_json::Value;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
@@ -266,6 +266,18 @@ fn written(id: &str) -> JsValue {
     object.into()
 }
 
+/// The promise of one write: every write method shares this one future (and its code).
+fn write_promise(
+    handle: Rc<ReplicaHandle>,
+    prepared: Result<(String, Txn), ReplicaError>,
+) -> js_sys::Promise {
+    future_to_promise(async move {
+        let (id, txn) = prepared?;
+        handle.write(txn).await?;
+        Ok(written(&id))
+    })
+}
+
 fn parse_query(query: &JsValue) -> Result<FindQuery, ReplicaError> {
     Ok(FindQuery::parse(&to_json(query)?)?)
 }
@@ -318,41 +330,28 @@ impl Replica {
 
     /// Inserts `doc`; resolves with `{id, pending: true}` once queued durably.
     pub fn insert(&self, collection: String, doc: JsValue) -> js_sys::Promise {
-        let handle = self.handle.clone();
-        let doc = to_json(&doc);
-        future_to_promise(async move {
-            let id = handle.insert(&collection, doc?).await?;
-            Ok(written(&id))
-        })
+        let prepared = to_json(&doc).and_then(|doc| self.handle.insert_txn(&collection, doc));
+        write_promise(self.handle.clone(), prepared)
     }
 
     /// Creates or replaces `doc` (which has an `_id`).
     pub fn put(&self, collection: String, doc: JsValue) -> js_sys::Promise {
-        let handle = self.handle.clone();
-        let doc = to_json(&doc);
-        future_to_promise(async move {
-            let id = handle.put(&collection, doc?).await?;
-            Ok(written(&id))
-        })
+        let prepared = to_json(&doc).and_then(|doc| self.handle.put_txn(&collection, doc));
+        write_promise(self.handle.clone(), prepared)
     }
 
     /// Merges `patch` into document `id`.
     pub fn update(&self, collection: String, id: String, patch: JsValue) -> js_sys::Promise {
-        let handle = self.handle.clone();
-        let patch = to_json(&patch);
-        future_to_promise(async move {
-            handle.update(&collection, &id, &patch?).await?;
-            Ok(written(&id))
-        })
+        let prepared = to_json(&patch)
+            .and_then(|patch| self.handle.update_txn(&collection, &id, &patch))
+            .map(|txn| (id, txn));
+        write_promise(self.handle.clone(), prepared)
     }
 
     /// Removes document `id`.
     pub fn remove(&self, collection: String, id: String) -> js_sys::Promise {
-        let handle = self.handle.clone();
-        future_to_promise(async move {
-            handle.remove(&collection, &id).await?;
-            Ok(written(&id))
-        })
+        let txn = self.handle.remove_txn(&collection, &id);
+        write_promise(self.handle.clone(), Ok((id, txn)))
     }
 
     /// Calls `callback(docs)` with the result of `query` now and after each change to it.

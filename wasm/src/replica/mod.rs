@@ -252,9 +252,13 @@ impl ReplicaHandle {
             .map_or(0, |coll| count(coll, filter).count)
     }
 
-    /// Inserts a document (an `_id` is generated when it has none); resolves with the id once
-    /// the write is queued durably.
-    pub async fn insert(&self, collection: &str, mut doc: Value) -> Result<String, ReplicaError> {
+    /// The transaction inserting `doc` into `collection` (an `_id` is generated when it has
+    /// none), and the document's id.
+    pub fn insert_txn(
+        &self,
+        collection: &str,
+        mut doc: Value,
+    ) -> Result<(String, Txn), ReplicaError> {
         if !doc.is_object() {
             return Err(ReplicaError::InvalidArgument(
                 "a document must be an object".into(),
@@ -264,13 +268,11 @@ impl ReplicaHandle {
         let doc = RawDoc::from_value(&doc)?;
         let id = doc.id();
         let collection = collection.to_owned();
-        self.write(Txn::single(Op::Insert { collection, doc }))
-            .await?;
-        Ok(id)
+        Ok((id, Txn::single(Op::Insert { collection, doc })))
     }
 
-    /// Creates or replaces the document with the `_id` it carries.
-    pub async fn put(&self, collection: &str, doc: Value) -> Result<String, ReplicaError> {
+    /// The transaction creating or replacing `doc` (which carries its `_id`), and the id.
+    pub fn put_txn(&self, collection: &str, doc: Value) -> Result<(String, Txn), ReplicaError> {
         if !doc.get("_id").is_some_and(Value::is_string) {
             return Err(ReplicaError::InvalidArgument(
                 "put needs a document with a string `_id`".into(),
@@ -278,13 +280,55 @@ impl ReplicaHandle {
         }
         let doc = RawDoc::from_value(&doc)?;
         let id = doc.id();
-        let collection = collection.to_owned();
         let op = Op::Put {
-            collection,
+            collection: collection.to_owned(),
             doc,
             if_version: None,
         };
-        self.write(Txn::single(op)).await?;
+        Ok((id, Txn::single(op)))
+    }
+
+    /// The transaction merging an RFC 7386 `patch` into document `id`.
+    pub fn update_txn(
+        &self,
+        collection: &str,
+        id: &str,
+        patch: &Value,
+    ) -> Result<Txn, ReplicaError> {
+        if !patch.is_object() {
+            return Err(ReplicaError::InvalidArgument(
+                "a patch must be an object".into(),
+            ));
+        }
+        Ok(Txn::single(Op::Patch {
+            collection: collection.to_owned(),
+            id: id.to_owned(),
+            patch: patch.to_string(),
+            if_version: None,
+        }))
+    }
+
+    /// The transaction removing document `id`.
+    pub fn remove_txn(&self, collection: &str, id: &str) -> Txn {
+        Txn::single(Op::Delete {
+            collection: collection.to_owned(),
+            id: id.to_owned(),
+            if_version: None,
+        })
+    }
+
+    /// Inserts a document (an `_id` is generated when it has none); resolves with the id once
+    /// the write is queued durably.
+    pub async fn insert(&self, collection: &str, doc: Value) -> Result<String, ReplicaError> {
+        let (id, txn) = self.insert_txn(collection, doc)?;
+        self.write(txn).await?;
+        Ok(id)
+    }
+
+    /// Creates or replaces the document with the `_id` it carries.
+    pub async fn put(&self, collection: &str, doc: Value) -> Result<String, ReplicaError> {
+        let (id, txn) = self.put_txn(collection, doc)?;
+        self.write(txn).await?;
         Ok(id)
     }
 
@@ -295,28 +339,15 @@ impl ReplicaHandle {
         id: &str,
         patch: &Value,
     ) -> Result<(), ReplicaError> {
-        if !patch.is_object() {
-            return Err(ReplicaError::InvalidArgument(
-                "a patch must be an object".into(),
-            ));
-        }
-        let op = Op::Patch {
-            collection: collection.to_owned(),
-            id: id.to_owned(),
-            patch: patch.to_string(),
-            if_version: None,
-        };
-        self.write(Txn::single(op)).await.map(|_| ())
+        let txn = self.update_txn(collection, id, patch)?;
+        self.write(txn).await.map(|_| ())
     }
 
     /// Removes document `id`.
     pub async fn remove(&self, collection: &str, id: &str) -> Result<(), ReplicaError> {
-        let op = Op::Delete {
-            collection: collection.to_owned(),
-            id: id.to_owned(),
-            if_version: None,
-        };
-        self.write(Txn::single(op)).await.map(|_| ())
+        self.write(self.remove_txn(collection, id))
+            .await
+            .map(|_| ())
     }
 
     /// Applies a transaction locally at once and queues it for the leader; resolves with its
