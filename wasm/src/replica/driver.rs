@@ -149,7 +149,7 @@ pub struct SyncLoop<S, T> {
 }
 
 impl<S: LogStore, T: Transport> SyncLoop<S, T> {
-    /// A loop over a store already loaded (see [`load`]).
+    /// A loop over a store already loaded (see [`load`]; its `state` is not used here).
     pub fn new(shared: SharedRef, store: S, transport: T, opened: &Opened) -> SyncLoop<S, T> {
         let mut config = ReplicaConfig::new(opened.metadata.node_id);
         config.leader_timeout_ms = 5 * TICK_MS;

@@ -115,7 +115,7 @@ impl ReplicaHandle {
         } = parts;
         let mut rebootstraps = 0;
         let mut last_error = None;
-        let opened = match load(&mut store).await {
+        let mut opened = match load(&mut store).await {
             Ok(opened) => opened,
             Err(error @ StorageError::Corrupt(_)) => {
                 last_error = Some((error.code(), error.to_string()));
@@ -144,7 +144,9 @@ impl ReplicaHandle {
         let shared: SharedRef = Rc::default();
         let touched = {
             let mut inner = shared.borrow_mut();
-            inner.local = LocalState::new(opened.state.clone(), &client);
+            // The state moves into the shared local data; the sync loop needs the rest.
+            let state = std::mem::take(&mut opened.state);
+            inner.local = LocalState::new(state, &client);
             inner.status.online = navigator_online();
             inner.status.rebootstraps = rebootstraps;
             if let Some((code, message)) = last_error {

@@ -14,8 +14,9 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::rc::Rc;
 
-use cstore_core::Txn;
+use cstore_core::log::codec::{decode_entry, encode_entry};
 use cstore_core::storage::{StorageError, StorageResult};
+use cstore_core::{Hash, LogEntry, LogPosition, Lsn, Term, TimestampMs, Txn};
 
 /// What the queue held at open.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -38,14 +39,32 @@ pub trait PendingQueue {
     fn remove(&mut self, seq: u64) -> impl Future<Output = StorageResult<()>>;
 }
 
-/// The encoding of a queued write (JSON text of core's `Txn`), shared by the stores.
-pub fn encode_txn(txn: &Txn) -> String {
-    serde_json::to_string(txn).expect("a Txn always serializes")
+/// The bytes of queued write `seq`: the log-record framing core already has (length,
+/// crc32c, SHA-256), as an unchained entry at LSN `seq`. Damage is caught when it is read
+/// back, and no second encoding of transactions ships in the module.
+pub fn encode_write(seq: u64, txn: &Txn) -> Vec<u8> {
+    let prev = LogPosition {
+        lsn: Lsn(seq.saturating_sub(1)),
+        hash: Hash::ZERO,
+    };
+    let entry = LogEntry::new(prev, Term(0), TimestampMs(0), txn.clone());
+    let mut bytes = Vec::new();
+    encode_entry(&entry, &mut bytes);
+    bytes
 }
 
-/// Decodes what [`encode_txn`] wrote.
-pub fn decode_txn(text: &str) -> StorageResult<Txn> {
-    serde_json::from_str(text).map_err(|e| StorageError::Corrupt(format!("pending write: {e}")))
+/// Decodes what [`encode_write`] wrote for write `seq`.
+pub fn decode_write(seq: u64, bytes: &[u8]) -> StorageResult<Txn> {
+    let corrupt = |what: String| StorageError::Corrupt(format!("pending write {seq}: {what}"));
+    let (entry, used) = decode_entry(bytes).map_err(|e| corrupt(e.to_string()))?;
+    if used != bytes.len() || entry.lsn != Lsn(seq) {
+        return Err(corrupt(format!(
+            "holds write {} in {used} of {} bytes",
+            entry.lsn,
+            bytes.len()
+        )));
+    }
+    Ok(entry.txn)
 }
 
 /// A queue in memory. Clones share the contents, so a test can "reload" a replica by
@@ -58,7 +77,7 @@ pub struct MemoryPending {
 #[derive(Debug, Default)]
 struct PendingLoadMap {
     client: Option<String>,
-    writes: BTreeMap<u64, String>,
+    writes: BTreeMap<u64, Vec<u8>>,
 }
 
 impl MemoryPending {
@@ -84,7 +103,7 @@ impl PendingQueue for MemoryPending {
         let writes = inner
             .writes
             .iter()
-            .map(|(seq, text)| Ok((*seq, decode_txn(text)?)))
+            .map(|(seq, bytes)| Ok((*seq, decode_write(*seq, bytes)?)))
             .collect::<StorageResult<Vec<_>>>()?;
         Ok(PendingLoad {
             client: inner.client.clone(),
@@ -108,7 +127,7 @@ impl PendingQueue for MemoryPending {
                 "pending seq {seq} is not the highest"
             )));
         }
-        inner.writes.insert(seq, encode_txn(txn));
+        inner.writes.insert(seq, encode_write(seq, txn));
         Ok(())
     }
 
@@ -137,11 +156,7 @@ impl PendingQueue for crate::idb::PendingStore {
             .list()
             .await?
             .into_iter()
-            .map(|(seq, bytes)| {
-                let text = std::str::from_utf8(&bytes)
-                    .map_err(|_| StorageError::Corrupt(format!("pending write {seq}")))?;
-                Ok((seq, decode_txn(text)?))
-            })
+            .map(|(seq, bytes)| Ok((seq, decode_write(seq, &bytes)?)))
             .collect::<StorageResult<Vec<_>>>()?;
         Ok(PendingLoad { client, writes })
     }
@@ -151,10 +166,42 @@ impl PendingQueue for crate::idb::PendingStore {
     }
 
     async fn push(&mut self, seq: u64, txn: &Txn) -> StorageResult<()> {
-        Ok(crate::idb::PendingStore::push(self, seq, encode_txn(txn).into_bytes()).await?)
+        Ok(crate::idb::PendingStore::push(self, seq, encode_write(seq, txn)).await?)
     }
 
     async fn remove(&mut self, seq: u64) -> StorageResult<()> {
         Ok(crate::idb::PendingStore::remove(self, seq).await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cstore_core::Op;
+    use cstore_core::doc::RawDoc;
+    use cstore_core::txn::Origin;
+
+    #[test]
+    fn writes_round_trip_and_damage_is_caught() {
+        let txn = Txn::single(Op::Insert {
+            collection: "c".into(),
+            doc: RawDoc::parse(r#"{"_id":"a","n":1}"#).unwrap(),
+        })
+        .with_origin(Origin {
+            client: "me".into(),
+            seq: 7,
+        });
+        let bytes = encode_write(7, &txn);
+        assert_eq!(decode_write(7, &bytes).unwrap(), txn);
+        assert!(decode_write(8, &bytes).is_err(), "filed under another seq");
+        for at in [0, bytes.len() / 2, bytes.len() - 1] {
+            let mut damaged = bytes.clone();
+            damaged[at] ^= 0x20;
+            assert!(matches!(
+                decode_write(7, &damaged),
+                Err(StorageError::Corrupt(_))
+            ));
+        }
+        assert!(decode_write(7, &bytes[..bytes.len() - 3]).is_err());
     }
 }
