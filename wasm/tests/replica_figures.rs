@@ -2,9 +2,11 @@
 //! `get`, and an indexed `find` of 100 documents, through the JavaScript face (`Replica`,
 //! including the JSON conversion an app pays) and through the Rust handle.
 //!
-//! Ignored by default (they take seconds and mean little in a debug build). Run in release:
-//! `CHROMEDRIVER=$(command -v chromedriver) cargo test --release -p cstore-wasm
-//! --target wasm32-unknown-unknown --test replica_figures -- --include-ignored --nocapture`
+//! Ignored by default (they take seconds and mean little in a debug build). Run in release,
+//! with the size-optimised code the npm package ships (`opt-level` "s" or "z"):
+//! `CARGO_PROFILE_RELEASE_OPT_LEVEL=z CHROMEDRIVER=$(command -v chromedriver) cargo test
+//! --release -p cstore-wasm --target wasm32-unknown-unknown --test replica_figures --
+//! --include-ignored --nocapture`
 //!
 //! Bootstrap is measured twice: into the in-memory store (the sync loop alone: transfer,
 //! verification, state rebuild) and into IndexedDB (what a browser pays: `IdbStore`).
