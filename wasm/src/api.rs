@@ -22,8 +22,9 @@
 //!   callback(docs: object[]): once at once (a microtask later), then once per batch of
 //!   changes (replicated or local) that alters the result
 //! replica.unwatch(id) -> boolean
-//! replica.status() -> {online, connected, role, appliedLsn, leaderLsn, lag, pendingWrites,
-//!                      lastError: {code, message} | null, rebootstraps, clientId}
+//! replica.status() -> {online, connected, role: "replica", appliedLsn, leaderLsn, lag,
+//!                      pendingWrites, lastError: {code, message} | null, rebootstraps,
+//!                      closed, clientId}
 //! replica.onStatus(callback(status))                    after each batch of status changes
 //! replica.onRejected(callback({seq, code, message, ops}))  a write the leader refused, rolled back
 //! replica.flush() -> Promise<void>    resolves when every pending write is confirmed or rejected

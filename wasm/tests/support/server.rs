@@ -17,11 +17,16 @@ pub const CONTROL_URL: Option<&str> = option_env!("CSTORE_TEST_CONTROL_URL");
 /// The server's `ws://…/v1/replicate`.
 pub const WS_URL: Option<&str> = option_env!("CSTORE_TEST_WS_URL");
 
-/// The URLs, or `None` (with a note) when the suite runs without a server.
+/// The URLs, or `None` (with a note) when the suite runs without a server. Built with
+/// `CSTORE_TEST_REQUIRE_SERVER` set (scripts/test.sh sets it), a missing URL is a failure.
 pub fn urls() -> Option<(&'static str, &'static str)> {
     match (CONTROL_URL, WS_URL) {
         (Some(control), Some(ws)) => Some((control, ws)),
         _ => {
+            assert!(
+                option_env!("CSTORE_TEST_REQUIRE_SERVER").is_none(),
+                "CSTORE_TEST_REQUIRE_SERVER is set but the server URLs are not"
+            );
             wasm_bindgen_test::console_log!(
                 "no server: build with CSTORE_TEST_CONTROL_URL and CSTORE_TEST_WS_URL (scripts/test.sh does)"
             );
