@@ -139,7 +139,12 @@ impl RawDoc {
 
     /// The document's `_id`.
     pub fn id(&self) -> String {
-        DocView::new(self).id().into_owned()
+        self.id_str().into_owned()
+    }
+
+    /// The document's `_id`, borrowed from the text when it has no escapes.
+    pub fn id_str(&self) -> std::borrow::Cow<'_, str> {
+        view::id_of(self)
     }
 
     /// Length of the canonical text in bytes.
