@@ -108,6 +108,11 @@ struct OriginMirror<'a> {
     seq: u64,
 }
 
+/// Operations per entry whose hashes are kept on the stack while the entry is walked.
+const OPS_INLINE: usize = 8;
+/// Bytes of a SHA-256 hash.
+const HASH_BYTES: usize = 32;
+
 /// The next postcard value of `rest`, which moves past it.
 fn take<'a, T: Deserialize<'a>>(rest: &mut &'a [u8]) -> Result<T, DecodeError> {
     let (value, after) =
@@ -138,24 +143,42 @@ where
     let term: Term = take(&mut rest)?;
     let timestamp: TimestampMs = take(&mut rest)?;
     let count: u64 = take(&mut rest)?;
-    // Every operation takes at least one byte: a corrupt count cannot ask for more room.
-    let mut op_hashes = Vec::with_capacity((count as usize).min(rest.len()));
-    for _ in 0..count {
+    // Most entries carry a few operations: their hashes stay on the stack.
+    let mut inline = [Hash::ZERO; OPS_INLINE];
+    let mut spilled = Vec::new();
+    for i in 0..count {
         let before = rest;
         on_op(take(&mut rest)?);
         let span = &before[..before.len() - rest.len()];
-        op_hashes.push(Hash(Sha256::digest(span).into()));
+        let op_hash = Hash(Sha256::digest(span).into());
+        if i < OPS_INLINE as u64 {
+            inline[i as usize] = op_hash;
+        } else {
+            if spilled.is_empty() {
+                // Every operation takes at least one byte: a corrupt count cannot ask for more.
+                spilled.reserve((count as usize).min(before.len()));
+                spilled.extend_from_slice(&inline);
+            }
+            spilled.push(op_hash);
+        }
     }
+    let op_hashes = if spilled.is_empty() {
+        &inline[..count as usize]
+    } else {
+        &spilled[..]
+    };
     let origin: Option<G> = take(&mut rest)?;
     let omitted: Vec<OmittedOp> = take(&mut rest)?;
-    let prev_hash: Hash = take(&mut rest)?;
-    let hash: Hash = take(&mut rest)?;
-    if !rest.is_empty() {
+    // The two hashes end the body, 32 raw bytes each (postcard writes a `[u8; 32]` as is).
+    if rest.len() != 2 * HASH_BYTES {
         return Err(DecodeError::Malformed(format!(
-            "{} trailing bytes",
+            "{} bytes where the two hashes should be",
             rest.len()
         )));
     }
+    let (prev_hash, hash) = rest.split_at(HASH_BYTES);
+    let prev_hash = Hash(prev_hash.try_into().expect("32 bytes"));
+    let hash = Hash(hash.try_into().expect("32 bytes"));
     let header = HashedHeader {
         prev: prev_hash,
         lsn,
@@ -163,7 +186,7 @@ where
         timestamp,
         origin: &origin,
     };
-    if header.hash(op_hashes.into_iter(), &omitted) != Some(hash) {
+    if header.hash(op_hashes.iter().copied(), &omitted) != Some(hash) {
         return Err(DecodeError::HashMismatch { lsn });
     }
     Ok(Walked {
