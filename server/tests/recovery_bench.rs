@@ -10,11 +10,11 @@ mod wal_support;
 
 use std::time::Instant;
 
+use cstore_core::LogEntry;
 use cstore_core::doc::RawDoc;
 use cstore_core::state::State;
 use cstore_core::txn::{Op, Txn};
 use cstore_core::types::{LogPosition, Lsn, Term, TimestampMs};
-use cstore_core::LogEntry;
 use cstore_server::wal::FileStore;
 use wal_support::TempDir;
 

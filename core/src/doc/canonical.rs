@@ -153,8 +153,7 @@ impl<'a> Checker<'a> {
                             let code = hex4(bytes.get(self.at..self.at + 4)?)?;
                             // serde_json writes `\u00xx` only for control characters that
                             // have no short escape.
-                            if code >= 0x20 || matches!(code, 0x08 | 0x09 | 0x0a | 0x0c | 0x0d)
-                            {
+                            if code >= 0x20 || matches!(code, 0x08 | 0x09 | 0x0a | 0x0c | 0x0d) {
                                 return None;
                             }
                             self.at += 4;
@@ -372,7 +371,10 @@ mod tests {
         }
         let fill = |n: usize| format!(r#"{{"_id":"a","s":"{}"}}"#, "x".repeat(n));
         let overhead = fill(0).len();
-        for text in [fill(DOC_BYTES_MAX - overhead), fill(DOC_BYTES_MAX - overhead + 1)] {
+        for text in [
+            fill(DOC_BYTES_MAX - overhead),
+            fill(DOC_BYTES_MAX - overhead + 1),
+        ] {
             assert_eq!(is_canonical(&text), slow(&text), "{} bytes", text.len());
         }
         assert!(is_canonical(&fill(DOC_BYTES_MAX - overhead)));

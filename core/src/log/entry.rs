@@ -83,9 +83,8 @@ impl<O: Serialize> HashedHeader<'_, O> {
         let mut buf = [0u8; 160];
         match postcard::to_slice(&body, &mut buf) {
             Ok(encoded) => hasher.update(encoded),
-            Err(_) => hasher.update(
-                postcard::to_allocvec(&body).expect("encoding into a Vec cannot fail"),
-            ),
+            Err(_) => hasher
+                .update(postcard::to_allocvec(&body).expect("encoding into a Vec cannot fail")),
         }
         let mut present = present;
         let mut omitted = omitted.iter().peekable();
