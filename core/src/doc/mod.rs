@@ -5,6 +5,7 @@
 //! the wire. Parsing happens only where a value is needed (index keys, filters). The canonical
 //! form makes the bytes that get hashed independent of how the client formatted its JSON.
 
+mod canonical;
 mod view;
 
 use std::fmt;
@@ -72,7 +73,8 @@ impl ErrorCode for DocError {
 /// holding one means: an object, canonical, within limits, with a valid string `_id`.
 ///
 /// Deserializing one validates it again and requires the canonical form: a hash proves bytes
-/// were not changed in transit, not that whoever made them was honest.
+/// were not changed in transit, not that whoever made them was honest. That check is one
+/// borrowed pass over the text, without building a `Value` (see `canonical.rs`).
 #[derive(Clone, PartialEq, Eq, Hash, Serialize)]
 #[serde(transparent)]
 pub struct RawDoc(Box<str>);
@@ -80,13 +82,20 @@ pub struct RawDoc(Box<str>);
 impl<'de> Deserialize<'de> for RawDoc {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<RawDoc, D::Error> {
         let text = String::deserialize(deserializer)?;
-        let doc = RawDoc::parse(&text).map_err(serde::de::Error::custom)?;
-        if doc.as_str() != text {
-            return Err(serde::de::Error::custom(
-                "document is not in canonical form",
-            ));
+        // One borrowed pass proves the text canonical (see `canonical.rs`); the slow path
+        // runs only for text that fails it, to say why.
+        if canonical::is_canonical(&text) {
+            return Ok(RawDoc(text.into_boxed_str()));
         }
-        Ok(doc)
+        let doc = RawDoc::parse(&text).map_err(serde::de::Error::custom)?;
+        assert_ne!(
+            doc.as_str(),
+            text,
+            "the canonical check refused canonical text"
+        );
+        Err(serde::de::Error::custom(
+            "document is not in canonical form",
+        ))
     }
 }
 
@@ -130,7 +139,12 @@ impl RawDoc {
 
     /// The document's `_id`.
     pub fn id(&self) -> String {
-        DocView::new(self).id().into_owned()
+        self.id_str().into_owned()
+    }
+
+    /// The document's `_id`, borrowed from the text when it has no escapes.
+    pub fn id_str(&self) -> std::borrow::Cow<'_, str> {
+        view::id_of(self)
     }
 
     /// Length of the canonical text in bytes.

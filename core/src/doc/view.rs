@@ -84,6 +84,26 @@ impl<'a> DocView<'a> {
     }
 }
 
+/// A document's `_id`, borrowed from the text when it has no escapes, found by skipping the
+/// fields before it (without splitting the rest, as [`DocView::new`] does).
+pub(super) fn id_of(doc: &RawDoc) -> Cow<'_, str> {
+    const ID_KEY: &str = "\"_id\"";
+    let text = doc.as_str();
+    let bytes = text.as_bytes();
+    assert_eq!(bytes[0], b'{', "RawDoc holds a JSON object");
+    let mut i = 1;
+    loop {
+        assert_eq!(bytes[i], b'"', "RawDoc has an _id");
+        let key_end = string_end(bytes, i);
+        let value_start = key_end + 1;
+        let value_stop = value_end(bytes, value_start);
+        if &text[i..key_end] == ID_KEY {
+            return unescape(&text[value_start..value_stop]);
+        }
+        i = value_stop + 1;
+    }
+}
+
 /// The text of a JSON string literal (with its quotes) as a string, borrowed when it has no
 /// escapes.
 fn unescape(literal: &str) -> Cow<'_, str> {
@@ -184,6 +204,9 @@ mod tests {
         }
         let empty_ish = RawDoc::from_value(&json!({"_id": "e"})).unwrap();
         assert_eq!(DocView::new(&empty_ish).id(), "e");
+        assert_eq!(id_of(&doc), "a\"b");
+        let ordered = RawDoc::from_value(&json!({"A": [{"_id": 1}], "_id": "i", "b": 2})).unwrap();
+        assert_eq!(id_of(&ordered), "i");
     }
 
     fn leaf() -> impl Strategy<Value = Value> {
@@ -221,6 +244,7 @@ mod tests {
             let doc = RawDoc::from_value(&value).unwrap();
             let view = DocView::new(&doc);
             prop_assert_eq!(view.id(), id.as_str());
+            prop_assert_eq!(id_of(&doc), id.as_str());
             for (key, expected) in value.as_object().unwrap() {
                 let got = view.field(key);
                 prop_assert_eq!(got.as_deref(), Some(expected), "field {}", key);

@@ -2,12 +2,16 @@
 //!
 //! ```text
 //!   entry n-1                      entry n
-//! ┌─────────────────────┐        ┌──────────────────────────────────────────┐
-//! │ ... hash ───────────┼──────► │ prev_hash                                │
-//! └─────────────────────┘        │ body = postcard(lsn, term, ts, txn)      │
-//!                                │ hash = SHA-256(prev_hash ‖ body)         │
-//!                                └──────────────────────────────────────────┘
+//! ┌─────────────────────┐        ┌──────────────────────────────────────────────────────┐
+//! │ ... hash ───────────┼──────► │ prev_hash                                            │
+//! └─────────────────────┘        │ header = postcard(lsn, term, ts, origin, op_count)   │
+//!                                │ hash = SHA-256(prev_hash ‖ header ‖ SHA-256(op 1) ‖ …)│
+//!                                └──────────────────────────────────────────────────────┘
 //! ```
+//!
+//! An operation's hash is SHA-256 of its postcard encoding, so a reader holding an entry's
+//! record can hash each operation's bytes where they sit (see `walk.rs`), and a replica that
+//! does not subscribe to an operation's collection receives only its hash.
 //!
 //! Any replica can verify the whole history it holds, and two replicas detect divergence by
 //! comparing a single (lsn, hash) pair.
@@ -15,7 +19,7 @@
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::txn::{Origin, Txn};
+use crate::txn::{OmittedOp, Op, Txn};
 use crate::types::{Hash, LogPosition, Lsn, Term, TimestampMs};
 
 /// One committed transaction at one position in the log.
@@ -35,14 +39,66 @@ pub struct LogEntry {
     pub hash: Hash,
 }
 
-/// The hashed header of an entry; the operations' hashes follow it.
+/// The hashed header of an entry; the operations' hashes follow it. `O` is [`Origin`](crate::txn::Origin) or a
+/// borrowed mirror that encodes the same way.
 #[derive(Serialize)]
-struct Body<'a> {
+struct Body<'a, O> {
     lsn: Lsn,
     term: Term,
     timestamp: TimestampMs,
-    origin: &'a Option<Origin>,
+    origin: &'a Option<O>,
     op_count: u64,
+}
+
+/// The fields of an entry that its hash covers besides the operations.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct HashedHeader<'a, O> {
+    pub prev: Hash,
+    pub lsn: Lsn,
+    pub term: Term,
+    pub timestamp: TimestampMs,
+    pub origin: &'a Option<O>,
+}
+
+impl<O: Serialize> HashedHeader<'_, O> {
+    /// SHA-256(prev ‖ postcard(header) ‖ op hash 1 ‖ …): `present` are the hashes of the
+    /// operations carried, in order, and `omitted` places the others among them. `None` when
+    /// `omitted` is not a valid set of positions (out of order, repeated or past the end).
+    pub fn hash(
+        &self,
+        present: impl ExactSizeIterator<Item = Hash>,
+        omitted: &[OmittedOp],
+    ) -> Option<Hash> {
+        let count = present.len() + omitted.len();
+        let body = Body {
+            lsn: self.lsn,
+            term: self.term,
+            timestamp: self.timestamp,
+            origin: self.origin,
+            op_count: count as u64,
+        };
+        let mut hasher = Sha256::new();
+        hasher.update(self.prev.0);
+        // The header is small: encode it on the stack unless an odd origin makes it long.
+        let mut buf = [0u8; 160];
+        match postcard::to_slice(&body, &mut buf) {
+            Ok(encoded) => hasher.update(encoded),
+            Err(_) => hasher
+                .update(postcard::to_allocvec(&body).expect("encoding into a Vec cannot fail")),
+        }
+        let mut present = present;
+        let mut omitted = omitted.iter().peekable();
+        for index in 0..count as u32 {
+            match omitted.next_if(|o| o.index == index) {
+                Some(o) => hasher.update(o.hash.0),
+                None => hasher.update(present.next()?.0),
+            }
+        }
+        if omitted.next().is_some() || present.next().is_some() {
+            return None;
+        }
+        Some(Hash(hasher.finalize().into()))
+    }
 }
 
 impl LogEntry {
@@ -121,34 +177,19 @@ fn compute_hash(
     timestamp: TimestampMs,
     txn: &Txn,
 ) -> Option<Hash> {
-    let body = postcard::to_allocvec(&Body {
+    let header = HashedHeader {
+        prev,
         lsn,
         term,
         timestamp,
         origin: &txn.origin,
-        op_count: txn.op_count() as u64,
-    })
-    .expect("encoding into a Vec cannot fail");
-    let mut hasher = Sha256::new();
-    hasher.update(prev.0);
-    hasher.update(&body);
-    if txn.omitted.is_empty() {
-        // The common case (the leader's own log): no list of hashes to build.
-        for op in &txn.ops {
-            hasher.update(op.hash().0);
-        }
-    } else {
-        for op_hash in txn.op_hashes()? {
-            hasher.update(op_hash.0);
-        }
-    }
-    Some(Hash(hasher.finalize().into()))
+    };
+    header.hash(txn.ops.iter().map(Op::hash), &txn.omitted)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::txn::Op;
 
     fn txn(n: u8) -> Txn {
         Txn::single(Op::Delete {

@@ -2,6 +2,8 @@
 
 pub mod codec;
 pub mod entry;
+pub mod walk;
 
 pub use codec::{DecodeError, RecordKind, decode_entry, encode_entry};
 pub use entry::LogEntry;
+pub use walk::{EntryLink, check_entry_record};

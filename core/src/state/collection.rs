@@ -283,19 +283,27 @@ impl Collection {
         (self.options, self.expiry) = prior;
     }
 
-    /// Rebuilds a collection from snapshot parts: documents with their expiries, then indexes.
+    /// Rebuilds a collection from snapshot parts: documents with their ids and expiries,
+    /// strictly ascending by id, then indexes. The map of documents is built from the sorted
+    /// run in one pass rather than by one insert (and rebalancing) per document.
     pub(crate) fn rebuild(
         name: &str,
         options: CollectionOptions,
         specs: Vec<IndexSpec>,
-        docs: Vec<(StoredDoc, Option<TimestampMs>)>,
+        docs: Vec<(Box<str>, StoredDoc, Option<TimestampMs>)>,
     ) -> Result<Collection, TxnError> {
+        assert!(
+            docs.windows(2).all(|pair| pair[0].0 < pair[1].0),
+            "snapshot documents are strictly ascending by id"
+        );
         let mut collection = Collection::new(options);
-        for (doc, expires_at) in docs {
-            let id = doc.doc.id();
-            collection.expiry.set(&id, expires_at);
-            collection.docs.insert(id.into_boxed_str(), doc);
+        for (id, _, expires_at) in &docs {
+            if expires_at.is_some() {
+                collection.expiry.set(id, *expires_at);
+            }
         }
+        // From sorted input, `collect` builds the tree bottom-up without rebalancing.
+        collection.docs = docs.into_iter().map(|(id, doc, _)| (id, doc)).collect();
         for spec in specs {
             spec.validate()?;
             collection.create_index(name, spec)?;

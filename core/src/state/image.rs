@@ -134,10 +134,11 @@ pub(super) fn decode(bytes: &[u8]) -> Result<State, SnapshotError> {
         if last_name.as_ref().is_some_and(|last| *last >= c.name) {
             return Err(malformed(format!("collection `{}` out of order", c.name)));
         }
-        let mut last_id: Option<String> = None;
-        for (doc, _) in &c.docs {
-            let id = doc.doc.id();
-            if last_id.as_ref().is_some_and(|last| *last >= id) {
+        let mut docs: Vec<(Box<str>, StoredDoc, Option<TimestampMs>)> =
+            Vec::with_capacity(c.docs.len());
+        for (doc, expires_at) in c.docs {
+            let id: Box<str> = doc.doc.id_str().into();
+            if docs.last().is_some_and(|(last, _, _)| *last >= id) {
                 return Err(malformed(format!(
                     "document {id:?} in `{}` out of order",
                     c.name
@@ -148,14 +149,14 @@ pub(super) fn decode(bytes: &[u8]) -> Result<State, SnapshotError> {
                     "document {id:?} is newer than the snapshot"
                 )));
             }
-            last_id = Some(id);
+            docs.push((id, doc, expires_at));
         }
         for (i, spec) in c.indexes.iter().enumerate() {
             if c.indexes[..i].iter().any(|s| s.name == spec.name) {
                 return Err(malformed(format!("index `{}` appears twice", spec.name)));
             }
         }
-        let collection = Collection::rebuild(&c.name, c.options, c.indexes, c.docs)
+        let collection = Collection::rebuild(&c.name, c.options, c.indexes, docs)
             .map_err(|e: TxnError| malformed(e.to_string()))?;
         state.collections.insert(c.name.clone(), collection);
         last_name = Some(c.name);

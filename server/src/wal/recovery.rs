@@ -14,6 +14,10 @@
 //!  a record whose crc passes but which is not a valid, chained entry ─► Corrupt(file, offset)
 //! ```
 //!
+//! The scan checks each record's crc, structure and SHA-256 hash from its bytes, and the chain,
+//! without decoding documents (`check_entry_record`): the replay decodes every entry anyway,
+//! and checks the documents' canonical form then, so each entry is decoded once per start.
+//!
 //! "A valid newer entry" is one whose crc and SHA-256 hash both check out and whose LSN is
 //! above the last good one, found by trying every byte offset after the bad record. A record
 //! that passes its crc was written whole, so it is never treated as torn: a wrong hash, an
@@ -22,10 +26,10 @@
 use std::fs::{self, OpenOptions};
 use std::path::{Path, PathBuf};
 
-use cstore_core::log::LogEntry;
 use cstore_core::log::codec::{
-    DecodeError, FORMAT_VERSION, RECORD_HEADER_BYTES, RECORD_PAYLOAD_MAX, RecordKind, decode_entry,
+    DecodeError, FORMAT_VERSION, RECORD_HEADER_BYTES, RECORD_PAYLOAD_MAX, RecordKind,
 };
+use cstore_core::log::{EntryLink, check_entry_record};
 use cstore_core::storage::{StorageError, StorageResult};
 use cstore_core::types::{LogPosition, Lsn};
 
@@ -62,7 +66,8 @@ fn corrupt(path: &Path, offset: usize, why: impl std::fmt::Display) -> StorageEr
     ))
 }
 
-/// Reads every segment in `wal_dir`, checks every record (crc, hash, chain, file name),
+/// Reads every segment in `wal_dir`, checks every record (crc, hash, chain, file name;
+/// documents are checked when `read_range` decodes the entries, which the replay does),
 /// truncates a torn tail of the last segment, removes an empty last segment, and builds the
 /// offset index. Fails with `Corrupt`, naming the file and offset, on anything else.
 pub(super) fn scan_segments(wal_dir: &Path, stats: &mut WalStats) -> StorageResult<Scan> {
@@ -76,7 +81,7 @@ pub(super) fn scan_segments(wal_dir: &Path, stats: &mut WalStats) -> StorageResu
         assert_eq!(&segment.path, path, "the name parses back to the path");
         let mut offset = 0;
         while offset < buf.len() {
-            match decode_entry(&buf[offset..]) {
+            match check_entry_record(&buf[offset..]) {
                 Ok((entry, used)) => {
                     check_chain(&segment, last, &entry, path, offset)?;
                     segment.push(entry.lsn, offset as u64, (offset + used) as u64);
@@ -142,7 +147,7 @@ pub(super) fn scan_segments(wal_dir: &Path, stats: &mut WalStats) -> StorageResu
 fn check_chain(
     segment: &Segment,
     last: Option<LogPosition>,
-    entry: &LogEntry,
+    entry: &EntryLink,
     path: &Path,
     offset: usize,
 ) -> StorageResult<()> {
@@ -186,7 +191,7 @@ fn newer_entry_after(buf: &[u8], bad: usize, last: Option<LogPosition>) -> Optio
         if !plausible {
             return None;
         }
-        let (entry, _) = decode_entry(rest).ok()?;
+        let (entry, _) = check_entry_record(rest).ok()?;
         let newer = last.is_none_or(|l| entry.lsn > l.lsn);
         newer.then_some((offset, entry.lsn))
     })

@@ -1,0 +1,543 @@
+//! Proving stored document text canonical in one borrowed pass, without building a tree.
+//!
+//! Every document read back from the log or a snapshot must be exactly what
+//! [`RawDoc::from_value`](super::RawDoc::from_value) writes: a hash proves the bytes were not
+//! changed, not that whoever wrote them was honest. The obvious proof (parse into a
+//! `serde_json::Value`, validate, serialize again, compare) allocates a map per object and a
+//! string per key and value, and was about half the cost of recovery. This module proves the
+//! same thing by reading the text once, allocating nothing for documents without floats or
+//! escaped ids:
+//!
+//! ```text
+//!  text ─► object ─► "key" (escapes exactly as serde_json writes them; keys strictly
+//!            │        ascending by their unescaped bytes; not empty, not `$…`)
+//!            ├─────► value: string | integer (in u64/i64 range, serde_json's digits)
+//!            │              | float (parsed, then re-formatted as serde_json formats it)
+//!            │              | true | false | null | array | object (depth ≤ DEPTH_MAX)
+//!            └─────► top level: a valid string `_id`, at most DOC_BYTES_MAX bytes in all
+//! ```
+//!
+//! It must accept exactly what the slow path accepts; the property tests below compare the two
+//! on random documents and on random mutations of them.
+
+use super::{DEPTH_MAX, DOC_BYTES_MAX, ID_FIELD, validate_id};
+
+/// True when `text` is exactly the canonical text of a valid document: what
+/// `RawDoc::from_value(&serde_json::from_str(text)?)?.as_str()` returns, and equal to `text`.
+pub(crate) fn is_canonical(text: &str) -> bool {
+    if text.len() > DOC_BYTES_MAX || !text.starts_with('{') {
+        return false;
+    }
+    let mut checker = Checker { text, at: 0 };
+    checker.object(0, true).is_some() && checker.at == text.len()
+}
+
+/// A cursor over the text. Every method returns `None` as soon as the text is not canonical.
+struct Checker<'a> {
+    text: &'a str,
+    at: usize,
+}
+
+impl<'a> Checker<'a> {
+    fn peek(&self) -> Option<u8> {
+        self.text.as_bytes().get(self.at).copied()
+    }
+
+    fn next(&mut self) -> Option<u8> {
+        let byte = self.peek()?;
+        self.at += 1;
+        Some(byte)
+    }
+
+    fn eat(&mut self, byte: u8) -> bool {
+        let found = self.peek() == Some(byte);
+        if found {
+            self.at += 1;
+        }
+        found
+    }
+
+    fn expect(&mut self, byte: u8) -> Option<()> {
+        self.eat(byte).then_some(())
+    }
+
+    fn value(&mut self, depth: usize) -> Option<()> {
+        if depth > DEPTH_MAX {
+            return None;
+        }
+        match self.peek()? {
+            b'{' => self.object(depth, false),
+            b'[' => self.array(depth),
+            b'"' => self.string().map(drop),
+            b't' => self.literal("true"),
+            b'f' => self.literal("false"),
+            b'n' => self.literal("null"),
+            b'-' | b'0'..=b'9' => self.number(),
+            _ => None,
+        }
+    }
+
+    fn literal(&mut self, word: &str) -> Option<()> {
+        self.text[self.at..].starts_with(word).then(|| {
+            self.at += word.len();
+        })
+    }
+
+    /// An object at `depth`; `top` for the document itself, which must have a valid `_id`.
+    fn object(&mut self, depth: usize, top: bool) -> Option<()> {
+        self.expect(b'{')?;
+        if self.eat(b'}') {
+            return (!top).then_some(());
+        }
+        let mut previous: Option<&'a str> = None;
+        let mut has_id = false;
+        loop {
+            let key = self.string()?;
+            if key.is_empty() || key.starts_with('$') {
+                return None;
+            }
+            if previous.is_some_and(|previous| !key_before(previous, key)) {
+                return None;
+            }
+            previous = Some(key);
+            self.expect(b':')?;
+            if top && key == ID_FIELD {
+                let id = self.string()?;
+                if id.contains('\\') {
+                    validate_id(&unescape(id)).ok()?;
+                } else {
+                    validate_id(id).ok()?;
+                }
+                has_id = true;
+            } else {
+                self.value(depth + 1)?;
+            }
+            match self.next()? {
+                b',' => {}
+                b'}' => break,
+                _ => return None,
+            }
+        }
+        (has_id || !top).then_some(())
+    }
+
+    fn array(&mut self, depth: usize) -> Option<()> {
+        self.expect(b'[')?;
+        if self.eat(b']') {
+            return Some(());
+        }
+        loop {
+            self.value(depth + 1)?;
+            match self.next()? {
+                b',' => {}
+                b']' => return Some(()),
+                _ => return None,
+            }
+        }
+    }
+
+    /// A string literal escaped as serde_json escapes it; returns its text between the quotes,
+    /// still escaped.
+    fn string(&mut self) -> Option<&'a str> {
+        self.expect(b'"')?;
+        let start = self.at;
+        let bytes = self.text.as_bytes();
+        loop {
+            self.skip_plain(bytes);
+            match *bytes.get(self.at)? {
+                b'"' => break,
+                b'\\' => {
+                    self.at += 1;
+                    match self.next()? {
+                        b'"' | b'\\' | b'b' | b't' | b'n' | b'f' | b'r' => {}
+                        b'u' => {
+                            let code = hex4(bytes.get(self.at..self.at + 4)?)?;
+                            // serde_json writes `\u00xx` only for control characters that
+                            // have no short escape.
+                            if code >= 0x20 || matches!(code, 0x08 | 0x09 | 0x0a | 0x0c | 0x0d) {
+                                return None;
+                            }
+                            self.at += 4;
+                        }
+                        _ => return None,
+                    }
+                }
+                0x00..=0x1f => return None,
+                _ => self.at += 1,
+            }
+        }
+        let inner = &self.text[start..self.at];
+        self.at += 1;
+        Some(inner)
+    }
+
+    /// Moves past string bytes that need no attention (not `"`, `\\` or a control character),
+    /// eight at a time: most of a document's text is such bytes.
+    fn skip_plain(&mut self, bytes: &[u8]) {
+        const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+        const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
+        const QUOTES: u64 = u64::from_ne_bytes([b'"'; 8]);
+        const BACKSLASHES: u64 = u64::from_ne_bytes([b'\\'; 8]);
+        // Nonzero when some byte of `v` is zero (exact as a yes/no answer).
+        let has_zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGHS;
+        while let Some(chunk) = bytes.get(self.at..self.at + 8) {
+            let v = u64::from_ne_bytes(chunk.try_into().expect("8 bytes"));
+            // Nonzero when some byte is below 0x20.
+            let control = v.wrapping_sub(ONES * 0x20) & !v & HIGHS;
+            if control | has_zero(v ^ QUOTES) | has_zero(v ^ BACKSLASHES) != 0 {
+                return;
+            }
+            self.at += 8;
+        }
+    }
+
+    /// A number as serde_json writes a `Value` number: integers in `i64`/`u64` range as plain
+    /// digits, anything else as the shortest float text that reads back to the same `f64`.
+    fn number(&mut self) -> Option<()> {
+        let start = self.at;
+        let negative = self.eat(b'-');
+        match self.next()? {
+            b'0' => {}
+            b'1'..=b'9' => self.digits(),
+            _ => return None,
+        }
+        let mut float = false;
+        if self.eat(b'.') {
+            float = true;
+            self.some_digits()?;
+        }
+        if matches!(self.peek(), Some(b'e' | b'E')) {
+            float = true;
+            self.at += 1;
+            if !self.eat(b'+') {
+                self.eat(b'-');
+            }
+            self.some_digits()?;
+        }
+        let token = &self.text[start..self.at];
+        if !float {
+            // `-0` reads back as the float -0.0 and is written `-0.0`; out-of-range
+            // integers become floats too.
+            let in_range = if negative {
+                token != "-0" && token.parse::<i64>().is_ok()
+            } else {
+                token.parse::<u64>().is_ok()
+            };
+            return in_range.then_some(());
+        }
+        let value: f64 = token.parse().ok()?;
+        if !value.is_finite() {
+            return None;
+        }
+        let mut buf = [0u8; 40];
+        let mut out: &mut [u8] = &mut buf;
+        serde_json::to_writer(&mut out, &value).ok()?;
+        let written = 40 - out.len();
+        (buf[..written] == *token.as_bytes()).then_some(())
+    }
+
+    fn digits(&mut self) {
+        while matches!(self.peek(), Some(b'0'..=b'9')) {
+            self.at += 1;
+        }
+    }
+
+    fn some_digits(&mut self) -> Option<()> {
+        let start = self.at;
+        self.digits();
+        (self.at > start).then_some(())
+    }
+}
+
+fn hex4(digits: &[u8]) -> Option<u32> {
+    // Lowercase only: serde_json writes lowercase hex digits.
+    digits.iter().try_fold(0u32, |acc, &d| {
+        let v = match d {
+            b'0'..=b'9' => d - b'0',
+            b'a'..=b'f' => d - b'a' + 10,
+            _ => return None,
+        };
+        Some(acc << 4 | u32::from(v))
+    })
+}
+
+/// True when the key escaped as `a` sorts strictly before the key escaped as `b`, comparing
+/// their unescaped bytes (the order of a `BTreeMap<String, _>`).
+fn key_before(a: &str, b: &str) -> bool {
+    if !a.contains('\\') && !b.contains('\\') {
+        return a < b;
+    }
+    unescaped_bytes(a).lt(unescaped_bytes(b))
+}
+
+/// The bytes a checked string literal's inside stands for.
+fn unescaped_bytes(inner: &str) -> impl Iterator<Item = u8> + '_ {
+    let bytes = inner.as_bytes();
+    let mut i = 0;
+    std::iter::from_fn(move || {
+        let byte = *bytes.get(i)?;
+        if byte != b'\\' {
+            i += 1;
+            return Some(byte);
+        }
+        let (decoded, used) = match bytes[i + 1] {
+            b'b' => (0x08, 2),
+            b't' => (0x09, 2),
+            b'n' => (0x0a, 2),
+            b'f' => (0x0c, 2),
+            b'r' => (0x0d, 2),
+            b'u' => {
+                let code = hex4(&bytes[i + 2..i + 6]).expect("checked by `string`");
+                (u8::try_from(code).expect("checked below 0x20"), 6)
+            }
+            other => (other, 2),
+        };
+        i += used;
+        Some(decoded)
+    })
+}
+
+/// A checked string literal's inside, unescaped.
+fn unescape(inner: &str) -> String {
+    let bytes: Vec<u8> = unescaped_bytes(inner).collect();
+    String::from_utf8(bytes).expect("escapes decode to ASCII; the rest was UTF-8")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::doc::RawDoc;
+    use proptest::prelude::*;
+    use serde_json::{Value, json};
+
+    /// The slow path: parse into a tree, validate, serialize, compare.
+    fn slow(text: &str) -> bool {
+        RawDoc::parse(text).is_ok_and(|doc| doc.as_str() == text)
+    }
+
+    fn agree(text: &str) -> Result<(), TestCaseError> {
+        prop_assert_eq!(is_canonical(text), slow(text), "on {:?}", text);
+        Ok(())
+    }
+
+    #[test]
+    fn examples_agree_with_the_slow_path() {
+        let cases = [
+            r#"{"_id":"a"}"#,
+            r#"{"_id":"a","n":1}"#,
+            r#"{"_id":"a","n":-0}"#,
+            r#"{"_id":"a","n":-0.0}"#,
+            r#"{"_id":"a","n":0.0}"#,
+            r#"{"_id":"a","n":1.0}"#,
+            r#"{"_id":"a","n":1e16}"#,
+            r#"{"_id":"a","n":1e+16}"#,
+            r#"{"_id":"a","n":1E16}"#,
+            r#"{"_id":"a","n":1.0e16}"#,
+            r#"{"_id":"a","n":10000000000000000.0}"#,
+            r#"{"_id":"a","n":1e-7}"#,
+            r#"{"_id":"a","n":1e400}"#,
+            r#"{"_id":"a","n":0.1}"#,
+            r#"{"_id":"a","n":01}"#,
+            r#"{"_id":"a","n":1.}"#,
+            r#"{"_id":"a","n":18446744073709551615}"#,
+            r#"{"_id":"a","n":18446744073709551616}"#,
+            r#"{"_id":"a","n":1.8446744073709552e19}"#,
+            r#"{"_id":"a","n":-9223372036854775808}"#,
+            r#"{"_id":"a","n":-9223372036854775809}"#,
+            r#"{"_id":"a","n":-9.223372036854776e18}"#,
+            r#"{"_id":"a","s":"\u001f\b\t\n\f\r\"\\/é"}"#,
+            r#"{"_id":"a","s":"\u001F"}"#,
+            r#"{"_id":"a","s":"\u0008"}"#,
+            r#"{"_id":"a","s":"\u0041"}"#,
+            r#"{"_id":"a","s":"\/"}"#,
+            "{\"_id\":\"a\",\"s\":\"\u{7f}\u{85}\"}",
+            "{\"_id\":\"a\u{85}\"}",
+            r#"{"_id":"a\"b"}"#,
+            r#"{"_id":"a\u0001"}"#,
+            r#"{"_id":""}"#,
+            r#"{"_id":1}"#,
+            r#"{"a":1}"#,
+            r#"{}"#,
+            r#"[]"#,
+            r#"{"_id":"a","":1}"#,
+            r#"{"_id":"a","$x":1}"#,
+            r#"{"_id":"a","o":{"$x":1}}"#,
+            r#"{"_id":"a","o":[{"b":1,"a":2}]}"#,
+            r#"{"_id":"a","a":1,"a":2}"#,
+            r#"{"_id":"a","a\"":1,"a#":2}"#,
+            r#"{"_id":"a","a#":1,"a\"":2}"#,
+            r#"{"_id":"a","a":1,"a\u0000":2}"#,
+            r#"{"_id":"a","b":1,"a":2}"#,
+            r#"{"_id":"a","x":true,"y":false,"z":null}"#,
+            r#"{"_id":"a","x":tru}"#,
+            r#"{"_id":"a"} "#,
+            r#"{ "_id":"a"}"#,
+            r#"{"_id":"a"}{"#,
+        ];
+        for text in cases {
+            assert_eq!(is_canonical(text), slow(text), "{text}");
+        }
+        // Keys sort by bytes: "A" < "_id" < "a".
+        assert!(is_canonical(r#"{"A":1,"_id":"a","a":2}"#));
+    }
+
+    #[test]
+    fn depth_and_size_limits_agree() {
+        for levels in 60..70 {
+            let nested = |inner: &str| "[".repeat(levels) + inner + &"]".repeat(levels);
+            for inner in ["", "1", "{}"] {
+                let text = format!(r#"{{"_id":"a","x":{}}}"#, nested(inner));
+                assert_eq!(is_canonical(&text), slow(&text), "{levels} {inner:?}");
+            }
+        }
+        let fill = |n: usize| format!(r#"{{"_id":"a","s":"{}"}}"#, "x".repeat(n));
+        let overhead = fill(0).len();
+        for text in [
+            fill(DOC_BYTES_MAX - overhead),
+            fill(DOC_BYTES_MAX - overhead + 1),
+        ] {
+            assert_eq!(is_canonical(&text), slow(&text), "{} bytes", text.len());
+        }
+        assert!(is_canonical(&fill(DOC_BYTES_MAX - overhead)));
+    }
+
+    fn text() -> impl Strategy<Value = String> {
+        "[a-c\"\\\\/$\u{0}-\u{1f}\u{7f}\u{85}é€😀 ]{0,6}|[a-z\"\\\\\u{1}\u{1f} ]{6,30}"
+    }
+
+    fn leaf() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(|i| json!(i)),
+            any::<u64>().prop_map(|u| json!(u)),
+            prop_oneof![
+                Just(i64::MIN),
+                Just(i64::MIN + 1),
+                Just(i64::MAX),
+                Just(-1),
+                Just(0)
+            ]
+            .prop_map(|i| json!(i)),
+            prop_oneof![Just(u64::MAX), Just(u64::MAX - 1), Just(1 << 53)].prop_map(|u| json!(u)),
+            any::<f64>()
+                .prop_filter("finite", |f| f.is_finite())
+                .prop_map(|f| json!(f)),
+            prop_oneof![
+                Just(-0.0),
+                Just(0.1),
+                Just(1e16),
+                Just(1e15),
+                Just(1.5e-7),
+                Just(f64::MAX),
+                Just(f64::MIN_POSITIVE),
+                Just(5e-324)
+            ]
+            .prop_map(|f: f64| json!(f)),
+            text().prop_map(Value::String),
+        ]
+    }
+
+    fn nested() -> impl Strategy<Value = Value> {
+        leaf().prop_recursive(4, 32, 4, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                prop::collection::btree_map(text(), inner, 0..4)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    fn document() -> impl Strategy<Value = String> {
+        (
+            prop_oneof![text().prop_map(Value::String), leaf()],
+            prop::collection::btree_map(text(), nested(), 0..5),
+        )
+            .prop_map(|(id, fields)| {
+                let mut value = Value::Object(fields.into_iter().collect());
+                value["_id"] = id;
+                serde_json::to_string(&value).unwrap()
+            })
+    }
+
+    /// One edit of a text, by characters so the result stays a `str`.
+    #[derive(Debug, Clone)]
+    enum Edit {
+        Delete(usize, usize),
+        Insert(usize, char),
+        Replace(usize, char),
+        Swap(usize),
+        Duplicate(usize, usize),
+    }
+
+    fn edit() -> impl Strategy<Value = Edit> {
+        let interesting = prop::sample::select(vec![
+            ' ', '"', '\\', ',', ':', '{', '}', '[', ']', '0', '1', '9', '-', '+', '.', 'e', 'E',
+            'u', 'a', 'A', '$', '_', 'n', 't', '\n', '\u{1}', 'é', '/',
+        ]);
+        prop_oneof![
+            (any::<usize>(), 1..4usize).prop_map(|(at, n)| Edit::Delete(at, n)),
+            (any::<usize>(), interesting.clone()).prop_map(|(at, c)| Edit::Insert(at, c)),
+            (any::<usize>(), interesting).prop_map(|(at, c)| Edit::Replace(at, c)),
+            any::<usize>().prop_map(Edit::Swap),
+            (any::<usize>(), 1..8usize).prop_map(|(at, n)| Edit::Duplicate(at, n)),
+        ]
+    }
+
+    fn apply(text: &str, edit: &Edit) -> String {
+        let mut chars: Vec<char> = text.chars().collect();
+        if chars.is_empty() {
+            return String::new();
+        }
+        let len = chars.len();
+        match *edit {
+            Edit::Delete(at, n) => {
+                let at = at % len;
+                chars.drain(at..(at + n).min(len));
+            }
+            Edit::Insert(at, c) => chars.insert(at % (len + 1), c),
+            Edit::Replace(at, c) => chars[at % len] = c,
+            Edit::Swap(at) => chars.swap(at % len, (at + 1) % len),
+            Edit::Duplicate(at, n) => {
+                let at = at % len;
+                let span: Vec<char> = chars[at..(at + n).min(len)].to_vec();
+                chars.splice(at..at, span);
+            }
+        }
+        chars.into_iter().collect()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// Random documents (escapes, unicode, controls, `$` keys, floats, integers at their
+        /// bounds, nesting) as serde_json writes them: both checks agree, and whatever the slow
+        /// path canonicalizes, the fast one accepts.
+        #[test]
+        fn agrees_on_random_documents(text in document()) {
+            agree(&text)?;
+            if let Ok(doc) = RawDoc::parse(&text) {
+                prop_assert!(is_canonical(doc.as_str()), "{}", doc.as_str());
+            }
+        }
+
+        /// Edited documents, mostly not canonical: both checks agree on every one.
+        #[test]
+        fn agrees_on_mutated_documents(
+            text in document(),
+            edits in prop::collection::vec(edit(), 1..4),
+        ) {
+            let mut mutated = text;
+            for edit in &edits {
+                mutated = apply(&mutated, edit);
+                agree(&mutated)?;
+            }
+        }
+
+        /// Number tokens of every shape, alone in a field.
+        #[test]
+        fn agrees_on_number_tokens(token in "-?(0|[1-9][0-9]{0,21})(\\.[0-9]{1,20})?([eE][+-]?[0-9]{1,3})?") {
+            agree(&format!(r#"{{"_id":"a","n":{token}}}"#))?;
+        }
+    }
+}
