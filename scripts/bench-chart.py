@@ -14,6 +14,13 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 COLORS = {"cstore": "#2b6cb0", "etcd": "#718096", "redis": "#c53030"}
+CROSS_CHECK_COLOR = "#f6ad55"  # redis-benchmark: another generator, drawn apart
+
+
+def color(system: str) -> str:
+    if "redis-benchmark" in system:
+        return CROSS_CHECK_COLOR
+    return COLORS.get(system.split()[0], "#999999")
 
 
 def main() -> None:
@@ -24,7 +31,7 @@ def main() -> None:
     if not rows:
         sys.exit("bench-chart: no measured rows")
     labels = [f"{r['system'].split(' (')[0]}\n{r['workload']}" for r in rows]
-    colors = [COLORS.get(r["system"].split()[0], "#999999") for r in rows]
+    colors = [color(r["system"]) for r in rows]
     ops = [float(r["ops_per_s"]) for r in rows]
     p99 = [float(r["p99_ms"]) for r in rows]
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))

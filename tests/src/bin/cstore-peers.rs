@@ -4,7 +4,8 @@
 //!
 //! Workloads (`--workloads`, comma-separated, all by default):
 //! - `writes`: durable single-document writes, `--clients` closed-loop clients: cstore
-//!   (`ack=local`), etcd with one member (JSON gateway), redis (`appendfsync always`);
+//!   (`ack=local`), etcd with one member (JSON gateway), redis (`appendfsync always`), and
+//!   redis-benchmark against the same redis as a cross-check of the driver;
 //! - `cluster`: cstore leader + two followers with `ack=replicas:2`, against 3 etcd members;
 //! - `recovery`: `--entries` single-document entries, kill -9, time to answer again; once with
 //!   checkpoints effectively off and once with the server's default.
@@ -18,10 +19,12 @@ use clap::Parser;
 
 use cstore_server::leader::LeaderConfig;
 use cstore_tests::peers::cluster::CstoreCluster;
-use cstore_tests::peers::peer::{EtcdCluster, redis_addr, start_redis};
+use cstore_tests::peers::peer::{EtcdCluster, REDIS_PORT, redis_addr, start_redis};
 use cstore_tests::peers::recovery::{self, RecoveryConfig};
+use cstore_tests::peers::redis_benchmark;
 use cstore_tests::peers::table::{self, WriteRow};
-use cstore_tests::peers::{PeerError, Target, WriteConfig, run_writes};
+use cstore_tests::peers::target::payload;
+use cstore_tests::peers::{PeerError, Target, WriteConfig, WriteSummary, run_writes};
 use cstore_tests::{ServerOptions, ServerProcess};
 
 /// Port offset of the single etcd member (client 23790, peer 23800).
@@ -30,6 +33,10 @@ const ETCD_SINGLE_OFFSET: u16 = 0;
 const ETCD_CLUSTER_OFFSET: u16 = 1;
 /// "Effectively off": far more entries than any run writes.
 const CHECKPOINTS_OFF: u64 = 1_000_000_000_000;
+/// Bounds on the requests of the redis-benchmark cross-check.
+const REDIS_BENCHMARK_REQUESTS_MIN: u64 = 10_000;
+/// See [`REDIS_BENCHMARK_REQUESTS_MIN`].
+const REDIS_BENCHMARK_REQUESTS_MAX: u64 = 2_000_000;
 /// Single-document writes over HTTP to the recovered server before the kill.
 const LIVE_WRITES: u64 = 2_000;
 
@@ -182,16 +189,37 @@ fn single_node_rows(runtime: &tokio::runtime::Runtime, config: WriteConfig) -> V
     rows.push(row(workload, "etcd 3.4 (1 member, JSON gateway)", outcome));
 
     println!("==> {workload}: redis appendfsync always");
+    let mut cross_check = Err(PeerError::Unavailable("redis did not run".into()));
     let outcome = start_redis().and_then(|redis| {
         let target = Target::Redis { addr: redis_addr() };
-        measure(
+        let summary = measure(
             runtime,
             &target,
             config,
             &format!("redis pid {}", redis.pid().unwrap_or(0)),
-        )
+        )?;
+        // About as many SETs as our driver made, so both runs last about as long.
+        let requests = ((summary.ops_per_s * config.duration.as_secs_f64()) as u64)
+            .clamp(REDIS_BENCHMARK_REQUESTS_MIN, REDIS_BENCHMARK_REQUESTS_MAX);
+        println!(
+            "    cross-check: redis-benchmark -c {} -n {requests} -t set",
+            config.clients
+        );
+        cross_check = redis_benchmark::run(REDIS_PORT, config.clients, requests, payload(0).len());
+        if let Ok(s) = &cross_check {
+            println!(
+                "    {:.0} ops/s, p50 {:.2} ms, p99 {:.2} ms",
+                s.ops_per_s, s.p50_ms, s.p99_ms
+            );
+        }
+        Ok(summary)
     });
     rows.push(row(workload, "redis 7 (appendfsync always)", outcome));
+    rows.push(row(
+        workload,
+        "redis 7 via redis-benchmark (its own C client; same server, same clients)",
+        cross_check,
+    ));
     rows
 }
 
@@ -243,7 +271,7 @@ fn measure(
     target: &Target,
     config: WriteConfig,
     who: &str,
-) -> Result<cstore_tests::peers::WriteReport, PeerError> {
+) -> Result<WriteSummary, PeerError> {
     println!(
         "    {who}: {} clients, {:.0} s warm-up + {:.0} s",
         config.clients,
@@ -261,14 +289,10 @@ fn measure(
         report.errors,
         report.error_samples
     );
-    Ok(report)
+    Ok(report.summary())
 }
 
-fn row(
-    workload: &str,
-    system: &str,
-    outcome: Result<cstore_tests::peers::WriteReport, PeerError>,
-) -> WriteRow {
+fn row(workload: &str, system: &str, outcome: Result<WriteSummary, PeerError>) -> WriteRow {
     if let Err(e) = &outcome {
         match e {
             PeerError::Unavailable(_) => println!("    {e}"),

@@ -62,6 +62,32 @@ impl WriteReport {
     pub fn quantile_ms(&self, q: f64) -> f64 {
         self.latency_us.value_at_quantile(q) as f64 / 1000.0
     }
+
+    /// The figures of the table.
+    pub fn summary(&self) -> WriteSummary {
+        WriteSummary {
+            ops_per_s: self.ops_per_s(),
+            p50_ms: self.quantile_ms(0.5),
+            p99_ms: self.quantile_ms(0.99),
+            p999_ms: Some(self.quantile_ms(0.999)),
+            errors: self.errors,
+        }
+    }
+}
+
+/// A write run's figures, from this driver or from another generator (redis-benchmark).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct WriteSummary {
+    /// Acknowledged writes per second.
+    pub ops_per_s: f64,
+    /// Median latency, ms.
+    pub p50_ms: f64,
+    /// 99th percentile latency, ms.
+    pub p99_ms: f64,
+    /// 99.9th percentile latency, ms, when the generator reports it.
+    pub p999_ms: Option<f64>,
+    /// Failed writes.
+    pub errors: u64,
 }
 
 /// Drives `target` with `config.clients` closed-loop clients and reports the measured window.

@@ -20,12 +20,13 @@ pub mod driver;
 pub mod error;
 pub mod peer;
 pub mod recovery;
+pub mod redis_benchmark;
 pub mod resp;
 pub mod table;
 pub mod target;
 pub mod walgen;
 
-pub use driver::{WriteConfig, WriteReport, run_writes};
+pub use driver::{WriteConfig, WriteReport, WriteSummary, run_writes};
 pub use error::PeerError;
 pub use peer::PeerProcess;
 pub use target::Target;

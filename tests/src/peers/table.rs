@@ -5,7 +5,7 @@
 
 use std::fmt::Write as _;
 
-use super::driver::WriteReport;
+use super::driver::WriteSummary;
 use super::recovery::RecoveryReport;
 
 /// Durable writes must reach this multiple of etcd's single-member ops/s.
@@ -21,13 +21,13 @@ pub struct WriteRow {
     /// The system and its settings.
     pub system: String,
     /// The measurement, or why there is none.
-    pub outcome: Result<WriteReport, String>,
+    pub outcome: Result<WriteSummary, String>,
 }
 
 impl WriteRow {
     /// Ops/s when measured.
     pub fn ops_per_s(&self) -> Option<f64> {
-        self.outcome.as_ref().ok().map(WriteReport::ops_per_s)
+        self.outcome.as_ref().ok().map(|s| s.ops_per_s)
     }
 }
 
@@ -38,20 +38,22 @@ pub fn writes_markdown(rows: &[WriteRow]) -> String {
     out.push_str("|---|---|---:|---:|---:|---:|---:|---:|\n");
     for row in rows {
         match &row.outcome {
-            Ok(report) => {
+            Ok(summary) => {
                 let versus = etcd_ops(rows, &row.workload)
-                    .map(|etcd| format!("{:.1}×", report.ops_per_s() / etcd))
+                    .map(|etcd| format!("{:.1}×", summary.ops_per_s / etcd))
                     .unwrap_or_else(|| "–".into());
                 let _ = writeln!(
                     out,
-                    "| {} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {} | {} |",
+                    "| {} | {} | {:.0} | {:.2} | {:.2} | {} | {} | {} |",
                     row.workload,
                     row.system,
-                    report.ops_per_s(),
-                    report.quantile_ms(0.5),
-                    report.quantile_ms(0.99),
-                    report.quantile_ms(0.999),
-                    report.errors,
+                    summary.ops_per_s,
+                    summary.p50_ms,
+                    summary.p99_ms,
+                    summary
+                        .p999_ms
+                        .map_or_else(|| "–".to_string(), |ms| format!("{ms:.2}")),
+                    summary.errors,
                     versus
                 );
             }
@@ -98,15 +100,15 @@ pub fn writes_verdict(rows: &[WriteRow]) -> String {
 pub fn writes_csv(rows: &[WriteRow]) -> String {
     let mut out = String::from("workload,system,ops_per_s,p50_ms,p99_ms\n");
     for row in rows {
-        if let Ok(report) = &row.outcome {
+        if let Ok(summary) = &row.outcome {
             let _ = writeln!(
                 out,
                 "{},{},{:.0},{:.3},{:.3}",
                 row.workload.replace(',', ";"),
                 row.system.replace(',', ";"),
-                report.ops_per_s(),
-                report.quantile_ms(0.5),
-                report.quantile_ms(0.99)
+                summary.ops_per_s,
+                summary.p50_ms,
+                summary.p99_ms
             );
         }
     }
@@ -121,7 +123,9 @@ pub fn recovery_markdown(rows: &[Result<RecoveryReport, (String, String)>]) -> S
     for row in rows {
         match row {
             Ok(r) => {
-                let verdict = if r.replayed == 0 {
+                let verdict = if r.snapshot_lsn() > 0 {
+                    "– (mostly the snapshot load)".to_string()
+                } else if r.replayed == 0 {
                     "– (nothing replayed)".to_string()
                 } else if r.replay_per_s() >= REPLAY_TARGET_PER_S {
                     "met".to_string()
