@@ -28,6 +28,7 @@ use crate::cli::ServeArgs;
 use crate::http::{self, AppState};
 use crate::leader::{Leader, LeaderConfig, StartError};
 use crate::metrics::{self as server_metrics, MetricsError};
+use crate::replicate::Replicator;
 use crate::wal::FileStore;
 
 /// How long in-flight requests may take to finish after a stop signal.
@@ -148,6 +149,7 @@ pub async fn run(args: ServeArgs, shutdown: impl Future<Output = ()>) -> Result<
     if let Some(every) = args.checkpoint_every {
         config.checkpoint_every_entries = every;
     }
+    config.tail_bytes_max = args.replication_tail_mib << 20;
     let leader = Leader::open(store, config).await?;
     let upkeep = tokio::spawn({
         let metrics = metrics.clone();
@@ -159,15 +161,19 @@ pub async fn run(args: ServeArgs, shutdown: impl Future<Output = ()>) -> Result<
             }
         }
     });
+    let auth = key.map(Arc::new);
+    let replication = Replicator::for_leader(leader.clone(), auth.clone());
     let app = http::router(AppState {
         leader: leader.clone(),
-        auth: key.map(Arc::new),
+        auth,
         metrics,
+        replication: replication.clone(),
     });
     let local = listener.local_addr().map_err(ServeError::Serve)?;
     info!(addr = %local, auth = args.auth_secret.is_some(), "listening");
 
     let stop = Arc::new(Notify::new());
+    let app = app.into_make_service_with_connect_info::<SocketAddr>();
     let server = axum::serve(listener, app).with_graceful_shutdown({
         let stop = Arc::clone(&stop);
         async move { stop.notified().await }
@@ -189,6 +195,8 @@ pub async fn run(args: ServeArgs, shutdown: impl Future<Output = ()>) -> Result<
         }
     };
     upkeep.abort();
+    // Replicas get a close frame before the leader stops (they reconnect elsewhere or later).
+    replication.shutdown().await;
     leader.shutdown().await;
     info!("stopped");
     result.map_err(ServeError::Serve)
@@ -234,6 +242,7 @@ mod tests {
             auth_secret: None,
             insecure: false,
             checkpoint_every: None,
+            replication_tail_mib: crate::replicate::TAIL_MIB_DEFAULT,
         }
     }
 

@@ -29,6 +29,7 @@ pub mod dirs;
 pub mod error;
 pub mod load;
 pub mod peers;
+pub mod replica_client;
 pub mod seed;
 pub mod server;
 pub mod token;
