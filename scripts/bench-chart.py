@@ -17,6 +17,11 @@ COLORS = {"cstore": "#2b6cb0", "etcd": "#718096", "redis": "#c53030"}
 CROSS_CHECK_COLOR = "#f6ad55"  # redis-benchmark: another generator, drawn apart
 
 
+def label(row: dict) -> str:
+    name = row["system"].split(" (")[0].replace(" via ", "\nvia ")
+    return name + "\n" + row["workload"]
+
+
 def color(system: str) -> str:
     if "redis-benchmark" in system:
         return CROSS_CHECK_COLOR
@@ -30,11 +35,11 @@ def main() -> None:
         rows = list(csv.DictReader(f))
     if not rows:
         sys.exit("bench-chart: no measured rows")
-    labels = [f"{r['system'].split(' (')[0]}\n{r['workload']}" for r in rows]
+    labels = [label(r) for r in rows]
     colors = [color(r["system"]) for r in rows]
     ops = [float(r["ops_per_s"]) for r in rows]
     p99 = [float(r["p99_ms"]) for r in rows]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12.5, 4.4))
     for axis, values, title, fmt in (
         (left, ops, "durable writes/s, 64 clients (higher is better)", "{:,.0f}"),
         (right, p99, "p99 latency, ms (lower is better)", "{:.1f}"),
