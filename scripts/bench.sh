@@ -3,8 +3,14 @@
 # and each table with the command that printed it. Takes about 5 minutes on 2 cores.
 #
 # Usage: scripts/bench.sh [--quick]     (--quick: shorter criterion runs and load runs)
+#        scripts/bench.sh peers [--quick]  (cstore against etcd and redis: scripts/bench-peers.sh)
 # The figures mean most on a quiet machine: the load average is recorded so a reader can tell.
+# A full run keeps the peers sections (between the peers:begin/end markers) as they are.
 set -euo pipefail
+if [ "${1:-}" = "peers" ]; then
+  shift
+  exec "$(dirname "${BASH_SOURCE[0]}")/bench-peers.sh" "$@"
+fi
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -19,6 +25,12 @@ fi
 OUT="$ROOT/BENCHMARKS.md"
 WORK="$(mktemp -d -t cstore-bench.XXXXXX)"
 trap 'rm -rf "$WORK"' EXIT
+# The peers sections come from `scripts/bench.sh peers`; keep them across this rewrite.
+: > "$WORK/peers.md"
+if [ -f "$OUT" ]; then
+  awk '/^<!-- peers:begin/ { keep = 1 } keep { print } /^<!-- peers:end -->/ { keep = 0 }' \
+    "$OUT" > "$WORK/peers.md"
+fi
 
 echo "==> building release binaries"
 cargo build --release -q -p cstore-server --bin cstore
@@ -106,5 +118,9 @@ core_rows() {
   echo "Targets: ≥ 100K durable single-document inserts/s with 64 clients; ≥ 400K documents/s"
   echo "through \`/v1/txn\`. With 64 closed-loop clients, throughput is at most 64 divided by"
   echo "the fsync time (Little's law): 64K/s at 1 ms per fdatasync."
+  if [ -s "$WORK/peers.md" ]; then
+    echo
+    cat "$WORK/peers.md"
+  fi
 } > "$OUT"
 echo "wrote $OUT"

@@ -1,0 +1,145 @@
+#!/usr/bin/env bash
+# Benchmarks cstore against real peers on this machine, in one run, through one load generator
+# (target/release/cstore-peers), and writes the "Against peers" sections of BENCHMARKS.md and
+# docs/bench/peers.png. Installs etcd 3.4, redis 7 and matplotlib from Debian when missing.
+# Takes about 3 minutes on 2 cores.
+#
+# Usage: scripts/bench.sh peers [--quick]   (the same as scripts/bench-peers.sh [--quick])
+#   --quick: 3 s windows and 200,000 recovery entries (a smoke run; figures not for publishing)
+# The figures mean most on a quiet machine: the load average before and after is recorded.
+set -euo pipefail
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+DURATION_S=8
+ENTRIES=1000000
+RUN_KIND="a full run"
+if [ "${1:-}" = "--quick" ]; then
+  DURATION_S=3
+  ENTRIES=200000
+  RUN_KIND="a --quick smoke run (short windows, fewer entries): not figures to quote"
+fi
+OUT="$ROOT/BENCHMARKS.md"
+CHART="docs/bench/peers.png"
+PY=/usr/bin/python3   # Debian's python, where python3-matplotlib installs
+WORK="$(mktemp -d -t cstore-peers.XXXXXX)"
+trap 'rm -rf "$WORK"' EXIT
+
+say "peers: etcd, redis, matplotlib"
+need=()
+command -v etcd >/dev/null 2>&1 || need+=(etcd-server)
+command -v etcdctl >/dev/null 2>&1 || need+=(etcd-client)
+command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+"$PY" -c 'import matplotlib' >/dev/null 2>&1 || need+=(python3-matplotlib)
+if [ "${#need[@]}" -gt 0 ]; then
+  say "installing ${need[*]}"
+  as_root apt-get install -y -qq "${need[@]}" >/dev/null \
+    || { as_root apt-get update -qq && as_root apt-get install -y -qq "${need[@]}" >/dev/null; }
+fi
+
+say "building release binaries"
+cargo build --release -q -p cstore-server --bin cstore
+cargo build --release -q -p cstore-tests --bin cstore-peers
+TARGET="${CARGO_TARGET_DIR:-$ROOT/target}/release"
+
+LOAD_BEFORE="$(cut -d' ' -f1-3 /proc/loadavg)"
+STARTED="$(date -u '+%Y-%m-%d %H:%M UTC')"
+say "running cstore-peers (${DURATION_S} s windows, ${ENTRIES} recovery entries)"
+"$TARGET/cstore-peers" --clients 64 --warmup-s 1 --duration-s "$DURATION_S" \
+  --entries "$ENTRIES" --out "$WORK" | tee "$WORK/run.log"
+LOAD_AFTER="$(cut -d' ' -f1-3 /proc/loadavg)"
+
+mkdir -p "$(dirname "$CHART")"
+"$PY" scripts/bench-chart.py "$WORK/writes.csv" "$CHART"
+
+disk() {
+  local source fstype dev rota
+  source="$(findmnt -no SOURCE -T "${TMPDIR:-/tmp}" 2>/dev/null || echo '?')"
+  fstype="$(findmnt -no FSTYPE -T "${TMPDIR:-/tmp}" 2>/dev/null || echo '?')"
+  dev="$(basename "$source")"
+  rota="$(cat "/sys/block/$dev/queue/rotational" 2>/dev/null || echo '?')"
+  case "$rota" in 0) rota="sysfs: not rotational" ;; 1) rota="sysfs: rotational" ;; *) rota="sysfs: unknown" ;; esac
+  echo "$source ($fstype, $rota), the temp dir holding every data dir"
+}
+
+{
+  echo "<!-- peers:begin (written by scripts/bench.sh peers; edits here are overwritten) -->"
+  echo "## Against peers: durable single-document writes"
+  echo
+  echo "Written by \`scripts/bench.sh peers\` on $STARTED, $RUN_KIND. Chart: [$CHART]($CHART)."
+  echo
+  echo "![durable writes per second and p99 latency per system]($CHART)"
+  echo
+  cat "$WORK/writes.md"
+  echo
+  echo "Target: cstore ≥ 5× etcd's ops/s on the same machine in the same run."
+  echo
+  cat "$WORK/writes-verdict.md"
+  echo
+  echo "Machine and run:"
+  echo
+  echo "- CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), \`nproc\` = $(nproc)"
+  echo "- memory: $(free -g | awk '/^Mem:/ {print $2}') GiB; kernel $(uname -r)"
+  echo "- disk: $(disk)"
+  echo "- load average before / after the run: $LOAD_BEFORE / $LOAD_AFTER (other work shares these cores)"
+  echo "- peers: $(etcd --version | head -1); $(redis-server --version | cut -d' ' -f1-3)"
+  echo "- commit: $(git -C "$ROOT" rev-parse --short HEAD)"
+  echo
+  echo "Method (\`target/release/cstore-peers --clients 64 --warmup-s 1 --duration-s $DURATION_S\`):"
+  echo
+  echo "- One load generator for every system (Rust, tokio): 64 closed-loop clients, each sends"
+  echo "  a write, waits for its acknowledgement, sends the next; 1 s warm-up, then a"
+  echo "  ${DURATION_S} s window; a write counts if it started in the window. HTTP targets share a"
+  echo "  keep-alive pool of 64 HTTP/1.1 connections (reqwest); redis gets 64 RESP connections"
+  echo "  from a small client in the same binary (no pipelining)."
+  echo "- The same ~100-byte JSON document per write everywhere: cstore \`POST /v1/c/bench\`"
+  echo "  (\`ack=local\`: answered after the group-committed \`fdatasync\`); etcd \`POST /v3/kv/put\`"
+  echo "  through its JSON gateway, key \`bench/<n>\` (answered after raft's WAL \`fdatasync\`);"
+  echo "  redis \`SET bench:<n>\` with \`--appendonly yes --appendfsync always --save ''\`."
+  echo "- Cross-check of the driver: right after it, \`redis-benchmark -c 64 -t set -d <same"
+  echo "  size>\` runs against the same redis for about as many SETs. If it were far faster, our"
+  echo "  RESP client, not redis, would bound the redis row."
+  echo "- Each system runs alone, one after the other, on a fresh temp data dir; etcd on"
+  echo "  127.0.0.1:23790 (1 member) and 23791-23793 (3 members, \`--initial-cluster\` of all"
+  echo "  three; writes go to the raft leader found through \`/v3/maintenance/status\`), redis on"
+  echo "  127.0.0.1:26379; cstore on a free port. All stopped by their PID."
+  echo "- \"3 copies\": cstore leader + 2 native followers (\`cstore serve --follow"
+  echo "  ws://leader/v1/replicate\`) with \`?ack=replicas:2\`, against 3 etcd members. The row"
+  echo "  says \"not available\" with the server's own message until followers and replica acks"
+  echo "  work on the benchmarked commit."
+  echo "- Server and clients share the machine's $(nproc) cores: the figures include the"
+  echo "  client's cost, the same for every system."
+  echo
+  echo "## Recovery after kill -9"
+  echo
+  cat "$WORK/recovery.md"
+  echo
+  echo "Target: ≥ 1M entries/s replayed (entries replayed ÷ time from spawn to the first"
+  echo "\`/v1/health\` answer). A row with a snapshot measures mostly the snapshot load."
+  echo
+  echo "Method (\`cstore-peers --workloads recovery --entries $ENTRIES\`): a server starts on a"
+  echo "fresh dir and is killed; its log is then written with the server's own \`FileStore\` and"
+  echo "entry code (one insert of a ~70-byte document per entry, batches of 1,024, and the"
+  echo "snapshots plus compactions the checkpoint setting would make); the server starts on it,"
+  echo "takes 2,000 single-document writes over HTTP, is killed with SIGKILL, and is started"
+  echo "again: the time runs from the spawn to \`/v1/health\` answering and to \`/v1/status\`"
+  echo "showing the last LSN; the server's own \`state recovered … replayed=N ms=M\` line gives"
+  echo "the entries replayed. With the default setting the log holds half an interval past its"
+  echo "last snapshot (the average tail). The files are in the page cache (a process crash, not"
+  echo "a machine crash). What bounds the replay, from a profile:"
+  echo "[docs/bench/recovery-profile.md](docs/bench/recovery-profile.md)."
+  echo "<!-- peers:end -->"
+} > "$WORK/section.md"
+
+# Replace the peers block of BENCHMARKS.md, or append it; every other section stays.
+if [ -f "$OUT" ] && grep -q '^<!-- peers:begin' "$OUT"; then
+  awk -v section="$WORK/section.md" '
+    /^<!-- peers:begin/ { while ((getline line < section) > 0) print line; skip = 1; next }
+    /^<!-- peers:end -->/ { skip = 0; next }
+    !skip { print }
+  ' "$OUT" > "$WORK/out.md"
+else
+  { [ -f "$OUT" ] && cat "$OUT" && echo; cat "$WORK/section.md"; } > "$WORK/out.md"
+fi
+mv "$WORK/out.md" "$OUT"
+say "wrote the peers sections of $OUT and $CHART"

@@ -1,0 +1,318 @@
+//! `cstore-peers`: cstore against etcd and redis on this machine, in one run, through one load
+//! generator (see `cstore_tests::peers`). `scripts/bench.sh peers` installs the peers, builds
+//! this in release and turns its output into BENCHMARKS.md sections and a chart.
+//!
+//! Workloads (`--workloads`, comma-separated, all by default):
+//! - `writes`: durable single-document writes, `--clients` closed-loop clients: cstore
+//!   (`ack=local`), etcd with one member (JSON gateway), redis (`appendfsync always`), and
+//!   redis-benchmark against the same redis as a cross-check of the driver;
+//! - `cluster`: cstore leader + two followers with `ack=replicas:2`, against 3 etcd members;
+//! - `recovery`: `--entries` single-document entries, kill -9, time to answer again; once with
+//!   checkpoints effectively off and once with the server's default.
+//!
+//! Writes into `--out`: `writes.md`, `writes-verdict.md`, `writes.csv`, `recovery.md`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+
+use cstore_server::leader::LeaderConfig;
+use cstore_tests::peers::cluster::CstoreCluster;
+use cstore_tests::peers::peer::{EtcdCluster, REDIS_PORT, redis_addr, start_redis};
+use cstore_tests::peers::recovery::{self, RecoveryConfig};
+use cstore_tests::peers::redis_benchmark;
+use cstore_tests::peers::table::{self, WriteRow};
+use cstore_tests::peers::target::payload;
+use cstore_tests::peers::{PeerError, Target, WriteConfig, WriteSummary, run_writes};
+use cstore_tests::{ServerOptions, ServerProcess};
+
+/// Port offset of the single etcd member (client 23790, peer 23800).
+const ETCD_SINGLE_OFFSET: u16 = 0;
+/// Port offset of the three-member etcd cluster (clients 23791-23793).
+const ETCD_CLUSTER_OFFSET: u16 = 1;
+/// "Effectively off": far more entries than any run writes.
+const CHECKPOINTS_OFF: u64 = 1_000_000_000_000;
+/// Bounds on the requests of the redis-benchmark cross-check.
+const REDIS_BENCHMARK_REQUESTS_MIN: u64 = 10_000;
+/// See [`REDIS_BENCHMARK_REQUESTS_MIN`].
+const REDIS_BENCHMARK_REQUESTS_MAX: u64 = 2_000_000;
+/// Single-document writes over HTTP to the recovered server before the kill.
+const LIVE_WRITES: u64 = 2_000;
+
+/// Benchmarks cstore against etcd and redis.
+#[derive(Debug, Parser)]
+#[command(name = "cstore-peers", version)]
+struct Args {
+    /// Workloads to run: writes, cluster, recovery.
+    #[arg(long, value_delimiter = ',', default_value = "writes,cluster,recovery")]
+    workloads: Vec<String>,
+    /// Concurrent closed-loop clients per write run.
+    #[arg(long, default_value_t = 64)]
+    clients: usize,
+    /// Warm-up before each measured window, in seconds.
+    #[arg(long, default_value_t = 1.0)]
+    warmup_s: f64,
+    /// Measured window of each write run, in seconds.
+    #[arg(long, default_value_t = 8.0)]
+    duration_s: f64,
+    /// Entries in the log before the recovery kill.
+    #[arg(long, default_value_t = 1_000_000)]
+    entries: u64,
+    /// Keep the recovery servers' data dirs (to profile a restart by hand).
+    #[arg(long)]
+    keep_data: bool,
+    /// Directory for the tables and the CSV.
+    #[arg(long, default_value = "target/peers")]
+    out: PathBuf,
+}
+
+fn main() {
+    let args = Args::parse();
+    if args.clients == 0 || args.duration_s <= 0.0 || args.warmup_s < 0.0 {
+        eprintln!("cstore-peers: --clients must be ≥ 1, --duration-s > 0, --warmup-s ≥ 0");
+        std::process::exit(2);
+    }
+    if let Err(e) = std::fs::create_dir_all(&args.out) {
+        eprintln!("cstore-peers: cannot create {}: {e}", args.out.display());
+        std::process::exit(1);
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime builds");
+    let config = WriteConfig {
+        clients: args.clients,
+        warmup: Duration::from_secs_f64(args.warmup_s),
+        duration: Duration::from_secs_f64(args.duration_s),
+    };
+    let wants = |name: &str| args.workloads.iter().any(|w| w == name);
+    let mut rows = Vec::new();
+    if wants("writes") {
+        rows.extend(single_node_rows(&runtime, config));
+    }
+    if wants("cluster") {
+        rows.extend(cluster_rows(&runtime, config));
+    }
+    if !rows.is_empty() {
+        let markdown = table::writes_markdown(&rows);
+        println!("\n{markdown}\n{}", table::writes_verdict(&rows));
+        write(&args.out, "writes.md", &markdown);
+        write(
+            &args.out,
+            "writes-verdict.md",
+            &table::writes_verdict(&rows),
+        );
+        write(&args.out, "writes.csv", &table::writes_csv(&rows));
+    }
+    if wants("recovery") {
+        let default_every = LeaderConfig::default().checkpoint_every_entries;
+        let settings = [
+            (
+                "off (every 10^12 entries)".to_string(),
+                Some(CHECKPOINTS_OFF),
+                args.entries,
+            ),
+            // Half an interval past the last checkpoint: the average tail under the default.
+            (
+                format!("default (every {default_every} entries)"),
+                None,
+                args.entries + default_every / 2,
+            ),
+        ];
+        let mut reports = Vec::new();
+        for (label, checkpoint_every, entries) in settings {
+            let config = RecoveryConfig {
+                label: label.clone(),
+                checkpoint_every,
+                entries,
+                live_writes: LIVE_WRITES,
+                keep_data: args.keep_data,
+            };
+            println!(
+                "==> recovery, checkpoints {label}: {entries} entries + {LIVE_WRITES} over HTTP"
+            );
+            let report =
+                recovery::measure(&runtime, &config).map_err(|e| (label.clone(), e.to_string()));
+            match &report {
+                Ok(r) => println!(
+                    "    replayed {} in {:.0} ms to health ({:.0}/s); server's own {} ms ({:.0}/s)",
+                    r.replayed,
+                    r.health_ms,
+                    r.replay_per_s(),
+                    r.server_ms,
+                    r.server_replay_per_s()
+                ),
+                Err((_, e)) => println!("    failed: {e}"),
+            }
+            reports.push(report);
+        }
+        let markdown = table::recovery_markdown(&reports);
+        println!("\n{markdown}");
+        write(&args.out, "recovery.md", &markdown);
+    }
+}
+
+/// cstore, etcd (1 member) and redis, one after the other.
+fn single_node_rows(runtime: &tokio::runtime::Runtime, config: WriteConfig) -> Vec<WriteRow> {
+    let workload = "single node";
+    let mut rows = Vec::new();
+    println!("==> {workload}: cstore (ack=local)");
+    let outcome = ServerProcess::start(ServerOptions::default())
+        .map_err(PeerError::from)
+        .and_then(|server| {
+            let target = Target::Cstore {
+                url: server.url(),
+                ack: None,
+            };
+            measure(
+                runtime,
+                &target,
+                config,
+                &format!("cstore pid {}", server.pid().unwrap_or(0)),
+            )
+        });
+    rows.push(row(workload, "cstore (ack=local)", outcome));
+
+    println!("==> {workload}: etcd 3.4, 1 member");
+    let outcome = EtcdCluster::start(1, ETCD_SINGLE_OFFSET).and_then(|etcd| {
+        let target = Target::Etcd {
+            url: etcd.leader_url()?,
+        };
+        measure(
+            runtime,
+            &target,
+            config,
+            &format!("etcd pids {:?}", etcd.pids()),
+        )
+    });
+    rows.push(row(workload, "etcd 3.4 (1 member, JSON gateway)", outcome));
+
+    println!("==> {workload}: redis appendfsync always");
+    let mut cross_check = Err(PeerError::Unavailable("redis did not run".into()));
+    let outcome = start_redis().and_then(|redis| {
+        let target = Target::Redis { addr: redis_addr() };
+        let summary = measure(
+            runtime,
+            &target,
+            config,
+            &format!("redis pid {}", redis.pid().unwrap_or(0)),
+        )?;
+        // About as many SETs as our driver made, so both runs last about as long.
+        let requests = ((summary.ops_per_s * config.duration.as_secs_f64()) as u64)
+            .clamp(REDIS_BENCHMARK_REQUESTS_MIN, REDIS_BENCHMARK_REQUESTS_MAX);
+        println!(
+            "    cross-check: redis-benchmark -c {} -n {requests} -t set",
+            config.clients
+        );
+        cross_check = redis_benchmark::run(REDIS_PORT, config.clients, requests, payload(0).len());
+        if let Ok(s) = &cross_check {
+            println!(
+                "    {:.0} ops/s, p50 {:.2} ms, p99 {:.2} ms",
+                s.ops_per_s, s.p50_ms, s.p99_ms
+            );
+        }
+        Ok(summary)
+    });
+    rows.push(row(workload, "redis 7 (appendfsync always)", outcome));
+    rows.push(row(
+        workload,
+        "redis 7 via redis-benchmark (its own C client; same server, same clients)",
+        cross_check,
+    ));
+    rows
+}
+
+/// cstore leader + 2 followers with ack=replicas:2, then 3 etcd members.
+fn cluster_rows(runtime: &tokio::runtime::Runtime, config: WriteConfig) -> Vec<WriteRow> {
+    let workload = "3 copies";
+    let mut rows = Vec::new();
+    println!("==> {workload}: cstore leader + 2 followers (ack=replicas:2)");
+    let outcome = CstoreCluster::start(2, "replicas:2").and_then(|cluster| {
+        let target = Target::Cstore {
+            url: cluster.leader_url(),
+            ack: Some("replicas:2".into()),
+        };
+        measure(
+            runtime,
+            &target,
+            config,
+            &format!("cstore pids {:?}", cluster.pids()),
+        )
+    });
+    rows.push(row(
+        workload,
+        "cstore leader + 2 followers (ack=replicas:2)",
+        outcome,
+    ));
+
+    println!("==> {workload}: etcd 3.4, 3 members");
+    let outcome = EtcdCluster::start(3, ETCD_CLUSTER_OFFSET).and_then(|etcd| {
+        let target = Target::Etcd {
+            url: etcd.leader_url()?,
+        };
+        measure(
+            runtime,
+            &target,
+            config,
+            &format!("etcd pids {:?}", etcd.pids()),
+        )
+    });
+    rows.push(row(
+        workload,
+        "etcd 3.4 (3 members, writes to the leader)",
+        outcome,
+    ));
+    rows
+}
+
+fn measure(
+    runtime: &tokio::runtime::Runtime,
+    target: &Target,
+    config: WriteConfig,
+    who: &str,
+) -> Result<WriteSummary, PeerError> {
+    println!(
+        "    {who}: {} clients, {:.0} s warm-up + {:.0} s",
+        config.clients,
+        config.warmup.as_secs_f64(),
+        config.duration.as_secs_f64()
+    );
+    let report = runtime
+        .block_on(run_writes(target, config))
+        .map_err(|e| PeerError::net("running the writes", e))?;
+    println!(
+        "    {:.0} ops/s, p50 {:.2} ms, p99 {:.2} ms, errors {} {:?}",
+        report.ops_per_s(),
+        report.quantile_ms(0.5),
+        report.quantile_ms(0.99),
+        report.errors,
+        report.error_samples
+    );
+    Ok(report.summary())
+}
+
+fn row(workload: &str, system: &str, outcome: Result<WriteSummary, PeerError>) -> WriteRow {
+    if let Err(e) = &outcome {
+        match e {
+            PeerError::Unavailable(_) => println!("    {e}"),
+            other => println!("    not available: {other}"),
+        }
+    }
+    WriteRow {
+        workload: workload.into(),
+        system: system.into(),
+        outcome: outcome.map_err(|e| match e {
+            PeerError::Unavailable(reason) => reason,
+            other => other.to_string(),
+        }),
+    }
+}
+
+fn write(dir: &std::path::Path, name: &str, text: &str) {
+    let path = dir.join(name);
+    if let Err(e) = std::fs::write(&path, text) {
+        eprintln!("cstore-peers: cannot write {}: {e}", path.display());
+        std::process::exit(1);
+    }
+}

@@ -1,0 +1,191 @@
+//! The closed-loop driver every system in the comparison goes through: N clients, each sending
+//! one write, waiting for its acknowledgement, then sending the next, for a warm-up and then a
+//! measured window. Only writes started inside the window count; their latencies go into one
+//! HDR histogram per client, merged at the end.
+//!
+//! ```text
+//!   t0 ──warm-up──► t1 ──────── measured window ────────► t2
+//!   client ×N: write(n) ─► ack ─► record if started in [t1, t2) ─► next n (shared counter)
+//! ```
+//!
+//! Closed loop means throughput ≤ clients ÷ latency (Little's law): a system that groups many
+//! clients into one `fdatasync` wins, one that syncs per write cannot.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+
+use super::target::Target;
+
+/// Largest latency recorded, in microseconds (higher values are clamped).
+const LATENCY_MAX_US: u64 = 60_000_000;
+/// Error messages kept per run.
+const ERROR_SAMPLES_MAX: usize = 3;
+/// Bound on one request.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// One run's shape.
+#[derive(Clone, Copy, Debug)]
+pub struct WriteConfig {
+    /// Concurrent clients.
+    pub clients: usize,
+    /// Time before the measured window (connections open, caches warm).
+    pub warmup: Duration,
+    /// The measured window.
+    pub duration: Duration,
+}
+
+/// What one run measured.
+#[derive(Debug)]
+pub struct WriteReport {
+    /// The run's shape.
+    pub config: WriteConfig,
+    /// Writes started and acknowledged inside the window.
+    pub ops: u64,
+    /// Failed writes inside the window.
+    pub errors: u64,
+    /// A few error messages.
+    pub error_samples: Vec<String>,
+    /// Latency of the counted writes, in microseconds.
+    pub latency_us: Histogram<u64>,
+}
+
+impl WriteReport {
+    /// Acknowledged writes per second of the window.
+    pub fn ops_per_s(&self) -> f64 {
+        self.ops as f64 / self.config.duration.as_secs_f64()
+    }
+
+    /// A latency quantile in milliseconds.
+    pub fn quantile_ms(&self, q: f64) -> f64 {
+        self.latency_us.value_at_quantile(q) as f64 / 1000.0
+    }
+
+    /// The figures of the table.
+    pub fn summary(&self) -> WriteSummary {
+        WriteSummary {
+            ops_per_s: self.ops_per_s(),
+            p50_ms: self.quantile_ms(0.5),
+            p99_ms: self.quantile_ms(0.99),
+            p999_ms: Some(self.quantile_ms(0.999)),
+            errors: self.errors,
+        }
+    }
+}
+
+/// A write run's figures, from this driver or from another generator (redis-benchmark).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct WriteSummary {
+    /// Acknowledged writes per second.
+    pub ops_per_s: f64,
+    /// Median latency, ms.
+    pub p50_ms: f64,
+    /// 99th percentile latency, ms.
+    pub p99_ms: f64,
+    /// 99.9th percentile latency, ms, when the generator reports it.
+    pub p999_ms: Option<f64>,
+    /// Failed writes.
+    pub errors: u64,
+}
+
+/// Drives `target` with `config.clients` closed-loop clients and reports the measured window.
+pub async fn run_writes(target: &Target, config: WriteConfig) -> Result<WriteReport, String> {
+    assert!(config.clients > 0, "at least one client");
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(config.clients)
+        .tcp_nodelay(true)
+        .timeout(REQUEST_TIMEOUT)
+        .build()
+        .map_err(|e| format!("building the HTTP client: {e}"))?;
+    let mut writers = Vec::with_capacity(config.clients);
+    for _ in 0..config.clients {
+        writers.push(target.writer(&http).await?);
+    }
+    let next = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let window_start = started + config.warmup;
+    let window_end = window_start + config.duration;
+    let tasks: Vec<_> = writers
+        .into_iter()
+        .map(|mut writer| {
+            let next = Arc::clone(&next);
+            tokio::spawn(async move {
+                let mut tally = Tally::new();
+                loop {
+                    let sent = Instant::now();
+                    if sent >= window_end {
+                        break;
+                    }
+                    let n = next.fetch_add(1, Ordering::Relaxed);
+                    let outcome = writer.write(n).await;
+                    if sent < window_start {
+                        continue;
+                    }
+                    match outcome {
+                        Ok(()) => {
+                            let micros =
+                                u64::try_from(sent.elapsed().as_micros()).unwrap_or(u64::MAX);
+                            tally.ops += 1;
+                            tally.latency_us.saturating_record(micros.max(1));
+                        }
+                        Err(message) => {
+                            tally.errors += 1;
+                            if tally.error_samples.len() < ERROR_SAMPLES_MAX {
+                                tally.error_samples.push(message);
+                            }
+                        }
+                    }
+                }
+                tally
+            })
+        })
+        .collect();
+    let mut report = WriteReport {
+        config,
+        ops: 0,
+        errors: 0,
+        error_samples: Vec::new(),
+        latency_us: new_histogram(),
+    };
+    for task in tasks {
+        let tally = task
+            .await
+            .map_err(|e| format!("a client task failed: {e}"))?;
+        report.ops += tally.ops;
+        report.errors += tally.errors;
+        for sample in tally.error_samples {
+            if report.error_samples.len() < ERROR_SAMPLES_MAX {
+                report.error_samples.push(sample);
+            }
+        }
+        report
+            .latency_us
+            .add(&tally.latency_us)
+            .expect("histograms with the same bounds merge");
+    }
+    Ok(report)
+}
+
+struct Tally {
+    ops: u64,
+    errors: u64,
+    error_samples: Vec<String>,
+    latency_us: Histogram<u64>,
+}
+
+impl Tally {
+    fn new() -> Tally {
+        Tally {
+            ops: 0,
+            errors: 0,
+            error_samples: Vec::new(),
+            latency_us: new_histogram(),
+        }
+    }
+}
+
+fn new_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, LATENCY_MAX_US, 3).expect("valid histogram bounds")
+}

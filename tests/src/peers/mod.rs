@@ -1,0 +1,32 @@
+//! Side-by-side benchmarks against real peers (etcd 3.4, redis 7) on the same machine, in the
+//! same run, through one load generator.
+//!
+//! A figure like "N durable writes per second" means little alone: the disk, the cores and the
+//! load generator all shape it. So `cstore-peers` measures this project and its peers one after
+//! the other with the same closed-loop driver (same clients, same payload bytes, same
+//! histograms), each peer on its own temp data dir and fixed high loopback ports, started and
+//! stopped by its PID. Only the last hop differs: HTTP for cstore and etcd's JSON gateway, a
+//! small RESP client for redis.
+//!
+//! ```text
+//!   cstore-peers ──► writes:   cstore (ack local) │ etcd 1 member │ redis appendfsync always
+//!                ──► cluster:  cstore leader + 2 followers (ack replicas:2) │ etcd 3 members
+//!                ──► recovery: 1M entries, kill -9, time to /v1/health and the LSN back
+//!        each run: driver (N clients × closed loop) ──► WriteReport (ops/s, p50, p99)
+//! ```
+
+pub mod cluster;
+pub mod driver;
+pub mod error;
+pub mod peer;
+pub mod recovery;
+pub mod redis_benchmark;
+pub mod resp;
+pub mod table;
+pub mod target;
+pub mod walgen;
+
+pub use driver::{WriteConfig, WriteReport, WriteSummary, run_writes};
+pub use error::PeerError;
+pub use peer::PeerProcess;
+pub use target::Target;
