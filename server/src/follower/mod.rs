@@ -174,7 +174,7 @@ impl Follower {
     ) -> Result<Follower, FollowerStartError> {
         let leader_http = leader_http_base(&config.leader_url)?;
         // A fresh follower has seen no term: the leader's Welcome sets it.
-        let (metadata, state) = recover(&mut store, cstore_core::Term(0)).await?;
+        let (metadata, state, _) = recover(&mut store, cstore_core::Term(0)).await?;
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
             .build()

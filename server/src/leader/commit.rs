@@ -16,14 +16,17 @@ use crate::clock::now_ms;
 
 type Reply = oneshot::Sender<Result<Lsn, WriteError>>;
 
-/// Runs until a shutdown request or until every handle is dropped.
+/// Runs until a shutdown request or until every handle is dropped. `since_checkpoint` counts
+/// the entries already in the log after the last checkpoint (those recovery replayed), so a
+/// server that restarts often still checkpoints every `checkpoint_every_entries` entries
+/// rather than replaying an ever longer log.
 pub(crate) async fn run<S: LogStore>(
     shared: Arc<Shared>,
     mut store: S,
     mut requests: mpsc::Receiver<Request>,
     config: LeaderConfig,
+    mut since_checkpoint: u64,
 ) {
-    let mut since_checkpoint = 0u64;
     let mut batch: Vec<(Txn, Reply)> = Vec::with_capacity(config.batch_max);
     loop {
         // Wait for work, or for the next TTL deadline: expiry needs an entry to happen.

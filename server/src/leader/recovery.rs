@@ -39,7 +39,7 @@ pub(super) async fn open<S>(mut store: S, config: LeaderConfig) -> Result<Leader
 where
     S: LogStore + Send + 'static,
 {
-    let (metadata, state) = recover(&mut store, Term(1)).await?;
+    let (metadata, state, since_checkpoint) = recover(&mut store, Term(1)).await?;
     let applied = state.applied();
     let (committed_watch, _) = watch::channel(applied.lsn);
     let shared = Arc::new(Shared {
@@ -62,19 +62,26 @@ where
                 .enable_time()
                 .build()
                 .expect("a current-thread runtime builds");
-            runtime.block_on(commit::run(thread_shared, store, receiver, config));
+            runtime.block_on(commit::run(
+                thread_shared,
+                store,
+                receiver,
+                config,
+                since_checkpoint,
+            ));
         })
         .map_err(StartError::Thread)?;
     Ok(Leader { shared, requests })
 }
 
 /// Loads the metadata (creating it with `fresh_term` and a random node id on a new store) and
-/// rebuilds the state from the last snapshot and the log after it. Shared by the leader and
+/// rebuilds the state from the last snapshot and the log after it; also returns how many
+/// entries were replayed (the entries since the last checkpoint). Shared by the leader and
 /// the follower, which recover their own stores the same way.
 pub(crate) async fn recover<S: LogStore>(
     store: &mut S,
     fresh_term: Term,
-) -> Result<(Metadata, State), StartError> {
+) -> Result<(Metadata, State, u64), StartError> {
     let started = Instant::now();
     let metadata = match store.load_metadata().await? {
         Some(metadata) => metadata,
@@ -120,5 +127,5 @@ pub(crate) async fn recover<S: LogStore>(
         node_id = %metadata.node_id,
         "state recovered"
     );
-    Ok((metadata, state))
+    Ok((metadata, state, replayed))
 }

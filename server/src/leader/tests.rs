@@ -176,10 +176,33 @@ async fn checkpoints_compact_and_restart_from_snapshot() {
         snapshot.position.lsn.next(),
         "the log was compacted behind it"
     );
-    let reopened = Leader::open(store, config).await.unwrap();
+    let reopened = Leader::open(store.clone(), config.clone()).await.unwrap();
     assert_eq!(reopened.read(|s| s.state_hash()), hash);
     assert_eq!(reopened.status().applied_lsn, Lsn(35));
     reopened.shutdown().await;
+
+    // The entries since the last checkpoint count after a restart: crashing every few writes
+    // must not stop checkpoints (the log after the snapshot would grow without end).
+    let behind = |store: &SharedStore| {
+        let snapshot = store.with(|s| now(s.load_snapshot())).unwrap().unwrap();
+        let log = store.with(|s| now(s.state())).unwrap();
+        log.last.lsn.0 - snapshot.position.lsn.0
+    };
+    for round in 0..6 {
+        let leader = Leader::open(store.clone(), config.clone()).await.unwrap();
+        for i in 0..4 {
+            leader
+                .write(insert(&format!("r{round}-{i}"), i))
+                .await
+                .unwrap();
+        }
+        leader.shutdown().await;
+        assert!(
+            behind(&store) < 10,
+            "round {round}: {} entries after the snapshot",
+            behind(&store)
+        );
+    }
 }
 
 #[tokio::test]
