@@ -1,7 +1,7 @@
 //! The command line: `cstore serve …` and `cstore token create …`.
 //!
 //! Every option of `serve` that an operator sets once per deployment can also come from the
-//! environment (`CSTORE_DATA_DIR`, `CSTORE_LISTEN`, `CSTORE_AUTH_SECRET`), so a secret never
+//! environment (`CSTORE_DATA_DIR`, `CSTORE_LISTEN`, `CSTORE_AUTH_SECRET`, `CSTORE_DEMO_DIR`), so a secret never
 //! has to appear in a process listing.
 
 use std::path::PathBuf;
@@ -51,6 +51,10 @@ pub struct ServeArgs {
     /// Write a snapshot and compact the log every N entries.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub checkpoint_every: Option<u64>,
+    /// Directory of the built demo app served at `/` (default: web/dist/demo when it exists,
+    /// else a placeholder page).
+    #[arg(long, env = "CSTORE_DEMO_DIR", value_name = "DIR")]
+    pub demo_dir: Option<PathBuf>,
 }
 
 /// `cstore token …`.

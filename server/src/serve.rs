@@ -25,6 +25,7 @@ use cstore_core::storage::StorageError;
 
 use crate::auth::{TokenKey, WeakSecret};
 use crate::cli::ServeArgs;
+use crate::http::demo::{self, DemoDirError};
 use crate::http::{self, AppState};
 use crate::leader::{Leader, LeaderConfig, StartError};
 use crate::metrics::{self as server_metrics, MetricsError};
@@ -78,6 +79,9 @@ pub enum ServeError {
     /// The leader could not recover its state.
     #[error("cannot start the leader: {0}")]
     Start(#[from] StartError),
+    /// `--demo-dir` names a directory without a built demo.
+    #[error(transparent)]
+    DemoDir(#[from] DemoDirError),
     /// The metrics recorder could not be installed.
     #[error(transparent)]
     Metrics(#[from] MetricsError),
@@ -93,7 +97,8 @@ impl ServeError {
             ServeError::FollowUnsupported
             | ServeError::InsecureListen { .. }
             | ServeError::Secret(_)
-            | ServeError::Resolve { .. } => 2,
+            | ServeError::Resolve { .. }
+            | ServeError::DemoDir(_) => 2,
             _ => 1,
         }
     }
@@ -111,6 +116,7 @@ pub async fn run(args: ServeArgs, shutdown: impl Future<Output = ()>) -> Result<
         return Err(ServeError::FollowUnsupported);
     }
     let key = args.auth_secret.as_deref().map(TokenKey::new).transpose()?;
+    let demo_dir = demo::resolve_dir(args.demo_dir.as_deref())?;
     let addrs: Vec<SocketAddr> = tokio::net::lookup_host(&args.listen)
         .await
         .map_err(|e| ServeError::Resolve {
@@ -163,7 +169,14 @@ pub async fn run(args: ServeArgs, shutdown: impl Future<Output = ()>) -> Result<
         leader: leader.clone(),
         auth: key.map(Arc::new),
         metrics,
+        demo_dir: demo_dir.clone(),
     });
+    match &demo_dir {
+        Some(dir) => info!(dir = %dir.display(), "serving the demo app at /"),
+        None => info!(
+            "no built demo app found (web/scripts/build.sh builds it): serving a placeholder at /"
+        ),
+    }
     let local = listener.local_addr().map_err(ServeError::Serve)?;
     info!(addr = %local, auth = args.auth_secret.is_some(), "listening");
 
@@ -234,6 +247,7 @@ mod tests {
             auth_secret: None,
             insecure: false,
             checkpoint_every: None,
+            demo_dir: None,
         }
     }
 

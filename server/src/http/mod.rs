@@ -14,6 +14,7 @@
 
 mod auth;
 mod body;
+pub mod demo;
 mod docs;
 mod error;
 mod find;
@@ -25,6 +26,7 @@ mod txn;
 #[cfg(test)]
 mod tests;
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::Router;
@@ -50,12 +52,14 @@ pub struct AppState {
     pub auth: Option<Arc<TokenKey>>,
     /// Renders `/metrics`.
     pub metrics: PrometheusHandle,
+    /// The built demo app served at `/` ([`demo::resolve_dir`]); `None` serves a placeholder.
+    pub demo_dir: Option<PathBuf>,
 }
 
 /// The router with every route of docs/HTTP_API.md.
 pub fn router(state: AppState) -> Router {
+    let site = demo::site(state.demo_dir.as_deref());
     Router::new()
-        .route("/", get(info::index))
         .route("/v1/health", get(info::health))
         .route("/v1/status", get(info::status))
         .route("/metrics", get(info::metrics))
@@ -72,18 +76,11 @@ pub fn router(state: AppState) -> Router {
                 .post(find::find),
         )
         .route("/v1/txn", post(txn::commit))
-        .fallback(fallback)
+        .fallback_service(site)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn(observe::track))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
-}
-
-async fn fallback(request: Request) -> ApiError {
-    ApiError::RouteNotFound {
-        method: request.method().to_string(),
-        path: request.uri().path().to_string(),
-    }
 }
 
 async fn method_not_allowed(request: Request) -> ApiError {

@@ -3,6 +3,7 @@
 
 mod auth;
 mod bad_input;
+mod demo;
 mod find;
 mod routes;
 mod txn;
@@ -52,7 +53,16 @@ impl Harness {
         Harness::build(Some(TokenKey::new(SECRET).unwrap())).await
     }
 
+    /// Without auth, serving the demo app from `dir`.
+    pub async fn with_demo(dir: std::path::PathBuf) -> Harness {
+        Harness::build_with(None, Some(dir)).await
+    }
+
     async fn build(key: Option<TokenKey>) -> Harness {
+        Harness::build_with(key, None).await
+    }
+
+    async fn build_with(key: Option<TokenKey>, demo_dir: Option<std::path::PathBuf>) -> Harness {
         let leader = Leader::open(MemoryStore::new(), LeaderConfig::default())
             .await
             .expect("leader opens on an empty store");
@@ -60,6 +70,7 @@ impl Harness {
             leader: leader.clone(),
             auth: key.clone().map(Arc::new),
             metrics: metrics_handle(),
+            demo_dir,
         });
         Harness {
             leader,
