@@ -4,7 +4,7 @@
 #   wasm/ ──wasm-pack (release, wasm-opt from npm binaryen)──► web/pkg-web   (--target web)
 #                                                           └► web/pkg-node  (--target nodejs)
 #   web/src/*.ts  ──tsc──► web/dist/*.js + *.d.ts        (the package's TypeScript face)
-#   web/demo/*    ──tsc──► web/dist/demo/                 (index.html, app.js, lib/, pkg-web/)
+#   web/demo/*    ──tsc──► web/dist/demo/                 (index.html, app.js, sw.js, lib/, pkg-web/)
 #
 # web/dist/demo is self-contained (the page loads the package through an import map), so
 # `cstore serve` serves it as plain files. The wasm step is skipped when its output is newer
@@ -90,7 +90,11 @@ node_modules/.bin/tsc -p tsconfig.json
 say "tsc: web/demo -> web/dist/demo"
 node_modules/.bin/tsc -p demo/tsconfig.json
 mkdir -p dist/demo/lib dist/demo/pkg-web
-cp demo/index.html demo/style.css dist/demo/
+cp demo/index.html demo/style.css demo/sw.js dist/demo/
 cp dist/*.js dist/demo/lib/
+rm dist/demo/lib/node.js
 cp pkg-web/cstore_wasm.js pkg-web/cstore_wasm_bg.wasm dist/demo/pkg-web/
+# The service worker caches these so the page loads offline ("./" is the page itself).
+(cd dist/demo && find . -type f ! -name sw.js ! -name shell.json | sed 's|^\./||' | sort |
+  awk 'BEGIN { printf "[\"./\"" } { printf ",\"%s\"", $0 } END { print "]" }') > dist/demo/shell.json
 say "done: package in web/dist + web/pkg-*, demo in web/dist/demo"
