@@ -227,8 +227,13 @@ function showStatus(status: Status): void {
   setText("st-lag", status.lag.toLocaleString(), status.lag > 0 ? "warn" : "");
   setText("st-pending", status.pendingWrites.toLocaleString(), status.pendingWrites > 0 ? "warn" : "");
   setText("st-rebootstraps", status.rebootstraps.toLocaleString());
-  setText("st-error", status.lastError ? `${status.lastError.code}: ${status.lastError.message}` : "none",
-    status.lastError ? "bad" : "");
+  // The replica keeps its last error after it recovers: shown in red only while it matters.
+  const error = status.lastError;
+  setText(
+    "st-error",
+    error ? `${status.connected ? "earlier: " : ""}${error.code}: ${error.message}` : "none",
+    error && !status.connected ? "bad" : "",
+  );
 
   if (!status.online) showBanner("You are offline. Keep going: notes are saved here and sent when the network is back.", "offline");
   else if ($("banner").classList.contains("offline")) showBanner("");

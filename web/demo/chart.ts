@@ -102,7 +102,8 @@ function niceCeil(value: number): number {
 }
 
 function formatCount(value: number): string {
-  if (value >= 1e6) return `${(value / 1e6).toFixed(value % 1e6 ? 1 : 0)}M`;
-  if (value >= 1e3) return `${(value / 1e3).toFixed(value % 1e3 ? 1 : 0)}k`;
-  return String(Math.round(value));
+  const short = (v: number) => String(Math.round(v * 10) / 10);
+  if (value >= 1e6) return `${short(value / 1e6)}M`;
+  if (value >= 1e3) return `${short(value / 1e3)}k`;
+  return short(value);
 }

@@ -5,7 +5,7 @@
 // Processes are stopped by their own PID (never by name). Screenshots go to web/test-results/.
 
 import { spawn } from "node:child_process";
-import { mkdirSync, mkdtempSync, rmSync, existsSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
@@ -17,6 +17,20 @@ const WEB = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
 const ROOT = resolve(WEB, "..");
 export const DEMO_DIR = join(WEB, "dist/demo");
 export const RESULTS_DIR = join(WEB, "test-results");
+
+/**
+ * Why the suite cannot run against this build, or `false`: the demo must be built, and its
+ * wasm module must export the browser replica (a build of cstore-wasm from before the replica
+ * exports only `version`). Tests pass this as `skip`, so the reason shows in the test report.
+ */
+export function cannotRun() {
+  const glue = join(DEMO_DIR, "pkg-web/cstore_wasm.js");
+  if (!existsSync(glue)) return `no built demo in ${DEMO_DIR}: run web/scripts/build.sh`;
+  if (!/export class Replica\b/.test(readFileSync(glue, "utf8"))) {
+    return "this build of cstore-wasm has no Replica export (the browser replica is not in it)";
+  }
+  return false;
+}
 
 /** The `cstore` binary: CSTORE_BIN, else the debug build in the cargo target dir. */
 export function cstoreBin() {
