@@ -31,8 +31,9 @@ CARGO_BIN="${CARGO_HOME:-$HOME/.cargo}/bin"
 # load, and without any wasm-opt on PATH wasm-pack tries to download one (and fails offline).
 export PATH="$WEB/node_modules/.bin:$CARGO_BIN:$PATH"
 
-[ -x node_modules/.bin/tsc ] && [ -x node_modules/.bin/wasm-opt ] ||
+if [ ! -x node_modules/.bin/tsc ] || [ ! -x node_modules/.bin/wasm-opt ]; then
   die "web/node_modules is missing or incomplete: run scripts/setup.sh (or 'npm ci' in web/)"
+fi
 
 # --- the wasm module ---------------------------------------------------------------------------
 wasm_is_fresh() {
@@ -60,8 +61,9 @@ else
     in_pkg && /^version = / { gsub(/"/, "", $3); print $3; exit }
   ' "$ROOT/Cargo.lock")"
   cli_version="$({ wasm-bindgen --version 2>/dev/null || true; } | awk '{print $2}')"
-  [ -n "$lock_version" ] && [ "$cli_version" = "$lock_version" ] ||
+  if [ -z "$lock_version" ] || [ "$cli_version" != "$lock_version" ]; then
     die "wasm-bindgen CLI is '${cli_version:-missing}' but Cargo.lock has '${lock_version:-none}': run scripts/setup.sh"
+  fi
 
   # Size over speed for the browser, without changing the workspace's release profile (the
   # server's): cargo reads these per build.

@@ -5,6 +5,7 @@
 import { Codes, CstoreError } from "./errors.js";
 import type { Hub } from "./hub.js";
 import type {
+  AnyDocument,
   Document,
   Filter,
   NewDocument,
@@ -33,7 +34,7 @@ export class Db {
   constructor(private readonly hub: Hub) {}
 
   /** The collection `name`, with documents typed `T`. */
-  collection<T extends Document = Document>(name: string): Collection<T> {
+  collection<T extends Document = AnyDocument>(name: string): Collection<T> {
     if (typeof name !== "string" || name === "") {
       throw new CstoreError(Codes.invalidArgument, "a collection name is a non-empty string");
     }
@@ -77,7 +78,7 @@ export interface WatchOptions {
 }
 
 /** A collection of documents of type `T`. */
-export class Collection<T extends Document = Document> {
+export class Collection<T extends Document = AnyDocument> {
   /** @internal */
   constructor(
     private readonly hub: Hub,

@@ -6,19 +6,23 @@
 /** A value that survives JSON. */
 export type JsonValue = string | number | boolean | null | JsonValue[] | { [key: string]: JsonValue };
 
-/** A stored document: a JSON object with a string `_id`. */
+/**
+ * A stored document: a JSON object with a string `_id`. Describe a collection's documents by
+ * extending it (`interface Note extends Document { text: string }`); it has no index
+ * signature, so the fields of such an interface stay checked.
+ */
 export interface Document {
   _id: string;
-  [field: string]: unknown;
 }
+
+/** A document of an untyped collection: any JSON fields. */
+export type AnyDocument = Document & { [field: string]: unknown };
 
 /** A document to insert: `_id` may be left out (one is generated). */
 export type NewDocument<T extends Document> = Omit<T, "_id"> & { _id?: string };
 
 /** A merge patch (RFC 7386): fields to set; `null` removes a field. */
-export type Patch<T extends Document> = { [K in keyof Omit<T, "_id">]?: T[K] | null } & {
-  [path: string]: unknown;
-};
+export type Patch<T extends Document> = { [K in keyof Omit<T, "_id">]?: Omit<T, "_id">[K] | null };
 
 /** Comparison operators on one field. */
 export interface Operators<V> {
@@ -41,7 +45,7 @@ export type Condition<V> = V | Operators<V>;
  * A Mongo-style filter: conditions on top-level fields (typed after `T`), on dotted paths
  * (`"address.city"`), combined with `$and` / `$or`.
  */
-export type Filter<T extends Document = Document> = {
+export type Filter<T extends Document = AnyDocument> = {
   [K in keyof T]?: Condition<T[K]>;
 } & {
   $and?: Filter<T>[];
@@ -53,7 +57,7 @@ export type Filter<T extends Document = Document> = {
 export type Sort = Record<string, 1 | -1> | Array<[string, 1 | -1]>;
 
 /** A query: the body of the server's `find`. An empty filter matches every document. */
-export interface Query<T extends Document = Document> {
+export interface Query<T extends Document = AnyDocument> {
   filter?: Filter<T>;
   sort?: Sort;
   limit?: number;
