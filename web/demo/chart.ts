@@ -87,10 +87,19 @@ export class ReplicationChart {
       else g.lineTo(x, y);
     });
     g.stroke();
-    g.fillStyle = "#b76e00";
-    g.textAlign = "right";
+    const peakLag = Math.max(0, ...this.samples.map((s) => s.lag));
+    const peakRate = Math.max(0, ...this.samples.map((s) => s.rate));
     g.textBaseline = "top";
-    g.fillText(`lag max ${formatCount(maxLag)}`, pad.left + plotW - 2, pad.top + 2);
+    if (peakLag > 0) {
+      g.fillStyle = "#b76e00";
+      g.textAlign = "right";
+      g.fillText(`lag peak ${formatCount(peakLag)}`, pad.left + plotW - 2, pad.top + 2);
+    }
+    if (peakRate === 0 && peakLag === 0) {
+      g.fillStyle = "#a3a8b8";
+      g.textAlign = "center";
+      g.fillText("no replication traffic yet: add a note", pad.left + plotW / 2, pad.top + plotH / 2 - 6);
+    }
   }
 }
 

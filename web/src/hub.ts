@@ -73,6 +73,8 @@ export function browserEnv(): TabEnv {
 
 /** How many calls may wait for an owner tab at once. */
 export const PENDING_CALLS_MAX = 10_000;
+/** How long a follower whose takeover failed waits before it queues for the lock again. */
+export const TAKEOVER_RETRY_MS = 2_000;
 /** How many live queries an owner keeps for other tabs. */
 export const SERVED_WATCHES_MAX = 4_096;
 
@@ -115,6 +117,8 @@ export class Hub {
   private readonly rejectedListeners = new Set<Listener<RejectedWrite>>();
   private readonly ownerListeners = new Set<Listener<TabRole>>();
   private releaseLock: (() => void) | null = null;
+  private locks: LockManagerLike | null = null;
+  private lockName = "";
   private readonly abortLock = new AbortController();
   private ready!: { resolve: () => void; reject: (e: CstoreError) => void; settled: boolean };
 
@@ -151,11 +155,9 @@ export class Hub {
     env.onPageHide?.(() => {
       if (hub.role === "follower") hub.post({ t: "bye", from: hub.tabId });
     });
-    env.locks
-      .request(name, { mode: "exclusive", signal: hub.abortLock.signal }, () => hub.own())
-      .catch(() => {
-        // Aborted by close() while waiting: nothing to do.
-      });
+    hub.lockName = name;
+    hub.locks = env.locks;
+    hub.requestLock();
     hub.post({ t: "hello", from: hub.tabId });
     try {
       await ready;
@@ -254,6 +256,16 @@ export class Hub {
 
   // --- owner side -------------------------------------------------------------------------------
 
+  /** Queues for the owner lock; `own` runs once it is granted. */
+  private requestLock(): void {
+    if (this.closed || !this.locks) return;
+    this.locks
+      .request(this.lockName, { mode: "exclusive", signal: this.abortLock.signal }, () => this.own())
+      .catch(() => {
+        // Aborted by close() while waiting: nothing to do.
+      });
+  }
+
   /** Runs while this tab holds the lock: opens the replica and serves the other tabs. */
   private async own(): Promise<void> {
     if (this.closed) return;
@@ -264,8 +276,14 @@ export class Hub {
       // Give the lock up: another tab may succeed. This tab fails its open, or, if it had
       // already joined an owner, reports the error in its status.
       const error = CstoreError.from(e);
-      if (!this.ready.settled) this.settle(error);
-      else this.emitStatus({ ...this.status(), lastError: error.toInfo() });
+      if (!this.ready.settled) {
+        this.settle(error);
+      } else {
+        // A follower that failed to take over: report it, and queue again later, so that a
+        // lasting failure (or the last tab failing) does not leave the origin without an owner.
+        this.emitStatus({ ...this.status(), lastError: error.toInfo() });
+        setTimeout(() => this.requestLock(), TAKEOVER_RETRY_MS);
+      }
       return;
     }
     if (this.closed) {

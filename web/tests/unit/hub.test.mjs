@@ -198,3 +198,28 @@ test("URLs: http base or WebSocket URL; a build without Replica says so", async 
   assert.throws(() => wasmOptions("ftp://x"), (e) => e.code === "invalid_argument");
   await assert.rejects(openerOf({ version: () => "0" })(OPTIONS), (e) => e.code === "unsupported");
 });
+
+test("a follower whose takeover fails reports it and tries again", async () => {
+  const disk = new FakeDisk();
+  const locks = new FakeLocks();
+  const good = opener(disk);
+  let calls = 0;
+  const flaky = async (options) => {
+    calls += 1;
+    if (calls === 2) throw Object.assign(new Error("IndexedDB is blocked"), { code: "idb_blocked" });
+    return good(options);
+  };
+  const tabA = new FakeTab("a", locks);
+  const a = await start(flaky, tabA.env);
+  const b = await start(flaky, new FakeTab("b", locks).env);
+  const errors = [];
+  b.on("status", (s) => s.lastError && errors.push(s.lastError.code));
+  tabA.kill();
+  await good.made[0].close();
+  open.splice(open.indexOf(a), 1);
+  await eventually(() => errors.includes("idb_blocked"));
+  assert.equal(b.status.tab, "follower");
+  await eventually(() => b.status.tab === "owner", 5_000);
+  assert.equal(calls, 3);
+  await b.collection("x").insert({ _id: "1" });
+});
