@@ -34,7 +34,7 @@ fn measure(n: u64, padding: usize, indexes: &[IndexSpec]) -> (u64, u64) {
             })
             .collect();
         i += ops.len() as u64;
-        let entry = LogEntry::new(state.applied(), Term(1), TimestampMs(2), Txn { ops });
+        let entry = LogEntry::new(state.applied(), Term(1), TimestampMs(2), Txn::new(ops));
         state.apply(&entry).unwrap();
     }
     let grown = rss_bytes().saturating_sub(before);

@@ -7,10 +7,11 @@
 //! and no knowledge beyond the state, so every replica computes the same result.
 
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 use crate::doc::RawDoc;
 use crate::index::IndexSpec;
-use crate::types::Lsn;
+use crate::types::{Hash, Lsn};
 
 /// Most operations in one transaction.
 pub const TXN_OPS_MAX: usize = 10_000;
@@ -70,6 +71,12 @@ pub enum Op {
 }
 
 impl Op {
+    /// SHA-256 of the operation's encoding: what an entry's hash covers for it.
+    pub fn hash(&self) -> Hash {
+        let bytes = postcard::to_allocvec(self).expect("encoding into a Vec cannot fail");
+        Hash(Sha256::digest(&bytes).into())
+    }
+
     /// The collection this operation touches.
     pub fn collection(&self) -> &str {
         match self {
@@ -96,21 +103,151 @@ impl Op {
     }
 }
 
-/// An atomic list of operations.
+/// Most bytes in an [`Origin`]'s client id.
+pub const ORIGIN_CLIENT_BYTES_MAX: usize = 64;
+
+/// Who sent a transaction, so that a retried write commits at most once.
+///
+/// A client (a browser replica, say) numbers its writes 1, 2, 3, … and sends each with its
+/// client id. The state remembers, per client, the last sequence number that committed and
+/// the LSN it committed at; a transaction whose `seq` is not above that is refused with
+/// [`TxnError::DuplicateOrigin`](crate::state::TxnError::DuplicateOrigin), which the leader
+/// turns into "already done at LSN n". Because the record lives in the replicated state (and
+/// in snapshots), it survives restarts and is the same on every replica, and a replica can
+/// tell which of its own pending writes an entry confirms.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Origin {
+    /// The client's id: 1 to 64 bytes of `[A-Za-z0-9_-]`.
+    pub client: String,
+    /// The write's number in the client's own order, from 1.
+    pub seq: u64,
+}
+
+impl Origin {
+    /// Checks the id's length and alphabet and that `seq` is at least 1.
+    pub fn validate(&self) -> Result<(), String> {
+        let id_ok = !self.client.is_empty()
+            && self.client.len() <= ORIGIN_CLIENT_BYTES_MAX
+            && self
+                .client
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        if !id_ok {
+            return Err(format!(
+                "origin client must be 1 to {ORIGIN_CLIENT_BYTES_MAX} characters of [A-Za-z0-9_-]"
+            ));
+        }
+        if self.seq == 0 {
+            return Err("origin seq starts at 1".to_string());
+        }
+        Ok(())
+    }
+}
+
+/// An operation left out of a transaction sent to a replica that does not subscribe to its
+/// collection: only its place and hash travel, so the replica still verifies the entry's hash.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OmittedOp {
+    /// Its position among all the transaction's operations.
+    pub index: u32,
+    /// [`Op::hash`] of it.
+    pub hash: Hash,
+}
+
+/// An atomic list of operations, and who sent it when the sender asked for exactly-once.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Txn {
-    /// Applied in order; all or nothing.
+    /// Applied in order; all or nothing. In a filtered transaction, only the operations on
+    /// subscribed collections.
     pub ops: Vec<Op>,
+    /// The client write this transaction carries out, if the client named it.
+    pub origin: Option<Origin>,
+    /// Operations left out for a replica's subscription, by position (ascending); empty in
+    /// the leader's log. See [`Txn::filtered`].
+    pub omitted: Vec<OmittedOp>,
 }
 
 impl Txn {
+    /// A transaction of these operations, with no origin.
+    pub fn new(ops: Vec<Op>) -> Txn {
+        Txn {
+            ops,
+            origin: None,
+            omitted: Vec::new(),
+        }
+    }
+
+    /// How many operations the whole transaction has, present or omitted.
+    pub fn op_count(&self) -> usize {
+        self.ops.len() + self.omitted.len()
+    }
+
+    /// The same transaction with the operations on collections `keep` refuses replaced by
+    /// their hashes. The entry's hash does not change (see `log::entry`). `None` when every
+    /// operation is kept (nothing to filter: send the entry as it is).
+    pub fn filtered(&self, keep: impl Fn(&str) -> bool) -> Option<Txn> {
+        if self.ops.iter().all(|op| keep(op.collection())) {
+            return None;
+        }
+        let mut filtered = Txn {
+            ops: Vec::new(),
+            origin: self.origin.clone(),
+            omitted: Vec::new(),
+        };
+        let mut present = self.ops.iter();
+        let mut omitted = self.omitted.iter().peekable();
+        for index in 0..self.op_count() as u32 {
+            if let Some(op) = omitted.next_if(|o| o.index == index) {
+                filtered.omitted.push(*op);
+                continue;
+            }
+            let op = present.next().expect("op_count counts every operation");
+            if keep(op.collection()) {
+                filtered.ops.push(op.clone());
+            } else {
+                filtered.omitted.push(OmittedOp {
+                    index,
+                    hash: op.hash(),
+                });
+            }
+        }
+        Some(filtered)
+    }
+
+    /// The hash of every operation in order, present or omitted; `None` if `omitted` is not
+    /// a valid set of positions (out of order, repeated or past the end).
+    pub fn op_hashes(&self) -> Option<Vec<Hash>> {
+        let count = self.op_count();
+        let mut hashes = Vec::with_capacity(count);
+        let mut present = self.ops.iter();
+        let mut omitted = self.omitted.iter().peekable();
+        for index in 0..count as u32 {
+            match omitted.next_if(|o| o.index == index) {
+                Some(o) => hashes.push(o.hash),
+                None => hashes.push(present.next()?.hash()),
+            }
+        }
+        if omitted.next().is_some() || present.next().is_some() {
+            return None;
+        }
+        Some(hashes)
+    }
+
     /// A transaction of one operation.
     pub fn single(op: Op) -> Txn {
-        Txn { ops: vec![op] }
+        Txn::new(vec![op])
     }
 
     /// An empty transaction: a tick that only carries the leader's clock (for TTL expiry).
     pub fn tick() -> Txn {
-        Txn { ops: Vec::new() }
+        Txn::new(Vec::new())
+    }
+
+    /// The same transaction, sent by `origin`.
+    pub fn with_origin(self, origin: Origin) -> Txn {
+        Txn {
+            origin: Some(origin),
+            ..self
+        }
     }
 }

@@ -104,7 +104,7 @@ fn chain() -> impl Strategy<Value = Vec<LogEntry>> {
             .into_iter()
             .map(|(term, timestamp, ops)| {
                 let entry =
-                    LogEntry::new(position, Term(term), TimestampMs(timestamp), Txn { ops });
+                    LogEntry::new(position, Term(term), TimestampMs(timestamp), Txn::new(ops));
                 position = entry.position();
                 entry
             })

@@ -2,7 +2,7 @@
 //! error with a stable code, and no byte string makes decoding panic.
 
 use cstore_core::ErrorCode;
-use cstore_core::log::codec::{RecordKind, encode_record};
+use cstore_core::log::codec::{FORMAT_VERSION, RecordKind, encode_record};
 use cstore_core::replication::{Frame, FrameError, Hello, PROTOCOL_VERSION, SnapshotResume};
 use cstore_core::{Hash, LogEntry, LogPosition, Lsn, ReplicaId, Term, TimestampMs, Txn};
 use proptest::prelude::*;
@@ -42,6 +42,7 @@ fn every_kind() -> Vec<Frame> {
                 state_hash: Hash([9; 32]),
                 offset: 12,
             }),
+            collections: Some(vec!["notes".into(), "todos".into()]),
         }),
         Frame::Ack { durable: Lsn(5) },
         Frame::SnapshotAck {
@@ -118,7 +119,7 @@ fn each_failure_has_its_code() {
     assert!(Frame::decode_limited(&good, good.len()).is_ok());
 
     let mut version = good.clone();
-    version[8] = 2;
+    version[8] = FORMAT_VERSION + 1;
     let body = version[8..].to_vec();
     let crc = crc32c::crc32c_append(crc32c::crc32c(&version[0..4]), &body);
     version[4..8].copy_from_slice(&crc.to_le_bytes());

@@ -56,6 +56,7 @@ fn hello(last: LogPosition, durable: u64) -> Frame {
         last,
         durable: Lsn(durable),
         resume: None,
+        collections: None,
     })
 }
 
@@ -579,4 +580,86 @@ fn a_late_snapshot_ack_of_an_earlier_transfer_is_ignored() {
         s.handle_frame(t(8), snapshot_ack(&second, 10)),
         [chunk(&second, 10, 20)]
     );
+}
+
+fn subscribed_hello(collections: Vec<String>) -> Frame {
+    let Frame::Hello(hello) = hello(LogPosition::START, 0) else {
+        unreachable!()
+    };
+    Frame::Hello(Hello {
+        collections: Some(collections),
+        ..hello
+    })
+}
+
+#[test]
+fn a_subscribed_replica_gets_other_collections_as_hashes_and_a_filtered_snapshot() {
+    use cstore_core::Op;
+    use cstore_core::doc::RawDoc;
+    use cstore_core::state::State;
+
+    let put = |collection: &str, id: &str| Op::Put {
+        collection: collection.into(),
+        doc: RawDoc::from_value(&serde_json::json!({"_id": id})).unwrap(),
+        if_version: None,
+    };
+    let mut state = State::new();
+    let mut log = Vec::new();
+    for txn in [
+        Txn::new(vec![put("notes", "n1"), put("secrets", "s1")]),
+        Txn::single(put("secrets", "s2")),
+        Txn::single(put("notes", "n2")),
+    ] {
+        let entry = LogEntry::new(state.applied(), Term(1), t(1), txn);
+        state.apply(&entry).unwrap();
+        log.push(entry);
+    }
+    let mut s = session(&log, config());
+    let commands = s.handle_frame(t(1), subscribed_hello(vec!["notes".into()]));
+    assert_eq!(commands, [welcome(LogPosition::START), read(1, 4)]);
+    let commands = s.on_entries(t(2), log.clone());
+    let [LeaderCommand::Send(Frame::Entries { entries: sent })] = &commands[..] else {
+        panic!("expected one Entries frame, got {commands:?}");
+    };
+    assert_eq!(sent.len(), 3);
+    for (sent, full) in sent.iter().zip(&log) {
+        assert_eq!(sent.position(), full.position());
+        assert!(sent.verify_hash(), "entry {} verifies", sent.lsn);
+        assert!(sent.txn.ops.iter().all(|op| op.collection() == "notes"));
+    }
+    assert_eq!(sent[0].txn.omitted.len(), 1);
+    assert_eq!(
+        sent[2], log[2],
+        "an entry with nothing to leave out goes as it is"
+    );
+
+    // The snapshot a subscribed replica bootstraps from holds only its collections.
+    let mut replica_state = State::new();
+    for entry in sent {
+        replica_state.apply(entry).unwrap();
+    }
+    let filtered = State::filter_snapshot(&state.snapshot(), |c| c == "notes").unwrap();
+    assert_eq!(filtered.position, state.applied());
+    assert_eq!(filtered.state_hash, replica_state.state_hash());
+    let rebuilt = State::from_snapshot(&filtered).unwrap();
+    assert!(rebuilt.collection("secrets").is_none());
+    assert_eq!(rebuilt.collection("notes").unwrap().len(), 2);
+}
+
+#[test]
+fn an_invalid_subscription_closes_the_session_for_good() {
+    let log = log(2);
+    for collections in [
+        vec!["bad name!".to_string()],
+        vec![String::new()],
+        (0..2000).map(|i| format!("c{i}")).collect(),
+    ] {
+        let mut s = session(&log, config());
+        let commands = s.handle_frame(t(1), subscribed_hello(collections));
+        assert_eq!(closed_with(&commands), "invalid_subscription");
+        let LeaderCommand::Close(error) = &commands[1] else {
+            unreachable!()
+        };
+        assert_eq!(error.remedy(), cstore_core::replication::Remedy::Stop);
+    }
 }

@@ -33,6 +33,7 @@ fn config() -> ReplicaConfig {
         replica_id: ME,
         leader_timeout_ms: 1_000,
         snapshot_bytes_max: 100,
+        subscription: None,
     }
 }
 
@@ -127,6 +128,7 @@ fn hello_carries_the_position_the_durable_lsn_and_the_term() {
             last: log[2].position(),
             durable: Lsn(3),
             resume: None,
+            collections: None,
         })
     );
     assert!(r.is_connected() && !r.is_streaming());
@@ -204,7 +206,7 @@ fn a_gap_a_bad_hash_or_a_bad_term_closes_with_its_code() {
     r.handle_frame(t(1), frame(&log, 1, 2));
     let mut other = entries(&log, 2, 2);
     other[0].timestamp = TimestampMs(77);
-    other[0].hash = other[0].compute_hash();
+    other[0].hash = other[0].compute_hash().unwrap();
     let out = r.handle_frame(t(2), Frame::Entries { entries: other });
     assert_eq!(closed_with(&out), ("diverged", Remedy::Reconnect));
 

@@ -60,7 +60,7 @@ pub fn state_with(indexes: &[IndexSpec]) -> State {
             state.applied(),
             Term(1),
             TimestampMs(1),
-            Txn { ops },
+            Txn::new(ops),
         ))
         .unwrap();
     state

@@ -24,8 +24,9 @@ pub const RECORD_HEADER_BYTES: usize = 8;
 /// Largest payload accepted, in bytes. A transaction is at most 16 MiB of documents; this
 /// leaves room for its framing and stops a corrupt length from asking for gigabytes.
 pub const RECORD_PAYLOAD_MAX: usize = 32 << 20;
-/// The current format version, the first payload byte.
-pub const FORMAT_VERSION: u8 = 1;
+/// The current format version, the first payload byte. Version 2 added `Txn::origin`; records
+/// of version 1 are refused as an unknown version, never misread.
+pub const FORMAT_VERSION: u8 = 2;
 
 /// What a record holds, the second payload byte.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -15,7 +15,7 @@
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::txn::Txn;
+use crate::txn::{Origin, Txn};
 use crate::types::{Hash, LogPosition, Lsn, Term, TimestampMs};
 
 /// One committed transaction at one position in the log.
@@ -35,20 +35,22 @@ pub struct LogEntry {
     pub hash: Hash,
 }
 
-/// The hashed part of an entry, borrowed so hashing does not copy the transaction.
+/// The hashed header of an entry; the operations' hashes follow it.
 #[derive(Serialize)]
 struct Body<'a> {
     lsn: Lsn,
     term: Term,
     timestamp: TimestampMs,
-    txn: &'a Txn,
+    origin: &'a Option<Origin>,
+    op_count: u64,
 }
 
 impl LogEntry {
     /// Builds the entry after `prev` and computes its hash.
     pub fn new(prev: LogPosition, term: Term, timestamp: TimestampMs, txn: Txn) -> LogEntry {
         let lsn = prev.lsn.next();
-        let hash = compute_hash(prev.hash, lsn, term, timestamp, &txn);
+        let hash = compute_hash(prev.hash, lsn, term, timestamp, &txn)
+            .expect("a transaction without omitted operations hashes");
         LogEntry {
             lsn,
             term,
@@ -59,8 +61,9 @@ impl LogEntry {
         }
     }
 
-    /// The hash this entry should carry, computed from its contents.
-    pub fn compute_hash(&self) -> Hash {
+    /// The hash this entry should carry, computed from its contents; `None` when its
+    /// omitted operations are malformed (which no hash can match).
+    pub fn compute_hash(&self) -> Option<Hash> {
         compute_hash(
             self.prev_hash,
             self.lsn,
@@ -72,7 +75,29 @@ impl LogEntry {
 
     /// True when the stored hash matches the contents.
     pub fn verify_hash(&self) -> bool {
-        self.compute_hash() == self.hash
+        self.compute_hash() == Some(self.hash)
+    }
+
+    /// The entry as a replica subscribed to the collections `keep` accepts receives it: the
+    /// other operations replaced by their hashes, the hash unchanged. `None` when nothing is
+    /// left out.
+    pub fn filtered(&self, keep: impl Fn(&str) -> bool) -> Option<LogEntry> {
+        let txn = self.txn.filtered(keep)?;
+        Some(LogEntry {
+            txn,
+            ..self.clone_header()
+        })
+    }
+
+    fn clone_header(&self) -> LogEntry {
+        LogEntry {
+            lsn: self.lsn,
+            term: self.term,
+            timestamp: self.timestamp,
+            txn: Txn::default(),
+            prev_hash: self.prev_hash,
+            hash: self.hash,
+        }
     }
 
     /// True when this entry directly follows `prev` in a chain.
@@ -89,18 +114,35 @@ impl LogEntry {
     }
 }
 
-fn compute_hash(prev: Hash, lsn: Lsn, term: Term, timestamp: TimestampMs, txn: &Txn) -> Hash {
+fn compute_hash(
+    prev: Hash,
+    lsn: Lsn,
+    term: Term,
+    timestamp: TimestampMs,
+    txn: &Txn,
+) -> Option<Hash> {
     let body = postcard::to_allocvec(&Body {
         lsn,
         term,
         timestamp,
-        txn,
+        origin: &txn.origin,
+        op_count: txn.op_count() as u64,
     })
     .expect("encoding into a Vec cannot fail");
     let mut hasher = Sha256::new();
     hasher.update(prev.0);
     hasher.update(&body);
-    Hash(hasher.finalize().into())
+    if txn.omitted.is_empty() {
+        // The common case (the leader's own log): no list of hashes to build.
+        for op in &txn.ops {
+            hasher.update(op.hash().0);
+        }
+    } else {
+        for op_hash in txn.op_hashes()? {
+            hasher.update(op_hash.0);
+        }
+    }
+    Some(Hash(hasher.finalize().into()))
 }
 
 #[cfg(test)]
@@ -142,6 +184,65 @@ mod tests {
         assert!(!changed.verify_hash());
         let mut changed = a;
         changed.prev_hash = Hash([1; 32]);
+        assert!(!changed.verify_hash());
+    }
+
+    fn mixed() -> LogEntry {
+        let put = |collection: &str, id: &str| Op::Put {
+            collection: collection.into(),
+            doc: crate::doc::RawDoc::from_value(&serde_json::json!({"_id": id})).unwrap(),
+            if_version: None,
+        };
+        let txn = Txn::new(vec![
+            put("a", "1"),
+            put("b", "2"),
+            put("a", "3"),
+            put("c", "4"),
+        ]);
+        LogEntry::new(LogPosition::START, Term(1), TimestampMs(10), txn)
+    }
+
+    #[test]
+    fn a_filtered_entry_keeps_its_hash_and_verifies() {
+        let entry = mixed();
+        assert!(entry.filtered(|_| true).is_none(), "nothing to leave out");
+        let only_a = entry.filtered(|c| c == "a").unwrap();
+        assert_eq!(only_a.hash, entry.hash);
+        assert_eq!(only_a.txn.ops.len(), 2);
+        assert_eq!(
+            only_a
+                .txn
+                .omitted
+                .iter()
+                .map(|o| o.index)
+                .collect::<Vec<_>>(),
+            [1, 3]
+        );
+        assert!(only_a.verify_hash());
+        // Filtering again, more narrowly, still verifies; so does leaving everything out.
+        let none = only_a.filtered(|_| false).unwrap();
+        assert!(none.txn.ops.is_empty() && none.txn.omitted.len() == 4);
+        assert!(none.verify_hash());
+        assert_eq!(none.txn.op_hashes(), entry.txn.op_hashes());
+    }
+
+    #[test]
+    fn a_tampered_filtered_entry_does_not_verify() {
+        let filtered = mixed().filtered(|c| c == "a").unwrap();
+        let mut changed = filtered.clone();
+        changed.txn.omitted[0].hash = Hash([7; 32]);
+        assert!(!changed.verify_hash());
+        // Positions must be ascending, distinct and inside the transaction.
+        for index in [0, 3, 9] {
+            let mut changed = filtered.clone();
+            changed.txn.omitted[0].index = index;
+            assert!(!changed.verify_hash(), "omitted index {index}");
+        }
+        let mut changed = filtered.clone();
+        changed.txn.omitted.swap(0, 1);
+        assert!(!changed.verify_hash());
+        let mut changed = filtered;
+        changed.txn.ops.pop();
         assert!(!changed.verify_hash());
     }
 }

@@ -63,6 +63,11 @@ pub struct ReplicaConfig {
     pub leader_timeout_ms: u64,
     /// Largest snapshot accepted, in bytes; the bound on the receive buffer.
     pub snapshot_bytes_max: u64,
+    /// The collections to follow; `None` follows all. A replica keeps one subscription for
+    /// its life: its log and state hold only these collections (see [`Hello::collections`]).
+    ///
+    /// [`Hello::collections`]: crate::replication::Hello::collections
+    pub subscription: Option<Vec<String>>,
 }
 
 impl ReplicaConfig {
@@ -72,6 +77,7 @@ impl ReplicaConfig {
             replica_id,
             leader_timeout_ms: 5_000,
             snapshot_bytes_max: 1 << 30,
+            subscription: None,
         }
     }
 }

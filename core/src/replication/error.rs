@@ -95,6 +95,13 @@ pub enum ReplicationError {
     /// The replica acknowledged an entry it was never sent.
     #[error("ack for {durable} beyond the last entry sent, {sent}")]
     AckBeyondSent { durable: Lsn, sent: Lsn },
+    /// The hello's subscription names too many collections, or invalid names.
+    #[error("invalid subscription: {0}")]
+    InvalidSubscription(String),
+    /// The leader's own snapshot could not be filtered for a subscription (a leader bug or
+    /// a damaged snapshot).
+    #[error("the leader's snapshot is unusable: {0}")]
+    LeaderSnapshot(String),
     /// The peer closed with an `Error` frame.
     #[error("peer closed: {code}: {message}")]
     Remote { code: String, message: String },
@@ -122,6 +129,8 @@ impl ErrorCode for ReplicationError {
             ReplicationError::AckTimeout { .. } => "ack_timeout",
             ReplicationError::ReplicaLagging { .. } => "replica_lagging",
             ReplicationError::AckBeyondSent { .. } => "ack_beyond_sent",
+            ReplicationError::InvalidSubscription(_) => "invalid_subscription",
+            ReplicationError::LeaderSnapshot(_) => "leader_snapshot_unusable",
             ReplicationError::Remote { .. } => "peer_error",
         }
     }
@@ -132,10 +141,13 @@ impl ReplicationError {
     pub fn remedy(&self) -> Remedy {
         match self {
             ReplicationError::UnsupportedProtocol { .. }
-            | ReplicationError::SnapshotTooLarge { .. } => Remedy::Stop,
+            | ReplicationError::SnapshotTooLarge { .. }
+            | ReplicationError::InvalidSubscription(_) => Remedy::Stop,
             ReplicationError::ApplyFailed { .. } => Remedy::Rebootstrap,
             ReplicationError::Remote { code, .. } => match code.as_str() {
-                "unsupported_protocol" | "snapshot_too_large" => Remedy::Stop,
+                "unsupported_protocol" | "snapshot_too_large" | "invalid_subscription" => {
+                    Remedy::Stop
+                }
                 "apply_failed" => Remedy::Rebootstrap,
                 _ => Remedy::Reconnect,
             },

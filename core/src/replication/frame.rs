@@ -23,8 +23,9 @@ use crate::log::codec::{
 };
 use crate::types::{Hash, LogPosition, Lsn, ReplicaId, Term};
 
-/// The replication protocol version this build speaks.
-pub const PROTOCOL_VERSION: u16 = 1;
+/// The replication protocol version this build speaks. Version 2: entries carry
+/// `Txn::origin` (log format version 2).
+pub const PROTOCOL_VERSION: u16 = 2;
 /// Largest frame, in bytes, that [`Frame::decode`] accepts: one record of the largest size.
 /// A single entry always fits (a transaction is at most 16 MiB of documents); batches of
 /// entries are cut far below this by the leader's `frame_bytes_max`.
@@ -49,7 +50,15 @@ pub struct Hello {
     pub durable: Lsn,
     /// A snapshot the replica was receiving when its last connection dropped, if any.
     pub resume: Option<SnapshotResume>,
+    /// The collections the replica follows (`None`: all). The leader sends the other
+    /// collections' operations as hashes only (`Txn::omitted`), so every entry still verifies,
+    /// and snapshots holding only these collections. At most [`SUBSCRIPTION_COLLECTIONS_MAX`]
+    /// valid collection names.
+    pub collections: Option<Vec<String>>,
 }
+
+/// Most collections one replica may subscribe to by name.
+pub const SUBSCRIPTION_COLLECTIONS_MAX: usize = 1024;
 
 /// Where an interrupted snapshot transfer stopped, so a reconnect can continue it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

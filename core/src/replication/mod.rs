@@ -95,7 +95,7 @@ pub use config::{ReplicaConfig, SessionConfig};
 pub use error::{Remedy, ReplicationError};
 pub use frame::{
     ERROR_MESSAGE_BYTES_MAX, FRAME_BYTES_MAX, Frame, FrameError, Hello, PROTOCOL_VERSION,
-    SnapshotResume, entry_wire_bytes,
+    SUBSCRIPTION_COLLECTIONS_MAX, SnapshotResume, entry_wire_bytes,
 };
 pub use leader_session::{LeaderCommand, LeaderSession};
 #[cfg(feature = "testing")]

@@ -193,6 +193,7 @@ impl Replica {
             last: self.received,
             durable: self.durable_lsn(),
             resume: self.incoming.as_ref().map(IncomingSnapshot::resume),
+            collections: self.config.subscription.clone(),
         })
     }
 

@@ -48,6 +48,17 @@ pub enum TxnError {
     TooLarge(String),
     #[error("entry {got} does not follow the applied position {applied}")]
     OutOfOrder { applied: LogPosition, got: Lsn },
+    #[error("invalid origin: {0}")]
+    InvalidOrigin(String),
+    #[error(
+        "client {client:?} already committed write {last_seq} (at lsn {last_lsn}); write {seq} is not newer"
+    )]
+    DuplicateOrigin {
+        client: String,
+        seq: u64,
+        last_seq: u64,
+        last_lsn: Lsn,
+    },
 }
 
 impl ErrorCode for TxnError {
@@ -67,6 +78,8 @@ impl ErrorCode for TxnError {
             TxnError::InvalidPatch => "invalid_patch",
             TxnError::TooLarge(_) => "txn_too_large",
             TxnError::OutOfOrder { .. } => "out_of_order",
+            TxnError::InvalidOrigin(_) => "invalid_origin",
+            TxnError::DuplicateOrigin { .. } => "duplicate_origin",
         }
     }
 }

@@ -1,10 +1,11 @@
 //! The canonical encoding of a [`State`]: what snapshots hold and what the state hash covers.
 //!
 //! ```text
-//! version: u8 = 1
+//! version: u8 = 2
 //! applied: LogPosition, last_timestamp
 //! collections (by name): [ name, options, index specs (creation order),
 //!                          documents (by _id): [ (StoredDoc, expires_at) ] ]
+//! origins (by client): [ (client, OriginRecord { seq, lsn, at }) ]
 //! ```
 //!
 //! Encoding streams straight from the live maps (no copy of the state); decoding checks every
@@ -13,14 +14,14 @@
 
 use serde::{Deserialize, Serialize, Serializer};
 
-use super::{Collection, State, TxnError};
+use super::{Collection, OriginRecord, State, TxnError};
 use crate::doc::{StoredDoc, validate_collection_name};
 use crate::error::ErrorCode;
 use crate::index::IndexSpec;
-use crate::txn::CollectionOptions;
-use crate::types::{LogPosition, TimestampMs};
+use crate::txn::{CollectionOptions, Origin};
+use crate::types::{LogPosition, Lsn, TimestampMs};
 
-const IMAGE_VERSION: u8 = 1;
+const IMAGE_VERSION: u8 = 2;
 
 /// Why snapshot bytes did not rebuild a state.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -65,24 +66,27 @@ pub(super) fn encode(state: &State) -> Vec<u8> {
             (name, c.options(), specs, docs)
         })
     });
+    let origins = Seq(|| state.origins.iter());
     let image = (
         IMAGE_VERSION,
         state.applied,
         state.last_timestamp,
         collections,
+        origins,
     );
     postcard::to_allocvec(&image).expect("encoding into a Vec cannot fail")
 }
 
-#[derive(Deserialize)]
+#[derive(Serialize, Deserialize)]
 struct Image {
     version: u8,
     applied: LogPosition,
     last_timestamp: TimestampMs,
     collections: Vec<CollectionImage>,
+    origins: Vec<(String, OriginRecord)>,
 }
 
-#[derive(Deserialize)]
+#[derive(Serialize, Deserialize)]
 struct CollectionImage {
     name: String,
     options: CollectionOptions,
@@ -90,7 +94,7 @@ struct CollectionImage {
     docs: Vec<(StoredDoc, Option<TimestampMs>)>,
 }
 
-pub(super) fn decode(bytes: &[u8]) -> Result<State, SnapshotError> {
+fn parse(bytes: &[u8]) -> Result<Image, SnapshotError> {
     if let Some(&version) = bytes.first()
         && version != IMAGE_VERSION
     {
@@ -105,10 +109,23 @@ pub(super) fn decode(bytes: &[u8]) -> Result<State, SnapshotError> {
         )));
     }
     debug_assert_eq!(image.version, IMAGE_VERSION);
+    Ok(image)
+}
+
+/// The image with only the collections `keep` accepts: what a replica subscribed to them
+/// holds at the same position. Encoded exactly as [`encode`] would encode that state.
+pub(super) fn filter(bytes: &[u8], keep: impl Fn(&str) -> bool) -> Result<Vec<u8>, SnapshotError> {
+    let mut image = parse(bytes)?;
+    image.collections.retain(|c| keep(&c.name));
+    Ok(postcard::to_allocvec(&image).expect("encoding into a Vec cannot fail"))
+}
+
+pub(super) fn decode(bytes: &[u8]) -> Result<State, SnapshotError> {
+    let image = parse(bytes)?;
     let mut state = State {
-        collections: Default::default(),
         applied: image.applied,
         last_timestamp: image.last_timestamp,
+        ..State::default()
     };
     let malformed = |msg: String| SnapshotError::Malformed(msg);
     let mut last_name: Option<String> = None;
@@ -142,6 +159,36 @@ pub(super) fn decode(bytes: &[u8]) -> Result<State, SnapshotError> {
             .map_err(|e: TxnError| malformed(e.to_string()))?;
         state.collections.insert(c.name.clone(), collection);
         last_name = Some(c.name);
+    }
+    for (client, record) in image.origins {
+        let origin = Origin {
+            client,
+            seq: record.seq,
+        };
+        origin.validate().map_err(malformed)?;
+        if record.lsn > image.applied.lsn || record.lsn == Lsn::ZERO {
+            return Err(malformed(format!(
+                "origin {:?} committed at lsn {} outside the snapshot",
+                origin.client, record.lsn
+            )));
+        }
+        if state
+            .origins
+            .last_client()
+            .is_some_and(|last| *last >= *origin.client)
+        {
+            return Err(malformed(format!(
+                "origin {:?} out of order",
+                origin.client
+            )));
+        }
+        if record.at > image.last_timestamp {
+            return Err(malformed(format!(
+                "origin {:?} written after the snapshot's clock",
+                origin.client
+            )));
+        }
+        state.origins.load(origin.client, record);
     }
     Ok(state)
 }

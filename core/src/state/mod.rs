@@ -17,6 +17,8 @@
 mod collection;
 mod error;
 mod image;
+mod origins;
+mod overlay;
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -26,13 +28,16 @@ use serde_json::Value;
 pub use collection::Collection;
 pub use error::{Rejection, TxnError};
 pub use image::SnapshotError;
+use origins::Origins;
+pub use origins::{ORIGIN_RETENTION_MS, ORIGINS_MAX, OriginRecord};
+pub use overlay::{Overlay, PendingWrite};
 
 use crate::doc::{DocView, RawDoc, StoredDoc, merge_patch, validate_collection_name};
 use crate::index::SecondaryIndex;
 use crate::index::spec::INDEXES_PER_COLLECTION_MAX;
 use crate::log::LogEntry;
 use crate::snapshot::Snapshot;
-use crate::txn::{CollectionOptions, Op, TXN_BYTES_MAX, TXN_OPS_MAX, Txn};
+use crate::txn::{CollectionOptions, Op, Origin, TXN_BYTES_MAX, TXN_OPS_MAX, Txn};
 use crate::types::{Hash, LogPosition, Lsn, TimestampMs};
 use collection::{ExpiryQueue, PriorDoc};
 
@@ -42,6 +47,11 @@ pub struct State {
     collections: BTreeMap<String, Collection>,
     applied: LogPosition,
     last_timestamp: TimestampMs,
+    /// Per client, its last committed write (see [`Origin`]).
+    origins: Origins,
+    /// How many tentative transactions sit on top (see [`Overlay`]); log entries apply only
+    /// when there are none.
+    tentative: usize,
 }
 
 /// What applying an entry did beyond its operations.
@@ -51,30 +61,31 @@ pub struct Applied {
     pub expired: Vec<(String, String)>,
 }
 
-/// How to undo one step of a transaction. Borrowed names point into the entry being applied.
+/// How to undo one step of a transaction. Names borrow from the entry being applied, or are
+/// owned when the undo must outlive it (a tentative transaction of an [`Overlay`]).
 enum Undo<'t> {
     Doc {
-        collection: &'t str,
+        collection: Cow<'t, str>,
         id: Box<str>,
         prior: PriorDoc,
     },
     CollectionCreated {
-        name: &'t str,
+        name: Cow<'t, str>,
     },
     CollectionDropped {
-        name: &'t str,
+        name: Cow<'t, str>,
         collection: Box<Collection>,
     },
     IndexCreated {
-        collection: &'t str,
+        collection: Cow<'t, str>,
     },
     IndexDropped {
-        collection: &'t str,
+        collection: Cow<'t, str>,
         position: usize,
         index: SecondaryIndex,
     },
     TtlSet {
-        collection: &'t str,
+        collection: Cow<'t, str>,
         prior: Box<(CollectionOptions, ExpiryQueue)>,
     },
     Expired {
@@ -82,6 +93,59 @@ enum Undo<'t> {
         id: Box<str>,
         prior: PriorDoc,
     },
+}
+
+impl Undo<'_> {
+    fn into_owned(self) -> Undo<'static> {
+        let own = |name: Cow<'_, str>| Cow::Owned(name.into_owned());
+        match self {
+            Undo::Doc {
+                collection,
+                id,
+                prior,
+            } => Undo::Doc {
+                collection: own(collection),
+                id,
+                prior,
+            },
+            Undo::CollectionCreated { name } => Undo::CollectionCreated { name: own(name) },
+            Undo::CollectionDropped { name, collection } => Undo::CollectionDropped {
+                name: own(name),
+                collection,
+            },
+            Undo::IndexCreated { collection } => Undo::IndexCreated {
+                collection: own(collection),
+            },
+            Undo::IndexDropped {
+                collection,
+                position,
+                index,
+            } => Undo::IndexDropped {
+                collection: own(collection),
+                position,
+                index,
+            },
+            Undo::TtlSet { collection, prior } => Undo::TtlSet {
+                collection: own(collection),
+                prior,
+            },
+            Undo::Expired {
+                collection,
+                id,
+                prior,
+            } => Undo::Expired {
+                collection,
+                id,
+                prior,
+            },
+        }
+    }
+}
+
+/// A transaction applied on top of the state for show (see [`Overlay`]), and how to take it
+/// off again.
+pub(crate) struct Tentative {
+    undo: Vec<Undo<'static>>,
 }
 
 impl State {
@@ -110,6 +174,25 @@ impl State {
         self.collections.iter().map(|(name, c)| (name.as_str(), c))
     }
 
+    /// The last committed write of this client, if the state remembers one.
+    pub fn origin(&self, client: &str) -> Option<OriginRecord> {
+        self.origins.get(client)
+    }
+
+    /// Checks an origin against the state: valid, and newer than the client's last commit.
+    pub fn check_origin(&self, origin: &Origin) -> Result<(), TxnError> {
+        origin.validate().map_err(TxnError::InvalidOrigin)?;
+        match self.origins.get(&origin.client) {
+            Some(last) if origin.seq <= last.seq => Err(TxnError::DuplicateOrigin {
+                client: origin.client.clone(),
+                seq: origin.seq,
+                last_seq: last.seq,
+                last_lsn: last.lsn,
+            }),
+            _ => Ok(()),
+        }
+    }
+
     /// The earliest time at which some document expires. The leader appends an entry (an
     /// empty transaction will do) at or after this time to make the expiry happen.
     pub fn next_expiry(&self) -> Option<TimestampMs> {
@@ -121,6 +204,10 @@ impl State {
 
     /// Applies the next entry: all of it, or nothing.
     pub fn apply(&mut self, entry: &LogEntry) -> Result<Applied, Rejection> {
+        assert_eq!(
+            self.tentative, 0,
+            "log entries apply only with no tentative transactions on top"
+        );
         if !entry.follows(self.applied) {
             return Err(TxnError::OutOfOrder {
                 applied: self.applied,
@@ -129,6 +216,9 @@ impl State {
             .into());
         }
         check_limits(&entry.txn)?;
+        if let Some(origin) = &entry.txn.origin {
+            self.check_origin(origin)?;
+        }
         // The clock never goes back inside the state, even if an entry's does.
         let now = entry.timestamp.max(self.last_timestamp);
         let mut undo = Vec::new();
@@ -147,9 +237,55 @@ impl State {
                 });
             }
         }
+        if let Some(origin) = &entry.txn.origin {
+            let record = OriginRecord {
+                seq: origin.seq,
+                lsn: entry.lsn,
+                at: now,
+            };
+            self.origins.record(&origin.client, record);
+        }
         self.applied = entry.position();
         self.last_timestamp = now;
         Ok(applied)
+    }
+
+    /// Applies a transaction for show, on top of the applied log: its documents get the next
+    /// LSN as their version, nothing expires, the applied position and the origin records do
+    /// not move. All of it, or nothing. The returned record takes it off again
+    /// ([`State::revert`]); until every tentative transaction is reverted, log entries do not
+    /// apply and the state has no snapshot.
+    pub(crate) fn apply_tentative(&mut self, txn: &Txn) -> Result<Tentative, Rejection> {
+        check_limits(txn)?;
+        if let Some(origin) = &txn.origin {
+            self.check_origin(origin)?;
+        }
+        let version = self.applied.lsn.next();
+        let now = self.last_timestamp;
+        let mut undo = Vec::new();
+        for (op_index, op) in txn.ops.iter().enumerate() {
+            if let Err(error) = self.apply_op(op, version, now, true, &mut undo) {
+                self.rollback(undo);
+                return Err(Rejection {
+                    op_index: Some(op_index),
+                    error,
+                });
+            }
+        }
+        self.tentative += 1;
+        Ok(Tentative {
+            undo: undo.into_iter().map(Undo::into_owned).collect(),
+        })
+    }
+
+    /// Takes a tentative transaction off. They must come off in the reverse order of
+    /// [`State::apply_tentative`].
+    pub(crate) fn revert(&mut self, tentative: Tentative) {
+        self.tentative = self
+            .tentative
+            .checked_sub(1)
+            .expect("revert without a tentative transaction");
+        self.rollback(tentative.undo);
     }
 
     fn expire<'t>(&mut self, now: TimestampMs, undo: &mut Vec<Undo<'t>>) -> Vec<(String, String)> {
@@ -191,7 +327,9 @@ impl State {
                 }
                 self.collections
                     .insert(collection.clone(), Collection::new(options.clone()));
-                undo.push(Undo::CollectionCreated { name: collection });
+                undo.push(Undo::CollectionCreated {
+                    name: Cow::Borrowed(collection),
+                });
                 return Ok(());
             }
             Op::DropCollection { collection } => {
@@ -200,7 +338,7 @@ impl State {
                     .remove(collection)
                     .ok_or_else(|| TxnError::CollectionNotFound(collection.clone()))?;
                 undo.push(Undo::CollectionDropped {
-                    name: collection,
+                    name: Cow::Borrowed(collection),
                     collection: Box::new(dropped),
                 });
                 return Ok(());
@@ -218,7 +356,9 @@ impl State {
                     return Err(TxnError::TooManyIndexes(collection.clone()));
                 }
                 coll.create_index(collection, spec.clone())?;
-                undo.push(Undo::IndexCreated { collection });
+                undo.push(Undo::IndexCreated {
+                    collection: Cow::Borrowed(collection),
+                });
                 return Ok(());
             }
             Op::DropIndex { collection, name } => {
@@ -230,7 +370,7 @@ impl State {
                             index: name.clone(),
                         })?;
                 undo.push(Undo::IndexDropped {
-                    collection,
+                    collection: Cow::Borrowed(collection),
                     position,
                     index,
                 });
@@ -240,7 +380,7 @@ impl State {
                 let coll = self.existing_mut(collection)?;
                 let prior = coll.set_ttl(*ttl_ms, now);
                 undo.push(Undo::TtlSet {
-                    collection,
+                    collection: Cow::Borrowed(collection),
                     prior: Box::new(prior),
                 });
                 return Ok(());
@@ -329,7 +469,7 @@ impl State {
         };
         if record {
             undo.push(Undo::Doc {
-                collection,
+                collection: Cow::Borrowed(collection),
                 id: Box::from(id.as_ref()),
                 prior,
             });
@@ -353,7 +493,9 @@ impl State {
             validate_collection_name(name)?;
             self.collections
                 .insert(name.clone(), Collection::new(CollectionOptions::default()));
-            undo.push(Undo::CollectionCreated { name });
+            undo.push(Undo::CollectionCreated {
+                name: Cow::Borrowed(name),
+            });
         }
         Ok(self
             .collections
@@ -370,9 +512,9 @@ impl State {
                     prior,
                 } => {
                     self.collections
-                        .get_mut(collection)
+                        .get_mut(collection.as_ref())
                         .expect("undo: collection")
-                        .restore(collection, &id, prior);
+                        .restore(&collection, &id, prior);
                 }
                 Undo::Expired {
                     collection,
@@ -386,7 +528,7 @@ impl State {
                 }
                 Undo::CollectionCreated { name } => {
                     self.collections
-                        .remove(name)
+                        .remove(name.as_ref())
                         .expect("undo: created collection");
                 }
                 Undo::CollectionDropped { name, collection } => {
@@ -394,7 +536,7 @@ impl State {
                 }
                 Undo::IndexCreated { collection } => {
                     self.collections
-                        .get_mut(collection)
+                        .get_mut(collection.as_ref())
                         .expect("undo: collection")
                         .pop_index();
                 }
@@ -404,13 +546,13 @@ impl State {
                     index,
                 } => {
                     self.collections
-                        .get_mut(collection)
+                        .get_mut(collection.as_ref())
                         .expect("undo: collection")
                         .put_index(position, index);
                 }
                 Undo::TtlSet { collection, prior } => {
                     self.collections
-                        .get_mut(collection)
+                        .get_mut(collection.as_ref())
                         .expect("undo: collection")
                         .restore_ttl(*prior);
                 }
@@ -420,6 +562,10 @@ impl State {
 
     /// The canonical encoding of the whole state (what a snapshot holds).
     pub fn encode(&self) -> Vec<u8> {
+        assert_eq!(
+            self.tentative, 0,
+            "a state with tentative writes has no image"
+        );
         image::encode(self)
     }
 
@@ -431,6 +577,19 @@ impl State {
     /// The SHA-256 of the canonical encoding: equal states have equal hashes.
     pub fn state_hash(&self) -> Hash {
         crate::snapshot::hash_bytes(&self.encode())
+    }
+
+    /// The snapshot a replica subscribed to the collections `keep` accepts gets: the same
+    /// position, only those collections (and every origin record), its own state hash.
+    pub fn filter_snapshot(
+        snapshot: &Snapshot,
+        keep: impl Fn(&str) -> bool,
+    ) -> Result<Snapshot, SnapshotError> {
+        if !snapshot.verify() {
+            return Err(SnapshotError::HashMismatch);
+        }
+        let data = image::filter(&snapshot.data, keep)?;
+        Ok(Snapshot::new(snapshot.position, data))
     }
 
     /// Rebuilds the state a snapshot holds, after checking its hash and every document.

@@ -3,6 +3,7 @@ use serde_json::json;
 
 use super::*;
 use crate::index::{IndexField, IndexSpec};
+use crate::txn::Origin;
 use crate::types::Term;
 
 /// Applies transactions one entry each, as a leader would, and keeps the log.
@@ -27,7 +28,7 @@ impl Harness {
             self.state.applied(),
             Term(1),
             TimestampMs(self.now),
-            Txn { ops },
+            Txn::new(ops),
         );
         self.state.apply(&entry)?;
         self.log.push(entry);
@@ -491,4 +492,102 @@ mod props {
             prop_assert_eq!(replayed.applied(), h.state.applied());
         }
     }
+}
+
+#[test]
+fn an_origin_commits_at_most_once_and_survives_snapshots() {
+    let mut h = Harness::new();
+    let origin = |client: &str, seq| Origin {
+        client: client.into(),
+        seq,
+    };
+    let send = |h: &mut Harness, o: Origin, id: &str| {
+        h.now += 10;
+        let txn = Txn::single(insert("c", json!({"_id": id}))).with_origin(o);
+        let entry = LogEntry::new(h.state.applied(), Term(1), TimestampMs(h.now), txn);
+        let result = h.state.apply(&entry);
+        if result.is_ok() {
+            h.log.push(entry);
+        }
+        result.map(|_| h.state.applied().lsn)
+    };
+    assert_eq!(send(&mut h, origin("tab-1", 1), "a"), Ok(Lsn(1)));
+    assert_eq!(send(&mut h, origin("tab-2", 7), "b"), Ok(Lsn(2)));
+    // A retry of a committed write, or an older one, is refused and changes nothing.
+    let before = h.state.state_hash();
+    let retry = send(&mut h, origin("tab-1", 1), "a2").unwrap_err();
+    assert_eq!(retry.code(), "duplicate_origin");
+    assert!(matches!(
+        retry.error,
+        TxnError::DuplicateOrigin {
+            last_seq: 1,
+            last_lsn: Lsn(1),
+            ..
+        }
+    ));
+    assert_eq!(h.state.state_hash(), before);
+    // Gaps are allowed (a write the leader rejected never commits).
+    assert_eq!(send(&mut h, origin("tab-1", 3), "c"), Ok(Lsn(3)));
+    let record = h.state.origin("tab-1").unwrap();
+    assert_eq!((record.seq, record.lsn), (3, Lsn(3)));
+    assert_eq!(
+        record.at,
+        h.state.last_timestamp(),
+        "stamped with its entry's time"
+    );
+    for bad in [
+        origin("", 1),
+        origin("tab 1", 1),
+        origin(&"x".repeat(65), 1),
+        origin("t", 0),
+    ] {
+        assert_eq!(send(&mut h, bad, "z").unwrap_err().code(), "invalid_origin");
+    }
+
+    let restored = State::from_snapshot(&h.state.snapshot()).unwrap();
+    assert_eq!(restored.origin("tab-1"), h.state.origin("tab-1"));
+    let record = restored.origin("tab-2").unwrap();
+    assert_eq!((record.seq, record.lsn), (7, Lsn(2)));
+    assert_eq!(restored.state_hash(), h.state.state_hash());
+}
+
+#[test]
+fn origins_are_part_of_the_state_hash() {
+    let mut a = Harness::new();
+    let mut b = Harness::new();
+    a.run(vec![insert("c", json!({"_id": "x"}))]).unwrap();
+    let txn = Txn::single(insert("c", json!({"_id": "x"}))).with_origin(Origin {
+        client: "me".into(),
+        seq: 1,
+    });
+    b.now += 10;
+    let entry = LogEntry::new(b.state.applied(), Term(1), TimestampMs(b.now), txn);
+    b.state.apply(&entry).unwrap();
+    assert_ne!(a.state.state_hash(), b.state.state_hash());
+}
+
+#[test]
+fn a_silent_clients_record_is_forgotten_at_the_same_lsn_everywhere() {
+    let mut h = Harness::new();
+    let write = |h: &mut Harness, client: &str, at: u64| {
+        let txn =
+            Txn::single(insert("c", json!({"_id": format!("{client}{at}")}))).with_origin(Origin {
+                client: client.into(),
+                seq: at,
+            });
+        let entry = LogEntry::new(h.state.applied(), Term(1), TimestampMs(at), txn);
+        h.state.apply(&entry).unwrap();
+        h.log.push(entry);
+    };
+    write(&mut h, "old", 1_000);
+    write(&mut h, "new", 2_000);
+    write(&mut h, "new", 1_500 + ORIGIN_RETENTION_MS);
+    assert!(h.state.origin("old").is_none(), "silent past the retention");
+    assert!(h.state.origin("new").is_some());
+    // A replica replaying the same log forgets the same records.
+    let mut replica = State::new();
+    for entry in &h.log {
+        replica.apply(entry).unwrap();
+    }
+    assert_eq!(replica.state_hash(), h.state.state_hash());
 }

@@ -13,6 +13,8 @@ use cstore_core::{Hash, LogEntry, LogPosition, Lsn, ReplicaId, Snapshot, Term, T
 use futures::FutureExt;
 
 use super::network::ConnId;
+use super::replica::ReplicaNode;
+use super::subscribed;
 
 pub const LEADER_ID: ReplicaId = ReplicaId(1000);
 
@@ -45,6 +47,8 @@ pub struct LeaderNode {
     pub history: Vec<LogEntry>,
     /// The state hash after each entry: `state_hashes[lsn]` (index 0: the empty state).
     pub state_hashes: Vec<Hash>,
+    /// The same for a replica subscribed to [`SUBSCRIPTION`] (the filtered snapshot's hash).
+    pub subscribed_hashes: Vec<Hash>,
     pub snapshot: Arc<Snapshot>,
     pub sessions: BTreeMap<ConnId, LiveSession>,
     pub acks: AckTracker,
@@ -57,12 +61,19 @@ fn ready<T>(future: impl Future<Output = T>) -> T {
     future.now_or_never().expect("the memory store never waits")
 }
 
+fn subscribed_hash(state: &State) -> Hash {
+    State::filter_snapshot(&state.snapshot(), subscribed)
+        .expect("the leader's snapshot filters")
+        .state_hash
+}
+
 impl LeaderNode {
     pub fn new(config: SessionConfig) -> LeaderNode {
         let state = State::new();
         LeaderNode {
             term: Term(1),
             state_hashes: vec![state.state_hash()],
+            subscribed_hashes: vec![subscribed_hash(&state)],
             snapshot: Arc::new(state.snapshot()),
             state,
             store: MemoryStore::new(),
@@ -72,6 +83,16 @@ impl LeaderNode {
             waits: BTreeMap::new(),
             io: Vec::new(),
             config,
+        }
+    }
+
+    /// The state hash `node` must have at `lsn`: the leader's, or the filtered one for a
+    /// subscribed replica.
+    pub fn expected_hash(&self, node: &ReplicaNode, lsn: Lsn) -> Hash {
+        if node.is_subscribed() {
+            self.subscribed_hashes[lsn.0 as usize]
+        } else {
+            self.state_hashes[lsn.0 as usize]
         }
     }
 
@@ -86,6 +107,7 @@ impl LeaderNode {
         ready(self.store.append(std::slice::from_ref(&entry))).expect("leader append");
         self.history.push(entry);
         self.state_hashes.push(self.state.state_hash());
+        self.subscribed_hashes.push(subscribed_hash(&self.state));
         Some(self.committed().lsn)
     }
 

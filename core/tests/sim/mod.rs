@@ -239,7 +239,14 @@ impl World {
                 let id = ReplicaId(index as u64 + 1);
                 let mut config = ReplicaConfig::new(id);
                 config.leader_timeout_ms = 200;
-                let (store, fork_base) = initial_store(&mut rng, &leader);
+                // The second replica follows one collection only (no draw from the rng, so
+                // seeds keep their meaning).
+                if index == 1 {
+                    config.subscription =
+                        Some(SUBSCRIPTION.iter().map(|c| c.to_string()).collect());
+                }
+                let (store, fork_base) =
+                    initial_store(&mut rng, &leader, config.subscription.is_some());
                 let term = Term(rng.below(2));
                 ReplicaNode::new(id, config, bugs, store, term, fork_base)
             })
@@ -419,7 +426,7 @@ impl World {
         let committed = self.leader.committed();
         self.replicas.iter().all(|node| self.caught_up(node))
             && self.replicas.iter().all(|node| {
-                node.state.state_hash() == self.leader.state_hashes[committed.lsn.0 as usize]
+                node.state.state_hash() == self.leader.expected_hash(node, committed.lsn)
             })
     }
 
@@ -455,9 +462,17 @@ impl World {
 
 /// A replica's store at the start: empty, a prefix of the leader's log, or a forked chain
 /// (with the LSN where it leaves the leader's).
-fn initial_store(rng: &mut Rng, leader: &LeaderNode) -> (MemoryStore, Option<Lsn>) {
+fn initial_store(
+    rng: &mut Rng,
+    leader: &LeaderNode,
+    subscribed: bool,
+) -> (MemoryStore, Option<Lsn>) {
     let mut store = MemoryStore::new();
-    let history = &leader.history;
+    let history: Vec<LogEntry> = if subscribed {
+        leader.history.iter().map(as_received).collect()
+    } else {
+        leader.history.clone()
+    };
     match rng.below(3) {
         0 => (store, None),
         1 => {
@@ -479,6 +494,19 @@ fn initial_store(rng: &mut Rng, leader: &LeaderNode) -> (MemoryStore, Option<Lsn
             (store, Some(Lsn(m as u64)))
         }
     }
+}
+
+/// The collections a subscribed replica follows.
+pub const SUBSCRIPTION: [&str; 1] = ["users"];
+
+/// Whether a subscribed replica receives this collection's operations.
+pub fn subscribed(collection: &str) -> bool {
+    SUBSCRIPTION.contains(&collection)
+}
+
+/// An entry as a subscribed replica receives it from the leader.
+pub fn as_received(entry: &LogEntry) -> LogEntry {
+    entry.filtered(subscribed).unwrap_or_else(|| entry.clone())
 }
 
 fn store_last(store: &MemoryStore) -> cstore_core::LogPosition {

@@ -205,7 +205,7 @@ fn splice(rng: &mut Rng, bytes: &mut Vec<u8>) -> bool {
     let mut prev_hash = Hash([rng.below(256) as u8 | 1; 32]);
     for entry in &mut entries {
         entry.prev_hash = prev_hash;
-        entry.hash = entry.compute_hash();
+        entry.hash = entry.compute_hash().expect("entries from a frame hash");
         prev_hash = entry.hash;
     }
     if entries.is_empty() {

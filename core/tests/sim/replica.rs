@@ -60,6 +60,11 @@ pub struct ReplicaNode {
 }
 
 impl ReplicaNode {
+    /// Whether this replica follows some collections only.
+    pub fn is_subscribed(&self) -> bool {
+        self.config.subscription.is_some()
+    }
+
     pub fn new(
         id: ReplicaId,
         config: ReplicaConfig,

@@ -50,5 +50,5 @@ fn op(rng: &mut Rng) -> Op {
 /// One or two operations, all or nothing.
 pub fn txn(rng: &mut Rng) -> Txn {
     let ops = (0..rng.range(1, 2)).map(|_| op(rng)).collect();
-    Txn { ops }
+    Txn::new(ops)
 }

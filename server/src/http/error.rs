@@ -180,6 +180,7 @@ pub fn status_for(code: &str) -> StatusCode {
         | "invalid_index"
         | "invalid_txn"
         | "invalid_ack"
+        | "invalid_origin"
         | "invalid_version" => StatusCode::BAD_REQUEST,
         // A query over the engine's bounds (nesting, list lengths, limit, skip, result size):
         // the request is well-formed but asks for too much; not a body-size problem (413).
@@ -191,7 +192,7 @@ pub fn status_for(code: &str) -> StatusCode {
         }
         "method_not_allowed" => StatusCode::METHOD_NOT_ALLOWED,
         "already_exists" | "unique_violation" | "collection_exists" | "index_exists"
-        | "too_many_indexes" => StatusCode::CONFLICT,
+        | "too_many_indexes" | "duplicate_origin" => StatusCode::CONFLICT,
         "version_mismatch" => StatusCode::PRECONDITION_FAILED,
         "body_too_large" | "document_too_large" | "txn_too_large" => StatusCode::PAYLOAD_TOO_LARGE,
         "unsupported_media_type" => StatusCode::UNSUPPORTED_MEDIA_TYPE,

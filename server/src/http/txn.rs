@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use cstore_core::doc::{RawDoc, ensure_id, validate_collection_name, validate_id};
 use cstore_core::index::IndexSpec;
 use cstore_core::state::{Rejection, TxnError};
-use cstore_core::txn::{CollectionOptions, TXN_OPS_MAX};
+use cstore_core::txn::{CollectionOptions, Origin, TXN_OPS_MAX};
 use cstore_core::{Lsn, Op, Txn};
 
 use super::AppState;
@@ -21,7 +21,7 @@ use super::auth::{Authorized, NeedsWrite};
 use super::body::{JsonBody, TXN_BODY_BYTES_MAX};
 use super::error::ApiError;
 use super::params::Ack;
-use crate::leader::Leader;
+use crate::leader::{Leader, WriteError};
 
 /// One operation as clients send it; see docs/HTTP_API.md.
 #[derive(Debug, Deserialize)]
@@ -72,8 +72,13 @@ enum WireOp {
     },
 }
 
-/// `POST /v1/txn`: `{"ops":[…]}` → `{"lsn":n,"ids":[…]}` with the `_id` of each insert and
-/// put, in order.
+/// `POST /v1/txn`: `{"ops":[…], "origin"?: {"client", "seq"}}` → `{"lsn":n,"ids":[…]}` with
+/// the `_id` of each insert and put, in order.
+///
+/// With an `origin` the write commits at most once: a retry of the client's last committed
+/// `seq` is answered with that write's LSN and `"duplicate": true` (once it is durable), an
+/// older `seq` with `409 duplicate_origin`. The state keeps the record (see core's
+/// `txn::Origin`), so this holds across restarts.
 pub async fn commit(
     _: Authorized<NeedsWrite>,
     State(app): State<AppState>,
@@ -82,8 +87,26 @@ pub async fn commit(
 ) -> Result<Json<Value>, ApiError> {
     let (txn, ids) = parse(&app.leader, body)?;
     // A rejection names its operation in its message (core's `Rejection` does).
-    let lsn = app.leader.write(txn).await?;
-    Ok(Json(json!({"lsn": lsn.0, "ids": ids})))
+    match app.leader.write(txn).await {
+        Ok(lsn) => Ok(Json(json!({"lsn": lsn.0, "ids": ids}))),
+        Err(WriteError::Rejected(Rejection {
+            error:
+                TxnError::DuplicateOrigin {
+                    seq,
+                    last_seq,
+                    last_lsn,
+                    ..
+                },
+            ..
+        })) if seq == last_seq => {
+            // The first attempt committed; its answer was lost. It may not be durable yet.
+            app.leader.wait_durable(last_lsn).await?;
+            Ok(Json(
+                json!({"lsn": last_lsn.0, "ids": ids, "duplicate": true}),
+            ))
+        }
+        Err(error) => Err(error.into()),
+    }
 }
 
 /// The transaction and the ids of its inserts and puts.
@@ -97,6 +120,20 @@ fn parse(leader: &Leader, body: Value) -> Result<(Txn, Vec<String>), ApiError> {
         Some(Value::Array(ops)) => ops,
         Some(_) => return Err(ApiError::InvalidTxn("`ops` must be an array".into())),
         None => return Err(ApiError::InvalidTxn("the body has no `ops`".into())),
+    };
+    let origin = match body.remove("origin") {
+        None | Some(Value::Null) => None,
+        Some(origin) => {
+            let origin: Origin = serde_json::from_value(origin).map_err(|e| {
+                ApiError::InvalidTxn(format!(
+                    "`origin` must be {{\"client\": string, \"seq\": integer}}: {e}"
+                ))
+            })?;
+            origin
+                .validate()
+                .map_err(|e| Rejection::from(TxnError::InvalidOrigin(e)))?;
+            Some(origin)
+        }
     };
     if let Some(key) = body.keys().next() {
         return Err(ApiError::InvalidTxn(format!("unknown field `{key}`")));
@@ -112,12 +149,18 @@ fn parse(leader: &Leader, body: Value) -> Result<(Txn, Vec<String>), ApiError> {
     let mut txn = Txn::default();
     let mut ids = Vec::new();
     for (op_index, op) in ops.into_iter().enumerate() {
+        if origin.is_some() && is_insert_without_id(&op) {
+            // A retry must write the same documents: the leader cannot pick their ids.
+            let message = "with an `origin`, every insert names its `_id`";
+            return Err(ApiError::InvalidTxn(message.into()).in_op(op_index));
+        }
         let op = parse_op(leader, op).map_err(|e| e.in_op(op_index))?;
         if let Op::Insert { doc, .. } | Op::Put { doc, .. } = &op {
             ids.push(doc.id());
         }
         txn.ops.push(op);
     }
+    txn.origin = origin;
     Ok((txn, ids))
 }
 
@@ -195,6 +238,11 @@ fn parse_op(leader: &Leader, op: Value) -> Result<Op, ApiError> {
     };
     validate_collection_name(op.collection())?;
     Ok(op)
+}
+
+fn is_insert_without_id(op: &Value) -> bool {
+    op.get("op").and_then(Value::as_str) == Some("insert")
+        && op.get("doc").is_some_and(|doc| doc.get("_id").is_none())
 }
 
 /// `{"op": "insert", "collection": "<string>", "doc": …}` and nothing else.

@@ -28,15 +28,17 @@
 
 mod window;
 
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 use std::sync::Arc;
 
+use crate::doc::validate_collection_name;
 use crate::error::ErrorCode;
 use crate::log::LogEntry;
 use crate::replication::config::SessionConfig;
 use crate::replication::error::ReplicationError;
-use crate::replication::frame::{Frame, Hello, PROTOCOL_VERSION};
+use crate::replication::frame::{Frame, Hello, PROTOCOL_VERSION, SUBSCRIPTION_COLLECTIONS_MAX};
 use crate::snapshot::Snapshot;
+use crate::state::State;
 use crate::types::{LogPosition, Lsn, ReplicaId, Term, TimestampMs};
 
 /// What the leader's driver must do, in order.
@@ -88,6 +90,8 @@ pub struct LeaderSession {
     term: Term,
     phase: Phase,
     hello: Option<Hello>,
+    /// The collections the replica follows, from its hello; `None`: all.
+    subscription: Option<BTreeSet<String>>,
     welcomed: bool,
     /// The leader's last committed entry: the end of what may be sent.
     committed: LogPosition,
@@ -129,6 +133,7 @@ impl LeaderSession {
             term,
             phase: Phase::AwaitHello,
             hello: None,
+            subscription: None,
             welcomed: false,
             committed,
             sent: LogPosition::START,
@@ -233,6 +238,18 @@ impl LeaderSession {
                 seen: hello.term,
             });
         }
+        if let Some(collections) = &hello.collections {
+            let valid = collections.len() <= SUBSCRIPTION_COLLECTIONS_MAX
+                && collections
+                    .iter()
+                    .all(|name| validate_collection_name(name).is_ok());
+            if !valid {
+                return self.close(ReplicationError::InvalidSubscription(format!(
+                    "name at most {SUBSCRIPTION_COLLECTIONS_MAX} valid collections"
+                )));
+            }
+            self.subscription = Some(collections.iter().cloned().collect());
+        }
         let last = hello.last;
         self.hello = Some(hello);
         let mut out = Vec::new();
@@ -293,7 +310,14 @@ impl LeaderSession {
                     from,
                     self.sent
                 );
-                self.pending.extend(entries);
+                match &self.subscription {
+                    None => self.pending.extend(entries),
+                    Some(keep) => self.pending.extend(
+                        entries
+                            .into_iter()
+                            .map(|entry| entry.filtered(|c| keep.contains(c)).unwrap_or(entry)),
+                    ),
+                }
                 self.pump(now, &mut out);
             }
             _ => unreachable!("reads are only made while locating or streaming"),
@@ -328,6 +352,17 @@ impl LeaderSession {
             position.lsn >= min_lsn,
             "snapshot at {position} is older than the {min_lsn} asked for"
         );
+        let snapshot = match &self.subscription {
+            None => snapshot,
+            Some(keep) => match State::filter_snapshot(&snapshot, |c| keep.contains(c)) {
+                Ok(filtered) => Arc::new(filtered),
+                Err(error) => {
+                    return self.close(ReplicationError::LeaderSnapshot(format!(
+                        "at {position}: {error}"
+                    )));
+                }
+            },
+        };
         let mut out = Vec::new();
         let hello = self.hello.as_ref().expect("snapshot after hello");
         // A transfer an earlier connection began continues where the replica stopped.

@@ -18,7 +18,7 @@ pub fn check(world: &mut World) -> Result<(), String> {
                 "replica {r} applied {applied}, off the leader's chain"
             ));
         }
-        let expected = leader.state_hashes[applied.lsn.0 as usize];
+        let expected = leader.expected_hash(node, applied.lsn);
         let actual = node.state.state_hash();
         if actual != expected {
             return Err(format!(
