@@ -12,6 +12,9 @@
 
 use wasm_bindgen::prelude::wasm_bindgen;
 
+#[cfg(target_arch = "wasm32")]
+pub mod idb;
+
 /// The version of this package, so that the JavaScript side can check which wasm module it
 /// loaded (exported to JavaScript as `version()`).
 #[wasm_bindgen]
