@@ -4,7 +4,17 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 
-import { cannotRun, addNote, launchBrowser, noteTexts, openDemo, screenshot, Server, waitForStatus } from "./harness.mjs";
+import {
+  addNote,
+  cannotRun,
+  launchBrowser,
+  noteTexts,
+  openDemo,
+  screenshot,
+  Server,
+  waitForDemo,
+  waitForStatus,
+} from "./harness.mjs";
 
 let server;
 let browser;
@@ -62,4 +72,13 @@ test("two contexts see each other's writes in under a second", { skip }, async (
   await waitForStatus(bob, (s) => s.pendingWrites === 0 && s.lag === 0);
   await screenshot(alice, "sync-alice");
   await screenshot(bob, "sync-bob");
+
+  // A reloaded page resumes from IndexedDB (same client id), and its next writes sync as well.
+  await alice.reload();
+  await waitForDemo(alice);
+  await waitForStatus(alice, (s) => s.connected);
+  assert.equal((await noteTexts(alice)).length, 6);
+  const afterReload = await propagation(alice, bob, "written after a reload");
+  assert.ok(afterReload < 1000, `took ${afterReload} ms`);
+  await waitForStatus(alice, (s) => s.pendingWrites === 0);
 });
