@@ -26,8 +26,17 @@ const SAMPLE_MS = 1000;
 const chart = new ReplicationChart($<HTMLCanvasElement>("chart"), 60);
 let filter: FilterName = "all";
 let notes: Note[] = [];
-/** Ids this window wrote while writes were pending: shown as "pending" until all are confirmed. */
-const unconfirmed = new Set<string>();
+/**
+ * Ids written here while writes were pending: shown as "pending" until the replica has no
+ * pending write left. Kept in localStorage so the marks survive an offline reload, as the
+ * writes themselves do (in IndexedDB).
+ */
+const UNCONFIRMED_KEY = "cstore-demo:unconfirmed";
+const unconfirmed = new Set<string>(JSON.parse(localStorage.getItem(UNCONFIRMED_KEY) ?? "[]") as string[]);
+function saveUnconfirmed(): void {
+  if (unconfirmed.size === 0) localStorage.removeItem(UNCONFIRMED_KEY);
+  else localStorage.setItem(UNCONFIRMED_KEY, JSON.stringify([...unconfirmed].slice(-1000)));
+}
 
 function showBanner(text: string, kind: "error" | "offline" = "error"): void {
   const banner = $("banner");
@@ -146,8 +155,10 @@ function edit(note: Note, body: HTMLElement, text: HTMLElement): void {
 /** Tracks a write for the "pending" badge and reports a local failure. */
 function write(id: string, pending: Promise<unknown>): void {
   unconfirmed.add(id);
+  saveUnconfirmed();
   pending.then(render, (error) => {
     unconfirmed.delete(id);
+    saveUnconfirmed();
     showBanner(`Write failed: ${describe(error)}`);
   });
 }
@@ -237,8 +248,9 @@ function showStatus(status: Status): void {
 
   if (!status.online) showBanner("You are offline. Keep going: notes are saved here and sent when the network is back.", "offline");
   else if ($("banner").classList.contains("offline")) showBanner("");
-  if (status.pendingWrites === 0 && unconfirmed.size > 0) {
+  if (status.pendingWrites === 0 && status.connected && unconfirmed.size > 0) {
     unconfirmed.clear();
+    saveUnconfirmed();
     render();
   }
 }

@@ -61,6 +61,7 @@ test("offline writes survive a reload and converge when back online", { skip }, 
   await waitForDemo(traveller);
   await traveller.waitForSelector('[data-testid="note"]:has-text("second offline note")', { timeout: 10_000 });
   const afterReload = await waitForStatus(traveller, (s) => s.pendingWrites >= 3);
+  await traveller.waitForSelector('[data-testid="note"]:has-text("second offline note") [data-testid="pending-badge"]');
   assert.equal(afterReload.online, false);
   assert.ok(!(await noteTexts(traveller)).includes("office note while the traveller is away"));
   await screenshot(traveller, "offline-after-reload");
