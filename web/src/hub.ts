@@ -52,22 +52,30 @@ export interface TabEnv {
   locks?: LockManagerLike;
   /** Opens the channel of this name; absent: single-tab mode. */
   channel?: (name: string) => ChannelLike;
-  /** Registers a callback for when the page goes away. */
+  /** Registers a callback for when the page goes away (or into the back/forward cache). */
   onPageHide?: (callback: () => void) => void;
+  /** Registers a callback for when the page comes back from the back/forward cache. */
+  onPageRestore?: (callback: () => void) => void;
 }
 
 /** The environment of the current page (browser globals, when they exist). */
 export function browserEnv(): TabEnv {
-  const g = globalThis as {
+  const g = globalThis as unknown as {
     navigator?: { locks?: LockManagerLike };
     BroadcastChannel?: new (name: string) => ChannelLike;
-    addEventListener?: (type: string, cb: () => void) => void;
+    addEventListener?: (type: string, cb: (event: { persisted?: boolean }) => void) => void;
   };
   const env: TabEnv = {};
   if (g.navigator?.locks) env.locks = g.navigator.locks;
   const Channel = g.BroadcastChannel;
   if (Channel) env.channel = (name) => new Channel(name);
-  if (g.addEventListener) env.onPageHide = (cb) => g.addEventListener?.("pagehide", cb);
+  if (g.addEventListener) {
+    env.onPageHide = (cb) => g.addEventListener?.("pagehide", cb);
+    env.onPageRestore = (cb) =>
+      g.addEventListener?.("pageshow", (event) => {
+        if (event.persisted) cb();
+      });
+  }
   return env;
 }
 
@@ -154,6 +162,13 @@ export class Hub {
     };
     env.onPageHide?.(() => {
       if (hub.role === "follower") hub.post({ t: "bye", from: hub.tabId });
+    });
+    // Back from the back/forward cache: the owner dropped this tab's live queries at "bye"
+    // (and may have changed); ask again, and re-register everything with whoever answers.
+    env.onPageRestore?.(() => {
+      if (hub.role !== "follower") return;
+      hub.ownerId = null;
+      hub.post({ t: "hello", from: hub.tabId });
     });
     hub.lockName = name;
     hub.locks = env.locks;

@@ -244,6 +244,8 @@ export class FakeTab {
 
   get env() {
     return {
+      onPageHide: (cb) => (this.hideCallback = cb),
+      onPageRestore: (cb) => (this.restoreCallback = cb),
       locks: this.locks.forTab(this.name),
       channel: (name) => {
         const channel = new BroadcastChannel(name);
@@ -251,6 +253,12 @@ export class FakeTab {
         return channel;
       },
     };
+  }
+
+  /** The page goes into the back/forward cache and comes back. */
+  hideAndRestore() {
+    this.hideCallback?.();
+    this.restoreCallback?.();
   }
 
   kill() {

@@ -223,3 +223,19 @@ test("a follower whose takeover fails reports it and tries again", async () => {
   assert.equal(calls, 3);
   await b.collection("x").insert({ _id: "1" });
 });
+
+test("a follower back from the back/forward cache gets its live queries again", async () => {
+  const disk = new FakeDisk();
+  const locks = new FakeLocks();
+  const openFn = opener(disk);
+  const a = await start(openFn, new FakeTab("a", locks).env);
+  const tabB = new FakeTab("b", locks);
+  const b = await start(openFn, tabB.env);
+  const seen = [];
+  b.collection("notes").watch({}, (docs) => seen.push(docs.length));
+  await eventually(() => seen.length === 1);
+  tabB.hideAndRestore();
+  await new Promise((r) => setTimeout(r, 20));
+  await a.collection("notes").insert({ _id: "x" });
+  await eventually(() => seen.at(-1) === 1);
+});
