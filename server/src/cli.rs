@@ -51,6 +51,11 @@ pub struct ServeArgs {
     /// Write a snapshot and compact the log every N entries.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub checkpoint_every: Option<u64>,
+    /// Keep this many MiB of recent log entries in memory for replicas to catch up from; a
+    /// replica further behind gets a snapshot.
+    #[arg(long, value_name = "MIB", default_value_t = crate::replicate::TAIL_MIB_DEFAULT,
+          value_parser = clap::value_parser!(u64).range(1..=65_536))]
+    pub replication_tail_mib: u64,
     /// Directory of the built demo app served at `/` (default: web/dist/demo when it exists,
     /// else a placeholder page).
     #[arg(long, env = "CSTORE_DEMO_DIR", value_name = "DIR")]

@@ -11,5 +11,6 @@ pub mod clock;
 pub mod http;
 pub mod leader;
 pub mod metrics;
+pub mod replicate;
 pub mod serve;
 pub mod wal;

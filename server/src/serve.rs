@@ -29,6 +29,7 @@ use crate::http::demo::{self, DemoDirError};
 use crate::http::{self, AppState};
 use crate::leader::{Leader, LeaderConfig, StartError};
 use crate::metrics::{self as server_metrics, MetricsError};
+use crate::replicate::Replicator;
 use crate::wal::FileStore;
 
 /// How long in-flight requests may take to finish after a stop signal.
@@ -154,6 +155,7 @@ pub async fn run(args: ServeArgs, shutdown: impl Future<Output = ()>) -> Result<
     if let Some(every) = args.checkpoint_every {
         config.checkpoint_every_entries = every;
     }
+    config.tail_bytes_max = args.replication_tail_mib << 20;
     let leader = Leader::open(store, config).await?;
     let upkeep = tokio::spawn({
         let metrics = metrics.clone();
@@ -165,10 +167,13 @@ pub async fn run(args: ServeArgs, shutdown: impl Future<Output = ()>) -> Result<
             }
         }
     });
+    let auth = key.map(Arc::new);
+    let replication = Replicator::for_leader(leader.clone(), auth.clone());
     let app = http::router(AppState {
         leader: leader.clone(),
-        auth: key.map(Arc::new),
+        auth,
         metrics,
+        replication: replication.clone(),
         demo_dir: demo_dir.clone(),
     });
     match &demo_dir {
@@ -181,6 +186,7 @@ pub async fn run(args: ServeArgs, shutdown: impl Future<Output = ()>) -> Result<
     info!(addr = %local, auth = args.auth_secret.is_some(), "listening");
 
     let stop = Arc::new(Notify::new());
+    let app = app.into_make_service_with_connect_info::<SocketAddr>();
     let server = axum::serve(listener, app).with_graceful_shutdown({
         let stop = Arc::clone(&stop);
         async move { stop.notified().await }
@@ -202,6 +208,8 @@ pub async fn run(args: ServeArgs, shutdown: impl Future<Output = ()>) -> Result<
         }
     };
     upkeep.abort();
+    // Replicas get a close frame before the leader stops (they reconnect elsewhere or later).
+    replication.shutdown().await;
     leader.shutdown().await;
     info!("stopped");
     result.map_err(ServeError::Serve)
@@ -247,6 +255,7 @@ mod tests {
             auth_secret: None,
             insecure: false,
             checkpoint_every: None,
+            replication_tail_mib: crate::replicate::TAIL_MIB_DEFAULT,
             demo_dir: None,
         }
     }

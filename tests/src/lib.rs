@@ -28,6 +28,7 @@ pub mod client;
 pub mod dirs;
 pub mod error;
 pub mod load;
+pub mod replica_client;
 pub mod seed;
 pub mod server;
 pub mod token;

@@ -25,7 +25,7 @@ pub async fn insert(
     _: Authorized<NeedsWrite>,
     State(app): State<AppState>,
     CollectionPath(collection): CollectionPath,
-    _: Ack,
+    ack: Ack,
     JsonBody(mut value): DocBody,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     ensure_id(&mut value, || app.leader.generate_id());
@@ -35,6 +35,7 @@ pub async fn insert(
         .leader
         .write(Txn::single(Op::Insert { collection, doc }))
         .await?;
+    ack.settle(&app.replication, lsn).await?;
     Ok((StatusCode::CREATED, written(&id, lsn)))
 }
 
@@ -81,7 +82,7 @@ pub async fn put(
     _: Authorized<NeedsWrite>,
     State(app): State<AppState>,
     DocPath { collection, id }: DocPath,
-    _: Ack,
+    ack: Ack,
     Precondition(if_version): Precondition,
     JsonBody(mut value): DocBody,
 ) -> Result<Json<Value>, ApiError> {
@@ -108,6 +109,7 @@ pub async fn put(
         if_version,
     };
     let lsn = app.leader.write(Txn::single(op)).await?;
+    ack.settle(&app.replication, lsn).await?;
     Ok(written(&id, lsn))
 }
 
@@ -116,7 +118,7 @@ pub async fn patch(
     _: Authorized<NeedsWrite>,
     State(app): State<AppState>,
     DocPath { collection, id }: DocPath,
-    _: Ack,
+    ack: Ack,
     Precondition(if_version): Precondition,
     JsonBody(value): DocBody,
 ) -> Result<Json<Value>, ApiError> {
@@ -132,6 +134,7 @@ pub async fn patch(
         if_version,
     };
     let lsn = app.leader.write(Txn::single(op)).await?;
+    ack.settle(&app.replication, lsn).await?;
     Ok(written(&id, lsn))
 }
 
@@ -140,7 +143,7 @@ pub async fn delete(
     _: Authorized<NeedsWrite>,
     State(app): State<AppState>,
     DocPath { collection, id }: DocPath,
-    _: Ack,
+    ack: Ack,
     Precondition(if_version): Precondition,
 ) -> Result<Json<Value>, ApiError> {
     let op = Op::Delete {
@@ -149,6 +152,7 @@ pub async fn delete(
         if_version,
     };
     let lsn = app.leader.write(Txn::single(op)).await?;
+    ack.settle(&app.replication, lsn).await?;
     Ok(written(&id, lsn))
 }
 

@@ -17,8 +17,11 @@ use cstore_core::doc::DocError;
 use cstore_core::query::QueryError;
 use cstore_core::state::Rejection;
 
+use cstore_core::Lsn;
+
 use crate::auth::AuthError;
 use crate::leader::{AckPolicy, InvalidAck, WriteError};
+use crate::replicate::AckUnknown;
 
 /// A failed request.
 #[derive(Debug, thiserror::Error)]
@@ -35,9 +38,25 @@ pub enum ApiError {
     /// `?ack=` is not a policy.
     #[error(transparent)]
     InvalidAck(#[from] InvalidAck),
-    /// `?ack=` names a policy that needs replication, which has not landed.
-    #[error("ack policy `{0}` is not available yet (no replication); use `local`")]
-    UnsupportedAck(AckPolicy),
+    /// `?ack_timeout_ms=` is not a number of milliseconds in range.
+    #[error("invalid ack_timeout_ms: {0}")]
+    InvalidAckTimeout(String),
+    /// The write is durable on the leader; whether enough replicas hold it is unknown.
+    #[error(
+        "write {} is durable on the leader, but its replication (`ack={policy}`) is unknown: {why}",
+        lsn.0
+    )]
+    AckUnknown {
+        /// The write's LSN (also in the error body).
+        lsn: Lsn,
+        /// The policy asked for.
+        policy: AckPolicy,
+        /// Why it is unknown.
+        why: AckUnknown,
+    },
+    /// `/v1/replicate` without a WebSocket upgrade.
+    #[error("this route needs a WebSocket upgrade: {0}")]
+    UpgradeRequired(String),
     /// The body is not JSON (or is empty).
     #[error("the body is not valid JSON: {0}")]
     InvalidJson(String),
@@ -126,7 +145,9 @@ impl ErrorCode for ApiError {
             ApiError::Doc(e) => e.code(),
             ApiError::Auth(e) => e.code(),
             ApiError::InvalidAck(_) => "invalid_ack",
-            ApiError::UnsupportedAck(_) => "unsupported_ack",
+            ApiError::InvalidAckTimeout(_) => "invalid_ack",
+            ApiError::AckUnknown { .. } => "ack_unknown",
+            ApiError::UpgradeRequired(_) => "upgrade_required",
             ApiError::InvalidJson(_) => "invalid_json",
             ApiError::UnsupportedMediaType => "unsupported_media_type",
             ApiError::BodyTooLarge { .. } => "body_too_large",
@@ -196,7 +217,9 @@ pub fn status_for(code: &str) -> StatusCode {
         "version_mismatch" => StatusCode::PRECONDITION_FAILED,
         "body_too_large" | "document_too_large" | "txn_too_large" => StatusCode::PAYLOAD_TOO_LARGE,
         "unsupported_media_type" => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-        "unsupported_ack" => StatusCode::NOT_IMPLEMENTED,
+        "upgrade_required" => StatusCode::UPGRADE_REQUIRED,
+        // The write is durable locally; its replication did not confirm in time.
+        "ack_unknown" => StatusCode::GATEWAY_TIMEOUT,
         "shutting_down" | "overloaded" => StatusCode::SERVICE_UNAVAILABLE,
         // `out_of_order` from the state means the leader built an entry that does not follow
         // its own log: a bug, reported as internal.
@@ -218,7 +241,13 @@ impl IntoResponse for ApiError {
         } else if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
             warn!(code, %message, "request refused");
         }
-        let body = json!({"error": {"code": code, "message": message}});
+        let body = match &self {
+            // The client must learn the LSN: the write happened, only its replication is unknown.
+            ApiError::AckUnknown { lsn, .. } => {
+                json!({"error": {"code": code, "message": message, "lsn": lsn.0}})
+            }
+            _ => json!({"error": {"code": code, "message": message}}),
+        };
         (status, Json(body)).into_response()
     }
 }

@@ -54,7 +54,8 @@ pub async fn status(_: Authorized<NeedsRead>, State(app): State<AppState>) -> Js
         "last_lsn": status.applied_lsn.0,
         "committed_lsn": status.committed_lsn.0,
         "applied_lsn": status.applied_lsn.0,
-        "replicas": [],
+        "replicas": app.replication.status_replicas(),
+        "watermarks": app.replication.status_watermarks(),
     }))
 }
 
@@ -65,7 +66,7 @@ pub async fn metrics(_: Authorized<NeedsAdmin>, State(app): State<AppState>) -> 
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        app.metrics.render(),
+        app.metrics.render() + &app.replication.render_metrics(),
     )
 }
 

@@ -42,6 +42,7 @@ pub use params::{Ack, CollectionPath, DocPath, Precondition, etag};
 
 use crate::auth::TokenKey;
 use crate::leader::Leader;
+use crate::replicate::Replicator;
 
 /// What every handler can reach.
 #[derive(Clone, Debug)]
@@ -52,6 +53,8 @@ pub struct AppState {
     pub auth: Option<Arc<TokenKey>>,
     /// Renders `/metrics`.
     pub metrics: PrometheusHandle,
+    /// Replication sessions, acknowledgements and watermarks (`/v1/replicate`, `?ack=`).
+    pub replication: Replicator,
     /// The built demo app served at `/` ([`demo::resolve_dir`]); `None` serves a placeholder.
     pub demo_dir: Option<PathBuf>,
 }
@@ -76,6 +79,7 @@ pub fn router(state: AppState) -> Router {
                 .post(find::find),
         )
         .route("/v1/txn", post(txn::commit))
+        .route("/v1/replicate", get(crate::replicate::endpoint::replicate))
         .fallback_service(site)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn(observe::track))

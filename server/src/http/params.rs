@@ -2,6 +2,8 @@
 //! preconditions. Each validates what it extracts, so a handler only ever sees a valid
 //! collection name, a valid id, a policy it can honour and a well-formed precondition.
 
+use std::time::Duration;
+
 use axum::extract::path::ErrorKind;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{FromRequestParts, Path, Query};
@@ -13,6 +15,7 @@ use cstore_core::doc::{DocError, validate_collection_name, validate_id};
 
 use super::error::ApiError;
 use crate::leader::{AckPolicy, InvalidAck};
+use crate::replicate::Replicator;
 
 /// The `{collection}` of a route, validated.
 #[derive(Debug)]
@@ -75,10 +78,34 @@ async fn path_param<S: Send + Sync>(
         .ok_or_else(|| ApiError::Internal(format!("route has no `{{{key}}}` parameter")))
 }
 
-/// The `?ack=` of a write: parsed on every write route. Only `local` is available until
-/// replication lands; `replicas:N` and `all` are valid but answered `unsupported_ack`.
-#[derive(Debug)]
-pub struct Ack(pub AckPolicy);
+/// Default of `?ack_timeout_ms=`.
+pub const ACK_TIMEOUT_MS_DEFAULT: u64 = 5_000;
+/// Largest `?ack_timeout_ms=`.
+pub const ACK_TIMEOUT_MS_MAX: u64 = 60_000;
+
+/// The `?ack=` and `?ack_timeout_ms=` of a write: parsed on every write route.
+#[derive(Debug, Clone, Copy)]
+pub struct Ack {
+    /// When the write may be answered.
+    pub policy: AckPolicy,
+    /// How long to wait for replica acknowledgements before answering `ack_unknown`.
+    pub timeout_ms: u64,
+}
+
+impl Ack {
+    /// Waits until the write at `lsn` (durable on this node) satisfies the policy; a timeout
+    /// is `ack_unknown`, carrying the LSN.
+    pub async fn settle(&self, replicator: &Replicator, lsn: Lsn) -> Result<(), ApiError> {
+        replicator
+            .wait_acked(lsn, self.policy, Duration::from_millis(self.timeout_ms))
+            .await
+            .map_err(|why| ApiError::AckUnknown {
+                lsn,
+                policy: self.policy,
+                why,
+            })
+    }
+}
 
 impl<S: Send + Sync> FromRequestParts<S> for Ack {
     type Rejection = ApiError;
@@ -93,10 +120,24 @@ impl<S: Send + Sync> FromRequestParts<S> for Ack {
             }
             QueryValue::One(text) => text.parse::<AckPolicy>()?,
         };
-        match policy {
-            AckPolicy::Local => Ok(Ack(policy)),
-            AckPolicy::Replicas(_) | AckPolicy::All => Err(ApiError::UnsupportedAck(policy)),
-        }
+        let timeout_ms = match query_value(&parts.uri, "ack_timeout_ms")? {
+            QueryValue::Absent => ACK_TIMEOUT_MS_DEFAULT,
+            QueryValue::Repeated => {
+                return Err(ApiError::InvalidAckTimeout(
+                    "`ack_timeout_ms` is given more than once".into(),
+                ));
+            }
+            QueryValue::One(text) => text
+                .parse::<u64>()
+                .ok()
+                .filter(|ms| (1..=ACK_TIMEOUT_MS_MAX).contains(ms))
+                .ok_or_else(|| {
+                    ApiError::InvalidAckTimeout(format!(
+                        "{text:?}: use a number of milliseconds from 1 to {ACK_TIMEOUT_MS_MAX}"
+                    ))
+                })?,
+        };
+        Ok(Ack { policy, timeout_ms })
     }
 }
 

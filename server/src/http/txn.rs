@@ -82,13 +82,13 @@ enum WireOp {
 pub async fn commit(
     _: Authorized<NeedsWrite>,
     State(app): State<AppState>,
-    _: Ack,
+    ack: Ack,
     JsonBody(body): JsonBody<TXN_BODY_BYTES_MAX>,
 ) -> Result<Json<Value>, ApiError> {
     let (txn, ids) = parse(&app.leader, body)?;
     // A rejection names its operation in its message (core's `Rejection` does).
-    match app.leader.write(txn).await {
-        Ok(lsn) => Ok(Json(json!({"lsn": lsn.0, "ids": ids}))),
+    let lsn = match app.leader.write(txn).await {
+        Ok(lsn) => lsn,
         Err(WriteError::Rejected(Rejection {
             error:
                 TxnError::DuplicateOrigin {
@@ -99,14 +99,18 @@ pub async fn commit(
                 },
             ..
         })) if seq == last_seq => {
-            // The first attempt committed; its answer was lost. It may not be durable yet.
+            // The first attempt committed; its answer was lost. It may not be durable yet, nor
+            // on the replicas the ack policy asks for.
             app.leader.wait_durable(last_lsn).await?;
-            Ok(Json(
+            ack.settle(&app.replication, last_lsn).await?;
+            return Ok(Json(
                 json!({"lsn": last_lsn.0, "ids": ids, "duplicate": true}),
-            ))
+            ));
         }
-        Err(error) => Err(error.into()),
-    }
+        Err(error) => return Err(error.into()),
+    };
+    ack.settle(&app.replication, lsn).await?;
+    Ok(Json(json!({"lsn": lsn.0, "ids": ids})))
 }
 
 /// The transaction and the ids of its inserts and puts.

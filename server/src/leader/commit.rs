@@ -130,6 +130,9 @@ async fn commit_batch<S: LogStore>(
     metrics::histogram!("cstore_commit_batch_size").record(entries.len() as f64);
     match result {
         Ok(()) => {
+            let count = entries.len() as u64;
+            // Sessions learn of the new position from the tail, after the entries are in it.
+            shared.tail.push(entries);
             shared.committed.store(last.0, Ordering::Release);
             shared.committed_watch.send_replace(last);
             metrics::counter!("cstore_writes_total", "result" => "ok")
@@ -139,7 +142,7 @@ async fn commit_batch<S: LogStore>(
             for (lsn, reply) in waiting {
                 let _ = reply.send(Ok(lsn));
             }
-            entries.len() as u64
+            count
         }
         Err(e) => {
             // The state now holds entries that may not be on disk. Stop writing: a restart

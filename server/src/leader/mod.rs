@@ -40,6 +40,8 @@ use cstore_core::state::{Rejection, State};
 use cstore_core::storage::{LogStore, StorageError};
 use cstore_core::{Lsn, ReplicaId, Term, Txn};
 
+use crate::replicate::LogTail;
+
 pub use ack::{AckPolicy, InvalidAck};
 pub use recovery::StartError;
 
@@ -52,6 +54,8 @@ pub struct LeaderConfig {
     pub queue_max: usize,
     /// Write a snapshot and compact the log after this many entries.
     pub checkpoint_every_entries: u64,
+    /// Bound of the replication tail ([`LogTail`]) in bytes.
+    pub tail_bytes_max: u64,
 }
 
 impl Default for LeaderConfig {
@@ -60,6 +64,7 @@ impl Default for LeaderConfig {
             batch_max: 8192,
             queue_max: 65_536,
             checkpoint_every_entries: 100_000,
+            tail_bytes_max: crate::replicate::TAIL_MIB_DEFAULT << 20,
         }
     }
 }
@@ -122,6 +127,8 @@ pub(crate) struct Shared {
     pub(crate) ids: Mutex<IdGenerator>,
     pub(crate) closing: AtomicBool,
     pub(crate) failed: Mutex<Option<String>>,
+    /// The newest durable entries, for replication sessions.
+    pub(crate) tail: Arc<LogTail>,
 }
 
 /// A cheap, cloneable handle to the leader.
@@ -218,6 +225,21 @@ impl Leader {
     /// Watches the committed (durable) LSN; replication streams wake on it.
     pub fn committed(&self) -> watch::Receiver<Lsn> {
         self.shared.committed_watch.subscribe()
+    }
+
+    /// The replication tail: the newest durable entries and a watch of the committed position.
+    pub fn tail(&self) -> &Arc<LogTail> {
+        &self.shared.tail
+    }
+
+    /// This leader's term.
+    pub fn term(&self) -> Term {
+        self.shared.term
+    }
+
+    /// This node's identity.
+    pub fn node_id(&self) -> ReplicaId {
+        self.shared.node_id
     }
 
     /// Stops taking writes, commits what is queued, stops the commit thread and closes the store

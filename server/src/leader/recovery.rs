@@ -13,6 +13,8 @@ use cstore_core::state::{Rejection, SnapshotError, State};
 use cstore_core::storage::{LogStore, Metadata, StorageError};
 use cstore_core::{Lsn, ReplicaId, Term};
 
+use crate::replicate::LogTail;
+
 use super::{Leader, LeaderConfig, Shared, commit};
 
 /// Entries read from the store per step of replay.
@@ -93,6 +95,7 @@ where
         ids: Mutex::new(IdGenerator::new(rand::random())),
         closing: AtomicBool::new(false),
         failed: Mutex::new(None),
+        tail: Arc::new(LogTail::new(applied, config.tail_bytes_max)),
     });
     let (requests, receiver) = mpsc::channel(config.queue_max);
     let thread_shared = Arc::clone(&shared);

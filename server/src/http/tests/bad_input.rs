@@ -120,9 +120,10 @@ fn cases() -> Vec<Case> {
         case("PUT on health", M::PUT, "/v1/health", Some("{}"), 405, "method_not_allowed"),
         case("GET on txn", M::GET, "/v1/txn", None, 405, "method_not_allowed"),
         // Ack.
-        case("ack replicas:2", M::POST, "/v1/c/c?ack=replicas:2", Some("{}"), 501, "unsupported_ack"),
-        case("ack all", M::DELETE, "/v1/c/c/a?ack=all", None, 501, "unsupported_ack"),
-        case("ack all on txn", M::POST, "/v1/txn?ack=all", Some("{}"), 501, "unsupported_ack"),
+        case("ack timeout zero", M::POST, "/v1/c/c?ack=replicas:2&ack_timeout_ms=0", Some("{}"), 400, "invalid_ack"),
+        case("ack timeout too long", M::DELETE, "/v1/c/c/a?ack=all&ack_timeout_ms=60001", None, 400, "invalid_ack"),
+        case("ack timeout junk", M::POST, "/v1/txn?ack=all&ack_timeout_ms=1s", Some("{}"), 400, "invalid_ack"),
+        case("ack timeout twice", M::POST, "/v1/txn?ack_timeout_ms=1&ack_timeout_ms=1", Some("{}"), 400, "invalid_ack"),
         case("ack junk", M::PUT, "/v1/c/c/a?ack=some", Some("{}"), 400, "invalid_ack"),
         case("ack replicas:0", M::PATCH, "/v1/c/c/a?ack=replicas:0", Some("{}"), 400, "invalid_ack"),
         case("ack twice", M::POST, "/v1/c/c?ack=local&ack=local", Some("{}"), 400, "invalid_ack"),
@@ -330,7 +331,8 @@ fn every_documented_code_has_its_documented_status() {
             &["body_too_large", "document_too_large", "txn_too_large"],
         ),
         (415, &["unsupported_media_type"]),
-        (501, &["unsupported_ack"]),
+        (426, &["upgrade_required"]),
+        (504, &["ack_unknown"]),
         (503, &["shutting_down", "overloaded"]),
         (500, &["internal", "storage_io"]),
     ];

@@ -70,6 +70,10 @@ impl Harness {
             leader: leader.clone(),
             auth: key.clone().map(Arc::new),
             metrics: metrics_handle(),
+            replication: crate::replicate::Replicator::for_leader(
+                leader.clone(),
+                key.clone().map(Arc::new),
+            ),
             demo_dir,
         });
         Harness {
@@ -153,7 +157,13 @@ impl Reply {
         let error = json["error"]
             .as_object()
             .unwrap_or_else(|| panic!("not an error: {json}"));
-        assert_eq!(error.len(), 2, "error has exactly code and message: {json}");
+        // `ack_unknown` also carries the write's LSN: the write happened.
+        let extra = usize::from(error.get("code") == Some(&Value::from("ack_unknown")));
+        assert_eq!(
+            error.len(),
+            2 + extra,
+            "error has exactly code and message: {json}"
+        );
         assert!(
             error["message"].as_str().is_some_and(|m| !m.is_empty()),
             "{json}"

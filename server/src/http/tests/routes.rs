@@ -20,7 +20,8 @@ async fn health_status_and_index() {
     assert_eq!(
         status,
         json!({"role": "leader", "term": 1, "node_id": node_id, "last_lsn": 1,
-               "committed_lsn": 1, "applied_lsn": 1, "replicas": []})
+               "committed_lsn": 1, "applied_lsn": 1, "replicas": [],
+               "watermarks": {"committed": 1, "durable_on": {}}})
     );
     assert_eq!(node_id.len(), 16);
 
@@ -220,4 +221,41 @@ async fn writes_after_shutdown_are_refused() {
         h.call(Method::GET, "/v1/c/c/a", None).await.status,
         StatusCode::OK
     );
+}
+
+#[tokio::test]
+async fn ack_policies_without_replicas() {
+    let h = Harness::open().await;
+    // `all` means every connected replica: with none, local durability satisfies it.
+    let all = h
+        .call(Method::POST, "/v1/c/notes?ack=all", Some(r#"{"_id":"a"}"#))
+        .await;
+    assert_eq!(all.status, StatusCode::CREATED);
+    // `replicas:1` with none connected: 504 ack_unknown at the deadline, with the LSN.
+    let started = std::time::Instant::now();
+    let one = h
+        .call(
+            Method::PUT,
+            "/v1/c/notes/b?ack=replicas:1&ack_timeout_ms=50",
+            Some(r#"{"n":1}"#),
+        )
+        .await;
+    let waited = started.elapsed();
+    assert_eq!(one.status, StatusCode::GATEWAY_TIMEOUT);
+    assert_eq!(one.code(), "ack_unknown");
+    assert_eq!(one.json()["error"]["lsn"], json!(2));
+    assert!(waited >= std::time::Duration::from_millis(50), "{waited:?}");
+    // The write is durable on the leader and readable.
+    let doc = h.ok(Method::GET, "/v1/c/notes/b", None).await;
+    assert_eq!(doc["n"], json!(1));
+    // The same on a transaction.
+    let txn = h
+        .call(
+            Method::POST,
+            "/v1/txn?ack=replicas:2&ack_timeout_ms=10",
+            Some(r#"{"ops":[{"op":"delete","collection":"notes","id":"a"}]}"#),
+        )
+        .await;
+    assert_eq!(txn.status, StatusCode::GATEWAY_TIMEOUT);
+    assert_eq!(txn.json()["error"]["lsn"], json!(3));
 }

@@ -1,0 +1,103 @@
+//! `GET /v1/replicate`: the WebSocket endpoint replicas connect to.
+//!
+//! The request is authorized before the upgrade: a token with scope `read`, from
+//! `Authorization: Bearer …` or, because browsers cannot set headers on a WebSocket, from
+//! `?token=…` (the header wins when both are given). Then the connection is upgraded with the
+//! message size bounded to [`FRAME_BYTES_MAX`] and handed to a [`connection`](super::connection)
+//! task. Errors before the upgrade are the API's usual JSON errors.
+
+use std::net::SocketAddr;
+
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::{ConnectInfo, Query, State, WebSocketUpgrade};
+use axum::http::{HeaderMap, Uri, header};
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, extract::FromRef};
+
+use cstore_core::replication::FRAME_BYTES_MAX;
+
+use super::Replicator;
+use crate::auth::{AuthError, Scope};
+use crate::http::{ApiError, AppState};
+
+/// Initial read buffer of a replication socket (tungstenite's default is 128 KiB).
+const READ_BUFFER_BYTES: usize = 4 << 10;
+
+impl FromRef<AppState> for Replicator {
+    fn from_ref(state: &AppState) -> Replicator {
+        state.replication.clone()
+    }
+}
+
+/// `GET /v1/replicate` (WebSocket upgrade).
+pub async fn replicate(
+    State(replicator): State<Replicator>,
+    headers: HeaderMap,
+    uri: Uri,
+    connect: Option<Extension<ConnectInfo<SocketAddr>>>,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    if let Err(error) = authorize(&replicator, &headers, &uri) {
+        return error.into_response();
+    }
+    let upgrade = match upgrade {
+        Ok(upgrade) => upgrade,
+        Err(rejection) => return ApiError::UpgradeRequired(rejection.body_text()).into_response(),
+    };
+    if replicator.is_stopping() {
+        return ApiError::Write(crate::leader::WriteError::ShuttingDown).into_response();
+    }
+    let addr = connect.map(|Extension(ConnectInfo(addr))| addr);
+    upgrade
+        // A replica sends small frames (hello, acks): a small read buffer keeps a thousand
+        // connections cheap; it grows for the rare large message, up to the bound.
+        .read_buffer_size(READ_BUFFER_BYTES)
+        .max_message_size(FRAME_BYTES_MAX)
+        .max_frame_size(FRAME_BYTES_MAX)
+        .on_upgrade(move |socket| super::connection::run(replicator, socket, addr))
+}
+
+/// Checks the token of a replication request, from the header or `?token=`.
+fn authorize(replicator: &Replicator, headers: &HeaderMap, uri: &Uri) -> Result<(), ApiError> {
+    let Some(key) = replicator.auth() else {
+        return Ok(());
+    };
+    let mut values = headers.get_all(header::AUTHORIZATION).iter();
+    let token = match (values.next(), values.next()) {
+        (Some(_), Some(_)) => {
+            return Err(AuthError::InvalidToken("more than one Authorization header").into());
+        }
+        (Some(value), None) => {
+            let value = value
+                .to_str()
+                .map_err(|_| AuthError::InvalidToken("Authorization is not ASCII"))?;
+            match value.split_once(' ') {
+                Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => {
+                    token.trim().to_string()
+                }
+                _ => return Err(AuthError::InvalidToken("not a Bearer token").into()),
+            }
+        }
+        (None, _) => {
+            let Query(pairs) = Query::<Vec<(String, String)>>::try_from_uri(uri)
+                .map_err(|_| AuthError::InvalidToken("the query string does not parse"))?;
+            let mut tokens = pairs.into_iter().filter(|(k, _)| k == "token");
+            match (tokens.next(), tokens.next()) {
+                (None, _) => return Err(AuthError::MissingToken.into()),
+                (Some((_, token)), None) => token,
+                (Some(_), Some(_)) => {
+                    return Err(AuthError::InvalidToken("`token` given more than once").into());
+                }
+            }
+        }
+    };
+    let now_s = crate::clock::now_ms().0 / 1000;
+    let claims = key.verify(&token, now_s)?;
+    if !claims.allows(Scope::Read) {
+        return Err(AuthError::Forbidden {
+            needed: Scope::Read,
+        }
+        .into());
+    }
+    Ok(())
+}

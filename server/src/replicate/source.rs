@@ -1,0 +1,142 @@
+//! What a replication session needs from the node it streams from, as one small trait.
+//!
+//! The session driver ([`super::endpoint`]) never touches the `Leader` directly: a leader and
+//! a relaying follower both serve `/v1/replicate`, each over its own log. All a session needs
+//! is the node's identity, its committed (durable) position as a watch, the [`LogTail`] of
+//! recent entries, and a snapshot at or after a given LSN when a replica is too far behind.
+//!
+//! ```text
+//!  Leader ──► LeaderSource ─┐                         ┌─► committed watch, tail reads
+//!                           ├─► dyn ReplicationSource ┤
+//!  Follower ─► (relay) ─────┘                         └─► snapshot_at_least(min_lsn)
+//! ```
+//!
+//! Snapshots are expensive (the whole state, encoded): the leader's source caches the last one
+//! and reuses it while it is recent enough, so a hundred replicas joining at once cost one
+//! encoding, not a hundred.
+
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use tokio::sync::{Mutex, watch};
+
+use cstore_core::error::ErrorCode;
+use cstore_core::{LogPosition, Lsn, ReplicaId, Snapshot, Term};
+
+use super::tail::LogTail;
+use crate::leader::{Leader, WriteError};
+
+/// Why a snapshot could not be produced.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SourceError {
+    /// The node is stopping.
+    #[error("the node is shutting down")]
+    ShuttingDown,
+    /// The node's store failed; what it holds may not be durable.
+    #[error("storage failed: {0}")]
+    Storage(String),
+}
+
+impl ErrorCode for SourceError {
+    fn code(&self) -> &'static str {
+        match self {
+            SourceError::ShuttingDown => "shutting_down",
+            SourceError::Storage(_) => "storage_io",
+        }
+    }
+}
+
+impl From<WriteError> for SourceError {
+    fn from(error: WriteError) -> SourceError {
+        match error {
+            WriteError::ShuttingDown => SourceError::ShuttingDown,
+            other => SourceError::Storage(other.to_string()),
+        }
+    }
+}
+
+/// The node a replication session streams from: a leader, or a follower that relays.
+///
+/// Rules an implementation must keep: the committed position only moves forward, it is only
+/// published once the entries up to it are durable *and* in [`Self::tail`], and every snapshot
+/// is of durable state.
+pub trait ReplicationSource: Send + Sync + 'static {
+    /// The term the node serves (a session serves one term).
+    fn term(&self) -> Term;
+    /// The node's identity, sent to replicas in `Welcome`.
+    fn node_id(&self) -> ReplicaId;
+    /// Watches the last durable entry; sessions stream up to it.
+    fn committed(&self) -> watch::Receiver<LogPosition>;
+    /// The recent entries sessions read from.
+    fn tail(&self) -> &LogTail;
+    /// A snapshot of durable state at `min_lsn` or later.
+    fn snapshot_at_least(&self, min_lsn: Lsn) -> BoxFuture<'_, Result<Arc<Snapshot>, SourceError>>;
+}
+
+/// The leader as a replication source.
+#[derive(Debug)]
+pub struct LeaderSource {
+    leader: Leader,
+    /// The last snapshot made, reused while it is recent enough. The async mutex also makes
+    /// concurrent requests wait for one encoding instead of each making their own.
+    cached: Mutex<Option<Arc<Snapshot>>>,
+}
+
+impl LeaderSource {
+    /// A source over `leader`.
+    pub fn new(leader: Leader) -> LeaderSource {
+        LeaderSource {
+            leader,
+            cached: Mutex::new(None),
+        }
+    }
+}
+
+impl ReplicationSource for LeaderSource {
+    fn term(&self) -> Term {
+        self.leader.term()
+    }
+
+    fn node_id(&self) -> ReplicaId {
+        self.leader.node_id()
+    }
+
+    fn committed(&self) -> watch::Receiver<LogPosition> {
+        self.leader.tail().committed()
+    }
+
+    fn tail(&self) -> &LogTail {
+        self.leader.tail()
+    }
+
+    fn snapshot_at_least(&self, min_lsn: Lsn) -> BoxFuture<'_, Result<Arc<Snapshot>, SourceError>> {
+        Box::pin(async move {
+            let mut cached = self.cached.lock().await;
+            // A cached snapshot serves when it is new enough and the entries after it are
+            // still in the tail; otherwise the replica would need yet another snapshot.
+            if let Some(snapshot) = cached.as_ref()
+                && snapshot.position.lsn >= min_lsn
+                && snapshot.position.lsn.next() >= self.leader.tail().first()
+            {
+                return Ok(Arc::clone(snapshot));
+            }
+            let started = std::time::Instant::now();
+            let snapshot = Arc::new(self.leader.read(|state| state.snapshot()));
+            // The state may hold applied entries whose fsync has not returned: wait, so no
+            // replica installs state the leader could still lose.
+            self.leader.wait_durable(snapshot.position.lsn).await?;
+            tracing::info!(
+                lsn = %snapshot.position.lsn,
+                bytes = snapshot.data.len(),
+                ms = started.elapsed().as_millis() as u64,
+                "replication snapshot made"
+            );
+            assert!(
+                snapshot.position.lsn >= min_lsn,
+                "the state is behind the asked snapshot"
+            );
+            *cached = Some(Arc::clone(&snapshot));
+            Ok(snapshot)
+        })
+    }
+}
