@@ -42,12 +42,14 @@ const READ_BUFFER_BYTES: usize = 8 << 10;
 const TICK: Duration = Duration::from_millis(100);
 
 /// What a replica client keeps.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct ReplicaOptions {
     /// Append received entries to a [`MemoryStore`].
     pub keep_log: bool,
     /// Apply received entries to a [`State`].
     pub keep_state: bool,
+    /// Follow only these collections (`None`: all).
+    pub subscription: Option<Vec<String>>,
 }
 
 impl Default for ReplicaOptions {
@@ -55,6 +57,7 @@ impl Default for ReplicaOptions {
         ReplicaOptions {
             keep_log: true,
             keep_state: true,
+            subscription: None,
         }
     }
 }
@@ -132,12 +135,10 @@ impl std::fmt::Debug for ReplicaClient {
 impl ReplicaClient {
     /// An empty replica with this identity.
     pub fn new(id: u64, options: ReplicaOptions) -> ReplicaClient {
+        let mut config = ReplicaConfig::new(ReplicaId(id));
+        config.subscription = options.subscription.clone();
         ReplicaClient {
-            replica: Replica::new(
-                ReplicaConfig::new(ReplicaId(id)),
-                LogPosition::START,
-                Term(0),
-            ),
+            replica: Replica::new(config, LogPosition::START, Term(0)),
             options,
             store: MemoryStore::new(),
             state: State::new(),

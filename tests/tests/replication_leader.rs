@@ -484,3 +484,50 @@ fn a_stopping_leader_closes_replicas_with_shutting_down() {
         other => panic!("expected a shutting_down close, got {other:?}: {replica:?}"),
     }
 }
+
+#[test]
+fn a_subscribed_replica_holds_only_its_collections_and_verifies_the_chain() {
+    let server = ServerProcess::start(ServerOptions {
+        checkpoint_every: Some(100),
+        extra_args: vec!["--replication-tail-mib".into(), "1".into()],
+        ..ServerOptions::default()
+    })
+    .unwrap();
+    let client = server.client();
+    let rt = runtime();
+    let options = ReplicaOptions {
+        subscription: Some(vec!["items".into()]),
+        ..ReplicaOptions::default()
+    };
+    // One replica streams from the start, one joins after compaction (filtered snapshot).
+    let mut early = ReplicaClient::new(81, options.clone());
+    rt.block_on(early.connect(&ws_url(&server), None)).unwrap();
+    let target = Arc::new(AtomicU64::new(0));
+    let task = follow(&rt, early, Arc::clone(&target));
+    for i in 0..300 {
+        let doc = json!({"_id": format!("o{i:04}"), "pad": "z".repeat(4_000)});
+        client.insert("other", &doc).unwrap().expect_status(201);
+        if i % 3 == 0 {
+            client
+                .insert("items", &json!({"_id": format!("i{i:04}"), "n": i}))
+                .unwrap()
+                .expect_status(201);
+        }
+    }
+    let last = client.last_lsn();
+    target.store(last, Ordering::Release);
+    let early = joined(&rt, task);
+    let mut late = ReplicaClient::new(82, options);
+    rt.block_on(late.connect(&ws_url(&server), None)).unwrap();
+    rt.block_on(late.sync_to(Lsn(last), SYNC_TIMEOUT)).unwrap();
+    assert_eq!(late.stats().snapshots, 1, "{late:?}");
+
+    let leader_items = client.all_docs("items");
+    assert_eq!(leader_items.len(), 100);
+    for replica in [&early, &late] {
+        assert_eq!(replica.persisted().lsn, Lsn(last));
+        assert_eq!(replica_docs(replica), leader_items);
+        assert!(replica.state().collection("other").is_none());
+    }
+    assert_eq!(early.state_hash(), late.state_hash());
+}

@@ -87,8 +87,11 @@ pub async fn commit(
 ) -> Result<Json<Value>, ApiError> {
     let (txn, ids) = parse(&app.leader, body)?;
     // A rejection names its operation in its message (core's `Rejection` does).
-    let lsn = match app.leader.write(txn).await {
-        Ok(lsn) => lsn,
+    match app.leader.write(txn).await {
+        Ok(lsn) => {
+            ack.settle(&app.replication, lsn).await?;
+            Ok(Json(json!({"lsn": lsn.0, "ids": ids})))
+        }
         Err(WriteError::Rejected(Rejection {
             error:
                 TxnError::DuplicateOrigin {
@@ -99,18 +102,16 @@ pub async fn commit(
                 },
             ..
         })) if seq == last_seq => {
-            // The first attempt committed; its answer was lost. It may not be durable yet, nor
-            // on the replicas the ack policy asks for.
+            // The first attempt committed; its answer was lost. It may not be durable yet, and
+            // a retry after `ack_unknown` waits for the replicas again.
             app.leader.wait_durable(last_lsn).await?;
             ack.settle(&app.replication, last_lsn).await?;
-            return Ok(Json(
+            Ok(Json(
                 json!({"lsn": last_lsn.0, "ids": ids, "duplicate": true}),
-            ));
+            ))
         }
-        Err(error) => return Err(error.into()),
-    };
-    ack.settle(&app.replication, lsn).await?;
-    Ok(Json(json!({"lsn": lsn.0, "ids": ids})))
+        Err(error) => Err(error.into()),
+    }
 }
 
 /// The transaction and the ids of its inserts and puts.

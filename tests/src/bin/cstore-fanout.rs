@@ -151,6 +151,7 @@ async fn run(args: &Args, url: &str, pid: Option<u32>) -> i32 {
             ReplicaOptions {
                 keep_log: false,
                 keep_state: false,
+                subscription: None,
             },
         );
         let samples = Arc::new(Mutex::new(Samples::new()));
