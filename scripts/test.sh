@@ -94,10 +94,60 @@ run_step "clippy (cstore-wasm on wasm32)" \
 run_step "cargo test --workspace" \
   env CSTORE_BIN="${CARGO_TARGET_DIR:-$ROOT/target}/debug/cstore" cargo test --workspace
 
-# When the wasm tests talk to a real server, start `cstore serve` here (recording its PID and
-# stopping it by that PID in a trap) and pass its URL to the build with `option_env!`.
+# The browser replica suites talk to a real server (wasm/tests/replica_server.rs):
+# server-control.mjs runs `cstore serve` on a free loopback port (and can stop, start and
+# restart it for the tests); its URLs reach the test build through `option_env!`. It is
+# stopped by its PID, and it stops the server by the server's own PID.
+CONTROL_PID=""
+stop_test_server() {
+  if [ -n "$CONTROL_PID" ]; then
+    kill "$CONTROL_PID" 2>/dev/null || true
+    wait "$CONTROL_PID" 2>/dev/null || true
+    CONTROL_PID=""
+  fi
+}
+trap 'stop_test_server; rm -rf "$LOG_DIR"' EXIT
+start_test_server() {
+  local info="$LOG_DIR/server.json" i
+  node wasm/tests/server-control.mjs --bin "${CARGO_TARGET_DIR:-$ROOT/target}/debug/cstore" \
+    --data-dir "$LOG_DIR/server-data" --info "$info" >"$LOG_DIR/server.out" 2>&1 &
+  CONTROL_PID=$!
+  for i in $(seq 300); do
+    [ -s "$info" ] && break
+    kill -0 "$CONTROL_PID" 2>/dev/null || { cat "$LOG_DIR/server.out"; return 1; }
+    sleep 0.1
+  done
+  [ -s "$info" ] || { cat "$LOG_DIR/server.out"; return 1; }
+  CSTORE_TEST_CONTROL_URL="$(node -p "require('$info').control")"
+  CSTORE_TEST_WS_URL="$(node -p "require('$info').ws")"
+  export CSTORE_TEST_CONTROL_URL CSTORE_TEST_WS_URL
+  say "test server: $CSTORE_TEST_CONTROL_URL (replication $CSTORE_TEST_WS_URL)"
+}
+# Not through run_step: its pipe would run the function in a subshell, and the exports and
+# the PID must stay in this shell.
+run_step_here() {
+  local name=$1 started=$SECONDS status=0 log
+  log="$LOG_DIR/$(printf '%02d' "${#step_names[@]}").txt"
+  shift
+  echo
+  echo "==> $name"
+  "$@" >"$log" 2>&1 || status=$?
+  cat "$log"
+  step_names+=("$name")
+  step_seconds+=($((SECONDS - started)))
+  if [ "$status" -ne 0 ]; then
+    step_results+=("FAILED")
+    summary 1
+    exit 1
+  fi
+  step_results+=("ok")
+}
+run_step_here "start the test server" start_test_server
+# The real-server suite fails instead of passing vacuously if the URLs did not get through.
+export CSTORE_TEST_REQUIRE_SERVER=1
 run_step "wasm tests in headless Chromium" \
   cargo test -p cstore-wasm --target wasm32-unknown-unknown
+stop_test_server
 
 # The npm package: wasm-pack + tsc, then its node unit tests (the TypeScript layer with a fake
 # replica), then the browser end-to-end suite (Playwright driving Debian's chromium against real

@@ -1,8 +1,8 @@
 //! The command line: `cstore serve …` and `cstore token create …`.
 //!
 //! Every option of `serve` that an operator sets once per deployment can also come from the
-//! environment (`CSTORE_DATA_DIR`, `CSTORE_LISTEN`, `CSTORE_AUTH_SECRET`, `CSTORE_DEMO_DIR`), so a secret never
-//! has to appear in a process listing.
+//! environment (`CSTORE_DATA_DIR`, `CSTORE_LISTEN`, `CSTORE_AUTH_SECRET`, `CSTORE_FOLLOW_TOKEN`,
+//! `CSTORE_DEMO_DIR`), so a secret never has to appear in a process listing.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -42,6 +42,14 @@ pub struct ServeArgs {
     /// Follow a leader as a read replica (its WebSocket URL, e.g. ws://host:7070/v1/replicate).
     #[arg(long, value_name = "WS_URL")]
     pub follow: Option<String>,
+    /// Token sent to the leader (as `Authorization: Bearer`) when following; needs scope `read`.
+    #[arg(
+        long,
+        env = "CSTORE_FOLLOW_TOKEN",
+        hide_env_values = true,
+        requires = "follow"
+    )]
+    pub follow_token: Option<String>,
     /// Secret that signs access tokens; without it every request is allowed.
     #[arg(long, env = "CSTORE_AUTH_SECRET", hide_env_values = true)]
     pub auth_secret: Option<String>,

@@ -8,9 +8,11 @@
 pub mod auth;
 pub mod cli;
 pub mod clock;
+pub mod follower;
 pub mod http;
 pub mod leader;
 pub mod metrics;
+pub mod node;
 pub mod replicate;
 pub mod serve;
 pub mod wal;

@@ -2,9 +2,9 @@
 //! order.
 //!
 //! ```text
-//!   check options ─► bind ─► open store ─► Leader::open (recovery) ─► serve
+//!   check options ─► bind ─► open store ─► Leader::open | Follower::open (recovery) ─► serve
 //!                                                                       │ SIGINT / SIGTERM
-//!   exit 0 ◄─ leader.shutdown() ◄─ drain in-flight requests (≤ 10 s) ◄──┘ stop accepting
+//!   exit 0 ◄─ node.shutdown() ◄─ drain in-flight requests (≤ 10 s) ◄──┘ stop accepting
 //! ```
 //!
 //! The order makes a stop lose nothing acknowledged: requests that were in flight finish
@@ -25,11 +25,14 @@ use cstore_core::storage::StorageError;
 
 use crate::auth::{TokenKey, WeakSecret};
 use crate::cli::ServeArgs;
+use crate::follower::{
+    Follower, FollowerConfig, FollowerStartError, InvalidLeaderUrl, leader_http_base,
+};
 use crate::http::demo::{self, DemoDirError};
 use crate::http::{self, AppState};
 use crate::leader::{Leader, LeaderConfig, StartError};
 use crate::metrics::{self as server_metrics, MetricsError};
-use crate::replicate::Replicator;
+use crate::node::Node;
 use crate::wal::FileStore;
 
 /// How long in-flight requests may take to finish after a stop signal.
@@ -38,9 +41,9 @@ pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// Why `cstore serve` stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
-    /// `--follow` is parsed but replication has not landed.
-    #[error("--follow is not supported yet: read replicas come with the replication release")]
-    FollowUnsupported,
+    /// `--follow` names no usable leader URL.
+    #[error(transparent)]
+    FollowUrl(#[from] InvalidLeaderUrl),
     /// A non-loopback address without a secret and without `--insecure`.
     #[error(
         "refusing to listen on {addr} (not loopback) without an auth secret: set --auth-secret \
@@ -80,6 +83,9 @@ pub enum ServeError {
     /// The leader could not recover its state.
     #[error("cannot start the leader: {0}")]
     Start(#[from] StartError),
+    /// The follower could not start.
+    #[error("cannot start the follower: {0}")]
+    Follow(#[from] FollowerStartError),
     /// `--demo-dir` names a directory without a built demo.
     #[error(transparent)]
     DemoDir(#[from] DemoDirError),
@@ -95,7 +101,7 @@ impl ServeError {
     /// The process exit code: 2 for a refused configuration, 1 for a failure.
     pub fn exit_code(&self) -> u8 {
         match self {
-            ServeError::FollowUnsupported
+            ServeError::FollowUrl(_)
             | ServeError::InsecureListen { .. }
             | ServeError::Secret(_)
             | ServeError::Resolve { .. }
@@ -113,8 +119,8 @@ pub fn open_store(data_dir: &Path) -> Result<FileStore, StorageError> {
 
 /// Runs the server until `shutdown` completes, then stops in order (see the module docs).
 pub async fn run(args: ServeArgs, shutdown: impl Future<Output = ()>) -> Result<(), ServeError> {
-    if args.follow.is_some() {
-        return Err(ServeError::FollowUnsupported);
+    if let Some(url) = &args.follow {
+        leader_http_base(url)?;
     }
     let key = args.auth_secret.as_deref().map(TokenKey::new).transpose()?;
     let demo_dir = demo::resolve_dir(args.demo_dir.as_deref())?;
@@ -151,12 +157,23 @@ pub async fn run(args: ServeArgs, shutdown: impl Future<Output = ()>) -> Result<
         source,
     })?;
     info!(data_dir = %args.data_dir.display(), "store opened");
-    let mut config = LeaderConfig::default();
-    if let Some(every) = args.checkpoint_every {
-        config.checkpoint_every_entries = every;
-    }
-    config.tail_bytes_max = args.replication_tail_mib << 20;
-    let leader = Leader::open(store, config).await?;
+    let node = match &args.follow {
+        None => {
+            let mut config = LeaderConfig::default();
+            if let Some(every) = args.checkpoint_every {
+                config.checkpoint_every_entries = every;
+            }
+            config.tail_bytes_max = args.replication_tail_mib << 20;
+            Node::Leader(Leader::open(store, config).await?)
+        }
+        Some(url) => {
+            let mut config = FollowerConfig::new(url.clone());
+            config.token = args.follow_token.clone();
+            config.tail_bytes_max = args.replication_tail_mib << 20;
+            info!(leader = %url, "following");
+            Node::Follower(Follower::open(store, config).await?)
+        }
+    };
     let upkeep = tokio::spawn({
         let metrics = metrics.clone();
         async move {
@@ -168,9 +185,9 @@ pub async fn run(args: ServeArgs, shutdown: impl Future<Output = ()>) -> Result<
         }
     });
     let auth = key.map(Arc::new);
-    let replication = Replicator::for_leader(leader.clone(), auth.clone());
+    let replication = node.replicator(auth.clone());
     let app = http::router(AppState {
-        leader: leader.clone(),
+        node: node.clone(),
         auth,
         metrics,
         replication: replication.clone(),
@@ -208,9 +225,9 @@ pub async fn run(args: ServeArgs, shutdown: impl Future<Output = ()>) -> Result<
         }
     };
     upkeep.abort();
-    // Replicas get a close frame before the leader stops (they reconnect elsewhere or later).
+    // Replicas get a close frame before the node stops (they reconnect elsewhere or later).
     replication.shutdown().await;
-    leader.shutdown().await;
+    node.shutdown().await;
     info!("stopped");
     result.map_err(ServeError::Serve)
 }
@@ -252,6 +269,7 @@ mod tests {
             data_dir: "/nonexistent/never-opened".into(),
             listen: listen.into(),
             follow: None,
+            follow_token: None,
             auth_secret: None,
             insecure: false,
             checkpoint_every: None,
@@ -283,11 +301,10 @@ mod tests {
     #[tokio::test]
     async fn refuses_follow_an_empty_secret_and_a_bad_address() {
         let mut follow = args("127.0.0.1:0");
-        follow.follow = Some("ws://127.0.0.1:7070/v1/replicate".into());
-        assert!(matches!(
-            refused(follow).await,
-            ServeError::FollowUnsupported
-        ));
+        follow.follow = Some("http://127.0.0.1:7070/v1/replicate".into());
+        let e = refused(follow).await;
+        assert!(matches!(e, ServeError::FollowUrl(_)), "{e}");
+        assert_eq!(e.exit_code(), 2);
 
         let mut empty = args("127.0.0.1:0");
         empty.auth_secret = Some(String::new());

@@ -37,6 +37,11 @@ pub struct ServerOptions {
     pub auth_secret: Option<String>,
     /// `--checkpoint-every`: entries between snapshots.
     pub checkpoint_every: Option<u64>,
+    /// `--follow`: run as a read replica of the leader at this `ws://…/v1/replicate` URL
+    /// (see [`ServerOptions::follower_of`]).
+    pub follow: Option<String>,
+    /// `--follow-token`: the token a follower sends to its leader.
+    pub follow_token: Option<String>,
     /// Further arguments after `serve ...`.
     pub extra_args: Vec<String>,
     /// Extra environment for the process.
@@ -54,11 +59,23 @@ impl Default for ServerOptions {
         ServerOptions {
             auth_secret: None,
             checkpoint_every: None,
+            follow: None,
+            follow_token: None,
             extra_args: Vec::new(),
             env: Vec::new(),
             ready_timeout_ms: 10_000,
             binary: None,
             keep_dir: false,
+        }
+    }
+}
+
+impl ServerOptions {
+    /// Options of a follower of `leader` (a leader or another follower, which relays).
+    pub fn follower_of(leader: &ServerProcess) -> ServerOptions {
+        ServerOptions {
+            follow: Some(leader.replicate_url()),
+            ..ServerOptions::default()
         }
     }
 }
@@ -168,6 +185,12 @@ impl ServerProcess {
         }
         if let Some(every) = self.options.checkpoint_every {
             command.arg("--checkpoint-every").arg(every.to_string());
+        }
+        if let Some(url) = &self.options.follow {
+            command.arg("--follow").arg(url);
+        }
+        if let Some(token) = &self.options.follow_token {
+            command.arg("--follow-token").arg(token);
         }
         command
             .args(&self.options.extra_args)
@@ -293,6 +316,11 @@ impl ServerProcess {
     /// `http://<addr>`.
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// `ws://<addr>/v1/replicate`: what a follower of this server follows.
+    pub fn replicate_url(&self) -> String {
+        format!("ws://{}/v1/replicate", self.addr)
     }
 
     /// A client for this server, without a token.

@@ -15,7 +15,7 @@ use super::AppState;
 use super::auth::{Authorized, NeedsRead, NeedsWrite};
 use super::body::{DOC_BODY_BYTES_MAX, JsonBody};
 use super::error::ApiError;
-use super::params::{Ack, CollectionPath, DocPath, Precondition, etag};
+use super::params::{Ack, CollectionPath, DocPath, MinLsn, Precondition, etag};
 
 /// A document body.
 type DocBody = JsonBody<DOC_BODY_BYTES_MAX>;
@@ -28,11 +28,12 @@ pub async fn insert(
     ack: Ack,
     JsonBody(mut value): DocBody,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    ensure_id(&mut value, || app.leader.generate_id());
+    ensure_id(&mut value, || app.node.leader().generate_id());
     let doc = RawDoc::from_value(&value)?;
     let id = doc.id();
     let lsn = app
-        .leader
+        .node
+        .leader()
         .write(Txn::single(Op::Insert { collection, doc }))
         .await?;
     ack.settle(&app.replication, lsn).await?;
@@ -40,17 +41,19 @@ pub async fn insert(
 }
 
 /// `GET /v1/c/{collection}/{id}`: the document's canonical text, its version as the ETag.
-/// `If-None-Match` with the current ETag answers 304.
+/// `If-None-Match` with the current ETag answers 304; `?min_lsn=` waits for a fresh enough
+/// state (see [`MinLsn`]).
 pub async fn get(
     _: Authorized<NeedsRead>,
     State(app): State<AppState>,
     DocPath { collection, id }: DocPath,
+    MinLsn(floor): MinLsn,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     // Copy the text out under the lock; the response is written after it is released.
     let (version, text) = app
-        .leader
-        .read_durable(|state| {
+        .node
+        .read(floor, |state| {
             let coll = state
                 .collection(&collection)
                 .ok_or_else(|| ApiError::CollectionNotFound(collection.clone()))?;
@@ -108,7 +111,7 @@ pub async fn put(
         doc,
         if_version,
     };
-    let lsn = app.leader.write(Txn::single(op)).await?;
+    let lsn = app.node.leader().write(Txn::single(op)).await?;
     ack.settle(&app.replication, lsn).await?;
     Ok(written(&id, lsn))
 }
@@ -133,7 +136,7 @@ pub async fn patch(
         patch: value.to_string(),
         if_version,
     };
-    let lsn = app.leader.write(Txn::single(op)).await?;
+    let lsn = app.node.leader().write(Txn::single(op)).await?;
     ack.settle(&app.replication, lsn).await?;
     Ok(written(&id, lsn))
 }
@@ -151,7 +154,7 @@ pub async fn delete(
         id: id.clone(),
         if_version,
     };
-    let lsn = app.leader.write(Txn::single(op)).await?;
+    let lsn = app.node.leader().write(Txn::single(op)).await?;
     ack.settle(&app.replication, lsn).await?;
     Ok(written(&id, lsn))
 }

@@ -21,6 +21,7 @@ use cstore_core::Lsn;
 
 use crate::auth::AuthError;
 use crate::leader::{AckPolicy, InvalidAck, WriteError};
+use crate::node::ReadError;
 use crate::replicate::AckUnknown;
 
 /// A failed request.
@@ -29,6 +30,17 @@ pub enum ApiError {
     /// The leader refused or could not commit the write.
     #[error(transparent)]
     Write(#[from] WriteError),
+    /// A read could not be served (`min_lsn` not reached, or the leader failed).
+    #[error(transparent)]
+    Read(#[from] ReadError),
+    /// A follower could not reach its leader to forward a write.
+    #[error("the leader at {leader} cannot be reached to forward the write: {reason}")]
+    LeaderUnavailable {
+        /// The leader's HTTP base.
+        leader: String,
+        /// What failed.
+        reason: String,
+    },
     /// A document, id or collection name is invalid.
     #[error(transparent)]
     Doc(#[from] DocError),
@@ -142,6 +154,8 @@ impl ErrorCode for ApiError {
     fn code(&self) -> &'static str {
         match self {
             ApiError::Write(e) => e.code(),
+            ApiError::Read(e) => e.code(),
+            ApiError::LeaderUnavailable { .. } => "leader_unavailable",
             ApiError::Doc(e) => e.code(),
             ApiError::Auth(e) => e.code(),
             ApiError::InvalidAck(_) => "invalid_ack",
@@ -220,7 +234,8 @@ pub fn status_for(code: &str) -> StatusCode {
         "upgrade_required" => StatusCode::UPGRADE_REQUIRED,
         // The write is durable locally; its replication did not confirm in time.
         "ack_unknown" => StatusCode::GATEWAY_TIMEOUT,
-        "shutting_down" | "overloaded" => StatusCode::SERVICE_UNAVAILABLE,
+        "min_lsn_timeout" => StatusCode::GATEWAY_TIMEOUT,
+        "shutting_down" | "overloaded" | "leader_unavailable" => StatusCode::SERVICE_UNAVAILABLE,
         // `out_of_order` from the state means the leader built an entry that does not follow
         // its own log: a bug, reported as internal.
         "internal" | "storage_io" | "out_of_order" => StatusCode::INTERNAL_SERVER_ERROR,

@@ -13,6 +13,7 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 
+use cstore_core::Lsn;
 use cstore_core::query::{FindQuery, find as run_find};
 
 use super::AppState;
@@ -20,16 +21,20 @@ use super::auth::{Authorized, NeedsRead};
 use super::body::{DOC_BODY_BYTES_MAX, JsonBody};
 use super::docs::FindPath;
 use super::error::ApiError;
+use super::params::{MinLsn, check_timeout_ms};
 
 /// Largest find answer, in bytes of JSON.
 pub const RESULT_BYTES_MAX: usize = 64 << 20;
 
-/// `{"filter":…, "sort":…, "limit":n, "skip":n, "explain":bool}` → `{"docs":[…],"lsn":n}`
-/// (+ `"plan"` with `explain`). A missing collection has no documents.
+/// `{"filter":…, "sort":…, "limit":n, "skip":n, "explain":bool, "min_lsn":n,
+/// "min_lsn_timeout_ms":n}` → `{"docs":[…],"lsn":n}` (+ `"plan"` with `explain`). A missing
+/// collection has no documents. `min_lsn` may come from the query string too (see
+/// [`MinLsn`]); the body's wins.
 pub async fn find(
     _: Authorized<NeedsRead>,
     State(app): State<AppState>,
     FindPath(collection): FindPath,
+    MinLsn(mut floor): MinLsn,
     JsonBody(mut body): JsonBody<DOC_BODY_BYTES_MAX>,
 ) -> Result<Response, ApiError> {
     let explain = match body.as_object_mut().and_then(|map| map.remove("explain")) {
@@ -37,10 +42,16 @@ pub async fn find(
         Some(Value::Bool(explain)) => explain,
         Some(_) => return Err(ApiError::InvalidQuery("`explain` must be a boolean".into())),
     };
+    if let Some(min_lsn) = take_u64(&mut body, "min_lsn")? {
+        floor.min_lsn = Some(Lsn(min_lsn));
+    }
+    if let Some(timeout_ms) = take_u64(&mut body, "min_lsn_timeout_ms")? {
+        floor.timeout_ms = check_timeout_ms(timeout_ms)?;
+    }
     let query = FindQuery::parse(&body)?;
     let text = app
-        .leader
-        .read_durable(|state| {
+        .node
+        .read(floor, |state| {
             let lsn = state.applied().lsn;
             let Some(coll) = state.collection(&collection) else {
                 return Ok(format!(r#"{{"docs":[],"lsn":{lsn}}}"#));
@@ -71,4 +82,15 @@ pub async fn find(
         })
         .await??;
     Ok(([(header::CONTENT_TYPE, "application/json")], text).into_response())
+}
+
+/// Removes `key` from a find body: a whole number, or absent (or null).
+fn take_u64(body: &mut Value, key: &str) -> Result<Option<u64>, ApiError> {
+    match body.as_object_mut().and_then(|map| map.remove(key)) {
+        None | Some(Value::Null) => Ok(None),
+        Some(value) => value
+            .as_u64()
+            .map(Some)
+            .ok_or_else(|| ApiError::InvalidQuery(format!("`{key}` must be a whole number"))),
+    }
 }

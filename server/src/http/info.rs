@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 use super::AppState;
 use super::auth::{Authorized, NeedsAdmin, NeedsRead};
 use super::error::ApiError;
+use crate::node::{Node, ReadFloor};
 
 /// `GET /` when no demo app is built (see [`super::demo`]): says how to build it.
 pub async fn index() -> Html<&'static str> {
@@ -42,21 +43,59 @@ pub async fn health() -> Json<Value> {
     Json(json!({"status": "ok"}))
 }
 
-/// `GET /v1/status`: role, term and log positions.
+/// `GET /v1/status`: role, term and log positions; on a follower also its leader and how
+/// replication goes.
 pub async fn status(_: Authorized<NeedsRead>, State(app): State<AppState>) -> Json<Value> {
-    let status = app.leader.status();
-    Json(json!({
-        "role": "leader",
-        "term": status.term.0,
-        "node_id": status.node_id.to_string(),
-        // On the leader every entry is applied before it is appended: the last entry of the
-        // log is the last applied one.
-        "last_lsn": status.applied_lsn.0,
-        "committed_lsn": status.committed_lsn.0,
-        "applied_lsn": status.applied_lsn.0,
-        "replicas": app.replication.status_replicas(),
-        "watermarks": app.replication.status_watermarks(),
-    }))
+    match &app.node {
+        Node::Leader(leader) => {
+            let status = leader.status();
+            Json(json!({
+                "role": "leader",
+                "term": status.term.0,
+                "node_id": status.node_id.to_string(),
+                // On the leader every entry is applied before it is appended: the last entry
+                // of the log is the last applied one.
+                "last_lsn": status.applied_lsn.0,
+                "committed_lsn": status.committed_lsn.0,
+                "applied_lsn": status.applied_lsn.0,
+                "leader_url": null,
+                "replicas": app.replication.status_replicas(),
+                "watermarks": app.replication.status_watermarks(),
+            }))
+        }
+        Node::Follower(follower) => {
+            let status = follower.status();
+            let progress = &status.progress;
+            let last_error = progress
+                .last_error
+                .as_ref()
+                .map(|e| json!({"code": e.code, "message": e.message}));
+            Json(json!({
+                "role": "follower",
+                "term": status.term.0,
+                "node_id": status.node_id.to_string(),
+                // Every entry a follower holds is durable and applied.
+                "last_lsn": progress.durable_lsn.0,
+                "committed_lsn": progress.durable_lsn.0,
+                "applied_lsn": status.applied_lsn.0,
+                "leader_url": status.leader_url,
+                "replicas": app.replication.status_replicas(),
+                "watermarks": app.replication.status_watermarks(),
+                "follower": {
+                    "leader_id": progress.leader_id.map(|id| id.to_string()),
+                    "durable_lsn": progress.durable_lsn.0,
+                    "leader_committed_lsn": progress.leader_committed_lsn.0,
+                    "lag": progress.lag,
+                    "connection": progress.connection.as_str(),
+                    "last_error": last_error,
+                    "reconnects": progress.reconnects,
+                    "bytes_received": progress.bytes_received,
+                    "entries_received": progress.entries_received,
+                    "snapshot_installs": progress.snapshot_installs,
+                },
+            }))
+        }
+    }
 }
 
 /// `GET /metrics`: Prometheus text.
@@ -76,8 +115,8 @@ pub async fn collections(
     State(app): State<AppState>,
 ) -> Result<Json<Value>, ApiError> {
     let collections: Vec<Value> = app
-        .leader
-        .read_durable(|state| {
+        .node
+        .read(ReadFloor::default(), |state| {
             state
                 .collections()
                 .map(|(name, c)| {

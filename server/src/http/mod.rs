@@ -18,6 +18,7 @@ pub mod demo;
 mod docs;
 mod error;
 mod find;
+mod forward;
 mod info;
 mod observe;
 mod params;
@@ -31,24 +32,24 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::Request;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, patch, post, put};
 use metrics_exporter_prometheus::PrometheusHandle;
 use tower_http::trace::TraceLayer;
 
 pub use auth::{Authorized, Needed, NeedsAdmin, NeedsRead, NeedsWrite};
 pub use body::{DOC_BODY_BYTES_MAX, JsonBody, TXN_BODY_BYTES_MAX};
 pub use error::{ApiError, status_for};
-pub use params::{Ack, CollectionPath, DocPath, Precondition, etag};
+pub use params::{Ack, CollectionPath, DocPath, MinLsn, Precondition, etag};
 
 use crate::auth::TokenKey;
-use crate::leader::Leader;
+use crate::node::Node;
 use crate::replicate::Replicator;
 
 /// What every handler can reach.
 #[derive(Clone, Debug)]
 pub struct AppState {
-    /// The leader: writes and reads.
-    pub leader: Leader,
+    /// The node: a leader (writes and reads) or a follower (reads; writes forwarded).
+    pub node: Node,
     /// The token key; `None` runs without auth (every request allowed).
     pub auth: Option<Arc<TokenKey>>,
     /// Renders `/metrics`.
@@ -59,26 +60,43 @@ pub struct AppState {
     pub demo_dir: Option<PathBuf>,
 }
 
-/// The router with every route of docs/HTTP_API.md.
+/// The router with every route of docs/HTTP_API.md. The role decides who handles writes: a
+/// leader commits them, a follower forwards them to its leader unchanged.
 pub fn router(state: AppState) -> Router {
+    let (insert, put, patch, delete, commit) = match &state.node {
+        Node::Leader(_) => (
+            post(docs::insert),
+            put(docs::put),
+            patch(docs::patch),
+            delete(docs::delete),
+            post(txn::commit),
+        ),
+        Node::Follower(_) => (
+            post(forward::forward),
+            put(forward::forward),
+            patch(forward::forward),
+            delete(forward::forward),
+            post(forward::forward),
+        ),
+    };
     let site = demo::site(state.demo_dir.as_deref());
     Router::new()
         .route("/v1/health", get(info::health))
         .route("/v1/status", get(info::status))
         .route("/metrics", get(info::metrics))
         .route("/v1/c", get(info::collections))
-        .route("/v1/c/{collection}", post(docs::insert))
+        .route("/v1/c/{collection}", insert)
         // `find` shares the `{id}` route: a separate `/find` route would shadow GET of a
         // document whose id is "find". POST on any other id is 405.
         .route(
             "/v1/c/{collection}/{id}",
             get(docs::get)
-                .put(docs::put)
-                .patch(docs::patch)
-                .delete(docs::delete)
-                .post(find::find),
+                .post(find::find)
+                .merge(put)
+                .merge(patch)
+                .merge(delete),
         )
-        .route("/v1/txn", post(txn::commit))
+        .route("/v1/txn", commit)
         .route("/v1/replicate", get(crate::replicate::endpoint::replicate))
         .fallback_service(site)
         .method_not_allowed_fallback(method_not_allowed)

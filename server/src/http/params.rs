@@ -15,6 +15,7 @@ use cstore_core::doc::{DocError, validate_collection_name, validate_id};
 
 use super::error::ApiError;
 use crate::leader::{AckPolicy, InvalidAck};
+use crate::node::{MIN_LSN_TIMEOUT_MS_MAX, ReadFloor};
 use crate::replicate::Replicator;
 
 /// The `{collection}` of a route, validated.
@@ -139,6 +140,52 @@ impl<S: Send + Sync> FromRequestParts<S> for Ack {
         };
         Ok(Ack { policy, timeout_ms })
     }
+}
+
+/// How fresh a read must be: `?min_lsn=N` (the state must include LSN `N`, e.g. the client's
+/// own write) and `?min_lsn_timeout_ms=T` (how long to wait for it; default 5000, at most
+/// 60000). A find may give both in its body instead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MinLsn(pub ReadFloor);
+
+impl<S: Send + Sync> FromRequestParts<S> for MinLsn {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
+        let mut floor = ReadFloor::default();
+        if let Some(text) = single_query(&parts.uri, "min_lsn")? {
+            floor.min_lsn = Some(Lsn(parse_u64(&text, "min_lsn")?));
+        }
+        if let Some(text) = single_query(&parts.uri, "min_lsn_timeout_ms")? {
+            floor.timeout_ms = check_timeout_ms(parse_u64(&text, "min_lsn_timeout_ms")?)?;
+        }
+        Ok(MinLsn(floor))
+    }
+}
+
+/// A `min_lsn_timeout_ms` within bounds.
+pub fn check_timeout_ms(timeout_ms: u64) -> Result<u64, ApiError> {
+    if timeout_ms > MIN_LSN_TIMEOUT_MS_MAX {
+        return Err(ApiError::InvalidQuery(format!(
+            "`min_lsn_timeout_ms` {timeout_ms} is over the limit of {MIN_LSN_TIMEOUT_MS_MAX}"
+        )));
+    }
+    Ok(timeout_ms)
+}
+
+fn single_query(uri: &Uri, key: &str) -> Result<Option<String>, ApiError> {
+    match query_value(uri, key)? {
+        QueryValue::Absent => Ok(None),
+        QueryValue::One(text) => Ok(Some(text)),
+        QueryValue::Repeated => Err(ApiError::InvalidQuery(format!(
+            "`{key}` is given more than once"
+        ))),
+    }
+}
+
+fn parse_u64(text: &str, key: &str) -> Result<u64, ApiError> {
+    text.parse::<u64>()
+        .map_err(|_| ApiError::InvalidQuery(format!("`{key}` {text:?} is not a whole number")))
 }
 
 /// A write's precondition on the document's version, from `?if_version=N`, `If-Match: "N"`

@@ -85,9 +85,10 @@ pub async fn commit(
     ack: Ack,
     JsonBody(body): JsonBody<TXN_BODY_BYTES_MAX>,
 ) -> Result<Json<Value>, ApiError> {
-    let (txn, ids) = parse(&app.leader, body)?;
+    let leader = app.node.leader();
+    let (txn, ids) = parse(leader, body)?;
     // A rejection names its operation in its message (core's `Rejection` does).
-    match app.leader.write(txn).await {
+    match leader.write(txn).await {
         Ok(lsn) => {
             ack.settle(&app.replication, lsn).await?;
             Ok(Json(json!({"lsn": lsn.0, "ids": ids})))
@@ -104,7 +105,7 @@ pub async fn commit(
         })) if seq == last_seq => {
             // The first attempt committed; its answer was lost. It may not be durable yet, and
             // a retry after `ack_unknown` waits for the replicas again.
-            app.leader.wait_durable(last_lsn).await?;
+            leader.wait_durable(last_lsn).await?;
             ack.settle(&app.replication, last_lsn).await?;
             Ok(Json(
                 json!({"lsn": last_lsn.0, "ids": ids, "duplicate": true}),

@@ -44,6 +44,7 @@ use crate::replicate::LogTail;
 
 pub use ack::{AckPolicy, InvalidAck};
 pub use recovery::StartError;
+pub(crate) use recovery::recover;
 
 /// Tunables of the leader.
 #[derive(Clone, Debug)]

@@ -39,12 +39,48 @@ pub(super) async fn open<S>(mut store: S, config: LeaderConfig) -> Result<Leader
 where
     S: LogStore + Send + 'static,
 {
+    let (metadata, state) = recover(&mut store, Term(1)).await?;
+    let applied = state.applied();
+    let (committed_watch, _) = watch::channel(applied.lsn);
+    let shared = Arc::new(Shared {
+        state: RwLock::new(state),
+        committed: AtomicU64::new(applied.lsn.0),
+        committed_watch,
+        term: metadata.term,
+        node_id: metadata.node_id,
+        ids: Mutex::new(IdGenerator::new(rand::random())),
+        closing: AtomicBool::new(false),
+        failed: Mutex::new(None),
+        tail: Arc::new(LogTail::new(applied, config.tail_bytes_max)),
+    });
+    let (requests, receiver) = mpsc::channel(config.queue_max);
+    let thread_shared = Arc::clone(&shared);
+    std::thread::Builder::new()
+        .name("cstore-commit".into())
+        .spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .build()
+                .expect("a current-thread runtime builds");
+            runtime.block_on(commit::run(thread_shared, store, receiver, config));
+        })
+        .map_err(StartError::Thread)?;
+    Ok(Leader { shared, requests })
+}
+
+/// Loads the metadata (creating it with `fresh_term` and a random node id on a new store) and
+/// rebuilds the state from the last snapshot and the log after it. Shared by the leader and
+/// the follower, which recover their own stores the same way.
+pub(crate) async fn recover<S: LogStore>(
+    store: &mut S,
+    fresh_term: Term,
+) -> Result<(Metadata, State), StartError> {
     let started = Instant::now();
     let metadata = match store.load_metadata().await? {
         Some(metadata) => metadata,
         None => {
             let metadata = Metadata {
-                term: Term(1),
+                term: fresh_term,
                 node_id: ReplicaId(rand::random()),
             };
             store.save_metadata(&metadata).await?;
@@ -77,37 +113,12 @@ where
         }
         next = to;
     }
-    let applied = state.applied();
     info!(
-        lsn = %applied.lsn,
+        lsn = %state.applied().lsn,
         replayed,
         ms = started.elapsed().as_millis() as u64,
         node_id = %metadata.node_id,
         "state recovered"
     );
-    let (committed_watch, _) = watch::channel(applied.lsn);
-    let shared = Arc::new(Shared {
-        state: RwLock::new(state),
-        committed: AtomicU64::new(applied.lsn.0),
-        committed_watch,
-        term: metadata.term,
-        node_id: metadata.node_id,
-        ids: Mutex::new(IdGenerator::new(rand::random())),
-        closing: AtomicBool::new(false),
-        failed: Mutex::new(None),
-        tail: Arc::new(LogTail::new(applied, config.tail_bytes_max)),
-    });
-    let (requests, receiver) = mpsc::channel(config.queue_max);
-    let thread_shared = Arc::clone(&shared);
-    std::thread::Builder::new()
-        .name("cstore-commit".into())
-        .spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_time()
-                .build()
-                .expect("a current-thread runtime builds");
-            runtime.block_on(commit::run(thread_shared, store, receiver, config));
-        })
-        .map_err(StartError::Thread)?;
-    Ok(Leader { shared, requests })
+    Ok((metadata, state))
 }

@@ -109,6 +109,19 @@ impl LogTail {
         self.committed.send_replace(last);
     }
 
+    /// Forgets every entry and continues from `last`, which it publishes: a relaying follower
+    /// replaced its log with a snapshot (installed, or discarded to re-bootstrap). Sessions
+    /// then find anything they ask for below the tail and send a snapshot instead.
+    pub fn reset(&self, last: LogPosition) {
+        {
+            let mut ring = self.ring.lock().expect("tail lock poisoned");
+            ring.entries.clear();
+            ring.bytes = 0;
+            ring.last = last;
+        }
+        self.committed.send_replace(last);
+    }
+
     /// The committed entries `from <= lsn < to`, cloned out of the ring.
     pub fn read(&self, from: Lsn, to: Lsn) -> Result<Vec<LogEntry>, TailError> {
         assert!(from <= to, "read of {from}..{to}");
@@ -181,6 +194,27 @@ mod tests {
                 entry
             })
             .collect()
+    }
+
+    #[test]
+    fn reset_forgets_the_entries_and_continues_from_the_new_position() {
+        let tail = LogTail::new(LogPosition::START, 1 << 20);
+        tail.push(chain(LogPosition::START, 5));
+        // A relaying follower installed a snapshot at some later position.
+        let snapshot_at = chain(LogPosition::START, 20)[19].position();
+        tail.reset(snapshot_at);
+        assert_eq!(tail.last(), snapshot_at);
+        assert_eq!(*tail.committed().borrow(), snapshot_at);
+        assert_eq!(tail.bytes(), 0);
+        assert_eq!(tail.first(), Lsn(21));
+        assert!(matches!(
+            tail.read(Lsn(3), Lsn(4)),
+            Err(TailError::BelowTail { first: Lsn(21), .. })
+        ));
+        // Entries after the snapshot are taken again.
+        let after = chain(snapshot_at, 3);
+        tail.push(after.clone());
+        assert_eq!(tail.read(Lsn(21), Lsn(24)).unwrap(), after);
     }
 
     #[test]

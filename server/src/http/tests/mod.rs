@@ -23,6 +23,7 @@ use cstore_core::storage::MemoryStore;
 use super::{AppState, router};
 use crate::auth::{Claims, Scope, TokenKey};
 use crate::leader::{Leader, LeaderConfig};
+use crate::node::Node;
 
 /// The secret of harnesses with auth.
 pub const SECRET: &str = "handler test secret";
@@ -67,7 +68,7 @@ impl Harness {
             .await
             .expect("leader opens on an empty store");
         let router = router(AppState {
-            leader: leader.clone(),
+            node: Node::Leader(leader.clone()),
             auth: key.clone().map(Arc::new),
             metrics: metrics_handle(),
             replication: crate::replicate::Replicator::for_leader(

@@ -20,7 +20,7 @@ async fn health_status_and_index() {
     assert_eq!(
         status,
         json!({"role": "leader", "term": 1, "node_id": node_id, "last_lsn": 1,
-               "committed_lsn": 1, "applied_lsn": 1, "replicas": [],
+               "committed_lsn": 1, "applied_lsn": 1, "leader_url": null, "replicas": [],
                "watermarks": {"committed": 1, "durable_on": {}}})
     );
     assert_eq!(node_id.len(), 16);
@@ -221,6 +221,58 @@ async fn writes_after_shutdown_are_refused() {
         h.call(Method::GET, "/v1/c/c/a", None).await.status,
         StatusCode::OK
     );
+}
+
+#[tokio::test]
+async fn min_lsn_on_the_leader_answers_at_once_or_times_out() {
+    let h = Harness::open().await;
+    h.ok(Method::POST, "/v1/c/notes", Some(r#"{"_id":"a"}"#))
+        .await;
+    // Reached: answered at once.
+    let doc = h.ok(Method::GET, "/v1/c/notes/a?min_lsn=1", None).await;
+    assert_eq!(doc, json!({"_id": "a"}));
+    let found = h
+        .ok(
+            Method::POST,
+            "/v1/c/notes/find",
+            Some(r#"{"filter":{},"min_lsn":1}"#),
+        )
+        .await;
+    assert_eq!(found["docs"], json!([{"_id": "a"}]));
+    // Not reached within the bound: 504, from the query string or from a find body.
+    h.call(
+        Method::GET,
+        "/v1/c/notes/a?min_lsn=99&min_lsn_timeout_ms=20",
+        None,
+    )
+    .await
+    .assert_error(504, "min_lsn_timeout");
+    h.call(
+        Method::POST,
+        "/v1/c/notes/find",
+        Some(r#"{"min_lsn":99,"min_lsn_timeout_ms":20}"#),
+    )
+    .await
+    .assert_error(504, "min_lsn_timeout");
+    // A later write wakes a waiting read.
+    let waiting = h.call(Method::GET, "/v1/c/notes/b?min_lsn=2", None);
+    let write = h.call(Method::POST, "/v1/c/notes", Some(r#"{"_id":"b"}"#));
+    let (read, written) = tokio::join!(waiting, write);
+    assert_eq!(written.status, StatusCode::CREATED);
+    assert_eq!(read.status, StatusCode::OK, "{}", read.body);
+    // Bad values.
+    for uri in [
+        "/v1/c/notes/a?min_lsn=x",
+        "/v1/c/notes/a?min_lsn=1&min_lsn=2",
+        "/v1/c/notes/a?min_lsn=1&min_lsn_timeout_ms=600000",
+    ] {
+        h.call(Method::GET, uri, None)
+            .await
+            .assert_error(400, "invalid_query");
+    }
+    h.call(Method::POST, "/v1/c/notes/find", Some(r#"{"min_lsn":"1"}"#))
+        .await
+        .assert_error(400, "invalid_query");
 }
 
 #[tokio::test]

@@ -1,0 +1,391 @@
+//! The replication task: connects to the leader, feeds core's `Replica`, carries out its
+//! commands, and reconnects with backoff.
+//!
+//! ```text
+//!  loop: connect ──ok──► session: hello ─► { frame | tick | stop } ─► commands ─► execute
+//!          │                  │ ends with a FollowError (or stop)
+//!          ▼                  ▼
+//!        remedy: reconnect ─► backoff ─► loop   rebootstrap ─► discard local copy ─► loop
+//!                stop ─► status "stopped", wait for shutdown
+//! ```
+//!
+//! Group commit on the replica side: after one frame, the frames that already arrived are
+//! taken too (up to `persist_batch_entries_max` entries), so their entries share one fsync
+//! and one acknowledgement.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use futures::{FutureExt, SinkExt, StreamExt};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::{HeaderValue, header};
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::{self, Message};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tracing::{info, warn};
+
+use cstore_core::error::ErrorCode;
+use cstore_core::log::LogEntry;
+use cstore_core::replication::{
+    FRAME_BYTES_MAX, Frame, Remedy, Replica, ReplicaCommand, ReplicaConfig, ReplicationError,
+};
+use cstore_core::{LogPosition, Lsn};
+
+use super::local::{LocalCopy, LocalError};
+use super::{Backoff, Connection, FollowError, FollowerConfig, LastError};
+use crate::clock::now_ms;
+
+type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// Frames taken in one gathering step at most, whatever their size.
+const FRAMES_PER_BATCH_MAX: usize = 256;
+
+/// How a session ended.
+enum SessionEnd {
+    /// The follower is shutting down.
+    Stop,
+    /// The connection ended; `streamed` when it got as far as streaming (backoff resets).
+    Ended { error: FollowError, streamed: bool },
+}
+
+/// Runs until the follower is shut down; closes the store (its lock) when it returns.
+pub(super) async fn run(mut local: LocalCopy) {
+    let shared = std::sync::Arc::clone(&local.shared);
+    let config = shared.config.clone();
+    let mut stop = shared.stop.subscribe();
+    let replica_config = ReplicaConfig::new(shared.node_id);
+    let mut replica = Replica::new(replica_config.clone(), local.position(), local.term());
+    let mut backoff = Backoff::new(
+        config.backoff_initial_ms,
+        config.backoff_max_ms,
+        shared.node_id.0,
+    );
+    let mut connections = 0u64;
+    loop {
+        if *stop.borrow() {
+            break;
+        }
+        set_connection(&local, Connection::Connecting);
+        let connected = tokio::select! {
+            connected = connect(&config) => connected,
+            _ = stop.wait_for(|stop| *stop) => break,
+        };
+        let end = match connected {
+            Ok(socket) => {
+                connections += 1;
+                if connections > 1 {
+                    local.shared.progress().reconnects += 1;
+                    metrics::counter!("cstore_follower_reconnects_total").increment(1);
+                }
+                info!(url = %config.leader_url, "connected to the leader");
+                session(&mut local, &mut replica, socket, &mut stop, &config).await
+            }
+            Err(error) => SessionEnd::Ended {
+                error,
+                streamed: false,
+            },
+        };
+        let (error, streamed) = match end {
+            SessionEnd::Stop => break,
+            SessionEnd::Ended { error, streamed } => (error, streamed),
+        };
+        warn!(code = error.code(), %error, "replication connection ended");
+        local.shared.progress().last_error = Some(LastError {
+            code: error.code().to_string(),
+            message: error.to_string(),
+        });
+        if streamed {
+            backoff.reset();
+        }
+        match error.remedy() {
+            Remedy::Reconnect => {}
+            Remedy::Rebootstrap => {
+                warn!("discarding the local copy: the next connection starts from a snapshot");
+                if let Err(e) = local.discard().await {
+                    fail(&local, FollowError::Storage(e));
+                    break;
+                }
+                replica = Replica::new(replica_config.clone(), LogPosition::START, local.term());
+            }
+            Remedy::Stop => {
+                fail(&local, error);
+                break;
+            }
+        }
+        set_connection(&local, Connection::Waiting);
+        let delay = Duration::from_millis(backoff.next_delay_ms());
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            _ = stop.wait_for(|stop| *stop) => break,
+        }
+    }
+    if local.shared.progress().connection != Connection::Stopped {
+        set_connection(&local, Connection::Stopped);
+    }
+    let shared = std::sync::Arc::clone(&local.shared);
+    // Close the store (and release the directory lock) before saying we stopped.
+    drop(local);
+    info!("replication stopped");
+    shared.stopped.send_replace(true);
+}
+
+/// Replication stops for good (until a restart); reads go on.
+fn fail(local: &LocalCopy, error: FollowError) {
+    warn!(code = error.code(), %error, "replication stopped; reads continue from the local copy");
+    let mut progress = local.shared.progress();
+    progress.connection = Connection::Stopped;
+    progress.last_error = Some(LastError {
+        code: error.code().to_string(),
+        message: error.to_string(),
+    });
+}
+
+fn set_connection(local: &LocalCopy, connection: Connection) {
+    local.shared.progress().connection = connection;
+}
+
+/// Opens the WebSocket, with the token as a Bearer header.
+async fn connect(config: &FollowerConfig) -> Result<Socket, FollowError> {
+    let url = &config.leader_url;
+    let connect_error = |reason: String| FollowError::Connect {
+        url: url.clone(),
+        reason,
+    };
+    let mut request = url
+        .as_str()
+        .into_client_request()
+        .map_err(|e| connect_error(e.to_string()))?;
+    if let Some(token) = &config.token {
+        let value = HeaderValue::from_str(&format!("Bearer {token}"))
+            .map_err(|_| connect_error("the token is not a valid header value".into()))?;
+        request.headers_mut().insert(header::AUTHORIZATION, value);
+    }
+    let ws_config = WebSocketConfig::default()
+        .max_message_size(Some(FRAME_BYTES_MAX))
+        .max_frame_size(Some(FRAME_BYTES_MAX));
+    let timeout = Duration::from_millis(config.connect_timeout_ms);
+    let connecting = tokio_tungstenite::connect_async_with_config(request, Some(ws_config), true);
+    match tokio::time::timeout(timeout, connecting).await {
+        Err(_elapsed) => Err(connect_error(format!(
+            "no handshake within {} ms",
+            config.connect_timeout_ms
+        ))),
+        Ok(Err(tungstenite::Error::Http(response))) => Err(FollowError::Handshake {
+            url: url.clone(),
+            status: response.status().as_u16(),
+        }),
+        Ok(Err(e)) => Err(connect_error(e.to_string())),
+        Ok(Ok((socket, _response))) => Ok(socket),
+    }
+}
+
+/// One connection: hello, then frames, ticks and commands until it ends.
+async fn session(
+    local: &mut LocalCopy,
+    replica: &mut Replica,
+    socket: Socket,
+    stop: &mut watch::Receiver<bool>,
+    config: &FollowerConfig,
+) -> SessionEnd {
+    let (mut sink, mut stream) = socket.split();
+    let mut streamed = false;
+    let ended = |error: FollowError, streamed: bool| SessionEnd::Ended { error, streamed };
+    set_connection(local, Connection::Connected);
+    let hello = replica.hello(now_ms());
+    if let Err(error) = send(&mut sink, hello).await {
+        replica.on_disconnected();
+        return ended(error, false);
+    }
+    let mut tick = tokio::time::interval(Duration::from_millis(config.tick_interval_ms));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let mut lost = None;
+        let commands = tokio::select! {
+            message = stream.next() => {
+                let mut commands = Vec::new();
+                let mut next = Some(message);
+                let mut frames = 0;
+                while let Some(message) = next.take() {
+                    frames += 1;
+                    match on_message(local, replica, message) {
+                        Ok(more) => commands.extend(more),
+                        Err(error) => {
+                            lost = Some(error);
+                            break;
+                        }
+                    }
+                    let gathered: usize = commands
+                        .iter()
+                        .map(|c| match c {
+                            ReplicaCommand::Persist { entries } => entries.len(),
+                            _ => 0,
+                        })
+                        .sum();
+                    let closing = commands.iter().any(|c| matches!(c, ReplicaCommand::Close(_)));
+                    if !closing
+                        && frames < FRAMES_PER_BATCH_MAX
+                        && gathered < config.persist_batch_entries_max
+                    {
+                        next = stream.next().now_or_never();
+                    }
+                }
+                commands
+            }
+            _ = tick.tick() => replica.on_tick(now_ms()),
+            _ = stop.wait_for(|stop| *stop) => {
+                replica.on_disconnected();
+                let _ = sink.send(Message::Close(None)).await;
+                return SessionEnd::Stop;
+            }
+        };
+        let executed = execute(local, replica, &mut sink, commands).await;
+        streamed |= replica.is_streaming();
+        publish(local, replica);
+        if let Err(error) = executed {
+            return ended(error, streamed);
+        }
+        if let Some(error) = lost {
+            replica.on_disconnected();
+            return ended(error, streamed);
+        }
+    }
+}
+
+/// Turns one WebSocket message into the replica's commands.
+fn on_message(
+    local: &LocalCopy,
+    replica: &mut Replica,
+    message: Option<Result<Message, tungstenite::Error>>,
+) -> Result<Vec<ReplicaCommand>, FollowError> {
+    match message {
+        None => Err(FollowError::ConnectionLost(
+            "the leader closed the stream".into(),
+        )),
+        Some(Err(e)) => Err(FollowError::ConnectionLost(e.to_string())),
+        Some(Ok(Message::Binary(bytes))) => {
+            local.shared.progress().bytes_received += bytes.len() as u64;
+            metrics::counter!("cstore_follower_bytes_received_total").increment(bytes.len() as u64);
+            Ok(replica.handle_bytes(now_ms(), &bytes))
+        }
+        Some(Ok(Message::Text(_))) => {
+            // The contract: every frame is binary; a text message is a protocol error.
+            let error = ReplicationError::ProtocolViolation("a text message".into());
+            replica.on_disconnected();
+            Ok(vec![
+                ReplicaCommand::Send(Frame::error(error.code(), &error.to_string())),
+                ReplicaCommand::Close(error),
+            ])
+        }
+        Some(Ok(Message::Close(frame))) => Err(FollowError::ConnectionLost(match frame {
+            Some(frame) => format!("closed by the leader: {} {}", frame.code, frame.reason),
+            None => "closed by the leader".into(),
+        })),
+        // Pings are answered by tungstenite itself.
+        Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => Ok(Vec::new()),
+    }
+}
+
+/// Carries out the replica's commands in order. Consecutive `Persist`s share one append (one
+/// fsync). Returns the error that ends the session, if one does.
+async fn execute<S>(
+    local: &mut LocalCopy,
+    replica: &mut Replica,
+    sink: &mut S,
+    commands: Vec<ReplicaCommand>,
+) -> Result<(), FollowError>
+where
+    S: SinkExt<Message, Error = tungstenite::Error> + Unpin,
+{
+    let mut queue = VecDeque::from(commands);
+    let mut pending: Vec<LogEntry> = Vec::new();
+    let mut ended: Option<FollowError> = None;
+    loop {
+        let Some(command) = queue.pop_front() else {
+            if pending.is_empty() {
+                break;
+            }
+            queue.extend(flush(local, replica, &mut pending).await?);
+            continue;
+        };
+        match command {
+            ReplicaCommand::Persist { entries } => pending.extend(entries),
+            ReplicaCommand::Send(frame) => {
+                if ended.is_none()
+                    && let Err(error) = send(sink, frame).await
+                {
+                    ended = Some(error);
+                }
+            }
+            ReplicaCommand::SaveTerm(term) => local.save_term(term).await?,
+            ReplicaCommand::InstallSnapshot(snapshot) => {
+                if !pending.is_empty() {
+                    queue.extend(flush(local, replica, &mut pending).await?);
+                }
+                let position = snapshot.position;
+                match local.install(&snapshot).await {
+                    Ok(()) => {
+                        info!(lsn = %position.lsn, bytes = snapshot.data.len(), "snapshot installed");
+                        queue.extend(replica.on_snapshot_installed(now_ms(), position));
+                    }
+                    Err(LocalError::Storage(e)) => return Err(e.into()),
+                    Err(LocalError::Apply { lsn, reason }) => {
+                        queue.extend(replica.on_apply_failed(lsn, &reason));
+                    }
+                }
+            }
+            ReplicaCommand::Close(error) => {
+                let _ = sink.send(Message::Close(None)).await;
+                ended.get_or_insert(FollowError::Replication(error));
+            }
+        }
+    }
+    match ended {
+        Some(error) => Err(error),
+        None => Ok(()),
+    }
+}
+
+/// Appends and applies the pending entries; the replica's answer (an ack) comes back.
+async fn flush(
+    local: &mut LocalCopy,
+    replica: &mut Replica,
+    pending: &mut Vec<LogEntry>,
+) -> Result<Vec<ReplicaCommand>, FollowError> {
+    let last = pending.last().map_or(Lsn::ZERO, |e| e.lsn);
+    let result = local.persist(std::mem::take(pending)).await;
+    match result {
+        Ok(()) => Ok(replica.on_persisted(now_ms(), last)),
+        Err(LocalError::Storage(e)) => Err(e.into()),
+        Err(LocalError::Apply { lsn, reason }) => Ok(replica.on_apply_failed(lsn, &reason)),
+    }
+}
+
+async fn send<S>(sink: &mut S, frame: Frame) -> Result<(), FollowError>
+where
+    S: SinkExt<Message, Error = tungstenite::Error> + Unpin,
+{
+    sink.send(Message::Binary(frame.encode().into()))
+        .await
+        .map_err(|e| FollowError::ConnectionLost(e.to_string()))
+}
+
+/// Copies the replica's view into the status and the metrics.
+fn publish(local: &LocalCopy, replica: &Replica) {
+    let lag = replica.lag();
+    let mut progress = local.shared.progress();
+    progress.term = replica.term();
+    progress.leader_id = replica.leader().map(|(id, _)| id);
+    progress.leader_committed_lsn = replica.leader_committed().lsn;
+    progress.lag = lag;
+    progress.connection = if replica.is_streaming() {
+        Connection::Streaming
+    } else if replica.is_connected() {
+        Connection::Connected
+    } else {
+        progress.connection
+    };
+    drop(progress);
+    metrics::gauge!("cstore_follower_lag_entries").set(lag as f64);
+}

@@ -1,0 +1,293 @@
+//! The follower: a native read replica (`cstore serve --follow ws://leader/v1/replicate`).
+//!
+//! A follower keeps a full copy of the leader's log in its own data directory and serves
+//! reads from its own state, so reads scale out and survive the leader's restarts. It drives
+//! core's [`Replica`](cstore_core::replication::Replica) over a WebSocket on a thread of its
+//! own (the file store blocks on fsync), and writes nothing but what the leader sent:
+//!
+//! ```text
+//!  replication thread                                               HTTP handlers
+//!  ──────────────────                                               ─────────────
+//!  connect (Bearer token) ─► hello(durable position)
+//!  frames ─► Replica ─► Persist{entries} ─► append + fsync ─► apply ─► state ◄── read(min_lsn)
+//!                     │                    (frames that already arrived      applied watch
+//!                     │                     share one fsync)                 wakes waiters
+//!                     ├► InstallSnapshot ─► install_snapshot ─► State::from_snapshot
+//!                     ├► SaveTerm ─► metadata
+//!                     └► Close(remedy) ─► reconnect (jittered backoff) | rebootstrap | stop
+//! ```
+//!
+//! An entry is applied only after it is durable, so every read here returns data that a crash
+//! cannot take back. A restart recovers the state like the leader does (snapshot, then the log)
+//! and says hello with its durable position: nothing is downloaded twice. Writes sent to a
+//! follower are forwarded to the leader over HTTP (see `http::forward`). Its own log is served
+//! to followers of its own (relay, `relay.rs`).
+
+mod backoff;
+mod driver;
+mod error;
+mod local;
+mod relay;
+mod status;
+#[cfg(test)]
+mod tests;
+
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use cstore_core::state::State;
+use cstore_core::{Lsn, ReplicaId};
+
+pub use backoff::Backoff;
+pub use error::FollowError;
+pub use relay::RelaySource;
+pub use status::{Connection, FollowerStatus, LastError, Progress};
+
+use crate::leader::{StartError, recover};
+use crate::replicate::LogTail;
+use crate::wal::FileStore;
+
+/// Tunables of a follower.
+#[derive(Clone, Debug)]
+pub struct FollowerConfig {
+    /// The leader's replication endpoint, `ws://host:port/v1/replicate`.
+    pub leader_url: String,
+    /// Sent as `Authorization: Bearer` on the WebSocket upgrade to the leader (scope `read`).
+    /// Forwarded writes carry the client's own `Authorization`, never this token.
+    pub token: Option<String>,
+    /// First reconnect delay.
+    pub backoff_initial_ms: u64,
+    /// Longest reconnect delay.
+    pub backoff_max_ms: u64,
+    /// How often the replica's timers run (leader silence).
+    pub tick_interval_ms: u64,
+    /// Bound on opening the connection (TCP and WebSocket handshake).
+    pub connect_timeout_ms: u64,
+    /// Most entries gathered from frames already received before one fsync.
+    pub persist_batch_entries_max: usize,
+    /// Bound of the relay's tail of recent entries (what downstream followers stream from).
+    pub tail_bytes_max: u64,
+}
+
+impl FollowerConfig {
+    /// Defaults for following `leader_url`.
+    pub fn new(leader_url: impl Into<String>) -> FollowerConfig {
+        FollowerConfig {
+            leader_url: leader_url.into(),
+            token: None,
+            backoff_initial_ms: 100,
+            backoff_max_ms: 3_000,
+            tick_interval_ms: 200,
+            connect_timeout_ms: 5_000,
+            persist_batch_entries_max: 16_384,
+            tail_bytes_max: crate::replicate::TAIL_MIB_DEFAULT << 20,
+        }
+    }
+}
+
+/// Why a URL cannot be followed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("--follow {url:?} is not a ws:// URL of a leader's /v1/replicate: {reason}")]
+pub struct InvalidLeaderUrl {
+    /// What was given.
+    pub url: String,
+    /// What is wrong with it.
+    pub reason: &'static str,
+}
+
+/// The leader's HTTP base (`http://host:port`) from its replication URL.
+pub fn leader_http_base(leader_url: &str) -> Result<String, InvalidLeaderUrl> {
+    let invalid = |reason| InvalidLeaderUrl {
+        url: leader_url.to_string(),
+        reason,
+    };
+    let uri: axum::http::Uri = leader_url.parse().map_err(|_| invalid("not a URL"))?;
+    let scheme = match uri.scheme_str() {
+        Some("ws") => "http",
+        Some("wss") => return Err(invalid("wss:// is not supported (this build has no TLS)")),
+        _ => return Err(invalid("the scheme must be ws://")),
+    };
+    let authority = uri.authority().ok_or_else(|| invalid("no host"))?;
+    Ok(format!("{scheme}://{authority}"))
+}
+
+/// State shared by the handle and the replication thread.
+pub(crate) struct Shared {
+    pub(crate) state: RwLock<State>,
+    /// The applied (and durable) LSN; `min_lsn` readers wait on it.
+    pub(crate) applied: watch::Sender<Lsn>,
+    pub(crate) node_id: ReplicaId,
+    pub(crate) config: FollowerConfig,
+    pub(crate) leader_http: String,
+    pub(crate) http: reqwest::Client,
+    pub(crate) progress: Mutex<Progress>,
+    /// Recent durable entries, for downstream followers (relay).
+    pub(crate) tail: LogTail,
+    /// Set to ask the replication thread to stop.
+    pub(crate) stop: watch::Sender<bool>,
+    /// Set by the replication thread once it stopped and closed the store.
+    pub(crate) stopped: watch::Sender<bool>,
+}
+
+impl Shared {
+    pub(crate) fn progress(&self) -> std::sync::MutexGuard<'_, Progress> {
+        self.progress.lock().expect("progress lock poisoned")
+    }
+}
+
+/// A cheap, cloneable handle to the follower.
+#[derive(Clone)]
+pub struct Follower {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Follower {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Follower")
+            .field("status", &self.status())
+            .finish()
+    }
+}
+
+/// Why a follower could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum FollowerStartError {
+    /// The URL is not one a follower can use.
+    #[error(transparent)]
+    Url(#[from] InvalidLeaderUrl),
+    /// The local copy does not recover.
+    #[error(transparent)]
+    Recover(#[from] StartError),
+    /// The HTTP client for forwarding writes could not be built.
+    #[error("cannot build the HTTP client: {0}")]
+    Client(String),
+}
+
+impl Follower {
+    /// Recovers the local copy from `store` (like the leader recovers) and starts replicating
+    /// from `config.leader_url` on a thread of its own.
+    pub async fn open(
+        mut store: FileStore,
+        config: FollowerConfig,
+    ) -> Result<Follower, FollowerStartError> {
+        let leader_http = leader_http_base(&config.leader_url)?;
+        // A fresh follower has seen no term: the leader's Welcome sets it.
+        let (metadata, state) = recover(&mut store, cstore_core::Term(0)).await?;
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .map_err(|e| FollowerStartError::Client(e.to_string()))?;
+        let durable = store.log_state().last.lsn;
+        assert_eq!(
+            durable,
+            state.applied().lsn,
+            "recovery applies every entry the store holds"
+        );
+        let progress = Progress {
+            term: metadata.term,
+            leader_id: None,
+            durable_lsn: durable,
+            leader_committed_lsn: durable,
+            lag: 0,
+            connection: Connection::Connecting,
+            last_error: None,
+            reconnects: 0,
+            bytes_received: 0,
+            entries_received: 0,
+            snapshot_installs: 0,
+        };
+        let tail = LogTail::new(state.applied(), config.tail_bytes_max);
+        let (applied, _) = watch::channel(state.applied().lsn);
+        let (stop, _) = watch::channel(false);
+        let (stopped, _) = watch::channel(false);
+        let shared = Arc::new(Shared {
+            state: RwLock::new(state),
+            applied,
+            node_id: metadata.node_id,
+            config,
+            leader_http,
+            http,
+            progress: Mutex::new(progress),
+            tail,
+            stop,
+            stopped,
+        });
+        let local = local::LocalCopy::new(store, metadata, Arc::clone(&shared));
+        std::thread::Builder::new()
+            .name("cstore-follow".into())
+            .spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("a current-thread runtime builds");
+                runtime.block_on(driver::run(local));
+            })
+            .map_err(StartError::Thread)?;
+        Ok(Follower { shared })
+    }
+
+    /// Runs `f` on the current state under the read lock. Everything in it is durable here.
+    pub fn read<R>(&self, f: impl FnOnce(&State) -> R) -> R {
+        f(&self.shared.state.read().expect("state lock poisoned"))
+    }
+
+    /// The last LSN applied (and durable).
+    pub fn applied_lsn(&self) -> Lsn {
+        *self.shared.applied.borrow()
+    }
+
+    /// Waits until the state has applied `lsn`, at most `timeout`. True when it has.
+    pub async fn wait_applied(&self, lsn: Lsn, timeout: Duration) -> bool {
+        let mut applied = self.shared.applied.subscribe();
+        tokio::time::timeout(timeout, applied.wait_for(|at| *at >= lsn))
+            .await
+            .is_ok_and(|result| result.is_ok())
+    }
+
+    /// Watches the applied LSN.
+    pub fn applied(&self) -> watch::Receiver<Lsn> {
+        self.shared.applied.subscribe()
+    }
+
+    /// The leader's HTTP base, where writes are forwarded.
+    pub fn leader_http_base(&self) -> &str {
+        &self.shared.leader_http
+    }
+
+    /// The client that forwards writes.
+    pub fn http_client(&self) -> &reqwest::Client {
+        &self.shared.http
+    }
+
+    /// The token configured for the leader, if any.
+    pub fn token(&self) -> Option<&str> {
+        self.shared.config.token.as_deref()
+    }
+
+    /// This follower as a replication source, for relaying to followers of its own.
+    pub fn relay_source(&self) -> RelaySource {
+        RelaySource::new(Arc::clone(&self.shared))
+    }
+
+    /// What `/v1/status` reports.
+    pub fn status(&self) -> FollowerStatus {
+        let progress = self.shared.progress().clone();
+        FollowerStatus {
+            node_id: self.shared.node_id,
+            term: progress.term,
+            leader_url: self.shared.config.leader_url.clone(),
+            applied_lsn: self.applied_lsn(),
+            progress,
+        }
+    }
+
+    /// Stops replicating, waits until the store is closed (its directory lock released).
+    /// Reads keep working on the state as it is. Safe to call more than once.
+    pub async fn shutdown(&self) {
+        self.shared.stop.send_replace(true);
+        let mut stopped = self.shared.stopped.subscribe();
+        let _ = stopped.wait_for(|done| *done).await;
+    }
+}

@@ -1,0 +1,75 @@
+//! Writes on a follower: forwarded to the leader over HTTP, answered with the leader's answer.
+//!
+//! A client talks to one API whichever node it reaches. The follower does not parse or check
+//! the write: it passes the method, path, query (`?ack=`, `?if_version=`), body and the
+//! headers that carry meaning (`Authorization`, `Content-Type`, `If-Match`, `If-None-Match`)
+//! to the leader, and returns the leader's status, body and `ETag` unchanged. The answer's
+//! `lsn` lets the client read its own write here with `?min_lsn=`.
+
+use axum::body::{Body, to_bytes};
+use axum::extract::{Request, State};
+use axum::http::{HeaderName, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use super::AppState;
+use super::body::TXN_BODY_BYTES_MAX;
+use super::error::ApiError;
+
+/// Request headers passed to the leader.
+const FORWARDED_HEADERS: [HeaderName; 4] = [
+    header::AUTHORIZATION,
+    header::CONTENT_TYPE,
+    header::IF_MATCH,
+    header::IF_NONE_MATCH,
+];
+
+/// Response headers passed back to the client.
+const RETURNED_HEADERS: [HeaderName; 2] = [header::CONTENT_TYPE, header::ETAG];
+
+/// Any write route on a follower.
+pub async fn forward(State(app): State<AppState>, request: Request) -> Result<Response, ApiError> {
+    let follower = app
+        .node
+        .follower()
+        .expect("forwarding routes are mounted on followers only");
+    let (parts, body) = request.into_parts();
+    // The leader's own limit is the largest of any write route; it checks the exact one.
+    let body = to_bytes(body, TXN_BODY_BYTES_MAX)
+        .await
+        .map_err(|_| ApiError::BodyTooLarge {
+            limit_bytes: TXN_BODY_BYTES_MAX,
+        })?;
+    let path = parts
+        .uri
+        .path_and_query()
+        .map_or_else(|| parts.uri.path().to_string(), |p| p.as_str().to_string());
+    let base = follower.leader_http_base();
+    let url = format!("{base}{path}");
+    let method = reqwest::Method::from_bytes(parts.method.as_str().as_bytes())
+        .map_err(|e| ApiError::Internal(format!("method {}: {e}", parts.method)))?;
+    let mut outgoing = follower.http_client().request(method, &url).body(body);
+    for name in FORWARDED_HEADERS {
+        for value in parts.headers.get_all(&name) {
+            outgoing = outgoing.header(name.as_str(), value.as_bytes());
+        }
+    }
+    let unavailable = |e: reqwest::Error| ApiError::LeaderUnavailable {
+        leader: base.to_string(),
+        reason: e.to_string(),
+    };
+    let answer = outgoing.send().await.map_err(unavailable)?;
+    let status = StatusCode::from_u16(answer.status().as_u16())
+        .map_err(|e| ApiError::Internal(format!("leader status: {e}")))?;
+    let mut response = Response::builder().status(status);
+    for name in RETURNED_HEADERS {
+        if let Some(value) = answer.headers().get(name.as_str()) {
+            response = response.header(name, value.as_bytes());
+        }
+    }
+    let bytes = answer.bytes().await.map_err(unavailable)?;
+    metrics::counter!("cstore_follower_forwarded_writes_total").increment(1);
+    Ok(response
+        .body(Body::from(bytes))
+        .map_err(|e| ApiError::Internal(format!("forwarded response: {e}")))?
+        .into_response())
+}

@@ -1,0 +1,195 @@
+//! The node's role, in one place: a leader (the single writer) or a follower (a read replica).
+//!
+//! The HTTP layer serves reads from whichever state this node holds and sends writes to the
+//! leader (directly, or forwarded over HTTP by a follower). Both roles answer reads the same
+//! way: wait until the state holds what the client asked for (`min_lsn`, bounded by a
+//! timeout), then run a short closure under the state's read lock. The role is an enum, not a
+//! trait object: a read costs one `match`, no boxed future.
+//!
+//! ```text
+//!  read(min_lsn, f) ─┬─ Leader:   wait committed ≥ min_lsn ─► read_durable(f)
+//!                    └─ Follower: wait applied ≥ min_lsn ───► read(f)   (applied ⇒ durable)
+//! ```
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use cstore_core::error::ErrorCode;
+use cstore_core::replication::SessionConfig;
+use cstore_core::state::State;
+use cstore_core::{Lsn, ReplicaId, Term};
+
+use crate::auth::TokenKey;
+use crate::follower::Follower;
+use crate::leader::{Leader, WriteError};
+use crate::replicate::Replicator;
+
+/// Default bound on a `min_lsn` wait.
+pub const MIN_LSN_TIMEOUT_MS_DEFAULT: u64 = 5_000;
+/// Longest `min_lsn` wait a client may ask for.
+pub const MIN_LSN_TIMEOUT_MS_MAX: u64 = 60_000;
+
+/// This server's role and its state.
+#[derive(Clone, Debug)]
+pub enum Node {
+    /// The leader: writes and reads.
+    Leader(Leader),
+    /// A read replica: reads from its own copy, writes go to its leader.
+    Follower(Follower),
+}
+
+/// How fresh a read must be.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReadFloor {
+    /// The state must include this LSN (a write the client made, or saw).
+    pub min_lsn: Option<Lsn>,
+    /// How long to wait for it.
+    pub timeout_ms: u64,
+}
+
+impl Default for ReadFloor {
+    fn default() -> ReadFloor {
+        ReadFloor {
+            min_lsn: None,
+            timeout_ms: MIN_LSN_TIMEOUT_MS_DEFAULT,
+        }
+    }
+}
+
+/// Why a read did not happen.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReadError {
+    /// The state did not reach `min_lsn` in time.
+    #[error("lsn {min_lsn} was not reached within {timeout_ms} ms (this node is at {reached})")]
+    MinLsnTimeout {
+        /// What the client asked for.
+        min_lsn: Lsn,
+        /// Where this node's state was when the wait ended.
+        reached: Lsn,
+        /// The bound.
+        timeout_ms: u64,
+    },
+    /// The leader failed or is stopping.
+    #[error(transparent)]
+    Leader(#[from] WriteError),
+}
+
+impl ErrorCode for ReadError {
+    fn code(&self) -> &'static str {
+        match self {
+            ReadError::MinLsnTimeout { .. } => "min_lsn_timeout",
+            ReadError::Leader(e) => e.code(),
+        }
+    }
+}
+
+/// Role-independent facts for `/v1/status`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeFacts {
+    /// This node's identity.
+    pub node_id: ReplicaId,
+    /// The highest term known.
+    pub term: Term,
+    /// The last entry applied to the state.
+    pub applied_lsn: Lsn,
+}
+
+impl Node {
+    /// Runs `f` on the state once it includes `floor.min_lsn`, and only returns what is durable
+    /// on this node.
+    pub async fn read<R>(
+        &self,
+        floor: ReadFloor,
+        f: impl FnOnce(&State) -> R,
+    ) -> Result<R, ReadError> {
+        let timeout = Duration::from_millis(floor.timeout_ms);
+        match self {
+            Node::Leader(leader) => {
+                if let Some(min_lsn) = floor.min_lsn {
+                    match tokio::time::timeout(timeout, leader.wait_durable(min_lsn)).await {
+                        Ok(result) => result?,
+                        Err(_elapsed) => {
+                            return Err(ReadError::MinLsnTimeout {
+                                min_lsn,
+                                reached: leader.status().committed_lsn,
+                                timeout_ms: floor.timeout_ms,
+                            });
+                        }
+                    }
+                }
+                Ok(leader.read_durable(f).await?)
+            }
+            Node::Follower(follower) => {
+                if let Some(min_lsn) = floor.min_lsn
+                    && !follower.wait_applied(min_lsn, timeout).await
+                {
+                    return Err(ReadError::MinLsnTimeout {
+                        min_lsn,
+                        reached: follower.applied_lsn(),
+                        timeout_ms: floor.timeout_ms,
+                    });
+                }
+                Ok(follower.read(f))
+            }
+        }
+    }
+
+    /// The leader, on a route only a leader mounts (writes; a follower forwards them).
+    pub fn leader(&self) -> &Leader {
+        match self {
+            Node::Leader(leader) => leader,
+            Node::Follower(_) => panic!("a write route ran on a follower, which forwards writes"),
+        }
+    }
+
+    /// The follower, when this node is one.
+    pub fn follower(&self) -> Option<&Follower> {
+        match self {
+            Node::Leader(_) => None,
+            Node::Follower(follower) => Some(follower),
+        }
+    }
+
+    /// Identity, term and applied position.
+    pub fn facts(&self) -> NodeFacts {
+        match self {
+            Node::Leader(leader) => {
+                let status = leader.status();
+                NodeFacts {
+                    node_id: status.node_id,
+                    term: status.term,
+                    applied_lsn: status.applied_lsn,
+                }
+            }
+            Node::Follower(follower) => {
+                let status = follower.status();
+                NodeFacts {
+                    node_id: status.node_id,
+                    term: status.term,
+                    applied_lsn: status.applied_lsn,
+                }
+            }
+        }
+    }
+
+    /// The serving side of replication for this node: the leader's log, or (relay) the
+    /// follower's own.
+    pub fn replicator(&self, auth: Option<Arc<TokenKey>>) -> Replicator {
+        match self {
+            Node::Leader(leader) => Replicator::for_leader(leader.clone(), auth),
+            Node::Follower(follower) => Replicator::new(
+                Arc::new(follower.relay_source()),
+                SessionConfig::default(),
+                auth,
+            ),
+        }
+    }
+
+    /// Stops the role's background work and closes its store (releasing the directory lock).
+    pub async fn shutdown(&self) {
+        match self {
+            Node::Leader(leader) => leader.shutdown().await,
+            Node::Follower(follower) => follower.shutdown().await,
+        }
+    }
+}

@@ -1,0 +1,174 @@
+//! The replica's local data: the state the leader's log built, with this client's pending
+//! writes shown on top (core's [`Overlay`]).
+//!
+//! Reads must show a tab its own writes at once, offline or not, yet only the leader's
+//! entries may move the log state. Core's overlay does both on one [`State`]: pending writes
+//! are applied tentatively; before confirmed entries (or a snapshot) apply, they come off,
+//! and afterwards the ones the state's origin records do not yet confirm go back on (a
+//! rebase). A pending write that no longer applies stays queued but hidden: the leader, the
+//! authority, accepts or rejects it.
+//!
+//! ```text
+//!  leader entries ──► overlay.rebase(state, apply entries) ──► state + pending[k..n]
+//!  local write ─────► overlay.push(state, seq, txn) ─────────► shown at once, queued
+//! ```
+//!
+//! This type adds what the driver needs around the overlay: which collections a change
+//! touched (for watches) and which pending writes the leader already answered (so the
+//! writer does not send them again while their entry is on its way).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use cstore_core::state::{Overlay, PendingWrite, Rejection, State};
+use cstore_core::{LogEntry, LogPosition, Lsn, Snapshot, Txn};
+
+/// What a change touched: the names of collections whose documents may differ.
+pub type Touched = BTreeSet<String>;
+
+/// The log state with this client's pending writes on top.
+#[derive(Debug, Default)]
+pub struct LocalState {
+    state: State,
+    overlay: Overlay,
+    /// Pending writes the leader committed (seq → LSN), until their entry arrives.
+    committed: BTreeMap<u64, Lsn>,
+}
+
+impl LocalState {
+    /// Local data starting from `state`, for `client`, nothing pending.
+    pub fn new(state: State, client: &str) -> LocalState {
+        LocalState {
+            state,
+            overlay: Overlay::new(client),
+            committed: BTreeMap::new(),
+        }
+    }
+
+    /// The state reads see: the log state plus the pending writes that apply.
+    pub fn current(&self) -> &State {
+        &self.state
+    }
+
+    /// The last log entry applied (pending writes do not move it).
+    pub fn applied(&self) -> LogPosition {
+        self.state.applied()
+    }
+
+    /// A snapshot of the log state (pending writes lifted off for it, then put back).
+    pub fn snapshot(&mut self) -> Snapshot {
+        let (snapshot, _hidden) = self
+            .overlay
+            .rebase(&mut self.state, |state| state.snapshot());
+        snapshot
+    }
+
+    /// Documents held, over all collections.
+    pub fn doc_count(&self) -> usize {
+        self.state.collections().map(|(_, c)| c.len()).sum()
+    }
+
+    /// The writes not yet confirmed, in order.
+    pub fn pending(&self) -> impl Iterator<Item = &PendingWrite> {
+        self.overlay.pending()
+    }
+
+    /// The first pending write the leader has not answered yet: the next to send.
+    pub fn next_unsent(&self) -> Option<&PendingWrite> {
+        self.overlay
+            .pending()
+            .find(|w| !self.committed.contains_key(&w.seq))
+    }
+
+    /// How many writes wait for confirmation.
+    pub fn pending_count(&self) -> usize {
+        self.overlay.len()
+    }
+
+    /// Replaces the log state (a snapshot was installed, or the local data was discarded)
+    /// and shows the pending writes over it again.
+    pub fn replace_confirmed(&mut self, state: State) -> Touched {
+        let mut touched = collections_of(&self.state);
+        let ((), _hidden) = self
+            .overlay
+            .rebase(&mut self.state, |current| *current = state);
+        touched.extend(collections_of(&self.state));
+        self.prune();
+        touched
+    }
+
+    /// Applies confirmed entries in order, under the pending writes. On a rejection (the
+    /// local state disagrees with the leader's log: it is corrupt) returns the entry's LSN
+    /// and why; the entries before it stay applied.
+    pub fn apply_confirmed(&mut self, entries: &[LogEntry]) -> Result<Touched, (Lsn, Rejection)> {
+        let mut touched = self.pending_collections();
+        let (result, _hidden) = self.overlay.rebase(&mut self.state, |state| {
+            for entry in entries {
+                match state.apply(entry) {
+                    Ok(applied) => {
+                        touched.extend(entry.txn.ops.iter().map(|op| op.collection().to_owned()));
+                        touched.extend(applied.expired.into_iter().map(|(c, _)| c));
+                    }
+                    Err(rejection) => return Err((entry.lsn, rejection)),
+                }
+            }
+            Ok(())
+        });
+        self.prune();
+        result.map(|()| touched)
+    }
+
+    /// Shows a new local write at once and queues it. A write that does not apply locally is
+    /// refused (nothing changes) and not queued.
+    pub fn apply_local(&mut self, seq: u64, txn: Txn) -> Result<Touched, Rejection> {
+        let touched = txn
+            .ops
+            .iter()
+            .map(|op| op.collection().to_owned())
+            .collect();
+        self.overlay.push(&mut self.state, seq, txn)?;
+        Ok(touched)
+    }
+
+    /// Puts back writes loaded from the durable queue (after a reload) and shows them.
+    pub fn restore_pending(&mut self, writes: Vec<PendingWrite>) -> Touched {
+        let _hidden = self.overlay.reload(&mut self.state, writes);
+        self.prune();
+        self.pending_collections()
+    }
+
+    /// The leader committed write `seq` at `lsn`; it leaves the queue when that entry is
+    /// applied here.
+    pub fn mark_committed(&mut self, seq: u64, lsn: Lsn) {
+        self.committed.insert(seq, lsn);
+    }
+
+    /// The leader refused write `seq`: it leaves the queue and the view.
+    pub fn reject(&mut self, seq: u64) -> Option<(PendingWrite, Touched)> {
+        let mut touched = self.pending_collections();
+        let (write, _hidden) = self.overlay.reject(&mut self.state, seq);
+        self.committed.remove(&seq);
+        let write = write?;
+        touched.extend(collections_of(&self.state));
+        Some((write, touched))
+    }
+
+    fn pending_collections(&self) -> Touched {
+        self.overlay
+            .pending()
+            .flat_map(|w| w.txn.ops.iter().map(|op| op.collection().to_owned()))
+            .collect()
+    }
+
+    /// Forgets answers for writes that are no longer pending.
+    fn prune(&mut self) {
+        let pending: BTreeSet<u64> = self.overlay.pending().map(|w| w.seq).collect();
+        self.committed.retain(|seq, _| pending.contains(seq));
+    }
+}
+
+fn collections_of(state: &State) -> Touched {
+    state
+        .collections()
+        .map(|(name, _)| name.to_owned())
+        .collect()
+}

@@ -1,0 +1,173 @@
+//! The browser `WebSocket` transport: binary messages, one replication frame each.
+//!
+//! Browsers cannot set headers on a WebSocket, so a token travels as `?token=` (the server
+//! accepts both). Messages are received as `ArrayBuffer`s and queued in the connection's
+//! bounded [`Inbox`]; a text message is a protocol error and closes the connection. Sending
+//! refuses to grow the socket's own buffer past [`SEND_BUFFERED_MAX`], so a stalled network
+//! cannot make the tab hold an unbounded backlog. The event handlers are detached when the
+//! connection is dropped.
+
+use wasm_bindgen::JsCast;
+use wasm_bindgen::closure::Closure;
+use web_sys::{BinaryType, CloseEvent, Event, MessageEvent, WebSocket};
+
+use super::{Connection, Inbox, Incoming, Transport, TransportError};
+use crate::time::Signal;
+
+/// Most bytes the socket may hold unsent before `send` fails.
+pub const SEND_BUFFERED_MAX: u32 = 8 << 20;
+
+/// Opens WebSockets to one `ws(s)://…/v1/replicate` URL.
+#[derive(Clone, Debug)]
+pub struct WebSocketTransport {
+    url: String,
+}
+
+impl WebSocketTransport {
+    /// A transport to `url`, with `token` (if any) added as the `token` query parameter.
+    pub fn new(url: &str, token: Option<&str>) -> WebSocketTransport {
+        let url = match token {
+            Some(token) => {
+                let separator = if url.contains('?') { '&' } else { '?' };
+                let token: String = js_sys::encode_uri_component(token).into();
+                format!("{url}{separator}token={token}")
+            }
+            None => url.to_owned(),
+        };
+        WebSocketTransport { url }
+    }
+}
+
+type Handler<E> = Closure<dyn FnMut(E)>;
+
+/// One open browser WebSocket.
+#[derive(Debug)]
+pub struct WebSocketConnection {
+    socket: WebSocket,
+    inbox: Inbox,
+    _on_message: Handler<MessageEvent>,
+    _on_close: Handler<CloseEvent>,
+    _on_error: Handler<Event>,
+    _on_open: Handler<Event>,
+}
+
+impl Transport for WebSocketTransport {
+    type Connection = WebSocketConnection;
+
+    async fn connect(&self) -> Result<WebSocketConnection, TransportError> {
+        let socket = WebSocket::new(&self.url)
+            .map_err(|e| TransportError::Connect(describe(&e, "invalid WebSocket URL")))?;
+        socket.set_binary_type(BinaryType::Arraybuffer);
+        let inbox = Inbox::new();
+        let opened = Signal::new();
+
+        let on_open = {
+            let opened = opened.clone();
+            Closure::<dyn FnMut(Event)>::new(move |_: Event| opened.fire())
+        };
+        let on_message = {
+            let inbox = inbox.clone();
+            let socket = socket.clone();
+            Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
+                match event.data().dyn_into::<js_sys::ArrayBuffer>() {
+                    Ok(buffer) => inbox.push(js_sys::Uint8Array::new(&buffer).to_vec()),
+                    Err(_) => {
+                        inbox.close("protocol_violation", "a text message on /v1/replicate");
+                        let _ = socket.close_with_code_and_reason(1003, "binary frames only");
+                    }
+                }
+            })
+        };
+        let on_close = {
+            let inbox = inbox.clone();
+            let opened = opened.clone();
+            Closure::<dyn FnMut(CloseEvent)>::new(move |event: CloseEvent| {
+                let reason = format!("closed with {} {}", event.code(), event.reason());
+                inbox.close("connection_closed", &reason);
+                opened.fire();
+            })
+        };
+        let on_error = {
+            let inbox = inbox.clone();
+            let opened = opened.clone();
+            Closure::<dyn FnMut(Event)>::new(move |_: Event| {
+                inbox.close("connection_error", "the WebSocket failed");
+                opened.fire();
+            })
+        };
+        socket.set_onopen(Some(on_open.as_ref().unchecked_ref()));
+        socket.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
+        socket.set_onclose(Some(on_close.as_ref().unchecked_ref()));
+        socket.set_onerror(Some(on_error.as_ref().unchecked_ref()));
+        let connection = WebSocketConnection {
+            socket,
+            inbox,
+            _on_message: on_message,
+            _on_close: on_close,
+            _on_error: on_error,
+            _on_open: on_open,
+        };
+        opened.wait().await;
+        if connection.socket.ready_state() != WebSocket::OPEN {
+            return Err(TransportError::Connect(format!(
+                "WebSocket to {} did not open",
+                strip_query(&self.url)
+            )));
+        }
+        Ok(connection)
+    }
+}
+
+impl Connection for WebSocketConnection {
+    fn send(&self, bytes: Vec<u8>) -> Result<(), TransportError> {
+        if self.socket.ready_state() != WebSocket::OPEN {
+            return Err(TransportError::Send("the WebSocket is not open".into()));
+        }
+        if self.socket.buffered_amount() > SEND_BUFFERED_MAX {
+            return Err(TransportError::Send(format!(
+                "over {SEND_BUFFERED_MAX} bytes wait in the socket's send buffer"
+            )));
+        }
+        self.socket
+            .send_with_u8_array(&bytes)
+            .map_err(|e| TransportError::Send(describe(&e, "WebSocket.send failed")))
+    }
+
+    async fn recv(&self) -> Incoming {
+        self.inbox.next().await
+    }
+
+    fn close(&self, reason: &str) {
+        self.inbox.close("closed_by_replica", reason);
+        // A reason is at most 123 bytes; ours are short codes.
+        let reason: String = reason.chars().take(60).collect();
+        let _ = self.socket.close_with_code_and_reason(1000, &reason);
+    }
+}
+
+impl Drop for WebSocketConnection {
+    fn drop(&mut self) {
+        self.socket.set_onopen(None);
+        self.socket.set_onmessage(None);
+        self.socket.set_onclose(None);
+        self.socket.set_onerror(None);
+        let state = self.socket.ready_state();
+        if state == WebSocket::OPEN || state == WebSocket::CONNECTING {
+            let _ = self.socket.close();
+        }
+    }
+}
+
+/// A URL without its query (which may hold a token), for messages.
+fn strip_query(url: &str) -> &str {
+    url.split('?').next().unwrap_or(url)
+}
+
+/// The message of a thrown JS value, or `fallback`.
+pub(crate) fn describe(value: &wasm_bindgen::JsValue, fallback: &str) -> String {
+    value
+        .dyn_ref::<js_sys::Error>()
+        .map(|e| String::from(e.message()))
+        .or_else(|| value.as_string())
+        .unwrap_or_else(|| fallback.to_owned())
+}
