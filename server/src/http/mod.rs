@@ -34,6 +34,7 @@ use axum::Router;
 use axum::extract::Request;
 use axum::routing::{delete, get, patch, post, put};
 use metrics_exporter_prometheus::PrometheusHandle;
+use tower_http::cors::{Any, CorsLayer};
 use tower_http::trace::TraceLayer;
 
 pub use auth::{Authorized, Needed, NeedsAdmin, NeedsRead, NeedsWrite};
@@ -101,8 +102,34 @@ pub fn router(state: AppState) -> Router {
         .fallback_service(site)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn(observe::track))
+        .layer(cors())
         .layer(TraceLayer::new_for_http())
         .with_state(state)
+}
+
+/// Cross-origin requests are allowed from any origin: an app served elsewhere (the npm
+/// package's usual case) reads and writes with a bearer token, never with cookies, so an
+/// origin gains nothing a token does not already grant. The headers the API reads and the
+/// `ETag` it answers with are allowed through.
+fn cors() -> CorsLayer {
+    use axum::http::{Method, header};
+    CorsLayer::new()
+        .allow_origin(Any)
+        .allow_methods([
+            Method::GET,
+            Method::POST,
+            Method::PUT,
+            Method::PATCH,
+            Method::DELETE,
+        ])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            header::IF_MATCH,
+            header::IF_NONE_MATCH,
+        ])
+        .expose_headers([header::ETAG])
+        .max_age(std::time::Duration::from_secs(600))
 }
 
 async fn method_not_allowed(request: Request) -> ApiError {

@@ -311,3 +311,47 @@ async fn ack_policies_without_replicas() {
     assert_eq!(txn.status, StatusCode::GATEWAY_TIMEOUT);
     assert_eq!(txn.json()["error"]["lsn"], json!(3));
 }
+
+#[tokio::test]
+async fn other_origins_may_call_the_api_with_a_token() {
+    let h = Harness::with_auth().await;
+    let preflight = Request::builder()
+        .method(Method::OPTIONS)
+        .uri("/v1/txn")
+        .header("origin", "https://app.example")
+        .header("access-control-request-method", "POST")
+        .header(
+            "access-control-request-headers",
+            "authorization, content-type",
+        )
+        .body(Body::empty())
+        .unwrap();
+    let reply = h.send(preflight).await;
+    assert!(
+        reply.status.is_success(),
+        "preflight answered {}",
+        reply.status
+    );
+    let allowed = |name: &str| {
+        reply
+            .headers
+            .get(name)
+            .map(|v| v.to_str().unwrap().to_ascii_lowercase())
+            .unwrap_or_default()
+    };
+    assert_eq!(allowed("access-control-allow-origin"), "*");
+    assert!(allowed("access-control-allow-methods").contains("post"));
+    assert!(allowed("access-control-allow-headers").contains("authorization"));
+    // The request itself still needs its token.
+    let get = Request::builder()
+        .uri("/v1/status")
+        .header("origin", "https://app.example")
+        .body(Body::empty())
+        .unwrap();
+    let reply = h.send(get).await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        reply.headers.get("access-control-allow-origin").unwrap(),
+        "*"
+    );
+}
