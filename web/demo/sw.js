@@ -2,7 +2,7 @@
 // also loads while offline, as an offline-first app must; the data itself is in IndexedDB.
 // Network first, so a rebuilt demo is picked up whenever the server answers; the cache only
 // answers when the network fails. The API (/v1/...) is never cached.
-const CACHE = "cstore-demo-shell-v1";
+const CACHE = "cstore-demo-shell-v2";
 
 self.addEventListener("install", (event) => {
   event.waitUntil(
@@ -17,7 +17,12 @@ self.addEventListener("install", (event) => {
 });
 
 self.addEventListener("activate", (event) => {
-  event.waitUntil(self.clients.claim());
+  event.waitUntil(
+    (async () => {
+      for (const name of await caches.keys()) if (name !== CACHE) await caches.delete(name);
+      await self.clients.claim();
+    })(),
+  );
 });
 
 self.addEventListener("fetch", (event) => {
@@ -35,7 +40,9 @@ self.addEventListener("fetch", (event) => {
         }
         return response;
       } catch (error) {
-        const cached = await caches.match(request, { ignoreSearch: true });
+        // ignoreVary: the server's CORS layer answers `Vary: origin`, and a module script's
+        // request carries an Origin header that the precaching request did not.
+        const cached = await caches.match(request, { ignoreSearch: true, ignoreVary: true });
         if (cached) return cached;
         throw error;
       }
