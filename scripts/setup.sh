@@ -6,9 +6,11 @@
 #   rust components   rustfmt, clippy           (rustup component add, if missing)
 #   wasm target       wasm32-unknown-unknown    (rustup target add, if missing)
 #   wasm-bindgen-cli  = the lockfile's wasm-bindgen, pinned below (cargo install, ~5 min cold)
+#   wasm-pack        0.15.1                     (cargo install --locked, ~4 min cold)
 #   chromium + chromium-driver                  (apt-get, if either command is missing)
-#   web/ npm packages                           (npm ci, when web/package.json exists and
-#                                                changed since the last install)
+#   web/ npm packages                           (npm ci, when web/package.json or its lockfile
+#                                                changed since the last install: typescript,
+#                                                binaryen@132's wasm-opt, playwright-core)
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -61,6 +63,18 @@ if [ "$installed" != "$lock_version" ]; then
 fi
 say "wasm-bindgen-cli $installed (matches Cargo.lock): ok"
 
+# --- wasm-pack, which builds the npm package's wasm (web/scripts/build.sh) --------------------
+WASM_PACK_VERSION=0.15.1
+wasm_pack_version() { { wasm-pack --version 2>/dev/null || true; } | awk '{print $2}'; }
+if [ "$(wasm_pack_version)" != "$WASM_PACK_VERSION" ]; then
+  say "installing wasm-pack $WASM_PACK_VERSION (about 4 minutes on 2 cores)"
+  cargo install wasm-pack --version "$WASM_PACK_VERSION" --locked --force
+  hash -r
+fi
+[ "$(wasm_pack_version)" = "$WASM_PACK_VERSION" ] ||
+  die "wasm-pack is '$(wasm_pack_version)' at '$(command -v wasm-pack || echo none)', not $WASM_PACK_VERSION: put $CARGO_BIN first on PATH"
+say "wasm-pack $WASM_PACK_VERSION: ok"
+
 # --- Chromium and its driver, for the wasm tests in a headless browser -------------------------
 if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
   say "installing chromium and chromium-driver from apt"
@@ -82,7 +96,8 @@ fi
 say "chromium $browser_version with chromedriver $driver_version: ok"
 
 # --- npm packages of web/ (the npm package, demo app and browser tests) ------------------------
-# web/ does not exist yet; when it does, this keeps its node_modules in step with its lockfile.
+# Keeps web/node_modules in step with web/package-lock.json (wasm-opt comes from npm's binaryen:
+# Debian's is too old, see web/scripts/build.sh).
 if [ -f web/package.json ]; then
   command -v npm >/dev/null 2>&1 || die "web/ needs npm: install node 20 and npm"
   # Written after each successful install; npm ci empties node_modules, stamp included.

@@ -2,7 +2,7 @@
 # Sets everything up and runs every check and test, cheapest first, stopping at the first
 # failure: formatting, clippy (native, and wasm32 for the browser crate), core's wasm32 build
 # (the proof that core stays sans-IO), the Rust tests, the wasm tests in headless Chromium, and
-# the browser end-to-end suite once web/ has one. Ends with a summary and a total of tests.
+# the npm package's build, unit tests and the browser end-to-end suite. Ends with a summary and a total of tests.
 #
 # Usage: scripts/test.sh        (CI runs it through .ci/run)
 # Environment: WASM_BINDGEN_TEST_TIMEOUT (seconds for one browser test module, default 60 here),
@@ -19,7 +19,8 @@ step_names=()
 step_results=()
 step_seconds=()
 
-# Totals over every `test result:` line printed by cargo test and wasm-bindgen-test-runner.
+# Totals over every `test result:` line printed by cargo test and wasm-bindgen-test-runner,
+# and the closing counts of node's test runner (`# pass N` in TAP, `ℹ pass N` in spec).
 count_tests() {
   cat "$LOG_DIR"/*.log 2>/dev/null | sed 's/\x1b\[[0-9;]*m//g' | awk '
     /^test result: / {
@@ -29,6 +30,9 @@ count_tests() {
         if ($(i + 1) ~ /^ignored/) ignored += $i
       }
     }
+    /^(# |ℹ )pass [0-9]+$/ { passed += $3 }
+    /^(# |ℹ )fail [0-9]+$/ { failed += $3 }
+    /^(# |ℹ )(skipped|todo) [0-9]+$/ { ignored += $3 }
     END { printf "%d passed, %d failed, %d skipped\n", passed, failed, ignored }'
 }
 
@@ -145,13 +149,12 @@ run_step "wasm tests in headless Chromium" \
   cargo test -p cstore-wasm --target wasm32-unknown-unknown
 stop_test_server
 
-# The browser end-to-end suite lives in web/ (npm package, demo, Playwright with Debian's
-# chromium); it runs once web/package.json defines a `test:e2e` script.
-if [ -f web/package.json ] &&
-  node -e 'process.exit(require("./web/package.json").scripts?.["test:e2e"] ? 0 : 1)'; then
-  run_step "browser end-to-end (web/ npm run test:e2e)" npm --prefix web run test:e2e
-else
-  skip_step "browser end-to-end" "web/ has no test:e2e script yet"
-fi
+# The npm package: wasm-pack + tsc, then its node unit tests (the TypeScript layer with a fake
+# replica), then the browser end-to-end suite (Playwright driving Debian's chromium against real
+# `cstore serve` processes started from the debug binary built above).
+run_step "web: build the npm package and demo (wasm-pack, tsc)" "$ROOT/web/scripts/build.sh"
+run_step "web: unit tests (node --test)" npm --prefix web test
+run_step "web: browser end-to-end (npm run test:e2e)" \
+  env CSTORE_BIN="${CARGO_TARGET_DIR:-$ROOT/target}/debug/cstore" npm --prefix web run test:e2e
 
 summary 0

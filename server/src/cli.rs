@@ -1,8 +1,8 @@
 //! The command line: `cstore serve …` and `cstore token create …`.
 //!
 //! Every option of `serve` that an operator sets once per deployment can also come from the
-//! environment (`CSTORE_DATA_DIR`, `CSTORE_LISTEN`, `CSTORE_AUTH_SECRET`, `CSTORE_FOLLOW_TOKEN`), so a secret never
-//! has to appear in a process listing.
+//! environment (`CSTORE_DATA_DIR`, `CSTORE_LISTEN`, `CSTORE_AUTH_SECRET`, `CSTORE_FOLLOW_TOKEN`,
+//! `CSTORE_DEMO_DIR`), so a secret never has to appear in a process listing.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -64,6 +64,10 @@ pub struct ServeArgs {
     #[arg(long, value_name = "MIB", default_value_t = crate::replicate::TAIL_MIB_DEFAULT,
           value_parser = clap::value_parser!(u64).range(1..=65_536))]
     pub replication_tail_mib: u64,
+    /// Directory of the built demo app served at `/` (default: web/dist/demo when it exists,
+    /// else a placeholder page).
+    #[arg(long, env = "CSTORE_DEMO_DIR", value_name = "DIR")]
+    pub demo_dir: Option<PathBuf>,
 }
 
 /// `cstore token …`.

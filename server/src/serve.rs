@@ -28,6 +28,7 @@ use crate::cli::ServeArgs;
 use crate::follower::{
     Follower, FollowerConfig, FollowerStartError, InvalidLeaderUrl, leader_http_base,
 };
+use crate::http::demo::{self, DemoDirError};
 use crate::http::{self, AppState};
 use crate::leader::{Leader, LeaderConfig, StartError};
 use crate::metrics::{self as server_metrics, MetricsError};
@@ -85,6 +86,9 @@ pub enum ServeError {
     /// The follower could not start.
     #[error("cannot start the follower: {0}")]
     Follow(#[from] FollowerStartError),
+    /// `--demo-dir` names a directory without a built demo.
+    #[error(transparent)]
+    DemoDir(#[from] DemoDirError),
     /// The metrics recorder could not be installed.
     #[error(transparent)]
     Metrics(#[from] MetricsError),
@@ -100,7 +104,8 @@ impl ServeError {
             ServeError::FollowUrl(_)
             | ServeError::InsecureListen { .. }
             | ServeError::Secret(_)
-            | ServeError::Resolve { .. } => 2,
+            | ServeError::Resolve { .. }
+            | ServeError::DemoDir(_) => 2,
             _ => 1,
         }
     }
@@ -118,6 +123,7 @@ pub async fn run(args: ServeArgs, shutdown: impl Future<Output = ()>) -> Result<
         leader_http_base(url)?;
     }
     let key = args.auth_secret.as_deref().map(TokenKey::new).transpose()?;
+    let demo_dir = demo::resolve_dir(args.demo_dir.as_deref())?;
     let addrs: Vec<SocketAddr> = tokio::net::lookup_host(&args.listen)
         .await
         .map_err(|e| ServeError::Resolve {
@@ -185,7 +191,14 @@ pub async fn run(args: ServeArgs, shutdown: impl Future<Output = ()>) -> Result<
         auth,
         metrics,
         replication: replication.clone(),
+        demo_dir: demo_dir.clone(),
     });
+    match &demo_dir {
+        Some(dir) => info!(dir = %dir.display(), "serving the demo app at /"),
+        None => info!(
+            "no built demo app found (web/scripts/build.sh builds it): serving a placeholder at /"
+        ),
+    }
     let local = listener.local_addr().map_err(ServeError::Serve)?;
     info!(addr = %local, auth = args.auth_secret.is_some(), "listening");
 
@@ -261,6 +274,7 @@ mod tests {
             insecure: false,
             checkpoint_every: None,
             replication_tail_mib: crate::replicate::TAIL_MIB_DEFAULT,
+            demo_dir: None,
         }
     }
 

@@ -367,6 +367,7 @@ fn app(node: Node, auth: Option<&str>) -> Router {
         node,
         auth,
         metrics,
+        demo_dir: None,
     })
 }
 

@@ -12,7 +12,7 @@ use super::auth::{Authorized, NeedsAdmin, NeedsRead};
 use super::error::ApiError;
 use crate::node::{Node, ReadFloor};
 
-/// `GET /`: a placeholder until the demo app lands.
+/// `GET /` when no demo app is built (see [`super::demo`]): says how to build it.
 pub async fn index() -> Html<&'static str> {
     Html(INDEX_HTML)
 }
@@ -21,7 +21,11 @@ const INDEX_HTML: &str = r#"<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Collection Store</title></head>
 <body>
 <h1>Collection Store</h1>
-<p>This server is running. The demo app will be served here in a later release.</p>
+<p>This server is running, but it found no built demo app to serve here.</p>
+<p>Build it with <code>web/scripts/build.sh</code> (or start everything with
+<code>scripts/run.sh</code>), then start <code>cstore serve</code> from the repository root,
+or point it at the built directory with <code>--demo-dir web/dist/demo</code>
+(or <code>CSTORE_DEMO_DIR</code>).</p>
 <p>HTTP API (see docs/HTTP_API.md):</p>
 <ul>
 <li><a href="/v1/health">GET /v1/health</a></li>

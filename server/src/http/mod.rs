@@ -14,6 +14,7 @@
 
 mod auth;
 mod body;
+pub mod demo;
 mod docs;
 mod error;
 mod find;
@@ -26,6 +27,7 @@ mod txn;
 #[cfg(test)]
 mod tests;
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::Router;
@@ -55,6 +57,8 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     /// Replication sessions, acknowledgements and watermarks (`/v1/replicate`, `?ack=`).
     pub replication: Replicator,
+    /// The built demo app served at `/` ([`demo::resolve_dir`]); `None` serves a placeholder.
+    pub demo_dir: Option<PathBuf>,
 }
 
 /// The router with every route of docs/HTTP_API.md. The role decides who handles writes: a
@@ -76,8 +80,8 @@ pub fn router(state: AppState) -> Router {
             post(forward::forward),
         ),
     };
+    let site = demo::site(state.demo_dir.as_deref());
     Router::new()
-        .route("/", get(info::index))
         .route("/v1/health", get(info::health))
         .route("/v1/status", get(info::status))
         .route("/metrics", get(info::metrics))
@@ -95,7 +99,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/txn", commit)
         .route("/v1/replicate", get(crate::replicate::endpoint::replicate))
-        .fallback(fallback)
+        .fallback_service(site)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn(observe::track))
         .layer(cors())
@@ -126,13 +130,6 @@ fn cors() -> CorsLayer {
         ])
         .expose_headers([header::ETAG])
         .max_age(std::time::Duration::from_secs(600))
-}
-
-async fn fallback(request: Request) -> ApiError {
-    ApiError::RouteNotFound {
-        method: request.method().to_string(),
-        path: request.uri().path().to_string(),
-    }
 }
 
 async fn method_not_allowed(request: Request) -> ApiError {

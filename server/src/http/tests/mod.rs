@@ -3,6 +3,7 @@
 
 mod auth;
 mod bad_input;
+mod demo;
 mod find;
 mod routes;
 mod txn;
@@ -53,7 +54,16 @@ impl Harness {
         Harness::build(Some(TokenKey::new(SECRET).unwrap())).await
     }
 
+    /// Without auth, serving the demo app from `dir`.
+    pub async fn with_demo(dir: std::path::PathBuf) -> Harness {
+        Harness::build_with(None, Some(dir)).await
+    }
+
     async fn build(key: Option<TokenKey>) -> Harness {
+        Harness::build_with(key, None).await
+    }
+
+    async fn build_with(key: Option<TokenKey>, demo_dir: Option<std::path::PathBuf>) -> Harness {
         let leader = Leader::open(MemoryStore::new(), LeaderConfig::default())
             .await
             .expect("leader opens on an empty store");
@@ -65,6 +75,7 @@ impl Harness {
                 leader.clone(),
                 key.clone().map(Arc::new),
             ),
+            demo_dir,
         });
         Harness {
             leader,

@@ -1,0 +1,84 @@
+// Two browser contexts (two separate browsers, as far as storage goes) on the demo: each sees
+// the other's writes in under a second, through the server.
+
+import assert from "node:assert/strict";
+import { after, before, test } from "node:test";
+
+import {
+  addNote,
+  cannotRun,
+  launchBrowser,
+  noteTexts,
+  openDemo,
+  screenshot,
+  Server,
+  waitForDemo,
+  waitForStatus,
+} from "./harness.mjs";
+
+let server;
+let browser;
+const skip = cannotRun();
+
+before(async () => {
+  if (skip) return;
+  server = await Server.start();
+  browser = await launchBrowser();
+});
+
+after(async () => {
+  await browser?.close();
+  await server?.dispose();
+});
+
+/** Adds `text` in `from` and returns how long (ms) until `to` shows it. */
+async function propagation(from, to, text) {
+  const started = Date.now();
+  await addNote(from, text);
+  await to.waitForFunction(
+    (t) => [...document.querySelectorAll('[data-testid="note"] .text')].some((e) => e.textContent === t),
+    text,
+    { timeout: 5_000, polling: 10 },
+  );
+  return Date.now() - started;
+}
+
+test("two contexts see each other's writes in under a second", { skip }, async () => {
+  const alice = await openDemo(await browser.newContext({ viewport: { width: 1280, height: 800 } }), server);
+  const bob = await openDemo(await browser.newContext({ viewport: { width: 1280, height: 800 } }), server);
+  await waitForStatus(alice, (s) => s.connected);
+  await waitForStatus(bob, (s) => s.connected);
+
+  const times = [];
+  for (let i = 0; i < 3; i++) {
+    times.push(await propagation(alice, bob, `from alice ${i}`));
+    times.push(await propagation(bob, alice, `from bob ${i}`));
+  }
+  console.log(`write in one context -> shown in the other: ${times.join(", ")} ms`);
+  for (const ms of times) assert.ok(ms < 1000, `took ${ms} ms`);
+
+  // Edit and tick in one, seen in the other.
+  await alice.click('[data-testid="note"] .text >> text="from bob 2"');
+  await alice.fill('[data-testid="note"] input.edit', "edited by alice");
+  await alice.press('[data-testid="note"] input.edit', "Enter");
+  await alice.check('[data-testid="note"]:has-text("from alice 0") input[type="checkbox"]');
+  await bob.waitForFunction(() => document.body.textContent.includes("edited by alice"), null, { timeout: 5_000 });
+  await bob.waitForSelector('[data-testid="note"].done:has-text("from alice 0")', { timeout: 5_000 });
+
+  const server_ = await server.all("notes");
+  assert.equal(server_.length, 6);
+  assert.deepEqual((await noteTexts(alice)).sort(), (await noteTexts(bob)).sort());
+  await waitForStatus(alice, (s) => s.pendingWrites === 0 && s.lag === 0);
+  await waitForStatus(bob, (s) => s.pendingWrites === 0 && s.lag === 0);
+  await screenshot(alice, "sync-alice");
+  await screenshot(bob, "sync-bob");
+
+  // A reloaded page resumes from IndexedDB (same client id), and its next writes sync as well.
+  await alice.reload();
+  await waitForDemo(alice);
+  await waitForStatus(alice, (s) => s.connected);
+  assert.equal((await noteTexts(alice)).length, 6);
+  const afterReload = await propagation(alice, bob, "written after a reload");
+  assert.ok(afterReload < 1000, `took ${afterReload} ms`);
+  await waitForStatus(alice, (s) => s.pendingWrites === 0);
+});
