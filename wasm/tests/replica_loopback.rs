@@ -356,6 +356,22 @@ async fn data_and_pending_writes_survive_close_and_reopen() {
     // Only the confirmed write streamed: the reopened replica resumed where it was.
     assert_eq!(leader.sent().entries, entries_before + 1);
     replica.close().await;
+
+    // Reopened with every write confirmed (an empty queue): new writes number on after the
+    // committed ones instead of starting again at 1, which the leader would refuse.
+    let replica = open(&leader, &profile).await;
+    caught_up(&replica, &leader).await;
+    replica.insert("c", json!({"_id": "after"})).await.unwrap();
+    replica.flush().await;
+    assert!(
+        leader
+            .state()
+            .collection("c")
+            .unwrap()
+            .get("after")
+            .is_some()
+    );
+    replica.close().await;
 }
 
 #[wasm_bindgen_test]

@@ -127,14 +127,24 @@ impl ReplicaHandle {
         };
         let loaded = pending.load().await?;
         let client = match loaded.client {
-            Some(client) => client,
-            None => {
+            // A wiped local log forgot which of this client's writes committed; with nothing
+            // pending, a fresh client id cannot collide with them.
+            Some(client) if rebootstraps == 0 || !loaded.writes.is_empty() => client,
+            _ => {
                 let client = new_client_id();
                 pending.save_client(&client).await?;
                 client
             }
         };
-        let next_seq = loaded.writes.last().map_or(1, |(seq, _)| seq + 1);
+        // Numbering continues after both the last queued write and the last one the log says
+        // committed (the queue is empty after every write was confirmed, and another tab may
+        // have written under this client id).
+        let committed = opened.state.origin(&client).map_or(0, |record| record.seq);
+        let next_seq = loaded
+            .writes
+            .last()
+            .map_or(1, |(seq, _)| seq + 1)
+            .max(committed + 1);
         let restored: Vec<PendingWrite> = loaded
             .writes
             .into_iter()
