@@ -5,6 +5,7 @@
 // Processes are stopped by their own PID (never by name). Screenshots go to web/test-results/.
 
 import { spawn } from "node:child_process";
+import { after, before } from "node:test";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
@@ -222,3 +223,22 @@ export async function screenshot(page, name) {
 }
 
 export { sleep };
+
+/**
+ * The fixture every e2e file uses: one `cstore serve` and one browser, started before the
+ * file's tests and stopped (by PID) after them. Read `env.server` and `env.browser` inside
+ * tests; `env.skip` is the reason to skip, if this machine cannot run them.
+ */
+export function serverAndBrowser() {
+  const env = { server: undefined, browser: undefined, skip: cannotRun() };
+  before(async () => {
+    if (env.skip) return;
+    env.server = await Server.start();
+    env.browser = await launchBrowser();
+  });
+  after(async () => {
+    await env.browser?.close();
+    await env.server?.dispose();
+  });
+  return env;
+}

@@ -2,41 +2,27 @@
 // from IndexedDB), comes back online, and converges with a context that stayed online.
 
 import assert from "node:assert/strict";
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 
 import {
   addNote,
-  cannotRun,
-  launchBrowser,
   noteIds,
   noteTexts,
   openDemo,
   screenshot,
-  Server,
+  serverAndBrowser,
   sleep,
   waitForDemo,
   waitForStatus,
 } from "./harness.mjs";
 
-let server;
-let browser;
-const skip = cannotRun();
-
-before(async () => {
-  if (skip) return;
-  server = await Server.start();
-  browser = await launchBrowser();
-});
-
-after(async () => {
-  await browser?.close();
-  await server?.dispose();
-});
+const env = serverAndBrowser();
+const skip = env.skip;
 
 test("offline writes survive a reload and converge when back online", { skip }, async () => {
-  const travellerContext = await browser.newContext({ viewport: { width: 1280, height: 800 } });
-  const traveller = await openDemo(travellerContext, server);
-  const office = await openDemo(await browser.newContext({ viewport: { width: 1280, height: 800 } }), server);
+  const travellerContext = await env.browser.newContext({ viewport: { width: 1280, height: 800 } });
+  const traveller = await openDemo(travellerContext, env.server);
+  const office = await openDemo(await env.browser.newContext({ viewport: { width: 1280, height: 800 } }), env.server);
   await waitForStatus(traveller, (s) => s.connected);
   await waitForStatus(office, (s) => s.connected);
   await addNote(office, "agenda for monday");
@@ -71,7 +57,7 @@ test("offline writes survive a reload and converge when back online", { skip }, 
   await traveller.waitForSelector('[data-testid="note"]:has-text("office note while the traveller is away")');
   await office.waitForSelector('[data-testid="note"]:has-text("second offline note")');
   await office.waitForSelector('[data-testid="note"].done:has-text("agenda for monday")');
-  const onServer = (await server.all("notes")).map((d) => d._id).sort();
+  const onServer = (await env.server.all("notes")).map((d) => d._id).sort();
   assert.equal(onServer.length, 4);
   assert.deepEqual(await noteIds(traveller), onServer);
   assert.deepEqual(await noteIds(office), onServer);

@@ -3,24 +3,20 @@
 // writes made while it was down are sent after the reconnect, and everyone converges.
 
 import assert from "node:assert/strict";
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 
-import { cannotRun, launchBrowser, noteIds, openDemo, screenshot, Server, sleep, status, waitForStatus } from "./harness.mjs";
+import {
+  noteIds,
+  openDemo,
+  screenshot,
+  serverAndBrowser,
+  sleep,
+  status,
+  waitForStatus,
+} from "./harness.mjs";
 
-let server;
-let browser;
-const skip = cannotRun();
-
-before(async () => {
-  if (skip) return;
-  server = await Server.start();
-  browser = await launchBrowser();
-});
-
-after(async () => {
-  await browser?.close();
-  await server?.dispose();
-});
+const env = serverAndBrowser();
+const skip = env.skip;
 
 /** Starts a loop in the page that inserts a note every `everyMs` until `window.stopWriting`. */
 function startWriter(page, name, everyMs) {
@@ -63,20 +59,20 @@ async function stopWriter(page) {
 test("a SIGKILLed server loses nothing acknowledged; pending writes are sent after restart", { skip }, async () => {
   const pages = [];
   for (const name of ["north", "south"]) {
-    const page = await openDemo(await browser.newContext({ viewport: { width: 1280, height: 800 } }), server);
+    const page = await openDemo(await env.browser.newContext({ viewport: { width: 1280, height: 800 } }), env.server);
     await waitForStatus(page, (s) => s.connected);
     await startWriter(page, name, 40);
     pages.push(page);
   }
   await sleep(1500);
-  const lsnBeforeKill = (await server.status()).last_lsn;
-  await server.kill9();
+  const lsnBeforeKill = (await env.server.status()).last_lsn;
+  await env.server.kill9();
   const down = Date.now();
   // The browsers keep writing; their writes wait in the pending queue.
   const whileDown = await Promise.all(pages.map((p) => waitForStatus(p, (s) => !s.connected && s.pendingWrites > 0)));
   await sleep(800);
   await screenshot(pages[0], "restart-server-down");
-  await server.spawn();
+  await env.server.spawn();
   console.log(`server down for ${Date.now() - down} ms; it had ${lsnBeforeKill} entries when killed`);
   await sleep(1200);
   const results = await Promise.all(pages.map(stopWriter));
@@ -84,13 +80,13 @@ test("a SIGKILLed server loses nothing acknowledged; pending writes are sent aft
   await Promise.all(pages.map((p) => waitForStatus(p, (s) => s.connected && s.pendingWrites === 0, 30_000)));
   const acked = results.flatMap((r) => r.acked);
   for (const r of results) assert.deepEqual(r.failed, [], "no write failed locally");
-  const onServer = (await server.all("notes")).map((d) => d._id).sort();
+  const onServer = (await env.server.all("notes")).map((d) => d._id).sort();
   const missing = acked.filter((id) => !onServer.includes(id));
   assert.deepEqual(missing, [], "every acknowledged write is on the server");
   assert.equal(onServer.length, acked.length, "and nothing else, nothing twice");
   assert.ok(whileDown.every((s) => s.pendingWrites > 0), "writes were pending while the server was down");
   // Every page catches up to the server's last entry and holds exactly the server's notes.
-  const lastLsn = (await server.status()).last_lsn;
+  const lastLsn = (await env.server.status()).last_lsn;
   for (const [i, page] of pages.entries()) {
     await waitForStatus(page, (s) => s.appliedLsn >= lastLsn && s.lag === 0);
     const local = await noteIds(page);

@@ -2,34 +2,20 @@
 // the other's writes in under a second, through the server.
 
 import assert from "node:assert/strict";
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 
 import {
   addNote,
-  cannotRun,
-  launchBrowser,
   noteTexts,
   openDemo,
   screenshot,
-  Server,
+  serverAndBrowser,
   waitForDemo,
   waitForStatus,
 } from "./harness.mjs";
 
-let server;
-let browser;
-const skip = cannotRun();
-
-before(async () => {
-  if (skip) return;
-  server = await Server.start();
-  browser = await launchBrowser();
-});
-
-after(async () => {
-  await browser?.close();
-  await server?.dispose();
-});
+const env = serverAndBrowser();
+const skip = env.skip;
 
 /** Adds `text` in `from` and returns how long (ms) until `to` shows it. */
 async function propagation(from, to, text) {
@@ -44,8 +30,8 @@ async function propagation(from, to, text) {
 }
 
 test("two contexts see each other's writes in under a second", { skip }, async () => {
-  const alice = await openDemo(await browser.newContext({ viewport: { width: 1280, height: 800 } }), server);
-  const bob = await openDemo(await browser.newContext({ viewport: { width: 1280, height: 800 } }), server);
+  const alice = await openDemo(await env.browser.newContext({ viewport: { width: 1280, height: 800 } }), env.server);
+  const bob = await openDemo(await env.browser.newContext({ viewport: { width: 1280, height: 800 } }), env.server);
   await waitForStatus(alice, (s) => s.connected);
   await waitForStatus(bob, (s) => s.connected);
 
@@ -65,7 +51,7 @@ test("two contexts see each other's writes in under a second", { skip }, async (
   await bob.waitForFunction(() => document.body.textContent.includes("edited by alice"), null, { timeout: 5_000 });
   await bob.waitForSelector('[data-testid="note"].done:has-text("from alice 0")', { timeout: 5_000 });
 
-  const server_ = await server.all("notes");
+  const server_ = await env.server.all("notes");
   assert.equal(server_.length, 6);
   assert.deepEqual((await noteTexts(alice)).sort(), (await noteTexts(bob)).sort());
   await waitForStatus(alice, (s) => s.pendingWrites === 0 && s.lag === 0);

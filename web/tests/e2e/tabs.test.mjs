@@ -2,28 +2,23 @@
 // over a BroadcastChannel. Both update live; when the owner closes, the other takes over.
 
 import assert from "node:assert/strict";
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 
-import { cannotRun, addNote, launchBrowser, openDemo, screenshot, Server, sleep, waitForStatus } from "./harness.mjs";
+import {
+  addNote,
+  openDemo,
+  screenshot,
+  serverAndBrowser,
+  sleep,
+  waitForStatus,
+} from "./harness.mjs";
 
-let server;
-let browser;
-const skip = cannotRun();
-
-before(async () => {
-  if (skip) return;
-  server = await Server.start();
-  browser = await launchBrowser();
-});
-
-after(async () => {
-  await browser?.close();
-  await server?.dispose();
-});
+const env = serverAndBrowser();
+const skip = env.skip;
 
 /** The replicas the server reports as connected. */
 async function replicaCount() {
-  const status = await server.status();
+  const status = await env.server.status();
   return Array.isArray(status.replicas) ? status.replicas.length : NaN;
 }
 
@@ -38,14 +33,14 @@ async function waitForReplicas(n, timeoutMs = 10_000) {
 }
 
 test("two tabs share one connection and both update; the second takes over when the first closes", { skip }, async () => {
-  const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
-  const first = await openDemo(context, server);
-  const second = await openDemo(context, server);
+  const context = await env.browser.newContext({ viewport: { width: 1280, height: 800 } });
+  const first = await openDemo(context, env.server);
+  const second = await openDemo(context, env.server);
   await waitForStatus(first, (s) => s.connected && s.tab === "owner");
   await waitForStatus(second, (s) => s.connected && s.tab === "follower");
   await waitForReplicas(1);
   // A second context is a second browser: its own connection.
-  const other = await openDemo(await browser.newContext(), server);
+  const other = await openDemo(await env.browser.newContext(), env.server);
   await waitForStatus(other, (s) => s.connected && s.tab === "owner");
   await waitForReplicas(2);
 
@@ -67,6 +62,6 @@ test("two tabs share one connection and both update; the second takes over when 
   await waitForReplicas(2);
   await addNote(second, "after the takeover");
   await other.waitForSelector('[data-testid="note"]:has-text("after the takeover")');
-  assert.equal((await server.all("notes")).length, 4);
+  assert.equal((await env.server.all("notes")).length, 4);
   await screenshot(second, "tabs-after-takeover");
 });
