@@ -18,7 +18,9 @@ use cstore_core::{LogEntry, StoredDoc};
 use cstore_wasm::replica::network::set_online;
 use cstore_wasm::transport::loopback::LoopbackLeader;
 use serde_json::json;
-use support::{Profile, caught_up, index, insert, open, recorder, unique_index, wait_until};
+use support::{
+    Profile, caught_up, index, insert, leader_with_docs, open, recorder, unique_index, wait_until,
+};
 use wasm_bindgen_test::{wasm_bindgen_test, wasm_bindgen_test_configure};
 
 wasm_bindgen_test_configure!(run_in_browser);
@@ -76,12 +78,7 @@ async fn bootstraps_then_follows_live_updates() {
 
 #[wasm_bindgen_test]
 async fn reconnects_after_a_restart_and_resumes_without_download() {
-    let leader = LoopbackLeader::new();
-    for i in 0..20 {
-        leader
-            .commit(insert("c", &format!(r#"{{"_id":"d{i}"}}"#)))
-            .unwrap();
-    }
+    let leader = leader_with_docs(20);
     let replica = open(&leader, &Profile::default()).await;
     caught_up(&replica, &leader).await;
     assert_eq!(leader.sent().entries, 20);
@@ -126,12 +123,7 @@ async fn a_compacted_leader_bootstraps_from_a_snapshot() {
 
 #[wasm_bindgen_test]
 async fn a_frame_with_a_wrong_hash_rebootstraps_and_says_so() {
-    let leader = LoopbackLeader::new();
-    for i in 0..10 {
-        leader
-            .commit(insert("c", &format!(r#"{{"_id":"d{i}"}}"#)))
-            .unwrap();
-    }
+    let leader = leader_with_docs(10);
     let replica = open(&leader, &Profile::default()).await;
     caught_up(&replica, &leader).await;
     let statuses = recorder();
@@ -162,12 +154,7 @@ async fn a_frame_with_a_wrong_hash_rebootstraps_and_says_so() {
 
 #[wasm_bindgen_test]
 async fn a_corrupt_local_store_is_discarded_at_open() {
-    let leader = LoopbackLeader::new();
-    for i in 0..5 {
-        leader
-            .commit(insert("c", &format!(r#"{{"_id":"d{i}"}}"#)))
-            .unwrap();
-    }
+    let leader = leader_with_docs(5);
     let profile = Profile::default();
     let replica = open(&leader, &profile).await;
     caught_up(&replica, &leader).await;
@@ -317,12 +304,7 @@ async fn a_write_the_leader_refuses_is_rolled_back_and_reported() {
 
 #[wasm_bindgen_test]
 async fn data_and_pending_writes_survive_close_and_reopen() {
-    let leader = LoopbackLeader::new();
-    for i in 0..8 {
-        leader
-            .commit(insert("c", &format!(r#"{{"_id":"d{i}"}}"#)))
-            .unwrap();
-    }
+    let leader = leader_with_docs(8);
     let profile = Profile::default();
     let replica = open(&leader, &profile).await;
     caught_up(&replica, &leader).await;

@@ -57,6 +57,17 @@ pub async fn caught_up(replica: &ReplicaHandle, leader: &LoopbackLeader) {
     .await;
 }
 
+/// A loopback leader whose log holds `count` inserts into collection `c`, ids `d0`, `d1`, …
+pub fn leader_with_docs(count: u64) -> LoopbackLeader {
+    let leader = LoopbackLeader::new();
+    for i in 0..count {
+        leader
+            .commit(insert("c", &format!(r#"{{"_id":"d{i}"}}"#)))
+            .unwrap();
+    }
+    leader
+}
+
 pub fn insert(collection: &str, doc: &str) -> Txn {
     Txn::single(Op::Insert {
         collection: collection.into(),
