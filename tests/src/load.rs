@@ -13,6 +13,7 @@
 //! HTTP contract. The numbers include the client's own cost: on a small machine the client
 //! competes with the server for CPU, which the report's header says.
 
+use crate::peers::target::error_chain;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -268,18 +269,6 @@ async fn client_loop(shared: Arc<Shared>, deadline: Option<Instant>) -> Tally {
         }
     }
     tally
-}
-
-/// An error with its sources, one `: ` apart (reqwest's own message omits the cause).
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 async fn create_index(http: &reqwest::Client, config: &LoadConfig) -> Result<(), LoadError> {
