@@ -156,8 +156,8 @@ mod tests {
     fn holds_at_most_its_slots() {
         let frames = SharedFrames::new();
         let entries = chain(LogPosition::START, SHARED_FRAME_SLOTS + 5);
-        for i in 0..entries.len() {
-            let _ = frames.bytes(&EntriesFrame::new(vec![Arc::clone(&entries[i])], true));
+        for entry in &entries {
+            let _ = frames.bytes(&EntriesFrame::new(vec![Arc::clone(entry)], true));
             assert!(frames.len() <= SHARED_FRAME_SLOTS);
         }
         frames.clear();
