@@ -5,7 +5,8 @@
 # Usage: scripts/bench.sh [--quick]     (--quick: shorter criterion runs and load runs)
 #        scripts/bench.sh peers [--quick]  (cstore against etcd and redis: scripts/bench-peers.sh)
 # The figures mean most on a quiet machine: the load average is recorded so a reader can tell.
-# A full run keeps the peers sections (between the peers:begin/end markers) as they are.
+# A full run keeps everything from the peers:begin marker to the end as it is: the peers
+# sections and the hand-measured ones after them (replication, browser, fan-out).
 set -euo pipefail
 if [ "${1:-}" = "peers" ]; then
   shift
@@ -25,11 +26,11 @@ fi
 OUT="$ROOT/BENCHMARKS.md"
 WORK="$(mktemp -d -t cstore-bench.XXXXXX)"
 trap 'rm -rf "$WORK"' EXIT
-# The peers sections come from `scripts/bench.sh peers`; keep them across this rewrite.
+# The peers sections come from `scripts/bench.sh peers`, the ones after them from their own
+# commands (named in each); keep them across this rewrite.
 : > "$WORK/peers.md"
 if [ -f "$OUT" ]; then
-  awk '/^<!-- peers:begin/ { keep = 1 } keep { print } /^<!-- peers:end -->/ { keep = 0 }' \
-    "$OUT" > "$WORK/peers.md"
+  awk '/^<!-- peers:begin/ { keep = 1 } keep { print }' "$OUT" > "$WORK/peers.md"
 fi
 
 echo "==> building release binaries"

@@ -4,8 +4,8 @@ use std::sync::Arc;
 
 use cstore_core::ErrorCode;
 use cstore_core::replication::{
-    Frame, Hello, LeaderCommand, LeaderSession, PROTOCOL_VERSION, ReplicationError, SessionConfig,
-    SnapshotResume, entry_wire_bytes,
+    EntriesFrame, Frame, Hello, LeaderCommand, LeaderSession, PROTOCOL_VERSION, ReplicationError,
+    SessionConfig, SnapshotResume, entry_wire_bytes,
 };
 use cstore_core::{Hash, LogEntry, LogPosition, Lsn, ReplicaId, Snapshot, Term, TimestampMs, Txn};
 
@@ -81,9 +81,8 @@ fn entries(log: &[LogEntry], from: u64, to: u64) -> Vec<LogEntry> {
 }
 
 fn send_entries(log: &[LogEntry], from: u64, to: u64) -> LeaderCommand {
-    LeaderCommand::Send(Frame::Entries {
-        entries: entries(log, from, to),
-    })
+    let shared = entries(log, from, to).into_iter().map(Arc::new).collect();
+    LeaderCommand::SendEntries(EntriesFrame::new(shared, true))
 }
 
 fn ack(lsn: u64) -> Frame {
@@ -618,9 +617,14 @@ fn a_subscribed_replica_gets_other_collections_as_hashes_and_a_filtered_snapshot
     let commands = s.handle_frame(t(1), subscribed_hello(vec!["notes".into()]));
     assert_eq!(commands, [welcome(LogPosition::START), read(1, 4)]);
     let commands = s.on_entries(t(2), log.clone());
-    let [LeaderCommand::Send(Frame::Entries { entries: sent })] = &commands[..] else {
+    let [LeaderCommand::SendEntries(frame)] = &commands[..] else {
         panic!("expected one Entries frame, got {commands:?}");
     };
+    assert!(
+        !frame.is_as_committed(),
+        "filtered entries are this session's own"
+    );
+    let sent = frame.entries();
     assert_eq!(sent.len(), 3);
     for (sent, full) in sent.iter().zip(&log) {
         assert_eq!(sent.position(), full.position());
@@ -629,7 +633,7 @@ fn a_subscribed_replica_gets_other_collections_as_hashes_and_a_filtered_snapshot
     }
     assert_eq!(sent[0].txn.omitted.len(), 1);
     assert_eq!(
-        sent[2], log[2],
+        *sent[2], log[2],
         "an entry with nothing to leave out goes as it is"
     );
 

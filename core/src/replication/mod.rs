@@ -51,6 +51,7 @@
 //!         while let Some(command) = commands.pop_front() {
 //!             match command {
 //!                 LeaderCommand::Send(frame) => to_replica.push_back(frame),
+//!                 LeaderCommand::SendEntries(frame) => to_replica.push_back(frame.to_frame()),
 //!                 LeaderCommand::ReadEntries { from, to } => {
 //!                     let entries = log[(from.0 - 1) as usize..(to.0 - 1) as usize].to_vec();
 //!                     commands.extend(session.on_entries(now, entries));
@@ -84,6 +85,7 @@
 //! ```
 
 mod config;
+mod entries_frame;
 mod error;
 mod frame;
 mod incoming;
@@ -92,6 +94,7 @@ mod replica;
 mod watermarks;
 
 pub use config::{ReplicaConfig, SessionConfig};
+pub use entries_frame::EntriesFrame;
 pub use error::{Remedy, ReplicationError};
 pub use frame::{
     ERROR_MESSAGE_BYTES_MAX, FRAME_BYTES_MAX, Frame, FrameError, Hello, PROTOCOL_VERSION,

@@ -54,6 +54,11 @@ impl World {
                     self.net
                         .send(&mut self.rng, self.now, r, conn, Dir::ToReplica, bytes);
                 }
+                LeaderCommand::SendEntries(frame) => {
+                    let bytes = frame.encode();
+                    self.net
+                        .send(&mut self.rng, self.now, r, conn, Dir::ToReplica, bytes);
+                }
                 LeaderCommand::ReadEntries { from, to } => {
                     let due = self.now + self.rng.range(0, self.knobs.io_delay_ms_max);
                     self.leader

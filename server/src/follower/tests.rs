@@ -161,6 +161,15 @@ async fn run_session(leader: TestLeader, mut socket: WebSocket) {
                         return;
                     }
                 }
+                LeaderCommand::SendEntries(frame) => {
+                    if socket
+                        .send(Message::Binary(frame.encode().into()))
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
                 LeaderCommand::Close(_) => return,
                 read => queue.extend(leader.read(&mut session, &read)),
             }

@@ -20,6 +20,7 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use axum::body::Bytes;
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use futures::SinkExt;
 use tracing::{debug, info, warn};
@@ -153,6 +154,14 @@ impl Connection {
                     }
                     fed = true;
                 }
+                LeaderCommand::SendEntries(frame) => {
+                    // Encoded once per range for all the sessions that send it.
+                    let bytes = self.replicator.source().tail().frames().bytes(&frame);
+                    if !self.feed_bytes(bytes).await {
+                        return Next::Stop;
+                    }
+                    fed = true;
+                }
                 LeaderCommand::ReadEntries { from, to } => {
                     let now = self.now();
                     match self.replicator.source().tail().read(from, to) {
@@ -209,13 +218,14 @@ impl Connection {
 
     /// Queues one frame on the socket; false when the socket failed or stayed blocked.
     async fn feed(&mut self, frame: &Frame) -> bool {
-        let bytes = frame.encode();
+        self.feed_bytes(frame.encode().into()).await
+    }
+
+    /// Queues one encoded frame on the socket; false when the socket failed or stayed blocked.
+    async fn feed_bytes(&mut self, bytes: Bytes) -> bool {
         metrics::counter!("cstore_replication_bytes_sent_total").increment(bytes.len() as u64);
-        let sent = tokio::time::timeout(
-            self.send_timeout,
-            self.socket.feed(Message::Binary(bytes.into())),
-        )
-        .await;
+        let sent =
+            tokio::time::timeout(self.send_timeout, self.socket.feed(Message::Binary(bytes))).await;
         self.sent_ok(sent)
     }
 

@@ -22,6 +22,7 @@
 pub mod connection;
 pub mod endpoint;
 pub mod hub;
+pub mod shared_frames;
 pub mod source;
 pub mod tail;
 
@@ -35,6 +36,7 @@ use cstore_core::Lsn;
 use cstore_core::replication::{Needed, SessionConfig};
 
 pub use hub::{AckUnknown, ConnId, Hub, ReplicaView, SessionState};
+pub use shared_frames::{SHARED_FRAME_SLOTS, SharedFrames};
 pub use source::{LeaderSource, ReplicationSource, SourceError};
 pub use tail::{LogTail, TAIL_MIB_DEFAULT, TailError};
 

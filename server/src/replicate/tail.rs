@@ -12,6 +12,10 @@
 //!  session: read(from, to) ─► Entries, or BelowTail ─► the session sends a snapshot instead
 //! ```
 //!
+//! Sessions get the entries themselves (`Arc`s), never copies, and the encoded `Entries` frames
+//! of a range are shared too ([`SharedFrames`]): a commit fanned out to a thousand replicas is
+//! encoded once.
+//!
 //! The byte bound decides how far behind a replica may fall and still catch up from entries;
 //! a replica further behind bootstraps from a snapshot. The position watch is published
 //! *after* the entries are in the ring, so a session that learns of a new committed position
@@ -24,6 +28,8 @@ use tokio::sync::watch;
 
 use cstore_core::replication::entry_wire_bytes;
 use cstore_core::{LogEntry, LogPosition, Lsn};
+
+use super::shared_frames::SharedFrames;
 
 /// Default bound of the tail, in MiB (`--replication-tail-mib`).
 pub const TAIL_MIB_DEFAULT: u64 = 64;
@@ -63,6 +69,7 @@ pub struct LogTail {
     ring: Mutex<Ring>,
     bytes_max: u64,
     committed: watch::Sender<LogPosition>,
+    frames: SharedFrames,
 }
 
 impl LogTail {
@@ -78,6 +85,7 @@ impl LogTail {
             }),
             bytes_max,
             committed,
+            frames: SharedFrames::new(),
         }
     }
 
@@ -119,35 +127,36 @@ impl LogTail {
             ring.bytes = 0;
             ring.last = last;
         }
+        self.frames.clear();
         self.committed.send_replace(last);
     }
 
-    /// The committed entries `from <= lsn < to`, cloned out of the ring.
-    pub fn read(&self, from: Lsn, to: Lsn) -> Result<Vec<LogEntry>, TailError> {
+    /// The committed entries `from <= lsn < to`, shared with the ring (no copies).
+    pub fn read(&self, from: Lsn, to: Lsn) -> Result<Vec<Arc<LogEntry>>, TailError> {
         assert!(from <= to, "read of {from}..{to}");
-        let shared: Vec<Arc<LogEntry>> = {
-            let ring = self.ring.lock().expect("tail lock poisoned");
-            let first = ring.first();
-            if from < first {
-                return Err(TailError::BelowTail { from, first });
-            }
-            if to.0 > ring.last.lsn.0 + 1 {
-                return Err(TailError::BeyondTail {
-                    to,
-                    last: ring.last.lsn,
-                });
-            }
-            let skip = (from.0 - first.0) as usize;
-            let take = (to.0 - from.0) as usize;
-            ring.entries
-                .iter()
-                .skip(skip)
-                .take(take)
-                .map(|(entry, _)| Arc::clone(entry))
-                .collect()
-        };
-        // The deep copies are made outside the lock, so the commit thread never waits on them.
-        Ok(shared.iter().map(|entry| (**entry).clone()).collect())
+        let ring = self.ring.lock().expect("tail lock poisoned");
+        let first = ring.first();
+        if from < first {
+            return Err(TailError::BelowTail { from, first });
+        }
+        if to.0 > ring.last.lsn.0 + 1 {
+            return Err(TailError::BeyondTail {
+                to,
+                last: ring.last.lsn,
+            });
+        }
+        let skip = (from.0 - first.0) as usize;
+        let take = (to.0 - from.0) as usize;
+        Ok(ring
+            .entries
+            .range(skip..skip + take)
+            .map(|(entry, _)| Arc::clone(entry))
+            .collect())
+    }
+
+    /// The encoded `Entries` frames shared by the sessions streaming from this tail.
+    pub fn frames(&self) -> &SharedFrames {
+        &self.frames
     }
 
     /// The oldest entry held (`last + 1` when the ring is empty).
@@ -185,6 +194,13 @@ mod tests {
     use super::*;
     use cstore_core::{Term, TimestampMs, Txn};
 
+    fn owned(read: Result<Vec<Arc<LogEntry>>, TailError>) -> Vec<LogEntry> {
+        read.unwrap()
+            .iter()
+            .map(|entry| (**entry).clone())
+            .collect()
+    }
+
     fn chain(after: LogPosition, n: usize) -> Vec<LogEntry> {
         let mut prev = after;
         (0..n)
@@ -214,7 +230,7 @@ mod tests {
         // Entries after the snapshot are taken again.
         let after = chain(snapshot_at, 3);
         tail.push(after.clone());
-        assert_eq!(tail.read(Lsn(21), Lsn(24)).unwrap(), after);
+        assert_eq!(owned(tail.read(Lsn(21), Lsn(24))), after);
     }
 
     #[test]
@@ -224,8 +240,8 @@ mod tests {
         let entries = chain(LogPosition::START, 10);
         tail.push(entries.clone());
         assert_eq!(*watch.borrow(), entries[9].position());
-        assert_eq!(tail.read(Lsn(3), Lsn(6)).unwrap(), entries[2..5].to_vec());
-        assert_eq!(tail.read(Lsn(1), Lsn(11)).unwrap(), entries);
+        assert_eq!(owned(tail.read(Lsn(3), Lsn(6))), entries[2..5].to_vec());
+        assert_eq!(owned(tail.read(Lsn(1), Lsn(11))), entries);
         assert_eq!(tail.read(Lsn(11), Lsn(11)).unwrap(), Vec::new());
         assert!(matches!(
             tail.read(Lsn(5), Lsn(12)),
@@ -268,7 +284,7 @@ mod tests {
         ));
         let after = chain(before[4].position(), 3);
         tail.push(after.clone());
-        assert_eq!(tail.read(Lsn(6), Lsn(9)).unwrap(), after);
+        assert_eq!(owned(tail.read(Lsn(6), Lsn(9))), after);
     }
 
     #[test]

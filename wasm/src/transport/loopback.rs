@@ -196,6 +196,10 @@ impl LeaderInner {
                     let frame = self.outgoing(frame);
                     self.slots[index].inbox.push(frame.encode());
                 }
+                LeaderCommand::SendEntries(frame) => {
+                    let frame = self.outgoing(frame.to_frame());
+                    self.slots[index].inbox.push(frame.encode());
+                }
                 LeaderCommand::ReadEntries { from, to } => {
                     let session = &mut self.slots[index].session;
                     if from <= self.compacted.lsn {

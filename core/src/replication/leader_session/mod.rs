@@ -35,6 +35,7 @@ use crate::doc::validate_collection_name;
 use crate::error::ErrorCode;
 use crate::log::LogEntry;
 use crate::replication::config::SessionConfig;
+use crate::replication::entries_frame::EntriesFrame;
 use crate::replication::error::ReplicationError;
 use crate::replication::frame::{Frame, Hello, PROTOCOL_VERSION, SUBSCRIPTION_COLLECTIONS_MAX};
 use crate::snapshot::Snapshot;
@@ -46,6 +47,9 @@ use crate::types::{LogPosition, Lsn, ReplicaId, Term, TimestampMs};
 pub enum LeaderCommand {
     /// Send this frame to the replica.
     Send(Frame),
+    /// Send these entries to the replica: a [`Frame::Entries`] whose entries are shared with
+    /// what the driver read, never copied ([`EntriesFrame::encode`] gives the frame's bytes).
+    SendEntries(EntriesFrame),
     /// Read the committed entries `from <= lsn < to` and call [`LeaderSession::on_entries`],
     /// or [`LeaderSession::on_entries_missing`] if some are compacted away. At most
     /// `read_entries_max` entries; one read is outstanding at a time.
@@ -102,8 +106,8 @@ pub struct LeaderSession {
     /// Entries sent on this connection and not yet acknowledged, with their sizes.
     in_flight: VecDeque<(Lsn, u64)>,
     in_flight_bytes: u64,
-    /// Entries read and not yet sent (at most one read batch).
-    pending: VecDeque<LogEntry>,
+    /// Entries read and not yet sent (at most one read batch), shared with the driver's log.
+    pending: VecDeque<Arc<LogEntry>>,
     /// The outstanding read, if any.
     reading: Option<(Lsn, Lsn)>,
     opened_at: TimestampMs,
@@ -279,12 +283,18 @@ impl LeaderSession {
         out
     }
 
-    /// The entries of the outstanding `ReadEntries`, all of them, in order.
-    pub fn on_entries(&mut self, now: TimestampMs, entries: Vec<LogEntry>) -> Vec<LeaderCommand> {
+    /// The entries of the outstanding `ReadEntries`, all of them, in order: owned, or shared
+    /// (`Arc`) with the driver's log so that many sessions stream them without copies.
+    pub fn on_entries<E: Into<Arc<LogEntry>>>(
+        &mut self,
+        now: TimestampMs,
+        entries: Vec<E>,
+    ) -> Vec<LeaderCommand> {
         if self.is_closed() {
             return Vec::new();
         }
         let (from, to) = self.reading.take().expect("entries arrived without a read");
+        let entries: Vec<Arc<LogEntry>> = entries.into_iter().map(Into::into).collect();
         assert!(
             entries.len() as u64 == to.0 - from.0 && entries.first().map(|e| e.lsn) == Some(from),
             "read of {from}..{to} answered with {} entries",
@@ -312,11 +322,12 @@ impl LeaderSession {
                 );
                 match &self.subscription {
                     None => self.pending.extend(entries),
-                    Some(keep) => self.pending.extend(
-                        entries
-                            .into_iter()
-                            .map(|entry| entry.filtered(|c| keep.contains(c)).unwrap_or(entry)),
-                    ),
+                    Some(keep) => self.pending.extend(entries.into_iter().map(|entry| {
+                        match entry.filtered(|c| keep.contains(c)) {
+                            Some(filtered) => Arc::new(filtered),
+                            None => entry,
+                        }
+                    })),
                 }
                 self.pump(now, &mut out);
             }

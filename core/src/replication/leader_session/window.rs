@@ -10,8 +10,11 @@
 //! An empty window always takes one entry or chunk however large, so nothing blocks forever;
 //! a full one waits for acknowledgements, which is the backpressure a slow replica feels.
 
+use std::sync::Arc;
+
 use super::{LeaderCommand, LeaderSession, Phase};
 use crate::log::LogEntry;
+use crate::replication::entries_frame::EntriesFrame;
 use crate::replication::frame::{Frame, entry_wire_bytes};
 use crate::types::{Lsn, TimestampMs};
 
@@ -65,7 +68,7 @@ impl LeaderSession {
     }
 
     pub(super) fn pump_entries(&mut self, now: TimestampMs, out: &mut Vec<LeaderCommand>) {
-        let mut batch: Vec<LogEntry> = Vec::new();
+        let mut batch: Vec<Arc<LogEntry>> = Vec::new();
         let mut batch_bytes = 0u64;
         while let Some(entry) = self.pending.front() {
             let bytes = entry_wire_bytes(entry) as u64;
@@ -99,7 +102,7 @@ impl LeaderSession {
     pub(super) fn send_entries(
         &mut self,
         now: TimestampMs,
-        entries: Vec<LogEntry>,
+        entries: Vec<Arc<LogEntry>>,
         out: &mut Vec<LeaderCommand>,
     ) {
         if self.sent.lsn == self.acked {
@@ -107,7 +110,12 @@ impl LeaderSession {
         }
         // `sent` moves only here: the batch was accounted in flight by the caller.
         self.sent = entries.last().expect("non-empty batch").position();
-        self.send(now, Frame::Entries { entries }, out);
+        self.last_sent = now;
+        let as_committed = self.subscription.is_none();
+        out.push(LeaderCommand::SendEntries(EntriesFrame::new(
+            entries,
+            as_committed,
+        )));
     }
 
     pub(super) fn maybe_read(&mut self, out: &mut Vec<LeaderCommand>) {
