@@ -2,7 +2,9 @@
 # Benchmarks cstore against real peers on this machine, in one run, through one load generator
 # (target/release/cstore-peers), and writes the "Against peers" sections of BENCHMARKS.md and
 # docs/bench/peers.png. Installs etcd 3.4, redis 7 and matplotlib from Debian when missing.
-# Takes about 3 minutes on 2 cores.
+# Then, in the same run: commit-to-replica latency, fan-out to 1,000 and 10,000 WebSocket
+# replicas, a fresh follower's catch-up, and a browser replica's bootstrap against Dexie and
+# PouchDB (when web/ is built). Takes about 8 minutes on 2 cores.
 #
 # Usage: scripts/bench.sh peers [--quick]   (the same as scripts/bench-peers.sh [--quick])
 #   --quick: 3 s windows and 200,000 recovery entries (a smoke run; figures not for publishing)
@@ -39,7 +41,7 @@ fi
 
 say "building release binaries"
 cargo build --release -q -p cstore-server --bin cstore
-cargo build --release -q -p cstore-tests --bin cstore-peers
+cargo build --release -q -p cstore-tests --bin cstore-peers --bin cstore-fanout --bin cstore-follow-bench
 TARGET="${CARGO_TARGET_DIR:-$ROOT/target}/release"
 
 LOAD_BEFORE="$(cut -d' ' -f1-3 /proc/loadavg)"
@@ -47,6 +49,42 @@ STARTED="$(date -u '+%Y-%m-%d %H:%M UTC')"
 say "running cstore-peers (${DURATION_S} s windows, ${ENTRIES} recovery entries)"
 "$TARGET/cstore-peers" --clients 64 --warmup-s 1 --duration-s "$DURATION_S" \
   --entries "$ENTRIES" --out "$WORK" | tee "$WORK/run.log"
+
+# Replication and the browser, in the same run. Each tool prints markdown tables; only their
+# table lines are kept. A stage that cannot run here says so in its place, never a figure.
+FOLLOW_DOCS=1000000
+BROWSER_DOCS=100000
+[ "$DURATION_S" = 3 ] && FOLLOW_DOCS=200000 && BROWSER_DOCS=20000
+# 10,000 sockets on each side: the client process needs the fds (capped at 20,000 here).
+ulimit -n 20000 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+tables() { grep '^|' || true; }
+stage() {  # stage NAME FILE COMMAND...: runs COMMAND, keeps its tables in FILE
+  local name="$1" file="$2"
+  shift 2
+  say "$name"
+  if "$@" > "$WORK/$file.log" 2>&1; then
+    tables < "$WORK/$file.log" > "$WORK/$file.md"
+  else
+    echo "not available in this run: \`$*\` failed (last line: $(tail -1 "$WORK/$file.log"))" > "$WORK/$file.md"
+  fi
+}
+export CSTORE_BIN="$TARGET/cstore"
+stage "replication: latency at 10K writes/s to one replica" latency \
+  "$TARGET/cstore-fanout" --spawn --replicas 1 --rate 10000 --in-flight 64 --duration-s "$DURATION_S"
+stage "replication: fan-out to 1,000 replicas" fanout1k \
+  "$TARGET/cstore-fanout" --spawn --replicas 1000 --rate 10 --duration-s "$DURATION_S"
+stage "replication: fan-out to 10,000 replicas" fanout10k \
+  "$TARGET/cstore-fanout" --spawn --replicas 10000 --rate 10 --duration-s "$DURATION_S"
+stage "replication: catch-up of a fresh native follower ($FOLLOW_DOCS docs)" catchup \
+  "$TARGET/cstore-follow-bench" --docs "$FOLLOW_DOCS"
+if [ -f "$ROOT/web/pkg-web/cstore_wasm_bg.wasm" ] && [ -d "$ROOT/web/node_modules/dexie" ]; then
+  stage "browser: bootstrap vs Dexie and PouchDB ($BROWSER_DOCS docs)" browser \
+    npm --prefix "$ROOT/web" run -s bench:bootstrap -- --docs "$BROWSER_DOCS" --runs 1 \
+    --pouchdb-docs "$((BROWSER_DOCS / 5))"
+else
+  echo "not available in this run: build web/ first (web/scripts/build.sh, or scripts/run.sh)" \
+    > "$WORK/browser.md"
+fi
 LOAD_AFTER="$(cut -d' ' -f1-3 /proc/loadavg)"
 
 mkdir -p "$(dirname "$CHART")"
@@ -128,6 +166,27 @@ disk() {
   echo "last snapshot (the average tail). The files are in the page cache (a process crash, not"
   echo "a machine crash). What bounds the replay, from a profile:"
   echo "[docs/bench/recovery-profile.md](docs/bench/recovery-profile.md)."
+  echo
+  echo "## Replication and the browser, same run"
+  echo
+  echo "Propagation is from the writer sending an insert to each replica having verified the"
+  echo "entry (\`cstore-fanout --spawn\`: server and replicas in separate processes). Targets:"
+  echo "commit to replica p50 ≤ 0.2 ms and p99 ≤ 1 ms at 10K writes/s (measured here from the"
+  echo "writer's send, so it includes the HTTP request and the fsync); 1,000 replicas p99 ≤ 50 ms;"
+  echo "10,000 replicas p99 ≤ 100 ms; a fresh follower ≥ 200K docs/s; a browser bootstrap ≥ 70%"
+  echo "of a Dexie \`bulkPut\`."
+  echo
+  echo "Latency, one replica at 10K writes/s (\`--replicas 1 --rate 10000 --in-flight 64\`):"
+  echo; cat "$WORK/latency.md"; echo
+  echo "Fan-out, 1,000 replicas at 10 writes/s:"
+  echo; cat "$WORK/fanout1k.md"; echo
+  echo "Fan-out, 10,000 replicas at 10 writes/s:"
+  echo; cat "$WORK/fanout10k.md"; echo
+  echo "Catch-up of a fresh native follower (\`cstore-follow-bench --docs $FOLLOW_DOCS\`, 100 docs per entry):"
+  echo; cat "$WORK/catchup.md"; echo
+  echo "Browser bootstrap against Dexie and PouchDB in one headless Chromium run"
+  echo "(\`npm --prefix web run bench:bootstrap -- --docs $BROWSER_DOCS --runs 1\`):"
+  echo; cat "$WORK/browser.md"
   echo "<!-- peers:end -->"
 } > "$WORK/section.md"
 
