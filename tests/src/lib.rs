@@ -32,6 +32,7 @@ pub mod peers;
 pub mod replica_client;
 pub mod seed;
 pub mod server;
+pub mod tally;
 pub mod token;
 pub mod workload;
 

@@ -14,6 +14,7 @@
 //! competes with the server for CPU, which the report's header says.
 
 use crate::peers::target::error_chain;
+use crate::tally::Tally;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -21,8 +22,6 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 use serde_json::{Value, json};
 
-/// Largest latency the histogram records, in microseconds (higher values are clamped).
-const LATENCY_MAX_US: u64 = 60_000_000;
 /// Error messages kept as samples.
 const ERROR_SAMPLES_MAX: usize = 5;
 
@@ -149,32 +148,22 @@ pub async fn run(config: LoadConfig) -> Result<Report, LoadError> {
     let tasks: Vec<_> = (0..config.clients)
         .map(|_| tokio::spawn(client_loop(Arc::clone(&shared), deadline)))
         .collect();
-    let mut report = Report {
-        config,
-        elapsed: Duration::ZERO,
-        requests_ok: 0,
-        documents_ok: 0,
-        errors: 0,
-        error_samples: Vec::new(),
-        latency_us: new_histogram(),
-    };
+    let mut run = Tally::new(ERROR_SAMPLES_MAX);
+    let mut documents_ok = 0;
     for task in tasks {
-        let tally = task.await.expect("a client task does not panic");
-        report.requests_ok += tally.requests_ok;
-        report.documents_ok += tally.documents_ok;
-        report.errors += tally.errors;
-        for sample in tally.error_samples {
-            if report.error_samples.len() < ERROR_SAMPLES_MAX {
-                report.error_samples.push(sample);
-            }
-        }
-        report
-            .latency_us
-            .add(&tally.latency_us)
-            .expect("histograms with the same bounds merge");
+        let (tally, documents) = task.await.expect("a client task does not panic");
+        documents_ok += documents;
+        run.merge(tally);
     }
-    report.elapsed = started.elapsed();
-    Ok(report)
+    Ok(Report {
+        config,
+        elapsed: started.elapsed(),
+        requests_ok: run.ok,
+        documents_ok,
+        errors: run.errors,
+        error_samples: run.error_samples,
+        latency_us: run.latency_us,
+    })
 }
 
 struct Shared {
@@ -183,19 +172,8 @@ struct Shared {
     config: LoadConfig,
 }
 
-struct Tally {
-    requests_ok: u64,
-    documents_ok: u64,
-    errors: u64,
-    error_samples: Vec<String>,
-    latency_us: Histogram<u64>,
-}
-
-fn new_histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, LATENCY_MAX_US, 3).expect("valid histogram bounds")
-}
-
-async fn client_loop(shared: Arc<Shared>, deadline: Option<Instant>) -> Tally {
+/// One client: its tally and the documents its successful requests carried.
+async fn client_loop(shared: Arc<Shared>, deadline: Option<Instant>) -> (Tally, u64) {
     let config = &shared.config;
     let per_request = match config.mode {
         Mode::Insert => 1,
@@ -205,13 +183,8 @@ async fn client_loop(shared: Arc<Shared>, deadline: Option<Instant>) -> Tally {
         Mode::Insert => format!("{}/v1/c/{}", config.url, config.collection),
         Mode::Txn => format!("{}/v1/txn", config.url),
     };
-    let mut tally = Tally {
-        requests_ok: 0,
-        documents_ok: 0,
-        errors: 0,
-        error_samples: Vec::new(),
-        latency_us: new_histogram(),
-    };
+    let mut tally = Tally::new(ERROR_SAMPLES_MAX);
+    let mut documents_ok = 0;
     loop {
         if deadline.is_some_and(|d| Instant::now() >= d) {
             break;
@@ -253,22 +226,12 @@ async fn client_loop(shared: Arc<Shared>, deadline: Option<Instant>) -> Tally {
             }
             Err(e) => Err(error_chain(&e)),
         };
-        let micros = u64::try_from(sent.elapsed().as_micros()).unwrap_or(u64::MAX);
-        match outcome {
-            Ok(()) => {
-                tally.requests_ok += 1;
-                tally.documents_ok += count;
-                tally.latency_us.saturating_record(micros.max(1));
-            }
-            Err(message) => {
-                tally.errors += 1;
-                if tally.error_samples.len() < ERROR_SAMPLES_MAX {
-                    tally.error_samples.push(message);
-                }
-            }
+        if outcome.is_ok() {
+            documents_ok += count;
         }
+        tally.record(sent, outcome);
     }
-    tally
+    (tally, documents_ok)
 }
 
 async fn create_index(http: &reqwest::Client, config: &LoadConfig) -> Result<(), LoadError> {
@@ -351,6 +314,7 @@ impl Report {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tally::new_histogram;
 
     #[test]
     fn sample_documents_are_small_and_realistic() {

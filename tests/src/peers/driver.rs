@@ -18,9 +18,8 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 
 use super::target::Target;
+use crate::tally::Tally;
 
-/// Largest latency recorded, in microseconds (higher values are clamped).
-const LATENCY_MAX_US: u64 = 60_000_000;
 /// Error messages kept per run.
 const ERROR_SAMPLES_MAX: usize = 3;
 /// Bound on one request.
@@ -112,7 +111,7 @@ pub async fn run_writes(target: &Target, config: WriteConfig) -> Result<WriteRep
         .map(|mut writer| {
             let next = Arc::clone(&next);
             tokio::spawn(async move {
-                let mut tally = Tally::new();
+                let mut tally = Tally::new(ERROR_SAMPLES_MAX);
                 loop {
                     let sent = Instant::now();
                     if sent >= window_end {
@@ -120,72 +119,26 @@ pub async fn run_writes(target: &Target, config: WriteConfig) -> Result<WriteRep
                     }
                     let n = next.fetch_add(1, Ordering::Relaxed);
                     let outcome = writer.write(n).await;
-                    if sent < window_start {
-                        continue;
-                    }
-                    match outcome {
-                        Ok(()) => {
-                            let micros =
-                                u64::try_from(sent.elapsed().as_micros()).unwrap_or(u64::MAX);
-                            tally.ops += 1;
-                            tally.latency_us.saturating_record(micros.max(1));
-                        }
-                        Err(message) => {
-                            tally.errors += 1;
-                            if tally.error_samples.len() < ERROR_SAMPLES_MAX {
-                                tally.error_samples.push(message);
-                            }
-                        }
+                    if sent >= window_start {
+                        tally.record(sent, outcome);
                     }
                 }
                 tally
             })
         })
         .collect();
-    let mut report = WriteReport {
-        config,
-        ops: 0,
-        errors: 0,
-        error_samples: Vec::new(),
-        latency_us: new_histogram(),
-    };
+    let mut run = Tally::new(ERROR_SAMPLES_MAX);
     for task in tasks {
         let tally = task
             .await
             .map_err(|e| format!("a client task failed: {e}"))?;
-        report.ops += tally.ops;
-        report.errors += tally.errors;
-        for sample in tally.error_samples {
-            if report.error_samples.len() < ERROR_SAMPLES_MAX {
-                report.error_samples.push(sample);
-            }
-        }
-        report
-            .latency_us
-            .add(&tally.latency_us)
-            .expect("histograms with the same bounds merge");
+        run.merge(tally);
     }
-    Ok(report)
-}
-
-struct Tally {
-    ops: u64,
-    errors: u64,
-    error_samples: Vec<String>,
-    latency_us: Histogram<u64>,
-}
-
-impl Tally {
-    fn new() -> Tally {
-        Tally {
-            ops: 0,
-            errors: 0,
-            error_samples: Vec::new(),
-            latency_us: new_histogram(),
-        }
-    }
-}
-
-fn new_histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, LATENCY_MAX_US, 3).expect("valid histogram bounds")
+    Ok(WriteReport {
+        config,
+        ops: run.ok,
+        errors: run.errors,
+        error_samples: run.error_samples,
+        latency_us: run.latency_us,
+    })
 }
