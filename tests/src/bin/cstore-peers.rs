@@ -175,17 +175,7 @@ fn single_node_rows(runtime: &tokio::runtime::Runtime, config: WriteConfig) -> V
     rows.push(row(workload, "cstore (ack=local)", outcome));
 
     println!("==> {workload}: etcd 3.4, 1 member");
-    let outcome = EtcdCluster::start(1, ETCD_SINGLE_OFFSET).and_then(|etcd| {
-        let target = Target::Etcd {
-            url: etcd.leader_url()?,
-        };
-        measure(
-            runtime,
-            &target,
-            config,
-            &format!("etcd pids {:?}", etcd.pids()),
-        )
-    });
+    let outcome = measure_etcd(runtime, config, 1, ETCD_SINGLE_OFFSET);
     rows.push(row(workload, "etcd 3.4 (1 member, JSON gateway)", outcome));
 
     println!("==> {workload}: redis appendfsync always");
@@ -247,23 +237,29 @@ fn cluster_rows(runtime: &tokio::runtime::Runtime, config: WriteConfig) -> Vec<W
     ));
 
     println!("==> {workload}: etcd 3.4, 3 members");
-    let outcome = EtcdCluster::start(3, ETCD_CLUSTER_OFFSET).and_then(|etcd| {
-        let target = Target::Etcd {
-            url: etcd.leader_url()?,
-        };
-        measure(
-            runtime,
-            &target,
-            config,
-            &format!("etcd pids {:?}", etcd.pids()),
-        )
-    });
+    let outcome = measure_etcd(runtime, config, 3, ETCD_CLUSTER_OFFSET);
     rows.push(row(
         workload,
         "etcd 3.4 (3 members, writes to the leader)",
         outcome,
     ));
     rows
+}
+
+/// Starts an etcd cluster of `members` and measures writes through its leader's gateway.
+fn measure_etcd(
+    runtime: &tokio::runtime::Runtime,
+    config: WriteConfig,
+    members: u16,
+    port_offset: u16,
+) -> Result<WriteSummary, PeerError> {
+    EtcdCluster::start(members, port_offset).and_then(|etcd| {
+        let target = Target::Etcd {
+            url: etcd.leader_url()?,
+        };
+        let who = format!("etcd pids {:?}", etcd.pids());
+        measure(runtime, &target, config, &who)
+    })
 }
 
 fn measure(
