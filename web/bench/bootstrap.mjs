@@ -14,7 +14,6 @@
 //
 //   npm --prefix web run bench:bootstrap [-- --docs 100000 --runs 2 --no-pouchdb]
 
-import { spawn } from "node:child_process";
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, loadavg, tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
@@ -23,7 +22,7 @@ import { parseArgs } from "node:util";
 
 import { chromium } from "playwright-core";
 
-import { CHROMIUM_ARGS, DEMO_DIR, RESULTS_DIR, Server, cannotRun, freePort, sleep } from "../tests/e2e/harness.mjs";
+import { CHROMIUM_ARGS, DEMO_DIR, RESULTS_DIR, Server, cannotRun } from "../tests/e2e/harness.mjs";
 
 const WEB = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const ROOT = resolve(WEB, "..");
@@ -67,46 +66,6 @@ function releaseBin() {
       "run `cargo build --release -p cstore-server --bin cstore` or set CSTORE_BIN");
   }
   return bin;
-}
-
-/**
- * The harness's `Server` with another --demo-dir (the harness always serves the built demo)
- * and a given binary; stop/dispose/status are the harness's.
- */
-class BenchServer extends Server {
-  constructor(port, dataDir, demoDir, bin) {
-    super(port, dataDir);
-    this.demoDir = demoDir;
-    this.bin = bin;
-  }
-
-  static async startWith(demoDir, bin) {
-    const server = new BenchServer(await freePort(), mkdtempSync(join(tmpdir(), "cstore-bench-")), demoDir, bin);
-    await server.spawn();
-    return server;
-  }
-
-  async spawn() {
-    const args = ["serve", "--listen", `127.0.0.1:${this.port}`, "--data-dir", this.dataDir, "--demo-dir", this.demoDir];
-    const child = spawn(this.bin, args, { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, RUST_LOG: process.env.RUST_LOG || "warn" } });
-    this.child = child;
-    const keep = (chunk) => {
-      this.log = (this.log + chunk).slice(-20_000);
-    };
-    child.stdout.on("data", keep);
-    child.stderr.on("data", keep);
-    const until = Date.now() + 15_000;
-    for (;;) {
-      if (child.exitCode !== null) throw new Error(`cstore serve exited with ${child.exitCode}:\n${this.log}`);
-      try {
-        if ((await fetch(`${this.url}/v1/health`)).ok) return;
-      } catch {
-        // Not listening yet.
-      }
-      if (Date.now() > until) throw new Error(`cstore serve did not answer in 15 s:\n${this.log}`);
-      await sleep(50);
-    }
-  }
 }
 
 /** Wraps a CommonJS file as an ES module with a default export (what a bundler would do). */
@@ -188,7 +147,7 @@ async function main() {
   let browserServer;
   let browser;
   try {
-    server = await BenchServer.startWith(site, bin);
+    server = await Server.start({ demoDir: site, bin });
     const t0 = Date.now();
     const lastLsn = await seed(server);
     const seedMs = Date.now() - t0;

@@ -62,26 +62,30 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 /** A `cstore serve` process: start, SIGKILL, start again on the same port and data. */
 export class Server {
-  constructor(port, dataDir) {
+  /** `options.demoDir` (default: the built demo) and `options.bin` (default: `cstoreBin()`). */
+  constructor(port, dataDir, options = {}) {
     this.port = port;
     this.dataDir = dataDir;
+    this.demoDir = options.demoDir ?? DEMO_DIR;
+    this.bin = options.bin ?? null;
     this.url = `http://127.0.0.1:${port}`;
     this.child = null;
     this.log = "";
   }
 
-  /** Starts a server on a free port with a fresh data directory and the demo. */
-  static async start() {
+  /** Starts a server on a free port with a fresh data directory and the demo (`options`: see
+   * the constructor). */
+  static async start(options = {}) {
     const dataDir = mkdtempSync(join(tmpdir(), "cstore-e2e-"));
-    const server = new Server(await freePort(), dataDir);
+    const server = new Server(await freePort(), dataDir, options);
     await server.spawn();
     return server;
   }
 
   /** Starts the process and waits for /v1/health. */
   async spawn() {
-    const args = ["serve", "--listen", `127.0.0.1:${this.port}`, "--data-dir", this.dataDir, "--demo-dir", DEMO_DIR];
-    const child = spawn(cstoreBin(), args, { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, RUST_LOG: process.env.RUST_LOG || "warn" } });
+    const args = ["serve", "--listen", `127.0.0.1:${this.port}`, "--data-dir", this.dataDir, "--demo-dir", this.demoDir];
+    const child = spawn(this.bin ?? cstoreBin(), args, { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, RUST_LOG: process.env.RUST_LOG || "warn" } });
     this.child = child;
     const keep = (chunk) => {
       this.log = (this.log + chunk).slice(-20_000);
