@@ -22,7 +22,7 @@ use cstore_wasm::replica::{Parts, ReplicaHandle};
 use cstore_wasm::transport::loopback::SharedMemoryStore;
 use cstore_wasm::transport::websocket::WebSocketTransport;
 use serde_json::json;
-use support::server::{Tap, TapState, committed_lsn, control, http, txn, urls};
+use support::server::{Tap, TapState, committed_lsn, control, http, insert_doc, txn, urls};
 use support::{recorder, wait_until};
 use wasm_bindgen_test::{wasm_bindgen_test, wasm_bindgen_test_configure};
 
@@ -112,11 +112,7 @@ async fn bootstraps_follows_and_resumes_after_a_server_restart() {
     assert_eq!(count(&replica, &boot), 200);
     assert!(replica.status().connected);
 
-    txn(
-        control_url,
-        json!([{"op": "insert", "collection": boot, "doc": {"_id": "live"}}]),
-    )
-    .await;
+    insert_doc(control_url, &boot, json!({"_id": "live"})).await;
     wait_until("the live update", 5_000, || {
         replica.get(&boot, "live").is_some()
     })
@@ -124,11 +120,7 @@ async fn bootstraps_follows_and_resumes_after_a_server_restart() {
 
     control(control_url, "restart").await;
     wait_until("the reconnect", 15_000, || replica.status().connected).await;
-    txn(
-        control_url,
-        json!([{"op": "insert", "collection": boot, "doc": {"_id": "after"}}]),
-    )
-    .await;
+    insert_doc(control_url, &boot, json!({"_id": "after"})).await;
     wait_until("an update after the restart", 10_000, || {
         replica.get(&boot, "after").is_some()
     })
@@ -182,9 +174,10 @@ async fn an_offline_write_is_confirmed_and_a_refused_one_rolled_back() {
     let seen = rejections.clone();
     replica.on_rejected(Rc::new(move |r| seen.borrow_mut().push(r.clone())));
     set_online(replica.shared(), false);
-    txn(
+    insert_doc(
         control_url,
-        json!([{"op": "insert", "collection": people, "doc": {"_id": "bob", "email": "bob@x"}}]),
+        &people,
+        json!({"_id": "bob", "email": "bob@x"}),
     )
     .await;
     replica
@@ -208,11 +201,7 @@ async fn data_is_intact_after_close_and_reopen_and_only_new_entries_stream() {
         return;
     };
     let keep = fresh("keep");
-    txn(
-        control_url,
-        json!([{"op": "insert", "collection": keep, "doc": {"_id": "k1"}}]),
-    )
-    .await;
+    insert_doc(control_url, &keep, json!({"_id": "k1"})).await;
     let store = SharedMemoryStore::new();
     let pending = MemoryPending::new();
     let Opened { replica, .. } = open(control_url, ws, &store, &pending).await;
@@ -221,11 +210,7 @@ async fn data_is_intact_after_close_and_reopen_and_only_new_entries_stream() {
     let hash = replica.shared().borrow().local.current().state_hash();
     replica.close().await;
 
-    txn(
-        control_url,
-        json!([{"op": "insert", "collection": keep, "doc": {"_id": "k2"}}]),
-    )
-    .await;
+    insert_doc(control_url, &keep, json!({"_id": "k2"})).await;
     let Opened { replica, tap } = open(control_url, ws, &store, &pending).await;
     // Before any sync: the local copy, exactly as it was.
     assert_eq!(replica.status().applied_lsn, applied);
@@ -248,11 +233,7 @@ async fn a_frame_with_a_wrong_hash_rebootstraps_without_showing_it() {
         return;
     };
     let tamper = fresh("tamper");
-    txn(
-        control_url,
-        json!([{"op": "insert", "collection": tamper, "doc": {"_id": "t1"}}]),
-    )
-    .await;
+    insert_doc(control_url, &tamper, json!({"_id": "t1"})).await;
     let Opened { replica, tap } = open(
         control_url,
         ws,
@@ -262,11 +243,7 @@ async fn a_frame_with_a_wrong_hash_rebootstraps_without_showing_it() {
     .await;
     caught_up(&replica, control_url).await;
     tap.borrow_mut().tamper_next = true;
-    txn(
-        control_url,
-        json!([{"op": "insert", "collection": tamper, "doc": {"_id": "t2", "v": 1}}]),
-    )
-    .await;
+    insert_doc(control_url, &tamper, json!({"_id": "t2", "v": 1})).await;
     wait_until("the rebootstrap", 10_000, || {
         replica.status().rebootstraps == 1
     })

@@ -72,6 +72,12 @@ pub async fn txn(control: &str, ops: Value) -> u64 {
     answer["lsn"].as_u64().unwrap()
 }
 
+/// Inserts one document into `collection` on the server; returns the LSN.
+pub async fn insert_doc(control: &str, collection: &str, doc: Value) -> u64 {
+    let ops = serde_json::json!([{"op": "insert", "collection": collection, "doc": doc}]);
+    txn(control, ops).await
+}
+
 /// The server's committed LSN.
 pub async fn committed_lsn(control: &str) -> u64 {
     let (status, answer) = http("GET", &format!("{control}/v1/status"), None).await;
