@@ -17,7 +17,7 @@ use cstore_wasm::replica::{Parts, ReplicaHandle};
 use cstore_wasm::transport::loopback::{LoopbackLeader, LoopbackTransport};
 use js_sys::{Array, Uint8Array};
 use serde_json::json;
-use support::{caught_up, insert};
+use support::{caught_up, leader_with_docs};
 use wasm_bindgen::JsCast;
 use wasm_bindgen_test::{wasm_bindgen_test, wasm_bindgen_test_configure};
 use web_sys::IdbTransactionMode;
@@ -71,12 +71,7 @@ async fn damage_log(name: &str) {
 
 #[wasm_bindgen_test]
 async fn the_copy_and_pending_writes_survive_close_and_reopen() {
-    let leader = LoopbackLeader::new();
-    for i in 0..30 {
-        leader
-            .commit(insert("c", &format!(r#"{{"_id":"d{i:02}"}}"#)))
-            .unwrap();
-    }
+    let leader = leader_with_docs(30);
     let name = unique_name("replica-reopen");
     let replica = open(&leader, &name).await;
     caught_up(&replica, &leader).await;
@@ -123,12 +118,7 @@ async fn the_copy_and_pending_writes_survive_close_and_reopen() {
 
 #[wasm_bindgen_test]
 async fn a_damaged_database_is_fetched_again_and_never_shown() {
-    let leader = LoopbackLeader::new();
-    for i in 0..12 {
-        leader
-            .commit(insert("c", &format!(r#"{{"_id":"d{i:02}","n":{i}}}"#)))
-            .unwrap();
-    }
+    let leader = leader_with_docs(12);
     let name = unique_name("replica-damaged");
     let replica = open(&leader, &name).await;
     caught_up(&replica, &leader).await;

@@ -102,12 +102,7 @@ async fn reconnects_after_a_restart_and_resumes_without_download() {
 
 #[wasm_bindgen_test]
 async fn a_compacted_leader_bootstraps_from_a_snapshot() {
-    let leader = LoopbackLeader::new();
-    for i in 0..30 {
-        leader
-            .commit(insert("c", &format!(r#"{{"_id":"d{i:02}","n":{i}}}"#)))
-            .unwrap();
-    }
+    let leader = leader_with_docs(30);
     leader.compact();
     leader.commit(insert("c", r#"{"_id":"after"}"#)).unwrap();
     let replica = open(&leader, &Profile::default()).await;

@@ -57,12 +57,13 @@ pub async fn caught_up(replica: &ReplicaHandle, leader: &LoopbackLeader) {
     .await;
 }
 
-/// A loopback leader whose log holds `count` inserts into collection `c`, ids `d0`, `d1`, …
+/// A loopback leader whose log holds `count` inserts into collection `c`: `{"_id": "d00",
+/// "n": 0}`, `{"_id": "d01", "n": 1}`, …
 pub fn leader_with_docs(count: u64) -> LoopbackLeader {
     let leader = LoopbackLeader::new();
     for i in 0..count {
         leader
-            .commit(insert("c", &format!(r#"{{"_id":"d{i}"}}"#)))
+            .commit(insert("c", &format!(r#"{{"_id":"d{i:02}","n":{i}}}"#)))
             .unwrap();
     }
     leader
