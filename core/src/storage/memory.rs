@@ -2,7 +2,9 @@
 
 use std::collections::VecDeque;
 
-use super::{LogState, LogStore, Metadata, StorageError, StorageResult, check_contiguous};
+use super::{
+    LogState, LogStore, Metadata, StorageError, StorageResult, check_contiguous, check_truncate,
+};
 use crate::log::LogEntry;
 use crate::snapshot::Snapshot;
 use crate::types::{LogPosition, Lsn};
@@ -63,12 +65,7 @@ impl LogStore for MemoryStore {
     }
 
     async fn truncate_suffix(&mut self, from: Lsn) -> StorageResult<()> {
-        if from <= self.compacted.lsn {
-            return Err(StorageError::Invalid(format!(
-                "cannot truncate from {from}: entries through {} are compacted",
-                self.compacted.lsn
-            )));
-        }
+        check_truncate(from, self.compacted.lsn, self.last().lsn)?;
         if let Some(index) = self.index_of(from) {
             self.entries.truncate(index);
         }

@@ -159,6 +159,39 @@ pub trait LogStore {
     fn load_metadata(&self) -> impl Future<Output = StorageResult<Option<Metadata>>> + MaybeSend;
 }
 
+/// What `read_range(from, to)` must read from a store that holds the entries after `compacted`
+/// through `last`: `None` for an empty range, else the held LSNs `first..=last` to read;
+/// `Missing` when part of the range is compacted away or not written yet.
+pub fn readable_range(
+    from: Lsn,
+    to: Lsn,
+    compacted: Lsn,
+    last: Lsn,
+) -> StorageResult<Option<(Lsn, Lsn)>> {
+    if from >= to {
+        return Ok(None);
+    }
+    if from <= compacted {
+        return Err(StorageError::Missing(from));
+    }
+    if to.prev() > last {
+        return Err(StorageError::Missing(from.max(last.next())));
+    }
+    Ok(Some((from, to.prev())))
+}
+
+/// Checks `truncate_suffix(from)` on a store that holds the entries after `compacted` through
+/// `last`: refused when it would cut into compacted entries; `false` when nothing is held from
+/// `from` on (nothing to do).
+pub fn check_truncate(from: Lsn, compacted: Lsn, last: Lsn) -> StorageResult<bool> {
+    if from <= compacted {
+        return Err(StorageError::Invalid(format!(
+            "cannot truncate from {from}: entries through {compacted} are compacted"
+        )));
+    }
+    Ok(from <= last)
+}
+
 /// Checks that `entries` continue the chain after `last`, as `append` requires.
 pub fn check_contiguous(last: LogPosition, entries: &[LogEntry]) -> StorageResult<()> {
     let mut prev = last;

@@ -13,7 +13,8 @@ use cstore_core::log::LogEntry;
 use cstore_core::log::codec::{RecordKind, decode_entry, encode_entry};
 use cstore_core::snapshot::Snapshot;
 use cstore_core::storage::{
-    LogState, LogStore, Metadata, StorageError, StorageResult, check_contiguous,
+    LogState, LogStore, Metadata, StorageError, StorageResult, check_contiguous, check_truncate,
+    readable_range,
 };
 use cstore_core::types::{LogPosition, Lsn};
 
@@ -182,16 +183,10 @@ impl FileStore {
     /// [`LogStore::read_range`], synchronously. Every record read is checked again (crc, hash,
     /// LSN and chain); a failure there is `Corrupt`.
     pub fn read_range_blocking(&self, from: Lsn, to: Lsn) -> StorageResult<Vec<LogEntry>> {
-        if from >= to {
-            return Ok(Vec::new());
+        match readable_range(from, to, self.compacted.lsn, self.last.lsn)? {
+            None => Ok(Vec::new()),
+            Some(_) => self.read_physical(from, to),
         }
-        if from <= self.compacted.lsn {
-            return Err(StorageError::Missing(from));
-        }
-        if to.prev() > self.last.lsn {
-            return Err(StorageError::Missing(from.max(self.last.lsn.next())));
-        }
-        self.read_physical(from, to)
     }
 
     /// [`LogStore::truncate_suffix`], synchronously.
@@ -360,13 +355,7 @@ impl FileStore {
     /// Removes the suffix from `from` on. Later segments go first, newest first, then the
     /// segment holding `from` is cut: a crash in between leaves a shorter log, never a gap.
     fn truncate_inner(&mut self, from: Lsn) -> StorageResult<()> {
-        if from <= self.compacted.lsn {
-            return Err(StorageError::Invalid(format!(
-                "cannot truncate from {from}: entries through {} are compacted",
-                self.compacted.lsn
-            )));
-        }
-        if from > self.last.lsn {
+        if !check_truncate(from, self.compacted.lsn, self.last.lsn)? {
             return Ok(());
         }
         let new_last = if from.prev() == self.compacted.lsn {

@@ -35,7 +35,8 @@
 use cstore_core::log::LogEntry;
 use cstore_core::snapshot::Snapshot;
 use cstore_core::storage::{
-    LogState, LogStore, Metadata, StorageError, StorageResult, check_contiguous,
+    LogState, LogStore, Metadata, StorageError, StorageResult, check_contiguous, check_truncate,
+    readable_range,
 };
 use cstore_core::types::{LogPosition, Lsn};
 
@@ -387,16 +388,10 @@ impl LogStore for IdbStore {
     }
 
     async fn read_range(&self, from: Lsn, to: Lsn) -> StorageResult<Vec<LogEntry>> {
-        if from >= to {
-            return Ok(Vec::new());
+        match readable_range(from, to, self.compacted.lsn, self.last.lsn)? {
+            None => Ok(Vec::new()),
+            Some((first, last)) => Ok(self.read_held(first.0, last.0).await?),
         }
-        if from <= self.compacted.lsn {
-            return Err(StorageError::Missing(from));
-        }
-        if to.prev() > self.last.lsn {
-            return Err(StorageError::Missing(from.max(self.last.lsn.next())));
-        }
-        Ok(self.read_held(from.0, to.prev().0).await?)
     }
 
     async fn state(&self) -> StorageResult<LogState> {
@@ -407,13 +402,7 @@ impl LogStore for IdbStore {
     }
 
     async fn truncate_suffix(&mut self, from: Lsn) -> StorageResult<()> {
-        if from <= self.compacted.lsn {
-            return Err(StorageError::Invalid(format!(
-                "cannot truncate from {from}: entries through {} are compacted",
-                self.compacted.lsn
-            )));
-        }
-        if from > self.last.lsn {
+        if !check_truncate(from, self.compacted.lsn, self.last.lsn)? {
             return Ok(());
         }
         let new_last = self.position_of(from.prev()).await?;
