@@ -138,22 +138,14 @@ impl LogEntry {
     /// other operations replaced by their hashes, the hash unchanged. `None` when nothing is
     /// left out.
     pub fn filtered(&self, keep: impl Fn(&str) -> bool) -> Option<LogEntry> {
-        let txn = self.txn.filtered(keep)?;
         Some(LogEntry {
-            txn,
-            ..self.clone_header()
-        })
-    }
-
-    fn clone_header(&self) -> LogEntry {
-        LogEntry {
             lsn: self.lsn,
             term: self.term,
             timestamp: self.timestamp,
-            txn: Txn::default(),
+            txn: self.txn.filtered(keep)?,
             prev_hash: self.prev_hash,
             hash: self.hash,
-        }
+        })
     }
 
     /// True when this entry directly follows `prev` in a chain.
