@@ -28,6 +28,55 @@ pub enum Command {
     /// Manage access tokens.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Look at and change a cluster: status, leadership transfer, membership.
+    Cluster(ClusterArgs),
+}
+
+/// `cstore cluster …`: talks to any member over HTTP.
+#[derive(Debug, Clone, Args)]
+pub struct ClusterArgs {
+    /// A member's HTTP base URL.
+    #[arg(
+        long,
+        env = "CSTORE_SERVER",
+        default_value = "http://127.0.0.1:7070",
+        global = true
+    )]
+    pub server: String,
+    /// Bearer token with scope `admin` (needed when the cluster has a secret).
+    #[arg(long, env = "CSTORE_TOKEN", hide_env_values = true, global = true)]
+    pub token: Option<String>,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: ClusterCommand,
+}
+
+/// The cluster subcommands.
+#[derive(Debug, Clone, Subcommand)]
+pub enum ClusterCommand {
+    /// Print the members, their roles and positions as a table.
+    Status,
+    /// Move leadership to a voter (promotion by hand; the old leader becomes a follower).
+    Transfer {
+        /// The voter that should lead.
+        #[arg(long)]
+        to: u64,
+    },
+    /// Add a member: it joins as a learner, catches up, then becomes a voter.
+    Add {
+        /// Its node id.
+        #[arg(long)]
+        id: u64,
+        /// Its HTTP base URL, e.g. http://127.0.0.1:7074.
+        #[arg(long)]
+        url: String,
+    },
+    /// Remove a member.
+    Remove {
+        /// Its node id.
+        #[arg(long)]
+        id: u64,
+    },
 }
 
 /// Options of `cstore serve`.
@@ -42,6 +91,32 @@ pub struct ServeArgs {
     /// Follow a leader as a read replica (its WebSocket URL, e.g. ws://host:7070/v1/replicate).
     #[arg(long, value_name = "WS_URL")]
     pub follow: Option<String>,
+    /// This server's id in a cluster (with --cluster).
+    #[arg(
+        long,
+        env = "CSTORE_NODE_ID",
+        requires = "cluster",
+        conflicts_with = "follow"
+    )]
+    pub node_id: Option<u64>,
+    /// Run as a member of a Raft cluster: every member's id and HTTP base URL, the same list on
+    /// every member, e.g. 1=http://127.0.0.1:7071,2=http://127.0.0.1:7072,3=http://127.0.0.1:7073.
+    #[arg(
+        long,
+        env = "CSTORE_CLUSTER",
+        value_name = "ID=URL,...",
+        requires = "node_id"
+    )]
+    pub cluster: Option<String>,
+    /// Cluster mode: the election timeout's lower bound in ms (the timeout is random in
+    /// [T, 2T)); a leader that has not heard from a majority for this long steps down.
+    #[arg(long, default_value_t = crate::cluster::ELECTION_TIMEOUT_MS_DEFAULT,
+          value_parser = clap::value_parser!(u64).range(50..=60_000))]
+    pub election_timeout_ms: u64,
+    /// Cluster mode: how often the leader sends heartbeats, in ms.
+    #[arg(long, default_value_t = crate::cluster::HEARTBEAT_MS_DEFAULT,
+          value_parser = clap::value_parser!(u64).range(10..=30_000))]
+    pub heartbeat_ms: u64,
     /// Token sent to the leader (as `Authorization: Bearer`) when following; needs scope `read`.
     #[arg(
         long,

@@ -5,9 +5,11 @@
 //! library holds the server's parts so that integration tests and the `cstore` binary share
 //! them.
 
+pub mod admin;
 pub mod auth;
 pub mod cli;
 pub mod clock;
+pub mod cluster;
 pub mod follower;
 pub mod http;
 pub mod leader;

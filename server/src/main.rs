@@ -14,7 +14,9 @@ fn main() -> ExitCode {
     // Logs go to stderr, so `cstore token create` prints only the token on stdout.
     tracing_subscriber::fmt()
         .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+            // openraft logs every election and replication step at info: keep its warnings.
+            EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| EnvFilter::new("info,openraft=warn")),
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
@@ -39,6 +41,16 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Cluster(args) => match cstore_server::admin::run(&args) {
+            Ok(out) => {
+                print!("{out}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(e.exit_code())
+            }
+        },
         Command::Token(TokenCommand::Create(args)) => {
             let now_s = cstore_server::clock::now_ms().0 / 1000;
             match args.mint(now_s) {

@@ -1,4 +1,5 @@
-//! The node's role, in one place: a leader (the single writer) or a follower (a read replica).
+//! The node's role, in one place: a leader (the single writer), a follower (a read replica),
+//! or a member of a Raft cluster (whose role changes at run time: see `cluster`).
 //!
 //! The HTTP layer serves reads from whichever state this node holds and sends writes to the
 //! leader (directly, or forwarded over HTTP by a follower). Both roles answer reads the same
@@ -8,7 +9,9 @@
 //!
 //! ```text
 //!  read(min_lsn, f) ─┬─ Leader:   wait committed ≥ min_lsn ─► read_durable(f)
-//!                    └─ Follower: wait applied ≥ min_lsn ───► read(f)   (applied ⇒ durable)
+//!                    ├─ Follower: wait applied ≥ min_lsn ───► read(f)   (applied ⇒ durable)
+//!                    └─ Cluster:  [linearizable: read index from the leader]
+//!                                 wait applied ≥ max(min_lsn, index) ► read(f)  (applied ⇒ committed)
 //! ```
 
 use std::sync::Arc;
@@ -17,9 +20,10 @@ use std::time::Duration;
 use cstore_core::error::ErrorCode;
 use cstore_core::replication::SessionConfig;
 use cstore_core::state::State;
-use cstore_core::{Lsn, ReplicaId, Term};
+use cstore_core::{Lsn, ReplicaId, Term, Txn};
 
 use crate::auth::TokenKey;
+use crate::cluster::{Cluster, ClusterError};
 use crate::follower::Follower;
 use crate::leader::{Leader, WriteError};
 use crate::replicate::Replicator;
@@ -36,6 +40,8 @@ pub enum Node {
     Leader(Leader),
     /// A read replica: reads from its own copy, writes go to its leader.
     Follower(Follower),
+    /// A member of a Raft cluster: reads from its committed copy, writes through Raft.
+    Cluster(Cluster),
 }
 
 /// How fresh a read must be.
@@ -45,6 +51,9 @@ pub struct ReadFloor {
     pub min_lsn: Option<Lsn>,
     /// How long to wait for it.
     pub timeout_ms: u64,
+    /// `?consistency=linearizable`: the read must see every write acknowledged before it
+    /// began, anywhere in the cluster (a ReadIndex from the leader first).
+    pub linearizable: bool,
 }
 
 impl Default for ReadFloor {
@@ -52,6 +61,7 @@ impl Default for ReadFloor {
         ReadFloor {
             min_lsn: None,
             timeout_ms: MIN_LSN_TIMEOUT_MS_DEFAULT,
+            linearizable: false,
         }
     }
 }
@@ -72,6 +82,12 @@ pub enum ReadError {
     /// The leader failed or is stopping.
     #[error(transparent)]
     Leader(#[from] WriteError),
+    /// No read index could be had (no leader, or it could not confirm its leadership).
+    #[error("a linearizable read needs the leader's read index: {0}")]
+    ReadIndex(#[from] ClusterError),
+    /// A read replica cannot serve linearizable reads.
+    #[error("a read replica cannot serve linearizable reads: ask a cluster member or the leader")]
+    NotLinearizable,
 }
 
 impl ErrorCode for ReadError {
@@ -79,6 +95,8 @@ impl ErrorCode for ReadError {
         match self {
             ReadError::MinLsnTimeout { .. } => "min_lsn_timeout",
             ReadError::Leader(e) => e.code(),
+            ReadError::ReadIndex(e) => e.code(),
+            ReadError::NotLinearizable => "consistency_unavailable",
         }
     }
 }
@@ -120,6 +138,9 @@ impl Node {
                 Ok(leader.read_durable(f).await?)
             }
             Node::Follower(follower) => {
+                if floor.linearizable {
+                    return Err(ReadError::NotLinearizable);
+                }
                 if let Some(min_lsn) = floor.min_lsn
                     && !follower.wait_applied(min_lsn, timeout).await
                 {
@@ -131,22 +152,76 @@ impl Node {
                 }
                 Ok(follower.read(f))
             }
+            Node::Cluster(cluster) => {
+                let mut wait_for = floor.min_lsn;
+                if floor.linearizable {
+                    let index = crate::http::cluster::read_index(cluster).await?;
+                    wait_for = wait_for.max(Some(index));
+                }
+                if let Some(min_lsn) = wait_for
+                    && !cluster.wait_applied(min_lsn, timeout).await
+                {
+                    return Err(ReadError::MinLsnTimeout {
+                        min_lsn,
+                        reached: cluster.applied_lsn(),
+                        timeout_ms: floor.timeout_ms,
+                    });
+                }
+                Ok(cluster.read(f))
+            }
         }
     }
 
-    /// The leader, on a route only a leader mounts (writes; a follower forwards them).
-    pub fn leader(&self) -> &Leader {
+    /// Commits a transaction on the node that takes writes here: the leader, or this cluster
+    /// member's Raft (the HTTP edge forwards writes to the cluster's leader first). A read
+    /// replica's write routes forward to its leader and never call this.
+    pub async fn write(&self, txn: Txn) -> Result<Lsn, WriteError> {
         match self {
-            Node::Leader(leader) => leader,
+            Node::Leader(leader) => leader.write(txn).await,
+            Node::Cluster(cluster) => cluster.write(txn).await,
             Node::Follower(_) => panic!("a write route ran on a follower, which forwards writes"),
+        }
+    }
+
+    /// Waits until the write at `lsn` (which this node has seen committed) is durable here.
+    pub async fn wait_durable(&self, lsn: Lsn) -> Result<(), WriteError> {
+        match self {
+            Node::Leader(leader) => leader.wait_durable(lsn).await,
+            // Applied entries are committed, so durable on a majority.
+            Node::Cluster(_) | Node::Follower(_) => Ok(()),
+        }
+    }
+
+    /// A new document id.
+    pub fn generate_id(&self) -> String {
+        match self {
+            Node::Leader(leader) => leader.generate_id(),
+            Node::Cluster(cluster) => cluster.generate_id(),
+            Node::Follower(_) => panic!("a write route ran on a follower, which forwards writes"),
+        }
+    }
+
+    /// The leader, when this node is the single-node leader.
+    pub fn leader(&self) -> Option<&Leader> {
+        match self {
+            Node::Leader(leader) => Some(leader),
+            _ => None,
+        }
+    }
+
+    /// The cluster member, when this node is one.
+    pub fn cluster(&self) -> Option<&Cluster> {
+        match self {
+            Node::Cluster(cluster) => Some(cluster),
+            _ => None,
         }
     }
 
     /// The follower, when this node is one.
     pub fn follower(&self) -> Option<&Follower> {
         match self {
-            Node::Leader(_) => None,
             Node::Follower(follower) => Some(follower),
+            _ => None,
         }
     }
 
@@ -169,6 +244,11 @@ impl Node {
                     applied_lsn: status.applied_lsn,
                 }
             }
+            Node::Cluster(cluster) => NodeFacts {
+                node_id: cluster.node_id(),
+                term: cluster.term(),
+                applied_lsn: cluster.applied_lsn(),
+            },
         }
     }
 
@@ -182,6 +262,11 @@ impl Node {
                 SessionConfig::default(),
                 auth,
             ),
+            Node::Cluster(cluster) => Replicator::new(
+                Arc::new(crate::cluster::source::ClusterSource::new(cluster.clone())),
+                SessionConfig::default(),
+                auth,
+            ),
         }
     }
 
@@ -190,6 +275,7 @@ impl Node {
         match self {
             Node::Leader(leader) => leader.shutdown().await,
             Node::Follower(follower) => follower.shutdown().await,
+            Node::Cluster(cluster) => cluster.shutdown().await,
         }
     }
 }

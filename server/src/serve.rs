@@ -23,8 +23,10 @@ use tracing::{info, warn};
 
 use cstore_core::storage::StorageError;
 
+use crate::auth::{Claims, Scope};
 use crate::auth::{TokenKey, WeakSecret};
 use crate::cli::ServeArgs;
+use crate::cluster::{Cluster, ClusterConfig, ClusterStartError, parse_members};
 use crate::follower::{
     Follower, FollowerConfig, FollowerStartError, InvalidLeaderUrl, leader_http_base,
 };
@@ -86,6 +88,12 @@ pub enum ServeError {
     /// The follower could not start.
     #[error("cannot start the follower: {0}")]
     Follow(#[from] FollowerStartError),
+    /// `--cluster` / `--node-id` / the timeouts are not a usable cluster configuration.
+    #[error("invalid cluster configuration: {0}")]
+    ClusterConfig(String),
+    /// The cluster member could not start.
+    #[error("cannot start the cluster member: {0}")]
+    Cluster(#[from] ClusterStartError),
     /// `--demo-dir` names a directory without a built demo.
     #[error(transparent)]
     DemoDir(#[from] DemoDirError),
@@ -102,6 +110,7 @@ impl ServeError {
     pub fn exit_code(&self) -> u8 {
         match self {
             ServeError::FollowUrl(_)
+            | ServeError::ClusterConfig(_)
             | ServeError::InsecureListen { .. }
             | ServeError::Secret(_)
             | ServeError::Resolve { .. }
@@ -117,12 +126,56 @@ pub fn open_store(data_dir: &Path) -> Result<FileStore, StorageError> {
     FileStore::open(data_dir)
 }
 
+/// How long the token a member signs for Raft messages and forwarded requests lives.
+const MEMBER_TOKEN_TTL_S: u64 = 10 * 365 * 86_400;
+
+/// The cluster configuration `--node-id` and `--cluster` ask for, checked; `None` without them.
+fn cluster_config(
+    args: &ServeArgs,
+    key: Option<&TokenKey>,
+) -> Result<Option<ClusterConfig>, ServeError> {
+    let (Some(node_id), Some(list)) = (args.node_id, args.cluster.as_deref()) else {
+        return Ok(None);
+    };
+    let members = parse_members(list).map_err(ServeError::ClusterConfig)?;
+    if !members.contains_key(&node_id) {
+        return Err(ServeError::ClusterConfig(format!(
+            "--node-id {node_id} is not in --cluster (members: {:?})",
+            members.keys().collect::<Vec<_>>()
+        )));
+    }
+    if args.heartbeat_ms * 2 > args.election_timeout_ms {
+        return Err(ServeError::ClusterConfig(format!(
+            "--heartbeat-ms {} must be at most half of --election-timeout-ms {}",
+            args.heartbeat_ms, args.election_timeout_ms
+        )));
+    }
+    // Members prove themselves to each other with an admin token of the shared secret.
+    let token = key.map(|key| {
+        key.mint(&Claims {
+            sub: format!("cluster-member-{node_id}"),
+            scopes: vec![Scope::Admin],
+            exp: crate::clock::now_ms().0 / 1000 + MEMBER_TOKEN_TTL_S,
+        })
+    });
+    Ok(Some(ClusterConfig {
+        node_id,
+        members,
+        election_timeout_ms: args.election_timeout_ms,
+        heartbeat_ms: args.heartbeat_ms,
+        token,
+        tail_bytes_max: args.replication_tail_mib << 20,
+        snapshot_every_entries: args.checkpoint_every.unwrap_or(100_000),
+    }))
+}
+
 /// Runs the server until `shutdown` completes, then stops in order (see the module docs).
 pub async fn run(args: ServeArgs, shutdown: impl Future<Output = ()>) -> Result<(), ServeError> {
     if let Some(url) = &args.follow {
         leader_http_base(url)?;
     }
     let key = args.auth_secret.as_deref().map(TokenKey::new).transpose()?;
+    let cluster = cluster_config(&args, key.as_ref())?;
     let demo_dir = demo::resolve_dir(args.demo_dir.as_deref())?;
     let addrs: Vec<SocketAddr> = tokio::net::lookup_host(&args.listen)
         .await
@@ -157,8 +210,12 @@ pub async fn run(args: ServeArgs, shutdown: impl Future<Output = ()>) -> Result<
         source,
     })?;
     info!(data_dir = %args.data_dir.display(), "store opened");
-    let node = match &args.follow {
-        None => {
+    let node = match (&args.follow, cluster) {
+        (None, Some(config)) => {
+            info!(node_id = config.node_id, members = ?config.members, "cluster member");
+            Node::Cluster(Cluster::open(store, config).await?)
+        }
+        (None, None) => {
             let mut config = LeaderConfig::default();
             if let Some(every) = args.checkpoint_every {
                 config.checkpoint_every_entries = every;
@@ -166,7 +223,7 @@ pub async fn run(args: ServeArgs, shutdown: impl Future<Output = ()>) -> Result<
             config.tail_bytes_max = args.replication_tail_mib << 20;
             Node::Leader(Leader::open(store, config).await?)
         }
-        Some(url) => {
+        (Some(url), _) => {
             let mut config = FollowerConfig::new(url.clone());
             config.token = args.follow_token.clone();
             config.tail_bytes_max = args.replication_tail_mib << 20;
@@ -270,6 +327,10 @@ mod tests {
             listen: listen.into(),
             follow: None,
             follow_token: None,
+            node_id: None,
+            cluster: None,
+            election_timeout_ms: crate::cluster::ELECTION_TIMEOUT_MS_DEFAULT,
+            heartbeat_ms: crate::cluster::HEARTBEAT_MS_DEFAULT,
             auth_secret: None,
             insecure: false,
             checkpoint_every: None,

@@ -25,8 +25,11 @@
 
 pub mod binary;
 pub mod client;
+pub mod cluster;
+pub mod cluster_workload;
 pub mod dirs;
 pub mod error;
+pub mod linearizability;
 pub mod load;
 pub mod peers;
 pub mod replica_client;

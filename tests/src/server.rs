@@ -52,6 +52,9 @@ pub struct ServerOptions {
     pub binary: Option<PathBuf>,
     /// Keep the temp dir (data and logs) after drop, and print its path.
     pub keep_dir: bool,
+    /// Listen on this address instead of a free port chosen at start (cluster members must
+    /// know each other's addresses before any of them starts).
+    pub addr: Option<SocketAddr>,
 }
 
 impl Default for ServerOptions {
@@ -66,6 +69,7 @@ impl Default for ServerOptions {
             ready_timeout_ms: 10_000,
             binary: None,
             keep_dir: false,
+            addr: None,
         }
     }
 }
@@ -123,7 +127,11 @@ impl ServerProcess {
             std::fs::create_dir(&path)
                 .map_err(|e| HarnessError::io(format!("creating {}", path.display()), e))?;
         }
-        let addr = free_port()?;
+        let fixed_addr = options.addr;
+        let addr = match fixed_addr {
+            Some(addr) => addr,
+            None => free_port()?,
+        };
         let mut server = ServerProcess {
             child: None,
             addr,
@@ -137,7 +145,9 @@ impl ServerProcess {
             match server.start_again()? {
                 StartOutcome::Healthy => return Ok(server),
                 StartOutcome::Exited { stderr, .. }
-                    if attempt < PORT_ATTEMPTS_MAX && port_taken(&stderr) =>
+                    if attempt < PORT_ATTEMPTS_MAX
+                        && port_taken(&stderr)
+                        && fixed_addr.is_none() =>
                 {
                     server.addr = free_port()?;
                     server.probe = probe_client(server.addr);
@@ -151,6 +161,11 @@ impl ServerProcess {
             }
         }
         unreachable!("the last attempt returns")
+    }
+
+    /// The options of the next start, to change (arguments, environment) between starts.
+    pub fn options_mut(&mut self) -> &mut ServerOptions {
+        &mut self.options
     }
 
     /// Starts the stopped server again on the same data dir and port, and waits until healthy.

@@ -187,6 +187,20 @@ pub fn validate_collection_name(name: &str) -> Result<(), DocError> {
     }
 }
 
+/// The collection where a cluster keeps its membership (one document, `membership`), written
+/// only by the consensus layer's membership entries, never by a client: its name is one that
+/// [`validate_collection_name`] refuses, so no API request can name it.
+pub const CLUSTER_COLLECTION: &str = "_cluster";
+
+/// Checks a collection name found in the log or a snapshot: a client's name, or
+/// [`CLUSTER_COLLECTION`].
+pub fn validate_stored_collection_name(name: &str) -> Result<(), DocError> {
+    if name == CLUSTER_COLLECTION {
+        return Ok(());
+    }
+    validate_collection_name(name)
+}
+
 fn validate_fields(value: &Value, depth: usize) -> Result<(), DocError> {
     if depth > DEPTH_MAX {
         return Err(DocError::TooDeep);

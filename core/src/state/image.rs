@@ -15,7 +15,7 @@
 use serde::{Deserialize, Serialize, Serializer};
 
 use super::{Collection, OriginRecord, State, TxnError};
-use crate::doc::{StoredDoc, validate_collection_name};
+use crate::doc::{StoredDoc, validate_stored_collection_name};
 use crate::error::ErrorCode;
 use crate::index::IndexSpec;
 use crate::txn::{CollectionOptions, Origin};
@@ -130,7 +130,7 @@ pub(super) fn decode(bytes: &[u8]) -> Result<State, SnapshotError> {
     let malformed = |msg: String| SnapshotError::Malformed(msg);
     let mut last_name: Option<String> = None;
     for c in image.collections {
-        validate_collection_name(&c.name).map_err(|e| malformed(e.to_string()))?;
+        validate_stored_collection_name(&c.name).map_err(|e| malformed(e.to_string()))?;
         if last_name.as_ref().is_some_and(|last| *last >= c.name) {
             return Err(malformed(format!("collection `{}` out of order", c.name)));
         }

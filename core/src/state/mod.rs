@@ -19,6 +19,7 @@ mod error;
 mod image;
 mod origins;
 mod overlay;
+mod speculation;
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -31,8 +32,12 @@ pub use image::SnapshotError;
 use origins::Origins;
 pub use origins::{ORIGIN_RETENTION_MS, ORIGINS_MAX, OriginRecord};
 pub use overlay::{Overlay, PendingWrite};
+pub use speculation::Speculation;
 
-use crate::doc::{DocView, RawDoc, StoredDoc, merge_patch, validate_collection_name};
+use crate::doc::{
+    DocView, RawDoc, StoredDoc, merge_patch, validate_collection_name,
+    validate_stored_collection_name,
+};
 use crate::index::SecondaryIndex;
 use crate::index::spec::INDEXES_PER_COLLECTION_MAX;
 use crate::log::LogEntry;
@@ -49,9 +54,11 @@ pub struct State {
     last_timestamp: TimestampMs,
     /// Per client, its last committed write (see [`Origin`]).
     origins: Origins,
-    /// How many tentative transactions sit on top (see [`Overlay`]); log entries apply only
-    /// when there are none.
+    /// How many tentative transactions sit on top (see [`Overlay`]) or speculative entries
+    /// (see [`Speculation`]); log entries apply only when there are none.
     tentative: usize,
+    /// Origins recorded by speculative entries on top, which `check_origin` sees first.
+    speculative_origins: BTreeMap<String, OriginRecord>,
 }
 
 /// What applying an entry did beyond its operations.
@@ -182,7 +189,12 @@ impl State {
     /// Checks an origin against the state: valid, and newer than the client's last commit.
     pub fn check_origin(&self, origin: &Origin) -> Result<(), TxnError> {
         origin.validate().map_err(TxnError::InvalidOrigin)?;
-        match self.origins.get(&origin.client) {
+        let last = self
+            .speculative_origins
+            .get(&origin.client)
+            .copied()
+            .or_else(|| self.origins.get(&origin.client));
+        match last {
             Some(last) if origin.seq <= last.seq => Err(TxnError::DuplicateOrigin {
                 client: origin.client.clone(),
                 seq: origin.seq,
@@ -490,7 +502,7 @@ impl State {
         undo: &mut Vec<Undo<'t>>,
     ) -> Result<&mut Collection, TxnError> {
         if !self.collections.contains_key(name) {
-            validate_collection_name(name)?;
+            validate_stored_collection_name(name)?;
             self.collections
                 .insert(name.clone(), Collection::new(CollectionOptions::default()));
             undo.push(Undo::CollectionCreated {

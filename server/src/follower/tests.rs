@@ -222,6 +222,7 @@ async fn streams_reads_with_min_lsn_resumes_after_restart_without_downloading_ag
     let floor = ReadFloor {
         min_lsn: Some(Lsn(300)),
         timeout_ms: 5_000,
+        linearizable: false,
     };
     let n = node.read(floor, |s| s.collection("things").unwrap().len());
     assert_eq!(n.await.unwrap(), 300);
@@ -230,6 +231,7 @@ async fn streams_reads_with_min_lsn_resumes_after_restart_without_downloading_ag
     let future = ReadFloor {
         min_lsn: Some(Lsn(10_000)),
         timeout_ms: 50,
+        linearizable: false,
     };
     let error = node.read(future, |_| ()).await.unwrap_err();
     assert_eq!(
@@ -244,6 +246,7 @@ async fn streams_reads_with_min_lsn_resumes_after_restart_without_downloading_ag
             let floor = ReadFloor {
                 min_lsn: Some(Lsn(350)),
                 timeout_ms: 5_000,
+                linearizable: false,
             };
             node.read(floor, |s| s.collection("things").unwrap().len())
                 .await

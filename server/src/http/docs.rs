@@ -28,12 +28,11 @@ pub async fn insert(
     ack: Ack,
     JsonBody(mut value): DocBody,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    ensure_id(&mut value, || app.node.leader().generate_id());
+    ensure_id(&mut value, || app.node.generate_id());
     let doc = RawDoc::from_value(&value)?;
     let id = doc.id();
     let lsn = app
         .node
-        .leader()
         .write(Txn::single(Op::Insert { collection, doc }))
         .await?;
     ack.settle(&app.replication, lsn).await?;
@@ -111,7 +110,7 @@ pub async fn put(
         doc,
         if_version,
     };
-    let lsn = app.node.leader().write(Txn::single(op)).await?;
+    let lsn = app.node.write(Txn::single(op)).await?;
     ack.settle(&app.replication, lsn).await?;
     Ok(written(&id, lsn))
 }
@@ -136,7 +135,7 @@ pub async fn patch(
         patch: value.to_string(),
         if_version,
     };
-    let lsn = app.node.leader().write(Txn::single(op)).await?;
+    let lsn = app.node.write(Txn::single(op)).await?;
     ack.settle(&app.replication, lsn).await?;
     Ok(written(&id, lsn))
 }
@@ -154,7 +153,7 @@ pub async fn delete(
         id: id.clone(),
         if_version,
     };
-    let lsn = app.node.leader().write(Txn::single(op)).await?;
+    let lsn = app.node.write(Txn::single(op)).await?;
     ack.settle(&app.replication, lsn).await?;
     Ok(written(&id, lsn))
 }

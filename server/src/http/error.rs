@@ -145,6 +145,12 @@ pub enum ApiError {
         /// The request's path.
         path: String,
     },
+    /// A cluster operation was refused (transfer, membership change, read index).
+    #[error(transparent)]
+    Cluster(#[from] crate::cluster::ClusterError),
+    /// The route exists only in cluster mode.
+    #[error("this server is not a cluster member (start it with --node-id and --cluster)")]
+    NotClustered,
     /// A bug or an unexpected failure; details are in the server log.
     #[error("internal error: {0}")]
     Internal(String),
@@ -177,6 +183,8 @@ impl ErrorCode for ApiError {
             ApiError::CollectionNotFound(_) => "collection_not_found",
             ApiError::RouteNotFound { .. } => "route_not_found",
             ApiError::MethodNotAllowed { .. } => "method_not_allowed",
+            ApiError::Cluster(e) => e.code(),
+            ApiError::NotClustered => "not_clustered",
             ApiError::Internal(_) => "internal",
         }
     }
@@ -222,12 +230,16 @@ pub fn status_for(code: &str) -> StatusCode {
         "query_too_large" => StatusCode::BAD_REQUEST,
         "missing_token" | "invalid_token" | "token_expired" => StatusCode::UNAUTHORIZED,
         "forbidden" => StatusCode::FORBIDDEN,
-        "not_found" | "collection_not_found" | "index_not_found" | "route_not_found" => {
-            StatusCode::NOT_FOUND
-        }
+        "not_found"
+        | "collection_not_found"
+        | "index_not_found"
+        | "route_not_found"
+        | "unknown_member"
+        | "not_clustered" => StatusCode::NOT_FOUND,
+        "invalid_url" | "last_voter" => StatusCode::BAD_REQUEST,
         "method_not_allowed" => StatusCode::METHOD_NOT_ALLOWED,
         "already_exists" | "unique_violation" | "collection_exists" | "index_exists"
-        | "too_many_indexes" | "duplicate_origin" => StatusCode::CONFLICT,
+        | "too_many_indexes" | "duplicate_origin" | "duplicate_member" => StatusCode::CONFLICT,
         "version_mismatch" => StatusCode::PRECONDITION_FAILED,
         "body_too_large" | "document_too_large" | "txn_too_large" => StatusCode::PAYLOAD_TOO_LARGE,
         "unsupported_media_type" => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -235,7 +247,11 @@ pub fn status_for(code: &str) -> StatusCode {
         // The write is durable locally; its replication did not confirm in time.
         "ack_unknown" => StatusCode::GATEWAY_TIMEOUT,
         "min_lsn_timeout" => StatusCode::GATEWAY_TIMEOUT,
-        "shutting_down" | "overloaded" | "leader_unavailable" => StatusCode::SERVICE_UNAVAILABLE,
+        "shutting_down"
+        | "overloaded"
+        | "leader_unavailable"
+        | "not_leader"
+        | "cluster_change_failed" => StatusCode::SERVICE_UNAVAILABLE,
         // `out_of_order` from the state means the leader built an entry that does not follow
         // its own log: a bug, reported as internal.
         "internal" | "storage_io" | "out_of_order" => StatusCode::INTERNAL_SERVER_ERROR,
@@ -260,6 +276,11 @@ impl IntoResponse for ApiError {
             // The client must learn the LSN: the write happened, only its replication is unknown.
             ApiError::AckUnknown { lsn, .. } => {
                 json!({"error": {"code": code, "message": message, "lsn": lsn.0}})
+            }
+            // The client learns where to go instead.
+            ApiError::Write(WriteError::NotLeader { leader_url })
+            | ApiError::Cluster(crate::cluster::ClusterError::NotLeader { leader_url }) => {
+                json!({"error": {"code": code, "message": message, "leader_url": leader_url}})
             }
             _ => json!({"error": {"code": code, "message": message}}),
         };

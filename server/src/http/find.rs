@@ -21,7 +21,7 @@ use super::auth::{Authorized, NeedsRead};
 use super::body::{DOC_BODY_BYTES_MAX, JsonBody};
 use super::docs::FindPath;
 use super::error::ApiError;
-use super::params::{MinLsn, check_timeout_ms};
+use super::params::{MinLsn, check_timeout_ms, parse_consistency};
 
 /// Largest find answer, in bytes of JSON.
 pub const RESULT_BYTES_MAX: usize = 64 << 20;
@@ -47,6 +47,18 @@ pub async fn find(
     }
     if let Some(timeout_ms) = take_u64(&mut body, "min_lsn_timeout_ms")? {
         floor.timeout_ms = check_timeout_ms(timeout_ms)?;
+    }
+    match body
+        .as_object_mut()
+        .and_then(|map| map.remove("consistency"))
+    {
+        None => {}
+        Some(Value::String(text)) => floor.linearizable = parse_consistency(&text)?,
+        Some(_) => {
+            return Err(ApiError::InvalidQuery(
+                "`consistency` must be a string".into(),
+            ));
+        }
     }
     let query = FindQuery::parse(&body)?;
     let text = app

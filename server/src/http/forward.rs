@@ -1,4 +1,5 @@
-//! Writes on a follower: forwarded to the leader over HTTP, answered with the leader's answer.
+//! Writes on a follower (and on a cluster member that does not lead): forwarded to the leader
+//! over HTTP, answered with the leader's answer.
 //!
 //! A client talks to one API whichever node it reaches. The follower does not parse or check
 //! the write: it passes the method, path, query (`?ack=`, `?if_version=`), body and the
@@ -26,12 +27,35 @@ const FORWARDED_HEADERS: [HeaderName; 4] = [
 /// Response headers passed back to the client.
 const RETURNED_HEADERS: [HeaderName; 2] = [header::CONTENT_TYPE, header::ETAG];
 
+/// Marks a request one member forwarded to another, so it is never forwarded again (two
+/// members that each think the other leads, during an election, would pass it back and forth).
+pub const FORWARDED_BY: &str = "x-cstore-forwarded-by";
+
 /// Any write route on a follower.
 pub async fn forward(State(app): State<AppState>, request: Request) -> Result<Response, ApiError> {
     let follower = app
         .node
         .follower()
         .expect("forwarding routes are mounted on followers only");
+    let response = forward_to(
+        follower.leader_http_base(),
+        follower.http_client(),
+        None,
+        request,
+    )
+    .await?;
+    metrics::counter!("cstore_follower_forwarded_writes_total").increment(1);
+    Ok(response)
+}
+
+/// Sends `request` to the node at `base` (`http://host:port`) and returns its answer; `by`
+/// marks it as forwarded by that cluster member.
+pub async fn forward_to(
+    base: &str,
+    http: &reqwest::Client,
+    by: Option<u64>,
+    request: Request,
+) -> Result<Response, ApiError> {
     let (parts, body) = request.into_parts();
     // The leader's own limit is the largest of any write route; it checks the exact one.
     let body = to_bytes(body, TXN_BODY_BYTES_MAX)
@@ -43,11 +67,13 @@ pub async fn forward(State(app): State<AppState>, request: Request) -> Result<Re
         .uri
         .path_and_query()
         .map_or_else(|| parts.uri.path().to_string(), |p| p.as_str().to_string());
-    let base = follower.leader_http_base();
     let url = format!("{base}{path}");
     let method = reqwest::Method::from_bytes(parts.method.as_str().as_bytes())
         .map_err(|e| ApiError::Internal(format!("method {}: {e}", parts.method)))?;
-    let mut outgoing = follower.http_client().request(method, &url).body(body);
+    let mut outgoing = http.request(method, &url).body(body);
+    if let Some(by) = by {
+        outgoing = outgoing.header(FORWARDED_BY, by.to_string());
+    }
     for name in FORWARDED_HEADERS {
         for value in parts.headers.get_all(&name) {
             outgoing = outgoing.header(name.as_str(), value.as_bytes());
@@ -67,7 +93,6 @@ pub async fn forward(State(app): State<AppState>, request: Request) -> Result<Re
         }
     }
     let bytes = answer.bytes().await.map_err(unavailable)?;
-    metrics::counter!("cstore_follower_forwarded_writes_total").increment(1);
     Ok(response
         .body(Body::from(bytes))
         .map_err(|e| ApiError::Internal(format!("forwarded response: {e}")))?

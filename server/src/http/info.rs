@@ -95,6 +95,24 @@ pub async fn status(_: Authorized<NeedsRead>, State(app): State<AppState>) -> Js
                 },
             }))
         }
+        Node::Cluster(cluster) => {
+            let status = cluster.status();
+            Json(json!({
+                "role": status.role,
+                "term": status.term.0,
+                "node_id": status.node_id.to_string(),
+                "leader_id": status.leader_id.map(|id| id.to_string()),
+                "leader_url": status.leader_url,
+                "cluster_id": status.cluster_id,
+                "members": status.members,
+                "last_lsn": status.last_lsn.0,
+                "committed_lsn": status.committed_lsn.0,
+                "applied_lsn": status.applied.lsn.0,
+                "applied_hash": status.applied.hash.to_hex(),
+                "replicas": app.replication.status_replicas(),
+                "watermarks": app.replication.status_watermarks(),
+            }))
+        }
     }
 }
 

@@ -14,6 +14,7 @@
 
 mod auth;
 mod body;
+pub mod cluster;
 pub mod demo;
 mod docs;
 mod error;
@@ -65,7 +66,8 @@ pub struct AppState {
 /// leader commits them, a follower forwards them to its leader unchanged.
 pub fn router(state: AppState) -> Router {
     let (insert, put, patch, delete, commit) = match &state.node {
-        Node::Leader(_) => (
+        // A cluster member that does not lead sends writes on (`cluster::to_leader`).
+        Node::Leader(_) | Node::Cluster(_) => (
             post(docs::insert),
             put(docs::put),
             patch(docs::patch),
@@ -99,8 +101,22 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/txn", commit)
         .route("/v1/replicate", get(crate::replicate::endpoint::replicate))
+        .route("/v1/raft/append", post(cluster::append))
+        .route("/v1/raft/vote", post(cluster::vote))
+        .route("/v1/raft/pre-vote", post(cluster::pre_vote))
+        .route("/v1/raft/snapshot", post(cluster::snapshot))
+        .route("/v1/raft/transfer", post(cluster::transfer_leader))
+        .route("/v1/raft/initialized", get(cluster::initialized))
+        .route("/v1/raft/read-index", get(cluster::read_index_route))
+        .route("/v1/cluster/transfer", post(cluster::transfer))
+        .route("/v1/cluster/add", post(cluster::add))
+        .route("/v1/cluster/remove", post(cluster::remove))
         .fallback_service(site)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            cluster::to_leader,
+        ))
         .layer(axum::middleware::from_fn(observe::track))
         .layer(cors())
         .layer(TraceLayer::new_for_http())

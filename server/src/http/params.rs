@@ -159,7 +159,22 @@ impl<S: Send + Sync> FromRequestParts<S> for MinLsn {
         if let Some(text) = single_query(&parts.uri, "min_lsn_timeout_ms")? {
             floor.timeout_ms = check_timeout_ms(parse_u64(&text, "min_lsn_timeout_ms")?)?;
         }
+        if let Some(text) = single_query(&parts.uri, "consistency")? {
+            floor.linearizable = parse_consistency(&text)?;
+        }
         Ok(MinLsn(floor))
+    }
+}
+
+/// `consistency=local` (the default: this node's state, with `min_lsn` if given) or
+/// `consistency=linearizable`; true for the latter.
+pub fn parse_consistency(text: &str) -> Result<bool, ApiError> {
+    match text {
+        "local" => Ok(false),
+        "linearizable" => Ok(true),
+        other => Err(ApiError::InvalidQuery(format!(
+            "`consistency` {other:?} is not `local` or `linearizable`"
+        ))),
     }
 }
 

@@ -21,7 +21,8 @@ use super::auth::{Authorized, NeedsWrite};
 use super::body::{JsonBody, TXN_BODY_BYTES_MAX};
 use super::error::ApiError;
 use super::params::Ack;
-use crate::leader::{Leader, WriteError};
+use crate::leader::WriteError;
+use crate::node::Node;
 
 /// One operation as clients send it; see docs/HTTP_API.md.
 #[derive(Debug, Deserialize)]
@@ -85,10 +86,10 @@ pub async fn commit(
     ack: Ack,
     JsonBody(body): JsonBody<TXN_BODY_BYTES_MAX>,
 ) -> Result<Json<Value>, ApiError> {
-    let leader = app.node.leader();
-    let (txn, ids) = parse(leader, body)?;
+    let node = &app.node;
+    let (txn, ids) = parse(node, body)?;
     // A rejection names its operation in its message (core's `Rejection` does).
-    match leader.write(txn).await {
+    match node.write(txn).await {
         Ok(lsn) => {
             ack.settle(&app.replication, lsn).await?;
             Ok(Json(json!({"lsn": lsn.0, "ids": ids})))
@@ -105,7 +106,7 @@ pub async fn commit(
         })) if seq == last_seq => {
             // The first attempt committed; its answer was lost. It may not be durable yet, and
             // a retry after `ack_unknown` waits for the replicas again.
-            leader.wait_durable(last_lsn).await?;
+            node.wait_durable(last_lsn).await?;
             ack.settle(&app.replication, last_lsn).await?;
             Ok(Json(
                 json!({"lsn": last_lsn.0, "ids": ids, "duplicate": true}),
@@ -116,7 +117,7 @@ pub async fn commit(
 }
 
 /// The transaction and the ids of its inserts and puts.
-fn parse(leader: &Leader, body: Value) -> Result<(Txn, Vec<String>), ApiError> {
+fn parse(leader: &Node, body: Value) -> Result<(Txn, Vec<String>), ApiError> {
     let Value::Object(mut body) = body else {
         return Err(ApiError::InvalidTxn(
             "the body must be an object {\"ops\": […]}".into(),
@@ -170,7 +171,7 @@ fn parse(leader: &Leader, body: Value) -> Result<(Txn, Vec<String>), ApiError> {
     Ok((txn, ids))
 }
 
-fn parse_op(leader: &Leader, op: Value) -> Result<Op, ApiError> {
+fn parse_op(leader: &Node, op: Value) -> Result<Op, ApiError> {
     // Inserts are most of a typical batch. Taking a well-formed one apart by hand skips serde's
     // internally tagged enum, which copies each document through an intermediate tree and
     // then builds a second `Value` of it. Anything else takes the general path below.
@@ -260,7 +261,7 @@ fn is_plain_insert(map: &serde_json::Map<String, Value>) -> bool {
 }
 
 /// An insert of `doc`, which gets a generated `_id` when it has none.
-fn insert(leader: &Leader, collection: String, mut doc: Value) -> Result<Op, ApiError> {
+fn insert(leader: &Node, collection: String, mut doc: Value) -> Result<Op, ApiError> {
     ensure_id(&mut doc, || leader.generate_id());
     Ok(Op::Insert {
         collection,

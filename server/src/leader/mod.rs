@@ -82,6 +82,19 @@ pub enum WriteError {
     /// The store failed; the leader takes no more writes until restarted.
     #[error("storage failed: {0}")]
     Storage(String),
+    /// Cluster mode: this member does not lead (any more); nothing was written here.
+    #[error("this member is not the leader{}", match .leader_url {
+        Some(url) => format!(" (the leader is {url})"),
+        None => " (no leader is known: an election is under way)".to_string(),
+    })]
+    NotLeader {
+        /// The leader this member knows of.
+        leader_url: Option<String>,
+    },
+    /// Cluster mode: whether the write committed is unknown (a timeout, or leadership lost
+    /// while it was in flight). It may still commit; a retry with the same `origin` is safe.
+    #[error("the outcome of the write is unknown: {0}")]
+    OutcomeUnknown(String),
 }
 
 impl ErrorCode for WriteError {
@@ -90,6 +103,8 @@ impl ErrorCode for WriteError {
             WriteError::Rejected(r) => r.code(),
             WriteError::ShuttingDown => "shutting_down",
             WriteError::Storage(_) => "storage_io",
+            WriteError::NotLeader { .. } => "not_leader",
+            WriteError::OutcomeUnknown(_) => "ack_unknown",
         }
     }
 }

@@ -227,6 +227,39 @@ impl FileStore {
         })
     }
 
+    /// Saves a small record of a layer above the log (the cluster's vote, say) in the file
+    /// `name` of the data directory, durably and atomically like the metadata: written to a
+    /// temp file, synced, renamed into place, the directory synced. A crash leaves the old
+    /// record or the new one.
+    pub fn save_side_record_blocking<T: serde::Serialize>(
+        &mut self,
+        name: &str,
+        value: &T,
+    ) -> StorageResult<()> {
+        assert!(
+            ![META_FILE, WAL_DIR, "LOCK"].contains(&name) && !name.contains('/'),
+            "side record {name:?} would replace the store's own files"
+        );
+        self.guarded(|store| {
+            write_record_file(
+                &store.dir,
+                name,
+                RecordKind::Metadata,
+                value,
+                &mut store.stats,
+            )
+        })
+    }
+
+    /// Reads the side record `name` saved by [`Self::save_side_record_blocking`]; `None` when
+    /// there is none. A damaged or unreadable record is `Corrupt`, never a silent default.
+    pub fn load_side_record<T: serde::de::DeserializeOwned>(
+        &self,
+        name: &str,
+    ) -> StorageResult<Option<T>> {
+        read_record_file(&self.dir.join(name), RecordKind::Metadata)
+    }
+
     /// The metadata last saved (kept in memory; read from disk at open).
     pub fn metadata(&self) -> Option<&Metadata> {
         self.metadata.as_ref()

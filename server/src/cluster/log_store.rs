@@ -1,0 +1,460 @@
+//! openraft's log store over the hash-chained file WAL: an entry's LSN is its Raft index + 1.
+//!
+//! ```text
+//!  openraft ─ append(entries, flushed) ─► convert (entry.rs, chained on the last hash)
+//!                                          ─► FileStore::append_blocking (one fdatasync)
+//!                                          ─► recent cache ─► flushed.io_completed
+//!           ─ truncate_after(id) ─► FileStore::truncate_suffix  (a conflicting uncommitted tail)
+//!           ─ purge(id) ─────────► side record `purged` first, then FileStore::compact_prefix
+//!           ─ save_vote(v) ──────► side record, synced before it returns
+//! ```
+//!
+//! The file store blocks on fsync, so every call runs on tokio's blocking pool behind one
+//! mutex; openraft serializes the log store's mutations, and readers (replication to other
+//! members) take the recent entries from an in-memory cache without waiting for a sync.
+//! What openraft needs beyond the log (the vote, the last purged log id with its term, the
+//! log id of the current snapshot) lives in one small side record in the data directory
+//! (`cluster`), written atomically and synced: a vote is never lost, so a member never votes
+//! twice in a term.
+
+use std::collections::VecDeque;
+use std::fmt::Debug;
+use std::io;
+use std::ops::{Bound, RangeBounds};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use serde::{Deserialize, Serialize};
+
+use cstore_core::log::LogEntry;
+use cstore_core::snapshot::Snapshot;
+use cstore_core::storage::StorageError;
+use cstore_core::{LogPosition, Lsn};
+use openraft::storage::{IOFlushed, LogState, RaftLogStorage};
+use openraft::{OptionalSend, RaftLogReader};
+
+use super::entry::{log_id_of, lsn_of, to_log_entry, to_raft_entry};
+use super::types::{ClusterTypes, RaftEntry, RaftLogId, RaftVote};
+use crate::wal::FileStore;
+
+/// The side record's file name in the data directory.
+pub const SIDE_RECORD: &str = "cluster";
+/// Most recent entries kept in memory for replication reads.
+const RECENT_ENTRIES_MAX: usize = 16_384;
+
+/// What openraft needs beyond the log, kept durably beside it.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct SideRecord {
+    /// The member this data directory belongs to.
+    pub node_id: u64,
+    /// The cluster's identity: the hash of its first entry (the initial membership), once known.
+    pub cluster_id: Option<String>,
+    /// The last vote cast or accepted.
+    pub vote: Option<RaftVote>,
+    /// The last purged (compacted) entry.
+    pub purged: Option<RaftLogId>,
+    /// The log id of the snapshot last saved or installed.
+    pub snapshot: Option<RaftLogId>,
+}
+
+/// Why the log store cannot open.
+#[derive(Debug, thiserror::Error)]
+pub enum LogOpenError {
+    /// The file store failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// The data directory belongs to another member.
+    #[error(
+        "the data directory belongs to cluster member {found}, not {expected}: start it with \
+         --node-id {found}, or give member {expected} a fresh directory"
+    )]
+    OtherMember {
+        /// `--node-id`.
+        expected: u64,
+        /// What the side record says.
+        found: u64,
+    },
+    /// A single-node data directory (it has entries but was never a cluster member).
+    #[error(
+        "the data directory holds a single-node log ({entries} entries) and no cluster record: \
+         a cluster member starts on a fresh directory"
+    )]
+    NotAMember {
+        /// How many entries it holds.
+        entries: u64,
+    },
+}
+
+/// The store and what openraft keeps beside it, shared by the log store, its readers and the
+/// state machine (which saves and installs snapshots in the same file store).
+pub struct LogShared {
+    store: Mutex<FileStore>,
+    side: Mutex<SideRecord>,
+    /// The log id of the last entry held (or the last purged one), as openraft sees the log.
+    last: Mutex<Option<RaftLogId>>,
+    /// The newest entries, ascending and contiguous, ending at `last`.
+    recent: Mutex<VecDeque<RaftEntry>>,
+}
+
+impl Debug for LogShared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogShared")
+            .field("last", &*lock(&self.last))
+            .finish()
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().expect("cluster log lock poisoned")
+}
+
+fn io_error(e: StorageError) -> io::Error {
+    io::Error::other(e.to_string())
+}
+
+impl LogShared {
+    /// Opens the cluster log over `store` for member `node_id`: a fresh directory becomes this
+    /// member's; a directory of another member, or a single-node log, is refused.
+    pub fn open(mut store: FileStore, node_id: u64) -> Result<Arc<LogShared>, LogOpenError> {
+        let side = match store.load_side_record::<SideRecord>(SIDE_RECORD)? {
+            Some(side) if side.node_id != node_id => {
+                return Err(LogOpenError::OtherMember {
+                    expected: node_id,
+                    found: side.node_id,
+                });
+            }
+            Some(side) => side,
+            None => {
+                let held = store.log_state().last.lsn;
+                if held > Lsn::ZERO {
+                    return Err(LogOpenError::NotAMember { entries: held.0 });
+                }
+                let side = SideRecord {
+                    node_id,
+                    ..SideRecord::default()
+                };
+                store.save_side_record_blocking(SIDE_RECORD, &side)?;
+                side
+            }
+        };
+        let state = store.log_state();
+        let last = if state.last.lsn >= state.first {
+            let entry = store.read_range_blocking(state.last.lsn, state.last.lsn.next())?;
+            Some(log_id_of(&entry[0]))
+        } else {
+            side.purged
+        };
+        Ok(Arc::new(LogShared {
+            store: Mutex::new(store),
+            side: Mutex::new(side),
+            last: Mutex::new(last),
+            recent: Mutex::new(VecDeque::new()),
+        }))
+    }
+
+    /// The side record as it is now.
+    pub fn side(&self) -> SideRecord {
+        lock(&self.side).clone()
+    }
+
+    fn save_side(&self, change: impl FnOnce(&mut SideRecord)) -> Result<(), StorageError> {
+        let mut side = lock(&self.side);
+        let mut next = side.clone();
+        change(&mut next);
+        lock(&self.store).save_side_record_blocking(SIDE_RECORD, &next)?;
+        *side = next;
+        Ok(())
+    }
+
+    /// Records the cluster's identity (the hash of its first entry) the first time it is seen.
+    pub fn note_cluster_id(&self, id: &str) -> Result<(), StorageError> {
+        if lock(&self.side).cluster_id.is_some() {
+            return Ok(());
+        }
+        self.save_side(|side| side.cluster_id = Some(id.to_string()))
+    }
+
+    /// The position of the last entry held (for status): LSN and hash.
+    pub fn last_position(&self) -> LogPosition {
+        lock(&self.store).log_state().last
+    }
+
+    /// The entries with `from <= lsn < to` as stored (hash-chained), from the file store.
+    pub fn read_log_entries(&self, from: Lsn, to: Lsn) -> Result<Vec<LogEntry>, StorageError> {
+        lock(&self.store).read_range_blocking(from, to)
+    }
+
+    /// Saves `snapshot` (taken at `log_id`) as the current one. The log is kept: openraft
+    /// purges what the snapshot covers when it chooses to.
+    pub fn save_snapshot(
+        &self,
+        snapshot: &Snapshot,
+        log_id: RaftLogId,
+    ) -> Result<(), StorageError> {
+        assert_eq!(snapshot.position.lsn, lsn_of(log_id.index()));
+        lock(&self.store).save_snapshot_blocking(snapshot)?;
+        self.save_side(|side| side.snapshot = Some(log_id))
+    }
+
+    /// Installs a snapshot received from the leader. When the log holds the snapshot's last
+    /// entry (same LSN, same hash) the entries after it stay; otherwise the whole log is
+    /// replaced by the snapshot and continues after it.
+    pub fn install_snapshot(
+        &self,
+        snapshot: &Snapshot,
+        log_id: RaftLogId,
+    ) -> Result<(), StorageError> {
+        let lsn = snapshot.position.lsn;
+        assert_eq!(lsn, lsn_of(log_id.index()));
+        let mut store = lock(&self.store);
+        let state = store.log_state();
+        let holds = lsn >= state.first
+            && lsn <= state.last.lsn
+            && store.read_range_blocking(lsn, lsn.next())?[0].position() == snapshot.position;
+        if holds {
+            store.save_snapshot_blocking(snapshot)?;
+            drop(store);
+            return self.save_side(|side| side.snapshot = Some(log_id));
+        }
+        // Record the new purge point first: a crash after it and before the reset leaves a
+        // record that is ahead of the log, which `open` reads as "nothing held past it".
+        drop(store);
+        self.save_side(|side| {
+            side.snapshot = Some(log_id);
+            side.purged = Some(log_id);
+        })?;
+        lock(&self.store).install_snapshot_blocking(snapshot)?;
+        lock(&self.recent).clear();
+        *lock(&self.last) = Some(log_id);
+        Ok(())
+    }
+
+    /// The snapshot last saved or installed, with its log id, if the side record knows it.
+    pub fn current_snapshot(&self) -> Result<Option<(Snapshot, RaftLogId)>, StorageError> {
+        let Some(snapshot) = lock(&self.store).load_snapshot_blocking()? else {
+            return Ok(None);
+        };
+        let Some(log_id) = lock(&self.side).snapshot else {
+            return Ok(None);
+        };
+        // A crash between the snapshot file and the side record leaves them apart: then there
+        // is no usable snapshot, and openraft builds a new one.
+        if lsn_of(log_id.index()) != snapshot.position.lsn {
+            return Ok(None);
+        }
+        Ok(Some((snapshot, log_id)))
+    }
+
+    fn entries(&self, start: u64, end: u64) -> io::Result<Vec<RaftEntry>> {
+        {
+            let recent = lock(&self.recent);
+            if let Some(front) = recent.front()
+                && front.log_id.index() <= start
+            {
+                let skip = (start - front.log_id.index()) as usize;
+                return Ok(recent
+                    .iter()
+                    .skip(skip)
+                    .take((end - start) as usize)
+                    .cloned()
+                    .collect());
+            }
+        }
+        let store = lock(&self.store);
+        let state = store.log_state();
+        let from = lsn_of(start).max(state.first);
+        let to = lsn_of(end).min(state.last.lsn.next());
+        if from >= to {
+            return Ok(Vec::new());
+        }
+        let entries = store.read_range_blocking(from, to).map_err(io_error)?;
+        Ok(entries.iter().map(to_raft_entry).collect())
+    }
+
+    fn append(&self, entries: Vec<RaftEntry>) -> io::Result<()> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let mut store = lock(&self.store);
+        let mut prev = store.log_state().last;
+        let mut stored = Vec::with_capacity(entries.len());
+        for entry in &entries {
+            let log_entry = to_log_entry(prev, entry);
+            prev = log_entry.position();
+            stored.push(log_entry);
+        }
+        store.append_blocking(&stored).map_err(io_error)?;
+        drop(store);
+        *lock(&self.last) = entries.last().map(|e| e.log_id);
+        let mut recent = lock(&self.recent);
+        recent.extend(entries);
+        while recent.len() > RECENT_ENTRIES_MAX {
+            recent.pop_front();
+        }
+        Ok(())
+    }
+
+    fn truncate_after(&self, last: Option<RaftLogId>) -> io::Result<()> {
+        let from = last.map_or(Lsn(1), |id| lsn_of(id.index()).next());
+        let mut store = lock(&self.store);
+        let state = store.log_state();
+        if from <= state.last.lsn {
+            store.truncate_suffix_blocking(from).map_err(io_error)?;
+        }
+        drop(store);
+        let mut recent = lock(&self.recent);
+        while recent
+            .back()
+            .is_some_and(|e| lsn_of(e.log_id.index()) >= from)
+        {
+            recent.pop_back();
+        }
+        *lock(&self.last) = last.or(lock(&self.side).purged);
+        Ok(())
+    }
+
+    fn purge(&self, log_id: RaftLogId) -> io::Result<()> {
+        self.save_side(|side| side.purged = Some(log_id))
+            .map_err(io_error)?;
+        let through = lsn_of(log_id.index());
+        let mut store = lock(&self.store);
+        let state = store.log_state();
+        if through >= state.first && through <= state.last.lsn {
+            store.compact_prefix_blocking(through).map_err(io_error)?;
+        }
+        drop(store);
+        let mut recent = lock(&self.recent);
+        while recent
+            .front()
+            .is_some_and(|e| e.log_id.index() <= log_id.index())
+        {
+            recent.pop_front();
+        }
+        let mut last = lock(&self.last);
+        if last.is_none_or(|l| l.index() < log_id.index()) {
+            *last = Some(log_id);
+        }
+        Ok(())
+    }
+
+    fn log_state(&self) -> LogState<ClusterTypes> {
+        LogState {
+            last_purged_log_id: lock(&self.side).purged,
+            last_log_id: *lock(&self.last),
+        }
+    }
+}
+
+/// Runs `f` on the blocking pool (the file store syncs).
+async fn blocking<T: Send + 'static>(
+    shared: &Arc<LogShared>,
+    f: impl FnOnce(&LogShared) -> io::Result<T> + Send + 'static,
+) -> io::Result<T> {
+    let shared = Arc::clone(shared);
+    tokio::task::spawn_blocking(move || f(&shared))
+        .await
+        .map_err(|e| io::Error::other(format!("log store task: {e}")))?
+}
+
+/// openraft's log store (and its reader: the same handle).
+#[derive(Clone, Debug)]
+pub struct LogStore {
+    shared: Arc<LogShared>,
+}
+
+impl LogStore {
+    /// The log store over `shared`.
+    pub fn new(shared: Arc<LogShared>) -> LogStore {
+        LogStore { shared }
+    }
+}
+
+fn bounds(range: &impl RangeBounds<u64>) -> (u64, u64) {
+    let start = match range.start_bound() {
+        Bound::Included(i) => *i,
+        Bound::Excluded(i) => i + 1,
+        Bound::Unbounded => 0,
+    };
+    let end = match range.end_bound() {
+        Bound::Included(i) => i + 1,
+        Bound::Excluded(i) => *i,
+        Bound::Unbounded => u64::MAX,
+    };
+    (start, end)
+}
+
+impl RaftLogReader<ClusterTypes> for LogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<RaftEntry>, io::Error> {
+        let (start, end) = bounds(&range);
+        if start >= end {
+            return Ok(Vec::new());
+        }
+        let end = end.min(
+            self.shared
+                .log_state()
+                .last_log_id
+                .map_or(0, |id| id.index() + 1),
+        );
+        if start >= end {
+            return Ok(Vec::new());
+        }
+        blocking(&self.shared, move |shared| shared.entries(start, end)).await
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<RaftVote>, io::Error> {
+        Ok(lock(&self.shared.side).vote)
+    }
+}
+
+impl RaftLogStorage<ClusterTypes> for LogStore {
+    type LogReader = LogStore;
+
+    async fn get_log_state(&mut self) -> Result<LogState<ClusterTypes>, io::Error> {
+        Ok(self.shared.log_state())
+    }
+
+    async fn get_log_reader(&mut self) -> LogStore {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &RaftVote) -> Result<(), io::Error> {
+        let vote = *vote;
+        blocking(&self.shared, move |shared| {
+            shared
+                .save_side(|side| side.vote = Some(vote))
+                .map_err(io_error)
+        })
+        .await
+    }
+
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: IOFlushed<ClusterTypes>,
+    ) -> Result<(), io::Error>
+    where
+        I: IntoIterator<Item = RaftEntry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let entries: Vec<RaftEntry> = entries.into_iter().collect();
+        let result = blocking(&self.shared, move |shared| shared.append(entries)).await;
+        match &result {
+            Ok(()) => callback.io_completed(Ok(())),
+            Err(e) => callback.io_completed(Err(io::Error::new(e.kind(), e.to_string()))),
+        }
+        result
+    }
+
+    async fn truncate_after(&mut self, last_log_id: Option<RaftLogId>) -> Result<(), io::Error> {
+        blocking(&self.shared, move |shared| {
+            shared.truncate_after(last_log_id)
+        })
+        .await
+    }
+
+    async fn purge(&mut self, log_id: RaftLogId) -> Result<(), io::Error> {
+        blocking(&self.shared, move |shared| shared.purge(log_id)).await
+    }
+}

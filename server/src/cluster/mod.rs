@@ -1,0 +1,776 @@
+//! Cluster mode: `cstore serve --node-id N --cluster 1=URL,2=URL,3=URL`, a Raft group of
+//! native servers (openraft) that elects its leader and fails over by itself.
+//!
+//! ```text
+//!   HTTP write ─► (not leader? forwarded to the leader by http::cluster) ─► Cluster::write
+//!        └─► openraft client_write(Proposal) ─► log_store (file WAL, fsync) ─► network ─► peers
+//!                 majority durable ─► committed ─► state_machine::apply ─► Outcome ─► reply
+//!   HTTP read ─► Local copy (committed entries only; `min_lsn`, or a ReadIndex first)
+//!   /v1/replicate ─► ClusterSource over the same Local copy (read replicas, browsers)
+//! ```
+//!
+//! Three modules with one narrow interface each (openraft's Engine/Command split is the
+//! model): consensus is openraft with our log store, state machine and network
+//! (`log_store.rs`, `state_machine.rs`, `network.rs`); the fan-out to replicas reads the local
+//! copy's tail (`source.rs`); the HTTP edge (`http::cluster`) only calls [`Cluster`].
+//!
+//! How openraft gives us what the product promises:
+//! - **Elections and failover**: openraft's election timer; our defaults come from
+//!   measurements on 2 loaded cores (see ARCHITECTURE.md).
+//! - **No disruption by a rejoining member**: pre-vote (`enable_pre_vote`), so a member that
+//!   was cut off cannot raise the term of a healthy cluster.
+//! - **No split brain**: a leader that has not heard from a quorum within the election timeout
+//!   steps down (openraft's CheckQuorum, built in), so writes sent to it fail with
+//!   `not_leader`; terms fence every old leader's messages.
+//! - **Acknowledged means majority durable**: openraft commits an entry once a quorum has
+//!   flushed it (our log store reports the flush after `fdatasync`), and the state machine
+//!   answers the writer only when it applies that committed entry.
+
+pub mod entry;
+pub mod log_store;
+pub mod network;
+pub mod source;
+pub mod state_machine;
+pub mod types;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use openraft::Instant as _;
+use openraft::async_runtime::WatchReceiver;
+use openraft::errors::{ClientWriteError, RaftError};
+use openraft::{BasicNode, ServerState};
+use tracing::{info, warn};
+
+use cstore_core::doc::IdGenerator;
+use cstore_core::error::ErrorCode;
+use cstore_core::state::State;
+use cstore_core::{LogPosition, Lsn, ReplicaId, Term, Txn};
+
+use crate::leader::WriteError;
+use crate::wal::FileStore;
+use log_store::{LogOpenError, LogShared, LogStore};
+use network::Network;
+use state_machine::{Local, StateMachine};
+use types::{Proposal, Raft};
+
+/// Default lower bound of the election timeout, in ms (see ARCHITECTURE.md for why).
+pub const ELECTION_TIMEOUT_MS_DEFAULT: u64 = 200;
+/// Default heartbeat interval, in ms.
+pub const HEARTBEAT_MS_DEFAULT: u64 = 50;
+/// How long a write waits for its entry to commit and apply before answering `ack_unknown`.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Tunables of a cluster member.
+#[derive(Clone, Debug)]
+pub struct ClusterConfig {
+    /// This member's id (`--node-id`).
+    pub node_id: u64,
+    /// The initial members and their HTTP base URLs (`--cluster`).
+    pub members: BTreeMap<u64, String>,
+    /// Election timeout: a random value in `[min, 2 × min)`.
+    pub election_timeout_ms: u64,
+    /// How often the leader sends heartbeats.
+    pub heartbeat_ms: u64,
+    /// Bearer token (scope `admin`) for Raft messages and forwarded requests, when the cluster
+    /// has a secret.
+    pub token: Option<String>,
+    /// Bound of the replication tail (for read replicas and browsers), in bytes.
+    pub tail_bytes_max: u64,
+    /// Take a snapshot (and let openraft compact the log) after this many entries.
+    pub snapshot_every_entries: u64,
+}
+
+/// Why a member could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterStartError {
+    /// The log store refused the data directory.
+    #[error(transparent)]
+    Log(#[from] LogOpenError),
+    /// The snapshot in the data directory does not load.
+    #[error("the snapshot does not load: {0}")]
+    Snapshot(String),
+    /// The configuration is not one openraft accepts.
+    #[error("invalid cluster configuration: {0}")]
+    Config(String),
+    /// openraft did not start.
+    #[error("raft did not start: {0}")]
+    Raft(String),
+    /// The HTTP client could not be built.
+    #[error("cannot build the HTTP client: {0}")]
+    Client(String),
+}
+
+/// Why a cluster operation (transfer, add, remove) was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ClusterError {
+    /// The id names no member.
+    #[error("node {0} is not a member of the cluster")]
+    UnknownMember(u64),
+    /// A node with this id is already a member.
+    #[error("node {0} is already a member of the cluster")]
+    DuplicateMember(u64),
+    /// The change would leave no voter.
+    #[error("removing node {0} would leave the cluster without a voter")]
+    LastVoter(u64),
+    /// The URL is not an http:// base URL.
+    #[error("{0:?} is not an http://host:port URL")]
+    InvalidUrl(String),
+    /// Only the leader can do it, and this member is not the leader.
+    #[error("this member is not the leader{}", leader_hint(.leader_url))]
+    NotLeader {
+        /// The leader this member knows of.
+        leader_url: Option<String>,
+    },
+    /// openraft refused or failed.
+    #[error("the cluster did not complete the change: {0}")]
+    Failed(String),
+}
+
+fn leader_hint(url: &Option<String>) -> String {
+    url.as_ref()
+        .map(|u| format!(" (the leader is {u})"))
+        .unwrap_or_else(|| " (no leader is known yet)".into())
+}
+
+impl ErrorCode for ClusterError {
+    fn code(&self) -> &'static str {
+        match self {
+            ClusterError::UnknownMember(_) => "unknown_member",
+            ClusterError::DuplicateMember(_) => "duplicate_member",
+            ClusterError::LastVoter(_) => "last_voter",
+            ClusterError::InvalidUrl(_) => "invalid_url",
+            ClusterError::NotLeader { .. } => "not_leader",
+            ClusterError::Failed(_) => "cluster_change_failed",
+        }
+    }
+}
+
+/// One member of `/v1/status`'s `members`.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct MemberStatus {
+    /// Its id.
+    pub id: u64,
+    /// Its HTTP base URL.
+    pub url: String,
+    /// `voter` or `learner`.
+    pub kind: &'static str,
+    /// On the leader: the last LSN it holds as the leader knows it.
+    pub matched_lsn: Option<u64>,
+    /// On the leader: milliseconds since it last answered a heartbeat.
+    pub last_contact_ms: Option<u64>,
+}
+
+/// What `/v1/status` reports about a member.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClusterStatus {
+    /// This member's id.
+    pub node_id: u64,
+    /// `leader`, `follower`, `candidate` or `learner`.
+    pub role: &'static str,
+    /// The current term.
+    pub term: Term,
+    /// The leader it knows of.
+    pub leader_id: Option<u64>,
+    /// That leader's URL.
+    pub leader_url: Option<String>,
+    /// Members of the current configuration.
+    pub members: Vec<MemberStatus>,
+    /// The last entry in its log.
+    pub last_lsn: Lsn,
+    /// The last entry it knows committed.
+    pub committed_lsn: Lsn,
+    /// The last entry applied to its state (and the hash of it).
+    pub applied: LogPosition,
+    /// The cluster's identity (the hash of its first entry), once known.
+    pub cluster_id: Option<String>,
+}
+
+struct Inner {
+    raft: Raft,
+    local: Arc<Local>,
+    log: Arc<LogShared>,
+    config: ClusterConfig,
+    http: reqwest::Client,
+    ids: Mutex<IdGenerator>,
+    watcher: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+/// A cheap, cloneable handle to this cluster member.
+#[derive(Clone)]
+pub struct Cluster {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cluster")
+            .field("node_id", &self.inner.config.node_id)
+            .finish()
+    }
+}
+
+fn raft_config(config: &ClusterConfig) -> Result<openraft::Config, ClusterStartError> {
+    let raft = openraft::Config {
+        cluster_name: "cstore".into(),
+        election_timeout_min: config.election_timeout_ms,
+        election_timeout_max: config.election_timeout_ms * 2,
+        heartbeat_interval: config.heartbeat_ms,
+        enable_pre_vote: Some(true),
+        snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(config.snapshot_every_entries),
+        // Keep some entries behind a snapshot, so a member a little behind catches up from
+        // entries rather than a whole snapshot.
+        max_in_snapshot_log_to_keep: 1_000,
+        ..openraft::Config::default()
+    };
+    raft.validate()
+        .map_err(|e| ClusterStartError::Config(e.to_string()))
+}
+
+impl Cluster {
+    /// Opens this member over `store` and starts openraft. On a fresh cluster the member with
+    /// the lowest id initializes it with `config.members`, unless another member already
+    /// belongs to a cluster; restarting never initializes again.
+    pub async fn open(
+        store: FileStore,
+        config: ClusterConfig,
+    ) -> Result<Cluster, ClusterStartError> {
+        let log = LogShared::open(store, config.node_id)?;
+        let (state, log_id) = match log
+            .current_snapshot()
+            .map_err(|e| ClusterStartError::Snapshot(e.to_string()))?
+        {
+            Some((snapshot, log_id)) => (
+                State::from_snapshot(&snapshot)
+                    .map_err(|e| ClusterStartError::Snapshot(e.to_string()))?,
+                Some(log_id),
+            ),
+            None => (State::new(), None),
+        };
+        let local = Arc::new(Local::new(state, log_id, config.tail_bytes_max));
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build()
+            .map_err(|e| ClusterStartError::Client(e.to_string()))?;
+        let raft_config = Arc::new(raft_config(&config)?);
+        let network = Network::new(http.clone(), config.token.clone());
+        let raft = Raft::new(
+            config.node_id,
+            raft_config,
+            network,
+            LogStore::new(Arc::clone(&log)),
+            StateMachine::new(Arc::clone(&local), Arc::clone(&log)),
+        )
+        .await
+        .map_err(|e| ClusterStartError::Raft(e.to_string()))?;
+        let cluster = Cluster {
+            inner: Arc::new(Inner {
+                raft,
+                local,
+                log,
+                config,
+                http,
+                ids: Mutex::new(IdGenerator::new(rand::random())),
+                watcher: Mutex::new(None),
+            }),
+        };
+        let watcher = tokio::spawn(cluster.clone().watch_roles());
+        *cluster.inner.watcher.lock().expect("poisoned") = Some(watcher);
+        tokio::spawn(cluster.clone().initialize_when_fresh());
+        Ok(cluster)
+    }
+
+    /// Initializes a fresh cluster from the lowest-id member once it is sure no member already
+    /// belongs to one (every other member answers, uninitialized).
+    async fn initialize_when_fresh(self) {
+        let config = &self.inner.config;
+        let lowest = config.members.keys().next().copied();
+        if lowest != Some(config.node_id) {
+            return;
+        }
+        loop {
+            match self.inner.raft.is_initialized().await {
+                Ok(false) => {}
+                _ => return,
+            }
+            let mut all_fresh = true;
+            for (id, url) in &config.members {
+                if *id == config.node_id {
+                    continue;
+                }
+                match self.peer_initialized(url).await {
+                    Some(false) => {}
+                    Some(true) => {
+                        info!(
+                            peer = id,
+                            "a member already belongs to a cluster: not initializing"
+                        );
+                        return;
+                    }
+                    None => all_fresh = false,
+                }
+            }
+            if all_fresh {
+                let members: BTreeMap<u64, BasicNode> = config
+                    .members
+                    .iter()
+                    .map(|(id, url)| (*id, BasicNode { addr: url.clone() }))
+                    .collect();
+                match self.inner.raft.initialize(members).await {
+                    Ok(()) => info!(members = ?config.members, "cluster initialized"),
+                    Err(e) => warn!(error = %e, "cluster initialization refused"),
+                }
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Whether the member at `url` belongs to a cluster; `None` when it does not answer.
+    async fn peer_initialized(&self, url: &str) -> Option<bool> {
+        let mut request = self
+            .inner
+            .http
+            .get(format!("{}/v1/raft/initialized", url.trim_end_matches('/')))
+            .timeout(Duration::from_secs(1));
+        if let Some(token) = &self.inner.config.token {
+            request = request.bearer_auth(token);
+        }
+        let answer = request.send().await.ok()?;
+        if !answer.status().is_success() {
+            return None;
+        }
+        let body: serde_json::Value = answer.json().await.ok()?;
+        body.get("initialized").and_then(|v| v.as_bool())
+    }
+
+    /// Counts elections and leader changes, and keeps the role gauges current.
+    async fn watch_roles(self) {
+        let mut metrics = self.inner.raft.metrics();
+        let mut last_state = ServerState::Learner;
+        let mut last_leader: Option<u64> = None;
+        loop {
+            let (state, leader, term) = {
+                let m = metrics.borrow_and_update();
+                (m.state, m.current_leader, m.current_term)
+            };
+            if state != last_state {
+                if state == ServerState::Candidate {
+                    metrics::counter!("cstore_cluster_elections_started_total").increment(1);
+                }
+                if state == ServerState::Leader {
+                    metrics::counter!("cstore_cluster_elections_won_total").increment(1);
+                }
+                info!(node = self.inner.config.node_id, from = ?last_state, to = ?state, term, "role changed");
+                last_state = state;
+            }
+            if leader != last_leader {
+                if leader.is_some() {
+                    metrics::counter!("cstore_cluster_leader_changes_total").increment(1);
+                }
+                last_leader = leader;
+            }
+            metrics::gauge!("cstore_cluster_term").set(term as f64);
+            metrics::gauge!("cstore_cluster_is_leader")
+                .set(f64::from(u8::from(state == ServerState::Leader)));
+            metrics::gauge!("cstore_cluster_leader_id").set(leader.map_or(-1.0, |l| l as f64));
+            if metrics.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// openraft's handle (for the `/v1/raft/…` routes).
+    pub fn raft(&self) -> &Raft {
+        &self.inner.raft
+    }
+
+    /// The member's local copy.
+    pub fn local(&self) -> &Arc<Local> {
+        &self.inner.local
+    }
+
+    /// The configuration it runs with.
+    pub fn config(&self) -> &ClusterConfig {
+        &self.inner.config
+    }
+
+    /// The HTTP client for requests to other members.
+    pub fn http(&self) -> &reqwest::Client {
+        &self.inner.http
+    }
+
+    /// This member's id.
+    pub fn node_id(&self) -> ReplicaId {
+        ReplicaId(self.inner.config.node_id)
+    }
+
+    /// The current term.
+    pub fn term(&self) -> Term {
+        Term(self.inner.raft.metrics().borrow_watched().current_term)
+    }
+
+    /// True when this member leads now.
+    pub fn is_leader(&self) -> bool {
+        self.inner.raft.metrics().borrow_watched().state == ServerState::Leader
+    }
+
+    /// The leader this member knows of, with its URL.
+    pub fn leader(&self) -> Option<(u64, String)> {
+        let metrics = self.inner.raft.metrics();
+        let m = metrics.borrow_watched();
+        let id = m.current_leader?;
+        let url = m.membership_config.get_node(&id)?.addr.clone();
+        Some((id, url))
+    }
+
+    /// Waits up to `timeout` for a leader to be known (during an election there is none).
+    pub async fn wait_for_leader(&self, timeout: Duration) -> Option<(u64, String)> {
+        let mut metrics = self.inner.raft.metrics();
+        let found = tokio::time::timeout(timeout, async {
+            loop {
+                if let Some(leader) = self.leader() {
+                    return Some(leader);
+                }
+                if metrics.changed().await.is_err() {
+                    return None;
+                }
+            }
+        })
+        .await;
+        found.ok().flatten()
+    }
+
+    /// A new document id.
+    pub fn generate_id(&self) -> String {
+        self.inner
+            .ids
+            .lock()
+            .expect("poisoned")
+            .next_id(crate::clock::now_ms())
+    }
+
+    /// Commits a transaction through Raft: its LSN once a majority has it durable and this
+    /// member applied it, or why not. On a member that is not the leader this fails with
+    /// `not_leader` (the HTTP edge forwards writes before they get here).
+    pub async fn write(&self, txn: Txn) -> Result<Lsn, WriteError> {
+        let proposal = Proposal {
+            timestamp: crate::clock::now_ms(),
+            txn,
+        };
+        let written =
+            tokio::time::timeout(WRITE_TIMEOUT, self.inner.raft.client_write(proposal)).await;
+        match written {
+            Err(_elapsed) => Err(WriteError::OutcomeUnknown(format!(
+                "the write did not commit within {} s; it may still commit",
+                WRITE_TIMEOUT.as_secs()
+            ))),
+            Ok(Ok(response)) => {
+                let outcome = response.response();
+                match &outcome.rejection {
+                    None => Ok(outcome.lsn),
+                    Some(rejection) => Err(WriteError::Rejected(rejection.clone())),
+                }
+            }
+            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(forward)))) => {
+                Err(WriteError::NotLeader {
+                    leader_url: forward.leader_node.map(|n| n.addr),
+                })
+            }
+            Ok(Err(other)) => Err(WriteError::OutcomeUnknown(other.to_string())),
+        }
+    }
+
+    /// Waits until this member applied `lsn`, at most `timeout`. True when it has.
+    pub async fn wait_applied(&self, lsn: Lsn, timeout: Duration) -> bool {
+        let mut applied = self.inner.local.applied.subscribe();
+        tokio::time::timeout(timeout, applied.wait_for(|at| *at >= lsn))
+            .await
+            .is_ok_and(|result| result.is_ok())
+    }
+
+    /// The last applied LSN.
+    pub fn applied_lsn(&self) -> Lsn {
+        *self.inner.local.applied.borrow()
+    }
+
+    /// Runs `f` on the local state (committed entries only).
+    pub fn read<R>(&self, f: impl FnOnce(&State) -> R) -> R {
+        f(&self.inner.local.state.read().expect("state lock poisoned"))
+    }
+
+    /// The leader's read index (ReadIndex: the leader confirms with a quorum that it still
+    /// leads, then names its commit index), when this member is the leader.
+    pub async fn read_index(&self) -> Result<Lsn, ClusterError> {
+        match self
+            .inner
+            .raft
+            .ensure_linearizable(openraft::raft::ReadPolicy::ReadIndex)
+            .await
+        {
+            Ok(read) => Ok(entry::lsn_of(read.log_id().index())),
+            Err(RaftError::APIError(openraft::errors::LinearizableReadError::ForwardToLeader(
+                f,
+            ))) => Err(ClusterError::NotLeader {
+                leader_url: f.leader_node.map(|n| n.addr),
+            }),
+            Err(e) => Err(ClusterError::Failed(e.to_string())),
+        }
+    }
+
+    /// What `/v1/status` reports.
+    pub fn status(&self) -> ClusterStatus {
+        let metrics = self.inner.raft.metrics();
+        let m = metrics.borrow_watched();
+        let role = match m.state {
+            ServerState::Leader => "leader",
+            ServerState::Follower => "follower",
+            ServerState::Candidate => "candidate",
+            ServerState::Learner => "learner",
+            ServerState::Shutdown => "shutdown",
+        };
+        let membership = m.membership_config.membership();
+        let voters: BTreeSet<u64> = membership.voter_ids().collect();
+        let members = membership
+            .nodes()
+            .map(|(id, node)| {
+                let matched = m
+                    .replication
+                    .as_ref()
+                    .and_then(|r| r.get(id).cloned().flatten())
+                    .map(|log_id| entry::lsn_of(log_id.index()).0);
+                let contact = m
+                    .heartbeat
+                    .as_ref()
+                    .and_then(|h| h.get(id).cloned().flatten())
+                    .map(|at| (*at).elapsed().as_millis() as u64);
+                MemberStatus {
+                    id: *id,
+                    url: node.addr.clone(),
+                    kind: if voters.contains(id) {
+                        "voter"
+                    } else {
+                        "learner"
+                    },
+                    matched_lsn: matched,
+                    last_contact_ms: contact,
+                }
+            })
+            .collect();
+        let leader_url = m
+            .current_leader
+            .and_then(|id| m.membership_config.get_node(&id))
+            .map(|n| n.addr.clone());
+        ClusterStatus {
+            node_id: self.inner.config.node_id,
+            role,
+            term: Term(m.current_term),
+            leader_id: m.current_leader,
+            leader_url,
+            members,
+            last_lsn: m.last_log_index.map_or(Lsn::ZERO, entry::lsn_of),
+            committed_lsn: m
+                .local_committed
+                .max(m.cluster_committed)
+                .map_or(Lsn::ZERO, |id| entry::lsn_of(id.index())),
+            applied: self.inner.local.applied_position(),
+            cluster_id: self.inner.log.side().cluster_id,
+        }
+    }
+
+    fn require_leader(&self) -> Result<(), ClusterError> {
+        if self.is_leader() {
+            return Ok(());
+        }
+        Err(ClusterError::NotLeader {
+            leader_url: self.leader().map(|(_, url)| url),
+        })
+    }
+
+    fn voters(&self) -> BTreeSet<u64> {
+        self.inner
+            .raft
+            .metrics()
+            .borrow_watched()
+            .membership_config
+            .membership()
+            .voter_ids()
+            .collect()
+    }
+
+    fn is_member(&self, id: u64) -> bool {
+        self.inner
+            .raft
+            .metrics()
+            .borrow_watched()
+            .membership_config
+            .membership()
+            .get_node(&id)
+            .is_some()
+    }
+
+    /// Moves leadership to voter `to` (promotion by hand): the leader stops taking writes,
+    /// brings `to` up to date and tells it to start an election at once. Waits (bounded) until
+    /// `to` leads and answers its id; if it does not, the old leader's election timer recovers.
+    pub async fn transfer(&self, to: u64) -> Result<u64, ClusterError> {
+        if !self.voters().contains(&to) {
+            return Err(ClusterError::UnknownMember(to));
+        }
+        if self.leader().is_some_and(|(id, _)| id == to) {
+            return Ok(to);
+        }
+        self.require_leader()?;
+        self.inner
+            .raft
+            .trigger()
+            .transfer_leader(to)
+            .await
+            .map_err(|e| ClusterError::Failed(e.to_string()))?;
+        let deadline = Duration::from_millis(self.inner.config.election_timeout_ms * 4 + 2_000);
+        let mut metrics = self.inner.raft.metrics();
+        let moved = tokio::time::timeout(deadline, async {
+            loop {
+                let leader = metrics.borrow_and_update().current_leader;
+                if leader == Some(to) {
+                    return true;
+                }
+                if metrics.changed().await.is_err() {
+                    return false;
+                }
+            }
+        })
+        .await
+        .unwrap_or(false);
+        if moved {
+            Ok(to)
+        } else {
+            Err(ClusterError::Failed(format!(
+                "node {to} did not take over within {} ms",
+                deadline.as_millis()
+            )))
+        }
+    }
+
+    /// Adds node `id` at `url`: first as a learner that catches up (from entries, or a snapshot
+    /// when it is behind compaction), then as a voter through joint consensus.
+    pub async fn add_member(&self, id: u64, url: &str) -> Result<(), ClusterError> {
+        check_member_url(url)?;
+        if self.is_member(id) {
+            return Err(ClusterError::DuplicateMember(id));
+        }
+        self.require_leader()?;
+        let node = BasicNode {
+            addr: url.trim_end_matches('/').to_string(),
+        };
+        self.inner
+            .raft
+            .add_learner(id, node, true)
+            .await
+            .map_err(|e| ClusterError::Failed(e.to_string()))?;
+        let mut voters = self.voters();
+        voters.insert(id);
+        self.inner
+            .raft
+            .change_membership(voters, false)
+            .await
+            .map_err(|e| ClusterError::Failed(e.to_string()))?;
+        Ok(())
+    }
+
+    /// Removes node `id` from the voters and the members, through joint consensus.
+    pub async fn remove_member(&self, id: u64) -> Result<(), ClusterError> {
+        if !self.is_member(id) {
+            return Err(ClusterError::UnknownMember(id));
+        }
+        let mut voters = self.voters();
+        voters.remove(&id);
+        if voters.is_empty() {
+            return Err(ClusterError::LastVoter(id));
+        }
+        self.require_leader()?;
+        self.inner
+            .raft
+            .change_membership(voters, false)
+            .await
+            .map_err(|e| ClusterError::Failed(e.to_string()))?;
+        Ok(())
+    }
+
+    /// Stops openraft (the log store closes with it).
+    pub async fn shutdown(&self) {
+        if let Some(watcher) = self.inner.watcher.lock().expect("poisoned").take() {
+            watcher.abort();
+        }
+        if let Err(e) = self.inner.raft.shutdown().await {
+            warn!(error = %e, "raft did not shut down cleanly");
+        }
+    }
+}
+
+/// Checks a member URL: `http://host:port`, nothing after the authority.
+pub fn check_member_url(url: &str) -> Result<(), ClusterError> {
+    let invalid = || ClusterError::InvalidUrl(url.to_string());
+    let uri: axum::http::Uri = url.parse().map_err(|_| invalid())?;
+    if uri.scheme_str() != Some("http") || uri.authority().is_none() || uri.port_u16().is_none() {
+        return Err(invalid());
+    }
+    if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
+        return Err(invalid());
+    }
+    Ok(())
+}
+
+/// Parses `--cluster 1=http://127.0.0.1:7071,2=…`: ids unique, URLs valid.
+pub fn parse_members(list: &str) -> Result<BTreeMap<u64, String>, String> {
+    let mut members = BTreeMap::new();
+    let mut urls = BTreeSet::new();
+    for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let (id, url) = item
+            .split_once('=')
+            .ok_or_else(|| format!("{item:?} is not ID=URL (e.g. 1=http://127.0.0.1:7071)"))?;
+        let id: u64 = id
+            .trim()
+            .parse()
+            .map_err(|_| format!("{id:?} in {item:?} is not a node id (an unsigned integer)"))?;
+        let url = url.trim().trim_end_matches('/').to_string();
+        check_member_url(&url).map_err(|e| e.to_string())?;
+        if !urls.insert(url.clone()) {
+            return Err(format!("{url} is listed twice"));
+        }
+        if members.insert(id, url).is_some() {
+            return Err(format!("node id {id} is listed twice"));
+        }
+    }
+    if members.is_empty() {
+        return Err("the member list is empty".into());
+    }
+    Ok(members)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn member_lists() {
+        let members =
+            parse_members("1=http://127.0.0.1:7071, 2=http://127.0.0.1:7072/,3=http://h:1")
+                .unwrap();
+        assert_eq!(members.len(), 3);
+        assert_eq!(members[&2], "http://127.0.0.1:7072");
+        for bad in [
+            "",
+            "1",
+            "x=http://a:1",
+            "1=ftp://a:1",
+            "1=http://a",
+            "1=http://a:1/v1",
+            "1=http://a:1,1=http://b:1",
+            "1=http://a:1,2=http://a:1",
+        ] {
+            assert!(parse_members(bad).is_err(), "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,316 @@
+//! openraft's state machine: the member's one local copy (state, log tail, applied watch),
+//! changed only by committed entries.
+//!
+//! ```text
+//!  openraft apply(committed entries) ─► to_log_entry (chained on the state's applied hash)
+//!      ─► State::apply, or (a transaction that does not apply) State::skip_rejected
+//!      ─► LogTail::push ─► applied watch ─► each proposer gets its Outcome
+//!  build_snapshot ─► State::snapshot ─► FileStore (then openraft may purge the log)
+//!  install_snapshot(from the leader) ─► State::from_snapshot ─► FileStore ─► tail reset
+//! ```
+//!
+//! Nothing here runs before an entry is committed, so readers, read replicas and browsers
+//! (which stream from the tail) only ever see committed entries: never one that a new leader
+//! could truncate. A transaction that does not apply on the state (a unique clash, a failed
+//! `if_version`, a duplicate origin) is decided the same way on every member, since every
+//! member applies the same entries to the same state: it stays in the log as a no-op and its
+//! rejection goes back to the client.
+
+use std::io::{self, Cursor};
+use std::sync::{Arc, Mutex, RwLock};
+
+use futures::{Stream, TryStreamExt};
+use openraft::storage::{EntryResponder, RaftSnapshotBuilder, RaftStateMachine};
+use openraft::{EntryPayload, OptionalSend};
+use tokio::sync::watch;
+use tracing::warn;
+
+use cstore_core::doc::CLUSTER_COLLECTION;
+use cstore_core::error::ErrorCode;
+use cstore_core::log::LogEntry;
+use cstore_core::snapshot::Snapshot;
+use cstore_core::state::{State, TxnError};
+use cstore_core::{LogPosition, Lsn};
+
+use super::entry::{MEMBERSHIP_DOC_ID, log_id_of, lsn_of, to_log_entry};
+use super::log_store::LogShared;
+use super::types::{
+    ClusterTypes, Outcome, RaftLogId, RaftMembership, RaftSnapshotMeta, RaftStoredMembership,
+};
+use crate::replicate::LogTail;
+
+/// Entries applied under one hold of the state lock before readers get a turn.
+const APPLY_CHUNK: usize = 1024;
+
+/// The member's applied copy, shared with readers and replication sessions.
+pub struct Local {
+    /// The state at `applied`: committed entries only.
+    pub state: RwLock<State>,
+    /// The last applied LSN; `min_lsn` readers wait on it.
+    pub applied: watch::Sender<Lsn>,
+    /// Recent applied entries for read replicas and browsers.
+    pub tail: LogTail,
+    /// The log id of the last applied entry, and the membership it is under.
+    pub(super) raft: Mutex<(Option<RaftLogId>, RaftStoredMembership)>,
+}
+
+impl std::fmt::Debug for Local {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Local")
+            .field("applied", &*self.applied.borrow())
+            .finish()
+    }
+}
+
+impl Local {
+    /// The copy at `state`, whose last entry has `log_id`.
+    pub fn new(state: State, log_id: Option<RaftLogId>, tail_bytes_max: u64) -> Local {
+        let membership = stored_membership(&state).unwrap_or_default();
+        let (applied, _) = watch::channel(state.applied().lsn);
+        let tail = LogTail::new(state.applied(), tail_bytes_max);
+        Local {
+            state: RwLock::new(state),
+            applied,
+            tail,
+            raft: Mutex::new((log_id, membership)),
+        }
+    }
+
+    /// The position (LSN and hash) of the last applied entry.
+    pub fn applied_position(&self) -> LogPosition {
+        self.state.read().expect("state lock poisoned").applied()
+    }
+}
+
+/// The membership recorded in `state` (by the last applied membership entry).
+pub fn stored_membership(state: &State) -> Option<RaftStoredMembership> {
+    #[derive(serde::Deserialize)]
+    struct Doc {
+        term: u64,
+        index: u64,
+        membership: RaftMembership,
+    }
+    let stored = state
+        .collection(CLUSTER_COLLECTION)?
+        .get(MEMBERSHIP_DOC_ID)?;
+    let doc: Doc = serde_json::from_str(stored.doc.as_str()).ok()?;
+    Some(RaftStoredMembership::new(
+        Some(RaftLogId::new_term_index(doc.term, doc.index)),
+        doc.membership,
+    ))
+}
+
+/// The snapshot bytes openraft carries: the position and the canonical state image.
+fn encode_snapshot(snapshot: &Snapshot) -> Vec<u8> {
+    postcard::to_allocvec(&(snapshot.position, &snapshot.data)).expect("a snapshot encodes")
+}
+
+fn decode_snapshot(bytes: &[u8]) -> io::Result<Snapshot> {
+    let (position, data): (LogPosition, Vec<u8>) = postcard::from_bytes(bytes)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("snapshot: {e}")))?;
+    Ok(Snapshot::new(position, data))
+}
+
+/// openraft's state machine over the member's [`Local`] copy.
+#[derive(Clone, Debug)]
+pub struct StateMachine {
+    local: Arc<Local>,
+    log: Arc<LogShared>,
+}
+
+impl StateMachine {
+    /// The state machine over `local`, saving snapshots in `log`'s file store.
+    pub fn new(local: Arc<Local>, log: Arc<LogShared>) -> StateMachine {
+        StateMachine { local, log }
+    }
+
+    fn apply_chunk(&self, chunk: Vec<EntryResponder<ClusterTypes>>) {
+        let mut applied = Vec::with_capacity(chunk.len());
+        let mut replies = Vec::new();
+        {
+            let mut state = self.local.state.write().expect("state lock poisoned");
+            let mut raft = self.local.raft.lock().expect("raft lock poisoned");
+            for (entry, responder) in chunk {
+                let log_entry = to_log_entry(state.applied(), &entry);
+                let rejection = match state.apply(&log_entry) {
+                    Ok(_) => None,
+                    Err(rejection) => {
+                        assert!(
+                            !matches!(rejection.error, TxnError::OutOfOrder { .. }),
+                            "committed entry {} does not follow the state: {rejection}",
+                            log_entry.lsn
+                        );
+                        warn!(lsn = log_entry.lsn.0, code = rejection.code(), %rejection,
+                              "committed transaction does not apply: kept as a no-op");
+                        metrics::counter!("cstore_cluster_rejected_at_apply_total").increment(1);
+                        state.skip_rejected(&log_entry);
+                        Some(rejection)
+                    }
+                };
+                if let EntryPayload::Membership(membership) = &entry.payload {
+                    raft.1 = RaftStoredMembership::new(Some(entry.log_id), membership.clone());
+                }
+                raft.0 = Some(entry.log_id);
+                if let Some(responder) = responder {
+                    replies.push((
+                        responder,
+                        Outcome {
+                            lsn: log_entry.lsn,
+                            rejection,
+                        },
+                    ));
+                }
+                applied.push(log_entry);
+            }
+        }
+        if let Some(first) = applied.first()
+            && first.lsn == Lsn(1)
+        {
+            // The cluster's identity is its first entry (the initial membership).
+            if let Err(e) = self.log.note_cluster_id(&first.hash.to_hex()) {
+                warn!(error = %e, "cannot record the cluster id");
+            }
+        }
+        let last = applied.last().map(|e| e.lsn);
+        self.local.tail.push(applied);
+        if let Some(last) = last {
+            self.local.applied.send_replace(last);
+            metrics::gauge!("cstore_cluster_applied_lsn").set(last.0 as f64);
+        }
+        for (responder, outcome) in replies {
+            responder.send(outcome);
+        }
+    }
+
+    fn snapshot_meta(&self) -> RaftSnapshotMeta {
+        let raft = self.local.raft.lock().expect("raft lock poisoned");
+        RaftSnapshotMeta {
+            last_log_id: raft.0,
+            last_membership: raft.1.clone(),
+        }
+    }
+}
+
+type SnapshotOf = openraft::alias::SnapshotOf<ClusterTypes, Cursor<Vec<u8>>>;
+
+impl RaftSnapshotBuilder<ClusterTypes> for StateMachine {
+    type SnapshotData = Cursor<Vec<u8>>;
+
+    async fn build_snapshot(&mut self) -> Result<SnapshotOf, io::Error> {
+        // One read of the state and its log id together: the snapshot is of exactly that entry.
+        let (snapshot, meta) = {
+            let state = self.local.state.read().expect("state lock poisoned");
+            (state.snapshot(), self.snapshot_meta())
+        };
+        if let Some(log_id) = meta.last_log_id {
+            let log = Arc::clone(&self.log);
+            let saved = snapshot.clone();
+            tokio::task::spawn_blocking(move || log.save_snapshot(&saved, log_id))
+                .await
+                .map_err(|e| io::Error::other(e.to_string()))?
+                .map_err(|e| io::Error::other(e.to_string()))?;
+        }
+        Ok(SnapshotOf {
+            meta,
+            snapshot: Cursor::new(encode_snapshot(&snapshot)),
+        })
+    }
+}
+
+impl RaftStateMachine<ClusterTypes> for StateMachine {
+    type SnapshotData = Cursor<Vec<u8>>;
+    type SnapshotBuilder = StateMachine;
+
+    async fn applied_state(
+        &mut self,
+    ) -> Result<(Option<RaftLogId>, RaftStoredMembership), io::Error> {
+        let raft = self.local.raft.lock().expect("raft lock poisoned");
+        Ok((raft.0, raft.1.clone()))
+    }
+
+    async fn apply<Strm>(&mut self, mut entries: Strm) -> Result<(), io::Error>
+    where
+        Strm: Stream<Item = Result<EntryResponder<ClusterTypes>, io::Error>> + Unpin + OptionalSend,
+    {
+        let mut chunk = Vec::new();
+        while let Some(item) = entries.try_next().await? {
+            chunk.push(item);
+            if chunk.len() >= APPLY_CHUNK {
+                self.apply_chunk(std::mem::take(&mut chunk));
+            }
+        }
+        if !chunk.is_empty() {
+            self.apply_chunk(chunk);
+        }
+        Ok(())
+    }
+
+    async fn get_snapshot_builder(&mut self) -> StateMachine {
+        self.clone()
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &RaftSnapshotMeta,
+        snapshot: Cursor<Vec<u8>>,
+    ) -> Result<(), io::Error> {
+        let snapshot = decode_snapshot(snapshot.get_ref())?;
+        let Some(log_id) = meta.last_log_id else {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "a snapshot without a last log id",
+            ));
+        };
+        if snapshot.position.lsn != lsn_of(log_id.index()) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("snapshot at {} labelled {log_id}", snapshot.position.lsn),
+            ));
+        }
+        let state = State::from_snapshot(&snapshot)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
+        let log = Arc::clone(&self.log);
+        let installed = snapshot.clone();
+        tokio::task::spawn_blocking(move || log.install_snapshot(&installed, log_id))
+            .await
+            .map_err(|e| io::Error::other(e.to_string()))?
+            .map_err(|e| io::Error::other(e.to_string()))?;
+        let position = state.applied();
+        {
+            let mut current = self.local.state.write().expect("state lock poisoned");
+            *current = state;
+            let mut raft = self.local.raft.lock().expect("raft lock poisoned");
+            *raft = (Some(log_id), meta.last_membership.clone());
+        }
+        self.local.tail.reset(position);
+        self.local.applied.send_replace(position.lsn);
+        metrics::counter!("cstore_cluster_snapshot_installs_total").increment(1);
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<SnapshotOf>, io::Error> {
+        let log = Arc::clone(&self.log);
+        let current = tokio::task::spawn_blocking(move || log.current_snapshot())
+            .await
+            .map_err(|e| io::Error::other(e.to_string()))?
+            .map_err(|e| io::Error::other(e.to_string()))?;
+        let Some((snapshot, log_id)) = current else {
+            return Ok(None);
+        };
+        let state = State::from_snapshot(&snapshot)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
+        let membership = stored_membership(&state).unwrap_or_default();
+        Ok(Some(SnapshotOf {
+            meta: RaftSnapshotMeta {
+                last_log_id: Some(log_id),
+                last_membership: membership,
+            },
+            snapshot: Cursor::new(encode_snapshot(&snapshot)),
+        }))
+    }
+}
+
+/// The log id of a stored entry (for callers holding cstore entries).
+pub fn entry_log_id(entry: &LogEntry) -> RaftLogId {
+    log_id_of(entry)
+}
