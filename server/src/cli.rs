@@ -108,8 +108,9 @@ pub struct ServeArgs {
         requires = "node_id"
     )]
     pub cluster: Option<String>,
-    /// Cluster mode: the election timeout's lower bound in ms (the timeout is random in
-    /// [T, 2T)); a leader that has not heard from a majority for this long steps down.
+    /// Cluster mode: the election timeout T in ms. A follower that has not heard from a leader
+    /// for its lease (1.5 T) plus a random [T, 1.5 T) starts an election; a leader that has
+    /// not heard from a majority for 1.5 T steps down.
     #[arg(long, default_value_t = crate::cluster::ELECTION_TIMEOUT_MS_DEFAULT,
           value_parser = clap::value_parser!(u64).range(50..=60_000))]
     pub election_timeout_ms: u64,

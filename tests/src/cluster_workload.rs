@@ -232,8 +232,9 @@ fn run_client(
                     ack(&mut outcomes, answer["duplicate"] == true, sent_ns);
                     Outcome::Ok
                 }
-                Some(_) => Outcome::Failed,
-                None => Outcome::Unknown,
+                // A put of a valid document is never refused; any other answer (after retries
+                // that may have committed it) leaves its effect unknown, never "failed".
+                Some(_) | None => Outcome::Unknown,
             };
             history.record(Op {
                 key,
@@ -250,7 +251,11 @@ fn run_client(
             let answer = send(&clients[member], reqwest::Method::GET, &path, None);
             let complete_ns = history.now_ns();
             let value = match answer {
-                Answer::Done(200, doc) => Some(doc["v"].as_u64()),
+                Answer::Done(200, doc) => {
+                    Some(Some(doc["v"].as_u64().unwrap_or_else(|| {
+                        panic!("register {key} without a value: {doc}")
+                    })))
+                }
                 Answer::Done(404, _) => Some(None),
                 _ => None,
             };

@@ -38,13 +38,16 @@ fn members_elect_replicate_forward_and_fail_over() {
         lsns.push(reply.expect_status(201)["lsn"].as_u64().unwrap());
     }
     assert!(lsns.windows(2).all(|w| w[0] < w[1]), "{lsns:?}");
-    // A refused write changes nothing, wherever it is sent.
+    // A refused write changes nothing, wherever it is sent: it is checked before it is
+    // proposed, so it takes no log entry either.
     let follower = (leader + 1) % 3;
+    let last_before = cluster.status(leader).unwrap()["last_lsn"].clone();
     cluster
         .client(follower)
         .insert("notes", &json!({"_id": "n0"}))
         .unwrap()
         .expect_error(409, "already_exists");
+    assert_eq!(cluster.status(leader).unwrap()["last_lsn"], last_before);
     // ?redirect=1 answers 307 with the leader's URL instead of forwarding.
     let no_follow = reqwest::blocking::Client::builder()
         .redirect(reqwest::redirect::Policy::none())

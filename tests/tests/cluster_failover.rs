@@ -58,13 +58,14 @@ fn chaos(members: usize, rounds: usize, name: &str) {
                     cluster.all_stderr()
                 )
             });
-        // Mostly the leader; sometimes a follower; on five members sometimes the leader and a
-        // follower together (a quorum of three remains).
-        let kind = match rng.random_range(0..10) {
-            0..=5 => 0,
-            6..=7 => 1,
-            _ if members >= 5 => 2,
-            _ => 0,
+        // Mostly the leader; every fourth round a follower; on five members every third round
+        // the leader and a follower together (a quorum of three remains).
+        let kind = if members >= 5 && round % 3 == 2 {
+            2
+        } else if round % 4 == 3 {
+            1
+        } else {
+            0
         };
         kills[kind] += 1;
         let follower = (leader + 1 + rng.random_range(0..members - 1)) % members;

@@ -29,6 +29,7 @@
 pub mod entry;
 pub mod log_store;
 pub mod network;
+pub mod proposer;
 pub mod source;
 pub mod state_machine;
 pub mod types;
@@ -69,7 +70,8 @@ pub struct ClusterConfig {
     pub node_id: u64,
     /// The initial members and their HTTP base URLs (`--cluster`).
     pub members: BTreeMap<u64, String>,
-    /// Election timeout: a random value in `[min, 2 × min)`.
+    /// Election timeout: a random value in `[t, 1.5 t)`; a follower starts an election once
+    /// it has not heard from a leader for the leader's lease (`1.5 t`) plus that timeout.
     pub election_timeout_ms: u64,
     /// How often the leader sends heartbeats.
     pub heartbeat_ms: u64,
@@ -195,6 +197,10 @@ struct Inner {
     http: reqwest::Client,
     ids: Mutex<IdGenerator>,
     watcher: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// One proposal is checked and handed to Raft at a time (see `proposer.rs`).
+    propose: tokio::sync::Mutex<()>,
+    /// The term in which this member, as leader, has applied every earlier entry.
+    ready_term: std::sync::atomic::AtomicU64,
 }
 
 /// A cheap, cloneable handle to this cluster member.
@@ -215,7 +221,7 @@ fn raft_config(config: &ClusterConfig) -> Result<openraft::Config, ClusterStartE
     let raft = openraft::Config {
         cluster_name: "cstore".into(),
         election_timeout_min: config.election_timeout_ms,
-        election_timeout_max: config.election_timeout_ms * 2,
+        election_timeout_max: config.election_timeout_ms * 3 / 2,
         heartbeat_interval: config.heartbeat_ms,
         enable_pre_vote: Some(true),
         snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(config.snapshot_every_entries),
@@ -274,6 +280,8 @@ impl Cluster {
                 http,
                 ids: Mutex::new(IdGenerator::new(rand::random())),
                 watcher: Mutex::new(None),
+                propose: tokio::sync::Mutex::new(()),
+                ready_term: std::sync::atomic::AtomicU64::new(0),
             }),
         };
         let watcher = tokio::spawn(cluster.clone().watch_roles());
@@ -357,6 +365,8 @@ impl Cluster {
                 (m.state, m.current_leader, m.current_term)
             };
             if state != last_state {
+                // Proposals in flight belong to one term of leadership.
+                self.inner.local.inflight.clear();
                 if state == ServerState::Candidate {
                     metrics::counter!("cstore_cluster_elections_started_total").increment(1);
                 }
@@ -453,34 +463,118 @@ impl Cluster {
     }
 
     /// Commits a transaction through Raft: its LSN once a majority has it durable and this
-    /// member applied it, or why not. On a member that is not the leader this fails with
-    /// `not_leader` (the HTTP edge forwards writes before they get here).
+    /// member applied it, or why not. The transaction is checked on the state first (see
+    /// `proposer.rs`), so one that would not apply is refused without entering the log. On a
+    /// member that is not the leader this fails with `not_leader` (the HTTP edge forwards
+    /// writes before they get here).
     pub async fn write(&self, txn: Txn) -> Result<Lsn, WriteError> {
-        let proposal = Proposal {
-            timestamp: crate::clock::now_ms(),
-            txn,
-        };
-        let written =
-            tokio::time::timeout(WRITE_TIMEOUT, self.inner.raft.client_write(proposal)).await;
-        match written {
-            Err(_elapsed) => Err(WriteError::OutcomeUnknown(format!(
-                "the write did not commit within {} s; it may still commit",
-                WRITE_TIMEOUT.as_secs()
-            ))),
-            Ok(Ok(response)) => {
-                let outcome = response.response();
-                match &outcome.rejection {
-                    None => Ok(outcome.lsn),
-                    Some(rejection) => Err(WriteError::Rejected(rejection.clone())),
+        self.ready_to_propose().await?;
+        let local = &self.inner.local;
+        // A retry of a write still in flight waits for that write, then is answered from the
+        // applied state (a duplicate with the first write's LSN).
+        for _ in 0..WRITE_TIMEOUT.as_millis() / 50 {
+            let proposal = Proposal {
+                timestamp: crate::clock::now_ms(),
+                txn: txn.clone(),
+            };
+            let answer = {
+                let _order = self.inner.propose.lock().await;
+                if !self.is_leader() {
+                    return Err(WriteError::NotLeader {
+                        leader_url: self.leader().map(|(_, url)| url),
+                    });
                 }
-            }
-            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(forward)))) => {
-                Err(WriteError::NotLeader {
-                    leader_url: forward.leader_node.map(|n| n.addr),
-                })
-            }
-            Ok(Err(other)) => Err(WriteError::OutcomeUnknown(other.to_string())),
+                let checked = {
+                    let mut state = local.state.write().expect("state lock poisoned");
+                    match local.inflight.check(&mut state, &proposal) {
+                        Ok(()) => Ok(()),
+                        Err(rejection) if proposer::is_inflight_duplicate(&rejection, &state) => {
+                            Err(None)
+                        }
+                        Err(rejection) => Err(Some(rejection)),
+                    }
+                };
+                match checked {
+                    Ok(()) => {}
+                    Err(Some(rejection)) => return Err(WriteError::Rejected(rejection)),
+                    Err(None) => {
+                        drop(_order);
+                        self.wait_applied(self.applied_lsn().next(), Duration::from_millis(50))
+                            .await;
+                        continue;
+                    }
+                }
+                if local.inflight.len() >= proposer::IN_FLIGHT_MAX {
+                    return Err(WriteError::Unavailable(format!(
+                        "{} writes are in flight; retry",
+                        proposer::IN_FLIGHT_MAX
+                    )));
+                }
+                local.inflight.push(proposal.clone());
+                let (responder, answer) = openraft::impls::ProgressResponder::complete_only();
+                if let Err(e) = self
+                    .inner
+                    .raft
+                    .client_write_ff(proposal, Some(responder))
+                    .await
+                {
+                    local.inflight.clear();
+                    return Err(WriteError::Unavailable(e.to_string()));
+                }
+                answer
+            };
+            return match tokio::time::timeout(WRITE_TIMEOUT, answer).await {
+                Err(_elapsed) => Err(WriteError::OutcomeUnknown(format!(
+                    "the write did not commit within {} s; it may still commit",
+                    WRITE_TIMEOUT.as_secs()
+                ))),
+                Ok(Err(_dropped)) => Err(WriteError::OutcomeUnknown(
+                    "raft stopped before the write's outcome was known".into(),
+                )),
+                Ok(Ok(Ok(response))) => {
+                    let outcome = response.response();
+                    match &outcome.rejection {
+                        None => Ok(outcome.lsn),
+                        Some(rejection) => Err(WriteError::Rejected(rejection.clone())),
+                    }
+                }
+                Ok(Ok(Err(ClientWriteError::ForwardToLeader(forward)))) => {
+                    // Leadership was lost before the entry committed: it may still commit
+                    // under the next leader, or be truncated.
+                    Err(WriteError::OutcomeUnknown(format!(
+                        "leadership moved to {} while the write was in flight; it may still commit",
+                        forward
+                            .leader_node
+                            .map_or_else(|| "an unknown member".to_string(), |n| n.addr)
+                    )))
+                }
+                Ok(Ok(Err(other))) => Err(WriteError::OutcomeUnknown(other.to_string())),
+            };
         }
+        Err(WriteError::OutcomeUnknown(
+            "an earlier write with this origin is still in flight".into(),
+        ))
+    }
+
+    /// Makes sure this member, as leader, has applied every entry of earlier terms before it
+    /// checks proposals (once per term: a ReadIndex names the first entry of its term).
+    async fn ready_to_propose(&self) -> Result<(), WriteError> {
+        use std::sync::atomic::Ordering;
+        let term = self.term().0;
+        if self.inner.ready_term.load(Ordering::Acquire) == term {
+            return Ok(());
+        }
+        let index = self.read_index().await.map_err(|e| match e {
+            ClusterError::NotLeader { leader_url } => WriteError::NotLeader { leader_url },
+            other => WriteError::Unavailable(other.to_string()),
+        })?;
+        if !self.wait_applied(index, WRITE_TIMEOUT).await {
+            return Err(WriteError::Unavailable(format!(
+                "the new leader did not apply its log up to {index} in time"
+            )));
+        }
+        self.inner.ready_term.store(term, Ordering::Release);
+        Ok(())
     }
 
     /// Waits until this member applied `lsn`, at most `timeout`. True when it has.

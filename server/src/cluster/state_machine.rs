@@ -34,6 +34,7 @@ use cstore_core::{LogPosition, Lsn};
 
 use super::entry::{MEMBERSHIP_DOC_ID, log_id_of, lsn_of, to_log_entry};
 use super::log_store::LogShared;
+use super::proposer::InFlight;
 use super::types::{
     ClusterTypes, Outcome, RaftLogId, RaftMembership, RaftSnapshotMeta, RaftStoredMembership,
 };
@@ -52,6 +53,8 @@ pub struct Local {
     pub tail: LogTail,
     /// The log id of the last applied entry, and the membership it is under.
     pub(super) raft: Mutex<(Option<RaftLogId>, RaftStoredMembership)>,
+    /// This member's proposals not applied yet (only while it leads).
+    pub inflight: InFlight,
 }
 
 impl std::fmt::Debug for Local {
@@ -73,6 +76,7 @@ impl Local {
             applied,
             tail,
             raft: Mutex::new((log_id, membership)),
+            inflight: InFlight::default(),
         }
     }
 
@@ -147,6 +151,13 @@ impl StateMachine {
                         Some(rejection)
                     }
                 };
+                // Retired under the state lock, so a check never sees an entry both applied and
+                // in flight.
+                if let EntryPayload::Normal(proposal) = &entry.payload
+                    && !self.local.inflight.is_empty()
+                {
+                    self.local.inflight.retire(proposal);
+                }
                 if let EntryPayload::Membership(membership) = &entry.payload {
                     raft.1 = RaftStoredMembership::new(Some(entry.log_id), membership.clone());
                 }

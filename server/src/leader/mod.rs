@@ -95,6 +95,9 @@ pub enum WriteError {
     /// while it was in flight). It may still commit; a retry with the same `origin` is safe.
     #[error("the outcome of the write is unknown: {0}")]
     OutcomeUnknown(String),
+    /// Cluster mode: the write was not proposed (nothing changed); retry.
+    #[error("the write could not be proposed: {0}")]
+    Unavailable(String),
 }
 
 impl ErrorCode for WriteError {
@@ -105,6 +108,7 @@ impl ErrorCode for WriteError {
             WriteError::Storage(_) => "storage_io",
             WriteError::NotLeader { .. } => "not_leader",
             WriteError::OutcomeUnknown(_) => "ack_unknown",
+            WriteError::Unavailable(_) => "unavailable",
         }
     }
 }
