@@ -594,9 +594,9 @@ mod tests {
                 let roll = rng.below(100);
                 next_value += 1;
                 let (kind, outcome) = match roll {
-                    ..50 => (OpKind::Read, Outcome::Read(None)),
-                    ..85 => (OpKind::Write(next_value), Outcome::Ok),
-                    ..92 => (OpKind::Write(next_value), Outcome::Failed),
+                    0..50 => (OpKind::Read, Outcome::Read(None)),
+                    50..85 => (OpKind::Write(next_value), Outcome::Ok),
+                    85..92 => (OpKind::Write(next_value), Outcome::Failed),
                     _ => (OpKind::Write(next_value), Outcome::Unknown),
                 };
                 let at = invoke + rng.below(5_000);
@@ -605,7 +605,7 @@ mod tests {
                     Outcome::Unknown => {
                         // The client gives up at +10µs; the write may land later, or never.
                         let late = invoke + rng.below(40_000);
-                        ((roll % 2 == 0).then_some(late), invoke + 10_000)
+                        (roll.is_multiple_of(2).then_some(late), invoke + 10_000)
                     }
                     _ => (Some(at), at + rng.below(5_000)),
                 };
