@@ -166,6 +166,7 @@ fn cluster_config(
         token,
         tail_bytes_max: args.replication_tail_mib << 20,
         snapshot_every_entries: args.checkpoint_every.unwrap_or(100_000),
+        bind_ip: None,
     }))
 }
 
@@ -175,7 +176,7 @@ pub async fn run(args: ServeArgs, shutdown: impl Future<Output = ()>) -> Result<
         leader_http_base(url)?;
     }
     let key = args.auth_secret.as_deref().map(TokenKey::new).transpose()?;
-    let cluster = cluster_config(&args, key.as_ref())?;
+    let mut cluster = cluster_config(&args, key.as_ref())?;
     let demo_dir = demo::resolve_dir(args.demo_dir.as_deref())?;
     let addrs: Vec<SocketAddr> = tokio::net::lookup_host(&args.listen)
         .await
@@ -189,6 +190,12 @@ pub async fn run(args: ServeArgs, shutdown: impl Future<Output = ()>) -> Result<
             listen: args.listen.clone(),
             reason: "no addresses".into(),
         });
+    }
+    if let Some(config) = &mut cluster {
+        config.bind_ip = addrs
+            .first()
+            .map(|a| a.ip())
+            .filter(|ip| !ip.is_unspecified());
     }
     if key.is_none()
         && let Some(addr) = addrs.iter().find(|a| !a.ip().is_loopback())

@@ -17,6 +17,7 @@ use serde_json::Value;
 
 use crate::client::Client;
 use crate::error::HarnessError;
+use crate::proxy::{Proxies, member_addr};
 use crate::server::{ServerOptions, ServerProcess, free_port};
 
 /// How a cluster is started.
@@ -42,6 +43,8 @@ pub struct ClusterProcesses {
     /// The `--cluster` list they were started with.
     pub list: String,
     options: ClusterOptions,
+    /// The proxies between members, when started with [`ClusterProcesses::start_with_proxies`].
+    pub proxies: Option<Proxies>,
 }
 
 /// The `--cluster` list for members on `addrs` (ids 1, 2, …).
@@ -99,7 +102,41 @@ impl ClusterProcesses {
             members,
             list,
             options,
+            proxies: None,
         })
+    }
+
+    /// Starts `n` members, each on its own loopback IP (127.0.1.id) behind a proxy through
+    /// which the others reach it (see `proxy.rs`), so links between members can be cut.
+    pub fn start_with_proxies(
+        n: usize,
+        options: ClusterOptions,
+    ) -> Result<ClusterProcesses, HarnessError> {
+        let targets = (1..=n as u64)
+            .map(member_addr)
+            .collect::<Result<Vec<_>, _>>()?;
+        let proxies = Proxies::start(&targets)?;
+        let list = member_list(&proxies.addrs);
+        let mut members = Vec::with_capacity(n);
+        for (i, addr) in targets.iter().enumerate() {
+            members.push(ServerProcess::start(member_options(
+                i as u64 + 1,
+                *addr,
+                &list,
+                &options,
+            ))?);
+        }
+        Ok(ClusterProcesses {
+            members,
+            list,
+            options,
+            proxies: Some(proxies),
+        })
+    }
+
+    /// The proxies (panics when the cluster was started without them).
+    pub fn links(&self) -> &Proxies {
+        self.proxies.as_ref().expect("started with proxies")
     }
 
     /// The options the members run with.

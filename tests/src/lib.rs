@@ -32,6 +32,7 @@ pub mod error;
 pub mod linearizability;
 pub mod load;
 pub mod peers;
+pub mod proxy;
 pub mod replica_client;
 pub mod seed;
 pub mod server;

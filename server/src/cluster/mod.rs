@@ -82,6 +82,9 @@ pub struct ClusterConfig {
     pub tail_bytes_max: u64,
     /// Take a snapshot (and let openraft compact the log) after this many entries.
     pub snapshot_every_entries: u64,
+    /// The source address of connections to other members: the IP this member listens on,
+    /// so peers (and firewalls between them) see the member's own address.
+    pub bind_ip: Option<std::net::IpAddr>,
 }
 
 /// Why a member could not start.
@@ -258,6 +261,7 @@ impl Cluster {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
             .pool_idle_timeout(Duration::from_secs(30))
+            .local_address(config.bind_ip)
             .build()
             .map_err(|e| ClusterStartError::Client(e.to_string()))?;
         let raft_config = Arc::new(raft_config(&config)?);
@@ -422,15 +426,34 @@ impl Cluster {
         Term(self.inner.raft.metrics().borrow_watched().current_term)
     }
 
-    /// True when this member leads now.
+    /// True when this member leads now: openraft's leader, and a majority acknowledged it
+    /// within the leader lease (CheckQuorum). A leader cut off from its majority keeps
+    /// openraft's `Leader` state (it would resume if the majority came back before electing
+    /// another), but refuses writes and says it does not lead.
     pub fn is_leader(&self) -> bool {
-        self.inner.raft.metrics().borrow_watched().state == ServerState::Leader
+        let metrics = self.inner.raft.metrics();
+        let m = metrics.borrow_watched();
+        m.state == ServerState::Leader && self.lease_valid(&m)
     }
 
-    /// The leader this member knows of, with its URL.
+    fn lease_valid(&self, m: &openraft::RaftMetrics<types::ClusterTypes>) -> bool {
+        let lease = Duration::from_millis(self.inner.config.election_timeout_ms * 3 / 2);
+        // A single voter is its own quorum.
+        let alone = m.membership_config.membership().voter_ids().count() == 1;
+        alone
+            || m.last_quorum_acked
+                .as_ref()
+                .is_some_and(|at| (**at).elapsed() < lease)
+    }
+
+    /// The leader this member knows of, with its URL (not itself while it has lost its
+    /// majority).
     pub fn leader(&self) -> Option<(u64, String)> {
         let metrics = self.inner.raft.metrics();
         let m = metrics.borrow_watched();
+        if m.state == ServerState::Leader && !self.lease_valid(&m) {
+            return None;
+        }
         let id = m.current_leader?;
         let url = m.membership_config.get_node(&id)?.addr.clone();
         Some((id, url))
@@ -618,7 +641,10 @@ impl Cluster {
     pub fn status(&self) -> ClusterStatus {
         let metrics = self.inner.raft.metrics();
         let m = metrics.borrow_watched();
+        let deposed = m.state == ServerState::Leader && !self.lease_valid(&m);
         let role = match m.state {
+            // Cut off from its majority: it takes no writes, so it does not call itself leader.
+            ServerState::Leader if deposed => "follower",
             ServerState::Leader => "leader",
             ServerState::Follower => "follower",
             ServerState::Candidate => "candidate",
@@ -653,15 +679,15 @@ impl Cluster {
                 }
             })
             .collect();
-        let leader_url = m
-            .current_leader
+        let leader_id = m.current_leader.filter(|_| !deposed);
+        let leader_url = leader_id
             .and_then(|id| m.membership_config.get_node(&id))
             .map(|n| n.addr.clone());
         ClusterStatus {
             node_id: self.inner.config.node_id,
             role,
             term: Term(m.current_term),
-            leader_id: m.current_leader,
+            leader_id,
             leader_url,
             members,
             last_lsn: m.last_log_index.map_or(Lsn::ZERO, entry::lsn_of),
