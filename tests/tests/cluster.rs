@@ -284,3 +284,69 @@ fn bad_cluster_configurations_are_refused() {
         other => panic!("a single-node log joined a cluster: {other:?}"),
     }
 }
+
+#[test]
+fn compaction_snapshots_and_a_member_that_joins_behind_them() {
+    let options = ClusterOptions {
+        extra_args: vec!["--checkpoint-every".into(), "40".into()],
+        ..ClusterOptions::default()
+    };
+    let mut cluster = ClusterProcesses::start(3, options).expect("members start");
+    let leader = cluster.wait_leader(ELECTION).expect("a leader");
+    for n in 0..300 {
+        cluster
+            .client(n % 3)
+            .insert("notes", &json!({"_id": format!("n{n:03}"), "n": n}))
+            .unwrap()
+            .expect_status(201);
+    }
+    let last = cluster.status(leader).unwrap()["last_lsn"].as_u64().unwrap();
+    let (_, hash) = cluster
+        .wait_converged(last, Duration::from_secs(20))
+        .expect("members converge");
+
+    // A member killed after compaction recovers from its snapshot and the log after it.
+    let follower = (leader + 1) % 3;
+    cluster.members[follower].kill9().unwrap();
+    cluster.members[follower].restart().unwrap();
+    cluster
+        .wait_converged(last, Duration::from_secs(20))
+        .unwrap_or_else(|| panic!("the restarted member does not recover\n{}", cluster.all_stderr()));
+
+    // A new member joins behind the leader's compaction point: it installs a snapshot.
+    let addr = free_port().unwrap();
+    let list = format!("{},4=http://{addr}", cluster.list);
+    let fourth = ServerProcess::start(member_options(4, addr, &list, cluster.options()))
+        .expect("the fourth member starts");
+    cluster.members.push(fourth);
+    cluster
+        .client(leader)
+        .post("/v1/cluster/add", &json!({"id": 4, "url": format!("http://{addr}")}))
+        .unwrap()
+        .expect_status(200);
+    let last = cluster.status(leader).unwrap()["last_lsn"].as_u64().unwrap();
+    let (_, hash_after) = cluster
+        .wait_converged(last, Duration::from_secs(30))
+        .unwrap_or_else(|| panic!("the new member does not catch up\n{}", cluster.all_stderr()));
+    assert_ne!(hash, hash_after, "the membership change is an entry of its own");
+    let docs = cluster.client(3).all_docs("notes");
+    assert_eq!(docs.len(), 300);
+    let metrics = cluster.client(3).get("/metrics").unwrap().text();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("cstore_cluster_snapshot_installs_total") && !l.ends_with(" 0")),
+        "the new member caught up without a snapshot:\n{}",
+        metrics
+            .lines()
+            .filter(|l| l.contains("cluster"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    // The new member's copy continues the same chain as everyone's.
+    cluster
+        .client(3)
+        .insert("notes", &json!({"_id": "from-the-new-member"}))
+        .unwrap()
+        .expect_status(201);
+}

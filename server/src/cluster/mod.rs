@@ -230,7 +230,7 @@ fn raft_config(config: &ClusterConfig) -> Result<openraft::Config, ClusterStartE
         snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(config.snapshot_every_entries),
         // Keep some entries behind a snapshot, so a member a little behind catches up from
         // entries rather than a whole snapshot.
-        max_in_snapshot_log_to_keep: 1_000,
+        max_in_snapshot_log_to_keep: config.snapshot_every_entries.min(1_000),
         ..openraft::Config::default()
     };
     raft.validate()
