@@ -300,7 +300,9 @@ fn compaction_snapshots_and_a_member_that_joins_behind_them() {
             .unwrap()
             .expect_status(201);
     }
-    let last = cluster.status(leader).unwrap()["last_lsn"].as_u64().unwrap();
+    let last = cluster.status(leader).unwrap()["last_lsn"]
+        .as_u64()
+        .unwrap();
     let (_, hash) = cluster
         .wait_converged(last, Duration::from_secs(20))
         .expect("members converge");
@@ -311,7 +313,12 @@ fn compaction_snapshots_and_a_member_that_joins_behind_them() {
     cluster.members[follower].restart().unwrap();
     cluster
         .wait_converged(last, Duration::from_secs(20))
-        .unwrap_or_else(|| panic!("the restarted member does not recover\n{}", cluster.all_stderr()));
+        .unwrap_or_else(|| {
+            panic!(
+                "the restarted member does not recover\n{}",
+                cluster.all_stderr()
+            )
+        });
 
     // A new member joins behind the leader's compaction point: it installs a snapshot.
     let addr = free_port().unwrap();
@@ -321,14 +328,22 @@ fn compaction_snapshots_and_a_member_that_joins_behind_them() {
     cluster.members.push(fourth);
     cluster
         .client(leader)
-        .post("/v1/cluster/add", &json!({"id": 4, "url": format!("http://{addr}")}))
+        .post(
+            "/v1/cluster/add",
+            &json!({"id": 4, "url": format!("http://{addr}")}),
+        )
         .unwrap()
         .expect_status(200);
-    let last = cluster.status(leader).unwrap()["last_lsn"].as_u64().unwrap();
+    let last = cluster.status(leader).unwrap()["last_lsn"]
+        .as_u64()
+        .unwrap();
     let (_, hash_after) = cluster
         .wait_converged(last, Duration::from_secs(30))
         .unwrap_or_else(|| panic!("the new member does not catch up\n{}", cluster.all_stderr()));
-    assert_ne!(hash, hash_after, "the membership change is an entry of its own");
+    assert_ne!(
+        hash, hash_after,
+        "the membership change is an entry of its own"
+    );
     let docs = cluster.client(3).all_docs("notes");
     assert_eq!(docs.len(), 300);
     let metrics = cluster.client(3).get("/metrics").unwrap().text();
