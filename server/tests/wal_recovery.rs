@@ -17,7 +17,7 @@ use cstore_core::snapshot::Snapshot;
 use cstore_core::storage::conformance::{entries_after, snapshot_at};
 use cstore_core::storage::{Metadata, StorageError};
 use cstore_core::types::{Hash, LogPosition, Lsn, ReplicaId, Term};
-use cstore_server::wal::{CheckpointPolicy, FileStore, WalOptions};
+use cstore_server::wal::{FileStore, WalOptions};
 use wal_support::{
     TempDir, chain, filled_store, first_lsn, patch, record_bounds, reopen_and_read, segment_files,
 };
@@ -504,13 +504,24 @@ fn leftovers_of_interrupted_writes_are_cleaned_up() {
     assert_names(&open_err(dir.path()), &meta, 0);
 }
 
+/// A checkpoint as the server makes one with the store's own calls: a snapshot at the last
+/// entry, then the log compacted through it.
+fn checkpoint(store: &mut FileStore, snapshot: &Snapshot) {
+    store.save_snapshot_blocking(snapshot).unwrap();
+    store
+        .compact_prefix_blocking(snapshot.position.lsn)
+        .unwrap();
+}
+
 #[test]
 fn checkpoints_bound_the_held_log() {
-    let dir = TempDir::new("wal-checkpoint");
-    let policy = CheckpointPolicy {
-        entries_max: 20,
-        bytes_max: u64::MAX,
+    // A checkpoint whenever 20 entries or more are held above the compaction point.
+    const HELD_MAX: u64 = 20;
+    let held = |store: &FileStore| {
+        let state = store.log_state();
+        state.last.lsn.0 + 1 - state.first.0
     };
+    let dir = TempDir::new("wal-checkpoint");
     let mut store = FileStore::open_with(dir.path(), SMALL).unwrap();
     let mut last = LogPosition::START;
     let mut checkpoints = 0;
@@ -518,43 +529,34 @@ fn checkpoints_bound_the_held_log() {
         let entries = entries_after(last, 7, Term(1), &format!("r{round}"));
         store.append_blocking(&entries).unwrap();
         last = entries.last().unwrap().position();
-        if policy.due(&store) {
-            store
-                .checkpoint_blocking(&snapshot_at(last, 100, round))
-                .unwrap();
+        if held(&store) >= HELD_MAX {
+            checkpoint(&mut store, &snapshot_at(last, 100, round));
             checkpoints += 1;
+            // Nothing is held behind the snapshot; its position is the compaction point.
+            assert_eq!(store.log_state().first, last.lsn.next());
+            assert_eq!(held(&store), 0);
         }
-        let state = store.log_state();
-        assert!(state.last.lsn.0 + 1 - state.first.0 < 20 + 7);
+        assert!(held(&store) < HELD_MAX + 7);
     }
     assert_eq!(checkpoints, 3);
-    // A checkpoint that does not match the log is refused, and changes nothing.
-    let wrong = snapshot_at(
-        LogPosition {
-            lsn: last.lsn,
-            hash: Hash([2; 32]),
-        },
-        10,
-        0,
-    );
     let before = store.log_state();
+    assert_eq!(before.first, Lsn(64));
     assert!(matches!(
-        store.checkpoint_blocking(&wrong),
-        Err(StorageError::Invalid(_))
+        store.read_range_blocking(Lsn(63), Lsn(64)),
+        Err(StorageError::Missing(Lsn(63)))
     ));
-    assert_eq!(store.log_state(), before);
     drop(store);
+    // A restart finds the same log, the last checkpoint's snapshot, and the entries after it.
     let store = FileStore::open_with(dir.path(), SMALL).unwrap();
     assert_eq!(store.log_state(), before);
-    assert_eq!(
-        store
-            .load_snapshot_blocking()
-            .unwrap()
-            .unwrap()
-            .position
-            .lsn,
-        Lsn(63)
-    );
+    let snapshot = store.load_snapshot_blocking().unwrap().unwrap();
+    assert_eq!(snapshot.position.lsn, Lsn(63));
+    let after = store
+        .read_range_blocking(Lsn(64), before.last.lsn.next())
+        .unwrap();
+    assert_eq!(after.len(), 7);
+    assert_eq!(after[0].prev_hash, snapshot.position.hash);
+    assert_eq!(after.last().unwrap().position(), before.last);
 }
 
 #[test]

@@ -45,6 +45,8 @@ pub struct ClusterProcesses {
     options: ClusterOptions,
     /// The proxies between members, when started with [`ClusterProcesses::start_with_proxies`].
     pub proxies: Option<Proxies>,
+    /// An `admin` token when the members have a secret (for status polling).
+    admin_token: Option<String>,
 }
 
 /// The `--cluster` list for members on `addrs` (ids 1, 2, …).
@@ -98,11 +100,13 @@ impl ClusterProcesses {
                 node_id, *addr, &list, &options,
             ))?);
         }
+        let admin_token = admin_token(&members, &options)?;
         Ok(ClusterProcesses {
             members,
             list,
             options,
             proxies: None,
+            admin_token,
         })
     }
 
@@ -126,11 +130,13 @@ impl ClusterProcesses {
                 &options,
             ))?);
         }
+        let admin_token = admin_token(&members, &options)?;
         Ok(ClusterProcesses {
             members,
             list,
             options,
             proxies: Some(proxies),
+            admin_token,
         })
     }
 
@@ -154,7 +160,10 @@ impl ClusterProcesses {
         if !self.members[i].is_running() {
             return None;
         }
-        let client = Client::with_timeout_ms(self.members[i].url(), 1_000);
+        let mut client = Client::with_timeout_ms(self.members[i].url(), 1_000);
+        if let Some(token) = &self.admin_token {
+            client = client.with_token(token);
+        }
         let reply = client.get("/v1/status").ok()?;
         (reply.status == 200).then(|| reply.json())
     }
@@ -234,6 +243,16 @@ impl ClusterProcesses {
             .map(|(i, m)| format!("--- member {} ---\n{}", i + 1, tail(&m.all_stderr(), 4_000)))
             .collect::<Vec<_>>()
             .join("\n")
+    }
+}
+
+fn admin_token(
+    members: &[ServerProcess],
+    options: &ClusterOptions,
+) -> Result<Option<String>, HarnessError> {
+    match (&options.auth_secret, members.first()) {
+        (Some(_), Some(member)) => Ok(Some(member.mint_token(&["admin"], "24h")?)),
+        _ => Ok(None),
     }
 }
 

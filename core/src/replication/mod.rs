@@ -5,7 +5,8 @@
 //! [`LeaderSession`] per connection, the replica's driver one [`Replica`]; both feed in frames,
 //! completions and the time, and carry out the commands that come back. So the server (tokio),
 //! the browser (wasm) and the deterministic simulator in `core/tests/` all run the same
-//! protocol code.
+//! protocol code. When a connection drops, both drivers wait out the same jittered
+//! [`Backoff`] before they say hello again.
 //!
 //! ```text
 //!  leader driver                                              replica driver
@@ -84,6 +85,7 @@
 //! assert_eq!(session.lag(), 0);
 //! ```
 
+mod backoff;
 mod config;
 mod entries_frame;
 mod error;
@@ -93,6 +95,7 @@ mod leader_session;
 mod replica;
 mod watermarks;
 
+pub use backoff::Backoff;
 pub use config::{ReplicaConfig, SessionConfig};
 pub use entries_frame::EntriesFrame;
 pub use error::{Remedy, ReplicationError};

@@ -151,6 +151,11 @@ impl LogShared {
         }))
     }
 
+    /// The cluster's identity, once known.
+    pub fn cluster_id(&self) -> Option<String> {
+        lock(&self.side).cluster_id.clone()
+    }
+
     /// The side record as it is now.
     pub fn side(&self) -> SideRecord {
         lock(&self.side).clone()

@@ -131,6 +131,14 @@ pub enum ClusterError {
     /// openraft refused or failed.
     #[error("the cluster did not complete the change: {0}")]
     Failed(String),
+    /// A Raft message from a member of another cluster.
+    #[error("a message from cluster {theirs} reached a member of cluster {ours}")]
+    WrongCluster {
+        /// This member's cluster.
+        ours: String,
+        /// The sender's.
+        theirs: String,
+    },
 }
 
 fn leader_hint(url: &Option<String>) -> String {
@@ -148,6 +156,7 @@ impl ErrorCode for ClusterError {
             ClusterError::InvalidUrl(_) => "invalid_url",
             ClusterError::NotLeader { .. } => "not_leader",
             ClusterError::Failed(_) => "cluster_change_failed",
+            ClusterError::WrongCluster { .. } => "wrong_cluster",
         }
     }
 }
@@ -190,6 +199,8 @@ pub struct ClusterStatus {
     pub applied: LogPosition,
     /// The cluster's identity (the hash of its first entry), once known.
     pub cluster_id: Option<String>,
+    /// Why the cluster was not initialized (on the lowest-id member), if that is the case.
+    pub init_error: Option<String>,
 }
 
 struct Inner {
@@ -204,6 +215,19 @@ struct Inner {
     propose: tokio::sync::Mutex<()>,
     /// The term in which this member, as leader, has applied every earlier entry.
     ready_term: std::sync::atomic::AtomicU64,
+    /// Why the lowest-id member does not initialize the cluster, if it does not.
+    init_error: Mutex<Option<String>>,
+}
+
+/// A member's answer to another's handshake before the cluster is initialized.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Hello {
+    /// It belongs to a cluster already.
+    pub initialized: bool,
+    /// It was started with the same `--cluster` list.
+    pub members_match: bool,
+    /// Its cluster's identity, if it has one.
+    pub cluster_id: Option<String>,
 }
 
 /// A cheap, cloneable handle to this cluster member.
@@ -265,7 +289,7 @@ impl Cluster {
             .build()
             .map_err(|e| ClusterStartError::Client(e.to_string()))?;
         let raft_config = Arc::new(raft_config(&config)?);
-        let network = Network::new(http.clone(), config.token.clone());
+        let network = Network::new(http.clone(), config.token.clone(), Arc::clone(&log));
         let raft = Raft::new(
             config.node_id,
             raft_config,
@@ -286,6 +310,7 @@ impl Cluster {
                 watcher: Mutex::new(None),
                 propose: tokio::sync::Mutex::new(()),
                 ready_term: std::sync::atomic::AtomicU64::new(0),
+                init_error: Mutex::new(None),
             }),
         };
         let watcher = tokio::spawn(cluster.clone().watch_roles());
@@ -294,8 +319,10 @@ impl Cluster {
         Ok(cluster)
     }
 
-    /// Initializes a fresh cluster from the lowest-id member once it is sure no member already
-    /// belongs to one (every other member answers, uninitialized).
+    /// Initializes a fresh cluster from the lowest-id member once it is sure that every other
+    /// member answers, belongs to no cluster yet and was started with the same member list.
+    /// Members that disagree on the list are a configuration error: nothing is initialized,
+    /// and `/v1/status` says why (`init_error`) until the operator fixes the lists.
     async fn initialize_when_fresh(self) {
         let config = &self.inner.config;
         let lowest = config.members.keys().next().copied();
@@ -308,23 +335,36 @@ impl Cluster {
                 _ => return,
             }
             let mut all_fresh = true;
+            let mut disagreeing = Vec::new();
             for (id, url) in &config.members {
                 if *id == config.node_id {
                     continue;
                 }
-                match self.peer_initialized(url).await {
-                    Some(false) => {}
-                    Some(true) => {
+                match self.peer_hello(url).await {
+                    Some(hello) if hello.initialized => {
                         info!(
                             peer = id,
                             "a member already belongs to a cluster: not initializing"
                         );
+                        *self.inner.init_error.lock().expect("poisoned") = None;
                         return;
                     }
+                    Some(hello) if !hello.members_match => disagreeing.push(*id),
+                    Some(_) => {}
                     None => all_fresh = false,
                 }
             }
-            if all_fresh {
+            let error = (!disagreeing.is_empty()).then(|| {
+                format!(
+                    "members {disagreeing:?} were started with a different --cluster list; \
+                     every member must get the same list"
+                )
+            });
+            if let Some(error) = &error {
+                warn!(%error, "not initializing the cluster");
+            }
+            *self.inner.init_error.lock().expect("poisoned") = error.clone();
+            if all_fresh && error.is_none() {
                 let members: BTreeMap<u64, BasicNode> = config
                     .members
                     .iter()
@@ -340,12 +380,14 @@ impl Cluster {
         }
     }
 
-    /// Whether the member at `url` belongs to a cluster; `None` when it does not answer.
-    async fn peer_initialized(&self, url: &str) -> Option<bool> {
+    /// Asks the member at `url` whether it belongs to a cluster and shares our member list;
+    /// `None` when it does not answer.
+    async fn peer_hello(&self, url: &str) -> Option<Hello> {
         let mut request = self
             .inner
             .http
-            .get(format!("{}/v1/raft/initialized", url.trim_end_matches('/')))
+            .post(format!("{}/v1/raft/hello", url.trim_end_matches('/')))
+            .json(&serde_json::json!({ "members": self.inner.config.members }))
             .timeout(Duration::from_secs(1));
         if let Some(token) = &self.inner.config.token {
             request = request.bearer_auth(token);
@@ -354,8 +396,23 @@ impl Cluster {
         if !answer.status().is_success() {
             return None;
         }
-        let body: serde_json::Value = answer.json().await.ok()?;
-        body.get("initialized").and_then(|v| v.as_bool())
+        answer.json().await.ok()
+    }
+
+    /// Answers another member's [`Self::peer_hello`]: whether this member belongs to a
+    /// cluster, and whether `members` is the list it was started with.
+    pub async fn hello(&self, members: &BTreeMap<u64, String>) -> Hello {
+        let initialized = self.inner.raft.is_initialized().await.unwrap_or(true);
+        Hello {
+            initialized,
+            members_match: *members == self.inner.config.members,
+            cluster_id: self.cluster_id(),
+        }
+    }
+
+    /// The cluster's identity (the hash of its first entry), once this member has applied it.
+    pub fn cluster_id(&self) -> Option<String> {
+        self.inner.log.cluster_id()
     }
 
     /// Counts elections and leader changes, and keeps the role gauges current.
@@ -364,9 +421,17 @@ impl Cluster {
         let mut last_state = ServerState::Learner;
         let mut last_leader: Option<u64> = None;
         loop {
-            let (state, leader, term) = {
+            let (state, leader, term, last, committed) = {
                 let m = metrics.borrow_and_update();
-                (m.state, m.current_leader, m.current_term)
+                (
+                    m.state,
+                    m.current_leader,
+                    m.current_term,
+                    m.last_log_index.map_or(0, |i| i + 1),
+                    m.local_committed
+                        .max(m.cluster_committed)
+                        .map_or(0, |id| id.index() + 1),
+                )
             };
             if state != last_state {
                 // Proposals in flight belong to one term of leadership.
@@ -387,6 +452,18 @@ impl Cluster {
                 last_leader = leader;
             }
             metrics::gauge!("cstore_cluster_term").set(term as f64);
+            metrics::gauge!("cstore_cluster_node_id").set(self.inner.config.node_id as f64);
+            metrics::gauge!("cstore_cluster_last_lsn").set(last as f64);
+            metrics::gauge!("cstore_cluster_committed_lsn").set(committed as f64);
+            for (name, role) in [
+                ("leader", ServerState::Leader),
+                ("follower", ServerState::Follower),
+                ("candidate", ServerState::Candidate),
+                ("learner", ServerState::Learner),
+            ] {
+                metrics::gauge!("cstore_cluster_role", "role" => name)
+                    .set(f64::from(u8::from(state == role)));
+            }
             metrics::gauge!("cstore_cluster_is_leader")
                 .set(f64::from(u8::from(state == ServerState::Leader)));
             metrics::gauge!("cstore_cluster_leader_id").set(leader.map_or(-1.0, |l| l as f64));
@@ -696,7 +773,8 @@ impl Cluster {
                 .max(m.cluster_committed)
                 .map_or(Lsn::ZERO, |id| entry::lsn_of(id.index())),
             applied: self.inner.local.applied_position(),
-            cluster_id: self.inner.log.side().cluster_id,
+            cluster_id: self.inner.log.cluster_id(),
+            init_error: self.inner.init_error.lock().expect("poisoned").clone(),
         }
     }
 

@@ -12,6 +12,7 @@
 
 use std::future::Future;
 use std::io::Cursor;
+use std::sync::Arc;
 use std::time::Duration;
 
 use openraft::errors::{
@@ -26,6 +27,7 @@ use openraft::{BasicNode, OptionalSend};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::log_store::LogShared;
 use super::types::{ClusterTypes, RaftVote};
 
 /// Largest Raft message body a member accepts (a whole snapshot travels in one).
@@ -35,17 +37,24 @@ pub const MESSAGE_BYTES_MAX: usize = 256 << 20;
 /// The media type of Raft bodies.
 pub const POSTCARD: &str = "application/x-postcard";
 
+/// The header naming the sender's cluster (the hash of its first entry), so a member of one
+/// cluster never takes messages from another (a data directory of another cluster, or two
+/// clusters that were given overlapping addresses).
+pub const CLUSTER_HEADER: &str = "x-cstore-cluster";
+
 /// Makes a client per target member.
 #[derive(Clone, Debug)]
 pub struct Network {
     http: reqwest::Client,
     token: Option<String>,
+    log: Arc<LogShared>,
 }
 
 impl Network {
-    /// A network that sends `token` (scope `admin`) with every message, if set.
-    pub fn new(http: reqwest::Client, token: Option<String>) -> Network {
-        Network { http, token }
+    /// A network that sends `token` (scope `admin`) with every message, if set, and the
+    /// cluster's identity once `log` knows it.
+    pub fn new(http: reqwest::Client, token: Option<String>, log: Arc<LogShared>) -> Network {
+        Network { http, token, log }
     }
 }
 
@@ -58,6 +67,7 @@ impl RaftNetworkFactory<ClusterTypes> for Network {
             base: node.addr.trim_end_matches('/').to_string(),
             http: self.http.clone(),
             token: self.token.clone(),
+            log: Arc::clone(&self.log),
         }
     }
 }
@@ -69,6 +79,7 @@ pub struct Peer {
     base: String,
     http: reqwest::Client,
     token: Option<String>,
+    log: Arc<LogShared>,
 }
 
 impl Peer {
@@ -93,6 +104,9 @@ impl Peer {
             .body(body);
         if let Some(token) = &self.token {
             outgoing = outgoing.bearer_auth(token);
+        }
+        if let Some(id) = self.log.cluster_id() {
+            outgoing = outgoing.header(CLUSTER_HEADER, id);
         }
         let answer = outgoing.send().await.map_err(|e| {
             if e.is_connect() {

@@ -17,6 +17,8 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 use futures::{FutureExt, SinkExt, StreamExt};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -29,12 +31,13 @@ use tracing::{info, warn};
 use cstore_core::error::ErrorCode;
 use cstore_core::log::LogEntry;
 use cstore_core::replication::{
-    FRAME_BYTES_MAX, Frame, Remedy, Replica, ReplicaCommand, ReplicaConfig, ReplicationError,
+    Backoff, FRAME_BYTES_MAX, Frame, Remedy, Replica, ReplicaCommand, ReplicaConfig,
+    ReplicationError,
 };
 use cstore_core::{LogPosition, Lsn};
 
 use super::local::{LocalCopy, LocalError};
-use super::{Backoff, Connection, FollowError, FollowerConfig, LastError};
+use super::{Connection, FollowError, FollowerConfig, LastError};
 use crate::clock::now_ms;
 
 type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
@@ -57,11 +60,9 @@ pub(super) async fn run(mut local: LocalCopy) {
     let mut stop = shared.stop.subscribe();
     let replica_config = ReplicaConfig::new(shared.node_id);
     let mut replica = Replica::new(replica_config.clone(), local.position(), local.term());
-    let mut backoff = Backoff::new(
-        config.backoff_initial_ms,
-        config.backoff_max_ms,
-        shared.node_id.0,
-    );
+    let mut backoff = Backoff::new(config.backoff_initial_ms, config.backoff_max_ms);
+    // The jitter's randomness, seeded by the node id (so a test sees the same delays every run).
+    let mut jitter = StdRng::seed_from_u64(shared.node_id.0);
     let mut connections = 0u64;
     loop {
         if *stop.borrow() {
@@ -115,7 +116,7 @@ pub(super) async fn run(mut local: LocalCopy) {
             }
         }
         set_connection(&local, Connection::Waiting);
-        let delay = Duration::from_millis(backoff.next_delay_ms());
+        let delay = Duration::from_millis(backoff.next_delay_ms(jitter.random()));
         tokio::select! {
             () = tokio::time::sleep(delay) => {}
             _ = stop.wait_for(|stop| *stop) => break,

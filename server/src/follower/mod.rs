@@ -23,7 +23,6 @@
 //! follower are forwarded to the leader over HTTP (see `http::forward`). Its own log is served
 //! to followers of its own (relay, `relay.rs`).
 
-mod backoff;
 mod driver;
 mod error;
 mod local;
@@ -40,7 +39,6 @@ use tokio::sync::watch;
 use cstore_core::state::State;
 use cstore_core::{Lsn, ReplicaId};
 
-pub use backoff::Backoff;
 pub use error::FollowError;
 pub use relay::RelaySource;
 pub use status::{Connection, FollowerStatus, LastError, Progress};

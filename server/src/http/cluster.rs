@@ -16,7 +16,7 @@ use std::time::Duration;
 use axum::Json;
 use axum::body::{Body, to_bytes};
 use axum::extract::{Request, State};
-use axum::http::{Method, StatusCode, header};
+use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use openraft::errors::{Fatal, RaftError};
@@ -30,13 +30,34 @@ use super::AppState;
 use super::auth::{Authorized, NeedsAdmin};
 use super::error::ApiError;
 use super::forward::{FORWARDED_BY, forward_to};
-use crate::cluster::network::{MESSAGE_BYTES_MAX, POSTCARD, SNAPSHOT_BYTES_MAX};
+use crate::cluster::network::{CLUSTER_HEADER, MESSAGE_BYTES_MAX, POSTCARD, SNAPSHOT_BYTES_MAX};
 use crate::cluster::types::ClusterTypes;
 use crate::cluster::{Cluster, ClusterError};
 use crate::leader::WriteError;
 
 fn member(app: &AppState) -> Result<&Cluster, ApiError> {
     app.node.cluster().ok_or(ApiError::NotClustered)
+}
+
+/// The member a Raft message is for, after checking the sender belongs to the same cluster
+/// (when both know their cluster's identity: a fresh member knows none yet).
+fn member_of_same_cluster<'a>(
+    app: &'a AppState,
+    headers: &HeaderMap,
+) -> Result<&'a Cluster, ApiError> {
+    let cluster = member(app)?;
+    let theirs = headers.get(CLUSTER_HEADER).and_then(|v| v.to_str().ok());
+    if let (Some(ours), Some(theirs)) = (cluster.cluster_id(), theirs)
+        && ours != theirs
+    {
+        metrics::counter!("cstore_cluster_wrong_cluster_messages_total").increment(1);
+        return Err(ClusterError::WrongCluster {
+            ours,
+            theirs: theirs.to_string(),
+        }
+        .into());
+    }
+    Ok(cluster)
 }
 
 async fn decode<T: DeserializeOwned>(request: Request, limit: usize) -> Result<T, ApiError> {
@@ -64,7 +85,7 @@ pub async fn append(
     State(app): State<AppState>,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let cluster = member(&app)?;
+    let cluster = member_of_same_cluster(&app, request.headers())?;
     let rpc = decode(request, MESSAGE_BYTES_MAX).await?;
     Ok(postcard_response(&cluster.raft().append_entries(rpc).await))
 }
@@ -75,7 +96,7 @@ pub async fn vote(
     State(app): State<AppState>,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let cluster = member(&app)?;
+    let cluster = member_of_same_cluster(&app, request.headers())?;
     let rpc = decode(request, MESSAGE_BYTES_MAX).await?;
     Ok(postcard_response(&cluster.raft().vote(rpc).await))
 }
@@ -86,7 +107,7 @@ pub async fn pre_vote(
     State(app): State<AppState>,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let cluster = member(&app)?;
+    let cluster = member_of_same_cluster(&app, request.headers())?;
     let rpc = decode(request, MESSAGE_BYTES_MAX).await?;
     Ok(postcard_response(&cluster.raft().pre_vote(rpc).await))
 }
@@ -97,7 +118,7 @@ pub async fn snapshot(
     State(app): State<AppState>,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let cluster = member(&app)?;
+    let cluster = member_of_same_cluster(&app, request.headers())?;
     let (vote, meta, data): (_, _, Vec<u8>) = decode(request, SNAPSHOT_BYTES_MAX).await?;
     let snapshot = openraft::alias::SnapshotOf::<ClusterTypes, std::io::Cursor<Vec<u8>>> {
         meta,
@@ -117,7 +138,7 @@ pub async fn transfer_leader(
     State(app): State<AppState>,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let cluster = member(&app)?;
+    let cluster = member_of_same_cluster(&app, request.headers())?;
     let rpc = decode(request, MESSAGE_BYTES_MAX).await?;
     let result = cluster
         .raft()
@@ -127,19 +148,23 @@ pub async fn transfer_leader(
     Ok(postcard_response(&result))
 }
 
-/// `GET /v1/raft/initialized`: whether this member belongs to a cluster yet (the lowest-id
-/// member asks before it initializes a fresh one).
-pub async fn initialized(
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HelloBody {
+    members: std::collections::BTreeMap<u64, String>,
+}
+
+/// `POST /v1/raft/hello {"members": {...}}`: whether this member belongs to a cluster yet and
+/// was started with the same member list (the lowest-id member asks before it initializes a
+/// fresh cluster).
+pub async fn hello(
     _: Authorized<NeedsAdmin>,
     State(app): State<AppState>,
-) -> Result<Json<Value>, ApiError> {
+    super::JsonBody(body): super::JsonBody<65536>,
+) -> Result<Json<crate::cluster::Hello>, ApiError> {
     let cluster = member(&app)?;
-    let initialized = cluster
-        .raft()
-        .is_initialized()
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
-    Ok(Json(json!({"initialized": initialized})))
+    let HelloBody { members } = parse_body(body)?;
+    Ok(Json(cluster.hello(&members).await))
 }
 
 /// `GET /v1/raft/read-index`: the leader's read index, for a linearizable read on another

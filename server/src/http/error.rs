@@ -228,6 +228,8 @@ pub fn status_for(code: &str) -> StatusCode {
         // A query over the engine's bounds (nesting, list lengths, limit, skip, result size):
         // the request is well-formed but asks for too much; not a body-size problem (413).
         "query_too_large" => StatusCode::BAD_REQUEST,
+        // `?consistency=linearizable` on a read replica, which cannot promise it.
+        "consistency_unavailable" => StatusCode::BAD_REQUEST,
         "missing_token" | "invalid_token" | "token_expired" => StatusCode::UNAUTHORIZED,
         "forbidden" => StatusCode::FORBIDDEN,
         "not_found"
@@ -239,7 +241,9 @@ pub fn status_for(code: &str) -> StatusCode {
         "invalid_url" | "last_voter" => StatusCode::BAD_REQUEST,
         "method_not_allowed" => StatusCode::METHOD_NOT_ALLOWED,
         "already_exists" | "unique_violation" | "collection_exists" | "index_exists"
-        | "too_many_indexes" | "duplicate_origin" | "duplicate_member" => StatusCode::CONFLICT,
+        | "too_many_indexes" | "duplicate_origin" | "duplicate_member" | "wrong_cluster" => {
+            StatusCode::CONFLICT
+        }
         "version_mismatch" => StatusCode::PRECONDITION_FAILED,
         "body_too_large" | "document_too_large" | "txn_too_large" => StatusCode::PAYLOAD_TOO_LARGE,
         "unsupported_media_type" => StatusCode::UNSUPPORTED_MEDIA_TYPE,

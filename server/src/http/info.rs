@@ -104,6 +104,7 @@ pub async fn status(_: Authorized<NeedsRead>, State(app): State<AppState>) -> Js
                 "leader_id": status.leader_id.map(|id| id.to_string()),
                 "leader_url": status.leader_url,
                 "cluster_id": status.cluster_id,
+                "init_error": status.init_error,
                 "members": status.members,
                 "last_lsn": status.last_lsn.0,
                 "committed_lsn": status.committed_lsn.0,

@@ -106,7 +106,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/raft/pre-vote", post(cluster::pre_vote))
         .route("/v1/raft/snapshot", post(cluster::snapshot))
         .route("/v1/raft/transfer", post(cluster::transfer_leader))
-        .route("/v1/raft/initialized", get(cluster::initialized))
+        .route("/v1/raft/hello", post(cluster::hello))
         .route("/v1/raft/read-index", get(cluster::read_index_route))
         .route("/v1/cluster/transfer", post(cluster::transfer))
         .route("/v1/cluster/add", post(cluster::add))

@@ -49,8 +49,10 @@
 //! It also finishes what a crash interrupted: leftover temp files are removed, segments wholly
 //! behind the compaction point deleted, an older snapshot left beside a newer one removed, and
 //! a log reset (an installed snapshot, or one saved past the log's end) finished: `store/reset.rs`
-//! gives the order of its steps. Restart time is bounded by
-//! checkpoints ([`CheckpointPolicy`]): a snapshot, then the log compacted behind it.
+//! gives the order of its steps. Restart time is bounded by checkpoints, which the store's
+//! users make with its own calls: a snapshot of the state (`save_snapshot`), then the log
+//! compacted behind it (`compact_prefix`); the leader's commit loop (`leader/commit.rs`) does
+//! so every `checkpoint_every_entries` entries.
 //!
 //! # Bounds
 //!
@@ -59,7 +61,6 @@
 //! time. The append buffer is dropped after a batch larger than 4 MiB. Snapshots are read and
 //! written in 1 MiB chunks. This module is Unix-only (positional reads and writes).
 
-mod checkpoint;
 mod durable;
 mod recovery;
 mod segment;
@@ -67,7 +68,6 @@ mod snapshot_file;
 mod stats;
 mod store;
 
-pub use checkpoint::CheckpointPolicy;
 pub use stats::WalStats;
 pub use store::FileStore;
 

@@ -20,14 +20,16 @@
 use std::collections::VecDeque;
 use std::pin::pin;
 
-use cstore_core::replication::{Remedy, Replica, ReplicaCommand, ReplicaConfig, ReplicationError};
+use cstore_core::replication::{
+    Backoff, Remedy, Replica, ReplicaCommand, ReplicaConfig, ReplicationError,
+};
 use cstore_core::state::State;
 use cstore_core::storage::{LogStore, Metadata, StorageError};
 use cstore_core::{ErrorCode, LogPosition, Lsn, ReplicaId, Snapshot, Term};
 use futures::future::{Either, select};
 
-use super::backoff::Backoff;
 use super::shared::{SharedRef, changed, unless_closed, update_status};
+use super::{BACKOFF_CAP_MS, BACKOFF_START_MS};
 use crate::time::{now, random_u64, sleep, sleep_or};
 use crate::transport::{Connection, Incoming, Transport};
 
@@ -171,7 +173,7 @@ impl<S: LogStore, T: Transport> SyncLoop<S, T> {
 
     /// Runs until the replica is closed.
     pub async fn run(mut self) {
-        let mut backoff = Backoff::new();
+        let mut backoff = Backoff::new(BACKOFF_START_MS, BACKOFF_CAP_MS);
         loop {
             if self.closed() {
                 return;

@@ -19,7 +19,6 @@
 //! Everything here is generic over the store, transport, queue and sender, so the browser
 //! tests run the very same code against an in-browser leader and in-memory stores.
 
-mod backoff;
 pub mod driver;
 pub mod local;
 pub mod network;
@@ -40,7 +39,6 @@ use cstore_core::{ErrorCode, Op, StoredDoc, Txn};
 use futures::channel::oneshot;
 use serde_json::Value;
 
-pub use backoff::{BACKOFF_CAP_MS, Backoff};
 use cstore_core::state::PendingWrite;
 use cstore_core::txn::Origin;
 use driver::{SyncLoop, load, wipe};
@@ -59,6 +57,12 @@ use crate::transport::Transport;
 
 /// Most writes waiting for the leader; past it writes fail with `too_many_pending`.
 pub const PENDING_MAX: usize = 10_000;
+
+/// First reconnect or write-retry delay's base, in milliseconds: the sync loop and the writer
+/// each wait out core's jittered [`Backoff`](cstore_core::replication::Backoff) from here.
+pub const BACKOFF_START_MS: u64 = 100;
+/// Largest reconnect or write-retry delay, in milliseconds.
+pub const BACKOFF_CAP_MS: u64 = 5_000;
 
 /// What a replica is built from.
 #[derive(Debug)]

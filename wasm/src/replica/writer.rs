@@ -13,11 +13,12 @@
 //! resend after a lost answer is harmless once the leader deduplicates by origin.
 
 use cstore_core::ErrorCode;
+use cstore_core::replication::Backoff;
 
-use super::backoff::Backoff;
 use super::pending::PendingQueue;
 use super::sender::{TxnOutcome, TxnSender, wire_ops};
 use super::shared::{RejectedWrite, SharedRef, changed, rejected, unless_closed, update_status};
+use super::{BACKOFF_CAP_MS, BACKOFF_START_MS};
 use crate::time::sleep_or;
 
 /// The writer task of one replica.
@@ -42,7 +43,7 @@ impl<P: PendingQueue, X: TxnSender> Writer<P, X> {
 
     /// Runs until the replica is closed.
     pub async fn run(mut self) {
-        let mut backoff = Backoff::new();
+        let mut backoff = Backoff::new(BACKOFF_START_MS, BACKOFF_CAP_MS);
         loop {
             if self.shared.borrow().status.closed {
                 // Dropping the requests fails the calls still waiting with `closed`.
