@@ -267,7 +267,28 @@ fn a_transfer_to_a_dead_member_fails_and_writes_go_on() {
     let mut cluster = started(ClusterProcesses::start(3, ClusterOptions::default()).unwrap());
     let leader = cluster.wait_leader(ELECTION).unwrap();
     let dead = (leader + 1) % 3;
+    // `ack=all` waits for every voter: fine while all are up, `ack_unknown` once one is down
+    // (the write is committed on the majority all the same).
+    cluster
+        .client(leader)
+        .post("/v1/c/notes?ack=all", &json!({"_id": "all-up"}))
+        .unwrap()
+        .expect_status(201);
     cluster.members[dead].kill9().unwrap();
+    let reply = cluster
+        .client(leader)
+        .post(
+            "/v1/c/notes?ack=all&ack_timeout_ms=300",
+            &json!({"_id": "one-down"}),
+        )
+        .unwrap();
+    assert_eq!(reply.status, 504, "{}", reply.text());
+    assert!(reply.json()["error"]["lsn"].as_u64().is_some());
+    cluster
+        .client(leader)
+        .get("/v1/c/notes/one-down")
+        .unwrap()
+        .expect_status(200);
     let asked = Instant::now();
     let reply = cluster
         .client(leader)

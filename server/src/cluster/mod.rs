@@ -677,6 +677,42 @@ impl Cluster {
         Ok(())
     }
 
+    /// Waits until every voter holds `lsn` durably (as the leader's replication progress shows),
+    /// at most `timeout`. True when they do. Only the leader knows; elsewhere this is false.
+    pub async fn wait_voters_hold(&self, lsn: Lsn, timeout: Duration) -> bool {
+        let mut metrics = self.inner.raft.metrics();
+        let node_id = self.inner.config.node_id;
+        let held = |m: &openraft::RaftMetrics<types::ClusterTypes>| {
+            let Some(replication) = &m.replication else {
+                return false;
+            };
+            m.membership_config.membership().voter_ids().all(|id| {
+                let matched = if id == node_id {
+                    m.last_log_index.map(entry::lsn_of)
+                } else {
+                    replication
+                        .get(&id)
+                        .cloned()
+                        .flatten()
+                        .map(|log_id| entry::lsn_of(log_id.index()))
+                };
+                matched.is_some_and(|at| at >= lsn)
+            })
+        };
+        tokio::time::timeout(timeout, async {
+            loop {
+                if held(&metrics.borrow_and_update()) {
+                    return true;
+                }
+                if metrics.changed().await.is_err() {
+                    return false;
+                }
+            }
+        })
+        .await
+        .unwrap_or(false)
+    }
+
     /// Waits until this member applied `lsn`, at most `timeout`. True when it has.
     pub async fn wait_applied(&self, lsn: Lsn, timeout: Duration) -> bool {
         let mut applied = self.inner.local.applied.subscribe();

@@ -35,7 +35,7 @@ pub async fn insert(
         .node
         .write(Txn::single(Op::Insert { collection, doc }))
         .await?;
-    ack.settle(&app.replication, lsn).await?;
+    ack.settle(&app, lsn).await?;
     Ok((StatusCode::CREATED, written(&id, lsn)))
 }
 
@@ -111,7 +111,7 @@ pub async fn put(
         if_version,
     };
     let lsn = app.node.write(Txn::single(op)).await?;
-    ack.settle(&app.replication, lsn).await?;
+    ack.settle(&app, lsn).await?;
     Ok(written(&id, lsn))
 }
 
@@ -136,7 +136,7 @@ pub async fn patch(
         if_version,
     };
     let lsn = app.node.write(Txn::single(op)).await?;
-    ack.settle(&app.replication, lsn).await?;
+    ack.settle(&app, lsn).await?;
     Ok(written(&id, lsn))
 }
 
@@ -154,7 +154,7 @@ pub async fn delete(
         if_version,
     };
     let lsn = app.node.write(Txn::single(op)).await?;
-    ack.settle(&app.replication, lsn).await?;
+    ack.settle(&app, lsn).await?;
     Ok(written(&id, lsn))
 }
 

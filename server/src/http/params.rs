@@ -16,7 +16,7 @@ use cstore_core::doc::{DocError, validate_collection_name, validate_id};
 use super::error::ApiError;
 use crate::leader::{AckPolicy, InvalidAck};
 use crate::node::{MIN_LSN_TIMEOUT_MS_MAX, ReadFloor};
-use crate::replicate::Replicator;
+use crate::replicate::AckUnknown;
 
 /// The `{collection}` of a route, validated.
 #[derive(Debug)]
@@ -96,15 +96,30 @@ pub struct Ack {
 impl Ack {
     /// Waits until the write at `lsn` (durable on this node) satisfies the policy; a timeout
     /// is `ack_unknown`, carrying the LSN.
-    pub async fn settle(&self, replicator: &Replicator, lsn: Lsn) -> Result<(), ApiError> {
-        replicator
-            .wait_acked(lsn, self.policy, Duration::from_millis(self.timeout_ms))
+    ///
+    /// In cluster mode the write is already committed (durable on a majority of voters) when
+    /// it gets here, which is what `local` means there; `all` waits until every voter holds
+    /// it too; `replicas:N` counts this member's read replicas on top of the commit.
+    pub async fn settle(&self, app: &super::AppState, lsn: Lsn) -> Result<(), ApiError> {
+        let timeout = Duration::from_millis(self.timeout_ms);
+        let unknown = |why| ApiError::AckUnknown {
+            lsn,
+            policy: self.policy,
+            why,
+        };
+        if let (Some(cluster), AckPolicy::All) = (app.node.cluster(), self.policy) {
+            return if cluster.wait_voters_hold(lsn, timeout).await {
+                Ok(())
+            } else {
+                Err(unknown(AckUnknown::Timeout {
+                    timeout_ms: self.timeout_ms,
+                }))
+            };
+        }
+        app.replication
+            .wait_acked(lsn, self.policy, timeout)
             .await
-            .map_err(|why| ApiError::AckUnknown {
-                lsn,
-                policy: self.policy,
-                why,
-            })
+            .map_err(unknown)
     }
 }
 

@@ -91,7 +91,7 @@ pub async fn commit(
     // A rejection names its operation in its message (core's `Rejection` does).
     match node.write(txn).await {
         Ok(lsn) => {
-            ack.settle(&app.replication, lsn).await?;
+            ack.settle(&app, lsn).await?;
             Ok(Json(json!({"lsn": lsn.0, "ids": ids})))
         }
         Err(WriteError::Rejected(Rejection {
@@ -107,7 +107,7 @@ pub async fn commit(
             // The first attempt committed; its answer was lost. It may not be durable yet, and
             // a retry after `ack_unknown` waits for the replicas again.
             node.wait_durable(last_lsn).await?;
-            ack.settle(&app.replication, last_lsn).await?;
+            ack.settle(&app, last_lsn).await?;
             Ok(Json(
                 json!({"lsn": last_lsn.0, "ids": ids, "duplicate": true}),
             ))
