@@ -156,19 +156,24 @@ fn status(
             None,
         ) {
             Ok(s) => {
+                let field = |name: &str| match &s[name] {
+                    Value::String(text) => text.clone(),
+                    Value::Null => "-".to_string(),
+                    other => other.to_string(),
+                };
                 let _ = writeln!(
                     out,
                     "{id:<4} {url:<28} {kind:<8} {:<10} {:>6} {:>10} {:>10} {:>10}  {}",
-                    s["role"].as_str().unwrap_or("?"),
-                    s["term"],
-                    s["last_lsn"],
-                    s["committed_lsn"],
-                    s["applied_lsn"],
-                    s["leader_id"].as_str().unwrap_or("-"),
+                    field("role"),
+                    field("term"),
+                    field("last_lsn"),
+                    field("committed_lsn"),
+                    field("applied_lsn"),
+                    field("leader_id"),
                 );
             }
-            Err(e) => {
-                let _ = writeln!(out, "{id:<4} {url:<28} {kind:<8} {:<10} ({e})", "down");
+            Err(_) => {
+                let _ = writeln!(out, "{id:<4} {url:<28} {kind:<8} {:<10}", "down");
             }
         }
     }

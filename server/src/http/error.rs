@@ -255,6 +255,7 @@ pub fn status_for(code: &str) -> StatusCode {
         | "overloaded"
         | "leader_unavailable"
         | "not_leader"
+        | "unavailable"
         | "cluster_change_failed" => StatusCode::SERVICE_UNAVAILABLE,
         // `out_of_order` from the state means the leader built an entry that does not follow
         // its own log: a bug, reported as internal.
