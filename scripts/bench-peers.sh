@@ -2,12 +2,16 @@
 # Benchmarks cstore against real peers on this machine, in one run, through one load generator
 # (target/release/cstore-peers), and writes the "Against peers" sections of BENCHMARKS.md and
 # docs/bench/peers.png. Installs etcd 3.4, redis 7 and matplotlib from Debian when missing.
+# cstore-peers runs: durable writes (single node; 3 copies: leader + followers, a 3-member Raft
+# cluster, 3 etcd members), failover (kill -9 of the leader, 20 trials each for cstore's Raft
+# cluster and etcd), reads on 3 members (local / linearizable), and recovery after kill -9.
 # Then, in the same run: commit-to-replica latency, fan-out to 1,000 and 10,000 WebSocket
 # replicas, a fresh follower's catch-up, and a browser replica's bootstrap against Dexie and
-# PouchDB (when web/ is built). Takes about 8 minutes on 2 cores.
+# PouchDB (when web/ is built). Takes about 13 minutes on 2 cores.
 #
 # Usage: scripts/bench.sh peers [--quick]   (the same as scripts/bench-peers.sh [--quick])
-#   --quick: 3 s windows and 200,000 recovery entries (a smoke run; figures not for publishing)
+#   --quick: 3 s windows, 5 failover trials and 200,000 recovery entries (a smoke run; figures
+#   not for publishing)
 # The figures mean most on a quiet machine: the load average before and after is recorded.
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
@@ -15,11 +19,13 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 DURATION_S=8
 ENTRIES=1000000
+FAILOVER_TRIALS=20
 RUN_KIND="a full run"
 if [ "${1:-}" = "--quick" ]; then
   DURATION_S=3
   ENTRIES=200000
-  RUN_KIND="a --quick smoke run (short windows, fewer entries): not figures to quote"
+  FAILOVER_TRIALS=5
+  RUN_KIND="a --quick smoke run (short windows, fewer entries and trials): not figures to quote"
 fi
 OUT="$ROOT/BENCHMARKS.md"
 CHART="docs/bench/peers.png"
@@ -46,9 +52,11 @@ TARGET="${CARGO_TARGET_DIR:-$ROOT/target}/release"
 
 LOAD_BEFORE="$(cut -d' ' -f1-3 /proc/loadavg)"
 STARTED="$(date -u '+%Y-%m-%d %H:%M UTC')"
-say "running cstore-peers (${DURATION_S} s windows, ${ENTRIES} recovery entries)"
-"$TARGET/cstore-peers" --clients 64 --warmup-s 1 --duration-s "$DURATION_S" \
-  --entries "$ENTRIES" --out "$WORK" | tee "$WORK/run.log"
+say "running cstore-peers (${DURATION_S} s windows, ${FAILOVER_TRIALS} failover trials, ${ENTRIES} recovery entries)"
+# The cstore clusters (3-copies rows, failover, reads) run this build's server.
+CSTORE_BIN="$TARGET/cstore" "$TARGET/cstore-peers" --clients 64 --warmup-s 1 \
+  --duration-s "$DURATION_S" --failover-trials "$FAILOVER_TRIALS" --entries "$ENTRIES" \
+  --out "$WORK" | tee "$WORK/run.log"
 
 # Replication and the browser, in the same run. Each tool prints markdown tables; only their
 # table lines are kept. A stage that cannot run here says so in its place, never a figure.
@@ -142,11 +150,64 @@ disk() {
   echo "  three; writes go to the raft leader found through \`/v3/maintenance/status\`), redis on"
   echo "  127.0.0.1:26379; cstore on a free port. All stopped by their PID."
   echo "- \"3 copies\": cstore leader + 2 native followers (\`cstore serve --follow"
-  echo "  ws://leader/v1/replicate\`) with \`?ack=replicas:2\`, against 3 etcd members. The row"
-  echo "  says \"not available\" with the server's own message until followers and replica acks"
-  echo "  work on the benchmarked commit."
+  echo "  ws://leader/v1/replicate\`) with \`?ack=replicas:2\`; and a 3-member cstore Raft"
+  echo "  cluster (\`cstore serve --node-id N --cluster 1=…,2=…,3=…\`, default timings) whose"
+  echo "  leader, found through \`/v1/status\`, takes the writes: each is answered once a majority"
+  echo "  of the members hold it durably (\`fdatasync\`) and the leader applied it; both against"
+  echo "  3 etcd members. A row says \"not available\" with the server's own message when its mode"
+  echo "  does not work on the benchmarked commit."
   echo "- Server and clients share the machine's $(nproc) cores: the figures include the"
   echo "  client's cost, the same for every system."
+  echo
+  echo "## Failover: write unavailability after kill -9 of the leader"
+  echo
+  cat "$WORK/failover.md"
+  echo
+  echo "Target: cstore p99 ≤ 1 s from the kill to the first acknowledged write."
+  echo
+  cat "$WORK/failover-verdict.md"
+  echo
+  echo "Method (\`cstore-peers --workloads failover --failover-trials $FAILOVER_TRIALS\`):"
+  echo
+  echo "- One fresh 3-member cluster per system, on loopback: cstore's Raft cluster on free"
+  echo "  ports, etcd on 127.0.0.1:23794-23796; each with its default election timings (the"
+  echo "  column above)."
+  echo "- A trial: 8 closed-loop writers (the same ~100-byte writes as above), client i starting"
+  echo "  on member i mod 3, any member taking writes (a cstore follower forwards to its leader,"
+  echo "  an etcd follower's gateway proposes through raft to its leader). A failed request"
+  echo "  (refused, reset, 503, 504, or no answer within a bound drawn per request between 100"
+  echo "  and 200 ms) sends the client to the next member after 5 ms. After 1–1.2 s of steady"
+  echo "  writes the current leader (cstore: \`/v1/status\` of every member; etcd:"
+  echo "  \`/v3/maintenance/status\`) is killed with SIGKILL by its PID."
+  echo "- Unavailability: from just before the kill to the first acknowledgement of a write whose"
+  echo "  request was *sent* after it (a reply to an earlier request may have committed before the"
+  echo "  kill). The request bound is how late a client stuck on a member that lost its leader"
+  echo "  can notice (an etcd follower holds a write while its leader is gone; a cstore follower"
+  echo "  answers 503 when it cannot reach its leader); it is the same for both systems, and"
+  echo "  drawn per request so that the 8 clients do not retry in step."
+  echo "- Then the load stops, the killed member starts again on its data dir, and the next trial"
+  echo "  waits until the cluster is healthy (cstore: all members name one leader and applied the"
+  echo "  same entry; etcd: all members healthy and naming one leader), plus 1 s."
+  echo "- p50 / p99 are nearest-rank over the trials (with 20 trials the p99 is the worst one)."
+  echo "  The long kill -9 test with linearizability checking is \`scripts/soak-cluster.sh --chaos\`."
+  echo
+  echo "## Reads on three members: local and linearizable"
+  echo
+  cat "$WORK/reads.md"
+  echo
+  echo "Method (\`cstore-peers --workloads reads --read-clients 16 --read-docs 1000 --duration-s $DURATION_S\`):"
+  echo
+  echo "- One fresh 3-member cluster per system (cstore's Raft cluster on free ports, etcd on"
+  echo "  127.0.0.1:23797-23799), seeded with 1,000 documents of ~100 bytes (cstore: \`/v1/txn\`"
+  echo "  batches into \`reads\`; etcd: puts of \`bench/<n>\`), then quiet: no writes while reading."
+  echo "- Each row: 16 closed-loop readers on one member, 1 s warm-up, then a ${DURATION_S} s window;"
+  echo "  a read counts only if it found its document. The follower is the member after the leader."
+  echo "- cstore: \`GET /v1/c/reads/{id}\` (local: the member's own state) and with"
+  echo "  \`?consistency=linearizable\` (ReadIndex: the leader confirms it still leads with a"
+  echo "  majority and the member waits until it applied the leader's commit index; a follower asks"
+  echo "  the leader). etcd: \`POST /v3/kv/range\` through the JSON gateway, linearizable by default"
+  echo "  (raft ReadIndex) and with \`\"serializable\": true\` (the member's own state)."
+  echo "- Readers and servers share the machine's $(nproc) cores, as above."
   echo
   echo "## Recovery after kill -9"
   echo

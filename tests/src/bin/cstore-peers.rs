@@ -6,11 +6,19 @@
 //! - `writes`: durable single-document writes, `--clients` closed-loop clients: cstore
 //!   (`ack=local`), etcd with one member (JSON gateway), redis (`appendfsync always`), and
 //!   redis-benchmark against the same redis as a cross-check of the driver;
-//! - `cluster`: cstore leader + two followers with `ack=replicas:2`, against 3 etcd members;
+//! - `cluster`: cstore leader + two followers with `ack=replicas:2`, and a 3-member cstore Raft
+//!   cluster (writes to its leader, answered once a majority holds them), against 3 etcd members;
+//! - `failover`: `--failover-trials` kills (SIGKILL) of the leader under a steady load of
+//!   `--failover-clients` writers that retry on any member, on a 3-member cstore Raft cluster and
+//!   on 3 etcd members: the time from the kill to the first acknowledged write sent after it;
+//! - `reads`: `--read-clients` closed-loop readers of `--read-docs` documents on 3 members:
+//!   cstore local and linearizable reads, etcd serializable and linearizable ranges, each on the
+//!   leader and on a follower;
 //! - `recovery`: `--entries` single-document entries, kill -9, time to answer again; once with
 //!   checkpoints effectively off and once with the server's default.
 //!
-//! Writes into `--out`: `writes.md`, `writes-verdict.md`, `writes.csv`, `recovery.md`.
+//! Writes into `--out`: `writes.md`, `writes-verdict.md`, `writes.csv`, `failover.md`,
+//! `failover-verdict.md`, `reads.md`, `recovery.md`.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -19,7 +27,10 @@ use clap::Parser;
 
 use cstore_server::leader::LeaderConfig;
 use cstore_tests::peers::cluster::CstoreCluster;
+use cstore_tests::peers::failover::{self, FailoverConfig};
 use cstore_tests::peers::peer::{EtcdCluster, REDIS_PORT, redis_addr, start_redis};
+use cstore_tests::peers::raft::RaftCluster;
+use cstore_tests::peers::reads::{self, ReadConfig};
 use cstore_tests::peers::recovery::{self, RecoveryConfig};
 use cstore_tests::peers::redis_benchmark;
 use cstore_tests::peers::table::{self, WriteRow};
@@ -31,6 +42,12 @@ use cstore_tests::{ServerOptions, ServerProcess};
 const ETCD_SINGLE_OFFSET: u16 = 0;
 /// Port offset of the three-member etcd cluster (clients 23791-23793).
 const ETCD_CLUSTER_OFFSET: u16 = 1;
+/// Port offset of the failover workload's etcd cluster (clients 23794-23796).
+const ETCD_FAILOVER_OFFSET: u16 = 4;
+/// Port offset of the reads workload's etcd cluster (clients 23797-23799).
+const ETCD_READS_OFFSET: u16 = 7;
+/// Bound on the first acknowledged write after a failover kill.
+const FAILOVER_ACK_TIMEOUT: Duration = Duration::from_secs(30);
 /// "Effectively off": far more entries than any run writes.
 const CHECKPOINTS_OFF: u64 = 1_000_000_000_000;
 /// Bounds on the requests of the redis-benchmark cross-check.
@@ -44,8 +61,12 @@ const LIVE_WRITES: u64 = 2_000;
 #[derive(Debug, Parser)]
 #[command(name = "cstore-peers", version)]
 struct Args {
-    /// Workloads to run: writes, cluster, recovery.
-    #[arg(long, value_delimiter = ',', default_value = "writes,cluster,recovery")]
+    /// Workloads to run: writes, cluster, failover, reads, recovery.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "writes,cluster,failover,reads,recovery"
+    )]
     workloads: Vec<String>,
     /// Concurrent closed-loop clients per write run.
     #[arg(long, default_value_t = 64)]
@@ -56,6 +77,28 @@ struct Args {
     /// Measured window of each write run, in seconds.
     #[arg(long, default_value_t = 8.0)]
     duration_s: f64,
+    /// Failover: kills of the leader per system.
+    #[arg(long, default_value_t = 20)]
+    failover_trials: usize,
+    /// Failover: closed-loop writers (each retries on any member).
+    #[arg(long, default_value_t = 8)]
+    failover_clients: usize,
+    /// Failover: seconds of steady writes before each kill (plus up to 20 % jitter).
+    #[arg(long, default_value_t = 1.0)]
+    failover_steady_s: f64,
+    /// Failover: seconds of pause once the cluster is healthy again.
+    #[arg(long, default_value_t = 1.0)]
+    failover_pause_s: f64,
+    /// Failover: upper bound on one write request, in ms; each request draws its bound from
+    /// half of this up to this (then the client tries the next member).
+    #[arg(long, default_value_t = 200)]
+    failover_request_timeout_ms: u64,
+    /// Reads: closed-loop readers per run.
+    #[arg(long, default_value_t = 16)]
+    read_clients: usize,
+    /// Reads: documents seeded and read.
+    #[arg(long, default_value_t = 1000)]
+    read_docs: usize,
     /// Entries in the log before the recovery kill.
     #[arg(long, default_value_t = 1_000_000)]
     entries: u64,
@@ -71,6 +114,25 @@ fn main() {
     let args = Args::parse();
     if args.clients == 0 || args.duration_s <= 0.0 || args.warmup_s < 0.0 {
         eprintln!("cstore-peers: --clients must be ≥ 1, --duration-s > 0, --warmup-s ≥ 0");
+        std::process::exit(2);
+    }
+    if args.failover_trials == 0
+        || args.failover_clients == 0
+        || args.read_clients == 0
+        || args.read_docs == 0
+        || args.failover_request_timeout_ms == 0
+        || args.failover_steady_s <= 0.0
+        || args.failover_pause_s < 0.0
+    {
+        eprintln!(
+            "cstore-peers: --failover-trials, --failover-clients, --failover-request-timeout-ms, \
+             --read-clients, --read-docs must be ≥ 1, --failover-steady-s > 0, --failover-pause-s ≥ 0"
+        );
+        std::process::exit(2);
+    }
+    let known = ["writes", "cluster", "failover", "reads", "recovery"];
+    if let Some(unknown) = args.workloads.iter().find(|w| !known.contains(&w.as_str())) {
+        eprintln!("cstore-peers: unknown workload {unknown:?} (known: {known:?})");
         std::process::exit(2);
     }
     if let Err(e) = std::fs::create_dir_all(&args.out) {
@@ -104,6 +166,58 @@ fn main() {
             &table::writes_verdict(&rows),
         );
         write(&args.out, "writes.csv", &table::writes_csv(&rows));
+    }
+    if wants("failover") {
+        let config = FailoverConfig {
+            trials: args.failover_trials,
+            clients: args.failover_clients,
+            steady: Duration::from_secs_f64(args.failover_steady_s),
+            pause: Duration::from_secs_f64(args.failover_pause_s),
+            request_timeout: Duration::from_millis(args.failover_request_timeout_ms),
+            ack_timeout: FAILOVER_ACK_TIMEOUT,
+        };
+        let results = [
+            (
+                "cstore 3-member Raft cluster",
+                failover::measure_cstore(&runtime, config),
+            ),
+            (
+                "etcd 3.4 (3 members)",
+                failover::measure_etcd(&runtime, config, ETCD_FAILOVER_OFFSET),
+            ),
+        ];
+        let rows: Vec<_> = results
+            .into_iter()
+            .map(|(system, outcome)| {
+                outcome.map_err(|e| {
+                    let reason = match e {
+                        PeerError::Unavailable(reason) => reason,
+                        other => other.to_string(),
+                    };
+                    println!("    {system}: not available: {reason}");
+                    (system.to_string(), reason)
+                })
+            })
+            .collect();
+        let markdown = table::failover_markdown(&rows);
+        let verdict = table::failover_verdict(&rows);
+        println!("\n{markdown}\n{verdict}");
+        write(&args.out, "failover.md", &markdown);
+        write(&args.out, "failover-verdict.md", &verdict);
+    }
+    if wants("reads") {
+        let config = ReadConfig {
+            readers: args.read_clients,
+            docs: args.read_docs,
+            window: WriteConfig {
+                clients: args.read_clients,
+                ..config
+            },
+        };
+        let rows = reads::measure_all(&runtime, config, ETCD_READS_OFFSET);
+        let markdown = table::reads_markdown(&rows);
+        println!("\n{markdown}");
+        write(&args.out, "reads.md", &markdown);
     }
     if wants("recovery") {
         let default_every = LeaderConfig::default().checkpoint_every_entries;
@@ -213,7 +327,8 @@ fn single_node_rows(runtime: &tokio::runtime::Runtime, config: WriteConfig) -> V
     rows
 }
 
-/// cstore leader + 2 followers with ack=replicas:2, then 3 etcd members.
+/// cstore leader + 2 followers with ack=replicas:2, a 3-member cstore Raft cluster, then 3 etcd
+/// members.
 fn cluster_rows(runtime: &tokio::runtime::Runtime, config: WriteConfig) -> Vec<WriteRow> {
     let workload = "3 copies";
     let mut rows = Vec::new();
@@ -233,6 +348,30 @@ fn cluster_rows(runtime: &tokio::runtime::Runtime, config: WriteConfig) -> Vec<W
     rows.push(row(
         workload,
         "cstore leader + 2 followers (ack=replicas:2)",
+        outcome,
+    ));
+
+    println!("==> {workload}: cstore 3-member Raft cluster, writes to the leader");
+    let outcome = RaftCluster::start(3).and_then(|cluster| {
+        let leader = cluster.leader()?;
+        let target = Target::Cstore {
+            url: cluster.urls()[leader].clone(),
+            ack: None,
+        };
+        measure(
+            runtime,
+            &target,
+            config,
+            &format!(
+                "cstore pids {:?}, leader member {}",
+                cluster.pids(),
+                leader + 1
+            ),
+        )
+    });
+    rows.push(row(
+        workload,
+        "cstore 3-member Raft cluster (writes to the leader, majority-durable)",
         outcome,
     ));
 

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 
-use super::target::Target;
+use super::target::{Target, Writer};
 use crate::tally::Tally;
 
 /// Error messages kept per run.
@@ -89,26 +89,58 @@ pub struct WriteSummary {
     pub errors: u64,
 }
 
+/// One closed-loop client's request: request `n` (numbers come from a counter shared by the
+/// run's clients), answered `Ok` when the system acknowledged it.
+pub trait Request: Send + 'static {
+    /// Sends request `n` and waits for its answer.
+    fn send(&mut self, n: u64) -> impl Future<Output = Result<(), String>> + Send;
+}
+
+impl Request for Writer {
+    fn send(&mut self, n: u64) -> impl Future<Output = Result<(), String>> + Send {
+        self.write(n)
+    }
+}
+
+/// The HTTP client every run shares: a keep-alive pool of `clients` connections per host.
+pub fn http_client(clients: usize, timeout: Duration) -> Result<reqwest::Client, String> {
+    reqwest::Client::builder()
+        .pool_max_idle_per_host(clients)
+        .tcp_nodelay(true)
+        .timeout(timeout)
+        .build()
+        .map_err(|e| format!("building the HTTP client: {e}"))
+}
+
 /// Drives `target` with `config.clients` closed-loop clients and reports the measured window.
 pub async fn run_writes(target: &Target, config: WriteConfig) -> Result<WriteReport, String> {
     assert!(config.clients > 0, "at least one client");
-    let http = reqwest::Client::builder()
-        .pool_max_idle_per_host(config.clients)
-        .tcp_nodelay(true)
-        .timeout(REQUEST_TIMEOUT)
-        .build()
-        .map_err(|e| format!("building the HTTP client: {e}"))?;
+    let http = http_client(config.clients, REQUEST_TIMEOUT)?;
     let mut writers = Vec::with_capacity(config.clients);
     for _ in 0..config.clients {
         writers.push(target.writer(&http).await?);
     }
+    run_closed_loop(writers, config).await
+}
+
+/// Drives one closed-loop client per element of `clients` (`config.clients` is ignored) for the
+/// warm-up and the window of `config`; counts the requests started inside the window.
+pub async fn run_closed_loop<R: Request>(
+    clients: Vec<R>,
+    config: WriteConfig,
+) -> Result<WriteReport, String> {
+    assert!(!clients.is_empty(), "at least one client");
+    let config = WriteConfig {
+        clients: clients.len(),
+        ..config
+    };
     let next = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     let window_start = started + config.warmup;
     let window_end = window_start + config.duration;
-    let tasks: Vec<_> = writers
+    let tasks: Vec<_> = clients
         .into_iter()
-        .map(|mut writer| {
+        .map(|mut client| {
             let next = Arc::clone(&next);
             tokio::spawn(async move {
                 let mut tally = Tally::new(ERROR_SAMPLES_MAX);
@@ -118,7 +150,7 @@ pub async fn run_writes(target: &Target, config: WriteConfig) -> Result<WriteRep
                         break;
                     }
                     let n = next.fetch_add(1, Ordering::Relaxed);
-                    let outcome = writer.write(n).await;
+                    let outcome = client.send(n).await;
                     if sent >= window_start {
                         tally.record(sent, outcome);
                     }

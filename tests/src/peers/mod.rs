@@ -10,15 +10,27 @@
 //!
 //! ```text
 //!   cstore-peers ──► writes:   cstore (ack local) │ etcd 1 member │ redis appendfsync always
-//!                ──► cluster:  cstore leader + 2 followers (ack replicas:2) │ etcd 3 members
+//!                ──► cluster:  cstore leader + 2 followers (ack replicas:2) │ cstore 3-member
+//!                              Raft cluster (majority) │ etcd 3 members
+//!                ──► failover: kill -9 of the leader, ≥ 20 trials: time to the first fresh
+//!                              acknowledged write, cstore Raft │ etcd (3 members each)
+//!                ──► reads:    local / linearizable reads on leader and follower, cstore Raft │
+//!                              etcd serializable / linearizable ranges (3 members each)
 //!                ──► recovery: 1M entries, kill -9, time to /v1/health and the LSN back
 //!        each run: driver (N clients × closed loop) ──► WriteReport (ops/s, p50, p99)
 //! ```
+//!
+//! `cstore-soak` (`scripts/soak-cluster.sh`) uses the same pieces for its long run: saturated
+//! writes on a Raft cluster's leader, then the election counters of `/metrics` ([`metrics`]).
 
 pub mod cluster;
 pub mod driver;
 pub mod error;
+pub mod failover;
+pub mod metrics;
 pub mod peer;
+pub mod raft;
+pub mod reads;
 pub mod recovery;
 pub mod redis_benchmark;
 pub mod resp;
@@ -26,7 +38,7 @@ pub mod table;
 pub mod target;
 pub mod walgen;
 
-pub use driver::{WriteConfig, WriteReport, WriteSummary, run_writes};
+pub use driver::{Request, WriteConfig, WriteReport, WriteSummary, run_closed_loop, run_writes};
 pub use error::PeerError;
 pub use peer::PeerProcess;
 pub use target::Target;

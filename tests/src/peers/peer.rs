@@ -1,6 +1,7 @@
 //! Peer processes (etcd, redis) for the comparison: each on its own temp data dir and fixed
 //! high loopback ports, its output in a log file, stopped by its own PID (SIGKILL on drop; the
-//! benchmark never needs their data afterwards).
+//! benchmark never needs their data afterwards). The failover workload kills an etcd member
+//! with SIGKILL and starts it again on the same data dir ([`PeerProcess::restart`]).
 //!
 //! The ports are fixed so a reader can reproduce a run by hand (and so etcd's members can name
 //! each other up front); they sit well above the usual 2379/6379 to stay clear of any system
@@ -34,6 +35,9 @@ const LOG_TAIL_BYTES: usize = 2000;
 #[derive(Debug)]
 pub struct PeerProcess {
     name: String,
+    program: String,
+    package: String,
+    args: Vec<String>,
     child: Option<Child>,
     log: PathBuf,
     // Dropped after the process is dead.
@@ -56,41 +60,68 @@ impl PeerProcess {
             reason: format!("creating {}: {e}", data.display()),
         })?;
         let log = root.path().join("output.log");
-        let file = std::fs::File::create(&log).map_err(|e| PeerError::Start {
-            name: name.into(),
-            reason: format!("creating {}: {e}", log.display()),
-        })?;
-        let stderr = file.try_clone().map_err(|e| PeerError::Start {
-            name: name.into(),
-            reason: format!("cloning a file handle: {e}"),
-        })?;
         let data_text = data.display().to_string();
         let args: Vec<String> = args
             .iter()
             .map(|a| a.replace("{dir}", &data_text))
             .collect();
-        let child = Command::new(program)
-            .args(&args)
+        let mut peer = PeerProcess {
+            name: name.into(),
+            program: program.into(),
+            package: package.into(),
+            args,
+            child: None,
+            log,
+            root,
+        };
+        peer.launch()?;
+        Ok(peer)
+    }
+
+    /// Starts the stopped process again with the same arguments and data dir (its output is
+    /// appended to the same log). Does not wait for it: see [`PeerProcess::wait_ready`].
+    pub fn restart(&mut self) -> Result<(), PeerError> {
+        if self.child.is_some() {
+            return Err(PeerError::Start {
+                name: self.name.clone(),
+                reason: "restart of a running process".into(),
+            });
+        }
+        self.launch()
+    }
+
+    fn launch(&mut self) -> Result<(), PeerError> {
+        let name = self.name.clone();
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .map_err(|e| PeerError::Start {
+                name: name.clone(),
+                reason: format!("opening {}: {e}", self.log.display()),
+            })?;
+        let stderr = file.try_clone().map_err(|e| PeerError::Start {
+            name: name.clone(),
+            reason: format!("cloning a file handle: {e}"),
+        })?;
+        let child = Command::new(&self.program)
+            .args(&self.args)
             .stdin(Stdio::null())
             .stdout(file)
             .stderr(stderr)
             .spawn()
             .map_err(|e| match e.kind() {
                 std::io::ErrorKind::NotFound => PeerError::Missing {
-                    program: program.into(),
-                    package: package.into(),
+                    program: self.program.clone(),
+                    package: self.package.clone(),
                 },
                 _ => PeerError::Start {
-                    name: name.into(),
-                    reason: format!("spawning {program}: {e}"),
+                    name,
+                    reason: format!("spawning {}: {e}", self.program),
                 },
             })?;
-        Ok(PeerProcess {
-            name: name.into(),
-            child: Some(child),
-            log,
-            root,
-        })
+        self.child = Some(child);
+        Ok(())
     }
 
     /// The process id while it runs.
@@ -120,7 +151,12 @@ impl PeerProcess {
         }
     }
 
-    /// Kills the process by its PID and reaps it.
+    /// True while the process has not been stopped (it may have exited by itself).
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    /// Kills the process by its PID (SIGKILL) and reaps it.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
@@ -215,17 +251,21 @@ impl EtcdCluster {
 
     /// The client URL of the current raft leader (writes sent elsewhere are forwarded to it).
     pub fn leader_url(&self) -> Result<String, PeerError> {
+        Ok(self.client_urls[self.leader_index()?].clone())
+    }
+
+    /// The index of the member that leads now, asking every running member's
+    /// `/v3/maintenance/status` (the first that says it leads).
+    pub fn leader_index(&self) -> Result<usize, PeerError> {
         let http = blocking_http();
-        for url in &self.client_urls {
-            let status: Value = http
-                .post(format!("{url}/v3/maintenance/status"))
-                .body("{}")
-                .send()
-                .and_then(|r| r.json())
-                .map_err(|e| PeerError::net(format!("etcd status at {url}"), e))?;
+        for (i, url) in self.client_urls.iter().enumerate() {
+            if !self.members[i].is_running() {
+                continue;
+            }
+            let status = etcd_status(&http, url)?;
             let member = status["header"]["member_id"].as_str();
             if member.is_some() && member == status["leader"].as_str() {
-                return Ok(url.clone());
+                return Ok(i);
             }
         }
         Err(PeerError::net(
@@ -234,10 +274,78 @@ impl EtcdCluster {
         ))
     }
 
-    /// PIDs of the members.
+    /// The client URLs of the members, by index.
+    pub fn client_urls(&self) -> &[String] {
+        &self.client_urls
+    }
+
+    /// PIDs of the running members.
     pub fn pids(&self) -> Vec<u32> {
         self.members.iter().filter_map(PeerProcess::pid).collect()
     }
+
+    /// Member `i`'s PID while it runs.
+    pub fn pid(&self, i: usize) -> Option<u32> {
+        self.members[i].pid()
+    }
+
+    /// Kills member `i` with SIGKILL by its PID and reaps it.
+    pub fn kill9(&mut self, i: usize) {
+        self.members[i].stop();
+    }
+
+    /// Starts the killed member `i` again on its data dir (it rejoins the cluster it was in)
+    /// and waits until it answers its health check.
+    pub fn restart(&mut self, i: usize) -> Result<(), PeerError> {
+        self.members[i].restart()?;
+        let http = blocking_http();
+        let url = self.client_urls[i].clone();
+        self.members[i].wait_ready(|| etcd_healthy(&http, &url))
+    }
+
+    /// Waits until every member answers its health check and all name the same leader, one of
+    /// them; returns its index. `None` when that does not happen within `timeout`.
+    pub fn wait_healthy(&self, timeout: Duration) -> Option<usize> {
+        let http = blocking_http();
+        let started = Instant::now();
+        loop {
+            if let Some(leader) = self.agreed_leader(&http) {
+                return Some(leader);
+            }
+            if started.elapsed() > timeout {
+                return None;
+            }
+            std::thread::sleep(POLL);
+        }
+    }
+
+    fn agreed_leader(&self, http: &reqwest::blocking::Client) -> Option<usize> {
+        let mut leader = None;
+        let mut ids = Vec::with_capacity(self.client_urls.len());
+        for (member, url) in self.members.iter().zip(&self.client_urls) {
+            if !member.is_running() || !etcd_healthy(http, url) {
+                return None;
+            }
+            let status = etcd_status(http, url).ok()?;
+            let named = status["leader"].as_str()?.to_string();
+            if named == "0" || leader.as_ref().is_some_and(|l| *l != named) {
+                return None;
+            }
+            leader = Some(named);
+            ids.push(status["header"]["member_id"].as_str()?.to_string());
+        }
+        let leader = leader?;
+        ids.iter().position(|id| *id == leader)
+    }
+}
+
+/// A member's `/v3/maintenance/status` (ids are strings in the JSON gateway).
+fn etcd_status(http: &reqwest::blocking::Client, url: &str) -> Result<Value, PeerError> {
+    http.post(format!("{url}/v3/maintenance/status"))
+        .body("{}")
+        .send()
+        .and_then(|r| r.json())
+        .map_err(|e| PeerError::net(format!("etcd status at {url}"), e))
 }
 
 /// Starts redis with an append-only file synced on every write (`appendfsync always`), no RDB

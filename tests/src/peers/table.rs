@@ -6,12 +6,16 @@
 use std::fmt::Write as _;
 
 use super::driver::WriteSummary;
+use super::failover::FailoverReport;
+use super::reads::ReadRow;
 use super::recovery::RecoveryReport;
 
 /// Durable writes must reach this multiple of etcd's single-member ops/s.
 pub const WRITES_VS_ETCD_TARGET: f64 = 5.0;
 /// Recovery must replay at least this many entries per second.
 pub const REPLAY_TARGET_PER_S: f64 = 1_000_000.0;
+/// cstore's write unavailability after a leader kill, p99, must stay at or under this.
+pub const FAILOVER_P99_TARGET_MS: f64 = 1_000.0;
 
 /// One line of the write comparison.
 #[derive(Debug)]
@@ -71,10 +75,20 @@ pub fn writes_markdown(rows: &[WriteRow]) -> String {
     out
 }
 
-/// The verdict on the durable-write target, one line per workload with a cstore row.
+/// The verdict on the durable-write target, one line per cstore row (named by its workload,
+/// and by its system too where a workload has more than one cstore row).
 pub fn writes_verdict(rows: &[WriteRow]) -> String {
     let mut out = String::new();
     for row in rows.iter().filter(|r| r.system.starts_with("cstore")) {
+        let cstore_rows = rows
+            .iter()
+            .filter(|r| r.workload == row.workload && r.system.starts_with("cstore"))
+            .count();
+        let name = if cstore_rows > 1 {
+            format!("{}, {}", row.workload, row.system)
+        } else {
+            row.workload.clone()
+        };
         let line = match (row.ops_per_s(), etcd_ops(rows, &row.workload)) {
             (Some(ours), Some(etcd)) => {
                 let ratio = ours / etcd;
@@ -84,11 +98,10 @@ pub fn writes_verdict(rows: &[WriteRow]) -> String {
                     "MISSED"
                 };
                 format!(
-                    "- {}: cstore {ours:.0} ops/s = {ratio:.1}× etcd ({etcd:.0}); target ≥ {WRITES_VS_ETCD_TARGET}×: **{verdict}**",
-                    row.workload
+                    "- {name}: cstore {ours:.0} ops/s = {ratio:.1}× etcd ({etcd:.0}); target ≥ {WRITES_VS_ETCD_TARGET}×: **{verdict}**"
                 )
             }
-            _ => format!("- {}: no comparison (a row is not available)", row.workload),
+            _ => format!("- {name}: no comparison (a row is not available)"),
         };
         out.push_str(&line);
         out.push('\n');
@@ -159,6 +172,137 @@ pub fn recovery_markdown(rows: &[Result<RecoveryReport, (String, String)>]) -> S
     out
 }
 
+/// The markdown table of the failover trials: one row per system.
+pub fn failover_markdown(rows: &[Result<FailoverReport, (String, String)>]) -> String {
+    let mut out = String::new();
+    out.push_str("| system | election settings | trials | p50 ms | p99 ms | max ms | failed trials | writes acked / failed during the trials |\n");
+    out.push_str("|---|---|---:|---:|---:|---:|---:|---:|\n");
+    for row in rows {
+        match row {
+            Ok(r) if !r.unavailable_ms.is_empty() => {
+                let ms = |q: f64| {
+                    r.quantile_ms(q)
+                        .map_or_else(|| "–".into(), |v| format!("{v:.0}"))
+                };
+                let _ = writeln!(
+                    out,
+                    "| {} | {} | {} | {} | {} | {} | {} | {} / {} |",
+                    r.system,
+                    r.settings,
+                    r.unavailable_ms.len(),
+                    ms(0.5),
+                    ms(0.99),
+                    ms(1.0),
+                    r.failures.len(),
+                    r.acked,
+                    r.errors
+                );
+            }
+            Ok(r) => {
+                let reason = r
+                    .failures
+                    .first()
+                    .map_or_else(|| "no trial ran".to_string(), |f| one_line(f));
+                let _ = writeln!(
+                    out,
+                    "| {} | {} | not available: {reason} | | | | | |",
+                    r.system, r.settings
+                );
+            }
+            Err((system, reason)) => {
+                let _ = writeln!(
+                    out,
+                    "| {system} | | not available: {} | | | | | |",
+                    one_line(reason)
+                );
+            }
+        }
+    }
+    out
+}
+
+/// The verdict on cstore's failover target, and every trial's figure per system.
+pub fn failover_verdict(rows: &[Result<FailoverReport, (String, String)>]) -> String {
+    let mut out = String::new();
+    for row in rows {
+        let Ok(r) = row else { continue };
+        if r.system.starts_with("cstore") {
+            let line = match r.quantile_ms(0.99) {
+                Some(p99) => {
+                    let verdict = if p99 <= FAILOVER_P99_TARGET_MS && r.failures.is_empty() {
+                        "met"
+                    } else {
+                        "MISSED"
+                    };
+                    format!(
+                        "- cstore: p99 {p99:.0} ms over {} trials ({} failed); target p99 ≤ {FAILOVER_P99_TARGET_MS:.0} ms: **{verdict}**",
+                        r.unavailable_ms.len(),
+                        r.failures.len()
+                    )
+                }
+                None => "- cstore: no trial completed; target p99 ≤ 1000 ms: **MISSED**".into(),
+            };
+            out.push_str(&line);
+            out.push('\n');
+        }
+    }
+    for row in rows {
+        let Ok(r) = row else { continue };
+        let values: Vec<String> = r.unavailable_ms.iter().map(|v| format!("{v:.0}")).collect();
+        let _ = writeln!(
+            out,
+            "- {}, each trial in order (ms): {}",
+            r.system,
+            if values.is_empty() {
+                "none".to_string()
+            } else {
+                values.join(", ")
+            }
+        );
+        for failure in &r.failures {
+            let _ = writeln!(out, "  - {}", one_line(failure));
+        }
+    }
+    out
+}
+
+/// The markdown table of read latencies.
+pub fn reads_markdown(rows: &[ReadRow]) -> String {
+    let mut out = String::new();
+    out.push_str("| system | read | on | reads/s | p50 ms | p99 ms | p99.9 ms | errors |\n");
+    out.push_str("|---|---|---|---:|---:|---:|---:|---:|\n");
+    for row in rows {
+        match &row.outcome {
+            Ok(s) => {
+                let _ = writeln!(
+                    out,
+                    "| {} | {} | {} | {:.0} | {:.2} | {:.2} | {} | {} |",
+                    row.system,
+                    row.read,
+                    row.member,
+                    s.ops_per_s,
+                    s.p50_ms,
+                    s.p99_ms,
+                    s.p999_ms
+                        .map_or_else(|| "–".to_string(), |ms| format!("{ms:.2}")),
+                    s.errors
+                );
+            }
+            Err(reason) => {
+                let _ = writeln!(
+                    out,
+                    "| {} | {} | {} | not available: {} | | | | |",
+                    row.system,
+                    row.read,
+                    row.member,
+                    one_line(reason)
+                );
+            }
+        }
+    }
+    out
+}
+
 fn etcd_ops(rows: &[WriteRow], workload: &str) -> Option<f64> {
     rows.iter()
         .find(|r| r.workload == workload && r.system.starts_with("etcd"))
@@ -188,5 +332,78 @@ mod tests {
         );
         assert_eq!(writes_csv(&rows).lines().count(), 1, "only the header");
         assert!(writes_verdict(&rows).contains("no comparison"));
+    }
+
+    fn summary(ops_per_s: f64) -> WriteSummary {
+        WriteSummary {
+            ops_per_s,
+            p50_ms: 1.0,
+            p99_ms: 2.0,
+            p999_ms: None,
+            errors: 0,
+        }
+    }
+
+    #[test]
+    fn two_cstore_rows_of_one_workload_get_a_verdict_each_by_name() {
+        let row = |system: &str, ops| WriteRow {
+            workload: "3 copies".into(),
+            system: system.into(),
+            outcome: Ok(summary(ops)),
+        };
+        let rows = vec![
+            row("cstore leader + 2 followers", 2000.0),
+            row("cstore 3-member Raft cluster", 6000.0),
+            row("etcd 3.4 (3 members)", 1000.0),
+        ];
+        let verdict = writes_verdict(&rows);
+        assert!(
+            verdict.contains("- 3 copies, cstore 3-member Raft cluster: cstore 6000 ops/s = 6.0× etcd (1000); target ≥ 5×: **met**"),
+            "{verdict}"
+        );
+        assert!(verdict.contains("2.0× etcd"), "{verdict}");
+        assert!(writes_markdown(&rows).contains("| 6.0× |"));
+    }
+
+    #[test]
+    fn failover_rows_show_quantiles_or_the_reason() {
+        let mut ours = FailoverReport {
+            system: "cstore 3-member Raft cluster".into(),
+            settings: "defaults".into(),
+            unavailable_ms: (1..=20).map(|i| f64::from(i) * 50.0).collect(),
+            failures: Vec::new(),
+            acked: 10,
+            errors: 3,
+            error_samples: Vec::new(),
+        };
+        let rows = vec![
+            Ok(ours),
+            Err((
+                "etcd 3.4 (3 members)".to_string(),
+                "etcd is not installed\nmore".to_string(),
+            )),
+        ];
+        let table = failover_markdown(&rows);
+        assert!(
+            table.contains(
+                "| cstore 3-member Raft cluster | defaults | 20 | 500 | 1000 | 1000 | 0 | 10 / 3 |"
+            ),
+            "{table}"
+        );
+        assert!(
+            table.contains("| etcd 3.4 (3 members) | | not available: etcd is not installed |")
+        );
+        assert!(failover_verdict(&rows).contains("target p99 ≤ 1000 ms: **met**"));
+        let Ok(first) = &rows[0] else { unreachable!() };
+        ours = FailoverReport {
+            unavailable_ms: vec![1200.0],
+            failures: Vec::new(),
+            acked: 0,
+            errors: 0,
+            error_samples: Vec::new(),
+            system: first.system.clone(),
+            settings: first.settings.clone(),
+        };
+        assert!(failover_verdict(&[Ok(ours)]).contains("**MISSED**"));
     }
 }
