@@ -140,6 +140,14 @@ fn chaos(members: usize, rounds: usize, name: &str) {
             "seed {seed}: inserts nobody sent: {unexpected:?}"
         );
     }
+    // Retries across failovers were answered as duplicates (never applied twice: a second
+    // apply of an insert would have been refused as `already_exists`, which fails the run).
+    if rounds >= 20 {
+        assert!(
+            outcomes.duplicates > 0,
+            "seed {seed}: no retry met its own committed write; exactly-once went untested"
+        );
+    }
     // The history is linearizable.
     match check(&outcomes.history) {
         Verdict::Linearizable => {}

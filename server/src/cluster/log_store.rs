@@ -54,6 +54,9 @@ pub struct SideRecord {
     pub purged: Option<RaftLogId>,
     /// The log id of the snapshot last saved or installed.
     pub snapshot: Option<RaftLogId>,
+    /// Set while a snapshot install replaces the log: the `(purged, snapshot)` from before it,
+    /// so that `open` can tell a finished install from one a crash interrupted.
+    pub installing: Option<(Option<RaftLogId>, Option<RaftLogId>)>,
 }
 
 /// Why the log store cannot open.
@@ -136,6 +139,7 @@ impl LogShared {
                 side
             }
         };
+        let side = finish_or_undo_install(&mut store, side)?;
         let state = store.log_state();
         let last = if state.last.lsn >= state.first {
             let entry = store.read_range_blocking(state.last.lsn, state.last.lsn.next())?;
@@ -220,17 +224,18 @@ impl LogShared {
             drop(store);
             return self.save_side(|side| side.snapshot = Some(log_id));
         }
-        // Record the new purge point first: a crash after it and before the reset leaves a
-        // record that is ahead of the log, which `open` reads as "nothing held past it".
+        // Journal the install in the side record first: a crash before the file store's
+        // reset commits leaves the old log, and `open` puts the old purge point back.
         drop(store);
         self.save_side(|side| {
+            side.installing = Some((side.purged, side.snapshot));
             side.snapshot = Some(log_id);
             side.purged = Some(log_id);
         })?;
         lock(&self.store).install_snapshot_blocking(snapshot)?;
         lock(&self.recent).clear();
         *lock(&self.last) = Some(log_id);
-        Ok(())
+        self.save_side(|side| side.installing = None)
     }
 
     /// The snapshot last saved or installed, with its log id, if the side record knows it.
@@ -349,6 +354,41 @@ impl LogShared {
     }
 }
 
+/// At open, after a crash during a snapshot install: the file store either committed the
+/// reset (it starts right after the snapshot) or it did not (the old log is there), and the
+/// side record is made to say the same.
+fn finish_or_undo_install(
+    store: &mut FileStore,
+    side: SideRecord,
+) -> Result<SideRecord, StorageError> {
+    let Some((purged, snapshot)) = side.installing else {
+        return Ok(side);
+    };
+    let installed = side.snapshot.is_some_and(|id| {
+        store.log_state().first == lsn_of(id.index()).next()
+            && store
+                .load_snapshot_blocking()
+                .ok()
+                .flatten()
+                .is_some_and(|s| s.position.lsn == lsn_of(id.index()))
+    });
+    let fixed = if installed {
+        SideRecord {
+            installing: None,
+            ..side
+        }
+    } else {
+        SideRecord {
+            purged,
+            snapshot,
+            installing: None,
+            ..side
+        }
+    };
+    store.save_side_record_blocking(SIDE_RECORD, &fixed)?;
+    Ok(fixed)
+}
+
 /// Runs `f` on the blocking pool (the file store syncs).
 async fn blocking<T: Send + 'static>(
     shared: &Arc<LogShared>,
@@ -461,5 +501,158 @@ impl RaftLogStorage<ClusterTypes> for LogStore {
 
     async fn purge(&mut self, log_id: RaftLogId) -> Result<(), io::Error> {
         blocking(&self.shared, move |shared| shared.purge(log_id)).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use openraft::EntryPayload;
+
+    use super::*;
+    use crate::cluster::types::Proposal;
+    use cstore_core::doc::RawDoc;
+    use cstore_core::state::State;
+    use cstore_core::{Op, TimestampMs, Txn};
+
+    fn temp_dir(name: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "cstore-cluster-log-{name}-{}-{}",
+            std::process::id(),
+            crate::clock::now_ms().0
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    fn entry(term: u64, index: u64) -> RaftEntry {
+        let doc = RawDoc::from_value(&serde_json::json!({"_id": format!("d{index}")})).unwrap();
+        RaftEntry {
+            log_id: RaftLogId::new_term_index(term, index),
+            payload: EntryPayload::Normal(Proposal {
+                timestamp: TimestampMs(index),
+                txn: Txn::single(Op::Insert {
+                    collection: "c".into(),
+                    doc,
+                }),
+            }),
+        }
+    }
+
+    fn open(dir: &std::path::Path) -> Arc<LogShared> {
+        LogShared::open(FileStore::open(dir).unwrap(), 7).unwrap()
+    }
+
+    #[test]
+    fn entries_votes_and_truncation_survive_a_reopen() {
+        let dir = temp_dir("reopen");
+        let log = open(&dir);
+        log.append((0..6).map(|i| entry(1, i)).collect()).unwrap();
+        let vote = RaftVote::new(2, 7);
+        log.save_side(|side| side.vote = Some(vote)).unwrap();
+        // A conflicting tail replaced by a new term's entries.
+        log.truncate_after(Some(RaftLogId::new_term_index(1, 3)))
+            .unwrap();
+        log.append(vec![entry(2, 4), entry(2, 5)]).unwrap();
+        let before = log.last_position();
+        drop(log);
+
+        let log = open(&dir);
+        assert_eq!(log.side().vote, Some(vote));
+        assert_eq!(log.last_position(), before);
+        assert_eq!(
+            log.log_state().last_log_id,
+            Some(RaftLogId::new_term_index(2, 5))
+        );
+        let read = log.entries(0, 6).unwrap();
+        let expected: Vec<RaftEntry> = (0..4)
+            .map(|i| entry(1, i))
+            .chain([entry(2, 4), entry(2, 5)])
+            .collect();
+        assert_eq!(read, expected);
+        // The stored chain is the one `entry.rs` builds from these entries.
+        let mut prev = LogPosition::START;
+        for e in &expected {
+            prev = to_log_entry(prev, e).position();
+        }
+        assert_eq!(prev, before);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_directory_of_another_member_or_a_single_node_log_is_refused() {
+        let dir = temp_dir("others");
+        drop(open(&dir));
+        let error = LogShared::open(FileStore::open(&dir).unwrap(), 8).unwrap_err();
+        assert!(
+            matches!(
+                error,
+                LogOpenError::OtherMember {
+                    expected: 8,
+                    found: 7
+                }
+            ),
+            "{error}"
+        );
+
+        let single = temp_dir("single");
+        let mut store = FileStore::open(&single).unwrap();
+        let state = State::new();
+        let e = cstore_core::LogEntry::new(
+            state.applied(),
+            cstore_core::Term(1),
+            TimestampMs(1),
+            Txn::tick(),
+        );
+        store.append_blocking(&[e]).unwrap();
+        let error = LogShared::open(store, 1).unwrap_err();
+        assert!(
+            matches!(error, LogOpenError::NotAMember { entries: 1 }),
+            "{error}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+        std::fs::remove_dir_all(&single).unwrap();
+    }
+
+    #[test]
+    fn an_install_interrupted_before_the_reset_leaves_the_old_log_consistent() {
+        let dir = temp_dir("install");
+        let log = open(&dir);
+        log.append((0..4).map(|i| entry(1, i)).collect()).unwrap();
+        let held = log.last_position();
+        // The crash: the side record journaled an install at index 20; the file store never
+        // got it.
+        log.save_side(|side| {
+            side.installing = Some((side.purged, side.snapshot));
+            side.purged = Some(RaftLogId::new_term_index(3, 20));
+            side.snapshot = Some(RaftLogId::new_term_index(3, 20));
+        })
+        .unwrap();
+        drop(log);
+        let log = open(&dir);
+        assert_eq!(log.side().purged, None);
+        assert_eq!(log.side().snapshot, None);
+        assert_eq!(log.side().installing, None);
+        assert_eq!(log.last_position(), held);
+        assert_eq!(
+            log.log_state().last_log_id,
+            Some(RaftLogId::new_term_index(1, 3))
+        );
+
+        // A finished install is kept.
+        let mut state = State::new();
+        for i in 0..4 {
+            let e = to_log_entry(state.applied(), &entry(1, i));
+            state.apply(&e).unwrap();
+        }
+        let snapshot = state.snapshot();
+        let id = RaftLogId::new_term_index(1, 3);
+        // The log holds it: the entries stay.
+        log.install_snapshot(&snapshot, id).unwrap();
+        assert_eq!(log.last_position(), held);
+        drop(log);
+        let log = open(&dir);
+        assert_eq!(log.side().snapshot, Some(id));
+        assert!(log.current_snapshot().unwrap().is_some());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

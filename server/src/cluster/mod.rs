@@ -211,8 +211,10 @@ struct Inner {
     http: reqwest::Client,
     ids: Mutex<IdGenerator>,
     watcher: Mutex<Option<tokio::task::JoinHandle<()>>>,
-    /// One proposal is checked and handed to Raft at a time (see `proposer.rs`).
-    propose: tokio::sync::Mutex<()>,
+    /// Writes waiting to be checked and proposed, in arrival order (see `proposer.rs`).
+    queue: tokio::sync::mpsc::Sender<proposer::Pending>,
+    /// The task that drains `queue`.
+    proposer_task: Mutex<Option<tokio::task::JoinHandle<()>>>,
     /// The term in which this member, as leader, has applied every earlier entry.
     ready_term: std::sync::atomic::AtomicU64,
     /// Why the lowest-id member does not initialize the cluster, if it does not.
@@ -244,7 +246,9 @@ impl std::fmt::Debug for Cluster {
     }
 }
 
-fn raft_config(config: &ClusterConfig) -> Result<openraft::Config, ClusterStartError> {
+/// openraft's configuration for a member with these tunables (the deterministic simulation in
+/// `server/tests/cluster_sim` runs the same).
+pub fn raft_config(config: &ClusterConfig) -> Result<openraft::Config, ClusterStartError> {
     let raft = openraft::Config {
         cluster_name: "cstore".into(),
         election_timeout_min: config.election_timeout_ms,
@@ -299,6 +303,7 @@ impl Cluster {
         )
         .await
         .map_err(|e| ClusterStartError::Raft(e.to_string()))?;
+        let (queue, pending) = tokio::sync::mpsc::channel(proposer::QUEUE_MAX);
         let cluster = Cluster {
             inner: Arc::new(Inner {
                 raft,
@@ -308,11 +313,14 @@ impl Cluster {
                 http,
                 ids: Mutex::new(IdGenerator::new(rand::random())),
                 watcher: Mutex::new(None),
-                propose: tokio::sync::Mutex::new(()),
+                queue,
+                proposer_task: Mutex::new(None),
                 ready_term: std::sync::atomic::AtomicU64::new(0),
                 init_error: Mutex::new(None),
             }),
         };
+        let proposer_task = tokio::spawn(cluster.clone().propose_loop(pending));
+        *cluster.inner.proposer_task.lock().expect("poisoned") = Some(proposer_task);
         let watcher = tokio::spawn(cluster.clone().watch_roles());
         *cluster.inner.watcher.lock().expect("poisoned") = Some(watcher);
         tokio::spawn(cluster.clone().initialize_when_fresh());
@@ -569,59 +577,29 @@ impl Cluster {
     /// writes before they get here).
     pub async fn write(&self, txn: Txn) -> Result<Lsn, WriteError> {
         self.ready_to_propose().await?;
-        let local = &self.inner.local;
+        let mut proposal = Proposal {
+            timestamp: crate::clock::now_ms(),
+            txn,
+        };
         // A retry of a write still in flight waits for that write, then is answered from the
         // applied state (a duplicate with the first write's LSN).
         for _ in 0..WRITE_TIMEOUT.as_millis() / 50 {
-            let proposal = Proposal {
-                timestamp: crate::clock::now_ms(),
-                txn: txn.clone(),
-            };
-            let answer = {
-                let _order = self.inner.propose.lock().await;
-                if !self.is_leader() {
-                    return Err(WriteError::NotLeader {
-                        leader_url: self.leader().map(|(_, url)| url),
-                    });
+            let (reply, replied) = tokio::sync::oneshot::channel();
+            self.inner
+                .queue
+                .send(proposer::Pending { proposal, reply })
+                .await
+                .map_err(|_| WriteError::ShuttingDown)?;
+            let answer = match replied.await {
+                Err(_) => return Err(WriteError::ShuttingDown),
+                Ok(proposer::Checked::Refused(error)) => return Err(error),
+                Ok(proposer::Checked::InFlightDuplicate(returned)) => {
+                    proposal = returned;
+                    self.wait_applied(self.applied_lsn().next(), Duration::from_millis(50))
+                        .await;
+                    continue;
                 }
-                let checked = {
-                    let mut state = local.state.write().expect("state lock poisoned");
-                    match local.inflight.check(&mut state, &proposal) {
-                        Ok(()) => Ok(()),
-                        Err(rejection) if proposer::is_inflight_duplicate(&rejection, &state) => {
-                            Err(None)
-                        }
-                        Err(rejection) => Err(Some(rejection)),
-                    }
-                };
-                match checked {
-                    Ok(()) => {}
-                    Err(Some(rejection)) => return Err(WriteError::Rejected(rejection)),
-                    Err(None) => {
-                        drop(_order);
-                        self.wait_applied(self.applied_lsn().next(), Duration::from_millis(50))
-                            .await;
-                        continue;
-                    }
-                }
-                if local.inflight.len() >= proposer::IN_FLIGHT_MAX {
-                    return Err(WriteError::Unavailable(format!(
-                        "{} writes are in flight; retry",
-                        proposer::IN_FLIGHT_MAX
-                    )));
-                }
-                local.inflight.push(proposal.clone());
-                let (responder, answer) = openraft::impls::ProgressResponder::complete_only();
-                if let Err(e) = self
-                    .inner
-                    .raft
-                    .client_write_ff(proposal, Some(responder))
-                    .await
-                {
-                    local.inflight.clear();
-                    return Err(WriteError::Unavailable(e.to_string()));
-                }
-                answer
+                Ok(proposer::Checked::Proposed(answer)) => answer,
             };
             return match tokio::time::timeout(WRITE_TIMEOUT, answer).await {
                 Err(_elapsed) => Err(WriteError::OutcomeUnknown(format!(
@@ -654,6 +632,78 @@ impl Cluster {
         Err(WriteError::OutcomeUnknown(
             "an earlier write with this origin is still in flight".into(),
         ))
+    }
+
+    /// Drains the queue of writes: takes every write waiting (up to a batch), checks them in
+    /// one pass on the state with the proposals in flight, hands the ones that apply to Raft in
+    /// that order, and answers each writer (see `proposer.rs`).
+    async fn propose_loop(self, mut queue: tokio::sync::mpsc::Receiver<proposer::Pending>) {
+        let local = Arc::clone(&self.inner.local);
+        while let Some(first) = queue.recv().await {
+            let room = proposer::IN_FLIGHT_MAX
+                .saturating_sub(local.inflight.len())
+                .max(1);
+            let mut batch = vec![first];
+            while batch.len() < room.min(proposer::BATCH_MAX) {
+                match queue.try_recv() {
+                    Ok(pending) => batch.push(pending),
+                    Err(_) => break,
+                }
+            }
+            if !self.is_leader() {
+                let leader_url = self.leader().map(|(_, url)| url);
+                for pending in batch {
+                    let _ = pending
+                        .reply
+                        .send(proposer::Checked::Refused(WriteError::NotLeader {
+                            leader_url: leader_url.clone(),
+                        }));
+                }
+                continue;
+            }
+            let (proposals, replies): (Vec<Proposal>, Vec<_>) =
+                batch.into_iter().map(|p| (p.proposal, p.reply)).unzip();
+            let checked: Vec<Result<(), Option<cstore_core::state::Rejection>>> = {
+                let mut state = local.state.write().expect("state lock poisoned");
+                local
+                    .inflight
+                    .check_batch(&mut state, &proposals)
+                    .into_iter()
+                    .map(|result| {
+                        result.map_err(|rejection| {
+                            (!proposer::is_inflight_duplicate(&rejection, &state))
+                                .then_some(rejection)
+                        })
+                    })
+                    .collect()
+            };
+            for ((proposal, reply), result) in proposals.into_iter().zip(replies).zip(checked) {
+                let answer = match result {
+                    Err(Some(rejection)) => {
+                        proposer::Checked::Refused(WriteError::Rejected(rejection))
+                    }
+                    Err(None) => proposer::Checked::InFlightDuplicate(proposal),
+                    Ok(()) => {
+                        local.inflight.push(proposal.clone());
+                        let (responder, answer) =
+                            openraft::impls::ProgressResponder::complete_only();
+                        match self
+                            .inner
+                            .raft
+                            .client_write_ff(proposal, Some(responder))
+                            .await
+                        {
+                            Ok(()) => proposer::Checked::Proposed(answer),
+                            Err(e) => {
+                                local.inflight.clear();
+                                proposer::Checked::Refused(WriteError::Unavailable(e.to_string()))
+                            }
+                        }
+                    }
+                };
+                let _ = reply.send(answer);
+            }
+        }
     }
 
     /// Makes sure this member, as leader, has applied every entry of earlier terms before it
@@ -934,6 +984,9 @@ impl Cluster {
 
     /// Stops openraft (the log store closes with it).
     pub async fn shutdown(&self) {
+        if let Some(task) = self.inner.proposer_task.lock().expect("poisoned").take() {
+            task.abort();
+        }
         if let Some(watcher) = self.inner.watcher.lock().expect("poisoned").take() {
             watcher.abort();
         }

@@ -5,10 +5,11 @@
 //! ```text
 //!  write(txn) ─► ready for this term? (ReadIndex once per term: every entry of earlier terms
 //!      │          is applied, so the check sees them)
-//!      ├─ lock (one proposal at a time: the log order is the check order)
-//!      │    state@applied ─► + in flight (speculative) ─► + this one: Err → refuse (nothing logged)
-//!      │                  ◄──────── revert every speculation ◄──────── Ok → in flight += this
-//!      │    client_write_ff(proposal) ─► unlock
+//!      ├─ queue ─► the proposer task takes every write waiting (one batch; its order is the
+//!      │           log order):
+//!      │    state@applied ─► + in flight ─► + each write of the batch: Err → refuse (nothing
+//!      │                  ◄── revert every speculation ◄──     logged); Ok → stays on for the next
+//!      │    in flight += the ones that passed; client_write_ff each, in order
 //!      └─ await the outcome (the state machine retires it from "in flight" when it applies)
 //! ```
 //!
@@ -26,10 +27,48 @@ use cstore_core::log::LogEntry;
 use cstore_core::state::{Rejection, State, TxnError};
 use cstore_core::{LogPosition, Term};
 
-use super::types::Proposal;
+use super::types::{ClusterTypes, Proposal};
 
-/// Most proposals in flight at once; more writers wait for the lock (backpressure).
+/// Most proposals in flight at once; more writers wait in the queue (backpressure).
 pub const IN_FLIGHT_MAX: usize = 4096;
+/// Most writes checked in one pass.
+pub const BATCH_MAX: usize = 512;
+/// Most writes waiting in the queue; more writers wait to enqueue (backpressure).
+pub const QUEUE_MAX: usize = 8192;
+
+/// A write waiting to be checked and proposed.
+#[derive(Debug)]
+pub struct Pending {
+    /// What to propose.
+    pub proposal: Proposal,
+    /// Where the check's answer goes.
+    pub reply: tokio::sync::oneshot::Sender<Checked>,
+}
+
+/// The answer of the check to a writer.
+pub enum Checked {
+    /// Handed to Raft: the outcome comes through this receiver once it applies.
+    Proposed(
+        openraft::alias::OneshotReceiverOf<
+            ClusterTypes,
+            openraft::raft::ClientWriteResult<ClusterTypes>,
+        >,
+    ),
+    /// A retry of a write still in flight: wait for it, then ask again.
+    InFlightDuplicate(Proposal),
+    /// Refused; nothing was proposed.
+    Refused(crate::leader::WriteError),
+}
+
+impl std::fmt::Debug for Checked {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Checked::Proposed(_) => f.write_str("Proposed"),
+            Checked::InFlightDuplicate(_) => f.write_str("InFlightDuplicate"),
+            Checked::Refused(e) => write!(f, "Refused({e})"),
+        }
+    }
+}
 
 /// Proposals handed to Raft by this member and not applied yet, oldest first.
 #[derive(Debug, Default)]
@@ -74,8 +113,18 @@ impl InFlight {
     /// Checks `proposal` on `state` with every proposal in flight applied before it, and
     /// leaves `state` exactly as it was.
     pub fn check(&self, state: &mut State, proposal: &Proposal) -> Result<(), Rejection> {
+        self.check_batch(state, std::slice::from_ref(proposal))
+            .pop()
+            .expect("one result per proposal")
+    }
+
+    /// Checks `batch` in order on `state` with every proposal in flight applied before it:
+    /// each proposal that passes stays applied (speculatively) for the ones after it, as it
+    /// will be in the log. Leaves `state` exactly as it was. One pass over the proposals in
+    /// flight serves the whole batch, which is what makes concurrent writers cheap.
+    pub fn check_batch(&self, state: &mut State, batch: &[Proposal]) -> Vec<Result<(), Rejection>> {
         let proposals = self.lock();
-        let mut applied = Vec::with_capacity(proposals.len());
+        let mut applied = Vec::with_capacity(proposals.len() + batch.len());
         for earlier in proposals.iter() {
             // One that no longer applies was applied already (its retirement races with this
             // check) or will be a no-op: either way nothing after it depends on it.
@@ -85,13 +134,18 @@ impl InFlight {
                 applied.push(speculation);
             }
         }
-        let result = state
-            .apply_speculative(&speculative_entry(state.applied(), proposal))
-            .map(|speculation| state.revert_speculation(speculation));
+        let results = batch
+            .iter()
+            .map(|proposal| {
+                state
+                    .apply_speculative(&speculative_entry(state.applied(), proposal))
+                    .map(|speculation| applied.push(speculation))
+            })
+            .collect();
         for speculation in applied.into_iter().rev() {
             state.revert_speculation(speculation);
         }
-        result
+        results
     }
 }
 
@@ -156,6 +210,12 @@ mod tests {
         inflight.push(mine.clone());
         let retry = inflight.check(&mut state, &mine).unwrap_err();
         assert!(is_inflight_duplicate(&retry, &state));
+
+        // In one batch, a proposal sees the ones before it.
+        let results = inflight.check_batch(&mut state, &[insert("x"), insert("x"), insert("y")]);
+        assert!(results[0].is_ok() && results[2].is_ok());
+        assert_eq!(results[1].as_ref().unwrap_err().code(), "already_exists");
+        assert_eq!(state.state_hash(), before);
 
         // Applied for real, they retire; a later check sees the applied state.
         state
