@@ -92,10 +92,30 @@ pub enum LogOpenError {
 pub struct LogShared {
     store: Mutex<FileStore>,
     side: Mutex<SideRecord>,
-    /// The log id of the last entry held (or the last purged one), as openraft sees the log.
+    /// The log id of the last entry appended (or the last purged one), as openraft sees the log:
+    /// appended entries are readable at once, durable once the WAL thread synced them.
     last: Mutex<Option<RaftLogId>>,
-    /// The newest entries, ascending and contiguous, ending at `last`.
+    /// The position (LSN, hash) of the last entry appended, synced or not: the next entry's
+    /// hash chains on it.
+    appended: Mutex<LogPosition>,
+    /// The newest entries, ascending and contiguous, ending at `last`. Entries the WAL thread
+    /// has not synced yet are never dropped from it.
     recent: Mutex<VecDeque<RaftEntry>>,
+    /// The last LSN the WAL thread made durable.
+    durable: Mutex<Lsn>,
+    /// Appends (and barriers) for the WAL thread, in order.
+    wal: Mutex<std::sync::mpsc::Sender<WalJob>>,
+}
+
+/// Work for the WAL thread.
+enum WalJob {
+    /// Write and sync these entries, then report the flush to openraft.
+    Append {
+        entries: Vec<LogEntry>,
+        flushed: IOFlushed<ClusterTypes>,
+    },
+    /// Answer once every earlier job is done (before a truncation, a purge, a vote).
+    Barrier(std::sync::mpsc::Sender<()>),
 }
 
 impl Debug for LogShared {
@@ -147,12 +167,23 @@ impl LogShared {
         } else {
             side.purged
         };
-        Ok(Arc::new(LogShared {
+        let appended = state.last;
+        let (wal, jobs) = std::sync::mpsc::channel();
+        let shared = Arc::new(LogShared {
             store: Mutex::new(store),
             side: Mutex::new(side),
             last: Mutex::new(last),
+            appended: Mutex::new(appended),
             recent: Mutex::new(VecDeque::new()),
-        }))
+            durable: Mutex::new(appended.lsn),
+            wal: Mutex::new(wal),
+        });
+        let weak = Arc::downgrade(&shared);
+        std::thread::Builder::new()
+            .name("cstore-raft-wal".into())
+            .spawn(move || wal_thread(&weak, &jobs))
+            .map_err(|e| StorageError::Io(format!("cannot start the WAL thread: {e}")))?;
+        Ok(shared)
     }
 
     /// The cluster's identity, once known.
@@ -214,6 +245,8 @@ impl LogShared {
     ) -> Result<(), StorageError> {
         let lsn = snapshot.position.lsn;
         assert_eq!(lsn, lsn_of(log_id.index()));
+        self.barrier()
+            .map_err(|e| StorageError::Io(e.to_string()))?;
         let mut store = lock(&self.store);
         let state = store.log_state();
         let holds = lsn >= state.first
@@ -232,7 +265,11 @@ impl LogShared {
             side.snapshot = Some(log_id);
             side.purged = Some(log_id);
         })?;
-        lock(&self.store).install_snapshot_blocking(snapshot)?;
+        let mut store = lock(&self.store);
+        store.install_snapshot_blocking(snapshot)?;
+        *lock(&self.appended) = store.log_state().last;
+        *lock(&self.durable) = store.log_state().last.lsn;
+        drop(store);
         lock(&self.recent).clear();
         *lock(&self.last) = Some(log_id);
         self.save_side(|side| side.installing = None)
@@ -255,61 +292,97 @@ impl LogShared {
     }
 
     fn entries(&self, start: u64, end: u64) -> io::Result<Vec<RaftEntry>> {
+        // The newest come from memory (some may not be on disk yet), older ones from the store.
+        let mut from_memory = Vec::new();
+        let mut memory_front = end;
         {
             let recent = lock(&self.recent);
-            if let Some(front) = recent.front()
-                && front.log_id.index() <= start
-            {
-                let skip = (start - front.log_id.index()) as usize;
-                return Ok(recent
-                    .iter()
-                    .skip(skip)
-                    .take((end - start) as usize)
-                    .cloned()
-                    .collect());
+            if let Some(front) = recent.front() {
+                let front = front.log_id.index();
+                if front < end {
+                    let skip = start.saturating_sub(front) as usize;
+                    memory_front = front.max(start);
+                    from_memory = recent
+                        .iter()
+                        .skip(skip)
+                        .take((end - memory_front) as usize)
+                        .cloned()
+                        .collect();
+                }
             }
         }
-        let store = lock(&self.store);
-        let state = store.log_state();
-        let from = lsn_of(start).max(state.first);
-        let to = lsn_of(end).min(state.last.lsn.next());
-        if from >= to {
-            return Ok(Vec::new());
+        let mut entries = Vec::new();
+        if start < memory_front {
+            let store = lock(&self.store);
+            let state = store.log_state();
+            let from = lsn_of(start).max(state.first);
+            let to = lsn_of(memory_front).min(state.last.lsn.next());
+            if from < to {
+                let stored = store.read_range_blocking(from, to).map_err(io_error)?;
+                entries.extend(stored.iter().map(to_raft_entry));
+            }
         }
-        let entries = store.read_range_blocking(from, to).map_err(io_error)?;
-        Ok(entries.iter().map(to_raft_entry).collect())
+        entries.extend(from_memory);
+        Ok(entries)
     }
 
-    fn append(&self, entries: Vec<RaftEntry>) -> io::Result<()> {
-        if entries.is_empty() {
+    /// Makes `entries` readable at once and hands them to the WAL thread, which syncs them and
+    /// then reports the flush through `flushed`. openraft may replicate them to the other
+    /// members meanwhile: the local fsync and the followers' overlap.
+    fn append(&self, entries: Vec<RaftEntry>, flushed: IOFlushed<ClusterTypes>) -> io::Result<()> {
+        let Some(last) = entries.last().map(|e| e.log_id) else {
+            flushed.io_completed(Ok(()));
             return Ok(());
-        }
-        let mut store = lock(&self.store);
-        let mut prev = store.log_state().last;
+        };
         let mut stored = Vec::with_capacity(entries.len());
-        for entry in &entries {
-            let log_entry = to_log_entry(prev, entry);
-            prev = log_entry.position();
-            stored.push(log_entry);
+        {
+            let mut appended = lock(&self.appended);
+            let mut prev = *appended;
+            for entry in &entries {
+                let log_entry = to_log_entry(prev, entry);
+                prev = log_entry.position();
+                stored.push(log_entry);
+            }
+            *appended = prev;
+            *lock(&self.last) = Some(last);
+            let mut recent = lock(&self.recent);
+            recent.extend(entries);
+            let durable = *lock(&self.durable);
+            while recent.len() > RECENT_ENTRIES_MAX
+                && recent
+                    .front()
+                    .is_some_and(|e| lsn_of(e.log_id.index()) <= durable)
+            {
+                recent.pop_front();
+            }
         }
-        store.append_blocking(&stored).map_err(io_error)?;
-        drop(store);
-        *lock(&self.last) = entries.last().map(|e| e.log_id);
-        let mut recent = lock(&self.recent);
-        recent.extend(entries);
-        while recent.len() > RECENT_ENTRIES_MAX {
-            recent.pop_front();
-        }
-        Ok(())
+        lock(&self.wal)
+            .send(WalJob::Append {
+                entries: stored,
+                flushed,
+            })
+            .map_err(|_| io::Error::other("the WAL thread stopped"))
+    }
+
+    /// Waits until the WAL thread finished every job handed to it before.
+    fn barrier(&self) -> io::Result<()> {
+        let (done, wait) = std::sync::mpsc::channel();
+        lock(&self.wal)
+            .send(WalJob::Barrier(done))
+            .map_err(|_| io::Error::other("the WAL thread stopped"))?;
+        wait.recv()
+            .map_err(|_| io::Error::other("the WAL thread stopped"))
     }
 
     fn truncate_after(&self, last: Option<RaftLogId>) -> io::Result<()> {
+        self.barrier()?;
         let from = last.map_or(Lsn(1), |id| lsn_of(id.index()).next());
         let mut store = lock(&self.store);
         let state = store.log_state();
         if from <= state.last.lsn {
             store.truncate_suffix_blocking(from).map_err(io_error)?;
         }
+        *lock(&self.appended) = store.log_state().last;
         drop(store);
         let mut recent = lock(&self.recent);
         while recent
@@ -323,6 +396,7 @@ impl LogShared {
     }
 
     fn purge(&self, log_id: RaftLogId) -> io::Result<()> {
+        self.barrier()?;
         self.save_side(|side| side.purged = Some(log_id))
             .map_err(io_error)?;
         let through = lsn_of(log_id.index());
@@ -387,6 +461,59 @@ fn finish_or_undo_install(
     };
     store.save_side_record_blocking(SIDE_RECORD, &fixed)?;
     Ok(fixed)
+}
+
+/// The WAL thread: writes the appended entries in order, all that are waiting in one write
+/// and one `fdatasync` (group commit across openraft's appends), then reports each flush.
+fn wal_thread(shared: &std::sync::Weak<LogShared>, jobs: &std::sync::mpsc::Receiver<WalJob>) {
+    while let Ok(first) = jobs.recv() {
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        let mut batch = vec![first];
+        batch.extend(jobs.try_iter());
+        let mut entries = Vec::new();
+        let mut flushes = Vec::new();
+        let mut barriers = Vec::new();
+        for job in batch {
+            match job {
+                WalJob::Append {
+                    entries: more,
+                    flushed,
+                } => {
+                    entries.extend(more);
+                    flushes.push(flushed);
+                }
+                WalJob::Barrier(done) => barriers.push(done),
+            }
+        }
+        if !entries.is_empty() {
+            let last = entries.last().map(|e| e.lsn);
+            let result = lock(&shared.store).append_blocking(&entries);
+            match result {
+                Ok(()) => {
+                    if let Some(last) = last {
+                        *lock(&shared.durable) = last;
+                    }
+                    for flushed in flushes {
+                        flushed.io_completed(Ok(()));
+                    }
+                }
+                Err(e) => {
+                    // The store refuses every later write; openraft stops on the error.
+                    for flushed in flushes {
+                        flushed.io_completed(Err(io_error(e.clone())));
+                    }
+                }
+            }
+        }
+        // Let go of the store before answering: a caller that waited for the barrier may drop
+        // the last handle and expect the directory to be closed.
+        drop(shared);
+        for done in barriers {
+            let _ = done.send(());
+        }
+    }
 }
 
 /// Runs `f` on the blocking pool (the file store syncs).
@@ -467,6 +594,8 @@ impl RaftLogStorage<ClusterTypes> for LogStore {
     async fn save_vote(&mut self, vote: &RaftVote) -> Result<(), io::Error> {
         let vote = *vote;
         blocking(&self.shared, move |shared| {
+            // In order with the appends before it (openraft's IO is one sequence).
+            shared.barrier()?;
             shared
                 .save_side(|side| side.vote = Some(vote))
                 .map_err(io_error)
@@ -484,12 +613,7 @@ impl RaftLogStorage<ClusterTypes> for LogStore {
         I::IntoIter: OptionalSend,
     {
         let entries: Vec<RaftEntry> = entries.into_iter().collect();
-        let result = blocking(&self.shared, move |shared| shared.append(entries)).await;
-        match &result {
-            Ok(()) => callback.io_completed(Ok(())),
-            Err(e) => callback.io_completed(Err(io::Error::new(e.kind(), e.to_string()))),
-        }
-        result
+        self.shared.append(entries, callback)
     }
 
     async fn truncate_after(&mut self, last_log_id: Option<RaftLogId>) -> Result<(), io::Error> {
@@ -538,6 +662,12 @@ mod tests {
         }
     }
 
+    /// Appends and waits until the WAL thread synced.
+    fn append(log: &LogShared, entries: Vec<RaftEntry>) {
+        log.append(entries, IOFlushed::noop()).unwrap();
+        log.barrier().unwrap();
+    }
+
     fn open(dir: &std::path::Path) -> Arc<LogShared> {
         LogShared::open(FileStore::open(dir).unwrap(), 7).unwrap()
     }
@@ -546,13 +676,13 @@ mod tests {
     fn entries_votes_and_truncation_survive_a_reopen() {
         let dir = temp_dir("reopen");
         let log = open(&dir);
-        log.append((0..6).map(|i| entry(1, i)).collect()).unwrap();
+        append(&log, (0..6).map(|i| entry(1, i)).collect());
         let vote = RaftVote::new(2, 7);
         log.save_side(|side| side.vote = Some(vote)).unwrap();
         // A conflicting tail replaced by a new term's entries.
         log.truncate_after(Some(RaftLogId::new_term_index(1, 3)))
             .unwrap();
-        log.append(vec![entry(2, 4), entry(2, 5)]).unwrap();
+        append(&log, vec![entry(2, 4), entry(2, 5)]);
         let before = log.last_position();
         drop(log);
 
@@ -617,7 +747,7 @@ mod tests {
     fn an_install_interrupted_before_the_reset_leaves_the_old_log_consistent() {
         let dir = temp_dir("install");
         let log = open(&dir);
-        log.append((0..4).map(|i| entry(1, i)).collect()).unwrap();
+        append(&log, (0..4).map(|i| entry(1, i)).collect());
         let held = log.last_position();
         // The crash: the side record journaled an install at index 20; the file store never
         // got it.
