@@ -381,3 +381,42 @@ fn cluster_status_prints_every_member() {
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("unknown_member"));
 }
+
+#[test]
+fn ttl_expires_on_every_member_without_writes() {
+    let cluster = started(ClusterProcesses::start(3, ClusterOptions::default()).unwrap());
+    let leader = cluster.wait_leader(ELECTION).unwrap();
+    cluster
+        .client(leader)
+        .txn(vec![
+            json!({"op": "create_collection", "collection": "sessions", "ttl_ms": 300}),
+            json!({"op": "insert", "collection": "sessions", "doc": {"_id": "s1"}}),
+        ])
+        .unwrap()
+        .expect_status(200);
+    // No more writes: the leader's tick carries the clock past the deadline.
+    let started_at = Instant::now();
+    loop {
+        let gone = (0..3).all(|i| {
+            cluster
+                .client(i)
+                .get("/v1/c/sessions/s1")
+                .is_ok_and(|r| r.status == 404)
+        });
+        if gone {
+            break;
+        }
+        assert!(
+            started_at.elapsed() < Duration::from_secs(5),
+            "the document did not expire everywhere\n{}",
+            cluster.all_stderr()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let last = cluster.status(leader).unwrap()["last_lsn"]
+        .as_u64()
+        .unwrap();
+    cluster
+        .wait_converged(last, Duration::from_secs(10))
+        .expect("the same state everywhere");
+}

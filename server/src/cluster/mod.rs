@@ -60,6 +60,8 @@ use types::{Proposal, Raft};
 pub const ELECTION_TIMEOUT_MS_DEFAULT: u64 = 200;
 /// Default heartbeat interval, in ms.
 pub const HEARTBEAT_MS_DEFAULT: u64 = 50;
+/// How often the leader looks for TTL deadlines that passed with no write.
+pub const TICK_INTERVAL: Duration = Duration::from_millis(100);
 /// How long a write waits for its entry to commit and apply before answering `ack_unknown`.
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -215,6 +217,8 @@ struct Inner {
     queue: tokio::sync::mpsc::Sender<proposer::Pending>,
     /// The task that drains `queue`.
     proposer_task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// The task that proposes TTL ticks while this member leads.
+    ticker: Mutex<Option<tokio::task::JoinHandle<()>>>,
     /// The term in which this member, as leader, has applied every earlier entry.
     ready_term: std::sync::atomic::AtomicU64,
     /// Why the lowest-id member does not initialize the cluster, if it does not.
@@ -315,12 +319,15 @@ impl Cluster {
                 watcher: Mutex::new(None),
                 queue,
                 proposer_task: Mutex::new(None),
+                ticker: Mutex::new(None),
                 ready_term: std::sync::atomic::AtomicU64::new(0),
                 init_error: Mutex::new(None),
             }),
         };
         let proposer_task = tokio::spawn(cluster.clone().propose_loop(pending));
         *cluster.inner.proposer_task.lock().expect("poisoned") = Some(proposer_task);
+        let ticker = tokio::spawn(cluster.clone().tick_loop());
+        *cluster.inner.ticker.lock().expect("poisoned") = Some(ticker);
         let watcher = tokio::spawn(cluster.clone().watch_roles());
         *cluster.inner.watcher.lock().expect("poisoned") = Some(watcher);
         tokio::spawn(cluster.clone().initialize_when_fresh());
@@ -421,6 +428,26 @@ impl Cluster {
     /// The cluster's identity (the hash of its first entry), once this member has applied it.
     pub fn cluster_id(&self) -> Option<String> {
         self.inner.log.cluster_id()
+    }
+
+    /// While this member leads, proposes an empty transaction (a tick carrying the leader's
+    /// clock) whenever a document's TTL deadline has passed with no write to carry it, so
+    /// expiry happens at the same LSN on every member and replica, as on a single leader.
+    async fn tick_loop(self) {
+        let mut every = tokio::time::interval(TICK_INTERVAL);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            every.tick().await;
+            if !self.is_leader() {
+                continue;
+            }
+            let due = self
+                .read(|state| state.next_expiry())
+                .is_some_and(|at| at <= crate::clock::now_ms());
+            if due && let Err(e) = self.write(Txn::tick()).await {
+                warn!(error = %e, "a TTL tick was not committed");
+            }
+        }
     }
 
     /// Counts elections and leader changes, and keeps the role gauges current.
@@ -984,8 +1011,10 @@ impl Cluster {
 
     /// Stops openraft (the log store closes with it).
     pub async fn shutdown(&self) {
-        if let Some(task) = self.inner.proposer_task.lock().expect("poisoned").take() {
-            task.abort();
+        for task in [&self.inner.proposer_task, &self.inner.ticker] {
+            if let Some(task) = task.lock().expect("poisoned").take() {
+                task.abort();
+            }
         }
         if let Some(watcher) = self.inner.watcher.lock().expect("poisoned").take() {
             watcher.abort();
