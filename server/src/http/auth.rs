@@ -5,8 +5,8 @@
 use std::marker::PhantomData;
 
 use axum::extract::FromRequestParts;
-use axum::http::header;
 use axum::http::request::Parts;
+use axum::http::{HeaderMap, header};
 
 use super::AppState;
 use super::error::ApiError;
@@ -38,6 +38,29 @@ impl Needed for NeedsAdmin {
     const SCOPE: Scope = Scope::Admin;
 }
 
+/// The token of an `Authorization: Bearer …` header: `None` without the header; an error for
+/// two headers, a value that is not ASCII, or another scheme. The one place that parses it
+/// (routes through [`Authorized`], `/v1/replicate` before its upgrade).
+pub fn bearer_token(headers: &HeaderMap) -> Result<Option<&str>, AuthError> {
+    let mut values = headers.get_all(header::AUTHORIZATION).iter();
+    let value = match (values.next(), values.next()) {
+        (None, _) => return Ok(None),
+        (Some(value), None) => value,
+        (Some(_), Some(_)) => {
+            return Err(AuthError::InvalidToken(
+                "more than one Authorization header",
+            ));
+        }
+    };
+    let value = value
+        .to_str()
+        .map_err(|_| AuthError::InvalidToken("Authorization is not ASCII"))?;
+    match value.split_once(' ') {
+        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => Ok(Some(token.trim())),
+        _ => Err(AuthError::InvalidToken("not a Bearer token")),
+    }
+}
+
 /// Proof that the request may use a route needing `N`. `claims` is `None` when the server
 /// runs without a secret (every request is allowed).
 #[derive(Debug)]
@@ -57,21 +80,7 @@ impl<N: Needed> FromRequestParts<AppState> for Authorized<N> {
                 needed: PhantomData,
             });
         };
-        let mut headers = parts.headers.get_all(header::AUTHORIZATION).iter();
-        let value = match (headers.next(), headers.next()) {
-            (None, _) => return Err(AuthError::MissingToken.into()),
-            (Some(value), None) => value,
-            (Some(_), Some(_)) => {
-                return Err(AuthError::InvalidToken("more than one Authorization header").into());
-            }
-        };
-        let value = value
-            .to_str()
-            .map_err(|_| AuthError::InvalidToken("Authorization is not ASCII"))?;
-        let token = match value.split_once(' ') {
-            Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => token.trim(),
-            _ => return Err(AuthError::InvalidToken("not a Bearer token").into()),
-        };
+        let token = bearer_token(&parts.headers)?.ok_or(AuthError::MissingToken)?;
         let now_s = crate::clock::now_ms().0 / 1000;
         let claims = key.verify(token, now_s)?;
         if !claims.allows(N::SCOPE) {

@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::{ConnectInfo, Query, State, WebSocketUpgrade};
-use axum::http::{HeaderMap, Uri, header};
+use axum::http::{HeaderMap, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, extract::FromRef};
 
@@ -18,7 +18,7 @@ use cstore_core::replication::FRAME_BYTES_MAX;
 
 use super::Replicator;
 use crate::auth::{AuthError, Scope};
-use crate::http::{ApiError, AppState};
+use crate::http::{ApiError, AppState, bearer_token};
 
 /// Initial read buffer of a replication socket (tungstenite's default is 128 KiB).
 const READ_BUFFER_BYTES: usize = 4 << 10;
@@ -62,23 +62,9 @@ fn authorize(replicator: &Replicator, headers: &HeaderMap, uri: &Uri) -> Result<
     let Some(key) = replicator.auth() else {
         return Ok(());
     };
-    let mut values = headers.get_all(header::AUTHORIZATION).iter();
-    let token = match (values.next(), values.next()) {
-        (Some(_), Some(_)) => {
-            return Err(AuthError::InvalidToken("more than one Authorization header").into());
-        }
-        (Some(value), None) => {
-            let value = value
-                .to_str()
-                .map_err(|_| AuthError::InvalidToken("Authorization is not ASCII"))?;
-            match value.split_once(' ') {
-                Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => {
-                    token.trim().to_string()
-                }
-                _ => return Err(AuthError::InvalidToken("not a Bearer token").into()),
-            }
-        }
-        (None, _) => {
+    let token = match bearer_token(headers)? {
+        Some(token) => token.to_string(),
+        None => {
             let Query(pairs) = Query::<Vec<(String, String)>>::try_from_uri(uri)
                 .map_err(|_| AuthError::InvalidToken("the query string does not parse"))?;
             let mut tokens = pairs.into_iter().filter(|(k, _)| k == "token");
