@@ -93,21 +93,7 @@ impl ClusterProcesses {
     pub fn start(n: usize, options: ClusterOptions) -> Result<ClusterProcesses, HarnessError> {
         let addrs = (0..n).map(|_| free_port()).collect::<Result<Vec<_>, _>>()?;
         let list = member_list(&addrs);
-        let mut members = Vec::with_capacity(n);
-        for (i, addr) in addrs.iter().enumerate() {
-            let node_id = i as u64 + 1;
-            members.push(ServerProcess::start(member_options(
-                node_id, *addr, &list, &options,
-            ))?);
-        }
-        let admin_token = admin_token(&members, &options)?;
-        Ok(ClusterProcesses {
-            members,
-            list,
-            options,
-            proxies: None,
-            admin_token,
-        })
+        ClusterProcesses::start_on(&addrs, list, options, None)
     }
 
     /// Starts `n` members, each on its own loopback IP (127.0.1.id) behind a proxy through
@@ -121,21 +107,29 @@ impl ClusterProcesses {
             .collect::<Result<Vec<_>, _>>()?;
         let proxies = Proxies::start(&targets)?;
         let list = member_list(&proxies.addrs);
-        let mut members = Vec::with_capacity(n);
-        for (i, addr) in targets.iter().enumerate() {
-            members.push(ServerProcess::start(member_options(
-                i as u64 + 1,
-                *addr,
-                &list,
-                &options,
-            ))?);
-        }
+        ClusterProcesses::start_on(&targets, list, options, Some(proxies))
+    }
+
+    /// Starts member `i + 1` listening on `addrs[i]`, every one with the member list `list`.
+    fn start_on(
+        addrs: &[SocketAddr],
+        list: String,
+        options: ClusterOptions,
+        proxies: Option<Proxies>,
+    ) -> Result<ClusterProcesses, HarnessError> {
+        let members = addrs
+            .iter()
+            .enumerate()
+            .map(|(i, addr)| {
+                ServerProcess::start(member_options(i as u64 + 1, *addr, &list, &options))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let admin_token = admin_token(&members, &options)?;
         Ok(ClusterProcesses {
             members,
             list,
             options,
-            proxies: Some(proxies),
+            proxies,
             admin_token,
         })
     }

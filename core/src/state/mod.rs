@@ -220,6 +220,31 @@ impl State {
             self.tentative, 0,
             "log entries apply only with no tentative transactions on top"
         );
+        // Nothing can fail after the last operation, so its document undo is never needed.
+        let (_undo, applied, now) = self.apply_entry(entry, false)?;
+        if let Some(origin) = &entry.txn.origin {
+            let record = OriginRecord {
+                seq: origin.seq,
+                lsn: entry.lsn,
+                at: now,
+            };
+            self.origins.record(&origin.client, record);
+        }
+        self.applied = entry.position();
+        self.last_timestamp = now;
+        Ok(applied)
+    }
+
+    /// What [`State::apply`] and [`State::apply_speculative`] share: checks `entry` against
+    /// the state (position, limits, origin) and applies its expiry and its operations, all or
+    /// nothing. Returns the undo log, what expired, and the entry's clock (never behind the
+    /// state's). `undo_last` keeps the undo of the last operation too, which only an entry
+    /// that will be taken off again needs.
+    fn apply_entry<'t>(
+        &mut self,
+        entry: &'t LogEntry,
+        undo_last: bool,
+    ) -> Result<(Vec<Undo<'t>>, Applied, TimestampMs), Rejection> {
         if !entry.follows(self.applied) {
             return Err(TxnError::OutOfOrder {
                 applied: self.applied,
@@ -239,8 +264,7 @@ impl State {
         };
         let last = entry.txn.ops.len().saturating_sub(1);
         for (op_index, op) in entry.txn.ops.iter().enumerate() {
-            // Nothing can fail after the last operation, so its document undo is never needed.
-            let record = op_index != last;
+            let record = undo_last || op_index != last;
             if let Err(error) = self.apply_op(op, entry.lsn, now, record, &mut undo) {
                 self.rollback(undo);
                 return Err(Rejection {
@@ -249,17 +273,7 @@ impl State {
                 });
             }
         }
-        if let Some(origin) = &entry.txn.origin {
-            let record = OriginRecord {
-                seq: origin.seq,
-                lsn: entry.lsn,
-                at: now,
-            };
-            self.origins.record(&origin.client, record);
-        }
-        self.applied = entry.position();
-        self.last_timestamp = now;
-        Ok(applied)
+        Ok((undo, applied, now))
     }
 
     /// Applies a transaction for show, on top of the applied log: its documents get the next

@@ -18,7 +18,7 @@
 //! commits: by Raft's log matching, the entries before it in any log that holds it are the
 //! ones it was checked on top of.
 
-use super::{Applied, OriginRecord, Rejection, State, TxnError, Undo, check_limits};
+use super::{OriginRecord, Rejection, State, Undo};
 use crate::log::LogEntry;
 use crate::types::{LogPosition, TimestampMs};
 
@@ -46,31 +46,7 @@ impl State {
     /// ([`State::revert_speculation`], newest first) log entries do not apply and the state
     /// has no snapshot.
     pub fn apply_speculative(&mut self, entry: &LogEntry) -> Result<Speculation, Rejection> {
-        if !entry.follows(self.applied) {
-            return Err(TxnError::OutOfOrder {
-                applied: self.applied,
-                got: entry.lsn,
-            }
-            .into());
-        }
-        check_limits(&entry.txn)?;
-        if let Some(origin) = &entry.txn.origin {
-            self.check_origin(origin)?;
-        }
-        let now = entry.timestamp.max(self.last_timestamp);
-        let mut undo = Vec::new();
-        let _: Applied = Applied {
-            expired: self.expire(now, &mut undo),
-        };
-        for (op_index, op) in entry.txn.ops.iter().enumerate() {
-            if let Err(error) = self.apply_op(op, entry.lsn, now, true, &mut undo) {
-                self.rollback(undo);
-                return Err(Rejection {
-                    op_index: Some(op_index),
-                    error,
-                });
-            }
-        }
+        let (undo, _, now) = self.apply_entry(entry, true)?;
         let origin = entry.txn.origin.as_ref().map(|origin| {
             let record = OriginRecord {
                 seq: origin.seq,

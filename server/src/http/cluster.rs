@@ -79,15 +79,36 @@ fn fatal(e: Fatal<ClusterTypes>) -> RaftError<ClusterTypes> {
     RaftError::Fatal(e)
 }
 
+/// Hands a Raft message to this member's openraft and returns its answer: the one shape of
+/// every `/v1/raft/…` message route (same cluster, bounded postcard body in, postcard out).
+async fn relay<Message, Answer, Call, Fut>(
+    app: &AppState,
+    request: Request,
+    limit_bytes: usize,
+    call: Call,
+) -> Result<Response, ApiError>
+where
+    Message: DeserializeOwned,
+    Answer: Serialize,
+    Call: FnOnce(crate::cluster::types::Raft, Message) -> Fut,
+    Fut: std::future::Future<Output = Answer>,
+{
+    let cluster = member_of_same_cluster(app, request.headers())?;
+    let raft = cluster.raft().clone();
+    let message = decode(request, limit_bytes).await?;
+    Ok(postcard_response(&call(raft, message).await))
+}
+
 /// `POST /v1/raft/append`.
 pub async fn append(
     _: Authorized<NeedsAdmin>,
     State(app): State<AppState>,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let cluster = member_of_same_cluster(&app, request.headers())?;
-    let rpc = decode(request, MESSAGE_BYTES_MAX).await?;
-    Ok(postcard_response(&cluster.raft().append_entries(rpc).await))
+    relay(&app, request, MESSAGE_BYTES_MAX, |raft, rpc| async move {
+        raft.append_entries(rpc).await
+    })
+    .await
 }
 
 /// `POST /v1/raft/vote`.
@@ -96,9 +117,10 @@ pub async fn vote(
     State(app): State<AppState>,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let cluster = member_of_same_cluster(&app, request.headers())?;
-    let rpc = decode(request, MESSAGE_BYTES_MAX).await?;
-    Ok(postcard_response(&cluster.raft().vote(rpc).await))
+    relay(&app, request, MESSAGE_BYTES_MAX, |raft, rpc| async move {
+        raft.vote(rpc).await
+    })
+    .await
 }
 
 /// `POST /v1/raft/pre-vote`.
@@ -107,9 +129,10 @@ pub async fn pre_vote(
     State(app): State<AppState>,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let cluster = member_of_same_cluster(&app, request.headers())?;
-    let rpc = decode(request, MESSAGE_BYTES_MAX).await?;
-    Ok(postcard_response(&cluster.raft().pre_vote(rpc).await))
+    relay(&app, request, MESSAGE_BYTES_MAX, |raft, rpc| async move {
+        raft.pre_vote(rpc).await
+    })
+    .await
 }
 
 /// `POST /v1/raft/snapshot`: a whole snapshot from the leader.
@@ -118,18 +141,21 @@ pub async fn snapshot(
     State(app): State<AppState>,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let cluster = member_of_same_cluster(&app, request.headers())?;
-    let (vote, meta, data): (_, _, Vec<u8>) = decode(request, SNAPSHOT_BYTES_MAX).await?;
-    let snapshot = openraft::alias::SnapshotOf::<ClusterTypes, std::io::Cursor<Vec<u8>>> {
-        meta,
-        snapshot: std::io::Cursor::new(data),
-    };
-    let result = cluster
-        .raft()
-        .install_full_snapshot(vote, snapshot)
-        .await
-        .map_err(fatal);
-    Ok(postcard_response(&result))
+    relay(
+        &app,
+        request,
+        SNAPSHOT_BYTES_MAX,
+        |raft, (vote, meta, data): (_, _, Vec<u8>)| async move {
+            let snapshot = openraft::alias::SnapshotOf::<ClusterTypes, std::io::Cursor<Vec<u8>>> {
+                meta,
+                snapshot: std::io::Cursor::new(data),
+            };
+            raft.install_full_snapshot(vote, snapshot)
+                .await
+                .map_err(fatal)
+        },
+    )
+    .await
 }
 
 /// `POST /v1/raft/transfer`: the leader hands its office to this member.
@@ -138,14 +164,10 @@ pub async fn transfer_leader(
     State(app): State<AppState>,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let cluster = member_of_same_cluster(&app, request.headers())?;
-    let rpc = decode(request, MESSAGE_BYTES_MAX).await?;
-    let result = cluster
-        .raft()
-        .handle_transfer_leader(rpc)
-        .await
-        .map_err(fatal);
-    Ok(postcard_response(&result))
+    relay(&app, request, MESSAGE_BYTES_MAX, |raft, rpc| async move {
+        raft.handle_transfer_leader(rpc).await.map_err(fatal)
+    })
+    .await
 }
 
 #[derive(serde::Deserialize)]
