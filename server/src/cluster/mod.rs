@@ -259,6 +259,13 @@ pub fn raft_config(config: &ClusterConfig) -> Result<openraft::Config, ClusterSt
         election_timeout_max: config.election_timeout_ms * 3 / 2,
         heartbeat_interval: config.heartbeat_ms,
         enable_pre_vote: Some(true),
+        // A restarted leader must win an election in a new term, never resume its old one: our
+        // log store makes entries readable (and replicable) before they are synced, so a leader
+        // that crashed may come back without entries its followers hold, and resuming the term
+        // would reuse their (term, index) for other entries. Found by the cluster simulation
+        // (server/tests/cluster_sim, e.g. CSTORE_SIM_SEED=2); openraft documents the same hazard
+        // for state machines that do not persist the committed index, which ours does not.
+        enable_leader_restore: Some(false),
         snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(config.snapshot_every_entries),
         // Keep some entries behind a snapshot, so a member a little behind catches up from
         // entries rather than a whole snapshot.

@@ -16,6 +16,8 @@
 //! member applies the same entries to the same state: it stays in the log as a no-op and its
 //! rejection goes back to the client.
 
+use std::fmt::Debug;
+use std::future::Future;
 use std::io::{self, Cursor};
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -36,7 +38,8 @@ use super::entry::{MEMBERSHIP_DOC_ID, log_id_of, lsn_of, to_log_entry};
 use super::log_store::LogShared;
 use super::proposer::InFlight;
 use super::types::{
-    ClusterTypes, Outcome, RaftLogId, RaftMembership, RaftSnapshotMeta, RaftStoredMembership,
+    ClusterTypes, CstoreTypeConfig, Outcome, RaftLogId, RaftMembership, RaftSnapshotMeta,
+    RaftStoredMembership,
 };
 use crate::replicate::LogTail;
 
@@ -115,20 +118,80 @@ fn decode_snapshot(bytes: &[u8]) -> io::Result<Snapshot> {
     Ok(Snapshot::new(position, data))
 }
 
-/// openraft's state machine over the member's [`Local`] copy.
-#[derive(Clone, Debug)]
-pub struct StateMachine {
-    local: Arc<Local>,
-    log: Arc<LogShared>,
+/// Where a state machine keeps its snapshots: the member's file store in the server
+/// ([`LogShared`], whose file IO runs on tokio's blocking pool), an in-memory store in the
+/// deterministic simulation (`server/tests/cluster_sim`).
+pub trait SnapshotStore: Clone + Debug + Send + Sync + 'static {
+    /// Saves `snapshot`, built by this member at `log_id`, as the current one.
+    fn save_snapshot(
+        &self,
+        snapshot: Snapshot,
+        log_id: RaftLogId,
+    ) -> impl Future<Output = io::Result<()>> + Send;
+
+    /// Installs `snapshot` (at `log_id`) received from the leader: the log keeps the entries
+    /// after it when it holds the snapshot's last entry, else it continues after the snapshot.
+    fn install_snapshot(
+        &self,
+        snapshot: Snapshot,
+        log_id: RaftLogId,
+    ) -> impl Future<Output = io::Result<()>> + Send;
+
+    /// The snapshot last saved or installed, with its log id.
+    fn current_snapshot(
+        &self,
+    ) -> impl Future<Output = io::Result<Option<(Snapshot, RaftLogId)>>> + Send;
+
+    /// Records the cluster's identity (the hash of its first entry) the first time it is seen.
+    fn note_cluster_id(&self, id: &str) -> io::Result<()>;
 }
 
-impl StateMachine {
-    /// The state machine over `local`, saving snapshots in `log`'s file store.
-    pub fn new(local: Arc<Local>, log: Arc<LogShared>) -> StateMachine {
+/// Runs `f` on tokio's blocking pool (the file store syncs).
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, cstore_core::storage::StorageError> + Send + 'static,
+) -> io::Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| io::Error::other(e.to_string()))?
+        .map_err(|e| io::Error::other(e.to_string()))
+}
+
+impl SnapshotStore for Arc<LogShared> {
+    async fn save_snapshot(&self, snapshot: Snapshot, log_id: RaftLogId) -> io::Result<()> {
+        let log = Arc::clone(self);
+        blocking(move || LogShared::save_snapshot(&log, &snapshot, log_id)).await
+    }
+
+    async fn install_snapshot(&self, snapshot: Snapshot, log_id: RaftLogId) -> io::Result<()> {
+        let log = Arc::clone(self);
+        blocking(move || LogShared::install_snapshot(&log, &snapshot, log_id)).await
+    }
+
+    async fn current_snapshot(&self) -> io::Result<Option<(Snapshot, RaftLogId)>> {
+        let log = Arc::clone(self);
+        blocking(move || LogShared::current_snapshot(&log)).await
+    }
+
+    fn note_cluster_id(&self, id: &str) -> io::Result<()> {
+        LogShared::note_cluster_id(self, id).map_err(|e| io::Error::other(e.to_string()))
+    }
+}
+
+/// openraft's state machine over the member's [`Local`] copy, keeping snapshots in `S` (the
+/// member's file store unless a test says otherwise).
+#[derive(Clone, Debug)]
+pub struct StateMachine<S = Arc<LogShared>> {
+    local: Arc<Local>,
+    log: S,
+}
+
+impl<S: SnapshotStore> StateMachine<S> {
+    /// The state machine over `local`, saving snapshots in `log`.
+    pub fn new(local: Arc<Local>, log: S) -> StateMachine<S> {
         StateMachine { local, log }
     }
 
-    fn apply_chunk(&self, chunk: Vec<EntryResponder<ClusterTypes>>) {
+    fn apply_chunk<C: CstoreTypeConfig>(&self, chunk: Vec<EntryResponder<C>>) {
         let mut applied = Vec::with_capacity(chunk.len());
         let mut replies = Vec::new();
         {
@@ -202,9 +265,10 @@ impl StateMachine {
     }
 }
 
+// The same type under every cstore type configuration.
 type SnapshotOf = openraft::alias::SnapshotOf<ClusterTypes, Cursor<Vec<u8>>>;
 
-impl RaftSnapshotBuilder<ClusterTypes> for StateMachine {
+impl<C: CstoreTypeConfig, S: SnapshotStore> RaftSnapshotBuilder<C> for StateMachine<S> {
     type SnapshotData = Cursor<Vec<u8>>;
 
     async fn build_snapshot(&mut self) -> Result<SnapshotOf, io::Error> {
@@ -214,12 +278,7 @@ impl RaftSnapshotBuilder<ClusterTypes> for StateMachine {
             (state.snapshot(), self.snapshot_meta())
         };
         if let Some(log_id) = meta.last_log_id {
-            let log = Arc::clone(&self.log);
-            let saved = snapshot.clone();
-            tokio::task::spawn_blocking(move || log.save_snapshot(&saved, log_id))
-                .await
-                .map_err(|e| io::Error::other(e.to_string()))?
-                .map_err(|e| io::Error::other(e.to_string()))?;
+            self.log.save_snapshot(snapshot.clone(), log_id).await?;
         }
         Ok(SnapshotOf {
             meta,
@@ -228,9 +287,9 @@ impl RaftSnapshotBuilder<ClusterTypes> for StateMachine {
     }
 }
 
-impl RaftStateMachine<ClusterTypes> for StateMachine {
+impl<C: CstoreTypeConfig, S: SnapshotStore> RaftStateMachine<C> for StateMachine<S> {
     type SnapshotData = Cursor<Vec<u8>>;
-    type SnapshotBuilder = StateMachine;
+    type SnapshotBuilder = StateMachine<S>;
 
     async fn applied_state(
         &mut self,
@@ -241,22 +300,22 @@ impl RaftStateMachine<ClusterTypes> for StateMachine {
 
     async fn apply<Strm>(&mut self, mut entries: Strm) -> Result<(), io::Error>
     where
-        Strm: Stream<Item = Result<EntryResponder<ClusterTypes>, io::Error>> + Unpin + OptionalSend,
+        Strm: Stream<Item = Result<EntryResponder<C>, io::Error>> + Unpin + OptionalSend,
     {
         let mut chunk = Vec::new();
         while let Some(item) = entries.try_next().await? {
             chunk.push(item);
             if chunk.len() >= APPLY_CHUNK {
-                self.apply_chunk(std::mem::take(&mut chunk));
+                self.apply_chunk::<C>(std::mem::take(&mut chunk));
             }
         }
         if !chunk.is_empty() {
-            self.apply_chunk(chunk);
+            self.apply_chunk::<C>(chunk);
         }
         Ok(())
     }
 
-    async fn get_snapshot_builder(&mut self) -> StateMachine {
+    async fn get_snapshot_builder(&mut self) -> StateMachine<S> {
         self.clone()
     }
 
@@ -280,12 +339,7 @@ impl RaftStateMachine<ClusterTypes> for StateMachine {
         }
         let state = State::from_snapshot(&snapshot)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
-        let log = Arc::clone(&self.log);
-        let installed = snapshot.clone();
-        tokio::task::spawn_blocking(move || log.install_snapshot(&installed, log_id))
-            .await
-            .map_err(|e| io::Error::other(e.to_string()))?
-            .map_err(|e| io::Error::other(e.to_string()))?;
+        self.log.install_snapshot(snapshot.clone(), log_id).await?;
         let position = state.applied();
         {
             let mut current = self.local.state.write().expect("state lock poisoned");
@@ -300,12 +354,7 @@ impl RaftStateMachine<ClusterTypes> for StateMachine {
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<SnapshotOf>, io::Error> {
-        let log = Arc::clone(&self.log);
-        let current = tokio::task::spawn_blocking(move || log.current_snapshot())
-            .await
-            .map_err(|e| io::Error::other(e.to_string()))?
-            .map_err(|e| io::Error::other(e.to_string()))?;
-        let Some((snapshot, log_id)) = current else {
+        let Some((snapshot, log_id)) = self.log.current_snapshot().await? else {
             return Ok(None);
         };
         let state = State::from_snapshot(&snapshot)

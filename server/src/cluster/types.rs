@@ -24,6 +24,36 @@ openraft::declare_raft_types!(
         LeaderId = openraft::impls::leader_id_std::LeaderId<u64, u64>,
 );
 
+/// A type configuration with this cluster's data types: [`ClusterTypes`], and any other that
+/// differs from it only in the async runtime (the deterministic simulation in
+/// `server/tests/cluster_sim` runs openraft with a seeded RNG and ordered watch channels). The
+/// state machine serves every such configuration.
+pub trait CstoreTypeConfig:
+    openraft::RaftTypeConfig<
+        D = Proposal,
+        R = Outcome,
+        NodeId = u64,
+        Node = openraft::BasicNode,
+        Term = u64,
+        LeaderId = openraft::impls::leader_id_std::LeaderId<u64, u64>,
+        Entry = RaftEntry,
+    >
+{
+}
+
+impl<C> CstoreTypeConfig for C where
+    C: openraft::RaftTypeConfig<
+            D = Proposal,
+            R = Outcome,
+            NodeId = u64,
+            Node = openraft::BasicNode,
+            Term = u64,
+            LeaderId = openraft::impls::leader_id_std::LeaderId<u64, u64>,
+            Entry = RaftEntry,
+        >
+{
+}
+
 /// The openraft handle of a member.
 pub type Raft = openraft::Raft<ClusterTypes, super::state_machine::StateMachine>;
 /// An openraft log entry of this cluster.
