@@ -231,6 +231,10 @@ impl LogShared {
         log_id: RaftLogId,
     ) -> Result<(), StorageError> {
         assert_eq!(snapshot.position.lsn, lsn_of(log_id.index()));
+        // The snapshot's entry must be on disk first: the file store reads a snapshot past its
+        // last entry as a reset of the log, which would drop appends the WAL thread holds.
+        self.barrier()
+            .map_err(|e| StorageError::Io(e.to_string()))?;
         lock(&self.store).save_snapshot_blocking(snapshot)?;
         self.save_side(|side| side.snapshot = Some(log_id))
     }
