@@ -13,6 +13,8 @@ pub mod index;
 pub mod log;
 pub mod query;
 pub mod replication;
+#[cfg(feature = "testing")]
+pub mod sim;
 pub mod snapshot;
 pub mod state;
 pub mod storage;

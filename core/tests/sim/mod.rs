@@ -23,7 +23,10 @@ pub mod invariants;
 pub mod leader;
 pub mod network;
 pub mod replica;
-pub mod rng;
+/// The simulators' shared randomness (core's `testing` feature).
+pub mod rng {
+    pub use cstore_core::sim::SimRng as Rng;
+}
 pub mod workload;
 
 use std::collections::BTreeMap;

@@ -544,7 +544,8 @@ impl LogStore {
     }
 }
 
-fn bounds(range: &impl RangeBounds<u64>) -> (u64, u64) {
+/// `[start, end)` of openraft's index range (what its log readers are asked for).
+pub fn index_bounds(range: &impl RangeBounds<u64>) -> (u64, u64) {
     let start = match range.start_bound() {
         Bound::Included(i) => *i,
         Bound::Excluded(i) => i + 1,
@@ -563,7 +564,7 @@ impl RaftLogReader<ClusterTypes> for LogStore {
         &mut self,
         range: RB,
     ) -> Result<Vec<RaftEntry>, io::Error> {
-        let (start, end) = bounds(&range);
+        let (start, end) = index_bounds(&range);
         if start >= end {
             return Ok(Vec::new());
         }

@@ -8,12 +8,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use tokio::sync::{Mutex, watch};
+use tokio::sync::watch;
 
 use cstore_core::{LogPosition, Lsn, ReplicaId, Snapshot, Term};
 
 use super::Cluster;
-use crate::replicate::{LogTail, ReplicationSource, SourceError};
+use crate::replicate::{LogTail, ReplicationSource, SnapshotCache, SourceError};
 
 /// How long a snapshot request waits for this member to reach the replica's position.
 const SNAPSHOT_WAIT: Duration = Duration::from_secs(10);
@@ -21,8 +21,7 @@ const SNAPSHOT_WAIT: Duration = Duration::from_secs(10);
 /// A cluster member as a replication source.
 pub struct ClusterSource {
     cluster: Cluster,
-    /// The last snapshot made, reused while it is recent enough.
-    cached: Mutex<Option<Arc<Snapshot>>>,
+    snapshots: SnapshotCache,
 }
 
 impl std::fmt::Debug for ClusterSource {
@@ -38,7 +37,7 @@ impl ClusterSource {
     pub fn new(cluster: Cluster) -> ClusterSource {
         ClusterSource {
             cluster,
-            cached: Mutex::new(None),
+            snapshots: SnapshotCache::default(),
         }
     }
 }
@@ -61,26 +60,20 @@ impl ReplicationSource for ClusterSource {
     }
 
     fn snapshot_at_least(&self, min_lsn: Lsn) -> BoxFuture<'_, Result<Arc<Snapshot>, SourceError>> {
-        Box::pin(async move {
-            let mut cached = self.cached.lock().await;
-            let tail = &self.cluster.local().tail;
-            if let Some(snapshot) = cached.as_ref()
-                && snapshot.position.lsn >= min_lsn
-                && snapshot.position.lsn.next() >= tail.first()
-            {
-                return Ok(Arc::clone(snapshot));
-            }
-            // A replica may have seen more than this member applied yet (it followed another
-            // member): wait for it rather than send it back in time.
-            if !self.cluster.wait_applied(min_lsn, SNAPSHOT_WAIT).await {
-                return Err(SourceError::Storage(format!(
-                    "this member did not reach {min_lsn} within {} s",
-                    SNAPSHOT_WAIT.as_secs()
-                )));
-            }
-            let snapshot = Arc::new(self.cluster.read(|state| state.snapshot()));
-            *cached = Some(Arc::clone(&snapshot));
-            Ok(snapshot)
-        })
+        let tail = &self.cluster.local().tail;
+        Box::pin(
+            self.snapshots
+                .get_or_make(min_lsn, tail, move || async move {
+                    // A replica may have seen more than this member applied yet (it followed another
+                    // member): wait for it rather than send it back in time.
+                    if !self.cluster.wait_applied(min_lsn, SNAPSHOT_WAIT).await {
+                        return Err(SourceError::Storage(format!(
+                            "this member did not reach {min_lsn} within {} s",
+                            SNAPSHOT_WAIT.as_secs()
+                        )));
+                    }
+                    Ok(Arc::new(self.cluster.read(|state| state.snapshot())))
+                }),
+        )
     }
 }

@@ -29,12 +29,11 @@ use tracing::warn;
 
 use cstore_core::doc::CLUSTER_COLLECTION;
 use cstore_core::error::ErrorCode;
-use cstore_core::log::LogEntry;
 use cstore_core::snapshot::Snapshot;
 use cstore_core::state::{State, TxnError};
 use cstore_core::{LogPosition, Lsn};
 
-use super::entry::{MEMBERSHIP_DOC_ID, log_id_of, lsn_of, to_log_entry};
+use super::entry::{MEMBERSHIP_DOC_ID, lsn_of, to_log_entry};
 use super::log_store::LogShared;
 use super::proposer::InFlight;
 use super::types::{
@@ -368,9 +367,4 @@ impl<C: CstoreTypeConfig, S: SnapshotStore> RaftStateMachine<C> for StateMachine
             snapshot: Cursor::new(encode_snapshot(&snapshot)),
         }))
     }
-}
-
-/// The log id of a stored entry (for callers holding cstore entries).
-pub fn entry_log_id(entry: &LogEntry) -> RaftLogId {
-    log_id_of(entry)
 }

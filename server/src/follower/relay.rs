@@ -10,12 +10,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use tokio::sync::{Mutex, watch};
+use tokio::sync::watch;
 
 use cstore_core::{LogPosition, Lsn, ReplicaId, Snapshot, Term};
 
 use super::Shared;
-use crate::replicate::{LogTail, ReplicationSource, SourceError};
+use crate::replicate::{LogTail, ReplicationSource, SnapshotCache, SourceError};
 
 /// How long a downstream snapshot request waits for this follower to reach its `min_lsn`.
 const SNAPSHOT_WAIT: Duration = Duration::from_secs(10);
@@ -23,8 +23,7 @@ const SNAPSHOT_WAIT: Duration = Duration::from_secs(10);
 /// A follower as a replication source.
 pub struct RelaySource {
     shared: Arc<Shared>,
-    /// The last snapshot made, reused while it is recent enough.
-    cached: Mutex<Option<Arc<Snapshot>>>,
+    snapshots: SnapshotCache,
 }
 
 impl std::fmt::Debug for RelaySource {
@@ -39,7 +38,7 @@ impl RelaySource {
     pub(super) fn new(shared: Arc<Shared>) -> RelaySource {
         RelaySource {
             shared,
-            cached: Mutex::new(None),
+            snapshots: SnapshotCache::default(),
         }
     }
 }
@@ -62,36 +61,32 @@ impl ReplicationSource for RelaySource {
     }
 
     fn snapshot_at_least(&self, min_lsn: Lsn) -> BoxFuture<'_, Result<Arc<Snapshot>, SourceError>> {
-        Box::pin(async move {
-            let mut cached = self.cached.lock().await;
-            if let Some(snapshot) = cached.as_ref()
-                && snapshot.position.lsn >= min_lsn
-                && snapshot.position.lsn.next() >= self.shared.tail.first()
-            {
-                return Ok(Arc::clone(snapshot));
-            }
-            // A downstream replica may have held more than this follower has yet.
-            let mut applied = self.shared.applied.subscribe();
-            match tokio::time::timeout(SNAPSHOT_WAIT, applied.wait_for(|at| *at >= min_lsn)).await {
-                Ok(Ok(_)) => {}
-                Ok(Err(_)) => return Err(SourceError::ShuttingDown),
-                Err(_) => {
-                    return Err(SourceError::Storage(format!(
-                        "this follower did not reach {min_lsn} within {} s",
-                        SNAPSHOT_WAIT.as_secs()
-                    )));
-                }
-            }
-            // Everything in a follower's state is durable: no wait needed.
-            let snapshot = Arc::new(
-                self.shared
-                    .state
-                    .read()
-                    .expect("state lock poisoned")
-                    .snapshot(),
-            );
-            *cached = Some(Arc::clone(&snapshot));
-            Ok(snapshot)
-        })
+        Box::pin(
+            self.snapshots
+                .get_or_make(min_lsn, &self.shared.tail, move || async move {
+                    // A downstream replica may have held more than this follower has yet.
+                    let mut applied = self.shared.applied.subscribe();
+                    match tokio::time::timeout(SNAPSHOT_WAIT, applied.wait_for(|at| *at >= min_lsn))
+                        .await
+                    {
+                        Ok(Ok(_)) => {}
+                        Ok(Err(_)) => return Err(SourceError::ShuttingDown),
+                        Err(_) => {
+                            return Err(SourceError::Storage(format!(
+                                "this follower did not reach {min_lsn} within {} s",
+                                SNAPSHOT_WAIT.as_secs()
+                            )));
+                        }
+                    }
+                    // Everything in a follower's state is durable: no wait needed.
+                    Ok(Arc::new(
+                        self.shared
+                            .state
+                            .read()
+                            .expect("state lock poisoned")
+                            .snapshot(),
+                    ))
+                }),
+        )
     }
 }

@@ -37,7 +37,7 @@ use cstore_core::replication::{Needed, SessionConfig};
 
 pub use hub::{AckUnknown, ConnId, Hub, ReplicaView, SessionState};
 pub use shared_frames::{SHARED_FRAME_SLOTS, SharedFrames};
-pub use source::{LeaderSource, ReplicationSource, SourceError};
+pub use source::{LeaderSource, ReplicationSource, SnapshotCache, SourceError};
 pub use tail::{LogTail, TAIL_MIB_DEFAULT, TailError};
 
 use crate::auth::TokenKey;

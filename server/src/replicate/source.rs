@@ -73,13 +73,46 @@ pub trait ReplicationSource: Send + Sync + 'static {
     fn snapshot_at_least(&self, min_lsn: Lsn) -> BoxFuture<'_, Result<Arc<Snapshot>, SourceError>>;
 }
 
+/// The last snapshot a source made for replicas, reused while it still serves: new enough,
+/// and the entries after it still in the tail (otherwise the replica would need yet another
+/// snapshot). The async mutex makes concurrent requests wait for one encoding instead of each
+/// making their own. Every source (leader, relay, cluster member) keeps one.
+#[derive(Debug, Default)]
+pub struct SnapshotCache {
+    cached: Mutex<Option<Arc<Snapshot>>>,
+}
+
+impl SnapshotCache {
+    /// The cached snapshot if it is at `min_lsn` or later and `tail` still continues it, else
+    /// the one `make` returns (which is then cached).
+    pub async fn get_or_make<Make, Fut>(
+        &self,
+        min_lsn: Lsn,
+        tail: &LogTail,
+        make: Make,
+    ) -> Result<Arc<Snapshot>, SourceError>
+    where
+        Make: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<Arc<Snapshot>, SourceError>>,
+    {
+        let mut cached = self.cached.lock().await;
+        if let Some(snapshot) = cached.as_ref()
+            && snapshot.position.lsn >= min_lsn
+            && snapshot.position.lsn.next() >= tail.first()
+        {
+            return Ok(Arc::clone(snapshot));
+        }
+        let snapshot = make().await?;
+        *cached = Some(Arc::clone(&snapshot));
+        Ok(snapshot)
+    }
+}
+
 /// The leader as a replication source.
 #[derive(Debug)]
 pub struct LeaderSource {
     leader: Leader,
-    /// The last snapshot made, reused while it is recent enough. The async mutex also makes
-    /// concurrent requests wait for one encoding instead of each making their own.
-    cached: Mutex<Option<Arc<Snapshot>>>,
+    snapshots: SnapshotCache,
 }
 
 impl LeaderSource {
@@ -87,7 +120,7 @@ impl LeaderSource {
     pub fn new(leader: Leader) -> LeaderSource {
         LeaderSource {
             leader,
-            cached: Mutex::new(None),
+            snapshots: SnapshotCache::default(),
         }
     }
 }
@@ -110,33 +143,26 @@ impl ReplicationSource for LeaderSource {
     }
 
     fn snapshot_at_least(&self, min_lsn: Lsn) -> BoxFuture<'_, Result<Arc<Snapshot>, SourceError>> {
-        Box::pin(async move {
-            let mut cached = self.cached.lock().await;
-            // A cached snapshot serves when it is new enough and the entries after it are
-            // still in the tail; otherwise the replica would need yet another snapshot.
-            if let Some(snapshot) = cached.as_ref()
-                && snapshot.position.lsn >= min_lsn
-                && snapshot.position.lsn.next() >= self.leader.tail().first()
-            {
-                return Ok(Arc::clone(snapshot));
-            }
-            let started = std::time::Instant::now();
-            let snapshot = Arc::new(self.leader.read(|state| state.snapshot()));
-            // The state may hold applied entries whose fsync has not returned: wait, so no
-            // replica installs state the leader could still lose.
-            self.leader.wait_durable(snapshot.position.lsn).await?;
-            tracing::info!(
-                lsn = %snapshot.position.lsn,
-                bytes = snapshot.data.len(),
-                ms = started.elapsed().as_millis() as u64,
-                "replication snapshot made"
-            );
-            assert!(
-                snapshot.position.lsn >= min_lsn,
-                "the state is behind the asked snapshot"
-            );
-            *cached = Some(Arc::clone(&snapshot));
-            Ok(snapshot)
-        })
+        Box::pin(
+            self.snapshots
+                .get_or_make(min_lsn, self.leader.tail(), move || async move {
+                    let started = std::time::Instant::now();
+                    let snapshot = Arc::new(self.leader.read(|state| state.snapshot()));
+                    // The state may hold applied entries whose fsync has not returned: wait, so no
+                    // replica installs state the leader could still lose.
+                    self.leader.wait_durable(snapshot.position.lsn).await?;
+                    tracing::info!(
+                        lsn = %snapshot.position.lsn,
+                        bytes = snapshot.data.len(),
+                        ms = started.elapsed().as_millis() as u64,
+                        "replication snapshot made"
+                    );
+                    assert!(
+                        snapshot.position.lsn >= min_lsn,
+                        "the state is behind the asked snapshot"
+                    );
+                    Ok(snapshot)
+                }),
+        )
     }
 }

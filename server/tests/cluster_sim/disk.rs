@@ -26,13 +26,14 @@
 use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::io;
-use std::ops::{Bound, RangeBounds};
+use std::ops::RangeBounds;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use cstore_core::log::LogEntry;
 use cstore_core::{LogPosition, Lsn, Snapshot};
 use cstore_server::cluster::entry::{log_id_of, lsn_of, to_log_entry, to_raft_entry};
+use cstore_server::cluster::log_store::index_bounds;
 use cstore_server::cluster::state_machine::SnapshotStore;
 use cstore_server::cluster::types::{RaftEntry, RaftLogId, RaftVote};
 use openraft::storage::{IOFlushed, LogState, RaftLogStorage};
@@ -329,20 +330,6 @@ pub struct SimLogStore {
     pub epoch: u64,
 }
 
-fn bounds(range: &impl RangeBounds<u64>) -> (u64, u64) {
-    let start = match range.start_bound() {
-        Bound::Included(i) => *i,
-        Bound::Excluded(i) => i + 1,
-        Bound::Unbounded => 0,
-    };
-    let end = match range.end_bound() {
-        Bound::Included(i) => i + 1,
-        Bound::Excluded(i) => *i,
-        Bound::Unbounded => u64::MAX,
-    };
-    (start, end)
-}
-
 impl SimLogStore {
     /// A write that is durable when it returns, in order with the appends before it: after a
     /// seeded fsync delay, `op`'s write and everything pending are synced together. A crash
@@ -377,7 +364,7 @@ impl RaftLogReader<SimTypes> for SimLogStore {
         &mut self,
         range: RB,
     ) -> Result<Vec<RaftEntry>, io::Error> {
-        let (start, end) = bounds(&range);
+        let (start, end) = index_bounds(&range);
         let d = lock(&self.disk);
         d.check(self.epoch)?;
         if start >= end {

@@ -38,7 +38,10 @@ pub mod disk;
 pub mod invariants;
 pub mod member;
 pub mod network;
-pub mod rng;
+/// The simulators' shared randomness (core's `testing` feature).
+pub mod rng {
+    pub use cstore_core::sim::SimRng as Rng;
+}
 pub mod types;
 pub mod watch;
 pub mod workload;

@@ -1,13 +1,19 @@
-//! SplitMix64: a tiny, fast, well-mixed PRNG. One `u64` of state, so a seed reproduces a run
-//! exactly, on every platform, with no dependency.
+//! The randomness the deterministic simulators share (the replication simulator in
+//! `core/tests/sim`, the cluster simulator in `server/tests/cluster_sim`). Behind the `testing`
+//! feature; like the rest of core it reads no clock and no entropy: the seed comes in.
+//!
+//! [`SimRng`] is SplitMix64: a tiny, well-mixed PRNG. One `u64` of state, so a seed reproduces a
+//! run exactly, on every platform, with no dependency. A simulation may draw from several
+//! streams forked from the seed (the schedule, the network, each member's disk), so that what
+//! one part draws does not shift what another part sees.
 
-/// The simulator's only source of randomness.
+/// A stream of a simulation's randomness.
 #[derive(Debug, Clone)]
-pub struct Rng(u64);
+pub struct SimRng(u64);
 
-impl Rng {
-    pub fn new(seed: u64) -> Rng {
-        Rng(seed)
+impl SimRng {
+    pub fn new(seed: u64) -> SimRng {
+        SimRng(seed)
     }
 
     pub fn next_u64(&mut self) -> u64 {
@@ -16,6 +22,11 @@ impl Rng {
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
         z ^ (z >> 31)
+    }
+
+    /// A new stream, independent of this one from here on.
+    pub fn fork(&mut self) -> SimRng {
+        SimRng(self.next_u64())
     }
 
     /// Uniform in `0..n` (`n > 0`); the modulo bias is irrelevant at these sizes.
@@ -42,5 +53,10 @@ impl Rng {
         } else {
             max * (self.below(1000) + 1) as f64 / 1000.0
         }
+    }
+
+    /// One of `items`.
+    pub fn pick<T: Copy>(&mut self, items: &[T]) -> T {
+        items[self.below(items.len() as u64) as usize]
     }
 }
