@@ -155,8 +155,7 @@ impl Node {
             Node::Cluster(cluster) => {
                 let mut wait_for = floor.min_lsn;
                 if floor.linearizable {
-                    let index = crate::http::cluster::read_index(cluster).await?;
-                    wait_for = wait_for.max(Some(index));
+                    wait_for = wait_for.max(Some(self.read_index().await?));
                 }
                 if let Some(min_lsn) = wait_for
                     && !cluster.wait_applied(min_lsn, timeout).await
@@ -172,6 +171,19 @@ impl Node {
         }
     }
 
+    /// The read index: an LSN at or after every write acknowledged before this call began, so
+    /// a replica that has applied it can answer a linearizable read locally (what the browser
+    /// replica's `consistency: "linearizable"` waits for). The leader's committed LSN; on a
+    /// cluster member Raft's ReadIndex (through the leader); a read replica forwards the
+    /// route to its leader and never calls this.
+    pub async fn read_index(&self) -> Result<Lsn, ReadError> {
+        match self {
+            Node::Leader(leader) => Ok(leader.status().committed_lsn),
+            Node::Cluster(cluster) => Ok(crate::http::cluster::read_index(cluster).await?),
+            Node::Follower(_) => Err(ReadError::NotLinearizable),
+        }
+    }
+
     /// Commits a transaction on the node that takes writes here: the leader, or this cluster
     /// member's Raft (the HTTP edge forwards writes to the cluster's leader first). A read
     /// replica's write routes forward to its leader and never call this.
@@ -179,6 +191,16 @@ impl Node {
         match self {
             Node::Leader(leader) => leader.write(txn).await,
             Node::Cluster(cluster) => cluster.write(txn).await,
+            Node::Follower(_) => panic!("a write route ran on a follower, which forwards writes"),
+        }
+    }
+
+    /// Commits several transactions in order, each on its own, sharing batches: one result
+    /// each, in order (see `Leader::write_many`).
+    pub async fn write_many(&self, txns: Vec<Txn>) -> Vec<Result<Lsn, WriteError>> {
+        match self {
+            Node::Leader(leader) => leader.write_many(txns).await,
+            Node::Cluster(cluster) => cluster.write_many(txns).await,
             Node::Follower(_) => panic!("a write route ran on a follower, which forwards writes"),
         }
     }

@@ -67,6 +67,36 @@ fn members_elect_replicate_forward_and_fail_over() {
         redirect.headers()["location"].to_str().unwrap(),
         format!("{}/v1/c/notes?redirect=1", cluster.members[leader].url())
     );
+    // A batch of independent writes through a follower: forwarded, each committed on its
+    // own, in order; the refused one takes no entry.
+    let batch = json!({"txns": [
+        {"ops": [{"op": "insert", "collection": "notes", "doc": {"_id": "b1"}}],
+         "origin": {"client": "batcher", "seq": 1}},
+        {"ops": [{"op": "insert", "collection": "notes", "doc": {"_id": "n0"}}],
+         "origin": {"client": "batcher", "seq": 2}},
+        {"ops": [{"op": "insert", "collection": "notes", "doc": {"_id": "b3"}}],
+         "origin": {"client": "batcher", "seq": 3}},
+    ]});
+    let answer = cluster
+        .client(follower)
+        .post("/v1/txns", &batch)
+        .unwrap()
+        .expect_status(200);
+    let results = answer["results"].as_array().unwrap();
+    assert_eq!(results[1]["error"]["code"], "already_exists", "{answer}");
+    let (b1, b3) = (
+        results[0]["lsn"].as_u64().unwrap(),
+        results[2]["lsn"].as_u64().unwrap(),
+    );
+    assert!(b1 > *lsns.last().unwrap() && b3 == b1 + 1, "{answer}");
+    lsns.push(b3);
+    // The read index, asked of a follower, covers every acknowledged write.
+    let index = cluster
+        .client(follower)
+        .get("/v1/read-index")
+        .unwrap()
+        .expect_status(200);
+    assert!(index["lsn"].as_u64().unwrap() >= b3, "{index}");
     // Every member applies the same entries, with the same hash chain.
     let (lsn, _) = cluster
         .wait_converged(*lsns.last().unwrap(), Duration::from_secs(10))

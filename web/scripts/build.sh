@@ -95,7 +95,7 @@ node_modules/.bin/tsc -p demo/tsconfig.json
 mkdir -p dist/demo/lib dist/demo/pkg-web
 cp demo/index.html demo/style.css demo/sw.js dist/demo/
 cp dist/*.js dist/demo/lib/
-rm dist/demo/lib/node.js
+rm dist/demo/lib/node.js dist/demo/lib/react.js   # the node and React entries are not the demo's
 cp pkg-web/cstore_wasm.js pkg-web/cstore_wasm_bg.wasm dist/demo/pkg-web/
 # The service worker caches these so the page loads offline ("./" is the page itself).
 (cd dist/demo && find . -type f ! -name sw.js ! -name shell.json | sed 's|^\./||' | sort |

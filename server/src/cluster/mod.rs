@@ -611,26 +611,64 @@ impl Cluster {
     /// writes before they get here).
     pub async fn write(&self, txn: Txn) -> Result<Lsn, WriteError> {
         self.ready_to_propose().await?;
-        let mut proposal = Proposal {
+        let checked = self.submit(txn).await?;
+        self.outcome(checked).await
+    }
+
+    /// Commits several transactions in this order, each on its own (one may be refused and
+    /// the next commit): all are handed to the proposer before the first outcome is awaited,
+    /// so they share its batches and Raft's appends. One result per transaction, in order.
+    pub async fn write_many(&self, txns: Vec<Txn>) -> Vec<Result<Lsn, WriteError>> {
+        if let Err(error) = self.ready_to_propose().await {
+            return vec![Err(error); txns.len()];
+        }
+        let mut submitted = Vec::with_capacity(txns.len());
+        for txn in txns {
+            submitted.push(self.submit(txn).await);
+        }
+        let mut results = Vec::with_capacity(submitted.len());
+        for checked in submitted {
+            results.push(match checked {
+                Ok(checked) => self.outcome(checked).await,
+                Err(error) => Err(error),
+            });
+        }
+        results
+    }
+
+    /// Hands `txn` to the proposer; its answer says whether it was proposed.
+    async fn submit(
+        &self,
+        txn: Txn,
+    ) -> Result<tokio::sync::oneshot::Receiver<proposer::Checked>, WriteError> {
+        let (reply, replied) = tokio::sync::oneshot::channel();
+        let proposal = Proposal {
             timestamp: crate::clock::now_ms(),
             txn,
         };
-        // A retry of a write still in flight waits for that write, then is answered from the
-        // applied state (a duplicate with the first write's LSN).
+        self.inner
+            .queue
+            .send(proposer::Pending { proposal, reply })
+            .await
+            .map_err(|_| WriteError::ShuttingDown)?;
+        Ok(replied)
+    }
+
+    /// Waits for the outcome of a submitted write. A retry of a write still in flight waits
+    /// for that write, then is answered from the applied state (a duplicate with the first
+    /// write's LSN).
+    async fn outcome(
+        &self,
+        mut replied: tokio::sync::oneshot::Receiver<proposer::Checked>,
+    ) -> Result<Lsn, WriteError> {
         for _ in 0..WRITE_TIMEOUT.as_millis() / 50 {
-            let (reply, replied) = tokio::sync::oneshot::channel();
-            self.inner
-                .queue
-                .send(proposer::Pending { proposal, reply })
-                .await
-                .map_err(|_| WriteError::ShuttingDown)?;
             let answer = match replied.await {
                 Err(_) => return Err(WriteError::ShuttingDown),
                 Ok(proposer::Checked::Refused(error)) => return Err(error),
                 Ok(proposer::Checked::InFlightDuplicate(returned)) => {
-                    proposal = returned;
                     self.wait_applied(self.applied_lsn().next(), Duration::from_millis(50))
                         .await;
+                    replied = self.submit(returned.txn).await?;
                     continue;
                 }
                 Ok(proposer::Checked::Proposed(answer)) => answer,

@@ -295,7 +295,7 @@ fn leader_only(method: &Method, path: &str) -> bool {
     if path.starts_with("/v1/cluster/") {
         return *method == Method::POST;
     }
-    if path == "/v1/txn" {
+    if path == "/v1/txn" || path == "/v1/txns" {
         return *method == Method::POST;
     }
     let Some(rest) = path.strip_prefix("/v1/c/") else {

@@ -9,7 +9,7 @@
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use serde_json::{Value, json};
 use tracing::{error, warn};
 
 use cstore_core::ErrorCode;
@@ -267,28 +267,35 @@ pub fn status_for(code: &str) -> StatusCode {
     }
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let status = self.status();
+impl ApiError {
+    /// The JSON error object: `{"code", "message"}` and what the client needs to act on it.
+    pub fn body(&self) -> Value {
         let code = self.code();
         let message = self.to_string();
-        if status.is_server_error() {
-            error!(code, %message, "request failed");
-        } else if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
-            warn!(code, %message, "request refused");
-        }
-        let body = match &self {
+        match self {
             // The client must learn the LSN: the write happened, only its replication is unknown.
             ApiError::AckUnknown { lsn, .. } => {
-                json!({"error": {"code": code, "message": message, "lsn": lsn.0}})
+                json!({"code": code, "message": message, "lsn": lsn.0})
             }
             // The client learns where to go instead.
             ApiError::Write(WriteError::NotLeader { leader_url })
             | ApiError::Cluster(crate::cluster::ClusterError::NotLeader { leader_url }) => {
-                json!({"error": {"code": code, "message": message, "leader_url": leader_url}})
+                json!({"code": code, "message": message, "leader_url": leader_url})
             }
-            _ => json!({"error": {"code": code, "message": message}}),
-        };
-        (status, Json(body)).into_response()
+            _ => json!({"code": code, "message": message}),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let body = self.body();
+        if status.is_server_error() {
+            error!(code = self.code(), message = %self, "request failed");
+        } else if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+            warn!(code = self.code(), message = %self, "request refused");
+        }
+        (status, Json(json!({ "error": body }))).into_response()
     }
 }

@@ -43,6 +43,17 @@ pub async fn health() -> Json<Value> {
     Json(json!({"status": "ok"}))
 }
 
+/// `GET /v1/read-index`: `{"lsn": n}`, an LSN at or after every write acknowledged before
+/// the request (see `Node::read_index`). A replica that has applied it answers a
+/// linearizable read locally.
+pub async fn read_index(
+    _: Authorized<NeedsRead>,
+    State(app): State<AppState>,
+) -> Result<Json<Value>, ApiError> {
+    let lsn = app.node.read_index().await?;
+    Ok(Json(json!({ "lsn": lsn.0 })))
+}
+
 /// `GET /v1/status`: role, term and log positions; on a follower also its leader and how
 /// replication goes.
 pub async fn status(_: Authorized<NeedsRead>, State(app): State<AppState>) -> Json<Value> {

@@ -65,7 +65,7 @@ pub struct AppState {
 /// The router with every route of docs/HTTP_API.md. The role decides who handles writes: a
 /// leader commits them, a follower forwards them to its leader unchanged.
 pub fn router(state: AppState) -> Router {
-    let (insert, put, patch, delete, commit) = match &state.node {
+    let (insert, put, patch, delete, commit, commit_many, read_index) = match &state.node {
         // A cluster member that does not lead sends writes on (`cluster::to_leader`).
         Node::Leader(_) | Node::Cluster(_) => (
             post(docs::insert),
@@ -73,6 +73,8 @@ pub fn router(state: AppState) -> Router {
             patch(docs::patch),
             delete(docs::delete),
             post(txn::commit),
+            post(txn::commit_many),
+            get(info::read_index),
         ),
         Node::Follower(_) => (
             post(forward::forward),
@@ -80,6 +82,9 @@ pub fn router(state: AppState) -> Router {
             patch(forward::forward),
             delete(forward::forward),
             post(forward::forward),
+            post(forward::forward),
+            // The leader's read index holds for a replica fed through this one too.
+            get(forward::forward),
         ),
     };
     let site = demo::site(state.demo_dir.as_deref());
@@ -100,6 +105,8 @@ pub fn router(state: AppState) -> Router {
                 .merge(delete),
         )
         .route("/v1/txn", commit)
+        .route("/v1/txns", commit_many)
+        .route("/v1/read-index", read_index)
         .route("/v1/replicate", get(crate::replicate::endpoint::replicate))
         .route("/v1/raft/append", post(cluster::append))
         .route("/v1/raft/vote", post(cluster::vote))

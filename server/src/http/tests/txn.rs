@@ -83,3 +83,104 @@ async fn preconditions_inside_a_transaction() {
         2
     );
 }
+
+/// `POST /v1/txns`: each transaction on its own, in order, one result each; a refused one
+/// changes nothing and does not stop the ones after it; origins stay exactly-once.
+#[tokio::test]
+async fn txns_commit_each_transaction_on_its_own_in_order() {
+    let h = Harness::open().await;
+    let insert = |id: &str, seq: u64| {
+        json!({"ops": [{"op": "insert", "collection": "q", "doc": {"_id": id}}],
+               "origin": {"client": "tab", "seq": seq}})
+    };
+    let body = json!({"txns": [
+        insert("a", 1),
+        insert("a", 2),                     // clashes with the first: 409, nothing written
+        {"ops": [{"op": "bogus"}]},         // does not parse: 400, never written
+        insert("b", 3),
+    ]});
+    let answer = h
+        .ok(Method::POST, "/v1/txns", Some(&body.to_string()))
+        .await;
+    let results = answer["results"].as_array().unwrap();
+    assert_eq!(results.len(), 4, "{answer}");
+    assert_eq!(results[0], json!({"lsn": 1, "ids": ["a"]}));
+    assert_eq!(results[1]["status"], 409, "{answer}");
+    assert_eq!(results[1]["error"]["code"], "already_exists");
+    assert_eq!(results[2]["status"], 400, "{answer}");
+    assert_eq!(results[2]["error"]["code"], "invalid_txn");
+    assert_eq!(results[3], json!({"lsn": 2, "ids": ["b"]}));
+    assert_eq!(
+        h.leader.status().applied_lsn.0,
+        2,
+        "refused writes take no entry"
+    );
+
+    // The same request again (its answer was lost): the last committed seq is a duplicate,
+    // older ones are refused, nothing is written twice.
+    let again = h
+        .ok(Method::POST, "/v1/txns", Some(&body.to_string()))
+        .await;
+    let again = again["results"].as_array().unwrap();
+    assert_eq!(again[0]["error"]["code"], "duplicate_origin", "{again:?}");
+    assert_eq!(again[3], json!({"lsn": 2, "ids": ["b"], "duplicate": true}));
+    assert_eq!(h.leader.status().applied_lsn.0, 2);
+
+    // Many at once share the commit thread's batches and keep their order.
+    let many: Vec<_> = (0..300)
+        .map(|i| insert(&format!("m{i:03}"), 10 + i))
+        .collect();
+    let answer = h
+        .ok(
+            Method::POST,
+            "/v1/txns",
+            Some(&json!({ "txns": many }).to_string()),
+        )
+        .await;
+    let lsns: Vec<u64> = answer["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["lsn"].as_u64().unwrap())
+        .collect();
+    assert_eq!(lsns, (3..303).collect::<Vec<u64>>());
+}
+
+#[tokio::test]
+async fn txns_refuse_bad_requests_whole() {
+    let h = Harness::open().await;
+    let before = h.state_hash();
+    for (body, code) in [
+        ("[]", "invalid_txn"),
+        (r#"{"txns": []}"#, "invalid_txn"),
+        (r#"{"txns": {}}"#, "invalid_txn"),
+        (r#"{"ops": []}"#, "invalid_txn"),
+        (r#"{"txns": [], "extra": 1}"#, "invalid_txn"),
+        ("{", "invalid_json"),
+    ] {
+        h.call(Method::POST, "/v1/txns", Some(body))
+            .await
+            .assert_error(400, code);
+    }
+    let too_many: Vec<_> = (0..1001)
+        .map(|i| json!({"ops": [{"op": "insert", "collection": "q", "doc": {"_id": i.to_string()}}]}))
+        .collect();
+    h.call(
+        Method::POST,
+        "/v1/txns",
+        Some(&json!({ "txns": too_many }).to_string()),
+    )
+    .await
+    .assert_error(413, "txn_too_large");
+    assert_eq!(h.state_hash(), before);
+}
+
+/// `GET /v1/read-index` on the leader: its committed LSN, which covers every acknowledged write.
+#[tokio::test]
+async fn read_index_covers_acknowledged_writes() {
+    let h = Harness::open().await;
+    assert_eq!(h.ok(Method::GET, "/v1/read-index", None).await["lsn"], 0);
+    let written = h.ok(Method::POST, "/v1/c/q", Some(r#"{"_id":"x"}"#)).await;
+    let index = h.ok(Method::GET, "/v1/read-index", None).await;
+    assert!(index["lsn"].as_u64().unwrap() >= written["lsn"].as_u64().unwrap());
+}
