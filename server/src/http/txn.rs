@@ -117,7 +117,7 @@ pub async fn commit_many(
     let node = &app.node;
     let items = parse_many(body)?;
     // Parse every transaction first; one that does not parse is answered and never written.
-    let mut results: Vec<Result<(Lsn, Vec<String>, bool), ApiError>> = Vec::new();
+    let mut results: Vec<Result<Written, ApiError>> = Vec::new();
     let mut txns = Vec::new();
     let mut pending = Vec::new();
     for item in items {
@@ -157,6 +157,10 @@ pub async fn commit_many(
         .collect();
     Ok(Json(json!({ "results": results })))
 }
+
+/// A committed transaction's LSN, the ids of its inserts and puts, and whether it repeated an
+/// earlier write.
+type Written = (Lsn, Vec<String>, bool);
 
 /// The `txns` of a `POST /v1/txns` body.
 fn parse_many(body: Value) -> Result<Vec<Value>, ApiError> {
