@@ -1,12 +1,19 @@
 // The package's node entry over the real wasm build (pkg-node), with IndexedDB from
-// fake-indexeddb and no server: the replica opens offline, applies writes locally, keeps them
-// pending, and finds them again after a reopen. Skipped when the wasm build has no replica.
+// fake-indexeddb: first with no server (the replica opens offline, applies writes locally,
+// keeps them pending, and finds them again after a reopen), then against a real `cstore serve`
+// with and without node's global WebSocket (below). Skipped when the wasm build has no replica.
 
 import "fake-indexeddb/auto";
 
 import assert from "node:assert/strict";
-import { readFileSync } from "node:fs";
-import { test } from "node:test";
+import { execFile } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, describe, test } from "node:test";
+import { fileURLToPath } from "node:url";
+
+import { Server } from "../e2e/harness.mjs";
 
 const glue = readFileSync(new URL("../../pkg-node/cstore_wasm.js", import.meta.url), "utf8");
 const skip = /class Replica\b/.test(glue) ? false : "this build of cstore-wasm has no Replica export";
@@ -33,4 +40,101 @@ test("node entry: an offline replica keeps local writes pending across a reopen"
   assert.deepEqual(await again.collection("notes").get(id), { _id: id, text: "written offline", done: true });
   assert.ok(again.status.pendingWrites >= 2, JSON.stringify(again.status));
   await again.close();
+});
+
+// --- against a real `cstore serve` on loopback ---------------------------------------------------
+//
+// Each flavour runs in a child process (node-replica.child.mjs), so each starts with the
+// globals node gives it: `--no-experimental-websocket` hides node's own WebSocket (node 20 has
+// none by default; node 22 has one), so the entry must install the `ws` package's;
+// `--experimental-websocket` gives node 20 the global WebSocket node 22 has by default (the
+// same undici implementation), which the entry must keep. The server is the debug build that
+// scripts/test.sh builds before the web steps (CSTORE_BIN overrides), stopped by its PID.
+
+const WEB = fileURLToPath(new URL("../..", import.meta.url));
+const CHILD = fileURLToPath(new URL("./node-replica.child.mjs", import.meta.url));
+
+function serverBin() {
+  const root = join(WEB, "..");
+  const bin = process.env.CSTORE_BIN || join(process.env.CARGO_TARGET_DIR || join(root, "target"), "debug/cstore");
+  if (!existsSync(bin)) {
+    throw new Error(`no cstore binary at ${bin}: build it (cargo build -p cstore-server --bin cstore) or set CSTORE_BIN`);
+  }
+  return bin;
+}
+
+/** Runs the child scenario with `flags` against `url`; resolves with its JSON report. */
+function runChild(flags, url) {
+  return new Promise((resolveRun, reject) => {
+    execFile(
+      process.execPath,
+      [...flags, CHILD, url],
+      { cwd: WEB, timeout: 30_000 },
+      (error, stdout, stderr) => {
+        if (error) return reject(new Error(`child ${flags.join(" ")} failed: ${error.message}\n${stderr}`));
+        try {
+          resolveRun(JSON.parse(stdout.trim().split("\n").pop()));
+        } catch (e) {
+          reject(new Error(`child ${flags.join(" ")} printed no report (${e.message}):\n${stdout}\n${stderr}`));
+        }
+      },
+    );
+  });
+}
+
+describe("node entry against a real cstore serve", { skip }, () => {
+  let server;
+  let demoDir;
+  before(async () => {
+    // `cstore serve` wants a page to serve; this test needs none.
+    demoDir = mkdtempSync(join(tmpdir(), "cstore-node-entry-"));
+    writeFileSync(join(demoDir, "index.html"), "<!doctype html><title>node entry test</title>\n");
+    server = await Server.start({ bin: serverBin(), demoDir });
+  });
+  after(async () => {
+    await server?.dispose();
+    if (demoDir) rmSync(demoDir, { recursive: true, force: true });
+  });
+
+  const flavours = [
+    { name: "without a global WebSocket: the ws package", flags: ["--no-experimental-websocket"], ws: true },
+    { name: "with node's global WebSocket: kept", flags: ["--experimental-websocket"], ws: false },
+  ];
+  for (const flavour of flavours) {
+    test(`${flavour.name}: open, write, read back, see a remote write`, async () => {
+      const report = await runChild(flavour.flags, server.url);
+      console.log(
+        `${report.node} ${flavour.flags[0]}: global WebSocket before open ${report.hadGlobalWebSocket}, ` +
+          `ws package ${report.usesWsPackage}; remote write seen after ${report.remoteMs} ms`,
+      );
+      assert.equal(report.hadGlobalWebSocket, !flavour.ws);
+      assert.equal(report.usesWsPackage, flavour.ws);
+      assert.equal(report.keptGlobal, !flavour.ws);
+      assert.deepEqual(report.readBack, { _id: report.local.id, text: "from node", n: 1 });
+      assert.deepEqual(report.onServer, { _id: report.local.id, text: "from node", n: 1 });
+      assert.deepEqual(report.remoteDoc, { _id: report.remote.id, text: report.remoteText });
+      assert.deepEqual(report.watchCalls.at(-1), [report.remote.id]);
+      assert.equal(report.watchCalls[0].length, 0, "the live query starts empty");
+      assert.ok(report.remoteMs < 2_000, `the remote write took ${report.remoteMs} ms to arrive`);
+      assert.equal(report.status.pendingWrites, 0, JSON.stringify(report.status));
+      // Both documents are on the server, and nothing else (each child wrote its own two).
+      const ids = (await server.all("notes")).map((d) => d._id);
+      assert.ok(ids.includes(report.local.id) && ids.includes(report.remote.id), JSON.stringify(ids));
+    });
+  }
+
+  test("without an IndexedDB the node entry says so", async () => {
+    const script = `
+      const { openReplica } = await import("cstore");
+      try { await openReplica(${JSON.stringify(server.url)}); console.log("opened"); }
+      catch (e) { console.log(JSON.stringify({ code: e.code, message: e.message })); }`;
+    const out = await new Promise((res, rej) =>
+      execFile(process.execPath, ["--input-type=module", "-e", script], { cwd: WEB, timeout: 20_000 }, (e, stdout, stderr) =>
+        e ? rej(new Error(`${e.message}\n${stderr}`)) : res(stdout.trim()),
+      ),
+    );
+    const { code, message } = JSON.parse(out);
+    assert.equal(code, "unsupported");
+    assert.match(message, /fake-indexeddb\/auto/);
+  });
 });
