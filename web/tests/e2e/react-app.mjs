@@ -36,6 +36,7 @@ Replica.prototype.close = function (...args) {
 
 const renders = [];
 let show = () => {};
+let showDoc = () => {};
 
 function Notes({ collection }) {
   const { data, loading, error } = useQuery(collection, { sort: { text: 1 } });
@@ -66,9 +67,11 @@ function Status() {
   return h("p", { "data-testid": "status" }, status === null ? "opening" : status.connected ? "connected" : "offline");
 }
 
-function App({ collection, docId }) {
+function App({ collection, docId: firstDocId }) {
   const [extra, setExtra] = useState({ doc: false, bad: false });
+  const [docId, setDocId] = useState(firstDocId);
   show = (which, on) => setExtra((e) => ({ ...e, [which]: on }));
+  showDoc = setDocId;
   return h(
     "main",
     null,
@@ -98,6 +101,8 @@ window.cstoreReact = {
     root.render(strict ? h(StrictMode, null, app) : app);
   },
   show: (which, on) => show(which, on),
+  /** Points the useDoc component at another document. */
+  showDoc: (id) => showDoc(id),
   unmount() {
     root.unmount();
     root = null;

@@ -4,7 +4,8 @@
 //   - useQuery renders a loading state first, then the data the server had;
 //   - StrictMode's double effects open one replica and hold one watch per hook, not two;
 //   - a write through the server's HTTP API re-renders the list within the propagation time;
-//   - useDoc follows a document through a remote PATCH and DELETE;
+//   - useDoc follows a document through a remote PATCH and DELETE, and another id after a
+//     re-render (one watch swapped for another);
 //   - a query the replica refuses gives `error` (and `loading: false`);
 //   - unmounting a hook releases its watch, unmounting the app releases all of them and the
 //     provider closes the replica it opened.
@@ -159,6 +160,18 @@ describe("cstore/react in Chromium", { skip }, () => {
       await http(server, "DELETE", `/v1/c/${collection}/n1`);
       await waitText(page, "doc", "missing", PROPAGATION_MS_MAX);
       await waitText(page, "notes-state", "ready 2", PROPAGATION_MS_MAX);
+
+      // Another id: useDoc drops the old watch for a new one, and shows loading, not the old
+      // document, until the new result arrives.
+      const rendersBefore = (await state(page)).renders;
+      await page.evaluate(() => window.cstoreReact.showDoc("n2"));
+      await waitText(page, "doc", "c second");
+      const docRenders = await page.evaluate(
+        (from) => window.cstoreReact.renders.slice(from).filter((r) => r.c === "doc"),
+        rendersBefore,
+      );
+      assert.ok(docRenders.every((r) => r.loading || r.doc?._id === "n2"), JSON.stringify(docRenders));
+      assert.equal((await state(page)).active, 2);
 
       // A local write through the provider's db re-renders too.
       await page.evaluate((c) => window.cstoreReact.db().collection(c).insert({ text: "d local" }), collection);
