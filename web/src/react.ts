@@ -236,8 +236,7 @@ function useLive<T extends Document, D>(
       live = false;
       stop?.();
     };
-    // `select` is one of the two module functions above, fixed per hook.
-    // eslint-disable-next-line react-hooks/exhaustive-deps
+    // Not a dependency: `select` is one of the two module functions above, fixed per hook.
   }, [db, key, enabled]);
 
   if (!enabled) return IDLE;
