@@ -39,9 +39,12 @@
 //! The local copy and the pending writes live in IndexedDB (database `name`), so a reload
 //! opens at once with the data and the writes it had, and syncs only what it missed.
 
+use std::cell::RefCell;
 use std::rc::Rc;
 
+use cstore_core::doc::validate_collection_name;
 use cstore_core::query::{Filter, FindQuery};
+use cstore_core::replication::SUBSCRIPTION_COLLECTIONS_MAX;
 #[cfg(not(target_arch = "wasm32"))]
 use cstore_core::storage::MemoryStore;
 use cstore_core::{StoredDoc, Txn};
@@ -52,13 +55,14 @@ use wasm_bindgen_futures::future_to_promise;
 use crate::error::ReplicaError;
 #[cfg(target_arch = "wasm32")]
 use crate::idb::{IdbError, IdbStore, PendingStore};
+use crate::replica::members::{MEMBERS_MAX, Member, Members};
 #[cfg(not(target_arch = "wasm32"))]
 use crate::replica::pending::MemoryPending;
 use crate::replica::sender::FetchSender;
 use crate::replica::shared::RejectedWrite;
 use crate::replica::status::{ROLE, Status};
-use crate::replica::{Parts, ReplicaHandle};
-use crate::transport::websocket::WebSocketTransport;
+use crate::replica::{Parts, ReadIndexFn, ReplicaHandle, Settings};
+use crate::transport::cluster::ClusterTransport;
 
 /// A browser replica of a Collection Store leader (JavaScript class `Replica`).
 #[wasm_bindgen]
@@ -70,14 +74,14 @@ pub struct Replica {
 /// The options of `Replica.open`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OpenOptions {
-    /// `ws(s)://host/v1/replicate`.
-    pub url: String,
+    /// The servers to follow: one (`url`), or the members of a cluster (`urls`).
+    pub members: Vec<Member>,
     /// A token with scope `read` (and `write` for writes).
     pub token: Option<String>,
     /// The local database's name.
     pub name: String,
-    /// The leader's HTTP base URL, for writes.
-    pub http_url: String,
+    /// The collections to follow (`collections`); `None` follows all.
+    pub collections: Option<Vec<String>>,
 }
 
 impl OpenOptions {
@@ -87,10 +91,12 @@ impl OpenOptions {
         let map = options
             .as_object()
             .ok_or_else(|| invalid("options must be an object"))?;
-        if let Some(key) = map
-            .keys()
-            .find(|k| !matches!(k.as_str(), "url" | "token" | "name" | "httpUrl"))
-        {
+        if let Some(key) = map.keys().find(|k| {
+            !matches!(
+                k.as_str(),
+                "url" | "urls" | "token" | "name" | "httpUrl" | "collections"
+            )
+        }) {
             return Err(invalid(&format!("unknown option `{key}`")));
         }
         let text = |key: &str| -> Result<Option<String>, ReplicaError> {
@@ -100,28 +106,92 @@ impl OpenOptions {
                 Some(_) => Err(invalid(&format!("`{key}` must be a string"))),
             }
         };
-        let url = text("url")?.ok_or_else(|| invalid("`url` is required"))?;
-        let http_url = match text("httpUrl")? {
-            Some(http_url) => http_url,
-            None => {
-                http_base(&url).ok_or_else(|| invalid("`url` must start with ws:// or wss://"))?
+        let strings = |key: &str| -> Result<Option<Vec<String>>, ReplicaError> {
+            match map.get(key) {
+                None | Some(Value::Null) => Ok(None),
+                Some(Value::Array(items)) => items
+                    .iter()
+                    .map(|item| match item {
+                        Value::String(s) => Ok(s.clone()),
+                        _ => Err(invalid(&format!("`{key}` must be an array of strings"))),
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+                    .map(Some),
+                Some(_) => Err(invalid(&format!("`{key}` must be an array of strings"))),
+            }
+        };
+        let member = |ws_url: String, http_url: Option<String>| -> Result<Member, ReplicaError> {
+            let http_url = match http_url {
+                Some(http_url) => http_url,
+                None => http_base(&ws_url).ok_or_else(|| {
+                    invalid(&format!("`{ws_url}` must start with ws:// or wss://"))
+                })?,
+            };
+            Ok(Member { ws_url, http_url })
+        };
+        let members = match (text("url")?, strings("urls")?) {
+            (Some(_), Some(_)) => return Err(invalid("give `url` or `urls`, not both")),
+            (None, None) => return Err(invalid("`url` (or `urls`) is required")),
+            (Some(url), None) => vec![member(url, text("httpUrl")?)?],
+            (None, Some(urls)) => {
+                if text("httpUrl")?.is_some() {
+                    return Err(invalid(
+                        "`httpUrl` goes with `url`; with `urls` each member's HTTP base comes from its URL",
+                    ));
+                }
+                if urls.is_empty() {
+                    return Err(invalid("`urls` is empty: name at least one server"));
+                }
+                if urls.len() > MEMBERS_MAX {
+                    return Err(invalid(&format!(
+                        "`urls` names more than {MEMBERS_MAX} servers"
+                    )));
+                }
+                let members = urls
+                    .into_iter()
+                    .map(|url| member(url, None))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let distinct: std::collections::BTreeSet<&str> =
+                    members.iter().map(|m| m.http_url.as_str()).collect();
+                if distinct.len() != members.len() {
+                    return Err(invalid("`urls` names a server twice"));
+                }
+                members
+            }
+        };
+        let collections = match strings("collections")? {
+            None => None,
+            Some(names) => {
+                if names.is_empty() {
+                    return Err(invalid("`collections` is empty: name at least one"));
+                }
+                if names.len() > SUBSCRIPTION_COLLECTIONS_MAX {
+                    return Err(invalid(&format!(
+                        "`collections` names more than {SUBSCRIPTION_COLLECTIONS_MAX}"
+                    )));
+                }
+                for name in &names {
+                    validate_collection_name(name)
+                        .map_err(|e| invalid(&format!("`collections`: {e}")))?;
+                }
+                Some(names)
             }
         };
         Ok(OpenOptions {
-            url,
+            members,
             token: text("token")?,
             name: text("name")?.unwrap_or_else(|| "cstore".to_owned()),
-            http_url,
+            collections,
         })
     }
 }
 
 /// What a browser replica is built from: IndexedDB for the log and the pending writes.
 #[cfg(target_arch = "wasm32")]
-type BrowserParts = Parts<IdbStore, WebSocketTransport, PendingStore, FetchSender>;
+type BrowserParts = Parts<IdbStore, ClusterTransport<PendingStore>, PendingStore, FetchSender>;
 /// Natively (tests, clippy) there is no IndexedDB: memory stands in.
 #[cfg(not(target_arch = "wasm32"))]
-type BrowserParts = Parts<MemoryStore, WebSocketTransport, MemoryPending, FetchSender>;
+type BrowserParts = Parts<MemoryStore, ClusterTransport<MemoryPending>, MemoryPending, FetchSender>;
 
 /// An error the opening recovered from: (code, message).
 pub type Recovered = Option<(&'static str, String)>;
@@ -129,30 +199,37 @@ pub type Recovered = Option<(&'static str, String)>;
 /// Builds the parts of replica `options.name`. A database too damaged to open is deleted
 /// (with its pending writes: nothing in it can be trusted) and created afresh; that is
 /// reported beside the parts so the status can say so.
-async fn browser_parts(options: &OpenOptions) -> Result<(BrowserParts, Recovered), ReplicaError> {
-    let transport = WebSocketTransport::new(&options.url, options.token.as_deref());
-    let sender = FetchSender::new(&options.http_url, options.token.as_deref());
+async fn browser_parts(
+    options: &OpenOptions,
+) -> Result<(BrowserParts, FetchSender, Recovered), ReplicaError> {
+    // The transport and the sender share the members: writes go where the replica knows the
+    // leader is, and a failover found by either helps the other.
+    let members = Rc::new(RefCell::new(Members::new(options.members.clone())));
+    let token = options.token.as_deref();
+    let sender = FetchSender::for_members(members.clone(), token);
     #[cfg(target_arch = "wasm32")]
     {
         let (store, recovered) = open_idb_store(&options.name).await?;
         let pending = store.pending();
+        let transport = ClusterTransport::new(members, token, pending.clone());
         let parts = Parts {
             store,
             transport,
             pending,
-            sender,
+            sender: sender.clone(),
         };
-        Ok((parts, recovered))
+        Ok((parts, sender, recovered))
     }
     #[cfg(not(target_arch = "wasm32"))]
     {
+        let pending = MemoryPending::new();
         let parts = Parts {
             store: MemoryStore::new(),
-            transport,
-            pending: MemoryPending::new(),
-            sender,
+            transport: ClusterTransport::new(members, token, pending.clone()),
+            pending,
+            sender: sender.clone(),
         };
-        Ok((parts, None))
+        Ok((parts, sender, None))
     }
 }
 
@@ -245,6 +322,24 @@ pub fn status_to_js(status: &Status, client: &str) -> JsValue {
     };
     set(&object, "lastError", last_error);
     set(&object, "rebootstraps", status.rebootstraps as f64);
+    set(
+        &object,
+        "member",
+        status
+            .member
+            .as_deref()
+            .map_or(JsValue::NULL, JsValue::from_str),
+    );
+    set(&object, "memberSwitches", status.member_switches as f64);
+    let refused = js_sys::Array::new();
+    for member in &status.refused_members {
+        let m = js_sys::Object::new();
+        set(&m, "url", member.url.as_str());
+        set(&m, "code", member.code.as_str());
+        set(&m, "message", member.message.as_str());
+        refused.push(&m);
+    }
+    set(&object, "refusedMembers", refused);
     set(&object, "closed", status.closed);
     set(&object, "clientId", client);
     object.into()
@@ -298,8 +393,16 @@ impl Replica {
     /// Opens a replica of the leader at `options.url` and starts syncing.
     pub async fn open(options: JsValue) -> Result<Replica, JsValue> {
         let options = OpenOptions::parse(&to_json(&options)?)?;
-        let (parts, recovered) = browser_parts(&options).await?;
-        let handle = ReplicaHandle::open(parts).await?;
+        let (parts, sender, recovered) = browser_parts(&options).await?;
+        let read_index: ReadIndexFn = Rc::new(move || {
+            let sender = sender.clone();
+            Box::pin(async move { sender.read_index().await })
+        });
+        let settings = Settings {
+            subscription: options.collections.clone(),
+            read_index: Some(read_index),
+        };
+        let handle = ReplicaHandle::open_with(parts, settings).await?;
         if let Some((code, message)) = recovered {
             handle.note_recovered(code, &message);
         }
@@ -309,14 +412,40 @@ impl Replica {
     }
 
     /// The document, or `undefined`.
-    pub fn get(&self, collection: &str, id: &str) -> JsValue {
-        self.handle.with_doc(collection, id, |doc| {
+    pub fn get(&self, collection: &str, id: &str) -> Result<JsValue, JsValue> {
+        self.handle.check_subscribed(collection)?;
+        Ok(self.handle.with_doc(collection, id, |doc| {
             doc.map_or(JsValue::UNDEFINED, doc_to_js)
+        }))
+    }
+
+    /// Resolves (with the LSN waited for) once a local read sees every write acknowledged
+    /// by the cluster before this call: the read index, then the local copy applying it.
+    /// Rejects with `offline` (no connection) or `unavailable` (no answer, no quorum).
+    #[wasm_bindgen(js_name = readBarrier)]
+    pub fn read_barrier(&self) -> js_sys::Promise {
+        let handle = self.handle.clone();
+        future_to_promise(async move {
+            let lsn = handle.read_barrier().await?;
+            Ok(JsValue::from_f64(lsn.0 as f64))
         })
+    }
+
+    /// The collections this replica follows (`null`: all).
+    pub fn collections(&self) -> JsValue {
+        match self.handle.subscription() {
+            Some(names) => names
+                .iter()
+                .map(|n| JsValue::from_str(n))
+                .collect::<js_sys::Array>()
+                .into(),
+            None => JsValue::NULL,
+        }
     }
 
     /// The documents matching `query` (`{filter, sort, limit, skip}`).
     pub fn find(&self, collection: &str, query: JsValue) -> Result<JsValue, JsValue> {
+        self.handle.check_subscribed(collection)?;
         let query = parse_query(&query)?;
         Ok(self
             .handle
@@ -325,6 +454,7 @@ impl Replica {
 
     /// How many documents match `filter`.
     pub fn count(&self, collection: &str, filter: JsValue) -> Result<f64, JsValue> {
+        self.handle.check_subscribed(collection)?;
         let filter = Filter::parse(&to_json(&filter)?).map_err(ReplicaError::from)?;
         Ok(self.handle.count(collection, &filter) as f64)
     }
@@ -426,8 +556,10 @@ mod tests {
     fn options_default_the_http_url_from_the_ws_url() {
         let options = OpenOptions::parse(&json!({"url": "wss://db.example:8443/v1/replicate"}));
         let options = options.unwrap();
-        assert_eq!(options.http_url, "https://db.example:8443");
+        assert_eq!(options.members.len(), 1);
+        assert_eq!(options.members[0].http_url, "https://db.example:8443");
         assert_eq!(options.name, "cstore");
+        assert_eq!(options.collections, None);
         assert_eq!(
             http_base("ws://127.0.0.1:7070/v1/replicate?token=x").unwrap(),
             "http://127.0.0.1:7070"
@@ -437,5 +569,52 @@ mod tests {
         let unknown = OpenOptions::parse(&json!({"url": "ws://x", "tokn": "t"})).unwrap_err();
         assert_eq!(unknown.code(), "invalid_options");
         assert!(OpenOptions::parse(&json!({})).is_err());
+        let explicit =
+            OpenOptions::parse(&json!({"url": "ws://x/v1/replicate", "httpUrl": "http://y"}));
+        assert_eq!(explicit.unwrap().members[0].http_url, "http://y");
+    }
+
+    #[test]
+    fn options_name_a_cluster_by_its_members() {
+        let options = OpenOptions::parse(&json!({"urls": [
+            "ws://a:1/v1/replicate", "ws://b:2/v1/replicate", "wss://c:3/v1/replicate"
+        ]}))
+        .unwrap();
+        let http: Vec<&str> = options
+            .members
+            .iter()
+            .map(|m| m.http_url.as_str())
+            .collect();
+        assert_eq!(http, ["http://a:1", "http://b:2", "https://c:3"]);
+        assert_eq!(options.members[1].ws_url, "ws://b:2/v1/replicate");
+
+        let refused = [
+            json!({"urls": []}),
+            json!({"url": "ws://a/v1/replicate", "urls": ["ws://b/v1/replicate"]}),
+            json!({"urls": ["ws://a/v1/replicate", "ws://a/v1/replicate"]}),
+            json!({"urls": ["ws://a/v1/replicate", "http://b"]}),
+            json!({"urls": "ws://a/v1/replicate"}),
+            json!({"urls": ["ws://a/v1/replicate", 3]}),
+            json!({"urls": ["ws://a/v1/replicate"], "httpUrl": "http://a"}),
+        ];
+        for options in refused {
+            let error = OpenOptions::parse(&options).unwrap_err();
+            assert_eq!(error.code(), "invalid_options", "{options}");
+        }
+    }
+
+    #[test]
+    fn options_subscribe_to_valid_collections() {
+        let options = OpenOptions::parse(&json!({"url": "ws://a/v1/replicate",
+                                                 "collections": ["notes", "tags"]}));
+        assert_eq!(
+            options.unwrap().collections,
+            Some(vec!["notes".to_owned(), "tags".to_owned()])
+        );
+        for collections in [json!([]), json!([""]), json!(["_cluster"]), json!("notes")] {
+            let options = json!({"url": "ws://a/v1/replicate", "collections": collections});
+            let error = OpenOptions::parse(&options).unwrap_err();
+            assert_eq!(error.code(), "invalid_options", "{options}");
+        }
     }
 }

@@ -38,6 +38,15 @@ pub enum ReplicaError {
     /// The replica was closed.
     #[error("the replica is closed")]
     Closed,
+    /// The collection is not among those the replica was opened to follow.
+    #[error("collection `{0}` is not among the collections this replica follows")]
+    NotSubscribed(String),
+    /// A linearizable read needs the server, and the replica has no connection to one.
+    #[error("offline: {0}")]
+    Offline(String),
+    /// A linearizable read could not get (or reach) the cluster's read index in time.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
 }
 
 impl ErrorCode for ReplicaError {
@@ -51,6 +60,9 @@ impl ErrorCode for ReplicaError {
             ReplicaError::Storage(e) => e.code(),
             ReplicaError::TooManyPending(_) => "too_many_pending",
             ReplicaError::Closed => "closed",
+            ReplicaError::NotSubscribed(_) => "not_subscribed",
+            ReplicaError::Offline(_) => "offline",
+            ReplicaError::Unavailable(_) => "unavailable",
         }
     }
 }

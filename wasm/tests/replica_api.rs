@@ -67,9 +67,9 @@ async fn reads_and_writes_work_offline_through_the_js_face() {
         .await
         .unwrap();
 
-    let doc = replica.get("notes", &id);
+    let doc = replica.get("notes", &id).unwrap();
     assert_eq!(field(&doc, "text").as_string().unwrap(), "hi");
-    assert!(replica.get("notes", "missing").is_undefined());
+    assert!(replica.get("notes", "missing").unwrap().is_undefined());
     let found: Array = replica
         .find(
             "notes",
@@ -109,7 +109,7 @@ async fn reads_and_writes_work_offline_through_the_js_face() {
     JsFuture::from(replica.remove("notes".into(), "fixed".into()))
         .await
         .unwrap();
-    assert!(replica.get("notes", "fixed").is_undefined());
+    assert!(replica.get("notes", "fixed").unwrap().is_undefined());
     JsFuture::from(replica.close()).await.unwrap();
 }
 

@@ -116,7 +116,7 @@ async fn bootstrap_get_and_find_figures() {
     for _ in 0..3 {
         let started = precise_ms();
         for id in &ids {
-            assert!(!js.get("notes", id).is_undefined());
+            assert!(!js.get("notes", id).unwrap().is_undefined());
         }
         gets.push((precise_ms() - started) * 1000.0 / rounds as f64);
         let started = precise_ms();

@@ -152,9 +152,17 @@ pub struct SyncLoop<S, T> {
 
 impl<S: LogStore, T: Transport> SyncLoop<S, T> {
     /// A loop over a store already loaded (see [`load`]; its `state` is not used here).
-    pub fn new(shared: SharedRef, store: S, transport: T, opened: &Opened) -> SyncLoop<S, T> {
+    /// `subscription`: the collections to follow (`None`: all).
+    pub fn new(
+        shared: SharedRef,
+        store: S,
+        transport: T,
+        opened: &Opened,
+        subscription: Option<Vec<String>>,
+    ) -> SyncLoop<S, T> {
         let mut config = ReplicaConfig::new(opened.metadata.node_id);
         config.leader_timeout_ms = 5 * TICK_MS;
+        config.subscription = subscription;
         let replica = Replica::new(config.clone(), opened.last, opened.metadata.term);
         SyncLoop {
             shared,
@@ -184,11 +192,14 @@ impl<S: LogStore, T: Transport> SyncLoop<S, T> {
                 continue;
             }
             let wake = self.shared.borrow().sync_wake.clone();
+            self.transport
+                .resume_from(self.shared.borrow().local.applied().lsn.0);
             let Some(connected) =
                 unless_closed(&self.shared, &wake, self.transport.connect()).await
             else {
                 return;
             };
+            self.report_members();
             let end = match connected {
                 Ok(connection) => {
                     let end = self.session(&connection, &mut backoff).await;
@@ -228,6 +239,24 @@ impl<S: LogStore, T: Transport> SyncLoop<S, T> {
             let wake = self.shared.borrow().sync_wake.clone();
             sleep_or(backoff.next_delay_ms(js_sys::Math::random()), &wake).await;
         }
+    }
+
+    /// Copies what a transport over several members learned into the status: where the
+    /// connection is, how often it moved, and members refused (the newest also as the error).
+    fn report_members(&self) {
+        let Some(report) = self.transport.report() else {
+            return;
+        };
+        update_status(&self.shared, |s| {
+            if report.refused.len() > s.refused_members.len()
+                && let Some(refused) = report.refused.last()
+            {
+                s.set_error(&refused.code, &refused.message);
+            }
+            s.member = report.connected_url;
+            s.member_switches = report.switches;
+            s.refused_members = report.refused;
+        });
     }
 
     /// Discards the local copy and starts over from an empty log.

@@ -72,11 +72,11 @@ impl LocalState {
         self.overlay.pending()
     }
 
-    /// The first pending write the leader has not answered yet: the next to send.
-    pub fn next_unsent(&self) -> Option<&PendingWrite> {
+    /// The pending writes the leader has not answered yet, in order: what to send next.
+    pub fn unsent(&self) -> impl Iterator<Item = &PendingWrite> {
         self.overlay
             .pending()
-            .find(|w| !self.committed.contains_key(&w.seq))
+            .filter(|w| !self.committed.contains_key(&w.seq))
     }
 
     /// How many writes wait for confirmation.

@@ -21,6 +21,7 @@
 
 pub mod driver;
 pub mod local;
+pub mod members;
 pub mod network;
 pub mod pending;
 pub mod sender;
@@ -30,13 +31,15 @@ pub mod watch;
 pub mod writer;
 
 use std::cell::{Cell, RefCell};
+use std::collections::BTreeSet;
 use std::rc::Rc;
 
 use cstore_core::doc::{IdGenerator, RawDoc, ensure_id};
 use cstore_core::query::{Filter, FindQuery, count, find};
 use cstore_core::storage::{LogStore, StorageError};
-use cstore_core::{ErrorCode, Op, StoredDoc, Txn};
+use cstore_core::{ErrorCode, Lsn, Op, StoredDoc, Txn};
 use futures::channel::oneshot;
+use futures::future::LocalBoxFuture;
 use serde_json::Value;
 
 use cstore_core::state::PendingWrite;
@@ -44,7 +47,7 @@ use cstore_core::txn::Origin;
 use driver::{SyncLoop, load, wipe};
 use local::LocalState;
 use network::{NetworkWatch, navigator_online};
-use pending::PendingQueue;
+use pending::{MetaStore, PendingQueue};
 use sender::TxnSender;
 use shared::{RejectedListener, SharedRef, StatusListener, changed, schedule_flush, update_status};
 use status::Status;
@@ -52,7 +55,7 @@ use watch::{WatchCallback, WatchId};
 use writer::Writer;
 
 use crate::error::ReplicaError;
-use crate::time::{now, random_u64};
+use crate::time::{now, random_u64, sleep};
 use crate::transport::Transport;
 
 /// Most writes waiting for the leader; past it writes fail with `too_many_pending`.
@@ -63,6 +66,34 @@ pub const PENDING_MAX: usize = 10_000;
 pub const BACKOFF_START_MS: u64 = 100;
 /// Largest reconnect or write-retry delay, in milliseconds.
 pub const BACKOFF_CAP_MS: u64 = 5_000;
+
+/// Longest wait of a linearizable read for the local copy to apply the read index.
+pub const LINEARIZABLE_WAIT_MS: u64 = 10_000;
+/// The name of the remembered subscription in the local database's metadata.
+const SUBSCRIPTION_META: &str = "subscription";
+
+/// Asks the cluster for its read index: the LSN a linearizable read waits for, or (code,
+/// message).
+pub type ReadIndexFn = Rc<dyn Fn() -> LocalBoxFuture<'static, Result<Lsn, (String, String)>>>;
+
+/// How a replica behaves beyond its parts.
+#[derive(Clone, Default)]
+pub struct Settings {
+    /// The collections to follow; `None` follows all. Reads, watches and writes of other
+    /// collections fail with `not_subscribed`.
+    pub subscription: Option<Vec<String>>,
+    /// Where linearizable reads get their read index; `None`: they fail with `unavailable`.
+    pub read_index: Option<ReadIndexFn>,
+}
+
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings")
+            .field("subscription", &self.subscription)
+            .field("read_index", &self.read_index.is_some())
+            .finish()
+    }
+}
 
 /// What a replica is built from.
 #[derive(Debug)]
@@ -86,6 +117,9 @@ pub struct ReplicaHandle {
     client: String,
     done: RefCell<Vec<oneshot::Receiver<()>>>,
     network: RefCell<Option<NetworkWatch>>,
+    subscription: Option<BTreeSet<String>>,
+    /// The settings opened with (for the read index).
+    settings: Settings,
 }
 
 /// A random client id: 16 characters of `[A-Za-z0-9]`.
@@ -108,7 +142,23 @@ impl ReplicaHandle {
     where
         S: LogStore + 'static,
         T: Transport + 'static,
-        P: PendingQueue + 'static,
+        P: PendingQueue + MetaStore + 'static,
+        X: TxnSender + 'static,
+    {
+        ReplicaHandle::open_with(parts, Settings::default()).await
+    }
+
+    /// Opens a replica with `settings` (see [`ReplicaHandle::open`]). A local copy made for
+    /// another subscription than `settings.subscription` is discarded (a rebootstrap): it
+    /// lacks the collections now asked for.
+    pub async fn open_with<S, T, P, X>(
+        parts: Parts<S, T, P, X>,
+        settings: Settings,
+    ) -> Result<ReplicaHandle, ReplicaError>
+    where
+        S: LogStore + 'static,
+        T: Transport + 'static,
+        P: PendingQueue + MetaStore + 'static,
         X: TxnSender + 'static,
     {
         let Parts {
@@ -129,6 +179,33 @@ impl ReplicaHandle {
             }
             Err(error) => return Err(error.into()),
         };
+        let subscription = settings.subscription.map(|names| {
+            let mut names = names;
+            names.sort();
+            names.dedup();
+            names
+        });
+        let wanted = match &subscription {
+            Some(names) => serde_json::to_vec(names).expect("names serialize"),
+            None => b"*".to_vec(),
+        };
+        let held = pending.get_meta(SUBSCRIPTION_META).await?;
+        if held.as_ref() != Some(&wanted) {
+            // A copy made for other collections (or from before subscriptions were recorded,
+            // when it followed everything) cannot serve these: start over unless it is empty.
+            let empty = opened.last.lsn == Lsn::ZERO;
+            let unrecorded_full = held.is_none() && subscription.is_none();
+            if !empty && !unrecorded_full {
+                last_error = Some((
+                    "subscription_changed",
+                    "the local copy followed other collections: fetched again".to_owned(),
+                ));
+                rebootstraps += 1;
+                wipe(&mut store).await?;
+                opened = load(&mut store).await?;
+            }
+            pending.put_meta(SUBSCRIPTION_META, &wanted).await?;
+        }
         let loaded = pending.load().await?;
         let client = match loaded.client {
             // A wiped local log forgot which of this client's writes committed; with nothing
@@ -170,7 +247,13 @@ impl ReplicaHandle {
         };
         changed(&shared, &touched);
 
-        let sync = SyncLoop::new(shared.clone(), store, transport, &opened);
+        let sync = SyncLoop::new(
+            shared.clone(),
+            store,
+            transport,
+            &opened,
+            subscription.clone(),
+        );
         let writer = Writer::new(shared.clone(), pending, sender, client.clone());
         let (sync_done, sync_wait) = oneshot::channel();
         let (writer_done, writer_wait) = oneshot::channel();
@@ -190,7 +273,81 @@ impl ReplicaHandle {
             client,
             done: RefCell::new(vec![sync_wait, writer_wait]),
             network: RefCell::new(Some(network)),
+            subscription: subscription.map(|names| names.into_iter().collect()),
+            settings: Settings {
+                subscription: None,
+                read_index: settings.read_index,
+            },
         })
+    }
+
+    /// Fails with `not_subscribed` unless this replica follows `collection`.
+    pub fn check_subscribed(&self, collection: &str) -> Result<(), ReplicaError> {
+        match &self.subscription {
+            Some(names) if !names.contains(collection) => {
+                Err(ReplicaError::NotSubscribed(collection.to_owned()))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The collections followed (`None`: all), sorted.
+    pub fn subscription(&self) -> Option<Vec<String>> {
+        self.subscription
+            .as_ref()
+            .map(|names| names.iter().cloned().collect())
+    }
+
+    /// Waits until a read here sees every write acknowledged anywhere in the cluster before
+    /// this call began: asks for the read index, then waits until the local copy applied it.
+    /// Offline (no connection) fails with `offline`; no answer, no quorum or a wait past
+    /// [`LINEARIZABLE_WAIT_MS`] with `unavailable`: never a stale answer. Returns the LSN
+    /// waited for.
+    pub async fn read_barrier(&self) -> Result<Lsn, ReplicaError> {
+        {
+            let status = &self.shared.borrow().status;
+            if status.closed {
+                return Err(ReplicaError::Closed);
+            }
+            if !status.online || !status.connected {
+                return Err(ReplicaError::Offline(
+                    "a linearizable read needs a connection to the cluster".into(),
+                ));
+            }
+        }
+        let Some(read_index) = self.settings.read_index.clone() else {
+            return Err(ReplicaError::Unavailable(
+                "this replica has no server to ask for a read index".into(),
+            ));
+        };
+        let lsn = read_index()
+            .await
+            .map_err(|(code, message)| ReplicaError::Unavailable(format!("{code}: {message}")))?;
+        let waiter = {
+            let mut inner = self.shared.borrow_mut();
+            if inner.local.applied().lsn >= lsn {
+                None
+            } else {
+                let (sender, receiver) = oneshot::channel();
+                inner.applied_waiters.push((lsn, sender));
+                Some(receiver)
+            }
+        };
+        if let Some(waiter) = waiter {
+            use futures::future::{Either, select};
+            match select(waiter, Box::pin(sleep(LINEARIZABLE_WAIT_MS))).await {
+                Either::Left((Ok(()), _)) => {}
+                Either::Left((Err(_), _)) => return Err(ReplicaError::Closed),
+                Either::Right(_) => {
+                    let applied = self.shared.borrow().local.applied().lsn;
+                    return Err(ReplicaError::Unavailable(format!(
+                        "the local copy reached {applied}, not the read index {lsn}, in \
+                         {LINEARIZABLE_WAIT_MS} ms"
+                    )));
+                }
+            }
+        }
+        Ok(lsn)
     }
 
     /// This client's identity (the `origin.client` of its writes).
@@ -370,6 +527,9 @@ impl ReplicaHandle {
     /// sequence number once it is queued durably. A transaction that does not apply locally
     /// fails at once and is not queued.
     pub async fn write(&self, txn: Txn) -> Result<u64, ReplicaError> {
+        for op in &txn.ops {
+            self.check_subscribed(op.collection())?;
+        }
         let seq = self.next_seq.get();
         let txn = txn.with_origin(Origin {
             client: self.client.clone(),
@@ -408,6 +568,7 @@ impl ReplicaHandle {
         query: FindQuery,
         callback: WatchCallback,
     ) -> Result<WatchId, ReplicaError> {
+        self.check_subscribed(collection)?;
         query.validate()?;
         let id = self
             .shared
@@ -466,6 +627,7 @@ impl ReplicaHandle {
             inner.sync_wake.fire();
             inner.writer_wake.fire();
             inner.release_flush_waiters();
+            inner.applied_waiters.clear();
         }
         self.network.borrow_mut().take();
         let done: Vec<_> = self.done.borrow_mut().drain(..).collect();

@@ -37,6 +37,17 @@ pub trait PendingQueue {
     fn push(&mut self, seq: u64, txn: &Txn) -> impl Future<Output = StorageResult<()>>;
     /// Removes write `seq` (confirmed or rejected); removing an absent seq is no error.
     fn remove(&mut self, seq: u64) -> impl Future<Output = StorageResult<()>>;
+    /// Removes every write at or below `seq`, in one durable step.
+    fn remove_through(&mut self, seq: u64) -> impl Future<Output = StorageResult<()>>;
+}
+
+/// Small named values kept beside the queue, in the same database: the identity of the store
+/// the replica follows (`cluster.rs`) and the collections it subscribed to.
+pub trait MetaStore {
+    /// The value stored under `name`, if any.
+    fn get_meta(&self, name: &str) -> impl Future<Output = StorageResult<Option<Vec<u8>>>>;
+    /// Stores `value` under `name` durably.
+    fn put_meta(&self, name: &str, value: &[u8]) -> impl Future<Output = StorageResult<()>>;
 }
 
 /// The bytes of queued write `seq`: the log-record framing core already has (length,
@@ -78,6 +89,7 @@ pub struct MemoryPending {
 struct PendingLoadMap {
     client: Option<String>,
     writes: BTreeMap<u64, Vec<u8>>,
+    meta: BTreeMap<String, Vec<u8>>,
 }
 
 impl MemoryPending {
@@ -135,6 +147,34 @@ impl PendingQueue for MemoryPending {
         self.inner.borrow_mut().writes.remove(&seq);
         Ok(())
     }
+
+    async fn remove_through(&mut self, seq: u64) -> StorageResult<()> {
+        self.inner.borrow_mut().writes.retain(|s, _| *s > seq);
+        Ok(())
+    }
+}
+
+impl MetaStore for MemoryPending {
+    async fn get_meta(&self, name: &str) -> StorageResult<Option<Vec<u8>>> {
+        Ok(self.inner.borrow().meta.get(name).cloned())
+    }
+
+    async fn put_meta(&self, name: &str, value: &[u8]) -> StorageResult<()> {
+        let mut inner = self.inner.borrow_mut();
+        inner.meta.insert(name.to_owned(), value.to_vec());
+        Ok(())
+    }
+}
+
+#[cfg(target_arch = "wasm32")]
+impl MetaStore for crate::idb::PendingStore {
+    async fn get_meta(&self, name: &str) -> StorageResult<Option<Vec<u8>>> {
+        Ok(crate::idb::PendingStore::get_meta(self, name).await?)
+    }
+
+    async fn put_meta(&self, name: &str, value: &[u8]) -> StorageResult<()> {
+        Ok(crate::idb::PendingStore::put_meta(self, name, value).await?)
+    }
 }
 
 /// The name of the client id in the pending store's metadata.
@@ -171,6 +211,10 @@ impl PendingQueue for crate::idb::PendingStore {
 
     async fn remove(&mut self, seq: u64) -> StorageResult<()> {
         Ok(crate::idb::PendingStore::remove(self, seq).await?)
+    }
+
+    async fn remove_through(&mut self, seq: u64) -> StorageResult<()> {
+        Ok(crate::idb::PendingStore::remove_through(self, seq).await?)
     }
 }
 

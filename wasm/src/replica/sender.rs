@@ -1,4 +1,6 @@
-//! How pending writes reach the leader: `POST {httpUrl}/v1/txn`, one write per request.
+//! How pending writes reach the leader: `POST {httpUrl}/v1/txns`, up to
+//! [`BATCH_WRITES_MAX`] queued writes per request (each committed on its own, in order), or
+//! `POST /v1/txn` for one write or an older server that has no `/v1/txns`.
 //!
 //! The answer sorts each attempt into three outcomes: committed (2xx, with the LSN; also a
 //! `duplicate` answer to a resend), rejected by the leader as the authority (4xx: the write
@@ -6,14 +8,15 @@
 //! failure, 5xx, 408, 429). [`TxnSender`] is the seam, so tests can answer from an
 //! in-browser leader.
 
+use std::cell::{Cell, RefCell};
 use std::future::Future;
+use std::rc::Rc;
 
 use cstore_core::{Lsn, Op, Txn};
 use serde_json::{Value, json};
-use wasm_bindgen::{JsCast, JsValue};
-use wasm_bindgen_futures::JsFuture;
 
-use crate::transport::websocket::describe;
+use super::members::Members;
+use crate::transport::http::{Answer, request};
 
 /// What became of one attempt to commit a write.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -26,10 +29,35 @@ pub enum TxnOutcome {
     Retry { code: String, message: String },
 }
 
-/// Sends one write to the leader.
+/// What became of a request carrying several writes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BatchOutcome {
+    /// One outcome per write, in order, for the first writes of the batch (a sender may
+    /// send fewer than it was given; the rest stay queued).
+    Each(Vec<TxnOutcome>),
+    /// The request as a whole failed: every write stays queued, try again later.
+    Retry { code: String, message: String },
+}
+
+/// Sends writes to the leader.
 pub trait TxnSender {
     /// Commits `txn` as write `seq` of `client`.
     fn send(&self, client: &str, seq: u64, txn: &Txn) -> impl Future<Output = TxnOutcome>;
+
+    /// Commits several writes in order, each on its own, in as few requests as the sender
+    /// can; by default one request for the first write.
+    fn send_batch(
+        &self,
+        client: &str,
+        writes: &[(u64, Txn)],
+    ) -> impl Future<Output = BatchOutcome> {
+        async move {
+            match writes.first() {
+                Some((seq, txn)) => BatchOutcome::Each(vec![self.send(client, *seq, txn).await]),
+                None => BatchOutcome::Each(Vec::new()),
+            }
+        }
+    }
 }
 
 /// The `/v1/txn` operation objects of a transaction.
@@ -84,62 +112,264 @@ fn wire_op(op: &Op) -> Value {
     }
 }
 
-/// Writes through `fetch` to a leader's HTTP API.
+/// Longest wait for the answer to a write request (a batch of hundreds commits in one).
+pub const WRITE_TIMEOUT_MS: u64 = 30_000;
+/// Longest wait for a read index.
+pub const READ_INDEX_TIMEOUT_MS: u64 = 5_000;
+/// Most writes sent in one `POST /v1/txns` (the server takes up to 1,000).
+pub const BATCH_WRITES_MAX: usize = 500;
+
+/// Where the HTTP calls go: one server, or whichever member of a cluster is the target.
+#[derive(Clone, Debug)]
+enum Targets {
+    Fixed(String),
+    Members(Rc<RefCell<Members>>),
+}
+
+/// Writes (and read indexes) through `fetch` to a server's HTTP API.
 #[derive(Clone, Debug)]
 pub struct FetchSender {
-    txn_url: String,
+    targets: Targets,
     token: Option<String>,
+    /// False once a server answered `404` to `/v1/txns` (an older server): one write per
+    /// request from then on.
+    batches: Rc<Cell<bool>>,
 }
 
 impl FetchSender {
-    /// A sender to `{http_url}/v1/txn`.
+    /// A sender to the server at `http_url`.
     pub fn new(http_url: &str, token: Option<&str>) -> FetchSender {
         FetchSender {
-            txn_url: format!("{}/v1/txn", http_url.trim_end_matches('/')),
+            targets: Targets::Fixed(http_url.trim_end_matches('/').to_owned()),
             token: token.map(str::to_owned),
+            batches: Rc::new(Cell::new(true)),
         }
     }
 
-    async fn post(&self, body: String) -> Result<(u16, String), JsValue> {
-        let init = web_sys::RequestInit::new();
-        init.set_method("POST");
-        init.set_body(&JsValue::from_str(&body));
-        let headers = web_sys::Headers::new()?;
-        headers.set("Content-Type", "application/json")?;
-        if let Some(token) = &self.token {
-            headers.set("Authorization", &format!("Bearer {token}"))?;
+    /// A sender to whichever member `members` names as the write target (shared with the
+    /// cluster transport); a failure moves the target on.
+    pub fn for_members(members: Rc<RefCell<Members>>, token: Option<&str>) -> FetchSender {
+        FetchSender {
+            targets: Targets::Members(members),
+            token: token.map(str::to_owned),
+            batches: Rc::new(Cell::new(true)),
         }
-        init.set_headers(&headers);
-        let request = web_sys::Request::new_with_str_and_init(&self.txn_url, &init)?;
-        let response = JsFuture::from(fetch(&request)).await?;
-        let response: web_sys::Response = response.dyn_into()?;
-        let text = JsFuture::from(response.text()?).await?;
-        Ok((response.status(), text.as_string().unwrap_or_default()))
+    }
+
+    /// The base URL to use now, and the member's index (for [`FetchSender::failed`]).
+    fn target(&self) -> Option<(Option<usize>, String)> {
+        match &self.targets {
+            Targets::Fixed(url) => Some((None, url.clone())),
+            Targets::Members(members) => {
+                let members = members.borrow();
+                let index = members.write_target()?;
+                let url = members
+                    .member(index)
+                    .http_url
+                    .trim_end_matches('/')
+                    .to_owned();
+                Some((Some(index), url))
+            }
+        }
+    }
+
+    /// A call to member `index` failed in a way another member may not.
+    fn failed(&self, index: Option<usize>) {
+        if let (Targets::Members(members), Some(index)) = (&self.targets, index) {
+            members.borrow_mut().write_failed(index);
+        }
+    }
+
+    async fn post(&self, path: &str, body: &str) -> Result<(Option<usize>, Answer), TxnOutcome> {
+        let Some((index, base)) = self.target() else {
+            return Err(no_member());
+        };
+        let url = format!("{base}{path}");
+        match request(
+            "POST",
+            &url,
+            self.token.as_deref(),
+            Some(body),
+            WRITE_TIMEOUT_MS,
+        )
+        .await
+        {
+            Ok(answer) => Ok((index, answer)),
+            Err(message) => {
+                self.failed(index);
+                Err(TxnOutcome::Retry {
+                    code: "network_error".into(),
+                    message,
+                })
+            }
+        }
+    }
+
+    /// `GET /v1/read-index` of the target member (then one other, if it fails): the LSN a
+    /// linearizable read must wait for. `Err` is (code, message): `unavailable` when no
+    /// member answers, or the server's code.
+    pub async fn read_index(&self) -> Result<Lsn, (String, String)> {
+        let attempts = match &self.targets {
+            Targets::Fixed(_) => 1,
+            Targets::Members(members) => members.borrow().len().min(2),
+        };
+        let mut last = ("unavailable".to_owned(), "no server to ask".to_owned());
+        for _ in 0..attempts {
+            let Some((index, base)) = self.target() else {
+                break;
+            };
+            let url = format!("{base}/v1/read-index");
+            match request(
+                "GET",
+                &url,
+                self.token.as_deref(),
+                None,
+                READ_INDEX_TIMEOUT_MS,
+            )
+            .await
+            {
+                Ok(answer) if answer.status == 200 => {
+                    let body: Value = serde_json::from_str(&answer.text).unwrap_or(Value::Null);
+                    return match body.get("lsn").and_then(Value::as_u64) {
+                        Some(lsn) => Ok(Lsn(lsn)),
+                        None => Err(("bad_response".into(), format!("{url}: no lsn"))),
+                    };
+                }
+                Ok(answer) => {
+                    let (code, message) = error_fields(answer.status, &answer.text);
+                    if answer.status < 500 {
+                        return Err((code, message));
+                    }
+                    self.failed(index);
+                    last = ("unavailable".into(), format!("{url}: {code}: {message}"));
+                }
+                Err(message) => {
+                    self.failed(index);
+                    last = ("unavailable".into(), message);
+                }
+            }
+        }
+        Err(last)
     }
 }
 
-#[wasm_bindgen::prelude::wasm_bindgen]
-extern "C" {
-    #[wasm_bindgen(js_name = fetch)]
-    fn fetch(request: &web_sys::Request) -> js_sys::Promise;
+fn no_member() -> TxnOutcome {
+    TxnOutcome::Retry {
+        code: "wrong_cluster".into(),
+        message: "no usable server to write to".into(),
+    }
+}
+
+/// The `/v1/txn` body of one write, with its origin.
+fn txn_body(client: &str, seq: u64, txn: &Txn) -> Value {
+    // The origin makes a resend after a lost answer commit at most once.
+    let origin = txn.origin.as_ref();
+    let client = origin.map_or(client, |o| o.client.as_str());
+    let seq = origin.map_or(seq, |o| o.seq);
+    json!({"ops": wire_ops(txn), "origin": {"client": client, "seq": seq}})
 }
 
 impl TxnSender for FetchSender {
     async fn send(&self, client: &str, seq: u64, txn: &Txn) -> TxnOutcome {
-        let mut body = json!({"ops": wire_ops(txn)});
-        // The origin makes a resend after a lost answer commit at most once.
-        let origin = txn.origin.as_ref();
-        let client = origin.map_or(client, |o| o.client.as_str());
-        let seq = origin.map_or(seq, |o| o.seq);
-        body["origin"] = json!({"client": client, "seq": seq});
-        match self.post(body.to_string()).await {
-            Ok((status, text)) => classify(status, &text),
-            Err(error) => TxnOutcome::Retry {
-                code: "network_error".into(),
-                message: describe(&error, "fetch failed"),
-            },
+        let body = txn_body(client, seq, txn).to_string();
+        match self.post("/v1/txn", &body).await {
+            Ok((index, answer)) => {
+                let outcome = classify(answer.status, &answer.text);
+                if matches!(outcome, TxnOutcome::Retry { .. }) {
+                    self.failed(index);
+                }
+                outcome
+            }
+            Err(outcome) => outcome,
         }
     }
+
+    async fn send_batch(&self, client: &str, writes: &[(u64, Txn)]) -> BatchOutcome {
+        let Some((seq, txn)) = writes.first() else {
+            return BatchOutcome::Each(Vec::new());
+        };
+        if writes.len() == 1 || !self.batches.get() {
+            return BatchOutcome::Each(vec![self.send(client, *seq, txn).await]);
+        }
+        let writes = &writes[..writes.len().min(BATCH_WRITES_MAX)];
+        let txns: Vec<Value> = writes
+            .iter()
+            .map(|(seq, txn)| txn_body(client, *seq, txn))
+            .collect();
+        let body = json!({ "txns": txns }).to_string();
+        let (index, answer) = match self.post("/v1/txns", &body).await {
+            Ok(answered) => answered,
+            Err(TxnOutcome::Retry { code, message }) => {
+                return BatchOutcome::Retry { code, message };
+            }
+            Err(other) => unreachable!("post fails only with Retry, not {other:?}"),
+        };
+        if answer.status == 404 {
+            // An older server: one write per request from now on.
+            self.batches.set(false);
+            return BatchOutcome::Each(vec![self.send(client, *seq, txn).await]);
+        }
+        if answer.status != 200 {
+            return match classify(answer.status, &answer.text) {
+                TxnOutcome::Retry { code, message } => {
+                    self.failed(index);
+                    BatchOutcome::Retry { code, message }
+                }
+                // The request as a whole was refused (too large, not allowed): the first
+                // write alone gets its own, precise answer.
+                _ => BatchOutcome::Each(vec![self.send(client, *seq, txn).await]),
+            };
+        }
+        let outcomes = classify_batch(&answer.text, writes.len());
+        if let BatchOutcome::Each(each) = &outcomes
+            && each.iter().any(|o| matches!(o, TxnOutcome::Retry { .. }))
+        {
+            self.failed(index);
+        }
+        outcomes
+    }
+}
+
+/// Sorts the `200` answer of `/v1/txns` for `count` writes into one outcome each.
+pub fn classify_batch(text: &str, count: usize) -> BatchOutcome {
+    let body: Value = serde_json::from_str(text).unwrap_or(Value::Null);
+    let Some(results) = body.get("results").and_then(Value::as_array) else {
+        return BatchOutcome::Retry {
+            code: "bad_response".into(),
+            message: "a /v1/txns answer without results".into(),
+        };
+    };
+    if results.len() != count {
+        return BatchOutcome::Retry {
+            code: "bad_response".into(),
+            message: format!("{} results for {count} writes", results.len()),
+        };
+    }
+    let outcomes = results
+        .iter()
+        .map(
+            |result| match result.get("status").and_then(Value::as_u64) {
+                Some(status) => classify(status as u16, &result.to_string()),
+                None => classify(200, &result.to_string()),
+            },
+        )
+        .collect();
+    BatchOutcome::Each(outcomes)
+}
+
+/// The code and message of an error answer (the status when the body has none).
+fn error_fields(status: u16, text: &str) -> (String, String) {
+    let body: Value = serde_json::from_str(text).unwrap_or(Value::Null);
+    let error = body.get("error");
+    let field = |name: &str| {
+        error
+            .and_then(|e| e.get(name))
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    };
+    let code = field("code").unwrap_or_else(|| format!("http_{status}"));
+    let message = field("message").unwrap_or_else(|| format!("HTTP status {status}"));
+    (code, message)
 }
 
 /// Sorts an HTTP answer of `/v1/txn` into an outcome.
@@ -154,15 +384,13 @@ pub fn classify(status: u16, text: &str) -> TxnOutcome {
             },
         };
     }
-    let error = body.get("error");
-    let field = |name: &str| {
-        error
-            .and_then(|e| e.get(name))
-            .and_then(Value::as_str)
-            .map(str::to_owned)
-    };
-    let code = field("code").unwrap_or_else(|| format!("http_{status}"));
-    let message = field("message").unwrap_or_else(|| format!("HTTP status {status}"));
+    let (code, message) = error_fields(status, text);
+    // A resend of a write older than the client's last committed one: an earlier attempt
+    // committed it (its answer was lost, and later writes committed since). Only the last
+    // seq is answered `duplicate`; the state's origin record confirms this one too.
+    if code == "duplicate_origin" {
+        return TxnOutcome::Committed { lsn: Lsn::ZERO };
+    }
     let retry = status >= 500 || status == 408 || status == 429;
     if retry {
         TxnOutcome::Retry { code, message }
@@ -197,5 +425,35 @@ mod tests {
             matches!(classify(503, "{}"), TxnOutcome::Retry { code, .. } if code == "http_503")
         );
         assert!(matches!(classify(429, ""), TxnOutcome::Retry { .. }));
+        let older = r#"{"error":{"code":"duplicate_origin","message":"seq 3 <= 5"}}"#;
+        assert_eq!(
+            classify(409, older),
+            TxnOutcome::Committed { lsn: Lsn::ZERO }
+        );
+    }
+
+    #[test]
+    fn batch_answers_sort_into_one_outcome_each() {
+        let text = r#"{"results": [
+            {"lsn": 4, "ids": ["a"]},
+            {"status": 409, "error": {"code": "already_exists", "message": "b"}},
+            {"status": 503, "error": {"code": "not_leader", "message": "election"}},
+            {"lsn": 5, "ids": ["d"], "duplicate": true}
+        ]}"#;
+        let BatchOutcome::Each(each) = classify_batch(text, 4) else {
+            panic!("a 200 answer with four results");
+        };
+        assert_eq!(each[0], TxnOutcome::Committed { lsn: Lsn(4) });
+        assert!(matches!(&each[1], TxnOutcome::Rejected { code, .. } if code == "already_exists"));
+        assert!(matches!(&each[2], TxnOutcome::Retry { code, .. } if code == "not_leader"));
+        assert_eq!(each[3], TxnOutcome::Committed { lsn: Lsn(5) });
+        assert!(matches!(
+            classify_batch(text, 5),
+            BatchOutcome::Retry { .. }
+        ));
+        assert!(matches!(
+            classify_batch("{}", 1),
+            BatchOutcome::Retry { .. }
+        ));
     }
 }

@@ -12,8 +12,8 @@ use std::rc::{Rc, Weak};
 
 use std::collections::VecDeque;
 
-use cstore_core::Txn;
 use cstore_core::storage::StorageResult;
+use cstore_core::{Lsn, Txn};
 use futures::channel::oneshot;
 
 use super::local::{LocalState, Touched};
@@ -64,6 +64,8 @@ pub struct Shared {
     pub writer_wake: Signal,
     /// Wakes the sync loop (close, back online).
     pub sync_wake: Signal,
+    /// Linearizable reads waiting for the local copy to apply an LSN.
+    pub applied_waiters: Vec<(Lsn, oneshot::Sender<()>)>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -152,6 +154,13 @@ pub fn changed(shared: &SharedRef, touched: &Touched) {
     if inner.status.applied_lsn != applied {
         inner.status.applied_lsn = applied;
         inner.status_due = true;
+        let (due, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut inner.applied_waiters)
+            .into_iter()
+            .partition(|(lsn, _)| *lsn <= applied);
+        inner.applied_waiters = waiting;
+        for (_, waiter) in due {
+            let _ = waiter.send(());
+        }
     }
     inner.sync_pending_count();
     drop(inner);

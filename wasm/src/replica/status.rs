@@ -5,6 +5,8 @@
 
 use cstore_core::Lsn;
 
+use super::members::Refused;
+
 /// The role of this node, as far as the app cares: a browser replica always follows.
 pub const ROLE: &str = "replica";
 
@@ -34,6 +36,13 @@ pub struct Status {
     pub last_error: Option<LastError>,
     /// How many times the local copy was discarded and fetched again.
     pub rebootstraps: u64,
+    /// The HTTP base of the server the replication connection is (or last was) on, when the
+    /// replica follows several.
+    pub member: Option<String>,
+    /// How often the connection moved to another member of the cluster.
+    pub member_switches: u64,
+    /// Servers refused for holding another store (`wrong_cluster`).
+    pub refused_members: Vec<Refused>,
     /// The replica was closed.
     pub closed: bool,
 }

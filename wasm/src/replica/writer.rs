@@ -3,20 +3,24 @@
 //! ```text
 //!  app write ─► applied to the view ─► to_save ─► PendingQueue.push ─► app's promise resolves
 //!                                                      │
-//!          in seq order, one at a time, when online:  TxnSender.send
+//!   the first ≤ 500 unanswered writes, in seq order, when online: TxnSender.send_batch
+//!   (one POST /v1/txns; each write committed on its own, answered one by one)
 //!             committed ─► remove from queue; dropped from the view once its LSN is applied
 //!             rejected  ─► remove from queue; rolled back; onRejected(seq, code, message, ops)
-//!             retry     ─► backoff (cut short when the browser comes back online)
+//!             retry     ─► stays queued; backoff (cut short when the browser comes back online)
+//!   the whole request failed ─► all stay queued; backoff
 //! ```
 //!
-//! One write in flight at a time keeps the leader's per-client order trivially right; a
-//! resend after a lost answer is harmless once the leader deduplicates by origin.
+//! One request in flight at a time keeps the leader's per-client order trivially right (the
+//! server commits a batch's writes in order); a resend after a lost answer is harmless once
+//! the leader deduplicates by origin. A batch replaces the round trip per write that made an
+//! offline queue drain slowly.
 
-use cstore_core::ErrorCode;
 use cstore_core::replication::Backoff;
+use cstore_core::{ErrorCode, Txn};
 
 use super::pending::PendingQueue;
-use super::sender::{TxnOutcome, TxnSender, wire_ops};
+use super::sender::{BATCH_WRITES_MAX, BatchOutcome, TxnOutcome, TxnSender, wire_ops};
 use super::shared::{RejectedWrite, SharedRef, changed, rejected, unless_closed, update_status};
 use super::{BACKOFF_CAP_MS, BACKOFF_START_MS};
 use crate::time::sleep_or;
@@ -51,44 +55,93 @@ impl<P: PendingQueue, X: TxnSender> Writer<P, X> {
                 return;
             }
             self.save_new().await;
-            let next = {
+            let batch: Vec<(u64, Txn)> = {
                 let inner = self.shared.borrow();
+                // Only writes already queued durably, and not while offline.
                 let saving = inner.to_save.front().map(|r| r.0);
-                inner
-                    .local
-                    .next_unsent()
-                    .filter(|w| saving.is_none_or(|s| w.seq < s))
-                    .map(|w| (w.seq, w.txn.clone()))
-                    .filter(|_| inner.status.online)
+                if inner.status.online {
+                    inner
+                        .local
+                        .unsent()
+                        .take_while(|w| saving.is_none_or(|s| w.seq < s))
+                        .take(BATCH_WRITES_MAX)
+                        .map(|w| (w.seq, w.txn.clone()))
+                        .collect()
+                } else {
+                    Vec::new()
+                }
             };
             let wake = self.shared.borrow().writer_wake.clone();
-            let Some((seq, txn)) = next else {
+            if batch.is_empty() {
                 if self.shared.borrow().to_save.is_empty() {
                     wake.wait().await;
                 }
                 continue;
-            };
-            // Closing abandons a request in flight: the write stays queued durably, and its
-            // resend on the next open is deduplicated by its origin.
+            }
+            // Closing abandons a request in flight: the writes stay queued durably, and their
+            // resend on the next open is deduplicated by their origins.
             let sent = unless_closed(
                 &self.shared,
                 &wake,
-                self.sender.send(&self.client, seq, &txn),
+                self.sender.send_batch(&self.client, &batch),
             );
             let Some(outcome) = sent.await else {
                 continue;
             };
+            let retry = match outcome {
+                BatchOutcome::Each(outcomes) => self.settle(&batch, outcomes).await,
+                BatchOutcome::Retry { code, message } => Some((code, message)),
+            };
+            match retry {
+                None => backoff.reset(),
+                Some((code, message)) => {
+                    update_status(&self.shared, |s| s.set_error(&code, &message));
+                    sleep_or(backoff.next_delay_ms(js_sys::Math::random()), &wake).await;
+                }
+            }
+        }
+    }
+
+    /// Acts on the answers to the first `outcomes.len()` writes of `batch`: committed ones
+    /// leave the durable queue (and the view once their entry arrives), rejected ones are
+    /// rolled back and reported, the others stay queued for a resend. Returns the first
+    /// retryable failure, if any.
+    async fn settle(
+        &mut self,
+        batch: &[(u64, Txn)],
+        outcomes: Vec<TxnOutcome>,
+    ) -> Option<(String, String)> {
+        assert!(
+            !outcomes.is_empty() && outcomes.len() <= batch.len(),
+            "{} outcomes for a batch of {}",
+            outcomes.len(),
+            batch.len()
+        );
+        // The answered prefix leaves the durable queue in one step; answered writes after a
+        // retryable one, one at a time.
+        let answered_prefix = outcomes
+            .iter()
+            .take_while(|o| !matches!(o, TxnOutcome::Retry { .. }))
+            .count();
+        if answered_prefix > 0 {
+            self.forget_through(batch[answered_prefix - 1].0).await;
+        }
+        let mut retry = None;
+        let mut committed_any = false;
+        for (at, ((seq, _), outcome)) in batch.iter().zip(outcomes).enumerate() {
+            let seq = *seq;
             match outcome {
                 TxnOutcome::Committed { lsn } => {
-                    backoff.reset();
-                    self.forget(seq).await;
-                    // It leaves the queue when its entry arrives (or already did).
+                    if at >= answered_prefix {
+                        self.forget(seq).await;
+                    }
+                    committed_any = true;
                     self.shared.borrow_mut().local.mark_committed(seq, lsn);
-                    update_status(&self.shared, |s| s.last_error = None);
                 }
                 TxnOutcome::Rejected { code, message } => {
-                    backoff.reset();
-                    self.forget(seq).await;
+                    if at >= answered_prefix {
+                        self.forget(seq).await;
+                    }
                     let rolled_back = self.shared.borrow_mut().local.reject(seq);
                     if let Some((write, touched)) = rolled_back {
                         changed(&self.shared, &touched);
@@ -105,11 +158,14 @@ impl<P: PendingQueue, X: TxnSender> Writer<P, X> {
                     }
                 }
                 TxnOutcome::Retry { code, message } => {
-                    update_status(&self.shared, |s| s.set_error(&code, &message));
-                    sleep_or(backoff.next_delay_ms(js_sys::Math::random()), &wake).await;
+                    retry.get_or_insert((code, message));
                 }
             }
         }
+        if committed_any && retry.is_none() {
+            update_status(&self.shared, |s| s.last_error = None);
+        }
+        retry
     }
 
     /// Queues every write waiting in `to_save` durably and answers its caller. A write that
@@ -131,6 +187,15 @@ impl<P: PendingQueue, X: TxnSender> Writer<P, X> {
                 }
             }
             let _ = done.send(result);
+        }
+    }
+
+    /// Removes every write through `seq` from the durable queue (see [`Writer::forget`]).
+    async fn forget_through(&mut self, seq: u64) {
+        if let Err(error) = self.queue.remove_through(seq).await {
+            update_status(&self.shared, |s| {
+                s.set_error(error.code(), &error.to_string())
+            });
         }
     }
 

@@ -8,6 +8,8 @@
 //! [`Inbox`]: the leader's window already bounds what it has in flight, and a peer that
 //! overruns the inbox anyway gets the connection closed, never unbounded memory.
 
+pub mod cluster;
+pub mod http;
 mod inbox;
 #[cfg(feature = "testing")]
 pub mod loopback;
@@ -28,6 +30,9 @@ pub enum TransportError {
     /// Sending failed: the connection is closed or its send buffer is full.
     #[error("send failed: {0}")]
     Send(String),
+    /// Every server given holds another store than the one this replica follows.
+    #[error("{0}")]
+    WrongCluster(String),
 }
 
 impl ErrorCode for TransportError {
@@ -35,6 +40,7 @@ impl ErrorCode for TransportError {
         match self {
             TransportError::Connect(_) => "connect_failed",
             TransportError::Send(_) => "send_failed",
+            TransportError::WrongCluster(_) => "wrong_cluster",
         }
     }
 }
@@ -46,6 +52,29 @@ pub trait Transport {
 
     /// Opens a connection; resolves once it is usable.
     fn connect(&self) -> impl Future<Output = Result<Self::Connection, TransportError>>;
+
+    /// Which of several servers the last connection reached, and which were refused; `None`
+    /// for a transport to one fixed server.
+    fn report(&self) -> Option<MembersReport> {
+        None
+    }
+
+    /// The replica will resume after `lsn`: a transport that can choose among servers skips
+    /// those that have not applied that far yet (they would send a snapshot instead).
+    fn resume_from(&self, lsn: u64) {
+        let _ = lsn;
+    }
+}
+
+/// What a transport over several servers reports after a connect (see `cluster.rs`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MembersReport {
+    /// The HTTP base of the member connected (or last connected).
+    pub connected_url: Option<String>,
+    /// How often the connection moved to another member.
+    pub switches: u64,
+    /// Members refused for holding another store.
+    pub refused: Vec<crate::replica::members::Refused>,
 }
 
 /// One open connection. Dropping it closes it.
