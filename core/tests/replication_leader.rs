@@ -40,6 +40,7 @@ fn config() -> SessionConfig {
         ack_timeout_ms: 800,
         lag_entries_max: 10,
         lag_timeout_ms: 2_000,
+        ahead_wait_ms: 300,
     }
 }
 
@@ -317,14 +318,49 @@ fn a_snapshot_older_than_asked_for_is_a_driver_bug() {
 }
 
 #[test]
-fn a_replica_ahead_of_the_leader_has_diverged() {
+fn a_replica_still_ahead_after_the_wait_has_diverged() {
     let log = log(4);
     let mut s = session(&log, config());
     let ahead = LogPosition {
         lsn: Lsn(9),
         hash: Hash([1; 32]),
     };
-    assert_eq!(s.handle_frame(t(1), hello(ahead, 9)), [read_snapshot(4)]);
+    // First it is waited for (it may have followed a member that is further along)...
+    assert_eq!(s.handle_frame(t(1), hello(ahead, 9)), []);
+    assert_eq!(s.on_tick(t(200)), []);
+    // ...then, still ahead, it gets the snapshot.
+    assert_eq!(s.on_tick(t(301)), [read_snapshot(4)]);
+}
+
+#[test]
+fn a_replica_ahead_streams_once_this_source_commits_that_far() {
+    // What a replica that moves to a member still catching up meets: no snapshot.
+    let full = log(8);
+    let mut s = session(&full[..3], config());
+    assert_eq!(s.handle_frame(t(1), hello(full[5].position(), 6)), []);
+    assert_eq!(s.on_committed(t(2), full[4].position()), []);
+    // Committed past its position: located like any replica, then streamed.
+    assert_eq!(s.on_committed(t(3), full[7].position()), [read(6, 7)]);
+    assert_eq!(
+        s.on_entries(t(4), entries(&full, 6, 6)),
+        [welcome(full[5].position()), read(7, 9)]
+    );
+    // Committed exactly at its position: welcomed at once.
+    let mut s = session(&full[..3], config());
+    s.handle_frame(t(1), hello(full[5].position(), 6));
+    assert_eq!(
+        s.on_committed(t(2), full[5].position()),
+        [welcome(full[5].position())]
+    );
+    // A different entry at its position: diverged after all.
+    let mut s = session(&full[..3], config());
+    let forked = LogPosition {
+        lsn: Lsn(5),
+        hash: Hash([3; 32]),
+    };
+    s.handle_frame(t(1), hello(forked, 5));
+    assert_eq!(s.on_committed(t(2), full[6].position()), [read(5, 6)]);
+    assert_eq!(s.on_entries(t(3), entries(&full, 5, 5)), [read_snapshot(5)]);
 }
 
 #[test]

@@ -33,6 +33,11 @@ pub struct SessionConfig {
     pub lag_entries_max: u64,
     /// ...and is dropped when it stays lagging for this long.
     pub lag_timeout_ms: u64,
+    /// A replica whose hello is past this source's committed position (it followed another
+    /// member of a cluster, and this one is still catching up, or just restarted) is waited
+    /// for this long before it is taken for diverged and sent a snapshot. Below the replica's
+    /// `leader_timeout_ms`, since nothing is sent meanwhile.
+    pub ahead_wait_ms: u64,
 }
 
 impl Default for SessionConfig {
@@ -49,6 +54,7 @@ impl Default for SessionConfig {
             ack_timeout_ms: 10_000,
             lag_entries_max: 100_000,
             lag_timeout_ms: 60_000,
+            ahead_wait_ms: 3_000,
         }
     }
 }

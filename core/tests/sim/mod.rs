@@ -227,6 +227,8 @@ impl World {
             ack_timeout_ms: 400,
             lag_entries_max: rng.range(20, 200),
             lag_timeout_ms: 2_000,
+            // Below the replicas' leader timeout (200 ms), as it must be.
+            ahead_wait_ms: 100,
         };
         let mut leader = LeaderNode::new(session);
         for _ in 0..rng.range(0, 30) {

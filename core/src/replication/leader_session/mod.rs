@@ -10,12 +10,18 @@
 //!                 │                otherwise ReadEntries{last..last+1}        ▲   │
 //!                 ▼                                                          │   │ Entries within
 //!             Locating ── hash matches ──────────────────────────────────────┘   │ the window,
-//!                 │ hash differs / entry compacted / replica ahead               │ ReadEntries,
+//!                 │ hash differs / entry compacted / still ahead after a wait    │ ReadEntries,
 //!                 ▼                                                              │ Heartbeat
 //!            AwaitSnapshot ──ReadSnapshot{min_lsn}──► Begin, Chunk…, End ───────►│
 //!                 ▲                                                              │
 //!                 └──────────── ReadEntries answered "missing" (compacted) ──────┘
 //! ```
+//!
+//! A replica ahead of this source's committed position (in a cluster it followed another
+//! member, and this one just restarted or lags) is first waited for (`AwaitCommitted`, at most
+//! `ahead_wait_ms`): once this source commits that far it is located like any other, so
+//! moving between members never costs a snapshot. Only a replica still ahead after the wait is
+//! taken for diverged.
 //!
 //! Memory stays bounded whatever the replica does: at most one read batch is held, the window
 //! caps entries and bytes sent but not acknowledged, and the snapshot is shared (`Arc`) with
@@ -77,6 +83,11 @@ enum Phase {
     AwaitHello,
     /// Waiting for the entry at the replica's last LSN, to compare hashes.
     Locating,
+    /// The replica is past the committed position: waiting until this source commits that far
+    /// (or `ahead_wait_ms` passes since `since`).
+    AwaitCommitted {
+        since: TimestampMs,
+    },
     /// Waiting for the driver's snapshot, at `min_lsn` or later.
     AwaitSnapshot {
         min_lsn: Lsn,
@@ -260,14 +271,19 @@ impl LeaderSession {
         if last == self.committed || last.lsn == Lsn::ZERO {
             self.begin_streaming(now, last, &mut out);
         } else if last.lsn > self.committed.lsn {
-            // The replica holds entries this leader never committed: it diverged.
-            let min_lsn = self.committed.lsn;
-            self.request_snapshot(min_lsn, &mut out);
+            // Ahead of what this source committed: wait for it to get there (see the module
+            // docs); `on_tick` gives up after `ahead_wait_ms`.
+            self.phase = Phase::AwaitCommitted { since: now };
         } else {
-            self.phase = Phase::Locating;
-            self.read(last.lsn, last.lsn.next(), &mut out);
+            self.locate(last, &mut out);
         }
         out
+    }
+
+    /// Looks for the replica's last entry in this source's log.
+    fn locate(&mut self, last: LogPosition, out: &mut Vec<LeaderCommand>) {
+        self.phase = Phase::Locating;
+        self.read(last.lsn, last.lsn.next(), out);
     }
 
     /// The leader committed through `position`.
@@ -279,6 +295,15 @@ impl LeaderSession {
         );
         self.committed = position;
         let mut out = Vec::new();
+        if let Phase::AwaitCommitted { .. } = self.phase {
+            let last = self.hello.as_ref().expect("awaiting after hello").last;
+            if last == position {
+                self.begin_streaming(now, last, &mut out);
+            } else if last.lsn <= position.lsn {
+                self.locate(last, &mut out);
+            }
+            return out;
+        }
         self.pump(now, &mut out);
         out
     }
@@ -430,6 +455,13 @@ impl LeaderSession {
             Phase::AwaitHello if since(self.opened_at) >= c.hello_timeout_ms => {
                 let waited_ms = since(self.opened_at);
                 return self.close(ReplicationError::HelloTimeout { waited_ms });
+            }
+            Phase::AwaitCommitted { since: from } if since(*from) >= c.ahead_wait_ms => {
+                // Still ahead: it holds entries this source never committed, so it diverged.
+                let mut out = Vec::new();
+                let min_lsn = self.committed.lsn;
+                self.request_snapshot(min_lsn, &mut out);
+                return out;
             }
             _ => {}
         }
