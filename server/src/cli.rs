@@ -88,8 +88,10 @@ pub struct ServeArgs {
     /// Address to listen on for HTTP and WebSocket.
     #[arg(long, env = "CSTORE_LISTEN", default_value = "127.0.0.1:7070")]
     pub listen: String,
-    /// Follow a leader as a read replica (its WebSocket URL, e.g. ws://host:7070/v1/replicate).
-    #[arg(long, value_name = "WS_URL")]
+    /// Follow a leader as a read replica (its WebSocket URL, e.g. ws://host:7070/v1/replicate),
+    /// or a cluster: its members' URLs separated by commas (the replica follows the leader and
+    /// moves to another member when one fails).
+    #[arg(long, value_name = "WS_URL[,WS_URL…]")]
     pub follow: Option<String>,
     /// This server's id in a cluster (with --cluster).
     #[arg(

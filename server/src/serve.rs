@@ -28,7 +28,7 @@ use crate::auth::{TokenKey, WeakSecret};
 use crate::cli::ServeArgs;
 use crate::cluster::{Cluster, ClusterConfig, ClusterStartError, parse_members};
 use crate::follower::{
-    Follower, FollowerConfig, FollowerStartError, InvalidLeaderUrl, leader_http_base,
+    Follower, FollowerConfig, FollowerStartError, InvalidLeaderUrl, check_follow_urls,
 };
 use crate::http::demo::{self, DemoDirError};
 use crate::http::{self, AppState};
@@ -170,10 +170,19 @@ fn cluster_config(
     }))
 }
 
+/// The URLs of `--follow`: one, or several separated by commas.
+fn follow_urls(list: &str) -> Vec<String> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|url| !url.is_empty())
+        .map(String::from)
+        .collect()
+}
+
 /// Runs the server until `shutdown` completes, then stops in order (see the module docs).
 pub async fn run(args: ServeArgs, shutdown: impl Future<Output = ()>) -> Result<(), ServeError> {
-    if let Some(url) = &args.follow {
-        leader_http_base(url)?;
+    if let Some(urls) = &args.follow {
+        check_follow_urls(&follow_urls(urls))?;
     }
     let key = args.auth_secret.as_deref().map(TokenKey::new).transpose()?;
     let mut cluster = cluster_config(&args, key.as_ref())?;
@@ -231,7 +240,7 @@ pub async fn run(args: ServeArgs, shutdown: impl Future<Output = ()>) -> Result<
             Node::Leader(Leader::open(store, config).await?)
         }
         (Some(url), _) => {
-            let mut config = FollowerConfig::new(url.clone());
+            let mut config = FollowerConfig::members(follow_urls(url));
             config.token = args.follow_token.clone();
             config.tail_bytes_max = args.replication_tail_mib << 20;
             info!(leader = %url, "following");

@@ -37,7 +37,7 @@ use cstore_core::replication::{
 use cstore_core::{LogPosition, Lsn};
 
 use super::local::{LocalCopy, LocalError};
-use super::{Connection, FollowError, FollowerConfig, LastError};
+use super::{Connection, FollowError, FollowerConfig, LastError, leader_http_base};
 use crate::clock::now_ms;
 
 type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
@@ -64,13 +64,14 @@ pub(super) async fn run(mut local: LocalCopy) {
     // The jitter's randomness, seeded by the node id (so a test sees the same delays every run).
     let mut jitter = StdRng::seed_from_u64(shared.node_id.0);
     let mut connections = 0u64;
+    let mut members = Members::new(&config, shared.http.clone());
     loop {
         if *stop.borrow() {
             break;
         }
         set_connection(&local, Connection::Connecting);
         let connected = tokio::select! {
-            connected = connect(&config) => connected,
+            connected = members.connect(&mut local, &config) => connected,
             _ = stop.wait_for(|stop| *stop) => break,
         };
         let end = match connected {
@@ -80,7 +81,7 @@ pub(super) async fn run(mut local: LocalCopy) {
                     local.shared.progress().reconnects += 1;
                     metrics::counter!("cstore_follower_reconnects_total").increment(1);
                 }
-                info!(url = %config.leader_url, "connected to the leader");
+                info!(url = %members.current_url(), "connected");
                 session(&mut local, &mut replica, socket, &mut stop, &config).await
             }
             Err(error) => SessionEnd::Ended {
@@ -100,6 +101,8 @@ pub(super) async fn run(mut local: LocalCopy) {
         if streamed {
             backoff.reset();
         }
+        // The next attempt starts with the next member (the one that failed may be down).
+        members.advance();
         match error.remedy() {
             Remedy::Reconnect => {}
             Remedy::Rebootstrap => {
@@ -147,9 +150,151 @@ fn set_connection(local: &LocalCopy, connection: Connection) {
     local.shared.progress().connection = connection;
 }
 
-/// Opens the WebSocket, with the token as a Bearer header.
-async fn connect(config: &FollowerConfig) -> Result<Socket, FollowError> {
-    let url = &config.leader_url;
+/// The `--follow` URLs and which one is followed now.
+///
+/// ```text
+///  connect: for each member in turn, from the current one:
+///    GET its /v1/status ─► another cluster than the one this copy follows? skip (wrong_cluster)
+///                       └► names a leader among our URLs? connect to the leader, else to it
+///    the first WebSocket that opens wins; the cluster it belongs to is remembered (durably)
+/// ```
+struct Members {
+    urls: Vec<String>,
+    current: usize,
+    http: reqwest::Client,
+}
+
+/// What a member's `/v1/status` says that matters here.
+struct MemberStatus {
+    cluster_id: Option<String>,
+    /// The leader's HTTP base, when the member knows one.
+    leader: Option<String>,
+}
+
+impl Members {
+    fn new(config: &FollowerConfig, http: reqwest::Client) -> Members {
+        Members {
+            urls: config.urls.clone(),
+            current: 0,
+            http,
+        }
+    }
+
+    fn current_url(&self) -> &str {
+        &self.urls[self.current]
+    }
+
+    fn advance(&mut self) {
+        self.current = (self.current + 1) % self.urls.len();
+    }
+
+    /// Connects to a member (see the type's docs); the error of the last one tried when none
+    /// can be followed.
+    async fn connect(
+        &mut self,
+        local: &mut LocalCopy,
+        config: &FollowerConfig,
+    ) -> Result<Socket, FollowError> {
+        let expected = local.cluster_id()?;
+        let mut last_error = None;
+        for step in 0..self.urls.len() {
+            let tried = (self.current + step) % self.urls.len();
+            let url = self.urls[tried].clone();
+            let status = self.probe(&url, config).await;
+            let cluster_id = status.as_ref().and_then(|s| s.cluster_id.clone());
+            if let Some(expected) = &expected {
+                // A copy of one cluster never follows another: its log would look diverged and
+                // be replaced.
+                if cluster_id.as_ref() != Some(expected) {
+                    last_error = Some(match status {
+                        Some(_) => FollowError::WrongCluster {
+                            url,
+                            expected: expected.clone(),
+                            found: cluster_id,
+                        },
+                        None => FollowError::Connect {
+                            url,
+                            reason: "its /v1/status did not answer (needed to check its cluster)"
+                                .into(),
+                        },
+                    });
+                    continue;
+                }
+            }
+            // Prefer the leader it names: it learns of commits first.
+            let chosen = status
+                .as_ref()
+                .and_then(|s| s.leader.as_deref())
+                .and_then(|leader| {
+                    self.urls
+                        .iter()
+                        .position(|u| leader_http_base(u).is_ok_and(|base| base == leader))
+                })
+                .unwrap_or(tried);
+            match connect(&self.urls[chosen], config).await {
+                Ok(socket) => {
+                    if let (None, Some(cluster_id)) = (&expected, &cluster_id) {
+                        local.remember_cluster_id(cluster_id)?;
+                    }
+                    self.follow(local, chosen);
+                    return Ok(socket);
+                }
+                Err(error) => last_error = Some(error),
+            }
+        }
+        Err(last_error.expect("at least one URL"))
+    }
+
+    /// Makes `index` the member followed (writes are forwarded there too).
+    fn follow(&mut self, local: &LocalCopy, index: usize) {
+        let url = self.urls[index].clone();
+        if let Ok(base) = leader_http_base(&url) {
+            *local.shared.leader_http.lock().expect("poisoned") = base;
+        }
+        let mut progress = local.shared.progress();
+        if progress.url != url {
+            progress.member_switches += 1;
+            metrics::counter!("cstore_follower_member_switches_total").increment(1);
+            info!(%url, "following another member");
+        }
+        progress.url = url;
+        self.current = index;
+    }
+
+    /// A member's cluster and leader, from its `/v1/status`; `None` when it does not answer
+    /// with one (down, or not a cstore server: the WebSocket then says why).
+    async fn probe(&self, url: &str, config: &FollowerConfig) -> Option<MemberStatus> {
+        let base = leader_http_base(url).ok()?;
+        let mut request = self
+            .http
+            .get(format!("{base}/v1/status"))
+            .timeout(Duration::from_millis(config.connect_timeout_ms.min(2_000)));
+        if let Some(token) = &config.token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.ok()?;
+        if !response.status().is_success() {
+            return None;
+        }
+        let status: serde_json::Value = response.json().await.ok()?;
+        let text = |key: &str| status.get(key).and_then(|v| v.as_str()).map(String::from);
+        Some(MemberStatus {
+            cluster_id: text("cluster_id"),
+            // A cluster member names its leader's HTTP base; a single leader is one itself.
+            leader: if status.get("role").and_then(|v| v.as_str()) == Some("leader") {
+                Some(base)
+            } else if status.get("cluster_id").is_some() {
+                text("leader_url")
+            } else {
+                None
+            },
+        })
+    }
+}
+
+/// Opens the WebSocket to `url`, with the token as a Bearer header.
+async fn connect(url: &str, config: &FollowerConfig) -> Result<Socket, FollowError> {
+    let url = &url.to_string();
     let connect_error = |reason: String| FollowError::Connect {
         url: url.clone(),
         reason,

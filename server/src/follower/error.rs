@@ -28,6 +28,19 @@ pub enum FollowError {
         /// The HTTP status it answered.
         status: u16,
     },
+    /// The server at `url` belongs to another store than the one this replica follows (its
+    /// `cluster_id` differs): never followed.
+    #[error(
+        "the server at {url} belongs to another cluster (cluster_id {found:?}, this replica follows {expected:?})"
+    )]
+    WrongCluster {
+        /// The member's URL.
+        url: String,
+        /// The cluster this replica follows.
+        expected: String,
+        /// What the member says.
+        found: Option<String>,
+    },
     /// The connection broke after it was made.
     #[error("the connection to the leader was lost: {0}")]
     ConnectionLost(String),
@@ -44,6 +57,7 @@ impl ErrorCode for FollowError {
         match self {
             FollowError::Connect { .. } => "connect_failed",
             FollowError::Handshake { .. } => "handshake_refused",
+            FollowError::WrongCluster { .. } => "wrong_cluster",
             FollowError::ConnectionLost(_) => "connection_lost",
             FollowError::Replication(e) => e.code(),
             FollowError::Storage(e) => e.code(),

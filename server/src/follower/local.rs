@@ -15,6 +15,14 @@ use cstore_core::{LogPosition, Lsn, Term};
 use super::Shared;
 use crate::wal::FileStore;
 
+/// The side record (in the data directory) naming the cluster this copy follows.
+const FOLLOWED_CLUSTER: &str = "followed-cluster";
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct FollowedCluster {
+    cluster_id: String,
+}
+
 /// Why a change to the local copy failed.
 #[derive(Debug)]
 pub(super) enum LocalError {
@@ -114,6 +122,25 @@ impl LocalCopy {
         self.shared.progress().durable_lsn = Lsn::ZERO;
         self.replace_state(empty);
         Ok(())
+    }
+
+    /// The cluster this copy follows (its `cluster_id`), once one was followed: a member of
+    /// another is never followed (and never replaces this copy).
+    pub(super) fn cluster_id(&self) -> Result<Option<String>, StorageError> {
+        Ok(self
+            .store
+            .load_side_record::<FollowedCluster>(FOLLOWED_CLUSTER)?
+            .map(|record| record.cluster_id))
+    }
+
+    /// Remembers (durably) the cluster this copy follows.
+    pub(super) fn remember_cluster_id(&mut self, cluster_id: &str) -> Result<(), StorageError> {
+        self.store.save_side_record_blocking(
+            FOLLOWED_CLUSTER,
+            &FollowedCluster {
+                cluster_id: cluster_id.to_string(),
+            },
+        )
     }
 
     /// Saves a newer term in the metadata.

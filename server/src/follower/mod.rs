@@ -50,8 +50,10 @@ use crate::wal::FileStore;
 /// Tunables of a follower.
 #[derive(Clone, Debug)]
 pub struct FollowerConfig {
-    /// The leader's replication endpoint, `ws://host:port/v1/replicate`.
-    pub leader_url: String,
+    /// The replication endpoints to follow, `ws://host:port/v1/replicate`: one server, or
+    /// several members of one cluster (any member streams committed entries; the driver
+    /// prefers the leader and moves on when one fails).
+    pub urls: Vec<String>,
     /// Sent as `Authorization: Bearer` on the WebSocket upgrade to the leader (scope `read`).
     /// Forwarded writes carry the client's own `Authorization`, never this token.
     pub token: Option<String>,
@@ -70,10 +72,15 @@ pub struct FollowerConfig {
 }
 
 impl FollowerConfig {
-    /// Defaults for following `leader_url`.
-    pub fn new(leader_url: impl Into<String>) -> FollowerConfig {
+    /// Defaults for following the server at `url`.
+    pub fn new(url: impl Into<String>) -> FollowerConfig {
+        FollowerConfig::members(vec![url.into()])
+    }
+
+    /// Defaults for following the cluster whose members are at `urls`.
+    pub fn members(urls: Vec<String>) -> FollowerConfig {
         FollowerConfig {
-            leader_url: leader_url.into(),
+            urls,
             token: None,
             backoff_initial_ms: 100,
             backoff_max_ms: 3_000,
@@ -93,6 +100,26 @@ pub struct InvalidLeaderUrl {
     pub url: String,
     /// What is wrong with it.
     pub reason: &'static str,
+}
+
+/// Checks a `--follow` list: at least one URL, each a `ws://` URL, none twice.
+pub fn check_follow_urls(urls: &[String]) -> Result<(), InvalidLeaderUrl> {
+    if urls.is_empty() {
+        return Err(InvalidLeaderUrl {
+            url: String::new(),
+            reason: "no URL given",
+        });
+    }
+    for (i, url) in urls.iter().enumerate() {
+        leader_http_base(url)?;
+        if urls[..i].contains(url) {
+            return Err(InvalidLeaderUrl {
+                url: url.clone(),
+                reason: "given twice",
+            });
+        }
+    }
+    Ok(())
 }
 
 /// The leader's HTTP base (`http://host:port`) from its replication URL.
@@ -118,7 +145,9 @@ pub(crate) struct Shared {
     pub(crate) applied: watch::Sender<Lsn>,
     pub(crate) node_id: ReplicaId,
     pub(crate) config: FollowerConfig,
-    pub(crate) leader_http: String,
+    /// The HTTP base of the member followed now: where writes are forwarded (any member
+    /// passes them on to its leader).
+    pub(crate) leader_http: Mutex<String>,
     pub(crate) http: reqwest::Client,
     pub(crate) progress: Mutex<Progress>,
     /// Recent durable entries, for downstream followers (relay).
@@ -165,12 +194,13 @@ pub enum FollowerStartError {
 
 impl Follower {
     /// Recovers the local copy from `store` (like the leader recovers) and starts replicating
-    /// from `config.leader_url` on a thread of its own.
+    /// from `config.urls` on a thread of its own.
     pub async fn open(
         mut store: FileStore,
         config: FollowerConfig,
     ) -> Result<Follower, FollowerStartError> {
-        let leader_http = leader_http_base(&config.leader_url)?;
+        check_follow_urls(&config.urls)?;
+        let leader_http = Mutex::new(leader_http_base(&config.urls[0])?);
         // A fresh follower has seen no term: the leader's Welcome sets it.
         let (metadata, state, _) = recover(&mut store, cstore_core::Term(0)).await?;
         let http = reqwest::Client::builder()
@@ -190,6 +220,8 @@ impl Follower {
             leader_committed_lsn: durable,
             lag: 0,
             connection: Connection::Connecting,
+            url: config.urls[0].clone(),
+            member_switches: 0,
             last_error: None,
             reconnects: 0,
             bytes_received: 0,
@@ -249,9 +281,9 @@ impl Follower {
         self.shared.applied.subscribe()
     }
 
-    /// The leader's HTTP base, where writes are forwarded.
-    pub fn leader_http_base(&self) -> &str {
-        &self.shared.leader_http
+    /// The HTTP base of the member followed now, where writes are forwarded.
+    pub fn leader_http_base(&self) -> String {
+        self.shared.leader_http.lock().expect("poisoned").clone()
     }
 
     /// The client that forwards writes.
@@ -275,7 +307,8 @@ impl Follower {
         FollowerStatus {
             node_id: self.shared.node_id,
             term: progress.term,
-            leader_url: self.shared.config.leader_url.clone(),
+            leader_url: progress.url.clone(),
+            urls: self.shared.config.urls.clone(),
             applied_lsn: self.applied_lsn(),
             progress,
         }

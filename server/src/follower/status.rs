@@ -54,6 +54,10 @@ pub struct Progress {
     pub lag: u64,
     /// The connection's state.
     pub connection: Connection,
+    /// The replication URL followed now (or tried last).
+    pub url: String,
+    /// Times the follower moved to another member of its `--follow` list.
+    pub member_switches: u64,
     /// Why the last connection ended, if one did.
     pub last_error: Option<LastError>,
     /// Connections made after the first.
@@ -73,8 +77,10 @@ pub struct FollowerStatus {
     pub node_id: ReplicaId,
     /// The highest term seen.
     pub term: Term,
-    /// The leader's replication URL.
+    /// The replication URL followed now.
     pub leader_url: String,
+    /// Every URL it may follow (`--follow`).
+    pub urls: Vec<String>,
     /// The last entry applied to the state (every applied entry is durable here).
     pub applied_lsn: Lsn,
     /// Replication progress.

@@ -38,7 +38,7 @@ pub async fn forward(State(app): State<AppState>, request: Request) -> Result<Re
         .follower()
         .expect("forwarding routes are mounted on followers only");
     let response = forward_to(
-        follower.leader_http_base(),
+        &follower.leader_http_base(),
         follower.http_client(),
         None,
         request,

@@ -93,6 +93,8 @@ pub async fn status(_: Authorized<NeedsRead>, State(app): State<AppState>) -> Js
                 "replicas": app.replication.status_replicas(),
                 "watermarks": app.replication.status_watermarks(),
                 "follower": {
+                    "urls": status.urls,
+                    "member_switches": progress.member_switches,
                     "leader_id": progress.leader_id.map(|id| id.to_string()),
                     "durable_lsn": progress.durable_lsn.0,
                     "leader_committed_lsn": progress.leader_committed_lsn.0,
