@@ -11,6 +11,7 @@ import type {
   NewDocument,
   Patch,
   Query,
+  ReadOptions,
   RejectedWrite,
   Status,
   TabRole,
@@ -71,6 +72,15 @@ export class Db {
   }
 }
 
+/** Read options as plain data (they cross to the owner tab), checked here. */
+function readOptions(options: ReadOptions): ReadOptions {
+  const consistency = options?.consistency;
+  if (consistency !== undefined && consistency !== "local" && consistency !== "linearizable") {
+    throw new CstoreError(Codes.invalidArgument, `consistency is "local" or "linearizable", not ${String(consistency)}`);
+  }
+  return consistency === undefined ? {} : { consistency };
+}
+
 /** Options of `collection.watch`. */
 export interface WatchOptions {
   /** Called if the live query fails (a bad query); default: `console.error`. */
@@ -96,19 +106,22 @@ export class Collection<T extends Document = AnyDocument> {
     return (await this.hub.call("put", [this.name, doc])) as WriteResult;
   }
 
-  /** The document `id`, or `undefined`. */
-  async get(id: string): Promise<T | undefined> {
-    return ((await this.hub.call("get", [this.name, id])) ?? undefined) as T | undefined;
+  /**
+   * The document `id`, or `undefined`. `{consistency: "linearizable"}` waits until the local
+   * copy holds every write the cluster acknowledged before the call (see `ReadOptions`).
+   */
+  async get(id: string, options: ReadOptions = {}): Promise<T | undefined> {
+    return ((await this.hub.call("get", [this.name, id, readOptions(options)])) ?? undefined) as T | undefined;
   }
 
-  /** The documents matching `query` (all of them without one). */
-  async find(query: Query<T> = {}): Promise<T[]> {
-    return (await this.hub.call("find", [this.name, query])) as T[];
+  /** The documents matching `query` (all of them without one); `options` as for `get`. */
+  async find(query: Query<T> = {}, options: ReadOptions = {}): Promise<T[]> {
+    return (await this.hub.call("find", [this.name, query, readOptions(options)])) as T[];
   }
 
-  /** How many documents match `filter`. */
-  async count(filter: Filter<T> = {} as Filter<T>): Promise<number> {
-    return (await this.hub.call("count", [this.name, filter])) as number;
+  /** How many documents match `filter`; `options` as for `get`. */
+  async count(filter: Filter<T> = {} as Filter<T>, options: ReadOptions = {}): Promise<number> {
+    return (await this.hub.call("count", [this.name, filter, readOptions(options)])) as number;
   }
 
   /** Merges `patch` into the document `id` (RFC 7386: `null` removes a field). */

@@ -42,6 +42,8 @@ export const Codes = {
   unsupported: "unsupported",
   /** An argument has the wrong shape. */
   invalidArgument: "invalid_argument",
+  /** `openReplica`'s URLs or options are unusable (an empty list, `httpUrl` with several URLs). */
+  invalidOptions: "invalid_options",
   /** Too many calls wait for the owner tab. */
   tooManyRequests: "too_many_requests",
 } as const;

@@ -27,7 +27,7 @@
 
 import { Codes, CstoreError } from "./errors.js";
 import { isMessage, type Message, type Method } from "./messages.js";
-import type { ErrorInfo, RejectedWrite, Status, TabRole, Unsubscribe } from "./types.js";
+import type { ErrorInfo, ReadOptions, RejectedWrite, Status, TabRole, Unsubscribe } from "./types.js";
 import type { ReplicaOpener, WasmOpenOptions, WasmReplica, WasmStatus } from "./wasm.js";
 
 /** The part of `navigator.locks` used here. */
@@ -530,10 +530,13 @@ async function runOn(replica: WasmReplica, method: Method, args: unknown[]): Pro
   const [collection, a, b] = args as [string, unknown, unknown];
   switch (method) {
     case "get":
+      await barrier(replica, b);
       return replica.get(collection, a as string);
     case "find":
+      await barrier(replica, b);
       return replica.find(collection, a as object);
     case "count":
+      await barrier(replica, b);
       return replica.count(collection, a as object);
     case "insert":
       return replica.insert(collection, a as object);
@@ -546,6 +549,19 @@ async function runOn(replica: WasmReplica, method: Method, args: unknown[]): Pro
     case "flush":
       return replica.flush();
   }
+}
+
+/**
+ * Before a linearizable read: waits until the replica applied the cluster's read index (it
+ * rejects with `offline` or `unavailable` rather than let the read answer stale). Runs in
+ * the tab that owns the replica, so a follower tab's read is as fresh as the owner's.
+ */
+async function barrier(replica: WasmReplica, options: unknown): Promise<void> {
+  if ((options as ReadOptions | undefined)?.consistency !== "linearizable") return;
+  if (typeof replica.readBarrier !== "function") {
+    throw new CstoreError(Codes.unsupported, "this build of the cstore wasm module has no linearizable reads");
+  }
+  await replica.readBarrier();
 }
 
 /** The document with an `_id`: a generated one (time-ordered, 26 hex digits) when absent. */
@@ -582,6 +598,9 @@ function toStatus(status: WasmStatus | null, tab: TabRole): Status {
       pendingWrites: 0,
       lastError: null,
       rebootstraps: 0,
+      member: null,
+      memberSwitches: 0,
+      refusedMembers: [],
       tab,
     };
   }
@@ -597,6 +616,9 @@ function toStatus(status: WasmStatus | null, tab: TabRole): Status {
     pendingWrites: status.pendingWrites,
     lastError,
     rebootstraps: status.rebootstraps,
+    member: status.member ?? null,
+    memberSwitches: status.memberSwitches ?? 0,
+    refusedMembers: status.refusedMembers ?? [],
     tab,
   };
   if (status.clientId !== undefined) out.clientId = status.clientId;

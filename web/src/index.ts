@@ -5,7 +5,7 @@
 
 import type { Db } from "./db.js";
 import { browserEnv } from "./hub.js";
-import { openerOf, openWith } from "./open.js";
+import { openerOf, openWith, type ServerUrls } from "./open.js";
 import type { OpenOptions } from "./types.js";
 import type { ReplicaOpener, WasmModule } from "./wasm.js";
 
@@ -26,9 +26,11 @@ function load(): Promise<ReplicaOpener> {
 
 /**
  * Opens the replica of the server at `url` (`http(s)://host:port`, or its WebSocket URL
- * `ws(s)://host:port/v1/replicate`). Tabs of one origin with the same `name` share one
+ * `ws(s)://host:port/v1/replicate`), or of the cluster whose members are `urls` (an array of
+ * such URLs: the replica follows the leader, moves to another member when one goes away, and
+ * refuses a server of another store). Tabs of one origin with the same `name` share one
  * connection: the first opens it, the others use it through that tab.
  */
-export function openReplica(url: string, options: OpenOptions = {}): Promise<Db> {
-  return openWith(load, browserEnv(), url, options);
+export function openReplica(urls: ServerUrls, options: OpenOptions = {}): Promise<Db> {
+  return openWith(load, browserEnv(), urls, options);
 }

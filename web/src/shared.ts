@@ -3,4 +3,5 @@
 export { Collection, Db, type DbEvents, type WatchOptions } from "./db.js";
 export { Codes, CstoreError } from "./errors.js";
 export { newId } from "./hub.js";
+export type { ServerUrls } from "./open.js";
 export type * from "./types.js";

@@ -99,10 +99,36 @@ export interface Status {
   lastError: ErrorInfo | null;
   /** How often the local copy was fetched again from scratch (divergence, corruption). */
   rebootstraps: number;
+  /** The HTTP base of the server the replica streams from (null before the first connection). */
+  member: string | null;
+  /** How often the connection moved to another member of the cluster (a failover, a lost member). */
+  memberSwitches: number;
+  /** Servers refused because they hold another store (code `wrong_cluster`): never connected to. */
+  refusedMembers: RefusedMember[];
   /** The replica's client id (the `origin.client` of its writes), when known. */
   clientId?: string;
   /** Whether this tab owns the connection, follows the owner tab, or runs alone. */
   tab: TabRole;
+}
+
+/** A server the replica refused to follow, and why. */
+export interface RefusedMember {
+  /** Its HTTP base URL. */
+  url: string;
+  /** Why: `wrong_cluster` (it holds another store than the one this replica follows). */
+  code: string;
+  message: string;
+}
+
+/** How fresh a read must be. */
+export interface ReadOptions {
+  /**
+   * `"local"` (the default): the local copy as it is, also offline. `"linearizable"`: first
+   * ask the cluster for its read index and wait until the local copy applied it, so the read
+   * sees every write acknowledged anywhere before it began; fails with `offline` (no
+   * connection) or `unavailable` (no quorum, no answer) rather than answer stale.
+   */
+  consistency?: "local" | "linearizable";
 }
 
 /** A write the leader refused; it has been rolled back locally. */
@@ -119,8 +145,14 @@ export interface OpenOptions {
   token?: string;
   /** The local database's name (IndexedDB); tabs with the same name share one replica. */
   name?: string;
-  /** The leader's HTTP base URL for writes; derived from the WebSocket URL when absent. */
+  /** The server's HTTP base URL for writes when it differs from the replication URL's (one URL only). */
   httpUrl?: string;
+  /**
+   * The collections to follow (default: all). The local copy then holds only these; reads,
+   * watches and writes of any other collection fail with `not_subscribed`. Changing the list
+   * for an existing `name` fetches the copy again.
+   */
+  collections?: string[];
   /** Share one connection between the tabs of this origin (default: true where supported). */
   multiTab?: boolean;
 }

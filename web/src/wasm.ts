@@ -7,10 +7,13 @@ import type { ErrorInfo } from "./types.js";
 
 /** Options of `Replica.open`. */
 export interface WasmOpenOptions {
-  url: string;
+  /** One server's `ws(s)://…/v1/replicate`; or `urls`, the members of a cluster. */
+  url?: string;
+  urls?: string[];
   token?: string;
   name?: string;
   httpUrl?: string;
+  collections?: string[];
 }
 
 /** The replica's status object (`status()`), before this package adds the tab role. */
@@ -24,6 +27,9 @@ export interface WasmStatus {
   pendingWrites: number;
   lastError: ErrorInfo | string | null;
   rebootstraps: number;
+  member?: string | null;
+  memberSwitches?: number;
+  refusedMembers?: { url: string; code: string; message: string }[];
   clientId?: string;
   closed?: boolean;
 }
@@ -58,6 +64,8 @@ export interface WasmReplica {
   onRejected(callback: (rejected: WasmRejected) => void): void;
   flush(): Promise<void>;
   close(): Promise<void>;
+  /** Resolves once local reads see every write the cluster acknowledged before the call. */
+  readBarrier?(): Promise<number>;
 }
 
 /** Opens a replica: `Replica.open` of the loaded module. */
