@@ -6,7 +6,8 @@
 //! The rotation itself (which member next, the leader first, counting switches) is plain data
 //! in [`Members`], shared with the writer's sender so that writes and read indexes go to the
 //! same place. The store's identity is remembered in the local database (a [`MetaStore`]) on
-//! first contact; a member whose identity differs is refused for good (`wrong_cluster`).
+//! first contact (the identity most members show); a member whose identity differs is
+//! refused for good (`wrong_cluster`).
 
 use std::cell::RefCell;
 use std::collections::BTreeSet;
@@ -72,10 +73,8 @@ impl<M: MetaStore> ClusterTransport<M> {
         Ok(known)
     }
 
-    /// `GET /v1/status` of member `index`, checked against the remembered identity (saved on
-    /// first contact). `Err((refuse, message))`: refuse is true when the member holds another
-    /// store.
-    async fn probe(&self, index: usize) -> Result<MemberStatus, (bool, String)> {
+    /// `GET /v1/status` of member `index`.
+    async fn fetch_status(&self, index: usize) -> Result<MemberStatus, String> {
         let url = self.members.borrow().member(index).http_url.clone();
         let status_url = format!("{}/v1/status", url.trim_end_matches('/'));
         let answer = request(
@@ -86,16 +85,69 @@ impl<M: MetaStore> ClusterTransport<M> {
             STATUS_TIMEOUT_MS,
         )
         .await
-        .map_err(|e| (false, format!("{url}: {e}")))?;
+        .map_err(|e| format!("{url}: {e}"))?;
         if answer.status != 200 {
-            return Err((
-                false,
-                format!("{url}: /v1/status answered {}", answer.status),
-            ));
+            return Err(format!("{url}: /v1/status answered {}", answer.status));
         }
         let body: Value = serde_json::from_str(&answer.text)
-            .map_err(|e| (false, format!("{url}: /v1/status is not JSON: {e}")))?;
-        let status = MemberStatus::parse(&body);
+            .map_err(|e| format!("{url}: /v1/status is not JSON: {e}"))?;
+        Ok(MemberStatus::parse(&body))
+    }
+
+    /// On first contact (no identity remembered yet) asks every member at once, and takes
+    /// the store most of those that answer hold (the first member's on a tie), so that one
+    /// wrong URL in the list cannot decide which store the replica follows; members of
+    /// another store are refused.
+    async fn first_contact(&self) -> Result<(), TransportError> {
+        if self.remembered().await?.is_some() {
+            return Ok(());
+        }
+        let count = self.members.borrow().len();
+        let answers = futures::future::join_all((0..count).map(|i| self.fetch_status(i))).await;
+        let identities: Vec<Option<String>> = answers
+            .iter()
+            .map(|answer| answer.as_ref().ok().and_then(|s| s.identity.to_meta()))
+            .collect();
+        let mut best: Option<(&str, usize)> = None;
+        for meta in identities.iter().flatten() {
+            let votes = identities
+                .iter()
+                .filter(|other| other.as_deref() == Some(meta.as_str()))
+                .count();
+            if best.is_none_or(|(_, most)| votes > most) {
+                best = Some((meta.as_str(), votes));
+            }
+        }
+        let Some((chosen, _)) = best else {
+            return Ok(());
+        };
+        for (index, answer) in answers.iter().enumerate() {
+            if let Ok(status) = answer
+                && let Err(why) = status.identity.check(Some(chosen))
+                && status.identity.to_meta().is_some()
+            {
+                let url = self.members.borrow().member(index).http_url.clone();
+                self.members.borrow_mut().refuse(
+                    index,
+                    "wrong_cluster",
+                    format!("{url} is not a member of this store: {why}"),
+                );
+            }
+        }
+        self.meta
+            .put_meta(IDENTITY_META, chosen.as_bytes())
+            .await
+            .map_err(|e| TransportError::Connect(format!("saving the store identity: {e}")))?;
+        *self.remembered.borrow_mut() = Some(Some(chosen.to_owned()));
+        Ok(())
+    }
+
+    /// `GET /v1/status` of member `index`, checked against the remembered identity (saved on
+    /// first contact). `Err((refuse, message))`: refuse is true when the member holds another
+    /// store.
+    async fn probe(&self, index: usize) -> Result<MemberStatus, (bool, String)> {
+        let url = self.members.borrow().member(index).http_url.clone();
+        let status = self.fetch_status(index).await.map_err(|e| (false, e))?;
         let known = self
             .remembered()
             .await
@@ -136,6 +188,7 @@ impl<M: MetaStore> Transport for ClusterTransport<M> {
     type Connection = WebSocketConnection;
 
     async fn connect(&self) -> Result<WebSocketConnection, TransportError> {
+        self.first_contact().await?;
         let mut queue: std::collections::VecDeque<usize> = self.members.borrow().order().into();
         let mut tried = BTreeSet::new();
         let mut probed = BTreeSet::new();
