@@ -1,20 +1,34 @@
-// A small live chart on a canvas: replication throughput (applied entries per second, bars)
-// and lag (entries behind the leader, a line), over a sliding window. No chart library: the
-// whole chart is a few dozen canvas calls per frame.
+// A small live chart on a canvas: replication throughput (applied entries per second, bars),
+// lag (entries behind the leader) and this page's pending writes (two lines on one scale), and
+// the seconds in which the cluster had no leader or the replica no connection (shaded
+// columns), over a sliding window. During a failover the bars stop, the pending line climbs
+// while writes queue, a shaded gap marks the election, and the bars spike when the queue
+// drains to the new leader. No chart library: a few dozen canvas calls per frame.
 
-/** One sample: entries applied per second and the lag at that moment. */
+/** One sample: the last second of replication. */
 export interface Sample {
+  /** Entries applied per second. */
   rate: number;
+  /** Entries behind the leader at the sample. */
   lag: number;
+  /** This replica's writes not yet confirmed, at the sample. */
+  pending: number;
+  /**
+   * At some moment of the second the cluster had no leader, or the replica was not connected,
+   * or it moved to another member: the gap in service.
+   */
+  gap: boolean;
 }
 
 /** The chart over `canvas`, keeping the last `capacity` samples. */
 export class ReplicationChart {
   private readonly samples: Sample[] = [];
 
+  /** `gapLabel` names the shaded seconds ("no leader", "no connection"). */
   constructor(
     private readonly canvas: HTMLCanvasElement,
     private readonly capacity: number,
+    private readonly gapLabel = "no leader",
   ) {}
 
   /** Adds a sample (dropping the oldest beyond the capacity) and redraws. */
@@ -22,6 +36,11 @@ export class ReplicationChart {
     this.samples.push(sample);
     if (this.samples.length > this.capacity) this.samples.shift();
     this.draw();
+  }
+
+  /** The samples shown, oldest first. */
+  recent(): readonly Sample[] {
+    return this.samples;
   }
 
   /** Redraws at the canvas's current CSS size and the screen's pixel ratio. */
@@ -42,7 +61,7 @@ export class ReplicationChart {
     const plotW = width - pad.left - pad.right;
     const plotH = height - pad.top - pad.bottom;
     const maxRate = niceCeil(Math.max(1, ...this.samples.map((s) => s.rate)));
-    const maxLag = niceCeil(Math.max(1, ...this.samples.map((s) => s.lag)));
+    const maxLag = niceCeil(Math.max(1, ...this.samples.map((s) => Math.max(s.lag, s.pending))));
 
     // Grid and axis labels (left: entries/s).
     g.font = "11px system-ui, sans-serif";
@@ -68,6 +87,20 @@ export class ReplicationChart {
     const step = plotW / this.capacity;
     const x0 = pad.left + plotW - this.samples.length * step;
 
+    // Gaps (no leader, no connection): shaded columns under everything else, labelled once.
+    g.fillStyle = "rgba(198, 40, 40, 0.13)";
+    this.samples.forEach((s, i) => {
+      if (s.gap) g.fillRect(x0 + i * step, pad.top, step, plotH);
+    });
+    const firstGap = this.samples.findIndex((s) => s.gap);
+    if (firstGap >= 0) {
+      g.fillStyle = "#c62828";
+      g.textAlign = "left";
+      g.textBaseline = "bottom";
+      const labelW = g.measureText(this.gapLabel).width;
+      g.fillText(this.gapLabel, Math.min(x0 + firstGap * step + 2, pad.left + plotW - labelW), pad.top + plotH - 2);
+    }
+
     // Throughput bars.
     g.fillStyle = "#a5b4fc";
     this.samples.forEach((s, i) => {
@@ -75,25 +108,29 @@ export class ReplicationChart {
       if (h > 0) g.fillRect(x0 + i * step + 0.5, pad.top + plotH - h, Math.max(1, step - 1), h);
     });
 
-    // Lag line, on its own scale (labelled at its peak).
-    g.strokeStyle = "#f59e0b";
-    g.lineWidth = 2;
-    g.lineJoin = "round";
-    g.beginPath();
-    this.samples.forEach((s, i) => {
-      const x = x0 + i * step + step / 2;
-      const y = pad.top + plotH - (s.lag / maxLag) * plotH;
-      if (i === 0) g.moveTo(x, y);
-      else g.lineTo(x, y);
-    });
-    g.stroke();
-    const peakLag = Math.max(0, ...this.samples.map((s) => s.lag));
+    // Lag and pending writes, lines on their own scale (labelled at their peak).
+    const line = (color: string, value: (s: Sample) => number) => {
+      g.strokeStyle = color;
+      g.lineWidth = 2;
+      g.lineJoin = "round";
+      g.beginPath();
+      this.samples.forEach((s, i) => {
+        const x = x0 + i * step + step / 2;
+        const y = pad.top + plotH - (value(s) / maxLag) * plotH;
+        if (i === 0) g.moveTo(x, y);
+        else g.lineTo(x, y);
+      });
+      g.stroke();
+    };
+    line("#f59e0b", (s) => s.lag);
+    line("#c62828", (s) => s.pending);
+    const peakLag = Math.max(0, ...this.samples.map((s) => Math.max(s.lag, s.pending)));
     const peakRate = Math.max(0, ...this.samples.map((s) => s.rate));
     g.textBaseline = "top";
     if (peakLag > 0) {
       g.fillStyle = "#b76e00";
       g.textAlign = "right";
-      g.fillText(`lag peak ${formatCount(peakLag)}`, pad.left + plotW - 2, pad.top + 2);
+      g.fillText(`lag/pending peak ${formatCount(peakLag)}`, pad.left + plotW - 2, pad.top + 2);
     }
     if (peakRate === 0 && peakLag === 0) {
       g.fillStyle = "#a3a8b8";

@@ -2,7 +2,7 @@
 // also loads while offline, as an offline-first app must; the data itself is in IndexedDB.
 // Network first, so a rebuilt demo is picked up whenever the server answers; the cache only
 // answers when the network fails. The API (/v1/...) is never cached.
-const CACHE = "cstore-demo-shell-v2";
+const CACHE = "cstore-demo-shell-v3";
 
 self.addEventListener("install", (event) => {
   event.waitUntil(

@@ -4,12 +4,16 @@
 #   wasm/ ──wasm-pack (release, wasm-opt from npm binaryen)──► web/pkg-web   (--target web)
 #                                                           └► web/pkg-node  (--target nodejs)
 #   web/src/*.ts  ──tsc──► web/dist/*.js + *.d.ts        (the package's TypeScript face)
-#   web/demo/*    ──tsc──► web/dist/demo/                 (index.html, app.js, sw.js, lib/, pkg-web/)
+#   web/demo/*    ──tsc (types only), esbuild (demo/build.mjs)──► web/dist/demo/
+#                  (index.html, style.css, sw.js, shell.json, app.js, pkg-web/)
 #
-# web/dist/demo is self-contained (the page loads the package through an import map), so
-# `cstore serve` serves it as plain files. The wasm step is skipped when its output is newer
-# than every Rust source and manifest (pass --force to rebuild anyway); tsc always runs (a
-# second or two).
+# The demo is a React app on `cstore` and `cstore/react`: esbuild bundles it with the package's
+# built dist/*.js (imported by their names, as an app does) and React 19 from the
+# devDependencies; the wasm glue and module stay files of their own in dist/demo/pkg-web/.
+# web/dist/demo is self-contained, so `cstore serve` serves it as plain files.
+#
+# The wasm step is skipped when its output is newer than every Rust source and manifest (pass
+# --force to rebuild anyway); tsc and esbuild always run (a few seconds).
 #
 # Usage: web/scripts/build.sh [--force]     (CSTORE_WASM_OPT_LEVEL: rustc opt-level, default z)
 # Needs (scripts/setup.sh installs them): wasm-pack 0.15.1, wasm-bindgen-cli equal to
@@ -90,14 +94,20 @@ fi
 say "tsc: web/src -> web/dist"
 rm -rf dist
 node_modules/.bin/tsc -p tsconfig.json
-say "tsc: web/demo -> web/dist/demo"
+say "demo: tsc (types), esbuild: web/demo/app.tsx -> web/dist/demo/app.js"
 node_modules/.bin/tsc -p demo/tsconfig.json
-mkdir -p dist/demo/lib dist/demo/pkg-web
+node demo/build.mjs
+mkdir -p dist/demo/pkg-web
 cp demo/index.html demo/style.css demo/sw.js dist/demo/
-cp dist/*.js dist/demo/lib/
-rm dist/demo/lib/node.js dist/demo/lib/react.js   # the node and React entries are not the demo's
 cp pkg-web/cstore_wasm.js pkg-web/cstore_wasm_bg.wasm dist/demo/pkg-web/
-# The service worker caches these so the page loads offline ("./" is the page itself).
-(cd dist/demo && find . -type f ! -name sw.js ! -name shell.json | sed 's|^\./||' | sort |
+# The package's browser entry as plain files next to pkg-web/: the demo does not load them (it
+# is one bundle), but tests that serve their own page beside the package copy them from here
+# (tests/e2e/cluster.mjs); left out of the offline shell.
+mkdir -p dist/demo/lib
+cp dist/*.js dist/demo/lib/
+rm dist/demo/lib/node.js dist/demo/lib/react.js
+# The service worker caches these so the page loads offline ("./" is the page itself; the
+# source map is for DevTools, which fetches it online).
+(cd dist/demo && find . -type f ! -name sw.js ! -name shell.json ! -name '*.map' ! -path './lib/*' | sed 's|^\./||' | sort |
   awk 'BEGIN { printf "[\"./\"" } { printf ",\"%s\"", $0 } END { print "]" }') > dist/demo/shell.json
 say "done: package in web/dist + web/pkg-*, demo in web/dist/demo"
