@@ -62,12 +62,15 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 /** A `cstore serve` process: start, SIGKILL, start again on the same port and data. */
 export class Server {
-  /** `options.demoDir` (default: the built demo) and `options.bin` (default: `cstoreBin()`). */
+  /** `options.demoDir` (default: the built demo), `options.bin` (default: `cstoreBin()`) and
+   * `options.args` (more `serve` arguments). */
   constructor(port, dataDir, options = {}) {
     this.port = port;
     this.dataDir = dataDir;
     this.demoDir = options.demoDir ?? DEMO_DIR;
     this.bin = options.bin ?? null;
+    /** Further `serve` arguments (a cluster member's `--node-id` and `--cluster`). */
+    this.args = options.args ?? [];
     this.url = `http://127.0.0.1:${port}`;
     this.child = null;
     this.log = "";
@@ -84,7 +87,7 @@ export class Server {
 
   /** Starts the process and waits for /v1/health. */
   async spawn() {
-    const args = ["serve", "--listen", `127.0.0.1:${this.port}`, "--data-dir", this.dataDir, "--demo-dir", this.demoDir];
+    const args = ["serve", "--listen", `127.0.0.1:${this.port}`, "--data-dir", this.dataDir, "--demo-dir", this.demoDir, ...this.args];
     const child = spawn(this.bin ?? cstoreBin(), args, { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, RUST_LOG: process.env.RUST_LOG || "warn" } });
     this.child = child;
     const keep = (chunk) => {
