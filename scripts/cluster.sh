@@ -26,7 +26,8 @@ ENV_FILE="$RUN_DIR/cluster.env"
 # How long a leader may take to appear: the first election, or one after a kill (about 0.5 s).
 LEADER_WAIT_S=20
 
-usage() { sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; }
+# The comment block at the top of this file, without the '#'.
+usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; }
 
 # The PID in member N's pid file, empty when there is none.
 pid_of() { cat "$RUN_DIR/node-$1.pid" 2>/dev/null || true; }
