@@ -12,7 +12,6 @@
 //     service worker and IndexedDB with the remembered member list, and writes again.
 
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -21,7 +20,6 @@ import { after, before, test } from "node:test";
 import {
   addNote,
   cannotRun,
-  cstoreBin,
   freePort,
   launchBrowser,
   openDemo,
@@ -37,39 +35,13 @@ const skip = cannotRun();
 /** How long the cluster may take to elect a leader (first election, or after the kill). */
 const ELECTION_WAIT_MS = 10_000;
 
-/** A cluster member: a `Server` started with its `--node-id` and the member list. */
-class Member extends Server {
-  constructor(id, port, dataDir, cluster) {
-    super(port, dataDir);
-    this.id = String(id);
-    this.cluster = cluster;
-  }
-
-  async spawn() {
-    const args = ["serve", "--listen", `127.0.0.1:${this.port}`, "--data-dir", this.dataDir, "--demo-dir", this.demoDir,
-      "--node-id", this.id, "--cluster", this.cluster];
-    const child = spawn(cstoreBin(), args, {
-      stdio: ["ignore", "pipe", "pipe"],
-      env: { ...process.env, RUST_LOG: process.env.RUST_LOG || "warn" },
-    });
-    this.child = child;
-    const keep = (chunk) => {
-      this.log = (this.log + chunk).slice(-20_000);
-    };
-    child.stdout.on("data", keep);
-    child.stderr.on("data", keep);
-    const until = Date.now() + 15_000;
-    for (;;) {
-      if (child.exitCode !== null) throw new Error(`member ${this.id} exited with ${child.exitCode}:\n${this.log}`);
-      try {
-        if ((await fetch(`${this.url}/v1/health`)).ok) return;
-      } catch {
-        // Not listening yet.
-      }
-      if (Date.now() > until) throw new Error(`member ${this.id} did not answer in 15 s:\n${this.log}`);
-      await sleep(50);
-    }
-  }
+/** A cluster member: a `Server` of the harness with its `--node-id` and the member list. */
+function member(id, port, list) {
+  const m = new Server(port, mkdtempSync(join(tmpdir(), `cstore-demo-cluster-${id}-`)), {
+    args: ["--node-id", String(id), "--cluster", list],
+  });
+  m.id = String(id);
+  return m;
 }
 
 /** The member every live member names as leader (one says it leads), else null. */
@@ -127,7 +99,7 @@ before(async () => {
   if (skip) return;
   const ports = [await freePort(), await freePort(), await freePort()];
   const list = ports.map((p, i) => `${i + 1}=http://127.0.0.1:${p}`).join(",");
-  env.members = ports.map((p, i) => new Member(i + 1, p, mkdtempSync(join(tmpdir(), `cstore-demo-cluster-${i + 1}-`)), list));
+  env.members = ports.map((p, i) => member(i + 1, p, list));
   await Promise.all(env.members.map((m) => m.spawn()));
   env.browser = await launchBrowser();
 });
