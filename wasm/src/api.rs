@@ -7,10 +7,17 @@
 //!
 //! ```text
 //! Replica.open(options) -> Promise<Replica>
-//!   options: {url, token?, name?, httpUrl?}
+//!   options: {url | urls, token?, name?, httpUrl?, collections?}
 //!   url: "ws(s)://host/v1/replicate"; httpUrl (for writes) defaults to "http(s)://host"
+//!   urls: the members of a cluster (ws URLs; not with url or httpUrl): the replica prefers
+//!     the leader (from /v1/status), moves to another member when one fails, remembers the
+//!     store's identity in its database and refuses servers of another store (wrong_cluster)
+//!   collections: follow only these; other collections' reads and writes: not_subscribed
 //!   name: the local database's name (default "cstore"); token: sent as ?token= and Bearer
 //! replica.get(collection, id) -> object | undefined                 sync, local
+//! replica.readBarrier() -> Promise<number>   before a linearizable read: the cluster's read
+//!   index, then the local apply of it; rejects with `offline` / `unavailable`
+//! replica.collections() -> string[] | null                          the subscription
 //! replica.find(collection, query) -> object[]                       sync, local
 //!   query: {filter, sort, limit, skip} (the server's find body)
 //! replica.count(collection, filter) -> number                       sync, local
@@ -24,6 +31,7 @@
 //! replica.unwatch(id) -> boolean
 //! replica.status() -> {online, connected, role: "replica", appliedLsn, leaderLsn, lag,
 //!                      pendingWrites, lastError: {code, message} | null, rebootstraps,
+//!                      member, memberSwitches, refusedMembers: [{url, code, message}],
 //!                      closed, clientId}
 //! replica.onStatus(callback(status))                    after each batch of status changes
 //! replica.onRejected(callback({seq, code, message, ops}))  a write the leader refused, rolled back
@@ -34,7 +42,8 @@
 //! Error codes thrown here: `invalid_options`, `invalid_argument`, `invalid_query` and the
 //! other query codes, `invalid_document`/`invalid_id`, a local rejection
 //! (`already_exists`, `not_found`, `unique_violation`, ...), `too_many_pending`, `closed`,
-//! and storage codes (`storage_io`, ...). `onRejected` reports the leader's codes.
+//! `not_subscribed`, `offline` and `unavailable` (linearizable reads), and storage codes
+//! (`storage_io`, ...). `onRejected` reports the leader's codes.
 //!
 //! The local copy and the pending writes live in IndexedDB (database `name`), so a reload
 //! opens at once with the data and the writes it had, and syncs only what it missed.

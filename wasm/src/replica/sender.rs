@@ -385,12 +385,6 @@ pub fn classify(status: u16, text: &str) -> TxnOutcome {
         };
     }
     let (code, message) = error_fields(status, text);
-    // A resend of a write older than the client's last committed one: an earlier attempt
-    // committed it (its answer was lost, and later writes committed since). Only the last
-    // seq is answered `duplicate`; the state's origin record confirms this one too.
-    if code == "duplicate_origin" {
-        return TxnOutcome::Committed { lsn: Lsn::ZERO };
-    }
     let retry = status >= 500 || status == 408 || status == 429;
     if retry {
         TxnOutcome::Retry { code, message }
@@ -425,11 +419,6 @@ mod tests {
             matches!(classify(503, "{}"), TxnOutcome::Retry { code, .. } if code == "http_503")
         );
         assert!(matches!(classify(429, ""), TxnOutcome::Retry { .. }));
-        let older = r#"{"error":{"code":"duplicate_origin","message":"seq 3 <= 5"}}"#;
-        assert_eq!(
-            classify(409, older),
-            TxnOutcome::Committed { lsn: Lsn::ZERO }
-        );
     }
 
     #[test]

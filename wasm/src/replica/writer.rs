@@ -17,7 +17,7 @@
 //! offline queue drain slowly.
 
 use cstore_core::replication::Backoff;
-use cstore_core::{ErrorCode, Txn};
+use cstore_core::{ErrorCode, Lsn, Txn};
 
 use super::pending::PendingQueue;
 use super::sender::{BATCH_WRITES_MAX, BatchOutcome, TxnOutcome, TxnSender, wire_ops};
@@ -130,6 +130,18 @@ impl<P: PendingQueue, X: TxnSender> Writer<P, X> {
         let mut committed_any = false;
         for (at, ((seq, _), outcome)) in batch.iter().zip(outcomes).enumerate() {
             let seq = *seq;
+            let outcome = match outcome {
+                // A resend of a write older than the client's last committed one: an earlier
+                // attempt committed it (its answer was lost, or it was `ack_unknown`, and later
+                // writes committed since; only the last seq is answered `duplicate`). The
+                // state's origin record confirms it when that entry arrives. (A server that
+                // committed a later write while this one was refused as retryable and never
+                // written would break the in-order contract of `/v1/txns`.)
+                TxnOutcome::Rejected { code, .. } if code == "duplicate_origin" => {
+                    TxnOutcome::Committed { lsn: Lsn::ZERO }
+                }
+                outcome => outcome,
+            };
             match outcome {
                 TxnOutcome::Committed { lsn } => {
                     if at >= answered_prefix {
