@@ -103,6 +103,29 @@ spawn_member() {
   echo $! >"$RUN_DIR/node-$n.pid"
 }
 
+# Stops every member of the list that runs: SIGTERM by the PID in its pid file, SIGKILL after
+# 5 s; removes the pid files.
+stop_all() {
+  local pids=() still=() entry n pid
+  for entry in ${MEMBERS//,/ }; do
+    n="${entry%%=*}"
+    if alive "$n"; then
+      pid="$(pid_of "$n")"
+      kill -TERM "$pid" 2>/dev/null || true
+      pids+=("$pid")
+    fi
+    rm -f "$RUN_DIR/node-$n.pid"
+  done
+  for _ in $(seq 50); do
+    still=()
+    for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && still+=("$pid"); done
+    [ "${#still[@]}" -eq 0 ] && break
+    sleep 0.1
+  done
+  for pid in "${still[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
+  if [ "${#pids[@]}" -eq 0 ]; then say "no member was running"; else say "stopped ${#pids[@]} member(s): PIDs ${pids[*]}"; fi
+}
+
 print_status() {
   local id url role term leader pid
   printf '%-3s %-24s %-8s %-10s %-5s %s\n' id url pid role term leader
@@ -153,7 +176,8 @@ cmd_start() {
   local leader
   if ! leader="$(wait_for_leader all)"; then
     print_status >&2
-    die "no leader after ${LEADER_WAIT_S} s: see $RUN_DIR/node-*.log"
+    stop_all >&2
+    die "no leader after ${LEADER_WAIT_S} s, members stopped: see $RUN_DIR/node-*.log"
   fi
   print_status
   say "member $leader leads. The demo, on any member: $(for i in $(seq 1 "$count"); do printf 'http://127.0.0.1:%s/ ' $((BASE_PORT + i)); done)"
@@ -197,24 +221,7 @@ case "${1:-}" in
     ;;
   stop)
     load_env
-    pids=()
-    for entry in ${MEMBERS//,/ }; do
-      n="${entry%%=*}"
-      if alive "$n"; then
-        pid="$(pid_of "$n")"
-        kill -TERM "$pid" 2>/dev/null || true
-        pids+=("$pid")
-      fi
-      rm -f "$RUN_DIR/node-$n.pid"
-    done
-    for _ in $(seq 50); do
-      still=()
-      for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && still+=("$pid"); done
-      [ "${#still[@]}" -eq 0 ] && break
-      sleep 0.1
-    done
-    for pid in "${still[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
-    if [ "${#pids[@]}" -eq 0 ]; then say "no member was running"; else say "stopped ${#pids[@]} member(s): PIDs ${pids[*]}"; fi
+    stop_all
     ;;
   -h | --help | help) usage ;;
   *)

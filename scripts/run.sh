@@ -45,10 +45,13 @@ stop_members() {
   echo
   "$ROOT/scripts/cluster.sh" stop || true
 }
+# `start` stops what it started when no leader appears, and refuses to run while members of an
+# earlier run still do: the traps below (which stop every member of the run directory) are set
+# only once these members are ours.
+"$ROOT/scripts/cluster.sh" start "$CLUSTER" -- "$@"
 trap 'stop_members; exit 130' INT
 trap 'stop_members; exit 143' TERM
 trap stop_members EXIT
-"$ROOT/scripts/cluster.sh" start "$CLUSTER" -- "$@"
 first="http://127.0.0.1:$((${CSTORE_CLUSTER_BASE_PORT:-7070} + 1))/"
 cat <<EOF
 
