@@ -304,7 +304,12 @@ impl Cluster {
             .build()
             .map_err(|e| ClusterStartError::Client(e.to_string()))?;
         let raft_config = Arc::new(raft_config(&config)?);
-        let network = Network::new(http.clone(), config.token.clone(), Arc::clone(&log));
+        let network = Network::new(
+            http.clone(),
+            config.token.clone(),
+            Arc::clone(&log),
+            config.bind_ip,
+        );
         let raft = Raft::new(
             config.node_id,
             raft_config,
