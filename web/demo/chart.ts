@@ -11,7 +11,7 @@ export interface Sample {
   rate: number;
   /** Entries behind the leader at the sample. */
   lag: number;
-  /** This replica's writes not yet confirmed, at the sample. */
+  /** This replica's writes not yet confirmed: the most seen during the second. */
   pending: number;
   /**
    * At some moment of the second the cluster had no leader, or the replica was not connected,

@@ -218,10 +218,13 @@ export function ChartCard({ status, cluster, clustered }: { status: Status | nul
   const gapSeen = useRef(false);
   /** Whether the replica has been connected: before that, not being connected is no gap. */
   const started = useRef(false);
+  /** The most pending writes seen since the last sample (a queue can fill and drain within one). */
+  const pendingPeak = useRef(0);
   useEffect(() => {
     latest.current = status;
     if (status?.connected) started.current = true;
     if (status !== null && !status.connected && started.current) gapSeen.current = true;
+    if (status !== null) pendingPeak.current = Math.max(pendingPeak.current, status.pendingWrites);
   }, [status]);
   useEffect(() => {
     if (cluster !== null && cluster.members.length > 0 && cluster.leader === null) gapSeen.current = true;
@@ -240,8 +243,10 @@ export function ChartCard({ status, cluster, clustered }: { status: Status | nul
       const rate = last ? Math.max(0, s.appliedLsn - last.applied) / ((now - last.at) / 1000) : 0;
       const switched = last !== null && s.memberSwitches > last.switches;
       const down = started.current && !s.connected;
-      const sample: Sample = { rate, lag: s.lag, pending: s.pendingWrites, gap: gapSeen.current || switched || down };
+      const pending = Math.max(pendingPeak.current, s.pendingWrites);
+      const sample: Sample = { rate, lag: s.lag, pending, gap: gapSeen.current || switched || down };
       gapSeen.current = false;
+      pendingPeak.current = s.pendingWrites;
       last = { applied: s.appliedLsn, switches: s.memberSwitches, at: now };
       c.push(sample);
     }, SAMPLE_MS);

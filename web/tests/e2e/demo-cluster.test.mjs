@@ -220,7 +220,9 @@ async function followThroughKill() {
   const shown = await page.$$eval('[data-testid="note"] .text', (els) => els.map((e) => e.textContent));
   assert.deepEqual([...shown].sort(), [...texts].sort());
   const samples = await page.evaluate(() => window.cstoreDemoChart.recent());
+  console.log(`chart, one sample a second (entries/s, pending, * = gap): ${samples.map((s) => `${Math.round(s.rate)}/${s.pending}${s.gap ? "*" : ""}`).join(" ")}`);
   assert.ok(samples.some((s) => s.gap), `no gap among the chart's samples: ${JSON.stringify(samples)}`);
+  assert.ok(samples.some((s) => s.gap && s.pending > 0), `no writes queued in the gap: ${JSON.stringify(samples)}`);
   assert.ok(samples.some((s) => s.rate > 0 && !s.gap), "the chart shows traffic around the gap");
   assert.match(await page.textContent(".cluster"), /scripts\/cluster\.sh kill-leader/);
   await page.evaluate(() => window.scrollTo(0, 0));
