@@ -311,6 +311,24 @@ impl Client {
             .expect_status(200)
     }
 
+    /// Waits until this node has applied `lsn` (at most `timeout`) and returns its status;
+    /// panics naming `what` otherwise.
+    #[track_caller]
+    pub fn wait_applied(&self, lsn: u64, timeout: Duration, what: &str) -> Value {
+        let started = std::time::Instant::now();
+        loop {
+            let status = self.status();
+            if status["applied_lsn"].as_u64().unwrap_or(0) >= lsn {
+                return status;
+            }
+            assert!(
+                started.elapsed() < timeout,
+                "{what} did not reach lsn {lsn} in {timeout:?}: {status}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// `last_lsn` from `/v1/status`.
     #[track_caller]
     pub fn last_lsn(&self) -> u64 {

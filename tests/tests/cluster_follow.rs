@@ -44,21 +44,10 @@ fn ids(client: &Client, collection: &str) -> Vec<String> {
         .collect()
 }
 
-/// Waits until `client`'s node has applied `lsn`.
+/// Waits until `client`'s node has applied `lsn`; panics with its status otherwise.
 #[track_caller]
 fn wait_applied(client: &Client, lsn: u64, what: &str) -> Value {
-    let started = Instant::now();
-    loop {
-        let status = client.status();
-        if status["applied_lsn"].as_u64().unwrap_or(0) >= lsn {
-            return status;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "{what} did not reach lsn {lsn} in 30 s: {status}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    client.wait_applied(lsn, Duration::from_secs(30), what)
 }
 
 #[test]

@@ -17,18 +17,7 @@ const COLLECTION: &str = "things";
 /// Waits until `client`'s node has applied `lsn`; panics with its status otherwise.
 #[track_caller]
 fn wait_applied(client: &Client, lsn: u64, what: &str) -> Value {
-    let started = Instant::now();
-    loop {
-        let status = client.status();
-        if status["applied_lsn"].as_u64().unwrap_or(0) >= lsn {
-            return status;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "{what} did not reach lsn {lsn} in 20 s: {status}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    client.wait_applied(lsn, Duration::from_secs(20), what)
 }
 
 /// Inserts `count` documents one by one, then one transaction of `count` more; the leader's

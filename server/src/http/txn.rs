@@ -164,16 +164,7 @@ type Written = (Lsn, Vec<String>, bool);
 
 /// The `txns` of a `POST /v1/txns` body.
 fn parse_many(body: Value) -> Result<Vec<Value>, ApiError> {
-    let Value::Object(mut body) = body else {
-        return Err(ApiError::InvalidTxn(
-            "the body must be an object {\"txns\": […]}".into(),
-        ));
-    };
-    let txns = match body.remove("txns") {
-        Some(Value::Array(txns)) => txns,
-        Some(_) => return Err(ApiError::InvalidTxn("`txns` must be an array".into())),
-        None => return Err(ApiError::InvalidTxn("the body has no `txns`".into())),
-    };
+    let (body, txns) = array_field(body, "txns")?;
     if let Some(key) = body.keys().next() {
         return Err(ApiError::InvalidTxn(format!("unknown field `{key}`")));
     }
@@ -219,18 +210,26 @@ fn answer(lsn: Lsn, ids: Vec<String>, duplicate: bool) -> Value {
     }
 }
 
+/// The array `key` of a body that must be an object, and the object's other fields.
+fn array_field(
+    body: Value,
+    key: &str,
+) -> Result<(serde_json::Map<String, Value>, Vec<Value>), ApiError> {
+    let Value::Object(mut body) = body else {
+        return Err(ApiError::InvalidTxn(format!(
+            "the body must be an object {{\"{key}\": […]}}"
+        )));
+    };
+    match body.remove(key) {
+        Some(Value::Array(items)) => Ok((body, items)),
+        Some(_) => Err(ApiError::InvalidTxn(format!("`{key}` must be an array"))),
+        None => Err(ApiError::InvalidTxn(format!("the body has no `{key}`"))),
+    }
+}
+
 /// The transaction and the ids of its inserts and puts.
 fn parse(leader: &Node, body: Value) -> Result<(Txn, Vec<String>), ApiError> {
-    let Value::Object(mut body) = body else {
-        return Err(ApiError::InvalidTxn(
-            "the body must be an object {\"ops\": […]}".into(),
-        ));
-    };
-    let ops = match body.remove("ops") {
-        Some(Value::Array(ops)) => ops,
-        Some(_) => return Err(ApiError::InvalidTxn("`ops` must be an array".into())),
-        None => return Err(ApiError::InvalidTxn("the body has no `ops`".into())),
-    };
+    let (mut body, ops) = array_field(body, "ops")?;
     let origin = match body.remove("origin") {
         None | Some(Value::Null) => None,
         Some(origin) => {
