@@ -1,8 +1,9 @@
 //! The writer's batches, in headless Chromium against the in-browser leader: a queue of
 //! offline writes goes out in one request; a request that fails as a whole keeps every write
 //! queued; in a batch answered item by item, committed writes leave the queue, a refused one
-//! is rolled back and reported, and one whose answer was lost (but which committed) is
-//! confirmed by the log (or sent again and answered as a duplicate) and counted once. Every write ends on the leader exactly once.
+//! is rolled back and reported, one whose answer was lost (but which committed) is counted
+//! once, and one the server did not write while it committed later ones is reported (it can
+//! never commit under its origin seq). Every write ends on the leader exactly once.
 //!
 //! Run: `CHROMEDRIVER=$(command -v chromedriver) cargo test -p cstore-wasm
 //! --target wasm32-unknown-unknown --test replica_batches`.
@@ -34,6 +35,8 @@ enum Item {
     CommitAnswerLost,
     /// Refuse it (a 4xx) without committing.
     Refuse,
+    /// Answer `503 not_leader` without committing (while later writes do commit).
+    NotWritten,
 }
 
 /// The answer to one whole request.
@@ -90,6 +93,10 @@ impl TxnSender for Scripted {
                     code: "forbidden".into(),
                     message: "scripted refusal".into(),
                 },
+                Item::NotWritten => TxnOutcome::Retry {
+                    code: "not_leader".into(),
+                    message: "scripted: not written".into(),
+                },
             };
             outcomes.push(outcome);
         }
@@ -108,6 +115,8 @@ async fn a_queue_goes_out_in_batches_and_each_write_lands_once() {
             Item::CommitAnswerLost,
             Item::Send,
             Item::Refuse,
+            Item::Send,
+            Item::NotWritten,
         ]),
     ])));
     let sender = Scripted {
@@ -161,27 +170,25 @@ async fn a_queue_goes_out_in_batches_and_each_write_lands_once() {
         "{requests:?}"
     );
 
-    // The refused write (w4, seq 5) is rolled back and reported; the others are on the
-    // leader once each (w2 committed once: its resend was answered as a duplicate).
+    // The refused write (w4, seq 5) is rolled back and reported, and so is w6 (seq 7): it was
+    // not written but later writes of the client were, so it can never commit under its seq.
+    // The others are on the leader once each (w2 once, its lost answer notwithstanding).
     let rejected = rejected.borrow().clone();
-    assert_eq!(rejected.len(), 1);
-    assert_eq!(
-        (rejected[0].seq, rejected[0].code.as_str()),
-        (5, "forbidden")
-    );
+    let codes: Vec<(u64, &str)> = rejected.iter().map(|r| (r.seq, r.code.as_str())).collect();
+    assert_eq!(codes, [(5, "forbidden"), (7, "not_committed")]);
     let state = leader.state();
     let notes = state.collection("notes").expect("notes on the leader");
     let mut on_leader: Vec<String> = notes.scan().map(|d| d.doc.id()).collect();
     on_leader.sort();
     let expected: Vec<String> = (0..10)
-        .filter(|&i| i != 4)
+        .filter(|&i| i != 4 && i != 6)
         .map(|i| format!("w{i}"))
         .collect();
     assert_eq!(on_leader, expected);
     assert_eq!(state.origin(replica.client_id()).unwrap().seq, 10);
     support::caught_up(&replica, &leader).await;
     let local = replica.find("notes", &FindQuery::all()).unwrap();
-    assert_eq!(local.len(), 9);
+    assert_eq!(local.len(), 8);
     assert_eq!(replica.status().rebootstraps, 0);
     replica.close().await;
 }

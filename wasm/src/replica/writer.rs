@@ -126,10 +126,31 @@ impl<P: PendingQueue, X: TxnSender> Writer<P, X> {
         if answered_prefix > 0 {
             self.forget_through(batch[answered_prefix - 1].0).await;
         }
+        // A write committed later in the batch moves this client's origin record past every
+        // write before it: those can no longer commit, so a retryable failure before it is
+        // final. `ack_unknown` means the write is in the log (it commits or is truncated with
+        // the later one); any other retryable failure means it was not written.
+        let last_committed = outcomes
+            .iter()
+            .rposition(|o| matches!(o, TxnOutcome::Committed { .. }));
         let mut retry = None;
         let mut committed_any = false;
         for (at, ((seq, _), outcome)) in batch.iter().zip(outcomes).enumerate() {
             let seq = *seq;
+            let overtaken = last_committed.is_some_and(|last| last > at);
+            let outcome = match outcome {
+                TxnOutcome::Retry { code, .. } if overtaken && code == "ack_unknown" => {
+                    TxnOutcome::Committed { lsn: Lsn::ZERO }
+                }
+                TxnOutcome::Retry { code, message } if overtaken => TxnOutcome::Rejected {
+                    code: "not_committed".into(),
+                    message: format!(
+                        "the server did not write it ({code}: {message}) but committed a later \
+                         write of this client: it can no longer commit; write it again"
+                    ),
+                },
+                outcome => outcome,
+            };
             let outcome = match outcome {
                 // A resend of a write older than the client's last committed one: an earlier
                 // attempt committed it (its answer was lost, or it was `ack_unknown`, and later
