@@ -213,7 +213,6 @@ export function StatusPanel({ status }: { status: Status | null }) {
 export function ChartCard({ status, cluster, clustered }: { status: Status | null; cluster: ClusterState | null; clustered: boolean }) {
   const gapLabel = clustered ? "no leader" : "no connection";
   const canvas = useRef<HTMLCanvasElement>(null);
-  const chart = useRef<ReplicationChart | null>(null);
   const latest = useRef<Status | null>(status);
   const gapSeen = useRef(false);
   /** Whether the replica has been connected: before that, not being connected is no gap. */
@@ -232,7 +231,6 @@ export function ChartCard({ status, cluster, clustered }: { status: Status | nul
 
   useEffect(() => {
     const c = new ReplicationChart(canvas.current!, 60, gapLabel);
-    chart.current = c;
     (window as unknown as { cstoreDemoChart?: ReplicationChart }).cstoreDemoChart = c;
     c.draw();
     let last: { applied: number; switches: number; at: number } | null = null;
