@@ -325,10 +325,15 @@ impl<S: LogStore, T: Transport> SyncLoop<S, T> {
             }
             let connected = self.replica.is_streaming();
             let leader_lsn = self.replica.leader_committed().lsn;
+            let was_connected = self.shared.borrow().status.connected;
             update_status(&self.shared, |s| {
                 s.connected = connected;
                 s.leader_lsn = leader_lsn;
             });
+            if connected && !was_connected {
+                // A (re)connection, after a failover say: writes waiting out a backoff go now.
+                self.shared.borrow().writer_wake.fire();
+            }
         }
     }
 

@@ -173,10 +173,24 @@ impl FetchSender {
         }
     }
 
-    /// A call to member `index` failed in a way another member may not.
+    /// A call to member `index` failed in a way another member may not. A `503
+    /// not_leader` that names the leader (`leader_url`) sends the next call there.
     fn failed(&self, index: Option<usize>) {
         if let (Targets::Members(members), Some(index)) = (&self.targets, index) {
             members.borrow_mut().write_failed(index);
+        }
+    }
+
+    /// After an error answer from member `index`: moves on, to the leader it names if any.
+    fn answered_error(&self, index: Option<usize>, answer: &Answer) {
+        self.failed(index);
+        let body: Value = serde_json::from_str(&answer.text).unwrap_or(Value::Null);
+        let leader = body
+            .get("error")
+            .and_then(|e| e.get("leader_url"))
+            .and_then(Value::as_str);
+        if let (Targets::Members(members), Some(leader)) = (&self.targets, leader) {
+            members.borrow_mut().note_leader(Some(leader));
         }
     }
 
@@ -276,7 +290,7 @@ impl TxnSender for FetchSender {
             Ok((index, answer)) => {
                 let outcome = classify(answer.status, &answer.text);
                 if matches!(outcome, TxnOutcome::Retry { .. }) {
-                    self.failed(index);
+                    self.answered_error(index, &answer);
                 }
                 outcome
             }
@@ -312,7 +326,7 @@ impl TxnSender for FetchSender {
         if answer.status != 200 {
             return match classify(answer.status, &answer.text) {
                 TxnOutcome::Retry { code, message } => {
-                    self.failed(index);
+                    self.answered_error(index, &answer);
                     BatchOutcome::Retry { code, message }
                 }
                 // The request as a whole was refused (too large, not allowed): the first

@@ -1,8 +1,8 @@
 // A browser replica on a real 3-member cluster (three `cstore serve --node-id N --cluster …`
 // processes): it follows the leader, rides over a kill -9 of the leader while the page writes
-// (every write on every member exactly once, no re-bootstrap), refuses servers of another
-// store, answers linearizable reads (and refuses them offline), and keeps to its subscribed
-// collections. Figures printed: the linearizable read's latency next to a local read's.
+// (every write on every member exactly once, no re-bootstrap, a second tab converged too),
+// refuses servers of another store, answers linearizable reads (and refuses them offline), and
+// keeps to its subscribed collections. Figures printed: the linearizable read's latency next to a local read's.
 
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
@@ -22,6 +22,8 @@ import {
 } from "./cluster.mjs";
 
 const skip = cannotRun();
+/** Leader kills in the failover test (`CSTORE_E2E_FAILOVER_TRIALS=10` for the p50/p99 figure). */
+const FAILOVER_TRIALS = Number(process.env.CSTORE_E2E_FAILOVER_TRIALS || 1);
 let pageDir;
 let members = [];
 let browser;
@@ -53,10 +55,14 @@ async function openIn(page, urls, options) {
 test("a page follows the cluster through a kill -9 of the leader: every write once on every member, no re-bootstrap", { skip }, async () => {
   const context = await browser.newContext();
   const page = await packagePage(context, members[2]);
-  const leader = await waitLeader(members);
+  const firstLeader = await waitLeader(members);
   await openIn(page, members.map((m) => m.url), { name: "failover" });
   const before = await waitPageStatus(page, (s) => s.connected);
-  assert.equal(before.member, leader.url, "the replica prefers the leader");
+  // A second tab of the same origin and name shares the first tab's replica.
+  const tab2 = await packagePage(context, members[2]);
+  await openIn(tab2, members.map((m) => m.url), { name: "failover" });
+  assert.equal(await tab2.evaluate(() => window.t.db.status.tab), "follower");
+  assert.equal(before.member, firstLeader.url, "the replica prefers the leader");
   assert.deepEqual(before.refusedMembers, []);
 
   // The page writes without pause, before, during and after the election.
@@ -78,28 +84,50 @@ test("a page follows the cluster through a kill -9 of the leader: every write on
   });
   await page.waitForFunction(() => window.t.ids.length >= 50);
   await waitPageStatus(page, (s) => s.appliedLsn > 40);
-  await leader.kill9();
-  const killedAt = Date.now();
-  const newLeader = await waitLeader(members);
-  const electedMs = Date.now() - killedAt;
-  // The first write the page made after the kill: until the new leader holds it.
-  const mark = await page.evaluate(() => window.t.ids.length);
-  await page.waitForFunction((mark) => window.t.ids.length > mark, mark);
-  const firstAfter = await page.evaluate((mark) => window.t.ids[mark], mark);
-  for (;;) {
-    const res = await fetch(`${newLeader.url}/v1/c/notes/${firstAfter}`);
-    if (res.status === 200) break;
-    assert.ok(Date.now() - killedAt < 60_000, "the first write after the kill commits within a minute");
-    await sleep(10);
+  // Kill the leader, time until a write the page made after the kill is on the new leader;
+  // for more than one trial, the killed member comes back and the next leader is killed.
+  const firstCommitMs = [];
+  let killed;
+  let newLeader;
+  let mark;
+  for (let trial = 0; trial < FAILOVER_TRIALS; trial++) {
+    if (killed) {
+      await killed.spawn();
+      await waitLeader(members);
+      const written = await page.evaluate(() => window.t.ids.length);
+      await page.waitForFunction((n) => window.t.ids.length >= n + 30, written);
+    }
+    killed = await waitLeader(members);
+    await killed.kill9();
+    const killedAt = Date.now();
+    newLeader = await waitLeader(members);
+    const electedMs = Date.now() - killedAt;
+    // The first write the page made after the kill: until the new leader holds it.
+    mark = await page.evaluate(() => window.t.ids.length);
+    await page.waitForFunction((mark) => window.t.ids.length > mark, mark);
+    const firstAfter = await page.evaluate((mark) => window.t.ids[mark], mark);
+    for (;;) {
+      const res = await fetch(`${newLeader.url}/v1/c/notes/${firstAfter}`);
+      if (res.status === 200) break;
+      assert.ok(Date.now() - killedAt < 60_000, "the first write after the kill commits within a minute");
+      await sleep(10);
+    }
+    firstCommitMs.push(Date.now() - killedAt);
+    console.log(
+      `# failover ${trial + 1}: new leader agreed after ${electedMs} ms; the page's first write after the kill ` +
+        `committed ${firstCommitMs.at(-1)} ms after the kill`,
+    );
   }
-  const confirmedMs = Date.now() - killedAt;
+  const sorted = [...firstCommitMs].sort((x, y) => x - y);
+  const pct = (p) => sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)];
+  console.log(`# kill -9 of the leader to the page's first committed write, ${sorted.length} trials: p50 ${pct(50)} ms, p99 ${pct(99)} ms`);
   await sleep(1_000);
   await page.evaluate(async () => {
     window.t.writing = false;
     await window.t.loop;
     await window.t.db.flush();
   });
-  console.log(`# failover: leader killed; new leader agreed after ${electedMs} ms; the page's first write after the kill committed on it ${confirmedMs} ms after the kill`);
+  const leader = killed;
 
   const { ids, errors, rejected } = await page.evaluate(() => ({
     ids: window.t.ids,
@@ -122,6 +150,8 @@ test("a page follows the cluster through a kill -9 of the leader: every write on
   assert.ok(status.memberSwitches >= 1, `switches: ${status.memberSwitches}`);
   assert.equal(status.appliedLsn, (await (await fetch(`${newLeader.url}/v1/status`)).json()).applied_lsn);
   assert.equal((await page.evaluate(() => window.t.notes.find())).length, ids.length);
+  const inTab2 = await tab2.evaluate(() => window.t.notes.find({}, { consistency: "linearizable" }));
+  assert.deepEqual(inTab2.map((d) => d._id).sort(), expected, "the second tab converged too");
 
   // The old leader comes back (same data); the cluster is whole again for the next tests.
   await leader.spawn();

@@ -13,7 +13,7 @@ import { disposeAll, packagePage, packagePageDir, startCluster, waitCount, waitP
 const skip = cannotRun();
 /** Writes queued offline for the batched drain (the figure) and for the one-per-request baseline. */
 const BATCHED_WRITES = 10_000;
-const PER_REQUEST_WRITES = Number(process.env.CSTORE_E2E_PER_REQUEST_WRITES || 2_000);
+const PER_REQUEST_WRITES = Number(process.env.CSTORE_E2E_PER_REQUEST_WRITES || 1_000);
 
 let pageDir;
 let members = [];
