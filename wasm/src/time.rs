@@ -18,6 +18,8 @@ use wasm_bindgen::prelude::*;
 extern "C" {
     #[wasm_bindgen(js_name = setTimeout)]
     fn set_timeout(callback: &js_sys::Function, delay_ms: i32) -> JsValue;
+    #[wasm_bindgen(js_name = clearTimeout)]
+    fn clear_timeout(handle: &JsValue);
 }
 
 /// Milliseconds since the Unix epoch, by the browser's clock.
@@ -41,14 +43,51 @@ pub fn precise_ms() -> f64 {
     js_sys::Date::now()
 }
 
-/// Resolves after `ms` milliseconds.
-pub async fn sleep(ms: u64) {
+/// Resolves after `ms` milliseconds. Dropping it first clears its `setTimeout`, so a timer
+/// that lost a race (a request's timeout, a tick) does not keep node's event loop, and the
+/// process, alive until it would have fired.
+pub fn sleep(ms: u64) -> Sleep {
     let delay = ms.min(i32::MAX as u64) as i32;
+    let mut handle = JsValue::UNDEFINED;
     let promise = js_sys::Promise::new(&mut |resolve, _reject| {
-        set_timeout(&resolve, delay);
+        handle = set_timeout(&resolve, delay);
     });
-    // A setTimeout promise never rejects.
-    let _ = wasm_bindgen_futures::JsFuture::from(promise).await;
+    Sleep {
+        handle,
+        promise: wasm_bindgen_futures::JsFuture::from(promise),
+        done: false,
+    }
+}
+
+/// The future of [`sleep`].
+#[derive(Debug)]
+pub struct Sleep {
+    handle: JsValue,
+    promise: wasm_bindgen_futures::JsFuture,
+    done: bool,
+}
+
+impl Future for Sleep {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        // A setTimeout promise never rejects.
+        match Pin::new(&mut self.promise).poll(cx) {
+            Poll::Ready(_) => {
+                self.done = true;
+                Poll::Ready(())
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl Drop for Sleep {
+    fn drop(&mut self) {
+        if !self.done {
+            clear_timeout(&self.handle);
+        }
+    }
 }
 
 /// A one-shot wake-up that a sleeper can wait on beside a timer: `fire` wakes the waiter (or
