@@ -8,7 +8,7 @@
 
 use cstore_core::error::ErrorCode;
 use cstore_core::storage::conformance::{self, StoreHarness};
-use cstore_wasm::idb::{IdbStore, PendingStore};
+use cstore_wasm::idb::{IdbStore, PENDING_WRITE_BYTES_MAX, PendingStore};
 use wasm_bindgen_test::{wasm_bindgen_test, wasm_bindgen_test_configure};
 
 wasm_bindgen_test_configure!(run_in_browser);
@@ -96,6 +96,29 @@ async fn pending_writes_survive_reopen_in_seq_order() {
         .await
         .expect("remove all");
     assert_eq!(pending.list().await, Ok(Vec::new()));
+    pending.close();
+    IdbStore::destroy(&name).await.expect("destroy");
+}
+
+#[wasm_bindgen_test]
+async fn many_pending_writes_go_in_one_step_or_not_at_all() {
+    let name = unique_name("pending-many");
+    let pending = PendingStore::open(&name).await.expect("open");
+    let writes: Vec<(u64, Vec<u8>)> = (1..=1_000)
+        .map(|seq| (seq, format!("write {seq}").into_bytes()))
+        .collect();
+    pending.push_many(writes.clone()).await.expect("push_many");
+    pending.close();
+
+    let pending = PendingStore::open(&name).await.expect("reopen");
+    assert_eq!(pending.list().await, Ok(writes));
+    // One write over the size bound refuses the whole step: nothing of it is stored.
+    let too_large = vec![
+        (1_001, b"fits".to_vec()),
+        (1_002, vec![0; PENDING_WRITE_BYTES_MAX + 1]),
+    ];
+    assert!(pending.push_many(too_large).await.is_err());
+    assert_eq!(pending.count().await, Ok(1_000));
     pending.close();
     IdbStore::destroy(&name).await.expect("destroy");
 }

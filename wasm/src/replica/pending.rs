@@ -35,6 +35,9 @@ pub trait PendingQueue {
     fn save_client(&mut self, client: &str) -> impl Future<Output = StorageResult<()>>;
     /// Adds write `seq` (greater than every seq held).
     fn push(&mut self, seq: u64, txn: &Txn) -> impl Future<Output = StorageResult<()>>;
+    /// Adds several writes (seqs ascending, above every seq held) in one durable step: all or
+    /// none.
+    fn push_many(&mut self, writes: &[(u64, Txn)]) -> impl Future<Output = StorageResult<()>>;
     /// Removes write `seq` (confirmed or rejected); removing an absent seq is no error.
     fn remove(&mut self, seq: u64) -> impl Future<Output = StorageResult<()>>;
     /// Removes every write at or below `seq`, in one durable step.
@@ -143,6 +146,23 @@ impl PendingQueue for MemoryPending {
         Ok(())
     }
 
+    async fn push_many(&mut self, writes: &[(u64, Txn)]) -> StorageResult<()> {
+        let mut inner = self.inner.borrow_mut();
+        let mut last = inner.writes.last_key_value().map(|(seq, _)| *seq);
+        for (seq, _) in writes {
+            if last.is_some_and(|last| last >= *seq) {
+                return Err(StorageError::Invalid(format!(
+                    "pending seq {seq} is not the highest"
+                )));
+            }
+            last = Some(*seq);
+        }
+        for (seq, txn) in writes {
+            inner.writes.insert(*seq, encode_write(*seq, txn));
+        }
+        Ok(())
+    }
+
     async fn remove(&mut self, seq: u64) -> StorageResult<()> {
         self.inner.borrow_mut().writes.remove(&seq);
         Ok(())
@@ -207,6 +227,14 @@ impl PendingQueue for crate::idb::PendingStore {
 
     async fn push(&mut self, seq: u64, txn: &Txn) -> StorageResult<()> {
         Ok(crate::idb::PendingStore::push(self, seq, encode_write(seq, txn)).await?)
+    }
+
+    async fn push_many(&mut self, writes: &[(u64, Txn)]) -> StorageResult<()> {
+        let encoded = writes
+            .iter()
+            .map(|(seq, txn)| (*seq, encode_write(*seq, txn)))
+            .collect();
+        Ok(crate::idb::PendingStore::push_many(self, encoded).await?)
     }
 
     async fn remove(&mut self, seq: u64) -> StorageResult<()> {

@@ -21,9 +21,14 @@ use cstore_core::{ErrorCode, Lsn, Txn};
 
 use super::pending::PendingQueue;
 use super::sender::{BATCH_WRITES_MAX, BatchOutcome, TxnOutcome, TxnSender, wire_ops};
-use super::shared::{RejectedWrite, SharedRef, changed, rejected, unless_closed, update_status};
+use super::shared::{
+    RejectedWrite, SaveRequest, SharedRef, changed, rejected, unless_closed, update_status,
+};
 use super::{BACKOFF_CAP_MS, BACKOFF_START_MS};
 use crate::time::sleep_or;
+
+/// Most new writes queued durably in one step (one IndexedDB transaction).
+pub const SAVE_WRITES_MAX: usize = 1_000;
 
 /// The writer task of one replica.
 #[derive(Debug)]
@@ -201,25 +206,42 @@ impl<P: PendingQueue, X: TxnSender> Writer<P, X> {
         retry
     }
 
-    /// Queues every write waiting in `to_save` durably and answers its caller. A write that
-    /// cannot be saved is rolled back.
+    /// Queues every write waiting in `to_save` durably and answers its caller: up to
+    /// [`SAVE_WRITES_MAX`] at a time in one step; if that step fails, one at a time, so each
+    /// gets its own answer. A write that cannot be saved is rolled back.
     async fn save_new(&mut self) {
         loop {
-            let request = self.shared.borrow_mut().to_save.pop_front();
-            let Some((seq, txn, done)) = request else {
-                return;
+            let requests: Vec<SaveRequest> = {
+                let mut inner = self.shared.borrow_mut();
+                let take = inner.to_save.len().min(SAVE_WRITES_MAX);
+                inner.to_save.drain(..take).collect()
             };
-            let result = self.queue.push(seq, &txn).await;
-            if let Err(error) = &result {
-                update_status(&self.shared, |s| {
-                    s.set_error(error.code(), &error.to_string())
-                });
-                let rolled_back = self.shared.borrow_mut().local.reject(seq);
-                if let Some((_, touched)) = rolled_back {
-                    changed(&self.shared, &touched);
-                }
+            if requests.is_empty() {
+                return;
             }
-            let _ = done.send(result);
+            let writes: Vec<(u64, Txn)> = requests
+                .iter()
+                .map(|(seq, txn, _)| (*seq, txn.clone()))
+                .collect();
+            if requests.len() > 1 && self.queue.push_many(&writes).await.is_ok() {
+                for (_, _, done) in requests {
+                    let _ = done.send(Ok(()));
+                }
+                continue;
+            }
+            for (seq, txn, done) in requests {
+                let result = self.queue.push(seq, &txn).await;
+                if let Err(error) = &result {
+                    update_status(&self.shared, |s| {
+                        s.set_error(error.code(), &error.to_string())
+                    });
+                    let rolled_back = self.shared.borrow_mut().local.reject(seq);
+                    if let Some((_, touched)) = rolled_back {
+                        changed(&self.shared, &touched);
+                    }
+                }
+                let _ = done.send(result);
+            }
         }
     }
 
