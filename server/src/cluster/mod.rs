@@ -621,20 +621,48 @@ impl Cluster {
     }
 
     /// Commits several transactions in this order, each on its own (one may be refused and
-    /// the next commit): all are handed to the proposer before the first outcome is awaited,
-    /// so they share its batches and Raft's appends. One result per transaction, in order.
+    /// the next commit), one result each. Each is checked and proposed before the next is
+    /// handed over, and none after one that could not be proposed for a passing reason (no
+    /// leader, no quorum, a new term): a later write of a client must never commit while an
+    /// earlier one did not, or the retry of the earlier one would be taken for a duplicate of
+    /// what its origin already recorded. The outcomes are awaited together, so the writes
+    /// share Raft's appends and fsyncs.
     pub async fn write_many(&self, txns: Vec<Txn>) -> Vec<Result<Lsn, WriteError>> {
         if let Err(error) = self.ready_to_propose().await {
             return vec![Err(error); txns.len()];
         }
-        let mut submitted = Vec::with_capacity(txns.len());
+        let term = self.term();
+        let mut checked = Vec::with_capacity(txns.len());
+        let mut stopped: Option<WriteError> = None;
         for txn in txns {
-            submitted.push(self.submit(txn).await);
+            if stopped.is_none() && self.term() != term {
+                stopped = Some(WriteError::NotLeader {
+                    leader_url: self.leader().map(|(_, url)| url),
+                });
+            }
+            if let Some(error) = &stopped {
+                checked.push(Err(error.clone()));
+                continue;
+            }
+            let answer = match self.submit(txn).await {
+                Ok(replied) => replied.await.map_err(|_| WriteError::ShuttingDown),
+                Err(error) => Err(error),
+            };
+            match answer {
+                Ok(proposer::Checked::Refused(rejected @ WriteError::Rejected(_))) => {
+                    checked.push(Err(rejected));
+                }
+                Ok(proposer::Checked::Refused(error)) | Err(error) => {
+                    stopped = Some(error.clone());
+                    checked.push(Err(error));
+                }
+                Ok(other) => checked.push(Ok(other)),
+            }
         }
-        let mut results = Vec::with_capacity(submitted.len());
-        for checked in submitted {
+        let mut results = Vec::with_capacity(checked.len());
+        for checked in checked {
             results.push(match checked {
-                Ok(checked) => self.outcome(checked).await,
+                Ok(checked) => self.settle(checked).await,
                 Err(error) => Err(error),
             });
         }
@@ -659,24 +687,29 @@ impl Cluster {
         Ok(replied)
     }
 
-    /// Waits for the outcome of a submitted write. A retry of a write still in flight waits
-    /// for that write, then is answered from the applied state (a duplicate with the first
-    /// write's LSN).
+    /// Waits for the outcome of a submitted write.
     async fn outcome(
         &self,
-        mut replied: tokio::sync::oneshot::Receiver<proposer::Checked>,
+        replied: tokio::sync::oneshot::Receiver<proposer::Checked>,
     ) -> Result<Lsn, WriteError> {
+        let checked = replied.await.map_err(|_| WriteError::ShuttingDown)?;
+        self.settle(checked).await
+    }
+
+    /// The outcome of a checked write. A retry of a write still in flight waits for that
+    /// write, then is answered from the applied state (a duplicate with the first write's LSN).
+    async fn settle(&self, mut checked: proposer::Checked) -> Result<Lsn, WriteError> {
         for _ in 0..WRITE_TIMEOUT.as_millis() / 50 {
-            let answer = match replied.await {
-                Err(_) => return Err(WriteError::ShuttingDown),
-                Ok(proposer::Checked::Refused(error)) => return Err(error),
-                Ok(proposer::Checked::InFlightDuplicate(returned)) => {
+            let answer = match checked {
+                proposer::Checked::Refused(error) => return Err(error),
+                proposer::Checked::InFlightDuplicate(returned) => {
                     self.wait_applied(self.applied_lsn().next(), Duration::from_millis(50))
                         .await;
-                    replied = self.submit(returned.txn).await?;
+                    let replied = self.submit(returned.txn).await?;
+                    checked = replied.await.map_err(|_| WriteError::ShuttingDown)?;
                     continue;
                 }
-                Ok(proposer::Checked::Proposed(answer)) => answer,
+                proposer::Checked::Proposed(answer) => answer,
             };
             return match tokio::time::timeout(WRITE_TIMEOUT, answer).await {
                 Err(_elapsed) => Err(WriteError::OutcomeUnknown(format!(

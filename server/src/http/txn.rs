@@ -105,9 +105,11 @@ pub const TXNS_MAX: usize = 1_000;
 /// writes uses (the browser replica drains its offline queue with it): one round trip and
 /// shared fsyncs for hundreds of writes instead of one each.
 ///
-/// The transactions are queued in order before any is answered, so a retryable failure of one
-/// (`5xx`) may be followed by later ones that committed; their results say so. With origins,
-/// retrying the failed ones in order stays exactly-once.
+/// No transaction commits after one that failed for a passing reason (`5xx`: no leader, no
+/// quorum, the server stopping); those after it answer the same error. So a client retries,
+/// in order, from its first failed write: with origins that stays exactly-once, and a retry is
+/// never mistaken for a duplicate of a later write. (An `ack_unknown` write may still commit;
+/// one after it commits only if it does.)
 pub async fn commit_many(
     _: Authorized<NeedsWrite>,
     State(app): State<AppState>,
