@@ -304,12 +304,7 @@ impl Cluster {
             .build()
             .map_err(|e| ClusterStartError::Client(e.to_string()))?;
         let raft_config = Arc::new(raft_config(&config)?);
-        let network = Network::new(
-            http.clone(),
-            config.token.clone(),
-            Arc::clone(&log),
-            config.bind_ip,
-        );
+        let network = Network::new(http.clone(), config.token.clone(), Arc::clone(&log));
         let raft = Raft::new(
             config.node_id,
             raft_config,
@@ -632,7 +627,9 @@ impl Cluster {
             return vec![Err(error); txns.len()];
         }
         let term = self.term();
-        let mut checked = Vec::with_capacity(txns.len());
+        // Proposed (outcome to await), or already answered.
+        let mut checked: Vec<Result<proposer::Checked, Result<Lsn, WriteError>>> =
+            Vec::with_capacity(txns.len());
         let mut stopped: Option<WriteError> = None;
         for txn in txns {
             if stopped.is_none() && self.term() != term {
@@ -641,29 +638,39 @@ impl Cluster {
                 });
             }
             if let Some(error) = &stopped {
-                checked.push(Err(error.clone()));
+                checked.push(Err(Err(error.clone())));
                 continue;
             }
             let answer = match self.submit(txn).await {
                 Ok(replied) => replied.await.map_err(|_| WriteError::ShuttingDown),
                 Err(error) => Err(error),
             };
-            match answer {
-                Ok(proposer::Checked::Refused(rejected @ WriteError::Rejected(_))) => {
-                    checked.push(Err(rejected));
+            let done = match answer {
+                Ok(proposed @ proposer::Checked::Proposed(_)) => {
+                    checked.push(Ok(proposed));
+                    continue;
                 }
-                Ok(proposer::Checked::Refused(error)) | Err(error) => {
-                    stopped = Some(error.clone());
-                    checked.push(Err(error));
+                // A retry of an earlier attempt still in flight (a request the client gave up
+                // on): settled before anything after it is proposed. Until that attempt is
+                // applied or dropped, a later write committing first would make this one look
+                // like a duplicate of what its origin already recorded.
+                Ok(duplicate @ proposer::Checked::InFlightDuplicate(_)) => {
+                    self.settle(duplicate).await
                 }
-                Ok(other) => checked.push(Ok(other)),
+                Ok(proposer::Checked::Refused(error)) | Err(error) => Err(error),
+            };
+            if let Err(error) = &done
+                && !matches!(error, WriteError::Rejected(_))
+            {
+                stopped = Some(error.clone());
             }
+            checked.push(Err(done));
         }
         let mut results = Vec::with_capacity(checked.len());
         for checked in checked {
             results.push(match checked {
-                Ok(checked) => self.settle(checked).await,
-                Err(error) => Err(error),
+                Ok(proposed) => self.settle(proposed).await,
+                Err(done) => done,
             });
         }
         results

@@ -30,9 +30,7 @@ use super::AppState;
 use super::auth::{Authorized, NeedsAdmin};
 use super::error::ApiError;
 use super::forward::{FORWARDED_BY, forward_to};
-use crate::cluster::network::{
-    CLUSTER_HEADER, MESSAGE_BYTES_MAX, POSTCARD, SNAPSHOT_BYTES_MAX, StreamAnswer,
-};
+use crate::cluster::network::{CLUSTER_HEADER, MESSAGE_BYTES_MAX, POSTCARD, SNAPSHOT_BYTES_MAX};
 use crate::cluster::types::ClusterTypes;
 use crate::cluster::{Cluster, ClusterError};
 use crate::leader::WriteError;
@@ -111,57 +109,6 @@ pub async fn append(
         raft.append_entries(rpc).await
     })
     .await
-}
-
-/// `GET /v1/raft/stream`: the leader's stream of appends to this member over a WebSocket
-/// (see `cluster/network.rs`). Each binary message is one postcard `AppendEntriesRequest`;
-/// each answer, in the same order, a postcard [`StreamAnswer`]. A message that does not decode
-/// ends the stream.
-pub async fn stream(
-    _: Authorized<NeedsAdmin>,
-    State(app): State<AppState>,
-    headers: HeaderMap,
-    upgrade: axum::extract::WebSocketUpgrade,
-) -> Result<Response, ApiError> {
-    let cluster = member_of_same_cluster(&app, &headers)?;
-    let raft = cluster.raft().clone();
-    Ok(upgrade
-        .max_message_size(MESSAGE_BYTES_MAX)
-        .max_frame_size(MESSAGE_BYTES_MAX)
-        .on_upgrade(move |socket| serve_stream(raft, socket)))
-}
-
-async fn serve_stream(raft: crate::cluster::types::Raft, socket: axum::extract::ws::WebSocket) {
-    use axum::extract::ws::Message;
-    use futures::{SinkExt, StreamExt};
-    let (mut sink, source) = socket.split();
-    let requests = futures::stream::unfold(source, |mut source| async move {
-        loop {
-            match source.next().await? {
-                Ok(Message::Binary(bytes)) => match postcard::from_bytes(&bytes) {
-                    Ok(request) => return Some((request, source)),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "a Raft append that does not decode: stream ended");
-                        return None;
-                    }
-                },
-                Ok(Message::Ping(_) | Message::Pong(_)) => continue,
-                Ok(Message::Text(_) | Message::Close(_)) | Err(_) => return None,
-            }
-        }
-    });
-    let answers = raft.stream_append(Box::pin(requests));
-    let mut answers = std::pin::pin!(answers);
-    while let Some(answer) = answers.next().await {
-        let answer: StreamAnswer = answer.map_err(|fatal| fatal.to_string());
-        let Ok(bytes) = postcard::to_allocvec(&answer) else {
-            break;
-        };
-        if sink.send(Message::Binary(bytes.into())).await.is_err() {
-            break;
-        }
-    }
-    let _ = sink.close().await;
 }
 
 /// `POST /v1/raft/vote`.

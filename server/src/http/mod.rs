@@ -109,7 +109,6 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/read-index", read_index)
         .route("/v1/replicate", get(crate::replicate::endpoint::replicate))
         .route("/v1/raft/append", post(cluster::append))
-        .route("/v1/raft/stream", get(cluster::stream))
         .route("/v1/raft/vote", post(cluster::vote))
         .route("/v1/raft/pre-vote", post(cluster::pre_vote))
         .route("/v1/raft/snapshot", post(cluster::snapshot))
