@@ -15,7 +15,7 @@ use cstore_core::doc::{RawDoc, ensure_id, validate_collection_name, validate_id}
 use cstore_core::index::IndexSpec;
 use cstore_core::state::{Rejection, TxnError};
 use cstore_core::txn::{CollectionOptions, Origin, TXN_OPS_MAX};
-use cstore_core::{Lsn, Op, Txn};
+use cstore_core::{ErrorCode, Lsn, Op, Txn};
 
 use super::AppState;
 use super::auth::{Authorized, NeedsWrite};
@@ -122,14 +122,19 @@ pub async fn commit_many(
     let mut results: Vec<Result<Written, ApiError>> = Vec::new();
     let mut txns = Vec::new();
     let mut pending = Vec::new();
+    let mut origins = Vec::new();
     for item in items {
         match parse(node, item) {
             Ok((txn, ids)) => {
+                origins.push(txn.origin.as_ref().map(|o| (o.client.clone(), o.seq)));
                 txns.push(txn);
                 pending.push((results.len(), ids));
                 results.push(Err(ApiError::Internal("not written".into())));
             }
-            Err(error) => results.push(Err(error)),
+            Err(error) => {
+                origins.push(None);
+                results.push(Err(error));
+            }
         }
     }
     let written_all = node.write_many(txns).await;
@@ -150,6 +155,9 @@ pub async fn commit_many(
             }
         }
     }
+    if tracing::enabled!(tracing::Level::DEBUG) {
+        trace_many(&origins, &results);
+    }
     let results: Vec<Value> = results
         .into_iter()
         .map(|result| match result {
@@ -163,6 +171,34 @@ pub async fn commit_many(
 /// A committed transaction's LSN, the ids of its inserts and puts, and whether it repeated an
 /// earlier write.
 type Written = (Lsn, Vec<String>, bool);
+
+/// Logs (at debug) what a `POST /v1/txns` carried and how each transaction ended: the origins'
+/// range and every result that was not a plain commit.
+fn trace_many(origins: &[Option<(String, u64)>], results: &[Result<Written, ApiError>]) {
+    let seqs: Vec<u64> = origins.iter().flatten().map(|(_, seq)| *seq).collect();
+    let client = origins.iter().flatten().next().map(|(c, _)| c.as_str());
+    let unusual: Vec<String> = origins
+        .iter()
+        .zip(results)
+        .filter_map(|(origin, result)| {
+            let seq = origin.as_ref().map_or(0, |(_, seq)| *seq);
+            match result {
+                Ok((_, _, false)) => None,
+                Ok((lsn, _, true)) => Some(format!("{seq}:duplicate@{}", lsn.0)),
+                Err(error) => Some(format!("{seq}:{}", error.code())),
+            }
+        })
+        .collect();
+    tracing::debug!(
+        ?client,
+        first_seq = seqs.first(),
+        last_seq = seqs.last(),
+        count = results.len(),
+        in_order = seqs.windows(2).all(|w| w[0] < w[1]),
+        ?unusual,
+        "POST /v1/txns"
+    );
+}
 
 /// The `txns` of a `POST /v1/txns` body.
 fn parse_many(body: Value) -> Result<Vec<Value>, ApiError> {

@@ -74,6 +74,7 @@ async function drain(collection, count, { perRequest }) {
     const missing = Array.from({ length: count }, (_, n) => n).filter((n) => !held.has(n));
     const status = await page.evaluate(() => window.t.db.status);
     const rejected = await page.evaluate(() => window.t.rejected.map((r) => `${r.seq}:${r.code}:${r.message}`));
+    for (const m of members) console.log(`---- member ${m.url}\n${m.log}`);
     throw new Error(
       `${e.message}; missing n (${missing.length}): ${missing.slice(0, 20)}…${missing.slice(-5)}; ` +
         `rejected ${rejected.length}: ${rejected.slice(0, 3)}; page status ${JSON.stringify(status)}`,
