@@ -8,7 +8,7 @@
 
 import type { Db } from "./db.js";
 import { Codes, CstoreError } from "./errors.js";
-import { openerOf, openWith } from "./open.js";
+import { openerOf, openWith, type ServerUrls } from "./open.js";
 import type { OpenOptions } from "./types.js";
 import type { ReplicaOpener, WasmModule } from "./wasm.js";
 
@@ -60,8 +60,11 @@ function load(): Promise<ReplicaOpener> {
   return loading;
 }
 
-/** Opens the replica of the server at `url` (see the browser entry); one per process. */
-export async function openReplica(url: string, options: OpenOptions = {}): Promise<Db> {
+/**
+ * Opens the replica of the server at `urls` (one URL, or the members of a cluster: see the
+ * browser entry); one per process.
+ */
+export async function openReplica(urls: ServerUrls, options: OpenOptions = {}): Promise<Db> {
   if ((globalThis as { indexedDB?: unknown }).indexedDB === undefined) {
     throw new CstoreError(
       Codes.unsupported,
@@ -69,5 +72,5 @@ export async function openReplica(url: string, options: OpenOptions = {}): Promi
     );
   }
   await ensureWebSocket();
-  return openWith(load, {}, url, options);
+  return openWith(load, {}, urls, options);
 }
