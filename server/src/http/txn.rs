@@ -206,13 +206,7 @@ fn parse_many(body: Value) -> Result<Vec<Value>, ApiError> {
     if let Some(key) = body.keys().next() {
         return Err(ApiError::InvalidTxn(format!("unknown field `{key}`")));
     }
-    if txns.is_empty() {
-        return Err(ApiError::InvalidTxn("`txns` is empty".into()));
-    }
-    if txns.len() > TXNS_MAX {
-        let message = format!("{} transactions; the limit is {TXNS_MAX}", txns.len());
-        return Err(Rejection::from(TxnError::TooLarge(message)).into());
-    }
+    check_count(&txns, "txns", TXNS_MAX, "transactions")?;
     Ok(txns)
 }
 
@@ -265,6 +259,18 @@ fn array_field(
     }
 }
 
+/// `400 invalid_txn` when the array `key` is empty, `413 txn_too_large` past `max` items.
+fn check_count(items: &[Value], key: &str, max: usize, noun: &str) -> Result<(), ApiError> {
+    if items.is_empty() {
+        return Err(ApiError::InvalidTxn(format!("`{key}` is empty")));
+    }
+    if items.len() > max {
+        let message = format!("{} {noun}; the limit is {max}", items.len());
+        return Err(Rejection::from(TxnError::TooLarge(message)).into());
+    }
+    Ok(())
+}
+
 /// The transaction and the ids of its inserts and puts.
 fn parse(leader: &Node, body: Value) -> Result<(Txn, Vec<String>), ApiError> {
     let (mut body, ops) = array_field(body, "ops")?;
@@ -285,14 +291,8 @@ fn parse(leader: &Node, body: Value) -> Result<(Txn, Vec<String>), ApiError> {
     if let Some(key) = body.keys().next() {
         return Err(ApiError::InvalidTxn(format!("unknown field `{key}`")));
     }
-    if ops.is_empty() {
-        return Err(ApiError::InvalidTxn("`ops` is empty".into()));
-    }
-    if ops.len() > TXN_OPS_MAX {
-        // Core refuses this too; refusing here skips parsing ten thousand operations.
-        let message = format!("{} operations; the limit is {TXN_OPS_MAX}", ops.len());
-        return Err(Rejection::from(TxnError::TooLarge(message)).into());
-    }
+    // Core refuses too many operations too; refusing here skips parsing them.
+    check_count(&ops, "ops", TXN_OPS_MAX, "operations")?;
     let mut txn = Txn::default();
     let mut ids = Vec::new();
     for (op_index, op) in ops.into_iter().enumerate() {

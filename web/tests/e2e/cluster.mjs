@@ -7,8 +7,9 @@
 import { cpSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { after, before } from "node:test";
 
-import { DEMO_DIR, Server, freePort, sleep } from "./harness.mjs";
+import { DEMO_DIR, Server, freePort, launchBrowser, sleep } from "./harness.mjs";
 
 /**
  * A directory with a blank page that puts the package on `window.cstore`, next to the built
@@ -25,6 +26,25 @@ export function packagePageDir() {
 <script type="module">import * as cstore from "./lib/index.js"; window.cstore = cstore;</script>`,
   );
   return dir;
+}
+
+/**
+ * Registers the hooks of a test file on `n` members serving the package page: before, they and
+ * a browser start and `started({ pageDir, members, browser })` receives them; after, all stop
+ * (by PID) and the page directory goes. Nothing starts when `skip` is set.
+ */
+export function useCluster(n, skip, started) {
+  let suite = { pageDir: undefined, members: [], browser: undefined };
+  before(async () => {
+    if (skip) return;
+    const pageDir = packagePageDir();
+    suite = { pageDir, members: await startCluster(n, pageDir), browser: await launchBrowser() };
+    started(suite);
+  });
+  after(async () => {
+    await suite.browser?.close();
+    await disposeAll(suite.members, suite.pageDir);
+  });
 }
 
 /** Starts `n` members of one cluster serving `pageDir`; resolves once they agree on a leader. */

@@ -5,19 +5,18 @@
 // keeps to its subscribed collections. Figures printed: the linearizable read's latency next to a local read's.
 
 import assert from "node:assert/strict";
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 
-import { cannotRun, launchBrowser, sleep } from "./harness.mjs";
+import { cannotRun, sleep } from "./harness.mjs";
 import {
   countOn,
   disposeAll,
   packagePage,
-  packagePageDir,
   pageStatus,
-  startCluster,
   startLone,
   waitCount,
   waitLeader,
+  useCluster,
   waitPageStatus,
 } from "./cluster.mjs";
 
@@ -28,17 +27,7 @@ let pageDir;
 let members = [];
 let browser;
 
-before(async () => {
-  if (skip) return;
-  pageDir = packagePageDir();
-  members = await startCluster(3, pageDir);
-  browser = await launchBrowser();
-});
-
-after(async () => {
-  await browser?.close();
-  await disposeAll(members, pageDir);
-});
+useCluster(3, skip, (started) => ({ pageDir, members, browser } = started));
 
 /** Opens `window.t = {db, notes}` in the page over `urls`. */
 async function openIn(page, urls, options) {

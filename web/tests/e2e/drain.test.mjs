@@ -5,10 +5,10 @@
 // batches. Prints both rates; the batched drain must be the faster.
 
 import assert from "node:assert/strict";
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 
-import { cannotRun, launchBrowser } from "./harness.mjs";
-import { disposeAll, packagePage, packagePageDir, startCluster, waitCount, waitPageStatus } from "./cluster.mjs";
+import { cannotRun } from "./harness.mjs";
+import { packagePage, useCluster, waitCount, waitPageStatus } from "./cluster.mjs";
 
 const skip = cannotRun();
 /** Writes queued offline for the batched drain (the issue's figure) and for the one-per-request baseline. */
@@ -19,17 +19,7 @@ let pageDir;
 let members = [];
 let browser;
 
-before(async () => {
-  if (skip) return;
-  pageDir = packagePageDir();
-  members = await startCluster(3, pageDir);
-  browser = await launchBrowser();
-});
-
-after(async () => {
-  await browser?.close();
-  await disposeAll(members, pageDir);
-});
+useCluster(3, skip, (started) => ({ pageDir, members, browser } = started));
 
 /** Queues `count` inserts into `collection` offline, goes online, times drain and convergence. */
 async function drain(collection, count, { perRequest }) {
