@@ -1,6 +1,7 @@
 // A browser replica on a real 3-member cluster (three `cstore serve --node-id N --cluster …`
 // processes): it follows the leader, rides over a kill -9 of the leader while the page writes
-// (every write on every member exactly once, no re-bootstrap, a second tab converged too),
+// (every write on every member exactly once, no re-bootstrap, a second tab and a native read
+// replica following the same members converged too),
 // refuses servers of another store, answers linearizable reads (and refuses them offline), and
 // keeps to its subscribed collections. Figures printed: the linearizable read's latency next to a local read's.
 
@@ -53,6 +54,9 @@ test("a page follows the cluster through a kill -9 of the leader: every write on
   assert.equal(await tab2.evaluate(() => window.t.db.status.tab), "follower");
   assert.equal(before.member, firstLeader.url, "the replica prefers the leader");
   assert.deepEqual(before.refusedMembers, []);
+  // A native read replica follows the same cluster (`cstore serve --follow` with every member).
+  const follow = members.map((m) => `${m.url.replace("http://", "ws://")}/v1/replicate`).join(",");
+  const readReplica = await startLone(pageDir, () => ["--follow", follow]);
 
   // The page writes without pause, before, during and after the election.
   await page.evaluate(() => {
@@ -141,6 +145,15 @@ test("a page follows the cluster through a kill -9 of the leader: every write on
   assert.equal((await page.evaluate(() => window.t.notes.find())).length, ids.length);
   const inTab2 = await tab2.evaluate(() => window.t.notes.find({}, { consistency: "linearizable" }));
   assert.deepEqual(inTab2.map((d) => d._id).sort(), expected, "the second tab converged too");
+  try {
+    await waitCount([readReplica], "notes", ids.length);
+    const onReplica = (await readReplica.all("notes")).map((d) => d._id).sort();
+    assert.deepEqual(onReplica, expected, "the read replica converged too");
+    const follower = (await readReplica.status()).follower;
+    assert.equal(follower.snapshot_installs, 0, "the read replica never fetched its copy again");
+  } finally {
+    await readReplica.dispose();
+  }
 
   // The old leader comes back (same data); the cluster is whole again for the next tests.
   await leader.spawn();
