@@ -64,6 +64,8 @@ pub const HEARTBEAT_MS_DEFAULT: u64 = 50;
 pub const TICK_INTERVAL: Duration = Duration::from_millis(100);
 /// How long a write waits for its entry to commit and apply before answering `ack_unknown`.
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Transactions of one `write_many` handed to the proposer before their checks are awaited.
+pub const WRITE_MANY_CHUNK: usize = 64;
 
 /// Tunables of a cluster member.
 #[derive(Clone, Debug)]
@@ -616,12 +618,14 @@ impl Cluster {
     }
 
     /// Commits several transactions in this order, each on its own (one may be refused and
-    /// the next commit), one result each. Each is checked and proposed before the next is
-    /// handed over, and none after one that could not be proposed for a passing reason (no
-    /// leader, no quorum, a new term): a later write of a client must never commit while an
-    /// earlier one did not, or the retry of the earlier one would be taken for a duplicate of
-    /// what its origin already recorded. The outcomes are awaited together, so the writes
-    /// share Raft's appends and fsyncs.
+    /// the next commit), one result each. They go to the proposer in chunks of
+    /// [`WRITE_MANY_CHUNK`] (one check pass each: the pass re-applies every proposal in flight,
+    /// so one transaction per pass would cost the square of the batch), and no chunk goes after
+    /// one with a transaction refused for a passing reason (no leader, no quorum, a new term):
+    /// a later write of a client must not commit while an earlier one was not written, or the
+    /// retry of the earlier one would be taken for a duplicate of what its origin already
+    /// recorded. A retry of an attempt still in flight is settled before the next chunk. The
+    /// outcomes are awaited together, so the writes share Raft's appends and fsyncs.
     pub async fn write_many(&self, txns: Vec<Txn>) -> Vec<Result<Lsn, WriteError>> {
         if let Err(error) = self.ready_to_propose().await {
             return vec![Err(error); txns.len()];
@@ -631,40 +635,43 @@ impl Cluster {
         let mut checked: Vec<Result<proposer::Checked, Result<Lsn, WriteError>>> =
             Vec::with_capacity(txns.len());
         let mut stopped: Option<WriteError> = None;
-        for txn in txns {
+        let mut txns = txns.into_iter().peekable();
+        while txns.peek().is_some() {
             if stopped.is_none() && self.term() != term {
                 stopped = Some(WriteError::NotLeader {
                     leader_url: self.leader().map(|(_, url)| url),
                 });
             }
             if let Some(error) = &stopped {
-                checked.push(Err(Err(error.clone())));
-                continue;
+                checked.extend(txns.by_ref().map(|_| Err(Err(error.clone()))));
+                break;
             }
-            let answer = match self.submit(txn).await {
-                Ok(replied) => replied.await.map_err(|_| WriteError::ShuttingDown),
-                Err(error) => Err(error),
-            };
-            let done = match answer {
-                Ok(proposed @ proposer::Checked::Proposed(_)) => {
-                    checked.push(Ok(proposed));
-                    continue;
-                }
-                // A retry of an earlier attempt still in flight (a request the client gave up
-                // on): settled before anything after it is proposed. Until that attempt is
-                // applied or dropped, a later write committing first would make this one look
-                // like a duplicate of what its origin already recorded.
-                Ok(duplicate @ proposer::Checked::InFlightDuplicate(_)) => {
-                    self.settle(duplicate).await
-                }
-                Ok(proposer::Checked::Refused(error)) | Err(error) => Err(error),
-            };
-            if let Err(error) = &done
-                && !matches!(error, WriteError::Rejected(_))
-            {
-                stopped = Some(error.clone());
+            let mut replies = Vec::with_capacity(WRITE_MANY_CHUNK);
+            for txn in txns.by_ref().take(WRITE_MANY_CHUNK) {
+                replies.push(self.submit(txn).await);
             }
-            checked.push(Err(done));
+            for reply in replies {
+                let answer = match reply {
+                    Ok(replied) => replied.await.map_err(|_| WriteError::ShuttingDown),
+                    Err(error) => Err(error),
+                };
+                let done = match answer {
+                    Ok(proposed @ proposer::Checked::Proposed(_)) => {
+                        checked.push(Ok(proposed));
+                        continue;
+                    }
+                    Ok(duplicate @ proposer::Checked::InFlightDuplicate(_)) => {
+                        self.settle(duplicate).await
+                    }
+                    Ok(proposer::Checked::Refused(error)) | Err(error) => Err(error),
+                };
+                if let Err(error) = &done
+                    && !matches!(error, WriteError::Rejected(_))
+                {
+                    stopped.get_or_insert(error.clone());
+                }
+                checked.push(Err(done));
+            }
         }
         let mut results = Vec::with_capacity(checked.len());
         for checked in checked {
@@ -794,7 +801,14 @@ impl Cluster {
                     })
                     .collect()
             };
+            // After a proposal fails to reach Raft, none after it in this pass is proposed: a
+            // later write must not commit while an earlier one was not written.
+            let mut failed: Option<WriteError> = None;
             for ((proposal, reply), result) in proposals.into_iter().zip(replies).zip(checked) {
+                if let Some(error) = &failed {
+                    let _ = reply.send(proposer::Checked::Refused(error.clone()));
+                    continue;
+                }
                 let answer = match result {
                     Err(Some(rejection)) => {
                         proposer::Checked::Refused(WriteError::Rejected(rejection))
@@ -813,7 +827,9 @@ impl Cluster {
                             Ok(()) => proposer::Checked::Proposed(answer),
                             Err(e) => {
                                 local.inflight.clear();
-                                proposer::Checked::Refused(WriteError::Unavailable(e.to_string()))
+                                let error = WriteError::Unavailable(e.to_string());
+                                failed = Some(error.clone());
+                                proposer::Checked::Refused(error)
                             }
                         }
                     }
