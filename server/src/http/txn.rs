@@ -106,7 +106,7 @@ pub const TXNS_MAX: usize = 1_000;
 /// shared fsyncs for hundreds of writes instead of one each.
 ///
 /// No transaction commits after one that failed for a passing reason (`5xx`: no leader, no
-/// quorum, the server stopping); those after it answer the same error. So a client retries,
+/// quorum, the server stopping); those after it answer a passing error too. So a client retries,
 /// in order, from its first failed write: with origins that stays exactly-once, and a retry is
 /// never mistaken for a duplicate of a later write. (An `ack_unknown` write may still commit;
 /// one after it commits only if it does.)
