@@ -162,6 +162,8 @@ struct Members {
     urls: Vec<String>,
     current: usize,
     http: reqwest::Client,
+    /// The cluster this copy follows, once read from its side record (or just remembered).
+    followed: Option<Option<String>>,
 }
 
 /// What a member's `/v1/status` says that matters here.
@@ -177,6 +179,7 @@ impl Members {
             urls: config.urls.clone(),
             current: 0,
             http,
+            followed: None,
         }
     }
 
@@ -195,7 +198,11 @@ impl Members {
         local: &mut LocalCopy,
         config: &FollowerConfig,
     ) -> Result<Socket, FollowError> {
-        let expected = local.cluster_id()?;
+        let expected = match &self.followed {
+            Some(followed) => followed.clone(),
+            None => local.cluster_id()?,
+        };
+        self.followed = Some(expected.clone());
         let mut last_error = None;
         for step in 0..self.urls.len() {
             let tried = (self.current + step) % self.urls.len();
@@ -235,6 +242,7 @@ impl Members {
                 Ok(socket) => {
                     if let (None, Some(cluster_id)) = (&expected, &cluster_id) {
                         local.remember_cluster_id(cluster_id)?;
+                        self.followed = Some(Some(cluster_id.clone()));
                     }
                     self.follow(local, chosen);
                     return Ok(socket);

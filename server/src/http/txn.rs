@@ -122,17 +122,23 @@ pub async fn commit_many(
     let mut results: Vec<Result<Written, ApiError>> = Vec::new();
     let mut txns = Vec::new();
     let mut pending = Vec::new();
+    // What the debug line reports; nothing is kept for it when it is off.
+    let trace = tracing::enabled!(tracing::Level::DEBUG);
     let mut origins = Vec::new();
     for item in items {
         match parse(node, item) {
             Ok((txn, ids)) => {
-                origins.push(txn.origin.as_ref().map(|o| (o.client.clone(), o.seq)));
+                if trace {
+                    origins.push(txn.origin.as_ref().map(|o| (o.client.clone(), o.seq)));
+                }
                 txns.push(txn);
                 pending.push((results.len(), ids));
                 results.push(Err(ApiError::Internal("not written".into())));
             }
             Err(error) => {
-                origins.push(None);
+                if trace {
+                    origins.push(None);
+                }
                 results.push(Err(error));
             }
         }
@@ -155,7 +161,7 @@ pub async fn commit_many(
             }
         }
     }
-    if tracing::enabled!(tracing::Level::DEBUG) {
+    if trace {
         trace_many(&origins, &results);
     }
     let results: Vec<Value> = results

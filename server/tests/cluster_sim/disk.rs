@@ -331,6 +331,17 @@ pub struct SimLogStore {
 }
 
 impl SimLogStore {
+    /// The disk after a seeded delay: an operation this incarnation started before a crash is
+    /// counted lost and fails.
+    fn after_delay(&self) -> io::Result<MutexGuard<'_, Disk>> {
+        let mut d = lock(&self.disk);
+        if d.epoch != self.epoch {
+            d.stats.lost_ops += 1;
+        }
+        d.check(self.epoch)?;
+        Ok(d)
+    }
+
     /// A write that is durable when it returns, in order with the appends before it: after a
     /// seeded fsync delay, `op`'s write and everything pending are synced together. A crash
     /// during the delay loses it.
@@ -342,11 +353,7 @@ impl SimLogStore {
         };
         SimRuntime::sleep(delay).await;
         let callbacks = {
-            let mut d = lock(&self.disk);
-            if d.epoch != self.epoch {
-                d.stats.lost_ops += 1;
-            }
-            d.check(self.epoch)?;
+            let mut d = self.after_delay()?;
             let op = op(&mut d)?;
             if let IoOp::Truncate { from } = op {
                 d.changed(from);
@@ -435,11 +442,7 @@ impl RaftLogStorage<SimTypes> for SimLogStore {
             // The server's way: one fsync, then the entries are readable and reported flushed.
             SimRuntime::sleep(delay).await;
             let callbacks = {
-                let mut d = lock(&self.disk);
-                if d.epoch != self.epoch {
-                    d.stats.lost_ops += 1;
-                }
-                d.check(self.epoch)?;
+                let mut d = self.after_delay()?;
                 d.note_append(&op);
                 d.write(op);
                 d.fsync()
