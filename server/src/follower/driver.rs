@@ -204,6 +204,9 @@ impl Members {
         };
         self.followed = Some(expected.clone());
         let mut last_error = None;
+        // A member that answers but names no leader (it just restarted, or an election is on)
+        // is followed only when no member names one: it may lag the cluster.
+        let mut leaderless = None;
         for step in 0..self.urls.len() {
             let tried = (self.current + step) % self.urls.len();
             let url = self.urls[tried].clone();
@@ -229,28 +232,57 @@ impl Members {
                 }
             }
             // Prefer the leader it names: it learns of commits first.
-            let chosen = status
+            let leader = status
                 .as_ref()
                 .and_then(|s| s.leader.as_deref())
                 .and_then(|leader| {
                     self.urls
                         .iter()
                         .position(|u| leader_http_base(u).is_ok_and(|base| base == leader))
-                })
-                .unwrap_or(tried);
-            match connect(&self.urls[chosen], config).await {
-                Ok(socket) => {
-                    if let (None, Some(cluster_id)) = (&expected, &cluster_id) {
-                        local.remember_cluster_id(cluster_id)?;
-                        self.followed = Some(Some(cluster_id.clone()));
-                    }
-                    self.follow(local, chosen);
-                    return Ok(socket);
+                });
+            let Some(chosen) = leader else {
+                if status.is_some() {
+                    leaderless.get_or_insert((tried, cluster_id));
+                    continue;
                 }
+                // Not answering its status (or not a cstore server): the WebSocket says why.
+                match self.open(local, &expected, tried, cluster_id, config).await {
+                    Ok(socket) => return Ok(socket),
+                    Err(error) => last_error = Some(error),
+                }
+                continue;
+            };
+            match self
+                .open(local, &expected, chosen, cluster_id, config)
+                .await
+            {
+                Ok(socket) => return Ok(socket),
                 Err(error) => last_error = Some(error),
             }
         }
+        if let Some((index, cluster_id)) = leaderless {
+            return self.open(local, &expected, index, cluster_id, config).await;
+        }
         Err(last_error.expect("at least one URL"))
+    }
+
+    /// Opens the WebSocket to member `index` and follows it; remembers the cluster the first
+    /// time one is followed.
+    async fn open(
+        &mut self,
+        local: &mut LocalCopy,
+        expected: &Option<String>,
+        index: usize,
+        cluster_id: Option<String>,
+        config: &FollowerConfig,
+    ) -> Result<Socket, FollowError> {
+        let socket = connect(&self.urls[index], config).await?;
+        if let (None, Some(cluster_id)) = (expected, cluster_id) {
+            local.remember_cluster_id(&cluster_id)?;
+            self.followed = Some(Some(cluster_id));
+        }
+        self.follow(local, index);
+        Ok(socket)
     }
 
     /// Makes `index` the member followed (writes are forwarded there too).
