@@ -30,6 +30,45 @@ pub enum Command {
     Token(TokenCommand),
     /// Look at and change a cluster: status, leadership transfer, membership.
     Cluster(ClusterArgs),
+    /// Take a consistent backup (a snapshot and the log after it) while writes go on.
+    Backup(BackupArgs),
+    /// Rebuild a data directory from a backup, at its end or an earlier point (LSN or time).
+    Restore(RestoreArgs),
+}
+
+/// Options of `cstore backup` (see docs/BACKUP.md).
+#[derive(Debug, Clone, Args)]
+pub struct BackupArgs {
+    /// A server's http://host:port (leader, read replica or cluster member), or a data
+    /// directory (its server may be running).
+    #[arg(long, value_name = "URL|DIR")]
+    pub from: String,
+    /// A new or empty directory for the backup.
+    #[arg(long, value_name = "DIR")]
+    pub to: PathBuf,
+    /// Bearer token with scope `read`, for a server with auth.
+    #[arg(long, env = "CSTORE_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+}
+
+/// Options of `cstore restore` (see docs/BACKUP.md).
+#[derive(Debug, Clone, Args)]
+pub struct RestoreArgs {
+    /// The backup directory.
+    #[arg(long, value_name = "DIR")]
+    pub from: PathBuf,
+    /// The data directory to create: new or empty, unless --force.
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: PathBuf,
+    /// Restore the state right after this entry (default: the backup's last entry).
+    #[arg(long, value_name = "N")]
+    pub to_lsn: Option<u64>,
+    /// Restore the state after every entry written at or before this RFC 3339 time.
+    #[arg(long, value_name = "RFC3339")]
+    pub to_time: Option<String>,
+    /// Replace a non-empty data directory (it is renamed aside, not deleted).
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// `cstore cluster …`: talks to any member over HTTP.

@@ -11,6 +11,12 @@ use cstore_server::serve;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Backup and restore report by their progress bar and one summary line: only problems
+    // are logged.
+    let default_filter = match cli.command {
+        Command::Backup(_) | Command::Restore(_) => "warn,openraft=error",
+        _ => "info,openraft=error",
+    };
     // Logs go to stderr, so `cstore token create` prints only the token on stdout.
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -18,7 +24,7 @@ fn main() -> ExitCode {
             // member at warn (ten lines a second); cluster roles are logged by cstore itself.
             // RUST_LOG=openraft=info brings them back.
             EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| EnvFilter::new("info,openraft=error")),
+                .unwrap_or_else(|_| EnvFilter::new(default_filter)),
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
@@ -43,6 +49,8 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Backup(args) => cstore_server::backup::run_backup(args),
+        Command::Restore(args) => cstore_server::backup::run_restore(args),
         Command::Cluster(args) => match cstore_server::admin::run(&args) {
             Ok(out) => {
                 print!("{out}");

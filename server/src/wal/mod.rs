@@ -62,6 +62,7 @@
 //! written in 1 MiB chunks. This module is Unix-only (positional reads and writes).
 
 mod durable;
+pub mod reader;
 mod recovery;
 mod segment;
 mod snapshot_file;
