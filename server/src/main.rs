@@ -23,8 +23,7 @@ fn main() -> ExitCode {
             // openraft logs every election step at info and every failed heartbeat to a down
             // member at warn (ten lines a second); cluster roles are logged by cstore itself.
             // RUST_LOG=openraft=info brings them back.
-            EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| EnvFilter::new(default_filter)),
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter)),
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())

@@ -265,6 +265,7 @@ pub async fn run(args: ServeArgs, shutdown: impl Future<Output = ()>) -> Result<
         metrics,
         replication: replication.clone(),
         demo_dir: demo_dir.clone(),
+        data_dir: Some(args.data_dir.clone()),
     });
     match &demo_dir {
         Some(dir) => info!(dir = %dir.display(), "serving the demo app at /"),

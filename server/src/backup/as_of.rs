@@ -77,7 +77,10 @@ impl ErrorCode for AsOfError {
 /// The state right after entry `lsn`, rebuilt from the data directory `dir`. The caller has
 /// made sure `lsn` is durable (at or below the node's applied, durable LSN).
 pub async fn state_at(dir: PathBuf, lsn: Lsn) -> Result<State, AsOfError> {
-    let _permit = PERMITS.acquire().await.expect("the semaphore is never closed");
+    let _permit = PERMITS
+        .acquire()
+        .await
+        .expect("the semaphore is never closed");
     tokio::task::spawn_blocking(move || state_at_blocking(&dir, lsn))
         .await
         .map_err(|e| AsOfError::Storage(format!("the replay task failed: {e}")))?

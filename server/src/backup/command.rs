@@ -18,7 +18,9 @@ pub fn run_backup(args: BackupArgs) -> ExitCode {
             .worker_threads(2)
             .enable_all()
             .build()
-            .map_err(|e| BackupError::Storage(cstore_core::storage::StorageError::Io(e.to_string())))?;
+            .map_err(|e| {
+                BackupError::Storage(cstore_core::storage::StorageError::Io(e.to_string()))
+            })?;
         runtime.block_on(backup(&source, &args.to, args.token.clone()))
     });
     match result {

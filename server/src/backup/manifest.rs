@@ -75,7 +75,8 @@ impl Manifest {
         if !dir.is_dir() {
             return Err(not_a_backup("no such directory".into()));
         }
-        let bytes = fs::read(&path).map_err(|e| not_a_backup(format!("{}: {e}", path.display())))?;
+        let bytes =
+            fs::read(&path).map_err(|e| not_a_backup(format!("{}: {e}", path.display())))?;
         let manifest: Manifest = serde_json::from_slice(&bytes).map_err(|e| {
             BackupError::Corrupt(format!(
                 "{} at line {} column {}: {e}",

@@ -186,9 +186,8 @@ fn build(from: &Path, dir: &Path, verified: &Verified, lsn: Lsn) -> Result<Resto
     let mut state = match &verified.snapshot {
         Some(snapshot) => {
             store.install_snapshot_blocking(snapshot)?;
-            State::from_snapshot(snapshot).map_err(|e| {
-                BackupError::Corrupt(format!("the snapshot does not load: {e}"))
-            })?
+            State::from_snapshot(snapshot)
+                .map_err(|e| BackupError::Corrupt(format!("the snapshot does not load: {e}")))?
         }
         None => State::new(),
     };
@@ -229,7 +228,10 @@ fn build(from: &Path, dir: &Path, verified: &Verified, lsn: Lsn) -> Result<Resto
     let end = end?;
     store.append_blocking(&batch)?;
     bar.finish_and_clear();
-    assert_eq!(end.last.lsn, lsn, "the verified backup holds every entry through lsn");
+    assert_eq!(
+        end.last.lsn, lsn,
+        "the verified backup holds every entry through lsn"
+    );
     store.save_metadata_blocking(&Metadata {
         term,
         node_id: ReplicaId(rand::random()),

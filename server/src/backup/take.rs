@@ -168,7 +168,9 @@ async fn server_applied_lsn(base: &str, token: Option<&str>) -> Result<u64, Back
         .await
         .map_err(|e| unavailable(format!("GET /v1/status answered {status}: {e}")))?;
     if !status.is_success() {
-        return Err(unavailable(format!("GET /v1/status answered {status}: {body}")));
+        return Err(unavailable(format!(
+            "GET /v1/status answered {status}: {body}"
+        )));
     }
     body["applied_lsn"]
         .as_u64()
@@ -186,12 +188,13 @@ async fn from_server(
     let ws_url = format!("ws://{}/v1/replicate", base.trim_start_matches("http://"));
     let mut config = FollowerConfig::new(ws_url);
     config.token = token;
-    let follower = Follower::open(store, config)
-        .await
-        .map_err(|e| BackupError::SourceUnavailable {
-            from: base.to_string(),
-            why: e.to_string(),
-        })?;
+    let follower =
+        Follower::open(store, config)
+            .await
+            .map_err(|e| BackupError::SourceUnavailable {
+                from: base.to_string(),
+                why: e.to_string(),
+            })?;
     let bar = entries_bar("backing up", Some(target));
     let mut last = (follower.applied_lsn(), Instant::now());
     let outcome = loop {

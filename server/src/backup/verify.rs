@@ -48,19 +48,16 @@ impl Verified {
 pub fn verify(dir: &Path) -> Result<Verified, BackupError> {
     let manifest = Manifest::read(dir)?;
     let (base, snapshot, base_time) = check_snapshot(dir, &manifest)?;
-    let bar = entries_bar("verifying", Some(manifest.last_lsn.saturating_sub(base.lsn.0)));
+    let bar = entries_bar(
+        "verifying",
+        Some(manifest.last_lsn.saturating_sub(base.lsn.0)),
+    );
     let mut times = Vec::with_capacity(manifest.entries.min(1 << 20) as usize);
-    let end = reader::read_entries(
-        dir,
-        base,
-        None,
-        TailRule::Strict,
-        &mut |entry: LogEntry| {
-            times.push(entry.timestamp);
-            bar.inc(1);
-            Ok(())
-        },
-    )
+    let end = reader::read_entries(dir, base, None, TailRule::Strict, &mut |entry: LogEntry| {
+        times.push(entry.timestamp);
+        bar.inc(1);
+        Ok(())
+    })
     .map_err(|e| match e {
         ReadError::Missing(lsn) => BackupError::Corrupt(format!(
             "entry {lsn}, the first after the snapshot, is in no segment of {}",
@@ -166,18 +163,12 @@ pub(super) fn describe(dir: &Path, source: &str) -> Result<Manifest, BackupError
     let mut entries = 0u64;
     let mut first_time = None;
     let mut last_time = None;
-    let end = reader::read_entries(
-        dir,
-        base,
-        None,
-        TailRule::Strict,
-        &mut |entry: LogEntry| {
-            entries += 1;
-            first_time.get_or_insert(entry.timestamp.0);
-            last_time = Some(entry.timestamp.0);
-            Ok(())
-        },
-    )?;
+    let end = reader::read_entries(dir, base, None, TailRule::Strict, &mut |entry: LogEntry| {
+        entries += 1;
+        first_time.get_or_insert(entry.timestamp.0);
+        last_time = Some(entry.timestamp.0);
+        Ok(())
+    })?;
     let now_ms = crate::clock::now_ms().0;
     Ok(Manifest {
         format: super::manifest::MANIFEST_FORMAT,

@@ -380,6 +380,7 @@ fn app(node: Node, auth: Option<&str>) -> Router {
         auth,
         metrics,
         demo_dir: None,
+        data_dir: None,
     })
 }
 

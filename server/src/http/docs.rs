@@ -12,6 +12,7 @@ use cstore_core::doc::{DocError, ID_FIELD, RawDoc, ensure_id};
 use cstore_core::{Lsn, Op, Txn};
 
 use super::AppState;
+use super::as_of::{AsOfLsn, state_as_of};
 use super::auth::{Authorized, NeedsRead, NeedsWrite};
 use super::body::{DOC_BODY_BYTES_MAX, JsonBody};
 use super::error::ApiError;
@@ -41,29 +42,25 @@ pub async fn insert(
 
 /// `GET /v1/c/{collection}/{id}`: the document's canonical text, its version as the ETag.
 /// `If-None-Match` with the current ETag answers 304; `?min_lsn=` waits for a fresh enough
-/// state (see [`MinLsn`]).
+/// state (see [`MinLsn`]); `?as_of_lsn=` reads the state right after that entry (see
+/// [`AsOfLsn`]).
 pub async fn get(
     _: Authorized<NeedsRead>,
     State(app): State<AppState>,
     DocPath { collection, id }: DocPath,
     MinLsn(floor): MinLsn,
+    AsOfLsn(as_of): AsOfLsn,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     // Copy the text out under the lock; the response is written after it is released.
-    let (version, text) = app
-        .node
-        .read(floor, |state| {
-            let coll = state
-                .collection(&collection)
-                .ok_or_else(|| ApiError::CollectionNotFound(collection.clone()))?;
-            coll.get(&id)
-                .map(|stored| (stored.version, stored.doc.as_str().to_string()))
-                .ok_or_else(|| ApiError::NotFound {
-                    collection: collection.clone(),
-                    id: id.clone(),
-                })
-        })
-        .await??;
+    let (version, text) = match as_of {
+        None => {
+            app.node
+                .read(floor, |state| lookup(state, &collection, &id))
+                .await??
+        }
+        Some(lsn) => lookup(&state_as_of(&app, floor, lsn).await?, &collection, &id)?,
+    };
     let tag = etag(version);
     if none_match(&headers, &tag) {
         return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, tag)]).into_response());
@@ -76,6 +73,23 @@ pub async fn get(
         text,
     )
         .into_response())
+}
+
+/// A document's version and canonical text in `state`.
+fn lookup(
+    state: &cstore_core::state::State,
+    collection: &str,
+    id: &str,
+) -> Result<(Lsn, String), ApiError> {
+    let coll = state
+        .collection(collection)
+        .ok_or_else(|| ApiError::CollectionNotFound(collection.to_string()))?;
+    coll.get(id)
+        .map(|stored| (stored.version, stored.doc.as_str().to_string()))
+        .ok_or_else(|| ApiError::NotFound {
+            collection: collection.to_string(),
+            id: id.to_string(),
+        })
 }
 
 /// `PUT /v1/c/{collection}/{id}`: creates or replaces. The body's `_id`, if any, must equal

@@ -151,6 +151,9 @@ pub enum ApiError {
     /// The route exists only in cluster mode.
     #[error("this server is not a cluster member (start it with --node-id and --cluster)")]
     NotClustered,
+    /// A read at `?as_of_lsn=` that cannot be answered.
+    #[error(transparent)]
+    AsOf(#[from] crate::backup::AsOfError),
     /// A bug or an unexpected failure; details are in the server log.
     #[error("internal error: {0}")]
     Internal(String),
@@ -185,6 +188,7 @@ impl ErrorCode for ApiError {
             ApiError::MethodNotAllowed { .. } => "method_not_allowed",
             ApiError::Cluster(e) => e.code(),
             ApiError::NotClustered => "not_clustered",
+            ApiError::AsOf(e) => e.code(),
             ApiError::Internal(_) => "internal",
         }
     }
@@ -240,6 +244,9 @@ pub fn status_for(code: &str) -> StatusCode {
         | "not_clustered" => StatusCode::NOT_FOUND,
         "invalid_url" | "last_voter" => StatusCode::BAD_REQUEST,
         "method_not_allowed" => StatusCode::METHOD_NOT_ALLOWED,
+        // `?as_of_lsn=` below the retained log, or past what this node applied.
+        "lsn_compacted" => StatusCode::GONE,
+        "lsn_ahead" => StatusCode::BAD_REQUEST,
         "already_exists" | "unique_violation" | "collection_exists" | "index_exists"
         | "too_many_indexes" | "duplicate_origin" | "duplicate_member" | "wrong_cluster" => {
             StatusCode::CONFLICT

@@ -17,6 +17,7 @@ use cstore_core::Lsn;
 use cstore_core::query::{FindQuery, find as run_find};
 
 use super::AppState;
+use super::as_of::{AsOfLsn, state_as_of};
 use super::auth::{Authorized, NeedsRead};
 use super::body::{DOC_BODY_BYTES_MAX, JsonBody};
 use super::docs::FindPath;
@@ -27,14 +28,16 @@ use super::params::{MinLsn, check_timeout_ms, parse_consistency};
 pub const RESULT_BYTES_MAX: usize = 64 << 20;
 
 /// `{"filter":…, "sort":…, "limit":n, "skip":n, "explain":bool, "min_lsn":n,
-/// "min_lsn_timeout_ms":n}` → `{"docs":[…],"lsn":n}` (+ `"plan"` with `explain`). A missing
-/// collection has no documents. `min_lsn` may come from the query string too (see
-/// [`MinLsn`]); the body's wins.
+/// "min_lsn_timeout_ms":n, "as_of_lsn":n}` → `{"docs":[…],"lsn":n}` (+ `"plan"` with
+/// `explain`). A missing collection has no documents. `min_lsn` and `as_of_lsn` may come from
+/// the query string too (see [`MinLsn`], [`AsOfLsn`]); the body's win. With `as_of_lsn` the
+/// query runs on the state right after that entry, and `lsn` is that entry's.
 pub async fn find(
     _: Authorized<NeedsRead>,
     State(app): State<AppState>,
     FindPath(collection): FindPath,
     MinLsn(mut floor): MinLsn,
+    AsOfLsn(mut as_of): AsOfLsn,
     JsonBody(mut body): JsonBody<DOC_BODY_BYTES_MAX>,
 ) -> Result<Response, ApiError> {
     let explain = match body.as_object_mut().and_then(|map| map.remove("explain")) {
@@ -44,6 +47,9 @@ pub async fn find(
     };
     if let Some(min_lsn) = take_u64(&mut body, "min_lsn")? {
         floor.min_lsn = Some(Lsn(min_lsn));
+    }
+    if let Some(lsn) = take_u64(&mut body, "as_of_lsn")? {
+        as_of = Some(Lsn(lsn));
     }
     if let Some(timeout_ms) = take_u64(&mut body, "min_lsn_timeout_ms")? {
         floor.timeout_ms = check_timeout_ms(timeout_ms)?;
@@ -61,39 +67,54 @@ pub async fn find(
         }
     }
     let query = FindQuery::parse(&body)?;
-    let text = app
-        .node
-        .read(floor, |state| {
-            let lsn = state.applied().lsn;
-            let Some(coll) = state.collection(&collection) else {
-                return Ok(format!(r#"{{"docs":[],"lsn":{lsn}}}"#));
-            };
-            let result = run_find(coll, &query)?;
-            let mut out = String::from(r#"{"docs":["#);
-            for (i, stored) in result.docs.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                out.push_str(stored.doc.as_str());
-                if out.len() > RESULT_BYTES_MAX {
-                    return Err(ApiError::ResultTooLarge {
-                        limit_bytes: RESULT_BYTES_MAX,
-                    });
-                }
-            }
-            write!(out, r#"],"lsn":{lsn}"#).expect("writing to a String");
-            if explain {
-                let mut plan = result.plan.explain();
-                if let Some(map) = plan.as_object_mut() {
-                    map.insert("examined".into(), result.examined.into());
-                }
-                write!(out, r#","plan":{plan}"#).expect("writing to a String");
-            }
-            out.push('}');
-            Ok(out)
-        })
-        .await??;
+    let text = match as_of {
+        None => {
+            app.node
+                .read(floor, |state| answer(state, &collection, &query, explain))
+                .await??
+        }
+        Some(lsn) => {
+            let state = state_as_of(&app, floor, lsn).await?;
+            answer(&state, &collection, &query, explain)?
+        }
+    };
     Ok(([(header::CONTENT_TYPE, "application/json")], text).into_response())
+}
+
+/// The answer's JSON text for `query` over `collection` in `state`.
+fn answer(
+    state: &cstore_core::state::State,
+    collection: &str,
+    query: &FindQuery,
+    explain: bool,
+) -> Result<String, ApiError> {
+    let lsn = state.applied().lsn;
+    let Some(coll) = state.collection(collection) else {
+        return Ok(format!(r#"{{"docs":[],"lsn":{lsn}}}"#));
+    };
+    let result = run_find(coll, query)?;
+    let mut out = String::from(r#"{"docs":["#);
+    for (i, stored) in result.docs.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(stored.doc.as_str());
+        if out.len() > RESULT_BYTES_MAX {
+            return Err(ApiError::ResultTooLarge {
+                limit_bytes: RESULT_BYTES_MAX,
+            });
+        }
+    }
+    write!(out, r#"],"lsn":{lsn}"#).expect("writing to a String");
+    if explain {
+        let mut plan = result.plan.explain();
+        if let Some(map) = plan.as_object_mut() {
+            map.insert("examined".into(), result.examined.into());
+        }
+        write!(out, r#","plan":{plan}"#).expect("writing to a String");
+    }
+    out.push('}');
+    Ok(out)
 }
 
 /// Removes `key` from a find body: a whole number, or absent (or null).

@@ -12,6 +12,7 @@
 //! leader decides whether it commits. This layer turns HTTP into those calls and their
 //! answers (and errors, through the one table in [`status_for`]) back into HTTP.
 
+mod as_of;
 mod auth;
 mod body;
 pub mod cluster;
@@ -60,6 +61,9 @@ pub struct AppState {
     pub replication: Replicator,
     /// The built demo app served at `/` ([`demo::resolve_dir`]); `None` serves a placeholder.
     pub demo_dir: Option<PathBuf>,
+    /// The node's data directory, where `?as_of_lsn=` reads rebuild earlier states from the
+    /// retained log; `None` answers them `unavailable`.
+    pub data_dir: Option<PathBuf>,
 }
 
 /// The router with every route of docs/HTTP_API.md. The role decides who handles writes: a

@@ -213,6 +213,13 @@ fn single_query(uri: &Uri, key: &str) -> Result<Option<String>, ApiError> {
     }
 }
 
+/// `?key=N`, a whole number, when given once.
+pub(super) fn single_u64(uri: &Uri, key: &str) -> Result<Option<u64>, ApiError> {
+    single_query(uri, key)?
+        .map(|text| parse_u64(&text, key))
+        .transpose()
+}
+
 fn parse_u64(text: &str, key: &str) -> Result<u64, ApiError> {
     text.parse::<u64>()
         .map_err(|_| ApiError::InvalidQuery(format!("`{key}` {text:?} is not a whole number")))

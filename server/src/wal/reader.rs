@@ -75,7 +75,10 @@ pub fn newest_snapshot(dir: &Path) -> Result<Option<(PathBuf, Snapshot)>, ReadEr
     let mut newest: Option<(u64, PathBuf)> = None;
     for (_, path) in snapshot_file::list(dir)? {
         let header = snapshot_file::read_header(&path).map_err(|e| gone_or(e, &path))?;
-        if newest.as_ref().is_none_or(|(seq, _)| header.sequence > *seq) {
+        if newest
+            .as_ref()
+            .is_none_or(|(seq, _)| header.sequence > *seq)
+        {
             newest = Some((header.sequence, path));
         }
     }

@@ -76,6 +76,7 @@ impl Harness {
                 key.clone().map(Arc::new),
             ),
             demo_dir,
+            data_dir: None,
         });
         Harness {
             leader,
