@@ -112,6 +112,20 @@ fn parse(bytes: &[u8]) -> Result<Image, SnapshotError> {
     Ok(image)
 }
 
+/// The applied position and last leader timestamp an image starts with, read without decoding
+/// the rest (a backup's manifest needs only these of a large snapshot).
+pub(super) fn head(bytes: &[u8]) -> Result<(LogPosition, TimestampMs), SnapshotError> {
+    match bytes.first() {
+        Some(&version) if version != IMAGE_VERSION => {
+            return Err(SnapshotError::UnknownVersion(version));
+        }
+        _ => {}
+    }
+    let ((_, applied, last_timestamp), _): ((u8, LogPosition, TimestampMs), _) =
+        postcard::take_from_bytes(bytes).map_err(|e| SnapshotError::Malformed(e.to_string()))?;
+    Ok((applied, last_timestamp))
+}
+
 /// The image with only the collections `keep` accepts: what a replica subscribed to them
 /// holds at the same position. Encoded exactly as [`encode`] would encode that state.
 pub(super) fn filter(bytes: &[u8], keep: impl Fn(&str) -> bool) -> Result<Vec<u8>, SnapshotError> {

@@ -618,6 +618,19 @@ impl State {
         Ok(Snapshot::new(snapshot.position, data))
     }
 
+    /// The leader timestamp of the last entry a snapshot's state includes, read from the head
+    /// of its image without decoding the documents (the hash is not checked here).
+    pub fn snapshot_last_timestamp(snapshot: &Snapshot) -> Result<TimestampMs, SnapshotError> {
+        let (applied, last_timestamp) = image::head(&snapshot.data)?;
+        if applied != snapshot.position {
+            return Err(SnapshotError::Malformed(format!(
+                "snapshot at {} holds state at {applied}",
+                snapshot.position
+            )));
+        }
+        Ok(last_timestamp)
+    }
+
     /// Rebuilds the state a snapshot holds, after checking its hash and every document.
     pub fn from_snapshot(snapshot: &Snapshot) -> Result<State, SnapshotError> {
         if !snapshot.verify() {

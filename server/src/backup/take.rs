@@ -34,8 +34,9 @@ use crate::wal::reader::{self, ReadError, TailRule};
 const COPY_BATCH_ENTRIES: usize = 1024;
 /// Attempts at copying a data directory whose owner compacts it meanwhile.
 const COPY_ATTEMPTS: usize = 5;
-/// A backup from a server fails when it has made no progress for this long.
-const STALL_TIMEOUT: Duration = Duration::from_secs(30);
+/// A backup from a server fails when it has received nothing for this long (the follower
+/// session itself reconnects meanwhile, with backoff).
+const STALL_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Where a backup comes from.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -196,17 +197,19 @@ async fn from_server(
                 why: e.to_string(),
             })?;
     let bar = entries_bar("backing up", Some(target));
-    let mut last = (follower.applied_lsn(), Instant::now());
+    // Progress is entries applied or bytes received (a snapshot arrives before any entry).
+    let mut last = ((follower.applied_lsn(), 0), Instant::now());
     let outcome = loop {
         let applied = follower.applied_lsn();
         bar.set_position(applied.0.min(target));
         if applied.0 >= target {
             break Ok(());
         }
-        if applied > last.0 {
-            last = (applied, Instant::now());
-        }
         let status = follower.status();
+        let now = (applied, status.progress.bytes_received);
+        if now != last.0 {
+            last = (now, Instant::now());
+        }
         let stopped = status.progress.connection == Connection::Stopped;
         if stopped || last.1.elapsed() > STALL_TIMEOUT {
             let why = status.progress.last_error.map_or_else(

@@ -131,7 +131,16 @@ fn check_snapshot(
                     info.state_hash
                 )));
             }
-            let time = TimestampMs(info.last_time_ms);
+            let time = State::snapshot_last_timestamp(&snapshot)
+                .map_err(|e| BackupError::Corrupt(format!("{}: {e}", path.display())))?;
+            if time.0 != info.last_time_ms {
+                return Err(BackupError::Corrupt(format!(
+                    "snapshot {} holds the state of {} ms, the manifest says {} ms",
+                    path.display(),
+                    time.0,
+                    info.last_time_ms
+                )));
+            }
             Ok((position, Some(snapshot), time))
         }
     }
@@ -144,7 +153,7 @@ pub(super) fn describe(dir: &Path, source: &str) -> Result<Manifest, BackupError
     let (base, snapshot) = match &found {
         None => (LogPosition::START, None),
         Some((path, snapshot)) => {
-            let state = State::from_snapshot(snapshot)
+            let last_time = State::snapshot_last_timestamp(snapshot)
                 .map_err(|e| BackupError::Corrupt(format!("{}: {e}", path.display())))?;
             let info = SnapshotInfo {
                 file: path
@@ -155,7 +164,7 @@ pub(super) fn describe(dir: &Path, source: &str) -> Result<Manifest, BackupError
                 lsn: snapshot.position.lsn.0,
                 hash: snapshot.position.hash.to_hex(),
                 state_hash: snapshot.state_hash.to_hex(),
-                last_time_ms: state.last_timestamp().0,
+                last_time_ms: last_time.0,
             };
             (snapshot.position, Some(info))
         }
