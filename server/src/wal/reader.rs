@@ -27,10 +27,10 @@ use cstore_core::log::LogEntry;
 use cstore_core::log::codec::decode_entry;
 use cstore_core::snapshot::Snapshot;
 use cstore_core::storage::StorageError;
-use cstore_core::types::{LogPosition, Lsn};
+use cstore_core::types::{Hash, LogPosition, Lsn};
 
 use super::durable::io_error;
-use super::recovery::list_segments;
+use super::recovery::{list_segments, newer_entry_after};
 use super::snapshot_file;
 
 /// The log's folder in a data directory (as in `store.rs`).
@@ -153,7 +153,18 @@ pub fn read_entries(
             let (entry, used) = match decode_entry(&bytes[offset..]) {
                 Ok(decoded) => decoded,
                 Err(e) if is_last && rule == TailRule::Live => {
-                    let _ = e;
+                    // As recovery rules: a valid newer entry after the bad bytes means they
+                    // are damage, not an append in flight.
+                    let last = LogPosition {
+                        lsn: expected.prev(),
+                        hash: Hash::ZERO,
+                    };
+                    if let Some((found_at, lsn)) = newer_entry_after(&bytes, offset, Some(last)) {
+                        return Err(corrupt(format!(
+                            "{e}; a valid entry {lsn} follows at byte offset {found_at}, so \
+                             this is damage, not an append in flight"
+                        )));
+                    }
                     end.tail = Some((path.clone(), offset as u64, (bytes.len() - offset) as u64));
                     return Ok(end);
                 }

@@ -177,7 +177,11 @@ fn check_chain(
 /// The first offset after `bad` where a whole, valid entry newer than `last` starts, if any.
 /// Cheap tests (length, version and kind bytes) run before the crc, so scanning a large tail of
 /// garbage or zeros costs little.
-fn newer_entry_after(buf: &[u8], bad: usize, last: Option<LogPosition>) -> Option<(usize, Lsn)> {
+pub(super) fn newer_entry_after(
+    buf: &[u8],
+    bad: usize,
+    last: Option<LogPosition>,
+) -> Option<(usize, Lsn)> {
     (bad + 1..buf.len()).find_map(|offset| {
         let rest = &buf[offset..];
         if rest.len() < RECORD_HEADER_BYTES + 2 {
