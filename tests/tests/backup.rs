@@ -370,6 +370,26 @@ fn damaged_backup_is_refused() {
         );
         flip(file, offset);
     }
+    // A manifest that promises more than the files hold: the chain ends short of it.
+    let manifest_path = bk.join("backup.json");
+    let original = std::fs::read(&manifest_path).unwrap();
+    let mut manifest: Value = serde_json::from_slice(&original).unwrap();
+    let last = manifest["last_lsn"].as_u64().unwrap();
+    manifest["last_lsn"] = json!(last + 1);
+    std::fs::write(&manifest_path, manifest.to_string()).unwrap();
+    let out = restore(&bk, &target, &[]);
+    out.expect_error(3, "backup_corrupt");
+    assert!(
+        out.stderr
+            .contains(&format!("from LSN {} on are missing", last + 1)),
+        "{}",
+        out.stderr
+    );
+    std::fs::write(&manifest_path, b"{\"format\": 1,").unwrap();
+    restore(&bk, &target, &[]).expect_error(3, "backup_corrupt");
+    std::fs::write(&manifest_path, &original).unwrap();
+    assert!(!target.exists());
+
     // Repaired, it restores.
     let out = restore(&bk, &target, &[]).json();
     assert!(out["lsn"].as_u64().unwrap() > 30);

@@ -78,6 +78,20 @@ pub fn verify(dir: &Path) -> Result<Verified, BackupError> {
             manifest.last_hash
         )));
     }
+    let (first, last) = (times.first().map(|t| t.0), times.last().map(|t| t.0));
+    if times.len() as u64 != manifest.entries
+        || (first, last) != (manifest.first_entry_time_ms, manifest.last_entry_time_ms)
+    {
+        return Err(BackupError::Corrupt(format!(
+            "{} holds {} entries stamped {first:?}..{last:?} ms, the manifest says {} stamped \
+             {:?}..{:?} ms",
+            dir.display(),
+            times.len(),
+            manifest.entries,
+            manifest.first_entry_time_ms,
+            manifest.last_entry_time_ms
+        )));
+    }
     Ok(Verified {
         manifest,
         snapshot,
