@@ -375,6 +375,13 @@ fn snapshot_round_trip_and_corruption() {
         1
     );
     assert_eq!(restored.next_expiry(), h.state.next_expiry());
+    // The image's head alone gives the last timestamp (a backup's manifest reads only that).
+    assert_eq!(
+        State::snapshot_last_timestamp(&snap),
+        Ok(h.state.last_timestamp())
+    );
+    let elsewhere = Snapshot::new(LogPosition::START, snap.data.clone());
+    assert!(State::snapshot_last_timestamp(&elsewhere).is_err());
 
     let mut bad = snap.clone();
     bad.data[10] ^= 1;
