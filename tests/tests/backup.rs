@@ -27,14 +27,17 @@ use cstore_tests::dirs::{TempRoot, files_under};
 use cstore_tests::{Client, ServerOptions, ServerProcess};
 use serde_json::{Value, json};
 
-/// Writes before the backups start: past the first checkpoint.
+/// Writes before the backups start: past the first checkpoint. With their patches (every
+/// fifth) and deletes (at most every seventh) they are at most 350 entries.
 const FIRST_WRITES: usize = 260;
-/// `--checkpoint-every` of the live server: one checkpoint lands in the first writes, and the
-/// writes during the backups (at most `2 × LATE_WRITES_MAX`) stay below the next, so every
-/// LSN the backups hold from the snapshot on can still be read live with `as_of_lsn`.
+/// `--checkpoint-every` of the live server. One checkpoint lands in the first writes (at
+/// 250-odd, so at most ~100 entries follow it), and the late writes add at most
+/// 2 × 50 × (1 + 1/5 + 1/7) + 4 ≈ 138 entries: 238 < 250, so no second checkpoint can come,
+/// and every LSN the backups hold from the snapshot on can still be read live with
+/// `as_of_lsn`, however slowly the backups run.
 const CHECKPOINT_EVERY: u64 = 250;
 /// Writes per writer while the backups run, at most.
-const LATE_WRITES_MAX: usize = 100;
+const LATE_WRITES_MAX: usize = 50;
 
 /// What a `cstore` command did.
 struct Outcome {
@@ -109,7 +112,7 @@ fn docs(client: &Client, as_of: Option<u64>) -> (Vec<Value>, u64) {
 }
 
 /// One writer: inserts, with a patch and a delete now and then, `count` writes at most or
-/// until `stop`, `pause` apart.
+/// until `stop` (checked after each, so at least one is made), `pause` apart.
 fn write_items(
     client: &Client,
     writer: usize,
@@ -119,9 +122,6 @@ fn write_items(
     pause: Duration,
 ) {
     for i in from..from + count {
-        if stop.load(Ordering::Relaxed) {
-            return;
-        }
         let id = format!("w{writer}-{i:04}");
         client
             .insert("items", &json!({"_id": id, "n": i, "w": writer}))
@@ -137,6 +137,9 @@ fn write_items(
             client
                 .delete(&format!("/v1/c/items/w{writer}-{:04}", i / 2))
                 .unwrap();
+        }
+        if stop.load(Ordering::Relaxed) {
+            return;
         }
         std::thread::sleep(pause);
     }
