@@ -256,7 +256,10 @@ pub fn status_for(code: &str) -> StatusCode {
         | "leader_unavailable"
         | "not_leader"
         | "unavailable"
-        | "cluster_change_failed" => StatusCode::SERVICE_UNAVAILABLE,
+        | "cluster_change_failed"
+        | "storage_failed" => StatusCode::SERVICE_UNAVAILABLE,
+        // Nothing of the write was made durable; writes resume once space is freed.
+        "disk_full" => StatusCode::INSUFFICIENT_STORAGE,
         // `out_of_order` from the state means the leader built an entry that does not follow
         // its own log: a bug, reported as internal.
         "internal" | "storage_io" | "out_of_order" => StatusCode::INTERNAL_SERVER_ERROR,

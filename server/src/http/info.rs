@@ -72,6 +72,7 @@ pub async fn status(_: Authorized<NeedsRead>, State(app): State<AppState>) -> Js
                 "leader_url": null,
                 "replicas": app.replication.status_replicas(),
                 "watermarks": app.replication.status_watermarks(),
+                "storage": status.storage.as_str(),
             }))
         }
         Node::Follower(follower) => {

@@ -23,7 +23,8 @@ use super::*;
 struct SharedStore {
     inner: Arc<Mutex<MemoryStore>>,
     appends: Arc<Mutex<usize>>,
-    fail_appends: Arc<Mutex<bool>>,
+    /// While set, appends fail with this error (and change nothing).
+    fail_appends: Arc<Mutex<Option<StorageError>>>,
     /// While true, appends block (the entry is applied, its fsync has not returned).
     hold_appends: Arc<(Mutex<bool>, std::sync::Condvar)>,
 }
@@ -55,8 +56,8 @@ impl LogStore for SharedStore {
             let (lock, wake) = &*self.hold_appends;
             let _released = wake.wait_while(lock.lock().unwrap(), |held| *held).unwrap();
         }
-        if *self.fail_appends.lock().unwrap() {
-            return Err(StorageError::Io("disk on fire".into()));
+        if let Some(error) = self.fail_appends.lock().unwrap().clone() {
+            return Err(error);
         }
         *self.appends.lock().unwrap() += 1;
         self.with(|s| now(s.append(entries)))
@@ -261,16 +262,29 @@ async fn a_failed_append_stops_writes_and_never_acknowledges() {
         .await
         .unwrap();
     leader.write(insert("a", 1)).await.unwrap();
-    *store.fail_appends.lock().unwrap() = true;
+    *store.fail_appends.lock().unwrap() = Some(StorageError::Io("disk on fire".into()));
     assert_eq!(
         leader.write(insert("b", 1)).await.unwrap_err().code(),
-        "storage_io"
+        "storage_failed"
     );
-    *store.fail_appends.lock().unwrap() = false;
+    *store.fail_appends.lock().unwrap() = None;
     assert_eq!(
         leader.write(insert("c", 1)).await.unwrap_err().code(),
-        "storage_io"
+        "storage_failed"
     );
+    assert_eq!(leader.status().storage, StorageHealth::Failed);
+    // Reads go on, from what is durable: "b" was thrown away with its failed append.
+    let found = |id: &'static str| {
+        let leader = leader.clone();
+        async move {
+            leader
+                .read_durable(|s| s.collection("c").unwrap().get(id).is_some())
+                .await
+        }
+    };
+    assert_eq!(found("a").await, Ok(true));
+    assert_eq!(found("b").await, Ok(false));
+    assert_eq!(leader.status().applied_lsn, Lsn(1));
     leader.shutdown().await;
     // What is durable is exactly what was acknowledged.
     let reopened = Leader::open(store, LeaderConfig::default()).await.unwrap();
@@ -349,7 +363,7 @@ async fn reads_wait_for_durability() {
 
     // If the append fails, the waiting read fails too, rather than answer with lost data.
     store.hold(true);
-    *store.fail_appends.lock().unwrap() = true;
+    *store.fail_appends.lock().unwrap() = Some(StorageError::Io("disk on fire".into()));
     let write = tokio::spawn({
         let leader = leader.clone();
         async move { leader.write(insert("c", 3)).await }
@@ -361,7 +375,41 @@ async fn reads_wait_for_durability() {
     tokio::time::sleep(Duration::from_millis(20)).await;
     assert!(!read.is_finished());
     store.hold(false);
-    assert_eq!(read.await.unwrap().unwrap_err().code(), "storage_io");
-    assert_eq!(write.await.unwrap().unwrap_err().code(), "storage_io");
+    // It saw an entry that was thrown away: it is told to read again, and that read answers
+    // from the durable state.
+    assert_eq!(read.await.unwrap().unwrap_err().code(), "unavailable");
+    assert_eq!(write.await.unwrap().unwrap_err().code(), "storage_failed");
+    assert_eq!(sees("c").await, Ok(false));
+    assert_eq!(sees("b").await, Ok(true));
     leader.shutdown().await;
+}
+
+/// Out of space: the batch fails with `disk_full`, nothing of it stays in the state, and
+/// writes resume by themselves once space is back, at the LSN after the last durable one.
+#[tokio::test]
+async fn a_full_disk_refuses_writes_until_space_returns() {
+    let store = SharedStore::default();
+    let leader = Leader::open(store.clone(), LeaderConfig::default())
+        .await
+        .unwrap();
+    leader.write(insert("a", 1)).await.unwrap();
+    *store.fail_appends.lock().unwrap() = Some(StorageError::Full("no space left".into()));
+    for id in ["b", "c"] {
+        let error = leader.write(insert(id, 2)).await.unwrap_err();
+        assert_eq!(error.code(), "disk_full", "{error}");
+    }
+    assert_eq!(leader.status().storage, StorageHealth::DiskFull);
+    assert_eq!(leader.status().applied_lsn, Lsn(1));
+    let b_seen = leader
+        .read_durable(|s| s.collection("c").unwrap().get("b").is_some())
+        .await;
+    assert_eq!(b_seen, Ok(false), "reads answer from the durable state");
+
+    *store.fail_appends.lock().unwrap() = None;
+    assert_eq!(leader.write(insert("b", 2)).await, Ok(Lsn(2)));
+    assert_eq!(leader.status().storage, StorageHealth::Ok);
+    leader.shutdown().await;
+    let reopened = Leader::open(store, LeaderConfig::default()).await.unwrap();
+    assert_eq!(reopened.status().applied_lsn, Lsn(2));
+    reopened.shutdown().await;
 }

@@ -62,12 +62,14 @@
 //! written in 1 MiB chunks. This module is Unix-only (positional reads and writes).
 
 mod durable;
+pub mod fault;
 mod recovery;
 mod segment;
 mod snapshot_file;
 mod stats;
 mod store;
 
+pub use fault::FaultPlan;
 pub use stats::WalStats;
 pub use store::FileStore;
 

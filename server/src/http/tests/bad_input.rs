@@ -350,8 +350,10 @@ fn every_documented_code_has_its_documented_status() {
                 "not_leader",
                 "unavailable",
                 "cluster_change_failed",
+                "storage_failed",
             ],
         ),
+        (507, &["disk_full"]),
         (500, &["internal", "storage_io"]),
     ];
     for (status, codes) in table {
