@@ -504,7 +504,17 @@ fn wal_thread(shared: &std::sync::Weak<LogShared>, jobs: &std::sync::mpsc::Recei
                     }
                 }
                 Err(e) => {
-                    // The store refuses every later write; openraft stops on the error.
+                    // Nothing of the batch is reported flushed, so this member acknowledges
+                    // none of it; openraft treats a storage error as fatal and stops the
+                    // member's Raft (no votes, no leadership) until it is restarted, which
+                    // recovers what is durable. After EIO the store also refuses every later
+                    // write; after ENOSPC it is unchanged, but the member stops all the same.
+                    let kind = match e {
+                        StorageError::Full(_) => "disk_full",
+                        _ => "io",
+                    };
+                    metrics::counter!("cstore_storage_errors_total", "kind" => kind).increment(1);
+                    tracing::error!(error = %e, "cluster log append failed; this member's Raft stops");
                     for flushed in flushes {
                         flushed.io_completed(Err(io_error(e.clone())));
                     }

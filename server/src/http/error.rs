@@ -231,7 +231,7 @@ pub fn status_for(code: &str) -> StatusCode {
         // `?consistency=linearizable` on a read replica, which cannot promise it.
         "consistency_unavailable" => StatusCode::BAD_REQUEST,
         "missing_token" | "invalid_token" | "token_expired" => StatusCode::UNAUTHORIZED,
-        "forbidden" => StatusCode::FORBIDDEN,
+        "forbidden" | "collection_forbidden" => StatusCode::FORBIDDEN,
         "not_found"
         | "collection_not_found"
         | "index_not_found"

@@ -8,7 +8,7 @@ use axum::response::{Html, IntoResponse};
 use serde_json::{Value, json};
 
 use super::AppState;
-use super::auth::{Authorized, NeedsAdmin, NeedsRead};
+use super::auth::{Authorized, NeedsAdmin, NeedsRead, NeedsReplicate};
 use super::error::ApiError;
 use crate::node::{Node, ReadFloor};
 
@@ -56,7 +56,7 @@ pub async fn read_index(
 
 /// `GET /v1/status`: role, term and log positions; on a follower also its leader and how
 /// replication goes.
-pub async fn status(_: Authorized<NeedsRead>, State(app): State<AppState>) -> Json<Value> {
+pub async fn status(_: Authorized<NeedsReplicate>, State(app): State<AppState>) -> Json<Value> {
     match &app.node {
         Node::Leader(leader) => {
             let status = leader.status();
@@ -143,8 +143,9 @@ pub async fn metrics(_: Authorized<NeedsAdmin>, State(app): State<AppState>) -> 
 }
 
 /// `GET /v1/c`: every collection with its size, indexes and TTL.
+/// A token limited to collections sees only those.
 pub async fn collections(
-    _: Authorized<NeedsRead>,
+    auth: Authorized<NeedsRead>,
     State(app): State<AppState>,
 ) -> Result<Json<Value>, ApiError> {
     let collections: Vec<Value> = app
@@ -152,6 +153,7 @@ pub async fn collections(
         .read(ReadFloor::default(), |state| {
             state
                 .collections()
+                .filter(|(name, _)| auth.may_use(name))
                 .map(|(name, c)| {
                     let indexes: Vec<_> = c.indexes().iter().map(|i| i.spec().clone()).collect();
                     json!({

@@ -1,6 +1,7 @@
 //! `GET /v1/replicate`: the WebSocket endpoint replicas connect to.
 //!
-//! The request is authorized before the upgrade: a token with scope `read`, from
+//! The request is authorized before the upgrade: a token with scope `replicate` (granted by
+//! `read` and up; explicitly for a token limited to collections), from
 //! `Authorization: Bearer …` or, because browsers cannot set headers on a WebSocket, from
 //! `?token=…` (the header wins when both are given). Then the connection is upgraded with the
 //! message size bounded to [`FRAME_BYTES_MAX`] and handed to a [`connection`](super::connection)
@@ -17,7 +18,7 @@ use axum::{Extension, extract::FromRef};
 use cstore_core::replication::FRAME_BYTES_MAX;
 
 use super::Replicator;
-use crate::auth::{AuthError, Scope};
+use crate::auth::AuthError;
 use crate::http::{ApiError, AppState, bearer_token};
 
 /// Initial read buffer of a replication socket (tungstenite's default is 128 KiB).
@@ -79,11 +80,9 @@ fn authorize(replicator: &Replicator, headers: &HeaderMap, uri: &Uri) -> Result<
     };
     let now_s = crate::clock::now_ms().0 / 1000;
     let claims = key.verify(&token, now_s)?;
-    if !claims.allows(Scope::Read) {
-        return Err(AuthError::Forbidden {
-            needed: Scope::Read,
-        }
-        .into());
-    }
+    // Scope `replicate` (granted by `read` and up); a token limited to collections needs it
+    // explicitly, since the stream carries every collection.
+    claims.check_replicate()?;
+    tracing::info!(sub = %claims.sub, "replication authorized");
     Ok(())
 }

@@ -126,11 +126,13 @@ async fn bad_tokens_are_refused_before_the_body_is_read() {
         sub: "t".into(),
         scopes: vec![Scope::Admin],
         exp: now_s - 1,
+        collections: None,
     });
     let forged = TokenKey::new("not the secret").unwrap().mint(&Claims {
         sub: "t".into(),
         scopes: vec![Scope::Admin],
         exp: now_s + 60,
+        collections: None,
     });
     let read = h.token(&[Scope::Read]);
     let cases: Vec<(Option<String>, u16, &str)> = vec![
