@@ -1,9 +1,11 @@
-//! Token hygiene against a real server: tokens limited to collections, the read-only
-//! `replicate` scope (a real follower uses one), the token's subject in the server's log of
+//! Token hygiene against a real server: tokens limited to collections (also over
+//! `/v1/replicate`, with an in-process replica), the read-only `replicate` scope (a real follower uses one), the token's subject in the server's log of
 //! writes, and secret rotation with an old secret accepted for a grace period.
 
 use std::time::Duration;
 
+use cstore_core::Lsn;
+use cstore_tests::replica_client::{ReplicaClient, ReplicaOptions};
 use cstore_tests::token::{mint_token_with, unix_now_s};
 use cstore_tests::{Client, ServerOptions, ServerProcess};
 use serde_json::json;
@@ -34,7 +36,7 @@ fn a_token_limited_to_collections_uses_only_those() {
         .insert("secrets", &json!({"_id": "s1", "pin": 1234}))
         .unwrap()
         .expect_status(201);
-    let alice = server.client().with_token(mint(
+    let alice_token = mint(
         &server,
         SECRET,
         &[
@@ -45,7 +47,8 @@ fn a_token_limited_to_collections_uses_only_those() {
             "--subject",
             "alice-laptop",
         ],
-    ));
+    );
+    let alice = server.client().with_token(alice_token.clone());
 
     alice
         .insert("notes", &json!({"_id": "n1"}))
@@ -98,22 +101,25 @@ fn a_token_limited_to_collections_uses_only_those() {
     assert_eq!(admin.collection_count("secrets"), 1);
     assert_eq!(admin.collection_count("notes"), 1);
 
-    // The whole log is not its to follow (the stream carries every collection)...
-    alice
-        .get("/v1/replicate")
-        .unwrap()
-        .expect_error(403, "collection_forbidden");
-    // ...unless the token was minted with the `replicate` scope explicitly (426: past auth,
-    // this request is just not a WebSocket upgrade).
-    let with_replicate = server.client().with_token(mint(
+    // Over /v1/replicate it may follow its collections only: the others' operations come as
+    // hashes, and a hello asking for everything (or another collection) is refused.
+    follow_as(&server, &alice_token, None)
+        .expect_err("a hello for every collection is refused")
+        .contains("collection_forbidden")
+        .then_some(())
+        .expect("refused with collection_forbidden");
+    follow_as(
         &server,
-        SECRET,
-        &["--scope", "read,replicate", "--collections", "notes"],
-    ));
-    with_replicate
-        .get("/v1/replicate")
-        .unwrap()
-        .expect_error(426, "upgrade_required");
+        &alice_token,
+        Some(vec!["notes".into(), "secrets".into()]),
+    )
+    .expect_err("a hello naming another collection is refused")
+    .contains("collection_forbidden")
+    .then_some(())
+    .expect("refused with collection_forbidden");
+    let followed = follow_as(&server, &alice_token, Some(vec!["notes".into()]))
+        .expect("a hello within its collections follows");
+    assert_eq!(followed, (1, 0), "notes held, secrets not");
 
     // Who wrote what: the token's subject is in the log line of each write it made.
     let log = server.stderr();
@@ -213,6 +219,40 @@ fn an_old_secret_is_accepted_until_its_end_then_refused() {
     server.restart().expect("restarts");
     check(&server.client().with_token(old_token)).expect_error(401, "invalid_token");
     check(&server.client().with_token(new_token)).expect_status(200);
+}
+
+/// Follows `server`'s log with an in-process replica presenting `token` and subscribing to
+/// `collections`, up to the server's last LSN. Returns how many documents of `notes` and of
+/// `secrets` the replica holds, or why the session ended.
+fn follow_as(
+    server: &ServerProcess,
+    token: &str,
+    collections: Option<Vec<String>>,
+) -> Result<(usize, usize), String> {
+    let last = server.client().with_token(token).last_lsn();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let mut replica = ReplicaClient::new(
+            77,
+            ReplicaOptions {
+                subscription: collections,
+                ..ReplicaOptions::default()
+            },
+        );
+        replica
+            .connect(&server.replicate_url(), Some(token))
+            .await
+            .map_err(|e| e.to_string())?;
+        replica
+            .sync_to(Lsn(last), Duration::from_secs(10))
+            .await
+            .map_err(|e| e.to_string())?;
+        let count = |name: &str| replica.state().collection(name).map_or(0, |c| c.len());
+        Ok((count("notes"), count("secrets")))
+    })
 }
 
 /// `unix_s` as an RFC 3339 UTC time.

@@ -12,8 +12,9 @@
 //! ```
 //!
 //! A token with `collections` reads and writes only those collections (`403
-//! collection_forbidden` elsewhere); since the replication stream carries every collection, it
-//! may open `/v1/replicate` only if it also holds the explicit `replicate` scope.
+//! collection_forbidden` elsewhere); over `/v1/replicate` its hello must subscribe to those
+//! collections only (the others' operations then travel as hashes), or the session is closed
+//! with `collection_forbidden`.
 //!
 //! Rotation: the server may hold a second, old secret (`--token-secret-old`, optionally until
 //! `--token-secret-old-until`): tokens signed with either verify, so clients move to tokens of

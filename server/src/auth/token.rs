@@ -49,28 +49,6 @@ impl Claims {
             _ => Ok(()),
         }
     }
-
-    /// Checks that the holder may follow the whole log over `/v1/replicate`: it needs the
-    /// `replicate` scope (or one that grants it), and a token limited to collections needs
-    /// `replicate` itself, since the stream carries every collection.
-    pub fn check_replicate(&self) -> Result<(), AuthError> {
-        if !self.allows(Scope::Replicate) {
-            return Err(AuthError::Forbidden {
-                needed: Scope::Replicate,
-            });
-        }
-        match &self.collections {
-            Some(allowed) if !self.scopes.contains(&Scope::Replicate) => {
-                Err(AuthError::CollectionForbidden {
-                    allowed: allowed.clone(),
-                    what: "replication streams every collection; mint the token with the \
-                           `replicate` scope to allow it"
-                        .to_string(),
-                })
-            }
-            _ => Ok(()),
-        }
-    }
 }
 
 /// A secret that cannot sign tokens.
@@ -387,22 +365,9 @@ mod tests {
             verified.check_collection("secrets").unwrap_err().code(),
             "collection_forbidden"
         );
-        // The whole log is not theirs to follow, unless `replicate` was granted explicitly.
-        assert_eq!(
-            verified.check_replicate().unwrap_err().code(),
-            "collection_forbidden"
-        );
-        limited.scopes.push(Scope::Replicate);
-        assert!(limited.check_replicate().is_ok());
-        // Unlimited tokens: every collection; replication with any scope that grants it.
+        // Unlimited tokens: every collection.
         assert!(claims(&[Scope::Read]).check_collection("secrets").is_ok());
-        assert!(claims(&[Scope::Read]).check_replicate().is_ok());
-        assert!(claims(&[Scope::Replicate]).check_replicate().is_ok());
         assert!(!claims(&[Scope::Replicate]).allows(Scope::Read));
-        assert_eq!(
-            claims(&[]).check_replicate().unwrap_err().code(),
-            "forbidden"
-        );
         // A plain token's JSON has no `collections` key at all.
         let json = serde_json::to_value(claims(&[Scope::Read])).unwrap();
         assert!(json.get("collections").is_none());
