@@ -9,7 +9,9 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
 
+use cstore_tests::cluster::{ClusterOptions, ClusterProcesses};
 use cstore_tests::{Client, Reply, ServerOptions, ServerProcess};
 use serde_json::{Value, json};
 
@@ -221,4 +223,95 @@ fn a_real_full_filesystem_answers_507_and_writes_resume_when_space_is_freed() {
     assert_eq!(server.client().collection_count("big"), expected);
     server.terminate(10_000).expect("stops");
     drop(tmpfs);
+}
+
+/// Cluster mode: two of three members' logs fail (EIO on fdatasync, at different points), so
+/// the cluster loses its majority of working disks. No write is acknowledged that is not
+/// durable on a majority: after the failing members are restarted without the fault, every
+/// acknowledged write is on every member.
+#[test]
+fn cluster_members_whose_log_fails_acknowledge_nothing_false() {
+    let mut cluster = ClusterProcesses::start(3, ClusterOptions::default()).expect("members start");
+    let leader = cluster
+        .wait_leader(Duration::from_secs(15))
+        .unwrap_or_else(|| panic!("no leader\n{}", cluster.all_stderr()));
+    let followers: Vec<usize> = (0..3).filter(|i| *i != leader).collect();
+    for (follower, plan) in followers
+        .iter()
+        .zip(["fsync_eio_after:4", "fsync_eio_after:8"])
+    {
+        let member = &mut cluster.members[*follower];
+        member.terminate(10_000).expect("stops");
+        member.options_mut().env = vec![("CSTORE_FAULT".into(), plan.into())];
+        member.restart().expect("restarts with the fault");
+    }
+    let leader = cluster
+        .wait_leader(Duration::from_secs(15))
+        .unwrap_or_else(|| panic!("no leader after the restarts\n{}", cluster.all_stderr()));
+
+    // Write until the cluster refuses (or answers "unknown"): two members' disks are gone.
+    let client = Client::with_timeout_ms(cluster.members[leader].url(), 20_000);
+    let mut acked = Vec::new();
+    let mut failures = 0;
+    for i in 0..60 {
+        let id = format!("w{i}");
+        match client.insert("notes", &json!({"_id": id})) {
+            Ok(reply) if reply.status == 201 => acked.push(id),
+            _ => {
+                failures += 1;
+                if failures == 2 {
+                    break;
+                }
+            }
+        }
+    }
+    assert_eq!(
+        failures, 2,
+        "the cluster refused writes once two logs failed"
+    );
+    let failed_members = followers
+        .iter()
+        .filter(|f| {
+            cluster.members[**f]
+                .all_stderr()
+                .contains("cluster log append failed")
+        })
+        .count();
+    // Both, unless leadership moved first and the client met `not_leader` before the second
+    // member's disk failed: then at least one.
+    assert!(failed_members >= 1, "{}", cluster.all_stderr());
+
+    // The failed members restart without the fault; the cluster converges, and every write
+    // it acknowledged is on every member.
+    for follower in &followers {
+        let member = &mut cluster.members[*follower];
+        let _ = member.terminate(10_000);
+        member.options_mut().env.clear();
+        member.restart().expect("restarts without the fault");
+    }
+    cluster
+        .wait_leader(Duration::from_secs(20))
+        .unwrap_or_else(|| panic!("no leader after recovery\n{}", cluster.all_stderr()));
+    let leader = cluster.wait_leader(Duration::from_secs(5)).expect("leader");
+    let lsn = cluster.client(leader).last_lsn();
+    cluster
+        .wait_converged(lsn, Duration::from_secs(20))
+        .unwrap_or_else(|| panic!("no convergence\n{}", cluster.all_stderr()));
+    for member in 0..3 {
+        let client = cluster.client(member);
+        for id in &acked {
+            let reply = client.get(&format!("/v1/c/notes/{id}")).unwrap();
+            assert_eq!(
+                reply.status,
+                200,
+                "member {} lost acknowledged write {id}: {}",
+                member + 1,
+                reply.text()
+            );
+        }
+    }
+    println!(
+        "{} writes acknowledged before the cluster stopped taking writes",
+        acked.len()
+    );
 }
