@@ -277,6 +277,15 @@ fn cluster_members_whose_log_fails_acknowledge_nothing_false() {
                 .contains("cluster log append failed")
         })
         .count();
+    let reported_failed = followers
+        .iter()
+        .filter(|f| {
+            cluster
+                .status(**f)
+                .is_some_and(|s| s["storage"] == "failed")
+        })
+        .count();
+    assert_eq!(reported_failed, failed_members, "status.storage says so");
     // Both, unless leadership moved first and the client met `not_leader` before the second
     // member's disk failed: then at least one.
     assert!(failed_members >= 1, "{}", cluster.all_stderr());

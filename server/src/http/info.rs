@@ -126,6 +126,7 @@ pub async fn status(_: Authorized<NeedsReplicate>, State(app): State<AppState>) 
                 "applied_hash": status.applied.hash.to_hex(),
                 "replicas": app.replication.status_replicas(),
                 "watermarks": app.replication.status_watermarks(),
+                "storage": status.storage,
             }))
         }
     }
