@@ -190,12 +190,30 @@ async fn commit_batch<S: LogStore>(
 /// every read that saw them fails (they never become durable): the leader is then failed.
 async fn discard_undurable<S: LogStore>(shared: &Shared, store: &mut S) {
     let started = Instant::now();
-    match super::recovery::load_state(store).await {
-        Ok((state, _)) => {
+    let rebuilt = async {
+        let (state, _) = super::recovery::load_state(store).await?;
+        // A batch that spans segments may fail in a later one after an earlier part was
+        // synced (and, after an IO error, stays in the store): that part is durable, so it
+        // is published like any committed entry, though its writers were told it failed.
+        let committed = Lsn(shared.committed.load(Ordering::Acquire));
+        let applied = state.applied().lsn;
+        let durable_more = if applied > committed {
+            store.read_range(committed.next(), applied.next()).await?
+        } else {
+            Vec::new()
+        };
+        Ok::<_, super::StartError>((state, durable_more))
+    };
+    match rebuilt.await {
+        Ok((state, durable_more)) => {
             let lsn = state.applied().lsn;
-            debug_assert_eq!(lsn.0, shared.committed.load(Ordering::Acquire));
             *shared.state.write().expect("poisoned") = state;
             shared.generation.fetch_add(1, Ordering::AcqRel);
+            if !durable_more.is_empty() {
+                shared.tail.push(durable_more);
+                shared.committed.store(lsn.0, Ordering::Release);
+                shared.committed_watch.send_replace(lsn);
+            }
             info!(%lsn, ms = started.elapsed().as_millis() as u64,
                   "state rebuilt from the log after a failed append");
         }
