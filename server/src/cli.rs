@@ -195,7 +195,7 @@ pub struct TokenCreateArgs {
     /// Limit the token to these collections, comma-separated (reads and writes elsewhere are
     /// refused with 403 collection_forbidden; replication needs the explicit `replicate`
     /// scope, since the stream carries every collection).
-    #[arg(long, value_delimiter = ',', value_name = "NAME,...")]
+    #[arg(long, value_delimiter = ',', value_name = "NAME,...", value_parser = parse_collection)]
     pub collections: Option<Vec<String>>,
     /// Lifetime, e.g. 90s, 30m, 24h, 7d.
     #[arg(long, default_value = "24h", value_parser = parse_ttl)]
@@ -243,6 +243,12 @@ pub fn parse_ttl(text: &str) -> Result<Duration, String> {
         .filter(|s| *s > 0)
         .ok_or_else(|| format!("{text:?} is not a positive lifetime"))?;
     Ok(Duration::from_secs(seconds))
+}
+
+/// A collection name for `--collections`, checked as the server checks names.
+fn parse_collection(name: &str) -> Result<String, String> {
+    cstore_core::doc::validate_collection_name(name).map_err(|e| e.to_string())?;
+    Ok(name.to_string())
 }
 
 /// Parses an RFC 3339 time (`2026-12-31T23:59:59Z`, `…T23:59:59.5+02:00`) into Unix
@@ -438,6 +444,44 @@ mod tests {
         assert!(
             Cli::try_parse_from([
                 "cstore", "token", "create", "--scope", "root", "--secret", "s"
+            ])
+            .is_err()
+        );
+        let limited = Cli::try_parse_from([
+            "cstore",
+            "token",
+            "create",
+            "--scope",
+            "replicate,write",
+            "--collections",
+            "notes,todos",
+            "--secret",
+            "s",
+        ])
+        .unwrap();
+        let Command::Token(TokenCommand::Create(args)) = limited.command else {
+            panic!("not token create")
+        };
+        let claims = TokenKey::new("s")
+            .unwrap()
+            .verify(&args.mint(1000).unwrap(), 1000)
+            .unwrap();
+        assert_eq!(claims.scopes, vec![Scope::Replicate, Scope::Write]);
+        assert_eq!(
+            claims.collections,
+            Some(vec!["notes".to_string(), "todos".to_string()])
+        );
+        assert!(
+            Cli::try_parse_from([
+                "cstore",
+                "token",
+                "create",
+                "--scope",
+                "read",
+                "--collections",
+                "bad name!",
+                "--secret",
+                "s"
             ])
             .is_err()
         );
