@@ -206,9 +206,10 @@ impl FileStore {
         }
     }
 
-    /// [`LogStore::truncate_suffix`], synchronously.
+    /// [`LogStore::truncate_suffix`], synchronously. Any failure poisons the store, out of
+    /// space included: the files may already be changed.
     pub fn truncate_suffix_blocking(&mut self, from: Lsn) -> StorageResult<()> {
-        self.guarded(|store| store.truncate_inner(from))
+        self.guarded(|store| store.truncate_inner(from).map_err(poisoning))
     }
 
     /// [`LogStore::compact_prefix`], synchronously.
@@ -368,7 +369,6 @@ impl FileStore {
         }
         let path = segment.path.clone();
         let write_fault = self.faults.check(FaultOp::Write);
-        let sync_fault = self.faults.check(FaultOp::Fsync);
         let file = self.active_file()?;
         let written = match write_fault {
             // A full disk takes part of a write before it says so.
@@ -381,6 +381,8 @@ impl FileStore {
             self.scratch = scratch;
             return Err(self.undo_failed_write(base, &path, &error));
         }
+        let sync_fault = self.faults.check(FaultOp::Fsync);
+        let file = self.active_file()?;
         // After a failed fdatasync nothing is known about these bytes (nor, on Linux, will a
         // second fdatasync report the failure again): never retry it. The store is poisoned
         // (an `Io` error) and the unsynced records are cut from the file, best effort, so
@@ -522,8 +524,9 @@ impl FileStore {
             )));
         }
         let position = self.read_physical(through, through.next())?[0].position();
+        // Out of space while writing the new point leaves the old one: a clean failure.
         self.set_compaction_point(position)?;
-        self.drop_compacted_segments()
+        self.drop_compacted_segments().map_err(poisoning)
     }
 
     /// Saves a snapshot: the file is written and renamed into place (the commit point), older
