@@ -324,3 +324,32 @@ fn cluster_members_whose_log_fails_acknowledge_nothing_false() {
         acked.len()
     );
 }
+
+/// A read replica whose disk is full acknowledges nothing it did not store, keeps serving what
+/// it holds, and catches up by itself once space is back (its first three appends fail here).
+#[test]
+fn a_follower_with_a_full_disk_resumes_when_space_returns() {
+    let leader = ServerProcess::start(ServerOptions::default()).expect("leader starts");
+    let client = leader.client();
+    for i in 0..3 {
+        insert(&client, &format!("a{i}")).expect_status(201);
+    }
+    let follower = ServerProcess::start(ServerOptions {
+        env: vec![("CSTORE_FAULT".into(), "write_enospc_after:0x3".into())],
+        ..ServerOptions::follower_of(&leader)
+    })
+    .expect("follower starts");
+    for i in 0..5 {
+        insert(&client, &format!("b{i}")).expect_status(201);
+    }
+    let last = client.last_lsn();
+    follower
+        .client()
+        .wait_applied(last, Duration::from_secs(30), "the follower catches up");
+    assert_eq!(follower.client().collection_count("notes"), 8);
+    let stderr = follower.stderr();
+    assert!(
+        stderr.contains("disk_full") || stderr.contains("storage is full"),
+        "the follower met the full disk:\n{stderr}"
+    );
+}
