@@ -162,7 +162,7 @@ fn a_snapshot_that_cannot_be_written_never_replaces_the_last_good_one() {
     assert_eq!(store.log_state().last, entries[5].position());
 }
 
-/// A tmpfs of a few hundred KiB, mounted for the test and unmounted on drop.
+/// A tmpfs of a few hundred KiB, mounted for the test and (lazily) unmounted on drop.
 struct SmallTmpfs {
     path: PathBuf,
 }
@@ -193,7 +193,8 @@ impl SmallTmpfs {
 
 impl Drop for SmallTmpfs {
     fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.path).status();
+        // Lazily: a failing test may still hold files open in it.
+        let _ = Command::new("umount").arg("-l").arg(&self.path).status();
         let _ = fs::remove_dir(&self.path);
     }
 }
