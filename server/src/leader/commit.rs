@@ -87,10 +87,22 @@ pub(crate) async fn run<S: LogStore>(
     }
 }
 
+/// While the disk is full, an expiry tick is tried at most this often: each refused batch
+/// rebuilds the state, and a deadline already past would otherwise retry at once, forever.
+const FULL_DISK_TICK_RETRY: Duration = Duration::from_secs(1);
+
 /// How long until the next document expires, if any does.
 fn next_deadline(shared: &Shared) -> Option<Duration> {
+    if shared.failed.lock().expect("poisoned").is_some() {
+        // No more entries: expiry waits for the restart.
+        return None;
+    }
     let at = shared.state.read().expect("poisoned").next_expiry()?;
-    Some(Duration::from_millis(at.0.saturating_sub(now_ms().0)))
+    let wait = Duration::from_millis(at.0.saturating_sub(now_ms().0));
+    if shared.disk_full.load(Ordering::Acquire) {
+        return Some(wait.max(FULL_DISK_TICK_RETRY));
+    }
+    Some(wait)
 }
 
 /// Applies and persists one batch; answers every writer. Returns the entries committed.

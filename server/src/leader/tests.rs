@@ -25,6 +25,8 @@ struct SharedStore {
     appends: Arc<Mutex<usize>>,
     /// While set, appends fail with this error (and change nothing).
     fail_appends: Arc<Mutex<Option<StorageError>>>,
+    /// Appends tried, failed ones included.
+    attempts: Arc<Mutex<usize>>,
     /// While true, appends block (the entry is applied, its fsync has not returned).
     hold_appends: Arc<(Mutex<bool>, std::sync::Condvar)>,
 }
@@ -56,6 +58,7 @@ impl LogStore for SharedStore {
             let (lock, wake) = &*self.hold_appends;
             let _released = wake.wait_while(lock.lock().unwrap(), |held| *held).unwrap();
         }
+        *self.attempts.lock().unwrap() += 1;
         if let Some(error) = self.fail_appends.lock().unwrap().clone() {
             return Err(error);
         }
@@ -461,4 +464,49 @@ async fn a_failed_fsync_in_a_later_segment_keeps_reads_on_what_is_durable() {
     assert_eq!(held_after, held);
     reopened.shutdown().await;
     std::fs::remove_dir_all(&dir).ok();
+}
+
+/// A document expires while the disk is full: the expiry tick is refused like any batch, and
+/// retried about once a second, not in a tight loop of state rebuilds; it goes through once
+/// space is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expiry_on_a_full_disk_is_retried_slowly() {
+    let store = SharedStore::default();
+    let leader = Leader::open(store.clone(), LeaderConfig::default())
+        .await
+        .unwrap();
+    let create = Op::CreateCollection {
+        collection: "s".into(),
+        options: CollectionOptions { ttl_ms: Some(30) },
+    };
+    leader.write(Txn::single(create)).await.unwrap();
+    *store.fail_appends.lock().unwrap() = Some(StorageError::Full("no space left".into()));
+    let doc = RawDoc::from_value(&json!({"_id": "x"})).unwrap();
+    let insert_x = Txn::single(Op::Insert {
+        collection: "s".into(),
+        doc,
+    });
+    assert_eq!(
+        leader.write(insert_x.clone()).await.unwrap_err().code(),
+        "disk_full"
+    );
+    *store.fail_appends.lock().unwrap() = None;
+    leader.write(insert_x).await.unwrap();
+    *store.fail_appends.lock().unwrap() = Some(StorageError::Full("no space left".into()));
+    let before = *store.attempts.lock().unwrap();
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let tried = *store.attempts.lock().unwrap() - before;
+    assert!(tried <= 2, "{tried} ticks tried in 600 ms on a full disk");
+    assert!(leader.read(|s| s.collection("s").unwrap().get("x").is_some()));
+    *store.fail_appends.lock().unwrap() = None;
+    let mut gone = false;
+    for _ in 0..150 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        if leader.read(|s| s.collection("s").unwrap().get("x").is_none()) {
+            gone = true;
+            break;
+        }
+    }
+    assert!(gone, "the document expires once space is back");
+    leader.shutdown().await;
 }
