@@ -687,6 +687,34 @@ fn a_subscribed_replica_gets_other_collections_as_hashes_and_a_filtered_snapshot
 }
 
 #[test]
+fn a_replica_limited_to_collections_subscribes_within_them() {
+    let log = log(2);
+    let limited = |hello_frame: Frame| {
+        let mut s = session(&log, config());
+        s.limit_collections(["notes".to_string(), "todos".to_string()]);
+        s.handle_frame(t(1), hello_frame)
+    };
+    for refused in [
+        hello(LogPosition::START, 0),
+        subscribed_hello(vec!["notes".into(), "secrets".into()]),
+    ] {
+        let commands = limited(refused);
+        assert_eq!(closed_with(&commands), "collection_forbidden");
+        let LeaderCommand::Close(error) = &commands[1] else {
+            unreachable!()
+        };
+        assert_eq!(error.remedy(), cstore_core::replication::Remedy::Stop);
+    }
+    let commands = limited(subscribed_hello(vec!["todos".into()]));
+    assert!(
+        !commands
+            .iter()
+            .any(|c| matches!(c, LeaderCommand::Close(_))),
+        "{commands:?}"
+    );
+}
+
+#[test]
 fn an_invalid_subscription_closes_the_session_for_good() {
     let log = log(2);
     for collections in [

@@ -185,6 +185,37 @@ pub struct ServeArgs {
     /// else a placeholder page).
     #[arg(long, env = "CSTORE_DEMO_DIR", value_name = "DIR")]
     pub demo_dir: Option<PathBuf>,
+
+    // Token secret rotation (see docs/OPERATIONS.md).
+    /// The previous auth secret, during a rotation: tokens it signed are still accepted (it
+    /// never signs). Remove it once clients hold tokens of the new --auth-secret.
+    #[arg(
+        long,
+        env = "CSTORE_TOKEN_SECRET_OLD",
+        hide_env_values = true,
+        requires = "auth_secret"
+    )]
+    pub token_secret_old: Option<String>,
+    /// Accept tokens of --token-secret-old only before this time (RFC 3339, e.g.
+    /// 2026-12-31T00:00:00Z).
+    #[arg(long, env = "CSTORE_TOKEN_SECRET_OLD_UNTIL", value_name = "RFC3339",
+          value_parser = parse_rfc3339, requires = "token_secret_old")]
+    pub token_secret_old_until: Option<u64>,
+}
+
+impl ServeArgs {
+    /// The key that verifies tokens: `--auth-secret`, with `--token-secret-old` during a
+    /// rotation; `None` without a secret (every request is allowed).
+    pub fn token_key(&self) -> Result<Option<TokenKey>, WeakSecret> {
+        let Some(secret) = self.auth_secret.as_deref() else {
+            return Ok(None);
+        };
+        let key = TokenKey::new(secret)?;
+        Ok(Some(match self.token_secret_old.as_deref() {
+            Some(old) => key.with_old_secret(old, self.token_secret_old_until)?,
+            None => key,
+        }))
+    }
 }
 
 /// `cstore token …`.
@@ -197,9 +228,14 @@ pub enum TokenCommand {
 /// Options of `cstore token create`.
 #[derive(Debug, Clone, Args)]
 pub struct TokenCreateArgs {
-    /// Scopes, comma-separated: read, write, admin.
+    /// Scopes, comma-separated: replicate (only /v1/replicate), read, write, admin.
     #[arg(long, value_delimiter = ',', required = true)]
     pub scope: Vec<Scope>,
+    /// Limit the token to these collections, comma-separated (reads and writes elsewhere are
+    /// refused with 403 collection_forbidden; replication needs the explicit `replicate`
+    /// scope, since the stream carries every collection).
+    #[arg(long, value_delimiter = ',', value_name = "NAME,...", value_parser = parse_collection)]
+    pub collections: Option<Vec<String>>,
     /// Lifetime, e.g. 90s, 30m, 24h, 7d.
     #[arg(long, default_value = "24h", value_parser = parse_ttl)]
     pub ttl: Duration,
@@ -219,6 +255,7 @@ impl TokenCreateArgs {
             sub: self.subject.clone(),
             scopes: self.scope.clone(),
             exp: now_s.saturating_add(self.ttl.as_secs()),
+            collections: self.collections.clone(),
         };
         Ok(key.mint(&claims))
     }
@@ -245,6 +282,79 @@ pub fn parse_ttl(text: &str) -> Result<Duration, String> {
         .filter(|s| *s > 0)
         .ok_or_else(|| format!("{text:?} is not a positive lifetime"))?;
     Ok(Duration::from_secs(seconds))
+}
+
+/// A collection name for `--collections`, checked as the server checks names.
+fn parse_collection(name: &str) -> Result<String, String> {
+    cstore_core::doc::validate_collection_name(name).map_err(|e| e.to_string())?;
+    Ok(name.to_string())
+}
+
+/// Parses an RFC 3339 time (`2026-12-31T23:59:59Z`, `…T23:59:59.5+02:00`) into Unix
+/// seconds (fractions dropped). Times before 1970 are refused.
+pub fn parse_rfc3339(text: &str) -> Result<u64, String> {
+    let bad = || format!("{text:?} is not an RFC 3339 time such as 2026-12-31T00:00:00Z");
+    let bytes = text.as_bytes();
+    if bytes.len() < 20 || !matches!(bytes[10], b'T' | b't' | b' ') {
+        return Err(bad());
+    }
+    let number = |at: usize, len: usize| -> Result<i64, String> {
+        let part = text.get(at..at + len).ok_or_else(bad)?;
+        if !part.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(bad());
+        }
+        part.parse().map_err(|_| bad())
+    };
+    let separators = [(4, b'-'), (7, b'-'), (13, b':'), (16, b':')];
+    if separators.iter().any(|&(at, c)| bytes[at] != c) {
+        return Err(bad());
+    }
+    let (year, month, day) = (number(0, 4)?, number(5, 2)?, number(8, 2)?);
+    let (hour, minute, second) = (number(11, 2)?, number(14, 2)?, number(17, 2)?);
+    let mut rest = &text[19..];
+    if let Some(fraction) = rest.strip_prefix('.') {
+        let digits = fraction.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 {
+            return Err(bad());
+        }
+        rest = &fraction[digits..];
+    }
+    let offset_s = match rest {
+        "Z" | "z" => 0,
+        _ if rest.len() == 6 && matches!(&rest[..1], "+" | "-") && &rest[3..4] == ":" => {
+            let hours: i64 = rest[1..3].parse().map_err(|_| bad())?;
+            let minutes: i64 = rest[4..6].parse().map_err(|_| bad())?;
+            if hours > 23 || minutes > 59 {
+                return Err(bad());
+            }
+            let sign = if rest.starts_with('-') { -1 } else { 1 };
+            sign * (hours * 3600 + minutes * 60)
+        }
+        _ => return Err(bad()),
+    };
+    let days_in_month = match month {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if year % 4 == 0 && (year % 100 != 0 || year % 400 == 0) => 29,
+        2 => 28,
+        _ => return Err(bad()),
+    };
+    if day < 1 || day > days_in_month || hour > 23 || minute > 59 || second > 60 {
+        return Err(bad());
+    }
+    // Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
+    let (y, m) = if month <= 2 {
+        (year - 1, month + 9)
+    } else {
+        (year, month - 3)
+    };
+    let era = y.div_euclid(400);
+    let year_of_era = y - era * 400;
+    let day_of_year = (153 * m + 2) / 5 + day - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    let days = era * 146_097 + day_of_era - 719_468;
+    let unix = days * 86_400 + hour * 3600 + minute * 60 + second - offset_s;
+    u64::try_from(unix).map_err(|_| format!("{text:?} is before 1970"))
 }
 
 #[cfg(test)]
@@ -275,6 +385,60 @@ mod tests {
         ] {
             assert!(parse_ttl(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn rfc3339_times() {
+        assert_eq!(parse_rfc3339("1970-01-01T00:00:00Z"), Ok(0));
+        assert_eq!(parse_rfc3339("2026-12-31T00:00:00Z"), Ok(1_798_675_200));
+        assert_eq!(parse_rfc3339("2000-02-29T12:30:15.25Z"), Ok(951_827_415));
+        assert_eq!(
+            parse_rfc3339("2026-12-31T02:00:00+02:00"),
+            Ok(1_798_675_200)
+        );
+        assert_eq!(
+            parse_rfc3339("2026-12-30T22:00:00-02:00"),
+            Ok(1_798_675_200)
+        );
+        for bad in [
+            "",
+            "2026-12-31",
+            "2026-12-31T00:00:00",
+            "2026-13-01T00:00:00Z",
+            "2026-02-29T00:00:00Z",
+            "2026-12-31T24:00:00Z",
+            "2026-12-31T00:00:00+2:00",
+            "1969-12-31T23:59:59Z",
+            "2026-12-31T00:00:00.Z",
+            "tomorrow",
+        ] {
+            assert!(parse_rfc3339(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn token_rotation_flags() {
+        let cli = Cli::try_parse_from([
+            "cstore",
+            "serve",
+            "--auth-secret",
+            "new",
+            "--token-secret-old",
+            "old",
+            "--token-secret-old-until",
+            "2026-12-31T00:00:00Z",
+        ])
+        .unwrap();
+        let Command::Serve(args) = cli.command else {
+            panic!("not serve")
+        };
+        assert_eq!(args.token_secret_old_until, Some(1_798_675_200));
+        assert!(args.token_key().unwrap().unwrap().has_old_secret());
+        // An old secret without a new one makes no sense.
+        assert!(
+            Cli::try_parse_from(["cstore", "serve", "--token-secret-old", "old"]).is_err()
+                || std::env::var_os("CSTORE_AUTH_SECRET").is_some()
+        );
     }
 
     #[test]
@@ -319,6 +483,44 @@ mod tests {
         assert!(
             Cli::try_parse_from([
                 "cstore", "token", "create", "--scope", "root", "--secret", "s"
+            ])
+            .is_err()
+        );
+        let limited = Cli::try_parse_from([
+            "cstore",
+            "token",
+            "create",
+            "--scope",
+            "replicate,write",
+            "--collections",
+            "notes,todos",
+            "--secret",
+            "s",
+        ])
+        .unwrap();
+        let Command::Token(TokenCommand::Create(args)) = limited.command else {
+            panic!("not token create")
+        };
+        let claims = TokenKey::new("s")
+            .unwrap()
+            .verify(&args.mint(1000).unwrap(), 1000)
+            .unwrap();
+        assert_eq!(claims.scopes, vec![Scope::Replicate, Scope::Write]);
+        assert_eq!(
+            claims.collections,
+            Some(vec!["notes".to_string(), "todos".to_string()])
+        );
+        assert!(
+            Cli::try_parse_from([
+                "cstore",
+                "token",
+                "create",
+                "--scope",
+                "read",
+                "--collections",
+                "bad name!",
+                "--secret",
+                "s"
             ])
             .is_err()
         );

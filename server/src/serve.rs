@@ -156,6 +156,7 @@ fn cluster_config(
             sub: format!("cluster-member-{node_id}"),
             scopes: vec![Scope::Admin],
             exp: crate::clock::now_ms().0 / 1000 + MEMBER_TOKEN_TTL_S,
+            collections: None,
         })
     });
     Ok(Some(ClusterConfig {
@@ -184,7 +185,7 @@ pub async fn run(args: ServeArgs, shutdown: impl Future<Output = ()>) -> Result<
     if let Some(urls) = &args.follow {
         check_follow_urls(&follow_urls(urls))?;
     }
-    let key = args.auth_secret.as_deref().map(TokenKey::new).transpose()?;
+    let key = args.token_key()?;
     let mut cluster = cluster_config(&args, key.as_ref())?;
     let demo_dir = demo::resolve_dir(args.demo_dir.as_deref())?;
     let addrs: Vec<SocketAddr> = tokio::net::lookup_host(&args.listen)
@@ -353,6 +354,8 @@ mod tests {
             checkpoint_every: None,
             replication_tail_mib: crate::replicate::TAIL_MIB_DEFAULT,
             demo_dir: None,
+            token_secret_old: None,
+            token_secret_old_until: None,
         }
     }
 

@@ -51,6 +51,27 @@ pub fn mint_token(
         .to_string())
 }
 
+/// Runs `cstore token create --secret <secret> <args…>` and returns the token it prints: for
+/// the options `mint_token` does not pass (`--collections`, `--subject`).
+pub fn mint_token_with(binary: &Path, secret: &str, args: &[&str]) -> Result<String, HarnessError> {
+    let mut command = Command::new(binary);
+    command
+        .args(["token", "create", "--secret", secret])
+        .args(args);
+    let output = command
+        .output()
+        .map_err(|e| HarnessError::io(format!("running {command:?}"), e))?;
+    let stdout = String::from_utf8_lossy(&output.stdout).trim().to_string();
+    match stdout.lines().last() {
+        Some(token) if output.status.success() => Ok(token.trim().to_string()),
+        _ => Err(HarnessError::Command {
+            command: format!("{command:?}"),
+            status: output.status.to_string(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }),
+    }
+}
+
 /// Builds a token by hand: `claims` JSON signed with `secret`.
 pub fn sign_token(secret: &str, claims: &serde_json::Value) -> String {
     let claims_part = URL_SAFE_NO_PAD.encode(serde_json::to_vec(claims).expect("claims serialize"));

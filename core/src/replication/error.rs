@@ -98,6 +98,10 @@ pub enum ReplicationError {
     /// The hello's subscription names too many collections, or invalid names.
     #[error("invalid subscription: {0}")]
     InvalidSubscription(String),
+    /// The replica's credentials are limited to collections and its hello asks for more (or
+    /// for every collection).
+    #[error("subscription not allowed: {0}")]
+    SubscriptionForbidden(String),
     /// The leader's own snapshot could not be filtered for a subscription (a leader bug or
     /// a damaged snapshot).
     #[error("the leader's snapshot is unusable: {0}")]
@@ -130,6 +134,7 @@ impl ErrorCode for ReplicationError {
             ReplicationError::ReplicaLagging { .. } => "replica_lagging",
             ReplicationError::AckBeyondSent { .. } => "ack_beyond_sent",
             ReplicationError::InvalidSubscription(_) => "invalid_subscription",
+            ReplicationError::SubscriptionForbidden(_) => "collection_forbidden",
             ReplicationError::LeaderSnapshot(_) => "leader_snapshot_unusable",
             ReplicationError::Remote { .. } => "peer_error",
         }
@@ -142,12 +147,14 @@ impl ReplicationError {
         match self {
             ReplicationError::UnsupportedProtocol { .. }
             | ReplicationError::SnapshotTooLarge { .. }
-            | ReplicationError::InvalidSubscription(_) => Remedy::Stop,
+            | ReplicationError::InvalidSubscription(_)
+            | ReplicationError::SubscriptionForbidden(_) => Remedy::Stop,
             ReplicationError::ApplyFailed { .. } => Remedy::Rebootstrap,
             ReplicationError::Remote { code, .. } => match code.as_str() {
-                "unsupported_protocol" | "snapshot_too_large" | "invalid_subscription" => {
-                    Remedy::Stop
-                }
+                "unsupported_protocol"
+                | "snapshot_too_large"
+                | "invalid_subscription"
+                | "collection_forbidden" => Remedy::Stop,
                 "apply_failed" => Remedy::Rebootstrap,
                 _ => Remedy::Reconnect,
             },

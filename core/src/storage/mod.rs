@@ -59,6 +59,10 @@ pub enum StorageError {
     /// An IO error from the platform (file system, IndexedDB).
     #[error("storage I/O failed: {0}")]
     Io(String),
+    /// The device is out of space (or quota). Nothing of the failed call was made durable and
+    /// the store is unchanged, so a later call may succeed once space is freed.
+    #[error("storage is full: {0}")]
+    Full(String),
     /// Stored bytes failed their checksum or hash, or do not decode.
     #[error("storage is corrupt: {0}")]
     Corrupt(String),
@@ -80,6 +84,7 @@ impl ErrorCode for StorageError {
     fn code(&self) -> &'static str {
         match self {
             StorageError::Io(_) => "storage_io",
+            StorageError::Full(_) => "disk_full",
             StorageError::Corrupt(_) => "storage_corrupt",
             StorageError::NotContiguous { .. } => "not_contiguous",
             StorageError::Missing(_) => "entry_missing",

@@ -7,8 +7,19 @@
 //!
 //! ```text
 //!   cst1.<base64url(JSON claims)>.<base64url(HMAC-SHA256(secret, "cst1." + claims part))>
-//!   claims = {"sub": "...", "scopes": ["read"], "exp": <unix seconds>}
+//!   claims = {"sub": "...", "scopes": ["read"], "exp": <unix seconds>,
+//!             "collections"?: ["notes", "todos"]}
 //! ```
+//!
+//! A token with `collections` reads and writes only those collections (`403
+//! collection_forbidden` elsewhere); over `/v1/replicate` its hello must subscribe to those
+//! collections only (the others' operations then travel as hashes), or the session is closed
+//! with `collection_forbidden`.
+//!
+//! Rotation: the server may hold a second, old secret (`--token-secret-old`, optionally until
+//! `--token-secret-old-until`): tokens signed with either verify, so clients move to tokens of
+//! the new secret at their own pace, and the old one stops working when it is removed or
+//! its time is up.
 //!
 //! The signature is checked before the claims are parsed, so nothing an attacker wrote is
 //! interpreted until it is known to come from someone who holds the secret.
@@ -39,6 +50,15 @@ pub enum AuthError {
         /// The scope the route needs.
         needed: Scope,
     },
+    /// The token is limited to collections and the request touches another one (or, for
+    /// replication, every one).
+    #[error("the token is limited to collections {allowed:?}; {what}")]
+    CollectionForbidden {
+        /// The collections the token may use.
+        allowed: Vec<String>,
+        /// What the request wanted.
+        what: String,
+    },
 }
 
 impl ErrorCode for AuthError {
@@ -48,6 +68,7 @@ impl ErrorCode for AuthError {
             AuthError::InvalidToken(_) => "invalid_token",
             AuthError::TokenExpired => "token_expired",
             AuthError::Forbidden { .. } => "forbidden",
+            AuthError::CollectionForbidden { .. } => "collection_forbidden",
         }
     }
 }

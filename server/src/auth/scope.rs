@@ -1,5 +1,7 @@
 //! Scopes: what a token lets its holder do. They nest: `admin` grants everything, `write`
-//! grants `read`, so a route names only the least scope it needs.
+//! grants `read`, `read` grants `replicate`, so a route names only the least scope it needs.
+//! `replicate` alone opens `/v1/replicate` and nothing else: a read replica's token that
+//! cannot write, nor read through the HTTP API.
 
 use std::fmt;
 use std::str::FromStr;
@@ -10,6 +12,8 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Scope {
+    /// Open `/v1/replicate` (follow the log) and nothing else.
+    Replicate,
     /// Get, find, status, replicate.
     Read,
     /// Every write; implies `read`.
@@ -20,7 +24,7 @@ pub enum Scope {
 
 /// A scope name that is not `read`, `write` or `admin`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown scope {0:?}: use read, write or admin")]
+#[error("unknown scope {0:?}: use replicate, read, write or admin")]
 pub struct InvalidScope(pub String);
 
 impl Scope {
@@ -28,14 +32,16 @@ impl Scope {
     pub fn grants(self, needed: Scope) -> bool {
         match self {
             Scope::Admin => true,
-            Scope::Write => matches!(needed, Scope::Read | Scope::Write),
-            Scope::Read => needed == Scope::Read,
+            Scope::Write => matches!(needed, Scope::Replicate | Scope::Read | Scope::Write),
+            Scope::Read => matches!(needed, Scope::Replicate | Scope::Read),
+            Scope::Replicate => needed == Scope::Replicate,
         }
     }
 
     /// The name used in tokens and on the command line.
     pub fn as_str(self) -> &'static str {
         match self {
+            Scope::Replicate => "replicate",
             Scope::Read => "read",
             Scope::Write => "write",
             Scope::Admin => "admin",
@@ -54,6 +60,7 @@ impl FromStr for Scope {
 
     fn from_str(text: &str) -> Result<Scope, InvalidScope> {
         match text {
+            "replicate" => Ok(Scope::Replicate),
             "read" => Ok(Scope::Read),
             "write" => Ok(Scope::Write),
             "admin" => Ok(Scope::Admin),
@@ -70,6 +77,13 @@ mod tests {
     fn scopes_nest() {
         use Scope::*;
         let table = [
+            (Replicate, Replicate, true),
+            (Replicate, Read, false),
+            (Replicate, Write, false),
+            (Replicate, Admin, false),
+            (Read, Replicate, true),
+            (Write, Replicate, true),
+            (Admin, Replicate, true),
             (Read, Read, true),
             (Read, Write, false),
             (Read, Admin, false),
@@ -87,7 +101,7 @@ mod tests {
 
     #[test]
     fn parses_names() {
-        for scope in [Scope::Read, Scope::Write, Scope::Admin] {
+        for scope in [Scope::Replicate, Scope::Read, Scope::Write, Scope::Admin] {
             assert_eq!(scope.as_str().parse(), Ok(scope));
         }
         assert!("READ".parse::<Scope>().is_err());

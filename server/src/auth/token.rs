@@ -25,12 +25,29 @@ pub struct Claims {
     pub scopes: Vec<Scope>,
     /// Expiry, in seconds since the Unix epoch: the token is refused from this second on.
     pub exp: u64,
+    /// When present, the only collections the holder may read or write (absent: all). Left
+    /// out of the JSON when absent, so tokens without it are what they always were.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub collections: Option<Vec<String>>,
 }
 
 impl Claims {
     /// True when one of the scopes grants `needed`.
     pub fn allows(&self, needed: Scope) -> bool {
         self.scopes.iter().any(|s| s.grants(needed))
+    }
+
+    /// Checks that the holder may use `collection`.
+    pub fn check_collection(&self, collection: &str) -> Result<(), AuthError> {
+        match &self.collections {
+            Some(allowed) if !allowed.iter().any(|c| c == collection) => {
+                Err(AuthError::CollectionForbidden {
+                    allowed: allowed.clone(),
+                    what: format!("the request uses collection {collection:?}"),
+                })
+            }
+            _ => Ok(()),
+        }
     }
 }
 
@@ -39,10 +56,20 @@ impl Claims {
 #[error("the auth secret must not be empty")]
 pub struct WeakSecret;
 
-/// The server's signing key: mints and verifies tokens.
+/// The server's signing key: mints and verifies tokens. It may also hold an old key (secret
+/// rotation), which verifies tokens until its end but never signs.
 #[derive(Clone)]
 pub struct TokenKey {
     mac: Hmac<Sha256>,
+    old: Option<OldKey>,
+}
+
+/// The previous secret during a rotation.
+#[derive(Clone)]
+struct OldKey {
+    mac: Hmac<Sha256>,
+    /// Unix seconds from which tokens of the old secret are refused; `None`: while configured.
+    until_s: Option<u64>,
 }
 
 impl fmt::Debug for TokenKey {
@@ -55,12 +82,24 @@ impl fmt::Debug for TokenKey {
 impl TokenKey {
     /// A key from the shared secret (its UTF-8 bytes).
     pub fn new(secret: &str) -> Result<TokenKey, WeakSecret> {
-        if secret.is_empty() {
-            return Err(WeakSecret);
-        }
-        let mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes())
-            .expect("HMAC takes keys of any length");
-        Ok(TokenKey { mac })
+        Ok(TokenKey {
+            mac: hmac_key(secret)?,
+            old: None,
+        })
+    }
+
+    /// Also accepts tokens signed with `old_secret` (the secret being rotated out), until
+    /// `until_s` (Unix seconds) if given. New tokens are still minted with the new secret.
+    pub fn with_old_secret(
+        mut self,
+        old_secret: &str,
+        until_s: Option<u64>,
+    ) -> Result<TokenKey, WeakSecret> {
+        self.old = Some(OldKey {
+            mac: hmac_key(old_secret)?,
+            until_s,
+        });
+        Ok(self)
     }
 
     /// Signs `claims` into a token.
@@ -88,9 +127,19 @@ impl TokenKey {
         let signature = URL_SAFE_NO_PAD
             .decode(signature)
             .map_err(|_| AuthError::InvalidToken("signature is not base64url"))?;
-        self.sign(signed)
-            .verify_slice(&signature)
-            .map_err(|_| AuthError::InvalidToken("bad signature"))?;
+        let current = self.sign(signed).verify_slice(&signature).is_ok();
+        // During a rotation, the old secret's tokens verify until its end.
+        let old = !current
+            && self.old.as_ref().is_some_and(|old| {
+                old.until_s.is_none_or(|until| now_s < until) && {
+                    let mut mac = old.mac.clone();
+                    mac.update(signed.as_bytes());
+                    mac.verify_slice(&signature).is_ok()
+                }
+            });
+        if !current && !old {
+            return Err(AuthError::InvalidToken("bad signature"));
+        }
         // Signed by a holder of the secret from here on; a parse failure is a minting bug or
         // a token from an incompatible version.
         let json = URL_SAFE_NO_PAD
@@ -104,6 +153,11 @@ impl TokenKey {
         Ok(claims)
     }
 
+    /// True when an old secret is configured.
+    pub fn has_old_secret(&self) -> bool {
+        self.old.is_some()
+    }
+
     fn sign(&self, signed: &str) -> Hmac<Sha256> {
         let mut mac = self.mac.clone();
         mac.update(signed.as_bytes());
@@ -111,9 +165,17 @@ impl TokenKey {
     }
 }
 
+fn hmac_key(secret: &str) -> Result<Hmac<Sha256>, WeakSecret> {
+    if secret.is_empty() {
+        return Err(WeakSecret);
+    }
+    Ok(Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes keys of any length"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use cstore_core::ErrorCode;
 
     const NOW: u64 = 1_800_000_000;
 
@@ -126,6 +188,7 @@ mod tests {
             sub: "alice".into(),
             scopes: scopes.to_vec(),
             exp: NOW + 60,
+            collections: None,
         }
     }
 
@@ -252,5 +315,61 @@ mod tests {
     #[test]
     fn empty_secret_is_refused() {
         assert_eq!(TokenKey::new("").unwrap_err(), WeakSecret);
+        assert_eq!(key().with_old_secret("", None).unwrap_err(), WeakSecret);
+    }
+
+    #[test]
+    fn an_old_secret_verifies_until_its_end_and_never_signs() {
+        let old = TokenKey::new("old secret").unwrap();
+        let old_token = old.mint(&claims(&[Scope::Read]));
+        assert_eq!(
+            key().verify(&old_token, NOW),
+            Err(AuthError::InvalidToken("bad signature"))
+        );
+        let rotating = key().with_old_secret("old secret", Some(NOW + 10)).unwrap();
+        assert!(rotating.has_old_secret());
+        assert_eq!(rotating.verify(&old_token, NOW), Ok(claims(&[Scope::Read])));
+        assert_eq!(
+            rotating.verify(&old_token, NOW + 10),
+            Err(AuthError::InvalidToken("bad signature")),
+            "refused from its end on"
+        );
+        // New tokens: the new secret, which the old key alone does not accept.
+        let new_token = rotating.mint(&claims(&[Scope::Read]));
+        assert!(key().verify(&new_token, NOW + 20).is_ok());
+        assert!(old.verify(&new_token, NOW).is_err());
+        // Without an end, the old secret works for as long as it is configured; a third
+        // secret never does.
+        let open_ended = key().with_old_secret("old secret", None).unwrap();
+        assert!(open_ended.verify(&old_token, NOW).is_ok());
+        let stranger = TokenKey::new("another")
+            .unwrap()
+            .mint(&claims(&[Scope::Read]));
+        assert!(open_ended.verify(&stranger, NOW).is_err());
+        // The expiry of the token itself still holds.
+        assert_eq!(
+            open_ended.verify(&old_token, NOW + 60),
+            Err(AuthError::TokenExpired)
+        );
+    }
+
+    #[test]
+    fn collection_limits() {
+        let mut limited = claims(&[Scope::Write]);
+        limited.collections = Some(vec!["notes".into(), "todos".into()]);
+        let token = key().mint(&limited);
+        let verified = key().verify(&token, NOW).unwrap();
+        assert_eq!(verified, limited);
+        assert!(verified.check_collection("notes").is_ok());
+        assert_eq!(
+            verified.check_collection("secrets").unwrap_err().code(),
+            "collection_forbidden"
+        );
+        // Unlimited tokens: every collection.
+        assert!(claims(&[Scope::Read]).check_collection("secrets").is_ok());
+        assert!(!claims(&[Scope::Replicate]).allows(Scope::Read));
+        // A plain token's JSON has no `collections` key at all.
+        let json = serde_json::to_value(claims(&[Scope::Read])).unwrap();
+        assert!(json.get("collections").is_none());
     }
 }

@@ -105,6 +105,8 @@ pub struct LogShared {
     durable: Mutex<Lsn>,
     /// Appends (and barriers) for the WAL thread, in order.
     wal: Mutex<std::sync::mpsc::Sender<WalJob>>,
+    /// The first append failure, if any: openraft has stopped this member's Raft since.
+    append_failure: Mutex<Option<StorageError>>,
 }
 
 /// Work for the WAL thread.
@@ -177,6 +179,7 @@ impl LogShared {
             recent: Mutex::new(VecDeque::new()),
             durable: Mutex::new(appended.lsn),
             wal: Mutex::new(wal),
+            append_failure: Mutex::new(None),
         });
         let weak = Arc::downgrade(&shared);
         std::thread::Builder::new()
@@ -184,6 +187,16 @@ impl LogShared {
             .spawn(move || wal_thread(&weak, &jobs))
             .map_err(|e| StorageError::Io(format!("cannot start the WAL thread: {e}")))?;
         Ok(shared)
+    }
+
+    /// The state of the log's storage for `/v1/status`: `ok`, or `disk_full` / `failed` after
+    /// an append failed (the member's Raft has stopped; a restart recovers).
+    pub fn storage_health(&self) -> &'static str {
+        match &*lock(&self.append_failure) {
+            None => "ok",
+            Some(StorageError::Full(_)) => "disk_full",
+            Some(_) => "failed",
+        }
     }
 
     /// The cluster's identity, once known.
@@ -504,7 +517,18 @@ fn wal_thread(shared: &std::sync::Weak<LogShared>, jobs: &std::sync::mpsc::Recei
                     }
                 }
                 Err(e) => {
-                    // The store refuses every later write; openraft stops on the error.
+                    // Nothing of the batch is reported flushed, so this member acknowledges
+                    // none of it; openraft treats a storage error as fatal and stops the
+                    // member's Raft (no votes, no leadership) until it is restarted, which
+                    // recovers what is durable. After EIO the store also refuses every later
+                    // write; after ENOSPC it is unchanged, but the member stops all the same.
+                    let kind = match e {
+                        StorageError::Full(_) => "disk_full",
+                        _ => "io",
+                    };
+                    metrics::counter!("cstore_storage_errors_total", "kind" => kind).increment(1);
+                    tracing::error!(error = %e, "cluster log append failed; this member's Raft stops");
+                    lock(&shared.append_failure).get_or_insert_with(|| e.clone());
                     for flushed in flushes {
                         flushed.io_completed(Err(io_error(e.clone())));
                     }

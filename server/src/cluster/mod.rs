@@ -205,6 +205,8 @@ pub struct ClusterStatus {
     pub cluster_id: Option<String>,
     /// Why the cluster was not initialized (on the lowest-id member), if that is the case.
     pub init_error: Option<String>,
+    /// The state of its log's storage: `ok`, `disk_full` or `failed`.
+    pub storage: &'static str,
 }
 
 struct Inner {
@@ -994,6 +996,7 @@ impl Cluster {
             applied: self.inner.local.applied_position(),
             cluster_id: self.inner.log.cluster_id(),
             init_error: self.inner.init_error.lock().expect("poisoned").clone(),
+            storage: self.inner.log.storage_health(),
         }
     }
 

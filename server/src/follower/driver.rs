@@ -34,6 +34,7 @@ use cstore_core::replication::{
     Backoff, FRAME_BYTES_MAX, Frame, Remedy, Replica, ReplicaCommand, ReplicaConfig,
     ReplicationError,
 };
+use cstore_core::storage::StorageError;
 use cstore_core::{LogPosition, Lsn};
 
 use super::local::{LocalCopy, LocalError};
@@ -104,6 +105,13 @@ pub(super) async fn run(mut local: LocalCopy) {
         // The next attempt starts with the next member (the one that failed may be down).
         members.advance();
         match error.remedy() {
+            // The disk was full: the entries handed to the store are not there, so the next
+            // hello must start from what the store holds, not from what was received.
+            Remedy::Reconnect if matches!(error, FollowError::Storage(StorageError::Full(_))) => {
+                metrics::counter!("cstore_storage_errors_total", "kind" => "disk_full")
+                    .increment(1);
+                replica = Replica::new(replica_config.clone(), local.position(), local.term());
+            }
             Remedy::Reconnect => {}
             Remedy::Rebootstrap => {
                 warn!("discarding the local copy: the next connection starts from a snapshot");

@@ -47,7 +47,8 @@ pub enum FollowError {
     /// The protocol ended the connection (either side), with core's code and remedy.
     #[error(transparent)]
     Replication(#[from] ReplicationError),
-    /// The local store failed: replication stops (reads go on) until a restart.
+    /// The local store failed: replication stops (reads go on) until a restart; out of space
+    /// (nothing was written) is retried after a backoff instead.
     #[error("the local store failed: {0}")]
     Storage(#[from] StorageError),
 }
@@ -70,6 +71,9 @@ impl FollowError {
     pub fn remedy(&self) -> Remedy {
         match self {
             FollowError::Replication(e) => e.remedy(),
+            // Out of space left the store as it was (nothing appended, nothing applied): try
+            // again later, from what the store holds.
+            FollowError::Storage(StorageError::Full(_)) => Remedy::Reconnect,
             // After a failed write nothing is known about the store until it is reopened.
             FollowError::Storage(_) => Remedy::Stop,
             _ => Remedy::Reconnect,

@@ -407,6 +407,7 @@ async fn writes_are_forwarded_to_the_leader_unchanged() {
         sub: "test".into(),
         scopes: vec![Scope::Read, Scope::Write],
         exp: now_ms().0 / 1000 + 3600,
+        collections: None,
     });
     let client = reqwest::Client::new();
     let url = |path: &str| format!("http://{follower_addr}{path}");

@@ -10,6 +10,8 @@ use axum::http::{HeaderMap, header};
 
 use super::AppState;
 use super::error::ApiError;
+use tracing::info;
+
 use crate::auth::{AuthError, Claims, Scope};
 
 /// A scope a route needs, as a type.
@@ -18,7 +20,11 @@ pub trait Needed: Send + Sync + 'static {
     const SCOPE: Scope;
 }
 
-/// Routes that read: get, find, status, list collections.
+/// Routes a read replica needs besides `/v1/replicate`: status (a follower asks a cluster
+/// member which cluster it belongs to and who leads). No documents.
+#[derive(Debug)]
+pub struct NeedsReplicate;
+/// Routes that read: get, find, list collections.
 #[derive(Debug)]
 pub struct NeedsRead;
 /// Routes that write.
@@ -28,6 +34,9 @@ pub struct NeedsWrite;
 #[derive(Debug)]
 pub struct NeedsAdmin;
 
+impl Needed for NeedsReplicate {
+    const SCOPE: Scope = Scope::Replicate;
+}
 impl Needed for NeedsRead {
     const SCOPE: Scope = Scope::Read;
 }
@@ -36,6 +45,36 @@ impl Needed for NeedsWrite {
 }
 impl Needed for NeedsAdmin {
     const SCOPE: Scope = Scope::Admin;
+}
+
+impl<N> Authorized<N> {
+    /// Checks that the token (if any) may use every collection in `collections`.
+    pub fn check_collections<'c>(
+        &self,
+        collections: impl IntoIterator<Item = &'c str>,
+    ) -> Result<(), AuthError> {
+        let Some(claims) = self.claims.as_ref().filter(|c| c.collections.is_some()) else {
+            return Ok(());
+        };
+        collections
+            .into_iter()
+            .try_for_each(|c| claims.check_collection(c))
+    }
+
+    /// True when the token (if any) may use `collection`.
+    pub fn may_use(&self, collection: &str) -> bool {
+        self.claims
+            .as_ref()
+            .is_none_or(|c| c.check_collection(collection).is_ok())
+    }
+}
+
+/// The collection named by a path under `/v1/c/{collection}`, as sent (not percent-decoded: a
+/// name that is not byte-for-byte one of the token's is refused, which fails closed).
+fn path_collection(path: &str) -> Option<&str> {
+    let rest = path.strip_prefix("/v1/c/")?;
+    let name = rest.split('/').next().unwrap_or(rest);
+    (!name.is_empty()).then_some(name)
 }
 
 /// The token of an `Authorization: Bearer …` header: `None` without the header; an error for
@@ -85,6 +124,15 @@ impl<N: Needed> FromRequestParts<AppState> for Authorized<N> {
         let claims = key.verify(token, now_s)?;
         if !claims.allows(N::SCOPE) {
             return Err(AuthError::Forbidden { needed: N::SCOPE }.into());
+        }
+        // A collection in the path is checked here, for every route under `/v1/c/{c}`; the
+        // collections inside a transaction's body are checked by its handler.
+        if let Some(collection) = path_collection(parts.uri.path()) {
+            claims.check_collection(collection)?;
+        }
+        if N::SCOPE == Scope::Write {
+            // Who wrote what: one line per authorized write request, with the token's subject.
+            info!(sub = %claims.sub, method = %parts.method, path = %parts.uri.path(), "write request");
         }
         Ok(Authorized {
             claims: Some(claims),

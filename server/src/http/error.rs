@@ -235,7 +235,7 @@ pub fn status_for(code: &str) -> StatusCode {
         // `?consistency=linearizable` on a read replica, which cannot promise it.
         "consistency_unavailable" => StatusCode::BAD_REQUEST,
         "missing_token" | "invalid_token" | "token_expired" => StatusCode::UNAUTHORIZED,
-        "forbidden" => StatusCode::FORBIDDEN,
+        "forbidden" | "collection_forbidden" => StatusCode::FORBIDDEN,
         "not_found"
         | "collection_not_found"
         | "index_not_found"
@@ -263,7 +263,10 @@ pub fn status_for(code: &str) -> StatusCode {
         | "leader_unavailable"
         | "not_leader"
         | "unavailable"
-        | "cluster_change_failed" => StatusCode::SERVICE_UNAVAILABLE,
+        | "cluster_change_failed"
+        | "storage_failed" => StatusCode::SERVICE_UNAVAILABLE,
+        // Nothing of the write was made durable; writes resume once space is freed.
+        "disk_full" => StatusCode::INSUFFICIENT_STORAGE,
         // `out_of_order` from the state means the leader built an entry that does not follow
         // its own log: a bug, reported as internal.
         "internal" | "storage_io" | "out_of_order" => StatusCode::INTERNAL_SERVER_ERROR,

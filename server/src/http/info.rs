@@ -8,7 +8,7 @@ use axum::response::{Html, IntoResponse};
 use serde_json::{Value, json};
 
 use super::AppState;
-use super::auth::{Authorized, NeedsAdmin, NeedsRead};
+use super::auth::{Authorized, NeedsAdmin, NeedsRead, NeedsReplicate};
 use super::error::ApiError;
 use crate::node::{Node, ReadFloor};
 
@@ -56,7 +56,7 @@ pub async fn read_index(
 
 /// `GET /v1/status`: role, term and log positions; on a follower also its leader and how
 /// replication goes.
-pub async fn status(_: Authorized<NeedsRead>, State(app): State<AppState>) -> Json<Value> {
+pub async fn status(_: Authorized<NeedsReplicate>, State(app): State<AppState>) -> Json<Value> {
     match &app.node {
         Node::Leader(leader) => {
             let status = leader.status();
@@ -72,6 +72,7 @@ pub async fn status(_: Authorized<NeedsRead>, State(app): State<AppState>) -> Js
                 "leader_url": null,
                 "replicas": app.replication.status_replicas(),
                 "watermarks": app.replication.status_watermarks(),
+                "storage": status.storage.as_str(),
             }))
         }
         Node::Follower(follower) => {
@@ -125,6 +126,7 @@ pub async fn status(_: Authorized<NeedsRead>, State(app): State<AppState>) -> Js
                 "applied_hash": status.applied.hash.to_hex(),
                 "replicas": app.replication.status_replicas(),
                 "watermarks": app.replication.status_watermarks(),
+                "storage": status.storage,
             }))
         }
     }
@@ -142,8 +144,9 @@ pub async fn metrics(_: Authorized<NeedsAdmin>, State(app): State<AppState>) -> 
 }
 
 /// `GET /v1/c`: every collection with its size, indexes and TTL.
+/// A token limited to collections sees only those.
 pub async fn collections(
-    _: Authorized<NeedsRead>,
+    auth: Authorized<NeedsRead>,
     State(app): State<AppState>,
 ) -> Result<Json<Value>, ApiError> {
     let collections: Vec<Value> = app
@@ -151,6 +154,7 @@ pub async fn collections(
         .read(ReadFloor::default(), |state| {
             state
                 .collections()
+                .filter(|(name, _)| auth.may_use(name))
                 .map(|(name, c)| {
                     let indexes: Vec<_> = c.indexes().iter().map(|i| i.spec().clone()).collect();
                     json!({

@@ -39,7 +39,9 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use tower_http::cors::{Any, CorsLayer};
 use tower_http::trace::TraceLayer;
 
-pub use auth::{Authorized, Needed, NeedsAdmin, NeedsRead, NeedsWrite, bearer_token};
+pub use auth::{
+    Authorized, Needed, NeedsAdmin, NeedsRead, NeedsReplicate, NeedsWrite, bearer_token,
+};
 pub use body::{DOC_BODY_BYTES_MAX, JsonBody, TXN_BODY_BYTES_MAX};
 pub use error::{ApiError, status_for};
 pub use params::{Ack, CollectionPath, DocPath, MinLsn, Precondition, etag};

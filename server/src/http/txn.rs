@@ -82,13 +82,14 @@ enum WireOp {
 /// older `seq` with `409 duplicate_origin`. The state keeps the record (see core's
 /// `txn::Origin`), so this holds across restarts.
 pub async fn commit(
-    _: Authorized<NeedsWrite>,
+    auth: Authorized<NeedsWrite>,
     State(app): State<AppState>,
     ack: Ack,
     JsonBody(body): JsonBody<TXN_BODY_BYTES_MAX>,
 ) -> Result<Json<Value>, ApiError> {
     let node = &app.node;
     let (txn, ids) = parse(node, body)?;
+    auth.check_collections(txn.ops.iter().map(|op| op.collection()))?;
     // A rejection names its operation in its message (core's `Rejection` does).
     let (lsn, duplicate) = written(node, node.write(txn).await).await?;
     ack.settle(&app, lsn).await?;
@@ -111,7 +112,7 @@ pub const TXNS_MAX: usize = 1_000;
 /// never mistaken for a duplicate of a later write. (An `ack_unknown` write may still commit;
 /// one after it commits only if it does.)
 pub async fn commit_many(
-    _: Authorized<NeedsWrite>,
+    auth: Authorized<NeedsWrite>,
     State(app): State<AppState>,
     ack: Ack,
     JsonBody(body): JsonBody<TXN_BODY_BYTES_MAX>,
@@ -126,7 +127,13 @@ pub async fn commit_many(
     let trace = tracing::enabled!(tracing::Level::DEBUG);
     let mut origins = Vec::new();
     for item in items {
-        match parse(node, item) {
+        // A transaction on a collection the token may not use is answered like one that does
+        // not parse: never written.
+        let parsed = parse(node, item).and_then(|(txn, ids)| {
+            auth.check_collections(txn.ops.iter().map(|op| op.collection()))?;
+            Ok((txn, ids))
+        });
+        match parsed {
             Ok((txn, ids)) => {
                 if trace {
                     origins.push(txn.origin.as_ref().map(|o| (o.client.clone(), o.seq)));

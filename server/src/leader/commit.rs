@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{error, info, warn};
 
-use cstore_core::storage::LogStore;
+use cstore_core::storage::{LogStore, StorageError};
 use cstore_core::{LogEntry, Lsn, Txn};
 
 use super::{LeaderConfig, Request, Shared, WriteError};
@@ -87,10 +87,22 @@ pub(crate) async fn run<S: LogStore>(
     }
 }
 
+/// While the disk is full, an expiry tick is tried at most this often: each refused batch
+/// rebuilds the state, and a deadline already past would otherwise retry at once, forever.
+const FULL_DISK_TICK_RETRY: Duration = Duration::from_secs(1);
+
 /// How long until the next document expires, if any does.
 fn next_deadline(shared: &Shared) -> Option<Duration> {
+    if shared.failed.lock().expect("poisoned").is_some() {
+        // No more entries: expiry waits for the restart.
+        return None;
+    }
     let at = shared.state.read().expect("poisoned").next_expiry()?;
-    Some(Duration::from_millis(at.0.saturating_sub(now_ms().0)))
+    let wait = Duration::from_millis(at.0.saturating_sub(now_ms().0));
+    if shared.disk_full.load(Ordering::Acquire) {
+        return Some(wait.max(FULL_DISK_TICK_RETRY));
+    }
+    Some(wait)
 }
 
 /// Applies and persists one batch; answers every writer. Returns the entries committed.
@@ -133,6 +145,7 @@ async fn commit_batch<S: LogStore>(
     metrics::histogram!("cstore_commit_batch_size").record(entries.len() as f64);
     match result {
         Ok(()) => {
+            shared.disk_full.store(false, Ordering::Release);
             let count = entries.len() as u64;
             // Sessions learn of the new position from the tail, after the entries are in it.
             shared.tail.push(entries);
@@ -148,16 +161,82 @@ async fn commit_batch<S: LogStore>(
             count
         }
         Err(e) => {
-            // The state now holds entries that may not be on disk. Stop writing: a restart
-            // recovers exactly what is durable.
-            error!(error = %e, "log append failed; the leader stops taking writes");
-            *shared.failed.lock().expect("poisoned") = Some(e.to_string());
-            // Wake readers waiting for durability: what they read will never be durable.
+            let error = WriteError::from(e.clone());
+            let full = matches!(e, StorageError::Full(_));
+            let kind = if full { "disk_full" } else { "io" };
+            metrics::counter!("cstore_storage_errors_total", "kind" => kind).increment(1);
+            metrics::counter!("cstore_writes_total", "result" => kind)
+                .increment(waiting.len() as u64);
+            // First the state: once a writer hears of the failure, no read sees its entry.
+            discard_undurable(shared, store).await;
+            if full {
+                // The store cut what it wrote of this batch and is unchanged: the next batch
+                // is written afresh. Nothing here was acknowledged.
+                warn!(error = %e, entries = entries.len(), "log append failed: the disk is full; \
+                      the batch is refused and later writes are tried again");
+                shared.disk_full.store(true, Ordering::Release);
+            } else {
+                // Nothing is known about what reached the disk, and an fsync is never retried
+                // on the same data: take no more writes; a restart recovers what is durable.
+                error!(error = %e, "log append failed; the leader takes no more writes until \
+                       restarted (reads go on)");
+                shared
+                    .failed
+                    .lock()
+                    .expect("poisoned")
+                    .get_or_insert_with(|| e.to_string());
+            }
+            // Wake readers waiting for durability: what they saw will never be durable.
             shared.committed_watch.send_modify(|_| {});
             for (_, reply) in waiting {
-                let _ = reply.send(Err(WriteError::Storage(e.to_string())));
+                let _ = reply.send(Err(error.clone()));
             }
             0
+        }
+    }
+}
+
+/// After a failed append: replaces the state, which holds the batch's entries, with one
+/// rebuilt from what the store holds, and moves the generation so that readers that saw the
+/// dropped entries read again. If the store cannot even be read, the state keeps them and
+/// every read that saw them fails (they never become durable): the leader is then failed.
+async fn discard_undurable<S: LogStore>(shared: &Shared, store: &mut S) {
+    let started = Instant::now();
+    let rebuilt = async {
+        let (state, _) = super::recovery::load_state(store).await?;
+        // A batch that spans segments may fail in a later one after an earlier part was
+        // synced (and, after an IO error, stays in the store): that part is durable, so it
+        // is published like any committed entry, though its writers were told it failed.
+        let committed = Lsn(shared.committed.load(Ordering::Acquire));
+        let applied = state.applied().lsn;
+        let durable_more = if applied > committed {
+            store.read_range(committed.next(), applied.next()).await?
+        } else {
+            Vec::new()
+        };
+        Ok::<_, super::StartError>((state, durable_more))
+    };
+    match rebuilt.await {
+        Ok((state, durable_more)) => {
+            let lsn = state.applied().lsn;
+            *shared.state.write().expect("poisoned") = state;
+            shared.generation.fetch_add(1, Ordering::AcqRel);
+            if !durable_more.is_empty() {
+                shared.tail.push(durable_more);
+                shared.committed.store(lsn.0, Ordering::Release);
+                shared.committed_watch.send_replace(lsn);
+            }
+            info!(%lsn, ms = started.elapsed().as_millis() as u64,
+                  "state rebuilt from the log after a failed append");
+        }
+        Err(e) => {
+            error!(error = %e, "cannot rebuild the state after a failed append; \
+                   the leader takes no more writes");
+            shared
+                .failed
+                .lock()
+                .expect("poisoned")
+                .get_or_insert_with(|| e.to_string());
         }
     }
 }
@@ -177,7 +256,16 @@ async fn checkpoint<S: LogStore>(shared: &Shared, store: &mut S) {
             metrics::counter!("cstore_checkpoints_total").increment(1);
             info!(%lsn, bytes = snapshot.data.len(), ms = started.elapsed().as_millis() as u64, "checkpoint written");
         }
-        // A failed checkpoint loses nothing: the log still holds every entry.
-        Err(e) => warn!(error = %e, %lsn, "checkpoint failed; the log keeps growing"),
+        // A failed checkpoint loses nothing: the log still holds every entry, and the store
+        // keeps the last good snapshot (a new one replaces it only at its rename).
+        Err(e) => {
+            let kind = if matches!(e, StorageError::Full(_)) {
+                "checkpoint_disk_full"
+            } else {
+                "checkpoint_io"
+            };
+            metrics::counter!("cstore_storage_errors_total", "kind" => kind).increment(1);
+            warn!(error = %e, %lsn, "checkpoint failed; the log keeps growing");
+        }
     }
 }

@@ -19,9 +19,18 @@
 //! waits for it to be durable ([`Leader::wait_durable`], at most one batch): no read returns
 //! data that a crash could still take back.
 //!
-//! If the store fails, the state holds entries that may not be durable: the leader stops
-//! taking writes (every later write fails with `storage_io`) and the process should be
-//! restarted, which recovers from what is on disk.
+//! If an append fails, the state holds entries that are not durable. The commit thread answers
+//! their writers with the error, then rebuilds the state from what the store holds (its
+//! snapshot and log), so reads go on answering from durable data only; a reader that saw one
+//! of the dropped entries learns it from the state's *generation* and reads again.
+//! What happens next depends on the failure (the disk-fault policy, docs/OPERATIONS.md):
+//!
+//! - out of space (`StorageError::Full`): the store cut what it had written of the batch and
+//!   is unchanged; those writes fail with `disk_full` (507) and later writes are tried again,
+//!   each batch written afresh, so writing resumes by itself once space is freed;
+//! - any other IO error (a failed `fdatasync` above all): nothing is known about what reached
+//!   the disk and an fsync is never retried on the same data; the leader takes no more writes
+//!   (`storage_failed`, 503) and stays read-only until a restart recovers from what is durable.
 
 mod ack;
 mod commit;
@@ -82,6 +91,9 @@ pub enum WriteError {
     /// The store failed; the leader takes no more writes until restarted.
     #[error("storage failed: {0}")]
     Storage(String),
+    /// The disk is full; nothing of this write was made durable. Later writes are tried again.
+    #[error("the disk is full; the write was not made durable: {0}")]
+    DiskFull(String),
     /// Cluster mode: this member does not lead (any more); nothing was written here.
     #[error("this member is not the leader{}", match .leader_url {
         Some(url) => format!(" (the leader is {url})"),
@@ -105,7 +117,8 @@ impl ErrorCode for WriteError {
         match self {
             WriteError::Rejected(r) => r.code(),
             WriteError::ShuttingDown => "shutting_down",
-            WriteError::Storage(_) => "storage_io",
+            WriteError::Storage(_) => "storage_failed",
+            WriteError::DiskFull(_) => "disk_full",
             WriteError::NotLeader { .. } => "not_leader",
             WriteError::OutcomeUnknown(_) => "ack_unknown",
             WriteError::Unavailable(_) => "unavailable",
@@ -124,6 +137,30 @@ pub struct LeaderStatus {
     pub applied_lsn: Lsn,
     /// The last entry known durable on the leader.
     pub committed_lsn: Lsn,
+    /// The state of its store.
+    pub storage: StorageHealth,
+}
+
+/// What `/v1/status` says about the leader's store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StorageHealth {
+    /// The last append succeeded.
+    Ok,
+    /// The last append failed for lack of space; writes are tried again.
+    DiskFull,
+    /// An append failed with an IO error: read-only until restarted.
+    Failed,
+}
+
+impl StorageHealth {
+    /// Its name in `/v1/status`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StorageHealth::Ok => "ok",
+            StorageHealth::DiskFull => "disk_full",
+            StorageHealth::Failed => "failed",
+        }
+    }
 }
 
 /// A request to the commit thread.
@@ -147,6 +184,12 @@ pub(crate) struct Shared {
     pub(crate) ids: Mutex<IdGenerator>,
     pub(crate) closing: AtomicBool,
     pub(crate) failed: Mutex<Option<String>>,
+    /// Bumped (under the state's write lock) each time applied entries that never became
+    /// durable are thrown away, before any later entry is applied: a reader that saw the
+    /// state under another generation may have seen such an entry.
+    pub(crate) generation: AtomicU64,
+    /// The last append failed for lack of space.
+    pub(crate) disk_full: AtomicBool,
     /// The newest durable entries, for replication sessions.
     pub(crate) tail: Arc<LogTail>,
 }
@@ -238,25 +281,59 @@ impl Leader {
             term: self.shared.term,
             applied_lsn: self.read(|s| s.applied().lsn),
             committed_lsn: Lsn(self.shared.committed.load(Ordering::Acquire)),
+            storage: if self.shared.failed.lock().expect("poisoned").is_some() {
+                StorageHealth::Failed
+            } else if self.shared.disk_full.load(Ordering::Acquire) {
+                StorageHealth::DiskFull
+            } else {
+                StorageHealth::Ok
+            },
         }
     }
 
     /// Runs `f` on the state like [`Self::read`], then waits until everything it could have
-    /// seen is durable (see [`Self::wait_durable`]). What the API's reads use.
+    /// seen is durable (see [`Self::wait_durable`]). What the API's reads use. When the
+    /// entries it saw were thrown away instead (their append failed), it fails with
+    /// `unavailable` (retry): a read never answers with data that was not made durable.
     pub async fn read_durable<R>(&self, f: impl FnOnce(&State) -> R) -> Result<R, WriteError> {
-        let (result, applied) = self.read(|state| (f(state), state.applied().lsn));
-        self.wait_durable(applied).await?;
-        Ok(result)
+        let (result, applied, generation) = self.read(|state| {
+            let generation = self.shared.generation.load(Ordering::Acquire);
+            (f(state), state.applied().lsn, generation)
+        });
+        if self.wait_durable_seen(applied, Some(generation)).await? {
+            Ok(result)
+        } else {
+            Err(WriteError::Unavailable(
+                "the read saw writes whose append failed; read again".to_string(),
+            ))
+        }
     }
 
-    /// Waits until every entry up to `lsn` is durable: for a reader that saw entries applied
-    /// but not yet synced. Returns at once in the common case (`lsn` already durable); fails
-    /// when the store failed, since those entries will never be durable.
+    /// Waits until every entry up to `lsn` is durable, where `lsn` came from an answer (a
+    /// client's `min_lsn`, an LSN a write returned), not from a look at the state. Returns at
+    /// once in the common case; fails when the store failed.
     pub async fn wait_durable(&self, lsn: Lsn) -> Result<(), WriteError> {
+        self.wait_durable_seen(lsn, None).await.map(|_| ())
+    }
+
+    /// Waits until entries up to `lsn`, applied when the state had `generation`, are durable
+    /// (`true`), or were thrown away because their append failed (`false`). Fails when the
+    /// store failed for good.
+    async fn wait_durable_seen(
+        &self,
+        lsn: Lsn,
+        generation: Option<u64>,
+    ) -> Result<bool, WriteError> {
         let mut committed = self.shared.committed_watch.subscribe();
         loop {
-            if *committed.borrow_and_update() >= lsn {
-                return Ok(());
+            // Committed first, then the generation: an entry committed after a rebuild was
+            // applied after the generation moved, so seeing it means seeing the new one.
+            let durable = *committed.borrow_and_update() >= lsn;
+            if generation.is_some_and(|g| g != self.shared.generation.load(Ordering::Acquire)) {
+                return Ok(false);
+            }
+            if durable {
+                return Ok(true);
             }
             if let Some(reason) = self.shared.failed.lock().expect("poisoned").clone() {
                 return Err(WriteError::Storage(reason));
@@ -310,6 +387,9 @@ impl Leader {
 
 impl From<StorageError> for WriteError {
     fn from(e: StorageError) -> WriteError {
-        WriteError::Storage(e.to_string())
+        match e {
+            StorageError::Full(_) => WriteError::DiskFull(e.to_string()),
+            _ => WriteError::Storage(e.to_string()),
+        }
     }
 }

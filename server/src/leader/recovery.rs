@@ -51,6 +51,8 @@ where
         ids: Mutex::new(IdGenerator::new(rand::random())),
         closing: AtomicBool::new(false),
         failed: Mutex::new(None),
+        generation: AtomicU64::new(0),
+        disk_full: AtomicBool::new(false),
         tail: Arc::new(LogTail::new(applied, config.tail_bytes_max)),
     });
     let (requests, receiver) = mpsc::channel(config.queue_max);
@@ -94,6 +96,21 @@ pub(crate) async fn recover<S: LogStore>(
             metadata
         }
     };
+    let (state, replayed) = load_state(store).await?;
+    info!(
+        lsn = %state.applied().lsn,
+        replayed,
+        ms = started.elapsed().as_millis() as u64,
+        node_id = %metadata.node_id,
+        "state recovered"
+    );
+    Ok((metadata, state, replayed))
+}
+
+/// Rebuilds the state from what `store` holds: its snapshot, then the log after it. Returns it
+/// and how many entries were replayed. Also how the leader throws away applied entries whose
+/// append failed.
+pub(crate) async fn load_state<S: LogStore>(store: &S) -> Result<(State, u64), StartError> {
     let mut state = match store.load_snapshot().await? {
         Some(snapshot) => State::from_snapshot(&snapshot)?,
         None => State::new(),
@@ -120,12 +137,5 @@ pub(crate) async fn recover<S: LogStore>(
         }
         next = to;
     }
-    info!(
-        lsn = %state.applied().lsn,
-        replayed,
-        ms = started.elapsed().as_millis() as u64,
-        node_id = %metadata.node_id,
-        "state recovered"
-    );
-    Ok((metadata, state, replayed))
+    Ok((state, replayed))
 }

@@ -23,7 +23,10 @@ use super::*;
 struct SharedStore {
     inner: Arc<Mutex<MemoryStore>>,
     appends: Arc<Mutex<usize>>,
-    fail_appends: Arc<Mutex<bool>>,
+    /// While set, appends fail with this error (and change nothing).
+    fail_appends: Arc<Mutex<Option<StorageError>>>,
+    /// Appends tried, failed ones included.
+    attempts: Arc<Mutex<usize>>,
     /// While true, appends block (the entry is applied, its fsync has not returned).
     hold_appends: Arc<(Mutex<bool>, std::sync::Condvar)>,
 }
@@ -55,8 +58,9 @@ impl LogStore for SharedStore {
             let (lock, wake) = &*self.hold_appends;
             let _released = wake.wait_while(lock.lock().unwrap(), |held| *held).unwrap();
         }
-        if *self.fail_appends.lock().unwrap() {
-            return Err(StorageError::Io("disk on fire".into()));
+        *self.attempts.lock().unwrap() += 1;
+        if let Some(error) = self.fail_appends.lock().unwrap().clone() {
+            return Err(error);
         }
         *self.appends.lock().unwrap() += 1;
         self.with(|s| now(s.append(entries)))
@@ -261,16 +265,29 @@ async fn a_failed_append_stops_writes_and_never_acknowledges() {
         .await
         .unwrap();
     leader.write(insert("a", 1)).await.unwrap();
-    *store.fail_appends.lock().unwrap() = true;
+    *store.fail_appends.lock().unwrap() = Some(StorageError::Io("disk on fire".into()));
     assert_eq!(
         leader.write(insert("b", 1)).await.unwrap_err().code(),
-        "storage_io"
+        "storage_failed"
     );
-    *store.fail_appends.lock().unwrap() = false;
+    *store.fail_appends.lock().unwrap() = None;
     assert_eq!(
         leader.write(insert("c", 1)).await.unwrap_err().code(),
-        "storage_io"
+        "storage_failed"
     );
+    assert_eq!(leader.status().storage, StorageHealth::Failed);
+    // Reads go on, from what is durable: "b" was thrown away with its failed append.
+    let found = |id: &'static str| {
+        let leader = leader.clone();
+        async move {
+            leader
+                .read_durable(|s| s.collection("c").unwrap().get(id).is_some())
+                .await
+        }
+    };
+    assert_eq!(found("a").await, Ok(true));
+    assert_eq!(found("b").await, Ok(false));
+    assert_eq!(leader.status().applied_lsn, Lsn(1));
     leader.shutdown().await;
     // What is durable is exactly what was acknowledged.
     let reopened = Leader::open(store, LeaderConfig::default()).await.unwrap();
@@ -349,7 +366,7 @@ async fn reads_wait_for_durability() {
 
     // If the append fails, the waiting read fails too, rather than answer with lost data.
     store.hold(true);
-    *store.fail_appends.lock().unwrap() = true;
+    *store.fail_appends.lock().unwrap() = Some(StorageError::Io("disk on fire".into()));
     let write = tokio::spawn({
         let leader = leader.clone();
         async move { leader.write(insert("c", 3)).await }
@@ -361,7 +378,135 @@ async fn reads_wait_for_durability() {
     tokio::time::sleep(Duration::from_millis(20)).await;
     assert!(!read.is_finished());
     store.hold(false);
-    assert_eq!(read.await.unwrap().unwrap_err().code(), "storage_io");
-    assert_eq!(write.await.unwrap().unwrap_err().code(), "storage_io");
+    // It saw an entry that was thrown away: it is told to read again, and that read answers
+    // from the durable state.
+    assert_eq!(read.await.unwrap().unwrap_err().code(), "unavailable");
+    assert_eq!(write.await.unwrap().unwrap_err().code(), "storage_failed");
+    assert_eq!(sees("c").await, Ok(false));
+    assert_eq!(sees("b").await, Ok(true));
+    leader.shutdown().await;
+}
+
+/// Out of space: the batch fails with `disk_full`, nothing of it stays in the state, and
+/// writes resume by themselves once space is back, at the LSN after the last durable one.
+#[tokio::test]
+async fn a_full_disk_refuses_writes_until_space_returns() {
+    let store = SharedStore::default();
+    let leader = Leader::open(store.clone(), LeaderConfig::default())
+        .await
+        .unwrap();
+    leader.write(insert("a", 1)).await.unwrap();
+    *store.fail_appends.lock().unwrap() = Some(StorageError::Full("no space left".into()));
+    for id in ["b", "c"] {
+        let error = leader.write(insert(id, 2)).await.unwrap_err();
+        assert_eq!(error.code(), "disk_full", "{error}");
+    }
+    assert_eq!(leader.status().storage, StorageHealth::DiskFull);
+    assert_eq!(leader.status().applied_lsn, Lsn(1));
+    let b_seen = leader
+        .read_durable(|s| s.collection("c").unwrap().get("b").is_some())
+        .await;
+    assert_eq!(b_seen, Ok(false), "reads answer from the durable state");
+
+    *store.fail_appends.lock().unwrap() = None;
+    assert_eq!(leader.write(insert("b", 2)).await, Ok(Lsn(2)));
+    assert_eq!(leader.status().storage, StorageHealth::Ok);
+    leader.shutdown().await;
+    let reopened = Leader::open(store, LeaderConfig::default()).await.unwrap();
+    assert_eq!(reopened.status().applied_lsn, Lsn(2));
+    reopened.shutdown().await;
+}
+
+/// A batch that spans segments and fails its fdatasync in a later one: the part synced in
+/// the earlier segment is durable, so the leader publishes it (its writers were told the
+/// batch failed), keeps reading from exactly what is durable, and a restart finds the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_fsync_in_a_later_segment_keeps_reads_on_what_is_durable() {
+    let dir = std::env::temp_dir().join(format!("cstore-leader-{}", rand::random::<u64>()));
+    let options = crate::wal::WalOptions {
+        segment_bytes_max: 300,
+    };
+    let mut store = crate::wal::FileStore::open_with(&dir, options).unwrap();
+    store.inject_faults(crate::wal::FaultPlan::parse("fsync_eio_after:3x1").unwrap());
+    let leader = Leader::open(store, LeaderConfig::default()).await.unwrap();
+    let txns = (0..20).map(|i| insert(&format!("d{i}"), i)).collect();
+    let results = leader.write_many(txns).await;
+    assert!(results.iter().any(Result::is_err), "the fault fired");
+    assert_eq!(leader.status().storage, StorageHealth::Failed);
+    let status = leader.status();
+    assert_eq!(
+        status.applied_lsn, status.committed_lsn,
+        "the state is what is durable"
+    );
+    let held = leader
+        .read_durable(|s| s.collection("c").map_or(0, |c| c.len()))
+        .await
+        .expect("reads go on");
+    // One document per entry: the reads see every durable entry, published or acknowledged.
+    assert_eq!(held as u64, status.committed_lsn.0);
+    for (i, result) in results.iter().enumerate() {
+        if let Ok(lsn) = result {
+            assert!(
+                *lsn <= status.committed_lsn,
+                "write {i} acknowledged at {lsn}"
+            );
+        }
+    }
+    leader.shutdown().await;
+    let reopened = Leader::open(
+        crate::wal::FileStore::open_with(&dir, options).unwrap(),
+        LeaderConfig::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(reopened.status().applied_lsn, status.committed_lsn);
+    let held_after = reopened.read(|s| s.collection("c").map_or(0, |c| c.len()));
+    assert_eq!(held_after, held);
+    reopened.shutdown().await;
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// A document expires while the disk is full: the expiry tick is refused like any batch, and
+/// retried about once a second, not in a tight loop of state rebuilds; it goes through once
+/// space is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expiry_on_a_full_disk_is_retried_slowly() {
+    let store = SharedStore::default();
+    let leader = Leader::open(store.clone(), LeaderConfig::default())
+        .await
+        .unwrap();
+    let create = Op::CreateCollection {
+        collection: "s".into(),
+        options: CollectionOptions { ttl_ms: Some(30) },
+    };
+    leader.write(Txn::single(create)).await.unwrap();
+    *store.fail_appends.lock().unwrap() = Some(StorageError::Full("no space left".into()));
+    let doc = RawDoc::from_value(&json!({"_id": "x"})).unwrap();
+    let insert_x = Txn::single(Op::Insert {
+        collection: "s".into(),
+        doc,
+    });
+    assert_eq!(
+        leader.write(insert_x.clone()).await.unwrap_err().code(),
+        "disk_full"
+    );
+    *store.fail_appends.lock().unwrap() = None;
+    leader.write(insert_x).await.unwrap();
+    *store.fail_appends.lock().unwrap() = Some(StorageError::Full("no space left".into()));
+    let before = *store.attempts.lock().unwrap();
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let tried = *store.attempts.lock().unwrap() - before;
+    assert!(tried <= 2, "{tried} ticks tried in 600 ms on a full disk");
+    assert!(leader.read(|s| s.collection("s").unwrap().get("x").is_some()));
+    *store.fail_appends.lock().unwrap() = None;
+    let mut gone = false;
+    for _ in 0..150 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        if leader.read(|s| s.collection("s").unwrap().get("x").is_none()) {
+            gone = true;
+            break;
+        }
+    }
+    assert!(gone, "the document expires once space is back");
     leader.shutdown().await;
 }

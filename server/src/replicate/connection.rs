@@ -60,7 +60,13 @@ struct Connection {
 }
 
 /// Runs one connection to its end.
-pub(crate) async fn run(replicator: Replicator, socket: WebSocket, addr: Option<SocketAddr>) {
+/// `allowed`: the collections the replica's token is limited to (its hello must keep to them).
+pub(crate) async fn run(
+    replicator: Replicator,
+    socket: WebSocket,
+    addr: Option<SocketAddr>,
+    allowed: Option<Vec<String>>,
+) {
     let (conn, superseded) = replicator.hub().open(addr);
     let _live = replicator.live_guard(conn);
     let source = replicator.source();
@@ -69,13 +75,16 @@ pub(crate) async fn run(replicator: Replicator, socket: WebSocket, addr: Option<
     let config = replicator.session_config().clone();
     let send_timeout = Duration::from_millis(config.replica_timeout_ms);
     let epoch = Instant::now();
-    let session = LeaderSession::new(
+    let mut session = LeaderSession::new(
         config,
         source.node_id(),
         source.term(),
         start,
         TimestampMs(0),
     );
+    if let Some(allowed) = allowed {
+        session.limit_collections(allowed);
+    }
     let mut stopping = replicator.stopping();
     let mut c = Connection {
         replicator,

@@ -1,6 +1,7 @@
 //! `GET /v1/replicate`: the WebSocket endpoint replicas connect to.
 //!
-//! The request is authorized before the upgrade: a token with scope `read`, from
+//! The request is authorized before the upgrade: a token with scope `replicate` (granted by
+//! `read` and up; a token limited to collections must subscribe within them), from
 //! `Authorization: Bearer …` or, because browsers cannot set headers on a WebSocket, from
 //! `?token=…` (the header wins when both are given). Then the connection is upgraded with the
 //! message size bounded to [`FRAME_BYTES_MAX`] and handed to a [`connection`](super::connection)
@@ -37,9 +38,10 @@ pub async fn replicate(
     connect: Option<Extension<ConnectInfo<SocketAddr>>>,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
-    if let Err(error) = authorize(&replicator, &headers, &uri) {
-        return error.into_response();
-    }
+    let allowed = match authorize(&replicator, &headers, &uri) {
+        Ok(allowed) => allowed,
+        Err(error) => return error.into_response(),
+    };
     let upgrade = match upgrade {
         Ok(upgrade) => upgrade,
         Err(rejection) => return ApiError::UpgradeRequired(rejection.body_text()).into_response(),
@@ -54,13 +56,18 @@ pub async fn replicate(
         .read_buffer_size(READ_BUFFER_BYTES)
         .max_message_size(FRAME_BYTES_MAX)
         .max_frame_size(FRAME_BYTES_MAX)
-        .on_upgrade(move |socket| super::connection::run(replicator, socket, addr))
+        .on_upgrade(move |socket| super::connection::run(replicator, socket, addr, allowed))
 }
 
-/// Checks the token of a replication request, from the header or `?token=`.
-fn authorize(replicator: &Replicator, headers: &HeaderMap, uri: &Uri) -> Result<(), ApiError> {
+/// Checks the token of a replication request, from the header or `?token=`. Returns the
+/// collections the token is limited to (`None`: all), which the replica's hello must keep to.
+fn authorize(
+    replicator: &Replicator,
+    headers: &HeaderMap,
+    uri: &Uri,
+) -> Result<Option<Vec<String>>, ApiError> {
     let Some(key) = replicator.auth() else {
-        return Ok(());
+        return Ok(None);
     };
     let token = match bearer_token(headers)? {
         Some(token) => token.to_string(),
@@ -79,11 +86,14 @@ fn authorize(replicator: &Replicator, headers: &HeaderMap, uri: &Uri) -> Result<
     };
     let now_s = crate::clock::now_ms().0 / 1000;
     let claims = key.verify(&token, now_s)?;
-    if !claims.allows(Scope::Read) {
+    // Scope `replicate` (granted by `read` and up). A token limited to collections may
+    // subscribe only to those (checked at its hello).
+    if !claims.allows(Scope::Replicate) {
         return Err(AuthError::Forbidden {
-            needed: Scope::Read,
+            needed: Scope::Replicate,
         }
         .into());
     }
-    Ok(())
+    tracing::info!(sub = %claims.sub, collections = ?claims.collections, "replication authorized");
+    Ok(claims.collections)
 }

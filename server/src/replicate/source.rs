@@ -147,10 +147,10 @@ impl ReplicationSource for LeaderSource {
             self.snapshots
                 .get_or_make(min_lsn, self.leader.tail(), move || async move {
                     let started = std::time::Instant::now();
-                    let snapshot = Arc::new(self.leader.read(|state| state.snapshot()));
                     // The state may hold applied entries whose fsync has not returned: wait, so no
-                    // replica installs state the leader could still lose.
-                    self.leader.wait_durable(snapshot.position.lsn).await?;
+                    // replica installs state the leader could still lose (or has thrown away).
+                    let snapshot =
+                        Arc::new(self.leader.read_durable(|state| state.snapshot()).await?);
                     tracing::info!(
                         lsn = %snapshot.position.lsn,
                         bytes = snapshot.data.len(),

@@ -21,9 +21,29 @@ pub(super) const TEMP_SUFFIX: &str = ".tmp";
 /// Largest single-record file (metadata, compaction point) read back, in bytes.
 const SMALL_FILE_BYTES_MAX: u64 = 64 << 10;
 
-/// An IO error with the operation and the file it concerned.
+/// An IO error with the operation and the file it concerned. Out of space (`ENOSPC`,
+/// `EDQUOT`) is `Full`, which does not poison the store: callers that cannot leave the store
+/// unchanged after such a failure (an append's `fdatasync`) use [`io_failure`] instead.
 pub(super) fn io_error(what: &str, path: &Path, error: &std::io::Error) -> StorageError {
+    if super::fault::is_full(error) {
+        StorageError::Full(format!("{what} {}: {error}", path.display()))
+    } else {
+        io_failure(what, path, error)
+    }
+}
+
+/// An IO error that leaves the store in an unknown state, whatever its kind: `Io`.
+pub(super) fn io_failure(what: &str, path: &Path, error: &std::io::Error) -> StorageError {
     StorageError::Io(format!("{what} {}: {error}", path.display()))
+}
+
+/// The same error as one that poisons the store: after a step that may have changed what is
+/// on disk (a rename done, a sync not), out of space is no longer a clean failure.
+pub(super) fn poisoning(error: StorageError) -> StorageError {
+    match error {
+        StorageError::Full(message) => StorageError::Io(message),
+        other => other,
+    }
 }
 
 /// Makes the names in `dir` durable: creations, renames and deletions before this call.
@@ -57,20 +77,28 @@ pub(super) fn replace_file(
 ) -> StorageResult<()> {
     let temp = dir.join(format!("{name}{TEMP_SUFFIX}"));
     let path = dir.join(name);
-    let mut file = OpenOptions::new()
+    let written = OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
         .open(&temp)
-        .map_err(|e| io_error("cannot create", &temp, &e))?;
-    file.write_all(bytes)
-        .map_err(|e| io_error("cannot write", &temp, &e))?;
-    file.sync_all()
-        .map_err(|e| io_error("cannot fsync", &temp, &e))?;
+        .map_err(|e| io_error("cannot create", &temp, &e))
+        .and_then(|mut file| {
+            file.write_all(bytes)
+                .map_err(|e| io_error("cannot write", &temp, &e))?;
+            file.sync_all()
+                .map_err(|e| io_error("cannot fsync", &temp, &e))
+        });
+    if let Err(error) = written {
+        // The old file is untouched; the temp file is never renamed in, so drop it (best
+        // effort: the next open removes leftovers anyway) and give its space back.
+        let _ = fs::remove_file(&temp);
+        return Err(error);
+    }
     stats.data_syncs += 1;
     stats.bytes_written += bytes.len() as u64;
     fs::rename(&temp, &path).map_err(|e| io_error("cannot rename into", &path, &e))?;
-    sync_dir(dir, stats)
+    sync_dir(dir, stats).map_err(poisoning)
 }
 
 /// Writes `value` as the single record of `dir/name`, replacing it atomically.

@@ -62,6 +62,7 @@
 //! written in 1 MiB chunks. This module is Unix-only (positional reads and writes).
 
 mod durable;
+pub mod fault;
 pub mod reader;
 mod recovery;
 mod segment;
@@ -69,6 +70,7 @@ mod snapshot_file;
 mod stats;
 mod store;
 
+pub use fault::FaultPlan;
 pub use stats::WalStats;
 pub use store::FileStore;
 

@@ -28,7 +28,8 @@ use cstore_core::types::{Hash, LogPosition, Lsn};
 use serde::{Deserialize, Serialize};
 
 use super::WalStats;
-use super::durable::{TEMP_SUFFIX, io_error, sync_dir};
+use super::durable::{TEMP_SUFFIX, io_error, poisoning, sync_dir};
+use super::fault::{FaultOp, FaultPlan};
 
 /// Largest chunk of state data in one record, in bytes.
 pub(super) const SNAPSHOT_CHUNK_BYTES: usize = 1 << 20;
@@ -82,15 +83,45 @@ pub(super) fn list(dir: &Path) -> StorageResult<Vec<(Lsn, PathBuf)>> {
 
 /// Writes `snapshot` durably as `dir/snapshot-<lsn>.snap`, replacing a file of that name.
 /// Returns its path. The caller removes older snapshot files.
+///
+/// The rename is the commit point: a failure before it (out of space, say) removes the temp
+/// file and leaves the snapshot that was there, so a failed checkpoint never replaces a good
+/// one.
 pub(super) fn write(
     dir: &Path,
     snapshot: &Snapshot,
     resets_log: bool,
     sequence: u64,
     stats: &mut WalStats,
+    faults: &mut FaultPlan,
 ) -> StorageResult<PathBuf> {
     let path = dir.join(file_name(snapshot.position.lsn));
     let temp = dir.join(format!("{}{TEMP_SUFFIX}", file_name(snapshot.position.lsn)));
+    let written = match faults.check(FaultOp::Snapshot) {
+        Some(error) => Err(io_error("cannot write", &temp, &error)),
+        None => write_temp(&temp, snapshot, resets_log, sequence),
+    };
+    let written = match written {
+        Ok(written) => written,
+        Err(error) => {
+            let _ = fs::remove_file(&temp);
+            return Err(error);
+        }
+    };
+    stats.data_syncs += 1;
+    stats.bytes_written += written as u64;
+    fs::rename(&temp, &path).map_err(|e| io_error("cannot rename into", &path, &e))?;
+    sync_dir(dir, stats).map_err(poisoning)?;
+    Ok(path)
+}
+
+/// Writes and fsyncs the temp file of a snapshot; returns the bytes written.
+fn write_temp(
+    temp: &Path,
+    snapshot: &Snapshot,
+    resets_log: bool,
+    sequence: u64,
+) -> StorageResult<usize> {
     let header = SnapshotHeader {
         position: snapshot.position,
         state_hash: snapshot.state_hash,
@@ -102,13 +133,13 @@ pub(super) fn write(
         .write(true)
         .create(true)
         .truncate(true)
-        .open(&temp)
-        .map_err(|e| io_error("cannot create", &temp, &e))?;
+        .open(temp)
+        .map_err(|e| io_error("cannot create", temp, &e))?;
     let mut out = BufWriter::with_capacity(SNAPSHOT_CHUNK_BYTES + 64, file);
     let mut record = Vec::with_capacity(SNAPSHOT_CHUNK_BYTES + 64);
     encode_value(RecordKind::Snapshot, &header, &mut record);
     let mut written = 0;
-    let write_err = |e: std::io::Error| io_error("cannot write", &temp, &e);
+    let write_err = |e: std::io::Error| io_error("cannot write", temp, &e);
     out.write_all(&record).map_err(write_err)?;
     written += record.len();
     for chunk in snapshot.data.chunks(SNAPSHOT_CHUNK_BYTES) {
@@ -119,14 +150,10 @@ pub(super) fn write(
     }
     let file = out
         .into_inner()
-        .map_err(|e| io_error("cannot write", &temp, e.error()))?;
+        .map_err(|e| io_error("cannot write", temp, e.error()))?;
     file.sync_all()
-        .map_err(|e| io_error("cannot fsync", &temp, &e))?;
-    stats.data_syncs += 1;
-    stats.bytes_written += written as u64;
-    fs::rename(&temp, &path).map_err(|e| io_error("cannot rename into", &path, &e))?;
-    sync_dir(dir, stats)?;
-    Ok(path)
+        .map_err(|e| io_error("cannot fsync", temp, &e))?;
+    Ok(written)
 }
 
 /// Reads records of a snapshot file one at a time; the current record is in `buf`.

@@ -19,9 +19,10 @@ use cstore_core::storage::{
 use cstore_core::types::{LogPosition, Lsn};
 
 use super::durable::{
-    create_dir, io_error, read_record_file, remove_file, remove_temp_files, sync_dir,
-    write_record_file,
+    create_dir, io_error, io_failure, poisoning, read_record_file, remove_file, remove_temp_files,
+    sync_dir, write_record_file,
 };
+use super::fault::{FaultOp, FaultPlan};
 use super::recovery::scan_segments;
 use super::segment::Segment;
 use super::{WalOptions, WalStats, snapshot_file};
@@ -66,8 +67,11 @@ pub struct FileStore {
     metadata: Option<Metadata>,
     stats: WalStats,
     /// Set when a mutation failed with an IO error: what is on disk is then unknown, so every
-    /// later mutation is refused until the store is reopened (and recovered).
+    /// later mutation is refused until the store is reopened (and recovered). Out of space
+    /// (`StorageError::Full`) does not set it: those failures leave the store as it was.
     failure: Option<String>,
+    /// Injected faults (tests only; see `fault.rs`).
+    faults: FaultPlan,
     scratch: Vec<u8>,
     /// `dir/LOCK`, held with an exclusive advisory lock for as long as the store is open, so
     /// a second process cannot open (and corrupt) the same data directory.
@@ -128,6 +132,7 @@ impl FileStore {
             metadata,
             stats,
             failure: None,
+            faults: FaultPlan::from_env(),
             scratch: Vec::new(),
             _lock: lock,
         };
@@ -139,6 +144,18 @@ impl FileStore {
         store.drop_compacted_segments()?;
         store.check_invariants();
         Ok(store)
+    }
+
+    /// Makes the store's own file calls fail as `plan` says (tests of disk faults; see
+    /// `fault.rs`). Replaces the plan read from `CSTORE_FAULT` at open.
+    #[doc(hidden)]
+    pub fn inject_faults(&mut self, plan: FaultPlan) {
+        self.faults = plan;
+    }
+
+    /// Why the store refuses mutations, if an IO failure poisoned it.
+    pub fn failure(&self) -> Option<&str> {
+        self.failure.as_deref()
     }
 
     /// What the store has done since it was opened.
@@ -189,9 +206,10 @@ impl FileStore {
         }
     }
 
-    /// [`LogStore::truncate_suffix`], synchronously.
+    /// [`LogStore::truncate_suffix`], synchronously. Any failure poisons the store, out of
+    /// space included: the files may already be changed.
     pub fn truncate_suffix_blocking(&mut self, from: Lsn) -> StorageResult<()> {
-        self.guarded(|store| store.truncate_inner(from))
+        self.guarded(|store| store.truncate_inner(from).map_err(poisoning))
     }
 
     /// [`LogStore::compact_prefix`], synchronously.
@@ -303,13 +321,26 @@ impl FileStore {
                 .segments
                 .last()
                 .is_none_or(|s| s.len >= self.options.segment_bytes_max);
-            if full {
-                self.create_segment(rest[0].lsn)?;
+            let run = if full {
+                self.create_segment(rest[0].lsn)
+                    .and_then(|()| self.write_run(rest))
+            } else {
+                self.write_run(rest)
+            };
+            match run {
+                Ok(taken) => {
+                    self.last = rest[taken - 1].position();
+                    rest = &rest[taken..];
+                }
+                // Out of space in a later segment: the runs already synced are taken out
+                // again, so that a batch is in the log all or not at all.
+                Err(error @ StorageError::Full(_)) if rest.len() < entries.len() => {
+                    self.truncate_inner(entries[0].lsn).map_err(poisoning)?;
+                    return Err(error);
+                }
+                Err(error) => return Err(error),
             }
-            let taken = self.write_run(rest)?;
-            rest = &rest[taken..];
         }
-        self.last = entries.last().expect("not empty").position();
         self.stats.record_batch(entries.len());
         if self.scratch.capacity() > SCRATCH_KEEP_BYTES {
             self.scratch = Vec::new();
@@ -337,11 +368,34 @@ impl FileStore {
             ends.push(base + scratch.len() as u64);
         }
         let path = segment.path.clone();
+        let write_fault = self.faults.check(FaultOp::Write);
         let file = self.active_file()?;
-        let written = file
-            .write_all_at(&scratch, base)
-            .and_then(|()| file.sync_data());
-        written.map_err(|e| io_error("cannot append to", &path, &e))?;
+        let written = match write_fault {
+            // A full disk takes part of a write before it says so.
+            Some(error) => file
+                .write_all_at(&scratch[..scratch.len() / 2], base)
+                .and(Err(error)),
+            None => file.write_all_at(&scratch, base),
+        };
+        if let Err(error) = written {
+            self.scratch = scratch;
+            return Err(self.undo_failed_write(base, &path, &error));
+        }
+        let sync_fault = self.faults.check(FaultOp::Fsync);
+        let file = self.active_file()?;
+        // After a failed fdatasync nothing is known about these bytes (nor, on Linux, will a
+        // second fdatasync report the failure again): never retry it. The store is poisoned
+        // (an `Io` error) and the unsynced records are cut from the file, best effort, so
+        // that pages whose write-back failed are not read back as entries by a restart.
+        let synced = match sync_fault {
+            Some(error) => Err(error),
+            None => file.sync_data(),
+        };
+        if let Err(error) = synced {
+            let _ = file.set_len(base);
+            self.scratch = scratch;
+            return Err(io_failure("cannot fdatasync", &path, &error));
+        }
         self.stats.data_syncs += 1;
         self.stats.bytes_written += scratch.len() as u64;
         self.scratch = scratch;
@@ -355,6 +409,39 @@ impl FileStore {
         Ok(ends.len())
     }
 
+    /// A write of records at `base` of the last segment failed before any sync. Out of space
+    /// is a clean failure once the partial bytes are cut (the file ends at `base` again, and a
+    /// segment left empty is removed): the next append writes its records afresh. Any other
+    /// error, or a failure to clean up, is `Io` and poisons the store.
+    fn undo_failed_write(
+        &mut self,
+        base: u64,
+        path: &Path,
+        error: &std::io::Error,
+    ) -> StorageError {
+        let failed = io_error("cannot append to", path, error);
+        if !matches!(failed, StorageError::Full(_)) {
+            return failed;
+        }
+        let cut = self.active_file().and_then(|file| {
+            file.set_len(base)
+                .map_err(|e| io_failure("cannot cut a partial write from", path, &e))
+        });
+        if let Err(error) = cut {
+            return error;
+        }
+        if base == 0 {
+            // The segment was created for this batch: drop it, so the store holds no empty
+            // segment (recovery would accept one, the index does not).
+            let segment = self.segments.pop().expect("the segment written to");
+            self.active = None;
+            if let Err(error) = self.delete_segment_files(vec![segment]) {
+                return poisoning(error);
+            }
+        }
+        failed
+    }
+
     /// Creates the segment file for entries from `first` on, and makes its name durable.
     fn create_segment(&mut self, first: Lsn) -> StorageResult<()> {
         let segment = Segment::new(&self.wal_dir, first);
@@ -364,7 +451,14 @@ impl FileStore {
             .create_new(true)
             .open(&segment.path)
             .map_err(|e| io_error("cannot create segment", &segment.path, &e))?;
-        sync_dir(&self.wal_dir, &mut self.stats)?;
+        if let Err(error) = sync_dir(&self.wal_dir, &mut self.stats) {
+            // Not held yet: remove it again, so a later append can create it afresh.
+            drop(file);
+            return Err(match remove_file(&segment.path) {
+                Ok(()) => error,
+                Err(_) => poisoning(error),
+            });
+        }
         self.stats.segments_created += 1;
         self.segments.push(segment);
         self.active = Some(file);
@@ -430,8 +524,9 @@ impl FileStore {
             )));
         }
         let position = self.read_physical(through, through.next())?[0].position();
+        // Out of space while writing the new point leaves the old one: a clean failure.
         self.set_compaction_point(position)?;
-        self.drop_compacted_segments()
+        self.drop_compacted_segments().map_err(poisoning)
     }
 
     /// Saves a snapshot: the file is written and renamed into place (the commit point), older
@@ -442,7 +537,8 @@ impl FileStore {
         let resets_log = snapshot.position.lsn > self.last.lsn;
         let sequence = self.write_snapshot(snapshot, resets_log)?;
         if resets_log {
-            self.finish_reset(snapshot.position, sequence)?;
+            self.finish_reset(snapshot.position, sequence)
+                .map_err(poisoning)?;
         }
         Ok(())
     }

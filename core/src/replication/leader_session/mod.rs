@@ -107,6 +107,9 @@ pub struct LeaderSession {
     hello: Option<Hello>,
     /// The collections the replica follows, from its hello; `None`: all.
     subscription: Option<BTreeSet<String>>,
+    /// The collections the replica's credentials allow it to follow; `None`: all. Its hello
+    /// must subscribe within them.
+    allowed: Option<BTreeSet<String>>,
     welcomed: bool,
     /// The leader's last committed entry: the end of what may be sent.
     committed: LogPosition,
@@ -149,6 +152,7 @@ impl LeaderSession {
             phase: Phase::AwaitHello,
             hello: None,
             subscription: None,
+            allowed: None,
             welcomed: false,
             committed,
             sent: LogPosition::START,
@@ -228,6 +232,14 @@ impl LeaderSession {
         }
     }
 
+    /// Limits the replica to `collections` (its token's): a hello that subscribes to every
+    /// collection or to another one closes the session with `collection_forbidden`. The
+    /// driver calls it before the hello arrives.
+    pub fn limit_collections(&mut self, collections: impl IntoIterator<Item = String>) {
+        assert!(self.hello.is_none(), "limits are set before the hello");
+        self.allowed = Some(collections.into_iter().collect());
+    }
+
     /// Handles the replica's hello: decides where its log continues.
     pub fn handle_hello(&mut self, now: TimestampMs, hello: Hello) -> Vec<LeaderCommand> {
         if self.is_closed() {
@@ -264,6 +276,20 @@ impl LeaderSession {
                 )));
             }
             self.subscription = Some(collections.iter().cloned().collect());
+        }
+        if let Some(allowed) = &self.allowed {
+            let outside = match &self.subscription {
+                None => Some("every collection".to_string()),
+                Some(wanted) => wanted
+                    .iter()
+                    .find(|c| !allowed.contains(*c))
+                    .map(|c| format!("collection {c:?}")),
+            };
+            if let Some(outside) = outside {
+                return self.close(ReplicationError::SubscriptionForbidden(format!(
+                    "the token allows only {allowed:?}; the hello asks for {outside}"
+                )));
+            }
         }
         let last = hello.last;
         self.hello = Some(hello);

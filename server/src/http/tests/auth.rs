@@ -126,11 +126,13 @@ async fn bad_tokens_are_refused_before_the_body_is_read() {
         sub: "t".into(),
         scopes: vec![Scope::Admin],
         exp: now_s - 1,
+        collections: None,
     });
     let forged = TokenKey::new("not the secret").unwrap().mint(&Claims {
         sub: "t".into(),
         scopes: vec![Scope::Admin],
         exp: now_s + 60,
+        collections: None,
     });
     let read = h.token(&[Scope::Read]);
     let cases: Vec<(Option<String>, u16, &str)> = vec![
@@ -184,4 +186,60 @@ async fn without_a_secret_everything_is_allowed() {
             .status,
         StatusCode::CREATED
     );
+}
+
+/// A token limited to collections: its collections only, in paths and in transaction bodies;
+/// the `replicate` scope: status and replication, nothing else.
+#[tokio::test]
+async fn collection_limits_and_the_replicate_scope() {
+    let h = Harness::with_auth().await;
+    let now_s = crate::clock::now_ms().0 / 1000;
+    let limited = h.key.as_ref().unwrap().mint(&Claims {
+        sub: "limited".into(),
+        scopes: vec![Scope::Write],
+        exp: now_s + 3600,
+        collections: Some(vec!["notes".into()]),
+    });
+    let doc = Some(r#"{"_id":"a"}"#);
+    assert_eq!(
+        call_as(&h, Some(&limited), Method::POST, "/v1/c/notes", doc)
+            .await
+            .status,
+        StatusCode::CREATED
+    );
+    let before = h.state_hash();
+    for (method, uri, body) in [
+        (Method::POST, "/v1/c/other", doc),
+        (Method::GET, "/v1/c/other/a", None),
+        (Method::POST, "/v1/c/other/find", Some("{}")),
+        // Percent-encoded names are compared as sent: refused, never let through.
+        (Method::GET, "/v1/c/not%65s/a", None),
+        (
+            Method::POST,
+            "/v1/txn",
+            Some(r#"{"ops":[{"op":"insert","collection":"other","doc":{"_id":"b"}}]}"#),
+        ),
+    ] {
+        call_as(&h, Some(&limited), method, uri, body)
+            .await
+            .assert_error(403, "collection_forbidden");
+    }
+    assert_eq!(h.state_hash(), before, "nothing refused was written");
+
+    let replicate = h.token(&[Scope::Replicate]);
+    assert_eq!(
+        call_as(&h, Some(&replicate), Method::GET, "/v1/status", None)
+            .await
+            .status,
+        StatusCode::OK
+    );
+    call_as(&h, Some(&replicate), Method::GET, "/v1/c/notes/a", None)
+        .await
+        .assert_error(403, "forbidden");
+    call_as(&h, Some(&replicate), Method::POST, "/v1/c/notes", doc)
+        .await
+        .assert_error(403, "forbidden");
+    call_as(&h, Some(&replicate), Method::GET, "/v1/c", None)
+        .await
+        .assert_error(403, "forbidden");
 }

@@ -307,7 +307,7 @@ fn every_documented_code_has_its_documented_status() {
             ],
         ),
         (401, &["missing_token", "invalid_token", "token_expired"]),
-        (403, &["forbidden"]),
+        (403, &["forbidden", "collection_forbidden"]),
         (
             404,
             &[
@@ -350,8 +350,10 @@ fn every_documented_code_has_its_documented_status() {
                 "not_leader",
                 "unavailable",
                 "cluster_change_failed",
+                "storage_failed",
             ],
         ),
+        (507, &["disk_full"]),
         (500, &["internal", "storage_io"]),
     ];
     for (status, codes) in table {

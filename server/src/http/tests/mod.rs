@@ -92,6 +92,7 @@ impl Harness {
             sub: "test".into(),
             scopes: scopes.to_vec(),
             exp: now_s + 3600,
+            collections: None,
         })
     }
 

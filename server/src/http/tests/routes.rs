@@ -21,7 +21,7 @@ async fn health_status_and_index() {
         status,
         json!({"role": "leader", "term": 1, "node_id": node_id, "last_lsn": 1,
                "committed_lsn": 1, "applied_lsn": 1, "leader_url": null, "replicas": [],
-               "watermarks": {"committed": 1, "durable_on": {}}})
+               "watermarks": {"committed": 1, "durable_on": {}}, "storage": "ok"})
     );
     assert_eq!(node_id.len(), 16);
 

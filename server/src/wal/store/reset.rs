@@ -33,7 +33,9 @@ use cstore_core::types::LogPosition;
 use serde::{Deserialize, Serialize};
 
 use super::super::WalStats;
-use super::super::durable::{read_record_file, remove_file, sync_dir, write_record_file};
+use super::super::durable::{
+    poisoning, read_record_file, remove_file, sync_dir, write_record_file,
+};
 use super::super::recovery::list_segments;
 use super::super::segment::Segment;
 use super::super::snapshot_file::{self, SnapshotHeader};
@@ -115,7 +117,9 @@ impl FileStore {
     pub fn install_snapshot_blocking(&mut self, snapshot: &Snapshot) -> StorageResult<()> {
         self.guarded(|store| {
             let sequence = store.write_snapshot(snapshot, true)?;
-            store.finish_reset(snapshot.position, sequence)
+            store
+                .finish_reset(snapshot.position, sequence)
+                .map_err(poisoning)
         })
     }
 
@@ -156,20 +160,27 @@ impl FileStore {
             )));
         }
         let sequence = self.snapshot_sequence + 1;
-        let path =
-            snapshot_file::write(&self.dir, snapshot, resets_log, sequence, &mut self.stats)?;
+        let path = snapshot_file::write(
+            &self.dir,
+            snapshot,
+            resets_log,
+            sequence,
+            &mut self.stats,
+            &mut self.faults,
+        )?;
         self.snapshot_sequence = sequence;
+        self.snapshot_path = Some(path.clone());
+        // The new snapshot is in place: a failure from here on leaves the store changed.
         let mut removed = false;
-        for (_, old) in snapshot_file::list(&self.dir)? {
+        for (_, old) in snapshot_file::list(&self.dir).map_err(poisoning)? {
             if old != path {
-                remove_file(&old)?;
+                remove_file(&old).map_err(poisoning)?;
                 removed = true;
             }
         }
         if removed {
-            sync_dir(&self.dir, &mut self.stats)?;
+            sync_dir(&self.dir, &mut self.stats).map_err(poisoning)?;
         }
-        self.snapshot_path = Some(path);
         Ok(sequence)
     }
 }
