@@ -10,6 +10,7 @@ pub mod auth;
 pub mod cli;
 pub mod clock;
 pub mod cluster;
+pub mod edge;
 pub mod follower;
 pub mod http;
 pub mod leader;

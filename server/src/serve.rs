@@ -27,6 +27,7 @@ use crate::auth::{Claims, Scope};
 use crate::auth::{TokenKey, WeakSecret};
 use crate::cli::ServeArgs;
 use crate::cluster::{Cluster, ClusterConfig, ClusterStartError, parse_members};
+use crate::edge::{self, EdgeConfig};
 use crate::follower::{
     Follower, FollowerConfig, FollowerStartError, InvalidLeaderUrl, check_follow_urls,
 };
@@ -258,7 +259,8 @@ pub async fn run(args: ServeArgs, shutdown: impl Future<Output = ()>) -> Result<
         }
     });
     let auth = key.map(Arc::new);
-    let replication = node.replicator(auth.clone());
+    let replication =
+        node.replicator_with(auth.clone(), edge::session_config(args.replica_timeout_ms));
     let app = http::router(AppState {
         node: node.clone(),
         auth,
@@ -273,15 +275,16 @@ pub async fn run(args: ServeArgs, shutdown: impl Future<Output = ()>) -> Result<
         ),
     }
     let local = listener.local_addr().map_err(ServeError::Serve)?;
-    info!(addr = %local, auth = args.auth_secret.is_some(), "listening");
+    let edge_config = EdgeConfig::from_args(&args);
+    edge::raise_fd_limit(edge_config.connections_max);
+    info!(addr = %local, auth = args.auth_secret.is_some(), max_connections = edge_config.connections_max, "listening");
 
     let stop = Arc::new(Notify::new());
-    let app = app.into_make_service_with_connect_info::<SocketAddr>();
-    let server = axum::serve(listener, app).with_graceful_shutdown({
+    let server = edge::serve(listener, app, edge_config, {
         let stop = Arc::clone(&stop);
         async move { stop.notified().await }
     });
-    let mut server = std::pin::pin!(server.into_future());
+    let mut server = std::pin::pin!(server);
     let result = tokio::select! {
         result = &mut server => result,
         () = shutdown => {
@@ -352,6 +355,15 @@ mod tests {
             checkpoint_every: None,
             replication_tail_mib: crate::replicate::TAIL_MIB_DEFAULT,
             demo_dir: None,
+            max_connections: crate::edge::CONNECTIONS_MAX_DEFAULT,
+            max_replication_sessions: crate::edge::REPLICATION_SESSIONS_MAX_DEFAULT,
+            header_timeout_ms: crate::edge::HEADER_TIMEOUT_MS_DEFAULT,
+            idle_timeout_ms: crate::edge::IDLE_TIMEOUT_MS_DEFAULT,
+            body_timeout_ms: crate::edge::BODY_TIMEOUT_MS_DEFAULT,
+            doc_body_max_bytes: crate::http::DOC_BODY_BYTES_MAX as u64,
+            txn_body_max_bytes: crate::http::TXN_BODY_BYTES_MAX as u64,
+            frame_max_bytes: cstore_core::replication::FRAME_BYTES_MAX as u64,
+            replica_timeout_ms: crate::edge::REPLICA_TIMEOUT_MS_DEFAULT,
         }
     }
 
