@@ -525,3 +525,122 @@ fn a_replica_that_answers_nothing_is_dropped_and_sessions_are_bounded() {
     assert!(tripped(&server, "replication_sessions") >= 1);
     still_healthy(&server, &docs, "a replica that answers nothing");
 }
+
+/// A kept-alive connection silent after its answer is closed after `--idle-timeout-ms`, and
+/// so is one that asked for a 20 MB answer and never reads it.
+#[test]
+fn idle_and_never_reading_http_connections_are_closed() {
+    let server = start(&["--idle-timeout-ms", "1000"]);
+    let docs = seed(&server);
+    let client = server.client();
+    let big = "z".repeat(200 << 10);
+    for batch in 0..2 {
+        let ops = (0..50)
+            .map(|i| {
+                json!({"op": "insert", "collection": "bulk",
+                       "doc": {"_id": format!("b{batch}-{i}"), "big": big}})
+            })
+            .collect();
+        client.txn(ops).unwrap().expect_status(200);
+    }
+
+    let mut idle = connect(server.addr());
+    idle.write_all(b"GET /v1/health HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut answer = [0u8; 1024];
+    idle.set_read_timeout(Some(SLACK)).unwrap();
+    let n = idle.read(&mut answer).unwrap();
+    assert!(answer[..n].starts_with(b"HTTP/1.1 200"));
+    let answered = Instant::now();
+
+    let mut deaf = connect(server.addr());
+    let find = br#"{"filter": {}, "limit": 100}"#;
+    deaf.write_all(
+        format!(
+            "POST /v1/c/bulk/find HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\n\r\n",
+            find.len()
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    deaf.write_all(find).unwrap();
+
+    read_until_closed(&mut idle, answered + Duration::from_secs(1) + SLACK)
+        .expect("the idle connection is closed");
+    let idle_for = answered.elapsed();
+    assert!(
+        idle_for >= Duration::from_millis(900),
+        "closed after {idle_for:?}"
+    );
+    // The deaf client's answer stalls in the socket buffers; the server gives up on it.
+    std::thread::sleep(Duration::from_secs(3));
+    deaf.set_nonblocking(true).unwrap();
+    let mut drained = 0usize;
+    let mut buf = vec![0u8; 1 << 20];
+    let deadline = Instant::now() + SLACK;
+    loop {
+        match deaf.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => drained += n,
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                assert!(
+                    Instant::now() < deadline,
+                    "the deaf connection is still open"
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(_) => break,
+        }
+    }
+    eprintln!("idle connection closed after {idle_for:?}; the deaf one after {drained} bytes");
+    assert!(
+        drained < 20 << 20,
+        "the whole answer was sent: {drained} bytes"
+    );
+    assert!(tripped(&server, "idle_timeout") >= 2);
+    still_healthy(&server, &docs, "idle and deaf connections");
+}
+
+/// Every edge flag refuses a bad value (flag or environment) at start with exit status 2 and
+/// a message naming it, before anything is opened.
+#[test]
+fn bad_edge_flags_are_refused_at_start() {
+    let binary = cstore_tests::binary::cstore_binary().unwrap();
+    let dir = std::env::temp_dir().join(format!("cstore-abuse-flags-{}", std::process::id()));
+    let cases: [(&str, &str); 10] = [
+        ("--max-connections", "0"),
+        ("--max-replication-sessions", "0"),
+        ("--header-timeout-ms", "10"),
+        ("--idle-timeout-ms", "soon"),
+        ("--body-timeout-ms", "0"),
+        ("--doc-body-max-bytes", "1"),
+        ("--txn-body-max-bytes", "99999999999999"),
+        ("--frame-max-bytes", "999999999"),
+        ("--replica-timeout-ms", "1"),
+        ("--max-connections", ""),
+    ];
+    for (flag, value) in cases {
+        let output = std::process::Command::new(&binary)
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(&dir)
+            .args([flag, value])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{flag} {value}: {stderr}");
+        assert!(
+            stderr.contains("invalid value") && stderr.contains(flag),
+            "{flag}: {stderr}"
+        );
+    }
+    let output = std::process::Command::new(&binary)
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&dir)
+        .env("CSTORE_HEADER_TIMEOUT_MS", "forever")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--header-timeout-ms"));
+    assert!(!dir.exists(), "a refused start created its data dir");
+}
