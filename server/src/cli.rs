@@ -201,6 +201,26 @@ pub struct ServeArgs {
           default_value_t = crate::edge::REPLICA_TIMEOUT_MS_DEFAULT,
           value_parser = clap::value_parser!(u64).range(500..=600_000))]
     pub replica_timeout_ms: u64,
+    /// Serve HTTPS and WSS with this certificate chain (PEM, leaf first); needs --tls-key.
+    #[arg(
+        long,
+        env = "CSTORE_TLS_CERT",
+        value_name = "FILE",
+        requires = "tls_key"
+    )]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(
+        long,
+        env = "CSTORE_TLS_KEY",
+        value_name = "FILE",
+        requires = "tls_cert"
+    )]
+    pub tls_key: Option<PathBuf>,
+    /// Extra trust roots (PEM) for https:// and wss:// peers: cluster members, the leader
+    /// followed, forwarded writes (a private CA or a self-signed certificate).
+    #[arg(long, env = "CSTORE_TLS_CA", value_name = "FILE")]
+    pub tls_ca: Option<PathBuf>,
 }
 
 /// `cstore token …`.

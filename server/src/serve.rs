@@ -101,6 +101,9 @@ pub enum ServeError {
     /// The metrics recorder could not be installed.
     #[error(transparent)]
     Metrics(#[from] MetricsError),
+    /// `--tls-cert`, `--tls-key` or `--tls-ca` is unusable.
+    #[error(transparent)]
+    Tls(#[from] crate::edge::tls::TlsError),
     /// The HTTP server failed.
     #[error("the HTTP server failed: {0}")]
     Serve(std::io::Error),
@@ -115,7 +118,8 @@ impl ServeError {
             | ServeError::InsecureListen { .. }
             | ServeError::Secret(_)
             | ServeError::Resolve { .. }
-            | ServeError::DemoDir(_) => 2,
+            | ServeError::DemoDir(_)
+            | ServeError::Tls(_) => 2,
             _ => 1,
         }
     }
@@ -186,6 +190,14 @@ pub async fn run(args: ServeArgs, shutdown: impl Future<Output = ()>) -> Result<
         check_follow_urls(&follow_urls(urls))?;
     }
     let key = args.auth_secret.as_deref().map(TokenKey::new).transpose()?;
+    // TLS files are checked before anything is bound or opened.
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(edge::tls::server_config(cert, key)?),
+        _ => None,
+    };
+    if let Some(ca) = &args.tls_ca {
+        edge::tls::trust_peer_ca(ca)?;
+    }
     let mut cluster = cluster_config(&args, key.as_ref())?;
     let demo_dir = demo::resolve_dir(args.demo_dir.as_deref())?;
     let addrs: Vec<SocketAddr> = tokio::net::lookup_host(&args.listen)
@@ -275,9 +287,12 @@ pub async fn run(args: ServeArgs, shutdown: impl Future<Output = ()>) -> Result<
         ),
     }
     let local = listener.local_addr().map_err(ServeError::Serve)?;
-    let edge_config = EdgeConfig::from_args(&args);
+    let edge_config = EdgeConfig {
+        tls,
+        ..EdgeConfig::from_args(&args)
+    };
     edge::raise_fd_limit(edge_config.connections_max);
-    info!(addr = %local, auth = args.auth_secret.is_some(), max_connections = edge_config.connections_max, "listening");
+    info!(addr = %local, auth = args.auth_secret.is_some(), tls = edge_config.tls.is_some(), max_connections = edge_config.connections_max, "listening");
 
     let stop = Arc::new(Notify::new());
     let server = edge::serve(listener, app, edge_config, {
@@ -364,6 +379,9 @@ mod tests {
             txn_body_max_bytes: crate::http::TXN_BODY_BYTES_MAX as u64,
             frame_max_bytes: cstore_core::replication::FRAME_BYTES_MAX as u64,
             replica_timeout_ms: crate::edge::REPLICA_TIMEOUT_MS_DEFAULT,
+            tls_cert: None,
+            tls_key: None,
+            tls_ca: None,
         }
     }
 

@@ -4,7 +4,7 @@
 //! ```text
 //!   loop: accept ─► try permit ──none──► refusal task (bounded): 503 too_many_connections
 //!           │           │ permit
-//!           │           ▼
+//!           │           ▼ (with --tls-cert: the TLS handshake, within the header timeout)
 //!           │   spawn connection: select { hyper conn, clock.expiry(), stop → graceful }
 //!           └─ stop: close the listener, ask every connection to finish its request, wait
 //! ```
@@ -80,7 +80,20 @@ pub async fn serve(
                         sessions_max: shared.config.replication_sessions_max,
                         bodies: shared.config.bodies,
                     };
-                    serve_connection(&shared, stream, addr, edge).await;
+                    match shared.config.tls.clone() {
+                        None => serve_connection(&shared, stream, addr, edge).await,
+                        Some(tls) => {
+                            // The handshake is part of the first head: same deadline.
+                            let accept = tokio_rustls::TlsAcceptor::from(tls).accept(stream);
+                            match tokio::time::timeout(shared.config.header_timeout, accept).await {
+                                Ok(Ok(stream)) => {
+                                    serve_connection(&shared, stream, addr, edge).await
+                                }
+                                Ok(Err(error)) => debug!(%addr, %error, "TLS handshake failed"),
+                                Err(_) => Limit::HeaderTimeout.tripped(),
+                            }
+                        }
+                    }
                     shared.live.send_modify(|n| *n -= 1);
                 });
             }

@@ -23,6 +23,7 @@ pub mod body;
 pub mod deadlines;
 pub mod io;
 pub mod listener;
+pub mod tls;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -119,6 +120,8 @@ pub struct EdgeConfig {
     pub body_timeout: Duration,
     /// The body bounds handlers apply.
     pub bodies: BodyLimits,
+    /// Serve TLS with this configuration (`--tls-cert`, `--tls-key`); `None` for plain TCP.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 /// Per-route body bounds, in bytes.
@@ -171,6 +174,7 @@ impl EdgeConfig {
                 txn_body_bytes_max: args.txn_body_max_bytes as usize,
                 frame_bytes_max: args.frame_max_bytes as usize,
             },
+            tls: None,
         }
     }
 }
