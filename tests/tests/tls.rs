@@ -160,3 +160,77 @@ fn bad_tls_files_are_refused_at_start_with_a_stable_code() {
     // One without the other is a usage error.
     refused(&["--tls-cert", &cert], "--tls-key");
 }
+
+/// Three cluster members that talk to each other over https:// (Raft messages, forwarded
+/// writes), each serving https with the same self-signed certificate and trusting it with
+/// `--tls-ca`.
+#[test]
+fn a_three_member_cluster_over_https() {
+    use cstore_tests::cluster::{ClusterOptions, member_options};
+    let files = TempRoot::new("tls-cluster").unwrap();
+    let tls = self_signed(files.path(), "member");
+    let ca = files.path().join("ca.pem");
+    std::fs::write(&ca, &tls.ca_pem).unwrap();
+    let addrs: Vec<_> = (0..3)
+        .map(|_| cstore_tests::server::free_port().unwrap())
+        .collect();
+    let list = addrs
+        .iter()
+        .enumerate()
+        .map(|(i, addr)| format!("{}=https://{addr}", i + 1))
+        .collect::<Vec<_>>()
+        .join(",");
+    let options = ClusterOptions {
+        extra_args: vec!["--tls-ca".into(), ca.display().to_string()],
+        ..ClusterOptions::default()
+    };
+    let members: Vec<ServerProcess> = addrs
+        .iter()
+        .enumerate()
+        .map(|(i, addr)| {
+            let member = ServerOptions {
+                tls: Some(tls.clone()),
+                ..member_options(i as u64 + 1, *addr, &list, &options)
+            };
+            ServerProcess::start(member).expect("a member starts")
+        })
+        .collect();
+    // One leader, named by every member.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let leader_id = loop {
+        let named: Vec<_> = members
+            .iter()
+            .map(|m| m.client().status()["leader_id"].clone())
+            .collect();
+        if named[0].is_string() && named.iter().all(|n| *n == named[0]) {
+            break named[0].as_str().unwrap().to_string();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no common leader over https: {named:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    // Write through a member that does not lead: forwarded to the leader over https.
+    let not_leader = members
+        .iter()
+        .position(|m| m.client().status()["node_id"] != leader_id.as_str())
+        .unwrap();
+    let written = members[not_leader]
+        .client()
+        .insert("notes", &json!({"_id": "c", "text": "raft over tls"}))
+        .unwrap()
+        .expect_status(201);
+    let lsn = written["lsn"].as_u64().unwrap();
+    for member in &members {
+        member
+            .client()
+            .wait_applied(lsn, Duration::from_secs(20), "a member over https");
+        let doc = member
+            .client()
+            .get("/v1/c/notes/c")
+            .unwrap()
+            .expect_status(200);
+        assert_eq!(doc["text"], "raft over tls");
+    }
+}
