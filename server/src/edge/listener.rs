@@ -31,7 +31,9 @@ use super::{DeadlineBody, EdgeConfig, Limit, RequestEdge};
 /// Most refusals being written at once; past it an excess connection is closed at once.
 const REFUSALS_MAX: usize = 64;
 /// Bound on writing one refusal and reading what the client sent meanwhile.
-const REFUSAL_TIMEOUT: Duration = Duration::from_secs(1);
+const REFUSAL_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a refusal waits for the request head before answering anyway.
+const REFUSAL_HEAD_WAIT: Duration = Duration::from_millis(500);
 /// Most request bytes read and thrown away before a refused connection is closed (a close
 /// with unread bytes sends a reset, which can destroy the answer before it is read).
 const REFUSAL_DRAIN_BYTES_MAX: usize = 64 << 10;
@@ -187,7 +189,9 @@ where
 }
 
 /// Answers a connection beyond `--max-connections` with `503 too_many_connections` and closes
-/// it, within [`REFUSAL_TIMEOUT`].
+/// it, within [`REFUSAL_TIMEOUT`]. The request head is read first (for at most
+/// [`REFUSAL_HEAD_WAIT`]): an HTTP client that gets an answer before it wrote its request takes
+/// it for a broken connection, not for a refusal.
 async fn refuse(mut stream: TcpStream) {
     let body = r#"{"error":{"code":"too_many_connections","message":"the server has its maximum of connections open (--max-connections); retry later"}}"#;
     let answer = format!(
@@ -196,12 +200,23 @@ async fn refuse(mut stream: TcpStream) {
         body.len()
     );
     let refusal = async {
+        let mut buf = [0u8; 4096];
+        let mut head = Vec::new();
+        let read_head = async {
+            while head.len() < REFUSAL_DRAIN_BYTES_MAX && !head.windows(4).any(|w| w == b"\r\n\r\n")
+            {
+                match stream.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => head.extend_from_slice(&buf[..n]),
+                }
+            }
+        };
+        let _ = tokio::time::timeout(REFUSAL_HEAD_WAIT, read_head).await;
         stream.write_all(answer.as_bytes()).await?;
         stream.shutdown().await?;
-        let mut sink = [0u8; 4096];
         let mut drained = 0;
         while drained < REFUSAL_DRAIN_BYTES_MAX {
-            let n = stream.read(&mut sink).await?;
+            let n = stream.read(&mut buf).await?;
             if n == 0 {
                 break;
             }
