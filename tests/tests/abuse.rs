@@ -656,3 +656,32 @@ fn bad_edge_flags_are_refused_at_start() {
     assert!(String::from_utf8_lossy(&output.stderr).contains("--header-timeout-ms"));
     assert!(!dir.exists(), "a refused start created its data dir");
 }
+
+/// A stop is not held up by slow clients: with 200 connections still sending their heads
+/// (under the default 10 s header timeout) the server exits on SIGTERM well within it, and
+/// starts again with every document.
+#[test]
+fn slow_clients_do_not_hold_up_a_stop() {
+    let mut server = start(&[]);
+    let docs = seed(&server);
+    let slow: Vec<TcpStream> = (0..200)
+        .map(|_| {
+            let mut stream = connect(server.addr());
+            stream
+                .write_all(b"POST /v1/c/kept HTTP/1.1\r\nHost: x\r\n")
+                .unwrap();
+            stream
+        })
+        .collect();
+    // Let the server accept them all.
+    std::thread::sleep(Duration::from_millis(500));
+    let started = Instant::now();
+    let status = server.terminate(20_000).expect("the server stops");
+    let took = started.elapsed();
+    eprintln!("stopped with 200 slow clients in {took:?}");
+    assert!(status.success(), "{status}");
+    assert!(took < Duration::from_secs(5), "the stop took {took:?}");
+    drop(slow);
+    server.restart().unwrap();
+    still_healthy(&server, &docs, "a stop with slow clients");
+}

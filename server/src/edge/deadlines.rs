@@ -89,6 +89,11 @@ impl ConnDeadlines {
         };
     }
 
+    /// True while a request is being handled (a stop lets it finish; other connections close).
+    pub fn is_in_flight(&self) -> bool {
+        matches!(self.phase, Phase::InFlight { .. })
+    }
+
     /// The next deadline and the limit it enforces; `None` while a request is handled.
     pub fn deadline(&self) -> Option<(Instant, Limit)> {
         match self.phase {
@@ -143,6 +148,7 @@ mod tests {
         let mut d = ConnDeadlines::new(t0, HEADER, IDLE);
         d.on_read(at(t0, 1));
         d.on_request();
+        assert!(d.is_in_flight());
         assert_eq!(d.deadline(), None);
         assert_eq!(d.expired(at(t0, 3600)), None);
     }

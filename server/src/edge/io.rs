@@ -52,6 +52,14 @@ impl ConnClock {
         }
     }
 
+    /// True while a request is being handled.
+    pub fn is_in_flight(&self) -> bool {
+        self.deadlines
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_in_flight()
+    }
+
     fn deadline(&self) -> Option<(std::time::Instant, Limit)> {
         self.deadlines
             .lock()

@@ -41,8 +41,9 @@ const REFUSAL_DRAIN_BYTES_MAX: usize = 64 << 10;
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);
 
 /// Serves `app` on `listener` with the edge's limits until `stop` completes; then stops
-/// accepting, lets every connection finish the request it is handling (idle ones close at
-/// once), and returns when none is left. The caller bounds that wait.
+/// accepting, lets every connection finish the request it is handling (idle ones and those
+/// still sending a head close at once), and returns when none is left. The caller bounds that
+/// wait.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
@@ -181,6 +182,11 @@ where
                 return;
             }
             _ = stopping.wait_for(|stop| *stop), if !graceful => {
+                // A connection that owes us a head (a slowloris among them) or sits idle has
+                // nothing to finish: close it now rather than hold the stop for its deadline.
+                if !clock.is_in_flight() {
+                    return;
+                }
                 connection.as_mut().graceful_shutdown();
                 graceful = true;
             }
