@@ -685,3 +685,62 @@ fn slow_clients_do_not_hold_up_a_stop() {
     server.restart().unwrap();
     still_healthy(&server, &docs, "a stop with slow clients");
 }
+
+/// The size flags apply: a document body, a transaction body and a replica's WebSocket
+/// message past `--doc-body-max-bytes`, `--txn-body-max-bytes` and `--frame-max-bytes`.
+#[test]
+fn size_flags_bound_bodies_and_frames() {
+    let server = start(&[
+        "--doc-body-max-bytes",
+        "4096",
+        "--txn-body-max-bytes",
+        "8192",
+        "--frame-max-bytes",
+        "4096",
+    ]);
+    let docs = seed(&server);
+    let client = server.client();
+    let reply = client
+        .insert("kept", &json!({"_id": "big", "s": "x".repeat(5_000)}))
+        .unwrap();
+    reply.expect_error(413, "body_too_large");
+    assert!(reply.text().contains("4096"), "{}", reply.text());
+    let small =
+        json!({"op": "insert", "collection": "kept", "doc": {"_id": "t", "s": "x".repeat(5_000)}});
+    client.txn(vec![small]).unwrap().expect_status(200);
+    let big =
+        json!({"op": "insert", "collection": "kept", "doc": {"_id": "u", "s": "x".repeat(9_000)}});
+    let reply = client.txn(vec![big]).unwrap();
+    reply.expect_error(413, "body_too_large");
+    assert!(reply.text().contains("8192"), "{}", reply.text());
+    assert!(tripped(&server, "body_size") >= 2);
+
+    let rt = runtime();
+    let code = rt.block_on(async {
+        let mut ws = hello(&server.replicate_url(), 11).await;
+        ws.send(Message::Binary(vec![0u8; 8_192].into()))
+            .await
+            .unwrap();
+        let mut code = None;
+        let deadline = tokio::time::sleep(SLACK);
+        tokio::pin!(deadline);
+        loop {
+            tokio::select! {
+                () = &mut deadline => panic!("an oversized message did not close the session"),
+                message = ws.next() => match message {
+                    Some(Ok(Message::Binary(bytes))) => {
+                        if let Ok(Frame::Error { code: c, .. }) = Frame::decode(&bytes) {
+                            code = Some(c);
+                        }
+                    }
+                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+                    Some(Ok(_)) => {}
+                },
+            }
+        }
+        code
+    });
+    assert_eq!(code.as_deref(), Some("frame_too_large"));
+    assert!(tripped(&server, "frame_size") >= 1);
+    still_healthy(&server, &docs, "bodies and frames past the size flags");
+}
