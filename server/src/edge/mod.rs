@@ -182,7 +182,9 @@ impl EdgeConfig {
 /// The replication sessions' limits with `--replica-timeout-ms`: a replica that sends nothing
 /// (not even its answer to the heartbeat), acknowledges nothing in flight, or leaves a send
 /// blocked for that long is dropped; one that never says hello is dropped after at most 5 s.
-/// Heartbeats go out at least four times per timeout.
+/// Heartbeats go out at least four times per timeout. A replica ahead of this source is waited
+/// for at most half the timeout (default 3 s): nothing is sent to it meanwhile, so it says
+/// nothing either, and a longer wait would drop it for silence.
 pub fn session_config(replica_timeout_ms: u64) -> cstore_core::replication::SessionConfig {
     let defaults = cstore_core::replication::SessionConfig::default();
     cstore_core::replication::SessionConfig {
@@ -193,6 +195,7 @@ pub fn session_config(replica_timeout_ms: u64) -> cstore_core::replication::Sess
             .heartbeat_interval_ms
             .min(replica_timeout_ms / 4)
             .max(1),
+        ahead_wait_ms: defaults.ahead_wait_ms.min(replica_timeout_ms / 2),
         ..defaults
     }
 }
@@ -221,5 +224,25 @@ pub fn raise_fd_limit(connections_max: usize) {
             "--max-connections is above what the open-files limit leaves for connections: \
              raise `ulimit -n` or lower --max-connections"
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn session_timeouts_follow_the_replica_timeout() {
+        let defaults = cstore_core::replication::SessionConfig::default();
+        assert_eq!(session_config(REPLICA_TIMEOUT_MS_DEFAULT), defaults);
+        let short = session_config(2_000);
+        assert_eq!(short.replica_timeout_ms, 2_000);
+        assert_eq!(short.ack_timeout_ms, 2_000);
+        assert_eq!(short.hello_timeout_ms, 2_000);
+        assert_eq!(short.heartbeat_interval_ms, 500);
+        assert_eq!(short.ahead_wait_ms, 1_000);
+        // The smallest accepted timeout still heartbeats often enough.
+        let tiny = session_config(500);
+        assert!(tiny.heartbeat_interval_ms * 4 <= 500 && tiny.ahead_wait_ms < 500);
     }
 }
