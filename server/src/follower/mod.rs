@@ -205,6 +205,9 @@ impl Follower {
         let (metadata, state, _) = recover(&mut store, cstore_core::Term(0)).await?;
         let http = crate::edge::tls::http_client_builder()
             .timeout(Duration::from_secs(30))
+            // Below the members' idle timeout (60 s by default): the pool drops a connection
+            // before the server closes it, so a forwarded write never picks a closing one.
+            .pool_idle_timeout(Duration::from_secs(30))
             .build()
             .map_err(|e| FollowerStartError::Client(e.to_string()))?;
         let durable = store.log_state().last.lsn;
