@@ -75,8 +75,9 @@ pub async fn serve(
         match Arc::clone(&shared.connections).try_acquire_owned() {
             Ok(permit) => {
                 let shared = Arc::clone(&shared);
-                shared.live.send_modify(|n| *n += 1);
+                let live = LiveConnection::new(Arc::clone(&shared));
                 tokio::spawn(async move {
+                    let _live = live;
                     let edge = RequestEdge {
                         connection: Arc::new(permit),
                         sessions: Arc::clone(&shared.sessions),
@@ -97,7 +98,6 @@ pub async fn serve(
                             }
                         }
                     }
-                    shared.live.send_modify(|n| *n -= 1);
                 });
             }
             Err(_) => {
@@ -130,6 +130,23 @@ struct Shared {
     stopping: watch::Sender<bool>,
     live: watch::Sender<usize>,
     config: EdgeConfig,
+}
+
+/// One connection counted in `live` until dropped (also when its task panics), so a stop
+/// never waits for a connection that is gone.
+struct LiveConnection(Arc<Shared>);
+
+impl LiveConnection {
+    fn new(shared: Arc<Shared>) -> LiveConnection {
+        shared.live.send_modify(|n| *n += 1);
+        LiveConnection(shared)
+    }
+}
+
+impl Drop for LiveConnection {
+    fn drop(&mut self) {
+        self.0.live.send_modify(|n| *n -= 1);
+    }
 }
 
 /// Serves one accepted connection until it closes, a deadline passes, or the server stops.
