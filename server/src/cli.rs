@@ -21,6 +21,8 @@ pub struct Cli {
 }
 
 /// The subcommands.
+// Parsed once per process: the size of `ServeArgs` does not matter, boxing it would.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the server (the leader; with --follow, a read replica).
@@ -201,6 +203,80 @@ pub struct ServeArgs {
     #[arg(long, env = "CSTORE_TOKEN_SECRET_OLD_UNTIL", value_name = "RFC3339",
           value_parser = parse_rfc3339, requires = "token_secret_old")]
     pub token_secret_old_until: Option<u64>,
+    // The network edge (docs/LIMITS.md): each bound is counted in
+    // `cstore_limit_tripped_total{limit}` when it trips.
+    /// Most connections open at once (WebSockets included); more are answered
+    /// `503 too_many_connections` and closed.
+    #[arg(long, env = "CSTORE_MAX_CONNECTIONS", value_name = "N",
+          default_value_t = crate::edge::CONNECTIONS_MAX_DEFAULT,
+          value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub max_connections: u64,
+    /// Most `/v1/replicate` WebSocket sessions at once; more are answered
+    /// `503 too_many_sessions`.
+    #[arg(long, env = "CSTORE_MAX_REPLICATION_SESSIONS", value_name = "N",
+          default_value_t = crate::edge::REPLICATION_SESSIONS_MAX_DEFAULT,
+          value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub max_replication_sessions: u64,
+    /// A request head must arrive within this many ms (the first from accept, a later one from
+    /// its first byte); else the connection is closed.
+    #[arg(long, env = "CSTORE_HEADER_TIMEOUT_MS", value_name = "MS",
+          default_value_t = crate::edge::HEADER_TIMEOUT_MS_DEFAULT,
+          value_parser = clap::value_parser!(u64).range(100..=600_000))]
+    pub header_timeout_ms: u64,
+    /// A kept-alive connection silent between requests (or not reading its answer) for this
+    /// many ms is closed.
+    #[arg(long, env = "CSTORE_IDLE_TIMEOUT_MS", value_name = "MS",
+          default_value_t = crate::edge::IDLE_TIMEOUT_MS_DEFAULT,
+          value_parser = clap::value_parser!(u64).range(100..=3_600_000))]
+    pub idle_timeout_ms: u64,
+    /// A request body must arrive in full within this many ms of its head; else
+    /// `408 body_timeout`.
+    #[arg(long, env = "CSTORE_BODY_TIMEOUT_MS", value_name = "MS",
+          default_value_t = crate::edge::BODY_TIMEOUT_MS_DEFAULT,
+          value_parser = clap::value_parser!(u64).range(100..=3_600_000))]
+    pub body_timeout_ms: u64,
+    /// Largest body of a document route (insert, put, patch) and of a find, in bytes.
+    #[arg(long, env = "CSTORE_DOC_BODY_MAX_BYTES", value_name = "BYTES",
+          default_value_t = crate::http::DOC_BODY_BYTES_MAX as u64,
+          value_parser = clap::value_parser!(u64).range(1024..=(64 << 20)))]
+    pub doc_body_max_bytes: u64,
+    /// Largest body of `/v1/txn` and `/v1/txns`, in bytes.
+    #[arg(long, env = "CSTORE_TXN_BODY_MAX_BYTES", value_name = "BYTES",
+          default_value_t = crate::http::TXN_BODY_BYTES_MAX as u64,
+          value_parser = clap::value_parser!(u64).range(1024..=(256 << 20)))]
+    pub txn_body_max_bytes: u64,
+    /// Largest WebSocket message a replica may send on `/v1/replicate`, in bytes.
+    #[arg(long, env = "CSTORE_FRAME_MAX_BYTES", value_name = "BYTES",
+          default_value_t = cstore_core::replication::FRAME_BYTES_MAX as u64,
+          value_parser = clap::value_parser!(u64)
+              .range(4096..=cstore_core::replication::FRAME_BYTES_MAX as u64))]
+    pub frame_max_bytes: u64,
+    /// A replica that sends nothing (it answers the leader's heartbeats), acknowledges nothing
+    /// it was sent, or stops reading for this many ms is dropped.
+    #[arg(long, env = "CSTORE_REPLICA_TIMEOUT_MS", value_name = "MS",
+          default_value_t = crate::edge::REPLICA_TIMEOUT_MS_DEFAULT,
+          value_parser = clap::value_parser!(u64).range(500..=600_000))]
+    pub replica_timeout_ms: u64,
+    /// Serve HTTPS and WSS with this certificate chain (PEM, leaf first); needs --tls-key.
+    #[arg(
+        long,
+        env = "CSTORE_TLS_CERT",
+        value_name = "FILE",
+        requires = "tls_key"
+    )]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(
+        long,
+        env = "CSTORE_TLS_KEY",
+        value_name = "FILE",
+        requires = "tls_cert"
+    )]
+    pub tls_key: Option<PathBuf>,
+    /// Extra trust roots (PEM) for https:// and wss:// peers: cluster members, the leader
+    /// followed, forwarded writes (a private CA or a self-signed certificate).
+    #[arg(long, env = "CSTORE_TLS_CA", value_name = "FILE")]
+    pub tls_ca: Option<PathBuf>,
 }
 
 impl ServeArgs {

@@ -11,6 +11,7 @@ pub mod backup;
 pub mod cli;
 pub mod clock;
 pub mod cluster;
+pub mod edge;
 pub mod follower;
 pub mod http;
 pub mod leader;

@@ -277,19 +277,23 @@ impl Node {
     /// The serving side of replication for this node: the leader's log, or (relay) the
     /// follower's own.
     pub fn replicator(&self, auth: Option<Arc<TokenKey>>) -> Replicator {
-        match self {
-            Node::Leader(leader) => Replicator::for_leader(leader.clone(), auth),
-            Node::Follower(follower) => Replicator::new(
-                Arc::new(follower.relay_source()),
-                SessionConfig::default(),
-                auth,
-            ),
-            Node::Cluster(cluster) => Replicator::new(
-                Arc::new(crate::cluster::source::ClusterSource::new(cluster.clone())),
-                SessionConfig::default(),
-                auth,
-            ),
-        }
+        self.replicator_with(auth, SessionConfig::default())
+    }
+
+    /// [`Self::replicator`] with sessions of `session` (`--replica-timeout-ms`).
+    pub fn replicator_with(
+        &self,
+        auth: Option<Arc<TokenKey>>,
+        session: SessionConfig,
+    ) -> Replicator {
+        let source: Arc<dyn crate::replicate::ReplicationSource> = match self {
+            Node::Leader(leader) => Arc::new(crate::replicate::LeaderSource::new(leader.clone())),
+            Node::Follower(follower) => Arc::new(follower.relay_source()),
+            Node::Cluster(cluster) => {
+                Arc::new(crate::cluster::source::ClusterSource::new(cluster.clone()))
+            }
+        };
+        Replicator::new(source, session, auth)
     }
 
     /// Stops the role's background work and closes its store (releasing the directory lock).

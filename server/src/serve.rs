@@ -27,6 +27,7 @@ use crate::auth::{Claims, Scope};
 use crate::auth::{TokenKey, WeakSecret};
 use crate::cli::ServeArgs;
 use crate::cluster::{Cluster, ClusterConfig, ClusterStartError, parse_members};
+use crate::edge::{self, EdgeConfig};
 use crate::follower::{
     Follower, FollowerConfig, FollowerStartError, InvalidLeaderUrl, check_follow_urls,
 };
@@ -100,6 +101,9 @@ pub enum ServeError {
     /// The metrics recorder could not be installed.
     #[error(transparent)]
     Metrics(#[from] MetricsError),
+    /// `--tls-cert`, `--tls-key` or `--tls-ca` is unusable.
+    #[error(transparent)]
+    Tls(#[from] crate::edge::tls::TlsError),
     /// The HTTP server failed.
     #[error("the HTTP server failed: {0}")]
     Serve(std::io::Error),
@@ -114,7 +118,8 @@ impl ServeError {
             | ServeError::InsecureListen { .. }
             | ServeError::Secret(_)
             | ServeError::Resolve { .. }
-            | ServeError::DemoDir(_) => 2,
+            | ServeError::DemoDir(_)
+            | ServeError::Tls(_) => 2,
             _ => 1,
         }
     }
@@ -186,6 +191,14 @@ pub async fn run(args: ServeArgs, shutdown: impl Future<Output = ()>) -> Result<
         check_follow_urls(&follow_urls(urls))?;
     }
     let key = args.token_key()?;
+    // TLS files are checked before anything is bound or opened.
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(edge::tls::server_config(cert, key)?),
+        _ => None,
+    };
+    if let Some(ca) = &args.tls_ca {
+        edge::tls::trust_peer_ca(ca)?;
+    }
     let mut cluster = cluster_config(&args, key.as_ref())?;
     let demo_dir = demo::resolve_dir(args.demo_dir.as_deref())?;
     let addrs: Vec<SocketAddr> = tokio::net::lookup_host(&args.listen)
@@ -259,7 +272,8 @@ pub async fn run(args: ServeArgs, shutdown: impl Future<Output = ()>) -> Result<
         }
     });
     let auth = key.map(Arc::new);
-    let replication = node.replicator(auth.clone());
+    let replication =
+        node.replicator_with(auth.clone(), edge::session_config(args.replica_timeout_ms));
     let app = http::router(AppState {
         node: node.clone(),
         auth,
@@ -275,15 +289,19 @@ pub async fn run(args: ServeArgs, shutdown: impl Future<Output = ()>) -> Result<
         ),
     }
     let local = listener.local_addr().map_err(ServeError::Serve)?;
-    info!(addr = %local, auth = args.auth_secret.is_some(), "listening");
+    let edge_config = EdgeConfig {
+        tls,
+        ..EdgeConfig::from_args(&args)
+    };
+    edge::raise_fd_limit(edge_config.connections_max);
+    info!(addr = %local, auth = args.auth_secret.is_some(), tls = edge_config.tls.is_some(), max_connections = edge_config.connections_max, "listening");
 
     let stop = Arc::new(Notify::new());
-    let app = app.into_make_service_with_connect_info::<SocketAddr>();
-    let server = axum::serve(listener, app).with_graceful_shutdown({
+    let server = edge::serve(listener, app, edge_config, {
         let stop = Arc::clone(&stop);
         async move { stop.notified().await }
     });
-    let mut server = std::pin::pin!(server.into_future());
+    let mut server = std::pin::pin!(server);
     let result = tokio::select! {
         result = &mut server => result,
         () = shutdown => {
@@ -356,6 +374,18 @@ mod tests {
             demo_dir: None,
             token_secret_old: None,
             token_secret_old_until: None,
+            max_connections: crate::edge::CONNECTIONS_MAX_DEFAULT,
+            max_replication_sessions: crate::edge::REPLICATION_SESSIONS_MAX_DEFAULT,
+            header_timeout_ms: crate::edge::HEADER_TIMEOUT_MS_DEFAULT,
+            idle_timeout_ms: crate::edge::IDLE_TIMEOUT_MS_DEFAULT,
+            body_timeout_ms: crate::edge::BODY_TIMEOUT_MS_DEFAULT,
+            doc_body_max_bytes: crate::http::DOC_BODY_BYTES_MAX as u64,
+            txn_body_max_bytes: crate::http::TXN_BODY_BYTES_MAX as u64,
+            frame_max_bytes: cstore_core::replication::FRAME_BYTES_MAX as u64,
+            replica_timeout_ms: crate::edge::REPLICA_TIMEOUT_MS_DEFAULT,
+            tls_cert: None,
+            tls_key: None,
+            tls_ca: None,
         }
     }
 

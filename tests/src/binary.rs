@@ -112,6 +112,25 @@ fn build(layout: &BuildLayout) -> Result<(), HarnessError> {
         .arg(&layout.profile)
         .arg("--target-dir")
         .arg(&layout.target_dir);
+    // Cargo runs a test with the test package's variables set (CARGO_MANIFEST_DIR,
+    // CARGO_PKG_NAME, ...). Some build scripts (ring's) declare `rerun-if-env-changed` on those
+    // names, so passing them on would make this build and the next `cargo test` from a shell
+    // each rebuild everything above ring, in turn.
+    for (name, _) in std::env::vars_os() {
+        let Some(name) = name.to_str() else { continue };
+        let per_package = [
+            "CARGO_PKG_",
+            "CARGO_MANIFEST_",
+            "CARGO_CRATE_",
+            "CARGO_BIN_",
+        ]
+        .iter()
+        .any(|prefix| name.starts_with(prefix))
+            || matches!(name, "CARGO_PRIMARY_PACKAGE" | "CARGO_TARGET_TMPDIR");
+        if per_package {
+            command.env_remove(name);
+        }
+    }
     let output = command
         .output()
         .map_err(|e| HarnessError::io(format!("running {command:?}"), e))?;

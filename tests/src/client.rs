@@ -123,6 +123,24 @@ impl Client {
         }
     }
 
+    /// A client for an `https://` base URL that trusts `root_pem` (a PEM certificate: the CA,
+    /// or a self-signed server certificate) besides the public web roots.
+    pub fn with_root_pem(base_url: impl Into<String>, root_pem: &[u8], timeout_ms: u64) -> Client {
+        let root = reqwest::Certificate::from_pem(root_pem).expect("a PEM certificate");
+        let http = HttpClient::builder()
+            .use_rustls_tls()
+            .add_root_certificate(root)
+            .timeout(Duration::from_millis(timeout_ms))
+            .connect_timeout(Duration::from_millis(timeout_ms.min(2_000)))
+            .build()
+            .expect("an HTTP client builds");
+        Client {
+            http,
+            base_url: base_url.into(),
+            token: None,
+        }
+    }
+
     /// The same client sending `Authorization: Bearer <token>`.
     pub fn with_token(&self, token: impl Into<String>) -> Client {
         Client {

@@ -42,4 +42,4 @@ pub mod workload;
 
 pub use client::{Client, Reply};
 pub use error::HarnessError;
-pub use server::{ServerOptions, ServerProcess, StartOutcome};
+pub use server::{ServerOptions, ServerProcess, StartOutcome, TlsFiles};

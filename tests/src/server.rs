@@ -19,7 +19,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
 use crate::binary::cstore_binary;
-use crate::client::Client;
+use crate::client::{Client, REQUEST_TIMEOUT_MS};
 use crate::dirs::TempRoot;
 use crate::error::HarnessError;
 
@@ -55,6 +55,20 @@ pub struct ServerOptions {
     /// Listen on this address instead of a free port chosen at start (cluster members must
     /// know each other's addresses before any of them starts).
     pub addr: Option<SocketAddr>,
+    /// Serve HTTPS with this certificate chain and key (PEM files, passed as `--tls-cert` and
+    /// `--tls-key`); the harness's clients trust `ca_pem`. URLs become `https://` / `wss://`.
+    pub tls: Option<TlsFiles>,
+}
+
+/// The TLS files of a server under test.
+#[derive(Clone, Debug)]
+pub struct TlsFiles {
+    /// `--tls-cert`.
+    pub cert: PathBuf,
+    /// `--tls-key`.
+    pub key: PathBuf,
+    /// The PEM certificate clients trust (the CA, or the self-signed certificate itself).
+    pub ca_pem: Vec<u8>,
 }
 
 impl Default for ServerOptions {
@@ -70,6 +84,7 @@ impl Default for ServerOptions {
             binary: None,
             keep_dir: false,
             addr: None,
+            tls: None,
         }
     }
 }
@@ -132,13 +147,14 @@ impl ServerProcess {
             Some(addr) => addr,
             None => free_port()?,
         };
+        let probe = probe_client(addr, &options);
         let mut server = ServerProcess {
             child: None,
             addr,
             binary,
             options,
             starts: 0,
-            probe: probe_client(addr),
+            probe,
             root,
         };
         for attempt in 1..=PORT_ATTEMPTS_MAX {
@@ -150,7 +166,7 @@ impl ServerProcess {
                         && fixed_addr.is_none() =>
                 {
                     server.addr = free_port()?;
-                    server.probe = probe_client(server.addr);
+                    server.probe = probe_client(server.addr, &server.options);
                 }
                 StartOutcome::Exited { status, stderr } => {
                     return Err(HarnessError::NotReady {
@@ -206,6 +222,13 @@ impl ServerProcess {
         }
         if let Some(token) = &self.options.follow_token {
             command.arg("--follow-token").arg(token);
+        }
+        if let Some(tls) = &self.options.tls {
+            command
+                .arg("--tls-cert")
+                .arg(&tls.cert)
+                .arg("--tls-key")
+                .arg(&tls.key);
         }
         command
             .args(&self.options.extra_args)
@@ -328,19 +351,32 @@ impl ServerProcess {
         self.addr
     }
 
-    /// `http://<addr>`.
+    /// `http://<addr>` (`https://` with TLS).
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.options.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://{}", self.addr)
     }
 
-    /// `ws://<addr>/v1/replicate`: what a follower of this server follows.
+    /// `ws://<addr>/v1/replicate` (`wss://` with TLS): what a follower of this server follows.
     pub fn replicate_url(&self) -> String {
-        format!("ws://{}/v1/replicate", self.addr)
+        let scheme = if self.options.tls.is_some() {
+            "wss"
+        } else {
+            "ws"
+        };
+        format!("{scheme}://{}/v1/replicate", self.addr)
     }
 
-    /// A client for this server, without a token.
+    /// A client for this server, without a token (trusting its TLS certificate, if any).
     pub fn client(&self) -> Client {
-        Client::new(self.url())
+        match &self.options.tls {
+            Some(tls) => Client::with_root_pem(self.url(), &tls.ca_pem, REQUEST_TIMEOUT_MS),
+            None => Client::new(self.url()),
+        }
     }
 
     /// The server's `--data-dir`.
@@ -425,8 +461,13 @@ pub fn free_port() -> Result<SocketAddr, HarnessError> {
         .map_err(|e| HarnessError::io("reading the bound port", e))
 }
 
-fn probe_client(addr: SocketAddr) -> Client {
-    Client::with_timeout_ms(format!("http://{addr}"), PROBE_TIMEOUT_MS)
+fn probe_client(addr: SocketAddr, options: &ServerOptions) -> Client {
+    match &options.tls {
+        Some(tls) => {
+            Client::with_root_pem(format!("https://{addr}"), &tls.ca_pem, PROBE_TIMEOUT_MS)
+        }
+        None => Client::with_timeout_ms(format!("http://{addr}"), PROBE_TIMEOUT_MS),
+    }
 }
 
 fn port_taken(stderr: &str) -> bool {

@@ -124,7 +124,7 @@ pub enum ClusterError {
     #[error("removing node {0} would leave the cluster without a voter")]
     LastVoter(u64),
     /// The URL is not an http:// base URL.
-    #[error("{0:?} is not an http://host:port URL")]
+    #[error("{0:?} is not an http://host:port or https://host:port URL")]
     InvalidUrl(String),
     /// Only the leader can do it, and this member is not the leader.
     #[error("this member is not the leader{}", leader_hint(.leader_url))]
@@ -301,7 +301,7 @@ impl Cluster {
             None => (State::new(), None),
         };
         let local = Arc::new(Local::new(state, log_id, config.tail_bytes_max));
-        let http = reqwest::Client::builder()
+        let http = crate::edge::tls::http_client_builder()
             .timeout(Duration::from_secs(30))
             .pool_idle_timeout(Duration::from_secs(30))
             .local_address(config.bind_ip)
@@ -1138,7 +1138,10 @@ impl Cluster {
 pub fn check_member_url(url: &str) -> Result<(), ClusterError> {
     let invalid = || ClusterError::InvalidUrl(url.to_string());
     let uri: axum::http::Uri = url.parse().map_err(|_| invalid())?;
-    if uri.scheme_str() != Some("http") || uri.authority().is_none() || uri.port_u16().is_none() {
+    if !matches!(uri.scheme_str(), Some("http" | "https"))
+        || uri.authority().is_none()
+        || uri.port_u16().is_none()
+    {
         return Err(invalid());
     }
     if !matches!(uri.path(), "" | "/") || uri.query().is_some() {

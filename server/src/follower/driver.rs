@@ -360,7 +360,14 @@ async fn connect(url: &str, config: &FollowerConfig) -> Result<Socket, FollowErr
         .max_message_size(Some(FRAME_BYTES_MAX))
         .max_frame_size(Some(FRAME_BYTES_MAX));
     let timeout = Duration::from_millis(config.connect_timeout_ms);
-    let connecting = tokio_tungstenite::connect_async_with_config(request, Some(ws_config), true);
+    // wss:// trusts the public web roots and --tls-ca.
+    let connector = tokio_tungstenite::Connector::Rustls(crate::edge::tls::client_config());
+    let connecting = tokio_tungstenite::connect_async_tls_with_config(
+        request,
+        Some(ws_config),
+        true,
+        Some(connector),
+    );
     match tokio::time::timeout(timeout, connecting).await {
         Err(_elapsed) => Err(connect_error(format!(
             "no handshake within {} ms",

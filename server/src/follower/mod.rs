@@ -94,7 +94,7 @@ impl FollowerConfig {
 
 /// Why a URL cannot be followed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("--follow {url:?} is not a ws:// URL of a leader's /v1/replicate: {reason}")]
+#[error("--follow {url:?} is not a ws:// or wss:// URL of a leader's /v1/replicate: {reason}")]
 pub struct InvalidLeaderUrl {
     /// What was given.
     pub url: String,
@@ -131,8 +131,8 @@ pub fn leader_http_base(leader_url: &str) -> Result<String, InvalidLeaderUrl> {
     let uri: axum::http::Uri = leader_url.parse().map_err(|_| invalid("not a URL"))?;
     let scheme = match uri.scheme_str() {
         Some("ws") => "http",
-        Some("wss") => return Err(invalid("wss:// is not supported (this build has no TLS)")),
-        _ => return Err(invalid("the scheme must be ws://")),
+        Some("wss") => "https",
+        _ => return Err(invalid("the scheme must be ws:// or wss://")),
     };
     let authority = uri.authority().ok_or_else(|| invalid("no host"))?;
     Ok(format!("{scheme}://{authority}"))
@@ -203,8 +203,11 @@ impl Follower {
         let leader_http = Mutex::new(leader_http_base(&config.urls[0])?);
         // A fresh follower has seen no term: the leader's Welcome sets it.
         let (metadata, state, _) = recover(&mut store, cstore_core::Term(0)).await?;
-        let http = reqwest::Client::builder()
+        let http = crate::edge::tls::http_client_builder()
             .timeout(Duration::from_secs(30))
+            // Below the members' idle timeout (60 s by default): the pool drops a connection
+            // before the server closes it, so a forwarded write never picks a closing one.
+            .pool_idle_timeout(Duration::from_secs(30))
             .build()
             .map_err(|e| FollowerStartError::Client(e.to_string()))?;
         let durable = store.log_state().last.lsn;

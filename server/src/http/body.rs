@@ -15,6 +15,8 @@ use futures::StreamExt;
 use serde_json::Value;
 
 use super::error::ApiError;
+use crate::edge::RequestEdge;
+use crate::edge::body::is_body_timeout;
 
 /// Largest body of a document route (insert, put, patch) and of a find, in bytes. Canonical
 /// documents are limited to 1 MiB by core; the slack is for the client's whitespace.
@@ -34,24 +36,36 @@ impl<S: Send + Sync, const LIMIT: usize> FromRequest<S> for JsonBody<LIMIT> {
         if !is_json(&parts.headers) {
             return Err(ApiError::UnsupportedMediaType);
         }
+        let limit = configured_limit(parts.extensions.get::<RequestEdge>(), LIMIT);
         let declared = parts
             .headers
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
-        if let Some(declared) = declared.filter(|n| *n > LIMIT as u64) {
+        if let Some(declared) = declared.filter(|n| *n > limit as u64) {
             if declared <= DRAIN_BYTES_MAX {
                 drain(body.into_data_stream()).await;
             }
-            return Err(ApiError::BodyTooLarge { limit_bytes: LIMIT });
+            return Err(ApiError::BodyTooLarge { limit_bytes: limit });
         }
-        let bytes = read_bounded(body, LIMIT).await?;
+        let bytes = read_bounded(body, limit).await?;
         if bytes.is_empty() {
             return Err(ApiError::InvalidJson("the body is empty".into()));
         }
         let value =
             serde_json::from_slice(&bytes).map_err(|e| ApiError::InvalidJson(e.to_string()))?;
         Ok(JsonBody(value))
+    }
+}
+
+/// The bound a route of compile-time bound `route_limit` applies: the document and
+/// transaction routes take theirs from `--doc-body-max-bytes` / `--txn-body-max-bytes` (when
+/// the request came through the edge), the small cluster routes keep their own.
+fn configured_limit(edge: Option<&RequestEdge>, route_limit: usize) -> usize {
+    match edge {
+        Some(edge) if route_limit == DOC_BODY_BYTES_MAX => edge.bodies.doc_body_bytes_max,
+        Some(edge) if route_limit == TXN_BODY_BYTES_MAX => edge.bodies.txn_body_bytes_max,
+        _ => route_limit,
     }
 }
 
@@ -79,7 +93,7 @@ async fn read_bounded(body: Body, limit: usize) -> Result<Vec<u8>, ApiError> {
     let mut stream = body.into_data_stream();
     let mut bytes = Vec::new();
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| ApiError::InvalidJson(format!("reading the body: {e}")))?;
+        let chunk = chunk.map_err(body_read_error)?;
         if bytes.len() + chunk.len() > limit {
             drain(stream).await;
             return Err(ApiError::BodyTooLarge { limit_bytes: limit });
@@ -87,6 +101,18 @@ async fn read_bounded(body: Body, limit: usize) -> Result<Vec<u8>, ApiError> {
         bytes.extend_from_slice(&chunk);
     }
     Ok(bytes)
+}
+
+/// The error of a body that could not be read: its deadline passed (`408 body_timeout`), or
+/// the connection failed.
+pub(super) fn body_read_error(error: axum::Error) -> ApiError {
+    let timed_out =
+        std::error::Error::source(&error).is_some_and(is_body_timeout) || is_body_timeout(&error);
+    if timed_out {
+        ApiError::BodyTimeout(error.to_string())
+    } else {
+        ApiError::InvalidJson(format!("reading the body: {error}"))
+    }
 }
 
 /// Reads and discards the rest of a body (bounded in bytes and time) before an error answer.

@@ -20,6 +20,7 @@ use cstore_core::state::Rejection;
 use cstore_core::Lsn;
 
 use crate::auth::AuthError;
+use crate::edge::Limit;
 use crate::leader::{AckPolicy, InvalidAck, WriteError};
 use crate::node::ReadError;
 use crate::replicate::AckUnknown;
@@ -80,6 +81,18 @@ pub enum ApiError {
     BodyTooLarge {
         /// The route's limit.
         limit_bytes: usize,
+    },
+    /// The body did not arrive within `--body-timeout-ms`.
+    #[error("{0}")]
+    BodyTimeout(String),
+    /// `/v1/replicate` beyond `--max-replication-sessions`.
+    #[error(
+        "the server serves its maximum of {max} replication sessions \
+         (--max-replication-sessions); retry later"
+    )]
+    TooManySessions {
+        /// The bound.
+        max: usize,
     },
     /// A precondition (`?if_version=`, `If-Match`, `If-None-Match`) does not parse.
     #[error("invalid precondition: {0}")]
@@ -174,6 +187,8 @@ impl ErrorCode for ApiError {
             ApiError::InvalidJson(_) => "invalid_json",
             ApiError::UnsupportedMediaType => "unsupported_media_type",
             ApiError::BodyTooLarge { .. } => "body_too_large",
+            ApiError::BodyTimeout(_) => "body_timeout",
+            ApiError::TooManySessions { .. } => "too_many_sessions",
             ApiError::InvalidVersion(_) => "invalid_version",
             ApiError::IdMismatch { .. } => "invalid_id",
             ApiError::InvalidPatch(_) => "invalid_patch",
@@ -255,6 +270,7 @@ pub fn status_for(code: &str) -> StatusCode {
         "body_too_large" | "document_too_large" | "txn_too_large" => StatusCode::PAYLOAD_TOO_LARGE,
         "unsupported_media_type" => StatusCode::UNSUPPORTED_MEDIA_TYPE,
         "upgrade_required" => StatusCode::UPGRADE_REQUIRED,
+        "body_timeout" => StatusCode::REQUEST_TIMEOUT,
         // The write is durable locally; its replication did not confirm in time.
         "ack_unknown" => StatusCode::GATEWAY_TIMEOUT,
         "min_lsn_timeout" => StatusCode::GATEWAY_TIMEOUT,
@@ -264,7 +280,9 @@ pub fn status_for(code: &str) -> StatusCode {
         | "not_leader"
         | "unavailable"
         | "cluster_change_failed"
-        | "storage_failed" => StatusCode::SERVICE_UNAVAILABLE,
+        | "storage_failed"
+        | "too_many_connections"
+        | "too_many_sessions" => StatusCode::SERVICE_UNAVAILABLE,
         // Nothing of the write was made durable; writes resume once space is freed.
         "disk_full" => StatusCode::INSUFFICIENT_STORAGE,
         // `out_of_order` from the state means the leader built an entry that does not follow
@@ -297,8 +315,28 @@ impl ApiError {
     }
 }
 
+impl ApiError {
+    /// The content limit this error reports, counted in `cstore_limit_tripped_total{limit}`
+    /// (the edge counts its own: timeouts, connections, sessions).
+    fn limit_tripped(&self) -> Option<Limit> {
+        match self.code() {
+            "body_too_large" => Some(Limit::BodySize),
+            "document_too_large" => Some(Limit::DocumentSize),
+            "txn_too_large" => Some(Limit::TxnSize),
+            "query_too_large" => Some(Limit::QuerySize),
+            "invalid_json" if self.to_string().contains("recursion limit exceeded") => {
+                Some(Limit::JsonDepth)
+            }
+            _ => None,
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        if let Some(limit) = self.limit_tripped() {
+            limit.tripped();
+        }
         let status = self.status();
         let body = self.body();
         if status.is_server_error() {

@@ -58,10 +58,15 @@ pub async fn forward_to(
 ) -> Result<Response, ApiError> {
     let (parts, body) = request.into_parts();
     // The leader's own limit is the largest of any write route; it checks the exact one.
-    let body = to_bytes(body, TXN_BODY_BYTES_MAX)
+    let limit = parts
+        .extensions
+        .get::<crate::edge::RequestEdge>()
+        .map_or(TXN_BODY_BYTES_MAX, |edge| edge.bodies.txn_body_bytes_max);
+    let body = to_bytes(body, limit)
         .await
-        .map_err(|_| ApiError::BodyTooLarge {
-            limit_bytes: TXN_BODY_BYTES_MAX,
+        .map_err(|e| match super::body::body_read_error(e) {
+            timeout @ ApiError::BodyTimeout(_) => timeout,
+            _ => ApiError::BodyTooLarge { limit_bytes: limit },
         })?;
     let path = parts
         .uri

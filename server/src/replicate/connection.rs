@@ -32,6 +32,7 @@ use cstore_core::{Lsn, ReplicaId, TimestampMs};
 use super::Replicator;
 use super::hub::{ConnId, SessionState};
 use super::tail::TailError;
+use crate::edge::Limit;
 
 /// How often a session's clock ticks (heartbeats and timeouts).
 pub const TICK_MS: u64 = 250;
@@ -209,6 +210,14 @@ impl Connection {
                 LeaderCommand::Close(error) => {
                     // The session already queued its Error frame.
                     log_close(&error, self.session.replica_id());
+                    if matches!(
+                        error,
+                        ReplicationError::HelloTimeout { .. }
+                            | ReplicationError::ReplicaTimeout { .. }
+                            | ReplicationError::AckTimeout { .. }
+                    ) {
+                        Limit::ReplicaTimeout.tripped();
+                    }
                     let _ = self.flush().await;
                     let code = match &error {
                         ReplicationError::Frame(FrameError::TooLarge { .. }) => CLOSE_TOO_BIG,
@@ -254,6 +263,7 @@ impl Connection {
                 false
             }
             Err(_) => {
+                Limit::ReplicaTimeout.tripped();
                 warn!(
                     conn = self.conn,
                     replica = ?self.session.replica_id(),
@@ -301,6 +311,7 @@ impl Connection {
             });
         match too_large {
             Ok(Some(why)) => {
+                Limit::FrameSize.tripped();
                 let code = FrameError::TooLarge { len: 0, max: 0 }.code();
                 self.close_with(code, &why, CLOSE_TOO_BIG).await;
             }

@@ -8,6 +8,7 @@
 //! task. Errors before the upgrade are the API's usual JSON errors.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::{ConnectInfo, Query, State, WebSocketUpgrade};
@@ -19,6 +20,7 @@ use cstore_core::replication::FRAME_BYTES_MAX;
 
 use super::Replicator;
 use crate::auth::{AuthError, Scope};
+use crate::edge::{Limit, RequestEdge};
 use crate::http::{ApiError, AppState, bearer_token};
 
 /// Initial read buffer of a replication socket (tungstenite's default is 128 KiB).
@@ -36,6 +38,7 @@ pub async fn replicate(
     headers: HeaderMap,
     uri: Uri,
     connect: Option<Extension<ConnectInfo<SocketAddr>>>,
+    edge: Option<Extension<RequestEdge>>,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
     let allowed = match authorize(&replicator, &headers, &uri) {
@@ -49,14 +52,35 @@ pub async fn replicate(
     if replicator.is_stopping() {
         return ApiError::Write(crate::leader::WriteError::ShuttingDown).into_response();
     }
+    // The session holds a `--max-replication-sessions` permit and its connection's
+    // `--max-connections` permit (the socket stays open after the upgrade) for its life.
+    let (held, frame_bytes_max) = match edge {
+        Some(Extension(edge)) => match Arc::clone(&edge.sessions).try_acquire_owned() {
+            Ok(session) => (
+                Some((session, edge.connection)),
+                edge.bodies.frame_bytes_max,
+            ),
+            Err(_) => {
+                Limit::ReplicationSessions.tripped();
+                return ApiError::TooManySessions {
+                    max: edge.sessions_max,
+                }
+                .into_response();
+            }
+        },
+        None => (None, FRAME_BYTES_MAX),
+    };
     let addr = connect.map(|Extension(ConnectInfo(addr))| addr);
     upgrade
         // A replica sends small frames (hello, acks): a small read buffer keeps a thousand
         // connections cheap; it grows for the rare large message, up to the bound.
         .read_buffer_size(READ_BUFFER_BYTES)
-        .max_message_size(FRAME_BYTES_MAX)
-        .max_frame_size(FRAME_BYTES_MAX)
-        .on_upgrade(move |socket| super::connection::run(replicator, socket, addr, allowed))
+        .max_message_size(frame_bytes_max)
+        .max_frame_size(frame_bytes_max)
+        .on_upgrade(move |socket| async move {
+            super::connection::run(replicator, socket, addr, allowed).await;
+            drop(held);
+        })
 }
 
 /// Checks the token of a replication request, from the header or `?token=`. Returns the
