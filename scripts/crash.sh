@@ -11,7 +11,5 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 points="${1:-100}"
 export CSTORE_CRASH_POINTS="$points"
-say "building the server and the test (debug)"
-cargo build --quiet -p cstore-server --bin cstore
-export CSTORE_BIN="${CARGO_TARGET_DIR:-$ROOT/target}/debug/cstore"
+# The test builds `cstore` (debug) itself before its first start (tests/src/binary.rs).
 cargo test --quiet -p cstore-tests --test crash_points -- --nocapture

@@ -85,7 +85,11 @@ pub fn snapshots() -> Vec<Snapshot> {
     for entry in entries() {
         all.apply(&entry).expect("seed entries apply");
     }
-    vec![State::new().snapshot(), base_state().snapshot(), all.snapshot()]
+    vec![
+        State::new().snapshot(),
+        base_state().snapshot(),
+        all.snapshot(),
+    ]
 }
 
 /// One frame of every kind.
@@ -199,7 +203,10 @@ pub fn data_dir_files() -> Vec<(String, Vec<u8>)> {
             for entry in &entries[..3] {
                 state.apply(entry).expect("seed entries apply");
             }
-            store.save_snapshot(&state.snapshot()).await.expect("snapshot");
+            store
+                .save_snapshot(&state.snapshot())
+                .await
+                .expect("snapshot");
             store.compact_prefix(Lsn(2)).await.expect("compact");
             store.append(&entries[3..]).await.expect("append");
             store

@@ -255,7 +255,9 @@ impl Writer {
                 Effect::Put {
                     collection: "items",
                     doc,
-                } => self.live.push(doc["_id"].as_str().expect("an id").to_owned()),
+                } => self
+                    .live
+                    .push(doc["_id"].as_str().expect("an id").to_owned()),
                 Effect::Delete {
                     collection: "items",
                     id,
@@ -371,12 +373,7 @@ impl CrashModel {
     /// before are handed out round-robin: the writers patch and delete old documents too).
     pub fn live_items(&self, writers: usize) -> Vec<Vec<String>> {
         let mut out = vec![Vec::new(); writers];
-        for (i, (_, id)) in self
-            .docs
-            .keys()
-            .filter(|(c, _)| *c == "items")
-            .enumerate()
-        {
+        for (i, (_, id)) in self.docs.keys().filter(|(c, _)| *c == "items").enumerate() {
             out[i % writers].push(id.clone());
         }
         out
@@ -456,8 +453,7 @@ impl CrashModel {
             let matches = |model: &CrashModel| {
                 keys.iter().all(|key| match key {
                     Touched::Doc(c, id) => {
-                        model.docs.get(&(*c, id.clone()))
-                            == actual.docs.get(&(*c, id.clone()))
+                        model.docs.get(&(*c, id.clone())) == actual.docs.get(&(*c, id.clone()))
                     }
                     Touched::Ttl(id) => actual.ttl.contains_key(id) == model.ttl.contains_key(id),
                     Touched::Indexes => model.indexes == actual.indexes,
@@ -470,7 +466,10 @@ impl CrashModel {
                 self.in_flight_absent += 1;
             } else if keys.iter().all(|k| matches!(k, Touched::Ttl(_))) {
                 // A `ttl` insert may have applied and already expired: either is fine.
-                if keys.iter().any(|k| matches!(k, Touched::Ttl(id) if actual.ttl.contains_key(id))) {
+                if keys
+                    .iter()
+                    .any(|k| matches!(k, Touched::Ttl(id) if actual.ttl.contains_key(id)))
+                {
                     *self = with;
                     self.in_flight_applied += 1;
                 } else {
@@ -495,7 +494,10 @@ impl CrashModel {
         }
         for key in actual.docs.keys() {
             if !self.docs.contains_key(key) {
-                violations.push(format!("{}/{} is there but was never acknowledged", key.0, key.1));
+                violations.push(format!(
+                    "{}/{} is there but was never acknowledged",
+                    key.0, key.1
+                ));
             }
         }
         if actual.indexes != self.indexes {
@@ -513,13 +515,17 @@ impl CrashModel {
                     violations.push(format!("ttl/{id} holds {found}, expected {doc}"))
                 }
                 Some((_, _, Some(acked))) if actual.read_started > *acked + ttl_ms + slack => {
-                    violations.push(format!("ttl/{id} outlived its deadline by more than the slack"))
+                    violations.push(format!(
+                        "ttl/{id} outlived its deadline by more than the slack"
+                    ))
                 }
                 Some(_) => {}
             }
         }
         for (id, (_, sent_at, acked)) in &self.ttl {
-            if acked.is_some() && actual.read_ended < *sent_at + ttl_ms && !actual.ttl.contains_key(id)
+            if acked.is_some()
+                && actual.read_ended < *sent_at + ttl_ms
+                && !actual.ttl.contains_key(id)
             {
                 violations.push(format!("ttl/{id} acknowledged, unexpired, and missing"));
             }

@@ -122,7 +122,11 @@ fn recovered_state_is_the_acknowledged_prefix_at_every_crash_point() {
         println!(
             "point {point}: killed after {kill_after_acks} acks ({when}){}; {} acknowledged in \
              all, last_lsn {last_lsn}, {} documents, {} in ttl, indexes {:?}",
-            if torn_checkpoint { ", mid-checkpoint" } else { "" },
+            if torn_checkpoint {
+                ", mid-checkpoint"
+            } else {
+                ""
+            },
             model.acked,
             model.docs.len(),
             model.ttl.len(),

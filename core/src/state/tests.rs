@@ -361,8 +361,8 @@ fn fuzz_regression_an_image_with_an_overlong_integer_is_refused() {
     let cases: [&[u8]; 2] = [
         // The applied LSN 127 as `ff 00`.
         &[
-            2, 255, 0, 0, 0, 0, 0, 0, 0, 69, 8, 251, 0, 0, 0, 0, 0, 0, 0, 193, 0, 0, 0, 0, 0, 0,
-            0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+            2, 255, 0, 0, 0, 0, 0, 0, 0, 69, 8, 251, 0, 0, 0, 0, 0, 0, 0, 193, 0, 0, 0, 0, 0, 0, 0,
+            0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
         ],
         // The last timestamp with an overlong last byte (`da 00` for `5a`).
         &[
@@ -371,7 +371,10 @@ fn fuzz_regression_an_image_with_an_overlong_integer_is_refused() {
         ],
     ];
     for bytes in cases {
-        let at = postcard::take_from_bytes::<(u8, LogPosition)>(bytes).unwrap().0.1;
+        let at = postcard::take_from_bytes::<(u8, LogPosition)>(bytes)
+            .unwrap()
+            .0
+            .1;
         let error = State::from_snapshot(&Snapshot::new(at, bytes.to_vec())).unwrap_err();
         assert!(
             matches!(&error, SnapshotError::Malformed(m) if m.contains("canonical")),

@@ -80,7 +80,12 @@ fn run(args: &[String]) -> ExitCode {
         );
         for finding in &outcome.findings {
             failed = true;
-            println!("  {} ({}): input {}", finding.kind, finding.message, hex(&finding.input));
+            println!(
+                "  {} ({}): input {}",
+                finding.kind,
+                finding.message,
+                hex(&finding.input)
+            );
         }
     }
     println!(
@@ -134,5 +139,9 @@ fn replay(args: &[String]) -> ExitCode {
             }
         }
     }
-    if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS }
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
 }

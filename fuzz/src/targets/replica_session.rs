@@ -45,8 +45,12 @@ pub fn run(data: &[u8]) {
                     }
                     ReplicaCommand::InstallSnapshot(snapshot) => {
                         match State::from_snapshot(&snapshot) {
-                            Ok(_) => next.extend(replica.on_snapshot_installed(now, snapshot.position)),
-                            Err(e) => next.extend(replica.on_apply_failed(snapshot.position.lsn, &e.to_string())),
+                            Ok(_) => {
+                                next.extend(replica.on_snapshot_installed(now, snapshot.position))
+                            }
+                            Err(e) => next.extend(
+                                replica.on_apply_failed(snapshot.position.lsn, &e.to_string()),
+                            ),
                         }
                     }
                     ReplicaCommand::Close(_) => {

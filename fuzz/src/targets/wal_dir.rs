@@ -59,7 +59,11 @@ pub fn run(data: &[u8]) {
         let bytes = if mode.sealed {
             let relink = (mode.relink && tag % 5 == 2).then(|| LogPosition {
                 lsn: Lsn(n),
-                hash: if chain.lsn == Lsn(n) { chain.hash } else { Hash::ZERO },
+                hash: if chain.lsn == Lsn(n) {
+                    chain.hash
+                } else {
+                    Hash::ZERO
+                },
             });
             let (records, end) = build_chain(content, relink);
             if let Some(end) = end {
@@ -117,10 +121,16 @@ pub fn seeds() -> Vec<Vec<u8>> {
             Some((0, 0))
         } else if name == "wal/compacted" {
             Some((1, 0))
-        } else if let Some(first) = name.strip_prefix("wal/").and_then(|n| n.strip_suffix(".seg")) {
+        } else if let Some(first) = name
+            .strip_prefix("wal/")
+            .and_then(|n| n.strip_suffix(".seg"))
+        {
             let first: u64 = first.parse().ok()?;
             Some((2, u8::try_from(first - 1).ok()?))
-        } else if let Some(lsn) = name.strip_prefix("snapshot-").and_then(|n| n.strip_suffix(".snap")) {
+        } else if let Some(lsn) = name
+            .strip_prefix("snapshot-")
+            .and_then(|n| n.strip_suffix(".snap"))
+        {
             Some((3, u8::try_from(lsn.parse::<u64>().ok()?).ok()?))
         } else {
             None

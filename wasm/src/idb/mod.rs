@@ -82,7 +82,12 @@ pub mod fuzzing {
 
     /// A `pending` record and the `meta` records of a position and of core's `Metadata`, for
     /// seeds.
-    pub fn encode_small(seq: u64, txn: &[u8], at: LogPosition, metadata: &Metadata) -> [Vec<u8>; 3] {
+    pub fn encode_small(
+        seq: u64,
+        txn: &[u8],
+        at: LogPosition,
+        metadata: &Metadata,
+    ) -> [Vec<u8>; 3] {
         let pending = PendingRecord {
             seq,
             bytes: txn.to_vec(),
