@@ -30,6 +30,15 @@ seconds="${1:-60}"
 [ "$#" -gt 0 ] && shift
 command -v c++ >/dev/null 2>&1 || die "c++ not found: libfuzzer-sys compiles libFuzzer (apt-get install g++)"
 
+# The target names, from the (debug, uninstrumented) smoke runner, before the flags below.
+if [ "$#" -gt 0 ]; then
+  targets=("$@")
+else
+  list="$(cargo run --quiet -p cstore-fuzz --bin fuzz-smoke -- list)" || die "cannot list the targets"
+  mapfile -t targets < <(awk '{print $1}' <<<"$list")
+fi
+[ "${#targets[@]}" -gt 0 ] || die "no targets"
+
 OUT="$ROOT/target/fuzz"
 host="$(rustc -vV | sed -n 's/^host: //p')"
 export CARGO_TARGET_DIR="$OUT"
@@ -40,11 +49,6 @@ say "building the libFuzzer binary (profile fuzz, $host; minutes the first time)
 cargo build --quiet --profile fuzz --target "$host" -p cstore-fuzz --features libfuzzer --bin fuzz-libfuzzer
 BIN="$OUT/$host/fuzz/fuzz-libfuzzer"
 
-if [ "$#" -gt 0 ]; then
-  targets=("$@")
-else
-  mapfile -t targets < <(cargo run --quiet -p cstore-fuzz --bin fuzz-smoke -- list | awk '{print $1}')
-fi
 
 rows=()
 failed=0

@@ -186,6 +186,64 @@ pub fn sessions() -> Vec<Vec<Frame>> {
     ]
 }
 
+/// Sessions a replica could send: a hello from the start then acknowledgements; a hello from
+/// a position the leader does not hold (a snapshot follows) then snapshot acknowledgements;
+/// a resume of a snapshot transfer.
+pub fn replica_sides() -> Vec<Vec<Frame>> {
+    let entries = entries();
+    let snapshot = snapshots().pop().expect("snapshots");
+    let hello = |last: LogPosition, resume: Option<SnapshotResume>| {
+        Frame::Hello(Hello {
+            protocol_version: PROTOCOL_VERSION,
+            replica_id: ReplicaId(7),
+            term: Term(1),
+            last,
+            durable: last.lsn,
+            resume,
+            collections: None,
+        })
+    };
+    let acks = |lsns: &[u64]| -> Vec<Frame> {
+        lsns.iter()
+            .map(|&l| Frame::Ack { durable: Lsn(l) })
+            .collect()
+    };
+    let mut from_start = vec![hello(LogPosition::START, None)];
+    from_start.extend(acks(&[1, 2, 3, 4, 5, 6]));
+    let stranger = LogPosition {
+        lsn: Lsn(3),
+        hash: Hash([9; 32]),
+    };
+    let mut by_snapshot = vec![hello(stranger, None)];
+    for received in [64u64, 128, 192, snapshot.data.len() as u64] {
+        by_snapshot.push(Frame::SnapshotAck {
+            position: snapshot.position,
+            received_bytes: received,
+        });
+    }
+    let resume = SnapshotResume {
+        position: snapshot.position,
+        state_hash: snapshot.state_hash,
+        offset: 64,
+    };
+    let mut resumed = vec![hello(entries[1].position(), Some(resume))];
+    resumed.push(Frame::SnapshotAck {
+        position: snapshot.position,
+        received_bytes: snapshot.data.len() as u64,
+    });
+    resumed.extend(acks(&[6]));
+    let subscribed = vec![Frame::Hello(Hello {
+        protocol_version: PROTOCOL_VERSION,
+        replica_id: ReplicaId(8),
+        term: Term(2),
+        last: LogPosition::START,
+        durable: Lsn::ZERO,
+        resume: None,
+        collections: Some(vec!["notes".into(), "tmp".into()]),
+    })];
+    vec![from_start, by_snapshot, resumed, subscribed]
+}
+
 /// The files of a real data directory (name relative to it, bytes): a few small segments,
 /// a snapshot, a compaction point, the meta record.
 pub fn data_dir_files() -> Vec<(String, Vec<u8>)> {

@@ -8,6 +8,7 @@
 mod auth_token;
 mod find_query;
 mod idb_records;
+mod leader_session;
 mod log_record;
 mod replica_session;
 mod replication_frame;
@@ -41,6 +42,12 @@ pub const TARGETS: &[Target] = &[
         what: "a sequence of frames from a leader fed to core's Replica (snapshot transfer included)",
         run: replica_session::run,
         seeds: replica_session::seeds,
+    },
+    Target {
+        name: "leader_session",
+        what: "a sequence of frames from a replica fed to core's LeaderSession (hello, acks, snapshot acks)",
+        run: leader_session::run,
+        seeds: leader_session::seeds,
     },
     Target {
         name: "log_record",
