@@ -38,18 +38,27 @@ pub fn find_bodies() -> Vec<&'static str> {
     ]
 }
 
-/// The entries of [`txn_bodies`], chained from the start of the log.
+/// The entries of [`txn_bodies`], chained from the start of the log (made once a process:
+/// targets use them on every input).
 pub fn entries() -> Vec<LogEntry> {
-    let mut prev = LogPosition::START;
-    let mut out = Vec::new();
-    for (i, body) in txn_bodies().iter().enumerate() {
-        for txn in decode_body_for_fuzzing(body.as_bytes(), false).expect("seed bodies parse") {
-            let entry = LogEntry::new(prev, Term(1), TimestampMs(1_000 * (i as u64 + 1)), txn);
-            prev = entry.position();
-            out.push(entry);
-        }
-    }
-    out
+    static ENTRIES: OnceLock<Vec<LogEntry>> = OnceLock::new();
+    ENTRIES
+        .get_or_init(|| {
+            let mut prev = LogPosition::START;
+            let mut out = Vec::new();
+            for (i, body) in txn_bodies().iter().enumerate() {
+                let txns =
+                    decode_body_for_fuzzing(body.as_bytes(), false).expect("seed bodies parse");
+                for txn in txns {
+                    let at = TimestampMs(1_000 * (i as u64 + 1));
+                    let entry = LogEntry::new(prev, Term(1), at, txn);
+                    prev = entry.position();
+                    out.push(entry);
+                }
+            }
+            out
+        })
+        .clone()
 }
 
 /// The framed records of [`entries`].
@@ -81,15 +90,20 @@ pub fn base_state() -> State {
 
 /// Snapshots of an empty state, the base state and the state after every entry.
 pub fn snapshots() -> Vec<Snapshot> {
-    let mut all = State::new();
-    for entry in entries() {
-        all.apply(&entry).expect("seed entries apply");
-    }
-    vec![
-        State::new().snapshot(),
-        base_state().snapshot(),
-        all.snapshot(),
-    ]
+    static SNAPSHOTS: OnceLock<Vec<Snapshot>> = OnceLock::new();
+    SNAPSHOTS
+        .get_or_init(|| {
+            let mut all = State::new();
+            for entry in entries() {
+                all.apply(&entry).expect("seed entries apply");
+            }
+            vec![
+                State::new().snapshot(),
+                base_state().snapshot(),
+                all.snapshot(),
+            ]
+        })
+        .clone()
 }
 
 /// One frame of every kind.
