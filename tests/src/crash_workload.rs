@@ -37,7 +37,7 @@ pub const TTL: &str = "ttl";
 /// Lifetime of a document in [`TTL`].
 pub const TTL_MS: u64 = 1_500;
 /// How late an expiry may be seen (the leader's tick, a restart, the reads).
-pub const TTL_SLACK_MS: u64 = 2_000;
+pub const TTL_SLACK_MS: u64 = 5_000;
 
 /// The transactions that create the collections, sent before the first round.
 pub fn setup_ops() -> Vec<Value> {
