@@ -28,7 +28,11 @@ fi
 
 seconds="${1:-60}"
 [ "$#" -gt 0 ] && shift
-command -v c++ >/dev/null 2>&1 || die "c++ not found: libfuzzer-sys compiles libFuzzer (apt-get install g++)"
+# libfuzzer-sys compiles libFuzzer's C++ with the system's compiler.
+if ! command -v c++ >/dev/null 2>&1; then
+  say "installing g++ from apt (libfuzzer-sys compiles libFuzzer)"
+  as_root apt-get update -qq && as_root apt-get install -y -qq g++ >/dev/null
+fi
 
 # The target names, from the (debug, uninstrumented) smoke runner, before the flags below.
 if [ "$#" -gt 0 ]; then

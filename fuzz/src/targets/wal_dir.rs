@@ -83,6 +83,7 @@ pub fn run(data: &[u8]) {
         fs::write(path, bytes).expect("scratch file");
     }
     recover(dir);
+    let _ = fs::remove_dir_all(dir);
 }
 
 /// What the leader does at start: open (recovery), the snapshot, the entries after it.
