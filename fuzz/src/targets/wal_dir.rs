@@ -9,7 +9,7 @@
 
 use std::fs;
 use std::path::PathBuf;
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use cstore_core::state::State;
 use cstore_core::storage::LogStore;
@@ -22,17 +22,22 @@ use crate::seeds;
 /// Entries read back at most, so that a claimed range cannot make a hang.
 const READ_ENTRIES_MAX: u64 = 10_000;
 
-/// A scratch directory of this process, on tmpfs when there is one.
-fn scratch() -> &'static PathBuf {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let base = if fs::metadata("/dev/shm").is_ok_and(|m| m.is_dir()) {
-            PathBuf::from("/dev/shm")
-        } else {
-            std::env::temp_dir()
+/// A scratch directory of this thread (tests run targets on several), on tmpfs when there
+/// is one.
+fn scratch() -> PathBuf {
+    static THREADS: AtomicU64 = AtomicU64::new(0);
+    thread_local! {
+        static DIR: PathBuf = {
+            let base = if fs::metadata("/dev/shm").is_ok_and(|m| m.is_dir()) {
+                PathBuf::from("/dev/shm")
+            } else {
+                std::env::temp_dir()
+            };
+            let thread = THREADS.fetch_add(1, Ordering::Relaxed);
+            base.join(format!("cstore-fuzz-wal-{}-{thread}", std::process::id()))
         };
-        base.join(format!("cstore-fuzz-wal-{}", std::process::id()))
-    })
+    }
+    DIR.with(PathBuf::clone)
 }
 
 fn segment_name(first: u64) -> String {
@@ -47,7 +52,7 @@ pub fn run(data: &[u8]) {
     let Some((mode, rest)) = mode(data) else {
         return;
     };
-    let dir = scratch();
+    let dir = &scratch();
     let _ = fs::remove_dir_all(dir);
     fs::create_dir_all(dir.join("wal")).expect("scratch directory");
     let mut chain = LogPosition::START;
