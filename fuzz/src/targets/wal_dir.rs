@@ -4,7 +4,7 @@
 //!
 //! Input after the mode byte: `[len: u16][tag][n][content]` parts. `tag % 5`: 0 `meta`,
 //! 1 `wal/compacted`, 2 the segment starting at LSN `n + 1`, 3 the snapshot file of LSN `n`,
-//! 4 a leftover temp file. In sealed mode a part's content is itself `[len][payload]` chunks,
+//! 4 a leftover temp file; `n` of 250 and above stands for an LSN at the end of the LSN space. In sealed mode a part's content is itself `[len][payload]` chunks,
 //! and with `relink` a segment's entries continue the chain of the segment before it.
 
 use std::fs;
@@ -60,7 +60,11 @@ pub fn run(data: &[u8]) {
         let [tag, n, content @ ..] = part else {
             continue;
         };
-        let n = u64::from(*n);
+        // Names near the end of the LSN space too: 250..=255 stand for u64::MAX - 6..=u64::MAX - 1.
+        let n = match *n {
+            n @ 0..250 => u64::from(n),
+            n => u64::MAX - 1 - u64::from(255 - n),
+        };
         let bytes = if mode.sealed {
             let relink = (mode.relink && tag % 5 == 2).then(|| LogPosition {
                 lsn: Lsn(n),
@@ -81,9 +85,11 @@ pub fn run(data: &[u8]) {
         let path = match tag % 5 {
             0 => dir.join("meta"),
             1 => dir.join("wal").join("compacted"),
-            2 => dir.join("wal").join(segment_name(n + 1)),
+            2 => dir.join("wal").join(segment_name(n.saturating_add(1))),
             3 => dir.join(snapshot_name(n)),
-            _ => dir.join("wal").join(format!("{}.tmp", segment_name(n + 1))),
+            _ => dir
+                .join("wal")
+                .join(format!("{}.tmp", segment_name(n.saturating_add(1)))),
         };
         fs::write(path, bytes).expect("scratch file");
     }
