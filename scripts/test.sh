@@ -93,6 +93,7 @@ run_step "clippy (cstore-wasm on wasm32)" \
 # of `-p cstore-server` (a second, slower build).
 run_step "cargo test --workspace" \
   env CSTORE_BIN="${CARGO_TARGET_DIR:-$ROOT/target}/debug/cstore" cargo test --workspace
+run_step "fuzz smoke (corpus replay + 3 s of mutation per target)" "$ROOT/scripts/fuzz.sh" --smoke 3
 
 # The browser replica suites talk to a real server (wasm/tests/replica_server.rs):
 # server-control.mjs runs `cstore serve` on a free loopback port (and can stop, start and

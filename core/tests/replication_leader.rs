@@ -153,6 +153,52 @@ fn a_caught_up_replica_is_welcomed_and_streams_new_commits() {
     assert_eq!((s.durable_lsn(), s.lag()), (Lsn(6), 0));
 }
 
+/// Found by the fuzz target `leader_session` (fuzz/): a hello at LSN 0 with a nonzero hash was
+/// streamed from there, and the first entry read (whose previous hash is zero) failed the
+/// session's assertion that it follows what was sent: a replica's bytes panicked the leader.
+#[test]
+fn fuzz_regression_a_hello_at_lsn_0_with_a_hash_is_a_violation() {
+    let log = log(3);
+    let mut s = session(&log, config());
+    let bogus = LogPosition {
+        lsn: Lsn::ZERO,
+        hash: Hash([0x1c; 32]),
+    };
+    let out = s.handle_frame(t(1), hello(bogus, 0));
+    assert_eq!(closed_with(&out), "protocol_violation");
+    assert!(s.is_closed());
+    // The bytes as the fuzzer sent them (a sealed frame: kind Hello, position 0 with a hash).
+    let mut s = session(&log, config());
+    let mut frame = Vec::new();
+    cstore_core::log::codec::encode_value(
+        cstore_core::log::codec::RecordKind::Frame,
+        &Frame::Hello(Hello {
+            protocol_version: PROTOCOL_VERSION,
+            replica_id: ReplicaId(7),
+            term: Term(1),
+            last: LogPosition {
+                lsn: Lsn::ZERO,
+                hash: Hash([
+                    0, 0, 0x1c, 0x9e, 0xb0, 0x87, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+                    0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+                ]),
+            },
+            durable: Lsn::ZERO,
+            resume: None,
+            collections: None,
+        }),
+        &mut frame,
+    );
+    assert_eq!(
+        closed_with(&s.handle_bytes(t(1), &frame)),
+        "protocol_violation"
+    );
+    // A hello at the start of an empty log is still welcomed there.
+    let mut s = session(&log, config());
+    let out = s.handle_frame(t(1), hello(LogPosition::START, 0));
+    assert_eq!(out.first(), Some(&welcome(LogPosition::START)));
+}
+
 #[test]
 fn the_entry_window_bounds_what_is_in_flight() {
     let log = log(10);

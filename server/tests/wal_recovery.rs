@@ -600,3 +600,24 @@ fn a_data_directory_opens_once_at_a_time() {
     drop(first);
     FileStore::open(dir.path()).expect("the lock is released when the store closes");
 }
+
+/// Found by the fuzz target `wal_dir` (fuzz/): a crc-valid compaction point at the last LSN
+/// there is made `open` succeed and the next call that asks for the log's first LSN panic with
+/// an LSN overflow. It is damage, refused at open.
+#[test]
+fn fuzz_regression_a_compaction_point_at_the_last_lsn_is_refused() {
+    let dir = TempDir::new("compacted-at-lsn-max");
+    fs::create_dir_all(dir.path().join("wal")).unwrap();
+    let mut bytes = Vec::new();
+    cstore_core::log::codec::encode_value(
+        RecordKind::Metadata,
+        &LogPosition {
+            lsn: Lsn(u64::MAX),
+            hash: Hash([7; 32]),
+        },
+        &mut bytes,
+    );
+    fs::write(dir.path().join("wal/compacted"), &bytes).unwrap();
+    let message = open_err(dir.path());
+    assert!(message.contains("compaction point"), "{message}");
+}

@@ -27,6 +27,7 @@ pub mod binary;
 pub mod client;
 pub mod cluster;
 pub mod cluster_workload;
+pub mod crash_workload;
 pub mod dirs;
 pub mod error;
 pub mod linearizability;

@@ -8,7 +8,8 @@
 //! - [`api`]: the JavaScript API (`Replica` class), wrapped 1:1 by the npm package in `web/`;
 //! - [`replica`]: the sync loop, the writer, local reads, live queries and status;
 //! - [`transport`]: the WebSocket transport (and, for tests, an in-browser leader);
-//! - `idb` (wasm32 only): `IdbStore`, core's `LogStore` over IndexedDB, and `PendingStore`;
+//! - `idb`: `IdbStore`, core's `LogStore` over IndexedDB, and `PendingStore` (wasm32 only; the
+//!   record decoders build everywhere, for the fuzz targets in `fuzz/`);
 //! - [`time`]: `Date.now()`, timers and randomness for core's `now` arguments.
 //!
 //! The crate also builds natively, so `cargo test --workspace` and clippy cover it; the code
@@ -16,7 +17,6 @@
 
 pub mod api;
 pub mod error;
-#[cfg(target_arch = "wasm32")]
 pub mod idb;
 pub mod replica;
 pub mod time;

@@ -109,6 +109,18 @@ fn parse(bytes: &[u8]) -> Result<Image, SnapshotError> {
         )));
     }
     debug_assert_eq!(image.version, IMAGE_VERSION);
+    // postcard also reads integers in more bytes than needed (an overlong varint). Such an
+    // image would decode to a state whose hash (the SHA-256 of its canonical bytes) differs
+    // from the snapshot's, so only the canonical bytes are accepted: the image is encoded
+    // again, compared byte by byte without a copy.
+    // A difference stops the encoding with an error; nothing else can fail it.
+    let canonical =
+        postcard::serialize_with_flavor(&image, SameBytes { expected: bytes }).unwrap_or(false);
+    if !canonical {
+        return Err(SnapshotError::Malformed(
+            "the image is not in its canonical encoding (an overlong integer?)".into(),
+        ));
+    }
     Ok(image)
 }
 
@@ -124,6 +136,34 @@ pub(super) fn head(bytes: &[u8]) -> Result<(LogPosition, TimestampMs), SnapshotE
     let ((_, applied, last_timestamp), _): ((u8, LogPosition, TimestampMs), _) =
         postcard::take_from_bytes(bytes).map_err(|e| SnapshotError::Malformed(e.to_string()))?;
     Ok((applied, last_timestamp))
+}
+
+/// A postcard output that compares what is written with `expected` instead of storing it;
+/// its output is whether the two were equal.
+struct SameBytes<'a> {
+    expected: &'a [u8],
+}
+
+impl postcard::ser_flavors::Flavor for SameBytes<'_> {
+    type Output = bool;
+
+    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
+        match self.expected.strip_prefix(data) {
+            Some(rest) => {
+                self.expected = rest;
+                Ok(())
+            }
+            None => Err(postcard::Error::SerializeBufferFull),
+        }
+    }
+
+    fn try_push(&mut self, data: u8) -> postcard::Result<()> {
+        self.try_extend(&[data])
+    }
+
+    fn finalize(self) -> postcard::Result<bool> {
+        Ok(self.expected.is_empty())
+    }
 }
 
 /// The image with only the collections `keep` accepts: what a replica subscribed to them

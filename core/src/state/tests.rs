@@ -353,6 +353,40 @@ fn limits() {
     assert_eq!(h.code(ops), "txn_too_large");
 }
 
+/// Found by the fuzz target `snapshot_image` (fuzz/): images whose integers are written in
+/// more bytes than needed (postcard reads `ff 00` as 127) decoded to a state whose hash is not
+/// the snapshot's. Only the canonical bytes of a state are a valid image.
+#[test]
+fn fuzz_regression_an_image_with_an_overlong_integer_is_refused() {
+    let cases: [&[u8]; 2] = [
+        // The applied LSN 127 as `ff 00`.
+        &[
+            2, 255, 0, 0, 0, 0, 0, 0, 0, 69, 8, 251, 0, 0, 0, 0, 0, 0, 0, 193, 0, 0, 0, 0, 0, 0, 0,
+            0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        ],
+        // The last timestamp with an overlong last byte (`da 00` for `5a`).
+        &[
+            2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 15, 152, 0, 0, 8, 0, 0, 0, 0, 0, 0,
+            0, 0, 0, 0, 232, 157, 218, 0, 0, 0,
+        ],
+    ];
+    for bytes in cases {
+        let at = postcard::take_from_bytes::<(u8, LogPosition)>(bytes)
+            .unwrap()
+            .0
+            .1;
+        let error = State::from_snapshot(&Snapshot::new(at, bytes.to_vec())).unwrap_err();
+        assert!(
+            matches!(&error, SnapshotError::Malformed(m) if m.contains("canonical")),
+            "{error:?}"
+        );
+        assert!(State::filter_snapshot(&Snapshot::new(at, bytes.to_vec()), |_| true).is_err());
+    }
+    // The canonical image of a state still loads.
+    let state = State::from_snapshot(&State::new().snapshot()).unwrap();
+    assert_eq!(state.state_hash(), State::new().state_hash());
+}
+
 #[test]
 fn snapshot_round_trip_and_corruption() {
     let mut h = Harness::new();

@@ -45,6 +45,8 @@ pub use auth::{
 pub use body::{DOC_BODY_BYTES_MAX, JsonBody, TXN_BODY_BYTES_MAX};
 pub use error::{ApiError, status_for};
 pub use params::{Ack, CollectionPath, DocPath, MinLsn, Precondition, etag};
+#[doc(hidden)]
+pub use txn::decode_body_for_fuzzing;
 
 use crate::auth::TokenKey;
 use crate::node::Node;

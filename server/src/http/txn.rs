@@ -88,7 +88,7 @@ pub async fn commit(
     JsonBody(body): JsonBody<TXN_BODY_BYTES_MAX>,
 ) -> Result<Json<Value>, ApiError> {
     let node = &app.node;
-    let (txn, ids) = parse(node, body)?;
+    let (txn, ids) = parse(&mut || node.generate_id(), body)?;
     auth.check_collections(txn.ops.iter().map(|op| op.collection()))?;
     // A rejection names its operation in its message (core's `Rejection` does).
     let (lsn, duplicate) = written(node, node.write(txn).await).await?;
@@ -129,7 +129,7 @@ pub async fn commit_many(
     for item in items {
         // A transaction on a collection the token may not use is answered like one that does
         // not parse: never written.
-        let parsed = parse(node, item).and_then(|(txn, ids)| {
+        let parsed = parse(&mut || node.generate_id(), item).and_then(|(txn, ids)| {
             auth.check_collections(txn.ops.iter().map(|op| op.collection()))?;
             Ok((txn, ids))
         });
@@ -223,6 +223,25 @@ fn parse_many(body: Value) -> Result<Vec<Value>, ApiError> {
     Ok(txns)
 }
 
+/// The decoding of a `POST /v1/txn` (`many = false`) or `POST /v1/txns` body as the routes do
+/// it, from the bytes to the transactions they would commit, for the fuzz targets in `fuzz/`.
+/// Inserts without an `_id` get `fuzz-1`, `fuzz-2`, ….
+#[doc(hidden)]
+pub fn decode_body_for_fuzzing(bytes: &[u8], many: bool) -> Result<Vec<Txn>, ApiError> {
+    let body: Value =
+        serde_json::from_slice(bytes).map_err(|e| ApiError::InvalidJson(e.to_string()))?;
+    let mut next = 0u64;
+    let mut new_id = || {
+        next += 1;
+        format!("fuzz-{next}")
+    };
+    let items = if many { parse_many(body)? } else { vec![body] };
+    items
+        .into_iter()
+        .map(|item| parse(&mut new_id, item).map(|(txn, _)| txn))
+        .collect()
+}
+
 /// A write's LSN and whether it repeated an earlier one, or its error. The retry of a client's
 /// last committed `origin` is answered with the first attempt's LSN once that is durable (its
 /// answer was lost; a retry after `ack_unknown` waits for the replicas again).
@@ -284,8 +303,9 @@ fn check_count(items: &[Value], key: &str, max: usize, noun: &str) -> Result<(),
     Ok(())
 }
 
-/// The transaction and the ids of its inserts and puts.
-fn parse(leader: &Node, body: Value) -> Result<(Txn, Vec<String>), ApiError> {
+/// The transaction and the ids of its inserts and puts; `new_id` names an insert without an
+/// `_id` (the node's id generator).
+fn parse(new_id: &mut dyn FnMut() -> String, body: Value) -> Result<(Txn, Vec<String>), ApiError> {
     let (mut body, ops) = array_field(body, "ops")?;
     let origin = match body.remove("origin") {
         None | Some(Value::Null) => None,
@@ -314,7 +334,7 @@ fn parse(leader: &Node, body: Value) -> Result<(Txn, Vec<String>), ApiError> {
             let message = "with an `origin`, every insert names its `_id`";
             return Err(ApiError::InvalidTxn(message.into()).in_op(op_index));
         }
-        let op = parse_op(leader, op).map_err(|e| e.in_op(op_index))?;
+        let op = parse_op(new_id, op).map_err(|e| e.in_op(op_index))?;
         if let Op::Insert { doc, .. } | Op::Put { doc, .. } = &op {
             ids.push(doc.id());
         }
@@ -324,7 +344,7 @@ fn parse(leader: &Node, body: Value) -> Result<(Txn, Vec<String>), ApiError> {
     Ok((txn, ids))
 }
 
-fn parse_op(leader: &Node, op: Value) -> Result<Op, ApiError> {
+fn parse_op(new_id: &mut dyn FnMut() -> String, op: Value) -> Result<Op, ApiError> {
     // Inserts are most of a typical batch. Taking a well-formed one apart by hand skips serde's
     // internally tagged enum, which copies each document through an intermediate tree and
     // then builds a second `Value` of it. Anything else takes the general path below.
@@ -335,7 +355,7 @@ fn parse_op(leader: &Node, op: Value) -> Result<Op, ApiError> {
             else {
                 unreachable!("checked by is_plain_insert");
             };
-            let op = insert(leader, collection, doc)?;
+            let op = insert(new_id, collection, doc)?;
             validate_collection_name(op.collection())?;
             return Ok(op);
         }
@@ -343,7 +363,7 @@ fn parse_op(leader: &Node, op: Value) -> Result<Op, ApiError> {
     };
     let op: WireOp = serde_json::from_value(op).map_err(|e| ApiError::InvalidTxn(e.to_string()))?;
     let op = match op {
-        WireOp::Insert { collection, doc } => insert(leader, collection, doc)?,
+        WireOp::Insert { collection, doc } => insert(new_id, collection, doc)?,
         WireOp::Put {
             collection,
             doc,
@@ -414,8 +434,12 @@ fn is_plain_insert(map: &serde_json::Map<String, Value>) -> bool {
 }
 
 /// An insert of `doc`, which gets a generated `_id` when it has none.
-fn insert(leader: &Node, collection: String, mut doc: Value) -> Result<Op, ApiError> {
-    ensure_id(&mut doc, || leader.generate_id());
+fn insert(
+    new_id: &mut dyn FnMut() -> String,
+    collection: String,
+    mut doc: Value,
+) -> Result<Op, ApiError> {
+    ensure_id(&mut doc, new_id);
     Ok(Op::Insert {
         collection,
         doc: RawDoc::from_value(&doc)?,

@@ -114,6 +114,16 @@ impl FileStore {
         // A crash may have come between a reset's snapshot rename and the log's reset: finish
         // it before reading segments that it drops.
         let point = reset::finish_interrupted(&wal_dir, newest, point, &mut stats)?;
+        // No entry can follow the last LSN there is: a compaction point or snapshot claiming it
+        // is damage (crc-valid or not), refused before anything adds one to it (found by the
+        // `wal_dir` fuzz target: it panicked with an LSN overflow).
+        if point.position.lsn == Lsn(u64::MAX) {
+            return Err(StorageError::Corrupt(format!(
+                "{}: the compaction point claims lsn {}, after which no entry fits",
+                wal_dir.display(),
+                point.position.lsn
+            )));
+        }
         let scan = scan_segments(&wal_dir, &mut stats)?;
 
         let mut store = FileStore {

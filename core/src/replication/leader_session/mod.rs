@@ -46,7 +46,7 @@ use crate::replication::error::ReplicationError;
 use crate::replication::frame::{Frame, Hello, PROTOCOL_VERSION, SUBSCRIPTION_COLLECTIONS_MAX};
 use crate::snapshot::Snapshot;
 use crate::state::State;
-use crate::types::{LogPosition, Lsn, ReplicaId, Term, TimestampMs};
+use crate::types::{Hash, LogPosition, Lsn, ReplicaId, Term, TimestampMs};
 
 /// What the leader's driver must do, in order.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -276,6 +276,11 @@ impl LeaderSession {
                 )));
             }
             self.subscription = Some(collections.iter().cloned().collect());
+        }
+        // An empty log has no hash: a hello at LSN 0 with one would be streamed from a position
+        // no entry follows (found by the `leader_session` fuzz target).
+        if hello.last.lsn == Lsn::ZERO && hello.last.hash != Hash::ZERO {
+            return self.violation("a Hello at lsn 0 with a hash".into());
         }
         if let Some(allowed) = &self.allowed {
             let outside = match &self.subscription {

@@ -1,0 +1,59 @@
+//! A `POST /v1/txn` or `POST /v1/txns` body: the server's own parsing from bytes to
+//! transactions, then each transaction committed to a state the way the leader does (an
+//! entry applied, with its undo on a rejection), and the entry through the log codec.
+
+use cstore_core::log::codec::encode_entry;
+use cstore_core::log::{LogEntry, decode_entry};
+use cstore_core::state::State;
+use cstore_core::{LogPosition, Term, TimestampMs};
+use cstore_server::http::decode_body_for_fuzzing;
+
+use crate::record::{mode, mode_byte};
+use crate::seeds;
+
+pub fn run(data: &[u8]) {
+    let Some((mode, rest)) = mode(data) else {
+        return;
+    };
+    let Ok(txns) = decode_body_for_fuzzing(rest, mode.choice & 1 == 1) else {
+        return;
+    };
+    let mut state = seeds::base_state();
+    for txn in txns {
+        let at = state.applied();
+        let before = state.state_hash();
+        let entry = LogEntry::new(at, Term(1), TimestampMs(at.lsn.0 * 1000 + 10), txn);
+        let mut bytes = Vec::new();
+        encode_entry(&entry, &mut bytes);
+        let (decoded, _) = decode_entry(&bytes).expect("an entry of a parsed body decodes");
+        assert_eq!(decoded, entry, "an entry survives the log codec");
+        if state.apply(&entry).is_err() {
+            assert_eq!(
+                state.state_hash(),
+                before,
+                "a rejected transaction leaves no trace"
+            );
+            assert_eq!(state.applied(), at);
+        }
+    }
+    if let Ok(restored) = State::from_snapshot(&state.snapshot()) {
+        assert_eq!(restored.state_hash(), state.state_hash());
+    } else {
+        panic!("a state's own snapshot restores");
+    }
+    let _: LogPosition = state.applied();
+}
+
+pub fn seeds() -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    for body in seeds::txn_bodies() {
+        let mut one = vec![mode_byte(false, false, 0)];
+        one.extend_from_slice(body.as_bytes());
+        out.push(one);
+    }
+    let many = format!("{{\"txns\":[{}]}}", seeds::txn_bodies().join(","));
+    let mut batch = vec![mode_byte(false, false, 1)];
+    batch.extend_from_slice(many.as_bytes());
+    out.push(batch);
+    out
+}
