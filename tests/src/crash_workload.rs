@@ -19,9 +19,7 @@
 //! be there, one past its deadline by more than [`TTL_SLACK_MS`] must be gone.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
@@ -29,6 +27,7 @@ use rand::{Rng, SeedableRng};
 use serde_json::{Map, Value, json};
 
 use crate::client::Client;
+use crate::workload::{WriterBody, WriterThreads};
 
 /// The collections the workload writes, besides `ttl`.
 pub const COLLECTIONS: [&str; 3] = ["items", "pair_a", "pair_b"];
@@ -117,12 +116,7 @@ impl WriterRun {
 }
 
 /// Writer threads of one round.
-#[derive(Debug)]
-pub struct CrashWriters {
-    stop: Arc<AtomicBool>,
-    acked: Arc<AtomicU64>,
-    handles: Vec<JoinHandle<WriterRun>>,
-}
+pub type CrashWriters = WriterThreads<WriterRun>;
 
 impl CrashWriters {
     /// Starts `writers` threads for `round`; `items` maps each writer to its live item ids
@@ -134,15 +128,11 @@ impl CrashWriters {
         items: Vec<Vec<String>>,
         index: Option<String>,
     ) -> CrashWriters {
-        let stop = Arc::new(AtomicBool::new(false));
-        let acked = Arc::new(AtomicU64::new(0));
-        let handles = items
+        let bodies = items
             .into_iter()
             .enumerate()
             .map(|(t, live)| {
                 let client = client.clone();
-                let stop = Arc::clone(&stop);
-                let acked = Arc::clone(&acked);
                 let rng = StdRng::seed_from_u64(seed ^ ((round as u64) << 16) ^ t as u64);
                 let reindex = (t == 0).then(|| (format!("ix{round}"), index.clone()));
                 let writer = Writer {
@@ -151,50 +141,12 @@ impl CrashWriters {
                     rng,
                     reindex,
                 };
-                std::thread::Builder::new()
-                    .name(format!("crash-writer-{t}"))
-                    .spawn(move || writer.run(&client, &stop, &acked))
-                    .expect("a writer thread starts")
+                Box::new(move |stop: &AtomicBool, acked: &AtomicU64| {
+                    writer.run(&client, stop, acked)
+                }) as WriterBody<WriterRun>
             })
             .collect();
-        CrashWriters {
-            stop,
-            acked,
-            handles,
-        }
-    }
-
-    /// Transactions acknowledged so far.
-    pub fn acked(&self) -> u64 {
-        self.acked.load(Ordering::Acquire)
-    }
-
-    /// Waits for `count` acknowledgements; false after `timeout_ms` or when all stopped.
-    pub fn wait_acked(&self, count: u64, timeout_ms: u64) -> bool {
-        let started = Instant::now();
-        while self.acked() < count {
-            if started.elapsed() > Duration::from_millis(timeout_ms)
-                || self.handles.iter().all(JoinHandle::is_finished)
-            {
-                return false;
-            }
-            std::thread::sleep(Duration::from_micros(200));
-        }
-        true
-    }
-
-    /// What each writer did, once they stopped (the server went away, or [`Self::stop`]).
-    pub fn join(self) -> Vec<WriterRun> {
-        self.handles
-            .into_iter()
-            .map(|h| h.join().expect("a writer thread does not panic"))
-            .collect()
-    }
-
-    /// Stops the writers and collects what they did.
-    pub fn stop(self) -> Vec<WriterRun> {
-        self.stop.store(true, Ordering::Release);
-        self.join()
+        WriterThreads::spawn("crash-writer", bodies)
     }
 }
 

@@ -56,32 +56,36 @@ pub struct WriterLog {
     pub transport_errors: usize,
 }
 
-/// A set of writer threads streaming inserts until stopped or until the server goes away.
+/// Writer threads that count their acknowledgements, until stopped or until the server goes
+/// away; each returns what it saw (`T`).
 #[derive(Debug)]
-pub struct WriterPool {
+pub struct WriterThreads<T> {
     stop: Arc<AtomicBool>,
     acked: Arc<AtomicU64>,
-    handles: Vec<JoinHandle<WriterLog>>,
+    handles: Vec<JoinHandle<T>>,
 }
 
-impl WriterPool {
-    /// Starts `writers` threads against `client`; ids are `<prefix>-t<thread>-<n>`.
-    pub fn start(client: &Client, writers: usize, prefix: &str) -> WriterPool {
+/// A writer thread's body: it stops when the flag is set and counts each acknowledgement.
+pub type WriterBody<T> = Box<dyn FnOnce(&AtomicBool, &AtomicU64) -> T + Send>;
+
+impl<T: Send + 'static> WriterThreads<T> {
+    /// Starts one thread per body, named `<name>-<index>`.
+    pub fn spawn(name: &str, bodies: Vec<WriterBody<T>>) -> WriterThreads<T> {
         let stop = Arc::new(AtomicBool::new(false));
         let acked = Arc::new(AtomicU64::new(0));
-        let handles = (0..writers)
-            .map(|t| {
-                let client = client.clone();
+        let handles = bodies
+            .into_iter()
+            .enumerate()
+            .map(|(t, body)| {
                 let stop = Arc::clone(&stop);
                 let acked = Arc::clone(&acked);
-                let prefix = format!("{prefix}-t{t}");
                 std::thread::Builder::new()
-                    .name(format!("writer-{t}"))
-                    .spawn(move || run_writer(&client, &prefix, &stop, &acked))
+                    .name(format!("{name}-{t}"))
+                    .spawn(move || body(&stop, &acked))
                     .expect("a writer thread starts")
             })
             .collect();
-        WriterPool {
+        WriterThreads {
             stop,
             acked,
             handles,
@@ -103,23 +107,43 @@ impl WriterPool {
             {
                 return false;
             }
-            std::thread::sleep(Duration::from_millis(1));
+            std::thread::sleep(Duration::from_micros(200));
         }
         true
     }
 
     /// Tells the writers to stop and collects what they saw.
-    pub fn stop(self) -> Vec<WriterLog> {
+    pub fn stop(self) -> Vec<T> {
         self.stop.store(true, Ordering::Release);
         self.join()
     }
 
     /// Collects what the writers saw once they stopped by themselves (the server went away).
-    pub fn join(self) -> Vec<WriterLog> {
+    pub fn join(self) -> Vec<T> {
         self.handles
             .into_iter()
             .map(|h| h.join().expect("a writer thread does not panic"))
             .collect()
+    }
+}
+
+/// Writer threads streaming inserts (and pair transactions) until stopped or until the server
+/// goes away.
+pub type WriterPool = WriterThreads<WriterLog>;
+
+impl WriterPool {
+    /// Starts `writers` threads against `client`; ids are `<prefix>-t<thread>-<n>`.
+    pub fn start(client: &Client, writers: usize, prefix: &str) -> WriterPool {
+        let bodies = (0..writers)
+            .map(|t| {
+                let client = client.clone();
+                let prefix = format!("{prefix}-t{t}");
+                Box::new(move |stop: &AtomicBool, acked: &AtomicU64| {
+                    run_writer(&client, &prefix, stop, acked)
+                }) as WriterBody<WriterLog>
+            })
+            .collect();
+        WriterThreads::spawn("writer", bodies)
     }
 }
 
