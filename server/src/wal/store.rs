@@ -114,7 +114,12 @@ impl FileStore {
         // A crash may have come between a reset's snapshot rename and the log's reset: finish
         // it before reading segments that it drops.
         let point = reset::finish_interrupted(&wal_dir, newest, point, &mut stats)?;
-        let scan = scan_segments(&wal_dir, &mut stats)?;
+        // The replay starts after the snapshot the store holds; the entries it will not read
+        // are checked in full here.
+        let replayed_above = options
+            .hashes_checked_by_replay
+            .then(|| newest.map_or(Lsn::ZERO, |header| header.position.lsn));
+        let scan = scan_segments(&wal_dir, replayed_above, &mut stats)?;
 
         let mut store = FileStore {
             dir,
