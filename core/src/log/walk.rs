@@ -24,6 +24,7 @@ use sha2::{Digest, Sha256};
 
 use super::codec::{DecodeError, RecordKind, decode_record};
 use super::entry::HashedHeader;
+use crate::doc::RawDoc;
 use crate::index::IndexSpec;
 use crate::log::LogEntry;
 use crate::txn::{CollectionOptions, OmittedOp, Op, Origin, Txn};
@@ -132,9 +133,12 @@ struct Walked<G> {
     hash: Hash,
 }
 
-/// Walks an entry body, handing each decoded operation to `on_op`, and verifies the hash from
+/// Walks an entry body, handing each decoded operation and its bytes to `on_op`, and verifies the hash from
 /// the operations' bytes.
-fn walk<'a, O, G>(mut rest: &'a [u8], mut on_op: impl FnMut(O)) -> Result<Walked<G>, DecodeError>
+fn walk<'a, O, G>(
+    mut rest: &'a [u8],
+    mut on_op: impl FnMut(O, &'a [u8]) -> Result<(), DecodeError>,
+) -> Result<Walked<G>, DecodeError>
 where
     O: Deserialize<'a>,
     G: Deserialize<'a> + Serialize,
@@ -148,8 +152,9 @@ where
     let mut spilled = Vec::new();
     for i in 0..count {
         let before = rest;
-        on_op(take(&mut rest)?);
+        let op = take(&mut rest)?;
         let span = &before[..before.len() - rest.len()];
+        on_op(op, span)?;
         let op_hash = Hash(Sha256::digest(span).into());
         if i < OPS_INLINE as u64 {
             inline[i as usize] = op_hash;
@@ -203,8 +208,15 @@ where
 /// Decodes a whole entry body and verifies its hash.
 pub(super) fn decode_entry_body(body: &[u8]) -> Result<LogEntry, DecodeError> {
     let mut ops = Vec::new();
-    let walked: Walked<Origin> = walk(body, |op: Op| ops.push(op))?;
-    Ok(LogEntry {
+    let walked: Walked<Origin> = walk(body, |op: Op, _| {
+        ops.push(op);
+        Ok(())
+    })?;
+    Ok(entry_of(walked, ops))
+}
+
+fn entry_of(walked: Walked<Origin>, ops: Vec<Op>) -> LogEntry {
+    LogEntry {
         lsn: walked.lsn,
         term: walked.term,
         timestamp: walked.timestamp,
@@ -215,7 +227,63 @@ pub(super) fn decode_entry_body(body: &[u8]) -> Result<LogEntry, DecodeError> {
         },
         prev_hash: walked.prev_hash,
         hash: walked.hash,
-    })
+    }
+}
+
+/// A document of a record of our own log, whose hash has been checked (see below).
+fn own_doc(text: &str) -> Result<RawDoc, DecodeError> {
+    RawDoc::from_own_log(text)
+        .ok_or_else(|| DecodeError::Malformed("a document is not in canonical form".into()))
+}
+
+/// [`decode_entry`](super::codec::decode_entry) for a record that a store reads back from its
+/// own log: everything is checked the same (crc, structure, SHA-256 hash) except that the
+/// documents of inserts and puts are taken as the canonical text they are, without proving it
+/// again.
+///
+/// Why that is sound: a document enters a node's log only as a [`RawDoc`](crate::doc::RawDoc),
+/// which is canonical by construction, whether the node's leader validated it from a client's
+/// JSON or the node decoded it (with the full check) from a peer's replication frame, a
+/// Raft message or a backup. The entry's hash, checked here, covers each operation's bytes,
+/// and the crc covers the record: so the bytes read back are the ones that were checked when
+/// they were written. Bytes from outside (a peer's frames, a replica's IndexedDB, a backup
+/// being restored) must keep using `decode_entry`. Debug builds check the form anyway.
+pub fn decode_own_entry(buf: &[u8]) -> Result<(LogEntry, usize), DecodeError> {
+    let (kind, body, used) = decode_record(buf)?;
+    if kind != RecordKind::Entry {
+        return Err(DecodeError::WrongKind {
+            expected: RecordKind::Entry,
+            found: kind,
+        });
+    }
+    // The operations are built only once the hash has been checked: until then the
+    // documents are just bytes.
+    let mut mirrors = Vec::new();
+    let walked: Walked<Origin> = walk(body, |op: OpMirror<'_>, span| {
+        mirrors.push((op, span));
+        Ok(())
+    })?;
+    let mut ops = Vec::with_capacity(mirrors.len());
+    for (op, span) in mirrors {
+        ops.push(match op {
+            OpMirror::Insert { collection, doc } => Op::Insert {
+                collection: collection.into(),
+                doc: own_doc(doc)?,
+            },
+            OpMirror::Put {
+                collection,
+                doc,
+                if_version,
+            } => Op::Put {
+                collection: collection.into(),
+                doc: own_doc(doc)?,
+                if_version,
+            },
+            // The rest carry no document: decoded as usual from their bytes.
+            _ => postcard::from_bytes(span).map_err(|e| DecodeError::Malformed(e.to_string()))?,
+        });
+    }
+    Ok((entry_of(walked, ops), used))
 }
 
 /// Checks the entry record at the start of `buf` (framing, crc, version, kind, structure and
@@ -230,7 +298,7 @@ pub fn check_entry_record(buf: &[u8]) -> Result<(EntryLink, usize), DecodeError>
             found: kind,
         });
     }
-    let walked: Walked<OriginMirror<'_>> = walk(body, |_: OpMirror<'_>| {})?;
+    let walked: Walked<OriginMirror<'_>> = walk(body, |_: OpMirror<'_>, _| Ok(()))?;
     let link = EntryLink {
         lsn: walked.lsn,
         prev_hash: walked.prev_hash,
@@ -395,6 +463,10 @@ mod tests {
             encode_entry(&entry, &mut record);
             let (decoded, used) = decode_entry(&record).unwrap();
             assert_eq!((decoded, used), (entry.clone(), record.len()));
+            assert_eq!(
+                decode_own_entry(&record).unwrap(),
+                (entry.clone(), record.len())
+            );
             let derived: LogEntry = postcard::from_bytes(&record[10..]).unwrap();
             assert_eq!(derived, entry);
             let (link, used) = check_entry_record(&record).unwrap();
@@ -496,6 +568,7 @@ mod tests {
                     prop_assert_eq!(used, record.len());
                     prop_assert_eq!(decoded.compute_hash(), Some(entry.hash));
                     prop_assert_eq!(&decoded, &entry);
+                    prop_assert_eq!(decode_own_entry(&record).expect("decodes"), (entry.clone(), used));
                     let (link, _) = check_entry_record(&record).expect("the cheap walk agrees");
                     prop_assert_eq!(link.position(), entry.position());
                     prop_assert_eq!(read_entry_link(&record).expect("the link reads"), (link, used));
@@ -518,6 +591,11 @@ mod tests {
                     changed[at] = changed[at].wrapping_add(delta);
                     let mut framed = Vec::new();
                     encode_record(RecordKind::Entry, &changed, &mut framed);
+                    assert_eq!(
+                        decode_own_entry(&framed).ok(),
+                        decode_entry(&framed).ok(),
+                        "byte {at} +{delta}"
+                    );
                     match (decode_entry(&framed), check_entry_record(&framed)) {
                         (Err(_), Err(_)) => {}
                         (Ok((decoded, _)), Ok((link, _))) => {
