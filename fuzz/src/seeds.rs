@@ -266,6 +266,7 @@ pub fn data_dir_files() -> Vec<(String, Vec<u8>)> {
     {
         let options = WalOptions {
             segment_bytes_max: 600,
+            ..WalOptions::default()
         };
         let mut store = FileStore::open_with(&dir, options).expect("seed store");
         let entries = entries();

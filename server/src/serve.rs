@@ -36,7 +36,7 @@ use crate::http::{self, AppState};
 use crate::leader::{Leader, LeaderConfig, StartError};
 use crate::metrics::{self as server_metrics, MetricsError};
 use crate::node::Node;
-use crate::wal::FileStore;
+use crate::wal::{FileStore, WalOptions};
 
 /// How long in-flight requests may take to finish after a stop signal.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -126,9 +126,17 @@ impl ServeError {
 }
 
 /// The log store in `data_dir` (created if missing), recovered: a torn tail is truncated,
-/// damaged acknowledged data refuses to open.
-pub fn open_store(data_dir: &Path) -> Result<FileStore, StorageError> {
-    FileStore::open(data_dir)
+/// damaged acknowledged data refuses to open. `replayed`: the node replays the log after the
+/// snapshot before it serves anything (a leader or a follower does, in `recover`), so the
+/// SHA-256 check of those entries is left to that replay, which decodes them anyway; damage
+/// there then stops the start from the replay, with the same error (see
+/// [`WalOptions::hashes_checked_by_replay`]).
+pub fn open_store(data_dir: &Path, replayed: bool) -> Result<FileStore, StorageError> {
+    let options = WalOptions {
+        hashes_checked_by_replay: replayed,
+        ..WalOptions::default()
+    };
+    FileStore::open_with(data_dir, options)
 }
 
 /// How long the token a member signs for Raft messages and forwarded requests lives.
@@ -235,7 +243,10 @@ pub async fn run(args: ServeArgs, shutdown: impl Future<Output = ()>) -> Result<
             source,
         })?;
     let metrics = server_metrics::install()?;
-    let store = open_store(&args.data_dir).map_err(|source| ServeError::Store {
+    // A cluster member's state machine does not replay its log at start: its open checks
+    // every hash.
+    let replayed = args.follow.is_some() || cluster.is_none();
+    let store = open_store(&args.data_dir, replayed).map_err(|source| ServeError::Store {
         dir: args.data_dir.display().to_string(),
         source,
     })?;

@@ -20,7 +20,10 @@ impl FileHarness {
         FileHarness {
             root: TempDir::new(name),
             stores: 0,
-            options: WalOptions { segment_bytes_max },
+            options: WalOptions {
+                segment_bytes_max,
+                hashes_checked_by_replay: false,
+            },
         }
     }
 }

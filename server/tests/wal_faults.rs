@@ -21,6 +21,7 @@ use wal_support::{TempDir, chain, reopen_and_read, segment_files};
 /// About three entries per segment.
 const SMALL: WalOptions = WalOptions {
     segment_bytes_max: 500,
+    hashes_checked_by_replay: false,
 };
 
 fn plan(text: &str) -> FaultPlan {

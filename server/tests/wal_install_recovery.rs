@@ -23,6 +23,7 @@ use wal_support::{TempDir, filled_store, reopen_and_read, segment_files};
 /// About three entries per segment.
 const SMALL: WalOptions = WalOptions {
     segment_bytes_max: 500,
+    hashes_checked_by_replay: false,
 };
 
 const METADATA: Metadata = Metadata {

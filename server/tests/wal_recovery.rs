@@ -25,6 +25,7 @@ use wal_support::{
 /// About three entries per segment.
 const SMALL: WalOptions = WalOptions {
     segment_bytes_max: 500,
+    hashes_checked_by_replay: false,
 };
 
 fn open_err(dir: &Path) -> String {
@@ -620,4 +621,101 @@ fn fuzz_regression_a_compaction_point_at_the_last_lsn_is_refused() {
     fs::write(dir.path().join("wal/compacted"), &bytes).unwrap();
     let message = open_err(dir.path());
     assert!(message.contains("compaction point"), "{message}");
+}
+
+/// `SMALL`, for a store whose caller replays the log after the snapshot: hashes above it are
+/// left to the replay's `read_range`.
+const REPLAYED: WalOptions = WalOptions {
+    hashes_checked_by_replay: true,
+    ..SMALL
+};
+
+#[test]
+fn with_hashes_left_to_the_replay_every_bit_flip_is_still_refused_or_cut_never_wrong() {
+    let dir = TempDir::new("wal-replayed-flips");
+    let entries = filled_store(dir.path(), SMALL, 12, 5);
+    let files = segment_files(dir.path());
+    for (file, is_last) in [
+        (&files[files.len() / 2], false),
+        (files.last().unwrap(), true),
+    ] {
+        let original = fs::read(file).unwrap();
+        let bounds = record_bounds(entries_of(&entries, file));
+        let (last_start, _) = *bounds.last().unwrap();
+        for index in 0..original.len() {
+            for bit in 0..8 {
+                patch(file, index, &[original[index] ^ (1 << bit)]);
+                let record_start = bounds.iter().find(|&&(_, end)| index < end).unwrap().0;
+                // Refused, at open or by the read that the replay would make, naming the file
+                // and the damaged record; or, only in the last record of the log, cut off.
+                match reopen_and_read(dir.path(), REPLAYED) {
+                    Ok(held) => {
+                        assert!(is_last && index >= last_start, "byte {index} bit {bit}");
+                        assert!(
+                            held == entries[..entries.len() - 1],
+                            "byte {index} bit {bit}"
+                        );
+                    }
+                    Err(message) => {
+                        assert!(!is_last || index < last_start, "byte {index} bit {bit}");
+                        assert_names(&message, file, record_start);
+                    }
+                }
+                patch(file, 0, &original);
+            }
+        }
+    }
+    assert_eq!(reopen_and_read(dir.path(), REPLAYED).unwrap(), entries);
+}
+
+#[test]
+fn with_hashes_left_to_the_replay_a_wrong_hash_is_refused_by_the_read_or_below_the_snapshot_by_open()
+ {
+    let dir = TempDir::new("wal-replayed-forged");
+    let entries = filled_store(dir.path(), SMALL, 4, 4);
+    let last_file = segment_files(dir.path()).pop().unwrap();
+    let end = fs::metadata(&last_file).unwrap().len() as usize;
+    // Entry 5 with a wrong stored hash, and entry 6 chained after that stored hash: the links
+    // chain, only entry 5's own hash is wrong.
+    let mut forged = entries_after(entries[3].position(), 1, Term(1), "w").remove(0);
+    forged.hash = Hash([3; 32]);
+    let sixth = entries_after(forged.position(), 1, Term(1), "w").remove(0);
+    let mut records = Vec::new();
+    encode_entry(&forged, &mut records);
+    encode_entry(&sixth, &mut records);
+    append_bytes(&last_file, &records);
+
+    // Above the snapshot (none here), the open leaves the hash to the read, which refuses.
+    let store = FileStore::open_with(dir.path(), REPLAYED).unwrap();
+    assert_eq!(store.log_state().last, sixth.position());
+    match store.read_range_blocking(Lsn(1), Lsn(7)) {
+        Err(StorageError::Corrupt(message)) => {
+            assert_names(&message, &last_file, end);
+            assert!(message.contains("hash"), "{message}");
+        }
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
+    // So does the default open, right away.
+    drop(store);
+    assert_names(&open_err(dir.path()), &last_file, end);
+
+    // At or below the snapshot the replay never reads it: the open checks it.
+    for (at, position, refused) in [
+        (4, entries[3].position(), false),
+        (5, forged.position(), true),
+    ] {
+        let mut store = FileStore::open_with(dir.path(), REPLAYED).unwrap();
+        store
+            .save_snapshot_blocking(&snapshot_at(position, 100, at as u64))
+            .unwrap();
+        drop(store);
+        match FileStore::open_with(dir.path(), REPLAYED) {
+            Ok(_) => assert!(!refused, "snapshot at {at}: opened"),
+            Err(StorageError::Corrupt(message)) => {
+                assert!(refused, "snapshot at {at}: {message}");
+                assert_names(&message, &last_file, end);
+            }
+            Err(other) => panic!("expected Corrupt, got {other:?}"),
+        }
+    }
 }

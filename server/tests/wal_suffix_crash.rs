@@ -111,6 +111,7 @@ fn a_truncation_or_append_torn_at_any_byte_recovers_to_one_log() {
 fn tail_segments_deleted_newest_first_leave_a_prefix() {
     let small = WalOptions {
         segment_bytes_max: 500,
+        hashes_checked_by_replay: false,
     };
     let (old, _) = logs();
     let dir = TempDir::new("wal-suffix-segments");

@@ -126,6 +126,17 @@ impl RawDoc {
         RawDoc::from_value(&value)
     }
 
+    /// Document text read back from a record of the store's own log whose crc and hash were
+    /// checked: canonical when it was written, and unchanged since (see
+    /// [`decode_own_entry`](crate::log::decode_own_entry) for why). Debug builds check the
+    /// form anyway, and return `None` when it is not (a bug where the log was written).
+    pub(crate) fn from_own_log(text: &str) -> Option<RawDoc> {
+        if cfg!(debug_assertions) && !canonical::is_canonical(text) {
+            return None;
+        }
+        Some(RawDoc(text.into()))
+    }
+
     /// The canonical JSON text.
     pub fn as_str(&self) -> &str {
         &self.0

@@ -6,4 +6,4 @@ pub mod walk;
 
 pub use codec::{DecodeError, RecordKind, decode_entry, encode_entry};
 pub use entry::LogEntry;
-pub use walk::{EntryLink, check_entry_record};
+pub use walk::{EntryLink, check_entry_record, decode_own_entry, read_entry_link};

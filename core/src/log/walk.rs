@@ -24,6 +24,7 @@ use sha2::{Digest, Sha256};
 
 use super::codec::{DecodeError, RecordKind, decode_record};
 use super::entry::HashedHeader;
+use crate::doc::RawDoc;
 use crate::index::IndexSpec;
 use crate::log::LogEntry;
 use crate::txn::{CollectionOptions, OmittedOp, Op, Origin, Txn};
@@ -132,9 +133,12 @@ struct Walked<G> {
     hash: Hash,
 }
 
-/// Walks an entry body, handing each decoded operation to `on_op`, and verifies the hash from
+/// Walks an entry body, handing each decoded operation and its bytes to `on_op`, and verifies the hash from
 /// the operations' bytes.
-fn walk<'a, O, G>(mut rest: &'a [u8], mut on_op: impl FnMut(O)) -> Result<Walked<G>, DecodeError>
+fn walk<'a, O, G>(
+    mut rest: &'a [u8],
+    mut on_op: impl FnMut(O, &'a [u8]) -> Result<(), DecodeError>,
+) -> Result<Walked<G>, DecodeError>
 where
     O: Deserialize<'a>,
     G: Deserialize<'a> + Serialize,
@@ -148,8 +152,9 @@ where
     let mut spilled = Vec::new();
     for i in 0..count {
         let before = rest;
-        on_op(take(&mut rest)?);
+        let op = take(&mut rest)?;
         let span = &before[..before.len() - rest.len()];
+        on_op(op, span)?;
         let op_hash = Hash(Sha256::digest(span).into());
         if i < OPS_INLINE as u64 {
             inline[i as usize] = op_hash;
@@ -203,8 +208,15 @@ where
 /// Decodes a whole entry body and verifies its hash.
 pub(super) fn decode_entry_body(body: &[u8]) -> Result<LogEntry, DecodeError> {
     let mut ops = Vec::new();
-    let walked: Walked<Origin> = walk(body, |op: Op| ops.push(op))?;
-    Ok(LogEntry {
+    let walked: Walked<Origin> = walk(body, |op: Op, _| {
+        ops.push(op);
+        Ok(())
+    })?;
+    Ok(entry_of(walked, ops))
+}
+
+fn entry_of(walked: Walked<Origin>, ops: Vec<Op>) -> LogEntry {
+    LogEntry {
         lsn: walked.lsn,
         term: walked.term,
         timestamp: walked.timestamp,
@@ -215,7 +227,63 @@ pub(super) fn decode_entry_body(body: &[u8]) -> Result<LogEntry, DecodeError> {
         },
         prev_hash: walked.prev_hash,
         hash: walked.hash,
-    })
+    }
+}
+
+/// A document of a record of our own log, whose hash has been checked (see below).
+fn own_doc(text: &str) -> Result<RawDoc, DecodeError> {
+    RawDoc::from_own_log(text)
+        .ok_or_else(|| DecodeError::Malformed("a document is not in canonical form".into()))
+}
+
+/// [`decode_entry`](super::codec::decode_entry) for a record that a store reads back from its
+/// own log: everything is checked the same (crc, structure, SHA-256 hash) except that the
+/// documents of inserts and puts are taken as the canonical text they are, without proving it
+/// again.
+///
+/// Why that is sound: a document enters a node's log only as a [`RawDoc`](crate::doc::RawDoc),
+/// which is canonical by construction, whether the node's leader validated it from a client's
+/// JSON or the node decoded it (with the full check) from a peer's replication frame, a
+/// Raft message or a backup. The entry's hash, checked here, covers each operation's bytes,
+/// and the crc covers the record: so the bytes read back are the ones that were checked when
+/// they were written. Bytes from outside (a peer's frames, a replica's IndexedDB, a backup
+/// being restored) must keep using `decode_entry`. Debug builds check the form anyway.
+pub fn decode_own_entry(buf: &[u8]) -> Result<(LogEntry, usize), DecodeError> {
+    let (kind, body, used) = decode_record(buf)?;
+    if kind != RecordKind::Entry {
+        return Err(DecodeError::WrongKind {
+            expected: RecordKind::Entry,
+            found: kind,
+        });
+    }
+    // The operations are built only once the hash has been checked: until then the
+    // documents are just bytes.
+    let mut mirrors = Vec::new();
+    let walked: Walked<Origin> = walk(body, |op: OpMirror<'_>, span| {
+        mirrors.push((op, span));
+        Ok(())
+    })?;
+    let mut ops = Vec::with_capacity(mirrors.len());
+    for (op, span) in mirrors {
+        ops.push(match op {
+            OpMirror::Insert { collection, doc } => Op::Insert {
+                collection: collection.into(),
+                doc: own_doc(doc)?,
+            },
+            OpMirror::Put {
+                collection,
+                doc,
+                if_version,
+            } => Op::Put {
+                collection: collection.into(),
+                doc: own_doc(doc)?,
+                if_version,
+            },
+            // The rest carry no document: decoded as usual from their bytes.
+            _ => postcard::from_bytes(span).map_err(|e| DecodeError::Malformed(e.to_string()))?,
+        });
+    }
+    Ok((entry_of(walked, ops), used))
 }
 
 /// Checks the entry record at the start of `buf` (framing, crc, version, kind, structure and
@@ -230,11 +298,50 @@ pub fn check_entry_record(buf: &[u8]) -> Result<(EntryLink, usize), DecodeError>
             found: kind,
         });
     }
-    let walked: Walked<OriginMirror<'_>> = walk(body, |_: OpMirror<'_>| {})?;
+    let walked: Walked<OriginMirror<'_>> = walk(body, |_: OpMirror<'_>, _| Ok(()))?;
     let link = EntryLink {
         lsn: walked.lsn,
         prev_hash: walked.prev_hash,
         hash: walked.hash,
+    };
+    Ok((link, used))
+}
+
+/// Reads the entry record at the start of `buf` only as far as the chain needs it: framing,
+/// crc, version and kind are checked, and its LSN (the body's first field) and both hashes (the
+/// body's last 64 bytes) are returned **as stored, without checking the hash** against the
+/// contents or walking the operations. Returns the link and the bytes the record took.
+///
+/// For a store's open-time scan when every entry it does not check here is decoded with
+/// [`decode_entry`](super::codec::decode_entry) (which checks the hash) before its state is
+/// served: the replay at start decodes each entry above the snapshot anyway. The chain of
+/// stored hashes, checked by the scan with [`EntryLink::follows`], and each entry's own hash,
+/// checked when it is decoded, together prove the same as [`check_entry_record`] on every
+/// record, with one walk and one SHA-256 per entry instead of two.
+pub fn read_entry_link(buf: &[u8]) -> Result<(EntryLink, usize), DecodeError> {
+    let (kind, body, used) = decode_record(buf)?;
+    if kind != RecordKind::Entry {
+        return Err(DecodeError::WrongKind {
+            expected: RecordKind::Entry,
+            found: kind,
+        });
+    }
+    let mut rest = body;
+    let lsn: Lsn = take(&mut rest)?;
+    // The two hashes end the body, after at least the term, timestamp, op count, origin and
+    // omitted fields (one byte each at the least).
+    if rest.len() < 2 * HASH_BYTES + 5 {
+        return Err(DecodeError::Malformed(format!(
+            "a {}-byte entry body is too short to hold its hashes",
+            body.len()
+        )));
+    }
+    let hashes = &rest[rest.len() - 2 * HASH_BYTES..];
+    let (prev_hash, hash) = hashes.split_at(HASH_BYTES);
+    let link = EntryLink {
+        lsn,
+        prev_hash: Hash(prev_hash.try_into().expect("32 bytes")),
+        hash: Hash(hash.try_into().expect("32 bytes")),
     };
     Ok((link, used))
 }
@@ -356,10 +463,15 @@ mod tests {
             encode_entry(&entry, &mut record);
             let (decoded, used) = decode_entry(&record).unwrap();
             assert_eq!((decoded, used), (entry.clone(), record.len()));
+            assert_eq!(
+                decode_own_entry(&record).unwrap(),
+                (entry.clone(), record.len())
+            );
             let derived: LogEntry = postcard::from_bytes(&record[10..]).unwrap();
             assert_eq!(derived, entry);
             let (link, used) = check_entry_record(&record).unwrap();
             assert_eq!(used, record.len());
+            assert_eq!(read_entry_link(&record).unwrap(), (link, used));
             assert_eq!(
                 link,
                 EntryLink {
@@ -368,6 +480,100 @@ mod tests {
                     hash: entry.hash
                 }
             );
+        }
+    }
+
+    mod random {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        fn name() -> impl Strategy<Value = String> {
+            "[a-c][a-c0-9]{0,3}"
+        }
+
+        fn op() -> impl Strategy<Value = Op> {
+            let doc = ("[a-z0-9é\"\\\\]{1,12}", any::<i64>(), "[ -~é]{0,40}").prop_map(
+                |(id, n, text)| {
+                    let value = serde_json::json!({"_id": id, "n": n, "t": text, "a": [n, 1.5]});
+                    RawDoc::from_value(&value).expect("a valid document")
+                },
+            );
+            let version = proptest::option::of(any::<u64>().prop_map(Lsn));
+            prop_oneof![
+                (name(), doc.clone()).prop_map(|(collection, doc)| Op::Insert { collection, doc }),
+                (name(), doc, version.clone()).prop_map(|(collection, doc, if_version)| Op::Put {
+                    collection,
+                    doc,
+                    if_version
+                }),
+                (name(), "[a-z]{1,8}", any::<i32>(), version.clone()).prop_map(
+                    |(collection, id, n, if_version)| Op::Patch {
+                        collection,
+                        id,
+                        patch: format!(r#"{{"n":{n}}}"#),
+                        if_version,
+                    }
+                ),
+                (name(), "[a-z]{1,8}", version).prop_map(|(collection, id, if_version)| {
+                    Op::Delete {
+                        collection,
+                        id,
+                        if_version,
+                    }
+                }),
+                (name(), proptest::option::of(any::<u64>()))
+                    .prop_map(|(collection, ttl_ms)| { Op::SetTtl { collection, ttl_ms } }),
+            ]
+        }
+
+        fn entry() -> impl Strategy<Value = (LogEntry, String)> {
+            (
+                proptest::collection::vec(op(), 0..12),
+                proptest::option::of(("[a-z0-9-]{1,20}", any::<u64>())),
+                any::<u64>(),
+                any::<u64>(),
+                any::<u64>(),
+                any::<[u8; 32]>(),
+                name(),
+            )
+                .prop_map(|(ops, origin, lsn, term, at, prev, keep)| {
+                    let mut txn = Txn::new(ops);
+                    if let Some((client, seq)) = origin {
+                        txn = txn.with_origin(Origin { client, seq });
+                    }
+                    let prev = LogPosition {
+                        lsn: Lsn(lsn.saturating_sub(1)),
+                        hash: Hash(prev),
+                    };
+                    (LogEntry::new(prev, Term(term), TimestampMs(at), txn), keep)
+                })
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(1024))]
+
+            /// The hash taken from a record's bytes (each operation's span hashed where it
+            /// sits) is the hash `compute_hash` takes from the decoded entry, for whole entries
+            /// and for entries with operations left out: the encoding is postcard's canonical
+            /// one, so hashing the bytes and re-encoding agree.
+            #[test]
+            fn the_hash_from_bytes_is_compute_hash((entry, keep) in entry()) {
+                let filtered = entry.filtered(|c| c == keep);
+                for entry in std::iter::once(entry).chain(filtered) {
+                    prop_assert_eq!(entry.compute_hash(), Some(entry.hash));
+                    let mut record = Vec::new();
+                    encode_entry(&entry, &mut record);
+                    let (decoded, used) = decode_entry(&record).expect("the hash from bytes matches");
+                    prop_assert_eq!(used, record.len());
+                    prop_assert_eq!(decoded.compute_hash(), Some(entry.hash));
+                    prop_assert_eq!(&decoded, &entry);
+                    prop_assert_eq!(decode_own_entry(&record).expect("decodes"), (entry.clone(), used));
+                    let (link, _) = check_entry_record(&record).expect("the cheap walk agrees");
+                    prop_assert_eq!(link.position(), entry.position());
+                    prop_assert_eq!(read_entry_link(&record).expect("the link reads"), (link, used));
+                }
+            }
         }
     }
 
@@ -385,6 +591,11 @@ mod tests {
                     changed[at] = changed[at].wrapping_add(delta);
                     let mut framed = Vec::new();
                     encode_record(RecordKind::Entry, &changed, &mut framed);
+                    assert_eq!(
+                        decode_own_entry(&framed).ok(),
+                        decode_entry(&framed).ok(),
+                        "byte {at} +{delta}"
+                    );
                     match (decode_entry(&framed), check_entry_record(&framed)) {
                         (Err(_), Err(_)) => {}
                         (Ok((decoded, _)), Ok((link, _))) => {

@@ -154,6 +154,11 @@ pub trait LogStore {
     /// The last saved snapshot.
     fn load_snapshot(&self) -> impl Future<Output = StorageResult<Option<Snapshot>>> + MaybeSend;
 
+    /// True when [`load_snapshot`](LogStore::load_snapshot) returns only snapshots whose data
+    /// it has checked against their state hash (failing otherwise), so that a caller can skip
+    /// hashing them again ([`State::from_verified_snapshot`](crate::state::State::from_verified_snapshot)).
+    const LOADS_VERIFIED_SNAPSHOTS: bool = false;
+
     /// Saves the metadata, replacing earlier metadata.
     fn save_metadata(
         &mut self,

@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use cstore_core::state::State;
 use cstore_core::storage::LogStore;
 use cstore_core::{Hash, LogPosition, Lsn};
-use cstore_server::wal::FileStore;
+use cstore_server::wal::{FileStore, WalOptions};
 
 use crate::record::{build_chain, chunks, mode, mode_byte, payload_of, unchunk};
 use crate::seeds;
@@ -97,9 +97,21 @@ pub fn run(data: &[u8]) {
     let _ = fs::remove_dir_all(dir);
 }
 
-/// What the leader does at start: open (recovery), the snapshot, the entries after it.
+/// What a server does at start: open (recovery), the snapshot, the entries after it; once as
+/// a cluster member opens (every hash checked at open), once as a leader or follower does
+/// (hashes above the snapshot left to the replay's reads).
 fn recover(dir: &PathBuf) {
-    let Ok(store) = FileStore::open(dir) else {
+    for hashes_checked_by_replay in [false, true] {
+        let options = WalOptions {
+            hashes_checked_by_replay,
+            ..WalOptions::default()
+        };
+        recover_with(dir, options);
+    }
+}
+
+fn recover_with(dir: &PathBuf, options: WalOptions) {
+    let Ok(store) = FileStore::open_with(dir, options) else {
         return;
     };
     let Ok(log) = futures::executor::block_on(store.state()) else {

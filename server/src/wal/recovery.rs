@@ -18,6 +18,16 @@
 //! without decoding documents (`check_entry_record`): the replay decodes every entry anyway,
 //! and checks the documents' canonical form then, so each entry is decoded once per start.
 //!
+//! A store opened for a replay (`WalOptions::hashes_checked_by_replay`) goes further: above
+//! the snapshot, where the replay decodes every entry with `decode_entry` (which checks its
+//! hash) before the state is served, the scan checks the crc, the framing, the LSN and the
+//! chain of *stored* hashes only (`read_entry_link`), so each entry is walked and hashed once
+//! per start, not twice. Stored links that chain, plus each entry's own hash checked when it
+//! is decoded, prove what the full scan proves. The torn-tail rules do not change: they rest
+//! on the crc, and "a valid newer entry" is still checked in full. What moves is only *when*
+//! a crc-valid record with a wrong hash or a malformed body is reported: by the replay, as
+//! the same `Corrupt` error naming the file and offset, instead of by the open.
+//!
 //! "A valid newer entry" is one whose crc and SHA-256 hash both check out and whose LSN is
 //! above the last good one, found by trying every byte offset after the bad record. A record
 //! that passes its crc was written whole, so it is never treated as torn: a wrong hash, an
@@ -29,7 +39,7 @@ use std::path::{Path, PathBuf};
 use cstore_core::log::codec::{
     DecodeError, FORMAT_VERSION, RECORD_HEADER_BYTES, RECORD_PAYLOAD_MAX, RecordKind,
 };
-use cstore_core::log::{EntryLink, check_entry_record};
+use cstore_core::log::{EntryLink, check_entry_record, read_entry_link};
 use cstore_core::storage::{StorageError, StorageResult};
 use cstore_core::types::{LogPosition, Lsn};
 
@@ -70,7 +80,14 @@ fn corrupt(path: &Path, offset: usize, why: impl std::fmt::Display) -> StorageEr
 /// documents are checked when `read_range` decodes the entries, which the replay does),
 /// truncates a torn tail of the last segment, removes an empty last segment, and builds the
 /// offset index. Fails with `Corrupt`, naming the file and offset, on anything else.
-pub(super) fn scan_segments(wal_dir: &Path, stats: &mut WalStats) -> StorageResult<Scan> {
+///
+/// With `replayed_above: Some(lsn)`, the hashes of entries above `lsn` are left to the replay
+/// that decodes them (see the module docs); their crc, framing and stored chain are checked.
+pub(super) fn scan_segments(
+    wal_dir: &Path,
+    replayed_above: Option<Lsn>,
+    stats: &mut WalStats,
+) -> StorageResult<Scan> {
     let files = list_segments(wal_dir)?;
     let mut segments = Vec::with_capacity(files.len());
     let mut last: Option<LogPosition> = None;
@@ -81,7 +98,7 @@ pub(super) fn scan_segments(wal_dir: &Path, stats: &mut WalStats) -> StorageResu
         assert_eq!(&segment.path, path, "the name parses back to the path");
         let mut offset = 0;
         while offset < buf.len() {
-            match check_entry_record(&buf[offset..]) {
+            match check_record(&buf[offset..], replayed_above) {
                 Ok((entry, used)) => {
                     check_chain(&segment, last, &entry, path, offset)?;
                     segment.push(entry.lsn, offset as u64, (offset + used) as u64);
@@ -140,6 +157,23 @@ pub(super) fn scan_segments(wal_dir: &Path, stats: &mut WalStats) -> StorageResu
         }
     }
     Ok(Scan { segments, last })
+}
+
+/// Checks the entry record at the start of `buf`: in full (`check_entry_record`), or, above
+/// `replayed_above`, only as far as the chain needs it (`read_entry_link`).
+fn check_record(
+    buf: &[u8],
+    replayed_above: Option<Lsn>,
+) -> Result<(EntryLink, usize), DecodeError> {
+    let Some(replayed_above) = replayed_above else {
+        return check_entry_record(buf);
+    };
+    let (link, used) = read_entry_link(buf)?;
+    if link.lsn <= replayed_above {
+        // The replay does not read this entry: check its hash now.
+        return check_entry_record(buf);
+    }
+    Ok((link, used))
 }
 
 /// Checks that `entry`, about to be added to `segment`, continues the chain after `last` and
