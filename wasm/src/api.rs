@@ -160,9 +160,13 @@ impl OpenOptions {
                     .into_iter()
                     .map(|url| member(url, None))
                     .collect::<Result<Vec<_>, _>>()?;
-                let distinct: std::collections::BTreeSet<&str> =
-                    members.iter().map(|m| m.http_url.as_str()).collect();
-                if distinct.len() != members.len() {
+                // At most MEMBERS_MAX urls: a pairwise check needs no set type in the module.
+                let twice = members.iter().enumerate().any(|(i, m)| {
+                    members[..i]
+                        .iter()
+                        .any(|other| other.http_url == m.http_url)
+                });
+                if twice {
                     return Err(invalid("`urls` names a server twice"));
                 }
                 members
