@@ -17,7 +17,7 @@
 //! touched (for watches) and which pending writes the leader already answered (so the
 //! writer does not send them again while their entry is on its way).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use cstore_core::state::{Overlay, PendingWrite, Rejection, State};
 use cstore_core::{LogEntry, LogPosition, Lsn, Snapshot, Txn};
@@ -30,8 +30,10 @@ pub type Touched = BTreeSet<String>;
 pub struct LocalState {
     state: State,
     overlay: Overlay,
-    /// Pending writes the leader committed (seq → LSN), until their entry arrives.
-    committed: BTreeMap<u64, Lsn>,
+    /// Pending writes the leader committed (seq → LSN), until their entry arrives; sorted by
+    /// seq. A vector rather than a map: answers come in seq order (so an insert is a push),
+    /// and one map type less is about 8 KB less wasm.
+    committed: Vec<(u64, Lsn)>,
 }
 
 impl LocalState {
@@ -40,7 +42,7 @@ impl LocalState {
         LocalState {
             state,
             overlay: Overlay::new(client),
-            committed: BTreeMap::new(),
+            committed: Vec::new(),
         }
     }
 
@@ -76,7 +78,7 @@ impl LocalState {
     pub fn unsent(&self) -> impl Iterator<Item = &PendingWrite> {
         self.overlay
             .pending()
-            .filter(|w| !self.committed.contains_key(&w.seq))
+            .filter(|w| self.committed_at(w.seq).is_err())
     }
 
     /// How many writes wait for confirmation.
@@ -139,14 +141,24 @@ impl LocalState {
     /// The leader committed write `seq` at `lsn`; it leaves the queue when that entry is
     /// applied here.
     pub fn mark_committed(&mut self, seq: u64, lsn: Lsn) {
-        self.committed.insert(seq, lsn);
+        match self.committed_at(seq) {
+            Ok(at) => self.committed[at].1 = lsn,
+            Err(at) => self.committed.insert(at, (seq, lsn)),
+        }
+    }
+
+    /// Where `seq` is in `committed` (`Err`: where it would go).
+    fn committed_at(&self, seq: u64) -> Result<usize, usize> {
+        self.committed.binary_search_by_key(&seq, |(seq, _)| *seq)
     }
 
     /// The leader refused write `seq`: it leaves the queue and the view.
     pub fn reject(&mut self, seq: u64) -> Option<(PendingWrite, Touched)> {
         let mut touched = self.pending_collections();
         let (write, _hidden) = self.overlay.reject(&mut self.state, seq);
-        self.committed.remove(&seq);
+        if let Ok(at) = self.committed_at(seq) {
+            self.committed.remove(at);
+        }
         let write = write?;
         touched.extend(collections_of(&self.state));
         Some((write, touched))
@@ -161,16 +173,12 @@ impl LocalState {
 
     /// Forgets answers for writes that are no longer pending.
     fn prune(&mut self) {
-        // Moved entry by entry rather than `retain` against a set of seqs: the same result
-        // with the map operations the module has anyway (each other map or set type, and
-        // `retain`, is a few KB more of wasm).
-        let mut kept = BTreeMap::new();
-        for write in self.overlay.pending() {
-            if let Some(lsn) = self.committed.remove(&write.seq) {
-                kept.insert(write.seq, lsn);
-            }
-        }
-        self.committed = kept;
+        // Both are sorted by seq (no set type for the seqs: each is a few KB of wasm).
+        let mut pending = self.overlay.pending().map(|w| w.seq).peekable();
+        self.committed.retain(|&(seq, _)| {
+            while pending.next_if(|&p| p < seq).is_some() {}
+            pending.peek() == Some(&seq)
+        });
     }
 }
 
