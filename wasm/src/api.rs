@@ -59,7 +59,6 @@ use cstore_core::storage::MemoryStore;
 use cstore_core::{StoredDoc, Txn};
 use serde_json::Value;
 use wasm_bindgen::prelude::*;
-use wasm_bindgen_futures::future_to_promise;
 
 use crate::error::ReplicaError;
 #[cfg(target_arch = "wasm32")]
@@ -375,12 +374,22 @@ fn written(id: &str) -> JsValue {
     object.into()
 }
 
+/// `future_to_promise` over a boxed future: one instantiation of its task code for every
+/// method that returns a promise, instead of one per future type (a few KB of wasm each).
+fn promise(
+    future: impl std::future::Future<Output = Result<JsValue, JsValue>> + 'static,
+) -> js_sys::Promise {
+    let future: std::pin::Pin<Box<dyn std::future::Future<Output = Result<JsValue, JsValue>>>> =
+        Box::pin(future);
+    wasm_bindgen_futures::future_to_promise(future)
+}
+
 /// The promise of one write: every write method shares this one future (and its code).
 fn write_promise(
     handle: Rc<ReplicaHandle>,
     prepared: Result<(String, Txn), ReplicaError>,
 ) -> js_sys::Promise {
-    future_to_promise(async move {
+    promise(async move {
         let (id, txn) = prepared?;
         handle.write(txn).await?;
         Ok(written(&id))
@@ -438,7 +447,7 @@ impl Replica {
     #[wasm_bindgen(js_name = readBarrier)]
     pub fn read_barrier(&self) -> js_sys::Promise {
         let handle = self.handle.clone();
-        future_to_promise(async move {
+        promise(async move {
             let lsn = handle.read_barrier().await?;
             Ok(JsValue::from_f64(lsn.0 as f64))
         })
@@ -543,7 +552,7 @@ impl Replica {
     /// Resolves when every pending write is confirmed or rejected.
     pub fn flush(&self) -> js_sys::Promise {
         let handle = self.handle.clone();
-        future_to_promise(async move {
+        promise(async move {
             handle.flush().await;
             Ok(JsValue::UNDEFINED)
         })
@@ -552,7 +561,7 @@ impl Replica {
     /// Stops syncing; resolves when the background loops ended.
     pub fn close(&self) -> js_sys::Promise {
         let handle = self.handle.clone();
-        future_to_promise(async move {
+        promise(async move {
             handle.close().await;
             Ok(JsValue::UNDEFINED)
         })
