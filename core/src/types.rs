@@ -76,8 +76,49 @@ impl fmt::Display for ReplicaId {
 }
 
 /// A SHA-256 digest: of a log entry (chained), or of a state.
-#[derive(Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 pub struct Hash(pub [u8; 32]);
+
+/// What the derive would do (a newtype around a tuple of 32 bytes), with the bytes read in a
+/// loop: serde's `[u8; 32]` reads them in 32 unrolled steps, about 4 KB of the browser module.
+impl<'de> Deserialize<'de> for Hash {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Hash, D::Error> {
+        use serde::de::{Error, SeqAccess, Visitor};
+
+        struct Bytes;
+        impl<'de> Visitor<'de> for Bytes {
+            type Value = Hash;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an array of length 32")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Hash, A::Error> {
+                let mut bytes = [0u8; 32];
+                for (i, byte) in bytes.iter_mut().enumerate() {
+                    *byte = seq
+                        .next_element()?
+                        .ok_or_else(|| A::Error::invalid_length(i, &self))?;
+                }
+                Ok(Hash(bytes))
+            }
+        }
+
+        struct Newtype;
+        impl<'de> Visitor<'de> for Newtype {
+            type Value = Hash;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("tuple struct Hash")
+            }
+            fn visit_newtype_struct<D: serde::Deserializer<'de>>(
+                self,
+                deserializer: D,
+            ) -> Result<Hash, D::Error> {
+                deserializer.deserialize_tuple(32, Bytes)
+            }
+        }
+
+        deserializer.deserialize_newtype_struct("Hash", Newtype)
+    }
+}
 
 impl Hash {
     /// The `prev_hash` of the first entry in a log.
@@ -133,6 +174,22 @@ impl fmt::Display for LogPosition {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hash_reads_as_the_derived_newtype_of_32_bytes() {
+        let hash = Hash(std::array::from_fn(|i| i as u8 * 7));
+        let wire = postcard::to_allocvec(&hash).unwrap();
+        assert_eq!(wire.len(), 32, "a tuple: no length prefix");
+        assert_eq!(postcard::from_bytes::<Hash>(&wire).unwrap(), hash);
+        assert!(postcard::from_bytes::<Hash>(&wire[..31]).is_err());
+        let json = serde_json::to_string(&hash).unwrap();
+        assert_eq!(serde_json::from_str::<Hash>(&json).unwrap(), hash);
+        let short = serde_json::from_str::<Hash>("[1,2,3]").unwrap_err();
+        assert!(
+            short.to_string().contains("an array of length 32"),
+            "{short}"
+        );
+    }
 
     #[test]
     fn lsn_steps() {

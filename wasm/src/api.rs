@@ -59,7 +59,6 @@ use cstore_core::storage::MemoryStore;
 use cstore_core::{StoredDoc, Txn};
 use serde_json::Value;
 use wasm_bindgen::prelude::*;
-use wasm_bindgen_futures::future_to_promise;
 
 use crate::error::ReplicaError;
 #[cfg(target_arch = "wasm32")]
@@ -160,9 +159,13 @@ impl OpenOptions {
                     .into_iter()
                     .map(|url| member(url, None))
                     .collect::<Result<Vec<_>, _>>()?;
-                let distinct: std::collections::BTreeSet<&str> =
-                    members.iter().map(|m| m.http_url.as_str()).collect();
-                if distinct.len() != members.len() {
+                // At most MEMBERS_MAX urls: a pairwise check needs no set type in the module.
+                let twice = members.iter().enumerate().any(|(i, m)| {
+                    members[..i]
+                        .iter()
+                        .any(|other| other.http_url == m.http_url)
+                });
+                if twice {
                     return Err(invalid("`urls` names a server twice"));
                 }
                 members
@@ -371,12 +374,22 @@ fn written(id: &str) -> JsValue {
     object.into()
 }
 
+/// `future_to_promise` over a boxed future: one instantiation of its task code for every
+/// method that returns a promise, instead of one per future type (a few KB of wasm each).
+fn promise(
+    future: impl std::future::Future<Output = Result<JsValue, JsValue>> + 'static,
+) -> js_sys::Promise {
+    let future: std::pin::Pin<Box<dyn std::future::Future<Output = Result<JsValue, JsValue>>>> =
+        Box::pin(future);
+    wasm_bindgen_futures::future_to_promise(future)
+}
+
 /// The promise of one write: every write method shares this one future (and its code).
 fn write_promise(
     handle: Rc<ReplicaHandle>,
     prepared: Result<(String, Txn), ReplicaError>,
 ) -> js_sys::Promise {
-    future_to_promise(async move {
+    promise(async move {
         let (id, txn) = prepared?;
         handle.write(txn).await?;
         Ok(written(&id))
@@ -434,7 +447,7 @@ impl Replica {
     #[wasm_bindgen(js_name = readBarrier)]
     pub fn read_barrier(&self) -> js_sys::Promise {
         let handle = self.handle.clone();
-        future_to_promise(async move {
+        promise(async move {
             let lsn = handle.read_barrier().await?;
             Ok(JsValue::from_f64(lsn.0 as f64))
         })
@@ -539,7 +552,7 @@ impl Replica {
     /// Resolves when every pending write is confirmed or rejected.
     pub fn flush(&self) -> js_sys::Promise {
         let handle = self.handle.clone();
-        future_to_promise(async move {
+        promise(async move {
             handle.flush().await;
             Ok(JsValue::UNDEFINED)
         })
@@ -548,7 +561,7 @@ impl Replica {
     /// Stops syncing; resolves when the background loops ended.
     pub fn close(&self) -> js_sys::Promise {
         let handle = self.handle.clone();
-        future_to_promise(async move {
+        promise(async move {
             handle.close().await;
             Ok(JsValue::UNDEFINED)
         })

@@ -74,6 +74,8 @@ else
   # 594 KB (247 KB gzipped), "s" 643 KB (266 KB); CSTORE_WASM_OPT_LEVEL=3 etc. overrides.
   export CARGO_PROFILE_RELEASE_OPT_LEVEL="${CSTORE_WASM_OPT_LEVEL:-z}" CARGO_PROFILE_RELEASE_LTO=true \
     CARGO_PROFILE_RELEASE_CODEGEN_UNITS=1 CARGO_PROFILE_RELEASE_DEBUG=0
+  # wasm-pack runs wasm-opt with the flags in wasm/Cargo.toml
+  # ([package.metadata.wasm-pack.profile.release]; docs/bench/wasm-size.md says why).
   for target in web nodejs; do
     out="pkg-${target/nodejs/node}"
     say "wasm: wasm-pack build --release --target $target -> web/$out"

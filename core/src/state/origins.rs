@@ -35,7 +35,9 @@ pub struct OriginRecord {
 #[derive(Clone, Debug, Default)]
 pub(super) struct Origins {
     by_client: BTreeMap<String, OriginRecord>,
-    by_age: BTreeSet<(TimestampMs, String)>,
+    /// `Box<str>` as in a collection's expiry queue: one set type for both keeps the browser
+    /// module about 5 KB smaller.
+    by_age: BTreeSet<(TimestampMs, Box<str>)>,
 }
 
 impl Origins {
@@ -54,15 +56,15 @@ impl Origins {
     /// Records a committed write, then forgets what the bounds say to, as of `record.at`.
     pub(super) fn record(&mut self, client: &str, record: OriginRecord) {
         if let Some(old) = self.by_client.insert(client.to_string(), record) {
-            self.by_age.remove(&(old.at, client.to_string()));
+            self.by_age.remove(&(old.at, Box::from(client)));
         }
-        self.by_age.insert((record.at, client.to_string()));
+        self.by_age.insert((record.at, Box::from(client)));
         self.forget(record.at);
     }
 
     /// Puts back a record read from a snapshot.
     pub(super) fn load(&mut self, client: String, record: OriginRecord) {
-        self.by_age.insert((record.at, client.clone()));
+        self.by_age.insert((record.at, Box::from(client.as_str())));
         self.by_client.insert(client, record);
     }
 
@@ -73,7 +75,7 @@ impl Origins {
                 break;
             }
             let (_, client) = self.by_age.pop_first().expect("checked above");
-            self.by_client.remove(&client);
+            self.by_client.remove(&*client);
         }
     }
 }

@@ -17,21 +17,81 @@
 //! touched (for watches) and which pending writes the leader already answered (so the
 //! writer does not send them again while their entry is on its way).
 
-use std::collections::{BTreeMap, BTreeSet};
-
 use cstore_core::state::{Overlay, PendingWrite, Rejection, State};
 use cstore_core::{LogEntry, LogPosition, Lsn, Snapshot, Txn};
 
-/// What a change touched: the names of collections whose documents may differ.
-pub type Touched = BTreeSet<String>;
+/// What a change touched: the names of collections whose documents may differ, sorted and
+/// without duplicates. A sorted vector rather than a `BTreeSet<String>`: a change touches a
+/// few collections, and no other code in the browser module needs that set type (about 5 KB
+/// of wasm).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Touched(Vec<String>);
+
+impl Touched {
+    /// Nothing touched.
+    pub fn new() -> Touched {
+        Touched::default()
+    }
+
+    /// Adds `name`; false if it was there already.
+    pub fn insert(&mut self, name: String) -> bool {
+        match self.0.binary_search(&name) {
+            Ok(_) => false,
+            Err(at) => {
+                self.0.insert(at, name);
+                true
+            }
+        }
+    }
+
+    /// Whether `name` was touched.
+    pub fn contains(&self, name: &str) -> bool {
+        self.0.binary_search_by(|n| n.as_str().cmp(name)).is_ok()
+    }
+
+    /// The names, in order.
+    pub fn iter(&self) -> impl Iterator<Item = &String> {
+        self.0.iter()
+    }
+
+    /// Whether nothing was touched.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl Extend<String> for Touched {
+    fn extend<I: IntoIterator<Item = String>>(&mut self, names: I) {
+        for name in names {
+            self.insert(name);
+        }
+    }
+}
+
+impl IntoIterator for Touched {
+    type Item = String;
+    type IntoIter = std::vec::IntoIter<String>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.into_iter()
+    }
+}
+
+/// The set of `names`.
+fn touched(names: impl IntoIterator<Item = String>) -> Touched {
+    let mut touched = Touched::new();
+    touched.extend(names);
+    touched
+}
 
 /// The log state with this client's pending writes on top.
 #[derive(Debug, Default)]
 pub struct LocalState {
     state: State,
     overlay: Overlay,
-    /// Pending writes the leader committed (seq → LSN), until their entry arrives.
-    committed: BTreeMap<u64, Lsn>,
+    /// Pending writes the leader committed (seq → LSN), until their entry arrives; sorted by
+    /// seq. A vector rather than a map: answers come in seq order (so an insert is a push),
+    /// and one map type less is about 8 KB less wasm.
+    committed: Vec<(u64, Lsn)>,
 }
 
 impl LocalState {
@@ -40,7 +100,7 @@ impl LocalState {
         LocalState {
             state,
             overlay: Overlay::new(client),
-            committed: BTreeMap::new(),
+            committed: Vec::new(),
         }
     }
 
@@ -76,7 +136,7 @@ impl LocalState {
     pub fn unsent(&self) -> impl Iterator<Item = &PendingWrite> {
         self.overlay
             .pending()
-            .filter(|w| !self.committed.contains_key(&w.seq))
+            .filter(|w| self.committed_at(w.seq).is_err())
     }
 
     /// How many writes wait for confirmation.
@@ -120,11 +180,7 @@ impl LocalState {
     /// Shows a new local write at once and queues it. A write that does not apply locally is
     /// refused (nothing changes) and not queued.
     pub fn apply_local(&mut self, seq: u64, txn: Txn) -> Result<Touched, Rejection> {
-        let touched = txn
-            .ops
-            .iter()
-            .map(|op| op.collection().to_owned())
-            .collect();
+        let touched = touched(txn.ops.iter().map(|op| op.collection().to_owned()));
         self.overlay.push(&mut self.state, seq, txn)?;
         Ok(touched)
     }
@@ -139,36 +195,48 @@ impl LocalState {
     /// The leader committed write `seq` at `lsn`; it leaves the queue when that entry is
     /// applied here.
     pub fn mark_committed(&mut self, seq: u64, lsn: Lsn) {
-        self.committed.insert(seq, lsn);
+        match self.committed_at(seq) {
+            Ok(at) => self.committed[at].1 = lsn,
+            Err(at) => self.committed.insert(at, (seq, lsn)),
+        }
+    }
+
+    /// Where `seq` is in `committed` (`Err`: where it would go).
+    fn committed_at(&self, seq: u64) -> Result<usize, usize> {
+        self.committed.binary_search_by_key(&seq, |(seq, _)| *seq)
     }
 
     /// The leader refused write `seq`: it leaves the queue and the view.
     pub fn reject(&mut self, seq: u64) -> Option<(PendingWrite, Touched)> {
         let mut touched = self.pending_collections();
         let (write, _hidden) = self.overlay.reject(&mut self.state, seq);
-        self.committed.remove(&seq);
+        if let Ok(at) = self.committed_at(seq) {
+            self.committed.remove(at);
+        }
         let write = write?;
         touched.extend(collections_of(&self.state));
         Some((write, touched))
     }
 
     fn pending_collections(&self) -> Touched {
-        self.overlay
-            .pending()
-            .flat_map(|w| w.txn.ops.iter().map(|op| op.collection().to_owned()))
-            .collect()
+        touched(
+            self.overlay
+                .pending()
+                .flat_map(|w| w.txn.ops.iter().map(|op| op.collection().to_owned())),
+        )
     }
 
     /// Forgets answers for writes that are no longer pending.
     fn prune(&mut self) {
-        let pending: BTreeSet<u64> = self.overlay.pending().map(|w| w.seq).collect();
-        self.committed.retain(|seq, _| pending.contains(seq));
+        // Both are sorted by seq (no set type for the seqs: each is a few KB of wasm).
+        let mut pending = self.overlay.pending().map(|w| w.seq).peekable();
+        self.committed.retain(|&(seq, _)| {
+            while pending.next_if(|&p| p < seq).is_some() {}
+            pending.peek() == Some(&seq)
+        });
     }
 }
 
 fn collections_of(state: &State) -> Touched {
-    state
-        .collections()
-        .map(|(name, _)| name.to_owned())
-        .collect()
+    touched(state.collections().map(|(name, _)| name.to_owned()))
 }

@@ -31,7 +31,6 @@ pub mod watch;
 pub mod writer;
 
 use std::cell::{Cell, RefCell};
-use std::collections::BTreeSet;
 use std::rc::Rc;
 
 use cstore_core::doc::{IdGenerator, RawDoc, ensure_id};
@@ -117,7 +116,8 @@ pub struct ReplicaHandle {
     client: String,
     done: RefCell<Vec<oneshot::Receiver<()>>>,
     network: RefCell<Option<NetworkWatch>>,
-    subscription: Option<BTreeSet<String>>,
+    /// Sorted, without duplicates.
+    subscription: Option<Vec<String>>,
     /// The settings opened with (for the read index).
     settings: Settings,
 }
@@ -179,11 +179,16 @@ impl ReplicaHandle {
             }
             Err(error) => return Err(error.into()),
         };
+        // Sorted and deduplicated by inserting in order (a few names): a sort of strings would
+        // be about 5 KB of wasm that nothing else needs.
         let subscription = settings.subscription.map(|names| {
-            let mut names = names;
-            names.sort();
-            names.dedup();
-            names
+            let mut sorted: Vec<String> = Vec::with_capacity(names.len());
+            for name in names {
+                if let Err(at) = sorted.binary_search(&name) {
+                    sorted.insert(at, name);
+                }
+            }
+            sorted
         });
         let wanted = match &subscription {
             Some(names) => serde_json::to_vec(names).expect("names serialize"),
@@ -273,7 +278,7 @@ impl ReplicaHandle {
             client,
             done: RefCell::new(vec![sync_wait, writer_wait]),
             network: RefCell::new(Some(network)),
-            subscription: subscription.map(|names| names.into_iter().collect()),
+            subscription,
             settings: Settings {
                 subscription: None,
                 read_index: settings.read_index,
@@ -284,7 +289,11 @@ impl ReplicaHandle {
     /// Fails with `not_subscribed` unless this replica follows `collection`.
     pub fn check_subscribed(&self, collection: &str) -> Result<(), ReplicaError> {
         match &self.subscription {
-            Some(names) if !names.contains(collection) => {
+            Some(names)
+                if names
+                    .binary_search_by(|n| n.as_str().cmp(collection))
+                    .is_err() =>
+            {
                 Err(ReplicaError::NotSubscribed(collection.to_owned()))
             }
             _ => Ok(()),
@@ -293,9 +302,7 @@ impl ReplicaHandle {
 
     /// The collections followed (`None`: all), sorted.
     pub fn subscription(&self) -> Option<Vec<String>> {
-        self.subscription
-            .as_ref()
-            .map(|names| names.iter().cloned().collect())
+        self.subscription.clone()
     }
 
     /// Waits until a read here sees every write acknowledged anywhere in the cluster before

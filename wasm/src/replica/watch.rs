@@ -6,7 +6,6 @@
 //! callback only if the result differs from the last one delivered (ids and document text).
 //! So a burst of entries costs one evaluation and at most one callback per watch.
 
-use std::collections::BTreeMap;
 use std::rc::Rc;
 
 use cstore_core::StoredDoc;
@@ -36,7 +35,9 @@ struct Watch {
 /// Every watch of one replica.
 #[derive(Default)]
 pub struct Watches {
-    watches: BTreeMap<WatchId, Watch>,
+    /// Sorted by id (at most [`WATCHES_MAX`]): a vector rather than a map, one map type less
+    /// in the wasm module.
+    watches: Vec<(WatchId, Watch)>,
     next_id: WatchId,
 }
 
@@ -62,22 +63,31 @@ impl Watches {
         }
         self.next_id = self.next_id.wrapping_add(1).max(1);
         let id = self.next_id;
-        self.watches.insert(
-            id,
-            Watch {
-                collection,
-                query,
-                callback,
-                last: None,
-                dirty: true,
-            },
-        );
+        let watch = Watch {
+            collection,
+            query,
+            callback,
+            last: None,
+            dirty: true,
+        };
+        // Ids grow until they wrap around (after 2^32 watches), so this is nearly always a
+        // push; an id still in use after the wrap is replaced, as a map's insert would.
+        match self.watches.binary_search_by_key(&id, |(id, _)| *id) {
+            Ok(at) => self.watches[at].1 = watch,
+            Err(at) => self.watches.insert(at, (id, watch)),
+        }
         Some(id)
     }
 
     /// Removes a watch; true if it existed.
     pub fn remove(&mut self, id: WatchId) -> bool {
-        self.watches.remove(&id).is_some()
+        match self.watches.binary_search_by_key(&id, |(id, _)| *id) {
+            Ok(at) => {
+                self.watches.remove(at);
+                true
+            }
+            Err(_) => false,
+        }
     }
 
     /// How many watches there are.
@@ -93,7 +103,7 @@ impl Watches {
     /// Marks the watches of the touched collections dirty; true if any is dirty now.
     pub fn mark(&mut self, touched: &Touched) -> bool {
         let mut any = false;
-        for watch in self.watches.values_mut() {
+        for (_, watch) in &mut self.watches {
             if touched.contains(&watch.collection) {
                 watch.dirty = true;
             }
@@ -104,7 +114,7 @@ impl Watches {
 
     /// True when some watch waits for a flush.
     pub fn any_dirty(&self) -> bool {
-        self.watches.values().any(|w| w.dirty)
+        self.watches.iter().any(|(_, w)| w.dirty)
     }
 
     /// Re-runs every dirty watch against `state`; returns the callbacks to call with their
@@ -112,7 +122,7 @@ impl Watches {
     /// the caller after it lets go of the state.
     pub fn evaluate(&mut self, state: &State) -> Vec<(WatchCallback, Vec<StoredDoc>)> {
         let mut due = Vec::new();
-        for watch in self.watches.values_mut().filter(|w| w.dirty) {
+        for (_, watch) in self.watches.iter_mut().filter(|(_, w)| w.dirty) {
             watch.dirty = false;
             let docs: Vec<StoredDoc> = match state.collection(&watch.collection) {
                 // The query was validated when the watch was added.

@@ -10,7 +10,6 @@
 //! refused for good (`wrong_cluster`).
 
 use std::cell::RefCell;
-use std::collections::BTreeSet;
 use std::rc::Rc;
 
 use serde_json::Value;
@@ -190,8 +189,10 @@ impl<M: MetaStore> Transport for ClusterTransport<M> {
     async fn connect(&self) -> Result<WebSocketConnection, TransportError> {
         self.first_contact().await?;
         let mut queue: std::collections::VecDeque<usize> = self.members.borrow().order().into();
-        let mut tried = BTreeSet::new();
-        let mut probed = BTreeSet::new();
+        // A few members (at most MEMBERS_MAX): vectors instead of sets keep set code out of
+        // the module.
+        let mut tried = Vec::new();
+        let mut probed = Vec::new();
         let mut failures = Vec::new();
         while let Some(index) = queue.pop_front() {
             if tried.contains(&index) || !self.members.borrow().usable(index) {
@@ -200,7 +201,7 @@ impl<M: MetaStore> Transport for ClusterTransport<M> {
             if !probed.contains(&index) {
                 match self.probe(index).await {
                     Ok(status) => {
-                        probed.insert(index);
+                        probed.push(index);
                         let leader = self
                             .members
                             .borrow_mut()
@@ -217,7 +218,7 @@ impl<M: MetaStore> Transport for ClusterTransport<M> {
                         }
                     }
                     Err((refuse, message)) => {
-                        tried.insert(index);
+                        tried.push(index);
                         let mut members = self.members.borrow_mut();
                         members.note_tried(index);
                         if refuse {
@@ -228,7 +229,7 @@ impl<M: MetaStore> Transport for ClusterTransport<M> {
                     }
                 }
             }
-            tried.insert(index);
+            tried.push(index);
             match self.sockets[index].connect().await {
                 Ok(connection) => {
                     self.members.borrow_mut().note_connected(index);
