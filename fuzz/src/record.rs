@@ -15,6 +15,7 @@
 
 use cstore_core::log::LogEntry;
 use cstore_core::log::codec::{RecordKind, encode_entry};
+use cstore_core::replication::Frame;
 use cstore_core::types::{LogPosition, Lsn};
 
 /// Frames `payload` as one record: `len | crc32c(len ‖ payload) | payload`.
@@ -102,6 +103,33 @@ pub fn build_chain(
 /// The records of [`build_records`] back to back.
 pub fn build_bytes(data: &[u8], relink: Option<LogPosition>) -> Vec<u8> {
     build_records(data, relink).concat()
+}
+
+/// The bytes a target decodes: the rest of the input as it is, or in sealed mode its chunks
+/// sealed into records (entry records chained from the start with `relink`).
+pub fn input_bytes(mode: Mode, rest: &[u8]) -> Vec<u8> {
+    if mode.sealed {
+        build_bytes(rest, mode.relink.then_some(LogPosition::START))
+    } else {
+        rest.to_vec()
+    }
+}
+
+/// Two seeds per session of frames: the encoded frames back to back (raw mode), and their
+/// payloads for the sealed mode to seal again.
+pub fn session_seeds(sessions: Vec<Vec<Frame>>) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    for session in sessions {
+        let encoded: Vec<Vec<u8>> = session.iter().map(Frame::encode).collect();
+        let mut raw = vec![mode_byte(false, false, 0)];
+        raw.extend(unchunk(&encoded));
+        out.push(raw);
+        let payloads: Vec<&[u8]> = encoded.iter().map(|b| payload_of(b)).collect();
+        let mut sealed = vec![mode_byte(true, false, 0)];
+        sealed.extend(unchunk(&payloads));
+        out.push(sealed);
+    }
+    out
 }
 
 /// The first byte's flags and the rest of an input.

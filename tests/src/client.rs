@@ -111,7 +111,16 @@ impl Client {
 
     /// A client whose requests fail after `timeout_ms` (connecting included).
     pub fn with_timeout_ms(base_url: impl Into<String>, timeout_ms: u64) -> Client {
-        let http = HttpClient::builder()
+        Client::built(HttpClient::builder(), base_url, timeout_ms)
+    }
+
+    /// A client from `builder` with the request and connect timeouts of `timeout_ms`.
+    fn built(
+        builder: reqwest::blocking::ClientBuilder,
+        base_url: impl Into<String>,
+        timeout_ms: u64,
+    ) -> Client {
+        let http = builder
             .timeout(Duration::from_millis(timeout_ms))
             .connect_timeout(Duration::from_millis(timeout_ms.min(2_000)))
             .build()
@@ -127,18 +136,10 @@ impl Client {
     /// or a self-signed server certificate) besides the public web roots.
     pub fn with_root_pem(base_url: impl Into<String>, root_pem: &[u8], timeout_ms: u64) -> Client {
         let root = reqwest::Certificate::from_pem(root_pem).expect("a PEM certificate");
-        let http = HttpClient::builder()
+        let builder = HttpClient::builder()
             .use_rustls_tls()
-            .add_root_certificate(root)
-            .timeout(Duration::from_millis(timeout_ms))
-            .connect_timeout(Duration::from_millis(timeout_ms.min(2_000)))
-            .build()
-            .expect("an HTTP client builds");
-        Client {
-            http,
-            base_url: base_url.into(),
-            token: None,
-        }
+            .add_root_certificate(root);
+        Client::built(builder, base_url, timeout_ms)
     }
 
     /// The same client sending `Authorization: Bearer <token>`.

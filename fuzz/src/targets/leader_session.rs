@@ -5,10 +5,10 @@
 
 use std::sync::Arc;
 
-use cstore_core::replication::{Frame, LeaderCommand, LeaderSession, SessionConfig};
+use cstore_core::replication::{LeaderCommand, LeaderSession, SessionConfig};
 use cstore_core::{ReplicaId, Term, TimestampMs};
 
-use crate::record::{build_records, chunks, mode, mode_byte, payload_of, unchunk};
+use crate::record::{build_records, chunks, mode, session_seeds};
 use crate::seeds;
 
 pub fn run(data: &[u8]) {
@@ -71,16 +71,5 @@ pub fn run(data: &[u8]) {
 }
 
 pub fn seeds() -> Vec<Vec<u8>> {
-    let mut out = Vec::new();
-    for session in seeds::replica_sides() {
-        let encoded: Vec<Vec<u8>> = session.iter().map(Frame::encode).collect();
-        let mut raw = vec![mode_byte(false, false, 0)];
-        raw.extend(unchunk(&encoded));
-        out.push(raw);
-        let payloads: Vec<&[u8]> = encoded.iter().map(|b| payload_of(b)).collect();
-        let mut sealed = vec![mode_byte(true, false, 0)];
-        sealed.extend(unchunk(&payloads));
-        out.push(sealed);
-    }
-    out
+    session_seeds(seeds::replica_sides())
 }

@@ -1,23 +1,18 @@
 //! WAL records back to back, as recovery walks a segment: the framing decoder, the one-pass
 //! entry check recovery uses, and the full entry decoder, which must agree.
 
-use cstore_core::LogPosition;
 use cstore_core::log::codec::{RecordKind, decode_record, decode_value};
 use cstore_core::log::{check_entry_record, decode_entry};
 use cstore_core::storage::Metadata;
 
-use crate::record::{build_bytes, mode, mode_byte, payload_of, unchunk};
+use crate::record::{input_bytes, mode, mode_byte, payload_of, unchunk};
 use crate::seeds;
 
 pub fn run(data: &[u8]) {
     let Some((mode, rest)) = mode(data) else {
         return;
     };
-    let bytes = if mode.sealed {
-        build_bytes(rest, mode.relink.then_some(LogPosition::START))
-    } else {
-        rest.to_vec()
-    };
+    let bytes = input_bytes(mode, rest);
     let mut offset = 0;
     while offset < bytes.len() {
         let buf = &bytes[offset..];

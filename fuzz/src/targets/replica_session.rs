@@ -2,11 +2,11 @@
 //! (each one WebSocket message) fed to core's `Replica`, whose commands the harness carries
 //! out the way a driver does (entries persisted, a snapshot's state decoded and installed).
 
-use cstore_core::replication::{Frame, Replica, ReplicaCommand, ReplicaConfig};
+use cstore_core::replication::{Replica, ReplicaCommand, ReplicaConfig};
 use cstore_core::state::State;
 use cstore_core::{LogPosition, ReplicaId, Term, TimestampMs};
 
-use crate::record::{build_records, chunks, mode, mode_byte, payload_of, unchunk};
+use crate::record::{build_records, chunks, mode, session_seeds};
 use crate::seeds;
 
 /// A replica with a small snapshot bound, so that a claimed size above it is refused early.
@@ -67,16 +67,5 @@ pub fn run(data: &[u8]) {
 }
 
 pub fn seeds() -> Vec<Vec<u8>> {
-    let mut out = Vec::new();
-    for session in seeds::sessions() {
-        let encoded: Vec<Vec<u8>> = session.iter().map(Frame::encode).collect();
-        let mut raw = vec![mode_byte(false, false, 0)];
-        raw.extend(unchunk(&encoded));
-        out.push(raw);
-        let payloads: Vec<&[u8]> = encoded.iter().map(|b| payload_of(b)).collect();
-        let mut sealed = vec![mode_byte(true, false, 0)];
-        sealed.extend(unchunk(&payloads));
-        out.push(sealed);
-    }
-    out
+    session_seeds(seeds::sessions())
 }

@@ -1,20 +1,15 @@
 //! A replication frame as a replica or a leader receives it: one WebSocket message.
 
-use cstore_core::LogPosition;
 use cstore_core::replication::{FRAME_BYTES_MAX, Frame, entry_wire_bytes};
 
-use crate::record::{build_bytes, mode, mode_byte, payload_of, unchunk};
+use crate::record::{input_bytes, mode, mode_byte, payload_of, unchunk};
 use crate::seeds;
 
 pub fn run(data: &[u8]) {
     let Some((mode, rest)) = mode(data) else {
         return;
     };
-    let bytes = if mode.sealed {
-        build_bytes(rest, mode.relink.then_some(LogPosition::START))
-    } else {
-        rest.to_vec()
-    };
+    let bytes = input_bytes(mode, rest);
     // A browser replica may pass a lower bound than the default.
     let max = if mode.choice & 1 == 1 {
         64 + usize::from(mode.choice) * 64
