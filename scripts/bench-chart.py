@@ -13,8 +13,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-COLORS = {"cstore": "#2b6cb0", "etcd": "#718096", "redis": "#c53030"}
-CROSS_CHECK_COLOR = "#f6ad55"  # redis-benchmark: another generator, drawn apart
+COLORS = {"cstore": "#2b6cb0", "etcd": "#718096", "redis": "#c53030", "PostgreSQL": "#2f855a"}
+CROSS_CHECK_COLOR = "#f6ad55"  # redis-benchmark, pgbench: other generators, drawn apart
 
 
 def label(row: dict) -> str:
@@ -23,7 +23,7 @@ def label(row: dict) -> str:
 
 
 def color(system: str) -> str:
-    if "redis-benchmark" in system:
+    if "redis-benchmark" in system or "pgbench" in system:
         return CROSS_CHECK_COLOR
     return COLORS.get(system.split()[0], "#999999")
 
