@@ -159,6 +159,8 @@ disk() {
   echo "  -j $(nproc) -T ${DURATION_S}\` runs a custom script of the same \`INSERT\` (a random"
   echo "  numeric id, the same document bytes as a variable cast to \`jsonb\`) against the same"
   echo "  server right after our driver; its p50/p99 come from its per-transaction log."
+  echo "- What bounds the cstore row, from a profile (per-request CPU in the HTTP layers, not the"
+  echo "  log): [docs/bench/single-node-insert-profile.md](docs/bench/single-node-insert-profile.md)."
   echo "- Each system runs alone, one after the other, on a fresh temp data dir; etcd on"
   echo "  127.0.0.1:23790 (1 member) and 23791-23793 (3 members, \`--initial-cluster\` of all"
   echo "  three; writes go to the raft leader found through \`/v3/maintenance/status\`), redis on"
