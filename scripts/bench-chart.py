@@ -7,23 +7,26 @@ were not available are absent from it, so the chart never shows a made-up bar.
 """
 import csv
 import sys
+import textwrap
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-COLORS = {"cstore": "#2b6cb0", "etcd": "#718096", "redis": "#c53030"}
-CROSS_CHECK_COLOR = "#f6ad55"  # redis-benchmark: another generator, drawn apart
+COLORS = {"cstore": "#2b6cb0", "etcd": "#718096", "redis": "#c53030", "PostgreSQL": "#2f855a"}
+CROSS_CHECK_COLOR = "#f6ad55"  # redis-benchmark, pgbench: other generators, drawn apart
 
 
 def label(row: dict) -> str:
-    name = row["system"].split(" (")[0].replace(" via ", "\nvia ")
-    return name + "\n" + row["workload"]
+    name, _, via = row["system"].split(" (")[0].partition(" via ")
+    via = textwrap.wrap(f"via {via}", 12) if via else []
+    lines = textwrap.wrap(name, 12) + via + [row["workload"]]
+    return "\n".join(lines)
 
 
 def color(system: str) -> str:
-    if "redis-benchmark" in system:
+    if "redis-benchmark" in system or "pgbench" in system:
         return CROSS_CHECK_COLOR
     return COLORS.get(system.split()[0], "#999999")
 
@@ -39,7 +42,8 @@ def main() -> None:
     colors = [color(r["system"]) for r in rows]
     ops = [float(r["ops_per_s"]) for r in rows]
     p99 = [float(r["p99_ms"]) for r in rows]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(12.5, 4.4))
+    # Wide enough for every bar's label (9 rows with PostgreSQL and its pgbench cross-check).
+    fig, (left, right) = plt.subplots(1, 2, figsize=(max(12.5, 1.6 * len(rows)), 4.8))
     for axis, values, title, fmt in (
         (left, ops, "durable writes/s, 64 clients (higher is better)", "{:,.0f}"),
         (right, p99, "p99 latency, ms (lower is better)", "{:.1f}"),

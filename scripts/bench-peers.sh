@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Benchmarks cstore against real peers on this machine, in one run, through one load generator
 # (target/release/cstore-peers), and writes the "Against peers" sections of BENCHMARKS.md and
-# docs/bench/peers.png. Installs etcd 3.4, redis 7 and matplotlib from Debian when missing.
-# cstore-peers runs: durable writes (single node; 3 copies: leader + followers, a 3-member Raft
-# cluster, 3 etcd members), failover (kill -9 of the leader, 20 trials each for cstore's Raft
-# cluster and etcd), reads on 3 members (local / linearizable), and recovery after kill -9.
+# docs/bench/peers.png. Installs etcd 3.4, redis 7, PostgreSQL 15 and matplotlib from Debian
+# when missing. cstore-peers runs: durable writes (single node against etcd, redis and
+# PostgreSQL; 3 copies: leader + followers, a 3-member Raft cluster, 3 etcd members), failover
+# (kill -9 of the leader, 20 trials each for cstore's Raft cluster and etcd), reads on 3
+# members (local / linearizable), and recovery after kill -9.
 # Then, in the same run: commit-to-replica latency, fan-out to 1,000 and 10,000 WebSocket
 # replicas, a fresh follower's catch-up, and a browser replica's bootstrap against Dexie and
 # PouchDB (when web/ is built). Takes about 13 minutes on 2 cores.
@@ -33,11 +34,13 @@ PY=/usr/bin/python3   # Debian's python, where python3-matplotlib installs
 WORK="$(mktemp -d -t cstore-peers.XXXXXX)"
 trap 'rm -rf "$WORK"' EXIT
 
-say "peers: etcd, redis, matplotlib"
+PG_BIN=/usr/lib/postgresql/15/bin   # Debian's postgresql-15; cstore-peers runs it from here
+say "peers: etcd, redis, postgres, matplotlib"
 need=()
 command -v etcd >/dev/null 2>&1 || need+=(etcd-server)
 command -v etcdctl >/dev/null 2>&1 || need+=(etcd-client)
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+{ [ -x "$PG_BIN/postgres" ] && [ -x "$PG_BIN/pgbench" ]; } || need+=(postgresql-15)
 "$PY" -c 'import matplotlib' >/dev/null 2>&1 || need+=(python3-matplotlib)
 if [ "${#need[@]}" -gt 0 ]; then
   say "installing ${need[*]}"
@@ -118,7 +121,8 @@ disk() {
   echo
   cat "$WORK/writes.md"
   echo
-  echo "Target: cstore ≥ 5× etcd's ops/s on the same machine in the same run."
+  echo "Targets: cstore ≥ 5× etcd's ops/s, and on a single node ≥ 3× PostgreSQL 15's, on the"
+  echo "same machine in the same run."
   echo
   cat "$WORK/writes-verdict.md"
   echo
@@ -128,7 +132,7 @@ disk() {
   echo "- memory: $(free -g | awk '/^Mem:/ {print $2}') GiB; kernel $(uname -r)"
   echo "- disk: $(disk)"
   echo "- load average before / after the run: $LOAD_BEFORE / $LOAD_AFTER (other work shares these cores)"
-  echo "- peers: $(etcd --version | head -1); $(redis-server --version | cut -d' ' -f1-3)"
+  echo "- peers: $(etcd --version | head -1); $(redis-server --version | cut -d' ' -f1-3); $("$PG_BIN/postgres" --version)"
   echo "- commit: $(git -C "$ROOT" rev-parse --short HEAD)"
   echo
   echo "Method (\`target/release/cstore-peers --clients 64 --warmup-s 1 --duration-s $DURATION_S\`):"
@@ -141,14 +145,29 @@ disk() {
   echo "- The same ~100-byte JSON document per write everywhere: cstore \`POST /v1/c/bench\`"
   echo "  (\`ack=local\`: answered after the group-committed \`fdatasync\`); etcd \`POST /v3/kv/put\`"
   echo "  through its JSON gateway, key \`bench/<n>\` (answered after raft's WAL \`fdatasync\`);"
-  echo "  redis \`SET bench:<n>\` with \`--appendonly yes --appendfsync always --save ''\`."
+  echo "  redis \`SET bench:<n>\` with \`--appendonly yes --appendfsync always --save ''\`;"
+  echo "  PostgreSQL 15 (Debian's \`postgresql-15\`) \`INSERT INTO bench (id, doc) VALUES (\$1,"
+  echo "  \$2::jsonb)\` into \`bench (id text PRIMARY KEY, doc jsonb NOT NULL)\`, id \`bench:<n>\`,"
+  echo "  prepared once on each of 64 connections of its own (tokio-postgres 0.7.18, one round"
+  echo "  trip per write), answered after the commit's WAL flush (\`fsync=on\`,"
+  echo "  \`synchronous_commit=on\`, read back from \`pg_settings\` before the run; the other"
+  echo "  settings are initdb's defaults: \`wal_sync_method=fdatasync\`, \`commit_delay=0\`,"
+  echo "  \`shared_buffers=128MB\`; \`max_connections=200\`)."
   echo "- Cross-check of the driver: right after it, \`redis-benchmark -c 64 -t set -d <same"
   echo "  size>\` runs against the same redis for about as many SETs. If it were far faster, our"
-  echo "  RESP client, not redis, would bound the redis row."
+  echo "  RESP client, not redis, would bound the redis row. Likewise \`pgbench -M prepared -c 64"
+  echo "  -j $(nproc) -T ${DURATION_S}\` runs a custom script of the same \`INSERT\` (a random"
+  echo "  numeric id, the same document bytes as a variable cast to \`jsonb\`) against the same"
+  echo "  server right after our driver; its p50/p99 come from its per-transaction log."
+  echo "- What bounds the cstore row, from a profile (per-request CPU in the HTTP layers, not the"
+  echo "  log): [docs/bench/single-node-insert-profile.md](docs/bench/single-node-insert-profile.md)."
   echo "- Each system runs alone, one after the other, on a fresh temp data dir; etcd on"
   echo "  127.0.0.1:23790 (1 member) and 23791-23793 (3 members, \`--initial-cluster\` of all"
   echo "  three; writes go to the raft leader found through \`/v3/maintenance/status\`), redis on"
-  echo "  127.0.0.1:26379; cstore on a free port. All stopped by their PID."
+  echo "  127.0.0.1:26379, PostgreSQL on 127.0.0.1:25432 (a fresh \`initdb\` cluster, no unix"
+  echo "  socket; run as the \`postgres\` user when the benchmark runs as root, since PostgreSQL"
+  echo "  refuses root); cstore on a free port. All stopped by their PID (PostgreSQL with SIGINT,"
+  echo "  a fast shutdown, SIGKILL after 30 s; the others with SIGKILL)."
   echo "- \"3 copies\": cstore leader + 2 native followers (\`cstore serve --follow"
   echo "  ws://leader/v1/replicate\`) with \`?ack=replicas:2\`; and a 3-member cstore Raft"
   echo "  cluster (\`cstore serve --node-id N --cluster 1=…,2=…,3=…\`, default timings) whose"

@@ -2,9 +2,12 @@
 //! driver counts only acknowledged writes that really landed, and the recovery measurement
 //! reads back exactly the log it generated (snapshot position and entries replayed).
 //! etcd and redis are not needed here: their rows are exercised by `scripts/bench.sh peers`.
+//! The PostgreSQL peer's test needs Debian's `postgresql-15`, so it is ignored by default:
+//! `cargo test -p cstore-tests --test peers -- --ignored` runs it.
 
 use std::time::Duration;
 
+use cstore_tests::peers::postgres::PostgresServer;
 use cstore_tests::peers::recovery::{self, RecoveryConfig};
 use cstore_tests::peers::{Target, WriteConfig, run_writes};
 use cstore_tests::{ServerOptions, ServerProcess};
@@ -87,4 +90,64 @@ fn recovery_replays_the_generated_log_after_its_snapshot() {
     .expect("recovery measured");
     assert_eq!(without.last_lsn, 2000);
     assert_eq!(without.replayed, 2000, "every entry replayed");
+}
+
+#[test]
+#[ignore = "needs postgresql-15 (apt-get install postgresql-15); run with --ignored"]
+fn postgres_acknowledged_inserts_are_rows_and_the_server_stops_by_its_pid() {
+    let runtime = runtime();
+    let postgres = PostgresServer::start(&runtime).expect("postgres starts");
+    assert!(
+        postgres
+            .settings_line()
+            .contains("fsync=on, synchronous_commit=on"),
+        "{}",
+        postgres.settings_line()
+    );
+    let pid = postgres.pid().expect("running");
+    let config = postgres.config();
+    let target = Target::Postgres {
+        config: Box::new(config.clone()),
+    };
+    let window = WriteConfig {
+        clients: 8,
+        warmup: Duration::from_millis(200),
+        duration: Duration::from_millis(800),
+    };
+    let report = runtime
+        .block_on(run_writes(&target, window))
+        .expect("the run completes");
+    assert_eq!(report.errors, 0, "{:?}", report.error_samples);
+    assert!(report.ops > 0, "some writes in the window");
+    let (stored, doc_is_json) = runtime.block_on(async {
+        let (client, connection) = config
+            .connect(tokio_postgres::NoTls)
+            .await
+            .expect("connects");
+        let connection = tokio::spawn(connection);
+        let row = client
+            .query_one(
+                "SELECT count(*), bool_and(jsonb_typeof(doc) = 'object') FROM bench",
+                &[],
+            )
+            .await
+            .expect("counts");
+        drop(client);
+        let _ = connection.await;
+        (row.get::<_, i64>(0), row.get::<_, bool>(1))
+    });
+    assert!(doc_is_json, "every document stored as a jsonb object");
+    // Warm-up inserts landed too, so the table holds at least the counted ones.
+    assert!(
+        u64::try_from(stored).expect("a count") >= report.ops,
+        "{stored} rows < {} counted",
+        report.ops
+    );
+    let data_dir = postgres.scratch_dir();
+    drop(postgres);
+    assert!(
+        !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+        "the postmaster {pid} is gone"
+    );
+    assert!(!data_dir.exists(), "the temp dir is removed");
 }

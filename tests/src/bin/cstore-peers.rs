@@ -1,11 +1,13 @@
-//! `cstore-peers`: cstore against etcd and redis on this machine, in one run, through one load
-//! generator (see `cstore_tests::peers`). `scripts/bench.sh peers` installs the peers, builds
+//! `cstore-peers`: cstore against etcd, redis and PostgreSQL on this machine, in one run, through
+//! one load generator (see `cstore_tests::peers`). `scripts/bench.sh peers` installs the peers, builds
 //! this in release and turns its output into BENCHMARKS.md sections and a chart.
 //!
 //! Workloads (`--workloads`, comma-separated, all by default):
 //! - `writes`: durable single-document writes, `--clients` closed-loop clients: cstore
 //!   (`ack=local`), etcd with one member (JSON gateway), redis (`appendfsync always`), and
-//!   redis-benchmark against the same redis as a cross-check of the driver;
+//!   redis-benchmark against the same redis as a cross-check of the driver; PostgreSQL 15
+//!   (`jsonb` table with a primary key, one `INSERT` per write, `synchronous_commit = on`), and
+//!   pgbench with the same `INSERT` against the same server as its cross-check;
 //! - `cluster`: cstore leader + two followers with `ack=replicas:2`, and a 3-member cstore Raft
 //!   cluster (writes to its leader, answered once a majority holds them), against 3 etcd members;
 //! - `failover`: `--failover-trials` kills (SIGKILL) of the leader under a steady load of
@@ -29,6 +31,8 @@ use cstore_server::leader::LeaderConfig;
 use cstore_tests::peers::cluster::CstoreCluster;
 use cstore_tests::peers::failover::{self, FailoverConfig};
 use cstore_tests::peers::peer::{EtcdCluster, REDIS_PORT, redis_addr, start_redis};
+use cstore_tests::peers::pgbench::{self, PgbenchRun};
+use cstore_tests::peers::postgres::{POSTGRES_PORT, PostgresServer};
 use cstore_tests::peers::raft::RaftCluster;
 use cstore_tests::peers::reads::{self, ReadConfig};
 use cstore_tests::peers::recovery::{self, RecoveryConfig};
@@ -57,7 +61,7 @@ const REDIS_BENCHMARK_REQUESTS_MAX: u64 = 2_000_000;
 /// Single-document writes over HTTP to the recovered server before the kill.
 const LIVE_WRITES: u64 = 2_000;
 
-/// Benchmarks cstore against etcd and redis.
+/// Benchmarks cstore against etcd, redis and PostgreSQL.
 #[derive(Debug, Parser)]
 #[command(name = "cstore-peers", version)]
 struct Args {
@@ -267,7 +271,7 @@ fn main() {
     }
 }
 
-/// cstore, etcd (1 member) and redis, one after the other.
+/// cstore, etcd (1 member), redis and PostgreSQL, one after the other.
 fn single_node_rows(runtime: &tokio::runtime::Runtime, config: WriteConfig) -> Vec<WriteRow> {
     let workload = "single node";
     let mut rows = Vec::new();
@@ -322,6 +326,54 @@ fn single_node_rows(runtime: &tokio::runtime::Runtime, config: WriteConfig) -> V
     rows.push(row(
         workload,
         "redis 7 via redis-benchmark (its own C client; same server, same clients)",
+        cross_check,
+    ));
+
+    println!("==> {workload}: PostgreSQL 15, jsonb INSERT, synchronous_commit on");
+    let mut cross_check = Err(PeerError::Unavailable("postgres did not run".into()));
+    let outcome = PostgresServer::start(runtime).and_then(|postgres| {
+        println!("    {}", postgres.settings_line());
+        let target = Target::Postgres {
+            config: Box::new(postgres.config()),
+        };
+        let summary = measure(
+            runtime,
+            &target,
+            config,
+            &format!("postgres pid {}", postgres.pid().unwrap_or(0)),
+        )?;
+        let doc = String::from_utf8(payload(0)).expect("the payload is ASCII JSON");
+        let spec = PgbenchRun {
+            port: POSTGRES_PORT,
+            clients: config.clients,
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            duration: config.duration,
+            doc: &doc,
+            work_dir: &postgres.scratch_dir(),
+        };
+        println!(
+            "    cross-check: pgbench -M prepared -c {} -j {} -T {} (the same INSERT)",
+            spec.clients,
+            spec.threads,
+            spec.duration.as_secs().max(1)
+        );
+        cross_check = pgbench::run(spec);
+        if let Ok(s) = &cross_check {
+            println!(
+                "    {:.0} ops/s, p50 {:.2} ms, p99 {:.2} ms, errors {}",
+                s.ops_per_s, s.p50_ms, s.p99_ms, s.errors
+            );
+        }
+        Ok(summary)
+    });
+    rows.push(row(
+        workload,
+        "PostgreSQL 15 (jsonb, primary key, synchronous_commit=on)",
+        outcome,
+    ));
+    rows.push(row(
+        workload,
+        "PostgreSQL 15 via pgbench (its own C client; same server, same INSERT, same clients)",
         cross_check,
     ));
     rows

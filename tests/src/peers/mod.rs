@@ -1,15 +1,16 @@
-//! Side-by-side benchmarks against real peers (etcd 3.4, redis 7) on the same machine, in the
-//! same run, through one load generator.
+//! Side-by-side benchmarks against real peers (etcd 3.4, redis 7, PostgreSQL 15) on the same
+//! machine, in the same run, through one load generator.
 //!
 //! A figure like "N durable writes per second" means little alone: the disk, the cores and the
 //! load generator all shape it. So `cstore-peers` measures this project and its peers one after
 //! the other with the same closed-loop driver (same clients, same payload bytes, same
 //! histograms), each peer on its own temp data dir and fixed high loopback ports, started and
 //! stopped by its PID. Only the last hop differs: HTTP for cstore and etcd's JSON gateway, a
-//! small RESP client for redis.
+//! small RESP client for redis, tokio-postgres for PostgreSQL.
 //!
 //! ```text
-//!   cstore-peers ──► writes:   cstore (ack local) │ etcd 1 member │ redis appendfsync always
+//!   cstore-peers ──► writes:   cstore (ack local) │ etcd 1 member │ redis appendfsync always │
+//!                              PostgreSQL 15 (jsonb INSERT, synchronous_commit on)
 //!                ──► cluster:  cstore leader + 2 followers (ack replicas:2) │ cstore 3-member
 //!                              Raft cluster (majority) │ etcd 3 members
 //!                ──► failover: kill -9 of the leader, ≥ 20 trials: time to the first fresh
@@ -29,6 +30,8 @@ pub mod error;
 pub mod failover;
 pub mod metrics;
 pub mod peer;
+pub mod pgbench;
+pub mod postgres;
 pub mod raft;
 pub mod reads;
 pub mod recovery;

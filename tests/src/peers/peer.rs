@@ -1,7 +1,10 @@
-//! Peer processes (etcd, redis) for the comparison: each on its own temp data dir and fixed
-//! high loopback ports, its output in a log file, stopped by its own PID (SIGKILL on drop; the
-//! benchmark never needs their data afterwards). The failover workload kills an etcd member
-//! with SIGKILL and starts it again on the same data dir ([`PeerProcess::restart`]).
+//! Peer processes (etcd, redis, PostgreSQL) for the comparison: each on its own temp data dir
+//! and fixed high loopback ports, its output in a log file, stopped by its own PID (SIGKILL on
+//! drop unless [`SpawnOptions::graceful_stop`] asks for a signal first; the benchmark never
+//! needs their data afterwards). The failover workload kills an etcd member with SIGKILL and
+//! starts it again on the same data dir ([`PeerProcess::restart`]). A peer that refuses to run
+//! as root (PostgreSQL) runs as another user ([`SpawnOptions::run_as`]), its data dir handed to
+//! that user, and is still this process's child, so its PID is the peer's own.
 //!
 //! The ports are fixed so a reader can reproduce a run by hand (and so etcd's members can name
 //! each other up front); they sit well above the usual 2379/6379 to stay clear of any system
@@ -9,10 +12,13 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
 use serde_json::Value;
 
 use super::error::PeerError;
@@ -31,6 +37,46 @@ const POLL: Duration = Duration::from_millis(50);
 /// Bytes of a peer's log quoted in an error.
 const LOG_TAIL_BYTES: usize = 2000;
 
+/// A user to run a peer as: its numeric ids, looked up by name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunAs {
+    /// The user's name (for messages).
+    pub user: String,
+    /// Its uid.
+    pub uid: u32,
+    /// Its primary gid.
+    pub gid: u32,
+}
+
+impl RunAs {
+    /// The user called `user` from the system's user database.
+    pub fn lookup(user: &str) -> Result<RunAs, PeerError> {
+        let found = nix::unistd::User::from_name(user)
+            .map_err(|e| PeerError::net(format!("looking up user {user}"), e))?
+            .ok_or_else(|| {
+                PeerError::Unavailable(format!("no user named {user} on this system"))
+            })?;
+        Ok(RunAs {
+            user: user.into(),
+            uid: found.uid.as_raw(),
+            gid: found.gid.as_raw(),
+        })
+    }
+}
+
+/// How to start a peer, beyond its program and arguments (the default: as this user, no setup,
+/// SIGKILL to stop).
+#[derive(Clone, Debug, Default)]
+pub struct SpawnOptions {
+    /// Runs the peer and its setup commands as this user, after handing it the data dir.
+    pub run_as: Option<RunAs>,
+    /// Commands run to completion first, in order, as the same user, with `{dir}` in their
+    /// arguments replaced like the peer's (PostgreSQL's `initdb`): program and arguments.
+    pub setup: Vec<(String, Vec<String>)>,
+    /// Stops the peer with this signal and waits this long for it to exit before SIGKILL.
+    pub graceful_stop: Option<(Signal, Duration)>,
+}
+
 /// One running peer process.
 #[derive(Debug)]
 pub struct PeerProcess {
@@ -38,6 +84,7 @@ pub struct PeerProcess {
     program: String,
     package: String,
     args: Vec<String>,
+    options: SpawnOptions,
     child: Option<Child>,
     log: PathBuf,
     // Dropped after the process is dead.
@@ -53,27 +100,66 @@ impl PeerProcess {
         package: &str,
         args: &[String],
     ) -> Result<PeerProcess, PeerError> {
+        PeerProcess::spawn_with(name, program, package, args, SpawnOptions::default())
+    }
+
+    /// [`PeerProcess::spawn`] with `options`: the setup commands run first (a failure quotes
+    /// the log), then the peer.
+    pub fn spawn_with(
+        name: &str,
+        program: &str,
+        package: &str,
+        args: &[String],
+        options: SpawnOptions,
+    ) -> Result<PeerProcess, PeerError> {
         let root = TempRoot::new(name)?;
         let data = root.path().join("data");
-        std::fs::create_dir(&data).map_err(|e| PeerError::Start {
+        let start_error = |what: String, e: std::io::Error| PeerError::Start {
             name: name.into(),
-            reason: format!("creating {}: {e}", data.display()),
-        })?;
+            reason: format!("{what}: {e}"),
+        };
+        std::fs::create_dir(&data)
+            .map_err(|e| start_error(format!("creating {}", data.display()), e))?;
+        if let Some(user) = &options.run_as {
+            std::os::unix::fs::chown(&data, Some(user.uid), Some(user.gid)).map_err(|e| {
+                start_error(format!("handing {} to {}", data.display(), user.user), e)
+            })?;
+        }
         let log = root.path().join("output.log");
         let data_text = data.display().to_string();
-        let args: Vec<String> = args
-            .iter()
-            .map(|a| a.replace("{dir}", &data_text))
-            .collect();
+        let expand = |args: &[String]| -> Vec<String> {
+            args.iter()
+                .map(|a| a.replace("{dir}", &data_text))
+                .collect()
+        };
+        let args = expand(args);
+        let options = SpawnOptions {
+            setup: options
+                .setup
+                .iter()
+                .map(|(program, args)| (program.clone(), expand(args)))
+                .collect(),
+            ..options
+        };
         let mut peer = PeerProcess {
             name: name.into(),
             program: program.into(),
             package: package.into(),
             args,
+            options,
             child: None,
             log,
             root,
         };
+        for (program, args) in peer.options.setup.clone() {
+            let status = peer
+                .command(&program, &args)?
+                .status()
+                .map_err(|e| peer.spawn_error(&program, e))?;
+            if !status.success() {
+                return Err(peer.failed(format!("{program} exited with {status}")));
+            }
+        }
         peer.launch()?;
         Ok(peer)
     }
@@ -91,37 +177,56 @@ impl PeerProcess {
     }
 
     fn launch(&mut self) -> Result<(), PeerError> {
-        let name = self.name.clone();
+        let child = self
+            .command(&self.program, &self.args)?
+            .spawn()
+            .map_err(|e| self.spawn_error(&self.program, e))?;
+        self.child = Some(child);
+        Ok(())
+    }
+
+    /// `program args`, output appended to the log, as the configured user.
+    fn command(&self, program: &str, args: &[String]) -> Result<Command, PeerError> {
         let file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&self.log)
             .map_err(|e| PeerError::Start {
-                name: name.clone(),
+                name: self.name.clone(),
                 reason: format!("opening {}: {e}", self.log.display()),
             })?;
         let stderr = file.try_clone().map_err(|e| PeerError::Start {
-            name: name.clone(),
+            name: self.name.clone(),
             reason: format!("cloning a file handle: {e}"),
         })?;
-        let child = Command::new(&self.program)
-            .args(&self.args)
+        let mut command = Command::new(program);
+        command
+            .args(args)
             .stdin(Stdio::null())
             .stdout(file)
-            .stderr(stderr)
-            .spawn()
-            .map_err(|e| match e.kind() {
-                std::io::ErrorKind::NotFound => PeerError::Missing {
-                    program: self.program.clone(),
-                    package: self.package.clone(),
-                },
-                _ => PeerError::Start {
-                    name,
-                    reason: format!("spawning {}: {e}", self.program),
-                },
-            })?;
-        self.child = Some(child);
-        Ok(())
+            .stderr(stderr);
+        if let Some(user) = &self.options.run_as {
+            // std drops root's supplementary groups too when it sets the uid; the working dir
+            // is one the user can enter (ours may not be).
+            command
+                .uid(user.uid)
+                .gid(user.gid)
+                .current_dir(self.root.path());
+        }
+        Ok(command)
+    }
+
+    fn spawn_error(&self, program: &str, e: std::io::Error) -> PeerError {
+        match e.kind() {
+            std::io::ErrorKind::NotFound => PeerError::Missing {
+                program: program.into(),
+                package: self.package.clone(),
+            },
+            _ => PeerError::Start {
+                name: self.name.clone(),
+                reason: format!("spawning {program}: {e}"),
+            },
+        }
     }
 
     /// The process id while it runs.
@@ -164,6 +269,32 @@ impl PeerProcess {
         }
     }
 
+    /// Sends `signal` to the process by its PID and reaps it once it exits; SIGKILL if it
+    /// still runs after `grace`. Returns whether it exited by itself.
+    pub fn shutdown(&mut self, signal: Signal, grace: Duration) -> bool {
+        let Some(child) = self.child.as_mut() else {
+            return true;
+        };
+        let Ok(pid) = i32::try_from(child.id()) else {
+            self.stop();
+            return false;
+        };
+        if kill(Pid::from_raw(pid), signal).is_err() {
+            self.stop();
+            return false;
+        }
+        let started = Instant::now();
+        while started.elapsed() < grace {
+            if let Ok(Some(_)) = child.try_wait() {
+                self.child = None;
+                return true;
+            }
+            std::thread::sleep(POLL);
+        }
+        self.stop();
+        false
+    }
+
     /// The temp dir holding its data and log.
     pub fn root_dir(&self) -> &std::path::Path {
         self.root.path()
@@ -184,7 +315,12 @@ impl PeerProcess {
 
 impl Drop for PeerProcess {
     fn drop(&mut self) {
-        self.stop();
+        match self.options.graceful_stop {
+            Some((signal, grace)) => {
+                self.shutdown(signal, grace);
+            }
+            None => self.stop(),
+        }
     }
 }
 

@@ -12,6 +12,10 @@ use super::recovery::RecoveryReport;
 
 /// Durable writes must reach this multiple of etcd's single-member ops/s.
 pub const WRITES_VS_ETCD_TARGET: f64 = 5.0;
+/// Durable single-node writes must reach this multiple of PostgreSQL's ops/s.
+pub const WRITES_VS_POSTGRES_TARGET: f64 = 3.0;
+/// How the PostgreSQL rows' systems start (the first is the driver's, the one compared).
+pub const POSTGRES_SYSTEM_PREFIX: &str = "PostgreSQL";
 /// Recovery must replay at least this many entries per second.
 pub const REPLAY_TARGET_PER_S: f64 = 1_000_000.0;
 /// cstore's write unavailability after a leader kill, p99, must stay at or under this.
@@ -105,8 +109,33 @@ pub fn writes_verdict(rows: &[WriteRow]) -> String {
         };
         out.push_str(&line);
         out.push('\n');
+        if let Some(line) = postgres_verdict(rows, row, &name) {
+            out.push_str(&line);
+            out.push('\n');
+        }
     }
     out
+}
+
+/// The verdict against PostgreSQL for a cstore row, when its workload has a PostgreSQL row.
+fn postgres_verdict(rows: &[WriteRow], row: &WriteRow, name: &str) -> Option<String> {
+    let postgres = rows
+        .iter()
+        .find(|r| r.workload == row.workload && r.system.starts_with(POSTGRES_SYSTEM_PREFIX))?;
+    Some(match (row.ops_per_s(), postgres.ops_per_s()) {
+        (Some(ours), Some(theirs)) => {
+            let ratio = ours / theirs;
+            let verdict = if ratio >= WRITES_VS_POSTGRES_TARGET {
+                "met"
+            } else {
+                "MISSED"
+            };
+            format!(
+                "- {name}: cstore {ours:.0} ops/s = {ratio:.2}× PostgreSQL 15 ({theirs:.0}); target ≥ {WRITES_VS_POSTGRES_TARGET}×: **{verdict}**"
+            )
+        }
+        _ => format!("- {name}: no comparison with PostgreSQL (a row is not available)"),
+    })
 }
 
 /// `workload,system,ops_per_s,p50_ms,p99_ms` for every measured row.
@@ -363,6 +392,44 @@ mod tests {
         );
         assert!(verdict.contains("2.0× etcd"), "{verdict}");
         assert!(writes_markdown(&rows).contains("| 6.0× |"));
+    }
+
+    #[test]
+    fn a_postgres_row_gets_its_own_verdict_in_its_workload_only() {
+        let row = |workload: &str, system: &str, ops| WriteRow {
+            workload: workload.into(),
+            system: system.into(),
+            outcome: Ok(summary(ops)),
+        };
+        let mut rows = vec![
+            row("single node", "cstore (ack=local)", 24000.0),
+            row("single node", "etcd 3.4 (1 member)", 4000.0),
+            row("single node", "PostgreSQL 15 (jsonb)", 10000.0),
+            row("single node", "PostgreSQL 15 via pgbench", 1000.0),
+            row("3 copies", "cstore leader + 2 followers", 9000.0),
+            row("3 copies", "etcd 3.4 (3 members)", 1000.0),
+        ];
+        let verdict = writes_verdict(&rows);
+        assert!(
+            verdict.contains(
+                "- single node: cstore 24000 ops/s = 2.40× PostgreSQL 15 (10000); target ≥ 3×: **MISSED**"
+            ),
+            "{verdict}"
+        );
+        assert!(
+            verdict.contains("6.0× etcd (4000); target ≥ 5×: **met**"),
+            "{verdict}"
+        );
+        assert_eq!(verdict.matches("PostgreSQL").count(), 1, "{verdict}");
+        rows[2].outcome = Ok(summary(8000.0));
+        assert!(
+            writes_verdict(&rows).contains("= 3.00× PostgreSQL 15 (8000); target ≥ 3×: **met**")
+        );
+        rows[2].outcome = Err("postgres is not installed".into());
+        assert!(
+            writes_verdict(&rows)
+                .contains("- single node: no comparison with PostgreSQL (a row is not available)")
+        );
     }
 
     #[test]

@@ -3,16 +3,20 @@
 //! Every system gets the same payload bytes for write `n` ([`payload`]): a small JSON document
 //! of about 100 bytes. cstore receives it as the document (`POST /v1/c/bench`), etcd as the
 //! value of key `bench/<n>` through its JSON gateway (`POST /v3/kv/put`, base64 fields), redis
-//! as the value of `SET bench:<n>`. Each write is answered only once the system holds it
-//! durably: cstore after its group-committed `fdatasync`, etcd after its raft WAL `fdatasync`,
-//! redis (`appendfsync always`) after the `fdatasync` of its event-loop pass.
+//! as the value of `SET bench:<n>`, PostgreSQL as the `jsonb` column of a row with primary key
+//! `bench:<n>` (`INSERT`). Each write is answered only once the system holds it durably: cstore
+//! after its group-committed `fdatasync`, etcd after its raft WAL `fdatasync`, redis
+//! (`appendfsync always`) after the `fdatasync` of its event-loop pass, PostgreSQL
+//! (`synchronous_commit = on`) after its commit record's WAL flush.
 
 use std::net::SocketAddr;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use serde_json::json;
+use tokio_postgres::types::Type;
 
+use super::postgres::INSERT_SQL;
 use super::resp::RespConnection;
 
 /// A system under test.
@@ -34,6 +38,11 @@ pub enum Target {
     Redis {
         /// Its address.
         addr: SocketAddr,
+    },
+    /// A PostgreSQL server with the `bench` table (see `super::postgres`).
+    Postgres {
+        /// How to connect (boxed: far larger than the other variants).
+        config: Box<tokio_postgres::Config>,
     },
 }
 
@@ -57,6 +66,19 @@ impl Target {
                     .await
                     .map_err(|e| format!("connecting to redis at {addr}: {e}"))?,
             ),
+            Target::Postgres { config } => {
+                let (client, connection) = config
+                    .connect(tokio_postgres::NoTls)
+                    .await
+                    .map_err(|e| format!("connecting to postgres: {}", error_chain(&e)))?;
+                // The connection's task ends when the client is dropped.
+                tokio::spawn(connection);
+                let insert = client
+                    .prepare_typed(INSERT_SQL, &[Type::TEXT, Type::TEXT])
+                    .await
+                    .map_err(|e| format!("preparing the insert: {}", error_chain(&e)))?;
+                Writer::Postgres { client, insert }
+            }
         })
     }
 }
@@ -80,6 +102,13 @@ pub enum Writer {
     },
     /// redis over this client's own connection.
     Redis(RespConnection),
+    /// PostgreSQL over this client's own connection.
+    Postgres {
+        /// The connection.
+        client: tokio_postgres::Client,
+        /// [`INSERT_SQL`], prepared on it.
+        insert: tokio_postgres::Statement,
+    },
 }
 
 impl Writer {
@@ -104,6 +133,15 @@ impl Writer {
                 connection
                     .set(format!("bench:{n:012}").as_bytes(), &doc)
                     .await
+            }
+            Writer::Postgres { client, insert } => {
+                let id = format!("bench:{n:012}");
+                let doc = std::str::from_utf8(&doc).expect("the payload is ASCII JSON");
+                match client.execute(insert, &[&id, &doc]).await {
+                    Ok(1) => Ok(()),
+                    Ok(rows) => Err(format!("the insert wrote {rows} rows")),
+                    Err(e) => Err(error_chain(&e)),
+                }
             }
         }
     }
