@@ -26,6 +26,7 @@
 //!   flushed it (our log store reports the flush after `fdatasync`), and the state machine
 //!   answers the writer only when it applies that committed entry.
 
+pub mod committed;
 pub mod entry;
 pub mod log_store;
 pub mod network;
@@ -267,8 +268,9 @@ pub fn raft_config(config: &ClusterConfig) -> Result<openraft::Config, ClusterSt
         // log store makes entries readable (and replicable) before they are synced, so a leader
         // that crashed may come back without entries its followers hold, and resuming the term
         // would reuse their (term, index) for other entries. Found by the cluster simulation
-        // (server/tests/cluster_sim, e.g. CSTORE_SIM_SEED=2); openraft documents the same hazard
-        // for state machines that do not persist the committed index, which ours does not.
+        // (server/tests/cluster_sim, e.g. CSTORE_SIM_SEED=2). The committed index we save
+        // (committed.rs) does not help here: it is saved lazily and clamped to the log that
+        // survived, so it says nothing about entries of the term that were lost.
         enable_leader_restore: Some(false),
         snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(config.snapshot_every_entries),
         // Keep some entries behind a snapshot, so a member a little behind catches up from
@@ -1130,6 +1132,13 @@ impl Cluster {
         }
         if let Err(e) = self.inner.raft.shutdown().await {
             warn!(error = %e, "raft did not shut down cleanly");
+        }
+        // The saver is at most an interval behind; a clean stop leaves nothing behind.
+        let log = Arc::clone(&self.inner.log);
+        match tokio::task::spawn_blocking(move || log.flush_committed()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => warn!(error = %e, "cannot save the committed index at shutdown"),
+            Err(e) => warn!(error = %e, "the committed index save did not run"),
         }
     }
 }

@@ -10,6 +10,8 @@
 //!  both: truncate_after / purge / save_vote ─► wait for the appends before them and sync
 //!          (one fsync after a seeded delay) ─► durable ─► return
 //!        snapshot save / install ─► durable at once (the file store's synced snapshot + record)
+//!        save_committed ─► written now, durable at the next fsync (the server saves it lazily);
+//!                          read back at start clamped to the log held, as the server does
 //!        crash ─► readable := durable, pending writes and their callbacks dropped, epoch + 1
 //! ```
 //!
@@ -32,6 +34,7 @@ use std::time::Duration;
 
 use cstore_core::log::LogEntry;
 use cstore_core::{LogPosition, Lsn, Snapshot};
+use cstore_server::cluster::committed::committed_in_log;
 use cstore_server::cluster::entry::{log_id_of, lsn_of, to_log_entry, to_raft_entry};
 use cstore_server::cluster::log_store::index_bounds;
 use cstore_server::cluster::state_machine::SnapshotStore;
@@ -74,6 +77,8 @@ pub struct Image {
     pub entries: BTreeMap<Lsn, LogEntry>,
     /// The last vote saved.
     pub vote: Option<RaftVote>,
+    /// The last committed log id saved (`save_committed`).
+    pub committed: Option<RaftLogId>,
 }
 
 impl Image {
@@ -118,6 +123,7 @@ impl Image {
                 }
             }
             IoOp::Vote(vote) => self.vote = Some(*vote),
+            IoOp::Committed(id) => self.committed = self.committed.max(Some(*id)),
         }
     }
 
@@ -158,6 +164,9 @@ enum IoOp {
         at: LogPosition,
     },
     Vote(RaftVote),
+    /// The committed index: like the server's commit saver, durable some time later (here at
+    /// the next fsync), and read back clamped to the log that survived.
+    Committed(RaftLogId),
 }
 
 /// What a disk did, for the report.
@@ -465,6 +474,27 @@ impl RaftLogStorage<SimTypes> for SimLogStore {
             schedule_fsync(&self.disk, self.epoch, delay);
         }
         Ok(())
+    }
+
+    async fn save_committed(&mut self, committed: Option<RaftLogId>) -> Result<(), io::Error> {
+        let mut d = lock(&self.disk);
+        d.check(self.epoch)?;
+        if let Some(id) = committed {
+            d.write(IoOp::Committed(id));
+        }
+        Ok(())
+    }
+
+    async fn read_committed(&mut self) -> Result<Option<RaftLogId>, io::Error> {
+        let d = lock(&self.disk);
+        d.check(self.epoch)?;
+        let image = &d.visible;
+        Ok(committed_in_log(
+            image.committed,
+            image.purged,
+            image.last_log_id(),
+            |index| image.entry(lsn_of(index)).map(log_id_of),
+        ))
     }
 
     async fn truncate_after(&mut self, last_log_id: Option<RaftLogId>) -> Result<(), io::Error> {
