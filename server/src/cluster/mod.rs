@@ -302,6 +302,16 @@ impl Cluster {
             ),
             None => (State::new(), None),
         };
+        if let Some(committed) = log.recovered_committed()
+            && log_id.is_none_or(|at| at.index() < committed.index())
+        {
+            // openraft re-applies these in `Raft::new`, before any leader is heard from.
+            info!(
+                from_lsn = log_id.map_or(1, |at| entry::lsn_of(at.index()).0 + 1),
+                to_lsn = entry::lsn_of(committed.index()).0,
+                "re-applying the log up to the saved committed index"
+            );
+        }
         let local = Arc::new(Local::new(state, log_id, config.tail_bytes_max));
         let http = crate::edge::tls::http_client_builder()
             .timeout(Duration::from_secs(30))
