@@ -36,7 +36,7 @@ use openraft::{OptionalSend, RaftLogReader};
 
 use super::committed::{COMMITTED_RECORD, CommitSaver, committed_in_log};
 use super::entry::{log_id_of, lsn_of, to_log_entry, to_raft_entry};
-use super::types::{ClusterTypes, RaftEntry, RaftLogId, RaftVote};
+use super::types::{ClusterTypes, RaftEntry, RaftLogId, RaftSnapshotMeta, RaftVote};
 use crate::wal::FileStore;
 
 /// The side record's file name in the data directory.
@@ -114,6 +114,9 @@ pub struct LogShared {
     committed: CommitSaver,
     /// The committed index found at open, clamped to the log held (`read_committed`).
     recovered_committed: Option<RaftLogId>,
+    /// The current snapshot's meta (its log id and membership), once known: finding the
+    /// membership otherwise takes decoding the whole snapshot into a state.
+    snapshot_meta: Mutex<Option<RaftSnapshotMeta>>,
 }
 
 /// Work for the WAL thread.
@@ -200,6 +203,7 @@ impl LogShared {
             append_failure: Mutex::new(None),
             committed,
             recovered_committed,
+            snapshot_meta: Mutex::new(None),
         });
         let weak = Arc::downgrade(&shared);
         std::thread::Builder::new()
@@ -272,15 +276,18 @@ impl LogShared {
     pub fn save_snapshot(
         &self,
         snapshot: &Snapshot,
-        log_id: RaftLogId,
+        meta: &RaftSnapshotMeta,
     ) -> Result<(), StorageError> {
+        let log_id = meta.last_log_id.expect("a saved snapshot has a log id");
         assert_eq!(snapshot.position.lsn, lsn_of(log_id.index()));
         // The snapshot's entry must be on disk first: the file store reads a snapshot past its
         // last entry as a reset of the log, which would drop appends the WAL thread holds.
         self.barrier()
             .map_err(|e| StorageError::Io(e.to_string()))?;
         lock(&self.store).save_snapshot_blocking(snapshot)?;
-        self.save_side(|side| side.snapshot = Some(log_id))
+        self.save_side(|side| side.snapshot = Some(log_id))?;
+        *lock(&self.snapshot_meta) = Some(meta.clone());
+        Ok(())
     }
 
     /// Installs a snapshot received from the leader. When the log holds the snapshot's last
@@ -289,8 +296,11 @@ impl LogShared {
     pub fn install_snapshot(
         &self,
         snapshot: &Snapshot,
-        log_id: RaftLogId,
+        meta: &RaftSnapshotMeta,
     ) -> Result<(), StorageError> {
+        let log_id = meta.last_log_id.expect("an installed snapshot has a log id");
+        // Forgotten first: a failure below leaves no meta of a snapshot that is not current.
+        *lock(&self.snapshot_meta) = None;
         let lsn = snapshot.position.lsn;
         assert_eq!(lsn, lsn_of(log_id.index()));
         self.barrier()
@@ -303,7 +313,9 @@ impl LogShared {
         if holds {
             store.save_snapshot_blocking(snapshot)?;
             drop(store);
-            return self.save_side(|side| side.snapshot = Some(log_id));
+            self.save_side(|side| side.snapshot = Some(log_id))?;
+            *lock(&self.snapshot_meta) = Some(meta.clone());
+            return Ok(());
         }
         // Journal the install in the side record first: a crash before the file store's
         // reset commits leaves the old log, and `open` puts the old purge point back.
@@ -320,7 +332,21 @@ impl LogShared {
         drop(store);
         lock(&self.recent).clear();
         *lock(&self.last) = Some(log_id);
-        self.save_side(|side| side.installing = None)
+        self.save_side(|side| side.installing = None)?;
+        *lock(&self.snapshot_meta) = Some(meta.clone());
+        Ok(())
+    }
+
+    /// Remembers the current snapshot's meta (found by whoever decoded it, at start).
+    pub fn note_snapshot_meta(&self, meta: RaftSnapshotMeta) {
+        *lock(&self.snapshot_meta) = Some(meta);
+    }
+
+    /// The current snapshot's meta, when it is known and of the snapshot at `log_id`.
+    pub fn snapshot_meta(&self, log_id: RaftLogId) -> Option<RaftSnapshotMeta> {
+        lock(&self.snapshot_meta)
+            .clone()
+            .filter(|meta| meta.last_log_id == Some(log_id))
     }
 
     /// The snapshot last saved or installed, with its log id, if the side record knows it.
@@ -921,8 +947,13 @@ mod tests {
         }
         let snapshot = state.snapshot();
         let id = RaftLogId::new_term_index(1, 3);
+        let meta = RaftSnapshotMeta {
+            last_log_id: Some(id),
+            ..RaftSnapshotMeta::default()
+        };
         // The log holds it: the entries stay.
-        log.install_snapshot(&snapshot, id).unwrap();
+        log.install_snapshot(&snapshot, &meta).unwrap();
+        assert_eq!(log.snapshot_meta(id), Some(meta));
         assert_eq!(log.last_position(), held);
         drop(log);
         let log = open(&dir);

@@ -295,11 +295,14 @@ impl Cluster {
             .current_snapshot()
             .map_err(|e| ClusterStartError::Snapshot(e.to_string()))?
         {
-            Some((snapshot, log_id)) => (
-                State::from_snapshot(&snapshot)
-                    .map_err(|e| ClusterStartError::Snapshot(e.to_string()))?,
-                Some(log_id),
-            ),
+            Some((snapshot, log_id)) => {
+                let state = State::from_snapshot(&snapshot)
+                    .map_err(|e| ClusterStartError::Snapshot(e.to_string()))?;
+                // The only decode of the snapshot at start: openraft asks for the current
+                // snapshot's meta (twice) while it starts, and gets this.
+                log.note_snapshot_meta(state_machine::snapshot_meta_of(&state, log_id));
+                (state, Some(log_id))
+            }
             None => (State::new(), None),
         };
         if let Some(committed) = log.recovered_committed()

@@ -38,7 +38,7 @@ use cstore_server::cluster::committed::committed_in_log;
 use cstore_server::cluster::entry::{log_id_of, lsn_of, to_log_entry, to_raft_entry};
 use cstore_server::cluster::log_store::index_bounds;
 use cstore_server::cluster::state_machine::SnapshotStore;
-use cstore_server::cluster::types::{RaftEntry, RaftLogId, RaftVote};
+use cstore_server::cluster::types::{RaftEntry, RaftLogId, RaftSnapshotMeta, RaftVote};
 use openraft::storage::{IOFlushed, LogState, RaftLogStorage};
 use openraft::{AsyncRuntime, OptionalSend, RaftLogReader};
 
@@ -189,6 +189,8 @@ pub struct Disk {
     flush_scheduled: bool,
     /// The snapshot last saved or installed, durable when the call returns.
     pub snapshot: Option<(Snapshot, RaftLogId)>,
+    /// That snapshot's meta (saved with it).
+    pub snapshot_meta: Option<RaftSnapshotMeta>,
     pub cluster_id: Option<String>,
     /// Every vote whose `save_vote` returned, in order (an observation for the invariants: it
     /// survives crashes, the member's memory does not).
@@ -244,6 +246,7 @@ impl Disk {
             callbacks: Vec::new(),
             flush_scheduled: false,
             snapshot: None,
+            snapshot_meta: None,
             cluster_id: None,
             votes_saved: Vec::new(),
             changed_from: None,
@@ -532,14 +535,17 @@ pub struct SimSnapshots {
 }
 
 impl SnapshotStore for SimSnapshots {
-    async fn save_snapshot(&self, snapshot: Snapshot, log_id: RaftLogId) -> io::Result<()> {
+    async fn save_snapshot(&self, snapshot: Snapshot, meta: RaftSnapshotMeta) -> io::Result<()> {
         let mut d = lock(&self.disk);
         d.check(self.epoch)?;
+        let log_id = meta.last_log_id.expect("a saved snapshot has a log id");
         d.snapshot = Some((snapshot, log_id));
+        d.snapshot_meta = Some(meta);
         Ok(())
     }
 
-    async fn install_snapshot(&self, snapshot: Snapshot, log_id: RaftLogId) -> io::Result<()> {
+    async fn install_snapshot(&self, snapshot: Snapshot, meta: RaftSnapshotMeta) -> io::Result<()> {
+        let log_id = meta.last_log_id.expect("an installed snapshot has a log id");
         let callbacks = {
             let mut d = lock(&self.disk);
             d.check(self.epoch)?;
@@ -549,16 +555,20 @@ impl SnapshotStore for SimSnapshots {
             d.visible.install(&snapshot, log_id);
             d.changed(Lsn(1));
             d.snapshot = Some((snapshot, log_id));
+            d.snapshot_meta = Some(meta);
             callbacks
         };
         fire(callbacks);
         Ok(())
     }
 
-    async fn current_snapshot(&self) -> io::Result<Option<(Snapshot, RaftLogId)>> {
+    async fn current_snapshot(&self) -> io::Result<Option<(Snapshot, RaftSnapshotMeta)>> {
         let d = lock(&self.disk);
         d.check(self.epoch)?;
-        Ok(d.snapshot.clone())
+        Ok(d.snapshot
+            .as_ref()
+            .map(|(snapshot, _)| snapshot.clone())
+            .zip(d.snapshot_meta.clone()))
     }
 
     fn note_cluster_id(&self, id: &str) -> io::Result<()> {
