@@ -298,7 +298,9 @@ impl LogShared {
         snapshot: &Snapshot,
         meta: &RaftSnapshotMeta,
     ) -> Result<(), StorageError> {
-        let log_id = meta.last_log_id.expect("an installed snapshot has a log id");
+        let log_id = meta
+            .last_log_id
+            .expect("an installed snapshot has a log id");
         // Forgotten first: a failure below leaves no meta of a snapshot that is not current.
         *lock(&self.snapshot_meta) = None;
         let lsn = snapshot.position.lsn;
@@ -815,7 +817,10 @@ mod tests {
         log.committed.note(Some(RaftLogId::new_term_index(1, 3)));
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
         while log.committed.saved() != Some(RaftLogId::new_term_index(1, 3)) {
-            assert!(std::time::Instant::now() < deadline, "the saver never saved");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the saver never saved"
+            );
             std::thread::sleep(std::time::Duration::from_millis(5));
         }
         drop(log);

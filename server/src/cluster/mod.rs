@@ -31,6 +31,7 @@ pub mod entry;
 pub mod log_store;
 pub mod network;
 pub mod proposer;
+pub mod snapshot_transfer;
 pub mod source;
 pub mod state_machine;
 pub mod types;
@@ -144,6 +145,9 @@ pub enum ClusterError {
         /// The sender's.
         theirs: String,
     },
+    /// A piece of a snapshot transfer was refused.
+    #[error(transparent)]
+    Transfer(#[from] snapshot_transfer::TransferError),
 }
 
 fn leader_hint(url: &Option<String>) -> String {
@@ -162,6 +166,7 @@ impl ErrorCode for ClusterError {
             ClusterError::NotLeader { .. } => "not_leader",
             ClusterError::Failed(_) => "cluster_change_failed",
             ClusterError::WrongCluster { .. } => "wrong_cluster",
+            ClusterError::Transfer(e) => e.code(),
         }
     }
 }
@@ -228,6 +233,8 @@ struct Inner {
     ready_term: std::sync::atomic::AtomicU64,
     /// Why the lowest-id member does not initialize the cluster, if it does not.
     init_error: Mutex<Option<String>>,
+    /// The receiving end of snapshot transfers from the leader.
+    receiver: Arc<snapshot_transfer::Receiver>,
 }
 
 /// A member's answer to another's handshake before the cluster is initialized.
@@ -290,6 +297,8 @@ impl Cluster {
         store: FileStore,
         config: ClusterConfig,
     ) -> Result<Cluster, ClusterStartError> {
+        let receiver = snapshot_transfer::Receiver::open(store.dir())
+            .map_err(|e| ClusterStartError::Snapshot(e.to_string()))?;
         let log = LogShared::open(store, config.node_id)?;
         let (state, log_id) = match log
             .current_snapshot()
@@ -348,6 +357,7 @@ impl Cluster {
                 ticker: Mutex::new(None),
                 ready_term: std::sync::atomic::AtomicU64::new(0),
                 init_error: Mutex::new(None),
+                receiver: Arc::new(receiver),
             }),
         };
         let proposer_task = tokio::spawn(cluster.clone().propose_loop(pending));
@@ -537,6 +547,11 @@ impl Cluster {
     /// openraft's handle (for the `/v1/raft/…` routes).
     pub fn raft(&self) -> &Raft {
         &self.inner.raft
+    }
+
+    /// The receiving end of snapshot transfers (for the `/v1/raft/snapshot/…` routes).
+    pub fn snapshot_receiver(&self) -> &Arc<snapshot_transfer::Receiver> {
+        &self.inner.receiver
     }
 
     /// The member's local copy.

@@ -172,11 +172,7 @@ impl SnapshotStore for Arc<LogShared> {
         blocking(move || LogShared::save_snapshot(&log, &snapshot, &meta)).await
     }
 
-    async fn install_snapshot(
-        &self,
-        snapshot: Snapshot,
-        meta: RaftSnapshotMeta,
-    ) -> io::Result<()> {
+    async fn install_snapshot(&self, snapshot: Snapshot, meta: RaftSnapshotMeta) -> io::Result<()> {
         let log = Arc::clone(self);
         blocking(move || LogShared::install_snapshot(&log, &snapshot, &meta)).await
     }
@@ -307,7 +303,10 @@ impl<C: CstoreTypeConfig, S: SnapshotStore> RaftSnapshotBuilder<C> for StateMach
             (state.snapshot(), self.snapshot_meta())
         };
         if meta.last_log_id.is_some() {
-            self.log.save_snapshot(snapshot.clone(), meta.clone()).await?;
+            self.log
+                .save_snapshot(snapshot.clone(), meta.clone())
+                .await?;
+            metrics::gauge!("cstore_cluster_snapshot_lsn").set(snapshot.position.lsn.0 as f64);
         }
         Ok(SnapshotOf {
             meta,
@@ -381,6 +380,7 @@ impl<C: CstoreTypeConfig, S: SnapshotStore> RaftStateMachine<C> for StateMachine
         self.local.tail.reset(position);
         self.local.applied.send_replace(position.lsn);
         metrics::counter!("cstore_cluster_snapshot_installs_total").increment(1);
+        metrics::gauge!("cstore_cluster_snapshot_lsn").set(position.lsn.0 as f64);
         Ok(())
     }
 

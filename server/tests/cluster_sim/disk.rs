@@ -545,7 +545,9 @@ impl SnapshotStore for SimSnapshots {
     }
 
     async fn install_snapshot(&self, snapshot: Snapshot, meta: RaftSnapshotMeta) -> io::Result<()> {
-        let log_id = meta.last_log_id.expect("an installed snapshot has a log id");
+        let log_id = meta
+            .last_log_id
+            .expect("an installed snapshot has a log id");
         let callbacks = {
             let mut d = lock(&self.disk);
             d.check(self.epoch)?;
