@@ -387,6 +387,13 @@ fn compaction_snapshots_and_a_member_that_joins_behind_them() {
             .collect::<Vec<_>>()
             .join("\n")
     );
+    // It came by the chunked transfer.
+    assert!(
+        metrics.lines().any(
+            |l| l.starts_with("cstore_cluster_snapshot_received_bytes_total") && !l.ends_with(" 0")
+        ),
+        "no snapshot bytes arrived in chunks"
+    );
     // The new member's copy continues the same chain as everyone's.
     cluster
         .client(3)
