@@ -297,9 +297,11 @@ impl Cluster {
         store: FileStore,
         config: ClusterConfig,
     ) -> Result<Cluster, ClusterStartError> {
-        let receiver = snapshot_transfer::Receiver::open(store.dir())
-            .map_err(|e| ClusterStartError::Snapshot(e.to_string()))?;
+        let data_dir = store.dir().to_path_buf();
         let log = LogShared::open(store, config.node_id)?;
+        // After the log store accepted the directory as this member's.
+        let receiver = snapshot_transfer::Receiver::open(&data_dir)
+            .map_err(|e| ClusterStartError::Snapshot(e.to_string()))?;
         let (state, log_id) = match log
             .current_snapshot()
             .map_err(|e| ClusterStartError::Snapshot(e.to_string()))?
