@@ -12,7 +12,7 @@
 //! The cluster's URLs are the proxies', so all Raft traffic and forwarded writes go through
 //! them. Threads only; every thread stops when the proxy is dropped.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -50,6 +50,40 @@ struct Links {
     cut: Mutex<HashSet<(u64, u64)>>,
     /// Live connections: (from, to, the two sockets), closed when their link is cut.
     live: Mutex<Vec<(u64, u64, TcpStream)>>,
+    /// Links armed to be cut once this many more bytes went through them (from → to).
+    budgets: Mutex<HashMap<(u64, u64), u64>>,
+}
+
+impl Links {
+    fn cut(&self, from: u64, to: u64) {
+        self.cut.lock().expect("poisoned").insert((from, to));
+        let mut live = self.live.lock().expect("poisoned");
+        live.retain(|(f, t, stream)| {
+            if (*f, *t) == (from, to) {
+                let _ = stream.shutdown(Shutdown::Both);
+                false
+            } else {
+                true
+            }
+        });
+    }
+
+    /// How many of `n` bytes from → to may pass; cuts the link when its budget runs out.
+    fn pass(&self, from: u64, to: u64, n: usize) -> usize {
+        let mut budgets = self.budgets.lock().expect("poisoned");
+        let Some(budget) = budgets.get_mut(&(from, to)) else {
+            return n;
+        };
+        if (n as u64) < *budget {
+            *budget -= n as u64;
+            return n;
+        }
+        let allowed = *budget as usize;
+        budgets.remove(&(from, to));
+        drop(budgets);
+        self.cut(from, to);
+        allowed
+    }
 }
 
 /// Proxies for every member of a cluster, sharing one set of cut links.
@@ -97,16 +131,26 @@ impl Proxies {
 
     /// Cuts the link from member `from` to member `to` (one way).
     pub fn cut(&self, from: u64, to: u64) {
-        self.links.cut.lock().expect("poisoned").insert((from, to));
-        let mut live = self.links.live.lock().expect("poisoned");
-        live.retain(|(f, t, stream)| {
-            if (*f, *t) == (from, to) {
-                let _ = stream.shutdown(Shutdown::Both);
-                false
-            } else {
-                true
-            }
-        });
+        self.links.cut(from, to);
+    }
+
+    /// Cuts the link from member `from` to member `to` once `bytes` more bytes went from
+    /// `from` to `to` (a transfer cut part-way, wherever its requests happen to fall).
+    pub fn cut_after_bytes(&self, from: u64, to: u64, bytes: u64) {
+        self.links
+            .budgets
+            .lock()
+            .expect("poisoned")
+            .insert((from, to), bytes);
+    }
+
+    /// True while the link from `from` to `to` is cut.
+    pub fn is_cut(&self, from: u64, to: u64) -> bool {
+        self.links
+            .cut
+            .lock()
+            .expect("poisoned")
+            .contains(&(from, to))
     }
 
     /// Cuts every link between `node` and the other `members` (both ways).
@@ -171,26 +215,31 @@ fn accept_loop(
             live.push((from, to, a));
             live.push((from, to, b));
         }
-        pump_both(client, upstream);
+        let counted = from.map(|from| (Arc::clone(links), from, to));
+        pump_both(client, upstream, counted);
     }
 }
 
-/// Copies bytes both ways until either side closes.
-fn pump_both(client: TcpStream, upstream: TcpStream) {
+/// Copies bytes both ways until either side closes; the bytes a member sends count against
+/// its link's budget (`counted`), if the link has one.
+fn pump_both(client: TcpStream, upstream: TcpStream, counted: Option<(Arc<Links>, u64, u64)>) {
     let (Ok(client_read), Ok(upstream_read)) = (client.try_clone(), upstream.try_clone()) else {
         return;
     };
-    std::thread::spawn(move || pump(client_read, upstream));
-    std::thread::spawn(move || pump(upstream_read, client));
+    std::thread::spawn(move || pump(client_read, upstream, counted));
+    std::thread::spawn(move || pump(upstream_read, client, None));
 }
 
-fn pump(mut from: TcpStream, mut to: TcpStream) {
+fn pump(mut from: TcpStream, mut to: TcpStream, counted: Option<(Arc<Links>, u64, u64)>) {
     let mut buf = [0u8; 16 * 1024];
     loop {
         match from.read(&mut buf) {
             Ok(0) | Err(_) => break,
             Ok(n) => {
-                if to.write_all(&buf[..n]).is_err() {
+                let allowed = counted
+                    .as_ref()
+                    .map_or(n, |(links, f, t)| links.pass(*f, *t, n));
+                if to.write_all(&buf[..allowed]).is_err() || allowed < n {
                     break;
                 }
             }

@@ -162,3 +162,181 @@ fn write_heal_and_catch_up(cluster: &ClusterProcesses, leader: usize, prefix: &s
         .wait_converged(last, Duration::from_secs(20))
         .expect("it catches up");
 }
+
+/// A counter of `/metrics` (0 when absent).
+fn counter(cluster: &ClusterProcesses, i: usize, name: &str) -> f64 {
+    let text = cluster.client(i).get("/metrics").unwrap().text();
+    text.lines()
+        .filter(|l| l.starts_with(name) && !l.starts_with('#'))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[test]
+fn a_snapshot_transfer_cut_part_way_resumes_and_bad_chunks_are_refused() {
+    // Long timeouts: 13 MB of writes on two shared cores must not move the leadership.
+    let options = ClusterOptions {
+        extra_args: vec!["--checkpoint-every".into(), "40".into()],
+        election_timeout_ms: Some(1_000),
+        heartbeat_ms: Some(100),
+        ..ClusterOptions::default()
+    };
+    let cluster = ClusterProcesses::start_with_proxies(3, options).expect("members start");
+    let leader = cluster.wait_leader(ELECTION).expect("a leader");
+    let behind = (leader + 1) % 3;
+    let behind_id = behind as u64 + 1;
+
+    // The member falls behind the leader's compaction by some 13 MB of documents: it can only
+    // catch up by a snapshot of several 4 MiB chunks.
+    cluster.links().isolate(behind_id, 3);
+    let payload = "x".repeat(64 * 1024);
+    let docs = 200;
+    for n in 0..docs {
+        // Idempotent, retried on whoever leads: an election under load only delays it.
+        let started = Instant::now();
+        loop {
+            let at = cluster.wait_leader(ELECTION).expect("a leader");
+            let reply = cluster.client(at).put(
+                &format!("/v1/c/blobs/b{n:03}"),
+                &json!({"payload": payload}),
+            );
+            if reply.is_ok_and(|r| r.is_success()) {
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "write b{n:03} never took"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    let leader = cluster.wait_leader(ELECTION).expect("a leader");
+    let leader_id = leader as u64 + 1;
+    let docs_bytes = (docs * payload.len()) as f64;
+    let last = cluster.status(leader).unwrap()["last_lsn"]
+        .as_u64()
+        .unwrap();
+
+    // The leader's last snapshot is built (a newer snapshot is a new transfer, rightly started
+    // from its first byte): its LSN stays put for a second.
+    let mut snapshot_lsn = (0.0, Instant::now());
+    let settle = Instant::now();
+    while snapshot_lsn.0 == 0.0 || snapshot_lsn.1.elapsed() < Duration::from_secs(1) {
+        let now = counter(&cluster, leader, "cstore_cluster_snapshot_lsn");
+        if now != snapshot_lsn.0 {
+            snapshot_lsn = (now, Instant::now());
+        }
+        assert!(
+            settle.elapsed() < Duration::from_secs(30),
+            "no snapshot settles"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // The transfer is cut once 6 MiB went from the leader to the member: inside its second
+    // chunk.
+    cluster
+        .links()
+        .cut_after_bytes(leader_id, behind_id, 6 << 20);
+    cluster.links().heal();
+    let started = Instant::now();
+    while !cluster.links().is_cut(leader_id, behind_id) {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the snapshot transfer never got 6 MiB far\n{}",
+            cluster.all_stderr()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let received_at_cut = counter(
+        &cluster,
+        behind,
+        "cstore_cluster_snapshot_received_bytes_total",
+    );
+    assert!(
+        received_at_cut >= f64::from(4 << 20) && received_at_cut < docs_bytes,
+        "the cut did not fall inside the transfer: {received_at_cut} bytes received"
+    );
+    assert_eq!(
+        counter(&cluster, behind, "cstore_cluster_snapshot_installs_total"),
+        0.0
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    cluster.links().heal();
+    cluster
+        .wait_converged(last, Duration::from_secs(60))
+        .unwrap_or_else(|| panic!("the member does not catch up\n{}", cluster.all_stderr()));
+    assert_eq!(cluster.client(behind).all_docs("blobs").len(), docs);
+    // It resumed: the member answered an offer with the bytes it held, and took in all about
+    // one snapshot's bytes, not the first chunks twice.
+    let resumed = counter(&cluster, behind, "cstore_cluster_snapshot_resumed_total");
+    let received = counter(
+        &cluster,
+        behind,
+        "cstore_cluster_snapshot_received_bytes_total",
+    );
+    println!(
+        "cut after {received_at_cut} bytes; resumed {resumed} time(s); {received} bytes received \
+         for {docs_bytes} bytes of documents"
+    );
+    for line in cluster.members[behind].all_stderr().lines() {
+        if line.contains("snapshot") {
+            println!("member {behind_id}: {line}");
+        }
+    }
+    assert!(
+        resumed >= 1.0,
+        "the transfer started over\n{}",
+        cluster.members[behind].all_stderr()
+    );
+    assert!(
+        received < docs_bytes + f64::from(2 << 20),
+        "{received} bytes received for a snapshot of about {docs_bytes}: it started over"
+    );
+    assert!(counter(&cluster, behind, "cstore_cluster_snapshot_installs_total") >= 1.0);
+
+    // Bad chunks sent straight to a member are refused with their codes.
+    use cstore_server::cluster::snapshot_transfer::{SnapshotChunk, SnapshotOffer, sha256};
+    let snapshot = vec![5u8; 1000];
+    let id = sha256(&snapshot);
+    let post = |route: &str, body: Vec<u8>| {
+        cluster.client(behind).send(
+            reqwest::Method::POST,
+            &format!("/v1/raft/snapshot/{route}"),
+            Some(("application/x-postcard", body)),
+            &[],
+        )
+    };
+    let offer = SnapshotOffer {
+        id,
+        total_bytes: 1000,
+    };
+    let offered = post("offer", postcard::to_allocvec(&offer).unwrap()).unwrap();
+    assert_eq!(offered.status, 200, "{}", offered.text());
+    let mut chunk = SnapshotChunk {
+        id,
+        total_bytes: 1000,
+        offset: 0,
+        chunk_sha256: sha256(&snapshot[..500]),
+        data: snapshot[..500].to_vec(),
+    };
+    chunk.data[3] ^= 1;
+    post("chunk", postcard::to_allocvec(&chunk).unwrap())
+        .unwrap()
+        .expect_error(400, "snapshot_chunk_corrupt");
+    chunk.data[3] ^= 1;
+    chunk.offset = 500;
+    chunk.chunk_sha256 = sha256(&snapshot[500..]);
+    chunk.data = snapshot[500..].to_vec();
+    post("chunk", postcard::to_allocvec(&chunk).unwrap())
+        .unwrap()
+        .expect_error(409, "snapshot_offset_mismatch");
+    chunk.id = sha256(b"another snapshot");
+    chunk.offset = 0;
+    post("chunk", postcard::to_allocvec(&chunk).unwrap())
+        .unwrap()
+        .expect_error(409, "snapshot_id_mismatch");
+    post("chunk", b"not postcard".to_vec())
+        .unwrap()
+        .expect_error(400, "invalid_json");
+}

@@ -7,6 +7,8 @@
 //!           ─ truncate_after(id) ─► FileStore::truncate_suffix  (a conflicting uncommitted tail)
 //!           ─ purge(id) ─────────► side record `purged` first, then FileStore::compact_prefix
 //!           ─ save_vote(v) ──────► side record, synced before it returns
+//!           ─ save_committed(id) ► the commit saver (committed.rs): its own record, saved
+//!                                  lazily; read back at open, clamped to the log held
 //! ```
 //!
 //! The file store blocks on fsync, so every call runs on tokio's blocking pool behind one
@@ -32,8 +34,9 @@ use cstore_core::{LogPosition, Lsn};
 use openraft::storage::{IOFlushed, LogState, RaftLogStorage};
 use openraft::{OptionalSend, RaftLogReader};
 
+use super::committed::{COMMITTED_RECORD, CommitSaver, committed_in_log};
 use super::entry::{log_id_of, lsn_of, to_log_entry, to_raft_entry};
-use super::types::{ClusterTypes, RaftEntry, RaftLogId, RaftVote};
+use super::types::{ClusterTypes, RaftEntry, RaftLogId, RaftSnapshotMeta, RaftVote};
 use crate::wal::FileStore;
 
 /// The side record's file name in the data directory.
@@ -107,6 +110,13 @@ pub struct LogShared {
     wal: Mutex<std::sync::mpsc::Sender<WalJob>>,
     /// The first append failure, if any: openraft has stopped this member's Raft since.
     append_failure: Mutex<Option<StorageError>>,
+    /// Keeps the committed index saved (openraft's `save_committed`).
+    committed: CommitSaver,
+    /// The committed index found at open, clamped to the log held (`read_committed`).
+    recovered_committed: Option<RaftLogId>,
+    /// The current snapshot's meta (its log id and membership), once known: finding the
+    /// membership otherwise takes decoding the whole snapshot into a state.
+    snapshot_meta: Mutex<Option<RaftSnapshotMeta>>,
 }
 
 /// Work for the WAL thread.
@@ -170,6 +180,17 @@ impl LogShared {
             side.purged
         };
         let appended = state.last;
+        let committed_file = store.side_record_file(COMMITTED_RECORD);
+        let saved = CommitSaver::load(&committed_file);
+        let recovered_committed = committed_in_log(saved, side.purged, last, |index| {
+            let lsn = lsn_of(index);
+            if lsn < state.first || lsn > state.last.lsn {
+                return None;
+            }
+            let held = store.read_range_blocking(lsn, lsn.next()).ok()?;
+            held.first().map(log_id_of)
+        });
+        let committed = CommitSaver::start(committed_file, saved)?;
         let (wal, jobs) = std::sync::mpsc::channel();
         let shared = Arc::new(LogShared {
             store: Mutex::new(store),
@@ -180,6 +201,9 @@ impl LogShared {
             durable: Mutex::new(appended.lsn),
             wal: Mutex::new(wal),
             append_failure: Mutex::new(None),
+            committed,
+            recovered_committed,
+            snapshot_meta: Mutex::new(None),
         });
         let weak = Arc::downgrade(&shared);
         std::thread::Builder::new()
@@ -197,6 +221,17 @@ impl LogShared {
             Some(StorageError::Full(_)) => "disk_full",
             Some(_) => "failed",
         }
+    }
+
+    /// Saves the latest committed index now, rather than within the saver's interval (a clean
+    /// shutdown).
+    pub fn flush_committed(&self) -> Result<(), StorageError> {
+        self.committed.flush()
+    }
+
+    /// The committed index found at open (what openraft re-applies the log up to at start).
+    pub fn recovered_committed(&self) -> Option<RaftLogId> {
+        self.recovered_committed
     }
 
     /// The cluster's identity, once known.
@@ -241,15 +276,18 @@ impl LogShared {
     pub fn save_snapshot(
         &self,
         snapshot: &Snapshot,
-        log_id: RaftLogId,
+        meta: &RaftSnapshotMeta,
     ) -> Result<(), StorageError> {
+        let log_id = meta.last_log_id.expect("a saved snapshot has a log id");
         assert_eq!(snapshot.position.lsn, lsn_of(log_id.index()));
         // The snapshot's entry must be on disk first: the file store reads a snapshot past its
         // last entry as a reset of the log, which would drop appends the WAL thread holds.
         self.barrier()
             .map_err(|e| StorageError::Io(e.to_string()))?;
         lock(&self.store).save_snapshot_blocking(snapshot)?;
-        self.save_side(|side| side.snapshot = Some(log_id))
+        self.save_side(|side| side.snapshot = Some(log_id))?;
+        *lock(&self.snapshot_meta) = Some(meta.clone());
+        Ok(())
     }
 
     /// Installs a snapshot received from the leader. When the log holds the snapshot's last
@@ -258,8 +296,13 @@ impl LogShared {
     pub fn install_snapshot(
         &self,
         snapshot: &Snapshot,
-        log_id: RaftLogId,
+        meta: &RaftSnapshotMeta,
     ) -> Result<(), StorageError> {
+        let log_id = meta
+            .last_log_id
+            .expect("an installed snapshot has a log id");
+        // Forgotten first: a failure below leaves no meta of a snapshot that is not current.
+        *lock(&self.snapshot_meta) = None;
         let lsn = snapshot.position.lsn;
         assert_eq!(lsn, lsn_of(log_id.index()));
         self.barrier()
@@ -272,7 +315,9 @@ impl LogShared {
         if holds {
             store.save_snapshot_blocking(snapshot)?;
             drop(store);
-            return self.save_side(|side| side.snapshot = Some(log_id));
+            self.save_side(|side| side.snapshot = Some(log_id))?;
+            *lock(&self.snapshot_meta) = Some(meta.clone());
+            return Ok(());
         }
         // Journal the install in the side record first: a crash before the file store's
         // reset commits leaves the old log, and `open` puts the old purge point back.
@@ -289,7 +334,21 @@ impl LogShared {
         drop(store);
         lock(&self.recent).clear();
         *lock(&self.last) = Some(log_id);
-        self.save_side(|side| side.installing = None)
+        self.save_side(|side| side.installing = None)?;
+        *lock(&self.snapshot_meta) = Some(meta.clone());
+        Ok(())
+    }
+
+    /// Remembers the current snapshot's meta (found by whoever decoded it, at start).
+    pub fn note_snapshot_meta(&self, meta: RaftSnapshotMeta) {
+        *lock(&self.snapshot_meta) = Some(meta);
+    }
+
+    /// The current snapshot's meta, when it is known and of the snapshot at `log_id`.
+    pub fn snapshot_meta(&self, log_id: RaftLogId) -> Option<RaftSnapshotMeta> {
+        lock(&self.snapshot_meta)
+            .clone()
+            .filter(|meta| meta.last_log_id == Some(log_id))
     }
 
     /// The snapshot last saved or installed, with its log id, if the side record knows it.
@@ -655,6 +714,17 @@ impl RaftLogStorage<ClusterTypes> for LogStore {
     async fn purge(&mut self, log_id: RaftLogId) -> Result<(), io::Error> {
         blocking(&self.shared, move |shared| shared.purge(log_id)).await
     }
+
+    async fn save_committed(&mut self, committed: Option<RaftLogId>) -> Result<(), io::Error> {
+        // Saved by the commit saver's thread soon after (see committed.rs for why lazily).
+        self.shared.committed.note(committed);
+        Ok(())
+    }
+
+    async fn read_committed(&mut self) -> Result<Option<RaftLogId>, io::Error> {
+        // openraft asks once, at start.
+        Ok(self.shared.recovered_committed)
+    }
 }
 
 #[cfg(test)]
@@ -738,6 +808,83 @@ mod tests {
     }
 
     #[test]
+    fn the_committed_index_survives_a_reopen_clamped_to_the_log_held() {
+        let dir = temp_dir("committed");
+        let log = open(&dir);
+        assert_eq!(log.recovered_committed(), None);
+        append(&log, (0..6).map(|i| entry(1, i)).collect());
+        // Saved lazily by the saver's thread.
+        log.committed.note(Some(RaftLogId::new_term_index(1, 3)));
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while log.committed.saved() != Some(RaftLogId::new_term_index(1, 3)) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the saver never saved"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        drop(log);
+        let log = open(&dir);
+        assert_eq!(
+            log.recovered_committed(),
+            Some(RaftLogId::new_term_index(1, 3))
+        );
+        // Known committed past the entries that reached the disk (a follower's view): the
+        // last entry held is what comes back.
+        log.committed.note(Some(RaftLogId::new_term_index(1, 9)));
+        log.flush_committed().unwrap();
+        drop(log);
+        let log = open(&dir);
+        assert_eq!(
+            log.recovered_committed(),
+            Some(RaftLogId::new_term_index(1, 5))
+        );
+        drop(log);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_damaged_committed_record_is_ignored_and_the_vote_kept() {
+        let dir = temp_dir("committed-damaged");
+        let log = open(&dir);
+        append(&log, (0..4).map(|i| entry(1, i)).collect());
+        let vote = RaftVote::new(3, 7);
+        log.save_side(|side| side.vote = Some(vote)).unwrap();
+        log.committed.note(Some(RaftLogId::new_term_index(1, 2)));
+        log.flush_committed().unwrap();
+        let path = lock(&log.store).side_record_file(COMMITTED_RECORD).path();
+        drop(log);
+        let good = std::fs::read(&path).unwrap();
+        assert!(good.len() > 8);
+        let mut damaged: Vec<Vec<u8>> = Vec::new();
+        // Every single flipped byte, a torn (short) record, an empty file, bytes after it.
+        for i in 0..good.len() {
+            let mut bytes = good.clone();
+            bytes[i] ^= 0x40;
+            damaged.push(bytes);
+        }
+        damaged.push(good[..good.len() / 2].to_vec());
+        damaged.push(Vec::new());
+        damaged.push([good.as_slice(), b"x"].concat());
+        for bytes in damaged {
+            std::fs::write(&path, &bytes).unwrap();
+            let log = open(&dir);
+            assert_eq!(log.recovered_committed(), None, "{bytes:?} was taken");
+            assert_eq!(log.side().vote, Some(vote));
+            drop(log);
+        }
+        // Restored, it is taken again.
+        std::fs::write(&path, &good).unwrap();
+        let log = open(&dir);
+        assert_eq!(
+            log.recovered_committed(),
+            Some(RaftLogId::new_term_index(1, 2))
+        );
+        drop(log);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn a_directory_of_another_member_or_a_single_node_log_is_refused() {
         let dir = temp_dir("others");
         drop(open(&dir));
@@ -805,8 +952,13 @@ mod tests {
         }
         let snapshot = state.snapshot();
         let id = RaftLogId::new_term_index(1, 3);
+        let meta = RaftSnapshotMeta {
+            last_log_id: Some(id),
+            ..RaftSnapshotMeta::default()
+        };
         // The log holds it: the entries stay.
-        log.install_snapshot(&snapshot, id).unwrap();
+        log.install_snapshot(&snapshot, &meta).unwrap();
+        assert_eq!(log.snapshot_meta(id), Some(meta));
         assert_eq!(log.last_position(), held);
         drop(log);
         let log = open(&dir);

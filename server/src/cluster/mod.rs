@@ -26,10 +26,12 @@
 //!   flushed it (our log store reports the flush after `fdatasync`), and the state machine
 //!   answers the writer only when it applies that committed entry.
 
+pub mod committed;
 pub mod entry;
 pub mod log_store;
 pub mod network;
 pub mod proposer;
+pub mod snapshot_transfer;
 pub mod source;
 pub mod state_machine;
 pub mod types;
@@ -143,6 +145,9 @@ pub enum ClusterError {
         /// The sender's.
         theirs: String,
     },
+    /// A piece of a snapshot transfer was refused.
+    #[error(transparent)]
+    Transfer(#[from] snapshot_transfer::TransferError),
 }
 
 fn leader_hint(url: &Option<String>) -> String {
@@ -161,6 +166,7 @@ impl ErrorCode for ClusterError {
             ClusterError::NotLeader { .. } => "not_leader",
             ClusterError::Failed(_) => "cluster_change_failed",
             ClusterError::WrongCluster { .. } => "wrong_cluster",
+            ClusterError::Transfer(e) => e.code(),
         }
     }
 }
@@ -227,6 +233,8 @@ struct Inner {
     ready_term: std::sync::atomic::AtomicU64,
     /// Why the lowest-id member does not initialize the cluster, if it does not.
     init_error: Mutex<Option<String>>,
+    /// The receiving end of snapshot transfers from the leader.
+    receiver: Arc<snapshot_transfer::Receiver>,
 }
 
 /// A member's answer to another's handshake before the cluster is initialized.
@@ -267,8 +275,9 @@ pub fn raft_config(config: &ClusterConfig) -> Result<openraft::Config, ClusterSt
         // log store makes entries readable (and replicable) before they are synced, so a leader
         // that crashed may come back without entries its followers hold, and resuming the term
         // would reuse their (term, index) for other entries. Found by the cluster simulation
-        // (server/tests/cluster_sim, e.g. CSTORE_SIM_SEED=2); openraft documents the same hazard
-        // for state machines that do not persist the committed index, which ours does not.
+        // (server/tests/cluster_sim, e.g. CSTORE_SIM_SEED=2). The committed index we save
+        // (committed.rs) does not help here: it is saved lazily and clamped to the log that
+        // survived, so it says nothing about entries of the term that were lost.
         enable_leader_restore: Some(false),
         snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(config.snapshot_every_entries),
         // Keep some entries behind a snapshot, so a member a little behind catches up from
@@ -288,18 +297,35 @@ impl Cluster {
         store: FileStore,
         config: ClusterConfig,
     ) -> Result<Cluster, ClusterStartError> {
+        let data_dir = store.dir().to_path_buf();
         let log = LogShared::open(store, config.node_id)?;
+        // After the log store accepted the directory as this member's.
+        let receiver = snapshot_transfer::Receiver::open(&data_dir)
+            .map_err(|e| ClusterStartError::Snapshot(e.to_string()))?;
         let (state, log_id) = match log
             .current_snapshot()
             .map_err(|e| ClusterStartError::Snapshot(e.to_string()))?
         {
-            Some((snapshot, log_id)) => (
-                State::from_snapshot(&snapshot)
-                    .map_err(|e| ClusterStartError::Snapshot(e.to_string()))?,
-                Some(log_id),
-            ),
+            Some((snapshot, log_id)) => {
+                let state = State::from_snapshot(&snapshot)
+                    .map_err(|e| ClusterStartError::Snapshot(e.to_string()))?;
+                // The only decode of the snapshot at start: openraft asks for the current
+                // snapshot's meta (twice) while it starts, and gets this.
+                log.note_snapshot_meta(state_machine::snapshot_meta_of(&state, log_id));
+                (state, Some(log_id))
+            }
             None => (State::new(), None),
         };
+        if let Some(committed) = log.recovered_committed()
+            && log_id.is_none_or(|at| at.index() < committed.index())
+        {
+            // openraft re-applies these in `Raft::new`, before any leader is heard from.
+            info!(
+                from_lsn = log_id.map_or(1, |at| entry::lsn_of(at.index()).0 + 1),
+                to_lsn = entry::lsn_of(committed.index()).0,
+                "re-applying the log up to the saved committed index"
+            );
+        }
         let local = Arc::new(Local::new(state, log_id, config.tail_bytes_max));
         let http = crate::edge::tls::http_client_builder()
             .timeout(Duration::from_secs(30))
@@ -333,6 +359,7 @@ impl Cluster {
                 ticker: Mutex::new(None),
                 ready_term: std::sync::atomic::AtomicU64::new(0),
                 init_error: Mutex::new(None),
+                receiver: Arc::new(receiver),
             }),
         };
         let proposer_task = tokio::spawn(cluster.clone().propose_loop(pending));
@@ -522,6 +549,11 @@ impl Cluster {
     /// openraft's handle (for the `/v1/raft/…` routes).
     pub fn raft(&self) -> &Raft {
         &self.inner.raft
+    }
+
+    /// The receiving end of snapshot transfers (for the `/v1/raft/snapshot/…` routes).
+    pub fn snapshot_receiver(&self) -> &Arc<snapshot_transfer::Receiver> {
+        &self.inner.receiver
     }
 
     /// The member's local copy.
@@ -1130,6 +1162,13 @@ impl Cluster {
         }
         if let Err(e) = self.inner.raft.shutdown().await {
             warn!(error = %e, "raft did not shut down cleanly");
+        }
+        // The saver is at most an interval behind; a clean stop leaves nothing behind.
+        let log = Arc::clone(&self.inner.log);
+        match tokio::task::spawn_blocking(move || log.flush_committed()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => warn!(error = %e, "cannot save the committed index at shutdown"),
+            Err(e) => warn!(error = %e, "the committed index save did not run"),
         }
     }
 }

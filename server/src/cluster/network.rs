@@ -2,13 +2,16 @@
 //! postcard bodies both ways, with an `admin`-scope bearer token when the cluster has a secret.
 //!
 //! ```text
-//!  openraft ─ append_entries / vote / pre_vote / full_snapshot / transfer_leader
-//!      └─► POST {member url}/v1/raft/{append,vote,pre-vote,snapshot,transfer}  (postcard)
+//!  openraft ─ append_entries / vote / pre_vote / transfer_leader
+//!      └─► POST {member url}/v1/raft/{append,vote,pre-vote,transfer}  (postcard)
 //!             └─► that member's openraft ─► Result<response, RaftError> (postcard)
+//!  openraft ─ full_snapshot ─► POST /v1/raft/snapshot/{offer,chunk…,install}
+//!             (chunks of 4 MiB that resume after a cut: see snapshot_transfer.rs)
 //! ```
 //!
 //! A connection failure is `Unreachable` (openraft backs off); any other failure is a
-//! `Network` error. A snapshot goes in one request, bounded by [`SNAPSHOT_BYTES_MAX`].
+//! `Network` error. A snapshot transfer that fails part-way is retried by openraft, and the
+//! retry resumes from the bytes the member holds.
 
 use std::future::Future;
 use std::io::Cursor;
@@ -28,10 +31,11 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::log_store::LogShared;
+use super::snapshot_transfer::{
+    SNAPSHOT_CHUNK_BYTES, SnapshotChunk, SnapshotHeld, SnapshotInstall, SnapshotOffer, sha256,
+};
 use super::types::{ClusterTypes, RaftVote};
 
-/// Largest Raft message body a member accepts (a whole snapshot travels in one).
-pub const SNAPSHOT_BYTES_MAX: usize = 1 << 30;
 /// Largest body of any other Raft message (a batch of entries).
 pub const MESSAGE_BYTES_MAX: usize = 256 << 20;
 /// The media type of Raft bodies.
@@ -133,6 +137,60 @@ impl Peer {
     }
 }
 
+impl Peer {
+    /// Sends a snapshot in chunks: offered first, so a transfer that was cut resumes from the
+    /// bytes the member holds; installed once every chunk arrived.
+    async fn send_snapshot(
+        &self,
+        vote: RaftVote,
+        meta: super::types::RaftSnapshotMeta,
+        bytes: &[u8],
+        timeout: Duration,
+    ) -> Result<SnapshotResponse<ClusterTypes>, RPCError<ClusterTypes>> {
+        let id = sha256(bytes);
+        let total_bytes = bytes.len() as u64;
+        let offer = SnapshotOffer { id, total_bytes };
+        let held: SnapshotHeld = self.call("snapshot/offer", &offer, timeout).await?;
+        let mut offset = held.have_bytes.min(total_bytes);
+        if offset > 0 {
+            metrics::counter!("cstore_cluster_snapshot_resumed_sends_total").increment(1);
+            tracing::info!(
+                member = self.target,
+                offset,
+                total_bytes,
+                "resuming a snapshot transfer"
+            );
+        }
+        while offset < total_bytes {
+            let end = (offset + SNAPSHOT_CHUNK_BYTES as u64).min(total_bytes);
+            let data = bytes[offset as usize..end as usize].to_vec();
+            let chunk = SnapshotChunk {
+                id,
+                total_bytes,
+                offset,
+                chunk_sha256: sha256(&data),
+                data,
+            };
+            let held: SnapshotHeld = self.call("snapshot/chunk", &chunk, timeout).await?;
+            metrics::counter!("cstore_cluster_snapshot_sent_bytes_total").increment(end - offset);
+            if held.have_bytes <= offset {
+                return Err(RPCError::Network(NetworkError::from_string(format!(
+                    "member {} took no bytes of the snapshot chunk at {offset}",
+                    self.target
+                ))));
+            }
+            offset = held.have_bytes;
+        }
+        let install = SnapshotInstall {
+            vote,
+            meta,
+            id,
+            total_bytes,
+        };
+        self.call("snapshot/install", &install, timeout).await
+    }
+}
+
 impl RaftNetworkV2<ClusterTypes> for Peer {
     type SnapshotData = Cursor<Vec<u8>>;
 
@@ -167,11 +225,11 @@ impl RaftNetworkV2<ClusterTypes> for Peer {
         cancel: impl Future<Output = ReplicationClosed> + OptionalSend + 'static,
         option: RPCOption,
     ) -> Result<SnapshotResponse<ClusterTypes>, StreamingError<ClusterTypes>> {
-        let request = (vote, snapshot.meta, snapshot.snapshot.into_inner());
+        let bytes = snapshot.snapshot.into_inner();
         let timeout = option.hard_ttl().max(Duration::from_secs(60));
         tokio::select! {
             closed = cancel => Err(StreamingError::Closed(closed)),
-            result = self.call("snapshot", &request, timeout) => Ok(result?),
+            result = self.send_snapshot(vote, snapshot.meta, &bytes, timeout) => Ok(result?),
         }
     }
 

@@ -106,6 +106,14 @@ pub fn stored_membership(state: &State) -> Option<RaftStoredMembership> {
     ))
 }
 
+/// The meta of a snapshot of `state` whose last entry has `log_id`.
+pub fn snapshot_meta_of(state: &State, log_id: RaftLogId) -> RaftSnapshotMeta {
+    RaftSnapshotMeta {
+        last_log_id: Some(log_id),
+        last_membership: stored_membership(state).unwrap_or_default(),
+    }
+}
+
 /// The snapshot bytes openraft carries: the position and the canonical state image.
 fn encode_snapshot(snapshot: &Snapshot) -> Vec<u8> {
     postcard::to_allocvec(&(snapshot.position, &snapshot.data)).expect("a snapshot encodes")
@@ -121,25 +129,28 @@ fn decode_snapshot(bytes: &[u8]) -> io::Result<Snapshot> {
 /// ([`LogShared`], whose file IO runs on tokio's blocking pool), an in-memory store in the
 /// deterministic simulation (`server/tests/cluster_sim`).
 pub trait SnapshotStore: Clone + Debug + Send + Sync + 'static {
-    /// Saves `snapshot`, built by this member at `log_id`, as the current one.
+    /// Saves `snapshot`, built by this member (its log id and membership in `meta`), as the
+    /// current one.
     fn save_snapshot(
         &self,
         snapshot: Snapshot,
-        log_id: RaftLogId,
+        meta: RaftSnapshotMeta,
     ) -> impl Future<Output = io::Result<()>> + Send;
 
-    /// Installs `snapshot` (at `log_id`) received from the leader: the log keeps the entries
-    /// after it when it holds the snapshot's last entry, else it continues after the snapshot.
+    /// Installs `snapshot` (described by `meta`) received from the leader: the log keeps the
+    /// entries after it when it holds the snapshot's last entry, else it continues after the
+    /// snapshot.
     fn install_snapshot(
         &self,
         snapshot: Snapshot,
-        log_id: RaftLogId,
+        meta: RaftSnapshotMeta,
     ) -> impl Future<Output = io::Result<()>> + Send;
 
-    /// The snapshot last saved or installed, with its log id.
+    /// The snapshot last saved or installed, with its meta. The store keeps the meta, so
+    /// nobody decodes a snapshot only to learn its membership.
     fn current_snapshot(
         &self,
-    ) -> impl Future<Output = io::Result<Option<(Snapshot, RaftLogId)>>> + Send;
+    ) -> impl Future<Output = io::Result<Option<(Snapshot, RaftSnapshotMeta)>>> + Send;
 
     /// Records the cluster's identity (the hash of its first entry) the first time it is seen.
     fn note_cluster_id(&self, id: &str) -> io::Result<()>;
@@ -156,19 +167,34 @@ async fn blocking<T: Send + 'static>(
 }
 
 impl SnapshotStore for Arc<LogShared> {
-    async fn save_snapshot(&self, snapshot: Snapshot, log_id: RaftLogId) -> io::Result<()> {
+    async fn save_snapshot(&self, snapshot: Snapshot, meta: RaftSnapshotMeta) -> io::Result<()> {
         let log = Arc::clone(self);
-        blocking(move || LogShared::save_snapshot(&log, &snapshot, log_id)).await
+        blocking(move || LogShared::save_snapshot(&log, &snapshot, &meta)).await
     }
 
-    async fn install_snapshot(&self, snapshot: Snapshot, log_id: RaftLogId) -> io::Result<()> {
+    async fn install_snapshot(&self, snapshot: Snapshot, meta: RaftSnapshotMeta) -> io::Result<()> {
         let log = Arc::clone(self);
-        blocking(move || LogShared::install_snapshot(&log, &snapshot, log_id)).await
+        blocking(move || LogShared::install_snapshot(&log, &snapshot, &meta)).await
     }
 
-    async fn current_snapshot(&self) -> io::Result<Option<(Snapshot, RaftLogId)>> {
+    async fn current_snapshot(&self) -> io::Result<Option<(Snapshot, RaftSnapshotMeta)>> {
         let log = Arc::clone(self);
-        blocking(move || LogShared::current_snapshot(&log)).await
+        blocking(move || {
+            let Some((snapshot, log_id)) = LogShared::current_snapshot(&log)? else {
+                return Ok(None);
+            };
+            if let Some(meta) = log.snapshot_meta(log_id) {
+                return Ok(Some((snapshot, meta)));
+            }
+            // Not known yet (`Cluster::open` notes it when it decodes the snapshot at start):
+            // the membership is in the state.
+            let state = State::from_snapshot(&snapshot)
+                .map_err(|e| cstore_core::storage::StorageError::Corrupt(e.to_string()))?;
+            let meta = snapshot_meta_of(&state, log_id);
+            log.note_snapshot_meta(meta.clone());
+            Ok(Some((snapshot, meta)))
+        })
+        .await
     }
 
     fn note_cluster_id(&self, id: &str) -> io::Result<()> {
@@ -276,8 +302,11 @@ impl<C: CstoreTypeConfig, S: SnapshotStore> RaftSnapshotBuilder<C> for StateMach
             let state = self.local.state.read().expect("state lock poisoned");
             (state.snapshot(), self.snapshot_meta())
         };
-        if let Some(log_id) = meta.last_log_id {
-            self.log.save_snapshot(snapshot.clone(), log_id).await?;
+        if meta.last_log_id.is_some() {
+            self.log
+                .save_snapshot(snapshot.clone(), meta.clone())
+                .await?;
+            metrics::gauge!("cstore_cluster_snapshot_lsn").set(snapshot.position.lsn.0 as f64);
         }
         Ok(SnapshotOf {
             meta,
@@ -338,7 +367,9 @@ impl<C: CstoreTypeConfig, S: SnapshotStore> RaftStateMachine<C> for StateMachine
         }
         let state = State::from_snapshot(&snapshot)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
-        self.log.install_snapshot(snapshot.clone(), log_id).await?;
+        self.log
+            .install_snapshot(snapshot.clone(), meta.clone())
+            .await?;
         let position = state.applied();
         {
             let mut current = self.local.state.write().expect("state lock poisoned");
@@ -349,21 +380,16 @@ impl<C: CstoreTypeConfig, S: SnapshotStore> RaftStateMachine<C> for StateMachine
         self.local.tail.reset(position);
         self.local.applied.send_replace(position.lsn);
         metrics::counter!("cstore_cluster_snapshot_installs_total").increment(1);
+        metrics::gauge!("cstore_cluster_snapshot_lsn").set(position.lsn.0 as f64);
         Ok(())
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<SnapshotOf>, io::Error> {
-        let Some((snapshot, log_id)) = self.log.current_snapshot().await? else {
+        let Some((snapshot, meta)) = self.log.current_snapshot().await? else {
             return Ok(None);
         };
-        let state = State::from_snapshot(&snapshot)
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
-        let membership = stored_membership(&state).unwrap_or_default();
         Ok(Some(SnapshotOf {
-            meta: RaftSnapshotMeta {
-                last_log_id: Some(log_id),
-                last_membership: membership,
-            },
+            meta,
             snapshot: Cursor::new(encode_snapshot(&snapshot)),
         }))
     }

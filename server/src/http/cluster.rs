@@ -7,7 +7,8 @@
 //!                                      else ────────► forwarded to the leader, its answer back
 //!                                      no leader known (election) ─► wait ≤ 2 election
 //!                                      timeouts, then 503 not_leader
-//!  /v1/raft/{append,vote,pre-vote,snapshot,transfer}  postcard in, postcard out (admin scope)
+//!  /v1/raft/{append,vote,pre-vote,transfer}           postcard in, postcard out (admin scope)
+//!  /v1/raft/snapshot/{offer,chunk,install}             the same, a snapshot in resumable chunks
 //!  /v1/cluster/{transfer,add,remove}                   JSON, admin scope, run on the leader
 //! ```
 
@@ -30,7 +31,11 @@ use super::AppState;
 use super::auth::{Authorized, NeedsAdmin};
 use super::error::ApiError;
 use super::forward::{FORWARDED_BY, forward_to};
-use crate::cluster::network::{CLUSTER_HEADER, MESSAGE_BYTES_MAX, POSTCARD, SNAPSHOT_BYTES_MAX};
+use crate::cluster::network::{CLUSTER_HEADER, MESSAGE_BYTES_MAX, POSTCARD};
+use crate::cluster::snapshot_transfer::{
+    Receiver, SNAPSHOT_CHUNK_BYTES_MAX, SnapshotChunk, SnapshotHeld, SnapshotInstall,
+    SnapshotOffer, TransferError,
+};
 use crate::cluster::types::ClusterTypes;
 use crate::cluster::{Cluster, ClusterError};
 use crate::leader::WriteError;
@@ -135,27 +140,77 @@ pub async fn pre_vote(
     .await
 }
 
-/// `POST /v1/raft/snapshot`: a whole snapshot from the leader.
-pub async fn snapshot(
+/// Runs `f` on the snapshot receiver, on the blocking pool (it writes and reads files).
+async fn on_receiver<T: Send + 'static>(
+    cluster: &Cluster,
+    f: impl FnOnce(&Receiver) -> Result<T, TransferError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let receiver = std::sync::Arc::clone(cluster.snapshot_receiver());
+    tokio::task::spawn_blocking(move || f(&receiver))
+        .await
+        .map_err(|e| ApiError::Internal(format!("snapshot receiver task: {e}")))?
+        .map_err(|e| ApiError::Cluster(ClusterError::Transfer(e)))
+}
+
+/// Answers a transfer step the way the Raft routes answer (a postcard `Result`).
+fn held_response(held: SnapshotHeld) -> Response {
+    postcard_response(&Ok::<_, RaftError<ClusterTypes>>(held))
+}
+
+/// `POST /v1/raft/snapshot/offer`: the leader will send this snapshot; the answer says how
+/// many of its bytes this member holds already (a cut transfer resumes from there).
+pub async fn snapshot_offer(
     _: Authorized<NeedsAdmin>,
     State(app): State<AppState>,
     request: Request,
 ) -> Result<Response, ApiError> {
-    relay(
-        &app,
-        request,
-        SNAPSHOT_BYTES_MAX,
-        |raft, (vote, meta, data): (_, _, Vec<u8>)| async move {
-            let snapshot = openraft::alias::SnapshotOf::<ClusterTypes, std::io::Cursor<Vec<u8>>> {
-                meta,
-                snapshot: std::io::Cursor::new(data),
-            };
-            raft.install_full_snapshot(vote, snapshot)
-                .await
-                .map_err(fatal)
-        },
-    )
-    .await
+    let cluster = member_of_same_cluster(&app, request.headers())?.clone();
+    let offer: SnapshotOffer = decode(request, MESSAGE_BYTES_MAX).await?;
+    let held = on_receiver(&cluster, move |r| r.offer(&offer)).await?;
+    Ok(held_response(held))
+}
+
+/// `POST /v1/raft/snapshot/chunk`: bytes of the snapshot offered, checked by their hash and
+/// offset before they are kept.
+pub async fn snapshot_chunk(
+    _: Authorized<NeedsAdmin>,
+    State(app): State<AppState>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let cluster = member_of_same_cluster(&app, request.headers())?.clone();
+    let chunk: SnapshotChunk = decode(request, SNAPSHOT_CHUNK_BYTES_MAX + 4096).await?;
+    let held = on_receiver(&cluster, move |r| r.chunk(&chunk)).await?;
+    Ok(held_response(held))
+}
+
+/// `POST /v1/raft/snapshot/install`: every chunk was sent; the whole snapshot is checked
+/// against its SHA-256 and handed to openraft.
+pub async fn snapshot_install(
+    _: Authorized<NeedsAdmin>,
+    State(app): State<AppState>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let cluster = member_of_same_cluster(&app, request.headers())?.clone();
+    let install: SnapshotInstall = decode(request, MESSAGE_BYTES_MAX).await?;
+    let (id, total_bytes) = (install.id, install.total_bytes);
+    let bytes = on_receiver(&cluster, move |r| r.complete(&id, total_bytes)).await?;
+    let snapshot = openraft::alias::SnapshotOf::<ClusterTypes, std::io::Cursor<Vec<u8>>> {
+        meta: install.meta,
+        snapshot: std::io::Cursor::new(bytes),
+    };
+    let answer = cluster
+        .raft()
+        .install_full_snapshot(install.vote, snapshot)
+        .await
+        .map_err(fatal);
+    if answer.is_ok() {
+        on_receiver(&cluster, move |r| {
+            r.installed(&id);
+            Ok(())
+        })
+        .await?;
+    }
+    Ok(postcard_response(&answer))
 }
 
 /// `POST /v1/raft/transfer`: the leader hands its office to this member.

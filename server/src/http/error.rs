@@ -258,6 +258,13 @@ pub fn status_for(code: &str) -> StatusCode {
         | "unknown_member"
         | "not_clustered" => StatusCode::NOT_FOUND,
         "invalid_url" | "last_voter" => StatusCode::BAD_REQUEST,
+        "snapshot_chunk_corrupt" | "snapshot_chunk_invalid" | "snapshot_hash_mismatch" => {
+            StatusCode::BAD_REQUEST
+        }
+        "snapshot_offset_mismatch" | "snapshot_id_mismatch" | "snapshot_incomplete" => {
+            StatusCode::CONFLICT
+        }
+        "snapshot_too_large" => StatusCode::PAYLOAD_TOO_LARGE,
         "method_not_allowed" => StatusCode::METHOD_NOT_ALLOWED,
         // `?as_of_lsn=` below the retained log, or past what this node applied.
         "lsn_compacted" => StatusCode::GONE,

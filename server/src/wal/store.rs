@@ -79,6 +79,38 @@ pub struct FileStore {
     _lock: File,
 }
 
+/// A side record of the data directory, written and read without the store (see
+/// [`FileStore::side_record_file`]).
+#[derive(Clone, Debug)]
+pub struct SideRecordFile {
+    dir: PathBuf,
+    name: String,
+}
+
+impl SideRecordFile {
+    /// Replaces the record durably and atomically: a crash leaves the old record or the new.
+    pub fn save_blocking<T: serde::Serialize>(&self, value: &T) -> StorageResult<()> {
+        let mut stats = WalStats::default();
+        write_record_file(
+            &self.dir,
+            &self.name,
+            RecordKind::Metadata,
+            value,
+            &mut stats,
+        )
+    }
+
+    /// The record; `None` when there is none, `Corrupt` when it is damaged.
+    pub fn load<T: serde::de::DeserializeOwned>(&self) -> StorageResult<Option<T>> {
+        read_record_file(&self.dir.join(&self.name), RecordKind::Metadata)
+    }
+
+    /// The record's path (tests damage it).
+    pub fn path(&self) -> PathBuf {
+        self.dir.join(&self.name)
+    }
+}
+
 impl FileStore {
     /// Opens (creating if needed) the store in `dir` with default options, recovering it.
     pub fn open(dir: impl AsRef<Path>) -> StorageResult<FileStore> {
@@ -292,6 +324,21 @@ impl FileStore {
         name: &str,
     ) -> StorageResult<Option<T>> {
         read_record_file(&self.dir.join(name), RecordKind::Metadata)
+    }
+
+    /// A handle on the side record `name` that does not borrow the store, for a record a
+    /// thread of its own rewrites often (the cluster's committed index): its syncs then never
+    /// hold up the store's appends. Saved and read like [`Self::save_side_record_blocking`]'s
+    /// records (temp file, sync, rename, directory sync; one checksummed record).
+    pub fn side_record_file(&self, name: &str) -> SideRecordFile {
+        assert!(
+            ![META_FILE, WAL_DIR, "LOCK"].contains(&name) && !name.contains('/'),
+            "side record {name:?} would replace the store's own files"
+        );
+        SideRecordFile {
+            dir: self.dir.clone(),
+            name: name.to_string(),
+        }
     }
 
     /// The metadata last saved (kept in memory; read from disk at open).

@@ -10,6 +10,8 @@
 //!  both: truncate_after / purge / save_vote ─► wait for the appends before them and sync
 //!          (one fsync after a seeded delay) ─► durable ─► return
 //!        snapshot save / install ─► durable at once (the file store's synced snapshot + record)
+//!        save_committed ─► written now, durable at the next fsync (the server saves it lazily);
+//!                          read back at start clamped to the log held, as the server does
 //!        crash ─► readable := durable, pending writes and their callbacks dropped, epoch + 1
 //! ```
 //!
@@ -32,10 +34,11 @@ use std::time::Duration;
 
 use cstore_core::log::LogEntry;
 use cstore_core::{LogPosition, Lsn, Snapshot};
+use cstore_server::cluster::committed::committed_in_log;
 use cstore_server::cluster::entry::{log_id_of, lsn_of, to_log_entry, to_raft_entry};
 use cstore_server::cluster::log_store::index_bounds;
 use cstore_server::cluster::state_machine::SnapshotStore;
-use cstore_server::cluster::types::{RaftEntry, RaftLogId, RaftVote};
+use cstore_server::cluster::types::{RaftEntry, RaftLogId, RaftSnapshotMeta, RaftVote};
 use openraft::storage::{IOFlushed, LogState, RaftLogStorage};
 use openraft::{AsyncRuntime, OptionalSend, RaftLogReader};
 
@@ -74,6 +77,8 @@ pub struct Image {
     pub entries: BTreeMap<Lsn, LogEntry>,
     /// The last vote saved.
     pub vote: Option<RaftVote>,
+    /// The last committed log id saved (`save_committed`).
+    pub committed: Option<RaftLogId>,
 }
 
 impl Image {
@@ -118,6 +123,7 @@ impl Image {
                 }
             }
             IoOp::Vote(vote) => self.vote = Some(*vote),
+            IoOp::Committed(id) => self.committed = self.committed.max(Some(*id)),
         }
     }
 
@@ -158,6 +164,9 @@ enum IoOp {
         at: LogPosition,
     },
     Vote(RaftVote),
+    /// The committed index: like the server's commit saver, durable some time later (here at
+    /// the next fsync), and read back clamped to the log that survived.
+    Committed(RaftLogId),
 }
 
 /// What a disk did, for the report.
@@ -180,6 +189,8 @@ pub struct Disk {
     flush_scheduled: bool,
     /// The snapshot last saved or installed, durable when the call returns.
     pub snapshot: Option<(Snapshot, RaftLogId)>,
+    /// That snapshot's meta (saved with it).
+    pub snapshot_meta: Option<RaftSnapshotMeta>,
     pub cluster_id: Option<String>,
     /// Every vote whose `save_vote` returned, in order (an observation for the invariants: it
     /// survives crashes, the member's memory does not).
@@ -235,6 +246,7 @@ impl Disk {
             callbacks: Vec::new(),
             flush_scheduled: false,
             snapshot: None,
+            snapshot_meta: None,
             cluster_id: None,
             votes_saved: Vec::new(),
             changed_from: None,
@@ -467,6 +479,27 @@ impl RaftLogStorage<SimTypes> for SimLogStore {
         Ok(())
     }
 
+    async fn save_committed(&mut self, committed: Option<RaftLogId>) -> Result<(), io::Error> {
+        let mut d = lock(&self.disk);
+        d.check(self.epoch)?;
+        if let Some(id) = committed {
+            d.write(IoOp::Committed(id));
+        }
+        Ok(())
+    }
+
+    async fn read_committed(&mut self) -> Result<Option<RaftLogId>, io::Error> {
+        let d = lock(&self.disk);
+        d.check(self.epoch)?;
+        let image = &d.visible;
+        Ok(committed_in_log(
+            image.committed,
+            image.purged,
+            image.last_log_id(),
+            |index| image.entry(lsn_of(index)).map(log_id_of),
+        ))
+    }
+
     async fn truncate_after(&mut self, last_log_id: Option<RaftLogId>) -> Result<(), io::Error> {
         let from = last_log_id.map_or(Lsn(1), |id| lsn_of(id.index()).next());
         self.sync_write(|_| Ok(IoOp::Truncate { from })).await
@@ -502,14 +535,19 @@ pub struct SimSnapshots {
 }
 
 impl SnapshotStore for SimSnapshots {
-    async fn save_snapshot(&self, snapshot: Snapshot, log_id: RaftLogId) -> io::Result<()> {
+    async fn save_snapshot(&self, snapshot: Snapshot, meta: RaftSnapshotMeta) -> io::Result<()> {
         let mut d = lock(&self.disk);
         d.check(self.epoch)?;
+        let log_id = meta.last_log_id.expect("a saved snapshot has a log id");
         d.snapshot = Some((snapshot, log_id));
+        d.snapshot_meta = Some(meta);
         Ok(())
     }
 
-    async fn install_snapshot(&self, snapshot: Snapshot, log_id: RaftLogId) -> io::Result<()> {
+    async fn install_snapshot(&self, snapshot: Snapshot, meta: RaftSnapshotMeta) -> io::Result<()> {
+        let log_id = meta
+            .last_log_id
+            .expect("an installed snapshot has a log id");
         let callbacks = {
             let mut d = lock(&self.disk);
             d.check(self.epoch)?;
@@ -519,16 +557,20 @@ impl SnapshotStore for SimSnapshots {
             d.visible.install(&snapshot, log_id);
             d.changed(Lsn(1));
             d.snapshot = Some((snapshot, log_id));
+            d.snapshot_meta = Some(meta);
             callbacks
         };
         fire(callbacks);
         Ok(())
     }
 
-    async fn current_snapshot(&self) -> io::Result<Option<(Snapshot, RaftLogId)>> {
+    async fn current_snapshot(&self) -> io::Result<Option<(Snapshot, RaftSnapshotMeta)>> {
         let d = lock(&self.disk);
         d.check(self.epoch)?;
-        Ok(d.snapshot.clone())
+        Ok(d.snapshot
+            .as_ref()
+            .map(|(snapshot, _)| snapshot.clone())
+            .zip(d.snapshot_meta.clone()))
     }
 
     fn note_cluster_id(&self, id: &str) -> io::Result<()> {
