@@ -33,6 +33,7 @@ use cstore_core::storage::StorageError;
 use cstore_core::{LogPosition, Lsn};
 use openraft::storage::{IOFlushed, LogState, RaftLogStorage};
 use openraft::{OptionalSend, RaftLogReader};
+use tracing::warn;
 
 use super::committed::{COMMITTED_RECORD, CommitSaver, committed_in_log};
 use super::entry::{log_id_of, lsn_of, to_log_entry, to_raft_entry};
@@ -351,20 +352,56 @@ impl LogShared {
             .filter(|meta| meta.last_log_id == Some(log_id))
     }
 
-    /// The snapshot last saved or installed, with its log id, if the side record knows it.
+    /// The snapshot last saved or installed, with its log id.
+    ///
+    /// A crash between the snapshot file and the side record (in [`Self::save_snapshot`])
+    /// leaves the file newer than the record says, and the older snapshot file is gone. The
+    /// log is purged only after the record names the new snapshot, so the log still holds the
+    /// new snapshot's entry: its log id is read from there (same LSN and hash, or nothing) and
+    /// the record is brought up to date. Without it the member would start from an empty state
+    /// over a log purged past the old snapshot.
     pub fn current_snapshot(&self) -> Result<Option<(Snapshot, RaftLogId)>, StorageError> {
         let Some(snapshot) = lock(&self.store).load_snapshot_blocking()? else {
             return Ok(None);
         };
-        let Some(log_id) = lock(&self.side).snapshot else {
+        let recorded = lock(&self.side).snapshot;
+        if let Some(log_id) = recorded
+            && lsn_of(log_id.index()) == snapshot.position.lsn
+        {
+            return Ok(Some((snapshot, log_id)));
+        }
+        let Some(log_id) = self.log_id_in_log(snapshot.position)? else {
+            warn!(
+                snapshot_lsn = snapshot.position.lsn.0,
+                recorded = ?recorded,
+                "the snapshot file is not the one the side record names, and the log does not \
+                 hold its entry: it is not used"
+            );
             return Ok(None);
         };
-        // A crash between the snapshot file and the side record leaves them apart: then there
-        // is no usable snapshot, and openraft builds a new one.
-        if lsn_of(log_id.index()) != snapshot.position.lsn {
+        warn!(
+            snapshot_lsn = snapshot.position.lsn.0,
+            recorded = ?recorded,
+            "the side record named an older snapshot (a crash while a snapshot was saved): \
+             taking the newer one, whose entry the log holds"
+        );
+        self.save_side(|side| side.snapshot = Some(log_id))?;
+        Ok(Some((snapshot, log_id)))
+    }
+
+    /// The log id of the stored entry at `position` (same LSN and hash), if the log holds it.
+    fn log_id_in_log(&self, position: LogPosition) -> Result<Option<RaftLogId>, StorageError> {
+        let store = lock(&self.store);
+        let state = store.log_state();
+        if position.lsn < state.first || position.lsn > state.last.lsn || position.lsn == Lsn::ZERO
+        {
             return Ok(None);
         }
-        Ok(Some((snapshot, log_id)))
+        let held = store.read_range_blocking(position.lsn, position.lsn.next())?;
+        Ok(held
+            .first()
+            .filter(|entry| entry.position() == position)
+            .map(log_id_of))
     }
 
     fn entries(&self, start: u64, end: u64) -> io::Result<Vec<RaftEntry>> {
@@ -965,5 +1002,50 @@ mod tests {
         assert_eq!(log.side().snapshot, Some(id));
         assert!(log.current_snapshot().unwrap().is_some());
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_crash_between_the_snapshot_file_and_the_side_record_keeps_the_newer_snapshot() {
+        let dir = temp_dir("snapshot-crash");
+        let log = open(&dir);
+        append(&log, (0..6).map(|i| entry(1, i)).collect());
+        let mut state = State::new();
+        let mut snapshots = Vec::new();
+        for i in 0..6 {
+            let e = to_log_entry(state.applied(), &entry(1, i));
+            state.apply(&e).unwrap();
+            snapshots.push(state.snapshot());
+        }
+        let at = |index: u64| RaftSnapshotMeta {
+            last_log_id: Some(RaftLogId::new_term_index(1, index)),
+            ..RaftSnapshotMeta::default()
+        };
+        log.save_snapshot(&snapshots[2], &at(2)).unwrap();
+        // The crash: the file store wrote the snapshot at index 4; the side record still names 2.
+        lock(&log.store)
+            .save_snapshot_blocking(&snapshots[4])
+            .unwrap();
+        drop(log);
+
+        let log = open(&dir);
+        let (snapshot, log_id) = log.current_snapshot().unwrap().expect("a usable snapshot");
+        assert_eq!(snapshot.position, snapshots[4].position);
+        assert_eq!(log_id, RaftLogId::new_term_index(1, 4));
+        assert_eq!(log.side().snapshot, Some(log_id), "the record is repaired");
+        drop(log);
+        assert!(open(&dir).current_snapshot().unwrap().is_some());
+
+        // A snapshot file whose entry the log does not hold (another history) is not used.
+        let other_dir = temp_dir("snapshot-foreign");
+        let other = open(&other_dir);
+        append(&other, (0..6).map(|i| entry(2, i)).collect());
+        lock(&other.store)
+            .save_snapshot_blocking(&snapshots[4])
+            .unwrap();
+        assert!(other.current_snapshot().unwrap().is_none());
+        assert_eq!(other.side().snapshot, None);
+        drop(other);
+        std::fs::remove_dir_all(&dir).unwrap();
+        std::fs::remove_dir_all(&other_dir).unwrap();
     }
 }
