@@ -298,7 +298,12 @@ impl Node {
             }
             Node::Follower(follower) => Arc::new(follower.relay_source()),
             Node::Cluster(cluster) => {
-                Arc::new(crate::cluster::source::ClusterSource::new(cluster.clone()))
+                let member = cluster.clone();
+                Arc::new(LocalSource::new(
+                    Arc::clone(cluster.local()),
+                    cluster.node_id(),
+                    move || member.term(),
+                ))
             }
         };
         Replicator::new(source, session, auth)

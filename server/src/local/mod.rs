@@ -38,7 +38,7 @@ use crate::replicate::LogTail;
 
 pub use recovery::StartError;
 use recovery::recover;
-pub use source::LocalSource;
+pub use source::{CommittedCopy, LocalSource};
 
 /// The part of a local copy that readers share: the state, the tail of recent entries and
 /// the applied position, all of them durable.

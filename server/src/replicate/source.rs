@@ -7,10 +7,9 @@
 //! trait and does not know who implements it (nothing here imports a role):
 //!
 //! ```text
-//!  Leader ───┐  local copy                              ┌─► committed watch, tail reads
-//!  Follower ─┴► (local::LocalSource) ─┐                 │
-//!                                     ├─► dyn ReplicationSource
-//!  Cluster member ─► ClusterSource ───┘                 └─► snapshot_at_least(min_lsn)
+//!  Leader ─────────┐  its local copy                      ┌─► committed watch, tail reads
+//!  Follower ───────┼─► local::LocalSource ─► dyn ReplicationSource
+//!  Cluster member ─┘  (committed entries only)           └─► snapshot_at_least(min_lsn)
 //! ```
 //!
 //! Snapshots are expensive (the whole state, encoded): each source caches the last one
