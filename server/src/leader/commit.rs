@@ -89,8 +89,8 @@ pub(crate) async fn run<S: LogStore>(
     }
 }
 
-/// While the disk is full, an expiry tick is tried at most this often: each refused batch
-/// rebuilds the state, and a deadline already past would otherwise retry at once, forever.
+/// While the disk is full, an expiry tick is tried at most this often: a deadline already past
+/// would otherwise retry at once, forever (each try a write to the full disk).
 const FULL_DISK_TICK_RETRY: Duration = Duration::from_secs(1);
 
 /// How long until the next document expires, if any does.

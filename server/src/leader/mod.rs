@@ -39,7 +39,7 @@ mod tests;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot};
 
 use cstore_core::doc::IdGenerator;
 use cstore_core::error::ErrorCode;
@@ -48,7 +48,6 @@ use cstore_core::storage::{LogStore, StorageError};
 use cstore_core::{Lsn, ReplicaId, Term, Txn};
 
 use crate::local::{Local, LocalCopy};
-use crate::replicate::LogTail;
 
 pub use crate::local::StartError;
 
@@ -61,7 +60,7 @@ pub struct LeaderConfig {
     pub queue_max: usize,
     /// Write a snapshot and compact the log after this many entries.
     pub checkpoint_every_entries: u64,
-    /// Bound of the replication tail ([`LogTail`]) in bytes.
+    /// Bound of the replication tail ([`LogTail`](crate::replicate::LogTail)) in bytes.
     pub tail_bytes_max: u64,
 }
 
@@ -340,16 +339,6 @@ impl Leader {
             .lock()
             .expect("poisoned")
             .next_id(crate::clock::now_ms())
-    }
-
-    /// Watches the committed (durable) LSN.
-    pub fn committed(&self) -> watch::Receiver<Lsn> {
-        self.shared.local.applied()
-    }
-
-    /// The replication tail: the newest durable entries and a watch of the committed position.
-    pub fn tail(&self) -> &LogTail {
-        self.shared.local.tail()
     }
 
     /// The local copy readers and replication sessions share.

@@ -22,6 +22,8 @@
 
 mod recovery;
 mod source;
+#[cfg(test)]
+mod tests;
 
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
