@@ -15,6 +15,7 @@ pub mod edge;
 pub mod follower;
 pub mod http;
 pub mod leader;
+pub mod local;
 pub mod metrics;
 pub mod node;
 pub mod replicate;

@@ -8,7 +8,7 @@
 //! trait object: a read costs one `match`, no boxed future.
 //!
 //! ```text
-//!  read(min_lsn, f) ─┬─ Leader:   wait committed ≥ min_lsn ─► read_durable(f)
+//!  read(min_lsn, f) ─┬─ Leader:   wait committed ≥ min_lsn ─► read(f)    (applied ⇒ durable)
 //!                    ├─ Follower: wait applied ≥ min_lsn ───► read(f)   (applied ⇒ durable)
 //!                    └─ Cluster:  [linearizable: read index from the leader]
 //!                                 wait applied ≥ max(min_lsn, index) ► read(f)  (applied ⇒ committed)
@@ -26,6 +26,7 @@ use crate::auth::TokenKey;
 use crate::cluster::{Cluster, ClusterError};
 use crate::follower::Follower;
 use crate::leader::{Leader, WriteError};
+use crate::local::LocalSource;
 use crate::replicate::Replicator;
 
 /// Default bound on a `min_lsn` wait.
@@ -135,7 +136,7 @@ impl Node {
                         }
                     }
                 }
-                Ok(leader.read_durable(f).await?)
+                Ok(leader.read(f))
             }
             Node::Follower(follower) => {
                 if floor.linearizable {
@@ -274,8 +275,8 @@ impl Node {
         }
     }
 
-    /// The serving side of replication for this node: the leader's log, or (relay) the
-    /// follower's own.
+    /// The serving side of replication for this node: its local copy (the leader's, or a
+    /// relaying follower's), or a cluster member's committed copy.
     pub fn replicator(&self, auth: Option<Arc<TokenKey>>) -> Replicator {
         self.replicator_with(auth, SessionConfig::default())
     }
@@ -287,10 +288,22 @@ impl Node {
         session: SessionConfig,
     ) -> Replicator {
         let source: Arc<dyn crate::replicate::ReplicationSource> = match self {
-            Node::Leader(leader) => Arc::new(crate::replicate::LeaderSource::new(leader.clone())),
+            Node::Leader(leader) => {
+                let term = leader.term();
+                Arc::new(LocalSource::new(
+                    Arc::clone(leader.local()),
+                    leader.node_id(),
+                    move || term,
+                ))
+            }
             Node::Follower(follower) => Arc::new(follower.relay_source()),
             Node::Cluster(cluster) => {
-                Arc::new(crate::cluster::source::ClusterSource::new(cluster.clone()))
+                let member = cluster.clone();
+                Arc::new(LocalSource::new(
+                    Arc::clone(cluster.local()),
+                    cluster.node_id(),
+                    move || member.term(),
+                ))
             }
         };
         Replicator::new(source, session, auth)

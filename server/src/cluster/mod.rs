@@ -6,7 +6,7 @@
 //!        └─► openraft client_write(Proposal) ─► log_store (file WAL, fsync) ─► network ─► peers
 //!                 majority durable ─► committed ─► state_machine::apply ─► Outcome ─► reply
 //!   HTTP read ─► Local copy (committed entries only; `min_lsn`, or a ReadIndex first)
-//!   /v1/replicate ─► ClusterSource over the same Local copy (read replicas, browsers)
+//!   /v1/replicate ─► local::LocalSource over the same Local copy (read replicas, browsers)
 //! ```
 //!
 //! Three modules with one narrow interface each (openraft's Engine/Command split is the

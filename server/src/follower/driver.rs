@@ -37,7 +37,7 @@ use cstore_core::replication::{
 use cstore_core::storage::StorageError;
 use cstore_core::{LogPosition, Lsn};
 
-use super::local::{LocalCopy, LocalError};
+use super::local::{FollowerCopy, LocalError};
 use super::{Connection, FollowError, FollowerConfig, LastError, leader_http_base};
 use crate::clock::now_ms;
 
@@ -55,7 +55,7 @@ enum SessionEnd {
 }
 
 /// Runs until the follower is shut down; closes the store (its lock) when it returns.
-pub(super) async fn run(mut local: LocalCopy) {
+pub(super) async fn run(mut local: FollowerCopy) {
     let shared = std::sync::Arc::clone(&local.shared);
     let config = shared.config.clone();
     let mut stop = shared.stop.subscribe();
@@ -144,7 +144,7 @@ pub(super) async fn run(mut local: LocalCopy) {
 }
 
 /// Replication stops for good (until a restart); reads go on.
-fn fail(local: &LocalCopy, error: FollowError) {
+fn fail(local: &FollowerCopy, error: FollowError) {
     warn!(code = error.code(), %error, "replication stopped; reads continue from the local copy");
     let mut progress = local.shared.progress();
     progress.connection = Connection::Stopped;
@@ -154,7 +154,7 @@ fn fail(local: &LocalCopy, error: FollowError) {
     });
 }
 
-fn set_connection(local: &LocalCopy, connection: Connection) {
+fn set_connection(local: &FollowerCopy, connection: Connection) {
     local.shared.progress().connection = connection;
 }
 
@@ -203,7 +203,7 @@ impl Members {
     /// can be followed.
     async fn connect(
         &mut self,
-        local: &mut LocalCopy,
+        local: &mut FollowerCopy,
         config: &FollowerConfig,
     ) -> Result<Socket, FollowError> {
         let expected = match &self.followed {
@@ -278,7 +278,7 @@ impl Members {
     /// time one is followed.
     async fn open(
         &mut self,
-        local: &mut LocalCopy,
+        local: &mut FollowerCopy,
         expected: &Option<String>,
         index: usize,
         cluster_id: Option<String>,
@@ -294,7 +294,7 @@ impl Members {
     }
 
     /// Makes `index` the member followed (writes are forwarded there too).
-    fn follow(&mut self, local: &LocalCopy, index: usize) {
+    fn follow(&mut self, local: &FollowerCopy, index: usize) {
         let url = self.urls[index].clone();
         if let Ok(base) = leader_http_base(&url) {
             *local.shared.leader_http.lock().expect("poisoned") = base;
@@ -384,7 +384,7 @@ async fn connect(url: &str, config: &FollowerConfig) -> Result<Socket, FollowErr
 
 /// One connection: hello, then frames, ticks and commands until it ends.
 async fn session(
-    local: &mut LocalCopy,
+    local: &mut FollowerCopy,
     replica: &mut Replica,
     socket: Socket,
     stop: &mut watch::Receiver<bool>,
@@ -456,7 +456,7 @@ async fn session(
 
 /// Turns one WebSocket message into the replica's commands.
 fn on_message(
-    local: &LocalCopy,
+    local: &FollowerCopy,
     replica: &mut Replica,
     message: Option<Result<Message, tungstenite::Error>>,
 ) -> Result<Vec<ReplicaCommand>, FollowError> {
@@ -491,7 +491,7 @@ fn on_message(
 /// Carries out the replica's commands in order. Consecutive `Persist`s share one append (one
 /// fsync). Returns the error that ends the session, if one does.
 async fn execute<S>(
-    local: &mut LocalCopy,
+    local: &mut FollowerCopy,
     replica: &mut Replica,
     sink: &mut S,
     commands: Vec<ReplicaCommand>,
@@ -550,7 +550,7 @@ where
 
 /// Appends and applies the pending entries; the replica's answer (an ack) comes back.
 async fn flush(
-    local: &mut LocalCopy,
+    local: &mut FollowerCopy,
     replica: &mut Replica,
     pending: &mut Vec<LogEntry>,
 ) -> Result<Vec<ReplicaCommand>, FollowError> {
@@ -573,7 +573,7 @@ where
 }
 
 /// Copies the replica's view into the status and the metrics.
-fn publish(local: &LocalCopy, replica: &Replica) {
+fn publish(local: &FollowerCopy, replica: &Replica) {
     let lag = replica.lag();
     let mut progress = local.shared.progress();
     progress.term = replica.term();

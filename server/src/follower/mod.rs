@@ -20,18 +20,18 @@
 //! An entry is applied only after it is durable, so every read here returns data that a crash
 //! cannot take back. A restart recovers the state like the leader does (snapshot, then the log)
 //! and says hello with its durable position: nothing is downloaded twice. Writes sent to a
-//! follower are forwarded to the leader over HTTP (see `http::forward`). Its own log is served
-//! to followers of its own (relay, `relay.rs`).
+//! follower are forwarded to the leader over HTTP (see `http::forward`). Its local copy
+//! (`crate::local`) is served to followers of its own (relay) by the same `LocalSource` as
+//! the leader's.
 
 mod driver;
 mod error;
 mod local;
-mod relay;
 mod status;
 #[cfg(test)]
 mod tests;
 
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -40,11 +40,9 @@ use cstore_core::state::State;
 use cstore_core::{Lsn, ReplicaId};
 
 pub use error::FollowError;
-pub use relay::RelaySource;
 pub use status::{Connection, FollowerStatus, LastError, Progress};
 
-use crate::leader::{StartError, recover};
-use crate::replicate::LogTail;
+use crate::local::{Local, LocalCopy, LocalSource, StartError};
 use crate::wal::FileStore;
 
 /// Tunables of a follower.
@@ -138,11 +136,11 @@ pub fn leader_http_base(leader_url: &str) -> Result<String, InvalidLeaderUrl> {
     Ok(format!("{scheme}://{authority}"))
 }
 
-/// State shared by the handle and the replication thread.
+/// What the handle and the replication thread share besides the local copy.
 pub(crate) struct Shared {
-    pub(crate) state: RwLock<State>,
-    /// The applied (and durable) LSN; `min_lsn` readers wait on it.
-    pub(crate) applied: watch::Sender<Lsn>,
+    /// The state, tail (for downstream followers: relay) and applied watch, durable entries
+    /// only; the replication thread owns the store and writes the copy.
+    pub(crate) local: Arc<Local>,
     pub(crate) node_id: ReplicaId,
     pub(crate) config: FollowerConfig,
     /// The HTTP base of the member followed now: where writes are forwarded (any member
@@ -150,8 +148,6 @@ pub(crate) struct Shared {
     pub(crate) leader_http: Mutex<String>,
     pub(crate) http: reqwest::Client,
     pub(crate) progress: Mutex<Progress>,
-    /// Recent durable entries, for downstream followers (relay).
-    pub(crate) tail: LogTail,
     /// Set to ask the replication thread to stop.
     pub(crate) stop: watch::Sender<bool>,
     /// Set by the replication thread once it stopped and closed the store.
@@ -196,13 +192,14 @@ impl Follower {
     /// Recovers the local copy from `store` (like the leader recovers) and starts replicating
     /// from `config.urls` on a thread of its own.
     pub async fn open(
-        mut store: FileStore,
+        store: FileStore,
         config: FollowerConfig,
     ) -> Result<Follower, FollowerStartError> {
         check_follow_urls(&config.urls)?;
         let leader_http = Mutex::new(leader_http_base(&config.urls[0])?);
         // A fresh follower has seen no term: the leader's Welcome sets it.
-        let (metadata, state, _) = recover(&mut store, cstore_core::Term(0)).await?;
+        let (copy, _) =
+            LocalCopy::recover(store, cstore_core::Term(0), config.tail_bytes_max).await?;
         let http = crate::edge::tls::http_client_builder()
             .timeout(Duration::from_secs(30))
             // Below the members' idle timeout (60 s by default): the pool drops a connection
@@ -210,14 +207,14 @@ impl Follower {
             .pool_idle_timeout(Duration::from_secs(30))
             .build()
             .map_err(|e| FollowerStartError::Client(e.to_string()))?;
-        let durable = store.log_state().last.lsn;
+        let durable = copy.position().lsn;
         assert_eq!(
             durable,
-            state.applied().lsn,
+            copy.local().applied_lsn(),
             "recovery applies every entry the store holds"
         );
         let progress = Progress {
-            term: metadata.term,
+            term: copy.metadata().term,
             leader_id: None,
             durable_lsn: durable,
             leader_committed_lsn: durable,
@@ -231,23 +228,19 @@ impl Follower {
             entries_received: 0,
             snapshot_installs: 0,
         };
-        let tail = LogTail::new(state.applied(), config.tail_bytes_max);
-        let (applied, _) = watch::channel(state.applied().lsn);
         let (stop, _) = watch::channel(false);
         let (stopped, _) = watch::channel(false);
         let shared = Arc::new(Shared {
-            state: RwLock::new(state),
-            applied,
-            node_id: metadata.node_id,
+            local: Arc::clone(copy.local()),
+            node_id: copy.metadata().node_id,
             config,
             leader_http,
             http,
             progress: Mutex::new(progress),
-            tail,
             stop,
             stopped,
         });
-        let local = local::LocalCopy::new(store, metadata, Arc::clone(&shared));
+        let local = local::FollowerCopy::new(copy, Arc::clone(&shared));
         std::thread::Builder::new()
             .name("cstore-follow".into())
             .spawn(move || {
@@ -263,25 +256,27 @@ impl Follower {
 
     /// Runs `f` on the current state under the read lock. Everything in it is durable here.
     pub fn read<R>(&self, f: impl FnOnce(&State) -> R) -> R {
-        f(&self.shared.state.read().expect("state lock poisoned"))
+        self.shared.local.read(f)
     }
 
     /// The last LSN applied (and durable).
     pub fn applied_lsn(&self) -> Lsn {
-        *self.shared.applied.borrow()
+        self.shared.local.applied_lsn()
     }
 
     /// Waits until the state has applied `lsn`, at most `timeout`. True when it has.
     pub async fn wait_applied(&self, lsn: Lsn, timeout: Duration) -> bool {
-        let mut applied = self.shared.applied.subscribe();
-        tokio::time::timeout(timeout, applied.wait_for(|at| *at >= lsn))
-            .await
-            .is_ok_and(|result| result.is_ok())
+        self.shared.local.wait_applied(lsn, timeout).await
     }
 
     /// Watches the applied LSN.
     pub fn applied(&self) -> watch::Receiver<Lsn> {
-        self.shared.applied.subscribe()
+        self.shared.local.applied()
+    }
+
+    /// The local copy readers and replication sessions share.
+    pub fn local(&self) -> &Arc<Local> {
+        &self.shared.local
     }
 
     /// The HTTP base of the member followed now, where writes are forwarded.
@@ -299,9 +294,15 @@ impl Follower {
         self.shared.config.token.as_deref()
     }
 
-    /// This follower as a replication source, for relaying to followers of its own.
-    pub fn relay_source(&self) -> RelaySource {
-        RelaySource::new(Arc::clone(&self.shared))
+    /// This follower as a replication source, for relaying to followers of its own: its
+    /// local copy, serving the term it last saw.
+    pub fn relay_source(&self) -> LocalSource {
+        let shared = Arc::clone(&self.shared);
+        LocalSource::new(
+            Arc::clone(&self.shared.local),
+            self.shared.node_id,
+            move || shared.progress().term,
+        )
     }
 
     /// What `/v1/status` reports.

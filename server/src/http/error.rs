@@ -21,9 +21,10 @@ use cstore_core::Lsn;
 
 use crate::auth::AuthError;
 use crate::edge::Limit;
-use crate::leader::{AckPolicy, InvalidAck, WriteError};
+use crate::leader::WriteError;
 use crate::node::ReadError;
 use crate::replicate::AckUnknown;
+use crate::replicate::{AckPolicy, InvalidAck};
 
 /// A failed request.
 #[derive(Debug, thiserror::Error)]
@@ -67,6 +68,9 @@ pub enum ApiError {
         /// Why it is unknown.
         why: AckUnknown,
     },
+    /// The server is stopping (a `/v1/replicate` upgrade during shutdown).
+    #[error("the server is shutting down")]
+    ShuttingDown,
     /// `/v1/replicate` without a WebSocket upgrade.
     #[error("this route needs a WebSocket upgrade: {0}")]
     UpgradeRequired(String),
@@ -183,6 +187,7 @@ impl ErrorCode for ApiError {
             ApiError::InvalidAck(_) => "invalid_ack",
             ApiError::InvalidAckTimeout(_) => "invalid_ack",
             ApiError::AckUnknown { .. } => "ack_unknown",
+            ApiError::ShuttingDown => "shutting_down",
             ApiError::UpgradeRequired(_) => "upgrade_required",
             ApiError::InvalidJson(_) => "invalid_json",
             ApiError::UnsupportedMediaType => "unsupported_media_type",

@@ -14,9 +14,8 @@ use cstore_core::Lsn;
 use cstore_core::doc::{DocError, validate_collection_name, validate_id};
 
 use super::error::ApiError;
-use crate::leader::{AckPolicy, InvalidAck};
 use crate::node::{MIN_LSN_TIMEOUT_MS_MAX, ReadFloor};
-use crate::replicate::AckUnknown;
+use crate::replicate::{AckPolicy, AckUnknown, InvalidAck};
 
 /// The `{collection}` of a route, validated.
 #[derive(Debug)]

@@ -1,5 +1,6 @@
-//! The commit thread: batches writes, applies them, makes them durable with one append, and
-//! answers the writers. See the module docs of `leader` for the picture.
+//! The commit thread: batches writes, checks them on the state, makes them durable with one
+//! append, applies them through the local copy, and answers the writers. See the module docs
+//! of `leader` for the picture.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -13,6 +14,7 @@ use cstore_core::{LogEntry, Lsn, Txn};
 
 use super::{LeaderConfig, Request, Shared, WriteError};
 use crate::clock::now_ms;
+use crate::local::{LocalCopy, LocalError};
 
 type Reply = oneshot::Sender<Result<Lsn, WriteError>>;
 
@@ -22,7 +24,7 @@ type Reply = oneshot::Sender<Result<Lsn, WriteError>>;
 /// rather than replaying an ever longer log.
 pub(crate) async fn run<S: LogStore>(
     shared: Arc<Shared>,
-    mut store: S,
+    mut copy: LocalCopy<S>,
     mut requests: mpsc::Receiver<Request>,
     config: LeaderConfig,
     mut since_checkpoint: u64,
@@ -58,10 +60,10 @@ pub(crate) async fn run<S: LogStore>(
                 next = requests.try_recv().ok();
             }
         }
-        let committed = commit_batch(&shared, &mut store, &mut batch).await;
+        let committed = commit_batch(&shared, &mut copy, &mut batch).await;
         since_checkpoint += committed;
         if committed > 0 && since_checkpoint >= config.checkpoint_every_entries {
-            checkpoint(&shared, &mut store).await;
+            checkpoint(&mut copy).await;
             since_checkpoint = 0;
         }
         if let Some(done) = shutdown {
@@ -79,7 +81,7 @@ pub(crate) async fn run<S: LogStore>(
                 }
             }
             // Close the store (and release its directory lock) before saying we are done.
-            drop(store);
+            drop(copy.into_store());
             info!("commit thread stopped");
             let _ = done.send(());
             return;
@@ -87,8 +89,8 @@ pub(crate) async fn run<S: LogStore>(
     }
 }
 
-/// While the disk is full, an expiry tick is tried at most this often: each refused batch
-/// rebuilds the state, and a deadline already past would otherwise retry at once, forever.
+/// While the disk is full, an expiry tick is tried at most this often: a deadline already past
+/// would otherwise retry at once, forever (each try a write to the full disk).
 const FULL_DISK_TICK_RETRY: Duration = Duration::from_secs(1);
 
 /// How long until the next document expires, if any does.
@@ -97,7 +99,7 @@ fn next_deadline(shared: &Shared) -> Option<Duration> {
         // No more entries: expiry waits for the restart.
         return None;
     }
-    let at = shared.state.read().expect("poisoned").next_expiry()?;
+    let at = shared.local.read(|state| state.next_expiry())?;
     let wait = Duration::from_millis(at.0.saturating_sub(now_ms().0));
     if shared.disk_full.load(Ordering::Acquire) {
         return Some(wait.max(FULL_DISK_TICK_RETRY));
@@ -105,10 +107,10 @@ fn next_deadline(shared: &Shared) -> Option<Duration> {
     Some(wait)
 }
 
-/// Applies and persists one batch; answers every writer. Returns the entries committed.
+/// Checks, persists and applies one batch; answers every writer. Returns the entries committed.
 async fn commit_batch<S: LogStore>(
     shared: &Shared,
-    store: &mut S,
+    copy: &mut LocalCopy<S>,
     batch: &mut Vec<(Txn, Reply)>,
 ) -> u64 {
     if let Some(reason) = shared.failed.lock().expect("poisoned").clone() {
@@ -120,12 +122,14 @@ async fn commit_batch<S: LogStore>(
     let now = now_ms();
     let mut entries = Vec::with_capacity(batch.len());
     let mut waiting = Vec::with_capacity(batch.len());
-    {
-        let mut state = shared.state.write().expect("poisoned");
+    // Each entry is checked on top of the state and the entries before it, then all of it is
+    // taken off again: the state moves only once the batch is durable (apply_committed).
+    copy.speculate(|state, speculations| {
         for (txn, reply) in batch.drain(..) {
             let entry = LogEntry::new(state.applied(), shared.term, now, txn);
-            match state.apply(&entry) {
-                Ok(_) => {
+            match state.apply_speculative(&entry) {
+                Ok(speculation) => {
+                    speculations.push(speculation);
                     waiting.push((entry.lsn, reply));
                     entries.push(entry);
                 }
@@ -135,22 +139,22 @@ async fn commit_batch<S: LogStore>(
                 }
             }
         }
-    }
+    });
     let Some(last) = entries.last().map(|e| e.lsn) else {
         return 0;
     };
     let started = Instant::now();
-    let result = store.append(&entries).await;
+    let result = copy.append(&entries).await;
     metrics::histogram!("cstore_fsync_seconds").record(started.elapsed().as_secs_f64());
     metrics::histogram!("cstore_commit_batch_size").record(entries.len() as f64);
     match result {
         Ok(()) => {
             shared.disk_full.store(false, Ordering::Release);
             let count = entries.len() as u64;
-            // Sessions learn of the new position from the tail, after the entries are in it.
-            shared.tail.push(entries);
-            shared.committed.store(last.0, Ordering::Release);
-            shared.committed_watch.send_replace(last);
+            if let Err(error) = copy.apply_committed(entries) {
+                // Each entry applied on the speculation, on this same state: a bug.
+                panic!("a checked, durable entry does not apply: {error:?}");
+            }
             metrics::counter!("cstore_writes_total", "result" => "ok")
                 .increment(waiting.len() as u64);
             metrics::counter!("cstore_commit_batches_total").increment(1);
@@ -167,8 +171,6 @@ async fn commit_batch<S: LogStore>(
             metrics::counter!("cstore_storage_errors_total", "kind" => kind).increment(1);
             metrics::counter!("cstore_writes_total", "result" => kind)
                 .increment(waiting.len() as u64);
-            // First the state: once a writer hears of the failure, no read sees its entry.
-            discard_undurable(shared, store).await;
             if full {
                 // The store cut what it wrote of this batch and is unchanged: the next batch
                 // is written afresh. Nothing here was acknowledged.
@@ -180,14 +182,11 @@ async fn commit_batch<S: LogStore>(
                 // on the same data: take no more writes; a restart recovers what is durable.
                 error!(error = %e, "log append failed; the leader takes no more writes until \
                        restarted (reads go on)");
-                shared
-                    .failed
-                    .lock()
-                    .expect("poisoned")
-                    .get_or_insert_with(|| e.to_string());
+                fail(shared, e.to_string());
             }
-            // Wake readers waiting for durability: what they saw will never be durable.
-            shared.committed_watch.send_modify(|_| {});
+            publish_what_is_durable(shared, copy).await;
+            // Wake readers waiting for durability: what they wait for will never be durable.
+            copy.wake_waiters();
             for (_, reply) in waiting {
                 let _ = reply.send(Err(error.clone()));
             }
@@ -196,65 +195,47 @@ async fn commit_batch<S: LogStore>(
     }
 }
 
-/// After a failed append: replaces the state, which holds the batch's entries, with one
-/// rebuilt from what the store holds, and moves the generation so that readers that saw the
-/// dropped entries read again. If the store cannot even be read, the state keeps them and
-/// every read that saw them fails (they never become durable): the leader is then failed.
-async fn discard_undurable<S: LogStore>(shared: &Shared, store: &mut S) {
-    let started = Instant::now();
-    let rebuilt = async {
-        let (state, _) = super::recovery::load_state(store).await?;
-        // A batch that spans segments may fail in a later one after an earlier part was
-        // synced (and, after an IO error, stays in the store): that part is durable, so it
-        // is published like any committed entry, though its writers were told it failed.
-        let committed = Lsn(shared.committed.load(Ordering::Acquire));
-        let applied = state.applied().lsn;
-        let durable_more = if applied > committed {
-            store.read_range(committed.next(), applied.next()).await?
-        } else {
-            Vec::new()
-        };
-        Ok::<_, super::StartError>((state, durable_more))
-    };
-    match rebuilt.await {
-        Ok((state, durable_more)) => {
-            let lsn = state.applied().lsn;
-            *shared.state.write().expect("poisoned") = state;
-            shared.generation.fetch_add(1, Ordering::AcqRel);
-            if !durable_more.is_empty() {
-                shared.tail.push(durable_more);
-                shared.committed.store(lsn.0, Ordering::Release);
-                shared.committed_watch.send_replace(lsn);
-            }
-            info!(%lsn, ms = started.elapsed().as_millis() as u64,
-                  "state rebuilt from the log after a failed append");
+/// Marks the leader failed (the first reason stays).
+fn fail(shared: &Shared, reason: String) {
+    shared
+        .failed
+        .lock()
+        .expect("poisoned")
+        .get_or_insert(reason);
+}
+
+/// After a failed append: the state never held the batch, but a batch that spans segments may
+/// fail in a later one after an earlier part was synced (and, after an IO error, stays in the
+/// store). That part is durable, so it is applied and published like any committed entry,
+/// though its writers were told it failed. If the store cannot even be read, the leader is
+/// failed.
+async fn publish_what_is_durable<S: LogStore>(shared: &Shared, copy: &mut LocalCopy<S>) {
+    match copy.catch_up_with_store().await {
+        Ok(0) => {}
+        Ok(count) => {
+            let lsn = shared.local.applied_lsn();
+            metrics::gauge!("cstore_committed_lsn").set(lsn.0 as f64);
+            info!(%lsn, count, "entries of a failed append that are durable were applied");
         }
-        Err(e) => {
-            error!(error = %e, "cannot rebuild the state after a failed append; \
+        Err(LocalError::Storage(e)) => {
+            error!(error = %e, "cannot read the log back after a failed append; \
                    the leader takes no more writes");
-            shared
-                .failed
-                .lock()
-                .expect("poisoned")
-                .get_or_insert_with(|| e.to_string());
+            fail(shared, e.to_string());
+        }
+        Err(LocalError::Apply { lsn, reason }) => {
+            panic!("durable entry {lsn} of the leader's own log does not apply: {reason}");
         }
     }
 }
 
 /// Writes a snapshot of the state and compacts the log behind it.
-async fn checkpoint<S: LogStore>(shared: &Shared, store: &mut S) {
+async fn checkpoint<S: LogStore>(copy: &mut LocalCopy<S>) {
     let started = Instant::now();
-    let snapshot = shared.state.read().expect("poisoned").snapshot();
-    let lsn = snapshot.position.lsn;
-    let result = async {
-        store.save_snapshot(&snapshot).await?;
-        store.compact_prefix(lsn).await
-    }
-    .await;
-    match result {
-        Ok(()) => {
+    match copy.checkpoint().await {
+        Ok(snapshot) => {
             metrics::counter!("cstore_checkpoints_total").increment(1);
-            info!(%lsn, bytes = snapshot.data.len(), ms = started.elapsed().as_millis() as u64, "checkpoint written");
+            info!(lsn = %snapshot.position.lsn, bytes = snapshot.data.len(),
+                  ms = started.elapsed().as_millis() as u64, "checkpoint written");
         }
         // A failed checkpoint loses nothing: the log still holds every entry, and the store
         // keeps the last good snapshot (a new one replaces it only at its rename).
@@ -265,6 +246,7 @@ async fn checkpoint<S: LogStore>(shared: &Shared, store: &mut S) {
                 "checkpoint_io"
             };
             metrics::counter!("cstore_storage_errors_total", "kind" => kind).increment(1);
+            let lsn = copy.local().applied_lsn();
             warn!(error = %e, %lsn, "checkpoint failed; the log keeps growing");
         }
     }

@@ -3,26 +3,26 @@
 //! ```text
 //!  HTTP handlers ──write(txn)──► bounded queue ──► commit thread
 //!        ▲                                          │ 1. take every queued request (≤ batch_max)
-//!        │                                          │ 2. stamp the batch with the clock; for each:
-//!        │                                          │    entry = next after state.applied();
-//!        │                                          │    state.apply(entry) or reply Rejected
+//!        │                                          │ 2. stamp the batch with the clock; check each
+//!        │                                          │    entry on a speculation over the state
+//!        │                                          │    (taken off again): Ok, or reply Rejected
 //!        │                                          │ 3. store.append(entries): ONE fdatasync
-//!        └──────────── reply Ok(lsn) ◄──────────────┘ 4. committed = last lsn; reply to all
+//!        └──────────── reply Ok(lsn) ◄──────────────┘ 4. local copy: apply_committed(entries)
 //! ```
 //!
 //! Group commit comes from step 1: while one batch is being made durable, new requests queue up
 //! and the next batch takes them all, so N concurrent writers share one fsync. A write is
 //! acknowledged only after step 3 returned, so nothing acknowledged is ever lost.
 //!
-//! Readers take the state's read lock, so they may look at entries applied in step 2 whose
-//! fsync (step 3) has not returned yet. Before answering, a reader that saw such an entry
-//! waits for it to be durable ([`Leader::wait_durable`], at most one batch): no read returns
-//! data that a crash could still take back.
+//! The state readers see is the leader's [`LocalCopy`](crate::local::LocalCopy), which holds
+//! durable entries only: step 2 checks the batch on top of the state and reverts it under the
+//! same write lock, and the entries reach the state in step 4, through the copy's one door
+//! (`apply_committed`), like a follower's. A read never waits for an fsync and never sees data
+//! that a crash could take back.
 //!
-//! If an append fails, the state holds entries that are not durable. The commit thread answers
-//! their writers with the error, then rebuilds the state from what the store holds (its
-//! snapshot and log), so reads go on answering from durable data only; a reader that saw one
-//! of the dropped entries learns it from the state's *generation* and reads again.
+//! If an append fails, the state never held the batch: its writers get the error, and entries
+//! that did reach the disk anyway (a batch that spans segments and failed in a later one) are
+//! read back from the store and applied like any committed entry.
 //! What happens next depends on the failure (the disk-fault policy, docs/OPERATIONS.md):
 //!
 //! - out of space (`StorageError::Full`): the store cut what it had written of the batch and
@@ -32,16 +32,14 @@
 //!   the disk and an fsync is never retried on the same data; the leader takes no more writes
 //!   (`storage_failed`, 503) and stays read-only until a restart recovers from what is durable.
 
-mod ack;
 mod commit;
-mod recovery;
 #[cfg(test)]
 mod tests;
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot};
 
 use cstore_core::doc::IdGenerator;
 use cstore_core::error::ErrorCode;
@@ -49,11 +47,9 @@ use cstore_core::state::{Rejection, State};
 use cstore_core::storage::{LogStore, StorageError};
 use cstore_core::{Lsn, ReplicaId, Term, Txn};
 
-use crate::replicate::LogTail;
+use crate::local::{Local, LocalCopy};
 
-pub use ack::{AckPolicy, InvalidAck};
-pub use recovery::StartError;
-pub(crate) use recovery::recover;
+pub use crate::local::StartError;
 
 /// Tunables of the leader.
 #[derive(Clone, Debug)]
@@ -64,7 +60,7 @@ pub struct LeaderConfig {
     pub queue_max: usize,
     /// Write a snapshot and compact the log after this many entries.
     pub checkpoint_every_entries: u64,
-    /// Bound of the replication tail ([`LogTail`]) in bytes.
+    /// Bound of the replication tail ([`LogTail`](crate::replicate::LogTail)) in bytes.
     pub tail_bytes_max: u64,
 }
 
@@ -133,7 +129,8 @@ pub struct LeaderStatus {
     pub node_id: ReplicaId,
     /// The current term.
     pub term: Term,
-    /// The last entry applied to the state (possibly not yet durable).
+    /// The last entry applied to the state (which holds durable entries only: the same as
+    /// `committed_lsn`).
     pub applied_lsn: Lsn,
     /// The last entry known durable on the leader.
     pub committed_lsn: Lsn,
@@ -174,24 +171,18 @@ pub(crate) enum Request {
     },
 }
 
-/// State shared between the handle and the commit thread.
+/// What the handle and the commit thread share besides the local copy.
 pub(crate) struct Shared {
-    pub(crate) state: RwLock<State>,
-    pub(crate) committed: AtomicU64,
-    pub(crate) committed_watch: watch::Sender<Lsn>,
+    /// The state, tail and committed watch, durable entries only (the commit thread owns the
+    /// store and writes the copy).
+    pub(crate) local: Arc<Local>,
     pub(crate) term: Term,
     pub(crate) node_id: ReplicaId,
     pub(crate) ids: Mutex<IdGenerator>,
     pub(crate) closing: AtomicBool,
     pub(crate) failed: Mutex<Option<String>>,
-    /// Bumped (under the state's write lock) each time applied entries that never became
-    /// durable are thrown away, before any later entry is applied: a reader that saw the
-    /// state under another generation may have seen such an entry.
-    pub(crate) generation: AtomicU64,
     /// The last append failed for lack of space.
     pub(crate) disk_full: AtomicBool,
-    /// The newest durable entries, for replication sessions.
-    pub(crate) tail: Arc<LogTail>,
 }
 
 /// A cheap, cloneable handle to the leader.
@@ -216,7 +207,37 @@ impl Leader {
     where
         S: LogStore + Send + 'static,
     {
-        recovery::open(store, config).await
+        let (copy, since_checkpoint) =
+            LocalCopy::recover(store, Term(1), config.tail_bytes_max).await?;
+        let metadata = copy.metadata().clone();
+        let shared = Arc::new(Shared {
+            local: Arc::clone(copy.local()),
+            term: metadata.term,
+            node_id: metadata.node_id,
+            ids: Mutex::new(IdGenerator::new(rand::random())),
+            closing: AtomicBool::new(false),
+            failed: Mutex::new(None),
+            disk_full: AtomicBool::new(false),
+        });
+        let (requests, receiver) = mpsc::channel(config.queue_max);
+        let thread_shared = Arc::clone(&shared);
+        std::thread::Builder::new()
+            .name("cstore-commit".into())
+            .spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_time()
+                    .build()
+                    .expect("a current-thread runtime builds");
+                runtime.block_on(commit::run(
+                    thread_shared,
+                    copy,
+                    receiver,
+                    config,
+                    since_checkpoint,
+                ));
+            })
+            .map_err(StartError::Thread)?;
+        Ok(Leader { shared, requests })
     }
 
     /// Commits a transaction: returns its LSN once it is durable, or why it was refused.
@@ -269,18 +290,20 @@ impl Leader {
         results
     }
 
-    /// Runs `f` on the current state under the read lock. Keep `f` short: it delays commits.
+    /// Runs `f` on the current state under the read lock. Everything in it is durable. Keep
+    /// `f` short: it delays commits.
     pub fn read<R>(&self, f: impl FnOnce(&State) -> R) -> R {
-        f(&self.shared.state.read().expect("state lock poisoned"))
+        self.shared.local.read(f)
     }
 
     /// Role-independent facts for `/v1/status`.
     pub fn status(&self) -> LeaderStatus {
+        let committed = self.shared.local.applied_lsn();
         LeaderStatus {
             node_id: self.shared.node_id,
             term: self.shared.term,
-            applied_lsn: self.read(|s| s.applied().lsn),
-            committed_lsn: Lsn(self.shared.committed.load(Ordering::Acquire)),
+            applied_lsn: committed,
+            committed_lsn: committed,
             storage: if self.shared.failed.lock().expect("poisoned").is_some() {
                 StorageHealth::Failed
             } else if self.shared.disk_full.load(Ordering::Acquire) {
@@ -291,49 +314,14 @@ impl Leader {
         }
     }
 
-    /// Runs `f` on the state like [`Self::read`], then waits until everything it could have
-    /// seen is durable (see [`Self::wait_durable`]). What the API's reads use. When the
-    /// entries it saw were thrown away instead (their append failed), it fails with
-    /// `unavailable` (retry): a read never answers with data that was not made durable.
-    pub async fn read_durable<R>(&self, f: impl FnOnce(&State) -> R) -> Result<R, WriteError> {
-        let (result, applied, generation) = self.read(|state| {
-            let generation = self.shared.generation.load(Ordering::Acquire);
-            (f(state), state.applied().lsn, generation)
-        });
-        if self.wait_durable_seen(applied, Some(generation)).await? {
-            Ok(result)
-        } else {
-            Err(WriteError::Unavailable(
-                "the read saw writes whose append failed; read again".to_string(),
-            ))
-        }
-    }
-
     /// Waits until every entry up to `lsn` is durable, where `lsn` came from an answer (a
-    /// client's `min_lsn`, an LSN a write returned), not from a look at the state. Returns at
-    /// once in the common case; fails when the store failed.
+    /// client's `min_lsn`, an LSN a write returned). Returns at once in the common case; fails
+    /// when the store failed before it got there.
     pub async fn wait_durable(&self, lsn: Lsn) -> Result<(), WriteError> {
-        self.wait_durable_seen(lsn, None).await.map(|_| ())
-    }
-
-    /// Waits until entries up to `lsn`, applied when the state had `generation`, are durable
-    /// (`true`), or were thrown away because their append failed (`false`). Fails when the
-    /// store failed for good.
-    async fn wait_durable_seen(
-        &self,
-        lsn: Lsn,
-        generation: Option<u64>,
-    ) -> Result<bool, WriteError> {
-        let mut committed = self.shared.committed_watch.subscribe();
+        let mut committed = self.shared.local.applied();
         loop {
-            // Committed first, then the generation: an entry committed after a rebuild was
-            // applied after the generation moved, so seeing it means seeing the new one.
-            let durable = *committed.borrow_and_update() >= lsn;
-            if generation.is_some_and(|g| g != self.shared.generation.load(Ordering::Acquire)) {
-                return Ok(false);
-            }
-            if durable {
-                return Ok(true);
+            if *committed.borrow_and_update() >= lsn {
+                return Ok(());
             }
             if let Some(reason) = self.shared.failed.lock().expect("poisoned").clone() {
                 return Err(WriteError::Storage(reason));
@@ -353,14 +341,9 @@ impl Leader {
             .next_id(crate::clock::now_ms())
     }
 
-    /// Watches the committed (durable) LSN; replication streams wake on it.
-    pub fn committed(&self) -> watch::Receiver<Lsn> {
-        self.shared.committed_watch.subscribe()
-    }
-
-    /// The replication tail: the newest durable entries and a watch of the committed position.
-    pub fn tail(&self) -> &Arc<LogTail> {
-        &self.shared.tail
+    /// The local copy readers and replication sessions share.
+    pub fn local(&self) -> &Arc<Local> {
+        &self.shared.local
     }
 
     /// This leader's term.

@@ -27,6 +27,8 @@ struct SharedStore {
     fail_appends: Arc<Mutex<Option<StorageError>>>,
     /// Appends tried, failed ones included.
     attempts: Arc<Mutex<usize>>,
+    /// Appends begun (counted before a hold blocks them).
+    entered: Arc<Mutex<usize>>,
     /// While true, appends block (the entry is applied, its fsync has not returned).
     hold_appends: Arc<(Mutex<bool>, std::sync::Condvar)>,
 }
@@ -53,6 +55,7 @@ fn now<T>(future: impl std::future::Future<Output = T>) -> T {
 
 impl LogStore for SharedStore {
     async fn append(&mut self, entries: &[LogEntry]) -> StorageResult<()> {
+        *self.entered.lock().unwrap() += 1;
         {
             // Blocking is fine here: the commit thread is the only caller.
             let (lock, wake) = &*self.hold_appends;
@@ -276,17 +279,10 @@ async fn a_failed_append_stops_writes_and_never_acknowledges() {
         "storage_failed"
     );
     assert_eq!(leader.status().storage, StorageHealth::Failed);
-    // Reads go on, from what is durable: "b" was thrown away with its failed append.
-    let found = |id: &'static str| {
-        let leader = leader.clone();
-        async move {
-            leader
-                .read_durable(|s| s.collection("c").unwrap().get(id).is_some())
-                .await
-        }
-    };
-    assert_eq!(found("a").await, Ok(true));
-    assert_eq!(found("b").await, Ok(false));
+    // Reads go on, from what is durable: "b" never reached the state.
+    let found = |id: &'static str| leader.read(|s| s.collection("c").unwrap().get(id).is_some());
+    assert!(found("a"));
+    assert!(!found("b"));
     assert_eq!(leader.status().applied_lsn, Lsn(1));
     leader.shutdown().await;
     // What is durable is exactly what was acknowledged.
@@ -329,61 +325,65 @@ async fn file_store_round_trip_with_checkpoints() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
-/// A read that saw an applied-but-not-durable entry answers only once it is durable, and fails
-/// if the append fails: no read returns data a crash could take back.
+/// While a batch's fsync has not returned, reads answer at once from what is durable and do
+/// not see the batch; they see it once it is durable, and never if its append fails: no read
+/// returns data a crash could take back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn reads_wait_for_durability() {
+async fn reads_see_only_durable_entries() {
     let store = SharedStore::default();
     let leader = Leader::open(store.clone(), LeaderConfig::default())
         .await
         .unwrap();
     leader.write(insert("a", 1)).await.unwrap();
-    let sees = |id: &'static str| {
-        let leader = leader.clone();
-        async move {
-            leader
-                .read_durable(|s| s.collection("c").unwrap().get(id).is_some())
-                .await
+    let sees = |id: &'static str| leader.read(|s| s.collection("c").unwrap().get(id).is_some());
+    assert!(sees("a"), "durable data is read at once");
+
+    // The append of "b" is held: the commit thread checked it and waits in the fsync.
+    let attempts = || *store.attempts.lock().unwrap();
+    let entered = || *store.entered.lock().unwrap();
+    let waiting_in_append = |appends: usize| async move {
+        while entered() < appends {
+            tokio::time::sleep(Duration::from_millis(1)).await;
         }
     };
-    assert_eq!(sees("a").await, Ok(true), "durable data is read at once");
-
     store.hold(true);
+    let appends = entered() + 1;
     let write = tokio::spawn({
         let leader = leader.clone();
         async move { leader.write(insert("b", 2)).await }
     });
-    while leader.status().applied_lsn < Lsn(2) {
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
+    waiting_in_append(appends).await;
+    assert!(!write.is_finished(), "the write waits for its fsync");
+    assert!(
+        !sees("b"),
+        "an entry whose fsync has not returned is not read"
+    );
+    assert_eq!(leader.status().applied_lsn, Lsn(1));
     assert_eq!(leader.status().committed_lsn, Lsn(1));
-    let read = tokio::spawn(sees("b"));
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    assert!(!read.is_finished(), "the read waits for the entry's fsync");
+    let before = attempts();
     store.hold(false);
-    assert_eq!(read.await.unwrap(), Ok(true));
     assert_eq!(write.await.unwrap(), Ok(Lsn(2)));
+    assert_eq!(attempts(), before + 1);
+    assert!(
+        sees("b"),
+        "read your writes: the answer comes after the state applied it"
+    );
 
-    // If the append fails, the waiting read fails too, rather than answer with lost data.
+    // If the append fails, no read ever sees the entry.
     store.hold(true);
     *store.fail_appends.lock().unwrap() = Some(StorageError::Io("disk on fire".into()));
+    let appends = entered() + 1;
     let write = tokio::spawn({
         let leader = leader.clone();
         async move { leader.write(insert("c", 3)).await }
     });
-    while leader.status().applied_lsn < Lsn(3) {
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
-    let read = tokio::spawn(sees("c"));
-    tokio::time::sleep(Duration::from_millis(20)).await;
-    assert!(!read.is_finished());
+    waiting_in_append(appends).await;
+    assert!(!sees("c"));
     store.hold(false);
-    // It saw an entry that was thrown away: it is told to read again, and that read answers
-    // from the durable state.
-    assert_eq!(read.await.unwrap().unwrap_err().code(), "unavailable");
     assert_eq!(write.await.unwrap().unwrap_err().code(), "storage_failed");
-    assert_eq!(sees("c").await, Ok(false));
-    assert_eq!(sees("b").await, Ok(true));
+    assert!(!sees("c"));
+    assert!(sees("b"));
+    assert_eq!(leader.status().applied_lsn, Lsn(2));
     leader.shutdown().await;
 }
 
@@ -403,10 +403,8 @@ async fn a_full_disk_refuses_writes_until_space_returns() {
     }
     assert_eq!(leader.status().storage, StorageHealth::DiskFull);
     assert_eq!(leader.status().applied_lsn, Lsn(1));
-    let b_seen = leader
-        .read_durable(|s| s.collection("c").unwrap().get("b").is_some())
-        .await;
-    assert_eq!(b_seen, Ok(false), "reads answer from the durable state");
+    let b_seen = leader.read(|s| s.collection("c").unwrap().get("b").is_some());
+    assert!(!b_seen, "reads answer from the durable state");
 
     *store.fail_appends.lock().unwrap() = None;
     assert_eq!(leader.write(insert("b", 2)).await, Ok(Lsn(2)));
@@ -439,10 +437,7 @@ async fn a_failed_fsync_in_a_later_segment_keeps_reads_on_what_is_durable() {
         status.applied_lsn, status.committed_lsn,
         "the state is what is durable"
     );
-    let held = leader
-        .read_durable(|s| s.collection("c").map_or(0, |c| c.len()))
-        .await
-        .expect("reads go on");
+    let held = leader.read(|s| s.collection("c").map_or(0, |c| c.len()));
     // One document per entry: the reads see every durable entry, published or acknowledged.
     assert_eq!(held as u64, status.committed_lsn.0);
     for (i, result) in results.iter().enumerate() {

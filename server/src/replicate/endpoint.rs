@@ -50,7 +50,7 @@ pub async fn replicate(
         Err(rejection) => return ApiError::UpgradeRequired(rejection.body_text()).into_response(),
     };
     if replicator.is_stopping() {
-        return ApiError::Write(crate::leader::WriteError::ShuttingDown).into_response();
+        return ApiError::ShuttingDown.into_response();
     }
     // The session holds a `--max-replication-sessions` permit and its connection's
     // `--max-connections` permit (the socket stays open after the upgrade) for its life.

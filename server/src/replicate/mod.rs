@@ -2,12 +2,12 @@
 //!
 //! Core holds the protocol ([`cstore_core::replication`]); this module does its IO. Each
 //! WebSocket connection gets a task that drives one `LeaderSession` ([`connection`]); the
-//! sessions read from a [`ReplicationSource`] (the leader, or a follower that relays) and
+//! sessions read from a [`ReplicationSource`] (any node's local copy: see `crate::local`) and
 //! report to one [`Hub`], which tracks every replica's durable LSN and wakes the writes that
 //! wait for `?ack=replicas:N` or `?ack=all`.
 //!
 //! ```text
-//!  commit thread ─► LogTail (ring, bounded) ─► committed watch ──┐
+//!  apply_committed ─► LogTail (ring, bounded) ─► committed watch ─┐
 //!                                                                 ▼
 //!  GET /v1/replicate ─► endpoint (auth, upgrade) ─► connection task ─► LeaderSession
 //!                                                       │ report()        ▲ frames
@@ -19,6 +19,7 @@
 //! frame and a close frame, and waits (bounded) until they are gone; the server calls it before
 //! stopping the leader.
 
+mod ack;
 pub mod connection;
 pub mod endpoint;
 pub mod hub;
@@ -35,13 +36,13 @@ use tokio::sync::watch;
 use cstore_core::Lsn;
 use cstore_core::replication::{Needed, SessionConfig};
 
+pub use ack::{AckPolicy, InvalidAck};
 pub use hub::{AckUnknown, ConnId, Hub, ReplicaView, SessionState};
 pub use shared_frames::{SHARED_FRAME_SLOTS, SharedFrames};
-pub use source::{LeaderSource, ReplicationSource, SnapshotCache, SourceError};
+pub use source::{ReplicationSource, SnapshotCache, SourceError};
 pub use tail::{LogTail, TAIL_MIB_DEFAULT, TailError};
 
 use crate::auth::TokenKey;
-use crate::leader::{AckPolicy, Leader};
 
 /// How long [`Replicator::shutdown`] waits for connections to close.
 pub const SHUTDOWN_WAIT: Duration = Duration::from_secs(2);
@@ -87,15 +88,6 @@ impl Replicator {
                 live: watch::channel(0).0,
             }),
         }
-    }
-
-    /// Serves a leader with the default session limits.
-    pub fn for_leader(leader: Leader, auth: Option<Arc<TokenKey>>) -> Replicator {
-        Replicator::new(
-            Arc::new(LeaderSource::new(leader)),
-            SessionConfig::default(),
-            auth,
-        )
     }
 
     /// The node sessions stream from.

@@ -1,19 +1,20 @@
 //! What a replication session needs from the node it streams from, as one small trait.
 //!
-//! The session driver ([`super::endpoint`]) never touches the `Leader` directly: a leader and
-//! a relaying follower both serve `/v1/replicate`, each over its own log. All a session needs
-//! is the node's identity, its committed (durable) position as a watch, the [`LogTail`] of
-//! recent entries, and a snapshot at or after a given LSN when a replica is too far behind.
+//! The session driver ([`super::endpoint`]) never touches a role: every node serves
+//! `/v1/replicate` over its own copy of the log. All a session needs is the node's identity,
+//! its committed (durable) position as a watch, the [`LogTail`] of recent entries, and a
+//! snapshot at or after a given LSN when a replica is too far behind. This module defines the
+//! trait and does not know who implements it (nothing here imports a role):
 //!
 //! ```text
-//!  Leader ──► LeaderSource ─┐                         ┌─► committed watch, tail reads
-//!                           ├─► dyn ReplicationSource ┤
-//!  Follower ─► (relay) ─────┘                         └─► snapshot_at_least(min_lsn)
+//!  Leader ─────────┐  its local copy                      ┌─► committed watch, tail reads
+//!  Follower ───────┼─► local::LocalSource ─► dyn ReplicationSource
+//!  Cluster member ─┘  (committed entries only)           └─► snapshot_at_least(min_lsn)
 //! ```
 //!
-//! Snapshots are expensive (the whole state, encoded): the leader's source caches the last one
-//! and reuses it while it is recent enough, so a hundred replicas joining at once cost one
-//! encoding, not a hundred.
+//! Snapshots are expensive (the whole state, encoded): each source caches the last one
+//! ([`SnapshotCache`]) and reuses it while it is recent enough, so a hundred replicas joining
+//! at once cost one encoding, not a hundred.
 
 use std::sync::Arc;
 
@@ -24,7 +25,6 @@ use cstore_core::error::ErrorCode;
 use cstore_core::{LogPosition, Lsn, ReplicaId, Snapshot, Term};
 
 use super::tail::LogTail;
-use crate::leader::{Leader, WriteError};
 
 /// Why a snapshot could not be produced.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -42,15 +42,6 @@ impl ErrorCode for SourceError {
         match self {
             SourceError::ShuttingDown => "shutting_down",
             SourceError::Storage(_) => "storage_io",
-        }
-    }
-}
-
-impl From<WriteError> for SourceError {
-    fn from(error: WriteError) -> SourceError {
-        match error {
-            WriteError::ShuttingDown => SourceError::ShuttingDown,
-            other => SourceError::Storage(other.to_string()),
         }
     }
 }
@@ -105,64 +96,5 @@ impl SnapshotCache {
         let snapshot = make().await?;
         *cached = Some(Arc::clone(&snapshot));
         Ok(snapshot)
-    }
-}
-
-/// The leader as a replication source.
-#[derive(Debug)]
-pub struct LeaderSource {
-    leader: Leader,
-    snapshots: SnapshotCache,
-}
-
-impl LeaderSource {
-    /// A source over `leader`.
-    pub fn new(leader: Leader) -> LeaderSource {
-        LeaderSource {
-            leader,
-            snapshots: SnapshotCache::default(),
-        }
-    }
-}
-
-impl ReplicationSource for LeaderSource {
-    fn term(&self) -> Term {
-        self.leader.term()
-    }
-
-    fn node_id(&self) -> ReplicaId {
-        self.leader.node_id()
-    }
-
-    fn committed(&self) -> watch::Receiver<LogPosition> {
-        self.leader.tail().committed()
-    }
-
-    fn tail(&self) -> &LogTail {
-        self.leader.tail()
-    }
-
-    fn snapshot_at_least(&self, min_lsn: Lsn) -> BoxFuture<'_, Result<Arc<Snapshot>, SourceError>> {
-        Box::pin(
-            self.snapshots
-                .get_or_make(min_lsn, self.leader.tail(), move || async move {
-                    let started = std::time::Instant::now();
-                    // The state may hold applied entries whose fsync has not returned: wait, so no
-                    // replica installs state the leader could still lose (or has thrown away).
-                    let snapshot =
-                        Arc::new(self.leader.read_durable(|state| state.snapshot()).await?);
-                    tracing::info!(
-                        lsn = %snapshot.position.lsn,
-                        bytes = snapshot.data.len(),
-                        ms = started.elapsed().as_millis() as u64,
-                        "replication snapshot made"
-                    );
-                    assert!(
-                        snapshot.position.lsn >= min_lsn,
-                        "the state is behind the asked snapshot"
-                    );
-                    Ok(snapshot)
-                }),
-        )
     }
 }

@@ -71,10 +71,7 @@ impl Harness {
             node: Node::Leader(leader.clone()),
             auth: key.clone().map(Arc::new),
             metrics: metrics_handle(),
-            replication: crate::replicate::Replicator::for_leader(
-                leader.clone(),
-                key.clone().map(Arc::new),
-            ),
+            replication: Node::Leader(leader.clone()).replicator(key.clone().map(Arc::new)),
             demo_dir,
             data_dir: None,
         });

@@ -1,26 +1,18 @@
-//! Starting a leader: rebuild the state from the last snapshot and the log after it, then
-//! start the commit thread.
+//! Recovering a local copy: the metadata, then the state rebuilt from the last snapshot and
+//! the log after it. The leader and the follower recover their stores the same way.
 
-use std::sync::atomic::{AtomicBool, AtomicU64};
-use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
-use tokio::sync::{mpsc, watch};
 use tracing::info;
 
-use cstore_core::doc::IdGenerator;
 use cstore_core::state::{Rejection, SnapshotError, State};
 use cstore_core::storage::{LogStore, Metadata, StorageError};
 use cstore_core::{Lsn, ReplicaId, Term};
 
-use crate::replicate::LogTail;
-
-use super::{Leader, LeaderConfig, Shared, commit};
-
 /// Entries read from the store per step of replay.
 const REPLAY_CHUNK: u64 = 4096;
 
-/// Why the leader could not start.
+/// Why a node (leader or follower) could not start on its store.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error(transparent)]
@@ -31,56 +23,15 @@ pub enum StartError {
     Replay { lsn: Lsn, rejection: Rejection },
     #[error("the log ends at {log_last} but the snapshot is at {snapshot}")]
     Gap { log_last: Lsn, snapshot: Lsn },
-    #[error("could not start the commit thread: {0}")]
+    #[error("could not start the node's thread: {0}")]
     Thread(std::io::Error),
-}
-
-pub(super) async fn open<S>(mut store: S, config: LeaderConfig) -> Result<Leader, StartError>
-where
-    S: LogStore + Send + 'static,
-{
-    let (metadata, state, since_checkpoint) = recover(&mut store, Term(1)).await?;
-    let applied = state.applied();
-    let (committed_watch, _) = watch::channel(applied.lsn);
-    let shared = Arc::new(Shared {
-        state: RwLock::new(state),
-        committed: AtomicU64::new(applied.lsn.0),
-        committed_watch,
-        term: metadata.term,
-        node_id: metadata.node_id,
-        ids: Mutex::new(IdGenerator::new(rand::random())),
-        closing: AtomicBool::new(false),
-        failed: Mutex::new(None),
-        generation: AtomicU64::new(0),
-        disk_full: AtomicBool::new(false),
-        tail: Arc::new(LogTail::new(applied, config.tail_bytes_max)),
-    });
-    let (requests, receiver) = mpsc::channel(config.queue_max);
-    let thread_shared = Arc::clone(&shared);
-    std::thread::Builder::new()
-        .name("cstore-commit".into())
-        .spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_time()
-                .build()
-                .expect("a current-thread runtime builds");
-            runtime.block_on(commit::run(
-                thread_shared,
-                store,
-                receiver,
-                config,
-                since_checkpoint,
-            ));
-        })
-        .map_err(StartError::Thread)?;
-    Ok(Leader { shared, requests })
 }
 
 /// Loads the metadata (creating it with `fresh_term` and a random node id on a new store) and
 /// rebuilds the state from the last snapshot and the log after it; also returns how many
 /// entries were replayed (the entries since the last checkpoint). Shared by the leader and
 /// the follower, which recover their own stores the same way.
-pub(crate) async fn recover<S: LogStore>(
+pub(super) async fn recover<S: LogStore>(
     store: &mut S,
     fresh_term: Term,
 ) -> Result<(Metadata, State, u64), StartError> {
@@ -110,7 +61,7 @@ pub(crate) async fn recover<S: LogStore>(
 /// Rebuilds the state from what `store` holds: its snapshot, then the log after it. Returns it
 /// and how many entries were replayed. Also how the leader throws away applied entries whose
 /// append failed.
-pub(crate) async fn load_state<S: LogStore>(store: &S) -> Result<(State, u64), StartError> {
+async fn load_state<S: LogStore>(store: &S) -> Result<(State, u64), StartError> {
     let mut state = match store.load_snapshot().await? {
         Some(snapshot) if S::LOADS_VERIFIED_SNAPSHOTS => State::from_verified_snapshot(&snapshot)?,
         Some(snapshot) => State::from_snapshot(&snapshot)?,
