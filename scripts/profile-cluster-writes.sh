@@ -7,7 +7,8 @@
 # supported"), so CPU time per write is the load-robust figure: it does not depend on how many
 # writes the shared machine let through, only (a little) on cache and frequency effects.
 #
-# Usage: scripts/profile-cluster-writes.sh [--perf FILE] [--duration-s N] [--runs N]
+# Usage: [CSTORE_BIN=path] scripts/profile-cluster-writes.sh [--perf FILE] [--duration-s N] [--runs N]
+#     [--no-build]
 #   --perf FILE: also record the cstore leader's stacks (perf record -g) during the window into
 #   FILE (then `perf report -i FILE --no-children`); the recording costs the leader some CPU,
 #   so do not quote that run's throughput.
@@ -21,18 +22,25 @@ PERF_OUT=""
 DURATION_S=8
 WARMUP_S=1
 RUNS=1
+NO_BUILD=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --perf) PERF_OUT="$2"; shift 2 ;;
     --duration-s) DURATION_S="$2"; shift 2 ;;
     --runs) RUNS="$2"; shift 2 ;;
+    --no-build) NO_BUILD=1; shift ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
 done
 
-cargo build --release -q -p cstore-server --bin cstore
-cargo build --release -q -p cstore-tests --bin cstore-peers
+# CSTORE_BIN=/path/to/cstore measures that server binary instead of this tree's (for a before /
+# after comparison in one sitting); --no-build uses the binaries as they are.
+if [ -z "$NO_BUILD" ]; then
+  [ -n "${CSTORE_BIN:-}" ] || cargo build --release -q -p cstore-server --bin cstore
+  cargo build --release -q -p cstore-tests --bin cstore-peers
+fi
 TARGET="${CARGO_TARGET_DIR:-$ROOT/target}/release"
+export CSTORE_BIN="${CSTORE_BIN:-$TARGET/cstore}"
 WORK="$(mktemp -d -t cstore-profile.XXXXXX)"
 trap '[ -n "${KEEP:-}" ] || rm -rf "$WORK"' EXIT
 TICKS="$(getconf CLK_TCK)"
