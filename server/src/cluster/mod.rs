@@ -819,13 +819,15 @@ impl Cluster {
                 }
                 continue;
             }
-            let (proposals, replies): (Vec<Proposal>, Vec<_>) =
-                batch.into_iter().map(|p| (p.proposal, p.reply)).unzip();
+            let (mut entries, replies): (Vec<proposer::Speculative>, Vec<_>) = batch
+                .into_iter()
+                .map(|p| (proposer::Speculative::new(p.proposal), p.reply))
+                .unzip();
             let checked: Vec<Result<(), Option<cstore_core::state::Rejection>>> = {
                 let mut state = local.state.write().expect("state lock poisoned");
                 local
                     .inflight
-                    .check_batch(&mut state, &proposals)
+                    .check_batch(&mut state, &mut entries)
                     .into_iter()
                     .map(|result| {
                         result.map_err(|rejection| {
@@ -838,7 +840,7 @@ impl Cluster {
             // After a proposal fails to reach Raft, none after it in this pass is proposed: a
             // later write must not commit while an earlier one was not written.
             let mut failed: Option<WriteError> = None;
-            for ((proposal, reply), result) in proposals.into_iter().zip(replies).zip(checked) {
+            for ((entry, reply), result) in entries.into_iter().zip(replies).zip(checked) {
                 if let Some(error) = &failed {
                     let _ = reply.send(proposer::Checked::Refused(error.clone()));
                     continue;
@@ -847,9 +849,10 @@ impl Cluster {
                     Err(Some(rejection)) => {
                         proposer::Checked::Refused(WriteError::Rejected(rejection))
                     }
-                    Err(None) => proposer::Checked::InFlightDuplicate(proposal),
+                    Err(None) => proposer::Checked::InFlightDuplicate(entry.into_proposal()),
                     Ok(()) => {
-                        local.inflight.push(proposal.clone());
+                        let proposal = entry.proposal();
+                        local.inflight.push(entry);
                         let (responder, answer) =
                             openraft::impls::ProgressResponder::complete_only();
                         match self

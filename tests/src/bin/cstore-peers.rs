@@ -10,6 +10,8 @@
 //!   pgbench with the same `INSERT` against the same server as its cross-check;
 //! - `cluster`: cstore leader + two followers with `ack=replicas:2`, and a 3-member cstore Raft
 //!   cluster (writes to its leader, answered once a majority holds them), against 3 etcd members;
+//! - `raft-writes`: only the last two rows of `cluster` (the 3-member cstore Raft cluster and 3
+//!   etcd members), for profiling the cluster's write path (`scripts/profile-cluster-writes.sh`);
 //! - `failover`: `--failover-trials` kills (SIGKILL) of the leader under a steady load of
 //!   `--failover-clients` writers that retry on any member, on a 3-member cstore Raft cluster and
 //!   on 3 etcd members: the time from the kill to the first acknowledged write sent after it;
@@ -65,7 +67,8 @@ const LIVE_WRITES: u64 = 2_000;
 #[derive(Debug, Parser)]
 #[command(name = "cstore-peers", version)]
 struct Args {
-    /// Workloads to run: writes, cluster, failover, reads, recovery.
+    /// Workloads to run: writes, cluster, failover, reads, recovery (and raft-writes, a part of
+    /// cluster: the Raft cluster and etcd rows only).
     #[arg(
         long,
         value_delimiter = ',',
@@ -134,7 +137,14 @@ fn main() {
         );
         std::process::exit(2);
     }
-    let known = ["writes", "cluster", "failover", "reads", "recovery"];
+    let known = [
+        "writes",
+        "cluster",
+        "raft-writes",
+        "failover",
+        "reads",
+        "recovery",
+    ];
     if let Some(unknown) = args.workloads.iter().find(|w| !known.contains(&w.as_str())) {
         eprintln!("cstore-peers: unknown workload {unknown:?} (known: {known:?})");
         std::process::exit(2);
@@ -158,7 +168,9 @@ fn main() {
         rows.extend(single_node_rows(&runtime, config));
     }
     if wants("cluster") {
-        rows.extend(cluster_rows(&runtime, config));
+        rows.extend(cluster_rows(&runtime, config, true));
+    } else if wants("raft-writes") {
+        rows.extend(cluster_rows(&runtime, config, false));
     }
     if !rows.is_empty() {
         let markdown = table::writes_markdown(&rows);
@@ -379,29 +391,18 @@ fn single_node_rows(runtime: &tokio::runtime::Runtime, config: WriteConfig) -> V
     rows
 }
 
-/// cstore leader + 2 followers with ack=replicas:2, a 3-member cstore Raft cluster, then 3 etcd
-/// members.
-fn cluster_rows(runtime: &tokio::runtime::Runtime, config: WriteConfig) -> Vec<WriteRow> {
+/// The "3 copies" rows: cstore leader + 2 followers (when `with_followers`), the 3-member cstore
+/// Raft cluster, 3 etcd members.
+fn cluster_rows(
+    runtime: &tokio::runtime::Runtime,
+    config: WriteConfig,
+    with_followers: bool,
+) -> Vec<WriteRow> {
     let workload = "3 copies";
     let mut rows = Vec::new();
-    println!("==> {workload}: cstore leader + 2 followers (ack=replicas:2)");
-    let outcome = CstoreCluster::start(2, "replicas:2").and_then(|cluster| {
-        let target = Target::Cstore {
-            url: cluster.leader_url(),
-            ack: Some("replicas:2".into()),
-        };
-        measure(
-            runtime,
-            &target,
-            config,
-            &format!("cstore pids {:?}", cluster.pids()),
-        )
-    });
-    rows.push(row(
-        workload,
-        "cstore leader + 2 followers (ack=replicas:2)",
-        outcome,
-    ));
+    if with_followers {
+        rows.push(followers_row(runtime, config, workload));
+    }
 
     println!("==> {workload}: cstore 3-member Raft cluster, writes to the leader");
     let outcome = RaftCluster::start(3).and_then(|cluster| {
@@ -435,6 +436,32 @@ fn cluster_rows(runtime: &tokio::runtime::Runtime, config: WriteConfig) -> Vec<W
         outcome,
     ));
     rows
+}
+
+/// The "cstore leader + 2 followers (ack=replicas:2)" row.
+fn followers_row(
+    runtime: &tokio::runtime::Runtime,
+    config: WriteConfig,
+    workload: &str,
+) -> WriteRow {
+    println!("==> {workload}: cstore leader + 2 followers (ack=replicas:2)");
+    let outcome = CstoreCluster::start(2, "replicas:2").and_then(|cluster| {
+        let target = Target::Cstore {
+            url: cluster.leader_url(),
+            ack: Some("replicas:2".into()),
+        };
+        measure(
+            runtime,
+            &target,
+            config,
+            &format!("cstore pids {:?}", cluster.pids()),
+        )
+    });
+    row(
+        workload,
+        "cstore leader + 2 followers (ack=replicas:2)",
+        outcome,
+    )
 }
 
 /// Starts an etcd cluster of `members` and measures writes through its leader's gateway.
