@@ -17,6 +17,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use cstore_core::doc::IdGenerator;
 use cstore_core::error::ErrorCode;
 use cstore_core::replication::SessionConfig;
 use cstore_core::state::State;
@@ -43,6 +44,15 @@ pub enum Node {
     Follower(Follower),
     /// A member of a Raft cluster: reads from its committed copy, writes through Raft.
     Cluster(Cluster),
+}
+
+/// A read replica's answer to a write that reached it: its write routes forward writes to the
+/// leader before they get here, so this is a guard, not a path (no panic on a routing slip).
+fn follower_refuses(follower: &Follower) -> WriteError {
+    let leader_url = follower.status().leader_url;
+    WriteError::NotLeader {
+        leader_url: (!leader_url.is_empty()).then_some(leader_url),
+    }
 }
 
 /// How fresh a read must be.
@@ -192,7 +202,7 @@ impl Node {
         match self {
             Node::Leader(leader) => leader.write(txn).await,
             Node::Cluster(cluster) => cluster.write(txn).await,
-            Node::Follower(_) => panic!("a write route ran on a follower, which forwards writes"),
+            Node::Follower(follower) => Err(follower_refuses(follower)),
         }
     }
 
@@ -202,7 +212,10 @@ impl Node {
         match self {
             Node::Leader(leader) => leader.write_many(txns).await,
             Node::Cluster(cluster) => cluster.write_many(txns).await,
-            Node::Follower(_) => panic!("a write route ran on a follower, which forwards writes"),
+            Node::Follower(follower) => txns
+                .iter()
+                .map(|_| Err(follower_refuses(follower)))
+                .collect(),
         }
     }
 
@@ -220,7 +233,16 @@ impl Node {
         match self {
             Node::Leader(leader) => leader.generate_id(),
             Node::Cluster(cluster) => cluster.generate_id(),
-            Node::Follower(_) => panic!("a write route ran on a follower, which forwards writes"),
+            // A read replica's write routes forward to its leader before they need an id; an id
+            // asked for here anyway is still a unique one.
+            Node::Follower(_) => {
+                static IDS: std::sync::OnceLock<std::sync::Mutex<IdGenerator>> =
+                    std::sync::OnceLock::new();
+                IDS.get_or_init(|| std::sync::Mutex::new(IdGenerator::new(rand::random())))
+                    .lock()
+                    .expect("poisoned")
+                    .next_id(crate::clock::now_ms())
+            }
         }
     }
 
