@@ -125,6 +125,20 @@ fn decode_snapshot(bytes: &[u8]) -> io::Result<Snapshot> {
     Ok(Snapshot::new(position, data))
 }
 
+/// Runs work that holds a thread for long (encoding or decoding a large state, an apply that
+/// waits for the state lock a snapshot holds) without holding a runtime worker meanwhile: on a
+/// multi-thread runtime tokio hands this worker's other tasks (openraft's core and heartbeats,
+/// HTTP) to another thread first. A 2-core member has two workers; a snapshot of a million
+/// documents on one and an apply waiting for it on the other stalled heartbeats for longer than
+/// the leader's lease (the 10-minute soak saw elections once the state grew past ~1M
+/// documents). On a current-thread runtime (the deterministic simulation) it runs in place.
+pub(crate) fn off_the_runtime<R>(f: impl FnOnce() -> R) -> R {
+    match tokio::runtime::Handle::try_current().map(|handle| handle.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
+    }
+}
+
 /// Where a state machine keeps its snapshots: the member's file store in the server
 /// ([`LogShared`], whose file IO runs on tokio's blocking pool), an in-memory store in the
 /// deterministic simulation (`server/tests/cluster_sim`).
@@ -298,19 +312,20 @@ impl<C: CstoreTypeConfig, S: SnapshotStore> RaftSnapshotBuilder<C> for StateMach
 
     async fn build_snapshot(&mut self) -> Result<SnapshotOf, io::Error> {
         // One read of the state and its log id together: the snapshot is of exactly that entry.
-        let (snapshot, meta) = {
+        let (snapshot, meta) = off_the_runtime(|| {
             let state = self.local.state.read().expect("state lock poisoned");
             (state.snapshot(), self.snapshot_meta())
-        };
+        });
         if meta.last_log_id.is_some() {
             self.log
                 .save_snapshot(snapshot.clone(), meta.clone())
                 .await?;
             metrics::gauge!("cstore_cluster_snapshot_lsn").set(snapshot.position.lsn.0 as f64);
         }
+        let data = off_the_runtime(|| encode_snapshot(&snapshot));
         Ok(SnapshotOf {
             meta,
-            snapshot: Cursor::new(encode_snapshot(&snapshot)),
+            snapshot: Cursor::new(data),
         })
     }
 }
@@ -334,11 +349,12 @@ impl<C: CstoreTypeConfig, S: SnapshotStore> RaftStateMachine<C> for StateMachine
         while let Some(item) = entries.try_next().await? {
             chunk.push(item);
             if chunk.len() >= APPLY_CHUNK {
-                self.apply_chunk::<C>(std::mem::take(&mut chunk));
+                let chunk = std::mem::take(&mut chunk);
+                off_the_runtime(|| self.apply_chunk::<C>(chunk));
             }
         }
         if !chunk.is_empty() {
-            self.apply_chunk::<C>(chunk);
+            off_the_runtime(|| self.apply_chunk::<C>(chunk));
         }
         Ok(())
     }
@@ -352,7 +368,7 @@ impl<C: CstoreTypeConfig, S: SnapshotStore> RaftStateMachine<C> for StateMachine
         meta: &RaftSnapshotMeta,
         snapshot: Cursor<Vec<u8>>,
     ) -> Result<(), io::Error> {
-        let snapshot = decode_snapshot(snapshot.get_ref())?;
+        let snapshot = off_the_runtime(|| decode_snapshot(snapshot.get_ref()))?;
         let Some(log_id) = meta.last_log_id else {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
@@ -365,7 +381,7 @@ impl<C: CstoreTypeConfig, S: SnapshotStore> RaftStateMachine<C> for StateMachine
                 format!("snapshot at {} labelled {log_id}", snapshot.position.lsn),
             ));
         }
-        let state = State::from_snapshot(&snapshot)
+        let state = off_the_runtime(|| State::from_snapshot(&snapshot))
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
         self.log
             .install_snapshot(snapshot.clone(), meta.clone())
@@ -388,9 +404,10 @@ impl<C: CstoreTypeConfig, S: SnapshotStore> RaftStateMachine<C> for StateMachine
         let Some((snapshot, meta)) = self.log.current_snapshot().await? else {
             return Ok(None);
         };
+        let data = off_the_runtime(|| encode_snapshot(&snapshot));
         Ok(Some(SnapshotOf {
             meta,
-            snapshot: Cursor::new(encode_snapshot(&snapshot)),
+            snapshot: Cursor::new(data),
         }))
     }
 }
