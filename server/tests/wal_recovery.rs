@@ -719,3 +719,64 @@ fn with_hashes_left_to_the_replay_a_wrong_hash_is_refused_by_the_read_or_below_t
         }
     }
 }
+
+#[test]
+fn a_snapshot_saved_beside_appends_is_the_current_one_and_refused_when_overtaken() {
+    let dir = TempDir::new("wal-snapshot-beside");
+    let entries = filled_store(dir.path(), SMALL, 5, 5);
+    let mut store = FileStore::open_with(dir.path(), SMALL).unwrap();
+    let first = snapshot_at(entries[2].position(), 1_000, 3);
+    // Begun under the lock, written without it (appends may go on), finished under it.
+    let save = store.begin_snapshot(&first).unwrap();
+    let written = save.write(&first).unwrap();
+    store.finish_snapshot(written).unwrap();
+    assert_eq!(store.load_snapshot_blocking(), Ok(Some(first.clone())));
+    drop(store);
+    let store = FileStore::open_with(dir.path(), SMALL).unwrap();
+    assert_eq!(store.load_snapshot_blocking(), Ok(Some(first.clone())));
+    drop(store);
+
+    // Overtaken: another snapshot was saved between begin and finish.
+    let mut store = FileStore::open_with(dir.path(), SMALL).unwrap();
+    let late = snapshot_at(entries[3].position(), 1_000, 4);
+    let newer = snapshot_at(entries[4].position(), 1_000, 5);
+    let save = store.begin_snapshot(&late).unwrap();
+    let written = save.write(&late).unwrap();
+    store.save_snapshot_blocking(&newer).unwrap();
+    let refused = store.finish_snapshot(written).unwrap_err();
+    assert!(
+        matches!(&refused, StorageError::Invalid(m) if m.contains("meanwhile")),
+        "{refused}"
+    );
+    assert_eq!(store.load_snapshot_blocking(), Ok(Some(newer.clone())));
+    let snap_files = fs::read_dir(dir.path())
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .contains("snap")
+        })
+        .count();
+    assert_eq!(snap_files, 1, "the refused temp file is gone");
+
+    // Past the last entry (a reset) and a snapshot that fails its hash: refused, nothing written.
+    let past = snapshot_at(
+        LogPosition {
+            lsn: Lsn(50),
+            hash: Hash([7; 32]),
+        },
+        100,
+        6,
+    );
+    assert!(matches!(
+        store.begin_snapshot(&past),
+        Err(StorageError::Invalid(_))
+    ));
+    let mut forged = snapshot_at(entries[4].position(), 100, 7);
+    forged.data[0] ^= 1;
+    let save = store.begin_snapshot(&forged).unwrap();
+    assert!(matches!(save.write(&forged), Err(StorageError::Invalid(_))));
+    assert_eq!(store.load_snapshot_blocking(), Ok(Some(newer)));
+}

@@ -118,6 +118,9 @@ pub struct LogShared {
     /// The current snapshot's meta (its log id and membership), once known: finding the
     /// membership otherwise takes decoding the whole snapshot into a state.
     snapshot_meta: Mutex<Option<RaftSnapshotMeta>>,
+    /// Held through a snapshot save or install: a save writes its file without the store's
+    /// lock, and no other snapshot may be numbered meanwhile.
+    snapshot_io: Mutex<()>,
 }
 
 /// Work for the WAL thread.
@@ -205,6 +208,7 @@ impl LogShared {
             committed,
             recovered_committed,
             snapshot_meta: Mutex::new(None),
+            snapshot_io: Mutex::new(()),
         });
         let weak = Arc::downgrade(&shared);
         std::thread::Builder::new()
@@ -285,7 +289,13 @@ impl LogShared {
         // last entry as a reset of the log, which would drop appends the WAL thread holds.
         self.barrier()
             .map_err(|e| StorageError::Io(e.to_string()))?;
-        lock(&self.store).save_snapshot_blocking(snapshot)?;
+        // Hashed again and written with the store's lock let go in between: the WAL thread
+        // keeps syncing appends (and the member acknowledging them) while a large state is
+        // written. One save or install at a time.
+        let _one_at_a_time = lock(&self.snapshot_io);
+        let save = lock(&self.store).begin_snapshot(snapshot)?;
+        let written = save.write(snapshot)?;
+        lock(&self.store).finish_snapshot(written)?;
         self.save_side(|side| side.snapshot = Some(log_id))?;
         *lock(&self.snapshot_meta) = Some(meta.clone());
         Ok(())
@@ -302,6 +312,7 @@ impl LogShared {
         let log_id = meta
             .last_log_id
             .expect("an installed snapshot has a log id");
+        let _one_at_a_time = lock(&self.snapshot_io);
         // Forgotten first: a failure below leaves no meta of a snapshot that is not current.
         *lock(&self.snapshot_meta) = None;
         let lsn = snapshot.position.lsn;

@@ -95,19 +95,66 @@ pub(super) fn write(
     stats: &mut WalStats,
     faults: &mut FaultPlan,
 ) -> StorageResult<PathBuf> {
+    let fault = faults.check(FaultOp::Snapshot);
+    let prepared = prepare(dir, snapshot, resets_log, sequence, fault)?;
+    commit(dir, prepared, stats)
+}
+
+/// A snapshot's temp file, written and synced, not yet renamed into place.
+#[derive(Debug)]
+pub(super) struct Prepared {
+    temp: PathBuf,
+    path: PathBuf,
+    written: usize,
+}
+
+impl Prepared {
+    /// Removes the temp file of a snapshot that will not be committed.
+    pub(super) fn discard(self) {
+        let _ = fs::remove_file(&self.temp);
+    }
+}
+
+/// The first half of [`write`], which needs nothing of the store but its directory: writes and
+/// syncs the temp file (or fails with the injected `fault`, removing the temp file).
+pub(super) fn prepare(
+    dir: &Path,
+    snapshot: &Snapshot,
+    resets_log: bool,
+    sequence: u64,
+    fault: Option<std::io::Error>,
+) -> StorageResult<Prepared> {
     let path = dir.join(file_name(snapshot.position.lsn));
     let temp = dir.join(format!("{}{TEMP_SUFFIX}", file_name(snapshot.position.lsn)));
-    let written = match faults.check(FaultOp::Snapshot) {
+    let written = match fault {
         Some(error) => Err(io_error("cannot write", &temp, &error)),
         None => write_temp(&temp, snapshot, resets_log, sequence),
     };
-    let written = match written {
-        Ok(written) => written,
+    match written {
+        Ok(written) => Ok(Prepared {
+            temp,
+            path,
+            written,
+        }),
         Err(error) => {
             let _ = fs::remove_file(&temp);
-            return Err(error);
+            Err(error)
         }
-    };
+    }
+}
+
+/// The second half of [`write`]: renames the temp file into place (the commit point) and
+/// syncs the directory.
+pub(super) fn commit(
+    dir: &Path,
+    prepared: Prepared,
+    stats: &mut WalStats,
+) -> StorageResult<PathBuf> {
+    let Prepared {
+        temp,
+        path,
+        written,
+    } = prepared;
     stats.data_syncs += 1;
     stats.bytes_written += written as u64;
     fs::rename(&temp, &path).map_err(|e| io_error("cannot rename into", &path, &e))?;

@@ -29,6 +29,7 @@ use super::segment::Segment;
 use super::{WalOptions, WalStats, snapshot_file};
 
 mod reset;
+pub use reset::{SnapshotSave, WrittenSnapshot};
 
 /// The log's folder inside the data directory.
 const WAL_DIR: &str = "wal";

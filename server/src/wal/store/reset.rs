@@ -24,7 +24,7 @@
 //! Compaction point files written before resets were recorded (a bare position) still open:
 //! for them the older rule holds, a reset is finished once the compaction point reaches it.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use cstore_core::log::codec::RecordKind;
 use cstore_core::snapshot::Snapshot;
@@ -36,6 +36,7 @@ use super::super::WalStats;
 use super::super::durable::{
     poisoning, read_record_file, remove_file, sync_dir, write_record_file,
 };
+use super::super::fault::FaultOp;
 use super::super::recovery::list_segments;
 use super::super::segment::Segment;
 use super::super::snapshot_file::{self, SnapshotHeader};
@@ -170,10 +171,16 @@ impl FileStore {
         )?;
         self.snapshot_sequence = sequence;
         self.snapshot_path = Some(path.clone());
-        // The new snapshot is in place: a failure from here on leaves the store changed.
+        self.remove_older_snapshots(&path)?;
+        Ok(sequence)
+    }
+
+    /// Removes every snapshot file but `current`. The new snapshot is in place: a failure
+    /// from here on leaves the store changed (poisoned).
+    fn remove_older_snapshots(&mut self, current: &Path) -> StorageResult<()> {
         let mut removed = false;
         for (_, old) in snapshot_file::list(&self.dir).map_err(poisoning)? {
-            if old != path {
+            if old != current {
                 remove_file(&old).map_err(poisoning)?;
                 removed = true;
             }
@@ -181,6 +188,90 @@ impl FileStore {
         if removed {
             sync_dir(&self.dir, &mut self.stats).map_err(poisoning)?;
         }
-        Ok(sequence)
+        Ok(())
+    }
+}
+
+/// A snapshot saved while the store goes on appending: reserved under the store's lock by
+/// [`FileStore::begin_snapshot`], checked and written to its temp file by [`SnapshotSave::write`]
+/// with no lock held, made current under the lock by [`FileStore::finish_snapshot`]. Writing a
+/// large state (and hashing it again) under the lock held every append for seconds: a cluster
+/// member's WAL thread could not sync, so it acknowledged nothing meanwhile.
+#[derive(Debug)]
+pub struct SnapshotSave {
+    dir: PathBuf,
+    sequence: u64,
+    position: LogPosition,
+    fault: Option<std::io::Error>,
+}
+
+/// A snapshot file written and synced beside the store, not yet its current snapshot.
+#[derive(Debug)]
+pub struct WrittenSnapshot {
+    prepared: snapshot_file::Prepared,
+    sequence: u64,
+    position: LogPosition,
+}
+
+impl SnapshotSave {
+    /// Checks `snapshot` against its state hash and writes and syncs its temp file; takes no
+    /// lock. A snapshot that fails its hash is `Invalid`, and nothing is written.
+    pub fn write(self, snapshot: &Snapshot) -> StorageResult<WrittenSnapshot> {
+        assert_eq!(snapshot.position, self.position, "the snapshot begun");
+        if !snapshot.verify() {
+            return Err(StorageError::Invalid(format!(
+                "snapshot at {} does not match its state hash",
+                snapshot.position
+            )));
+        }
+        let prepared =
+            snapshot_file::prepare(&self.dir, snapshot, false, self.sequence, self.fault)?;
+        Ok(WrittenSnapshot {
+            prepared,
+            sequence: self.sequence,
+            position: self.position,
+        })
+    }
+}
+
+impl FileStore {
+    /// Begins saving `snapshot` of an entry the log holds (a snapshot past the last entry resets
+    /// the log: that one goes through `save_snapshot_blocking`). One save at a time: the caller
+    /// keeps others (and installs) out until [`Self::finish_snapshot`].
+    pub fn begin_snapshot(&mut self, snapshot: &Snapshot) -> StorageResult<SnapshotSave> {
+        self.guarded(|store| {
+            if snapshot.position.lsn > store.last.lsn {
+                return Err(StorageError::Invalid(format!(
+                    "snapshot at {} is past the log's last entry {}: save it with \
+                     save_snapshot_blocking",
+                    snapshot.position, store.last
+                )));
+            }
+            Ok(SnapshotSave {
+                dir: store.dir.clone(),
+                sequence: store.snapshot_sequence + 1,
+                position: snapshot.position,
+                fault: store.faults.check(FaultOp::Snapshot),
+            })
+        })
+    }
+
+    /// Makes a written snapshot the current one: renamed into place (the commit point), older
+    /// snapshot files removed. Refused (the temp file removed) if another snapshot was saved
+    /// since it began.
+    pub fn finish_snapshot(&mut self, written: WrittenSnapshot) -> StorageResult<()> {
+        self.guarded(|store| {
+            if written.sequence != store.snapshot_sequence + 1 {
+                written.prepared.discard();
+                return Err(StorageError::Invalid(format!(
+                    "snapshot at {} was begun as number {}, but number {} was saved meanwhile",
+                    written.position, written.sequence, store.snapshot_sequence
+                )));
+            }
+            let path = snapshot_file::commit(&store.dir, written.prepared, &mut store.stats)?;
+            store.snapshot_sequence = written.sequence;
+            store.snapshot_path = Some(path.clone());
+            store.remove_older_snapshots(&path)
+        })
     }
 }
