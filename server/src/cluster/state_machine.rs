@@ -129,9 +129,8 @@ fn decode_snapshot(bytes: &[u8]) -> io::Result<Snapshot> {
 /// waits for the state lock a snapshot holds) without holding a runtime worker meanwhile: on a
 /// multi-thread runtime tokio hands this worker's other tasks (openraft's core and heartbeats,
 /// HTTP) to another thread first. A 2-core member has two workers; a snapshot of a million
-/// documents on one and an apply waiting for it on the other stalled heartbeats for longer than
-/// the leader's lease (the 10-minute soak saw elections once the state grew past ~1M
-/// documents). On a current-thread runtime (the deterministic simulation) it runs in place.
+/// documents on one and an apply waiting for it on the other could hold both. On a
+/// current-thread runtime (the deterministic simulation) it runs in place.
 pub(crate) fn off_the_runtime<R>(f: impl FnOnce() -> R) -> R {
     match tokio::runtime::Handle::try_current().map(|handle| handle.runtime_flavor()) {
         Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
