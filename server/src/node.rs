@@ -49,9 +49,8 @@ pub enum Node {
 /// A read replica's answer to a write that reached it: its write routes forward writes to the
 /// leader before they get here, so this is a guard, not a path (no panic on a routing slip).
 fn follower_refuses(follower: &Follower) -> WriteError {
-    let leader_url = follower.status().leader_url;
     WriteError::NotLeader {
-        leader_url: (!leader_url.is_empty()).then_some(leader_url),
+        leader_url: Some(follower.leader_http_base()),
     }
 }
 
