@@ -36,6 +36,10 @@ struct TestLog {
 struct TestLeader {
     log: Arc<Mutex<TestLog>>,
     committed: watch::Sender<LogPosition>,
+    /// Moves when a test replaces the whole history (as a new leader with another log would):
+    /// sessions begun on the old one end, as a real leader's would, instead of reading the new
+    /// entries after the old ones (which core's session refuses with an assertion).
+    history: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl TestLeader {
@@ -48,7 +52,16 @@ impl TestLeader {
         TestLeader {
             log: Arc::new(Mutex::new(log)),
             committed: watch::channel(LogPosition::START).0,
+            history: Arc::default(),
         }
+    }
+
+    /// Replaces the whole history with `log`; sessions on the old one end.
+    fn replace_history(&self, log: TestLog) {
+        let mut held = self.log.lock().unwrap();
+        *held = log;
+        self.history
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Commits `count` inserts into `things`, one entry each.
@@ -81,11 +94,20 @@ impl TestLeader {
         self.log.lock().unwrap().state.state_hash()
     }
 
-    /// What the session asked to read, answered from the log.
-    fn read(&self, session: &mut LeaderSession, command: &LeaderCommand) -> Vec<LeaderCommand> {
+    /// What the session (begun on history `history`) asked to read, answered from the log;
+    /// `None` when the history was replaced since: the session ends.
+    fn read(
+        &self,
+        history: u64,
+        session: &mut LeaderSession,
+        command: &LeaderCommand,
+    ) -> Option<Vec<LeaderCommand>> {
         let log = self.log.lock().unwrap();
+        if self.history.load(std::sync::atomic::Ordering::SeqCst) != history {
+            return None;
+        }
         let first = log.snapshot.as_ref().map_or(1, |s| s.position.lsn.0 + 1);
-        match *command {
+        Some(match *command {
             LeaderCommand::ReadEntries { from, to } if from.0 >= first => {
                 let range = (from.0 - first) as usize..(to.0 - first) as usize;
                 session.on_entries(now_ms(), log.entries[range].to_vec())
@@ -99,7 +121,7 @@ impl TestLeader {
                 _ => session.on_snapshot(now_ms(), Arc::new(log.state.snapshot())),
             },
             _ => unreachable!("only reads are answered here"),
-        }
+        })
     }
 
     /// Serves `/v1/replicate` on a free loopback port.
@@ -123,6 +145,7 @@ async fn upgrade(AxumState(leader): AxumState<TestLeader>, ws: WebSocketUpgrade)
 }
 
 async fn run_session(leader: TestLeader, mut socket: WebSocket) {
+    let history = leader.history.load(std::sync::atomic::Ordering::SeqCst);
     let mut committed = leader.committed.subscribe();
     let start = *committed.borrow_and_update();
     let mut session = LeaderSession::new(
@@ -171,7 +194,10 @@ async fn run_session(leader: TestLeader, mut socket: WebSocket) {
                     }
                 }
                 LeaderCommand::Close(_) => return,
-                read => queue.extend(leader.read(&mut session, &read)),
+                read => match leader.read(history, &mut session, &read) {
+                    Some(commands) => queue.extend(commands),
+                    None => return,
+                },
             }
         }
     }
@@ -547,11 +573,11 @@ async fn an_entry_that_does_not_apply_discards_the_local_copy_and_bootstraps_aga
         let good = good.log.lock().unwrap();
         (good.entries.clone(), good.state.clone())
     };
-    *leader.log.lock().unwrap() = TestLog {
+    leader.replace_history(TestLog {
         entries,
         snapshot: None,
         state,
-    };
+    });
     leader
         .committed
         .send_replace(good.log.lock().unwrap().state.applied());
