@@ -823,22 +823,20 @@ impl Cluster {
                 .into_iter()
                 .map(|p| (proposer::Speculative::new(p.proposal), p.reply))
                 .unzip();
-            // Off the runtime: the write lock may wait for a snapshot's encode.
-            let checked: Vec<Result<(), Option<cstore_core::state::Rejection>>> =
-                state_machine::off_the_runtime(|| {
-                    let mut state = local.state.write().expect("state lock poisoned");
-                    local
-                        .inflight
-                        .check_batch(&mut state, &mut entries)
-                        .into_iter()
-                        .map(|result| {
-                            result.map_err(|rejection| {
-                                (!proposer::is_inflight_duplicate(&rejection, &state))
-                                    .then_some(rejection)
-                            })
+            let checked: Vec<Result<(), Option<cstore_core::state::Rejection>>> = {
+                let mut state = local.state.write().expect("state lock poisoned");
+                local
+                    .inflight
+                    .check_batch(&mut state, &mut entries)
+                    .into_iter()
+                    .map(|result| {
+                        result.map_err(|rejection| {
+                            (!proposer::is_inflight_duplicate(&rejection, &state))
+                                .then_some(rejection)
                         })
-                        .collect()
-                });
+                    })
+                    .collect()
+            };
             // After a proposal fails to reach Raft, none after it in this pass is proposed: a
             // later write must not commit while an earlier one was not written.
             let mut failed: Option<WriteError> = None;

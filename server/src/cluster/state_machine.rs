@@ -125,13 +125,12 @@ fn decode_snapshot(bytes: &[u8]) -> io::Result<Snapshot> {
     Ok(Snapshot::new(position, data))
 }
 
-/// Runs work that holds a thread for long (encoding or decoding a large state, an apply that
-/// waits for the state lock a snapshot holds) without holding a runtime worker meanwhile: on a
-/// multi-thread runtime tokio hands this worker's other tasks (openraft's core and heartbeats,
-/// HTTP) to another thread first. A 2-core member has two workers; a snapshot of a million
-/// documents on one and an apply waiting for it on the other could hold both. On a
-/// current-thread runtime (the deterministic simulation) it runs in place.
-pub(crate) fn off_the_runtime<R>(f: impl FnOnce() -> R) -> R {
+/// Runs work that holds a thread for long (encoding, hashing or decoding a large state)
+/// without holding a runtime worker meanwhile: on a multi-thread runtime tokio hands this
+/// worker's other tasks (openraft's core and heartbeats, HTTP) to another thread first. Only for
+/// the rare snapshot steps: the hand-off costs more than an apply or a proposer check takes. On
+/// a current-thread runtime (the deterministic simulation) it runs in place.
+fn off_the_runtime<R>(f: impl FnOnce() -> R) -> R {
     match tokio::runtime::Handle::try_current().map(|handle| handle.runtime_flavor()) {
         Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
         _ => f(),
@@ -348,12 +347,11 @@ impl<C: CstoreTypeConfig, S: SnapshotStore> RaftStateMachine<C> for StateMachine
         while let Some(item) = entries.try_next().await? {
             chunk.push(item);
             if chunk.len() >= APPLY_CHUNK {
-                let chunk = std::mem::take(&mut chunk);
-                off_the_runtime(|| self.apply_chunk::<C>(chunk));
+                self.apply_chunk::<C>(std::mem::take(&mut chunk));
             }
         }
         if !chunk.is_empty() {
-            off_the_runtime(|| self.apply_chunk::<C>(chunk));
+            self.apply_chunk::<C>(chunk);
         }
         Ok(())
     }
