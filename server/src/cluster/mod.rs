@@ -591,6 +591,21 @@ impl Cluster {
         m.state == ServerState::Leader && self.lease_valid(&m)
     }
 
+    /// True when this member leads; when openraft has it leading but its lease lapsed, first
+    /// waits up to two election timeouts for a quorum to renew the lease (as the HTTP layer
+    /// does before it forwards a write). A quorum that answers late, its members busy with a
+    /// snapshot on loaded cores, is no reason to refuse a write; a leader cut off from its
+    /// majority still refuses, that much later.
+    async fn still_leads(&self) -> bool {
+        if self.is_leader() {
+            return true;
+        }
+        let wait = Duration::from_millis(self.inner.config.election_timeout_ms * 2);
+        self.wait_for_leader(wait)
+            .await
+            .is_some_and(|(id, _)| id == self.inner.config.node_id)
+    }
+
     fn lease_valid(&self, m: &openraft::RaftMetrics<types::ClusterTypes>) -> bool {
         let lease = Duration::from_millis(self.inner.config.election_timeout_ms * 3 / 2);
         // A single voter is its own quorum.
@@ -808,7 +823,7 @@ impl Cluster {
                     Err(_) => break,
                 }
             }
-            if !self.is_leader() {
+            if !self.still_leads().await {
                 let leader_url = self.leader().map(|(_, url)| url);
                 for pending in batch {
                     let _ = pending
@@ -823,20 +838,22 @@ impl Cluster {
                 .into_iter()
                 .map(|p| (proposer::Speculative::new(p.proposal), p.reply))
                 .unzip();
-            let checked: Vec<Result<(), Option<cstore_core::state::Rejection>>> = {
-                let mut state = local.state.write().expect("state lock poisoned");
-                local
-                    .inflight
-                    .check_batch(&mut state, &mut entries)
-                    .into_iter()
-                    .map(|result| {
-                        result.map_err(|rejection| {
-                            (!proposer::is_inflight_duplicate(&rejection, &state))
-                                .then_some(rejection)
+            let checked: Vec<Result<(), Option<cstore_core::state::Rejection>>> = local
+                .copy
+                .write(|state| {
+                    local
+                        .inflight
+                        .check_batch(state, &mut entries)
+                        .into_iter()
+                        .map(|result| {
+                            result.map_err(|rejection| {
+                                (!proposer::is_inflight_duplicate(&rejection, state))
+                                    .then_some(rejection)
+                            })
                         })
-                    })
-                    .collect()
-            };
+                        .collect()
+                })
+                .await;
             // After a proposal fails to reach Raft, none after it in this pass is proposed: a
             // later write must not commit while an earlier one was not written.
             let mut failed: Option<WriteError> = None;
@@ -935,7 +952,7 @@ impl Cluster {
 
     /// Waits until this member applied `lsn`, at most `timeout`. True when it has.
     pub async fn wait_applied(&self, lsn: Lsn, timeout: Duration) -> bool {
-        let mut applied = self.inner.local.applied.subscribe();
+        let mut applied = self.inner.local.copy.applied();
         tokio::time::timeout(timeout, applied.wait_for(|at| *at >= lsn))
             .await
             .is_ok_and(|result| result.is_ok())
@@ -943,12 +960,12 @@ impl Cluster {
 
     /// The last applied LSN.
     pub fn applied_lsn(&self) -> Lsn {
-        *self.inner.local.applied.borrow()
+        self.inner.local.copy.applied_lsn()
     }
 
     /// Runs `f` on the local state (committed entries only).
     pub fn read<R>(&self, f: impl FnOnce(&State) -> R) -> R {
-        f(&self.inner.local.state.read().expect("state lock poisoned"))
+        self.inner.local.copy.read(f)
     }
 
     /// The leader's read index (ReadIndex: the leader confirms with a quorum that it still

@@ -8,6 +8,7 @@
 //! The same hash chain runs on every member, so a replica that reconnects to another member
 //! after a leader change resumes from its own `(lsn, hash)` without downloading again.
 
+use futures::future::BoxFuture;
 use tokio::sync::watch;
 
 use cstore_core::{Lsn, Snapshot};
@@ -18,14 +19,14 @@ use crate::replicate::LogTail;
 
 impl CommittedCopy for Local {
     fn tail(&self) -> &LogTail {
-        &self.tail
+        self.copy.tail()
     }
 
     fn applied(&self) -> watch::Receiver<Lsn> {
-        self.applied.subscribe()
+        self.copy.applied()
     }
 
-    fn snapshot(&self) -> Snapshot {
-        self.state.read().expect("state lock poisoned").snapshot()
+    fn snapshot(&self) -> BoxFuture<'_, Snapshot> {
+        Box::pin(self.copy.snapshot())
     }
 }

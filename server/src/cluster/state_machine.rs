@@ -19,12 +19,11 @@
 use std::fmt::Debug;
 use std::future::Future;
 use std::io::{self, Cursor};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 
 use futures::{Stream, TryStreamExt};
 use openraft::storage::{EntryResponder, RaftSnapshotBuilder, RaftStateMachine};
 use openraft::{EntryPayload, OptionalSend};
-use tokio::sync::watch;
 use tracing::warn;
 
 use cstore_core::doc::CLUSTER_COLLECTION;
@@ -40,20 +39,18 @@ use super::types::{
     ClusterTypes, CstoreTypeConfig, Outcome, RaftLogId, RaftMembership, RaftSnapshotMeta,
     RaftStoredMembership,
 };
-use crate::replicate::LogTail;
 
 /// Entries applied under one hold of the state lock before readers get a turn.
 const APPLY_CHUNK: usize = 1024;
 
-/// The member's applied copy, shared with readers and replication sessions.
+/// The member's applied copy: the [`crate::local::Local`] every role keeps (the state, the
+/// tail for read replicas and browsers, the applied watch `min_lsn` readers wait on, moved
+/// only through its doors), with what openraft asks of a state machine beside it.
 pub struct Local {
-    /// The state at `applied`: committed entries only.
-    pub state: RwLock<State>,
-    /// The last applied LSN; `min_lsn` readers wait on it.
-    pub applied: watch::Sender<Lsn>,
-    /// Recent applied entries for read replicas and browsers.
-    pub tail: LogTail,
-    /// The log id of the last applied entry, and the membership it is under.
+    /// The state, the tail and the applied watch: committed entries only.
+    pub copy: crate::local::Local,
+    /// The log id of the last applied entry, and the membership it is under (changed with
+    /// the state, under its write lock).
     pub(super) raft: Mutex<(Option<RaftLogId>, RaftStoredMembership)>,
     /// This member's proposals not applied yet (only while it leads).
     pub inflight: InFlight,
@@ -62,7 +59,7 @@ pub struct Local {
 impl std::fmt::Debug for Local {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Local")
-            .field("applied", &*self.applied.borrow())
+            .field("applied", &self.copy.applied_lsn())
             .finish()
     }
 }
@@ -71,20 +68,31 @@ impl Local {
     /// The copy at `state`, whose last entry has `log_id`.
     pub fn new(state: State, log_id: Option<RaftLogId>, tail_bytes_max: u64) -> Local {
         let membership = stored_membership(&state).unwrap_or_default();
-        let (applied, _) = watch::channel(state.applied().lsn);
-        let tail = LogTail::new(state.applied(), tail_bytes_max);
         Local {
-            state: RwLock::new(state),
-            applied,
-            tail,
+            copy: crate::local::Local::new(state, tail_bytes_max),
             raft: Mutex::new((log_id, membership)),
             inflight: InFlight::default(),
         }
     }
 
+    /// A snapshot of the state as it is, with the log id and membership of its last entry
+    /// (read together under the state's lock: the snapshot is of exactly that entry). Writers
+    /// wait meanwhile, readers do not (`crate::local::Local::snapshot_with`).
+    pub async fn snapshot(&self) -> (Snapshot, RaftSnapshotMeta) {
+        self.copy
+            .snapshot_with(|_| {
+                let raft = self.raft.lock().expect("raft lock poisoned");
+                RaftSnapshotMeta {
+                    last_log_id: raft.0,
+                    last_membership: raft.1.clone(),
+                }
+            })
+            .await
+    }
+
     /// The position (LSN and hash) of the last applied entry.
     pub fn applied_position(&self) -> LogPosition {
-        self.state.read().expect("state lock poisoned").applied()
+        self.copy.read(State::applied)
     }
 }
 
@@ -123,18 +131,6 @@ fn decode_snapshot(bytes: &[u8]) -> io::Result<Snapshot> {
     let (position, data): (LogPosition, Vec<u8>) = postcard::from_bytes(bytes)
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("snapshot: {e}")))?;
     Ok(Snapshot::new(position, data))
-}
-
-/// Runs work that holds a thread for long (encoding, hashing or decoding a large state)
-/// without holding a runtime worker meanwhile: on a multi-thread runtime tokio hands this
-/// worker's other tasks (openraft's core and heartbeats, HTTP) to another thread first. Only for
-/// the rare snapshot steps: the hand-off costs more than an apply or a proposer check takes. On
-/// a current-thread runtime (the deterministic simulation) it runs in place.
-fn off_the_runtime<R>(f: impl FnOnce() -> R) -> R {
-    match tokio::runtime::Handle::try_current().map(|handle| handle.runtime_flavor()) {
-        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
-        _ => f(),
-    }
 }
 
 /// Where a state machine keeps its snapshots: the member's file store in the server
@@ -228,13 +224,13 @@ impl<S: SnapshotStore> StateMachine<S> {
         StateMachine { local, log }
     }
 
-    fn apply_chunk<C: CstoreTypeConfig>(&self, chunk: Vec<EntryResponder<C>>) {
-        let mut applied = Vec::with_capacity(chunk.len());
+    async fn apply_chunk<C: CstoreTypeConfig>(&self, chunk: Vec<EntryResponder<C>>) {
         let mut replies = Vec::new();
-        {
-            let mut state = self.local.state.write().expect("state lock poisoned");
-            let mut raft = self.local.raft.lock().expect("raft lock poisoned");
-            for (entry, responder) in chunk {
+        let mut first = None;
+        let applied = self
+            .local
+            .copy
+            .apply(chunk, |state, (entry, responder)| {
                 let log_entry = to_log_entry(state.applied(), &entry);
                 let rejection = match state.apply(&log_entry) {
                     Ok(_) => None,
@@ -251,17 +247,20 @@ impl<S: SnapshotStore> StateMachine<S> {
                         Some(rejection)
                     }
                 };
-                // Retired under the state lock, so a check never sees an entry both applied and
-                // in flight.
+                // Retired under the state lock, so a check never sees an entry both applied
+                // and in flight.
                 if let EntryPayload::Normal(proposal) = &entry.payload
                     && !self.local.inflight.is_empty()
                 {
                     self.local.inflight.retire(proposal);
                 }
-                if let EntryPayload::Membership(membership) = &entry.payload {
-                    raft.1 = RaftStoredMembership::new(Some(entry.log_id), membership.clone());
+                {
+                    let mut raft = self.local.raft.lock().expect("raft lock poisoned");
+                    if let EntryPayload::Membership(membership) = &entry.payload {
+                        raft.1 = RaftStoredMembership::new(Some(entry.log_id), membership.clone());
+                    }
+                    raft.0 = Some(entry.log_id);
                 }
-                raft.0 = Some(entry.log_id);
                 if let Some(responder) = responder {
                     replies.push((
                         responder,
@@ -271,33 +270,22 @@ impl<S: SnapshotStore> StateMachine<S> {
                         },
                     ));
                 }
-                applied.push(log_entry);
-            }
+                first.get_or_insert((log_entry.lsn, log_entry.hash));
+                Ok::<_, std::convert::Infallible>(log_entry)
+            })
+            .await;
+        if let Err(never) = applied {
+            match never {}
         }
-        if let Some(first) = applied.first()
-            && first.lsn == Lsn(1)
-        {
+        if let Some((Lsn(1), hash)) = first {
             // The cluster's identity is its first entry (the initial membership).
-            if let Err(e) = self.log.note_cluster_id(&first.hash.to_hex()) {
+            if let Err(e) = self.log.note_cluster_id(&hash.to_hex()) {
                 warn!(error = %e, "cannot record the cluster id");
             }
         }
-        let last = applied.last().map(|e| e.lsn);
-        self.local.tail.push(applied);
-        if let Some(last) = last {
-            self.local.applied.send_replace(last);
-            metrics::gauge!("cstore_cluster_applied_lsn").set(last.0 as f64);
-        }
+        metrics::gauge!("cstore_cluster_applied_lsn").set(self.local.copy.applied_lsn().0 as f64);
         for (responder, outcome) in replies {
             responder.send(outcome);
-        }
-    }
-
-    fn snapshot_meta(&self) -> RaftSnapshotMeta {
-        let raft = self.local.raft.lock().expect("raft lock poisoned");
-        RaftSnapshotMeta {
-            last_log_id: raft.0,
-            last_membership: raft.1.clone(),
         }
     }
 }
@@ -309,18 +297,14 @@ impl<C: CstoreTypeConfig, S: SnapshotStore> RaftSnapshotBuilder<C> for StateMach
     type SnapshotData = Cursor<Vec<u8>>;
 
     async fn build_snapshot(&mut self) -> Result<SnapshotOf, io::Error> {
-        // One read of the state and its log id together: the snapshot is of exactly that entry.
-        let (snapshot, meta) = off_the_runtime(|| {
-            let state = self.local.state.read().expect("state lock poisoned");
-            (state.snapshot(), self.snapshot_meta())
-        });
+        let (snapshot, meta) = self.local.snapshot().await;
         if meta.last_log_id.is_some() {
             self.log
                 .save_snapshot(snapshot.clone(), meta.clone())
                 .await?;
             metrics::gauge!("cstore_cluster_snapshot_lsn").set(snapshot.position.lsn.0 as f64);
         }
-        let data = off_the_runtime(|| encode_snapshot(&snapshot));
+        let data = crate::local::off_the_runtime(|| encode_snapshot(&snapshot));
         Ok(SnapshotOf {
             meta,
             snapshot: Cursor::new(data),
@@ -347,11 +331,11 @@ impl<C: CstoreTypeConfig, S: SnapshotStore> RaftStateMachine<C> for StateMachine
         while let Some(item) = entries.try_next().await? {
             chunk.push(item);
             if chunk.len() >= APPLY_CHUNK {
-                self.apply_chunk::<C>(std::mem::take(&mut chunk));
+                self.apply_chunk::<C>(std::mem::take(&mut chunk)).await;
             }
         }
         if !chunk.is_empty() {
-            self.apply_chunk::<C>(chunk);
+            self.apply_chunk::<C>(chunk).await;
         }
         Ok(())
     }
@@ -365,7 +349,7 @@ impl<C: CstoreTypeConfig, S: SnapshotStore> RaftStateMachine<C> for StateMachine
         meta: &RaftSnapshotMeta,
         snapshot: Cursor<Vec<u8>>,
     ) -> Result<(), io::Error> {
-        let snapshot = off_the_runtime(|| decode_snapshot(snapshot.get_ref()))?;
+        let snapshot = crate::local::off_the_runtime(|| decode_snapshot(snapshot.get_ref()))?;
         let Some(log_id) = meta.last_log_id else {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
@@ -378,20 +362,19 @@ impl<C: CstoreTypeConfig, S: SnapshotStore> RaftStateMachine<C> for StateMachine
                 format!("snapshot at {} labelled {log_id}", snapshot.position.lsn),
             ));
         }
-        let state = off_the_runtime(|| State::from_snapshot(&snapshot))
+        let state = crate::local::off_the_runtime(|| State::from_snapshot(&snapshot))
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
         self.log
             .install_snapshot(snapshot.clone(), meta.clone())
             .await?;
-        let position = state.applied();
-        {
-            let mut current = self.local.state.write().expect("state lock poisoned");
-            *current = state;
-            let mut raft = self.local.raft.lock().expect("raft lock poisoned");
-            *raft = (Some(log_id), meta.last_membership.clone());
-        }
-        self.local.tail.reset(position);
-        self.local.applied.send_replace(position.lsn);
+        let membership = meta.last_membership.clone();
+        self.local
+            .copy
+            .replace_with(state, || {
+                *self.local.raft.lock().expect("raft lock poisoned") = (Some(log_id), membership);
+            })
+            .await;
+        let position = self.local.applied_position();
         metrics::counter!("cstore_cluster_snapshot_installs_total").increment(1);
         metrics::gauge!("cstore_cluster_snapshot_lsn").set(position.lsn.0 as f64);
         Ok(())
@@ -401,7 +384,7 @@ impl<C: CstoreTypeConfig, S: SnapshotStore> RaftStateMachine<C> for StateMachine
         let Some((snapshot, meta)) = self.log.current_snapshot().await? else {
             return Ok(None);
         };
-        let data = off_the_runtime(|| encode_snapshot(&snapshot));
+        let data = crate::local::off_the_runtime(|| encode_snapshot(&snapshot));
         Ok(Some(SnapshotOf {
             meta,
             snapshot: Cursor::new(data),

@@ -63,7 +63,7 @@ impl FollowerCopy {
             progress.durable_lsn = last;
             progress.entries_received += count;
         }
-        let applied = self.copy.apply_committed(entries);
+        let applied = self.copy.apply_committed(entries).await;
         metrics::gauge!("cstore_follower_applied_lsn")
             .set(self.copy.local().applied_lsn().0 as f64);
         applied?;

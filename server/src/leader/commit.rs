@@ -139,7 +139,8 @@ async fn commit_batch<S: LogStore>(
                 }
             }
         }
-    });
+    })
+    .await;
     let Some(last) = entries.last().map(|e| e.lsn) else {
         return 0;
     };
@@ -151,7 +152,7 @@ async fn commit_batch<S: LogStore>(
         Ok(()) => {
             shared.disk_full.store(false, Ordering::Release);
             let count = entries.len() as u64;
-            if let Err(error) = copy.apply_committed(entries) {
+            if let Err(error) = copy.apply_committed(entries).await {
                 // Each entry applied on the speculation, on this same state: a bug.
                 panic!("a checked, durable entry does not apply: {error:?}");
             }

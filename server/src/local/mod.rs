@@ -43,10 +43,19 @@ use recovery::recover;
 pub use source::{CommittedCopy, LocalSource};
 
 /// The part of a local copy that readers share: the state, the tail of recent entries and
-/// the applied position, all of them durable.
+/// the applied position, all of them durable. A cluster member keeps one too
+/// (`cluster::state_machine::Local` wraps it), moved by openraft's state machine through the
+/// same doors ([`Local::apply`], [`Local::replace`]).
 #[derive(Debug)]
 pub struct Local {
     state: RwLock<State>,
+    /// Taken, asynchronously, by every writer of `state` before it takes the write lock, and
+    /// held by a reader of the whole state (a snapshot) for as long as it reads. A writer that
+    /// waited on the lock itself would hold its thread for the whole O(state) read, and the
+    /// readers queued behind it (the lock prefers writers) the runtime's workers: HTTP, and on
+    /// a cluster member openraft's heartbeats, stalled with them (a leader with a million
+    /// documents lost its office at every snapshot in `scripts/soak-cluster.sh`).
+    writers: tokio::sync::Mutex<()>,
     /// The applied (and durable) LSN; `min_lsn` readers and snapshot requests wait on it.
     applied: watch::Sender<Lsn>,
     /// Recent applied entries, for replication sessions.
@@ -54,11 +63,13 @@ pub struct Local {
 }
 
 impl Local {
-    fn new(state: State, tail_bytes_max: u64) -> Local {
+    /// The copy of `state`, with an empty tail of at most `tail_bytes_max` bytes.
+    pub fn new(state: State, tail_bytes_max: u64) -> Local {
         let (applied, _) = watch::channel(state.applied().lsn);
         let tail = LogTail::new(state.applied(), tail_bytes_max);
         Local {
             state: RwLock::new(state),
+            writers: tokio::sync::Mutex::new(()),
             applied,
             tail,
         }
@@ -67,6 +78,91 @@ impl Local {
     /// Runs `f` on the state under the read lock. Keep `f` short: it delays the writer.
     pub fn read<R>(&self, f: impl FnOnce(&State) -> R) -> R {
         f(&self.state.read().expect("state lock poisoned"))
+    }
+
+    /// Runs `f` on the state under the write lock (once no snapshot reads it). `f` must leave
+    /// the state as it found it (a check on a speculation): entries reach the state only
+    /// through [`Local::apply`].
+    pub async fn write<R>(&self, f: impl FnOnce(&mut State) -> R) -> R {
+        let _writers = self.writers.lock().await;
+        let mut state = self.state.write().expect("state lock poisoned");
+        let before = state.applied();
+        let result = f(&mut state);
+        assert_eq!(state.applied(), before, "a write left the state moved");
+        result
+    }
+
+    /// The one door through which entries reach the state: under the write lock, `apply`
+    /// applies each item in order and returns the entry it applied, or an error that stops
+    /// the rest. The entries applied are then pushed to the tail, and the applied watch moves
+    /// last, when everything else is in place.
+    pub async fn apply<T, E>(
+        &self,
+        items: impl IntoIterator<Item = T>,
+        mut apply: impl FnMut(&mut State, T) -> Result<LogEntry, E>,
+    ) -> Result<(), E> {
+        let mut applied = Vec::new();
+        let mut failed = None;
+        {
+            let _writers = self.writers.lock().await;
+            let mut state = self.state.write().expect("state lock poisoned");
+            for item in items {
+                match apply(&mut state, item) {
+                    Ok(entry) => applied.push(entry),
+                    Err(error) => {
+                        failed = Some(error);
+                        break;
+                    }
+                }
+            }
+        }
+        if let Some(last) = applied.last().map(|entry| entry.lsn) {
+            // Sessions learn of the new position from the tail, after the entries are in it;
+            // readers waiting for `min_lsn` learn it last.
+            self.tail.push(applied);
+            self.applied.send_replace(last);
+        }
+        failed.map_or(Ok(()), Err)
+    }
+
+    /// Replaces the whole state (an installed snapshot, a discarded copy): the state, then the
+    /// tail and the watch.
+    pub async fn replace(&self, state: State) {
+        self.replace_with(state, || ()).await;
+    }
+
+    /// [`Local::replace`], running `beside` under the same hold of the write lock (what must
+    /// change with the state, for a reader that looks at both).
+    pub async fn replace_with(&self, state: State, beside: impl FnOnce()) {
+        let position: LogPosition = state.applied();
+        {
+            let _writers = self.writers.lock().await;
+            *self.state.write().expect("state lock poisoned") = state;
+            beside();
+        }
+        self.tail.reset(position);
+        // Readers wait for `applied >= n`; a snapshot can move it backwards only when the
+        // copy is discarded, which readers then wait through.
+        self.applied.send_replace(position.lsn);
+    }
+
+    /// A snapshot of the state as it is, and what `with` reads beside it under the same lock.
+    /// Writers wait (asynchronously, see [`Local::writers`]) while the state is encoded;
+    /// readers do not. The hash is computed after the lock is let go.
+    pub async fn snapshot_with<M>(&self, with: impl FnOnce(&State) -> M) -> (Snapshot, M) {
+        let (position, data, extra) = {
+            let _writers = self.writers.lock().await;
+            off_the_runtime(|| {
+                let state = self.state.read().expect("state lock poisoned");
+                (state.applied(), state.encode(), with(&state))
+            })
+        };
+        (off_the_runtime(|| Snapshot::new(position, data)), extra)
+    }
+
+    /// A snapshot of the state as it is (see [`Local::snapshot_with`]).
+    pub async fn snapshot(&self) -> Snapshot {
+        self.snapshot_with(|_| ()).await.0
     }
 
     /// The last LSN applied (and durable).
@@ -91,6 +187,23 @@ impl Local {
     /// The recent entries, for replication sessions.
     pub fn tail(&self) -> &LogTail {
         &self.tail
+    }
+
+    /// Wakes whoever waits on the applied watch without moving it.
+    fn wake_waiters(&self) {
+        self.applied.send_modify(|_| {});
+    }
+}
+
+/// Runs work that holds a thread for long (encoding, hashing or decoding a large state)
+/// without holding a runtime worker meanwhile: on a multi-thread runtime tokio hands this
+/// worker's other tasks (HTTP, openraft's core and heartbeats) to another thread first. Only
+/// for the rare O(state) steps: the hand-off costs more than an apply takes. On a
+/// current-thread runtime (the commit thread, the deterministic simulation) it runs in place.
+pub fn off_the_runtime<R>(f: impl FnOnce() -> R) -> R {
+    match tokio::runtime::Handle::try_current().map(|handle| handle.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
     }
 }
 
@@ -161,20 +274,20 @@ impl<S: LogStore> LocalCopy<S> {
     /// [`State::apply_speculative`] and keeps each [`Speculation`] in the vector it is given;
     /// every one is reverted, newest first, before the state's lock is let go. Readers never
     /// see a speculation (they wait for the lock).
-    pub fn speculate<R>(&self, check: impl FnOnce(&mut State, &mut Vec<Speculation>) -> R) -> R {
-        let mut state = self.local.state.write().expect("state lock poisoned");
-        let before = state.applied();
-        let mut speculations = Vec::new();
-        let result = check(&mut state, &mut speculations);
-        while let Some(speculation) = speculations.pop() {
-            state.revert_speculation(speculation);
-        }
-        assert_eq!(
-            state.applied(),
-            before,
-            "a speculation was left on the state"
-        );
-        result
+    pub async fn speculate<R>(
+        &self,
+        check: impl FnOnce(&mut State, &mut Vec<Speculation>) -> R,
+    ) -> R {
+        self.local
+            .write(|state| {
+                let mut speculations = Vec::new();
+                let result = check(state, &mut speculations);
+                while let Some(speculation) = speculations.pop() {
+                    state.revert_speculation(speculation);
+                }
+                result
+            })
+            .await
     }
 
     /// Appends `entries` to the store durably (one fsync). They reach readers only through
@@ -187,34 +300,16 @@ impl<S: LogStore> LocalCopy<S> {
     /// order, continuing the state), pushes them to the tail, then moves the applied watch.
     /// When one does not apply, those before it are applied and published, and the error
     /// names it.
-    pub fn apply_committed(&self, mut entries: Vec<LogEntry>) -> Result<(), LocalError> {
-        let mut failed = None;
-        {
-            let mut state = self.local.state.write().expect("state lock poisoned");
-            for (i, entry) in entries.iter().enumerate() {
-                if let Err(rejection) = state.apply(entry) {
-                    failed = Some((
-                        i,
-                        LocalError::Apply {
-                            lsn: entry.lsn,
-                            reason: rejection.to_string(),
-                        },
-                    ));
-                    break;
-                }
-            }
-        }
-        let error = failed.map(|(i, error)| {
-            entries.truncate(i);
-            error
-        });
-        if let Some(last) = entries.last().map(|entry| entry.lsn) {
-            // Sessions learn of the new position from the tail, after the entries are in it;
-            // readers waiting for `min_lsn` learn it last, when everything else is in place.
-            self.local.tail.push(entries);
-            self.local.applied.send_replace(last);
-        }
-        error.map_or(Ok(()), Err)
+    pub async fn apply_committed(&self, entries: Vec<LogEntry>) -> Result<(), LocalError> {
+        self.local
+            .apply(entries, |state, entry| match state.apply(&entry) {
+                Ok(_) => Ok(entry),
+                Err(rejection) => Err(LocalError::Apply {
+                    lsn: entry.lsn,
+                    reason: rejection.to_string(),
+                }),
+            })
+            .await
     }
 
     /// Entries the store holds beyond the state (an append that failed after part of it was
@@ -237,7 +332,7 @@ impl<S: LogStore> LocalCopy<S> {
             .await
             .map_err(LocalError::Storage)?;
         let count = entries.len() as u64;
-        self.apply_committed(entries)?;
+        self.apply_committed(entries).await?;
         Ok(count)
     }
 
@@ -257,7 +352,7 @@ impl<S: LogStore> LocalCopy<S> {
             .await
             .map_err(LocalError::Storage)?;
         durable();
-        self.replace_state(state);
+        self.local.replace(state).await;
         Ok(())
     }
 
@@ -265,14 +360,14 @@ impl<S: LogStore> LocalCopy<S> {
     pub async fn discard(&mut self) -> Result<(), StorageError> {
         let empty = State::new();
         self.store.install_snapshot(&empty.snapshot()).await?;
-        self.replace_state(empty);
+        self.local.replace(empty).await;
         Ok(())
     }
 
     /// Writes a snapshot of the state and compacts the log behind it. Returns the snapshot
     /// (its position and size, for the caller's log line).
     pub async fn checkpoint(&mut self) -> Result<Snapshot, StorageError> {
-        let snapshot = self.local.read(State::snapshot);
+        let snapshot = self.local.snapshot().await;
         self.store.save_snapshot(&snapshot).await?;
         self.store.compact_prefix(snapshot.position.lsn).await?;
         Ok(snapshot)
@@ -292,16 +387,7 @@ impl<S: LogStore> LocalCopy<S> {
     /// Wakes whoever waits on the applied watch without moving it (they look again at what
     /// else they wait for, e.g. a failed store).
     pub fn wake_waiters(&self) {
-        self.local.applied.send_modify(|_| {});
-    }
-
-    fn replace_state(&self, state: State) {
-        let position: LogPosition = state.applied();
-        *self.local.state.write().expect("state lock poisoned") = state;
-        self.local.tail.reset(position);
-        // Readers wait for `applied >= n`; a snapshot can move it backwards only when the
-        // copy is discarded, which readers then wait through.
-        self.local.applied.send_replace(position.lsn);
+        self.local.wake_waiters();
     }
 }
 

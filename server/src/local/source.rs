@@ -34,7 +34,7 @@ pub trait CommittedCopy: Send + Sync + 'static {
     /// Watches the applied LSN.
     fn applied(&self) -> watch::Receiver<Lsn>;
     /// A snapshot of the state as it is.
-    fn snapshot(&self) -> Snapshot;
+    fn snapshot(&self) -> BoxFuture<'_, Snapshot>;
 }
 
 impl CommittedCopy for Local {
@@ -46,8 +46,8 @@ impl CommittedCopy for Local {
         Local::applied(self)
     }
 
-    fn snapshot(&self) -> Snapshot {
-        self.read(|state| state.snapshot())
+    fn snapshot(&self) -> BoxFuture<'_, Snapshot> {
+        Box::pin(Local::snapshot(self))
     }
 }
 
@@ -117,7 +117,7 @@ impl<C: CommittedCopy> ReplicationSource for LocalSource<C> {
                     }
                     let started = Instant::now();
                     // Everything in a local copy is durable: no wait for an fsync.
-                    let snapshot = Arc::new(self.local.snapshot());
+                    let snapshot = Arc::new(self.local.snapshot().await);
                     tracing::info!(
                         lsn = %snapshot.position.lsn,
                         bytes = snapshot.data.len(),

@@ -18,7 +18,7 @@ pub fn check(world: &mut World) -> Result<(), String> {
             continue;
         };
         // Applied: the state machine's tail, then its applied position.
-        let tail = &up.local.tail;
+        let tail = up.local.copy.tail();
         let last = tail.last().lsn;
         if let Ok(entries) = tail.read(up.checked_applied.next().max(tail.first()), last.next()) {
             for entry in entries {

@@ -62,11 +62,7 @@ pub fn check(world: &World) -> Result<LogPosition, String> {
         .iter()
         .map(|member| {
             let up = member.up.as_ref().expect("up");
-            up.local
-                .state
-                .read()
-                .expect("state lock poisoned")
-                .state_hash()
+            up.local.copy.read(|state| state.state_hash())
         })
         .collect();
     if states.iter().any(|s| *s != states[0]) {
