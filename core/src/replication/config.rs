@@ -43,9 +43,12 @@ pub struct SessionConfig {
 impl Default for SessionConfig {
     fn default() -> SessionConfig {
         SessionConfig {
-            window_entries_max: 1024,
+            // Room for several of a replica's persist batches, so the next arrives while it
+            // fsyncs one: at 1,024 a catching-up follower waited out a round trip per batch.
+            // Memory is bounded by the byte window; entries are shared with the log's tail.
+            window_entries_max: 8192,
             window_bytes_max: 4 << 20,
-            read_entries_max: 256,
+            read_entries_max: 1024,
             frame_bytes_max: 256 << 10,
             snapshot_chunk_bytes: 64 << 10,
             heartbeat_interval_ms: 1_000,

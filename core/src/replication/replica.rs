@@ -31,7 +31,7 @@ use crate::error::ErrorCode;
 use crate::log::LogEntry;
 use crate::replication::config::ReplicaConfig;
 use crate::replication::error::ReplicationError;
-use crate::replication::frame::{Frame, Hello, PROTOCOL_VERSION};
+use crate::replication::frame::{Frame, FrameError, Hello, PROTOCOL_VERSION};
 use crate::replication::incoming::IncomingSnapshot;
 use crate::snapshot::Snapshot;
 use crate::types::{Hash, LogPosition, Lsn, ReplicaId, Term, TimestampMs};
@@ -205,7 +205,18 @@ impl Replica {
 
     /// Decodes a frame from the wire and handles it; bad bytes close the connection.
     pub fn handle_bytes(&mut self, now: TimestampMs, bytes: &[u8]) -> Vec<ReplicaCommand> {
-        match Frame::decode(bytes) {
+        self.handle_decoded(now, Frame::decode(bytes))
+    }
+
+    /// Handles what [`Frame::decode`] made of a message from the leader, for a driver that
+    /// decodes elsewhere (on another thread, while this one persists): exactly
+    /// [`Self::handle_bytes`] of that message.
+    pub fn handle_decoded(
+        &mut self,
+        now: TimestampMs,
+        decoded: Result<Frame, FrameError>,
+    ) -> Vec<ReplicaCommand> {
+        match decoded {
             Ok(frame) => self.handle_frame(now, frame),
             Err(error) if self.is_connected() => self.close(error.into()),
             Err(_) => Vec::new(),

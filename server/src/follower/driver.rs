@@ -12,15 +12,27 @@
 //! Group commit on the replica side: after one frame, the frames that already arrived are
 //! taken too (up to `persist_batch_entries_max` entries), so their entries share one fsync
 //! and one acknowledgement.
+//!
+//! Reading and decoding overlap persisting: a reader task on the runtime's worker thread
+//! takes the socket's messages and decodes their frames while this thread appends, fsyncs and
+//! applies the batch before; the session gets them decoded through a bounded channel
+//! ([`READ_AHEAD_MESSAGES`]; the leader's window bounds the bytes in it). Core's `Replica`
+//! still checks every entry (hash, link, term) here, in order, before it asks for a persist.
+//!
+//! ```text
+//!  worker thread: socket ─► decode ─► channel (bounded) ─┐
+//!  this thread:   Replica::handle_decoded ◄──────────────┘ ─► Persist ─► append+fsync, apply ─► Ack
+//! ```
 
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use futures::{FutureExt, SinkExt, StreamExt};
+use futures::stream::SplitStream;
+use futures::{SinkExt, StreamExt};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tokio::net::TcpStream;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::{HeaderValue, header};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
@@ -31,7 +43,7 @@ use tracing::{info, warn};
 use cstore_core::error::ErrorCode;
 use cstore_core::log::LogEntry;
 use cstore_core::replication::{
-    Backoff, FRAME_BYTES_MAX, Frame, Remedy, Replica, ReplicaCommand, ReplicaConfig,
+    Backoff, FRAME_BYTES_MAX, Frame, FrameError, Remedy, Replica, ReplicaCommand, ReplicaConfig,
     ReplicationError,
 };
 use cstore_core::storage::StorageError;
@@ -45,6 +57,50 @@ type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// Frames taken in one gathering step at most, whatever their size.
 const FRAMES_PER_BATCH_MAX: usize = 256;
+
+/// Messages the reader task decodes ahead of the session at most; at the bound it stops
+/// reading the socket (and TCP pushes back on the leader). Each frame is at most the leader's
+/// `frame_bytes_max`, and the leader's window bounds what is in flight anyway.
+const READ_AHEAD_MESSAGES: usize = 256;
+
+/// A message from the leader as the reader task hands it over.
+enum Incoming {
+    /// A binary message: its frame decoded (or why it is not one), and its size.
+    Frame {
+        decoded: Result<Frame, FrameError>,
+        bytes: usize,
+    },
+    /// Any other message, a read error, or the end of the stream (`None`).
+    Other(Option<Result<Message, tungstenite::Error>>),
+}
+
+/// Reads the socket and decodes each binary message, until the stream ends, fails or closes,
+/// or the session stops listening.
+async fn read_frames(mut stream: SplitStream<Socket>, to_session: mpsc::Sender<Incoming>) {
+    loop {
+        let message = stream.next().await;
+        let last = !matches!(message, Some(Ok(ref m)) if !m.is_close());
+        let incoming = match message {
+            Some(Ok(Message::Binary(bytes))) => Incoming::Frame {
+                decoded: Frame::decode(&bytes),
+                bytes: bytes.len(),
+            },
+            other => Incoming::Other(other),
+        };
+        if to_session.send(incoming).await.is_err() || last {
+            return;
+        }
+    }
+}
+
+/// Aborts the reader task when the session ends, which drops its half of the socket.
+struct Reader(tokio::task::JoinHandle<()>);
+
+impl Drop for Reader {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
 
 /// How a session ended.
 enum SessionEnd {
@@ -390,7 +446,9 @@ async fn session(
     stop: &mut watch::Receiver<bool>,
     config: &FollowerConfig,
 ) -> SessionEnd {
-    let (mut sink, mut stream) = socket.split();
+    let (mut sink, stream) = socket.split();
+    let (to_session, mut incoming) = mpsc::channel(READ_AHEAD_MESSAGES);
+    let _reader = Reader(tokio::spawn(read_frames(stream, to_session)));
     let mut streamed = false;
     let ended = |error: FollowError, streamed: bool| SessionEnd::Ended { error, streamed };
     set_connection(local, Connection::Connected);
@@ -404,7 +462,7 @@ async fn session(
     loop {
         let mut lost = None;
         let commands = tokio::select! {
-            message = stream.next() => {
+            message = incoming.recv() => {
                 let mut commands = Vec::new();
                 let mut next = Some(message);
                 let mut frames = 0;
@@ -429,7 +487,7 @@ async fn session(
                         && frames < FRAMES_PER_BATCH_MAX
                         && gathered < config.persist_batch_entries_max
                     {
-                        next = stream.next().now_or_never();
+                        next = incoming.try_recv().ok().map(Some);
                     }
                 }
                 commands
@@ -454,22 +512,32 @@ async fn session(
     }
 }
 
-/// Turns one WebSocket message into the replica's commands.
+/// Turns one WebSocket message (its frame decoded by the reader) into the replica's commands;
+/// `None` when the reader ended without saying why.
 fn on_message(
     local: &FollowerCopy,
     replica: &mut Replica,
-    message: Option<Result<Message, tungstenite::Error>>,
+    message: Option<Incoming>,
 ) -> Result<Vec<ReplicaCommand>, FollowError> {
+    let message = match message {
+        None => {
+            return Err(FollowError::ConnectionLost(
+                "the connection's reader stopped".into(),
+            ));
+        }
+        Some(Incoming::Frame { decoded, bytes }) => {
+            local.shared.progress().bytes_received += bytes as u64;
+            metrics::counter!("cstore_follower_bytes_received_total").increment(bytes as u64);
+            return Ok(replica.handle_decoded(now_ms(), decoded));
+        }
+        Some(Incoming::Other(message)) => message,
+    };
     match message {
         None => Err(FollowError::ConnectionLost(
             "the leader closed the stream".into(),
         )),
         Some(Err(e)) => Err(FollowError::ConnectionLost(e.to_string())),
-        Some(Ok(Message::Binary(bytes))) => {
-            local.shared.progress().bytes_received += bytes.len() as u64;
-            metrics::counter!("cstore_follower_bytes_received_total").increment(bytes.len() as u64);
-            Ok(replica.handle_bytes(now_ms(), &bytes))
-        }
+        Some(Ok(Message::Binary(_))) => unreachable!("the reader decodes binary messages"),
         Some(Ok(Message::Text(_))) => {
             // The contract: every frame is binary; a text message is a protocol error.
             let error = ReplicationError::ProtocolViolation("a text message".into());

@@ -49,13 +49,13 @@ impl FollowerCopy {
     }
 
     /// Appends `entries` durably (one fsync), then applies them and hands them to the relay's
-    /// tail.
+    /// tail. `entries` come from the replica's `Persist`: their hashes and links were checked.
     pub(super) async fn persist(&mut self, entries: Vec<LogEntry>) -> Result<(), LocalError> {
         let last = entries.last().expect("persisting at least one entry").lsn;
         let count = entries.len() as u64;
+        // The replica checked every entry's hash before it asked for the persist.
         self.copy
-            .append(&entries)
-            .await
+            .append_hash_checked(&entries)
             .map_err(LocalError::Storage)?;
         {
             // Progress first: a reader woken by `applied` sees a status at least as new.

@@ -17,7 +17,8 @@
 //!                     └► Close(remedy) ─► reconnect (jittered backoff) | rebootstrap | stop
 //! ```
 //!
-//! An entry is applied only after it is durable, so every read here returns data that a crash
+//! Frames are read and decoded ahead on the runtime's one worker thread while the replication
+//! thread persists (see `driver`). An entry is applied only after it is durable, so every read here returns data that a crash
 //! cannot take back. A restart recovers the state like the leader does (snapshot, then the log)
 //! and says hello with its durable position: nothing is downloaded twice. Writes sent to a
 //! follower are forwarded to the leader over HTTP (see `http::forward`). Its local copy
@@ -244,10 +245,14 @@ impl Follower {
         std::thread::Builder::new()
             .name("cstore-follow".into())
             .spawn(move || {
-                let runtime = tokio::runtime::Builder::new_current_thread()
+                // The driver runs on this thread (`block_on`); its connection's reader task
+                // on the one worker, so frames are read and decoded while this thread fsyncs.
+                let runtime = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(1)
+                    .thread_name("cstore-follow-read")
                     .enable_all()
                     .build()
-                    .expect("a current-thread runtime builds");
+                    .expect("the follower's runtime builds");
                 runtime.block_on(driver::run(local));
             })
             .map_err(StartError::Thread)?;

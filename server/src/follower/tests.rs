@@ -15,7 +15,7 @@ use tokio::sync::watch;
 
 use cstore_core::doc::RawDoc;
 use cstore_core::log::LogEntry;
-use cstore_core::replication::{LeaderCommand, LeaderSession, SessionConfig};
+use cstore_core::replication::{Frame, LeaderCommand, LeaderSession, SessionConfig};
 use cstore_core::snapshot::Snapshot;
 use cstore_core::state::State;
 use cstore_core::{LogPosition, Lsn, Op, ReplicaId, Term, TimestampMs, Txn};
@@ -389,6 +389,68 @@ async fn a_url_that_is_no_leader_is_retried_with_backoff_and_reported() {
             .is_some_and(|e| e.code == "connect_failed")
     })
     .await;
+    assert_eq!(count(&follower), 0);
+    follower.shutdown().await;
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A leader that answers every hello with a damaged frame (a `Welcome` with one body byte
+/// flipped), and reports the frames it receives back.
+async fn serve_damaged_frames() -> (SocketAddr, tokio::sync::mpsc::UnboundedReceiver<Frame>) {
+    let (heard, frames) = tokio::sync::mpsc::unbounded_channel();
+    let app = Router::new().route(
+        "/v1/replicate",
+        get(move |ws: WebSocketUpgrade| async move {
+            ws.on_upgrade(move |mut socket| async move {
+                while let Some(Ok(message)) = socket.recv().await {
+                    let Message::Binary(bytes) = message else {
+                        continue;
+                    };
+                    let frame = Frame::decode(&bytes).expect("the follower sends frames");
+                    if matches!(frame, Frame::Hello(_)) {
+                        let mut damaged = Frame::Welcome {
+                            leader_id: ReplicaId(1),
+                            term: Term(1),
+                            start: LogPosition::START,
+                        }
+                        .encode();
+                        *damaged.last_mut().unwrap() ^= 0x40;
+                        if socket.send(Message::Binary(damaged.into())).await.is_err() {
+                            return;
+                        }
+                    }
+                    let _ = heard.send(frame);
+                }
+            })
+        }),
+    );
+    (serve_router(app).await, frames)
+}
+
+#[tokio::test]
+async fn a_damaged_frame_is_reported_with_its_code_to_both_sides_and_changes_nothing() {
+    let (addr, mut frames) = serve_damaged_frames().await;
+    let dir = temp_dir("damaged");
+    let follower = Follower::open(FileStore::open(&dir).unwrap(), config(addr))
+        .await
+        .unwrap();
+    wait_until("the damaged frame is reported", || {
+        follower
+            .status()
+            .progress
+            .last_error
+            .is_some_and(|e| e.code == "bad_checksum")
+    })
+    .await;
+    // The frames are decoded on the reader task; the error still reaches the leader first.
+    assert!(matches!(frames.recv().await, Some(Frame::Hello(_))));
+    match frames.recv().await {
+        Some(Frame::Error { code, .. }) => assert_eq!(code, "bad_checksum"),
+        other => panic!("expected the follower's error frame, got {other:?}"),
+    }
+    // It reconnects (and says hello again from where it was), and holds nothing.
+    assert!(matches!(frames.recv().await, Some(Frame::Hello(_))));
+    assert_eq!(follower.applied_lsn(), Lsn::ZERO);
     assert_eq!(count(&follower), 0);
     follower.shutdown().await;
     std::fs::remove_dir_all(&dir).unwrap();

@@ -397,6 +397,12 @@ impl LocalCopy<crate::wal::FileStore> {
         self.store.log_state().last
     }
 
+    /// [`Self::append`] for entries whose hashes the caller has just checked (a replica's
+    /// `Persist`): the store checks the chain but does not hash every entry a second time.
+    pub fn append_hash_checked(&mut self, entries: &[LogEntry]) -> Result<(), StorageError> {
+        self.store.append_hash_checked_blocking(entries)
+    }
+
     /// The file store, for its side records.
     pub fn file_store_mut(&mut self) -> &mut crate::wal::FileStore {
         &mut self.store
