@@ -452,8 +452,31 @@ impl Drop for ServerProcess {
     }
 }
 
-/// A loopback address whose port was free a moment ago (bind port 0, read it, release it).
+/// A loopback address whose port was free a moment ago, for a server the test starts next.
+///
+/// The port is drawn at random below the kernel's ephemeral range and checked by binding it:
+/// a port the kernel handed out for port 0 is handed out again, and the ephemeral range is
+/// also where every outgoing connection of the tests running in parallel gets its source
+/// port, so one of them could take it before the server binds it ("Address already in use",
+/// seen under load). Port 0's answer is the fallback.
 pub fn free_port() -> Result<SocketAddr, HarnessError> {
+    use rand::Rng;
+    const LOWEST: u16 = 10_000;
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32_768);
+    if ephemeral_low > LOWEST + 1_000 {
+        let mut rng = rand::rng();
+        for _ in 0..64 {
+            let port = rng.random_range(LOWEST..ephemeral_low);
+            if let Ok(listener) = TcpListener::bind(("127.0.0.1", port)) {
+                return listener
+                    .local_addr()
+                    .map_err(|e| HarnessError::io("reading the bound port", e));
+            }
+        }
+    }
     let listener =
         TcpListener::bind("127.0.0.1:0").map_err(|e| HarnessError::io("binding port 0", e))?;
     listener
