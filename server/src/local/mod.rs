@@ -2,23 +2,29 @@
 //! applied watch, changed together and only through one door.
 //!
 //! Every native role keeps one: the single-node leader (`leader`), the read replica
-//! (`follower`). It is recovered the same way for both (the last snapshot, then the log after
-//! it: [`recover`]) and it only ever holds entries that are durable — committed, in the
-//! leader's words — so a reader, a replication session or a snapshot never sees what a crash
-//! could take back:
+//! (`follower`), and a cluster member, whose [`Local`] openraft's state machine moves
+//! (`cluster::state_machine`; the member's store is openraft's log store, not a
+//! [`LocalCopy`]). The leader's and the follower's are recovered the same way (the last
+//! snapshot, then the log after it: [`recover`]). A copy only ever holds entries that are
+//! durable — committed, in the leader's words — so a reader, a replication session or a
+//! snapshot never sees what a crash could take back:
 //!
 //! ```text
 //!  leader commit thread:  check on a speculation ─► store.append (fsync) ─┐
 //!  follower:              entries from the leader ─► store.append (fsync) ─┤
 //!                                                                          ▼
-//!                     LocalCopy::apply_committed(entries) ─► State::apply ─► LogTail::push
-//!                                                          ─► applied watch (readers, min_lsn)
-//!  snapshot installed / log discarded ─► LocalCopy::install / discard ─► state, tail, watch reset
+//!                     LocalCopy::apply_committed(entries) ─► Local::apply ─► State::apply
+//!  cluster member: openraft's apply(committed) ─────────────────┘   ─► LogTail::push
+//!                                                                ─► applied watch (min_lsn)
+//!  snapshot installed / log discarded ─► LocalCopy::install / discard ─► Local::replace
+//!                                                                  (state, tail, watch reset)
 //! ```
 //!
 //! [`LocalCopy`] is the owner (the thread that writes the store holds it); [`Local`] is what
 //! it shares with readers, the HTTP handlers and replication sessions ([`LocalSource`]).
-//! Nothing outside this module moves the state, the tail or the watch.
+//! Nothing moves the state, the tail or the watch but [`Local::apply`] and [`Local::replace`];
+//! every writer passes an async gate first, so a snapshot (O(state)) never has a writer
+//! blocked on the lock, and readers queued behind it, holding runtime threads.
 
 mod recovery;
 mod source;
@@ -147,7 +153,7 @@ impl Local {
     }
 
     /// A snapshot of the state as it is, and what `with` reads beside it under the same lock.
-    /// Writers wait (asynchronously, see [`Local::writers`]) while the state is encoded;
+    /// Writers wait (asynchronously, see `Local::writers`) while the state is encoded;
     /// readers do not. The hash is computed after the lock is let go.
     pub async fn snapshot_with<M>(&self, with: impl FnOnce(&State) -> M) -> (Snapshot, M) {
         let (position, data, extra) = {
