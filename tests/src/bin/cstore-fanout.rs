@@ -90,7 +90,19 @@ fn main() {
         std::process::exit(2);
     }
     let server = if args.spawn {
-        match ServerProcess::start(ServerOptions::default()) {
+        // The edge's bounds (docs/LIMITS.md) default to 1,024 replication sessions and 4,096
+        // connections: room for every replica, and the writers' connections beside them.
+        let room = (args.replicas + 1_024).to_string();
+        let options = ServerOptions {
+            extra_args: vec![
+                "--max-replication-sessions".into(),
+                room.clone(),
+                "--max-connections".into(),
+                room,
+            ],
+            ..ServerOptions::default()
+        };
+        match ServerProcess::start(options) {
             Ok(server) => Some(server),
             Err(e) => {
                 eprintln!("cstore-fanout: cannot start a server: {e}");
