@@ -220,6 +220,18 @@ async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
     panic!("timed out waiting until {what}");
 }
 
+/// Waits until the follower reports an error with `code` as its last.
+async fn wait_for_error(follower: &Follower, code: &str) {
+    wait_until(&format!("the follower reports {code}"), || {
+        follower
+            .status()
+            .progress
+            .last_error
+            .is_some_and(|e| e.code == code)
+    })
+    .await;
+}
+
 fn temp_dir(name: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!(
         "cstore-follower-{name}-{}-{}",
@@ -381,14 +393,7 @@ async fn a_url_that_is_no_leader_is_retried_with_backoff_and_reported() {
     let follower = Follower::open(FileStore::open(&dir).unwrap(), config(closed))
         .await
         .unwrap();
-    wait_until("a connect error", || {
-        follower
-            .status()
-            .progress
-            .last_error
-            .is_some_and(|e| e.code == "connect_failed")
-    })
-    .await;
+    wait_for_error(&follower, "connect_failed").await;
     assert_eq!(count(&follower), 0);
     follower.shutdown().await;
     std::fs::remove_dir_all(&dir).unwrap();
@@ -434,14 +439,7 @@ async fn a_damaged_frame_is_reported_with_its_code_to_both_sides_and_changes_not
     let follower = Follower::open(FileStore::open(&dir).unwrap(), config(addr))
         .await
         .unwrap();
-    wait_until("the damaged frame is reported", || {
-        follower
-            .status()
-            .progress
-            .last_error
-            .is_some_and(|e| e.code == "bad_checksum")
-    })
-    .await;
+    wait_for_error(&follower, "bad_checksum").await;
     // The frames are decoded on the reader task; the error still reaches the leader first.
     assert!(matches!(frames.recv().await, Some(Frame::Hello(_))));
     match frames.recv().await {
@@ -618,14 +616,7 @@ async fn an_entry_that_does_not_apply_discards_the_local_copy_and_bootstraps_aga
     let follower = Follower::open(FileStore::open(&dir).unwrap(), config(addr))
         .await
         .unwrap();
-    wait_until("the apply failure", || {
-        follower
-            .status()
-            .progress
-            .last_error
-            .is_some_and(|e| e.code == "apply_failed")
-    })
-    .await;
+    wait_for_error(&follower, "apply_failed").await;
 
     // The leader's history is replaced by a good one (a different chain): the follower, which
     // discarded its copy, takes it from the start.
