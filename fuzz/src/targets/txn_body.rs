@@ -1,4 +1,5 @@
-//! A `POST /v1/txn` or `POST /v1/txns` body: the server's own parsing from bytes to
+//! A `POST /v1/txn` or `POST /v1/txns` body, or a write channel message (`GET /v1/write`, a
+//! transaction with its `req` tag): the server's own parsing from bytes to
 //! transactions, then each transaction committed to a state the way the leader does (an
 //! entry applied, with its undo on a rejection), and the entry through the log codec.
 
@@ -6,7 +7,7 @@ use cstore_core::log::codec::encode_entry;
 use cstore_core::log::{LogEntry, decode_entry};
 use cstore_core::state::State;
 use cstore_core::{LogPosition, Term, TimestampMs};
-use cstore_server::http::decode_body_for_fuzzing;
+use cstore_server::http::{decode_body_for_fuzzing, decode_message_for_fuzzing};
 
 use crate::record::{mode, mode_byte};
 use crate::seeds;
@@ -15,7 +16,13 @@ pub fn run(data: &[u8]) {
     let Some((mode, rest)) = mode(data) else {
         return;
     };
-    let Ok(txns) = decode_body_for_fuzzing(rest, mode.choice & 1 == 1) else {
+    // Choice bit 1: a write channel message; else bit 0: `/v1/txns`, not `/v1/txn`.
+    let decoded = if mode.choice & 2 != 0 {
+        decode_message_for_fuzzing(rest).map(|txn| vec![txn])
+    } else {
+        decode_body_for_fuzzing(rest, mode.choice & 1 == 1)
+    };
+    let Ok(txns) = decoded else {
         return;
     };
     let mut state = seeds::base_state();
@@ -55,5 +62,12 @@ pub fn seeds() -> Vec<Vec<u8>> {
     let mut batch = vec![mode_byte(false, false, 1)];
     batch.extend_from_slice(many.as_bytes());
     out.push(batch);
+    for (req, body) in seeds::txn_bodies().iter().enumerate() {
+        // `{"req": n, …}`: the body with a request tag in front of its fields.
+        let tagged = format!("{{\"req\":{req},{}", &body[1..]);
+        let mut message = vec![mode_byte(false, false, 2)];
+        message.extend_from_slice(tagged.as_bytes());
+        out.push(message);
+    }
     out
 }

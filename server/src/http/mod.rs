@@ -48,6 +48,8 @@ pub use error::{ApiError, status_for};
 pub use params::{Ack, CollectionPath, DocPath, MinLsn, Precondition, etag};
 #[doc(hidden)]
 pub use txn::decode_body_for_fuzzing;
+#[doc(hidden)]
+pub use write_channel::decode_message_for_fuzzing;
 
 use crate::auth::TokenKey;
 use crate::node::Node;

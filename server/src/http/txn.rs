@@ -255,12 +255,17 @@ fn parse_many(body: Value) -> Result<Vec<Value>, ApiError> {
 pub fn decode_body_for_fuzzing(bytes: &[u8], many: bool) -> Result<Vec<Txn>, ApiError> {
     let body: Value =
         serde_json::from_slice(bytes).map_err(|e| ApiError::InvalidJson(e.to_string()))?;
+    let items = if many { parse_many(body)? } else { vec![body] };
+    parse_for_fuzzing(items)
+}
+
+/// The transactions of already-parsed bodies, with the ids `fuzz-1`, `fuzz-2`, ….
+pub(super) fn parse_for_fuzzing(items: Vec<Value>) -> Result<Vec<Txn>, ApiError> {
     let mut next = 0u64;
     let mut new_id = || {
         next += 1;
         format!("fuzz-{next}")
     };
-    let items = if many { parse_many(body)? } else { vec![body] };
     items
         .into_iter()
         .map(|item| parse(&mut new_id, item).map(|(txn, _)| txn))

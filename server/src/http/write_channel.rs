@@ -193,6 +193,15 @@ async fn run(app: &AppState, mut socket: WebSocket, auth: &Authorized<NeedsWrite
     }
 }
 
+/// The decoding of one write channel message as the channel does it, from the bytes of a text
+/// message to the transaction it would commit, for the fuzz targets in `fuzz/`.
+#[doc(hidden)]
+pub fn decode_message_for_fuzzing(bytes: &[u8]) -> Result<cstore_core::Txn, ApiError> {
+    let (_req, body) = split_req(transaction(bytes));
+    let mut txns = txn::parse_for_fuzzing(vec![body?])?;
+    Ok(txns.pop().expect("one body, one transaction"))
+}
+
 /// A client message as a transaction body: a JSON object (`invalid_json` otherwise).
 fn transaction(bytes: &[u8]) -> Result<Value, ApiError> {
     match serde_json::from_slice(bytes) {
