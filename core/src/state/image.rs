@@ -15,7 +15,7 @@
 use serde::{Deserialize, Serialize, Serializer};
 
 use super::{Collection, OriginRecord, State, TxnError};
-use crate::doc::{StoredDoc, validate_stored_collection_name};
+use crate::doc::{RawDoc, StoredDoc, validate_stored_collection_name};
 use crate::error::ErrorCode;
 use crate::index::IndexSpec;
 use crate::txn::{CollectionOptions, Origin};
@@ -77,21 +77,56 @@ pub(super) fn encode(state: &State) -> Vec<u8> {
     postcard::to_allocvec(&image).expect("encoding into a Vec cannot fail")
 }
 
+/// A decoded image; `D` is how its documents are read: [`StoredDoc`], each proved canonical,
+/// or [`OwnStoredDoc`], trusted (see [`decode_own`]).
 #[derive(Serialize, Deserialize)]
-struct Image {
+struct Image<D = StoredDoc> {
     version: u8,
     applied: LogPosition,
     last_timestamp: TimestampMs,
-    collections: Vec<CollectionImage>,
+    collections: Vec<CollectionImage<D>>,
     origins: Vec<(String, OriginRecord)>,
 }
 
 #[derive(Serialize, Deserialize)]
-struct CollectionImage {
+struct CollectionImage<D = StoredDoc> {
     name: String,
     options: CollectionOptions,
     indexes: Vec<IndexSpec>,
-    docs: Vec<(StoredDoc, Option<TimestampMs>)>,
+    docs: Vec<(D, Option<TimestampMs>)>,
+}
+
+/// A document of a snapshot this store saved itself: read without proving its text canonical
+/// again (see [`decode_own`]); the same bytes as a [`StoredDoc`].
+#[derive(Deserialize)]
+struct OwnStoredDoc {
+    version: Lsn,
+    doc: String,
+}
+
+/// A document as an image holds it.
+trait ImageDoc {
+    fn into_stored(self) -> Result<StoredDoc, SnapshotError>;
+}
+
+impl ImageDoc for StoredDoc {
+    fn into_stored(self) -> Result<StoredDoc, SnapshotError> {
+        Ok(self)
+    }
+}
+
+impl ImageDoc for OwnStoredDoc {
+    fn into_stored(self) -> Result<StoredDoc, SnapshotError> {
+        let doc = RawDoc::from_own_log(&self.doc).ok_or_else(|| {
+            SnapshotError::Malformed(
+                "a document of the store's own snapshot is not canonical".into(),
+            )
+        })?;
+        Ok(StoredDoc {
+            version: self.version,
+            doc,
+        })
+    }
 }
 
 fn parse(bytes: &[u8]) -> Result<Image, SnapshotError> {
@@ -174,8 +209,40 @@ pub(super) fn filter(bytes: &[u8], keep: impl Fn(&str) -> bool) -> Result<Vec<u8
     Ok(postcard::to_allocvec(&image).expect("encoding into a Vec cannot fail"))
 }
 
+/// Decodes an image from outside (a leader's snapshot, a backup): every document is proved
+/// canonical, the image's own encoding too, then everything [`build`] checks.
 pub(super) fn decode(bytes: &[u8]) -> Result<State, SnapshotError> {
-    let image = parse(bytes)?;
+    build(parse(bytes)?)
+}
+
+/// Decodes an image this store saved itself and whose state hash the store just checked (a
+/// restart): its documents were canonical when it was written, and its bytes are unchanged.
+/// Every writer of a data directory's snapshot either encoded its own [`State`] (a checkpoint)
+/// or decoded the bytes with the full check of [`decode`] before saving them (a snapshot
+/// from a leader or a Raft peer, `cstore restore`), or copied such a file (`cstore backup`
+/// of a data directory). So neither the documents' canonical form nor the image's encoding is
+/// proved again (the two are a fifth of a restart); the order of names and ids, versions,
+/// index specs and origins still are, by [`build`]. Debug builds check the documents anyway.
+pub(super) fn decode_own(bytes: &[u8]) -> Result<State, SnapshotError> {
+    if let Some(&version) = bytes.first()
+        && version != IMAGE_VERSION
+    {
+        return Err(SnapshotError::UnknownVersion(version));
+    }
+    let (image, rest): (Image<OwnStoredDoc>, _) =
+        postcard::take_from_bytes(bytes).map_err(|e| SnapshotError::Malformed(e.to_string()))?;
+    if !rest.is_empty() {
+        return Err(SnapshotError::Malformed(format!(
+            "{} trailing bytes",
+            rest.len()
+        )));
+    }
+    build(image)
+}
+
+/// The state an image holds, checking the order of names and ids, documents' versions, index
+/// specs and origin records, and rebuilding the indexes.
+fn build<D: ImageDoc>(image: Image<D>) -> Result<State, SnapshotError> {
     let mut state = State {
         applied: image.applied,
         last_timestamp: image.last_timestamp,
@@ -191,6 +258,7 @@ pub(super) fn decode(bytes: &[u8]) -> Result<State, SnapshotError> {
         let mut docs: Vec<(Box<str>, StoredDoc, Option<TimestampMs>)> =
             Vec::with_capacity(c.docs.len());
         for (doc, expires_at) in c.docs {
+            let doc = doc.into_stored()?;
             let id: Box<str> = doc.doc.id_str().into();
             if docs.last().is_some_and(|(last, _, _)| *last >= id) {
                 return Err(malformed(format!(

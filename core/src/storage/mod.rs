@@ -154,9 +154,10 @@ pub trait LogStore {
     /// The last saved snapshot.
     fn load_snapshot(&self) -> impl Future<Output = StorageResult<Option<Snapshot>>> + MaybeSend;
 
-    /// True when [`load_snapshot`](LogStore::load_snapshot) returns only snapshots whose data
-    /// it has checked against their state hash (failing otherwise), so that a caller can skip
-    /// hashing them again ([`State::from_verified_snapshot`](crate::state::State::from_verified_snapshot)).
+    /// True when [`load_snapshot`](LogStore::load_snapshot) returns only snapshots this store
+    /// saved in its own files and whose data it has checked against their state hash (failing
+    /// otherwise), so that a caller can skip hashing them again and trust their documents'
+    /// canonical form ([`State::from_own_snapshot`](crate::state::State::from_own_snapshot)).
     const LOADS_VERIFIED_SNAPSHOTS: bool = false;
 
     /// Saves the metadata, replacing earlier metadata.

@@ -63,7 +63,7 @@ pub(super) async fn recover<S: LogStore>(
 /// append failed.
 async fn load_state<S: LogStore>(store: &S) -> Result<(State, u64), StartError> {
     let mut state = match store.load_snapshot().await? {
-        Some(snapshot) if S::LOADS_VERIFIED_SNAPSHOTS => State::from_verified_snapshot(&snapshot)?,
+        Some(snapshot) if S::LOADS_VERIFIED_SNAPSHOTS => State::from_own_snapshot(&snapshot)?,
         Some(snapshot) => State::from_snapshot(&snapshot)?,
         None => State::new(),
     };
