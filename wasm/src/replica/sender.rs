@@ -157,7 +157,7 @@ impl FetchSender {
     }
 
     /// The base URL to use now, and the member's index (for [`FetchSender::failed`]).
-    fn target(&self) -> Option<(Option<usize>, String)> {
+    pub(crate) fn target(&self) -> Option<(Option<usize>, String)> {
         match &self.targets {
             Targets::Fixed(url) => Some((None, url.clone())),
             Targets::Members(members) => {
@@ -175,7 +175,7 @@ impl FetchSender {
 
     /// A call to member `index` failed in a way another member may not. A `503
     /// not_leader` that names the leader (`leader_url`) sends the next call there.
-    fn failed(&self, index: Option<usize>) {
+    pub(crate) fn failed(&self, index: Option<usize>) {
         if let (Targets::Members(members), Some(index)) = (&self.targets, index) {
             members.borrow_mut().write_failed(index);
         }
@@ -183,8 +183,14 @@ impl FetchSender {
 
     /// After an error answer from member `index`: moves on, to the leader it names if any.
     fn answered_error(&self, index: Option<usize>, answer: &Answer) {
+        self.answered_error_text(index, &answer.text);
+    }
+
+    /// [`FetchSender::answered_error`] for the text of an error answer (also one answer of
+    /// the write channel).
+    pub(crate) fn answered_error_text(&self, index: Option<usize>, text: &str) {
         self.failed(index);
-        let body: Value = serde_json::from_str(&answer.text).unwrap_or(Value::Null);
+        let body: Value = serde_json::from_str(text).unwrap_or(Value::Null);
         let leader = body
             .get("error")
             .and_then(|e| e.get("leader_url"))
@@ -275,7 +281,7 @@ fn no_member() -> TxnOutcome {
 }
 
 /// The `/v1/txn` body of one write, with its origin.
-fn txn_body(client: &str, seq: u64, txn: &Txn) -> Value {
+pub(crate) fn txn_body(client: &str, seq: u64, txn: &Txn) -> Value {
     // The origin makes a resend after a lost answer commit at most once.
     let origin = txn.origin.as_ref();
     let client = origin.map_or(client, |o| o.client.as_str());

@@ -1,0 +1,442 @@
+//! Pending writes over the write channel, `GET /v1/write` (docs/HTTP_API.md): one WebSocket
+//! to the leader that carries a whole batch of queued writes without waiting between them,
+//! answered one by one, in order. HTTP (`POST /v1/txns`, [`FetchSender`]) stays the fallback.
+//!
+//! ```text
+//!  send_batch(writes) ──► channel allowed? ── no (forced HTTP, or refused lately) ──► FetchSender
+//!        │ yes
+//!        ▼
+//!  the open channel to the write target, or open one ── upgrade failed ──► GET /v1/write asks why:
+//!        │                                      404/405/426: HTTP for HTTP_FALLBACK_MS
+//!        │                                      503 not_leader + leader_url: open it there
+//!        │                                      anything else: this batch over HTTP
+//!        ▼
+//!  send {"req", "ops", "origin"} for each write (≤ IN_FLIGHT_BYTES_MAX unanswered bytes),
+//!  read the answers in order: 2xx/duplicate ─► Committed, 4xx ─► Rejected, 5xx ─► Retry
+//!        │
+//!  closed or silent for WRITE_TIMEOUT_MS ──► the answered prefix is settled, the rest stays
+//!  queued and is resent in order on a new channel (each write's origin makes it commit once)
+//! ```
+//!
+//! The channel is taken out of the sender while a batch is on it and put back only when every
+//! message sent was answered, so a batch abandoned half way (the replica closed) drops its
+//! channel rather than leave answers for the next batch to misread. A closed channel is
+//! reopened lazily, on the next batch.
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::rc::Rc;
+
+use cstore_core::Txn;
+use futures::future::{Either, select};
+use serde_json::Value;
+
+use super::sender::txn_body;
+use super::sender::{BatchOutcome, FetchSender, TxnOutcome, TxnSender, WRITE_TIMEOUT_MS, classify};
+use crate::time::{precise_ms, sleep};
+use crate::transport::http::request;
+use crate::transport::write_channel::{WRITE_CHANNEL_PATH, WriteChannel, write_channel_url};
+
+/// How long the writes go over HTTP after a server refused the channel for a reason that
+/// will not pass by itself soon (an older server without the route, an upgrade blocked on
+/// the way).
+pub const HTTP_FALLBACK_MS: f64 = 60_000.0;
+/// Most bytes of transactions sent on the channel and not yet answered: past it the sender
+/// waits for answers before it sends more (at least one is always in flight).
+pub const IN_FLIGHT_BYTES_MAX: usize = 4 << 20;
+/// Longest wait for the answer to `GET /v1/write` that asks why an upgrade failed.
+const DIAGNOSE_TIMEOUT_MS: u64 = 5_000;
+
+/// How the replica sends its pending writes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum WriteMode {
+    /// The write channel, with HTTP as the fallback (the default).
+    #[default]
+    Channel,
+    /// `POST /v1/txns` only.
+    Http,
+}
+
+impl WriteMode {
+    /// The mode named by the `writeChannel` option (`"websocket"` or `"http"`).
+    pub fn parse(name: &str) -> Option<WriteMode> {
+        match name {
+            "websocket" => Some(WriteMode::Channel),
+            "http" => Some(WriteMode::Http),
+            _ => None,
+        }
+    }
+}
+
+/// What the sender did, for tests and measurements.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ChannelStats {
+    /// Channels opened.
+    pub opened: u64,
+    /// Upgrades that failed.
+    pub refused: u64,
+    /// Writes answered over a channel.
+    pub channel_writes: u64,
+    /// Batches sent over HTTP instead.
+    pub http_batches: u64,
+    /// Channels that closed (or went silent) with writes unanswered.
+    pub lost: u64,
+}
+
+/// Why a channel could not be opened, by the server's answer to a plain `GET /v1/write`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// The server names the leader: open the channel there.
+    Leader(String),
+    /// No channel here for a while: [`HTTP_FALLBACK_MS`] over HTTP.
+    ForAWhile,
+    /// Send this batch over HTTP and try the channel again next time.
+    ThisBatch,
+}
+
+impl Refusal {
+    /// Sorts the answer to `GET /v1/write` (`None`: no answer at all).
+    pub fn of_answer(answer: Option<(u16, &str)>) -> Refusal {
+        let Some((status, text)) = answer else {
+            return Refusal::ThisBatch;
+        };
+        match status {
+            // No such route (an older server), or the route is there and answered a plain
+            // request, so something refused the upgrade itself (a proxy on the way).
+            404 | 405 | 426 => Refusal::ForAWhile,
+            503 => {
+                let body: Value = serde_json::from_str(text).unwrap_or(Value::Null);
+                match body["error"]["leader_url"].as_str() {
+                    Some(url) if body["error"]["code"] == "not_leader" => {
+                        Refusal::Leader(url.to_owned())
+                    }
+                    _ => Refusal::ThisBatch,
+                }
+            }
+            _ => Refusal::ThisBatch,
+        }
+    }
+}
+
+/// The outcome of one answer of the channel, and whether its `req` is the one expected
+/// (`"req": null` answers a message the server could not read, in order like any other).
+pub fn classify_answer(text: &str, expected_req: u64) -> Result<TxnOutcome, String> {
+    let body: Value =
+        serde_json::from_str(text).map_err(|e| format!("an answer that is not JSON: {e}"))?;
+    match &body["req"] {
+        Value::Null => {}
+        req if req.as_u64() == Some(expected_req) => {}
+        req => {
+            return Err(format!(
+                "the answer to req {req} came where {expected_req} was due"
+            ));
+        }
+    }
+    let status = body["status"].as_u64().map_or(200, |s| s as u16);
+    Ok(classify(status, text))
+}
+
+/// An open channel and where it goes.
+#[derive(Debug)]
+struct Open {
+    channel: WriteChannel,
+    /// The member's index (`None`: a fixed server) and HTTP base.
+    member: Option<usize>,
+    base: String,
+}
+
+/// Sends pending writes over the write channel, or over HTTP (see the module docs).
+#[derive(Clone, Debug)]
+pub struct ChannelSender {
+    http: FetchSender,
+    token: Option<String>,
+    mode: WriteMode,
+    state: Rc<State>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    open: RefCell<Option<Open>>,
+    /// `precise_ms()` until which writes go over HTTP.
+    http_until_ms: Cell<f64>,
+    next_req: Cell<u64>,
+    stats: RefCell<ChannelStats>,
+}
+
+impl ChannelSender {
+    /// A sender over `http`'s targets (one server or the members), in `mode`.
+    pub fn new(http: FetchSender, token: Option<&str>, mode: WriteMode) -> ChannelSender {
+        ChannelSender {
+            http,
+            token: token.map(str::to_owned),
+            mode,
+            state: Rc::default(),
+        }
+    }
+
+    /// The HTTP sender underneath (for read indexes).
+    pub fn http(&self) -> &FetchSender {
+        &self.http
+    }
+
+    /// What it did so far.
+    pub fn stats(&self) -> ChannelStats {
+        self.state.stats.borrow().clone()
+    }
+
+    /// Whether the next batch may use the channel.
+    fn channel_allowed(&self) -> bool {
+        self.mode == WriteMode::Channel && precise_ms() >= self.state.http_until_ms.get()
+    }
+
+    async fn over_http(&self, client: &str, writes: &[(u64, Txn)]) -> BatchOutcome {
+        self.state.stats.borrow_mut().http_batches += 1;
+        self.http.send_batch(client, writes).await
+    }
+
+    /// The open channel to the write target, or a new one; `Err` says what to do instead.
+    async fn take_or_open(&self) -> Result<Open, Option<BatchOutcome>> {
+        let Some((member, base)) = self.http.target() else {
+            return Err(Some(BatchOutcome::Retry {
+                code: "wrong_cluster".into(),
+                message: "no usable server to write to".into(),
+            }));
+        };
+        if let Some(open) = self.state.open.borrow_mut().take()
+            && open.base == base
+            && open.channel.is_open()
+        {
+            return Ok(open);
+        }
+        // A refusal that names the leader is followed once; the HTTP sender follows further.
+        let mut target = (member, base);
+        for _ in 0..2 {
+            let (member, base) = target;
+            let url = write_channel_url(&base, self.token.as_deref()).ok_or(None)?;
+            match WriteChannel::open(&url).await {
+                Ok(channel) => {
+                    self.state.stats.borrow_mut().opened += 1;
+                    return Ok(Open {
+                        channel,
+                        member,
+                        base,
+                    });
+                }
+                Err(_) => self.state.stats.borrow_mut().refused += 1,
+            }
+            let url = format!("{base}{WRITE_CHANNEL_PATH}");
+            let answer = request(
+                "GET",
+                &url,
+                self.token.as_deref(),
+                None,
+                DIAGNOSE_TIMEOUT_MS,
+            )
+            .await
+            .ok();
+            match Refusal::of_answer(answer.as_ref().map(|a| (a.status, a.text.as_str()))) {
+                Refusal::Leader(_) => {
+                    self.http
+                        .answered_error_text(member, &answer.map(|a| a.text).unwrap_or_default());
+                    match self.http.target() {
+                        Some((next, next_base)) if next_base.trim_end_matches('/') != base => {
+                            target = (next, next_base);
+                        }
+                        // Not one of the members (or a fixed server): HTTP follows it.
+                        _ => return Err(None),
+                    }
+                }
+                Refusal::ForAWhile => {
+                    self.state
+                        .http_until_ms
+                        .set(precise_ms() + HTTP_FALLBACK_MS);
+                    return Err(None);
+                }
+                Refusal::ThisBatch => return Err(None),
+            }
+        }
+        Err(None)
+    }
+
+    /// Sends `writes` on `open` and reads their answers; the outcomes of the answered prefix,
+    /// and the channel if it is still fit for the next batch.
+    async fn pipeline(
+        &self,
+        open: Open,
+        client: &str,
+        writes: &[(u64, Txn)],
+    ) -> (Vec<TxnOutcome>, Option<Open>, Option<(String, String)>) {
+        let first_req = self.state.next_req.get();
+        self.state.next_req.set(first_req + writes.len() as u64);
+        let mut outcomes = Vec::with_capacity(writes.len());
+        // The sizes of the messages sent and not answered yet, oldest first.
+        let mut in_flight: VecDeque<usize> = VecDeque::new();
+        let mut in_flight_bytes = 0;
+        let mut sent = 0;
+        let lost = loop {
+            while sent < writes.len()
+                && (in_flight.is_empty() || in_flight_bytes < IN_FLIGHT_BYTES_MAX)
+            {
+                let (seq, txn) = &writes[sent];
+                let mut body = txn_body(client, *seq, txn);
+                body["req"] = Value::from(first_req + sent as u64);
+                let text = body.to_string();
+                if open.channel.send(&text).is_err() {
+                    // Read the answers to what went out; the rest stays queued.
+                    break;
+                }
+                in_flight.push_back(text.len());
+                in_flight_bytes += text.len();
+                sent += 1;
+            }
+            if outcomes.len() == writes.len() {
+                break None;
+            }
+            if in_flight.is_empty() {
+                break Some(("send_failed".to_owned(), "nothing could be sent".to_owned()));
+            }
+            let answer = match select(
+                Box::pin(open.channel.next()),
+                Box::pin(sleep(WRITE_TIMEOUT_MS)),
+            )
+            .await
+            {
+                Either::Left((answer, _)) => answer,
+                Either::Right(((), _)) => Err((
+                    "timeout".to_owned(),
+                    format!("no answer on the write channel in {WRITE_TIMEOUT_MS} ms"),
+                )),
+            };
+            let text = match answer {
+                Ok(text) => text,
+                Err(closed) => break Some(closed),
+            };
+            let expected = first_req + outcomes.len() as u64;
+            let outcome = match classify_answer(&text, expected) {
+                Ok(outcome) => outcome,
+                Err(message) => break Some(("bad_response".to_owned(), message)),
+            };
+            if matches!(outcome, TxnOutcome::Retry { .. }) {
+                self.http.answered_error_text(open.member, &text);
+            }
+            outcomes.push(outcome);
+            in_flight_bytes -= in_flight.pop_front().expect("an answer to a message sent");
+        };
+        self.state.stats.borrow_mut().channel_writes += outcomes.len() as u64;
+        match lost {
+            None if open.channel.is_open() => (outcomes, Some(open), None),
+            None => (outcomes, None, None),
+            Some(why) => {
+                self.state.stats.borrow_mut().lost += 1;
+                if why.0 == "message_too_big" {
+                    // HTTP answers such a write with its own precise error.
+                    self.state
+                        .http_until_ms
+                        .set(precise_ms() + HTTP_FALLBACK_MS);
+                }
+                open.channel.close(&why.0);
+                (outcomes, None, Some(why))
+            }
+        }
+    }
+}
+
+impl TxnSender for ChannelSender {
+    async fn send(&self, client: &str, seq: u64, txn: &Txn) -> TxnOutcome {
+        match self.send_batch(client, &[(seq, txn.clone())]).await {
+            BatchOutcome::Each(mut each) if !each.is_empty() => each.swap_remove(0),
+            BatchOutcome::Each(_) => unreachable!("a batch of one answers one"),
+            BatchOutcome::Retry { code, message } => TxnOutcome::Retry { code, message },
+        }
+    }
+
+    async fn send_batch(&self, client: &str, writes: &[(u64, Txn)]) -> BatchOutcome {
+        if writes.is_empty() {
+            return BatchOutcome::Each(Vec::new());
+        }
+        if !self.channel_allowed() {
+            return self.over_http(client, writes).await;
+        }
+        let open = match self.take_or_open().await {
+            Ok(open) => open,
+            Err(Some(outcome)) => return outcome,
+            Err(None) => return self.over_http(client, writes).await,
+        };
+        let member = open.member;
+        let (outcomes, open, lost) = self.pipeline(open, client, writes).await;
+        *self.state.open.borrow_mut() = open;
+        match lost {
+            Some((code, message)) if outcomes.is_empty() => {
+                self.http.failed(member);
+                BatchOutcome::Retry { code, message }
+            }
+            _ => BatchOutcome::Each(outcomes),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cstore_core::Lsn;
+
+    #[test]
+    fn answers_sort_into_outcomes_and_must_come_in_order() {
+        assert_eq!(
+            classify_answer(r#"{"req":3,"lsn":9,"ids":["a"]}"#, 3),
+            Ok(TxnOutcome::Committed { lsn: Lsn(9) })
+        );
+        assert_eq!(
+            classify_answer(r#"{"req":4,"lsn":9,"ids":["a"],"duplicate":true}"#, 4),
+            Ok(TxnOutcome::Committed { lsn: Lsn(9) })
+        );
+        let refused = r#"{"req":5,"status":409,"error":{"code":"already_exists","message":"x"}}"#;
+        assert!(matches!(
+            classify_answer(refused, 5),
+            Ok(TxnOutcome::Rejected { code, .. }) if code == "already_exists"
+        ));
+        let passing = r#"{"req":6,"status":503,"error":{"code":"not_leader","message":"x"}}"#;
+        assert!(matches!(
+            classify_answer(passing, 6),
+            Ok(TxnOutcome::Retry { code, .. }) if code == "not_leader"
+        ));
+        let unreadable =
+            r#"{"req":null,"status":400,"error":{"code":"invalid_json","message":"x"}}"#;
+        assert!(matches!(
+            classify_answer(unreadable, 7),
+            Ok(TxnOutcome::Rejected { .. })
+        ));
+        assert!(classify_answer(r#"{"req":8,"lsn":1}"#, 7).is_err());
+        assert!(classify_answer("not json", 7).is_err());
+    }
+
+    #[test]
+    fn a_refused_upgrade_is_sorted_by_the_plain_answer() {
+        assert_eq!(Refusal::of_answer(None), Refusal::ThisBatch);
+        assert_eq!(
+            Refusal::of_answer(Some((404, r#"{"error":{"code":"not_found"}}"#))),
+            Refusal::ForAWhile
+        );
+        assert_eq!(Refusal::of_answer(Some((426, ""))), Refusal::ForAWhile);
+        let not_leader =
+            r#"{"error":{"code":"not_leader","message":"m","leader_url":"http://h2:7070"}}"#;
+        assert_eq!(
+            Refusal::of_answer(Some((503, not_leader))),
+            Refusal::Leader("http://h2:7070".into())
+        );
+        let election = r#"{"error":{"code":"not_leader","message":"m","leader_url":null}}"#;
+        assert_eq!(
+            Refusal::of_answer(Some((503, election))),
+            Refusal::ThisBatch
+        );
+        assert_eq!(Refusal::of_answer(Some((401, "{}"))), Refusal::ThisBatch);
+    }
+
+    #[test]
+    fn the_option_names_the_mode() {
+        assert_eq!(WriteMode::parse("websocket"), Some(WriteMode::Channel));
+        assert_eq!(WriteMode::parse("http"), Some(WriteMode::Http));
+        assert_eq!(WriteMode::parse("ws"), None);
+        assert_eq!(WriteMode::default(), WriteMode::Channel);
+    }
+}
