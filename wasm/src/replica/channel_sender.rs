@@ -44,6 +44,10 @@ pub const HTTP_FALLBACK_MS: f64 = 60_000.0;
 /// Most bytes of transactions sent on the channel and not yet answered: past it the sender
 /// waits for answers before it sends more (at least one is always in flight).
 pub const IN_FLIGHT_BYTES_MAX: usize = 4 << 20;
+/// A channel idle longer than this is closed and a new one opened for the next batch: a
+/// connection that died silently meanwhile (a laptop lid, a proxy's idle cut) would
+/// otherwise cost a whole [`WRITE_TIMEOUT_MS`] before its writes are resent.
+pub const IDLE_REOPEN_MS: f64 = 20_000.0;
 /// Longest wait for the answer to `GET /v1/write` that asks why an upgrade failed.
 const DIAGNOSE_TIMEOUT_MS: u64 = 5_000;
 
@@ -143,6 +147,8 @@ struct Open {
     /// The member's index (`None`: a fixed server) and HTTP base.
     member: Option<usize>,
     base: String,
+    /// `precise_ms()` when its last batch ended.
+    idle_since_ms: f64,
 }
 
 /// Sends pending writes over the write channel, or over HTTP (see the module docs).
@@ -205,6 +211,7 @@ impl ChannelSender {
         if let Some(open) = self.state.open.borrow_mut().take()
             && open.base == base
             && open.channel.is_open()
+            && precise_ms() - open.idle_since_ms < IDLE_REOPEN_MS
         {
             return Ok(open);
         }
@@ -220,6 +227,7 @@ impl ChannelSender {
                         channel,
                         member,
                         base,
+                        idle_since_ms: 0.0,
                     });
                 }
                 Err(_) => self.state.stats.borrow_mut().refused += 1,
@@ -262,7 +270,7 @@ impl ChannelSender {
     /// and the channel if it is still fit for the next batch.
     async fn pipeline(
         &self,
-        open: Open,
+        mut open: Open,
         client: &str,
         writes: &[(u64, Txn)],
     ) -> (Vec<TxnOutcome>, Option<Open>, Option<(String, String)>) {
@@ -324,7 +332,10 @@ impl ChannelSender {
         };
         self.state.stats.borrow_mut().channel_writes += outcomes.len() as u64;
         match lost {
-            None if open.channel.is_open() => (outcomes, Some(open), None),
+            None if open.channel.is_open() => {
+                open.idle_since_ms = precise_ms();
+                (outcomes, Some(open), None)
+            }
             None => (outcomes, None, None),
             Some(why) => {
                 self.state.stats.borrow_mut().lost += 1;
