@@ -7,9 +7,11 @@
 //!        │ yes
 //!        ▼
 //!  the open channel to the write target, or open one ── upgrade failed ──► GET /v1/write asks why:
-//!        │                                      404/405/426: HTTP for HTTP_FALLBACK_MS
-//!        │                                      503 not_leader + leader_url: open it there
-//!        │                                      anything else: this batch over HTTP
+//!        │            404/405 (no such route): HTTP for HTTP_FALLBACK_MS
+//!        │            426 (route there): /v1/status names another leader? open it there,
+//!        │                               else HTTP for HTTP_FALLBACK_MS
+//!        │            503 not_leader + leader_url: open it there
+//!        │            anything else: this batch over HTTP
 //!        ▼
 //!  send {"req", "ops", "origin"} for each write (≤ IN_FLIGHT_BYTES_MAX unanswered bytes),
 //!  read the answers in order: 2xx/duplicate ─► Committed, 4xx ─► Rejected, 5xx ─► Retry
@@ -87,10 +89,13 @@ pub struct ChannelStats {
     pub lost: u64,
 }
 
-/// Why a channel could not be opened, by the server's answer to a plain `GET /v1/write`.
+/// Why a channel could not be opened. A browser learns nothing from a failed upgrade, so the
+/// sender asks with a plain `GET /v1/write`, and when that shows the route exists (`426`:
+/// "not a WebSocket request", checked before the server looks at its role) the member's
+/// `/v1/status` says whether another member leads.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Refusal {
-    /// The server names the leader: open the channel there.
+    /// Another server leads: open the channel there.
     Leader(String),
     /// No channel here for a while: [`HTTP_FALLBACK_MS`] over HTTP.
     ForAWhile,
@@ -99,20 +104,32 @@ pub enum Refusal {
 }
 
 impl Refusal {
-    /// Sorts the answer to `GET /v1/write` (`None`: no answer at all).
-    pub fn of_answer(answer: Option<(u16, &str)>) -> Refusal {
-        let Some((status, text)) = answer else {
+    /// Sorts the answer to `GET /v1/write` (`None`: no answer at all) of the server at
+    /// `base`, with its `/v1/status` body when it was asked (after a `426`).
+    pub fn of_answers(base: &str, answer: Option<(u16, &str)>, status: Option<&Value>) -> Refusal {
+        let Some((code, text)) = answer else {
             return Refusal::ThisBatch;
         };
-        match status {
-            // No such route (an older server), or the route is there and answered a plain
-            // request, so something refused the upgrade itself (a proxy on the way).
-            404 | 405 | 426 => Refusal::ForAWhile,
+        let other_leader = |url: &str| {
+            let same = url
+                .trim_end_matches('/')
+                .eq_ignore_ascii_case(base.trim_end_matches('/'));
+            (!same).then(|| Refusal::Leader(url.to_owned()))
+        };
+        match code {
+            // No such route: an older server.
+            404 | 405 => Refusal::ForAWhile,
+            // The route is there, so the upgrade was refused for the server's role, or by
+            // something on the way (a proxy that passes no upgrades).
+            426 => status
+                .and_then(|s| s["leader_url"].as_str())
+                .and_then(other_leader)
+                .unwrap_or(Refusal::ForAWhile),
             503 => {
                 let body: Value = serde_json::from_str(text).unwrap_or(Value::Null);
                 match body["error"]["leader_url"].as_str() {
                     Some(url) if body["error"]["code"] == "not_leader" => {
-                        Refusal::Leader(url.to_owned())
+                        other_leader(url).unwrap_or(Refusal::ThisBatch)
                     }
                     _ => Refusal::ThisBatch,
                 }
@@ -232,20 +249,9 @@ impl ChannelSender {
                 }
                 Err(_) => self.state.stats.borrow_mut().refused += 1,
             }
-            let url = format!("{base}{WRITE_CHANNEL_PATH}");
-            let answer = request(
-                "GET",
-                &url,
-                self.token.as_deref(),
-                None,
-                DIAGNOSE_TIMEOUT_MS,
-            )
-            .await
-            .ok();
-            match Refusal::of_answer(answer.as_ref().map(|a| (a.status, a.text.as_str()))) {
-                Refusal::Leader(_) => {
-                    self.http
-                        .answered_error_text(member, &answer.map(|a| a.text).unwrap_or_default());
+            match self.diagnose(&base).await {
+                Refusal::Leader(leader) => {
+                    self.http.moved_to_leader(member, &leader);
                     match self.http.target() {
                         Some((next, next_base)) if next_base.trim_end_matches('/') != base => {
                             target = (next, next_base);
@@ -264,6 +270,26 @@ impl ChannelSender {
             }
         }
         Err(None)
+    }
+
+    /// Asks the server at `base` why the upgrade failed (see [`Refusal`]).
+    async fn diagnose(&self, base: &str) -> Refusal {
+        let token = self.token.as_deref();
+        let url = format!("{base}{WRITE_CHANNEL_PATH}");
+        let answer = request("GET", &url, token, None, DIAGNOSE_TIMEOUT_MS)
+            .await
+            .ok();
+        let mut status = None;
+        if answer.as_ref().is_some_and(|a| a.status == 426) {
+            let url = format!("{base}/v1/status");
+            if let Ok(answer) = request("GET", &url, token, None, DIAGNOSE_TIMEOUT_MS).await
+                && answer.status == 200
+            {
+                status = serde_json::from_str::<Value>(&answer.text).ok();
+            }
+        }
+        let answer = answer.as_ref().map(|a| (a.status, a.text.as_str()));
+        Refusal::of_answers(base, answer, status.as_ref())
     }
 
     /// Sends `writes` on `open` and reads their answers; the outcomes of the answered prefix,
@@ -339,7 +365,7 @@ impl ChannelSender {
             None => (outcomes, None, None),
             Some(why) => {
                 self.state.stats.borrow_mut().lost += 1;
-                if why.0 == "message_too_big" {
+                if why.0 == "body_too_large" {
                     // HTTP answers such a write with its own precise error.
                     self.state
                         .http_until_ms
@@ -390,6 +416,7 @@ impl TxnSender for ChannelSender {
 mod tests {
     use super::*;
     use cstore_core::Lsn;
+    use serde_json::json;
 
     #[test]
     fn answers_sort_into_outcomes_and_must_come_in_order() {
@@ -423,24 +450,31 @@ mod tests {
 
     #[test]
     fn a_refused_upgrade_is_sorted_by_the_plain_answer() {
-        assert_eq!(Refusal::of_answer(None), Refusal::ThisBatch);
+        let base = "http://h1:7070";
+        let sort = |answer, status| Refusal::of_answers(base, answer, status);
+        assert_eq!(sort(None, None), Refusal::ThisBatch);
+        let missing = r#"{"error":{"code":"not_found"}}"#;
+        assert_eq!(sort(Some((404, missing)), None), Refusal::ForAWhile);
+        // The route exists: the status says whether another member leads.
+        assert_eq!(sort(Some((426, "")), None), Refusal::ForAWhile);
+        let follower = json!({"role": "follower", "leader_url": "http://h2:7070"});
         assert_eq!(
-            Refusal::of_answer(Some((404, r#"{"error":{"code":"not_found"}}"#))),
-            Refusal::ForAWhile
+            sort(Some((426, "")), Some(&follower)),
+            Refusal::Leader("http://h2:7070".into())
         );
-        assert_eq!(Refusal::of_answer(Some((426, ""))), Refusal::ForAWhile);
+        let leader = json!({"role": "leader", "leader_url": "http://H1:7070/"});
+        assert_eq!(sort(Some((426, "")), Some(&leader)), Refusal::ForAWhile);
+        let single = json!({"role": "leader", "leader_url": null});
+        assert_eq!(sort(Some((426, "")), Some(&single)), Refusal::ForAWhile);
         let not_leader =
             r#"{"error":{"code":"not_leader","message":"m","leader_url":"http://h2:7070"}}"#;
         assert_eq!(
-            Refusal::of_answer(Some((503, not_leader))),
+            sort(Some((503, not_leader)), None),
             Refusal::Leader("http://h2:7070".into())
         );
         let election = r#"{"error":{"code":"not_leader","message":"m","leader_url":null}}"#;
-        assert_eq!(
-            Refusal::of_answer(Some((503, election))),
-            Refusal::ThisBatch
-        );
-        assert_eq!(Refusal::of_answer(Some((401, "{}"))), Refusal::ThisBatch);
+        assert_eq!(sort(Some((503, election)), None), Refusal::ThisBatch);
+        assert_eq!(sort(Some((401, "{}")), None), Refusal::ThisBatch);
     }
 
     #[test]

@@ -200,6 +200,15 @@ impl FetchSender {
         }
     }
 
+    /// Member `index` named `leader_url` the leader: the next calls go there (if it is a
+    /// member).
+    pub(crate) fn moved_to_leader(&self, index: Option<usize>, leader_url: &str) {
+        self.failed(index);
+        if let Targets::Members(members) = &self.targets {
+            members.borrow_mut().note_leader(Some(leader_url));
+        }
+    }
+
     async fn post(&self, path: &str, body: &str) -> Result<(Option<usize>, Answer), TxnOutcome> {
         let Some((index, base)) = self.target() else {
             return Err(no_member());

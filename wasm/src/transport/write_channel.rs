@@ -62,16 +62,17 @@ fn encode_component(text: &str) -> String {
     out
 }
 
-/// The stable code of a close: the server's error code on 1013 and 1001 (it names why:
-/// `not_leader`, `shutting_down`, …), `message_too_big` on 1009, else `connection_closed`.
+/// The stable code of a close: the server's error code on 1013, 1001 and 1009 (it names why:
+/// `not_leader`, `shutting_down`, `body_too_large`, …; 1009 is `body_too_large` unnamed too),
+/// else `connection_closed`.
 pub fn close_code(code: u16, reason: &str) -> String {
     let named = !reason.is_empty()
         && reason
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
     match code {
-        1013 | 1001 if named => reason.to_owned(),
-        1009 => "message_too_big".to_owned(),
+        1013 | 1001 | 1009 if named => reason.to_owned(),
+        1009 => "body_too_large".to_owned(),
         _ => "connection_closed".to_owned(),
     }
 }
@@ -229,7 +230,8 @@ mod tests {
         assert_eq!(close_code(1001, "shutting_down"), "shutting_down");
         assert_eq!(close_code(1013, ""), "connection_closed");
         assert_eq!(close_code(1013, "Not A Code"), "connection_closed");
-        assert_eq!(close_code(1009, "too big"), "message_too_big");
+        assert_eq!(close_code(1009, "body_too_large"), "body_too_large");
+        assert_eq!(close_code(1009, "too big"), "body_too_large");
         assert_eq!(close_code(1006, ""), "connection_closed");
         assert_eq!(close_code(1000, "done"), "connection_closed");
     }
