@@ -25,7 +25,7 @@ use cstore_wasm::transport::websocket::WebSocketTransport;
 use serde_json::{Value, json};
 use support::server::{committed_lsn, http, insert_doc, metric_sum, urls};
 use support::{recorder, wait_until};
-use wasm_bindgen_test::{console_log, wasm_bindgen_test, wasm_bindgen_test_configure};
+use wasm_bindgen_test::{wasm_bindgen_test, wasm_bindgen_test_configure};
 
 wasm_bindgen_test_configure!(run_in_browser);
 
@@ -96,14 +96,14 @@ async fn queue_offline(replica: &ReplicaHandle, collection: &str, range: std::op
     assert_eq!(replica.status().pending_writes, count);
 }
 
-/// The server's count of transactions that came through write channels, if it has one.
-async fn channel_metric(control: &str) -> Option<f64> {
-    let (sum, names) = metric_sum(control, "write_channel").await;
-    if names.is_empty() {
-        console_log!("the server's /metrics has no write_channel metric");
-        return None;
-    }
-    Some(sum)
+/// The server's count of transactions that came through write channels.
+async fn channel_metric(control: &str) -> f64 {
+    let (sum, names) = metric_sum(control, "cstore_write_channel_txns_total").await;
+    assert!(
+        !names.is_empty(),
+        "the server's /metrics has no cstore_write_channel_txns_total"
+    );
+    sum
 }
 
 #[wasm_bindgen_test]
@@ -149,13 +149,11 @@ async fn an_offline_queue_drains_through_the_write_channel_once_each() {
         .as_u64()
         .unwrap();
     assert_eq!(messages - proxied, WRITES as u64 + 1);
-    if let (Some(before), Some(after)) = (metric, channel_metric(control_url).await) {
-        assert!(
-            after - before >= WRITES as f64,
-            "the server counted {} channel transactions for {WRITES} writes",
-            after - before
-        );
-    }
+    assert_eq!(
+        channel_metric(control_url).await - metric,
+        (WRITES + 1) as f64,
+        "the server's count of write-channel transactions"
+    );
     // Each committed exactly once, in order; the refused one got no LSN and was rolled back.
     assert_eq!(committed_lsn(control_url).await - before, WRITES as u64);
     let docs = server_docs(control_url, &coll).await;
