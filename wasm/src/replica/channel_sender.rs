@@ -87,6 +87,9 @@ pub struct ChannelStats {
     pub http_batches: u64,
     /// Channels that closed (or went silent) with writes unanswered.
     pub lost: u64,
+    /// Answers that a write had committed before (a resend): `"duplicate": true` or
+    /// `duplicate_origin`.
+    pub duplicates: u64,
 }
 
 /// Why a channel could not be opened. A browser learns nothing from a failed upgrade, so the
@@ -350,8 +353,15 @@ impl ChannelSender {
                 Ok(outcome) => outcome,
                 Err(message) => break Some(("bad_response".to_owned(), message)),
             };
-            if matches!(outcome, TxnOutcome::Retry { .. }) {
-                self.http.answered_error_text(open.member, &text);
+            match &outcome {
+                TxnOutcome::Retry { .. } => self.http.answered_error_text(open.member, &text),
+                TxnOutcome::Rejected { code, .. } if code == "duplicate_origin" => {
+                    self.state.stats.borrow_mut().duplicates += 1;
+                }
+                TxnOutcome::Committed { .. } if text.contains("\"duplicate\":true") => {
+                    self.state.stats.borrow_mut().duplicates += 1;
+                }
+                _ => {}
             }
             outcomes.push(outcome);
             in_flight_bytes -= in_flight.pop_front().expect("an answer to a message sent");

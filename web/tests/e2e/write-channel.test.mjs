@@ -114,6 +114,7 @@ function checkDrain(result, count) {
 test(`an offline queue of ${WRITES} writes drains through the write channel by default`, { skip, timeout: 180_000 }, async () => {
   const result = await drainOffline("wc_default", WRITES, {});
   checkDrain(result, WRITES);
+  // The recorder shows a counter once it counted something: absent before is 0.
   assert.ok(result.names.length > 0, "the server's /metrics has cstore_write_channel_txns_total");
   assert.equal(result.channel, WRITES + 1, "the server's count of write-channel transactions");
 });
