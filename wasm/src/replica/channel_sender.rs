@@ -33,8 +33,9 @@ use cstore_core::Txn;
 use futures::future::{Either, select};
 use serde_json::Value;
 
-use super::sender::txn_body;
-use super::sender::{BatchOutcome, FetchSender, TxnOutcome, TxnSender, WRITE_TIMEOUT_MS, classify};
+use super::sender::{
+    BatchOutcome, FetchSender, TxnOutcome, TxnSender, WRITE_TIMEOUT_MS, classify_body, txn_body,
+};
 use crate::time::{precise_ms, sleep};
 use crate::transport::http::request;
 use crate::transport::write_channel::{WRITE_CHANNEL_PATH, WriteChannel, write_channel_url};
@@ -142,9 +143,11 @@ impl Refusal {
     }
 }
 
-/// The outcome of one answer of the channel, and whether its `req` is the one expected
-/// (`"req": null` answers a message the server could not read, in order like any other).
-pub fn classify_answer(text: &str, expected_req: u64) -> Result<TxnOutcome, String> {
+/// The outcome of one answer of the channel, and whether it was a duplicate (its write had
+/// committed before: `"duplicate": true`, or `duplicate_origin` for an older one); `Err` when
+/// it is not JSON or its `req` is not the one expected (`"req": null` answers a message the
+/// server could not read, in order like any other).
+pub fn classify_answer(text: &str, expected_req: u64) -> Result<(TxnOutcome, bool), String> {
     let body: Value =
         serde_json::from_str(text).map_err(|e| format!("an answer that is not JSON: {e}"))?;
     match &body["req"] {
@@ -157,7 +160,13 @@ pub fn classify_answer(text: &str, expected_req: u64) -> Result<TxnOutcome, Stri
         }
     }
     let status = body["status"].as_u64().map_or(200, |s| s as u16);
-    Ok(classify(status, text))
+    let outcome = classify_body(status, &body);
+    let duplicate = match &outcome {
+        TxnOutcome::Committed { .. } => body["duplicate"] == true,
+        TxnOutcome::Rejected { code, .. } => code == "duplicate_origin",
+        TxnOutcome::Retry { .. } => false,
+    };
+    Ok((outcome, duplicate))
 }
 
 /// An open channel and where it goes.
@@ -310,6 +319,8 @@ impl ChannelSender {
         let mut in_flight: VecDeque<usize> = VecDeque::new();
         let mut in_flight_bytes = 0;
         let mut sent = 0;
+        let mut timer = Box::pin(sleep(WRITE_TIMEOUT_MS));
+        let mut answered_by_timer = 0;
         let lost = loop {
             while sent < writes.len()
                 && (in_flight.is_empty() || in_flight_bytes < IN_FLIGHT_BYTES_MAX)
@@ -332,36 +343,37 @@ impl ChannelSender {
             if in_flight.is_empty() {
                 break Some(("send_failed".to_owned(), "nothing could be sent".to_owned()));
             }
-            let answer = match select(
-                Box::pin(open.channel.next()),
-                Box::pin(sleep(WRITE_TIMEOUT_MS)),
-            )
-            .await
-            {
-                Either::Left((answer, _)) => answer,
-                Either::Right(((), _)) => Err((
-                    "timeout".to_owned(),
-                    format!("no answer on the write channel in {WRITE_TIMEOUT_MS} ms"),
-                )),
+            // One timer for the whole batch: it gives up only after a full period in which
+            // no answer came (a timer per answer costs more than the answer).
+            let answer = loop {
+                match select(Box::pin(open.channel.next()), timer.as_mut()).await {
+                    Either::Left((answer, _)) => break answer,
+                    Either::Right(((), _)) if outcomes.len() > answered_by_timer => {
+                        answered_by_timer = outcomes.len();
+                        timer = Box::pin(sleep(WRITE_TIMEOUT_MS));
+                    }
+                    Either::Right(((), _)) => {
+                        break Err((
+                            "timeout".to_owned(),
+                            format!("no answer on the write channel in {WRITE_TIMEOUT_MS} ms"),
+                        ));
+                    }
+                }
             };
             let text = match answer {
                 Ok(text) => text,
                 Err(closed) => break Some(closed),
             };
             let expected = first_req + outcomes.len() as u64;
-            let outcome = match classify_answer(&text, expected) {
-                Ok(outcome) => outcome,
+            let (outcome, duplicate) = match classify_answer(&text, expected) {
+                Ok(sorted) => sorted,
                 Err(message) => break Some(("bad_response".to_owned(), message)),
             };
-            match &outcome {
-                TxnOutcome::Retry { .. } => self.http.answered_error_text(open.member, &text),
-                TxnOutcome::Rejected { code, .. } if code == "duplicate_origin" => {
-                    self.state.stats.borrow_mut().duplicates += 1;
-                }
-                TxnOutcome::Committed { .. } if text.contains("\"duplicate\":true") => {
-                    self.state.stats.borrow_mut().duplicates += 1;
-                }
-                _ => {}
+            if duplicate {
+                self.state.stats.borrow_mut().duplicates += 1;
+            }
+            if matches!(outcome, TxnOutcome::Retry { .. }) {
+                self.http.answered_error_text(open.member, &text);
             }
             outcomes.push(outcome);
             in_flight_bytes -= in_flight.pop_front().expect("an answer to a message sent");
@@ -432,27 +444,32 @@ mod tests {
     fn answers_sort_into_outcomes_and_must_come_in_order() {
         assert_eq!(
             classify_answer(r#"{"req":3,"lsn":9,"ids":["a"]}"#, 3),
-            Ok(TxnOutcome::Committed { lsn: Lsn(9) })
+            Ok((TxnOutcome::Committed { lsn: Lsn(9) }, false))
         );
         assert_eq!(
             classify_answer(r#"{"req":4,"lsn":9,"ids":["a"],"duplicate":true}"#, 4),
-            Ok(TxnOutcome::Committed { lsn: Lsn(9) })
+            Ok((TxnOutcome::Committed { lsn: Lsn(9) }, true))
         );
+        let older = r#"{"req":9,"status":409,"error":{"code":"duplicate_origin","message":"x"}}"#;
+        assert!(matches!(
+            classify_answer(older, 9),
+            Ok((TxnOutcome::Rejected { .. }, true))
+        ));
         let refused = r#"{"req":5,"status":409,"error":{"code":"already_exists","message":"x"}}"#;
         assert!(matches!(
             classify_answer(refused, 5),
-            Ok(TxnOutcome::Rejected { code, .. }) if code == "already_exists"
+            Ok((TxnOutcome::Rejected { code, .. }, false)) if code == "already_exists"
         ));
         let passing = r#"{"req":6,"status":503,"error":{"code":"not_leader","message":"x"}}"#;
         assert!(matches!(
             classify_answer(passing, 6),
-            Ok(TxnOutcome::Retry { code, .. }) if code == "not_leader"
+            Ok((TxnOutcome::Retry { code, .. }, false)) if code == "not_leader"
         ));
         let unreadable =
             r#"{"req":null,"status":400,"error":{"code":"invalid_json","message":"x"}}"#;
         assert!(matches!(
             classify_answer(unreadable, 7),
-            Ok(TxnOutcome::Rejected { .. })
+            Ok((TxnOutcome::Rejected { .. }, false))
         ));
         assert!(classify_answer(r#"{"req":8,"lsn":1}"#, 7).is_err());
         assert!(classify_answer("not json", 7).is_err());

@@ -388,7 +388,10 @@ pub fn classify_batch(text: &str, count: usize) -> BatchOutcome {
 
 /// The code and message of an error answer (the status when the body has none).
 fn error_fields(status: u16, text: &str) -> (String, String) {
-    let body: Value = serde_json::from_str(text).unwrap_or(Value::Null);
+    error_fields_of(status, &serde_json::from_str(text).unwrap_or(Value::Null))
+}
+
+fn error_fields_of(status: u16, body: &Value) -> (String, String) {
     let error = body.get("error");
     let field = |name: &str| {
         error
@@ -403,7 +406,11 @@ fn error_fields(status: u16, text: &str) -> (String, String) {
 
 /// Sorts an HTTP answer of `/v1/txn` into an outcome.
 pub fn classify(status: u16, text: &str) -> TxnOutcome {
-    let body: Value = serde_json::from_str(text).unwrap_or(Value::Null);
+    classify_body(status, &serde_json::from_str(text).unwrap_or(Value::Null))
+}
+
+/// [`classify`] of an answer already parsed.
+pub fn classify_body(status: u16, body: &Value) -> TxnOutcome {
     if (200..300).contains(&status) {
         return match body.get("lsn").and_then(Value::as_u64) {
             Some(lsn) => TxnOutcome::Committed { lsn: Lsn(lsn) },
@@ -413,7 +420,7 @@ pub fn classify(status: u16, text: &str) -> TxnOutcome {
             },
         };
     }
-    let (code, message) = error_fields(status, text);
+    let (code, message) = error_fields_of(status, body);
     let retry = status >= 500 || status == 408 || status == 429;
     if retry {
         TxnOutcome::Retry { code, message }
