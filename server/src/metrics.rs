@@ -10,7 +10,8 @@
 //! `cstore_commit_batches_total`, `cstore_commit_batch_size`, `cstore_fsync_seconds`,
 //! `cstore_committed_lsn`, `cstore_checkpoints_total`; the HTTP layer's
 //! `cstore_http_requests_total{method,route,status}` and
-//! `cstore_http_request_seconds{method,route}` (see [`record_http_request`]); the edge's
+//! `cstore_http_request_seconds{method,route}` (see [`record_http_request`]); the write
+//! channel's `cstore_write_channels` and `cstore_write_channel_txns_total`; the edge's
 //! `cstore_limit_tripped_total{limit}` (see [`crate::edge::Limit`] and docs/LIMITS.md).
 
 use std::time::Duration;

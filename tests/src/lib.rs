@@ -40,6 +40,7 @@ pub mod server;
 pub mod tally;
 pub mod token;
 pub mod workload;
+pub mod write_channel;
 
 pub use client::{Client, Reply};
 pub use error::HarnessError;

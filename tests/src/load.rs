@@ -15,6 +15,7 @@
 
 use crate::peers::target::error_chain;
 use crate::tally::Tally;
+use crate::write_channel::WriteChannel;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -32,6 +33,9 @@ pub enum Mode {
     Insert,
     /// `batch` inserts per `POST /v1/txn`.
     Txn,
+    /// One insert per transaction over the write channel (`GET /v1/write`, one WebSocket per
+    /// client), with up to `window` transactions in flight per client.
+    Channel,
 }
 
 impl Mode {
@@ -40,6 +44,7 @@ impl Mode {
         match self {
             Mode::Insert => "insert",
             Mode::Txn => "txn",
+            Mode::Channel => "channel",
         }
     }
 }
@@ -68,6 +73,9 @@ pub struct LoadConfig {
     pub clients: usize,
     /// Inserts per transaction in `txn` mode.
     pub batch: usize,
+    /// Transactions in flight per client in `channel` mode (1: each waits for its answer,
+    /// like an HTTP client).
+    pub window: usize,
     /// When to stop.
     pub limit: Limit,
     /// Create an index on `city` before the run.
@@ -146,7 +154,10 @@ pub async fn run(config: LoadConfig) -> Result<Report, LoadError> {
         Limit::Documents(_) => None,
     };
     let tasks: Vec<_> = (0..config.clients)
-        .map(|_| tokio::spawn(client_loop(Arc::clone(&shared), deadline)))
+        .map(|_| match config.mode {
+            Mode::Channel => tokio::spawn(channel_loop(Arc::clone(&shared), deadline)),
+            Mode::Insert | Mode::Txn => tokio::spawn(client_loop(Arc::clone(&shared), deadline)),
+        })
         .collect();
     let mut run = Tally::new(ERROR_SAMPLES_MAX);
     let mut documents_ok = 0;
@@ -176,11 +187,11 @@ struct Shared {
 async fn client_loop(shared: Arc<Shared>, deadline: Option<Instant>) -> (Tally, u64) {
     let config = &shared.config;
     let per_request = match config.mode {
-        Mode::Insert => 1,
+        Mode::Insert | Mode::Channel => 1,
         Mode::Txn => config.batch as u64,
     };
     let url = match config.mode {
-        Mode::Insert => format!("{}/v1/c/{}", config.url, config.collection),
+        Mode::Insert | Mode::Channel => format!("{}/v1/c/{}", config.url, config.collection),
         Mode::Txn => format!("{}/v1/txn", config.url),
     };
     let mut tally = Tally::new(ERROR_SAMPLES_MAX);
@@ -198,7 +209,7 @@ async fn client_loop(shared: Arc<Shared>, deadline: Option<Instant>) -> (Tally, 
             Limit::Duration(_) => per_request,
         };
         let body = match config.mode {
-            Mode::Insert => sample_doc(first),
+            Mode::Insert | Mode::Channel => sample_doc(first),
             Mode::Txn => json!({
                 "ops": (first..first + count)
                     .map(|n| json!({"op": "insert", "collection": config.collection, "doc": sample_doc(n)}))
@@ -231,6 +242,74 @@ async fn client_loop(shared: Arc<Shared>, deadline: Option<Instant>) -> (Tally, 
         }
         tally.record(sent, outcome);
     }
+    (tally, documents_ok)
+}
+
+/// One client of the write channel: keeps up to `window` one-insert transactions in flight on
+/// its WebSocket; each one's latency runs from its send to its answer.
+async fn channel_loop(shared: Arc<Shared>, deadline: Option<Instant>) -> (Tally, u64) {
+    let config = &shared.config;
+    let mut tally = Tally::new(ERROR_SAMPLES_MAX);
+    let addr = config
+        .url
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_string();
+    let query = match &config.token {
+        Some(token) => format!("?token={token}"),
+        None => String::new(),
+    };
+    let mut channel = match WriteChannel::open(&addr, &query, None).await {
+        Ok(channel) => channel,
+        Err(error) => {
+            tally.record(Instant::now(), Err(format!("opening the channel: {error}")));
+            return (tally, 0);
+        }
+    };
+    let mut in_flight = std::collections::VecDeque::with_capacity(config.window);
+    let mut documents_ok = 0;
+    let mut done = false;
+    loop {
+        // Top the window up, then wait for the oldest answer.
+        while !done && in_flight.len() < config.window {
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                done = true;
+                break;
+            }
+            let n = shared.next_document.fetch_add(1, Ordering::Relaxed);
+            if matches!(config.limit, Limit::Documents(total) if n >= total) {
+                done = true;
+                break;
+            }
+            let txn = json!({"ops": [{"op": "insert", "collection": config.collection,
+                                      "doc": sample_doc(n)}]});
+            if let Err(error) = channel.feed(&txn).await {
+                tally.record(Instant::now(), Err(error.to_string()));
+                return (tally, documents_ok);
+            }
+            in_flight.push_back(Instant::now());
+        }
+        let Some(sent) = in_flight.pop_front() else {
+            break;
+        };
+        let answer = match channel.flush().await {
+            Ok(()) => channel.recv(Duration::from_secs(30)).await,
+            Err(error) => Err(error),
+        };
+        match answer {
+            Ok(answer) if answer.get("lsn").is_some() => {
+                documents_ok += 1;
+                tally.record(sent, Ok(()));
+            }
+            Ok(answer) => tally.record(sent, Err(answer.to_string())),
+            Err(error) => {
+                // The channel is gone: what is in flight has no answer.
+                tally.record(sent, Err(error.to_string()));
+                return (tally, documents_ok);
+            }
+        }
+    }
+    channel.close().await;
     (tally, documents_ok)
 }
 
@@ -292,7 +371,7 @@ impl Report {
         let seconds = self.elapsed.as_secs_f64().max(f64::EPSILON);
         let ms = |q: f64| self.latency_us.value_at_quantile(q) as f64 / 1000.0;
         let batch = match self.config.mode {
-            Mode::Insert => 1,
+            Mode::Insert | Mode::Channel => 1,
             Mode::Txn => self.config.batch,
         };
         format!(
@@ -339,6 +418,7 @@ mod tests {
                 mode: Mode::Txn,
                 clients: 64,
                 batch: 100,
+                window: 1,
                 limit: Limit::Documents(300),
                 index: false,
             },

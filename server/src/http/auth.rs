@@ -5,14 +5,15 @@
 use std::marker::PhantomData;
 
 use axum::extract::FromRequestParts;
+use axum::extract::Query;
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, header};
+use axum::http::{HeaderMap, Uri, header};
 
 use super::AppState;
 use super::error::ApiError;
 use tracing::info;
 
-use crate::auth::{AuthError, Claims, Scope};
+use crate::auth::{AuthError, Claims, Scope, TokenKey};
 
 /// A scope a route needs, as a type.
 pub trait Needed: Send + Sync + 'static {
@@ -100,6 +101,23 @@ pub fn bearer_token(headers: &HeaderMap) -> Result<Option<&str>, AuthError> {
     }
 }
 
+/// The token of a WebSocket upgrade (`/v1/replicate`, `/v1/write`): from
+/// `Authorization: Bearer …` or, because browsers cannot set headers on a WebSocket, from
+/// `?token=…`; the header wins when both are given. `None` when neither is.
+pub fn socket_token(headers: &HeaderMap, uri: &Uri) -> Result<Option<String>, AuthError> {
+    if let Some(token) = bearer_token(headers)? {
+        return Ok(Some(token.to_string()));
+    }
+    let Query(pairs) = Query::<Vec<(String, String)>>::try_from_uri(uri)
+        .map_err(|_| AuthError::InvalidToken("the query string does not parse"))?;
+    let mut tokens = pairs.into_iter().filter(|(k, _)| k == "token");
+    match (tokens.next(), tokens.next()) {
+        (None, _) => Ok(None),
+        (Some((_, token)), None) => Ok(Some(token)),
+        (Some(_), Some(_)) => Err(AuthError::InvalidToken("`token` given more than once")),
+    }
+}
+
 /// Proof that the request may use a route needing `N`. `claims` is `None` when the server
 /// runs without a secret (every request is allowed).
 #[derive(Debug)]
@@ -107,6 +125,34 @@ pub struct Authorized<N> {
     /// The verified token's claims.
     pub claims: Option<Claims>,
     needed: PhantomData<N>,
+}
+
+impl<N: Needed> Authorized<N> {
+    /// Authorizes a WebSocket upgrade for scope `N`, with the token of [`socket_token`]
+    /// (`key` is the server's; `None` allows everything). Collections named inside the
+    /// messages are checked by their handler, as for a transaction's body.
+    pub fn for_socket(
+        key: Option<&TokenKey>,
+        headers: &HeaderMap,
+        uri: &Uri,
+    ) -> Result<Authorized<N>, AuthError> {
+        let Some(key) = key else {
+            return Ok(Authorized {
+                claims: None,
+                needed: PhantomData,
+            });
+        };
+        let token = socket_token(headers, uri)?.ok_or(AuthError::MissingToken)?;
+        let now_s = crate::clock::now_ms().0 / 1000;
+        let claims = key.verify(&token, now_s)?;
+        if !claims.allows(N::SCOPE) {
+            return Err(AuthError::Forbidden { needed: N::SCOPE });
+        }
+        Ok(Authorized {
+            claims: Some(claims),
+            needed: PhantomData,
+        })
+    }
 }
 
 impl<N: Needed> FromRequestParts<AppState> for Authorized<N> {

@@ -25,6 +25,7 @@ mod info;
 mod observe;
 mod params;
 mod txn;
+mod write_channel;
 
 #[cfg(test)]
 mod tests;
@@ -116,6 +117,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/txns", commit_many)
         .route("/v1/read-index", read_index)
         .route("/v1/replicate", get(crate::replicate::endpoint::replicate))
+        .route("/v1/write", get(write_channel::open))
         .route("/v1/raft/append", post(cluster::append))
         .route("/v1/raft/vote", post(cluster::vote))
         .route("/v1/raft/pre-vote", post(cluster::pre_vote))

@@ -117,10 +117,27 @@ pub async fn commit_many(
     ack: Ack,
     JsonBody(body): JsonBody<TXN_BODY_BYTES_MAX>,
 ) -> Result<Json<Value>, ApiError> {
-    let node = &app.node;
     let items = parse_many(body)?;
+    let results = commit_each(&app, &auth, &ack, items.into_iter().map(Ok).collect()).await;
+    let results: Vec<Value> = results.into_iter().map(result_body).collect();
+    Ok(Json(json!({ "results": results })))
+}
+
+/// Commits independent transactions in this order, each on its own, sharing the commit
+/// batches: the work of `POST /v1/txns` and of each batch of the write channel
+/// (`GET /v1/write`). An item that is already an error (it did not parse), or that does not
+/// parse as a transaction or names a collection the token may not use, is answered with its
+/// error and never written. One result per item, in order; see [`commit_many`] for what
+/// happens after a passing failure, and [`result_body`] for the answer of each.
+pub(super) async fn commit_each(
+    app: &AppState,
+    auth: &Authorized<NeedsWrite>,
+    ack: &Ack,
+    items: Vec<Result<Value, ApiError>>,
+) -> Vec<Result<Written, ApiError>> {
+    let node = &app.node;
     // Parse every transaction first; one that does not parse is answered and never written.
-    let mut results: Vec<Result<Written, ApiError>> = Vec::new();
+    let mut results: Vec<Result<Written, ApiError>> = Vec::with_capacity(items.len());
     let mut txns = Vec::new();
     let mut pending = Vec::new();
     // What the debug line reports; nothing is kept for it when it is off.
@@ -129,10 +146,12 @@ pub async fn commit_many(
     for item in items {
         // A transaction on a collection the token may not use is answered like one that does
         // not parse: never written.
-        let parsed = parse(&mut || node.generate_id(), item).and_then(|(txn, ids)| {
-            auth.check_collections(txn.ops.iter().map(|op| op.collection()))?;
-            Ok((txn, ids))
-        });
+        let parsed = item
+            .and_then(|item| parse(&mut || node.generate_id(), item))
+            .and_then(|(txn, ids)| {
+                auth.check_collections(txn.ops.iter().map(|op| op.collection()))?;
+                Ok((txn, ids))
+            });
         match parsed {
             Ok((txn, ids)) => {
                 if trace {
@@ -150,6 +169,9 @@ pub async fn commit_many(
             }
         }
     }
+    if txns.is_empty() {
+        return results;
+    }
     let written_all = node.write_many(txns).await;
     for ((at, ids), result) in pending.into_iter().zip(written_all) {
         results[at] = written(node, result)
@@ -159,7 +181,7 @@ pub async fn commit_many(
     // The acknowledgement of the newest committed write covers every earlier one.
     let newest = results.iter().flatten().map(|(lsn, _, _)| *lsn).max();
     if let Some(newest) = newest
-        && let Err(ApiError::AckUnknown { policy, why, .. }) = ack.settle(&app, newest).await
+        && let Err(ApiError::AckUnknown { policy, why, .. }) = ack.settle(app, newest).await
     {
         for result in &mut results {
             if let Ok((lsn, _, _)) = result {
@@ -171,19 +193,22 @@ pub async fn commit_many(
     if trace {
         trace_many(&origins, &results);
     }
-    let results: Vec<Value> = results
-        .into_iter()
-        .map(|result| match result {
-            Ok((lsn, ids, duplicate)) => answer(lsn, ids, duplicate),
-            Err(error) => json!({"status": error.status().as_u16(), "error": error.body()}),
-        })
-        .collect();
-    Ok(Json(json!({ "results": results })))
+    results
+}
+
+/// The answer for one transaction of `POST /v1/txns` or the write channel: what
+/// `POST /v1/txn` would have answered for it alone, its success body or
+/// `{"status": 409, "error": {"code", "message"}}`.
+pub(super) fn result_body(result: Result<Written, ApiError>) -> Value {
+    match result {
+        Ok((lsn, ids, duplicate)) => answer(lsn, ids, duplicate),
+        Err(error) => json!({"status": error.status().as_u16(), "error": error.body()}),
+    }
 }
 
 /// A committed transaction's LSN, the ids of its inserts and puts, and whether it repeated an
 /// earlier write.
-type Written = (Lsn, Vec<String>, bool);
+pub(super) type Written = (Lsn, Vec<String>, bool);
 
 /// Logs (at debug) what a `POST /v1/txns` carried and how each transaction ended: the origins'
 /// range and every result that was not a plain commit.

@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
-use axum::extract::{ConnectInfo, Query, State, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, State, WebSocketUpgrade};
 use axum::http::{HeaderMap, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, extract::FromRef};
@@ -19,9 +19,8 @@ use axum::{Extension, extract::FromRef};
 use cstore_core::replication::FRAME_BYTES_MAX;
 
 use super::Replicator;
-use crate::auth::{AuthError, Scope};
 use crate::edge::{Limit, RequestEdge};
-use crate::http::{ApiError, AppState, bearer_token};
+use crate::http::{ApiError, AppState, Authorized, NeedsReplicate};
 
 /// Initial read buffer of a replication socket (tungstenite's default is 128 KiB).
 const READ_BUFFER_BYTES: usize = 4 << 10;
@@ -90,34 +89,12 @@ fn authorize(
     headers: &HeaderMap,
     uri: &Uri,
 ) -> Result<Option<Vec<String>>, ApiError> {
-    let Some(key) = replicator.auth() else {
-        return Ok(None);
-    };
-    let token = match bearer_token(headers)? {
-        Some(token) => token.to_string(),
-        None => {
-            let Query(pairs) = Query::<Vec<(String, String)>>::try_from_uri(uri)
-                .map_err(|_| AuthError::InvalidToken("the query string does not parse"))?;
-            let mut tokens = pairs.into_iter().filter(|(k, _)| k == "token");
-            match (tokens.next(), tokens.next()) {
-                (None, _) => return Err(AuthError::MissingToken.into()),
-                (Some((_, token)), None) => token,
-                (Some(_), Some(_)) => {
-                    return Err(AuthError::InvalidToken("`token` given more than once").into());
-                }
-            }
-        }
-    };
-    let now_s = crate::clock::now_ms().0 / 1000;
-    let claims = key.verify(&token, now_s)?;
     // Scope `replicate` (granted by `read` and up). A token limited to collections may
     // subscribe only to those (checked at its hello).
-    if !claims.allows(Scope::Replicate) {
-        return Err(AuthError::Forbidden {
-            needed: Scope::Replicate,
-        }
-        .into());
-    }
+    let key = replicator.auth().map(|key| &**key);
+    let Some(claims) = Authorized::<NeedsReplicate>::for_socket(key, headers, uri)?.claims else {
+        return Ok(None);
+    };
     tracing::info!(sub = %claims.sub, collections = ?claims.collections, "replication authorized");
     Ok(claims.collections)
 }

@@ -25,7 +25,8 @@ struct Args {
     /// Start a server of the same build profile on a temp data dir for this run.
     #[arg(long)]
     spawn: bool,
-    /// Request shape: one document per POST, or a batch per /v1/txn.
+    /// Request shape: one document per POST, a batch per /v1/txn, or one document per
+    /// transaction over the write channel (GET /v1/write).
     #[arg(long, value_enum, default_value = "insert")]
     mode: Mode,
     /// Concurrent clients, each with its own keep-alive connection.
@@ -34,6 +35,9 @@ struct Args {
     /// Documents per transaction in txn mode.
     #[arg(long, default_value_t = 100)]
     batch: usize,
+    /// Transactions in flight per client in channel mode (1: each waits for its answer).
+    #[arg(long, default_value_t = 1)]
+    window: usize,
     /// Run for this many seconds (the default is 10 unless --count is given).
     #[arg(long, conflicts_with = "count")]
     duration_s: Option<f64>,
@@ -56,8 +60,8 @@ struct Args {
 
 fn main() {
     let args = Args::parse();
-    if args.clients == 0 || args.batch == 0 {
-        eprintln!("cstore-load: --clients and --batch must be at least 1");
+    if args.clients == 0 || args.batch == 0 || args.window == 0 {
+        eprintln!("cstore-load: --clients, --batch and --window must be at least 1");
         std::process::exit(2);
     }
     let limit = match (args.count, args.duration_s) {
@@ -97,13 +101,18 @@ fn main() {
         mode: args.mode,
         clients: args.clients,
         batch: args.batch,
+        window: args.window,
         limit,
         index: args.index,
     };
     println!(
-        "cstore-load: {} clients, mode {}, {} against {url}{}{}",
+        "cstore-load: {} clients, mode {}{}, {} against {url}{}{}",
         config.clients,
         config.mode.name(),
+        match config.mode {
+            Mode::Channel => format!(" (window {})", config.window),
+            Mode::Insert | Mode::Txn => String::new(),
+        },
         match limit {
             Limit::Duration(d) => format!("{:.1} s", d.as_secs_f64()),
             Limit::Documents(n) => format!("{n} documents"),

@@ -7,7 +7,9 @@
 //!   (`ack=local`), etcd with one member (JSON gateway), redis (`appendfsync always`), and
 //!   redis-benchmark against the same redis as a cross-check of the driver; PostgreSQL 15
 //!   (`jsonb` table with a primary key, one `INSERT` per write, `synchronous_commit = on`), and
-//!   pgbench with the same `INSERT` against the same server as its cross-check;
+//!   pgbench with the same `INSERT` against the same server as its cross-check; cstore's write
+//!   channel (`/v1/write`, one WebSocket per client, one write in flight); and, pipelined (16
+//!   writes in flight per client), cstore's write channel against redis-benchmark `-P 16`;
 //! - `cluster`: cstore leader + two followers with `ack=replicas:2`, and a 3-member cstore Raft
 //!   cluster (writes to its leader, answered once a majority holds them), against 3 etcd members;
 //! - `raft-writes`: only the last two rows of `cluster` (the 3-member cstore Raft cluster and 3
@@ -41,9 +43,14 @@ use cstore_tests::peers::recovery::{self, RecoveryConfig};
 use cstore_tests::peers::redis_benchmark;
 use cstore_tests::peers::table::{self, WriteRow};
 use cstore_tests::peers::target::payload;
-use cstore_tests::peers::{PeerError, Target, WriteConfig, WriteSummary, run_writes};
+use cstore_tests::peers::{
+    PeerError, Target, WriteConfig, WriteSummary, run_pipelined, run_writes,
+};
+use cstore_tests::write_channel::WriteChannel;
 use cstore_tests::{ServerOptions, ServerProcess};
 
+/// Writes in flight per client in the pipelined rows.
+const PIPELINE: usize = 16;
 /// Port offset of the single etcd member (client 23790, peer 23800).
 const ETCD_SINGLE_OFFSET: u16 = 0;
 /// Port offset of the three-member etcd cluster (clients 23791-23793).
@@ -166,6 +173,7 @@ fn main() {
     let mut rows = Vec::new();
     if wants("writes") {
         rows.extend(single_node_rows(&runtime, config));
+        rows.extend(pipelined_rows(&runtime, config));
     }
     if wants("cluster") {
         rows.extend(cluster_rows(&runtime, config, true));
@@ -304,6 +312,26 @@ fn single_node_rows(runtime: &tokio::runtime::Runtime, config: WriteConfig) -> V
         });
     rows.push(row(workload, "cstore (ack=local)", outcome));
 
+    println!("==> {workload}: cstore write channel (WebSocket, ack=local)");
+    let outcome = ServerProcess::start(ServerOptions::default())
+        .map_err(PeerError::from)
+        .and_then(|server| {
+            let target = Target::CstoreChannel {
+                addr: server.addr().to_string(),
+            };
+            measure(
+                runtime,
+                &target,
+                config,
+                &format!("cstore pid {}", server.pid().unwrap_or(0)),
+            )
+        });
+    rows.push(row(
+        workload,
+        "cstore write channel (WebSocket /v1/write, ack=local)",
+        outcome,
+    ));
+
     println!("==> {workload}: etcd 3.4, 1 member");
     let outcome = measure_etcd(runtime, config, 1, ETCD_SINGLE_OFFSET);
     rows.push(row(workload, "etcd 3.4 (1 member, JSON gateway)", outcome));
@@ -325,7 +353,8 @@ fn single_node_rows(runtime: &tokio::runtime::Runtime, config: WriteConfig) -> V
             "    cross-check: redis-benchmark -c {} -n {requests} -t set",
             config.clients
         );
-        cross_check = redis_benchmark::run(REDIS_PORT, config.clients, requests, payload(0).len());
+        cross_check =
+            redis_benchmark::run(REDIS_PORT, config.clients, 1, requests, payload(0).len());
         if let Ok(s) = &cross_check {
             println!(
                 "    {:.0} ops/s, p50 {:.2} ms, p99 {:.2} ms",
@@ -387,6 +416,76 @@ fn single_node_rows(runtime: &tokio::runtime::Runtime, config: WriteConfig) -> V
         workload,
         "PostgreSQL 15 via pgbench (its own C client; same server, same INSERT, same clients)",
         cross_check,
+    ));
+    rows
+}
+
+/// The pipelined rows: cstore's write channel with `PIPELINE` inserts in flight per client,
+/// against redis-benchmark with `-P PIPELINE` (redis's own C client; the peer with the same
+/// pipelining). Each side sends the same count of writes without waiting per client.
+fn pipelined_rows(runtime: &tokio::runtime::Runtime, config: WriteConfig) -> Vec<WriteRow> {
+    let workload = format!("single node, {PIPELINE} in flight per client");
+    let workload = workload.as_str();
+    let mut rows = Vec::new();
+    println!("==> {workload}: cstore write channel");
+    let outcome = ServerProcess::start(ServerOptions::default())
+        .map_err(PeerError::from)
+        .and_then(|server| {
+            println!(
+                "    cstore pid {}: {} channels × {PIPELINE} in flight, {:.0} s warm-up + {:.0} s",
+                server.pid().unwrap_or(0),
+                config.clients,
+                config.warmup.as_secs_f64(),
+                config.duration.as_secs_f64()
+            );
+            let addr = server.addr().to_string();
+            let report = runtime
+                .block_on(async {
+                    let mut channels = Vec::with_capacity(config.clients);
+                    for _ in 0..config.clients {
+                        let channel = WriteChannel::open(&addr, "", None)
+                            .await
+                            .map_err(|e| format!("opening a write channel: {e}"))?;
+                        channels.push(channel);
+                    }
+                    run_pipelined(channels, PIPELINE, config).await
+                })
+                .map_err(|e| PeerError::net("running the writes", e))?;
+            println!(
+                "    {:.0} ops/s, p50 {:.2} ms, p99 {:.2} ms, errors {} {:?}",
+                report.ops_per_s(),
+                report.quantile_ms(0.5),
+                report.quantile_ms(0.99),
+                report.errors,
+                report.error_samples
+            );
+            Ok(report.summary())
+        });
+    rows.push(row(
+        workload,
+        "cstore write channel (WebSocket /v1/write, ack=local)",
+        outcome,
+    ));
+
+    println!("==> {workload}: redis appendfsync always, redis-benchmark -P {PIPELINE}");
+    let outcome = start_redis().and_then(|_redis| {
+        let requests = REDIS_BENCHMARK_REQUESTS_MAX;
+        println!(
+            "    redis-benchmark -c {} -P {PIPELINE} -n {requests} -t set",
+            config.clients
+        );
+        redis_benchmark::run(
+            REDIS_PORT,
+            config.clients,
+            PIPELINE,
+            requests,
+            payload(0).len(),
+        )
+    });
+    rows.push(row(
+        workload,
+        &format!("redis 7 (appendfsync always) via redis-benchmark -P {PIPELINE}"),
+        outcome,
     ));
     rows
 }

@@ -17,8 +17,11 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 
+use super::target::{CHANNEL_ANSWER_WAIT, channel_insert, payload};
 use super::target::{Target, Writer};
 use crate::tally::Tally;
+use crate::write_channel::{ChannelError, WriteChannel};
+use std::collections::VecDeque;
 
 /// Error messages kept per run.
 const ERROR_SAMPLES_MAX: usize = 3;
@@ -156,6 +159,85 @@ pub async fn run_closed_loop<R: Request>(
                     }
                 }
                 tally
+            })
+        })
+        .collect();
+    let mut run = Tally::new(ERROR_SAMPLES_MAX);
+    for task in tasks {
+        let tally = task
+            .await
+            .map_err(|e| format!("a client task failed: {e}"))?;
+        run.merge(tally);
+    }
+    Ok(WriteReport {
+        config,
+        ops: run.ok,
+        errors: run.errors,
+        error_samples: run.error_samples,
+        latency_us: run.latency_us,
+    })
+}
+
+/// Drives one task per write channel in `channels`, each keeping `window` one-insert
+/// transactions in flight (sent without waiting for answers; the server answers in order), for
+/// the warm-up and the window of `config`. Counts the writes sent inside the window; each one's
+/// latency runs from its send to its answer.
+pub async fn run_pipelined(
+    channels: Vec<WriteChannel>,
+    window: usize,
+    config: WriteConfig,
+) -> Result<WriteReport, String> {
+    assert!(!channels.is_empty(), "at least one channel");
+    assert!(window > 0, "at least one write in flight");
+    let config = WriteConfig {
+        clients: channels.len(),
+        ..config
+    };
+    let next = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let window_start = started + config.warmup;
+    let window_end = window_start + config.duration;
+    let tasks: Vec<_> = channels
+        .into_iter()
+        .map(|mut channel| {
+            let next = Arc::clone(&next);
+            tokio::spawn(async move {
+                let mut tally = Tally::new(ERROR_SAMPLES_MAX);
+                let mut in_flight = VecDeque::with_capacity(window);
+                loop {
+                    while in_flight.len() < window && Instant::now() < window_end {
+                        let n = next.fetch_add(1, Ordering::Relaxed);
+                        let text = channel_insert(&payload(n));
+                        if let Err(e) = channel.feed_text(text).await {
+                            tally.record(Instant::now(), Err(e.to_string()));
+                            return tally;
+                        }
+                        in_flight.push_back(Instant::now());
+                    }
+                    let Some(sent) = in_flight.pop_front() else {
+                        return tally;
+                    };
+                    // `Err((_, true))`: the channel broke; `Err((_, false))`: refused.
+                    let answer = match channel.flush().await {
+                        Ok(()) => channel
+                            .recv(CHANNEL_ANSWER_WAIT)
+                            .await
+                            .map_err(|e| (e, true)),
+                        Err(e) => Err((e, true)),
+                    }
+                    .and_then(|answer| match answer.get("lsn") {
+                        Some(_) => Ok(()),
+                        None => Err((ChannelError::Other(answer.to_string()), false)),
+                    });
+                    let gone = matches!(answer, Err((_, true)));
+                    if sent >= window_start {
+                        tally.record(sent, answer.map_err(|(e, _)| e.to_string()));
+                    }
+                    if gone {
+                        // The channel broke: what is in flight has no answer.
+                        return tally;
+                    }
+                }
             })
         })
         .collect();

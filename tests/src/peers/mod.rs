@@ -41,7 +41,9 @@ pub mod table;
 pub mod target;
 pub mod walgen;
 
-pub use driver::{Request, WriteConfig, WriteReport, WriteSummary, run_closed_loop, run_writes};
+pub use driver::{
+    Request, WriteConfig, WriteReport, WriteSummary, run_closed_loop, run_pipelined, run_writes,
+};
 pub use error::PeerError;
 pub use peer::PeerProcess;
 pub use target::Target;

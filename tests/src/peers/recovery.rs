@@ -116,6 +116,7 @@ pub fn measure(
                 mode: Mode::Insert,
                 clients: LIVE_CLIENTS,
                 batch: 1,
+                window: 1,
                 limit: Limit::Documents(config.live_writes),
                 index: false,
             }))

@@ -7,17 +7,20 @@ use std::process::Command;
 use super::driver::WriteSummary;
 use super::error::PeerError;
 
-/// Runs `redis-benchmark -t set` with `clients` connections, `requests` SETs of `value_bytes`
-/// bytes on random keys, and reads its CSV line.
+/// Runs `redis-benchmark -t set` with `clients` connections, each with `pipeline` SETs in
+/// flight (`-P`; 1 waits for each answer), `requests` SETs of `value_bytes` bytes on random
+/// keys, and reads its CSV line.
 pub fn run(
     port: u16,
     clients: usize,
+    pipeline: usize,
     requests: u64,
     value_bytes: usize,
 ) -> Result<WriteSummary, PeerError> {
     let output = Command::new("redis-benchmark")
         .args(["-h", "127.0.0.1", "-p", &port.to_string()])
         .args(["-c", &clients.to_string(), "-n", &requests.to_string()])
+        .args(["-P", &pipeline.to_string()])
         .args([
             "-d",
             &value_bytes.to_string(),

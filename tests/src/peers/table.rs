@@ -12,6 +12,8 @@ use super::recovery::RecoveryReport;
 
 /// Durable writes must reach this multiple of etcd's single-member ops/s.
 pub const WRITES_VS_ETCD_TARGET: f64 = 5.0;
+/// Durable single-node writes must reach this multiple of redis's (`appendfsync always`).
+pub const WRITES_VS_REDIS_TARGET: f64 = 1.2;
 /// Durable single-node writes must reach this multiple of PostgreSQL's ops/s.
 pub const WRITES_VS_POSTGRES_TARGET: f64 = 3.0;
 /// How the PostgreSQL rows' systems start (the first is the driver's, the one compared).
@@ -79,8 +81,23 @@ pub fn writes_markdown(rows: &[WriteRow]) -> String {
     out
 }
 
-/// The verdict on the durable-write target, one line per cstore row (named by its workload,
-/// and by its system too where a workload has more than one cstore row).
+/// The peers a cstore row is held against, each where its workload has a row of it: how that
+/// peer's systems start (the first such row is the one compared: the driver's, not a
+/// cross-check), its name in the verdict, the target ratio, and the digits of the ratio.
+const PEER_TARGETS: [(&str, &str, f64, usize); 3] = [
+    ("etcd", "etcd", WRITES_VS_ETCD_TARGET, 1),
+    ("redis", "redis 7", WRITES_VS_REDIS_TARGET, 2),
+    (
+        POSTGRES_SYSTEM_PREFIX,
+        "PostgreSQL 15",
+        WRITES_VS_POSTGRES_TARGET,
+        2,
+    ),
+];
+
+/// The verdict on the durable-write targets: for each cstore row (named by its workload, and by
+/// its system too where a workload has more than one cstore row), one line per peer that its
+/// workload measured, with the ratio and whether it meets the target.
 pub fn writes_verdict(rows: &[WriteRow]) -> String {
     let mut out = String::new();
     for row in rows.iter().filter(|r| r.system.starts_with("cstore")) {
@@ -93,49 +110,35 @@ pub fn writes_verdict(rows: &[WriteRow]) -> String {
         } else {
             row.workload.clone()
         };
-        let line = match (row.ops_per_s(), etcd_ops(rows, &row.workload)) {
-            (Some(ours), Some(etcd)) => {
-                let ratio = ours / etcd;
-                let verdict = if ratio >= WRITES_VS_ETCD_TARGET {
-                    "met"
-                } else {
-                    "MISSED"
-                };
-                format!(
-                    "- {name}: cstore {ours:.0} ops/s = {ratio:.1}× etcd ({etcd:.0}); target ≥ {WRITES_VS_ETCD_TARGET}×: **{verdict}**"
-                )
-            }
-            _ => format!("- {name}: no comparison (a row is not available)"),
-        };
-        out.push_str(&line);
-        out.push('\n');
-        if let Some(line) = postgres_verdict(rows, row, &name) {
+        let mut compared = false;
+        for (prefix, peer, target, digits) in PEER_TARGETS {
+            let Some(theirs) = rows
+                .iter()
+                .find(|r| r.workload == row.workload && r.system.starts_with(prefix))
+            else {
+                continue;
+            };
+            compared = true;
+            let line = match (row.ops_per_s(), theirs.ops_per_s()) {
+                (Some(ours), Some(theirs)) => {
+                    let ratio = ours / theirs;
+                    let verdict = if ratio >= target { "met" } else { "MISSED" };
+                    format!(
+                        "- {name}: cstore {ours:.0} ops/s = {ratio:.digits$}× {peer} ({theirs:.0}); target ≥ {target}×: **{verdict}**"
+                    )
+                }
+                _ => format!("- {name}: no comparison with {peer} (a row is not available)"),
+            };
             out.push_str(&line);
             out.push('\n');
         }
+        if !compared {
+            out.push_str(&format!(
+                "- {name}: no comparison (no peer in this workload)\n"
+            ));
+        }
     }
     out
-}
-
-/// The verdict against PostgreSQL for a cstore row, when its workload has a PostgreSQL row.
-fn postgres_verdict(rows: &[WriteRow], row: &WriteRow, name: &str) -> Option<String> {
-    let postgres = rows
-        .iter()
-        .find(|r| r.workload == row.workload && r.system.starts_with(POSTGRES_SYSTEM_PREFIX))?;
-    Some(match (row.ops_per_s(), postgres.ops_per_s()) {
-        (Some(ours), Some(theirs)) => {
-            let ratio = ours / theirs;
-            let verdict = if ratio >= WRITES_VS_POSTGRES_TARGET {
-                "met"
-            } else {
-                "MISSED"
-            };
-            format!(
-                "- {name}: cstore {ours:.0} ops/s = {ratio:.2}× PostgreSQL 15 ({theirs:.0}); target ≥ {WRITES_VS_POSTGRES_TARGET}×: **{verdict}**"
-            )
-        }
-        _ => format!("- {name}: no comparison with PostgreSQL (a row is not available)"),
-    })
 }
 
 /// `workload,system,ops_per_s,p50_ms,p99_ms` for every measured row.
@@ -395,6 +398,44 @@ mod tests {
     }
 
     #[test]
+    fn redis_is_compared_from_its_first_row_and_a_workload_without_peers_says_so() {
+        let row = |workload: &str, system: &str, ops| WriteRow {
+            workload: workload.into(),
+            system: system.into(),
+            outcome: Ok(summary(ops)),
+        };
+        let rows = vec![
+            row("single node", "cstore (ack=local)", 30000.0),
+            row("single node", "redis 7 (appendfsync always)", 50000.0),
+            row("single node", "redis 7 via redis-benchmark", 1.0),
+            row("pipelined", "cstore write channel", 90000.0),
+            row("pipelined", "redis 7 via redis-benchmark -P 16", 60000.0),
+            row("alone", "cstore leader", 1.0),
+        ];
+        let verdict = writes_verdict(&rows);
+        assert!(
+            verdict.contains(
+                "- single node: cstore 30000 ops/s = 0.60× redis 7 (50000); target ≥ 1.2×: **MISSED**"
+            ),
+            "{verdict}"
+        );
+        assert!(
+            verdict.contains(
+                "- pipelined: cstore 90000 ops/s = 1.50× redis 7 (60000); target ≥ 1.2×: **met**"
+            ),
+            "{verdict}"
+        );
+        assert!(
+            !verdict.contains("etcd"),
+            "no etcd row, no etcd line: {verdict}"
+        );
+        assert!(
+            verdict.contains("- alone: no comparison (no peer in this workload)"),
+            "{verdict}"
+        );
+    }
+
+    #[test]
     fn a_postgres_row_gets_its_own_verdict_in_its_workload_only() {
         let row = |workload: &str, system: &str, ops| WriteRow {
             workload: workload.into(),
@@ -427,8 +468,9 @@ mod tests {
         );
         rows[2].outcome = Err("postgres is not installed".into());
         assert!(
-            writes_verdict(&rows)
-                .contains("- single node: no comparison with PostgreSQL (a row is not available)")
+            writes_verdict(&rows).contains(
+                "- single node: no comparison with PostgreSQL 15 (a row is not available)"
+            )
         );
     }
 

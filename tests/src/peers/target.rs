@@ -1,7 +1,8 @@
 //! What a benchmark client writes to, and how one durable single-document write is sent there.
 //!
 //! Every system gets the same payload bytes for write `n` ([`payload`]): a small JSON document
-//! of about 100 bytes. cstore receives it as the document (`POST /v1/c/bench`), etcd as the
+//! of about 100 bytes. cstore receives it as the document (`POST /v1/c/bench`, or an insert
+//! transaction on its write channel `GET /v1/write`), etcd as the
 //! value of key `bench/<n>` through its JSON gateway (`POST /v3/kv/put`, base64 fields), redis
 //! as the value of `SET bench:<n>`, PostgreSQL as the `jsonb` column of a row with primary key
 //! `bench:<n>` (`INSERT`). Each write is answered only once the system holds it durably: cstore
@@ -18,6 +19,7 @@ use tokio_postgres::types::Type;
 
 use super::postgres::INSERT_SQL;
 use super::resp::RespConnection;
+use crate::write_channel::WriteChannel;
 
 /// A system under test.
 #[derive(Clone, Debug)]
@@ -28,6 +30,12 @@ pub enum Target {
         url: String,
         /// The `ack` policy, if not the default (`local`).
         ack: Option<String>,
+    },
+    /// A cstore server's write channel: one WebSocket per client (`ws://{addr}/v1/write`),
+    /// one insert transaction per write.
+    CstoreChannel {
+        /// `host:port`.
+        addr: String,
     },
     /// An etcd member's JSON gateway: `POST {url}/v3/kv/put`.
     Etcd {
@@ -57,6 +65,11 @@ impl Target {
                     None => format!("{url}/v1/c/bench"),
                 },
             },
+            Target::CstoreChannel { addr } => Writer::CstoreChannel(Box::new(
+                WriteChannel::open(addr, "", None)
+                    .await
+                    .map_err(|e| format!("opening the write channel at {addr}: {e}"))?,
+            )),
             Target::Etcd { url } => Writer::Etcd {
                 http: http.clone(),
                 url: format!("{url}/v3/kv/put"),
@@ -93,6 +106,8 @@ pub enum Writer {
         /// The full insert URL.
         url: String,
     },
+    /// cstore over this client's own write channel (boxed: a WebSocket's buffers are large).
+    CstoreChannel(Box<WriteChannel>),
     /// etcd's JSON gateway over HTTP/1.1.
     Etcd {
         /// The shared keep-alive pool.
@@ -117,6 +132,14 @@ impl Writer {
         let doc = payload(n);
         match self {
             Writer::Cstore { http, url } => post(http, url, doc).await,
+            Writer::CstoreChannel(channel) => {
+                channel
+                    .feed_text(channel_insert(&doc))
+                    .await
+                    .map_err(|e| e.to_string())?;
+                channel.flush().await.map_err(|e| e.to_string())?;
+                channel_answer(channel).await
+            }
             Writer::Etcd { http, url } => {
                 let body = json!({
                     "key": BASE64.encode(format!("bench/{n:012}")),
@@ -160,6 +183,24 @@ pub fn payload(n: u64) -> Vec<u8> {
     )
     .into_bytes()
 }
+
+/// The write channel's transaction inserting `doc` (payload bytes) into `bench`.
+pub fn channel_insert(doc: &[u8]) -> String {
+    let doc = std::str::from_utf8(doc).expect("the payload is ASCII JSON");
+    format!(r#"{{"ops":[{{"op":"insert","collection":"bench","doc":{doc}}}]}}"#)
+}
+
+/// Waits for the next answer of a write channel: `Ok` for a committed transaction.
+pub async fn channel_answer(channel: &mut WriteChannel) -> Result<(), String> {
+    match channel.recv(CHANNEL_ANSWER_WAIT).await {
+        Ok(answer) if answer.get("lsn").is_some() => Ok(()),
+        Ok(answer) => Err(answer.to_string()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Bound on waiting for one write channel answer (as the HTTP clients' request timeout).
+pub const CHANNEL_ANSWER_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 async fn post(http: &reqwest::Client, url: &str, body: Vec<u8>) -> Result<(), String> {
     let response = http

@@ -1,0 +1,254 @@
+//! `GET /v1/write`: the write channel, a WebSocket of pipelined transactions (docs/HTTP_API.md,
+//! "Write channel").
+//!
+//! ```text
+//!  socket ─► wait for a message ─► take what else has arrived (≤ BATCH_MAX, no waiting)
+//!               ▲                    │ each: {"req"?, "ops", "origin"?} ─► txn::commit_each
+//!               │                    ▼   (parse, write_many: one commit batch, ack policy)
+//!               └──── flush ◄── one text answer per message, in order, with its "req"
+//!                                    │ a passing failure (5xx but ack_unknown): close 1013
+//! ```
+//!
+//! One batch is in flight per channel: while it commits, the next messages wait in the socket,
+//! and become the next batch. So a client that pipelines gets batches as large as its window
+//! (its writes share fsyncs with each other and with everyone else's), and the order rule of
+//! `POST /v1/txns` holds across the whole channel: no transaction is written after one that
+//! failed for a passing reason, because the channel closes there and what was not yet read is
+//! never written.
+
+use std::sync::Arc;
+
+use axum::Extension;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use axum::extract::{State, WebSocketUpgrade};
+use axum::http::{HeaderMap, Uri};
+use axum::response::{IntoResponse, Response};
+use cstore_core::ErrorCode;
+use futures::{FutureExt, SinkExt};
+use serde_json::Value;
+use tracing::debug;
+
+use super::AppState;
+use super::auth::{Authorized, NeedsWrite};
+use super::body::TXN_BODY_BYTES_MAX;
+use super::error::ApiError;
+use super::params::Ack;
+use super::txn::{self, TXNS_MAX};
+use crate::edge::{Limit, RequestEdge};
+use crate::leader::WriteError;
+use crate::node::Node;
+
+/// Most transactions committed as one batch of a channel (as in one `POST /v1/txns`).
+pub const BATCH_MAX: usize = TXNS_MAX;
+
+/// Initial read buffer of a channel's socket (tungstenite's default is 128 KiB); it grows for
+/// large messages, up to the transaction body bound.
+const READ_BUFFER_BYTES: usize = 16 << 10;
+
+/// WebSocket close codes (RFC 6455 and IANA's registry).
+const CLOSE_GOING_AWAY: u16 = 1001;
+const CLOSE_TOO_BIG: u16 = 1009;
+const CLOSE_TRY_AGAIN_LATER: u16 = 1013;
+
+/// `GET /v1/write` (WebSocket upgrade). Everything that can be refused is refused before the
+/// upgrade, with the API's usual JSON errors.
+pub async fn open(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    uri: Uri,
+    ack: Result<Ack, ApiError>,
+    edge: Option<Extension<RequestEdge>>,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    let auth = match Authorized::<NeedsWrite>::for_socket(app.auth.as_deref(), &headers, &uri) {
+        Ok(auth) => auth,
+        Err(error) => return ApiError::from(error).into_response(),
+    };
+    let ack = match ack {
+        Ok(ack) => ack,
+        Err(error) => return error.into_response(),
+    };
+    let upgrade = match upgrade {
+        Ok(upgrade) => upgrade,
+        Err(rejection) => return ApiError::UpgradeRequired(rejection.body_text()).into_response(),
+    };
+    if app.replication.is_stopping() {
+        return ApiError::ShuttingDown.into_response();
+    }
+    // A channel is not forwarded: the client opens it where the writes commit.
+    let not_leader = match &app.node {
+        Node::Leader(_) => None,
+        Node::Cluster(cluster) if cluster.is_leader() => None,
+        Node::Cluster(cluster) => Some(cluster.leader().map(|(_, url)| url)),
+        Node::Follower(follower) => Some(Some(follower.leader_http_base())),
+    };
+    if let Some(leader_url) = not_leader {
+        return ApiError::Write(WriteError::NotLeader { leader_url }).into_response();
+    }
+    // The channel holds its connection's `--max-connections` permit for its life (the socket
+    // stays open after the upgrade).
+    let (held, message_bytes_max) = match edge {
+        Some(Extension(edge)) => (
+            Some(Arc::clone(&edge.connection)),
+            edge.bodies.txn_body_bytes_max,
+        ),
+        None => (None, TXN_BODY_BYTES_MAX),
+    };
+    if let Some(claims) = &auth.claims {
+        tracing::info!(sub = %claims.sub, "write channel opened");
+    }
+    upgrade
+        .read_buffer_size(READ_BUFFER_BYTES)
+        .max_message_size(message_bytes_max)
+        .max_frame_size(message_bytes_max)
+        .on_upgrade(move |socket| async move {
+            metrics::gauge!("cstore_write_channels").increment(1.0);
+            run(&app, socket, &auth, &ack).await;
+            metrics::gauge!("cstore_write_channels").decrement(1.0);
+            drop(held);
+        })
+}
+
+/// How a channel ends.
+enum End {
+    /// The client closed it, or the connection broke: nothing more to say.
+    Gone,
+    /// Close with this code and reason (an error code).
+    Close(u16, &'static str),
+}
+
+/// Serves one channel until it ends.
+async fn run(app: &AppState, mut socket: WebSocket, auth: &Authorized<NeedsWrite>, ack: &Ack) {
+    let mut stopping = app.replication.stopping();
+    let end = loop {
+        let first = tokio::select! {
+            message = socket.recv() => message,
+            _ = stopping.wait_for(|stop| *stop) => break End::Close(CLOSE_GOING_AWAY, "shutting_down"),
+        };
+        let mut batch = Vec::new();
+        let mut after = None;
+        for message in std::iter::once(Some(first))
+            .chain(std::iter::repeat_with(|| socket.recv().now_or_never()))
+        {
+            match message {
+                // Nothing more has arrived: commit what has.
+                None => break,
+                Some(Some(Ok(Message::Text(text)))) => batch.push(transaction(text.as_bytes())),
+                Some(Some(Ok(Message::Binary(_)))) => batch.push(Err(ApiError::InvalidTxn(
+                    "a transaction is a text message (JSON); this was binary".into(),
+                ))),
+                // tungstenite answers pings itself.
+                Some(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => {}
+                Some(Some(Ok(Message::Close(_))) | None) => {
+                    after = Some(End::Gone);
+                    break;
+                }
+                Some(Some(Err(error))) => {
+                    after = Some(read_failed(error));
+                    break;
+                }
+            }
+            if batch.len() == BATCH_MAX {
+                break;
+            }
+        }
+        if !batch.is_empty() {
+            let (reqs, items): (Vec<_>, Vec<_>) = batch.into_iter().map(split_req).unzip();
+            metrics::counter!("cstore_write_channel_txns_total").increment(items.len() as u64);
+            let results = txn::commit_each(app, auth, ack, items).await;
+            // A passing failure ends the channel after its answers (see the module docs).
+            let passing = results.iter().find_map(|result| match result {
+                Err(error) if is_passing(error) => Some(error.code()),
+                _ => None,
+            });
+            for (req, result) in reqs.into_iter().zip(results) {
+                let mut body = txn::result_body(result);
+                if let Value::Object(map) = &mut body {
+                    map.insert("req".into(), req);
+                }
+                let text = Utf8Bytes::from(body.to_string());
+                if socket.feed(Message::Text(text)).await.is_err() {
+                    return;
+                }
+            }
+            if socket.flush().await.is_err() {
+                return;
+            }
+            if let Some(code) = passing {
+                break End::Close(close_code(code), code);
+            }
+        }
+        if let Some(end) = after {
+            break end;
+        }
+    };
+    if let End::Close(code, reason) = end {
+        debug!(code, reason, "closing a write channel");
+        let frame = CloseFrame {
+            code,
+            reason: reason.into(),
+        };
+        let _ = socket.send(Message::Close(Some(frame))).await;
+    }
+}
+
+/// A client message as a transaction body: a JSON object (`invalid_json` otherwise).
+fn transaction(bytes: &[u8]) -> Result<Value, ApiError> {
+    match serde_json::from_slice(bytes) {
+        Ok(value @ Value::Object(_)) => Ok(value),
+        Ok(_) => Err(ApiError::InvalidTxn(
+            "a transaction is an object {\"ops\": […]}".into(),
+        )),
+        Err(error) => Err(ApiError::InvalidJson(error.to_string())),
+    }
+}
+
+/// Takes the request tag `"req"` off a transaction: what its answer echoes (`null` when the
+/// message has none or could not be read). A tag that is not a non-negative integer makes the
+/// message `invalid_txn`.
+fn split_req(item: Result<Value, ApiError>) -> (Value, Result<Value, ApiError>) {
+    let Ok(Value::Object(mut map)) = item else {
+        return (Value::Null, item);
+    };
+    match map.remove("req") {
+        None | Some(Value::Null) => (Value::Null, Ok(Value::Object(map))),
+        Some(req @ Value::Number(_)) if req.is_u64() => (req, Ok(Value::Object(map))),
+        Some(_) => (
+            Value::Null,
+            Err(ApiError::InvalidTxn(
+                "`req` must be a non-negative integer".into(),
+            )),
+        ),
+    }
+}
+
+/// A failure after which later transactions must not be written: a `5xx` (no leader, no
+/// quorum, storage failed, stopping), except `ack_unknown`, whose write did commit.
+fn is_passing(error: &ApiError) -> bool {
+    error.status().is_server_error() && error.code() != "ack_unknown"
+}
+
+/// The close code for a passing failure.
+fn close_code(code: &str) -> u16 {
+    if code == "shutting_down" {
+        CLOSE_GOING_AWAY
+    } else {
+        CLOSE_TRY_AGAIN_LATER
+    }
+}
+
+/// How a channel ends when reading fails: a message over the bound is closed with 1009
+/// (`body_too_large`); any other error means the connection is gone.
+fn read_failed(error: axum::Error) -> End {
+    let too_big = error
+        .into_inner()
+        .downcast::<tokio_tungstenite::tungstenite::Error>()
+        .is_ok_and(|error| matches!(*error, tokio_tungstenite::tungstenite::Error::Capacity(_)));
+    if too_big {
+        Limit::BodySize.tripped();
+        End::Close(CLOSE_TOO_BIG, "body_too_large")
+    } else {
+        End::Gone
+    }
+}
