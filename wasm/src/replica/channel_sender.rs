@@ -34,7 +34,8 @@ use futures::future::{Either, select};
 use serde_json::Value;
 
 use super::sender::{
-    BatchOutcome, FetchSender, TxnOutcome, TxnSender, WRITE_TIMEOUT_MS, classify_body, txn_body,
+    BATCH_WRITES_MAX, BatchOutcome, FetchSender, TxnOutcome, TxnSender, WRITE_TIMEOUT_MS,
+    classify_body, txn_body,
 };
 use crate::time::{precise_ms, sleep};
 use crate::transport::http::request;
@@ -51,6 +52,9 @@ pub const IN_FLIGHT_BYTES_MAX: usize = 4 << 20;
 /// connection that died silently meanwhile (a laptop lid, a proxy's idle cut) would
 /// otherwise cost a whole [`WRITE_TIMEOUT_MS`] before its writes are resent.
 pub const IDLE_REOPEN_MS: f64 = 20_000.0;
+/// Most writes sent on the channel as one batch (the server commits up to 1,000 that have
+/// arrived at once).
+pub const CHANNEL_BATCH_MAX: usize = 2_000;
 /// Longest wait for the answer to `GET /v1/write` that asks why an upgrade failed.
 const DIAGNOSE_TIMEOUT_MS: u64 = 5_000;
 
@@ -401,6 +405,14 @@ impl ChannelSender {
 }
 
 impl TxnSender for ChannelSender {
+    fn batch_max(&self) -> usize {
+        if self.channel_allowed() {
+            CHANNEL_BATCH_MAX
+        } else {
+            BATCH_WRITES_MAX
+        }
+    }
+
     async fn send(&self, client: &str, seq: u64, txn: &Txn) -> TxnOutcome {
         match self.send_batch(client, &[(seq, txn.clone())]).await {
             BatchOutcome::Each(mut each) if !each.is_empty() => each.swap_remove(0),

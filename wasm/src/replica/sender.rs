@@ -44,6 +44,11 @@ pub trait TxnSender {
     /// Commits `txn` as write `seq` of `client`.
     fn send(&self, client: &str, seq: u64, txn: &Txn) -> impl Future<Output = TxnOutcome>;
 
+    /// Most writes the writer hands to one [`TxnSender::send_batch`].
+    fn batch_max(&self) -> usize {
+        BATCH_WRITES_MAX
+    }
+
     /// Commits several writes in order, each on its own, in as few requests as the sender
     /// can; by default one request for the first write.
     fn send_batch(
