@@ -272,8 +272,14 @@ impl ChannelSender {
                         Some((next, next_base)) if next_base.trim_end_matches('/') != base => {
                             target = (next, next_base);
                         }
-                        // Not one of the members (or a fixed server): HTTP follows it.
-                        _ => return Err(None),
+                        // Not one of the members (or one fixed server, a read replica
+                        // say): HTTP, which such a server forwards, for a while.
+                        _ => {
+                            self.state
+                                .http_until_ms
+                                .set(precise_ms() + HTTP_FALLBACK_MS);
+                            return Err(None);
+                        }
                     }
                 }
                 Refusal::ForAWhile => {

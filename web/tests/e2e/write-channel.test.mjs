@@ -30,8 +30,11 @@ after(async () => {
 });
 
 /** The sum of the server's `/metrics` samples whose name contains `part`, and their names. */
-async function metric(part) {
-  const text = await (await fetch(`${server.url}/metrics`)).text();
+const metric = (part) => metricOf(server, part);
+
+/** The same for any server. */
+async function metricOf(target, part) {
+  const text = await (await fetch(`${target.url}/metrics`)).text();
   let sum = 0;
   const names = [];
   for (const line of text.split("\n")) {
@@ -58,9 +61,9 @@ async function insertOnServer(collection, doc) {
  * Opens a replica with `options` in a fresh context, queues `count` writes and one refused
  * insert offline, goes online and waits for the drain; what the server saw.
  */
-async function drainOffline(collection, count, options) {
+async function drainOffline(collection, count, options, through = server) {
   const context = await browser.newContext();
-  const page = await packagePage(context, server);
+  const page = await packagePage(context, through);
   await insertOnServer(collection, { _id: "first" });
   await page.evaluate(
     async ([url, collection, options]) => {
@@ -68,7 +71,7 @@ async function drainOffline(collection, count, options) {
       window.t = { db, coll: db.collection(collection), rejected: [] };
       db.on("rejected", (r) => window.t.rejected.push({ seq: r.seq, code: r.code }));
     },
-    [server.url, collection, options],
+    [through.url, collection, options],
   );
   await waitPageStatus(page, (s) => s.connected && s.appliedLsn > 0);
   await context.setOffline(true);
@@ -82,11 +85,13 @@ async function drainOffline(collection, count, options) {
 
   const lsnBefore = await committedLsn();
   const channelBefore = await metric("write_channel_txns");
+  const refusedBefore = through === server ? 0 : (await metricOf(through, "write_channel_txns")).sum;
   await context.setOffline(false);
   await page.waitForFunction(() => window.t.db.status.pendingWrites === 0, null, { polling: 20, timeout: 120_000 });
   await page.waitForFunction(() => window.t.rejected.length === 1, null, { timeout: 10_000 });
   const lsnAfter = await committedLsn();
   const channelAfter = await metric("write_channel_txns");
+  const refused = through === server ? 0 : (await metricOf(through, "write_channel_txns")).sum - refusedBefore;
   const docs = await server.all(collection);
   await waitPageStatus(page, (s) => s.lag === 0 && s.connected);
   const local = await page.evaluate(async () => ({
@@ -95,7 +100,7 @@ async function drainOffline(collection, count, options) {
     rejected: window.t.rejected,
   }));
   await context.close();
-  return { docs, lsnMoved: lsnAfter - lsnBefore, channel: channelAfter.sum - channelBefore.sum, names: channelAfter.names, local };
+  return { docs, lsnMoved: lsnAfter - lsnBefore, channel: channelAfter.sum - channelBefore.sum, names: channelAfter.names, local, refused };
 }
 
 function checkDrain(result, count) {
@@ -123,4 +128,16 @@ test(`writeChannel: "http" drains over POST /v1/txns`, { skip, timeout: 180_000 
   const result = await drainOffline("wc_http", 50, { writeChannel: "http" });
   checkDrain(result, 50);
   assert.equal(result.channel, 0, "no transaction came through a write channel");
+});
+
+test("a page on a read replica writes over HTTP: the replica refuses the channel (not_leader) and forwards the writes", { skip, timeout: 180_000 }, async () => {
+  const follower = await startLone(pageDir, () => ["--follow", `ws://127.0.0.1:${server.port}/v1/replicate`]);
+  try {
+    const result = await drainOffline("wc_follower", 50, {}, follower);
+    checkDrain(result, 50);
+    assert.equal(result.channel, 0, "nothing came to the leader through a write channel");
+    assert.equal(result.refused, 0, "the read replica took no channel transaction");
+  } finally {
+    await disposeAll([follower]);
+  }
 });
