@@ -14,6 +14,8 @@
 //!     store's identity in its database and refuses servers of another store (wrong_cluster)
 //!   collections: follow only these; other collections' reads and writes: not_subscribed
 //!   name: the local database's name (default "cstore"); token: sent as ?token= and Bearer
+//!   writeChannel: "websocket" (default: pending writes drain over the leader's /v1/write
+//!     WebSocket, with POST /v1/txns as the fallback) or "http" (POST /v1/txns only)
 //! replica.get(collection, id) -> object | undefined                 sync, local
 //! replica.readBarrier() -> Promise<number>   before a linearizable read: the cluster's read
 //!   index, then the local apply of it; rejects with `offline` / `unavailable`
@@ -63,6 +65,7 @@ use wasm_bindgen::prelude::*;
 use crate::error::ReplicaError;
 #[cfg(target_arch = "wasm32")]
 use crate::idb::{IdbError, IdbStore, PendingStore};
+use crate::replica::channel_sender::{ChannelSender, WriteMode};
 use crate::replica::members::{MEMBERS_MAX, Member, Members};
 #[cfg(not(target_arch = "wasm32"))]
 use crate::replica::pending::MemoryPending;
@@ -90,6 +93,8 @@ pub struct OpenOptions {
     pub name: String,
     /// The collections to follow (`collections`); `None` follows all.
     pub collections: Option<Vec<String>>,
+    /// How pending writes reach the leader (`writeChannel`).
+    pub write_mode: WriteMode,
 }
 
 impl OpenOptions {
@@ -102,7 +107,7 @@ impl OpenOptions {
         if let Some(key) = map.keys().find(|k| {
             !matches!(
                 k.as_str(),
-                "url" | "urls" | "token" | "name" | "httpUrl" | "collections"
+                "url" | "urls" | "token" | "name" | "httpUrl" | "collections" | "writeChannel"
             )
         }) {
             return Err(invalid(&format!("unknown option `{key}`")));
@@ -189,8 +194,17 @@ impl OpenOptions {
                 Some(names)
             }
         };
+        let write_mode = match text("writeChannel")? {
+            None => WriteMode::default(),
+            Some(name) => WriteMode::parse(&name).ok_or_else(|| {
+                invalid(&format!(
+                    "`writeChannel` is \"websocket\" or \"http\", not \"{name}\""
+                ))
+            })?,
+        };
         Ok(OpenOptions {
             members,
+            write_mode,
             token: text("token")?,
             name: text("name")?.unwrap_or_else(|| "cstore".to_owned()),
             collections,
@@ -200,10 +214,11 @@ impl OpenOptions {
 
 /// What a browser replica is built from: IndexedDB for the log and the pending writes.
 #[cfg(target_arch = "wasm32")]
-type BrowserParts = Parts<IdbStore, ClusterTransport<PendingStore>, PendingStore, FetchSender>;
+type BrowserParts = Parts<IdbStore, ClusterTransport<PendingStore>, PendingStore, ChannelSender>;
 /// Natively (tests, clippy) there is no IndexedDB: memory stands in.
 #[cfg(not(target_arch = "wasm32"))]
-type BrowserParts = Parts<MemoryStore, ClusterTransport<MemoryPending>, MemoryPending, FetchSender>;
+type BrowserParts =
+    Parts<MemoryStore, ClusterTransport<MemoryPending>, MemoryPending, ChannelSender>;
 
 /// An error the opening recovered from: (code, message).
 pub type Recovered = Option<(&'static str, String)>;
@@ -218,7 +233,8 @@ async fn browser_parts(
     // leader is, and a failover found by either helps the other.
     let members = Rc::new(RefCell::new(Members::new(options.members.clone())));
     let token = options.token.as_deref();
-    let sender = FetchSender::for_members(members.clone(), token);
+    let http = FetchSender::for_members(members.clone(), token);
+    let sender = ChannelSender::new(http.clone(), token, options.write_mode);
     #[cfg(target_arch = "wasm32")]
     {
         let (store, recovered) = open_idb_store(&options.name).await?;
@@ -228,9 +244,9 @@ async fn browser_parts(
             store,
             transport,
             pending,
-            sender: sender.clone(),
+            sender,
         };
-        Ok((parts, sender, recovered))
+        Ok((parts, http, recovered))
     }
     #[cfg(not(target_arch = "wasm32"))]
     {
@@ -239,9 +255,9 @@ async fn browser_parts(
             store: MemoryStore::new(),
             transport: ClusterTransport::new(members, token, pending.clone()),
             pending,
-            sender: sender.clone(),
+            sender,
         };
-        Ok((parts, sender, None))
+        Ok((parts, http, None))
     }
 }
 
@@ -588,6 +604,15 @@ mod tests {
         );
         let bad = OpenOptions::parse(&json!({"url": "http://x"})).unwrap_err();
         assert_eq!(bad.code(), "invalid_options");
+        assert_eq!(options.write_mode, WriteMode::Channel);
+        let http =
+            OpenOptions::parse(&json!({"url": "ws://x/v1/replicate", "writeChannel": "http"}));
+        assert_eq!(http.unwrap().write_mode, WriteMode::Http);
+        for bad in [json!("tcp"), json!(true)] {
+            let options = json!({"url": "ws://x/v1/replicate", "writeChannel": bad});
+            let error = OpenOptions::parse(&options).unwrap_err();
+            assert_eq!(error.code(), "invalid_options", "{options}");
+        }
         let unknown = OpenOptions::parse(&json!({"url": "ws://x", "tokn": "t"})).unwrap_err();
         assert_eq!(unknown.code(), "invalid_options");
         assert!(OpenOptions::parse(&json!({})).is_err());

@@ -7,9 +7,16 @@
 // the same URL) and another for itself, writes {"control", "http", "ws"} to FILE once the
 // server answers /v1/health, and then serves:
 //   POST /control/stop | /control/start | /control/restart   (the data dir is kept)
+//   POST /control/write-channel/refuse | /control/write-channel/pass: answer WebSocket
+//     upgrades of /v1/write (and plain GETs of it) with 404, as a server without the route
+//     would, or pass them on (the default)
+//   POST /control/write-channel/cut-after?messages=K: the next channel is cut (both sockets
+//     destroyed, no close frame) right after its K-th message went to the server
+//   GET /control/write-channel/stats: {upgrades, refused, messages, cuts} so far
 //   anything else: proxied to the server with CORS headers added, because the test page
 //   lives on the test runner's origin and the server sends no CORS headers.
-// The WebSocket goes straight to the server (WebSockets are not subject to CORS).
+// The replication WebSocket goes straight to the server (WebSockets are not subject to CORS);
+// the write channel, opened at the HTTP base (this proxy), is piped through it.
 // SIGTERM/SIGINT stop the server (by its PID) and then this process.
 import { spawn } from "node:child_process";
 import { writeFileSync } from "node:fs";
@@ -88,10 +95,100 @@ const cors = {
   "access-control-expose-headers": "etag",
 };
 
+// The write channel's proxying: refusals, a cut after K messages, counts.
+const channel = { refuse: false, cutAfter: null, upgrades: 0, refused: 0, messages: 0, cuts: 0 };
+
+function json(res, status, body) {
+  res.writeHead(status, { ...cors, "content-type": "application/json" }).end(JSON.stringify(body));
+}
+
+/** Complete WebSocket frames at the start of `buffer` (client frames are masked): their ends and opcodes. */
+function frames(buffer) {
+  const found = [];
+  let at = 0;
+  while (buffer.length - at >= 2) {
+    const opcode = buffer[at] & 0x0f;
+    let length = buffer[at + 1] & 0x7f;
+    let header = 2;
+    if (length === 126) {
+      if (buffer.length - at < 4) break;
+      length = buffer.readUInt16BE(at + 2);
+      header = 4;
+    } else if (length === 127) {
+      if (buffer.length - at < 10) break;
+      length = Number(buffer.readBigUInt64BE(at + 2));
+      header = 10;
+    }
+    if (buffer[at + 1] & 0x80) header += 4;
+    if (buffer.length - at < header + length) break;
+    at += header + length;
+    found.push({ end: at, opcode });
+  }
+  return found;
+}
+
+/** Pipes an upgrade of /v1/write to the server, counting (and maybe cutting after) client messages. */
+function proxyUpgrade(req, socket, head) {
+  if (channel.refuse) {
+    channel.refused += 1;
+    const body = JSON.stringify({ error: { code: "not_found", message: "no route /v1/write (refused by server-control)" } });
+    socket.end(`HTTP/1.1 404 Not Found\r\ncontent-type: application/json\r\ncontent-length: ${body.length}\r\nconnection: close\r\n\r\n${body}`);
+    return;
+  }
+  channel.upgrades += 1;
+  const cutAfter = channel.cutAfter;
+  channel.cutAfter = null;
+  const upstream = net.connect(serverPort, "127.0.0.1", () => {
+    const lines = [`${req.method} ${req.url} HTTP/1.1`];
+    for (let i = 0; i < req.rawHeaders.length; i += 2) lines.push(`${req.rawHeaders[i]}: ${req.rawHeaders[i + 1]}`);
+    upstream.write(lines.join("\r\n") + "\r\n\r\n");
+    let pending = Buffer.alloc(0);
+    let sent = 0;
+    const forward = (chunk) => {
+      pending = Buffer.concat([pending, chunk]);
+      let done = 0;
+      for (const frame of frames(pending)) {
+        if (frame.opcode === 1) {
+          sent += 1;
+          channel.messages += 1;
+        }
+        if (cutAfter !== null && sent >= cutAfter) {
+          upstream.end(pending.subarray(done, frame.end));
+          socket.destroy();
+          channel.cuts += 1;
+          pending = Buffer.alloc(0);
+          return;
+        }
+        upstream.write(pending.subarray(done, frame.end));
+        done = frame.end;
+      }
+      pending = pending.subarray(done);
+    };
+    if (head.length) forward(head);
+    socket.on("data", forward);
+    upstream.pipe(socket);
+  });
+  upstream.on("error", () => socket.destroy());
+  socket.on("error", () => upstream.destroy());
+  socket.on("close", () => upstream.end());
+}
+
 const control = http.createServer(async (req, res) => {
   if (req.method === "OPTIONS") {
     res.writeHead(204, cors).end();
     return;
+  }
+  const path = req.url.split("?")[0];
+  if (path.startsWith("/control/write-channel/")) {
+    const what = path.slice("/control/write-channel/".length);
+    if (what === "refuse" || what === "pass") channel.refuse = what === "refuse";
+    else if (what === "cut-after") channel.cutAfter = Number(new URL(req.url, "http://x").searchParams.get("messages"));
+    else if (what !== "stats") return json(res, 404, { error: { code: "not_found", message: what } });
+    const { refuse, cutAfter, ...counts } = channel;
+    return json(res, 200, { ok: true, ...counts });
+  }
+  if (channel.refuse && path === "/v1/write") {
+    return json(res, 404, { error: { code: "not_found", message: "no route /v1/write (refused by server-control)" } });
   }
   const action = req.url.match(/^\/control\/(stop|start|restart)$/)?.[1];
   if (action) {
@@ -118,6 +215,8 @@ const control = http.createServer(async (req, res) => {
   });
   req.pipe(upstream);
 });
+
+control.on("upgrade", proxyUpgrade);
 
 async function shutdown() {
   await stop();

@@ -23,9 +23,9 @@ import { parseArgs } from "node:util";
 import { chromium } from "playwright-core";
 
 import { CHROMIUM_ARGS, DEMO_DIR, RESULTS_DIR, Server, cannotRun } from "../tests/e2e/harness.mjs";
+import { releaseBin } from "./release-bin.mjs";
 
 const WEB = resolve(dirname(fileURLToPath(import.meta.url)), "..");
-const ROOT = resolve(WEB, "..");
 const PAGE_DIR = join(WEB, "bench/page");
 const MODULES = join(WEB, "node_modules");
 const COLLECTION = "notes";
@@ -53,19 +53,6 @@ if (![N, RUNS, POUCH_DOCS].every((x) => Number.isInteger(x) && x >= 1)) {
 function fail(message) {
   console.error(`[bench] ERROR: ${message}`);
   process.exit(2);
-}
-
-/** The release `cstore` binary. */
-function releaseBin() {
-  const candidates = process.env.CSTORE_BIN
-    ? [process.env.CSTORE_BIN]
-    : [process.env.CARGO_TARGET_DIR && join(process.env.CARGO_TARGET_DIR, "release/cstore"), join(ROOT, "target/release/cstore")];
-  const bin = candidates.filter(Boolean).find((b) => existsSync(b));
-  if (!bin) {
-    fail(`no release cstore binary (tried ${candidates.filter(Boolean).join(", ")}): ` +
-      "run `cargo build --release -p cstore-server --bin cstore` or set CSTORE_BIN");
-  }
-  return bin;
 }
 
 /** Wraps a CommonJS file as an ES module with a default export (what a bundler would do). */

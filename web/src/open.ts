@@ -58,6 +58,12 @@ export function wasmOptions(urls: ServerUrls, options: OpenOptions = {}): WasmOp
   }
   if (options.token !== undefined) out.token = options.token;
   if (options.name !== undefined) out.name = options.name;
+  if (options.writeChannel !== undefined) {
+    if (options.writeChannel !== "websocket" && options.writeChannel !== "http") {
+      throw new CstoreError(Codes.invalidOptions, 'writeChannel is "websocket" or "http"');
+    }
+    out.writeChannel = options.writeChannel;
+  }
   if (options.collections !== undefined) {
     if (!Array.isArray(options.collections) || options.collections.length === 0) {
       throw new CstoreError(Codes.invalidOptions, "collections is a non-empty array of collection names");

@@ -155,7 +155,16 @@ export interface OpenOptions {
   collections?: string[];
   /** Share one connection between the tabs of this origin (default: true where supported). */
   multiTab?: boolean;
+  /**
+   * How queued writes reach the server: `"websocket"` (the default) pipelines them over one
+   * write channel (`GET /v1/write`) to the leader, falling back to `POST /v1/txns` when a
+   * server refuses the channel; `"http"` uses `POST /v1/txns` only.
+   */
+  writeChannel?: WriteChannel;
 }
+
+/** How queued writes reach the server (`OpenOptions.writeChannel`). */
+export type WriteChannel = "websocket" | "http";
 
 /** Stops a watch or an event subscription. */
 export type Unsubscribe = () => void;

@@ -14,6 +14,8 @@ export interface WasmOpenOptions {
   name?: string;
   httpUrl?: string;
   collections?: string[];
+  /** `"websocket"` (default) or `"http"`. */
+  writeChannel?: "websocket" | "http";
 }
 
 /** The replica's status object (`status()`), before this package adds the tab role. */

@@ -5,6 +5,8 @@
 //!  loop: connect ─► hello ─► frames ─► Replica ─► commands:
 //!          Send             ─► connection
 //!          Persist          ─► store.append, then State.apply, then on_persisted (ack)
+//!                              (frames queued meanwhile are taken in the same step and
+//!                              their Persists joined: one append, one apply)
 //!          InstallSnapshot  ─► verify, store.install_snapshot, replace State, on_snapshot_installed
 //!          SaveTerm         ─► store metadata
 //!          Close(error)     ─► Reconnect: backoff │ Rebootstrap: wipe, fresh hello │ Stop
@@ -26,6 +28,7 @@ use cstore_core::replication::{
 use cstore_core::state::State;
 use cstore_core::storage::{LogStore, Metadata, StorageError};
 use cstore_core::{ErrorCode, LogPosition, Lsn, ReplicaId, Snapshot, Term};
+use futures::FutureExt;
 use futures::future::{Either, select};
 
 use super::shared::{SharedRef, changed, unless_closed, update_status};
@@ -41,6 +44,31 @@ pub const TICK_MS: u64 = 1_000;
 pub const COMPACT_ENTRIES_MIN: u64 = 4096;
 /// Entries read from the store at a time when opening.
 const OPEN_READ_BATCH: u64 = 4096;
+/// Most frames handled in one step of the sync loop: frames that arrived while the last step
+/// was persisting are taken together, up to this many.
+pub const COALESCE_FRAMES_MAX: usize = 64;
+
+/// Joins adjacent `Persist` commands into one. Each applied step re-applies every pending
+/// local write on top of the confirmed state (the overlay's rebase), so a leader that commits
+/// in many small batches (a drain over the write channel: a batch per arrival) would cost one
+/// rebase of the whole queue per batch; joined, the entries that queued up meanwhile cost
+/// one. The order of everything else is kept, and `on_persisted` takes the tip of what was
+/// persisted, so one acknowledgement covers the joined entries.
+fn merge_persists(commands: Vec<ReplicaCommand>) -> VecDeque<ReplicaCommand> {
+    let mut merged: VecDeque<ReplicaCommand> = VecDeque::with_capacity(commands.len());
+    for command in commands {
+        match (merged.back_mut(), command) {
+            (
+                Some(ReplicaCommand::Persist { entries }),
+                ReplicaCommand::Persist { entries: more },
+            ) => {
+                entries.extend(more);
+            }
+            (_, command) => merged.push_back(command),
+        }
+    }
+    merged
+}
 
 /// What the local store held at open.
 #[derive(Debug)]
@@ -306,9 +334,27 @@ impl<S: LogStore, T: Transport> SyncLoop<S, T> {
             }
             let time = now();
             let mut commands = Vec::new();
+            let mut closed = None;
             match event {
                 Some(Incoming::Frame(bytes)) => {
                     commands.extend(self.replica.handle_bytes(time, &bytes));
+                    // Frames that queued up meanwhile are handled now too, so their entries
+                    // are persisted and applied in one step (see `merge_persists`).
+                    let mut taken = 1;
+                    let closing = |c: &ReplicaCommand| matches!(c, ReplicaCommand::Close(_));
+                    while taken < COALESCE_FRAMES_MAX && !commands.iter().any(closing) {
+                        match connection.recv().now_or_never() {
+                            Some(Incoming::Frame(bytes)) => {
+                                commands.extend(self.replica.handle_bytes(time, &bytes));
+                                taken += 1;
+                            }
+                            Some(Incoming::Closed { code, reason }) => {
+                                closed = Some((code, reason));
+                                break;
+                            }
+                            None => break,
+                        }
+                    }
                 }
                 Some(Incoming::Closed { code, reason }) => return lost(&code, &reason),
                 None => {}
@@ -319,6 +365,9 @@ impl<S: LogStore, T: Transport> SyncLoop<S, T> {
             }
             if let Err(end) = self.carry_out(connection, commands).await {
                 return end;
+            }
+            if let Some((code, reason)) = closed {
+                return lost(&code, &reason);
             }
             if self.replica.is_streaming() {
                 backoff.reset();
@@ -343,7 +392,7 @@ impl<S: LogStore, T: Transport> SyncLoop<S, T> {
         connection: &T::Connection,
         commands: Vec<ReplicaCommand>,
     ) -> Result<(), SessionEnd> {
-        let mut queue = VecDeque::from(commands);
+        let mut queue = merge_persists(commands);
         while let Some(command) = queue.pop_front() {
             match command {
                 ReplicaCommand::Send(frame) => {
@@ -454,5 +503,67 @@ fn remedy(error: &ReplicationError) -> Remedy {
     match error.code() {
         "hash_mismatch" | "snapshot_hash_mismatch" | "diverged" => Remedy::Rebootstrap,
         _ => error.remedy(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cstore_core::Txn;
+    use cstore_core::replication::Frame;
+    use cstore_core::{LogEntry, TimestampMs};
+
+    fn entries(from: u64, count: u64) -> Vec<LogEntry> {
+        let mut prev = LogPosition::default();
+        let mut chain = Vec::new();
+        for lsn in 1..from + count {
+            let entry = LogEntry::new(prev, Term(1), TimestampMs(lsn), Txn::new(Vec::new()));
+            prev = LogPosition {
+                lsn: entry.lsn,
+                hash: entry.hash,
+            };
+            if lsn >= from {
+                chain.push(entry);
+            }
+        }
+        chain
+    }
+
+    fn persisted(command: &ReplicaCommand) -> Option<Vec<u64>> {
+        match command {
+            ReplicaCommand::Persist { entries } => Some(entries.iter().map(|e| e.lsn.0).collect()),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn adjacent_persists_join_and_the_rest_keeps_its_order() {
+        let ack = || ReplicaCommand::Send(Frame::Ack { durable: Lsn(1) });
+        let commands = vec![
+            ReplicaCommand::Persist {
+                entries: entries(1, 2),
+            },
+            ReplicaCommand::Persist {
+                entries: entries(3, 1),
+            },
+            ReplicaCommand::Persist {
+                entries: entries(4, 2),
+            },
+            ack(),
+            ReplicaCommand::Persist {
+                entries: entries(6, 1),
+            },
+            ReplicaCommand::SaveTerm(Term(2)),
+            ReplicaCommand::Persist {
+                entries: entries(7, 1),
+            },
+        ];
+        let merged: Vec<ReplicaCommand> = merge_persists(commands).into();
+        assert_eq!(merged.len(), 5);
+        assert_eq!(persisted(&merged[0]), Some(vec![1, 2, 3, 4, 5]));
+        assert!(matches!(merged[1], ReplicaCommand::Send(Frame::Ack { .. })));
+        assert_eq!(persisted(&merged[2]), Some(vec![6]));
+        assert!(matches!(merged[3], ReplicaCommand::SaveTerm(Term(2))));
+        assert_eq!(persisted(&merged[4]), Some(vec![7]));
     }
 }

@@ -3,7 +3,8 @@
 //!
 //! Three pieces share one [`Shared`](shared::Shared) state on the browser's single thread:
 //! the sync loop ([`driver`]: core's `Replica` over a transport and a `LogStore`), the writer
-//! ([`writer`]: the durable pending queue and the leader's `/v1/txn`), and the app's calls on
+//! ([`writer`]: the durable pending queue, drained over the leader's write channel
+//! `/v1/write` or `POST /v1/txns`), and the app's calls on
 //! [`ReplicaHandle`] (reads straight from memory, writes applied at once and handed to the
 //! writer). Listeners (watches, status, rejections) are called from one coalesced flush after
 //! each batch of changes ([`shared`]).
@@ -13,12 +14,14 @@
 //!              ▼                   │ writes
 //!   Shared { LocalState, Status, Watches } ◄── SyncLoop ◄── Transport ◄── leader /v1/replicate
 //!              ▲                   │                └──► LogStore (IndexedDB)
-//!              └──── Writer ◄──────┘ ──► PendingQueue ──► TxnSender ──► leader /v1/txn
+//!              └──── Writer ◄──────┘ ──► PendingQueue ──► TxnSender ──► leader /v1/write
+//!                                                                       (or /v1/txns)
 //! ```
 //!
 //! Everything here is generic over the store, transport, queue and sender, so the browser
 //! tests run the very same code against an in-browser leader and in-memory stores.
 
+pub mod channel_sender;
 pub mod driver;
 pub mod local;
 pub mod members;

@@ -44,6 +44,11 @@ pub trait TxnSender {
     /// Commits `txn` as write `seq` of `client`.
     fn send(&self, client: &str, seq: u64, txn: &Txn) -> impl Future<Output = TxnOutcome>;
 
+    /// Most writes the writer hands to one [`TxnSender::send_batch`].
+    fn batch_max(&self) -> usize {
+        BATCH_WRITES_MAX
+    }
+
     /// Commits several writes in order, each on its own, in as few requests as the sender
     /// can; by default one request for the first write.
     fn send_batch(
@@ -157,7 +162,7 @@ impl FetchSender {
     }
 
     /// The base URL to use now, and the member's index (for [`FetchSender::failed`]).
-    fn target(&self) -> Option<(Option<usize>, String)> {
+    pub(crate) fn target(&self) -> Option<(Option<usize>, String)> {
         match &self.targets {
             Targets::Fixed(url) => Some((None, url.clone())),
             Targets::Members(members) => {
@@ -175,7 +180,7 @@ impl FetchSender {
 
     /// A call to member `index` failed in a way another member may not. A `503
     /// not_leader` that names the leader (`leader_url`) sends the next call there.
-    fn failed(&self, index: Option<usize>) {
+    pub(crate) fn failed(&self, index: Option<usize>) {
         if let (Targets::Members(members), Some(index)) = (&self.targets, index) {
             members.borrow_mut().write_failed(index);
         }
@@ -183,14 +188,29 @@ impl FetchSender {
 
     /// After an error answer from member `index`: moves on, to the leader it names if any.
     fn answered_error(&self, index: Option<usize>, answer: &Answer) {
+        self.answered_error_text(index, &answer.text);
+    }
+
+    /// [`FetchSender::answered_error`] for the text of an error answer (also one answer of
+    /// the write channel).
+    pub(crate) fn answered_error_text(&self, index: Option<usize>, text: &str) {
         self.failed(index);
-        let body: Value = serde_json::from_str(&answer.text).unwrap_or(Value::Null);
+        let body: Value = serde_json::from_str(text).unwrap_or(Value::Null);
         let leader = body
             .get("error")
             .and_then(|e| e.get("leader_url"))
             .and_then(Value::as_str);
         if let (Targets::Members(members), Some(leader)) = (&self.targets, leader) {
             members.borrow_mut().note_leader(Some(leader));
+        }
+    }
+
+    /// Member `index` named `leader_url` the leader: the next calls go there (if it is a
+    /// member).
+    pub(crate) fn moved_to_leader(&self, index: Option<usize>, leader_url: &str) {
+        self.failed(index);
+        if let Targets::Members(members) = &self.targets {
+            members.borrow_mut().note_leader(Some(leader_url));
         }
     }
 
@@ -275,7 +295,7 @@ fn no_member() -> TxnOutcome {
 }
 
 /// The `/v1/txn` body of one write, with its origin.
-fn txn_body(client: &str, seq: u64, txn: &Txn) -> Value {
+pub(crate) fn txn_body(client: &str, seq: u64, txn: &Txn) -> Value {
     // The origin makes a resend after a lost answer commit at most once.
     let origin = txn.origin.as_ref();
     let client = origin.map_or(client, |o| o.client.as_str());
@@ -373,7 +393,10 @@ pub fn classify_batch(text: &str, count: usize) -> BatchOutcome {
 
 /// The code and message of an error answer (the status when the body has none).
 fn error_fields(status: u16, text: &str) -> (String, String) {
-    let body: Value = serde_json::from_str(text).unwrap_or(Value::Null);
+    error_fields_of(status, &serde_json::from_str(text).unwrap_or(Value::Null))
+}
+
+fn error_fields_of(status: u16, body: &Value) -> (String, String) {
     let error = body.get("error");
     let field = |name: &str| {
         error
@@ -388,7 +411,11 @@ fn error_fields(status: u16, text: &str) -> (String, String) {
 
 /// Sorts an HTTP answer of `/v1/txn` into an outcome.
 pub fn classify(status: u16, text: &str) -> TxnOutcome {
-    let body: Value = serde_json::from_str(text).unwrap_or(Value::Null);
+    classify_body(status, &serde_json::from_str(text).unwrap_or(Value::Null))
+}
+
+/// [`classify`] of an answer already parsed.
+pub fn classify_body(status: u16, body: &Value) -> TxnOutcome {
     if (200..300).contains(&status) {
         return match body.get("lsn").and_then(Value::as_u64) {
             Some(lsn) => TxnOutcome::Committed { lsn: Lsn(lsn) },
@@ -398,7 +425,7 @@ pub fn classify(status: u16, text: &str) -> TxnOutcome {
             },
         };
     }
-    let (code, message) = error_fields(status, text);
+    let (code, message) = error_fields_of(status, body);
     let retry = status >= 500 || status == 408 || status == 429;
     if retry {
         TxnOutcome::Retry { code, message }

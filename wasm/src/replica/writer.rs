@@ -3,15 +3,16 @@
 //! ```text
 //!  app write ─► applied to the view ─► to_save ─► PendingQueue.push ─► app's promise resolves
 //!                                                      │
-//!   the first ≤ 500 unanswered writes, in seq order, when online: TxnSender.send_batch
-//!   (one POST /v1/txns; each write committed on its own, answered one by one)
+//!   the first unanswered writes (≤ the sender's batch_max), in seq order, when online:
+//!   TxnSender.send_batch (≤ 2,000 pipelined on the write channel /v1/write, or ≤ 500 in one
+//!   POST /v1/txns; each write committed on its own, answered one by one)
 //!             committed ─► remove from queue; dropped from the view once its LSN is applied
 //!             rejected  ─► remove from queue; rolled back; onRejected(seq, code, message, ops)
 //!             retry     ─► stays queued; backoff (cut short when the browser comes back online)
 //!   the whole request failed ─► all stay queued; backoff
 //! ```
 //!
-//! One request in flight at a time keeps the leader's per-client order trivially right (the
+//! One batch in flight at a time keeps the leader's per-client order trivially right (the
 //! server commits a batch's writes in order); a resend after a lost answer is harmless once
 //! the leader deduplicates by origin. A batch replaces the round trip per write that made an
 //! offline queue drain slowly.
@@ -20,7 +21,7 @@ use cstore_core::replication::Backoff;
 use cstore_core::{ErrorCode, Lsn, Txn};
 
 use super::pending::PendingQueue;
-use super::sender::{BATCH_WRITES_MAX, BatchOutcome, TxnOutcome, TxnSender, wire_ops};
+use super::sender::{BatchOutcome, TxnOutcome, TxnSender, wire_ops};
 use super::shared::{
     RejectedWrite, SaveRequest, SharedRef, changed, rejected, unless_closed, update_status,
 };
@@ -69,7 +70,7 @@ impl<P: PendingQueue, X: TxnSender> Writer<P, X> {
                         .local
                         .unsent()
                         .take_while(|w| saving.is_none_or(|s| w.seq < s))
-                        .take(BATCH_WRITES_MAX)
+                        .take(self.sender.batch_max())
                         .map(|w| (w.seq, w.txn.clone()))
                         .collect()
                 } else {

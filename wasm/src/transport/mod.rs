@@ -14,6 +14,7 @@ mod inbox;
 #[cfg(feature = "testing")]
 pub mod loopback;
 pub mod websocket;
+pub mod write_channel;
 
 use std::future::Future;
 

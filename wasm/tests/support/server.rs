@@ -167,3 +167,36 @@ impl<C: Connection> Connection for TapConnection<C> {
         self.inner.close(reason)
     }
 }
+
+/// `GET url` as text (for `/metrics`): the status and the body.
+pub async fn get_text(url: &str) -> (u16, String) {
+    let window = web_sys::window().expect("tests run in a window");
+    let response: web_sys::Response = JsFuture::from(window.fetch_with_str(url))
+        .await
+        .unwrap_or_else(|e| panic!("GET {url}: {e:?}"))
+        .dyn_into()
+        .unwrap();
+    let text = JsFuture::from(response.text().unwrap()).await.unwrap();
+    (response.status(), text.as_string().unwrap_or_default())
+}
+
+/// The sum of the samples of every metric in the server's `/metrics` whose name (labels
+/// included) contains `part`, and those names.
+pub async fn metric_sum(control: &str, part: &str) -> (f64, Vec<String>) {
+    let (status, text) = get_text(&format!("{control}/metrics")).await;
+    assert_eq!(status, 200, "GET /metrics: {text}");
+    let mut sum = 0.0;
+    let mut names = Vec::new();
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let Some((name, value)) = line.rsplit_once(' ') else {
+            continue;
+        };
+        if name.contains(part)
+            && let Ok(value) = value.parse::<f64>()
+        {
+            sum += value;
+            names.push(name.to_owned());
+        }
+    }
+    (sum, names)
+}

@@ -54,6 +54,10 @@ test("one URL or a cluster's members become the replica's options", () => {
     httpUrl: "http://a:1",
     collections: ["notes"],
   });
+  assert.deepEqual(wasmOptions("http://a:1", { writeChannel: "http" }).writeChannel, "http");
+  assert.deepEqual(wasmOptions(["http://a:1"], { writeChannel: "websocket" }).writeChannel, "websocket");
+  assert.equal("writeChannel" in wasmOptions("http://a:1"), false, "the replica's default");
+  assert.throws(() => wasmOptions("http://a:1", { writeChannel: "tcp" }), (e) => e.code === "invalid_options");
   assert.throws(() => wasmOptions([]), (e) => e.code === "invalid_options");
   assert.throws(() => wasmOptions(["http://a:1"], { httpUrl: "http://a:1" }), (e) => e.code === "invalid_options");
   assert.throws(() => wasmOptions(["http://a:1", "ftp://b"]), (e) => e.code === "invalid_argument");

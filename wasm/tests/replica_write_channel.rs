@@ -1,0 +1,295 @@
+//! The browser replica drains its queue of pending writes through the write channel
+//! (`GET /v1/write`) of a real `cstore serve`, in headless Chromium: pipelined, each write
+//! committed once, a refused write rolled back with its code, the HTTP fallback when the
+//! channel is refused, and a resend after the channel is cut in the middle of a drain.
+//!
+//! The server is the one scripts/test.sh starts through `wasm/tests/server-control.mjs`
+//! (see `replica_server.rs`). The write channel is opened at the replica's HTTP base, which
+//! is that proxy: it pipes the WebSocket through, counts the messages, refuses the upgrade
+//! with a 404 on demand (a server without the route) and cuts a channel after K messages.
+//! Each test measures the server's committed LSN before and after: a write committed twice
+//! (or a rejected one given an LSN) shows as a wrong difference.
+
+mod support;
+
+use std::rc::Rc;
+
+use cstore_core::query::FindQuery;
+use cstore_wasm::replica::channel_sender::{ChannelSender, WriteMode};
+use cstore_wasm::replica::network::set_online;
+use cstore_wasm::replica::pending::MemoryPending;
+use cstore_wasm::replica::sender::FetchSender;
+use cstore_wasm::replica::{Parts, ReplicaHandle};
+use cstore_wasm::transport::loopback::SharedMemoryStore;
+use cstore_wasm::transport::websocket::WebSocketTransport;
+use serde_json::{Value, json};
+use support::server::{committed_lsn, http, insert_doc, metric_sum, urls};
+use support::{recorder, wait_until};
+use wasm_bindgen_test::{console_log, wasm_bindgen_test, wasm_bindgen_test_configure};
+
+wasm_bindgen_test_configure!(run_in_browser);
+
+/// Opens a replica whose writes go through a [`ChannelSender`] in `mode`; the sender too,
+/// for its counts.
+async fn open(control: &str, ws: &str, mode: WriteMode) -> (ReplicaHandle, ChannelSender) {
+    let sender = ChannelSender::new(FetchSender::new(control, None), None, mode);
+    let replica = ReplicaHandle::open(Parts {
+        store: SharedMemoryStore::new(),
+        transport: WebSocketTransport::new(ws, None),
+        pending: MemoryPending::new(),
+        sender: sender.clone(),
+    })
+    .await
+    .expect("replica opens");
+    (replica, sender)
+}
+
+async fn caught_up(replica: &ReplicaHandle, control: &str) {
+    let target = committed_lsn(control).await;
+    wait_until(&format!("applied lsn {target}"), 20_000, || {
+        replica.status().applied_lsn.0 >= target
+    })
+    .await;
+}
+
+/// A collection name of this run: the server outlives one run of the suite.
+fn fresh(name: &str) -> String {
+    format!("{name}_{:012x}", cstore_wasm::time::random_u64() >> 16)
+}
+
+/// The proxy's write channel counts, after `action` (`stats`, `refuse`, `pass`, `cut-after?…`).
+async fn channel_control(control: &str, action: &str) -> Value {
+    let method = if action == "stats" { "GET" } else { "POST" };
+    let (status, answer) = http(
+        method,
+        &format!("{control}/control/write-channel/{action}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "write-channel {action}: {answer}");
+    answer
+}
+
+/// The documents of `collection` on the server.
+async fn server_docs(control: &str, collection: &str) -> Vec<Value> {
+    let (status, answer) = http(
+        "POST",
+        &format!("{control}/v1/c/{collection}/find"),
+        Some(&json!({"limit": 10_000})),
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    answer["docs"].as_array().unwrap().clone()
+}
+
+/// Queues inserts `{_id: "w0000", n: 0}`, … for each `n` of `range` into `collection` while
+/// offline.
+async fn queue_offline(replica: &ReplicaHandle, collection: &str, range: std::ops::Range<usize>) {
+    set_online(replica.shared(), false);
+    let count = range.len();
+    for n in range {
+        replica
+            .insert(collection, json!({"_id": format!("w{n:04}"), "n": n}))
+            .await
+            .unwrap();
+    }
+    assert_eq!(replica.status().pending_writes, count);
+}
+
+/// The server's count of transactions that came through write channels; `None` before its
+/// first (the recorder shows a counter once it was counted).
+async fn channel_metric(control: &str) -> Option<f64> {
+    let (sum, names) = metric_sum(control, "cstore_write_channel_txns_total").await;
+    (!names.is_empty()).then_some(sum)
+}
+
+#[wasm_bindgen_test]
+async fn an_offline_queue_drains_through_the_write_channel_once_each() {
+    let Some((control_url, ws)) = urls() else {
+        return;
+    };
+    const WRITES: usize = 200;
+    let coll = fresh("channel");
+    insert_doc(control_url, &coll, json!({"_id": "first"})).await;
+    let (replica, sender) = open(control_url, ws, WriteMode::Channel).await;
+    caught_up(&replica, control_url).await;
+    let rejections = recorder();
+    let seen = rejections.clone();
+    replica.on_rejected(Rc::new(move |r| seen.borrow_mut().push(r.clone())));
+
+    queue_offline(&replica, &coll, 0..WRITES).await;
+    // Offline, someone else takes an id; this replica's insert of it is refused later.
+    insert_doc(control_url, &coll, json!({"_id": "taken", "by": "server"})).await;
+    replica
+        .insert(&coll, json!({"_id": "taken", "by": "replica"}))
+        .await
+        .unwrap();
+    let before = committed_lsn(control_url).await;
+    let proxied = channel_control(control_url, "stats").await["messages"]
+        .as_u64()
+        .unwrap();
+    let metric = channel_metric(control_url).await;
+
+    set_online(replica.shared(), true);
+    replica.flush().await;
+    caught_up(&replica, control_url).await;
+
+    // Every write through the channel, none over HTTP.
+    let stats = sender.stats();
+    assert_eq!(stats.http_batches, 0, "{stats:?}");
+    assert_eq!(stats.channel_writes, WRITES as u64 + 1, "{stats:?}");
+    assert_eq!(
+        stats.opened, 1,
+        "one channel for the whole drain: {stats:?}"
+    );
+    let messages = channel_control(control_url, "stats").await["messages"]
+        .as_u64()
+        .unwrap();
+    assert_eq!(messages - proxied, WRITES as u64 + 1);
+    let counted = channel_metric(control_url).await;
+    assert_eq!(
+        counted.expect("the server's /metrics has cstore_write_channel_txns_total")
+            - metric.unwrap_or(0.0),
+        (WRITES + 1) as f64,
+        "the server's count of write-channel transactions"
+    );
+    // Each committed exactly once, in order; the refused one got no LSN and was rolled back.
+    assert_eq!(committed_lsn(control_url).await - before, WRITES as u64);
+    let docs = server_docs(control_url, &coll).await;
+    assert_eq!(docs.len(), WRITES + 2, "first, taken and the writes");
+    let taken = docs.iter().find(|d| d["_id"] == "taken").unwrap();
+    assert_eq!(taken["by"], "server");
+    wait_until("the rejection", 5_000, || !rejections.borrow().is_empty()).await;
+    assert_eq!(rejections.borrow().len(), 1);
+    assert_eq!(rejections.borrow()[0].code, "already_exists");
+    assert_eq!(
+        replica.get(&coll, "taken").unwrap().doc.to_value()["by"],
+        "server"
+    );
+    assert_eq!(
+        replica.find(&coll, &FindQuery::all()).unwrap().len(),
+        WRITES + 2
+    );
+    assert_eq!(replica.status().pending_writes, 0);
+    replica.close().await;
+}
+
+#[wasm_bindgen_test]
+async fn a_refused_channel_falls_back_to_http_for_a_while() {
+    let Some((control_url, ws)) = urls() else {
+        return;
+    };
+    let coll = fresh("fallback");
+    let (replica, sender) = open(control_url, ws, WriteMode::Channel).await;
+    caught_up(&replica, control_url).await;
+    let refused_before = channel_control(control_url, "refuse").await["refused"]
+        .as_u64()
+        .unwrap();
+    let before = committed_lsn(control_url).await;
+    queue_offline(&replica, &coll, 0..50).await;
+    set_online(replica.shared(), true);
+    replica.flush().await;
+    // A second drain stays on HTTP without trying the upgrade again.
+    queue_offline(&replica, &coll, 50..70).await;
+    set_online(replica.shared(), true);
+    replica.flush().await;
+    let refused = channel_control(control_url, "pass").await["refused"]
+        .as_u64()
+        .unwrap();
+
+    let stats = sender.stats();
+    assert_eq!(stats.opened, 0, "{stats:?}");
+    assert_eq!(
+        stats.refused, 1,
+        "one refused upgrade, then HTTP: {stats:?}"
+    );
+    assert_eq!(refused - refused_before, 1);
+    assert_eq!(stats.http_batches, 2, "{stats:?}");
+    assert_eq!(stats.channel_writes, 0);
+    assert_eq!(committed_lsn(control_url).await - before, 70);
+    assert_eq!(server_docs(control_url, &coll).await.len(), 70);
+    replica.close().await;
+}
+
+#[wasm_bindgen_test]
+async fn forced_http_never_opens_a_channel() {
+    let Some((control_url, ws)) = urls() else {
+        return;
+    };
+    let coll = fresh("forced");
+    let (replica, sender) = open(control_url, ws, WriteMode::Http).await;
+    caught_up(&replica, control_url).await;
+    let upgrades = channel_control(control_url, "stats").await["upgrades"]
+        .as_u64()
+        .unwrap();
+    queue_offline(&replica, &coll, 0..30).await;
+    set_online(replica.shared(), true);
+    replica.flush().await;
+    let stats = sender.stats();
+    assert_eq!(
+        (stats.opened, stats.refused, stats.channel_writes),
+        (0, 0, 0)
+    );
+    assert_eq!(stats.http_batches, 1);
+    let after = channel_control(control_url, "stats").await["upgrades"]
+        .as_u64()
+        .unwrap();
+    assert_eq!(after, upgrades, "no upgrade asked for");
+    assert_eq!(server_docs(control_url, &coll).await.len(), 30);
+    replica.close().await;
+}
+
+#[wasm_bindgen_test]
+async fn a_channel_cut_mid_drain_resends_the_rest_and_nothing_commits_twice() {
+    let Some((control_url, ws)) = urls() else {
+        return;
+    };
+    const WRITES: usize = 300;
+    const CUT_AFTER: usize = 120;
+    let coll = fresh("cut");
+    let (replica, sender) = open(control_url, ws, WriteMode::Channel).await;
+    caught_up(&replica, control_url).await;
+    let rejections = recorder();
+    let seen = rejections.clone();
+    replica.on_rejected(Rc::new(move |r| seen.borrow_mut().push(r.clone())));
+    queue_offline(&replica, &coll, 0..WRITES).await;
+    let before = committed_lsn(control_url).await;
+    let armed = channel_control(control_url, &format!("cut-after?messages={CUT_AFTER}")).await;
+    let cuts = armed["cuts"].as_u64().unwrap();
+    let proxied = armed["messages"].as_u64().unwrap();
+
+    set_online(replica.shared(), true);
+    replica.flush().await;
+    caught_up(&replica, control_url).await;
+
+    let stats = sender.stats();
+    let after = channel_control(control_url, "stats").await;
+    assert_eq!(after["cuts"].as_u64().unwrap(), cuts + 1, "{after}");
+    // The cut came right after message CUT_AFTER went out, before its answer: some writes
+    // the server read were sent again.
+    let resent = after["messages"].as_u64().unwrap() - proxied - WRITES as u64;
+    assert!(resent >= 1, "nothing was sent twice: {after}");
+    assert!(
+        stats.duplicates >= 1,
+        "no resend found its write committed: {stats:?}"
+    );
+    console_log!(
+        "cut after {CUT_AFTER} messages: {resent} writes sent again, {} of them answered as \
+         committed before",
+        stats.duplicates
+    );
+    assert!(stats.lost >= 1, "{stats:?}");
+    assert!(stats.opened >= 2, "a new channel after the cut: {stats:?}");
+    assert_eq!(stats.http_batches, 0, "{stats:?}");
+    // Writes the server committed but whose answers the cut lost were resent and answered
+    // as duplicates: still exactly one entry and one document each.
+    assert_eq!(committed_lsn(control_url).await - before, WRITES as u64);
+    let docs = server_docs(control_url, &coll).await;
+    assert_eq!(docs.len(), WRITES);
+    let mut ns: Vec<u64> = docs.iter().map(|d| d["n"].as_u64().unwrap()).collect();
+    ns.sort_unstable();
+    assert_eq!(ns, (0..WRITES as u64).collect::<Vec<_>>());
+    assert!(rejections.borrow().is_empty(), "{:?}", rejections.borrow());
+    assert_eq!(replica.status().pending_writes, 0);
+    replica.close().await;
+}
