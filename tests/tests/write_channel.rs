@@ -151,6 +151,69 @@ fn bad_messages_are_answered_with_their_codes_and_write_nothing() {
 }
 
 #[test]
+fn a_list_of_transactions_in_one_message_gets_one_answer_with_a_result_each() {
+    let server = ServerProcess::start(ServerOptions::default()).expect("server starts");
+    let rt = runtime();
+    let mut channel = open(&server, &rt, "", None);
+    let txn =
+        |id: &str| json!({"ops": [{"op": "insert", "collection": "items", "doc": {"_id": id}}]});
+    let answers = rt.block_on(async {
+        let messages = [
+            json!({"req": 1, "txns": [txn("a"), txn("a"), txn("b")]}),
+            // Messages of both kinds keep their order.
+            insert(2, "c"),
+            json!({"req": 3, "txns": []}),
+            json!({"req": 4, "txns": (0..1001).map(|n| txn(&format!("x{n}"))).collect::<Vec<_>>()}),
+            json!({"req": 5, "txns": {"not": "a list"}}),
+            json!({"req": 6, "txns": [txn("d")], "extra": true}),
+            json!({"req": 7, "txns": [txn("e"), {"ops": "nope"}]}),
+        ];
+        for message in &messages {
+            channel.feed(message).await.unwrap();
+        }
+        channel.flush().await.unwrap();
+        let mut answers = Vec::new();
+        for _ in 0..messages.len() {
+            answers.push(channel.recv(WAIT).await.unwrap());
+        }
+        answers
+    });
+    let results = answers[0]["results"]
+        .as_array()
+        .expect("a list's answer has results");
+    assert_eq!(answers[0]["req"], json!(1));
+    assert_eq!(results.len(), 3, "{}", answers[0]);
+    assert!(results[0]["lsn"].is_u64(), "{}", answers[0]);
+    assert_eq!(results[1]["status"], json!(409), "{}", answers[0]);
+    assert_eq!(results[1]["error"]["code"], json!("already_exists"));
+    assert!(results[2]["lsn"].as_u64() > results[0]["lsn"].as_u64());
+    assert_eq!(answers[1]["req"], json!(2));
+    assert!(
+        answers[1]["lsn"].as_u64() > results[2]["lsn"].as_u64(),
+        "{}",
+        answers[1]
+    );
+    for (answer, (req, status, code)) in answers[2..6].iter().zip([
+        (3, 400, "invalid_txn"),
+        (4, 413, "txn_too_large"),
+        (5, 400, "invalid_txn"),
+        (6, 400, "invalid_txn"),
+    ]) {
+        assert_eq!(answer["req"], json!(req), "{answer}");
+        assert_eq!(answer["status"], json!(status), "{answer}");
+        assert_eq!(answer["error"]["code"], json!(code), "{answer}");
+    }
+    // In a list each transaction stands alone: the bad one is refused, the good one commits.
+    let results = answers[6]["results"].as_array().expect("results");
+    assert!(results[0]["lsn"].is_u64(), "{}", answers[6]);
+    assert_eq!(results[1]["status"], json!(400), "{}", answers[6]);
+    let client = server.client();
+    // a, b, c and e: nothing of the refused messages was written.
+    assert_eq!(client.collection_count("items"), 4);
+    assert_eq!(client.last_lsn(), results[0]["lsn"].as_u64().unwrap());
+}
+
+#[test]
 fn a_refused_transaction_does_not_stop_the_next_and_resends_commit_once() {
     let server = ServerProcess::start(ServerOptions::default()).expect("server starts");
     let rt = runtime();
@@ -270,9 +333,13 @@ fn refusals_before_the_upgrade_and_a_follower_names_its_leader() {
         refused(&leader, &rt, "?ack=sometimes", None),
         (400, "invalid_ack".into())
     );
-    // A read replica does not take writes: the client is told where to go.
+    // A read replica does not take writes: the client is told where to go, on a plain GET too
+    // (what a browser asks after a failed upgrade, which tells it nothing).
     let follower =
         ServerProcess::start(ServerOptions::follower_of(&leader)).expect("follower starts");
+    let plain = follower.client().get("/v1/write").unwrap();
+    plain.expect_error(503, "not_leader");
+    assert_eq!(plain.json()["error"]["leader_url"], json!(leader.url()));
     let addr = follower.addr().to_string();
     match rt.block_on(WriteChannel::open(&addr, "", None)) {
         Err(ChannelError::Refused { status, body }) => {

@@ -1,5 +1,5 @@
 //! A `POST /v1/txn` or `POST /v1/txns` body, or a write channel message (`GET /v1/write`, a
-//! transaction with its `req` tag): the server's own parsing from bytes to
+//! transaction or a list of them, with a `req` tag): the server's own parsing from bytes to
 //! transactions, then each transaction committed to a state the way the leader does (an
 //! entry applied, with its undo on a rejection), and the entry through the log codec.
 
@@ -18,7 +18,7 @@ pub fn run(data: &[u8]) {
     };
     // Choice bit 1: a write channel message; else bit 0: `/v1/txns`, not `/v1/txn`.
     let decoded = if mode.choice & 2 != 0 {
-        decode_message_for_fuzzing(rest).map(|txn| vec![txn])
+        decode_message_for_fuzzing(rest)
     } else {
         decode_body_for_fuzzing(rest, mode.choice & 1 == 1)
     };
@@ -69,5 +69,10 @@ pub fn seeds() -> Vec<Vec<u8>> {
         message.extend_from_slice(tagged.as_bytes());
         out.push(message);
     }
+    // A list of transactions in one channel message.
+    let list = format!("{{\"req\":99,\"txns\":[{}]}}", seeds::txn_bodies().join(","));
+    let mut message = vec![mode_byte(false, false, 2)];
+    message.extend_from_slice(list.as_bytes());
+    out.push(message);
     out
 }

@@ -239,7 +239,7 @@ fn trace_many(origins: &[Option<(String, u64)>], results: &[Result<Written, ApiE
 }
 
 /// The `txns` of a `POST /v1/txns` body.
-fn parse_many(body: Value) -> Result<Vec<Value>, ApiError> {
+pub(super) fn parse_many(body: Value) -> Result<Vec<Value>, ApiError> {
     let (body, txns) = array_field(body, "txns")?;
     if let Some(key) = body.keys().next() {
         return Err(ApiError::InvalidTxn(format!("unknown field `{key}`")));

@@ -3,9 +3,11 @@
 //!
 //! ```text
 //!  socket ─► wait for a message ─► take what else has arrived (≤ BATCH_MAX, no waiting)
-//!               ▲                    │ each: {"req"?, "ops", "origin"?} ─► txn::commit_each
+//!               ▲                    │ each: {"req"?, "ops", "origin"?} or {"req"?, "txns"}
+//!               │                    │   ─► txn::commit_each
 //!               │                    ▼   (parse, write_many: one commit batch, ack policy)
 //!               └──── flush ◄── one text answer per message, in order, with its "req"
+//!                                    │   (a list's answer: {"req", "results": […]})
 //!                                    │ a passing failure (5xx but ack_unknown): close 1013
 //! ```
 //!
@@ -69,14 +71,12 @@ pub async fn open(
         Ok(ack) => ack,
         Err(error) => return error.into_response(),
     };
-    let upgrade = match upgrade {
-        Ok(upgrade) => upgrade,
-        Err(rejection) => return ApiError::UpgradeRequired(rejection.body_text()).into_response(),
-    };
     if app.replication.is_stopping() {
         return ApiError::ShuttingDown.into_response();
     }
-    // A channel is not forwarded: the client opens it where the writes commit.
+    // A channel is not forwarded: the client opens it where the writes commit. Checked before
+    // the upgrade, so that a browser, which learns nothing from a failed upgrade, can ask with a
+    // plain `GET /v1/write` and be told where the leader is.
     let not_leader = match &app.node {
         Node::Leader(_) => None,
         Node::Cluster(cluster) if cluster.is_leader() => None,
@@ -86,6 +86,10 @@ pub async fn open(
     if let Some(leader_url) = not_leader {
         return ApiError::Write(WriteError::NotLeader { leader_url }).into_response();
     }
+    let upgrade = match upgrade {
+        Ok(upgrade) => upgrade,
+        Err(rejection) => return ApiError::UpgradeRequired(rejection.body_text()).into_response(),
+    };
     // The channel holds its connection's `--max-connections` permit for its life (the socket
     // stays open after the upgrade).
     let (held, message_bytes_max) = match edge {
@@ -126,7 +130,8 @@ async fn run(app: &AppState, mut socket: WebSocket, auth: &Authorized<NeedsWrite
             message = socket.recv() => message,
             _ = stopping.wait_for(|stop| *stop) => break End::Close(CLOSE_GOING_AWAY, "shutting_down"),
         };
-        let mut batch = Vec::new();
+        let mut batch: Vec<Received> = Vec::new();
+        let mut txns = 0;
         let mut after = None;
         for message in std::iter::once(Some(first))
             .chain(std::iter::repeat_with(|| socket.recv().now_or_never()))
@@ -134,10 +139,15 @@ async fn run(app: &AppState, mut socket: WebSocket, auth: &Authorized<NeedsWrite
             match message {
                 // Nothing more has arrived: commit what has.
                 None => break,
-                Some(Some(Ok(Message::Text(text)))) => batch.push(transaction(text.as_bytes())),
-                Some(Some(Ok(Message::Binary(_)))) => batch.push(Err(ApiError::InvalidTxn(
-                    "a transaction is a text message (JSON); this was binary".into(),
-                ))),
+                Some(Some(Ok(Message::Text(text)))) => batch.push(received(text.as_bytes())),
+                Some(Some(Ok(Message::Binary(_)))) => batch.push(Received {
+                    req: Value::Null,
+                    many: false,
+                    count: 0,
+                    txns: Err(ApiError::InvalidTxn(
+                        "a transaction is a text message (JSON); this was binary".into(),
+                    )),
+                }),
                 // tungstenite answers pings itself.
                 Some(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => {}
                 Some(Some(Ok(Message::Close(_))) | None) => {
@@ -149,23 +159,44 @@ async fn run(app: &AppState, mut socket: WebSocket, auth: &Authorized<NeedsWrite
                     break;
                 }
             }
-            if batch.len() == BATCH_MAX {
+            txns += batch.last().map_or(0, Received::len);
+            if txns >= BATCH_MAX {
                 break;
             }
         }
         if !batch.is_empty() {
-            let (reqs, items): (Vec<_>, Vec<_>) = batch.into_iter().map(split_req).unzip();
+            let items: Vec<Result<Value, ApiError>> = batch
+                .iter_mut()
+                .flat_map(|message| match &mut message.txns {
+                    Ok(items) => std::mem::take(items).into_iter().map(Ok).collect(),
+                    Err(_) => Vec::new(),
+                })
+                .collect();
             metrics::counter!("cstore_write_channel_txns_total").increment(items.len() as u64);
-            let results = txn::commit_each(app, auth, ack, items).await;
-            // A passing failure ends the channel after its answers (see the module docs).
-            let passing = results.iter().find_map(|result| match result {
-                Err(error) if is_passing(error) => Some(error.code()),
-                _ => None,
-            });
-            for (req, result) in reqs.into_iter().zip(results) {
-                let mut body = txn::result_body(result);
+            let mut results = txn::commit_each(app, auth, ack, items).await.into_iter();
+            let mut passing = None;
+            let mut answer = |result: Result<txn::Written, ApiError>| {
+                // A passing failure ends the channel after its answers (see the module docs).
+                if let Err(error) = &result
+                    && is_passing(error)
+                {
+                    passing.get_or_insert(error.code());
+                }
+                txn::result_body(result)
+            };
+            for message in batch {
+                let mut body = match message.txns {
+                    Err(error) => txn::result_body(Err(error)),
+                    Ok(_) if message.many => {
+                        let count = message.count;
+                        let answers: Vec<Value> =
+                            results.by_ref().take(count).map(&mut answer).collect();
+                        serde_json::json!({ "results": answers })
+                    }
+                    Ok(_) => answer(results.next().expect("one result per transaction")),
+                };
                 if let Value::Object(map) = &mut body {
-                    map.insert("req".into(), req);
+                    map.insert("req".into(), message.req);
                 }
                 let text = Utf8Bytes::from(body.to_string());
                 if socket.feed(Message::Text(text)).await.is_err() {
@@ -194,41 +225,72 @@ async fn run(app: &AppState, mut socket: WebSocket, auth: &Authorized<NeedsWrite
 }
 
 /// The decoding of one write channel message as the channel does it, from the bytes of a text
-/// message to the transaction it would commit, for the fuzz targets in `fuzz/`.
+/// message to the transactions it would commit, for the fuzz targets in `fuzz/`.
 #[doc(hidden)]
-pub fn decode_message_for_fuzzing(bytes: &[u8]) -> Result<cstore_core::Txn, ApiError> {
-    let (_req, body) = split_req(transaction(bytes));
-    let mut txns = txn::parse_for_fuzzing(vec![body?])?;
-    Ok(txns.pop().expect("one body, one transaction"))
+pub fn decode_message_for_fuzzing(bytes: &[u8]) -> Result<Vec<cstore_core::Txn>, ApiError> {
+    txn::parse_for_fuzzing(received(bytes).txns?)
 }
 
-/// A client message as a transaction body: a JSON object (`invalid_json` otherwise).
-fn transaction(bytes: &[u8]) -> Result<Value, ApiError> {
-    match serde_json::from_slice(bytes) {
-        Ok(value @ Value::Object(_)) => Ok(value),
-        Ok(_) => Err(ApiError::InvalidTxn(
-            "a transaction is an object {\"ops\": […]}".into(),
-        )),
-        Err(error) => Err(ApiError::InvalidJson(error.to_string())),
+/// One client message: its request tag (`null` when it has none or could not be read), whether
+/// it carried a list (`"txns"`) rather than one transaction, and its transaction bodies, or why
+/// it is refused as a whole.
+struct Received {
+    req: Value,
+    many: bool,
+    count: usize,
+    txns: Result<Vec<Value>, ApiError>,
+}
+
+impl Received {
+    /// Transactions to commit.
+    fn len(&self) -> usize {
+        self.count
     }
 }
 
-/// Takes the request tag `"req"` off a transaction: what its answer echoes (`null` when the
-/// message has none or could not be read). A tag that is not a non-negative integer makes the
-/// message `invalid_txn`.
-fn split_req(item: Result<Value, ApiError>) -> (Value, Result<Value, ApiError>) {
-    let Ok(Value::Object(mut map)) = item else {
-        return (Value::Null, item);
+/// Reads a client message: a JSON object holding one transaction (`{"ops", "origin"?}`) or a
+/// list (`{"txns": [{"ops", "origin"?}, …]}`, 1 to [`TXNS_MAX`]), with an optional `"req"`.
+fn received(bytes: &[u8]) -> Received {
+    let refused = |req: Value, many: bool, error: ApiError| Received {
+        req,
+        many,
+        count: 0,
+        txns: Err(error),
     };
-    match map.remove("req") {
-        None | Some(Value::Null) => (Value::Null, Ok(Value::Object(map))),
-        Some(req @ Value::Number(_)) if req.is_u64() => (req, Ok(Value::Object(map))),
-        Some(_) => (
-            Value::Null,
-            Err(ApiError::InvalidTxn(
-                "`req` must be a non-negative integer".into(),
-            )),
-        ),
+    let mut map = match serde_json::from_slice(bytes) {
+        Ok(Value::Object(map)) => map,
+        Ok(_) => {
+            let error = ApiError::InvalidTxn(
+                "a message is an object {\"ops\": […]} or {\"txns\": […]}".into(),
+            );
+            return refused(Value::Null, false, error);
+        }
+        Err(error) => return refused(Value::Null, false, ApiError::InvalidJson(error.to_string())),
+    };
+    let req = match map.remove("req") {
+        None | Some(Value::Null) => Value::Null,
+        Some(req @ Value::Number(_)) if req.is_u64() => req,
+        Some(_) => {
+            let error = ApiError::InvalidTxn("`req` must be a non-negative integer".into());
+            return refused(Value::Null, false, error);
+        }
+    };
+    if map.contains_key("txns") {
+        return match txn::parse_many(Value::Object(map)) {
+            Ok(txns) => Received {
+                req,
+                many: true,
+                count: txns.len(),
+                txns: Ok(txns),
+            },
+            Err(error) => refused(req, true, error),
+        };
+    }
+    Received {
+        req,
+        many: false,
+        count: 1,
+        txns: Ok(vec![Value::Object(map)]),
     }
 }
 
