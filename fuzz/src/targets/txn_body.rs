@@ -70,7 +70,10 @@ pub fn seeds() -> Vec<Vec<u8>> {
         out.push(message);
     }
     // A list of transactions in one channel message.
-    let list = format!("{{\"req\":99,\"txns\":[{}]}}", seeds::txn_bodies().join(","));
+    let list = format!(
+        "{{\"req\":99,\"txns\":[{}]}}",
+        seeds::txn_bodies().join(",")
+    );
     let mut message = vec![mode_byte(false, false, 2)];
     message.extend_from_slice(list.as_bytes());
     out.push(message);

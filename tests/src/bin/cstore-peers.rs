@@ -44,7 +44,7 @@ use cstore_tests::peers::redis_benchmark;
 use cstore_tests::peers::table::{self, WriteRow};
 use cstore_tests::peers::target::payload;
 use cstore_tests::peers::{
-    PeerError, Target, WriteConfig, WriteSummary, run_pipelined, run_writes,
+    PeerError, Target, WriteConfig, WriteReport, WriteSummary, run_pipelined, run_writes,
 };
 use cstore_tests::write_channel::WriteChannel;
 use cstore_tests::{ServerOptions, ServerProcess};
@@ -451,15 +451,7 @@ fn pipelined_rows(runtime: &tokio::runtime::Runtime, config: WriteConfig) -> Vec
                     run_pipelined(channels, PIPELINE, config).await
                 })
                 .map_err(|e| PeerError::net("running the writes", e))?;
-            println!(
-                "    {:.0} ops/s, p50 {:.2} ms, p99 {:.2} ms, errors {} {:?}",
-                report.ops_per_s(),
-                report.quantile_ms(0.5),
-                report.quantile_ms(0.99),
-                report.errors,
-                report.error_samples
-            );
-            Ok(report.summary())
+            Ok(printed(&report))
         });
     rows.push(row(
         workload,
@@ -594,6 +586,11 @@ fn measure(
     let report = runtime
         .block_on(run_writes(target, config))
         .map_err(|e| PeerError::net("running the writes", e))?;
+    Ok(printed(&report))
+}
+
+/// Prints a run's figures under its heading and returns them.
+fn printed(report: &WriteReport) -> WriteSummary {
     println!(
         "    {:.0} ops/s, p50 {:.2} ms, p99 {:.2} ms, errors {} {:?}",
         report.ops_per_s(),
@@ -602,7 +599,7 @@ fn measure(
         report.errors,
         report.error_samples
     );
-    Ok(report.summary())
+    report.summary()
 }
 
 fn row(workload: &str, system: &str, outcome: Result<WriteSummary, PeerError>) -> WriteRow {

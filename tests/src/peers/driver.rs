@@ -162,20 +162,7 @@ pub async fn run_closed_loop<R: Request>(
             })
         })
         .collect();
-    let mut run = Tally::new(ERROR_SAMPLES_MAX);
-    for task in tasks {
-        let tally = task
-            .await
-            .map_err(|e| format!("a client task failed: {e}"))?;
-        run.merge(tally);
-    }
-    Ok(WriteReport {
-        config,
-        ops: run.ok,
-        errors: run.errors,
-        error_samples: run.error_samples,
-        latency_us: run.latency_us,
-    })
+    report(config, tasks).await
 }
 
 /// Drives one task per write channel in `channels`, each keeping `window` one-insert
@@ -241,6 +228,14 @@ pub async fn run_pipelined(
             })
         })
         .collect();
+    report(config, tasks).await
+}
+
+/// Merges the clients' tallies into the run's report.
+async fn report(
+    config: WriteConfig,
+    tasks: Vec<tokio::task::JoinHandle<Tally>>,
+) -> Result<WriteReport, String> {
     let mut run = Tally::new(ERROR_SAMPLES_MAX);
     for task in tasks {
         let tally = task

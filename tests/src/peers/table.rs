@@ -366,6 +366,14 @@ mod tests {
         assert!(writes_verdict(&rows).contains("no comparison"));
     }
 
+    fn row(workload: &str, system: &str, ops: f64) -> WriteRow {
+        WriteRow {
+            workload: workload.into(),
+            system: system.into(),
+            outcome: Ok(summary(ops)),
+        }
+    }
+
     fn summary(ops_per_s: f64) -> WriteSummary {
         WriteSummary {
             ops_per_s,
@@ -399,11 +407,6 @@ mod tests {
 
     #[test]
     fn redis_is_compared_from_its_first_row_and_a_workload_without_peers_says_so() {
-        let row = |workload: &str, system: &str, ops| WriteRow {
-            workload: workload.into(),
-            system: system.into(),
-            outcome: Ok(summary(ops)),
-        };
         let rows = vec![
             row("single node", "cstore (ack=local)", 30000.0),
             row("single node", "redis 7 (appendfsync always)", 50000.0),
@@ -437,11 +440,6 @@ mod tests {
 
     #[test]
     fn a_postgres_row_gets_its_own_verdict_in_its_workload_only() {
-        let row = |workload: &str, system: &str, ops| WriteRow {
-            workload: workload.into(),
-            system: system.into(),
-            outcome: Ok(summary(ops)),
-        };
         let mut rows = vec![
             row("single node", "cstore (ack=local)", 24000.0),
             row("single node", "etcd 3.4 (1 member)", 4000.0),
