@@ -58,7 +58,10 @@ where
     }
 }
 
-pub(super) fn encode(state: &State) -> Vec<u8> {
+/// Encodes the state into a buffer of `capacity` bytes to start with (the size of the last
+/// image, say: growing a buffer of tens of megabytes by doubling copies it and faults in fresh
+/// pages at every step).
+pub(super) fn encode(state: &State, capacity: usize) -> Vec<u8> {
     let collections = Seq(|| {
         state.collections.iter().map(|(name, c)| {
             let specs = Seq(|| c.indexes().iter().map(|i| i.spec()));
@@ -74,7 +77,29 @@ pub(super) fn encode(state: &State) -> Vec<u8> {
         collections,
         origins,
     );
-    postcard::to_allocvec(&image).expect("encoding into a Vec cannot fail")
+    postcard::serialize_with_flavor(&image, VecOut(Vec::with_capacity(capacity)))
+        .expect("encoding into a Vec cannot fail")
+}
+
+/// A postcard output into a `Vec` made by the caller (postcard's own starts empty).
+struct VecOut(Vec<u8>);
+
+impl postcard::ser_flavors::Flavor for VecOut {
+    type Output = Vec<u8>;
+
+    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
+        self.0.extend_from_slice(data);
+        Ok(())
+    }
+
+    fn try_push(&mut self, data: u8) -> postcard::Result<()> {
+        self.0.push(data);
+        Ok(())
+    }
+
+    fn finalize(self) -> postcard::Result<Vec<u8>> {
+        Ok(self.0)
+    }
 }
 
 /// A decoded image; `D` is how its documents are read: [`StoredDoc`], each proved canonical,

@@ -588,11 +588,18 @@ impl State {
 
     /// The canonical encoding of the whole state (what a snapshot holds).
     pub fn encode(&self) -> Vec<u8> {
+        self.encode_with_capacity(0)
+    }
+
+    /// [`State::encode`] into a buffer of `capacity` bytes to start with: a caller that
+    /// encodes again and again (checkpoints) passes about the last image's size, so the buffer
+    /// is not grown, copied and faulted in by doubling each time.
+    pub fn encode_with_capacity(&self, capacity: usize) -> Vec<u8> {
         assert_eq!(
             self.tentative, 0,
             "a state with tentative writes has no image"
         );
-        image::encode(self)
+        image::encode(self, capacity)
     }
 
     /// A snapshot of the state at its applied position.

@@ -31,6 +31,7 @@ mod source;
 #[cfg(test)]
 mod tests;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -66,6 +67,8 @@ pub struct Local {
     applied: watch::Sender<Lsn>,
     /// Recent applied entries, for replication sessions.
     tail: LogTail,
+    /// The size of the last snapshot taken, to size the next one's buffer.
+    last_image_bytes: AtomicUsize,
 }
 
 impl Local {
@@ -78,6 +81,7 @@ impl Local {
             writers: tokio::sync::Mutex::new(()),
             applied,
             tail,
+            last_image_bytes: AtomicUsize::new(0),
         }
     }
 
@@ -160,7 +164,11 @@ impl Local {
             let _writers = self.writers.lock().await;
             off_the_runtime(|| {
                 let state = self.state.read().expect("state lock poisoned");
-                (state.applied(), state.encode(), with(&state))
+                // A little more than last time: the state has mostly grown since.
+                let last = self.last_image_bytes.load(Ordering::Relaxed);
+                let data = state.encode_with_capacity(last + last / 8);
+                self.last_image_bytes.store(data.len(), Ordering::Relaxed);
+                (state.applied(), data, with(&state))
             })
         };
         (off_the_runtime(|| Snapshot::new(position, data)), extra)
