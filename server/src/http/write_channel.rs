@@ -160,7 +160,8 @@ async fn run(app: &AppState, mut socket: WebSocket, auth: &Authorized<NeedsWrite
                 }
             }
             txns += batch.last().map_or(0, Received::len);
-            if txns >= BATCH_MAX {
+            // Refused messages count too: a flood of them is answered in bounded batches.
+            if txns >= BATCH_MAX || batch.len() >= BATCH_MAX {
                 break;
             }
         }
