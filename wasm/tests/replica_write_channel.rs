@@ -7,8 +7,9 @@
 //! The server is the one scripts/test.sh starts through `wasm/tests/server-control.mjs`
 //! (see `replica_server.rs`). The write channel is opened at the replica's HTTP base, which
 //! is that proxy: it pipes the WebSocket through, counts the messages, refuses the upgrade
-//! with a 404 on demand (a server without the route) and cuts a channel after K messages;
-//! the server's `cstore_write_channel_txns_total` counts the writes it read.
+//! with a 404 on demand (a server without the route), cuts a channel after K messages and
+//! answers lists itself with 400 on demand (a server from before lists); the server's
+//! `cstore_write_channel_txns_total` counts the writes it read.
 //! Each test measures the server's committed LSN before and after: a write committed twice
 //! (or a rejected one given an LSN) shows as a wrong difference.
 
@@ -318,6 +319,45 @@ async fn a_channel_cut_mid_drain_resends_the_rest_and_nothing_commits_twice() {
     ns.sort_unstable();
     assert_eq!(ns, (0..WRITES as u64).collect::<Vec<_>>());
     assert!(rejections.borrow().is_empty(), "{:?}", rejections.borrow());
+    assert_eq!(replica.status().pending_writes, 0);
+    replica.close().await;
+}
+
+#[wasm_bindgen_test]
+async fn a_server_without_lists_gets_one_write_per_message() {
+    let Some((control_url, ws)) = urls() else {
+        return;
+    };
+    const WRITES: usize = 30;
+    let coll = fresh("nolists");
+    let (replica, sender) = open_with_lists(control_url, ws, 10).await;
+    caught_up(&replica, control_url).await;
+    queue_offline(&replica, &coll, 0..WRITES).await;
+    // The proxy answers lists as a server from before lists did: 400 invalid_txn.
+    let armed = channel_control(control_url, "no-lists").await;
+    let refused_before = armed["listsRefused"].as_u64().unwrap();
+    let before = committed_lsn(control_url).await;
+    let read_before = channel_metric(control_url).await.unwrap_or(0.0) as u64;
+
+    set_online(replica.shared(), true);
+    replica.flush().await;
+    let after = channel_control(control_url, "lists").await;
+    caught_up(&replica, control_url).await;
+
+    let stats = sender.stats();
+    // The first channel's lists (three of ten, sent at once) were refused as a whole; the
+    // batch went again at once on a new channel, one write per message.
+    let refused = after["listsRefused"].as_u64().unwrap() - refused_before;
+    assert!(refused >= 1, "{after}");
+    assert_eq!(stats.channel_messages, refused + WRITES as u64, "{stats:?}");
+    assert_eq!(stats.channel_writes, WRITES as u64, "{stats:?}");
+    assert_eq!((stats.opened, stats.lost), (2, 1), "{stats:?}");
+    assert_eq!(stats.http_batches, 0, "{stats:?}");
+    // No refused list reached the server, and each write committed once.
+    let read = channel_metric(control_url).await.unwrap() as u64 - read_before;
+    assert_eq!(read, WRITES as u64);
+    assert_eq!(committed_lsn(control_url).await - before, WRITES as u64);
+    assert_eq!(server_docs(control_url, &coll).await.len(), WRITES);
     assert_eq!(replica.status().pending_writes, 0);
     replica.close().await;
 }
