@@ -1,12 +1,15 @@
 //! The browser replica drains its queue of pending writes through the write channel
 //! (`GET /v1/write`) of a real `cstore serve`, in headless Chromium: pipelined, each write
 //! committed once, a refused write rolled back with its code, the HTTP fallback when the
-//! channel is refused, and a resend after the channel is cut in the middle of a drain.
+//! channel is refused, and a resend after the channel is cut in the middle of a drain. The
+//! writes travel in lists (short ones here, so that a drain takes several messages).
 //!
 //! The server is the one scripts/test.sh starts through `wasm/tests/server-control.mjs`
 //! (see `replica_server.rs`). The write channel is opened at the replica's HTTP base, which
 //! is that proxy: it pipes the WebSocket through, counts the messages, refuses the upgrade
-//! with a 404 on demand (a server without the route) and cuts a channel after K messages.
+//! with a 404 on demand (a server without the route), cuts a channel after K messages and
+//! answers lists itself with 400 on demand (a server from before lists); the server's
+//! `cstore_write_channel_txns_total` counts the writes it read.
 //! Each test measures the server's committed LSN before and after: a write committed twice
 //! (or a rejected one given an LSN) shows as a wrong difference.
 
@@ -32,7 +35,21 @@ wasm_bindgen_test_configure!(run_in_browser);
 /// Opens a replica whose writes go through a [`ChannelSender`] in `mode`; the sender too,
 /// for its counts.
 async fn open(control: &str, ws: &str, mode: WriteMode) -> (ReplicaHandle, ChannelSender) {
-    let sender = ChannelSender::new(FetchSender::new(control, None), None, mode);
+    open_with(
+        ChannelSender::new(FetchSender::new(control, None), None, mode),
+        ws,
+    )
+    .await
+}
+
+/// [`open`] with lists of at most `writes` writes per message.
+async fn open_with_lists(control: &str, ws: &str, writes: usize) -> (ReplicaHandle, ChannelSender) {
+    let sender = ChannelSender::new(FetchSender::new(control, None), None, WriteMode::Channel)
+        .with_list_txns_max(writes);
+    open_with(sender, ws).await
+}
+
+async fn open_with(sender: ChannelSender, ws: &str) -> (ReplicaHandle, ChannelSender) {
     let replica = ReplicaHandle::open(Parts {
         store: SharedMemoryStore::new(),
         transport: WebSocketTransport::new(ws, None),
@@ -109,9 +126,10 @@ async fn an_offline_queue_drains_through_the_write_channel_once_each() {
         return;
     };
     const WRITES: usize = 200;
+    const LIST: usize = 50;
     let coll = fresh("channel");
     insert_doc(control_url, &coll, json!({"_id": "first"})).await;
-    let (replica, sender) = open(control_url, ws, WriteMode::Channel).await;
+    let (replica, sender) = open_with_lists(control_url, ws, LIST).await;
     caught_up(&replica, control_url).await;
     let rejections = recorder();
     let seen = rejections.clone();
@@ -142,10 +160,16 @@ async fn an_offline_queue_drains_through_the_write_channel_once_each() {
         stats.opened, 1,
         "one channel for the whole drain: {stats:?}"
     );
+    // One batch of 201 writes in lists of 50: five messages, several in flight at once.
+    assert_eq!(
+        stats.channel_messages,
+        (WRITES + 1).div_ceil(LIST) as u64,
+        "{stats:?}"
+    );
     let messages = channel_control(control_url, "stats").await["messages"]
         .as_u64()
         .unwrap();
-    assert_eq!(messages - proxied, WRITES as u64 + 1);
+    assert_eq!(messages - proxied, stats.channel_messages);
     let counted = channel_metric(control_url).await;
     assert_eq!(
         counted.expect("the server's /metrics has cstore_write_channel_txns_total")
@@ -245,9 +269,10 @@ async fn a_channel_cut_mid_drain_resends_the_rest_and_nothing_commits_twice() {
         return;
     };
     const WRITES: usize = 300;
-    const CUT_AFTER: usize = 120;
+    const LIST: usize = 10;
+    const CUT_AFTER: usize = 12;
     let coll = fresh("cut");
-    let (replica, sender) = open(control_url, ws, WriteMode::Channel).await;
+    let (replica, sender) = open_with_lists(control_url, ws, LIST).await;
     caught_up(&replica, control_url).await;
     let rejections = recorder();
     let seen = rejections.clone();
@@ -256,7 +281,7 @@ async fn a_channel_cut_mid_drain_resends_the_rest_and_nothing_commits_twice() {
     let before = committed_lsn(control_url).await;
     let armed = channel_control(control_url, &format!("cut-after?messages={CUT_AFTER}")).await;
     let cuts = armed["cuts"].as_u64().unwrap();
-    let proxied = armed["messages"].as_u64().unwrap();
+    let read_before = channel_metric(control_url).await.unwrap_or(0.0) as u64;
 
     set_online(replica.shared(), true);
     replica.flush().await;
@@ -265,16 +290,20 @@ async fn a_channel_cut_mid_drain_resends_the_rest_and_nothing_commits_twice() {
     let stats = sender.stats();
     let after = channel_control(control_url, "stats").await;
     assert_eq!(after["cuts"].as_u64().unwrap(), cuts + 1, "{after}");
-    // The cut came right after message CUT_AFTER went out, before its answer: some writes
-    // the server read were sent again.
-    let resent = after["messages"].as_u64().unwrap() - proxied - WRITES as u64;
-    assert!(resent >= 1, "nothing was sent twice: {after}");
+    // The cut came right after list CUT_AFTER went out, before its answer: the server read
+    // (and committed) writes that were sent again.
+    let read = channel_metric(control_url).await.unwrap() as u64 - read_before;
+    let resent = read - WRITES as u64;
+    assert!(
+        resent >= LIST as u64,
+        "the server read {read} writes for {WRITES}: {after}, {stats:?}"
+    );
     assert!(
         stats.duplicates >= 1,
         "no resend found its write committed: {stats:?}"
     );
     console_log!(
-        "cut after {CUT_AFTER} messages: {resent} writes sent again, {} of them answered as \
+        "cut after {CUT_AFTER} lists of {LIST}: {resent} writes sent again, {} of them answered as \
          committed before",
         stats.duplicates
     );
@@ -290,6 +319,45 @@ async fn a_channel_cut_mid_drain_resends_the_rest_and_nothing_commits_twice() {
     ns.sort_unstable();
     assert_eq!(ns, (0..WRITES as u64).collect::<Vec<_>>());
     assert!(rejections.borrow().is_empty(), "{:?}", rejections.borrow());
+    assert_eq!(replica.status().pending_writes, 0);
+    replica.close().await;
+}
+
+#[wasm_bindgen_test]
+async fn a_server_without_lists_gets_one_write_per_message() {
+    let Some((control_url, ws)) = urls() else {
+        return;
+    };
+    const WRITES: usize = 30;
+    let coll = fresh("nolists");
+    let (replica, sender) = open_with_lists(control_url, ws, 10).await;
+    caught_up(&replica, control_url).await;
+    queue_offline(&replica, &coll, 0..WRITES).await;
+    // The proxy answers lists as a server from before lists did: 400 invalid_txn.
+    let armed = channel_control(control_url, "no-lists").await;
+    let refused_before = armed["listsRefused"].as_u64().unwrap();
+    let before = committed_lsn(control_url).await;
+    let read_before = channel_metric(control_url).await.unwrap_or(0.0) as u64;
+
+    set_online(replica.shared(), true);
+    replica.flush().await;
+    let after = channel_control(control_url, "lists").await;
+    caught_up(&replica, control_url).await;
+
+    let stats = sender.stats();
+    // The first channel's lists (three of ten, sent at once) were refused as a whole; the
+    // batch went again at once on a new channel, one write per message.
+    let refused = after["listsRefused"].as_u64().unwrap() - refused_before;
+    assert!(refused >= 1, "{after}");
+    assert_eq!(stats.channel_messages, refused + WRITES as u64, "{stats:?}");
+    assert_eq!(stats.channel_writes, WRITES as u64, "{stats:?}");
+    assert_eq!((stats.opened, stats.lost), (2, 1), "{stats:?}");
+    assert_eq!(stats.http_batches, 0, "{stats:?}");
+    // No refused list reached the server, and each write committed once.
+    let read = channel_metric(control_url).await.unwrap() as u64 - read_before;
+    assert_eq!(read, WRITES as u64);
+    assert_eq!(committed_lsn(control_url).await - before, WRITES as u64);
+    assert_eq!(server_docs(control_url, &coll).await.len(), WRITES);
     assert_eq!(replica.status().pending_writes, 0);
     replica.close().await;
 }

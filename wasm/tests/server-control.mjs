@@ -12,7 +12,11 @@
 //     would, or pass them on (the default)
 //   POST /control/write-channel/cut-after?messages=K: the next channel is cut (both sockets
 //     destroyed, no close frame) right after its K-th message went to the server
-//   GET /control/write-channel/stats: {upgrades, refused, messages, cuts} so far
+//   POST /control/write-channel/no-lists | /control/write-channel/lists: channels opened from
+//     then on answer a message holding a list of transactions ({"txns": […]}) themselves with
+//     400 invalid_txn, as a server from before lists did (it never reaches the server), or
+//     pass everything on (the default)
+//   GET /control/write-channel/stats: {upgrades, refused, messages, cuts, listsRefused} so far
 //   anything else: proxied to the server with CORS headers added, because the test page
 //   lives on the test runner's origin and the server sends no CORS headers.
 // The replication WebSocket goes straight to the server (WebSockets are not subject to CORS);
@@ -96,13 +100,13 @@ const cors = {
 };
 
 // The write channel's proxying: refusals, a cut after K messages, counts.
-const channel = { refuse: false, cutAfter: null, upgrades: 0, refused: 0, messages: 0, cuts: 0 };
+const channel = { refuse: false, cutAfter: null, noLists: false, upgrades: 0, refused: 0, messages: 0, cuts: 0, listsRefused: 0 };
 
 function json(res, status, body) {
   res.writeHead(status, { ...cors, "content-type": "application/json" }).end(JSON.stringify(body));
 }
 
-/** Complete WebSocket frames at the start of `buffer` (client frames are masked): their ends and opcodes. */
+/** Complete WebSocket frames at the start of `buffer` (client frames are masked): their ends and opcodes, and where their payloads start. */
 function frames(buffer) {
   const found = [];
   let at = 0;
@@ -119,12 +123,53 @@ function frames(buffer) {
       length = Number(buffer.readBigUInt64BE(at + 2));
       header = 10;
     }
-    if (buffer[at + 1] & 0x80) header += 4;
+    const masked = (buffer[at + 1] & 0x80) !== 0;
+    if (masked) header += 4;
     if (buffer.length - at < header + length) break;
+    found.push({ start: at, payload: at + header, masked, end: at + header + length, opcode });
     at += header + length;
-    found.push({ end: at, opcode });
   }
   return found;
+}
+
+/** The text of a client's (masked) text frame. */
+function frameText(buffer, frame) {
+  const payload = Buffer.from(buffer.subarray(frame.payload, frame.end));
+  if (frame.masked) {
+    const mask = buffer.subarray(frame.payload - 4, frame.payload);
+    for (let i = 0; i < payload.length; i++) payload[i] ^= mask[i % 4];
+  }
+  return payload.toString("utf8");
+}
+
+/** A server's (unmasked) text frame holding `text`. */
+function textFrame(text) {
+  const payload = Buffer.from(text, "utf8");
+  let header;
+  if (payload.length < 126) header = Buffer.from([0x81, payload.length]);
+  else if (payload.length < 65536) {
+    header = Buffer.from([0x81, 126, 0, 0]);
+    header.writeUInt16BE(payload.length, 2);
+  } else {
+    header = Buffer.alloc(10);
+    header[0] = 0x81;
+    header[1] = 127;
+    header.writeBigUInt64BE(BigInt(payload.length), 2);
+  }
+  return Buffer.concat([header, payload]);
+}
+
+/** The answer of a server from before lists to a message holding a list, or null for any other message. */
+function refuseList(text) {
+  let body;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    return null;
+  }
+  if (!body || typeof body !== "object" || !("txns" in body)) return null;
+  const req = Number.isInteger(body.req) ? body.req : null;
+  return JSON.stringify({ req, status: 400, error: { code: "invalid_txn", message: "a transaction needs `ops` (refused by server-control: a server without lists)" } });
 }
 
 /** Pipes an upgrade of /v1/write to the server, counting (and maybe cutting after) client messages. */
@@ -138,6 +183,7 @@ function proxyUpgrade(req, socket, head) {
   channel.upgrades += 1;
   const cutAfter = channel.cutAfter;
   channel.cutAfter = null;
+  const noLists = channel.noLists;
   const upstream = net.connect(serverPort, "127.0.0.1", () => {
     const lines = [`${req.method} ${req.url} HTTP/1.1`];
     for (let i = 0; i < req.rawHeaders.length; i += 2) lines.push(`${req.rawHeaders[i]}: ${req.rawHeaders[i + 1]}`);
@@ -151,6 +197,16 @@ function proxyUpgrade(req, socket, head) {
         if (frame.opcode === 1) {
           sent += 1;
           channel.messages += 1;
+          const refusal = noLists ? refuseList(frameText(pending, frame)) : null;
+          if (refusal !== null) {
+            // Not forwarded: answered here, in order (a channel sends only lists until one
+            // is refused, so no answer of the server's is due before this one).
+            channel.listsRefused += 1;
+            upstream.write(pending.subarray(done, frame.start));
+            socket.write(textFrame(refusal));
+            done = frame.end;
+            continue;
+          }
         }
         if (cutAfter !== null && sent >= cutAfter) {
           upstream.end(pending.subarray(done, frame.end));
@@ -182,9 +238,10 @@ const control = http.createServer(async (req, res) => {
   if (path.startsWith("/control/write-channel/")) {
     const what = path.slice("/control/write-channel/".length);
     if (what === "refuse" || what === "pass") channel.refuse = what === "refuse";
+    else if (what === "no-lists" || what === "lists") channel.noLists = what === "no-lists";
     else if (what === "cut-after") channel.cutAfter = Number(new URL(req.url, "http://x").searchParams.get("messages"));
     else if (what !== "stats") return json(res, 404, { error: { code: "not_found", message: what } });
-    const { refuse, cutAfter, ...counts } = channel;
+    const { refuse, cutAfter, noLists, ...counts } = channel;
     return json(res, 200, { ok: true, ...counts });
   }
   if (channel.refuse && path === "/v1/write") {

@@ -4,8 +4,8 @@
 //!  app write ─► applied to the view ─► to_save ─► PendingQueue.push ─► app's promise resolves
 //!                                                      │
 //!   the first unanswered writes (≤ the sender's batch_max), in seq order, when online:
-//!   TxnSender.send_batch (≤ 2,000 pipelined on the write channel /v1/write, or ≤ 500 in one
-//!   POST /v1/txns; each write committed on its own, answered one by one)
+//!   TxnSender.send_batch (≤ 5,000 in lists of ≤ 250 on the write channel /v1/write, or ≤ 500
+//!   in one POST /v1/txns; each write committed on its own, answered one by one)
 //!             committed ─► remove from queue; dropped from the view once its LSN is applied
 //!             rejected  ─► remove from queue; rolled back; onRejected(seq, code, message, ops)
 //!             retry     ─► stays queued; backoff (cut short when the browser comes back online)

@@ -1,5 +1,5 @@
 //! The browser `WebSocket` of the write channel, `GET /v1/write` (docs/HTTP_API.md): text
-//! messages, one transaction out and one answer back each, in order.
+//! messages, each out (one transaction, or a list of them) answered by one back, in order.
 //!
 //! This file only moves text; which transaction an answer belongs to, and what it means, is
 //! the sender's business (`replica/channel_sender.rs`). Answers are queued in a bounded
@@ -156,7 +156,7 @@ impl WriteChannel {
         Ok(channel)
     }
 
-    /// Sends one transaction's text. Fails when the channel is not open or the socket
+    /// Sends one message's text (a transaction or a list). Fails when the channel is not open or the socket
     /// already holds [`SEND_BUFFERED_MAX`] bytes unsent.
     pub fn send(&self, text: &str) -> Result<(), String> {
         if !self.is_open() {
