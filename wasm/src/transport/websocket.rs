@@ -40,9 +40,18 @@ impl WebSocketTransport {
 
 type Handler<E> = Closure<dyn FnMut(E)>;
 
-/// One open browser WebSocket.
+/// What a socket's messages are: binary (replication frames) or text (the write channel).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Frames {
+    Binary,
+    Text,
+}
+
+/// A browser WebSocket whose messages go to a bounded [`Inbox`] (a message of the other kind
+/// closes it with 1003 and `protocol_violation`), with its handlers detached and the socket
+/// closed when dropped: what the replication connection and the write channel share.
 #[derive(Debug)]
-pub struct WebSocketConnection {
+pub(crate) struct BrowserSocket {
     socket: WebSocket,
     inbox: Inbox,
     _on_message: Handler<MessageEvent>,
@@ -51,16 +60,21 @@ pub struct WebSocketConnection {
     _on_open: Handler<Event>,
 }
 
-impl Transport for WebSocketTransport {
-    type Connection = WebSocketConnection;
-
-    async fn connect(&self) -> Result<WebSocketConnection, TransportError> {
-        let socket = WebSocket::new(&self.url)
-            .map_err(|e| TransportError::Connect(describe(&e, "invalid WebSocket URL")))?;
-        socket.set_binary_type(BinaryType::Arraybuffer);
+impl BrowserSocket {
+    /// Opens `url` and resolves once it is open; `Err` with a message when it did not (a
+    /// browser tells no more). `closed` turns a close event into the inbox's code and reason.
+    pub(crate) async fn open(
+        url: &str,
+        frames: Frames,
+        closed: fn(&CloseEvent) -> (String, String),
+    ) -> Result<BrowserSocket, String> {
+        let shown = strip_query(url).to_owned();
+        let socket = WebSocket::new(url).map_err(|e| describe(&e, "invalid WebSocket URL"))?;
+        if frames == Frames::Binary {
+            socket.set_binary_type(BinaryType::Arraybuffer);
+        }
         let inbox = Inbox::new();
         let opened = Signal::new();
-
         let on_open = {
             let opened = opened.clone();
             Closure::<dyn FnMut(Event)>::new(move |_: Event| opened.fire())
@@ -68,12 +82,28 @@ impl Transport for WebSocketTransport {
         let on_message = {
             let inbox = inbox.clone();
             let socket = socket.clone();
+            let path = shown.clone();
             Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
-                match event.data().dyn_into::<js_sys::ArrayBuffer>() {
-                    Ok(buffer) => inbox.push(js_sys::Uint8Array::new(&buffer).to_vec()),
-                    Err(_) => {
-                        inbox.close("protocol_violation", "a text message on /v1/replicate");
-                        let _ = socket.close_with_code_and_reason(1003, "binary frames only");
+                let data = event.data();
+                let message = match frames {
+                    Frames::Binary => data
+                        .dyn_into::<js_sys::ArrayBuffer>()
+                        .ok()
+                        .map(|buffer| js_sys::Uint8Array::new(&buffer).to_vec()),
+                    Frames::Text => data.as_string().map(String::into_bytes),
+                };
+                match message {
+                    Some(bytes) => inbox.push(bytes),
+                    None => {
+                        let (other, only) = match frames {
+                            Frames::Binary => ("text", "binary frames only"),
+                            Frames::Text => ("binary", "text frames only"),
+                        };
+                        inbox.close(
+                            "protocol_violation",
+                            &format!("a {other} message on {path}"),
+                        );
+                        let _ = socket.close_with_code_and_reason(1003, only);
                     }
                 }
             })
@@ -82,16 +112,17 @@ impl Transport for WebSocketTransport {
             let inbox = inbox.clone();
             let opened = opened.clone();
             Closure::<dyn FnMut(CloseEvent)>::new(move |event: CloseEvent| {
-                let reason = format!("closed with {} {}", event.code(), event.reason());
-                inbox.close("connection_closed", &reason);
+                let (code, reason) = closed(&event);
+                inbox.close(&code, &reason);
                 opened.fire();
             })
         };
         let on_error = {
             let inbox = inbox.clone();
             let opened = opened.clone();
+            let message = format!("the WebSocket to {shown} failed");
             Closure::<dyn FnMut(Event)>::new(move |_: Event| {
-                inbox.close("connection_error", "the WebSocket failed");
+                inbox.close("connection_error", &message);
                 opened.fire();
             })
         };
@@ -99,7 +130,7 @@ impl Transport for WebSocketTransport {
         socket.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
         socket.set_onclose(Some(on_close.as_ref().unchecked_ref()));
         socket.set_onerror(Some(on_error.as_ref().unchecked_ref()));
-        let connection = WebSocketConnection {
+        let open = BrowserSocket {
             socket,
             inbox,
             _on_message: on_message,
@@ -108,36 +139,42 @@ impl Transport for WebSocketTransport {
             _on_open: on_open,
         };
         opened.wait().await;
-        if connection.socket.ready_state() != WebSocket::OPEN {
-            return Err(TransportError::Connect(format!(
-                "WebSocket to {} did not open",
-                strip_query(&self.url)
-            )));
+        if open.socket.ready_state() != WebSocket::OPEN {
+            return Err(format!("WebSocket to {shown} did not open"));
         }
-        Ok(connection)
+        Ok(open)
     }
-}
 
-impl Connection for WebSocketConnection {
-    fn send(&self, bytes: Vec<u8>) -> Result<(), TransportError> {
-        if self.socket.ready_state() != WebSocket::OPEN {
-            return Err(TransportError::Send("the WebSocket is not open".into()));
+    /// Fails when the socket is not open or already holds [`SEND_BUFFERED_MAX`] bytes unsent.
+    pub(crate) fn ready_to_send(&self) -> Result<(), String> {
+        if !self.is_open() {
+            return Err("the WebSocket is not open".into());
         }
         if self.socket.buffered_amount() > SEND_BUFFERED_MAX {
-            return Err(TransportError::Send(format!(
+            return Err(format!(
                 "over {SEND_BUFFERED_MAX} bytes wait in the socket's send buffer"
-            )));
+            ));
         }
-        self.socket
-            .send_with_u8_array(&bytes)
-            .map_err(|e| TransportError::Send(describe(&e, "WebSocket.send failed")))
+        Ok(())
     }
 
-    async fn recv(&self) -> Incoming {
+    /// The socket, to send on.
+    pub(crate) fn socket(&self) -> &WebSocket {
+        &self.socket
+    }
+
+    /// The next message, or the close (after which it keeps answering the close).
+    pub(crate) async fn next(&self) -> Incoming {
         self.inbox.next().await
     }
 
-    fn close(&self, reason: &str) {
+    /// Whether the socket is open and not closed by either side.
+    pub(crate) fn is_open(&self) -> bool {
+        !self.inbox.is_closed() && self.socket.ready_state() == WebSocket::OPEN
+    }
+
+    /// Closes the socket from this side (normal close).
+    pub(crate) fn close(&self, reason: &str) {
         self.inbox.close("closed_by_replica", reason);
         // A reason is at most 123 bytes; ours are short codes.
         let reason: String = reason.chars().take(60).collect();
@@ -145,7 +182,7 @@ impl Connection for WebSocketConnection {
     }
 }
 
-impl Drop for WebSocketConnection {
+impl Drop for BrowserSocket {
     fn drop(&mut self) {
         self.socket.set_onopen(None);
         self.socket.set_onmessage(None);
@@ -155,6 +192,45 @@ impl Drop for WebSocketConnection {
         if state == WebSocket::OPEN || state == WebSocket::CONNECTING {
             let _ = self.socket.close();
         }
+    }
+}
+
+/// One open browser WebSocket of the replication protocol.
+#[derive(Debug)]
+pub struct WebSocketConnection {
+    socket: BrowserSocket,
+}
+
+impl Transport for WebSocketTransport {
+    type Connection = WebSocketConnection;
+
+    async fn connect(&self) -> Result<WebSocketConnection, TransportError> {
+        let closed = |event: &CloseEvent| {
+            let reason = format!("closed with {} {}", event.code(), event.reason());
+            ("connection_closed".to_owned(), reason)
+        };
+        let socket = BrowserSocket::open(&self.url, Frames::Binary, closed)
+            .await
+            .map_err(TransportError::Connect)?;
+        Ok(WebSocketConnection { socket })
+    }
+}
+
+impl Connection for WebSocketConnection {
+    fn send(&self, bytes: Vec<u8>) -> Result<(), TransportError> {
+        self.socket.ready_to_send().map_err(TransportError::Send)?;
+        self.socket
+            .socket()
+            .send_with_u8_array(&bytes)
+            .map_err(|e| TransportError::Send(describe(&e, "WebSocket.send failed")))
+    }
+
+    async fn recv(&self) -> Incoming {
+        self.socket.next().await
+    }
+
+    fn close(&self, reason: &str) {
+        self.socket.close(reason);
     }
 }
 

@@ -10,13 +10,10 @@
 //! Like the replication socket, the token travels as `?token=` (browsers cannot set headers
 //! on a WebSocket), and the event handlers are detached when the channel is dropped.
 
-use wasm_bindgen::JsCast;
-use wasm_bindgen::closure::Closure;
-use web_sys::{CloseEvent, Event, MessageEvent, WebSocket};
+use web_sys::CloseEvent;
 
-use super::websocket::{SEND_BUFFERED_MAX, describe};
-use super::{Inbox, Incoming};
-use crate::time::Signal;
+use super::Incoming;
+use super::websocket::{BrowserSocket, Frames, describe};
 
 /// The write channel's path on a server.
 pub const WRITE_CHANNEL_PATH: &str = "/v1/write";
@@ -77,17 +74,10 @@ pub fn close_code(code: u16, reason: &str) -> String {
     }
 }
 
-type Handler<E> = Closure<dyn FnMut(E)>;
-
 /// One open write channel.
 #[derive(Debug)]
 pub struct WriteChannel {
-    socket: WebSocket,
-    inbox: Inbox,
-    _on_message: Handler<MessageEvent>,
-    _on_close: Handler<CloseEvent>,
-    _on_error: Handler<Event>,
-    _on_open: Handler<Event>,
+    socket: BrowserSocket,
 }
 
 impl WriteChannel {
@@ -95,86 +85,30 @@ impl WriteChannel {
     /// says the upgrade did not happen: a browser tells no more (no status, no body), so
     /// the caller asks the server over HTTP why, if it wants to know.
     pub async fn open(url: &str) -> Result<WriteChannel, String> {
-        let shown = url.split('?').next().unwrap_or(url);
-        let socket = WebSocket::new(url).map_err(|e| describe(&e, "invalid write channel URL"))?;
-        let inbox = Inbox::new();
-        let opened = Signal::new();
-        let on_open = {
-            let opened = opened.clone();
-            Closure::<dyn FnMut(Event)>::new(move |_: Event| opened.fire())
+        let closed = |event: &CloseEvent| {
+            let reason = event.reason();
+            let code = close_code(event.code(), &reason);
+            let message = format!("the write channel closed with {} {reason}", event.code());
+            (code, message)
         };
-        let on_message = {
-            let inbox = inbox.clone();
-            let socket = socket.clone();
-            Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
-                match event.data().as_string() {
-                    Some(text) => inbox.push(text.into_bytes()),
-                    None => {
-                        inbox.close("protocol_violation", "a binary message on /v1/write");
-                        let _ = socket.close_with_code_and_reason(1003, "text frames only");
-                    }
-                }
-            })
-        };
-        let on_close = {
-            let inbox = inbox.clone();
-            let opened = opened.clone();
-            Closure::<dyn FnMut(CloseEvent)>::new(move |event: CloseEvent| {
-                let reason = event.reason();
-                let code = close_code(event.code(), &reason);
-                inbox.close(
-                    &code,
-                    &format!("the write channel closed with {} {reason}", event.code()),
-                );
-                opened.fire();
-            })
-        };
-        let on_error = {
-            let inbox = inbox.clone();
-            let opened = opened.clone();
-            Closure::<dyn FnMut(Event)>::new(move |_: Event| {
-                inbox.close("connection_error", "the write channel failed");
-                opened.fire();
-            })
-        };
-        socket.set_onopen(Some(on_open.as_ref().unchecked_ref()));
-        socket.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
-        socket.set_onclose(Some(on_close.as_ref().unchecked_ref()));
-        socket.set_onerror(Some(on_error.as_ref().unchecked_ref()));
-        let channel = WriteChannel {
-            socket,
-            inbox,
-            _on_message: on_message,
-            _on_close: on_close,
-            _on_error: on_error,
-            _on_open: on_open,
-        };
-        opened.wait().await;
-        if channel.socket.ready_state() != WebSocket::OPEN {
-            return Err(format!("the write channel to {shown} did not open"));
-        }
-        Ok(channel)
+        let socket = BrowserSocket::open(url, Frames::Text, closed).await?;
+        Ok(WriteChannel { socket })
     }
 
-    /// Sends one message's text (a transaction or a list). Fails when the channel is not open or the socket
-    /// already holds [`SEND_BUFFERED_MAX`] bytes unsent.
+    /// Sends one message's text (a transaction or a list). Fails when the channel is not open
+    /// or the socket already holds [`SEND_BUFFERED_MAX`](super::websocket::SEND_BUFFERED_MAX)
+    /// bytes unsent.
     pub fn send(&self, text: &str) -> Result<(), String> {
-        if !self.is_open() {
-            return Err("the write channel is not open".into());
-        }
-        if self.socket.buffered_amount() > SEND_BUFFERED_MAX {
-            return Err(format!(
-                "over {SEND_BUFFERED_MAX} bytes wait in the write channel's send buffer"
-            ));
-        }
+        self.socket.ready_to_send()?;
         self.socket
+            .socket()
             .send_with_str(text)
             .map_err(|e| describe(&e, "WebSocket.send failed"))
     }
 
     /// The next answer's text, or the close (after which it keeps answering the close).
     pub async fn next(&self) -> Result<String, (String, String)> {
-        match self.inbox.next().await {
+        match self.socket.next().await {
             Incoming::Frame(bytes) => String::from_utf8(bytes)
                 .map_err(|_| ("bad_response".into(), "an answer that is not UTF-8".into())),
             Incoming::Closed { code, reason } => Err((code, reason)),
@@ -183,27 +117,12 @@ impl WriteChannel {
 
     /// Whether the channel is open and not closed by either side.
     pub fn is_open(&self) -> bool {
-        !self.inbox.is_closed() && self.socket.ready_state() == WebSocket::OPEN
+        self.socket.is_open()
     }
 
     /// Closes the channel (normal close).
     pub fn close(&self, reason: &str) {
-        self.inbox.close("closed_by_replica", reason);
-        let reason: String = reason.chars().take(60).collect();
-        let _ = self.socket.close_with_code_and_reason(1000, &reason);
-    }
-}
-
-impl Drop for WriteChannel {
-    fn drop(&mut self) {
-        self.socket.set_onopen(None);
-        self.socket.set_onmessage(None);
-        self.socket.set_onclose(None);
-        self.socket.set_onerror(None);
-        let state = self.socket.ready_state();
-        if state == WebSocket::OPEN || state == WebSocket::CONNECTING {
-            let _ = self.socket.close();
-        }
+        self.socket.close(reason);
     }
 }
 
