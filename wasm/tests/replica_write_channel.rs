@@ -268,10 +268,24 @@ async fn a_channel_cut_mid_drain_resends_the_rest_and_nothing_commits_twice() {
     let Some((control_url, ws)) = urls() else {
         return;
     };
+    // Every attempt must commit each write exactly once. Whether the cut also makes the sender
+    // resend writes the server had committed depends on timing (the replication stream may
+    // confirm them first, and then nothing needs resending): try a few times until one does.
+    for attempt in 0..3 {
+        if cut_mid_drain(control_url, ws, attempt).await {
+            return;
+        }
+    }
+    panic!("in 3 attempts no cut made the sender resend a write the server had committed");
+}
+
+/// One cut mid-drain: asserts that every write committed exactly once; true when some were
+/// resent after the cut and answered as committed before.
+async fn cut_mid_drain(control_url: &str, ws: &str, attempt: usize) -> bool {
     const WRITES: usize = 300;
     const LIST: usize = 10;
     const CUT_AFTER: usize = 12;
-    let coll = fresh("cut");
+    let coll = fresh(&format!("cut{attempt}"));
     let (replica, sender) = open_with_lists(control_url, ws, LIST).await;
     caught_up(&replica, control_url).await;
     let rejections = recorder();
@@ -290,28 +304,12 @@ async fn a_channel_cut_mid_drain_resends_the_rest_and_nothing_commits_twice() {
     let stats = sender.stats();
     let after = channel_control(control_url, "stats").await;
     assert_eq!(after["cuts"].as_u64().unwrap(), cuts + 1, "{after}");
-    // The cut came right after list CUT_AFTER went out, before its answer: the server read
-    // (and committed) writes that were sent again.
-    let read = channel_metric(control_url).await.unwrap() as u64 - read_before;
-    let resent = read - WRITES as u64;
-    assert!(
-        resent >= LIST as u64,
-        "the server read {read} writes for {WRITES}: {after}, {stats:?}"
-    );
-    assert!(
-        stats.duplicates >= 1,
-        "no resend found its write committed: {stats:?}"
-    );
-    console_log!(
-        "cut after {CUT_AFTER} lists of {LIST}: {resent} writes sent again, {} of them answered as \
-         committed before",
-        stats.duplicates
-    );
     assert!(stats.lost >= 1, "{stats:?}");
     assert!(stats.opened >= 2, "a new channel after the cut: {stats:?}");
     assert_eq!(stats.http_batches, 0, "{stats:?}");
     // Writes the server committed but whose answers the cut lost were resent and answered
-    // as duplicates: still exactly one entry and one document each.
+    // as duplicates (or confirmed by the log first): still exactly one entry and one document
+    // each.
     assert_eq!(committed_lsn(control_url).await - before, WRITES as u64);
     let docs = server_docs(control_url, &coll).await;
     assert_eq!(docs.len(), WRITES);
@@ -321,6 +319,16 @@ async fn a_channel_cut_mid_drain_resends_the_rest_and_nothing_commits_twice() {
     assert!(rejections.borrow().is_empty(), "{:?}", rejections.borrow());
     assert_eq!(replica.status().pending_writes, 0);
     replica.close().await;
+    // The cut came right after list CUT_AFTER went out, before its answer: the server read
+    // (and committed) writes that may be sent again.
+    let read = channel_metric(control_url).await.unwrap() as u64 - read_before;
+    let resent = read.saturating_sub(WRITES as u64);
+    console_log!(
+        "attempt {attempt}: cut after {CUT_AFTER} lists of {LIST}: {resent} writes sent again, \
+         {} of them answered as committed before",
+        stats.duplicates
+    );
+    resent >= LIST as u64 && stats.duplicates >= 1
 }
 
 #[wasm_bindgen_test]
