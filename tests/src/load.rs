@@ -266,49 +266,27 @@ async fn channel_loop(shared: Arc<Shared>, deadline: Option<Instant>) -> (Tally,
             return (tally, 0);
         }
     };
-    let mut in_flight = std::collections::VecDeque::with_capacity(config.window);
     let mut documents_ok = 0;
-    let mut done = false;
-    loop {
-        // Top the window up, then wait for the oldest answer.
-        while !done && in_flight.len() < config.window {
-            if deadline.is_some_and(|d| Instant::now() >= d) {
-                done = true;
-                break;
-            }
-            let n = shared.next_document.fetch_add(1, Ordering::Relaxed);
-            if matches!(config.limit, Limit::Documents(total) if n >= total) {
-                done = true;
-                break;
-            }
-            let txn = json!({"ops": [{"op": "insert", "collection": config.collection,
-                                      "doc": sample_doc(n)}]});
-            if let Err(error) = channel.feed(&txn).await {
-                tally.record(Instant::now(), Err(error.to_string()));
-                return (tally, documents_ok);
-            }
-            in_flight.push_back(Instant::now());
+    let next = || {
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            return None;
         }
-        let Some(sent) = in_flight.pop_front() else {
-            break;
-        };
-        let answer = match channel.flush().await {
-            Ok(()) => channel.recv(Duration::from_secs(30)).await,
-            Err(error) => Err(error),
-        };
-        match answer {
-            Ok(answer) if answer.get("lsn").is_some() => {
+        let n = shared.next_document.fetch_add(1, Ordering::Relaxed);
+        if matches!(config.limit, Limit::Documents(total) if n >= total) {
+            return None;
+        }
+        let txn = json!({"ops": [{"op": "insert", "collection": config.collection,
+                                  "doc": sample_doc(n)}]});
+        Some(txn.to_string())
+    };
+    channel
+        .pipeline(config.window, next, |sent, outcome| {
+            if outcome.is_ok() {
                 documents_ok += 1;
-                tally.record(sent, Ok(()));
             }
-            Ok(answer) => tally.record(sent, Err(answer.to_string())),
-            Err(error) => {
-                // The channel is gone: what is in flight has no answer.
-                tally.record(sent, Err(error.to_string()));
-                return (tally, documents_ok);
-            }
-        }
-    }
+            tally.record(sent, outcome);
+        })
+        .await;
     channel.close().await;
     (tally, documents_ok)
 }

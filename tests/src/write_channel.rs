@@ -1,8 +1,9 @@
 //! A client of the write channel (`GET /v1/write`, docs/HTTP_API.md "Write channel"), for the
-//! tests and for `cstore-load --mode channel`: one WebSocket, transactions sent without waiting,
-//! answers read back in order.
+//! tests and for the load generators (`cstore-load --mode channel`, `cstore-peers`): one
+//! WebSocket, transactions sent without waiting, answers read back in order.
 
-use std::time::Duration;
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
 
 use futures::{SinkExt, StreamExt};
 use serde_json::Value;
@@ -12,6 +13,9 @@ use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{Bytes, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+/// How long a load client waits for one answer (as the HTTP clients' request timeout).
+pub const ANSWER_WAIT: Duration = Duration::from_secs(30);
 
 /// How a channel could not be opened, or what ended it.
 #[derive(Debug, thiserror::Error)]
@@ -131,6 +135,57 @@ impl WriteChannel {
                 }
                 Some(Err(error)) => return Err(ChannelError::Other(error.to_string())),
                 None => return Err(ChannelError::Closed(None)),
+            }
+        }
+    }
+
+    /// Sends what was queued and waits (at most [`ANSWER_WAIT`]) for the next answer:
+    /// `Ok(Ok(()))` when its transaction committed, `Ok(Err(answer))` when it was refused,
+    /// `Err` when the channel broke.
+    pub async fn outcome(&mut self) -> Result<Result<(), String>, ChannelError> {
+        self.flush().await?;
+        let answer = self.recv(ANSWER_WAIT).await?;
+        Ok(match answer.get("lsn") {
+            Some(_) => Ok(()),
+            None => Err(answer.to_string()),
+        })
+    }
+
+    /// Keeps up to `window` transactions in flight: sends the texts `next` gives until it gives
+    /// `None`, and hands each answer, in order, to `answered` with the time its transaction was
+    /// sent and its outcome (`Err` with the answer for a refusal). Returns once everything sent
+    /// was answered, or when the channel broke (the oldest transaction in flight gets the
+    /// error; the others had no answer).
+    pub async fn pipeline(
+        &mut self,
+        window: usize,
+        mut next: impl FnMut() -> Option<String>,
+        mut answered: impl FnMut(Instant, Result<(), String>),
+    ) {
+        assert!(window > 0, "at least one transaction in flight");
+        let mut in_flight = VecDeque::with_capacity(window);
+        let mut done = false;
+        loop {
+            while !done && in_flight.len() < window {
+                let Some(text) = next() else {
+                    done = true;
+                    break;
+                };
+                if let Err(error) = self.feed_text(text).await {
+                    answered(Instant::now(), Err(error.to_string()));
+                    return;
+                }
+                in_flight.push_back(Instant::now());
+            }
+            let Some(sent) = in_flight.pop_front() else {
+                return;
+            };
+            match self.outcome().await {
+                Ok(outcome) => answered(sent, outcome),
+                Err(error) => {
+                    answered(sent, Err(error.to_string()));
+                    return;
+                }
             }
         }
     }

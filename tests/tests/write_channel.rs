@@ -32,6 +32,21 @@ fn open(server: &ServerProcess, rt: &Runtime, query: &str, token: Option<&str>) 
         .expect("the channel opens")
 }
 
+/// Sends every message without waiting (pipelined), then reads one answer for each.
+fn exchange(rt: &Runtime, channel: &mut WriteChannel, messages: &[Value]) -> Vec<Value> {
+    rt.block_on(async {
+        for message in messages {
+            channel.feed(message).await.unwrap();
+        }
+        channel.flush().await.unwrap();
+        let mut answers = Vec::new();
+        for _ in messages {
+            answers.push(channel.recv(WAIT).await.unwrap());
+        }
+        answers
+    })
+}
+
 fn refused(
     server: &ServerProcess,
     rt: &Runtime,
@@ -57,21 +72,11 @@ fn pipelined_transactions_are_answered_in_order_and_all_committed() {
     let rt = runtime();
     let mut channel = open(&server, &rt, "", None);
     const COUNT: u64 = 2_000;
-    let answers = rt.block_on(async {
-        // Everything is sent before the first answer is read: the server sees many at once.
-        for req in 0..COUNT {
-            channel
-                .feed(&insert(req, &format!("d{req:05}")))
-                .await
-                .unwrap();
-        }
-        channel.flush().await.unwrap();
-        let mut answers = Vec::new();
-        for _ in 0..COUNT {
-            answers.push(channel.recv(WAIT).await.unwrap());
-        }
-        answers
-    });
+    // Everything is sent before the first answer is read: the server sees many at once.
+    let messages: Vec<Value> = (0..COUNT)
+        .map(|req| insert(req, &format!("d{req:05}")))
+        .collect();
+    let answers = exchange(&rt, &mut channel, &messages);
     let mut last_lsn = 0;
     for (req, answer) in answers.iter().enumerate() {
         assert_eq!(answer["req"], json!(req), "answers come in order: {answer}");
@@ -157,27 +162,17 @@ fn a_list_of_transactions_in_one_message_gets_one_answer_with_a_result_each() {
     let mut channel = open(&server, &rt, "", None);
     let txn =
         |id: &str| json!({"ops": [{"op": "insert", "collection": "items", "doc": {"_id": id}}]});
-    let answers = rt.block_on(async {
-        let messages = [
-            json!({"req": 1, "txns": [txn("a"), txn("a"), txn("b")]}),
-            // Messages of both kinds keep their order.
-            insert(2, "c"),
-            json!({"req": 3, "txns": []}),
-            json!({"req": 4, "txns": (0..1001).map(|n| txn(&format!("x{n}"))).collect::<Vec<_>>()}),
-            json!({"req": 5, "txns": {"not": "a list"}}),
-            json!({"req": 6, "txns": [txn("d")], "extra": true}),
-            json!({"req": 7, "txns": [txn("e"), {"ops": "nope"}]}),
-        ];
-        for message in &messages {
-            channel.feed(message).await.unwrap();
-        }
-        channel.flush().await.unwrap();
-        let mut answers = Vec::new();
-        for _ in 0..messages.len() {
-            answers.push(channel.recv(WAIT).await.unwrap());
-        }
-        answers
-    });
+    let messages = [
+        json!({"req": 1, "txns": [txn("a"), txn("a"), txn("b")]}),
+        // Messages of both kinds keep their order.
+        insert(2, "c"),
+        json!({"req": 3, "txns": []}),
+        json!({"req": 4, "txns": (0..1001).map(|n| txn(&format!("x{n}"))).collect::<Vec<_>>()}),
+        json!({"req": 5, "txns": {"not": "a list"}}),
+        json!({"req": 6, "txns": [txn("d")], "extra": true}),
+        json!({"req": 7, "txns": [txn("e"), {"ops": "nope"}]}),
+    ];
+    let answers = exchange(&rt, &mut channel, &messages);
     let results = answers[0]["results"]
         .as_array()
         .expect("a list's answer has results");
@@ -223,25 +218,15 @@ fn a_refused_transaction_does_not_stop_the_next_and_resends_commit_once() {
         txn["origin"] = json!({"client": "tab-1", "seq": req});
         txn
     };
-    let answers = rt.block_on(async {
-        let txns = [
-            with_origin(1, "a"),
-            // The same `_id` again: refused for good (409), and the next still commits.
-            with_origin(2, "a"),
-            with_origin(3, "b"),
-            // A resend of the last committed origin: answered as a duplicate, not written.
-            with_origin(3, "b"),
-        ];
-        for txn in &txns {
-            channel.feed(txn).await.unwrap();
-        }
-        channel.flush().await.unwrap();
-        let mut answers = Vec::new();
-        for _ in 0..txns.len() {
-            answers.push(channel.recv(WAIT).await.unwrap());
-        }
-        answers
-    });
+    let txns = [
+        with_origin(1, "a"),
+        // The same `_id` again: refused for good (409), and the next still commits.
+        with_origin(2, "a"),
+        with_origin(3, "b"),
+        // A resend of the last committed origin: answered as a duplicate, not written.
+        with_origin(3, "b"),
+    ];
+    let answers = exchange(&rt, &mut channel, &txns);
     assert!(answers[0]["lsn"].is_u64(), "{}", answers[0]);
     assert_eq!(answers[1]["status"], json!(409), "{}", answers[1]);
     assert_eq!(
@@ -294,18 +279,14 @@ fn tokens_are_checked_before_the_upgrade_and_collections_per_transaction() {
     );
     // A browser passes the token in the query string.
     let mut channel = open(&server, &rt, &format!("?token={notes_only}"), None);
-    let answers = rt.block_on(async {
-        channel
-            .feed(&json!({"req": 1, "ops": [{"op": "insert", "collection": "notes", "doc": {"_id": "n"}}]}))
-            .await
-            .unwrap();
-        channel.feed(&insert(2, "i")).await.unwrap();
-        channel.flush().await.unwrap();
-        [
-            channel.recv(WAIT).await.unwrap(),
-            channel.recv(WAIT).await.unwrap(),
-        ]
-    });
+    let answers = exchange(
+        &rt,
+        &mut channel,
+        &[
+            json!({"req": 1, "ops": [{"op": "insert", "collection": "notes", "doc": {"_id": "n"}}]}),
+            insert(2, "i"),
+        ],
+    );
     assert!(answers[0]["lsn"].is_u64(), "{}", answers[0]);
     assert_eq!(answers[1]["status"], json!(403), "{}", answers[1]);
     assert_eq!(
@@ -433,20 +414,10 @@ fn in_a_cluster_the_leader_takes_the_channel_and_a_lost_quorum_closes_it_with_10
         other => panic!("expected not_leader, got {other:?}"),
     }
     let mut channel = open(&cluster.members[leader], &rt, "", None);
-    let answers = rt.block_on(async {
-        for req in 0..50 {
-            channel
-                .feed(&insert(req, &format!("c{req:02}")))
-                .await
-                .unwrap();
-        }
-        channel.flush().await.unwrap();
-        let mut answers = Vec::new();
-        for _ in 0..50 {
-            answers.push(channel.recv(WAIT).await.unwrap());
-        }
-        answers
-    });
+    let messages: Vec<Value> = (0..50)
+        .map(|req| insert(req, &format!("c{req:02}")))
+        .collect();
+    let answers = exchange(&rt, &mut channel, &messages);
     assert!(answers.iter().all(|a| a["lsn"].is_u64()), "{answers:?}");
     // Without a quorum a write fails for a passing reason. The first may wait out the
     // commit timeout (`504 ack_unknown`: it may still commit, and what follows it in the log

@@ -77,29 +77,8 @@ pub(super) fn encode(state: &State, capacity: usize) -> Vec<u8> {
         collections,
         origins,
     );
-    postcard::serialize_with_flavor(&image, VecOut(Vec::with_capacity(capacity)))
+    postcard::to_extend(&image, Vec::with_capacity(capacity))
         .expect("encoding into a Vec cannot fail")
-}
-
-/// A postcard output into a `Vec` made by the caller (postcard's own starts empty).
-struct VecOut(Vec<u8>);
-
-impl postcard::ser_flavors::Flavor for VecOut {
-    type Output = Vec<u8>;
-
-    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
-        self.0.extend_from_slice(data);
-        Ok(())
-    }
-
-    fn try_push(&mut self, data: u8) -> postcard::Result<()> {
-        self.0.push(data);
-        Ok(())
-    }
-
-    fn finalize(self) -> postcard::Result<Vec<u8>> {
-        Ok(self.0)
-    }
 }
 
 /// A decoded image; `D` is how its documents are read: [`StoredDoc`], each proved canonical,
@@ -154,13 +133,14 @@ impl ImageDoc for OwnStoredDoc {
     }
 }
 
-fn parse(bytes: &[u8]) -> Result<Image, SnapshotError> {
+/// The image `bytes` hold, with its documents read as `D`: its version known, nothing after it.
+fn take<D: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<Image<D>, SnapshotError> {
     if let Some(&version) = bytes.first()
         && version != IMAGE_VERSION
     {
         return Err(SnapshotError::UnknownVersion(version));
     }
-    let (image, rest): (Image, _) =
+    let (image, rest): (Image<D>, _) =
         postcard::take_from_bytes(bytes).map_err(|e| SnapshotError::Malformed(e.to_string()))?;
     if !rest.is_empty() {
         return Err(SnapshotError::Malformed(format!(
@@ -169,6 +149,13 @@ fn parse(bytes: &[u8]) -> Result<Image, SnapshotError> {
         )));
     }
     debug_assert_eq!(image.version, IMAGE_VERSION);
+    Ok(image)
+}
+
+/// The image `bytes` hold, every document proved canonical, and the bytes the canonical
+/// encoding of that image.
+fn parse(bytes: &[u8]) -> Result<Image, SnapshotError> {
+    let image: Image = take(bytes)?;
     // postcard also reads integers in more bytes than needed (an overlong varint). Such an
     // image would decode to a state whose hash (the SHA-256 of its canonical bytes) differs
     // from the snapshot's, so only the canonical bytes are accepted: the image is encoded
@@ -249,20 +236,7 @@ pub(super) fn decode(bytes: &[u8]) -> Result<State, SnapshotError> {
 /// proved again (the two are a fifth of a restart); the order of names and ids, versions,
 /// index specs and origins still are, by [`build`]. Debug builds check the documents anyway.
 pub(super) fn decode_own(bytes: &[u8]) -> Result<State, SnapshotError> {
-    if let Some(&version) = bytes.first()
-        && version != IMAGE_VERSION
-    {
-        return Err(SnapshotError::UnknownVersion(version));
-    }
-    let (image, rest): (Image<OwnStoredDoc>, _) =
-        postcard::take_from_bytes(bytes).map_err(|e| SnapshotError::Malformed(e.to_string()))?;
-    if !rest.is_empty() {
-        return Err(SnapshotError::Malformed(format!(
-            "{} trailing bytes",
-            rest.len()
-        )));
-    }
-    build(image)
+    build(take::<OwnStoredDoc>(bytes)?)
 }
 
 /// The state an image holds, checking the order of names and ids, documents' versions, index

@@ -118,22 +118,22 @@ pub async fn commit_many(
     JsonBody(body): JsonBody<TXN_BODY_BYTES_MAX>,
 ) -> Result<Json<Value>, ApiError> {
     let items = parse_many(body)?;
-    let results = commit_each(&app, &auth, &ack, items.into_iter().map(Ok).collect()).await;
+    let results = commit_each(&app, &auth, &ack, items).await;
     let results: Vec<Value> = results.into_iter().map(result_body).collect();
     Ok(Json(json!({ "results": results })))
 }
 
 /// Commits independent transactions in this order, each on its own, sharing the commit
 /// batches: the work of `POST /v1/txns` and of each batch of the write channel
-/// (`GET /v1/write`). An item that is already an error (it did not parse), or that does not
-/// parse as a transaction or names a collection the token may not use, is answered with its
-/// error and never written. One result per item, in order; see [`commit_many`] for what
-/// happens after a passing failure, and [`result_body`] for the answer of each.
+/// (`GET /v1/write`). An item that does not parse as a transaction, or names a collection the
+/// token may not use, is answered with its error and never written. One result per item, in
+/// order; see [`commit_many`] for what happens after a passing failure, and [`result_body`]
+/// for the answer of each.
 pub(super) async fn commit_each(
     app: &AppState,
     auth: &Authorized<NeedsWrite>,
     ack: &Ack,
-    items: Vec<Result<Value, ApiError>>,
+    items: Vec<Value>,
 ) -> Vec<Result<Written, ApiError>> {
     let node = &app.node;
     // Parse every transaction first; one that does not parse is answered and never written.
@@ -146,12 +146,10 @@ pub(super) async fn commit_each(
     for item in items {
         // A transaction on a collection the token may not use is answered like one that does
         // not parse: never written.
-        let parsed = item
-            .and_then(|item| parse(&mut || node.generate_id(), item))
-            .and_then(|(txn, ids)| {
-                auth.check_collections(txn.ops.iter().map(|op| op.collection()))?;
-                Ok((txn, ids))
-            });
+        let parsed = parse(&mut || node.generate_id(), item).and_then(|(txn, ids)| {
+            auth.check_collections(txn.ops.iter().map(|op| op.collection()))?;
+            Ok((txn, ids))
+        });
         match parsed {
             Ok((txn, ids)) => {
                 if trace {

@@ -130,8 +130,9 @@ async fn run(app: &AppState, mut socket: WebSocket, auth: &Authorized<NeedsWrite
             message = socket.recv() => message,
             _ = stopping.wait_for(|stop| *stop) => break End::Close(CLOSE_GOING_AWAY, "shutting_down"),
         };
-        let mut batch: Vec<Received> = Vec::new();
-        let mut txns = 0;
+        // Each message's tag and shape, in order, and the transactions of them all.
+        let mut messages: Vec<(Value, Shape)> = Vec::new();
+        let mut items: Vec<Value> = Vec::new();
         let mut after = None;
         for message in std::iter::once(Some(first))
             .chain(std::iter::repeat_with(|| socket.recv().now_or_never()))
@@ -139,15 +140,17 @@ async fn run(app: &AppState, mut socket: WebSocket, auth: &Authorized<NeedsWrite
             match message {
                 // Nothing more has arrived: commit what has.
                 None => break,
-                Some(Some(Ok(Message::Text(text)))) => batch.push(received(text.as_bytes())),
-                Some(Some(Ok(Message::Binary(_)))) => batch.push(Received {
-                    req: Value::Null,
-                    many: false,
-                    count: 0,
-                    txns: Err(ApiError::InvalidTxn(
+                Some(Some(Ok(Message::Text(text)))) => {
+                    let (req, shape, txns) = received(text.as_bytes());
+                    messages.push((req, shape));
+                    items.extend(txns);
+                }
+                Some(Some(Ok(Message::Binary(_)))) => messages.push((
+                    Value::Null,
+                    Shape::Refused(ApiError::InvalidTxn(
                         "a transaction is a text message (JSON); this was binary".into(),
                     )),
-                }),
+                )),
                 // tungstenite answers pings itself.
                 Some(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => {}
                 Some(Some(Ok(Message::Close(_))) | None) => {
@@ -159,20 +162,12 @@ async fn run(app: &AppState, mut socket: WebSocket, auth: &Authorized<NeedsWrite
                     break;
                 }
             }
-            txns += batch.last().map_or(0, Received::len);
             // Refused messages count too: a flood of them is answered in bounded batches.
-            if txns >= BATCH_MAX || batch.len() >= BATCH_MAX {
+            if items.len() >= BATCH_MAX || messages.len() >= BATCH_MAX {
                 break;
             }
         }
-        if !batch.is_empty() {
-            let items: Vec<Result<Value, ApiError>> = batch
-                .iter_mut()
-                .flat_map(|message| match &mut message.txns {
-                    Ok(items) => std::mem::take(items).into_iter().map(Ok).collect(),
-                    Err(_) => Vec::new(),
-                })
-                .collect();
+        if !messages.is_empty() {
             metrics::counter!("cstore_write_channel_txns_total").increment(items.len() as u64);
             let mut results = txn::commit_each(app, auth, ack, items).await.into_iter();
             let mut passing = None;
@@ -185,19 +180,18 @@ async fn run(app: &AppState, mut socket: WebSocket, auth: &Authorized<NeedsWrite
                 }
                 txn::result_body(result)
             };
-            for message in batch {
-                let mut body = match message.txns {
-                    Err(error) => txn::result_body(Err(error)),
-                    Ok(_) if message.many => {
-                        let count = message.count;
+            for (req, shape) in messages {
+                let mut body = match shape {
+                    Shape::Refused(error) => txn::result_body(Err(error)),
+                    Shape::List(count) => {
                         let answers: Vec<Value> =
                             results.by_ref().take(count).map(&mut answer).collect();
                         serde_json::json!({ "results": answers })
                     }
-                    Ok(_) => answer(results.next().expect("one result per transaction")),
+                    Shape::One => answer(results.next().expect("one result per transaction")),
                 };
                 if let Value::Object(map) = &mut body {
-                    map.insert("req".into(), message.req);
+                    map.insert("req".into(), req);
                 }
                 let text = Utf8Bytes::from(body.to_string());
                 if socket.feed(Message::Text(text)).await.is_err() {
@@ -229,70 +223,53 @@ async fn run(app: &AppState, mut socket: WebSocket, auth: &Authorized<NeedsWrite
 /// message to the transactions it would commit, for the fuzz targets in `fuzz/`.
 #[doc(hidden)]
 pub fn decode_message_for_fuzzing(bytes: &[u8]) -> Result<Vec<cstore_core::Txn>, ApiError> {
-    txn::parse_for_fuzzing(received(bytes).txns?)
-}
-
-/// One client message: its request tag (`null` when it has none or could not be read), whether
-/// it carried a list (`"txns"`) rather than one transaction, and its transaction bodies, or why
-/// it is refused as a whole.
-struct Received {
-    req: Value,
-    many: bool,
-    count: usize,
-    txns: Result<Vec<Value>, ApiError>,
-}
-
-impl Received {
-    /// Transactions to commit.
-    fn len(&self) -> usize {
-        self.count
+    match received(bytes) {
+        (_, Shape::Refused(error), _) => Err(error),
+        (_, _, txns) => txn::parse_for_fuzzing(txns),
     }
+}
+
+/// What a client message carried, and so the shape of its answer.
+enum Shape {
+    /// One transaction: answered with its result.
+    One,
+    /// A list of this many: answered with `{"results": […]}`.
+    List(usize),
+    /// Nothing that can be committed: answered with this error, nothing written.
+    Refused(ApiError),
 }
 
 /// Reads a client message: a JSON object holding one transaction (`{"ops", "origin"?}`) or a
 /// list (`{"txns": [{"ops", "origin"?}, …]}`, 1 to [`TXNS_MAX`]), with an optional `"req"`.
-fn received(bytes: &[u8]) -> Received {
-    let refused = |req: Value, many: bool, error: ApiError| Received {
-        req,
-        many,
-        count: 0,
-        txns: Err(error),
-    };
+/// Returns its tag (`null` when it has none or could not be read), its shape and the
+/// transaction bodies to commit.
+fn received(bytes: &[u8]) -> (Value, Shape, Vec<Value>) {
+    let refused = |req: Value, error: ApiError| (req, Shape::Refused(error), Vec::new());
     let mut map = match serde_json::from_slice(bytes) {
         Ok(Value::Object(map)) => map,
         Ok(_) => {
             let error = ApiError::InvalidTxn(
                 "a message is an object {\"ops\": […]} or {\"txns\": […]}".into(),
             );
-            return refused(Value::Null, false, error);
+            return refused(Value::Null, error);
         }
-        Err(error) => return refused(Value::Null, false, ApiError::InvalidJson(error.to_string())),
+        Err(error) => return refused(Value::Null, ApiError::InvalidJson(error.to_string())),
     };
     let req = match map.remove("req") {
         None | Some(Value::Null) => Value::Null,
         Some(req @ Value::Number(_)) if req.is_u64() => req,
         Some(_) => {
             let error = ApiError::InvalidTxn("`req` must be a non-negative integer".into());
-            return refused(Value::Null, false, error);
+            return refused(Value::Null, error);
         }
     };
     if map.contains_key("txns") {
         return match txn::parse_many(Value::Object(map)) {
-            Ok(txns) => Received {
-                req,
-                many: true,
-                count: txns.len(),
-                txns: Ok(txns),
-            },
-            Err(error) => refused(req, true, error),
+            Ok(txns) => (req, Shape::List(txns.len()), txns),
+            Err(error) => refused(req, error),
         };
     }
-    Received {
-        req,
-        many: false,
-        count: 1,
-        txns: Ok(vec![Value::Object(map)]),
-    }
+    (req, Shape::One, vec![Value::Object(map)])
 }
 
 /// A failure after which later transactions must not be written: a `5xx` (no leader, no

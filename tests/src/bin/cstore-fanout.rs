@@ -114,10 +114,7 @@ fn main() {
     }
     if args.worker {
         let url = args.url.clone().expect("clap requires --url");
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-            .expect("a tokio runtime builds");
+        let runtime = runtime();
         let code = runtime.block_on(worker(&args, &url));
         drop(runtime);
         std::process::exit(code);
@@ -150,10 +147,7 @@ fn main() {
         (None, Some(url)) => (url.trim_end_matches('/').to_string(), args.server_pid),
         (None, None) => unreachable!("clap requires --url or --spawn"),
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("a tokio runtime builds");
+    let runtime = runtime();
     let code = runtime.block_on(run(&args, &url, pid));
     drop(runtime);
     drop(server);
@@ -255,21 +249,18 @@ impl Local {
 
 /// What every replica measured, merged.
 struct Merged {
-    from_send: Histogram<u64>,
-    from_ack: Histogram<u64>,
+    /// Every replica's samples together.
+    all: Samples,
     /// Each replica's p99 of send → replica.
     p99s: Histogram<u64>,
-    before_ack: u64,
     failed: usize,
 }
 
 impl Merged {
     fn new() -> Merged {
         Merged {
-            from_send: Histogram::new(3).expect("histogram"),
-            from_ack: Histogram::new(3).expect("histogram"),
+            all: Samples::new(),
             p99s: Histogram::new(3).expect("histogram"),
-            before_ack: 0,
             failed: 0,
         }
     }
@@ -277,12 +268,12 @@ impl Merged {
     fn add_local(&mut self, samples: &[Arc<Mutex<Samples>>]) {
         for samples in samples {
             let s = samples.lock().expect("samples");
-            self.from_send.add(&s.from_send).expect("same bounds");
-            self.from_ack.add(&s.from_ack).expect("same bounds");
+            self.all.from_send.add(&s.from_send).expect("same bounds");
+            self.all.from_ack.add(&s.from_ack).expect("same bounds");
             if !s.from_send.is_empty() {
                 let _ = self.p99s.record(s.from_send.value_at_quantile(0.99));
             }
-            self.before_ack += s.before_ack;
+            self.all.before_ack += s.before_ack;
         }
     }
 
@@ -295,7 +286,7 @@ impl Merged {
             .collect();
         match (line.split_whitespace().next(), fields.as_slice()) {
             (Some("send"), [value, count]) => {
-                let _ = self.from_send.record_n(*value, *count);
+                let _ = self.all.from_send.record_n(*value, *count);
             }
             (Some("p99"), [value]) => {
                 let _ = self.p99s.record(*value);
@@ -352,7 +343,7 @@ async fn worker(args: &Args, url: &str) -> i32 {
     let mut merged = Merged::new();
     merged.add_local(&samples);
     let mut out = String::new();
-    for v in merged.from_send.iter_recorded() {
+    for v in merged.all.from_send.iter_recorded() {
         out.push_str(&format!(
             "send {} {}\n",
             v.value_iterated_to(),
@@ -600,8 +591,8 @@ async fn run(args: &Args, url: &str, pid: Option<u32>) -> i32 {
     let commit_cell = if in_process {
         format!(
             "{:.3} / {:.3}",
-            ms(merged.from_ack.value_at_quantile(0.5)),
-            ms(merged.from_ack.value_at_quantile(0.99))
+            ms(merged.all.from_ack.value_at_quantile(0.5)),
+            ms(merged.all.from_ack.value_at_quantile(0.99))
         )
     } else {
         "– (replicas in other processes)".to_string()
@@ -621,10 +612,10 @@ async fn run(args: &Args, url: &str, pid: Option<u32>) -> i32 {
         },
         args.rate,
         writes_ok as f64 / write_elapsed.as_secs_f64(),
-        merged.from_send.len(),
-        ms(merged.from_send.value_at_quantile(0.5)),
-        ms(merged.from_send.value_at_quantile(0.99)),
-        ms(merged.from_send.max()),
+        merged.all.from_send.len(),
+        ms(merged.all.from_send.value_at_quantile(0.5)),
+        ms(merged.all.from_send.value_at_quantile(0.99)),
+        ms(merged.all.from_send.max()),
         ms(merged.p99s.value_at_quantile(0.5)),
         ms(merged.p99s.max()),
         ms(http_latency.value_at_quantile(0.5)),
@@ -634,7 +625,7 @@ async fn run(args: &Args, url: &str, pid: Option<u32>) -> i32 {
     if in_process {
         println!(
             "arrived before the writer's 201: {:.1}% of samples (counted as 0 in commit→replica)",
-            100.0 * merged.before_ack as f64 / merged.from_ack.len().max(1) as f64
+            100.0 * merged.all.before_ack as f64 / merged.all.from_ack.len().max(1) as f64
         );
         println!(
             "replica 0, arrival − writer's 201 (ms, negative = replica first): p1 {:.3}, p50 {:.3}, p99 {:.3}, max {:.3}",
@@ -683,15 +674,22 @@ async fn run(args: &Args, url: &str, pid: Option<u32>) -> i32 {
         cores(cpu_before.2, cpu_after.2)
     );
     let expected = writes_ok * args.replicas as u64;
-    if merged.failed > 0 || merged.from_send.len() < expected {
+    if merged.failed > 0 || merged.all.from_send.len() < expected {
         eprintln!(
             "cstore-fanout: {} samples of {expected} expected, {} replicas failed",
-            merged.from_send.len(),
+            merged.all.from_send.len(),
             merged.failed
         );
         return 1;
     }
     0
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime builds")
 }
 
 /// The system's monotonic clock in microseconds: the same clock in every process.

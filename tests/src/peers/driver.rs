@@ -17,11 +17,9 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 
-use super::target::{CHANNEL_ANSWER_WAIT, channel_insert, payload};
-use super::target::{Target, Writer};
+use super::target::{Target, Writer, channel_insert, payload};
 use crate::tally::Tally;
-use crate::write_channel::{ChannelError, WriteChannel};
-use std::collections::VecDeque;
+use crate::write_channel::WriteChannel;
 
 /// Error messages kept per run.
 const ERROR_SAMPLES_MAX: usize = 3;
@@ -190,41 +188,18 @@ pub async fn run_pipelined(
             let next = Arc::clone(&next);
             tokio::spawn(async move {
                 let mut tally = Tally::new(ERROR_SAMPLES_MAX);
-                let mut in_flight = VecDeque::with_capacity(window);
-                loop {
-                    while in_flight.len() < window && Instant::now() < window_end {
-                        let n = next.fetch_add(1, Ordering::Relaxed);
-                        let text = channel_insert(&payload(n));
-                        if let Err(e) = channel.feed_text(text).await {
-                            tally.record(Instant::now(), Err(e.to_string()));
-                            return tally;
+                let insert = || {
+                    (Instant::now() < window_end)
+                        .then(|| channel_insert(&payload(next.fetch_add(1, Ordering::Relaxed))))
+                };
+                channel
+                    .pipeline(window, insert, |sent, outcome| {
+                        if sent >= window_start {
+                            tally.record(sent, outcome);
                         }
-                        in_flight.push_back(Instant::now());
-                    }
-                    let Some(sent) = in_flight.pop_front() else {
-                        return tally;
-                    };
-                    // `Err((_, true))`: the channel broke; `Err((_, false))`: refused.
-                    let answer = match channel.flush().await {
-                        Ok(()) => channel
-                            .recv(CHANNEL_ANSWER_WAIT)
-                            .await
-                            .map_err(|e| (e, true)),
-                        Err(e) => Err((e, true)),
-                    }
-                    .and_then(|answer| match answer.get("lsn") {
-                        Some(_) => Ok(()),
-                        None => Err((ChannelError::Other(answer.to_string()), false)),
-                    });
-                    let gone = matches!(answer, Err((_, true)));
-                    if sent >= window_start {
-                        tally.record(sent, answer.map_err(|(e, _)| e.to_string()));
-                    }
-                    if gone {
-                        // The channel broke: what is in flight has no answer.
-                        return tally;
-                    }
-                }
+                    })
+                    .await;
+                tally
             })
         })
         .collect();

@@ -137,8 +137,7 @@ impl Writer {
                     .feed_text(channel_insert(&doc))
                     .await
                     .map_err(|e| e.to_string())?;
-                channel.flush().await.map_err(|e| e.to_string())?;
-                channel_answer(channel).await
+                channel.outcome().await.map_err(|e| e.to_string())?
             }
             Writer::Etcd { http, url } => {
                 let body = json!({
@@ -189,18 +188,6 @@ pub fn channel_insert(doc: &[u8]) -> String {
     let doc = std::str::from_utf8(doc).expect("the payload is ASCII JSON");
     format!(r#"{{"ops":[{{"op":"insert","collection":"bench","doc":{doc}}}]}}"#)
 }
-
-/// Waits for the next answer of a write channel: `Ok` for a committed transaction.
-pub async fn channel_answer(channel: &mut WriteChannel) -> Result<(), String> {
-    match channel.recv(CHANNEL_ANSWER_WAIT).await {
-        Ok(answer) if answer.get("lsn").is_some() => Ok(()),
-        Ok(answer) => Err(answer.to_string()),
-        Err(e) => Err(e.to_string()),
-    }
-}
-
-/// Bound on waiting for one write channel answer (as the HTTP clients' request timeout).
-pub const CHANNEL_ANSWER_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 async fn post(http: &reqwest::Client, url: &str, body: Vec<u8>) -> Result<(), String> {
     let response = http
