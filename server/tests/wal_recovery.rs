@@ -727,7 +727,7 @@ fn a_snapshot_saved_beside_appends_is_the_current_one_and_refused_when_overtaken
     let mut store = FileStore::open_with(dir.path(), SMALL).unwrap();
     let first = snapshot_at(entries[2].position(), 1_000, 3);
     // Begun under the lock, written without it (appends may go on), finished under it.
-    let save = store.begin_snapshot(&first).unwrap();
+    let save = store.begin_snapshot(first.position).unwrap();
     let written = save.write(&first).unwrap();
     store.finish_snapshot(written).unwrap();
     assert_eq!(store.load_snapshot_blocking(), Ok(Some(first.clone())));
@@ -740,7 +740,7 @@ fn a_snapshot_saved_beside_appends_is_the_current_one_and_refused_when_overtaken
     let mut store = FileStore::open_with(dir.path(), SMALL).unwrap();
     let late = snapshot_at(entries[3].position(), 1_000, 4);
     let newer = snapshot_at(entries[4].position(), 1_000, 5);
-    let save = store.begin_snapshot(&late).unwrap();
+    let save = store.begin_snapshot(late.position).unwrap();
     let written = save.write(&late).unwrap();
     store.save_snapshot_blocking(&newer).unwrap();
     let refused = store.finish_snapshot(written).unwrap_err();
@@ -771,12 +771,12 @@ fn a_snapshot_saved_beside_appends_is_the_current_one_and_refused_when_overtaken
         6,
     );
     assert!(matches!(
-        store.begin_snapshot(&past),
+        store.begin_snapshot(past.position),
         Err(StorageError::Invalid(_))
     ));
     let mut forged = snapshot_at(entries[4].position(), 100, 7);
     forged.data[0] ^= 1;
-    let save = store.begin_snapshot(&forged).unwrap();
+    let save = store.begin_snapshot(forged.position).unwrap();
     assert!(matches!(save.write(&forged), Err(StorageError::Invalid(_))));
     assert_eq!(store.load_snapshot_blocking(), Ok(Some(newer)));
 }

@@ -7,6 +7,7 @@
 
 use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Bound;
 
 use crate::doc::{DocView, FieldSource, StoredDoc};
 use crate::index::{IndexKey, IndexSpec, SecondaryIndex};
@@ -60,6 +61,11 @@ pub struct Collection {
     docs: BTreeMap<Box<str>, StoredDoc>,
     indexes: Vec<SecondaryIndex>,
     expiry: ExpiryQueue,
+    /// While an image of the state is built in steps (see `image::ImageBuilder`): each
+    /// document changed since the image began, as it was then (`None`: it was not there),
+    /// kept at its first change. Every change of a document goes through [`Self::write`],
+    /// which keeps it; changes to the collection as a whole spoil the image instead.
+    frozen: Option<BTreeMap<Box<str>, PriorDoc>>,
 }
 
 impl Collection {
@@ -150,6 +156,7 @@ impl Collection {
             docs,
             indexes,
             expiry,
+            frozen,
             ..
         } = self;
         let entry = docs.entry(Box::from(id));
@@ -201,7 +208,13 @@ impl Collection {
             }
             (Entry::Vacant(_), None) => None,
         };
-        Ok(prior.map(|doc| (doc, prior_expiry)))
+        let prior = prior.map(|doc| (doc, prior_expiry));
+        if let Some(frozen) = frozen
+            && !frozen.contains_key(id)
+        {
+            frozen.insert(Box::from(id), prior.clone());
+        }
+        Ok(prior)
     }
 
     /// Puts back what [`Self::write`] returned. Restoring a state that held before cannot
@@ -281,6 +294,64 @@ impl Collection {
     /// Undoes [`Self::set_ttl`].
     pub(crate) fn restore_ttl(&mut self, prior: (CollectionOptions, ExpiryQueue)) {
         (self.options, self.expiry) = prior;
+    }
+
+    /// Starts keeping documents as they are now, at their first change (`true`), or stops.
+    pub(super) fn freeze(&mut self, on: bool) {
+        self.frozen = on.then(BTreeMap::new);
+    }
+
+    /// Whether it keeps documents for an image.
+    pub fn is_frozen(&self) -> bool {
+        self.frozen.is_some()
+    }
+
+    /// Visits the documents after the id `after` (all of them when `None`) as they were when
+    /// the collection was frozen, in id order, passing each to `emit` with its expiry: the
+    /// live document where it has not changed since, what was kept where it has (skipped if
+    /// it was not there then). Visits at most `budget` ids (counted down, whether or not a
+    /// document is emitted for them) and returns the last one visited, or `None` once no id
+    /// is left after `after`.
+    pub(super) fn frozen_docs_after(
+        &self,
+        after: Option<&str>,
+        budget: &mut usize,
+        mut emit: impl FnMut(&StoredDoc, Option<TimestampMs>),
+    ) -> Option<Box<str>> {
+        assert!(*budget > 0, "a step visits at least one id");
+        let frozen = self.frozen.as_ref().expect("the collection is frozen");
+        let from = (after.map_or(Bound::Unbounded, Bound::Excluded), Bound::Unbounded);
+        let mut live = self.docs.range::<str, _>(from).peekable();
+        let mut kept = frozen.range::<str, _>(from).peekable();
+        let mut last: Option<&str> = None;
+        while *budget > 0 {
+            let take_kept = match (live.peek(), kept.peek()) {
+                (None, None) => return None,
+                (Some(_), None) => false,
+                (None, Some(_)) => true,
+                (Some((live_id, _)), Some((kept_id, _))) => kept_id <= live_id,
+            };
+            let id = if take_kept {
+                let (id, prior) = kept.next().expect("peeked");
+                if live.peek().is_some_and(|(live_id, _)| live_id == &id) {
+                    live.next();
+                }
+                if let Some((doc, expires_at)) = prior {
+                    emit(doc, *expires_at);
+                }
+                id
+            } else {
+                let (id, doc) = live.next().expect("peeked");
+                emit(doc, self.expiry.get(id));
+                id
+            };
+            last = Some(&**id);
+            *budget -= 1;
+        }
+        if live.peek().is_none() && kept.peek().is_none() {
+            return None;
+        }
+        last.map(Box::from)
     }
 
     /// Rebuilds a collection from snapshot parts: documents with their ids and expiries,

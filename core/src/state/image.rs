@@ -81,6 +81,136 @@ pub(super) fn encode(state: &State, capacity: usize) -> Vec<u8> {
         .expect("encoding into a Vec cannot fail")
 }
 
+/// An image of a state encoded in steps while entries go on applying (see
+/// [`State::begin_image`]). Holds what the image needs of the state as it was when it
+/// began and the collections cannot keep: the head, each collection's name and document count
+/// (no collection or index comes or goes while the image is current), and the origins. The
+/// bytes come out equal to those [`encode`] gave then.
+#[derive(Debug)]
+pub struct ImageBuilder {
+    id: u64,
+    position: LogPosition,
+    out: Vec<u8>,
+    /// The collections, by name, with how many documents each held.
+    collections: Vec<(String, usize)>,
+    /// The collection being encoded (an index into `collections`).
+    current: usize,
+    /// In the current collection: whether its head is written, the last id visited, and how
+    /// many documents were encoded.
+    head_written: bool,
+    after: Option<Box<str>>,
+    docs_written: usize,
+    /// The origins' encoding, appended at the end.
+    origins: Vec<u8>,
+}
+
+/// What a step of an [`ImageBuilder`] left.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ImageStep {
+    /// More documents remain.
+    More,
+    /// The image is complete: end it to take its bytes.
+    Done,
+    /// The image is not the state's current one (spoiled, or another began): end it and
+    /// take another (or encode the state whole).
+    Spoiled,
+}
+
+impl ImageBuilder {
+    pub(super) fn begin(state: &State, id: u64, capacity: usize) -> ImageBuilder {
+        let head = (
+            IMAGE_VERSION,
+            state.applied,
+            state.last_timestamp,
+            state.collections.len(),
+        );
+        let out = postcard::to_extend(&head, Vec::with_capacity(capacity))
+            .expect("encoding into a Vec cannot fail");
+        let origins = postcard::to_extend(&Seq(|| state.origins.iter()), Vec::new())
+            .expect("encoding into a Vec cannot fail");
+        ImageBuilder {
+            id,
+            position: state.applied,
+            out,
+            collections: state
+                .collections
+                .iter()
+                .map(|(name, c)| (name.clone(), c.len()))
+                .collect(),
+            current: 0,
+            head_written: false,
+            after: None,
+            docs_written: 0,
+            origins,
+        }
+    }
+
+    pub(super) fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The position of the state the image is of.
+    pub fn position(&self) -> LogPosition {
+        self.position
+    }
+
+    /// Encodes up to `docs_max` (> 0) more ids of the state, which is this image's current.
+    pub(super) fn step(&mut self, state: &State, docs_max: usize) -> ImageStep {
+        let mut budget = docs_max;
+        while let Some((name, count)) = self.collections.get(self.current) {
+            let collection = state
+                .collections
+                .get(name)
+                .expect("no collection comes or goes while its image is current");
+            let mut out = std::mem::take(&mut self.out);
+            if !self.head_written {
+                let specs = Seq(|| collection.indexes().iter().map(|i| i.spec()));
+                let head = (name, collection.options(), specs, *count);
+                out = postcard::to_extend(&head, out).expect("encoding into a Vec cannot fail");
+                self.head_written = true;
+            }
+            let mut written = 0;
+            let last = collection.frozen_docs_after(self.after.as_deref(), &mut budget, |doc, at| {
+                let taken = std::mem::take(&mut out);
+                out = postcard::to_extend(&(doc, at), taken)
+                    .expect("encoding into a Vec cannot fail");
+                written += 1;
+            });
+            self.out = out;
+            self.docs_written += written;
+            match last {
+                Some(id) => {
+                    self.after = Some(id);
+                    return ImageStep::More;
+                }
+                None => {
+                    assert_eq!(
+                        self.docs_written, *count,
+                        "collection {name:?} of the image holds as many documents as it did"
+                    );
+                    self.current += 1;
+                    self.head_written = false;
+                    self.after = None;
+                    self.docs_written = 0;
+                    if budget == 0 && self.current < self.collections.len() {
+                        return ImageStep::More;
+                    }
+                }
+            }
+        }
+        ImageStep::Done
+    }
+
+    /// The position and bytes of a complete image.
+    pub(super) fn finish(mut self) -> Option<(LogPosition, Vec<u8>)> {
+        if self.current < self.collections.len() {
+            return None;
+        }
+        self.out.extend_from_slice(&self.origins);
+        Some((self.position, self.out))
+    }
+}
+
 /// A decoded image; `D` is how its documents are read: [`StoredDoc`], each proved canonical,
 /// or [`OwnStoredDoc`], trusted (see [`decode_own`]).
 #[derive(Serialize, Deserialize)]

@@ -28,7 +28,7 @@ use serde_json::Value;
 
 pub use collection::Collection;
 pub use error::{Rejection, TxnError};
-pub use image::SnapshotError;
+pub use image::{ImageBuilder, ImageStep, SnapshotError};
 use origins::Origins;
 pub use origins::{ORIGIN_RETENTION_MS, ORIGINS_MAX, OriginRecord};
 pub use overlay::{Overlay, PendingWrite};
@@ -59,6 +59,11 @@ pub struct State {
     tentative: usize,
     /// Origins recorded by speculative entries on top, which `check_origin` sees first.
     speculative_origins: BTreeMap<String, OriginRecord>,
+    /// The image being built in steps, if any (see [`State::begin_image`]): while it is,
+    /// every collection keeps its documents as they were when it began.
+    image: Option<u64>,
+    /// How many images were begun, to tell a step of an old image from one of the current.
+    images_begun: u64,
 }
 
 /// What applying an entry did beyond its operations.
@@ -347,6 +352,7 @@ impl State {
                 collection,
                 options,
             } => {
+                self.stop_image();
                 validate_collection_name(collection)?;
                 if self.collections.contains_key(collection) {
                     return Err(TxnError::CollectionExists(collection.clone()));
@@ -359,6 +365,7 @@ impl State {
                 return Ok(());
             }
             Op::DropCollection { collection } => {
+                self.stop_image();
                 let dropped = self
                     .collections
                     .remove(collection)
@@ -370,6 +377,7 @@ impl State {
                 return Ok(());
             }
             Op::CreateIndex { collection, spec } => {
+                self.stop_image();
                 spec.validate()?;
                 let coll = self.existing_mut(collection)?;
                 if coll.index(&spec.name).is_some() {
@@ -388,6 +396,7 @@ impl State {
                 return Ok(());
             }
             Op::DropIndex { collection, name } => {
+                self.stop_image();
                 let coll = self.existing_mut(collection)?;
                 let (position, index) =
                     coll.take_index(name)
@@ -403,6 +412,7 @@ impl State {
                 return Ok(());
             }
             Op::SetTtl { collection, ttl_ms } => {
+                self.stop_image();
                 let coll = self.existing_mut(collection)?;
                 let prior = coll.set_ttl(*ttl_ms, now);
                 undo.push(Undo::TtlSet {
@@ -516,6 +526,7 @@ impl State {
         undo: &mut Vec<Undo<'t>>,
     ) -> Result<&mut Collection, TxnError> {
         if !self.collections.contains_key(name) {
+            self.stop_image();
             validate_stored_collection_name(name)?;
             self.collections
                 .insert(name.clone(), Collection::new(CollectionOptions::default()));
@@ -600,6 +611,57 @@ impl State {
             "a state with tentative writes has no image"
         );
         image::encode(self, capacity)
+    }
+
+    /// Begins an image of the state as it is now, to be encoded in steps
+    /// ([`State::image_step`]) between which entries go on applying: until
+    /// [`State::end_image`], each collection keeps the documents that change as they were
+    /// (a copy of each at its first change), so the steps encode the state of now. The bytes
+    /// are those [`State::encode`] gives now. Creating or dropping a collection or an index,
+    /// or setting a TTL, spoils the image (rare operations, which would have to keep whole
+    /// collections): its steps then say [`ImageStep::Spoiled`]. Beginning another image
+    /// spoils this one. `capacity` is as in [`State::encode_with_capacity`].
+    pub fn begin_image(&mut self, capacity: usize) -> ImageBuilder {
+        assert_eq!(
+            self.tentative, 0,
+            "a state with tentative writes has no image"
+        );
+        self.images_begun += 1;
+        self.image = Some(self.images_begun);
+        for collection in self.collections.values_mut() {
+            collection.freeze(true);
+        }
+        image::ImageBuilder::begin(self, self.images_begun, capacity)
+    }
+
+    /// Encodes up to `docs_max` more documents of `builder`'s image (at least one). Takes
+    /// the state only to read it: run it under a read lock, a step at a time, and writers
+    /// wait for one step at most.
+    pub fn image_step(&self, builder: &mut ImageBuilder, docs_max: usize) -> ImageStep {
+        if self.image != Some(builder.id()) {
+            return ImageStep::Spoiled;
+        }
+        builder.step(self, docs_max.max(1))
+    }
+
+    /// Ends `builder`'s image: the collections stop keeping documents. Returns the image's
+    /// position and bytes if every step is done and nothing spoiled it.
+    pub fn end_image(&mut self, builder: ImageBuilder) -> Option<(LogPosition, Vec<u8>)> {
+        if self.image != Some(builder.id()) {
+            return None;
+        }
+        self.stop_image();
+        builder.finish()
+    }
+
+    /// Ends the image being built, if any: its builder's steps then say it is spoiled. Called
+    /// before every change the collections do not keep (of a collection as a whole).
+    fn stop_image(&mut self) {
+        if self.image.take().is_some() {
+            for collection in self.collections.values_mut() {
+                collection.freeze(false);
+            }
+        }
     }
 
     /// A snapshot of the state at its applied position.

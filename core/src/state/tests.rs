@@ -616,7 +616,119 @@ mod props {
             prop_assert_eq!(replayed.state_hash(), h.state.state_hash());
             prop_assert_eq!(replayed.applied(), h.state.applied());
         }
+
+        /// An image built in steps, with transactions applied (and speculations taken off)
+        /// between the steps, holds the state as it was when the image began, byte for byte,
+        /// unless a collection came or went meanwhile (which spoils it).
+        #[test]
+        fn an_image_built_in_steps_is_the_state_when_it_began(
+            before in prop::collection::vec(prop::collection::vec(arb_op(), 1..4), 0..20),
+            during in prop::collection::vec(
+                (prop::collection::vec(arb_doc_op(), 1..4), 1usize..4, any::<bool>()),
+                0..30,
+            ),
+        ) {
+            let mut h = Harness::new();
+            h.run(vec![insert("c1", json!({"_id": "a"})), insert("c2", json!({"_id": "b"}))])
+                .unwrap();
+            h.run(vec![Op::SetTtl { collection: "c2".into(), ttl_ms: Some(30) }]).unwrap();
+            for ops in before {
+                let _ = h.run(ops);
+            }
+            let expected = (h.state.applied(), h.state.encode());
+            let mut builder = h.state.begin_image(0);
+            let mut may_spoil = false;
+            for (ops, steps, speculative) in during {
+                may_spoil |= ops.iter().any(|op| match op {
+                    Op::Insert { collection, .. } | Op::Put { collection, .. } => {
+                        h.state.collection(collection).is_none()
+                    }
+                    _ => false,
+                });
+                if speculative {
+                    h.now += 10;
+                    let entry = LogEntry::new(
+                        h.state.applied(), Term(1), TimestampMs(h.now), Txn::new(ops),
+                    );
+                    if let Ok(speculation) = h.state.apply_speculative(&entry) {
+                        h.state.revert_speculation(speculation);
+                    }
+                } else {
+                    let _ = h.run(ops);
+                }
+                for _ in 0..steps {
+                    h.state.image_step(&mut builder, 1);
+                }
+            }
+            while h.state.image_step(&mut builder, 3) == ImageStep::More {}
+            match h.state.end_image(builder) {
+                Some(image) => prop_assert_eq!(image, expected),
+                None => prop_assert!(may_spoil, "spoiled by document writes alone"),
+            }
+            // The collections keep nothing once the image ended.
+            prop_assert!(h.state.collections().all(|(_, c)| !c.is_frozen()));
+        }
     }
+
+    /// Document writes only: none of them changes a collection as a whole.
+    fn arb_doc_op() -> impl Strategy<Value = Op> {
+        let coll = prop_oneof![Just("c1"), Just("c2")];
+        let version = prop::option::of((0u64..6).prop_map(Lsn));
+        prop_oneof![
+            3 => (coll.clone(), arb_doc()).prop_map(|(c, d)| insert(c, d)),
+            3 => (coll.clone(), arb_doc(), version.clone()).prop_map(|(c, d, v)| put(c, d, v)),
+            2 => (coll.clone(), "[a-e]", small_value(), version.clone())
+                .prop_map(|(c, id, v, ver)| patch(c, &id, json!({ "a": v }), ver)),
+            2 => (coll, "[a-e]", version)
+                .prop_map(|(c, id, v)| Op::Delete { collection: c.into(), id, if_version: v }),
+        ]
+    }
+}
+
+#[test]
+fn an_image_in_steps_outlives_a_thousand_writes_and_ddl_spoils_it() {
+    let mut h = Harness::new();
+    let docs = |from: usize, to: usize| -> Vec<Op> {
+        (from..to)
+            .map(|i| put("c", json!({"_id": format!("d{i:04}"), "n": i}), None))
+            .collect()
+    };
+    h.run(docs(0, 1000)).unwrap();
+    h.run(vec![insert("other", json!({"_id": "x"}))]).unwrap();
+    let expected = h.state.encode();
+    let mut builder = h.state.begin_image(0);
+    let mut steps = 0;
+    loop {
+        // Rewrite documents behind, at and ahead of the builder; delete some, add others.
+        let i = steps * 7 % 1000;
+        h.run(vec![
+            put("c", json!({"_id": format!("d{i:04}"), "n": -1}), None),
+            delete("c", &format!("d{:04}", (i + 500) % 1000)),
+            put("c", json!({"_id": format!("e{steps}")}), None),
+        ])
+        .unwrap_or_default();
+        steps += 1;
+        if h.state.image_step(&mut builder, 10) == ImageStep::Done {
+            break;
+        }
+    }
+    assert!(steps > 90, "the image took {steps} steps");
+    let (position, bytes) = h.state.end_image(builder).expect("not spoiled");
+    assert_eq!(bytes, expected);
+    assert_eq!(position.lsn, Lsn(2));
+    assert!(State::from_snapshot(&Snapshot::new(position, bytes)).is_ok());
+
+    // Creating an index spoils the image being built; so does beginning another.
+    let mut builder = h.state.begin_image(0);
+    h.state.image_step(&mut builder, 10);
+    h.run(vec![index("c", IndexSpec::single("by_n", "n"))]).unwrap();
+    assert_eq!(h.state.image_step(&mut builder, 10), ImageStep::Spoiled);
+    assert_eq!(h.state.end_image(builder), None);
+    let first = h.state.begin_image(0);
+    let mut second = h.state.begin_image(0);
+    assert_eq!(h.state.end_image(first), None);
+    while h.state.image_step(&mut second, 100) == ImageStep::More {}
+    assert_eq!(h.state.end_image(second).map(|(_, b)| b), Some(h.state.encode()));
 }
 
 #[test]

@@ -293,7 +293,7 @@ impl LogShared {
         // keeps syncing appends (and the member acknowledging them) while a large state is
         // written. One save or install at a time.
         let _one_at_a_time = lock(&self.snapshot_io);
-        let save = lock(&self.store).begin_snapshot(snapshot)?;
+        let save = lock(&self.store).begin_snapshot(snapshot.position)?;
         let written = save.write(snapshot)?;
         lock(&self.store).finish_snapshot(written)?;
         self.save_side(|side| side.snapshot = Some(log_id))?;

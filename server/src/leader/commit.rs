@@ -12,6 +12,7 @@ use tracing::{error, info, warn};
 use cstore_core::storage::{LogStore, StorageError};
 use cstore_core::{LogEntry, Lsn, Txn};
 
+use super::checkpoint::{self, CheckpointStore};
 use super::{LeaderConfig, Request, Shared, WriteError};
 use crate::clock::now_ms;
 use crate::local::{LocalCopy, LocalError};
@@ -21,8 +22,9 @@ type Reply = oneshot::Sender<Result<Lsn, WriteError>>;
 /// Runs until a shutdown request or until every handle is dropped. `since_checkpoint` counts
 /// the entries already in the log after the last checkpoint (those recovery replayed), so a
 /// server that restarts often still checkpoints every `checkpoint_every_entries` entries
-/// rather than replaying an ever longer log.
-pub(crate) async fn run<S: LogStore>(
+/// rather than replaying an ever longer log. A checkpoint runs beside the commits (see
+/// `checkpoint`); one at a time.
+pub(crate) async fn run<S: CheckpointStore>(
     shared: Arc<Shared>,
     mut copy: LocalCopy<S>,
     mut requests: mpsc::Receiver<Request>,
@@ -30,20 +32,20 @@ pub(crate) async fn run<S: LogStore>(
     mut since_checkpoint: u64,
 ) {
     let mut batch: Vec<(Txn, Reply)> = Vec::with_capacity(config.batch_max);
+    let mut checkpoint = None;
     loop {
-        // Wait for work, or for the next TTL deadline: expiry needs an entry to happen.
-        let first = match next_deadline(&shared) {
-            Some(wait) => match tokio::time::timeout(wait, requests.recv()).await {
-                Ok(request) => request,
-                Err(_elapsed) => {
-                    let (reply, _) = oneshot::channel();
-                    Some(Request::Write {
-                        txn: Txn::tick(),
-                        reply,
-                    })
-                }
-            },
-            None => requests.recv().await,
+        let first = tokio::select! {
+            biased;
+            outcome = checkpoint::wait(&mut checkpoint) => Err(outcome),
+            request = next_request(&shared, &mut requests) => Ok(request),
+        };
+        let first = match first {
+            Ok(request) => request,
+            Err(outcome) => {
+                let pending = checkpoint.take().expect("the checkpoint waited for");
+                checkpoint::finish(&mut copy, pending, outcome).await;
+                continue;
+            }
         };
         let Some(first) = first else { break };
         let mut shutdown = None;
@@ -62,8 +64,11 @@ pub(crate) async fn run<S: LogStore>(
         }
         let committed = commit_batch(&shared, &mut copy, &mut batch).await;
         since_checkpoint += committed;
-        if committed > 0 && since_checkpoint >= config.checkpoint_every_entries {
-            checkpoint(&mut copy).await;
+        if committed > 0
+            && since_checkpoint >= config.checkpoint_every_entries
+            && checkpoint.is_none()
+        {
+            checkpoint = checkpoint::start(&mut copy).await;
             since_checkpoint = 0;
         }
         if let Some(done) = shutdown {
@@ -80,11 +85,35 @@ pub(crate) async fn run<S: LogStore>(
                     }
                 }
             }
+            // A checkpoint under way is finished (a restart then replays less).
+            if checkpoint.is_some() {
+                let outcome = checkpoint::wait(&mut checkpoint).await;
+                let pending = checkpoint.take().expect("a checkpoint under way");
+                checkpoint::finish(&mut copy, pending, outcome).await;
+            }
             // Close the store (and release its directory lock) before saying we are done.
             drop(copy.into_store());
             info!("commit thread stopped");
             let _ = done.send(());
             return;
+        }
+    }
+}
+
+/// The next request, waiting for one; at the next TTL deadline, an expiry tick (expiry needs an
+/// entry to happen). `None` once every handle is dropped.
+async fn next_request(shared: &Shared, requests: &mut mpsc::Receiver<Request>) -> Option<Request> {
+    let Some(wait) = next_deadline(shared) else {
+        return requests.recv().await;
+    };
+    match tokio::time::timeout(wait, requests.recv()).await {
+        Ok(request) => request,
+        Err(_elapsed) => {
+            let (reply, _) = oneshot::channel();
+            Some(Request::Write {
+                txn: Txn::tick(),
+                reply,
+            })
         }
     }
 }
@@ -225,30 +254,6 @@ async fn publish_what_is_durable<S: LogStore>(shared: &Shared, copy: &mut LocalC
         }
         Err(LocalError::Apply { lsn, reason }) => {
             panic!("durable entry {lsn} of the leader's own log does not apply: {reason}");
-        }
-    }
-}
-
-/// Writes a snapshot of the state and compacts the log behind it.
-async fn checkpoint<S: LogStore>(copy: &mut LocalCopy<S>) {
-    let started = Instant::now();
-    match copy.checkpoint().await {
-        Ok(snapshot) => {
-            metrics::counter!("cstore_checkpoints_total").increment(1);
-            info!(lsn = %snapshot.position.lsn, bytes = snapshot.data.len(),
-                  ms = started.elapsed().as_millis() as u64, "checkpoint written");
-        }
-        // A failed checkpoint loses nothing: the log still holds every entry, and the store
-        // keeps the last good snapshot (a new one replaces it only at its rename).
-        Err(e) => {
-            let kind = if matches!(e, StorageError::Full(_)) {
-                "checkpoint_disk_full"
-            } else {
-                "checkpoint_io"
-            };
-            metrics::counter!("cstore_storage_errors_total", "kind" => kind).increment(1);
-            let lsn = copy.local().applied_lsn();
-            warn!(error = %e, %lsn, "checkpoint failed; the log keeps growing");
         }
     }
 }

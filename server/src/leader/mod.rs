@@ -32,6 +32,7 @@
 //!   the disk and an fsync is never retried on the same data; the leader takes no more writes
 //!   (`storage_failed`, 503) and stays read-only until a restart recovers from what is durable.
 
+mod checkpoint;
 mod commit;
 #[cfg(test)]
 mod tests;
@@ -44,12 +45,13 @@ use tokio::sync::{mpsc, oneshot};
 use cstore_core::doc::IdGenerator;
 use cstore_core::error::ErrorCode;
 use cstore_core::state::{Rejection, State};
-use cstore_core::storage::{LogStore, StorageError};
+use cstore_core::storage::StorageError;
 use cstore_core::{Lsn, ReplicaId, Term, Txn};
 
 use crate::local::{Local, LocalCopy};
 
 pub use crate::local::StartError;
+pub use checkpoint::CheckpointStore;
 
 /// Tunables of the leader.
 #[derive(Clone, Debug)]
@@ -203,10 +205,10 @@ impl std::fmt::Debug for Leader {
 impl Leader {
     /// Recovers the state from `store` (snapshot, then the log after it) and starts the commit
     /// thread. Refuses to start on a log that does not replay.
-    pub async fn open<S>(store: S, config: LeaderConfig) -> Result<Leader, StartError>
-    where
-        S: LogStore + Send + 'static,
-    {
+    pub async fn open<S: CheckpointStore>(
+        store: S,
+        config: LeaderConfig,
+    ) -> Result<Leader, StartError> {
         let (copy, since_checkpoint) =
             LocalCopy::recover(store, Term(1), config.tail_bytes_max).await?;
         let metadata = copy.metadata().clone();

@@ -39,7 +39,7 @@ use tokio::sync::watch;
 
 use cstore_core::log::LogEntry;
 use cstore_core::snapshot::Snapshot;
-use cstore_core::state::{Speculation, State};
+use cstore_core::state::{ImageBuilder, ImageStep, Speculation, State};
 use cstore_core::storage::{LogStore, Metadata, StorageError};
 use cstore_core::{LogPosition, Lsn, Term};
 
@@ -179,6 +179,44 @@ impl Local {
         self.snapshot_with(|_| ()).await.0
     }
 
+    /// Begins an image of the state as it is now, which [`Local::finish_image`] encodes while
+    /// entries go on applying (see [`State::begin_image`]). Writers wait only for this moment
+    /// under the write lock (O(collections + origins)). The image must be finished or
+    /// abandoned: until then every collection keeps the documents that change.
+    pub async fn begin_image(&self) -> ImageBuilder {
+        let _writers = self.writers.lock().await;
+        let mut state = self.state.write().expect("state lock poisoned");
+        // A little more than last time: the state has mostly grown since.
+        let last = self.last_image_bytes.load(Ordering::Relaxed);
+        state.begin_image(last + last / 8)
+    }
+
+    /// Encodes `builder`'s image [`IMAGE_STEP_DOCS`] documents at a time, each step under the
+    /// read lock (a writer waits for one step at most, and applies between steps), then ends
+    /// it and hashes it: a snapshot of the state when the image began. `None` when the image
+    /// was spoiled (a collection or an index came or went meanwhile). Holds its thread for
+    /// O(state): run it on a thread of its own.
+    pub fn finish_image(&self, mut builder: ImageBuilder) -> Option<Snapshot> {
+        while self.read(|state| state.image_step(&mut builder, IMAGE_STEP_DOCS)) == ImageStep::More
+        {}
+        let (position, data) = self
+            .state
+            .write()
+            .expect("state lock poisoned")
+            .end_image(builder)?;
+        self.last_image_bytes.store(data.len(), Ordering::Relaxed);
+        Some(Snapshot::new(position, data))
+    }
+
+    /// Ends an image that will not be finished: the collections stop keeping documents.
+    pub fn abandon_image(&self, builder: ImageBuilder) {
+        let _ = self
+            .state
+            .write()
+            .expect("state lock poisoned")
+            .end_image(builder);
+    }
+
     /// The last LSN applied (and durable).
     pub fn applied_lsn(&self) -> Lsn {
         *self.applied.borrow()
@@ -208,6 +246,10 @@ impl Local {
         self.applied.send_modify(|_| {});
     }
 }
+
+/// How many documents a step of [`Local::finish_image`] encodes under the read lock: about a
+/// millisecond's work, the longest a writer waits for a checkpoint.
+pub const IMAGE_STEP_DOCS: usize = 2048;
 
 /// Runs work that holds a thread for long (encoding, hashing or decoding a large state)
 /// without holding a runtime worker meanwhile: on a multi-thread runtime tokio hands this
@@ -277,6 +319,12 @@ impl<S: LogStore> LocalCopy<S> {
     /// The store, for what is not the copy's business (side records).
     pub fn store(&self) -> &S {
         &self.store
+    }
+
+    /// The store, to change it beside the copy (a checkpoint's save, which leaves the log and
+    /// the state as they are).
+    pub fn store_mut(&mut self) -> &mut S {
+        &mut self.store
     }
 
     /// The store, to close it (dropping releases its directory lock).

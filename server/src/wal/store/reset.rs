@@ -213,6 +213,13 @@ pub struct WrittenSnapshot {
     position: LogPosition,
 }
 
+impl WrittenSnapshot {
+    /// The position of the snapshot written.
+    pub fn position(&self) -> LogPosition {
+        self.position
+    }
+}
+
 impl SnapshotSave {
     /// Checks `snapshot` against its state hash and writes and syncs its temp file; takes no
     /// lock. A snapshot that fails its hash is `Invalid`, and nothing is written.
@@ -238,19 +245,19 @@ impl FileStore {
     /// Begins saving `snapshot` of an entry the log holds (a snapshot past the last entry resets
     /// the log: that one goes through `save_snapshot_blocking`). One save at a time: the caller
     /// keeps others (and installs) out until [`Self::finish_snapshot`].
-    pub fn begin_snapshot(&mut self, snapshot: &Snapshot) -> StorageResult<SnapshotSave> {
+    pub fn begin_snapshot(&mut self, position: LogPosition) -> StorageResult<SnapshotSave> {
         self.guarded(|store| {
-            if snapshot.position.lsn > store.last.lsn {
+            if position.lsn > store.last.lsn {
                 return Err(StorageError::Invalid(format!(
-                    "snapshot at {} is past the log's last entry {}: save it with \
+                    "snapshot at {position} is past the log's last entry {}: save it with \
                      save_snapshot_blocking",
-                    snapshot.position, store.last
+                    store.last
                 )));
             }
             Ok(SnapshotSave {
                 dir: store.dir.clone(),
                 sequence: store.snapshot_sequence + 1,
-                position: snapshot.position,
+                position,
                 fault: store.faults.check(FaultOp::Snapshot),
             })
         })
