@@ -8,7 +8,9 @@
 //!
 //! Names recorded elsewhere: the leader's `cstore_writes_total{result}`,
 //! `cstore_commit_batches_total`, `cstore_commit_batch_size`, `cstore_fsync_seconds`,
-//! `cstore_committed_lsn`, `cstore_checkpoints_total`; the HTTP layer's
+//! `cstore_committed_lsn`, `cstore_checkpoints_total`, `cstore_checkpoint_seconds` (from
+//! a checkpoint's start to its snapshot in place) and `cstore_checkpoint_running` (1 while one
+//! is under way); the HTTP layer's
 //! `cstore_http_requests_total{method,route,status}` and
 //! `cstore_http_request_seconds{method,route}` (see [`record_http_request`]); the write
 //! channel's `cstore_write_channels` and `cstore_write_channel_txns_total`; the edge's

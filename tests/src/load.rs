@@ -80,6 +80,8 @@ pub struct LoadConfig {
     pub limit: Limit,
     /// Create an index on `city` before the run.
     pub index: bool,
+    /// Watch the server's checkpoints and report the writes that overlapped one apart.
+    pub split_checkpoints: bool,
 }
 
 /// What a run measured.
@@ -99,6 +101,20 @@ pub struct Report {
     pub error_samples: Vec<String>,
     /// Latency of successful requests, in microseconds.
     pub latency_us: Histogram<u64>,
+    /// With `split_checkpoints`: the requests that overlapped a checkpoint, the others, and
+    /// the checkpoints seen.
+    pub checkpoints: Option<CheckpointSplit>,
+}
+
+/// The requests of a run split by whether they overlapped one of the server's checkpoints.
+#[derive(Debug)]
+pub struct CheckpointSplit {
+    /// Requests sent or answered while a checkpoint ran.
+    pub during: Tally,
+    /// The other requests.
+    pub outside: Tally,
+    /// Each checkpoint seen: when it began and ended, from the run's start.
+    pub seen: Vec<(Duration, Option<Duration>)>,
 }
 
 /// Why a run could not start.
@@ -143,11 +159,18 @@ pub async fn run(config: LoadConfig) -> Result<Report, LoadError> {
     if config.index {
         create_index(&http, &config).await?;
     }
+    let watch = config
+        .split_checkpoints
+        .then(|| Arc::new(CheckpointWatch::default()));
     let shared = Arc::new(Shared {
         next_document: AtomicU64::new(0),
         http,
         config: config.clone(),
+        watch: watch.clone(),
     });
+    let poller = watch
+        .as_ref()
+        .map(|watch| tokio::spawn(Arc::clone(watch).poll(shared.http.clone(), config.url.clone())));
     let started = Instant::now();
     let deadline = match config.limit {
         Limit::Duration(d) => Some(started + d),
@@ -161,11 +184,28 @@ pub async fn run(config: LoadConfig) -> Result<Report, LoadError> {
         .collect();
     let mut run = Tally::new(ERROR_SAMPLES_MAX);
     let mut documents_ok = 0;
+    let mut split = watch
+        .as_ref()
+        .map(|_| (Tally::new(ERROR_SAMPLES_MAX), Tally::new(ERROR_SAMPLES_MAX)));
     for task in tasks {
-        let (tally, documents) = task.await.expect("a client task does not panic");
+        let (tallies, documents) = task.await.expect("a client task does not panic");
         documents_ok += documents;
-        run.merge(tally);
+        run.merge(tallies.all);
+        if let (Some((during, outside)), Some((d, o))) = (split.as_mut(), tallies.split) {
+            during.merge(d);
+            outside.merge(o);
+        }
     }
+    if let Some(poller) = poller {
+        poller.abort();
+    }
+    let checkpoints = split
+        .zip(watch)
+        .map(|((during, outside), watch)| CheckpointSplit {
+            during,
+            outside,
+            seen: watch.seen(started),
+        });
     Ok(Report {
         config,
         elapsed: started.elapsed(),
@@ -174,6 +214,7 @@ pub async fn run(config: LoadConfig) -> Result<Report, LoadError> {
         errors: run.errors,
         error_samples: run.error_samples,
         latency_us: run.latency_us,
+        checkpoints,
     })
 }
 
@@ -181,10 +222,106 @@ struct Shared {
     next_document: AtomicU64,
     http: reqwest::Client,
     config: LoadConfig,
+    watch: Option<Arc<CheckpointWatch>>,
+}
+
+/// A client's tallies: every request, and with a checkpoint watch, those that overlapped a
+/// checkpoint and the others.
+struct Tallies {
+    all: Tally,
+    split: Option<(Tally, Tally)>,
+}
+
+impl Tallies {
+    fn new(watching: bool) -> Tallies {
+        Tallies {
+            all: Tally::new(ERROR_SAMPLES_MAX),
+            split: watching.then(|| (Tally::new(ERROR_SAMPLES_MAX), Tally::new(ERROR_SAMPLES_MAX))),
+        }
+    }
+
+    fn record(
+        &mut self,
+        watch: Option<&CheckpointWatch>,
+        sent: Instant,
+        outcome: Result<(), String>,
+    ) {
+        if let (Some((during, outside)), Some(watch)) = (self.split.as_mut(), watch) {
+            let tally = if watch.overlaps(sent, Instant::now()) {
+                during
+            } else {
+                outside
+            };
+            tally.record(sent, outcome.clone());
+        }
+        self.all.record(sent, outcome);
+    }
+}
+
+/// The server's checkpoints as its `cstore_checkpoint_running` gauge shows them, polled every
+/// few milliseconds: a checkpoint's start and end are seen up to one poll late.
+#[derive(Debug, Default)]
+struct CheckpointWatch {
+    /// Each checkpoint seen: its start and, once seen, its end.
+    seen: std::sync::Mutex<Vec<(Instant, Option<Instant>)>>,
+}
+
+/// How often the watch polls `/metrics`.
+const CHECKPOINT_POLL: Duration = Duration::from_millis(5);
+
+impl CheckpointWatch {
+    async fn poll(self: Arc<Self>, http: reqwest::Client, url: String) {
+        let url = format!("{url}/metrics");
+        loop {
+            let running = match http.get(&url).send().await {
+                Ok(response) => response.text().await.ok().and_then(|text| {
+                    text.lines()
+                        .find_map(|line| line.strip_prefix("cstore_checkpoint_running "))
+                        .map(|value| value.trim() == "1")
+                }),
+                Err(_) => None,
+            };
+            if let Some(running) = running {
+                let now = Instant::now();
+                let mut seen = self.seen.lock().expect("poisoned");
+                match seen.last_mut() {
+                    Some((_, end @ None)) if !running => *end = Some(now),
+                    Some((_, None)) => {}
+                    _ if running => seen.push((now, None)),
+                    _ => {}
+                }
+            }
+            tokio::time::sleep(CHECKPOINT_POLL).await;
+        }
+    }
+
+    /// Whether a checkpoint ran at some moment from `from` to `to`.
+    fn overlaps(&self, from: Instant, to: Instant) -> bool {
+        self.seen
+            .lock()
+            .expect("poisoned")
+            .iter()
+            .rev()
+            .any(|(start, end)| *start <= to && end.is_none_or(|end| end >= from))
+    }
+
+    fn seen(&self, origin: Instant) -> Vec<(Duration, Option<Duration>)> {
+        self.seen
+            .lock()
+            .expect("poisoned")
+            .iter()
+            .map(|(start, end)| {
+                (
+                    start.saturating_duration_since(origin),
+                    end.map(|end| end.saturating_duration_since(origin)),
+                )
+            })
+            .collect()
+    }
 }
 
 /// One client: its tally and the documents its successful requests carried.
-async fn client_loop(shared: Arc<Shared>, deadline: Option<Instant>) -> (Tally, u64) {
+async fn client_loop(shared: Arc<Shared>, deadline: Option<Instant>) -> (Tallies, u64) {
     let config = &shared.config;
     let per_request = match config.mode {
         Mode::Insert | Mode::Channel => 1,
@@ -194,7 +331,7 @@ async fn client_loop(shared: Arc<Shared>, deadline: Option<Instant>) -> (Tally, 
         Mode::Insert | Mode::Channel => format!("{}/v1/c/{}", config.url, config.collection),
         Mode::Txn => format!("{}/v1/txn", config.url),
     };
-    let mut tally = Tally::new(ERROR_SAMPLES_MAX);
+    let mut tally = Tallies::new(shared.watch.is_some());
     let mut documents_ok = 0;
     loop {
         if deadline.is_some_and(|d| Instant::now() >= d) {
@@ -240,16 +377,16 @@ async fn client_loop(shared: Arc<Shared>, deadline: Option<Instant>) -> (Tally, 
         if outcome.is_ok() {
             documents_ok += count;
         }
-        tally.record(sent, outcome);
+        tally.record(shared.watch.as_deref(), sent, outcome);
     }
     (tally, documents_ok)
 }
 
 /// One client of the write channel: keeps up to `window` one-insert transactions in flight on
 /// its WebSocket; each one's latency runs from its send to its answer.
-async fn channel_loop(shared: Arc<Shared>, deadline: Option<Instant>) -> (Tally, u64) {
+async fn channel_loop(shared: Arc<Shared>, deadline: Option<Instant>) -> (Tallies, u64) {
     let config = &shared.config;
-    let mut tally = Tally::new(ERROR_SAMPLES_MAX);
+    let mut tally = Tallies::new(shared.watch.is_some());
     let addr = config
         .url
         .trim_start_matches("http://")
@@ -262,7 +399,8 @@ async fn channel_loop(shared: Arc<Shared>, deadline: Option<Instant>) -> (Tally,
     let mut channel = match WriteChannel::open(&addr, &query, None).await {
         Ok(channel) => channel,
         Err(error) => {
-            tally.record(Instant::now(), Err(format!("opening the channel: {error}")));
+            let error = Err(format!("opening the channel: {error}"));
+            tally.record(shared.watch.as_deref(), Instant::now(), error);
             return (tally, 0);
         }
     };
@@ -284,7 +422,7 @@ async fn channel_loop(shared: Arc<Shared>, deadline: Option<Instant>) -> (Tally,
             if outcome.is_ok() {
                 documents_ok += 1;
             }
-            tally.record(sent, outcome);
+            tally.record(shared.watch.as_deref(), sent, outcome);
         })
         .await;
     channel.close().await;
@@ -368,6 +506,46 @@ impl Report {
     }
 }
 
+impl CheckpointSplit {
+    /// Lines for the report: the two groups' latencies, and the checkpoints seen.
+    pub fn lines(&self) -> Vec<String> {
+        let group = |name: &str, tally: &Tally| {
+            let ms = |q: f64| tally.latency_us.value_at_quantile(q) as f64 / 1000.0;
+            format!(
+                "{name:<26} {:>8} writes  p50 {:>7.2}  p99 {:>8.2}  p99.9 {:>8.2}  max {:>8.2} ms  errors {}",
+                tally.ok,
+                ms(0.5),
+                ms(0.99),
+                ms(0.999),
+                tally.latency_us.max() as f64 / 1000.0,
+                tally.errors
+            )
+        };
+        let seen = self
+            .seen
+            .iter()
+            .map(|(start, end)| match end {
+                Some(end) => format!(
+                    "{:.2} s for {} ms",
+                    start.as_secs_f64(),
+                    end.saturating_sub(*start).as_millis()
+                ),
+                None => format!("{:.2} s, still running at the end", start.as_secs_f64()),
+            })
+            .collect::<Vec<_>>();
+        vec![
+            group("during a checkpoint", &self.during),
+            group("outside checkpoints", &self.outside),
+            format!(
+                "checkpoints seen (polled every {} ms): {}: {}",
+                CHECKPOINT_POLL.as_millis(),
+                seen.len(),
+                seen.join(", ")
+            ),
+        ]
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -399,6 +577,7 @@ mod tests {
                 window: 1,
                 limit: Limit::Documents(300),
                 index: false,
+                split_checkpoints: false,
             },
             elapsed: Duration::from_secs(2),
             requests_ok: 3,
@@ -406,6 +585,7 @@ mod tests {
             errors: 0,
             error_samples: Vec::new(),
             latency_us,
+            checkpoints: None,
         };
         let row = report.row();
         assert_eq!(row.len(), Report::header().len(), "{row}");

@@ -320,7 +320,10 @@ impl Collection {
     ) -> Option<Box<str>> {
         assert!(*budget > 0, "a step visits at least one id");
         let frozen = self.frozen.as_ref().expect("the collection is frozen");
-        let from = (after.map_or(Bound::Unbounded, Bound::Excluded), Bound::Unbounded);
+        let from = (
+            after.map_or(Bound::Unbounded, Bound::Excluded),
+            Bound::Unbounded,
+        );
         let mut live = self.docs.range::<str, _>(from).peekable();
         let mut kept = frozen.range::<str, _>(from).peekable();
         let mut last: Option<&str> = None;

@@ -170,12 +170,13 @@ impl ImageBuilder {
                 self.head_written = true;
             }
             let mut written = 0;
-            let last = collection.frozen_docs_after(self.after.as_deref(), &mut budget, |doc, at| {
-                let taken = std::mem::take(&mut out);
-                out = postcard::to_extend(&(doc, at), taken)
-                    .expect("encoding into a Vec cannot fail");
-                written += 1;
-            });
+            let last =
+                collection.frozen_docs_after(self.after.as_deref(), &mut budget, |doc, at| {
+                    let taken = std::mem::take(&mut out);
+                    out = postcard::to_extend(&(doc, at), taken)
+                        .expect("encoding into a Vec cannot fail");
+                    written += 1;
+                });
             self.out = out;
             self.docs_written += written;
             match last {

@@ -721,14 +721,18 @@ fn an_image_in_steps_outlives_a_thousand_writes_and_ddl_spoils_it() {
     // Creating an index spoils the image being built; so does beginning another.
     let mut builder = h.state.begin_image(0);
     h.state.image_step(&mut builder, 10);
-    h.run(vec![index("c", IndexSpec::single("by_n", "n"))]).unwrap();
+    h.run(vec![index("c", IndexSpec::single("by_n", "n"))])
+        .unwrap();
     assert_eq!(h.state.image_step(&mut builder, 10), ImageStep::Spoiled);
     assert_eq!(h.state.end_image(builder), None);
     let first = h.state.begin_image(0);
     let mut second = h.state.begin_image(0);
     assert_eq!(h.state.end_image(first), None);
     while h.state.image_step(&mut second, 100) == ImageStep::More {}
-    assert_eq!(h.state.end_image(second).map(|(_, b)| b), Some(h.state.encode()));
+    assert_eq!(
+        h.state.end_image(second).map(|(_, b)| b),
+        Some(h.state.encode())
+    );
 }
 
 #[test]

@@ -117,6 +117,7 @@ pub(crate) async fn start<S: CheckpointStore>(
     copy: &mut LocalCopy<S>,
 ) -> Option<Checkpoint<S::Written>> {
     let started = Instant::now();
+    metrics::gauge!("cstore_checkpoint_running").set(1.0);
     let local = Arc::clone(copy.local());
     let image = local.begin_image().await;
     let position = image.position();
@@ -125,6 +126,7 @@ pub(crate) async fn start<S: CheckpointStore>(
         Err(e) => {
             local.abandon_image(image);
             failed(&e, position.lsn);
+            metrics::gauge!("cstore_checkpoint_running").set(0.0);
             return None;
         }
     };
@@ -169,6 +171,16 @@ pub(crate) async fn finish<S: CheckpointStore>(
     let Checkpoint {
         started, position, ..
     } = checkpoint;
+    finish_outcome(copy, started, position, outcome).await;
+    metrics::gauge!("cstore_checkpoint_running").set(0.0);
+}
+
+async fn finish_outcome<S: CheckpointStore>(
+    copy: &mut LocalCopy<S>,
+    started: Instant,
+    position: LogPosition,
+    outcome: Result<Outcome<S::Written>, JoinError>,
+) {
     let result = match outcome {
         Ok(Outcome::Written { written, bytes }) => copy
             .store_mut()
@@ -202,9 +214,7 @@ pub(crate) async fn finish<S: CheckpointStore>(
 }
 
 /// A checkpoint in one go, writers held while the state is encoded.
-async fn whole<S: CheckpointStore>(
-    copy: &mut LocalCopy<S>,
-) -> StorageResult<(LogPosition, usize)> {
+async fn whole<S: CheckpointStore>(copy: &mut LocalCopy<S>) -> StorageResult<(LogPosition, usize)> {
     let snapshot = copy.checkpoint().await?;
     Ok((snapshot.position, snapshot.data.len()))
 }

@@ -273,7 +273,10 @@ async fn writes_commit_while_a_checkpoint_is_written() {
     .expect("the checkpoint finishes once its snapshot is written");
     // The snapshot is the state when the checkpoint began, not when it was written.
     assert_eq!(snapshot.position.lsn, Lsn(10));
-    assert_eq!(State::from_snapshot(&snapshot).unwrap().state_hash(), hash_at_10);
+    assert_eq!(
+        State::from_snapshot(&snapshot).unwrap().state_hash(),
+        hash_at_10
+    );
     assert_eq!(store.with(|s| now(s.state())).unwrap().first, Lsn(11));
     let hash = leader.read(|s| s.state_hash());
     leader.shutdown().await;

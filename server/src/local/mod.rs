@@ -198,7 +198,8 @@ impl Local {
     /// O(state): run it on a thread of its own.
     pub fn finish_image(&self, mut builder: ImageBuilder) -> Option<Snapshot> {
         while self.read(|state| state.image_step(&mut builder, IMAGE_STEP_DOCS)) == ImageStep::More
-        {}
+        {
+        }
         let (position, data) = self
             .state
             .write()

@@ -47,6 +47,10 @@ struct Args {
     /// Create an index on `city` before the run.
     #[arg(long)]
     index: bool,
+    /// Watch the server's checkpoints (its /metrics, polled) and report the writes that
+    /// overlapped one apart from the others.
+    #[arg(long)]
+    split_checkpoints: bool,
     /// The collection to write to.
     #[arg(long, default_value = "load")]
     collection: String,
@@ -104,6 +108,7 @@ fn main() {
         window: args.window,
         limit,
         index: args.index,
+        split_checkpoints: args.split_checkpoints,
     };
     println!(
         "cstore-load: {} clients, mode {}{}, {} against {url}{}{}",
@@ -143,6 +148,9 @@ fn main() {
                 report.requests_ok,
                 report.elapsed.as_secs_f64()
             );
+            for line in report.checkpoints.iter().flat_map(|split| split.lines()) {
+                println!("{line}");
+            }
             for sample in &report.error_samples {
                 println!("error sample: {sample}");
             }

@@ -119,6 +119,7 @@ pub fn measure(
                 window: 1,
                 limit: Limit::Documents(config.live_writes),
                 index: false,
+                split_checkpoints: false,
             }))
             .map_err(|e| PeerError::net("writing over HTTP", e))?;
         if live.errors > 0 {
