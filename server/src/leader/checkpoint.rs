@@ -16,7 +16,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::task::{JoinError, JoinHandle};
 use tracing::{error, info, warn};
@@ -103,8 +103,14 @@ pub(crate) struct Checkpoint<W> {
 
 /// What a checkpoint's thread did.
 pub(crate) enum Outcome<W> {
-    /// The snapshot is written beside the store (`bytes` long).
-    Written { written: W, bytes: usize },
+    /// The snapshot is written beside the store (`bytes` long), its image encoded and hashed
+    /// in `image`, its file written and synced in `write`.
+    Written {
+        written: W,
+        bytes: usize,
+        image: Duration,
+        write: Duration,
+    },
     /// A collection or an index came or went while the image was encoded.
     Spoiled,
     /// The snapshot could not be written; the store is unchanged.
@@ -131,13 +137,17 @@ pub(crate) async fn start<S: CheckpointStore>(
         }
     };
     let task = tokio::task::spawn_blocking(move || {
+        let begun = Instant::now();
         let Some(snapshot) = local.finish_image(image) else {
             return Outcome::Spoiled;
         };
+        let encoded = Instant::now();
         match S::write_save(save, &snapshot) {
             Ok(written) => Outcome::Written {
                 written,
                 bytes: snapshot.data.len(),
+                image: encoded - begun,
+                write: encoded.elapsed(),
             },
             Err(e) => Outcome::Failed(e),
         }
@@ -182,11 +192,23 @@ async fn finish_outcome<S: CheckpointStore>(
     outcome: Result<Outcome<S::Written>, JoinError>,
 ) {
     let result = match outcome {
-        Ok(Outcome::Written { written, bytes }) => copy
-            .store_mut()
-            .finish_save(written)
-            .await
-            .map(|()| (position, bytes)),
+        Ok(Outcome::Written {
+            written,
+            bytes,
+            image,
+            write,
+        }) => {
+            info!(
+                lsn = %position.lsn,
+                image_ms = image.as_millis() as u64,
+                write_ms = write.as_millis() as u64,
+                "checkpoint's snapshot written beside the log"
+            );
+            copy.store_mut()
+                .finish_save(written)
+                .await
+                .map(|()| (position, bytes))
+        }
         Ok(Outcome::Failed(e)) => Err(e),
         Ok(Outcome::Spoiled) => {
             info!(lsn = %position.lsn, "a collection or index changed during the checkpoint; \
