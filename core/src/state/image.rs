@@ -154,6 +154,15 @@ impl ImageBuilder {
         self.position
     }
 
+    /// Makes room for at least `bytes` more without growing the buffer in a step: at least
+    /// doubles it when it has less (a step runs under a lock, and growing a buffer of a
+    /// hundred megabytes copies it).
+    pub fn reserve(&mut self, bytes: usize) {
+        if self.out.capacity() - self.out.len() < bytes {
+            self.out.reserve(bytes.max(self.out.len()));
+        }
+    }
+
     /// Encodes up to `docs_max` (> 0) more ids of the state, which is this image's current.
     pub(super) fn step(&mut self, state: &State, docs_max: usize) -> ImageStep {
         let mut budget = docs_max;

@@ -191,32 +191,45 @@ impl Local {
         state.begin_image(last + last / 8)
     }
 
-    /// Encodes `builder`'s image [`IMAGE_STEP_DOCS`] documents at a time, each step under the
-    /// read lock (a writer waits for one step at most, and applies between steps), then ends
-    /// it and hashes it: a snapshot of the state when the image began. `None` when the image
-    /// was spoiled (a collection or an index came or went meanwhile). Holds its thread for
-    /// O(state): run it on a thread of its own.
+    /// Encodes `builder`'s image [`IMAGE_STEP_DOCS`] documents at a time, then ends it and
+    /// hashes it: a snapshot of the state when the image began. `None` when the image was
+    /// spoiled (a collection or an index came or went meanwhile). Each step passes the
+    /// writers' gate and reads under the read lock, so a writer waits for one step at most
+    /// and applies between steps, in turn: the gate is fair, where a thread that took the
+    /// read lock again at once would keep a writer waiting on the lock itself for as long as
+    /// it went on (measured: half a second). Holds its thread for O(state): run it on a
+    /// blocking thread, outside the runtime's workers.
     pub fn finish_image(&self, mut builder: ImageBuilder) -> Option<Snapshot> {
-        while self.read(|state| state.image_step(&mut builder, IMAGE_STEP_DOCS)) == ImageStep::More
-        {
+        loop {
+            // Grown here, outside the lock: a step then writes into room already there.
+            builder.reserve(IMAGE_ROOM_BYTES);
+            let _writers = self.writers.blocking_lock();
+            if self.read(|state| state.image_step(&mut builder, IMAGE_STEP_DOCS)) != ImageStep::More
+            {
+                break;
+            }
         }
-        let (position, data) = self
-            .state
-            .write()
-            .expect("state lock poisoned")
-            .end_image(builder)?;
+        let (position, data) = {
+            let _writers = self.writers.blocking_lock();
+            self.state
+                .write()
+                .expect("state lock poisoned")
+                .end_image(builder)?
+        };
         self.last_image_bytes.store(data.len(), Ordering::Relaxed);
         Some(Snapshot::new(position, data))
     }
 
     /// Ends an image that will not be finished: the collections stop keeping documents.
-    pub fn abandon_image(&self, builder: ImageBuilder) {
+    pub async fn abandon_image(&self, builder: ImageBuilder) {
+        let _writers = self.writers.lock().await;
         let _ = self
             .state
             .write()
             .expect("state lock poisoned")
             .end_image(builder);
     }
+
 
     /// The last LSN applied (and durable).
     pub fn applied_lsn(&self) -> Lsn {
@@ -251,6 +264,11 @@ impl Local {
 /// How many documents a step of [`Local::finish_image`] encodes under the read lock: about a
 /// millisecond's work, the longest a writer waits for a checkpoint.
 pub const IMAGE_STEP_DOCS: usize = 2048;
+
+/// The room an image's buffer has before each step of [`Local::finish_image`], grown outside
+/// the lock if not: far more than a step of small documents writes (a step of larger ones
+/// grows it under the lock, as a whole encode would).
+const IMAGE_ROOM_BYTES: usize = 8 << 20;
 
 /// Runs work that holds a thread for long (encoding, hashing or decoding a large state)
 /// without holding a runtime worker meanwhile: on a multi-thread runtime tokio hands this

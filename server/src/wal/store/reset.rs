@@ -224,13 +224,19 @@ impl SnapshotSave {
     /// Checks `snapshot` against its state hash and writes and syncs its temp file; takes no
     /// lock. A snapshot that fails its hash is `Invalid`, and nothing is written.
     pub fn write(self, snapshot: &Snapshot) -> StorageResult<WrittenSnapshot> {
-        assert_eq!(snapshot.position, self.position, "the snapshot begun");
         if !snapshot.verify() {
             return Err(StorageError::Invalid(format!(
                 "snapshot at {} does not match its state hash",
                 snapshot.position
             )));
         }
+        self.write_hashed(snapshot)
+    }
+
+    /// [`Self::write`] for a snapshot whose hash the caller has just made from its bytes
+    /// (`Snapshot::new`, a checkpoint's own image): not hashed a second time.
+    pub fn write_hashed(self, snapshot: &Snapshot) -> StorageResult<WrittenSnapshot> {
+        assert_eq!(snapshot.position, self.position, "the snapshot begun");
         let prepared =
             snapshot_file::prepare(&self.dir, snapshot, false, self.sequence, self.fault)?;
         Ok(WrittenSnapshot {
