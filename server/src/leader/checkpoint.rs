@@ -26,7 +26,7 @@ use cstore_core::storage::{LogStore, MemoryStore, StorageError, StorageResult};
 use cstore_core::{LogPosition, Lsn};
 
 use crate::local::LocalCopy;
-use crate::wal::{FileStore, SnapshotSave, WrittenSnapshot};
+use crate::wal::{FileStore, Removals, SnapshotSave, WrittenSnapshot};
 
 /// A store whose snapshot can be saved in three steps, the slow middle one off the thread
 /// that appends: the leader's commit thread needs one.
@@ -45,6 +45,7 @@ pub trait CheckpointStore: LogStore + Send + 'static {
     fn write_save(save: Self::Save, snapshot: &Snapshot) -> StorageResult<Self::Written>;
 
     /// Makes the written snapshot the store's current one and compacts the log behind it.
+    /// Quick: what takes long (removing files no longer needed) goes to another thread.
     fn finish_save(
         &mut self,
         written: Self::Written,
@@ -65,8 +66,13 @@ impl CheckpointStore for FileStore {
 
     async fn finish_save(&mut self, written: WrittenSnapshot) -> StorageResult<()> {
         let through = written.position().lsn;
-        self.finish_snapshot(written)?;
-        self.compact_prefix_blocking(through)
+        let (result, removals) = self.leaving_removals(|store| {
+            store.finish_snapshot(written)?;
+            store.compact_prefix_blocking(through)
+        });
+        // What the store left to remove goes even if a later step failed.
+        remove_beside(removals);
+        result
     }
 }
 
@@ -84,6 +90,27 @@ impl CheckpointStore for MemoryStore {
 
     async fn finish_save(&mut self, snapshot: Snapshot) -> StorageResult<()> {
         save_and_compact(self, &snapshot).await
+    }
+}
+
+/// Removes files the store no longer needs on a thread of its own, at a low priority (see
+/// [`Removals`]). A failure only leaves them for the next open to remove.
+fn remove_beside(removals: Removals) {
+    if removals.is_empty() {
+        return;
+    }
+    let spawned = std::thread::Builder::new()
+        .name("cstore-removals".into())
+        .spawn(move || {
+            lower_this_threads_priority();
+            if let Err(e) = removals.remove() {
+                warn!(error = %e, "cannot remove files the store no longer needs; \
+                      the next start removes them");
+            }
+        });
+    if let Err(e) = spawned {
+        warn!(error = %e, "cannot start a thread to remove files the store no longer needs; \
+              the next start removes them");
     }
 }
 
@@ -179,14 +206,16 @@ pub(crate) async fn start<S: CheckpointStore>(
 
 /// Waits for the checkpoint under way, if any (forever if none): its outcome, to hand to
 /// [`finish`] with the checkpoint's start.
-pub(crate) async fn wait<W>(checkpoint: &mut Option<Checkpoint<W>>) -> Result<Outcome<W>, RecvError> {
+pub(crate) async fn wait<W>(
+    checkpoint: &mut Option<Checkpoint<W>>,
+) -> Result<Outcome<W>, RecvError> {
     match checkpoint {
         Some(checkpoint) => (&mut checkpoint.outcome).await,
         None => std::future::pending().await,
     }
 }
 
-/// The checkpoint's thread runs at a lower priority (nice 10): on a busy machine the
+/// The checkpoint's threads run at a lower priority (nice 10): on a busy machine the
 /// scheduler gives the commit thread and the HTTP workers the CPU first, and the checkpoint
 /// takes longer instead of slowing every write. Its steps hold the writers' gate for about
 /// a millisecond of work each, so a writer still waits for one step at most. Best effort:

@@ -230,7 +230,6 @@ impl Local {
             .end_image(builder);
     }
 
-
     /// The last LSN applied (and durable).
     pub fn applied_lsn(&self) -> Lsn {
         *self.applied.borrow()

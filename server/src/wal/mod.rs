@@ -72,7 +72,7 @@ mod store;
 
 pub use fault::FaultPlan;
 pub use stats::WalStats;
-pub use store::{FileStore, SideRecordFile, SnapshotSave, WrittenSnapshot};
+pub use store::{FileStore, Removals, SideRecordFile, SnapshotSave, WrittenSnapshot};
 
 /// Tunables of a [`FileStore`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

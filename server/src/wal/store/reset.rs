@@ -178,17 +178,17 @@ impl FileStore {
     /// Removes every snapshot file but `current`. The new snapshot is in place: a failure
     /// from here on leaves the store changed (poisoned).
     fn remove_older_snapshots(&mut self, current: &Path) -> StorageResult<()> {
-        let mut removed = false;
-        for (_, old) in snapshot_file::list(&self.dir).map_err(poisoning)? {
-            if old != current {
-                remove_file(&old).map_err(poisoning)?;
-                removed = true;
-            }
+        let older: Vec<PathBuf> = snapshot_file::list(&self.dir)
+            .map_err(poisoning)?
+            .into_iter()
+            .map(|(_, path)| path)
+            .filter(|path| path != current)
+            .collect();
+        if older.is_empty() {
+            return Ok(());
         }
-        if removed {
-            sync_dir(&self.dir, &mut self.stats).map_err(poisoning)?;
-        }
-        Ok(())
+        let dir = self.dir.clone();
+        self.remove_files(older, &dir).map_err(poisoning)
     }
 }
 
