@@ -780,3 +780,69 @@ fn a_snapshot_saved_beside_appends_is_the_current_one_and_refused_when_overtaken
     assert!(matches!(save.write(&forged), Err(StorageError::Invalid(_))));
     assert_eq!(store.load_snapshot_blocking(), Ok(Some(newer)));
 }
+
+#[test]
+fn files_left_to_remove_later_are_removed_by_their_caller_or_by_the_next_open() {
+    let snapshots = |dir: &Path| -> usize {
+        fs::read_dir(dir)
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .contains(".snap")
+            })
+            .count()
+    };
+    let dir = TempDir::new("wal-removals");
+    let entries = filled_store(dir.path(), SMALL, 30, 3);
+    let segments = segment_files(dir.path()).len();
+    assert!(segments > 2, "{segments} segments");
+    let mut store = FileStore::open_with(dir.path(), SMALL).unwrap();
+    store
+        .save_snapshot_blocking(&snapshot_at(entries[9].position(), (16 << 20) + 1, 10))
+        .unwrap();
+
+    // A checkpoint whose removals are left to the caller: the older snapshot (larger than a
+    // cut of the removal, so cut down before it goes) and the compacted segments stay until
+    // it removes them.
+    let later = snapshot_at(entries[19].position(), 100, 20);
+    let (result, removals) = store.leaving_removals(|store| {
+        let save = store.begin_snapshot(later.position)?;
+        store.finish_snapshot(save.write(&later)?)?;
+        store.compact_prefix_blocking(later.position.lsn)
+    });
+    result.unwrap();
+    assert!(!removals.is_empty());
+    assert_eq!(
+        snapshots(dir.path()),
+        2,
+        "the older snapshot is still there"
+    );
+    assert_eq!(
+        segment_files(dir.path()).len(),
+        segments,
+        "so are the compacted segments"
+    );
+    assert_eq!(store.load_snapshot_blocking(), Ok(Some(later.clone())));
+    removals.remove().unwrap();
+    assert_eq!(snapshots(dir.path()), 1);
+    assert!(segment_files(dir.path()).len() < segments);
+
+    // Left behind (a crash before the removal): the next open removes them and opens the
+    // current snapshot and the log after it.
+    let last = snapshot_at(entries[22].position(), 100, 23);
+    let (result, _left) = store.leaving_removals(|store| {
+        let save = store.begin_snapshot(last.position)?;
+        store.finish_snapshot(save.write(&last)?)?;
+        store.compact_prefix_blocking(last.position.lsn)
+    });
+    result.unwrap();
+    drop(store);
+    assert_eq!(snapshots(dir.path()), 2);
+    let store = FileStore::open_with(dir.path(), SMALL).unwrap();
+    assert_eq!(snapshots(dir.path()), 1);
+    assert_eq!(store.load_snapshot_blocking(), Ok(Some(last)));
+    assert_eq!(store.log_state().first, entries[23].lsn);
+}
