@@ -262,7 +262,7 @@ impl Local {
 
 /// How many documents a step of [`Local::finish_image`] encodes under the read lock: about a
 /// millisecond's work, the longest a writer waits for a checkpoint.
-pub const IMAGE_STEP_DOCS: usize = 2048;
+pub const IMAGE_STEP_DOCS: usize = 512;
 
 /// The room an image's buffer has before each step of [`Local::finish_image`], grown outside
 /// the lock if not: far more than a step of small documents writes (a step of larger ones
