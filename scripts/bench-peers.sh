@@ -50,7 +50,8 @@ fi
 
 say "building release binaries"
 cargo build --release -q -p cstore-server --bin cstore
-cargo build --release -q -p cstore-tests --bin cstore-peers --bin cstore-fanout --bin cstore-follow-bench
+cargo build --release -q -p cstore-tests --bin cstore-peers --bin cstore-fanout --bin cstore-follow-bench \
+  --bin cstore-load
 TARGET="${CARGO_TARGET_DIR:-$ROOT/target}/release"
 
 LOAD_BEFORE="$(cut -d' ' -f1-3 /proc/loadavg)"
@@ -69,7 +70,10 @@ BROWSER_DOCS=100000
 # 10,000 sockets on each side: the client process needs the fds (capped at 20,000 here).
 ulimit -n 20000 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 # The tables, and cstore-fanout's lines on the server's CPU and RSS as list items.
-tables() { sed -n -e '/^|/p' -e 's/^\(CPU while writing\|server RSS\|connect [0-9]\)/- \1/p'; }
+tables() {
+  sed -n -e '/^|/p' -e 's/^\(CPU while writing\|server RSS\|connect [0-9]\)/- \1/p' \
+    -e '/^- \(checkpoints seen\|preloaded\)/p' -e '/^Verdict: /p'
+}
 stage() {  # stage NAME FILE COMMAND...: runs COMMAND, keeps its tables in FILE
   local name="$1" file="$2"
   shift 2
@@ -87,6 +91,11 @@ stage "replication: fan-out to 1,000 replicas" fanout1k \
   "$TARGET/cstore-fanout" --spawn --replicas 1000 --rate 100 --duration-s "$DURATION_S"
 stage "replication: fan-out to 10,000 replicas" fanout10k \
   "$TARGET/cstore-fanout" --spawn --replicas 10000 --rate 10 --processes 4 --duration-s "$DURATION_S"
+CHECKPOINT_DOCS=1000000
+CHECKPOINT_S=15
+[ "$DURATION_S" = 3 ] && CHECKPOINT_DOCS=200000 && CHECKPOINT_S=5
+stage "writes during checkpoints ($CHECKPOINT_DOCS docs)" checkpoints \
+  "$ROOT/scripts/bench-checkpoints.sh" "$CHECKPOINT_S" "$CHECKPOINT_DOCS"
 stage "replication: catch-up of a fresh native follower ($FOLLOW_DOCS docs)" catchup \
   "$TARGET/cstore-follow-bench" --docs "$FOLLOW_DOCS"
 if [ -f "$ROOT/web/pkg-web/cstore_wasm_bg.wasm" ] && [ -d "$ROOT/web/node_modules/dexie" ]; then
@@ -256,6 +265,21 @@ disk() {
   echo "last snapshot (the average tail). The files are in the page cache (a process crash, not"
   echo "a machine crash). What bounds the replay, from a profile:"
   echo "[docs/bench/recovery-profile.md](docs/bench/recovery-profile.md)."
+  echo
+  echo "## Writes during checkpoints"
+  echo
+  echo "Target: write p99 during a checkpoint of 1M documents ≤ 2× the p99 without one."
+  echo "(\`scripts/bench-checkpoints.sh $CHECKPOINT_S $CHECKPOINT_DOCS\`: two servers of their"
+  echo "own, $CHECKPOINT_DOCS documents preloaded, then 64 closed-loop clients insert for"
+  echo "$CHECKPOINT_S s, with checkpoints off and with one every 50,000 entries; the writes of the"
+  echo "second run that overlapped a checkpoint, seen through the server's"
+  echo "\`cstore_checkpoint_running\` gauge polled every 5 ms, are counted apart.)"
+  echo
+  cat "$WORK/checkpoints.md"
+  echo
+  echo "A checkpoint encodes its image in steps of 512 documents between commits, then hashes"
+  echo "and writes it on a thread of its own (ARCHITECTURE.md, \"Checkpoints\"): writes are"
+  echo "not stopped, but on $(nproc) cores they share the CPU with it."
   echo
   echo "## Replication and the browser, same run"
   echo

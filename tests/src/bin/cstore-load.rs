@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use clap::Parser;
 
-use cstore_tests::load::{Limit, LoadConfig, Mode, Report, run};
+use cstore_tests::load::{Limit, LoadConfig, LoadError, Mode, Report, run};
 use cstore_tests::{ServerOptions, ServerProcess};
 
 /// Load generator for the Collection Store HTTP API.
@@ -47,6 +47,10 @@ struct Args {
     /// Create an index on `city` before the run.
     #[arg(long)]
     index: bool,
+    /// Before the measured run, load this many documents into the collection (8 clients,
+    /// transactions of 100; not measured).
+    #[arg(long, default_value_t = 0)]
+    preload: u64,
     /// Watch the server's checkpoints (its /metrics, polled) and report the writes that
     /// overlapped one apart from the others.
     #[arg(long)]
@@ -136,7 +140,31 @@ fn main() {
         .enable_all()
         .build()
         .expect("a tokio runtime builds");
-    let result = runtime.block_on(run(config));
+    let preload = (args.preload > 0).then(|| LoadConfig {
+        mode: Mode::Txn,
+        clients: 8,
+        batch: 100,
+        window: 1,
+        limit: Limit::Documents(args.preload),
+        index: false,
+        split_checkpoints: false,
+        ..config.clone()
+    });
+    let result = runtime.block_on(async {
+        if let Some(preload) = preload {
+            let report = run(preload).await?;
+            if report.errors > 0 {
+                let samples = report.error_samples.join("; ");
+                return Err(LoadError::Setup(format!("the preload failed: {samples}")));
+            }
+            println!(
+                "preloaded {} documents in {:.1} s",
+                report.documents_ok,
+                report.elapsed.as_secs_f64()
+            );
+        }
+        run(config).await
+    });
     drop(runtime);
     let code = match result {
         Ok(report) => {
