@@ -7,6 +7,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod background;
 pub mod backup;
 pub mod cli;
 pub mod clock;

@@ -8,6 +8,10 @@
 //! origins (by client): [ (client, OriginRecord { seq, lsn, at }) ]
 //! ```
 //!
+//! An image can also be encoded in steps while entries go on applying ([`ImageBuilder`], begun by
+//! `State::begin_image`): the collections keep each document that changes as it was, and the
+//! bytes come out the same.
+//!
 //! Encoding streams straight from the live maps (no copy of the state); decoding checks every
 //! document, the order of names and ids, and rebuilds the indexes, so a decoded state is one
 //! that applying entries could have produced.

@@ -26,7 +26,7 @@ use cstore_core::storage::{LogStore, MemoryStore, StorageError, StorageResult};
 use cstore_core::{LogPosition, Lsn};
 
 use crate::local::LocalCopy;
-use crate::wal::{FileStore, Removals, SnapshotSave, WrittenSnapshot};
+use crate::wal::{FileStore, SnapshotSave, WrittenSnapshot};
 
 /// A store whose snapshot can be saved in three steps, the slow middle one off the thread
 /// that appends: the leader's commit thread needs one.
@@ -71,7 +71,7 @@ impl CheckpointStore for FileStore {
             store.compact_prefix_blocking(through)
         });
         // What the store left to remove goes even if a later step failed.
-        remove_beside(removals);
+        self.remove_in_background(removals);
         result
     }
 }
@@ -90,27 +90,6 @@ impl CheckpointStore for MemoryStore {
 
     async fn finish_save(&mut self, snapshot: Snapshot) -> StorageResult<()> {
         save_and_compact(self, &snapshot).await
-    }
-}
-
-/// Removes files the store no longer needs on a thread of its own, at a low priority (see
-/// [`Removals`]). A failure only leaves them for the next open to remove.
-fn remove_beside(removals: Removals) {
-    if removals.is_empty() {
-        return;
-    }
-    let spawned = std::thread::Builder::new()
-        .name("cstore-removals".into())
-        .spawn(move || {
-            lower_this_threads_priority();
-            if let Err(e) = removals.remove() {
-                warn!(error = %e, "cannot remove files the store no longer needs; \
-                      the next start removes them");
-            }
-        });
-    if let Err(e) = spawned {
-        warn!(error = %e, "cannot start a thread to remove files the store no longer needs; \
-              the next start removes them");
     }
 }
 
@@ -167,29 +146,28 @@ pub(crate) async fn start<S: CheckpointStore>(
         }
     };
     let (done, outcome) = oneshot::channel();
-    let thread = std::thread::Builder::new()
-        .name("cstore-checkpoint".into())
-        .spawn({
-            let local = Arc::clone(&local);
-            move || {
-                lower_this_threads_priority();
-                let begun = Instant::now();
-                let Some(snapshot) = local.finish_image(image) else {
-                    let _ = done.send(Outcome::Spoiled);
-                    return;
-                };
-                let encoded = Instant::now();
-                let _ = done.send(match S::write_save(save, &snapshot) {
-                    Ok(written) => Outcome::Written {
-                        written,
-                        bytes: snapshot.data.len(),
-                        image: encoded - begun,
-                        write: encoded.elapsed(),
-                    },
-                    Err(e) => Outcome::Failed(e),
-                });
-            }
-        });
+    // At the background priority: its steps hold the writers' gate for a fraction of a
+    // millisecond each, so a writer still waits for one step at most.
+    let thread = crate::background::spawn("cstore-checkpoint", {
+        let local = Arc::clone(&local);
+        move || {
+            let begun = Instant::now();
+            let Some(snapshot) = local.finish_image(image) else {
+                let _ = done.send(Outcome::Spoiled);
+                return;
+            };
+            let encoded = Instant::now();
+            let _ = done.send(match S::write_save(save, &snapshot) {
+                Ok(written) => Outcome::Written {
+                    written,
+                    bytes: snapshot.data.len(),
+                    image: encoded - begun,
+                    write: encoded.elapsed(),
+                },
+                Err(e) => Outcome::Failed(e),
+            });
+        }
+    });
     if let Err(e) = thread {
         // The image went with the closure: a new one begins at the next checkpoint (and
         // ends this one). Nothing was written.
@@ -212,21 +190,6 @@ pub(crate) async fn wait<W>(
     match checkpoint {
         Some(checkpoint) => (&mut checkpoint.outcome).await,
         None => std::future::pending().await,
-    }
-}
-
-/// The checkpoint's threads run at a lower priority (nice 10): on a busy machine the
-/// scheduler gives the commit thread and the HTTP workers the CPU first, and the checkpoint
-/// takes longer instead of slowing every write. Its steps hold the writers' gate for about
-/// a millisecond of work each, so a writer still waits for one step at most. Best effort:
-/// nothing changes where the call fails.
-fn lower_this_threads_priority() {
-    /// The nice value of the checkpoint's thread.
-    const CHECKPOINT_NICE: i32 = 10;
-    // On Linux a thread id names that one thread to setpriority.
-    let thread = rustix::thread::gettid();
-    if let Err(e) = rustix::process::setpriority_process(Some(thread), CHECKPOINT_NICE) {
-        warn!(error = %e, "cannot lower the checkpoint thread's priority");
     }
 }
 

@@ -47,7 +47,11 @@ pub(crate) async fn run<S: CheckpointStore>(
                 continue;
             }
         };
-        let Some(first) = first else { break };
+        let Some(first) = first else {
+            // Every handle is gone: finish a checkpoint under way, then the copy goes.
+            finish_checkpoint(&mut copy, &mut checkpoint).await;
+            break;
+        };
         let mut shutdown = None;
         let mut next = Some(first);
         while let Some(request) = next.take() {
@@ -86,17 +90,25 @@ pub(crate) async fn run<S: CheckpointStore>(
                 }
             }
             // A checkpoint under way is finished (a restart then replays less).
-            if checkpoint.is_some() {
-                let outcome = checkpoint::wait(&mut checkpoint).await;
-                let pending = checkpoint.take().expect("a checkpoint under way");
-                checkpoint::finish(&mut copy, pending, outcome).await;
-            }
+            finish_checkpoint(&mut copy, &mut checkpoint).await;
             // Close the store (and release its directory lock) before saying we are done.
             drop(copy.into_store());
             info!("commit thread stopped");
             let _ = done.send(());
             return;
         }
+    }
+}
+
+/// Waits for the checkpoint under way, if any, and finishes it.
+async fn finish_checkpoint<S: CheckpointStore>(
+    copy: &mut LocalCopy<S>,
+    checkpoint: &mut Option<checkpoint::Checkpoint<S::Written>>,
+) {
+    if checkpoint.is_some() {
+        let outcome = checkpoint::wait(checkpoint).await;
+        let pending = checkpoint.take().expect("a checkpoint under way");
+        checkpoint::finish(copy, pending, outcome).await;
     }
 }
 

@@ -81,6 +81,19 @@ pub struct FileStore {
     /// While set (see [`FileStore::leaving_removals`]): the files the store no longer needs,
     /// collected to be removed by the caller instead of now.
     removals: Option<Removals>,
+    /// The thread removing files in the background, if one was started
+    /// ([`FileStore::remove_in_background`]); the store waits for it when it closes.
+    removing: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for FileStore {
+    /// Waits for the removals in the background, so that whoever opens the directory next (a
+    /// restart in the same process) finds no file vanishing under it.
+    fn drop(&mut self) {
+        if let Some(removing) = self.removing.take() {
+            let _ = removing.join();
+        }
+    }
 }
 
 /// Files a store no longer needs (older snapshots, compacted segments), to remove off the
@@ -246,6 +259,7 @@ impl FileStore {
             scratch: Vec::new(),
             _lock: lock,
             removals: None,
+            removing: None,
         };
         store.check_compaction_point()?;
         store.last = match scan.last {
@@ -741,6 +755,28 @@ impl FileStore {
             remove_file(&file)?;
         }
         sync_dir(dir, &mut self.stats)
+    }
+
+    /// Removes `removals` on a background thread (see [`Removals`]), after the previous one
+    /// finished. A failure only leaves files for the next open to remove.
+    pub fn remove_in_background(&mut self, removals: Removals) {
+        if removals.is_empty() {
+            return;
+        }
+        if let Some(previous) = self.removing.take() {
+            let _ = previous.join();
+        }
+        let spawned = crate::background::spawn("cstore-removals", move || {
+            if let Err(e) = removals.remove() {
+                tracing::warn!(error = %e, "cannot remove files the store no longer needs; \
+                               the next start removes them");
+            }
+        });
+        match spawned {
+            Ok(handle) => self.removing = Some(handle),
+            Err(e) => tracing::warn!(error = %e, "cannot start a thread to remove files the \
+                                     store no longer needs; the next start removes them"),
+        }
     }
 
     /// Runs `f` on the store, leaving the files it would remove to the caller: they are
