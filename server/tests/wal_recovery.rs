@@ -17,7 +17,7 @@ use cstore_core::snapshot::Snapshot;
 use cstore_core::storage::conformance::{entries_after, snapshot_at};
 use cstore_core::storage::{Metadata, StorageError};
 use cstore_core::types::{Hash, LogPosition, Lsn, ReplicaId, Term};
-use cstore_server::wal::{FileStore, WalOptions};
+use cstore_server::wal::{FileStore, Removals, WalOptions};
 use wal_support::{
     TempDir, chain, filled_store, first_lsn, patch, record_bounds, reopen_and_read, segment_files,
 };
@@ -808,12 +808,7 @@ fn files_left_to_remove_later_are_removed_by_their_caller_or_by_the_next_open() 
     // cut of the removal, so cut down before it goes) and the compacted segments stay until
     // it removes them.
     let later = snapshot_at(entries[19].position(), 100, 20);
-    let (result, removals) = store.leaving_removals(|store| {
-        let save = store.begin_snapshot(later.position)?;
-        store.finish_snapshot(save.write(&later)?)?;
-        store.compact_prefix_blocking(later.position.lsn)
-    });
-    result.unwrap();
+    let removals = checkpoint_leaving_removals(&mut store, &later);
     assert!(!removals.is_empty());
     assert_eq!(
         snapshots(dir.path()),
@@ -833,16 +828,23 @@ fn files_left_to_remove_later_are_removed_by_their_caller_or_by_the_next_open() 
     // Left behind (a crash before the removal): the next open removes them and opens the
     // current snapshot and the log after it.
     let last = snapshot_at(entries[22].position(), 100, 23);
-    let (result, _left) = store.leaving_removals(|store| {
-        let save = store.begin_snapshot(last.position)?;
-        store.finish_snapshot(save.write(&last)?)?;
-        store.compact_prefix_blocking(last.position.lsn)
-    });
-    result.unwrap();
+    let _left = checkpoint_leaving_removals(&mut store, &last);
     drop(store);
     assert_eq!(snapshots(dir.path()), 2);
     let store = FileStore::open_with(dir.path(), SMALL).unwrap();
     assert_eq!(snapshots(dir.path()), 1);
     assert_eq!(store.load_snapshot_blocking(), Ok(Some(last)));
     assert_eq!(store.log_state().first, entries[23].lsn);
+}
+
+/// A checkpoint as the leader takes one (saved beside the log, then the log compacted behind
+/// it), the files it frees left to the caller.
+fn checkpoint_leaving_removals(store: &mut FileStore, snapshot: &Snapshot) -> Removals {
+    let (result, removals) = store.leaving_removals(|store| {
+        let save = store.begin_snapshot(snapshot.position)?;
+        store.finish_snapshot(save.write(snapshot)?)?;
+        store.compact_prefix_blocking(snapshot.position.lsn)
+    });
+    result.unwrap();
+    removals
 }
