@@ -1,13 +1,14 @@
 //! Checkpoints off the commit path: a snapshot of the state, saved while writes go on.
 //!
 //! ```text
-//!  commit thread                       checkpoint thread (spawn_blocking)
+//!  commit thread                       checkpoint thread (its own, nice 10)
 //!  start: begin the image (a moment    encode the image a step at a time under the read
 //!         under the write lock) and    lock (commits apply between steps; the collections
 //!         the store's save            ─►keep what changes as it was), hash it, write and
 //!  ... commits go on ...                fsync the snapshot's temp file
 //!  finish: rename it into place,     ◄─ (or: the image was spoiled by a collection or index
 //!          compact the log behind it      change: the commit thread takes the snapshot whole)
+//!          (the files this frees are removed on another background thread)
 //! ```
 //!
 //! Only `start` and `finish` run on the commit thread, and both are short; before, the whole
@@ -169,8 +170,8 @@ pub(crate) async fn start<S: CheckpointStore>(
         }
     });
     if let Err(e) = thread {
-        // The image went with the closure: a new one begins at the next checkpoint (and
-        // ends this one). Nothing was written.
+        // The image went with the closure, not ended: the collections keep the documents
+        // that change until the next checkpoint begins a new one. Nothing was written.
         error!(error = %e, "cannot start the checkpoint's thread");
         metrics::gauge!("cstore_checkpoint_running").set(0.0);
         return None;
