@@ -197,8 +197,8 @@ impl Local {
     /// writers' gate and reads under the read lock, so a writer waits for one step at most
     /// and applies between steps, in turn: the gate is fair, where a thread that took the
     /// read lock again at once would keep a writer waiting on the lock itself for as long as
-    /// it went on (measured: half a second). Holds its thread for O(state): run it on a
-    /// blocking thread, outside the runtime's workers.
+    /// it went on (measured: half a second). Holds its thread for O(state), and blocks on the
+    /// gate: run it on a thread of its own, never on the runtime's workers.
     pub fn finish_image(&self, mut builder: ImageBuilder) -> Option<Snapshot> {
         loop {
             // Grown here, outside the lock: a step then writes into room already there.
@@ -260,8 +260,8 @@ impl Local {
     }
 }
 
-/// How many documents a step of [`Local::finish_image`] encodes under the read lock: about a
-/// millisecond's work, the longest a writer waits for a checkpoint.
+/// How many documents a step of [`Local::finish_image`] encodes under the read lock: a fraction
+/// of a millisecond's work, the longest a writer waits for a checkpoint.
 pub const IMAGE_STEP_DOCS: usize = 512;
 
 /// The room an image's buffer has before each step of [`Local::finish_image`], grown outside
