@@ -749,17 +749,11 @@ fn a_snapshot_saved_beside_appends_is_the_current_one_and_refused_when_overtaken
         "{refused}"
     );
     assert_eq!(store.load_snapshot_blocking(), Ok(Some(newer.clone())));
-    let snap_files = fs::read_dir(dir.path())
-        .unwrap()
-        .filter(|e| {
-            e.as_ref()
-                .unwrap()
-                .file_name()
-                .to_string_lossy()
-                .contains("snap")
-        })
-        .count();
-    assert_eq!(snap_files, 1, "the refused temp file is gone");
+    assert_eq!(
+        snapshot_files(dir.path()),
+        1,
+        "the refused temp file is gone"
+    );
 
     // Past the last entry (a reset) and a snapshot that fails its hash: refused, nothing written.
     let past = snapshot_at(
@@ -783,18 +777,6 @@ fn a_snapshot_saved_beside_appends_is_the_current_one_and_refused_when_overtaken
 
 #[test]
 fn files_left_to_remove_later_are_removed_by_their_caller_or_by_the_next_open() {
-    let snapshots = |dir: &Path| -> usize {
-        fs::read_dir(dir)
-            .unwrap()
-            .filter(|e| {
-                e.as_ref()
-                    .unwrap()
-                    .file_name()
-                    .to_string_lossy()
-                    .contains(".snap")
-            })
-            .count()
-    };
     let dir = TempDir::new("wal-removals");
     let entries = filled_store(dir.path(), SMALL, 30, 3);
     let segments = segment_files(dir.path()).len();
@@ -811,7 +793,7 @@ fn files_left_to_remove_later_are_removed_by_their_caller_or_by_the_next_open() 
     let removals = checkpoint_leaving_removals(&mut store, &later);
     assert!(!removals.is_empty());
     assert_eq!(
-        snapshots(dir.path()),
+        snapshot_files(dir.path()),
         2,
         "the older snapshot is still there"
     );
@@ -822,7 +804,7 @@ fn files_left_to_remove_later_are_removed_by_their_caller_or_by_the_next_open() 
     );
     assert_eq!(store.load_snapshot_blocking(), Ok(Some(later.clone())));
     removals.remove().unwrap();
-    assert_eq!(snapshots(dir.path()), 1);
+    assert_eq!(snapshot_files(dir.path()), 1);
     assert!(segment_files(dir.path()).len() < segments);
 
     // Left behind (a crash before the removal): the next open removes them and opens the
@@ -830,9 +812,9 @@ fn files_left_to_remove_later_are_removed_by_their_caller_or_by_the_next_open() 
     let last = snapshot_at(entries[22].position(), 100, 23);
     let _left = checkpoint_leaving_removals(&mut store, &last);
     drop(store);
-    assert_eq!(snapshots(dir.path()), 2);
+    assert_eq!(snapshot_files(dir.path()), 2);
     let store = FileStore::open_with(dir.path(), SMALL).unwrap();
-    assert_eq!(snapshots(dir.path()), 1);
+    assert_eq!(snapshot_files(dir.path()), 1);
     assert_eq!(store.load_snapshot_blocking(), Ok(Some(last)));
     assert_eq!(store.log_state().first, entries[23].lsn);
 }
@@ -847,4 +829,18 @@ fn checkpoint_leaving_removals(store: &mut FileStore, snapshot: &Snapshot) -> Re
     });
     result.unwrap();
     removals
+}
+
+/// How many snapshot files (temp files included) `dir` holds.
+fn snapshot_files(dir: &Path) -> usize {
+    fs::read_dir(dir)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .contains("snap")
+        })
+        .count()
 }

@@ -182,30 +182,25 @@ pub async fn run(config: LoadConfig) -> Result<Report, LoadError> {
             Mode::Insert | Mode::Txn => tokio::spawn(client_loop(Arc::clone(&shared), deadline)),
         })
         .collect();
-    let mut run = Tally::new(ERROR_SAMPLES_MAX);
+    let mut run = Tallies::new(watch.is_some());
     let mut documents_ok = 0;
-    let mut split = watch
-        .as_ref()
-        .map(|_| (Tally::new(ERROR_SAMPLES_MAX), Tally::new(ERROR_SAMPLES_MAX)));
     for task in tasks {
         let (tallies, documents) = task.await.expect("a client task does not panic");
         documents_ok += documents;
-        run.merge(tallies.all);
-        if let (Some((during, outside)), Some((d, o))) = (split.as_mut(), tallies.split) {
-            during.merge(d);
-            outside.merge(o);
-        }
+        run.merge(tallies);
     }
     if let Some(poller) = poller {
         poller.abort();
     }
-    let checkpoints = split
+    let checkpoints = run
+        .split
         .zip(watch)
         .map(|((during, outside), watch)| CheckpointSplit {
             during,
             outside,
             seen: watch.seen(started),
         });
+    let run = run.all;
     Ok(Report {
         config,
         elapsed: started.elapsed(),
@@ -255,6 +250,14 @@ impl Tallies {
             tally.record(sent, outcome.clone());
         }
         self.all.record(sent, outcome);
+    }
+
+    fn merge(&mut self, other: Tallies) {
+        self.all.merge(other.all);
+        if let (Some((during, outside)), Some((d, o))) = (self.split.as_mut(), other.split) {
+            during.merge(d);
+            outside.merge(o);
+        }
     }
 }
 

@@ -113,6 +113,19 @@ async fn queue_offline(replica: &ReplicaHandle, collection: &str, range: std::op
     assert_eq!(replica.status().pending_writes, count);
 }
 
+/// Brings the replica back online and waits until its queue is sent.
+async fn drain(replica: &ReplicaHandle) {
+    set_online(replica.shared(), true);
+    replica.flush().await;
+}
+
+/// A count from the server's write-channel control (`action` as in [`channel_control`]).
+async fn channel_count(control: &str, action: &str, field: &str) -> u64 {
+    channel_control(control, action).await[field]
+        .as_u64()
+        .unwrap_or_else(|| panic!("write-channel {action}: no count {field:?}"))
+}
+
 /// The server's count of transactions that came through write channels; `None` before its
 /// first (the recorder shows a counter once it was counted).
 async fn channel_metric(control: &str) -> Option<f64> {
@@ -143,13 +156,10 @@ async fn an_offline_queue_drains_through_the_write_channel_once_each() {
         .await
         .unwrap();
     let before = committed_lsn(control_url).await;
-    let proxied = channel_control(control_url, "stats").await["messages"]
-        .as_u64()
-        .unwrap();
+    let proxied = channel_count(control_url, "stats", "messages").await;
     let metric = channel_metric(control_url).await;
 
-    set_online(replica.shared(), true);
-    replica.flush().await;
+    drain(&replica).await;
     caught_up(&replica, control_url).await;
 
     // Every write through the channel, none over HTTP.
@@ -166,9 +176,7 @@ async fn an_offline_queue_drains_through_the_write_channel_once_each() {
         (WRITES + 1).div_ceil(LIST) as u64,
         "{stats:?}"
     );
-    let messages = channel_control(control_url, "stats").await["messages"]
-        .as_u64()
-        .unwrap();
+    let messages = channel_count(control_url, "stats", "messages").await;
     assert_eq!(messages - proxied, stats.channel_messages);
     let counted = channel_metric(control_url).await;
     assert_eq!(
@@ -206,20 +214,14 @@ async fn a_refused_channel_falls_back_to_http_for_a_while() {
     let coll = fresh("fallback");
     let (replica, sender) = open(control_url, ws, WriteMode::Channel).await;
     caught_up(&replica, control_url).await;
-    let refused_before = channel_control(control_url, "refuse").await["refused"]
-        .as_u64()
-        .unwrap();
+    let refused_before = channel_count(control_url, "refuse", "refused").await;
     let before = committed_lsn(control_url).await;
     queue_offline(&replica, &coll, 0..50).await;
-    set_online(replica.shared(), true);
-    replica.flush().await;
+    drain(&replica).await;
     // A second drain stays on HTTP without trying the upgrade again.
     queue_offline(&replica, &coll, 50..70).await;
-    set_online(replica.shared(), true);
-    replica.flush().await;
-    let refused = channel_control(control_url, "pass").await["refused"]
-        .as_u64()
-        .unwrap();
+    drain(&replica).await;
+    let refused = channel_count(control_url, "pass", "refused").await;
 
     let stats = sender.stats();
     assert_eq!(stats.opened, 0, "{stats:?}");
@@ -243,21 +245,16 @@ async fn forced_http_never_opens_a_channel() {
     let coll = fresh("forced");
     let (replica, sender) = open(control_url, ws, WriteMode::Http).await;
     caught_up(&replica, control_url).await;
-    let upgrades = channel_control(control_url, "stats").await["upgrades"]
-        .as_u64()
-        .unwrap();
+    let upgrades = channel_count(control_url, "stats", "upgrades").await;
     queue_offline(&replica, &coll, 0..30).await;
-    set_online(replica.shared(), true);
-    replica.flush().await;
+    drain(&replica).await;
     let stats = sender.stats();
     assert_eq!(
         (stats.opened, stats.refused, stats.channel_writes),
         (0, 0, 0)
     );
     assert_eq!(stats.http_batches, 1);
-    let after = channel_control(control_url, "stats").await["upgrades"]
-        .as_u64()
-        .unwrap();
+    let after = channel_count(control_url, "stats", "upgrades").await;
     assert_eq!(after, upgrades, "no upgrade asked for");
     assert_eq!(server_docs(control_url, &coll).await.len(), 30);
     replica.close().await;
@@ -297,8 +294,7 @@ async fn cut_mid_drain(control_url: &str, ws: &str, attempt: usize) -> bool {
     let cuts = armed["cuts"].as_u64().unwrap();
     let read_before = channel_metric(control_url).await.unwrap_or(0.0) as u64;
 
-    set_online(replica.shared(), true);
-    replica.flush().await;
+    drain(&replica).await;
     caught_up(&replica, control_url).await;
 
     let stats = sender.stats();
@@ -347,8 +343,7 @@ async fn a_server_without_lists_gets_one_write_per_message() {
     let before = committed_lsn(control_url).await;
     let read_before = channel_metric(control_url).await.unwrap_or(0.0) as u64;
 
-    set_online(replica.shared(), true);
-    replica.flush().await;
+    drain(&replica).await;
     let after = channel_control(control_url, "lists").await;
     caught_up(&replica, control_url).await;
 

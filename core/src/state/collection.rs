@@ -302,7 +302,8 @@ impl Collection {
     }
 
     /// Whether it keeps documents for an image.
-    pub fn is_frozen(&self) -> bool {
+    #[cfg(test)]
+    pub(super) fn is_frozen(&self) -> bool {
         self.frozen.is_some()
     }
 

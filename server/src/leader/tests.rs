@@ -251,11 +251,16 @@ async fn writes_commit_while_a_checkpoint_is_written() {
     for i in 0..10 {
         leader.write(insert(&format!("d{i}"), i)).await.unwrap();
     }
-    // The checkpoint of the state at 10 is under way, its snapshot held back; writes go on.
+    // The checkpoint of the state at 10 is under way, its snapshot held back; writes go on
+    // (a commit thread that waited for the checkpoint would time out here).
     let hash_at_10 = leader.read(|s| s.state_hash());
-    for i in 10..60 {
-        leader.write(insert(&format!("d{i}"), i)).await.unwrap();
-    }
+    tokio::time::timeout(Duration::from_secs(10), async {
+        for i in 10..60 {
+            leader.write(insert(&format!("d{i}"), i)).await.unwrap();
+        }
+    })
+    .await
+    .expect("writes commit while the checkpoint is held back");
     assert_eq!(leader.status().applied_lsn, Lsn(60));
     assert!(store.with(|s| now(s.load_snapshot())).unwrap().is_none());
     assert_eq!(store.with(|s| now(s.state())).unwrap().first, Lsn(1));
