@@ -776,6 +776,96 @@ fn a_snapshot_saved_beside_appends_is_the_current_one_and_refused_when_overtaken
 }
 
 #[test]
+fn a_snapshot_written_in_pieces_is_the_file_a_whole_one_makes_and_a_wrong_one_writes_nothing() {
+    // Two stores alike; one saves a snapshot whole, the other the same one in pieces that
+    // straddle the file's 1 MiB chunks (more than two of them), as a checkpoint writes its
+    // image while it encodes it.
+    let whole_dir = TempDir::new("wal-snapshot-whole");
+    let dir = TempDir::new("wal-snapshot-pieces");
+    filled_store(whole_dir.path(), SMALL, 5, 5);
+    let entries = filled_store(dir.path(), SMALL, 5, 5);
+    let snapshot = snapshot_at(entries[2].position(), (2 << 20) + 12_345, 3);
+    let mut whole = FileStore::open_with(whole_dir.path(), SMALL).unwrap();
+    let save = whole.begin_snapshot(snapshot.position).unwrap();
+    whole
+        .finish_snapshot(save.write(&snapshot).unwrap())
+        .unwrap();
+    let mut store = FileStore::open_with(dir.path(), SMALL).unwrap();
+    let bytes = snapshot.data.len() as u64;
+    let save = store.begin_snapshot(snapshot.position).unwrap();
+    let written = save
+        .write_streamed(snapshot.state_hash, bytes, |writer| {
+            for piece in snapshot.data.chunks(333_333) {
+                writer.write(piece)?;
+            }
+            Ok(true)
+        })
+        .unwrap()
+        .expect("written");
+    store.finish_snapshot(written).unwrap();
+    assert_eq!(
+        snapshot_file_bytes(dir.path()),
+        snapshot_file_bytes(whole_dir.path())
+    );
+    drop(store);
+    let mut store = FileStore::open_with(dir.path(), SMALL).unwrap();
+    assert_eq!(store.load_snapshot_blocking(), Ok(Some(snapshot.clone())));
+
+    // A byte short, a byte over, an error of the caller's, or the caller giving up: nothing
+    // is written, no temp file stays, the current snapshot is still the one.
+    let later = snapshot_at(entries[3].position(), 100_000, 4);
+    let short = &later.data[..later.data.len() - 1];
+    let over = [&later.data[..], &[0]].concat();
+    for (case, pieces, outcome) in [
+        ("short", short, Ok(true)),
+        ("over", &over[..], Ok(true)),
+        (
+            "failed",
+            &later.data[..],
+            Err(StorageError::Io("the caller's".into())),
+        ),
+        ("gave up", &later.data[..], Ok(false)),
+    ] {
+        let save = store.begin_snapshot(later.position).unwrap();
+        let result = save.write_streamed(later.state_hash, later.data.len() as u64, |writer| {
+            for piece in pieces.chunks(7_777) {
+                writer.write(piece)?;
+            }
+            outcome
+        });
+        match (case, result) {
+            ("short" | "over", Err(StorageError::Invalid(message))) => {
+                assert!(message.contains("bytes"), "{case}: {message}")
+            }
+            ("failed", Err(StorageError::Io(message))) => assert_eq!(message, "the caller's"),
+            ("gave up", Ok(None)) => {}
+            (case, other) => panic!("{case}: {other:?}"),
+        }
+        assert_eq!(
+            snapshot_files(dir.path()),
+            1,
+            "{case}: only the current snapshot"
+        );
+        assert_eq!(
+            store.load_snapshot_blocking(),
+            Ok(Some(snapshot.clone())),
+            "{case}"
+        );
+    }
+}
+
+/// The bytes of the one snapshot file in `dir`.
+fn snapshot_file_bytes(dir: &Path) -> Vec<u8> {
+    let files: Vec<_> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "snap"))
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    fs::read(&files[0]).unwrap()
+}
+
+#[test]
 fn files_left_to_remove_later_are_removed_by_their_caller_or_by_the_next_open() {
     let dir = TempDir::new("wal-removals");
     let entries = filled_store(dir.path(), SMALL, 30, 3);

@@ -94,17 +94,21 @@ pub(super) fn encode(state: &State, capacity: usize) -> Vec<u8> {
 pub struct ImageBuilder {
     id: u64,
     position: LogPosition,
+    /// The bytes encoded and not yet taken ([`ImageBuilder::take_encoded`]).
     out: Vec<u8>,
+    /// The image's first bytes (version, position, collection count), for a rewind.
+    head: Vec<u8>,
     /// The collections, by name, with how many documents each held.
     collections: Vec<(String, usize)>,
-    /// The collection being encoded (an index into `collections`).
+    /// The collection being encoded (an index into `collections`); `collections.len()` once
+    /// every document is, and one more once the origins are too: the image is complete.
     current: usize,
     /// In the current collection: whether its head is written, the last id visited, and how
     /// many documents were encoded.
     head_written: bool,
     after: Option<Box<str>>,
     docs_written: usize,
-    /// The origins' encoding, appended at the end.
+    /// The origins' encoding, appended by the step that encodes the last document.
     origins: Vec<u8>,
 }
 
@@ -140,7 +144,7 @@ fn put_varint(out: &mut Vec<u8>, mut value: u64) {
 pub enum ImageStep {
     /// More documents remain.
     More,
-    /// The image is complete: end it to take its bytes.
+    /// The image is complete: end it to take its bytes (those not taken already).
     Done,
     /// The image is not the state's current one (spoiled, or another began): end it and
     /// take another (or encode the state whole).
@@ -155,14 +159,16 @@ impl ImageBuilder {
             state.last_timestamp,
             state.collections.len(),
         );
-        let out = postcard::to_extend(&head, Vec::with_capacity(capacity))
-            .expect("encoding into a Vec cannot fail");
+        let head = postcard::to_extend(&head, Vec::new()).expect("encoding into a Vec cannot fail");
+        let mut out = Vec::with_capacity(capacity.max(head.len()));
+        out.extend_from_slice(&head);
         let origins = postcard::to_extend(&Seq(|| state.origins.iter()), Vec::new())
             .expect("encoding into a Vec cannot fail");
         ImageBuilder {
             id,
             position: state.applied,
             out,
+            head,
             collections: state
                 .collections
                 .iter()
@@ -183,6 +189,26 @@ impl ImageBuilder {
     /// The position of the state the image is of.
     pub fn position(&self) -> LogPosition {
         self.position
+    }
+
+    /// Takes the bytes encoded since the last take (the image's first bytes, at first),
+    /// leaving the buffer empty with its room: an image can be written out as it is encoded,
+    /// in pieces the size of a step, instead of held whole.
+    pub fn take_encoded(&mut self, into: impl FnOnce(&[u8])) {
+        into(&self.out);
+        self.out.clear();
+    }
+
+    /// Starts the image over from its first byte: its steps then encode the same bytes again,
+    /// as long as it is current (a first pass can hash an image, a second write it after the
+    /// hash). Drops the bytes not taken.
+    pub fn rewind(&mut self) {
+        self.out.clear();
+        self.out.extend_from_slice(&self.head);
+        self.current = 0;
+        self.head_written = false;
+        self.after = None;
+        self.docs_written = 0;
     }
 
     /// Makes room for at least `bytes` more without growing the buffer in a step: at least
@@ -237,15 +263,20 @@ impl ImageBuilder {
                 }
             }
         }
+        if self.current == self.collections.len() {
+            // The last document is encoded: the origins end the image (once).
+            self.out.extend_from_slice(&self.origins);
+            self.current += 1;
+        }
         ImageStep::Done
     }
 
-    /// The position and bytes of a complete image.
-    pub(super) fn finish(mut self) -> Option<(LogPosition, Vec<u8>)> {
-        if self.current < self.collections.len() {
+    /// The position of a complete image and its bytes not taken yet (all of them if none
+    /// were taken).
+    pub(super) fn finish(self) -> Option<(LogPosition, Vec<u8>)> {
+        if self.current <= self.collections.len() {
             return None;
         }
-        self.out.extend_from_slice(&self.origins);
         Some((self.position, self.out))
     }
 }

@@ -638,7 +638,23 @@ mod props {
             let expected = (h.state.applied(), h.state.encode());
             let mut builder = h.state.begin_image(0);
             let mut may_spoil = false;
-            for (ops, steps, speculative) in during {
+            // Two passes, as a checkpoint makes them: the first takes the bytes as they come,
+            // the second (after a rewind) keeps them to the end; writes go on during both.
+            let mut first_pass = Vec::new();
+            let mut rewound = false;
+            let half = during.len() / 2;
+            let finish_first_pass = |h: &mut Harness, builder: &mut ImageBuilder, into: &mut Vec<u8>| {
+                while h.state.image_step(builder, 3) == ImageStep::More {
+                    builder.take_encoded(|bytes| into.extend_from_slice(bytes));
+                }
+                builder.take_encoded(|bytes| into.extend_from_slice(bytes));
+                builder.rewind();
+            };
+            for (i, (ops, steps, speculative)) in during.into_iter().enumerate() {
+                if i == half {
+                    finish_first_pass(&mut h, &mut builder, &mut first_pass);
+                    rewound = true;
+                }
                 may_spoil |= ops.iter().any(|op| match op {
                     Op::Insert { collection, .. } | Op::Put { collection, .. } => {
                         h.state.collection(collection).is_none()
@@ -658,11 +674,20 @@ mod props {
                 }
                 for _ in 0..steps {
                     h.state.image_step(&mut builder, 1);
+                    if !rewound {
+                        builder.take_encoded(|bytes| first_pass.extend_from_slice(bytes));
+                    }
                 }
+            }
+            if !rewound {
+                finish_first_pass(&mut h, &mut builder, &mut first_pass);
             }
             while h.state.image_step(&mut builder, 3) == ImageStep::More {}
             match h.state.end_image(builder) {
-                Some(image) => prop_assert_eq!(image, expected),
+                Some(image) => {
+                    prop_assert_eq!(&first_pass, &expected.1);
+                    prop_assert_eq!(image, expected);
+                }
                 None => prop_assert!(may_spoil, "spoiled by document writes alone"),
             }
             // The collections keep nothing once the image ended.
@@ -698,6 +723,9 @@ fn an_image_in_steps_outlives_a_thousand_writes_and_ddl_spoils_it() {
     let expected = h.state.encode();
     let mut builder = h.state.begin_image(0);
     let mut steps = 0;
+    // A first pass takes the bytes as the steps make them; a second, rewound, keeps them.
+    let mut first_pass = Vec::new();
+    let mut rewound = false;
     loop {
         // Rewrite documents behind, at and ahead of the builder; delete some, add others.
         let i = steps * 7 % 1000;
@@ -708,11 +736,20 @@ fn an_image_in_steps_outlives_a_thousand_writes_and_ddl_spoils_it() {
         ])
         .unwrap_or_default();
         steps += 1;
-        if h.state.image_step(&mut builder, 10) == ImageStep::Done {
-            break;
+        let step = h.state.image_step(&mut builder, 10);
+        if !rewound {
+            builder.take_encoded(|bytes| first_pass.extend_from_slice(bytes));
+        }
+        if step == ImageStep::Done {
+            if rewound {
+                break;
+            }
+            builder.rewind();
+            rewound = true;
         }
     }
-    assert!(steps > 90, "the image took {steps} steps");
+    assert!(steps > 180, "the image's two passes took {steps} steps");
+    assert_eq!(first_pass, expected);
     let (position, bytes) = h.state.end_image(builder).expect("not spoiled");
     assert_eq!(bytes, expected);
     assert_eq!(position.lsn, Lsn(2));

@@ -4,29 +4,36 @@
 //!  commit thread                       checkpoint thread (its own, nice 10)
 //!  start: begin the image (a moment    encode the image a step at a time under the read
 //!         under the write lock) and    lock (commits apply between steps; the collections
-//!         the store's save            ─►keep what changes as it was), hash it, write and
-//!  ... commits go on ...                fsync the snapshot's temp file
+//!         the store's save            ─►keep what changes as it was), hashing each step's
+//!  ... commits go on ...                bytes; then encode it again, writing each step's
+//!                                       bytes to the snapshot's temp file, and fsync it
 //!  finish: rename it into place,     ◄─ (or: the image was spoiled by a collection or index
 //!          compact the log behind it      change: the commit thread takes the snapshot whole)
 //!          (the files this frees are removed on another background thread)
 //! ```
 //!
+//! The image is never held whole: a checkpoint needs a step's bytes of memory, not a copy of
+//! the state (see [`write_image`]).
+//!
 //! Only `start` and `finish` run on the commit thread, and both are short; before, the whole
 //! snapshot was encoded under the writers' gate and saved on the commit thread, and every
 //! write made meanwhile waited for it (0.5 to 1.5 s for a million documents).
 
+use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use sha2::{Digest, Sha256};
 use tokio::sync::oneshot::{self, error::RecvError};
 use tracing::{error, info, warn};
 
 use cstore_core::snapshot::Snapshot;
+use cstore_core::state::ImageBuilder;
 use cstore_core::storage::{LogStore, MemoryStore, StorageError, StorageResult};
-use cstore_core::{LogPosition, Lsn};
+use cstore_core::{Hash, LogPosition, Lsn};
 
-use crate::local::LocalCopy;
+use crate::local::{Local, LocalCopy};
 use crate::wal::{FileStore, SnapshotSave, WrittenSnapshot};
 
 /// A store whose snapshot can be saved in three steps, the slow middle one off the thread
@@ -40,10 +47,16 @@ pub trait CheckpointStore: LogStore + Send + 'static {
     /// Begins saving a snapshot at `position`, an entry the log holds.
     fn begin_save(&mut self, position: LogPosition) -> StorageResult<Self::Save>;
 
-    /// Writes the snapshot durably beside the store, on any thread, while it appends. The
-    /// snapshot was just made by `Snapshot::new` from its bytes: its hash need not be
-    /// checked again.
-    fn write_save(save: Self::Save, snapshot: &Snapshot) -> StorageResult<Self::Written>;
+    /// Writes the snapshot durably beside the store, on any thread, while it appends. Its
+    /// data, `bytes` long with hash `hash` (both known before: a first pass over the image
+    /// made them), `fill` gives in pieces to the sink it is handed. `None`, nothing written,
+    /// when `fill` gives up (returns false).
+    fn write_save(
+        save: Self::Save,
+        hash: Hash,
+        bytes: u64,
+        fill: impl FnOnce(&mut dyn FnMut(&[u8]) -> StorageResult<()>) -> StorageResult<bool>,
+    ) -> StorageResult<Option<Self::Written>>;
 
     /// Makes the written snapshot the store's current one and compacts the log behind it.
     /// Quick: what takes long (removing files no longer needed) goes to another thread.
@@ -61,8 +74,13 @@ impl CheckpointStore for FileStore {
         self.begin_snapshot(position)
     }
 
-    fn write_save(save: SnapshotSave, snapshot: &Snapshot) -> StorageResult<WrittenSnapshot> {
-        save.write_hashed(snapshot)
+    fn write_save(
+        save: SnapshotSave,
+        hash: Hash,
+        bytes: u64,
+        fill: impl FnOnce(&mut dyn FnMut(&[u8]) -> StorageResult<()>) -> StorageResult<bool>,
+    ) -> StorageResult<Option<WrittenSnapshot>> {
+        save.write_streamed(hash, bytes, |writer| fill(&mut |piece| writer.write(piece)))
     }
 
     async fn finish_save(&mut self, written: WrittenSnapshot) -> StorageResult<()> {
@@ -78,20 +96,49 @@ impl CheckpointStore for FileStore {
 }
 
 impl CheckpointStore for MemoryStore {
-    type Save = ();
+    type Save = LogPosition;
     type Written = Snapshot;
 
-    fn begin_save(&mut self, _: LogPosition) -> StorageResult<()> {
-        Ok(())
+    fn begin_save(&mut self, position: LogPosition) -> StorageResult<LogPosition> {
+        Ok(position)
     }
 
-    fn write_save((): (), snapshot: &Snapshot) -> StorageResult<Snapshot> {
-        Ok(snapshot.clone())
+    fn write_save(
+        position: LogPosition,
+        hash: Hash,
+        bytes: u64,
+        fill: impl FnOnce(&mut dyn FnMut(&[u8]) -> StorageResult<()>) -> StorageResult<bool>,
+    ) -> StorageResult<Option<Snapshot>> {
+        collect_image(position, hash, bytes, fill)
     }
 
     async fn finish_save(&mut self, snapshot: Snapshot) -> StorageResult<()> {
         save_and_compact(self, &snapshot).await
     }
+}
+
+/// The middle step for a store that takes a snapshot whole (in memory): the pieces `fill`
+/// gives, collected and held to the hash they were given with.
+pub(crate) fn collect_image(
+    position: LogPosition,
+    hash: Hash,
+    bytes: u64,
+    fill: impl FnOnce(&mut dyn FnMut(&[u8]) -> StorageResult<()>) -> StorageResult<bool>,
+) -> StorageResult<Option<Snapshot>> {
+    let mut data = Vec::with_capacity(usize::try_from(bytes).unwrap_or(0));
+    if !fill(&mut |piece| {
+        data.extend_from_slice(piece);
+        Ok(())
+    })? {
+        return Ok(None);
+    }
+    let snapshot = Snapshot::new(position, data);
+    if snapshot.state_hash != hash || snapshot.data.len() as u64 != bytes {
+        return Err(StorageError::Invalid(format!(
+            "the snapshot at {position} given is not the one its hash and length were made of"
+        )));
+    }
+    Ok(Some(snapshot))
 }
 
 /// The last step for a store that saves a snapshot in one (an in-memory store).
@@ -114,11 +161,11 @@ pub(crate) struct Checkpoint<W> {
 /// What a checkpoint's thread did.
 pub(crate) enum Outcome<W> {
     /// The snapshot is written beside the store (`bytes` long), its image encoded and hashed
-    /// in `image`, its file written and synced in `write`.
+    /// in `hash` (the first pass), encoded again and its file written and synced in `write`.
     Written {
         written: W,
         bytes: usize,
-        image: Duration,
+        hash: Duration,
         write: Duration,
     },
     /// A collection or an index came or went while the image was encoded.
@@ -152,21 +199,7 @@ pub(crate) async fn start<S: CheckpointStore>(
     let thread = crate::background::spawn("cstore-checkpoint", {
         let local = Arc::clone(&local);
         move || {
-            let begun = Instant::now();
-            let Some(snapshot) = local.finish_image(image) else {
-                let _ = done.send(Outcome::Spoiled);
-                return;
-            };
-            let encoded = Instant::now();
-            let _ = done.send(match S::write_save(save, &snapshot) {
-                Ok(written) => Outcome::Written {
-                    written,
-                    bytes: snapshot.data.len(),
-                    image: encoded - begun,
-                    write: encoded.elapsed(),
-                },
-                Err(e) => Outcome::Failed(e),
-            });
+            let _ = done.send(write_image::<S>(&local, image, save));
         }
     });
     if let Err(e) = thread {
@@ -181,6 +214,71 @@ pub(crate) async fn start<S: CheckpointStore>(
         position,
         outcome,
     })
+}
+
+/// The checkpoint's thread: the image encoded twice, never held whole. The first pass makes
+/// its hash and length, which the snapshot file's header holds; the second writes it to the
+/// file as it is encoded. Both passes encode the state as it was when the image began (the
+/// collections keep what changes until the image ends), so their bytes are the same; a
+/// checksum of each holds the second to the first. Encoding twice costs less than keeping the
+/// image whole: a buffer the size of the state, new at every checkpoint, was most of its CPU
+/// (the kernel zeroing fresh pages), and doubled the server's memory while it lasted.
+fn write_image<S: CheckpointStore>(
+    local: &Local,
+    mut image: ImageBuilder,
+    save: S::Save,
+) -> Outcome<S::Written> {
+    let begun = Instant::now();
+    let mut hash = Sha256::new();
+    let mut bytes = 0u64;
+    let mut checksum = 0u32;
+    let complete = local.stream_image(&mut image, |piece| {
+        hash.update(piece);
+        bytes += piece.len() as u64;
+        checksum = crc32c::crc32c_append(checksum, piece);
+        Ok::<(), Infallible>(())
+    });
+    if complete != Ok(true) {
+        local.end_image_blocking(image);
+        return Outcome::Spoiled;
+    }
+    let hash = Hash(hash.finalize().into());
+    let hashed = Instant::now();
+    image.rewind();
+    let mut image = Some(image);
+    let written = S::write_save(save, hash, bytes, |sink| {
+        let builder = image
+            .as_mut()
+            .expect("the image ends after its second pass");
+        let mut again = 0u32;
+        if !local.stream_image(builder, |piece| {
+            again = crc32c::crc32c_append(again, piece);
+            sink(piece)
+        })? {
+            return Ok(false);
+        }
+        if again != checksum {
+            return Err(StorageError::Invalid(
+                "a checkpoint's image came out different in its second pass".into(),
+            ));
+        }
+        // Ended before the file is kept: the bytes are the state's only if the image is still
+        // current.
+        Ok(local.end_image_blocking(image.take().expect("not ended yet")))
+    });
+    if let Some(builder) = image {
+        local.end_image_blocking(builder);
+    }
+    match written {
+        Ok(Some(written)) => Outcome::Written {
+            written,
+            bytes: bytes as usize,
+            hash: hashed - begun,
+            write: hashed.elapsed(),
+        },
+        Ok(None) => Outcome::Spoiled,
+        Err(e) => Outcome::Failed(e),
+    }
 }
 
 /// Waits for the checkpoint under way, if any (forever if none): its outcome, to hand to
@@ -219,12 +317,12 @@ async fn finish_outcome<S: CheckpointStore>(
         Ok(Outcome::Written {
             written,
             bytes,
-            image,
+            hash,
             write,
         }) => {
             info!(
                 lsn = %position.lsn,
-                image_ms = image.as_millis() as u64,
+                hash_ms = hash.as_millis() as u64,
                 write_ms = write.as_millis() as u64,
                 "checkpoint's snapshot written beside the log"
             );

@@ -14,7 +14,7 @@ use cstore_core::storage::{
     LogState, LogStore, MemoryStore, Metadata, StorageError, StorageResult,
 };
 use cstore_core::txn::CollectionOptions;
-use cstore_core::{LogPosition, Lsn, Op, Txn};
+use cstore_core::{Hash, LogPosition, Lsn, Op, Txn};
 
 use super::*;
 
@@ -106,19 +106,42 @@ impl LogStore for SharedStore {
 }
 
 impl CheckpointStore for SharedStore {
-    type Save = Arc<(Mutex<bool>, std::sync::Condvar)>;
+    type Save = (Arc<(Mutex<bool>, std::sync::Condvar)>, LogPosition);
     type Written = Snapshot;
-    fn begin_save(&mut self, _: LogPosition) -> StorageResult<Self::Save> {
-        Ok(Arc::clone(&self.hold_checkpoints))
+    fn begin_save(&mut self, position: LogPosition) -> StorageResult<Self::Save> {
+        Ok((Arc::clone(&self.hold_checkpoints), position))
     }
-    fn write_save(hold: Self::Save, snapshot: &Snapshot) -> StorageResult<Snapshot> {
+    fn write_save(
+        (hold, position): Self::Save,
+        hash: Hash,
+        bytes: u64,
+        fill: impl FnOnce(&mut dyn FnMut(&[u8]) -> StorageResult<()>) -> StorageResult<bool>,
+    ) -> StorageResult<Option<Snapshot>> {
+        // Held between the two passes over the image: writes applied meanwhile must not
+        // change what the second pass writes.
         let (lock, wake) = &*hold;
         let _released = wake.wait_while(lock.lock().unwrap(), |held| *held).unwrap();
-        Ok(snapshot.clone())
+        super::checkpoint::collect_image(position, hash, bytes, fill)
     }
     async fn finish_save(&mut self, snapshot: Snapshot) -> StorageResult<()> {
         super::checkpoint::save_and_compact(self, &snapshot).await
     }
+}
+
+/// Waits (10 s at most) for `store` to hold a snapshot at `lsn` or later.
+async fn checkpoint_at_least(store: &SharedStore, lsn: Lsn) {
+    let landed = async {
+        while store
+            .with(|s| now(s.load_snapshot()))
+            .unwrap()
+            .is_none_or(|snapshot| snapshot.position.lsn < lsn)
+        {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), landed)
+        .await
+        .unwrap_or_else(|_| panic!("no checkpoint at {lsn} or later within 10 s"));
 }
 
 fn insert(id: &str, n: i64) -> Txn {
@@ -193,6 +216,12 @@ async fn checkpoints_compact_and_restart_from_snapshot() {
     let leader = Leader::open(store.clone(), config.clone()).await.unwrap();
     for i in 0..35 {
         leader.write(insert(&format!("d{i}"), i)).await.unwrap();
+        // Checkpoints run beside the commits, one at a time, on a thread of low priority: on
+        // a loaded machine the one begun at 10 may still run at write 35. Waiting here for
+        // each to land makes the next one begin by 20 and land too.
+        if i == 14 || i == 24 {
+            checkpoint_at_least(&store, Lsn(i as u64 - 4)).await;
+        }
     }
     let hash = leader.read(|s| s.state_hash());
     leader.shutdown().await;
@@ -200,9 +229,8 @@ async fn checkpoints_compact_and_restart_from_snapshot() {
         .with(|s| now(s.load_snapshot()))
         .unwrap()
         .expect("a checkpoint");
-    // Checkpoints run beside the commits, one at a time, and the shutdown finishes the one
-    // under way: the last begins at 30, or later, or (on a loaded machine, the one begun at
-    // 20 still under way through write 35) at 20.
+    // The shutdown finishes the checkpoint under way: the last begins at 30, or later, or
+    // (the one begun at 20 still under way through write 35) at 20.
     assert!(snapshot.position.lsn >= Lsn(20));
     let log = store.with(|s| now(s.state())).unwrap();
     assert_eq!(

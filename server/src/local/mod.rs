@@ -179,45 +179,58 @@ impl Local {
         self.snapshot_with(|_| ()).await.0
     }
 
-    /// Begins an image of the state as it is now, which [`Local::finish_image`] encodes while
+    /// Begins an image of the state as it is now, which [`Local::stream_image`] encodes while
     /// entries go on applying (see [`State::begin_image`]). Writers wait only for this moment
-    /// under the write lock (O(collections + origins)). The image must be finished or
-    /// abandoned: until then every collection keeps the documents that change.
+    /// under the write lock (O(collections + origins)). The image must be ended
+    /// ([`Local::end_image_blocking`], [`Local::abandon_image`]): until then every collection
+    /// keeps the documents that change.
     pub async fn begin_image(&self) -> ImageBuilder {
         let _writers = self.writers.lock().await;
         let mut state = self.state.write().expect("state lock poisoned");
-        // A little more than last time: the state has mostly grown since.
-        let last = self.last_image_bytes.load(Ordering::Relaxed);
-        state.begin_image(last + last / 8)
+        state.begin_image(0)
     }
 
-    /// Encodes `builder`'s image [`IMAGE_STEP_DOCS`] documents at a time, then ends it and
-    /// hashes it: a snapshot of the state when the image began. `None` when the image was
-    /// spoiled (a collection or an index came or went meanwhile). Each step passes the
-    /// writers' gate and reads under the read lock, so a writer waits for one step at most
-    /// and applies between steps, in turn: the gate is fair, where a thread that took the
-    /// read lock again at once would keep a writer waiting on the lock itself for as long as
-    /// it went on (measured: half a second). Holds its thread for O(state), and blocks on the
-    /// gate: run it on a thread of its own, never on the runtime's workers.
-    pub fn finish_image(&self, mut builder: ImageBuilder) -> Option<Snapshot> {
+    /// Encodes `builder`'s image (from where it is to its end) [`IMAGE_STEP_DOCS`] documents
+    /// at a time, giving `sink` the bytes of each step, outside the locks: the image is never
+    /// held whole, only a step of it. True when the image is complete, false when it was
+    /// spoiled (a collection or an index came or went meanwhile); an error of `sink` stops it.
+    /// Does not end the image: a rewound builder encodes the same bytes again.
+    ///
+    /// Each step passes the writers' gate and reads under the read lock, so a writer waits for
+    /// one step at most and applies between steps, in turn: the gate is fair, where a thread
+    /// that took the read lock again at once would keep a writer waiting on the lock itself
+    /// for as long as it went on (measured: half a second). Holds its thread for O(state), and
+    /// blocks on the gate: run it on a thread of its own, never on the runtime's workers.
+    pub fn stream_image<E>(
+        &self,
+        builder: &mut ImageBuilder,
+        mut sink: impl FnMut(&[u8]) -> Result<(), E>,
+    ) -> Result<bool, E> {
         loop {
             // Grown here, outside the lock: a step then writes into room already there.
             builder.reserve(IMAGE_ROOM_BYTES);
-            let _writers = self.writers.blocking_lock();
-            if self.read(|state| state.image_step(&mut builder, IMAGE_STEP_DOCS)) != ImageStep::More
-            {
-                break;
+            let step = {
+                let _writers = self.writers.blocking_lock();
+                self.read(|state| state.image_step(builder, IMAGE_STEP_DOCS))
+            };
+            let mut given = Ok(());
+            builder.take_encoded(|bytes| given = sink(bytes));
+            given?;
+            match step {
+                ImageStep::More => {}
+                ImageStep::Done => return Ok(true),
+                ImageStep::Spoiled => return Ok(false),
             }
         }
-        let (position, data) = {
-            let _writers = self.writers.blocking_lock();
-            self.state
-                .write()
-                .expect("state lock poisoned")
-                .end_image(builder)?
-        };
-        self.last_image_bytes.store(data.len(), Ordering::Relaxed);
-        Some(Snapshot::new(position, data))
+    }
+
+    /// Ends an image from a thread of its own (it blocks on the writers' gate): the
+    /// collections stop keeping documents. True when the image was complete and still the
+    /// state's current one: its bytes are the state when it began.
+    pub fn end_image_blocking(&self, builder: ImageBuilder) -> bool {
+        let _writers = self.writers.blocking_lock();
+        let mut state = self.state.write().expect("state lock poisoned");
+        state.end_image(builder).is_some()
     }
 
     /// Ends an image that will not be finished: the collections stop keeping documents.
@@ -260,11 +273,11 @@ impl Local {
     }
 }
 
-/// How many documents a step of [`Local::finish_image`] encodes under the read lock: a fraction
+/// How many documents a step of [`Local::stream_image`] encodes under the read lock: a fraction
 /// of a millisecond's work, the longest a writer waits for a checkpoint.
 pub const IMAGE_STEP_DOCS: usize = 512;
 
-/// The room an image's buffer has before each step of [`Local::finish_image`], grown outside
+/// The room an image's buffer has before each step of [`Local::stream_image`], grown outside
 /// the lock if not: far more than a step of small documents writes (a step of larger ones
 /// grows it under the lock, as a whole encode would).
 const IMAGE_ROOM_BYTES: usize = 8 << 20;

@@ -71,6 +71,7 @@ mod stats;
 mod store;
 
 pub use fault::FaultPlan;
+pub use snapshot_file::SnapshotWriter;
 pub use stats::WalStats;
 pub use store::{FileStore, Removals, SideRecordFile, SnapshotSave, WrittenSnapshot};
 

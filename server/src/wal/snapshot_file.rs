@@ -131,18 +131,46 @@ pub(super) fn prepare(
     sequence: u64,
     fault: Option<std::io::Error>,
 ) -> StorageResult<Prepared> {
-    let path = dir.join(file_name(snapshot.position.lsn));
-    let temp = dir.join(format!("{}{TEMP_SUFFIX}", file_name(snapshot.position.lsn)));
+    let header = SnapshotHeader {
+        position: snapshot.position,
+        state_hash: snapshot.state_hash,
+        data_bytes: snapshot.data.len() as u64,
+        resets_log,
+        sequence,
+    };
+    let prepared = prepare_with(dir, &header, fault, |writer| {
+        writer.write(&snapshot.data)?;
+        Ok(true)
+    })?;
+    Ok(prepared.expect("a whole snapshot is always written"))
+}
+
+/// [`prepare`] for a snapshot whose data `fill` gives to the writer in pieces, after the
+/// header (which says the data's length and hash: they are known before). `None`, the temp
+/// file removed, when `fill` gives up (returns false); an error, the same, when it fails or
+/// gives other than the header's length.
+pub(super) fn prepare_with(
+    dir: &Path,
+    header: &SnapshotHeader,
+    fault: Option<std::io::Error>,
+    fill: impl FnOnce(&mut SnapshotWriter<'_>) -> StorageResult<bool>,
+) -> StorageResult<Option<Prepared>> {
+    let path = dir.join(file_name(header.position.lsn));
+    let temp = dir.join(format!("{}{TEMP_SUFFIX}", file_name(header.position.lsn)));
     let written = match fault {
         Some(error) => Err(io_error("cannot write", &temp, &error)),
-        None => write_temp(&temp, snapshot, resets_log, sequence),
+        None => write_temp(&temp, header, fill),
     };
     match written {
-        Ok(written) => Ok(Prepared {
+        Ok(Some(written)) => Ok(Some(Prepared {
             temp,
             path,
             written,
-        }),
+        })),
+        Ok(None) => {
+            let _ = fs::remove_file(&temp);
+            Ok(None)
+        }
         Err(error) => {
             let _ = fs::remove_file(&temp);
             Err(error)
@@ -169,54 +197,131 @@ pub(super) fn commit(
     Ok(path)
 }
 
-/// Writes and fsyncs the temp file of a snapshot; returns the bytes written.
+/// Writes and fsyncs the temp file of a snapshot, its data given by `fill`; returns the bytes
+/// written, or `None` if `fill` gave up.
 fn write_temp(
     temp: &Path,
-    snapshot: &Snapshot,
-    resets_log: bool,
-    sequence: u64,
-) -> StorageResult<usize> {
-    let header = SnapshotHeader {
-        position: snapshot.position,
-        state_hash: snapshot.state_hash,
-        data_bytes: snapshot.data.len() as u64,
-        resets_log,
-        sequence,
-    };
+    header: &SnapshotHeader,
+    fill: impl FnOnce(&mut SnapshotWriter<'_>) -> StorageResult<bool>,
+) -> StorageResult<Option<usize>> {
     let file = OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
         .open(temp)
         .map_err(|e| io_error("cannot create", temp, &e))?;
-    let mut out = BufWriter::with_capacity(SNAPSHOT_CHUNK_BYTES + 64, file);
-    let mut record = Vec::with_capacity(SNAPSHOT_CHUNK_BYTES + 64);
-    encode_value(RecordKind::Snapshot, &header, &mut record);
-    let mut written = 0;
-    let write_err = |e: std::io::Error| io_error("cannot write", temp, &e);
-    out.write_all(&record).map_err(write_err)?;
-    written += record.len();
-    let mut unsynced = 0;
-    for chunk in snapshot.data.chunks(SNAPSHOT_CHUNK_BYTES) {
-        record.clear();
-        encode_record(RecordKind::Snapshot, chunk, &mut record);
-        out.write_all(&record).map_err(write_err)?;
-        written += record.len();
-        unsynced += record.len();
-        if unsynced >= SNAPSHOT_SYNC_BYTES {
-            out.flush().map_err(write_err)?;
-            out.get_ref()
-                .sync_data()
-                .map_err(|e| io_error("cannot fsync", temp, &e))?;
-            unsynced = 0;
-        }
+    let mut writer = SnapshotWriter {
+        temp,
+        out: BufWriter::with_capacity(SNAPSHOT_CHUNK_BYTES + 64, file),
+        record: Vec::with_capacity(SNAPSHOT_CHUNK_BYTES + 64),
+        pending: Vec::new(),
+        written: 0,
+        unsynced: 0,
+        data_bytes: header.data_bytes,
+        data_written: 0,
+    };
+    encode_value(RecordKind::Snapshot, header, &mut writer.record);
+    writer.put_record()?;
+    if !fill(&mut writer)? {
+        return Ok(None);
     }
-    let file = out
-        .into_inner()
-        .map_err(|e| io_error("cannot write", temp, e.error()))?;
-    file.sync_all()
-        .map_err(|e| io_error("cannot fsync", temp, &e))?;
-    Ok(written)
+    writer.finish().map(Some)
+}
+
+/// Writes a snapshot's data into its file after the header: in records of
+/// [`SNAPSHOT_CHUNK_BYTES`] (the last one shorter) whatever the size of the pieces given,
+/// so the file is the same however the data came. Syncs every [`SNAPSHOT_SYNC_BYTES`].
+#[derive(Debug)]
+pub struct SnapshotWriter<'p> {
+    temp: &'p Path,
+    out: BufWriter<File>,
+    /// The record being written.
+    record: Vec<u8>,
+    /// Data given and not yet in a record: less than a chunk.
+    pending: Vec<u8>,
+    /// Bytes of the file written, and of those, since the last sync.
+    written: usize,
+    unsynced: usize,
+    /// The data's length, as the header says, and how much was given.
+    data_bytes: u64,
+    data_written: u64,
+}
+
+impl SnapshotWriter<'_> {
+    /// Appends `data` to the snapshot's data. More than the header said is refused.
+    pub fn write(&mut self, mut data: &[u8]) -> StorageResult<()> {
+        self.data_written += data.len() as u64;
+        if self.data_written > self.data_bytes {
+            return Err(self.wrong_length());
+        }
+        while !data.is_empty() {
+            if self.pending.is_empty() && data.len() >= SNAPSHOT_CHUNK_BYTES {
+                // A whole chunk: straight from the data given, not copied first.
+                let (chunk, rest) = data.split_at(SNAPSHOT_CHUNK_BYTES);
+                self.put_chunk(chunk)?;
+                data = rest;
+                continue;
+            }
+            let take = (SNAPSHOT_CHUNK_BYTES - self.pending.len()).min(data.len());
+            self.pending.extend_from_slice(&data[..take]);
+            data = &data[take..];
+            if self.pending.len() == SNAPSHOT_CHUNK_BYTES {
+                let chunk = std::mem::take(&mut self.pending);
+                self.put_chunk(&chunk)?;
+                self.pending = chunk;
+                self.pending.clear();
+            }
+        }
+        Ok(())
+    }
+
+    fn wrong_length(&self) -> StorageError {
+        StorageError::Invalid(format!(
+            "snapshot data of at least {} bytes given for a header of {}",
+            self.data_written, self.data_bytes
+        ))
+    }
+
+    fn put_chunk(&mut self, chunk: &[u8]) -> StorageResult<()> {
+        self.record.clear();
+        encode_record(RecordKind::Snapshot, chunk, &mut self.record);
+        self.put_record()
+    }
+
+    /// Writes `self.record`, and syncs if enough is unsynced.
+    fn put_record(&mut self) -> StorageResult<()> {
+        let write_err = |e: std::io::Error| io_error("cannot write", self.temp, &e);
+        self.out.write_all(&self.record).map_err(write_err)?;
+        self.written += self.record.len();
+        self.unsynced += self.record.len();
+        if self.unsynced >= SNAPSHOT_SYNC_BYTES {
+            self.out.flush().map_err(write_err)?;
+            self.out
+                .get_ref()
+                .sync_data()
+                .map_err(|e| io_error("cannot fsync", self.temp, &e))?;
+            self.unsynced = 0;
+        }
+        Ok(())
+    }
+
+    /// Writes what is pending and syncs the file; the bytes of the file.
+    fn finish(mut self) -> StorageResult<usize> {
+        if self.data_written != self.data_bytes {
+            return Err(self.wrong_length());
+        }
+        if !self.pending.is_empty() {
+            let chunk = std::mem::take(&mut self.pending);
+            self.put_chunk(&chunk)?;
+        }
+        let file = self
+            .out
+            .into_inner()
+            .map_err(|e| io_error("cannot write", self.temp, e.error()))?;
+        file.sync_all()
+            .map_err(|e| io_error("cannot fsync", self.temp, &e))?;
+        Ok(self.written)
+    }
 }
 
 /// Reads records of a snapshot file one at a time; the current record is in `buf`.

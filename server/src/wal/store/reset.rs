@@ -29,7 +29,7 @@ use std::path::{Path, PathBuf};
 use cstore_core::log::codec::RecordKind;
 use cstore_core::snapshot::Snapshot;
 use cstore_core::storage::{StorageError, StorageResult};
-use cstore_core::types::LogPosition;
+use cstore_core::types::{Hash, LogPosition};
 use serde::{Deserialize, Serialize};
 
 use super::super::WalStats;
@@ -39,7 +39,7 @@ use super::super::durable::{
 use super::super::fault::FaultOp;
 use super::super::recovery::list_segments;
 use super::super::segment::Segment;
-use super::super::snapshot_file::{self, SnapshotHeader};
+use super::super::snapshot_file::{self, SnapshotHeader, SnapshotWriter};
 use super::{COMPACTED_FILE, FileStore};
 
 /// The record in `wal/compacted`.
@@ -230,12 +230,6 @@ impl SnapshotSave {
                 snapshot.position
             )));
         }
-        self.write_hashed(snapshot)
-    }
-
-    /// [`Self::write`] for a snapshot whose hash the caller has just made from its bytes
-    /// (`Snapshot::new`, a checkpoint's own image): not hashed a second time.
-    pub fn write_hashed(self, snapshot: &Snapshot) -> StorageResult<WrittenSnapshot> {
         assert_eq!(snapshot.position, self.position, "the snapshot begun");
         let prepared =
             snapshot_file::prepare(&self.dir, snapshot, false, self.sequence, self.fault)?;
@@ -244,6 +238,31 @@ impl SnapshotSave {
             sequence: self.sequence,
             position: self.position,
         })
+    }
+
+    /// Writes and syncs the temp file of a snapshot whose data, `data_bytes` long with hash
+    /// `state_hash`, `fill` gives in pieces (an image written as it is encoded, never held
+    /// whole); takes no lock. `None`, nothing written, when `fill` gives up (returns false).
+    /// The data is not hashed here: the caller vouches for the hash, and every load checks it.
+    pub fn write_streamed(
+        self,
+        state_hash: Hash,
+        data_bytes: u64,
+        fill: impl FnOnce(&mut SnapshotWriter<'_>) -> StorageResult<bool>,
+    ) -> StorageResult<Option<WrittenSnapshot>> {
+        let header = SnapshotHeader {
+            position: self.position,
+            state_hash,
+            data_bytes,
+            resets_log: false,
+            sequence: self.sequence,
+        };
+        let prepared = snapshot_file::prepare_with(&self.dir, &header, self.fault, fill)?;
+        Ok(prepared.map(|prepared| WrittenSnapshot {
+            prepared,
+            sequence: self.sequence,
+            position: self.position,
+        }))
     }
 }
 
