@@ -178,6 +178,12 @@ pub struct ServeArgs {
     /// Write a snapshot and compact the log every N entries.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub checkpoint_every: Option<u64>,
+    /// Write a checkpoint's snapshot file at most this fast, in MiB/s (0: unpaced). The log's
+    /// syncs share the disk and wait for what was written before them: pacing the snapshot
+    /// keeps the log's syncs as fast during a checkpoint as outside one.
+    #[arg(long, value_name = "MIB", default_value_t = crate::leader::CHECKPOINT_WRITE_MIB_PER_S_DEFAULT,
+          value_parser = clap::value_parser!(u64).range(0..=1_048_576))]
+    pub checkpoint_write_mib_per_s: u64,
     /// Keep this many MiB of recent log entries in memory for replicas to catch up from; a
     /// replica further behind gets a snapshot.
     #[arg(long, value_name = "MIB", default_value_t = crate::replicate::TAIL_MIB_DEFAULT,

@@ -261,6 +261,7 @@ pub async fn run(args: ServeArgs, shutdown: impl Future<Output = ()>) -> Result<
             if let Some(every) = args.checkpoint_every {
                 config.checkpoint_every_entries = every;
             }
+            config.checkpoint_write_bytes_per_s = args.checkpoint_write_mib_per_s << 20;
             config.tail_bytes_max = args.replication_tail_mib << 20;
             Node::Leader(Leader::open(store, config).await?)
         }
@@ -381,6 +382,7 @@ mod tests {
             auth_secret: None,
             insecure: false,
             checkpoint_every: None,
+            checkpoint_write_mib_per_s: crate::leader::CHECKPOINT_WRITE_MIB_PER_S_DEFAULT,
             replication_tail_mib: crate::replicate::TAIL_MIB_DEFAULT,
             demo_dir: None,
             token_secret_old: None,

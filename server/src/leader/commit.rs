@@ -72,7 +72,8 @@ pub(crate) async fn run<S: CheckpointStore>(
             && since_checkpoint >= config.checkpoint_every_entries
             && checkpoint.is_none()
         {
-            checkpoint = checkpoint::start(&mut copy).await;
+            let pace = checkpoint::Pace::bytes_per_s(config.checkpoint_write_bytes_per_s);
+            checkpoint = checkpoint::start(&mut copy, pace).await;
             since_checkpoint = 0;
         }
         if let Some(done) = shutdown {
