@@ -433,7 +433,11 @@ mod tests {
             pace.given(64 << 10);
         }
         // A quarter of a MiB at 1 MiB/s: a quarter of a second at least.
-        assert!(began.elapsed() >= Duration::from_millis(249), "{:?}", began.elapsed());
+        assert!(
+            began.elapsed() >= Duration::from_millis(249),
+            "{:?}",
+            began.elapsed()
+        );
 
         let mut unpaced = Pace::bytes_per_s(0);
         unpaced.start();
