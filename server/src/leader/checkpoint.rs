@@ -287,9 +287,10 @@ fn write_image<S: CheckpointStore>(
 }
 
 /// How fast a checkpoint's second pass gives its file the image: the log's appends share the
-/// disk, and a sync waits for whatever was written before it. Unpaced, a checkpoint of 200 MB
-/// (written in 0.35 s) made the median append wait 4 ms instead of 0.3; at 128 MiB/s it took
-/// 1.6 s and the appends did not notice (docs/bench, "Writes during checkpoints").
+/// disk, and a sync waits for whatever was written before it. Unpaced and synced every 16 MiB,
+/// a checkpoint of 200 MB (written in 0.35 s) made the median append wait 4 ms instead of 0.3; at 128 MiB/s it took
+/// 1.6 s and the appends' median stayed at 0.24-0.38 ms (BENCHMARKS.md, "The image never held
+/// whole, and the file paced").
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Pace {
     /// Bytes per second; 0 for unpaced.
