@@ -78,10 +78,12 @@ skip_step() {
   step_seconds+=(0)
 }
 
-export CHROMEDRIVER="${CHROMEDRIVER:-$(command -v chromedriver || true)}"
 export WASM_BINDGEN_TEST_TIMEOUT="${WASM_BINDGEN_TEST_TIMEOUT:-60}"
 
 run_step "setup" "$ROOT/scripts/setup.sh"
+# After the setup, which installs chromedriver on a fresh machine: looked up before it, the
+# path was empty there and the browser suites failed to spawn their driver.
+export CHROMEDRIVER="${CHROMEDRIVER:-$(command -v chromedriver || true)}"
 run_step "rustfmt" cargo fmt --all -- --check
 run_step "clippy (native, all targets)" cargo clippy --workspace --all-targets -- -D warnings
 run_step "core builds for wasm32 (sans-IO proof)" \
