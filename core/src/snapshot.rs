@@ -48,6 +48,40 @@ impl Snapshot {
 
 /// SHA-256 of a byte string.
 pub fn hash_bytes(bytes: &[u8]) -> Hash {
-    use sha2::{Digest, Sha256};
-    Hash(Sha256::digest(bytes).into())
+    let mut hasher = Hasher::default();
+    hasher.update(bytes);
+    hasher.finish()
+}
+
+/// [`hash_bytes`] of bytes given in pieces: the hash of their concatenation (a snapshot's
+/// state hash, made as its image is encoded a step at a time).
+#[derive(Clone, Debug, Default)]
+pub struct Hasher(sha2::Sha256);
+
+impl Hasher {
+    pub fn update(&mut self, bytes: &[u8]) {
+        sha2::Digest::update(&mut self.0, bytes);
+    }
+
+    pub fn finish(self) -> Hash {
+        Hash(sha2::Digest::finalize(self.0).into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_hash_made_in_pieces_is_the_hash_of_the_whole() {
+        let bytes: Vec<u8> = (0..10_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        for piece in [1, 63, 64, 65, 1000, 10_000] {
+            let mut hasher = Hasher::default();
+            for chunk in bytes.chunks(piece) {
+                hasher.update(chunk);
+            }
+            assert_eq!(hasher.finish(), hash_bytes(&bytes), "pieces of {piece}");
+        }
+        assert_ne!(hash_bytes(&bytes[1..]), hash_bytes(&bytes));
+    }
 }

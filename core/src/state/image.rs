@@ -152,7 +152,7 @@ pub enum ImageStep {
 }
 
 impl ImageBuilder {
-    pub(super) fn begin(state: &State, id: u64, capacity: usize) -> ImageBuilder {
+    pub(super) fn begin(state: &State, id: u64) -> ImageBuilder {
         let head = (
             IMAGE_VERSION,
             state.applied,
@@ -160,8 +160,7 @@ impl ImageBuilder {
             state.collections.len(),
         );
         let head = postcard::to_extend(&head, Vec::new()).expect("encoding into a Vec cannot fail");
-        let mut out = Vec::with_capacity(capacity.max(head.len()));
-        out.extend_from_slice(&head);
+        let out = head.clone();
         let origins = postcard::to_extend(&Seq(|| state.origins.iter()), Vec::new())
             .expect("encoding into a Vec cannot fail");
         ImageBuilder {
@@ -211,13 +210,10 @@ impl ImageBuilder {
         self.docs_written = 0;
     }
 
-    /// Makes room for at least `bytes` more without growing the buffer in a step: at least
-    /// doubles it when it has less (a step runs under a lock, and growing a buffer of a
-    /// hundred megabytes copies it).
+    /// Makes room for at least `bytes` more, so that a step (which runs under a lock) does
+    /// not grow the buffer.
     pub fn reserve(&mut self, bytes: usize) {
-        if self.out.capacity() - self.out.len() < bytes {
-            self.out.reserve(bytes.max(self.out.len()));
-        }
+        self.out.reserve(bytes);
     }
 
     /// Encodes up to `docs_max` (> 0) more ids of the state, which is this image's current.

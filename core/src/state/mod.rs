@@ -620,8 +620,9 @@ impl State {
     /// are those [`State::encode`] gives now. Creating or dropping a collection or an index,
     /// or setting a TTL, spoils the image (rare operations, which would have to keep whole
     /// collections): its steps then say [`ImageStep::Spoiled`]. Beginning another image
-    /// spoils this one. `capacity` is as in [`State::encode_with_capacity`].
-    pub fn begin_image(&mut self, capacity: usize) -> ImageBuilder {
+    /// spoils this one. Its bytes come out a step at a time
+    /// ([`ImageBuilder::take_encoded`]), or whole when it ends.
+    pub fn begin_image(&mut self) -> ImageBuilder {
         assert_eq!(
             self.tentative, 0,
             "a state with tentative writes has no image"
@@ -631,7 +632,7 @@ impl State {
         for collection in self.collections.values_mut() {
             collection.freeze(true);
         }
-        image::ImageBuilder::begin(self, self.images_begun, capacity)
+        image::ImageBuilder::begin(self, self.images_begun)
     }
 
     /// Encodes up to `docs_max` more documents of `builder`'s image (at least one). Takes

@@ -636,7 +636,7 @@ mod props {
                 let _ = h.run(ops);
             }
             let expected = (h.state.applied(), h.state.encode());
-            let mut builder = h.state.begin_image(0);
+            let mut builder = h.state.begin_image();
             let mut may_spoil = false;
             // Two passes, as a checkpoint makes them: the first takes the bytes as they come,
             // the second (after a rewind) keeps them to the end; writes go on during both.
@@ -721,7 +721,7 @@ fn an_image_in_steps_outlives_a_thousand_writes_and_ddl_spoils_it() {
     h.run(docs(0, 1000)).unwrap();
     h.run(vec![insert("other", json!({"_id": "x"}))]).unwrap();
     let expected = h.state.encode();
-    let mut builder = h.state.begin_image(0);
+    let mut builder = h.state.begin_image();
     let mut steps = 0;
     // A first pass takes the bytes as the steps make them; a second, rewound, keeps them.
     let mut first_pass = Vec::new();
@@ -756,14 +756,14 @@ fn an_image_in_steps_outlives_a_thousand_writes_and_ddl_spoils_it() {
     assert!(State::from_snapshot(&Snapshot::new(position, bytes)).is_ok());
 
     // Creating an index spoils the image being built; so does beginning another.
-    let mut builder = h.state.begin_image(0);
+    let mut builder = h.state.begin_image();
     h.state.image_step(&mut builder, 10);
     h.run(vec![index("c", IndexSpec::single("by_n", "n"))])
         .unwrap();
     assert_eq!(h.state.image_step(&mut builder, 10), ImageStep::Spoiled);
     assert_eq!(h.state.end_image(builder), None);
-    let first = h.state.begin_image(0);
-    let mut second = h.state.begin_image(0);
+    let first = h.state.begin_image();
+    let mut second = h.state.begin_image();
     assert_eq!(h.state.end_image(first), None);
     while h.state.image_step(&mut second, 100) == ImageStep::More {}
     assert_eq!(

@@ -24,17 +24,19 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use sha2::{Digest, Sha256};
 use tokio::sync::oneshot::{self, error::RecvError};
 use tracing::{error, info, warn};
 
-use cstore_core::snapshot::Snapshot;
+use cstore_core::snapshot::{Hasher, Snapshot};
 use cstore_core::state::ImageBuilder;
 use cstore_core::storage::{LogStore, MemoryStore, StorageError, StorageResult};
 use cstore_core::{Hash, LogPosition, Lsn};
 
 use crate::local::{Local, LocalCopy};
 use crate::wal::{FileStore, SnapshotSave, WrittenSnapshot};
+
+/// Where the second pass over a checkpoint's image puts its bytes, a piece at a time.
+pub(crate) type ImageSink<'a> = dyn FnMut(&[u8]) -> StorageResult<()> + 'a;
 
 /// A store whose snapshot can be saved in three steps, the slow middle one off the thread
 /// that appends: the leader's commit thread needs one.
@@ -55,7 +57,7 @@ pub trait CheckpointStore: LogStore + Send + 'static {
         save: Self::Save,
         hash: Hash,
         bytes: u64,
-        fill: impl FnOnce(&mut dyn FnMut(&[u8]) -> StorageResult<()>) -> StorageResult<bool>,
+        fill: impl FnOnce(&mut ImageSink<'_>) -> StorageResult<bool>,
     ) -> StorageResult<Option<Self::Written>>;
 
     /// Makes the written snapshot the store's current one and compacts the log behind it.
@@ -78,7 +80,7 @@ impl CheckpointStore for FileStore {
         save: SnapshotSave,
         hash: Hash,
         bytes: u64,
-        fill: impl FnOnce(&mut dyn FnMut(&[u8]) -> StorageResult<()>) -> StorageResult<bool>,
+        fill: impl FnOnce(&mut ImageSink<'_>) -> StorageResult<bool>,
     ) -> StorageResult<Option<WrittenSnapshot>> {
         save.write_streamed(hash, bytes, |writer| fill(&mut |piece| writer.write(piece)))
     }
@@ -107,7 +109,7 @@ impl CheckpointStore for MemoryStore {
         position: LogPosition,
         hash: Hash,
         bytes: u64,
-        fill: impl FnOnce(&mut dyn FnMut(&[u8]) -> StorageResult<()>) -> StorageResult<bool>,
+        fill: impl FnOnce(&mut ImageSink<'_>) -> StorageResult<bool>,
     ) -> StorageResult<Option<Snapshot>> {
         collect_image(position, hash, bytes, fill)
     }
@@ -123,7 +125,7 @@ pub(crate) fn collect_image(
     position: LogPosition,
     hash: Hash,
     bytes: u64,
-    fill: impl FnOnce(&mut dyn FnMut(&[u8]) -> StorageResult<()>) -> StorageResult<bool>,
+    fill: impl FnOnce(&mut ImageSink<'_>) -> StorageResult<bool>,
 ) -> StorageResult<Option<Snapshot>> {
     let mut data = Vec::with_capacity(usize::try_from(bytes).unwrap_or(0));
     if !fill(&mut |piece| {
@@ -178,7 +180,7 @@ pub(crate) enum Outcome<W> {
 /// short), and leaves the rest to a thread of its own. `None` if the save cannot begin.
 pub(crate) async fn start<S: CheckpointStore>(
     copy: &mut LocalCopy<S>,
-    pace: Pace,
+    write_bytes_per_s: u64,
 ) -> Option<Checkpoint<S::Written>> {
     let started = Instant::now();
     metrics::gauge!("cstore_checkpoint_running").set(1.0);
@@ -200,7 +202,7 @@ pub(crate) async fn start<S: CheckpointStore>(
     let thread = crate::background::spawn("cstore-checkpoint", {
         let local = Arc::clone(&local);
         move || {
-            let _ = done.send(write_image::<S>(&local, image, save, pace));
+            let _ = done.send(write_image::<S>(&local, image, save, write_bytes_per_s));
         }
     });
     if let Err(e) = thread {
@@ -228,10 +230,10 @@ fn write_image<S: CheckpointStore>(
     local: &Local,
     mut image: ImageBuilder,
     save: S::Save,
-    mut pace: Pace,
+    write_bytes_per_s: u64,
 ) -> Outcome<S::Written> {
     let begun = Instant::now();
-    let mut hash = Sha256::new();
+    let mut hash = Hasher::default();
     let mut bytes = 0u64;
     let mut checksum = 0u32;
     let complete = local.stream_image(&mut image, |piece| {
@@ -244,7 +246,7 @@ fn write_image<S: CheckpointStore>(
         local.end_image_blocking(image);
         return Outcome::Spoiled;
     }
-    let hash = Hash(hash.finalize().into());
+    let hash = hash.finish();
     let hashed = Instant::now();
     image.rewind();
     let mut image = Some(image);
@@ -253,7 +255,7 @@ fn write_image<S: CheckpointStore>(
             .as_mut()
             .expect("the image ends after its second pass");
         let mut again = 0u32;
-        pace.start();
+        let mut pace = Pace::new(write_bytes_per_s);
         if !local.stream_image(builder, |piece| {
             again = crc32c::crc32c_append(again, piece);
             sink(piece)?;
@@ -288,11 +290,11 @@ fn write_image<S: CheckpointStore>(
 
 /// How fast a checkpoint's second pass gives its file the image: the log's appends share the
 /// disk, and a sync waits for whatever was written before it. Unpaced and synced every 16 MiB,
-/// a checkpoint of 200 MB (written in 0.35 s) made the median append wait 4 ms instead of 0.3; at 128 MiB/s it took
-/// 1.6 s and the appends' median stayed at 0.24-0.38 ms (BENCHMARKS.md, "The image never held
-/// whole, and the file paced").
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Pace {
+/// a checkpoint of 200 MB (written in 0.35 s) made the median append wait 4 ms instead of
+/// 0.3; at 128 MiB/s it took 1.6 s and the median stayed at 0.24-0.38 ms (timed for those
+/// runs only: BENCHMARKS.md, "The image never held whole, and the file paced").
+#[derive(Debug)]
+struct Pace {
     /// Bytes per second; 0 for unpaced.
     bytes_per_s: u64,
     started: Instant,
@@ -300,17 +302,13 @@ pub(crate) struct Pace {
 }
 
 impl Pace {
-    pub(crate) fn bytes_per_s(bytes_per_s: u64) -> Pace {
+    /// A pace that starts now.
+    fn new(bytes_per_s: u64) -> Pace {
         Pace {
             bytes_per_s,
             started: Instant::now(),
             given: 0,
         }
-    }
-
-    fn start(&mut self) {
-        self.started = Instant::now();
-        self.given = 0;
     }
 
     /// Counts `bytes` given, and sleeps until they are due.
@@ -427,8 +425,7 @@ mod tests {
 
     #[test]
     fn a_pace_holds_the_writer_to_its_rate_and_no_pace_does_not() {
-        let mut pace = Pace::bytes_per_s(1 << 20);
-        pace.start();
+        let mut pace = Pace::new(1 << 20);
         let began = Instant::now();
         for _ in 0..4 {
             pace.given(64 << 10);
@@ -440,8 +437,7 @@ mod tests {
             began.elapsed()
         );
 
-        let mut unpaced = Pace::bytes_per_s(0);
-        unpaced.start();
+        let mut unpaced = Pace::new(0);
         let began = Instant::now();
         unpaced.given(1 << 30);
         assert!(began.elapsed() < Duration::from_millis(100));

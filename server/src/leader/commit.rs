@@ -72,8 +72,7 @@ pub(crate) async fn run<S: CheckpointStore>(
             && since_checkpoint >= config.checkpoint_every_entries
             && checkpoint.is_none()
         {
-            let pace = checkpoint::Pace::bytes_per_s(config.checkpoint_write_bytes_per_s);
-            checkpoint = checkpoint::start(&mut copy, pace).await;
+            checkpoint = checkpoint::start(&mut copy, config.checkpoint_write_bytes_per_s).await;
             since_checkpoint = 0;
         }
         if let Some(done) = shutdown {

@@ -54,9 +54,8 @@ pub use crate::local::StartError;
 pub use checkpoint::CheckpointStore;
 
 /// The default pace of a checkpoint's file, in MiB/s: a snapshot of a million small documents
-/// (200 MB) in under two seconds, while the log's syncs take no longer than without one (on
-/// this project's 2-core machine, its appends' median was 0.24 to 0.38 ms during checkpoints
-/// at this pace, 4 ms unpaced).
+/// (200 MB) in under two seconds, while the log's syncs take no longer than without one (see
+/// `checkpoint::Pace`).
 pub const CHECKPOINT_WRITE_MIB_PER_S_DEFAULT: u64 = 128;
 
 /// Tunables of the leader.

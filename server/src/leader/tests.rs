@@ -115,7 +115,7 @@ impl CheckpointStore for SharedStore {
         (hold, position): Self::Save,
         hash: Hash,
         bytes: u64,
-        fill: impl FnOnce(&mut dyn FnMut(&[u8]) -> StorageResult<()>) -> StorageResult<bool>,
+        fill: impl FnOnce(&mut super::checkpoint::ImageSink<'_>) -> StorageResult<bool>,
     ) -> StorageResult<Option<Snapshot>> {
         // Held between the two passes over the image: writes applied meanwhile must not
         // change what the second pass writes.

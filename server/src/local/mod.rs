@@ -187,7 +187,7 @@ impl Local {
     pub async fn begin_image(&self) -> ImageBuilder {
         let _writers = self.writers.lock().await;
         let mut state = self.state.write().expect("state lock poisoned");
-        state.begin_image(0)
+        state.begin_image()
     }
 
     /// Encodes `builder`'s image (from where it is to its end) [`IMAGE_STEP_DOCS`] documents
