@@ -126,6 +126,36 @@ impl RawDoc {
         RawDoc::from_value(&value)
     }
 
+    /// The document `text` is, taken as it is when it is already canonical: what a client that
+    /// writes canonical JSON sends (the browser replica does), without building a tree. Text
+    /// that is canonical but for a missing `_id` gets the id `new_id()` makes, at its place in
+    /// key order, as [`ensure_id`] then [`RawDoc::from_value`] would put it; `new_id` returns
+    /// `None` where an `_id` is required. `None` means the text needs the general path (parse,
+    /// [`ensure_id`], [`RawDoc::from_value`]), which gives the same document or says what is
+    /// wrong; `Some` is always what that path gives.
+    pub fn from_canonical(text: &str, new_id: impl FnOnce() -> Option<String>) -> Option<RawDoc> {
+        let at = match canonical::id_slot(text)? {
+            canonical::IdSlot::Present => return Some(RawDoc(text.into())),
+            canonical::IdSlot::Missing { at } => at,
+        };
+        let id = new_id()?;
+        validate_id(&id).ok()?;
+        let id = serde_json::to_string(&id).expect("a string serializes");
+        let (before, after) = text.split_at(at);
+        let mut out = String::with_capacity(text.len() + ID_FIELD.len() + id.len() + 4);
+        out.push_str(before);
+        match (after.starts_with('}'), before.len() > 1) {
+            // Before a key: the members before it keep their comma.
+            (false, _) => write_id_member(&mut out, &id, "", ","),
+            // Last, after other members.
+            (true, true) => write_id_member(&mut out, &id, ",", ""),
+            // Alone in `{}`.
+            (true, false) => write_id_member(&mut out, &id, "", ""),
+        }
+        out.push_str(after);
+        (out.len() <= DOC_BYTES_MAX).then(|| RawDoc(out.into_boxed_str()))
+    }
+
     /// Document text read back from a record of the store's own log whose crc and hash were
     /// checked: canonical when it was written, and unchanged since (see
     /// [`decode_own_entry`](crate::log::decode_own_entry) for why). Debug builds check the
@@ -167,6 +197,16 @@ impl RawDoc {
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
+}
+
+/// `"_id":<quoted>` between `before` and `after`.
+fn write_id_member(out: &mut String, quoted: &str, before: &str, after: &str) {
+    out.push_str(before);
+    out.push('"');
+    out.push_str(ID_FIELD);
+    out.push_str("\":");
+    out.push_str(quoted);
+    out.push_str(after);
 }
 
 impl fmt::Debug for RawDoc {
