@@ -31,6 +31,21 @@ pub struct JsonBody<const LIMIT: usize>(pub Value);
 impl<S: Send + Sync, const LIMIT: usize> FromRequest<S> for JsonBody<LIMIT> {
     type Rejection = ApiError;
 
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        let JsonBytes(bytes) = JsonBytes::<LIMIT>::from_request(request, state).await?;
+        Ok(JsonBody(parse_json(&bytes)?))
+    }
+}
+
+/// A request body as [`JsonBody`] checks it (media type, size, not empty), left as bytes for
+/// a route that reads it without building a tree first (`/v1/txn`). Its syntax is not checked
+/// yet: [`parse_json`] says what is wrong with it in the same words as `JsonBody`.
+#[derive(Debug)]
+pub struct JsonBytes<const LIMIT: usize>(pub Vec<u8>);
+
+impl<S: Send + Sync, const LIMIT: usize> FromRequest<S> for JsonBytes<LIMIT> {
+    type Rejection = ApiError;
+
     async fn from_request(request: Request, _state: &S) -> Result<Self, ApiError> {
         let (parts, body) = request.into_parts();
         if !is_json(&parts.headers) {
@@ -52,10 +67,13 @@ impl<S: Send + Sync, const LIMIT: usize> FromRequest<S> for JsonBody<LIMIT> {
         if bytes.is_empty() {
             return Err(ApiError::InvalidJson("the body is empty".into()));
         }
-        let value =
-            serde_json::from_slice(&bytes).map_err(|e| ApiError::InvalidJson(e.to_string()))?;
-        Ok(JsonBody(value))
+        Ok(JsonBytes(bytes))
     }
+}
+
+/// A body's bytes as a JSON tree, or `400 invalid_json` saying where they are wrong.
+pub fn parse_json(bytes: &[u8]) -> Result<Value, ApiError> {
+    serde_json::from_slice(bytes).map_err(|e| ApiError::InvalidJson(e.to_string()))
 }
 
 /// The bound a route of compile-time bound `route_limit` applies: the document and

@@ -14,23 +14,34 @@ use cstore_core::{Lsn, Op, Txn};
 use super::AppState;
 use super::as_of::{AsOfLsn, state_as_of};
 use super::auth::{Authorized, NeedsRead, NeedsWrite};
-use super::body::{DOC_BODY_BYTES_MAX, JsonBody};
+use super::body::{DOC_BODY_BYTES_MAX, JsonBody, JsonBytes, parse_json};
 use super::error::ApiError;
 use super::params::{Ack, CollectionPath, DocPath, MinLsn, Precondition, etag};
 
 /// A document body.
 type DocBody = JsonBody<DOC_BODY_BYTES_MAX>;
 
-/// `POST /v1/c/{collection}`: inserts a document, generating `_id` when absent.
+/// `POST /v1/c/{collection}`: inserts a document, generating `_id` when absent. A body that is
+/// a canonical document already (but perhaps for its `_id`) is taken as it is, without a tree
+/// (see `RawDoc::from_canonical`); any other goes through one, with the same result.
 pub async fn insert(
     _: Authorized<NeedsWrite>,
     State(app): State<AppState>,
     CollectionPath(collection): CollectionPath,
     ack: Ack,
-    JsonBody(mut value): DocBody,
+    JsonBytes(body): JsonBytes<DOC_BODY_BYTES_MAX>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    ensure_id(&mut value, || app.node.generate_id());
-    let doc = RawDoc::from_value(&value)?;
+    let canonical = std::str::from_utf8(&body)
+        .ok()
+        .and_then(|text| RawDoc::from_canonical(text, || Some(app.node.generate_id())));
+    let doc = match canonical {
+        Some(doc) => doc,
+        None => {
+            let mut value = parse_json(&body)?;
+            ensure_id(&mut value, || app.node.generate_id());
+            RawDoc::from_value(&value)?
+        }
+    };
     let id = doc.id();
     let lsn = app
         .node

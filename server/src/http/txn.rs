@@ -5,10 +5,24 @@
 //! its `op` tag into a wire type (`invalid_txn` for a wrong shape), then into core's [`Op`]
 //! with the same validation as the single-document routes. Every error names the operation
 //! it concerns.
+//!
+//! A body of inserts and puts of canonical documents (what the browser replica and
+//! `cstore-load` send) takes a shorter way to the same transactions: the envelope is read
+//! with each document left as borrowed text, and each document is proven canonical in one
+//! pass and copied as it is ([`RawDoc::from_canonical`]), where the general way builds a tree
+//! of the whole body and serializes every document again. Anything that way does not take
+//! whole goes the general way, so errors and results are the general way's:
+//!
+//! ```text
+//!  bytes ─► fast_txn ── every op an insert or put of canonical text ──► (Txn, ids)
+//!             │ anything else (other ops, whitespace in a document, any error)
+//!             └──────► parse_json ─► parse ─► (Txn, ids) or the error
+//! ```
 
 use axum::Json;
 use axum::extract::State;
 use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
 use cstore_core::doc::{RawDoc, ensure_id, validate_collection_name, validate_id};
@@ -19,7 +33,7 @@ use cstore_core::{ErrorCode, Lsn, Op, Txn};
 
 use super::AppState;
 use super::auth::{Authorized, NeedsWrite};
-use super::body::{JsonBody, TXN_BODY_BYTES_MAX};
+use super::body::{JsonBytes, TXN_BODY_BYTES_MAX, parse_json};
 use super::error::ApiError;
 use super::params::Ack;
 use crate::leader::WriteError;
@@ -85,10 +99,10 @@ pub async fn commit(
     auth: Authorized<NeedsWrite>,
     State(app): State<AppState>,
     ack: Ack,
-    JsonBody(body): JsonBody<TXN_BODY_BYTES_MAX>,
+    JsonBytes(body): JsonBytes<TXN_BODY_BYTES_MAX>,
 ) -> Result<Json<Value>, ApiError> {
     let node = &app.node;
-    let (txn, ids) = parse(&mut || node.generate_id(), body)?;
+    let (txn, ids) = parse_bytes(&mut || node.generate_id(), &body)?;
     auth.check_collections(txn.ops.iter().map(|op| op.collection()))?;
     // A rejection names its operation in its message (core's `Rejection` does).
     let (lsn, duplicate) = written(node, node.write(txn).await).await?;
@@ -115,9 +129,9 @@ pub async fn commit_many(
     auth: Authorized<NeedsWrite>,
     State(app): State<AppState>,
     ack: Ack,
-    JsonBody(body): JsonBody<TXN_BODY_BYTES_MAX>,
+    JsonBytes(body): JsonBytes<TXN_BODY_BYTES_MAX>,
 ) -> Result<Json<Value>, ApiError> {
-    let items = parse_many(body)?;
+    let items = parse_many_bytes(&mut || app.node.generate_id(), &body)?;
     let results = commit_each(&app, &auth, &ack, items).await;
     let results: Vec<Value> = results.into_iter().map(result_body).collect();
     Ok(Json(json!({ "results": results })))
@@ -125,7 +139,7 @@ pub async fn commit_many(
 
 /// Commits independent transactions in this order, each on its own, sharing the commit
 /// batches: the work of `POST /v1/txns` and of each batch of the write channel
-/// (`GET /v1/write`). An item that does not parse as a transaction, or names a collection the
+/// (`GET /v1/write`). An item that did not parse as a transaction, or names a collection the
 /// token may not use, is answered with its error and never written. One result per item, in
 /// order; see [`commit_many`] for what happens after a passing failure, and [`result_body`]
 /// for the answer of each.
@@ -133,7 +147,7 @@ pub(super) async fn commit_each(
     app: &AppState,
     auth: &Authorized<NeedsWrite>,
     ack: &Ack,
-    items: Vec<Value>,
+    items: Vec<Parsed>,
 ) -> Vec<Result<Written, ApiError>> {
     let node = &app.node;
     // Parse every transaction first; one that does not parse is answered and never written.
@@ -146,7 +160,7 @@ pub(super) async fn commit_each(
     for item in items {
         // A transaction on a collection the token may not use is answered like one that does
         // not parse: never written.
-        let parsed = parse(&mut || node.generate_id(), item).and_then(|(txn, ids)| {
+        let parsed = item.and_then(|(txn, ids)| {
             auth.check_collections(txn.ops.iter().map(|op| op.collection()))?;
             Ok((txn, ids))
         });
@@ -236,34 +250,186 @@ fn trace_many(origins: &[Option<(String, u64)>], results: &[Result<Written, ApiE
     );
 }
 
+/// One transaction of a request as it parsed: the transaction and the ids of its inserts and
+/// puts, or why it cannot be written.
+pub(super) type Parsed = Result<(Txn, Vec<String>), ApiError>;
+
 /// The `txns` of a `POST /v1/txns` body.
 pub(super) fn parse_many(body: Value) -> Result<Vec<Value>, ApiError> {
     let (body, txns) = array_field(body, "txns")?;
     if let Some(key) = body.keys().next() {
         return Err(ApiError::InvalidTxn(format!("unknown field `{key}`")));
     }
-    check_count(&txns, "txns", TXNS_MAX, "transactions")?;
+    check_count(txns.len(), "txns", TXNS_MAX, "transactions")?;
     Ok(txns)
+}
+
+/// Each of already-parsed transactions (a write channel message's) as it parses.
+pub(super) fn parse_each(new_id: &mut dyn FnMut() -> String, items: Vec<Value>) -> Vec<Parsed> {
+    items.into_iter().map(|item| parse(new_id, item)).collect()
+}
+
+/// A `POST /v1/txn` body's transaction: the short way when it takes the whole body, else the
+/// general one (see the module docs).
+fn parse_bytes(new_id: &mut dyn FnMut() -> String, bytes: &[u8]) -> Parsed {
+    if let Some(parsed) = fast_txn(new_id, bytes) {
+        return Ok(parsed);
+    }
+    parse(new_id, parse_json(bytes)?)
+}
+
+/// A `POST /v1/txns` body's transactions, each as it parses: the short way when it takes every
+/// one of them, else the general one.
+fn parse_many_bytes(
+    new_id: &mut dyn FnMut() -> String,
+    bytes: &[u8],
+) -> Result<Vec<Parsed>, ApiError> {
+    if let Some(parsed) = fast_txns(new_id, bytes) {
+        return Ok(parsed.into_iter().map(Ok).collect());
+    }
+    let items = parse_many(parse_json(bytes)?)?;
+    Ok(parse_each(new_id, items))
+}
+
+/// `{"ops": […], "origin"?}` with each operation's document left as text.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FastTxn<'a> {
+    #[serde(borrow)]
+    ops: Vec<FastOp<'a>>,
+    #[serde(default, borrow)]
+    origin: Option<FastOrigin<'a>>,
+}
+
+/// `{"client", "seq"}` and nothing more: serde skips the text of fields it ignores without
+/// checking all of it (a lone surrogate escape), which the general way's tree refuses.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FastOrigin<'a> {
+    client: &'a str,
+    seq: u64,
+}
+
+/// `{"op": "insert" | "put", "collection", "doc"}`: nothing more (a put's `if_version` goes the
+/// general way).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FastOp<'a> {
+    op: &'a str,
+    collection: &'a str,
+    #[serde(borrow)]
+    doc: &'a RawValue,
+}
+
+/// `{"txns": […]}` with each transaction left as text.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FastTxns<'a> {
+    #[serde(borrow)]
+    txns: Vec<&'a RawValue>,
+}
+
+/// The transaction of a `POST /v1/txn` body of inserts and puts of canonical documents, the
+/// same as [`parse`] makes of it; `None` for anything else, even a body `parse` takes (it goes
+/// the general way). Ids the general way then makes are simply not these.
+fn fast_txn(new_id: &mut dyn FnMut() -> String, bytes: &[u8]) -> Option<(Txn, Vec<String>)> {
+    let FastTxn { ops, origin } = serde_json::from_slice(bytes).ok()?;
+    if ops.is_empty() || ops.len() > TXN_OPS_MAX {
+        return None;
+    }
+    let origin = origin.map(|FastOrigin { client, seq }| Origin {
+        client: client.to_owned(),
+        seq,
+    });
+    if let Some(origin) = &origin {
+        origin.validate().ok()?;
+    }
+    let mut txn = Txn::default();
+    let mut ids = Vec::with_capacity(ops.len());
+    for FastOp {
+        op,
+        collection,
+        doc,
+    } in ops
+    {
+        validate_collection_name(collection).ok()?;
+        let collection = collection.to_owned();
+        let op = match op {
+            // With an `origin`, every insert names its `_id` (see `parse`).
+            "insert" => Op::Insert {
+                collection,
+                doc: RawDoc::from_canonical(doc.get(), || origin.is_none().then(&mut *new_id))?,
+            },
+            "put" => Op::Put {
+                collection,
+                doc: RawDoc::from_canonical(doc.get(), || None)?,
+                if_version: None,
+            },
+            _ => return None,
+        };
+        if let Op::Insert { doc, .. } | Op::Put { doc, .. } = &op {
+            ids.push(doc.id());
+        }
+        txn.ops.push(op);
+    }
+    txn.origin = origin;
+    Some((txn, ids))
+}
+
+/// [`fast_txn`] for each transaction of a `POST /v1/txns` body, when it takes every one.
+fn fast_txns(new_id: &mut dyn FnMut() -> String, bytes: &[u8]) -> Option<Vec<(Txn, Vec<String>)>> {
+    let FastTxns { txns } = serde_json::from_slice(bytes).ok()?;
+    if txns.is_empty() || txns.len() > TXNS_MAX {
+        return None;
+    }
+    txns.into_iter()
+        .map(|txn| fast_txn(new_id, txn.get().as_bytes()))
+        .collect()
+}
+
+/// Ids `fuzz-1`, `fuzz-2`, … for the inserts without an `_id` of what the fuzz targets decode.
+fn fuzz_ids() -> impl FnMut() -> String {
+    let mut next = 0u64;
+    move || {
+        next += 1;
+        format!("fuzz-{next}")
+    }
 }
 
 /// The decoding of a `POST /v1/txn` (`many = false`) or `POST /v1/txns` body as the routes do
 /// it, from the bytes to the transactions they would commit, for the fuzz targets in `fuzz/`.
-/// Inserts without an `_id` get `fuzz-1`, `fuzz-2`, ….
+/// Inserts without an `_id` get `fuzz-1`, `fuzz-2`, …. Where the short way takes a body, it
+/// panics unless the general way makes the same transactions of it.
 #[doc(hidden)]
 pub fn decode_body_for_fuzzing(bytes: &[u8], many: bool) -> Result<Vec<Txn>, ApiError> {
-    let body: Value =
-        serde_json::from_slice(bytes).map_err(|e| ApiError::InvalidJson(e.to_string()))?;
-    let items = if many { parse_many(body)? } else { vec![body] };
-    parse_for_fuzzing(items)
+    let route = if many {
+        parse_many_bytes(&mut fuzz_ids(), bytes)?
+    } else {
+        vec![parse_bytes(&mut fuzz_ids(), bytes)]
+    };
+    let route: Result<Vec<Txn>, ApiError> = route.into_iter().map(|p| p.map(|(t, _)| t)).collect();
+    let fast = if many {
+        fast_txns(&mut fuzz_ids(), bytes)
+    } else {
+        fast_txn(&mut fuzz_ids(), bytes).map(|one| vec![one])
+    };
+    if let Some(fast) = fast {
+        let body = parse_json(bytes).expect("what the short way reads is JSON");
+        let items = if many {
+            parse_many(body).expect("what the short way reads is a list")
+        } else {
+            vec![body]
+        };
+        let general: Vec<Txn> = parse_for_fuzzing(items).expect("the short way took it");
+        let fast: Vec<Txn> = fast.into_iter().map(|(txn, _)| txn).collect();
+        assert_eq!(fast, general, "the short way made other transactions");
+    }
+    route
 }
 
 /// The transactions of already-parsed bodies, with the ids `fuzz-1`, `fuzz-2`, ….
 pub(super) fn parse_for_fuzzing(items: Vec<Value>) -> Result<Vec<Txn>, ApiError> {
-    let mut next = 0u64;
-    let mut new_id = || {
-        next += 1;
-        format!("fuzz-{next}")
-    };
+    let mut new_id = fuzz_ids();
     items
         .into_iter()
         .map(|item| parse(&mut new_id, item).map(|(txn, _)| txn))
@@ -320,12 +486,12 @@ fn array_field(
 }
 
 /// `400 invalid_txn` when the array `key` is empty, `413 txn_too_large` past `max` items.
-fn check_count(items: &[Value], key: &str, max: usize, noun: &str) -> Result<(), ApiError> {
-    if items.is_empty() {
+fn check_count(count: usize, key: &str, max: usize, noun: &str) -> Result<(), ApiError> {
+    if count == 0 {
         return Err(ApiError::InvalidTxn(format!("`{key}` is empty")));
     }
-    if items.len() > max {
-        let message = format!("{} {noun}; the limit is {max}", items.len());
+    if count > max {
+        let message = format!("{count} {noun}; the limit is {max}");
         return Err(Rejection::from(TxnError::TooLarge(message)).into());
     }
     Ok(())
@@ -333,7 +499,7 @@ fn check_count(items: &[Value], key: &str, max: usize, noun: &str) -> Result<(),
 
 /// The transaction and the ids of its inserts and puts; `new_id` names an insert without an
 /// `_id` (the node's id generator).
-fn parse(new_id: &mut dyn FnMut() -> String, body: Value) -> Result<(Txn, Vec<String>), ApiError> {
+fn parse(new_id: &mut dyn FnMut() -> String, body: Value) -> Parsed {
     let (mut body, ops) = array_field(body, "ops")?;
     let origin = match body.remove("origin") {
         None | Some(Value::Null) => None,
@@ -353,7 +519,7 @@ fn parse(new_id: &mut dyn FnMut() -> String, body: Value) -> Result<(Txn, Vec<St
         return Err(ApiError::InvalidTxn(format!("unknown field `{key}`")));
     }
     // Core refuses too many operations too; refusing here skips parsing them.
-    check_count(&ops, "ops", TXN_OPS_MAX, "operations")?;
+    check_count(ops.len(), "ops", TXN_OPS_MAX, "operations")?;
     let mut txn = Txn::default();
     let mut ids = Vec::new();
     for (op_index, op) in ops.into_iter().enumerate() {
@@ -472,4 +638,109 @@ fn insert(
         collection,
         doc: RawDoc::from_value(&doc)?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Canonical inserts (with and without an `_id`) and puts, with and without an origin.
+    const CANONICAL: [&str; 4] = [
+        r#"{"ops":[{"collection":"notes","doc":{"_id":"a","n":1,"tag":"x"},"op":"insert"},{"collection":"notes","doc":{"n":2,"tag":"\u0001y"},"op":"insert"},{"collection":"notes","doc":{"A":[1.5,{"b":null}],"_id":"c"},"op":"put"}]}"#,
+        r#"{"origin":{"client":"app-1","seq":7},"ops":[{"op":"insert","collection":"notes","doc":{"_id":"a","n":1}},{"doc":{"_id":"b"},"op":"put","collection":"notes"}]}"#,
+        r#"{"ops":[{"op":"insert","collection":"notes","doc":{}}],"origin":null}"#,
+        r#"{"ops":[{"op":"insert","collection":"notes","doc":{"Z":"last before _id","z":"after"}}]}"#,
+    ];
+
+    fn general(bytes: &[u8]) -> Parsed {
+        parse(&mut fuzz_ids(), parse_json(bytes)?)
+    }
+
+    #[test]
+    fn canonical_inserts_and_puts_take_the_short_way_to_the_same_transaction() {
+        for body in CANONICAL {
+            let fast = fast_txn(&mut fuzz_ids(), body.as_bytes()).expect(body);
+            let general = general(body.as_bytes()).expect(body);
+            assert_eq!(fast, general, "{body}");
+        }
+        let (txn, ids) = fast_txn(&mut fuzz_ids(), CANONICAL[0].as_bytes()).unwrap();
+        assert_eq!(ids, ["a", "fuzz-1", "c"]);
+        let Op::Insert { doc, .. } = &txn.ops[1] else {
+            panic!("an insert");
+        };
+        assert_eq!(doc.as_str(), r#"{"_id":"fuzz-1","n":2,"tag":"\u0001y"}"#);
+        let many = format!(r#"{{"txns":[{}]}}"#, CANONICAL.join(","));
+        let fast = fast_txns(&mut fuzz_ids(), many.as_bytes()).expect("all canonical");
+        assert_eq!(fast.len(), CANONICAL.len());
+        assert!(decode_body_for_fuzzing(many.as_bytes(), true).is_ok());
+    }
+
+    #[test]
+    fn anything_else_goes_the_general_way() {
+        let bodies = [
+            // Not canonical: whitespace, key order, a float written otherwise.
+            r#"{"ops":[{"op":"insert","collection":"notes","doc":{ "_id":"a"}}]}"#,
+            r#"{"ops":[{"op":"insert","collection":"notes","doc":{"n":1,"_id":"a"}}]}"#,
+            r#"{"ops":[{"op":"insert","collection":"notes","doc":{"_id":"a","n":1.50}}]}"#,
+            // Other operations and fields.
+            r#"{"ops":[{"op":"patch","collection":"notes","id":"a","patch":{"n":1}}]}"#,
+            r#"{"ops":[{"op":"put","collection":"notes","doc":{"_id":"a"},"if_version":3}]}"#,
+            r#"{"ops":[{"op":"insert","collection":"notes","doc":{"_id":"a"},"if_version":null}]}"#,
+            r#"{"ops":[{"op":"insert","collection":"notes","doc":{"_id":"a"}}],"extra":1}"#,
+            r#"{"ops":[{"op":"ins\u0065rt","collection":"notes","doc":{"_id":"a"}}]}"#,
+            r#"{"ops":[{"op":"insert","collection":"notes","doc":{"_id":"a"},"op":"put"}]}"#,
+            r#"{"ops":[],"ops":[{"op":"insert","collection":"notes","doc":{"_id":"a"}}]}"#,
+            // Errors the general way names.
+            r#"{"ops":[]}"#,
+            r#"{"ops":[{"op":"insert","collection":"no/tes","doc":{"_id":"a"}}]}"#,
+            r#"{"ops":[{"op":"put","collection":"notes","doc":{"n":1}}]}"#,
+            r#"{"ops":[{"op":"insert","collection":"notes","doc":{"_id":""}}]}"#,
+            r#"{"ops":[{"op":"insert","collection":"notes","doc":{"n":1}}],"origin":{"client":"c","seq":1}}"#,
+            r#"{"ops":[{"op":"insert","collection":"notes","doc":{"_id":"a"}}],"origin":{"client":"c","seq":0}}"#,
+            r#"{"ops":[{"op":"insert","collection":"notes","doc":{"_id":"a"}}],"origin":{"client":"c","seq":1,"x":"\ud800"}}"#,
+            r#"{"ops":[{"op":"insert","collection":"notes","doc":{"_id":"a","$x":1}}]}"#,
+            r#"[]"#,
+        ];
+        for body in bodies {
+            assert!(
+                fast_txn(&mut fuzz_ids(), body.as_bytes()).is_none(),
+                "{body}"
+            );
+        }
+        let general_error = general(bodies[16].as_bytes()).unwrap_err();
+        assert_eq!(general_error.code(), "invalid_json");
+        let too_many = format!(
+            r#"{{"ops":[{}]}}"#,
+            vec![r#"{"op":"insert","collection":"c","doc":{"_id":"a"}}"#; TXN_OPS_MAX + 1]
+                .join(",")
+        );
+        assert!(fast_txn(&mut fuzz_ids(), too_many.as_bytes()).is_none());
+        // One transaction the short way does not take sends the whole list the general way.
+        let many = format!(r#"{{"txns":[{},{}]}}"#, CANONICAL[0], bodies[0]);
+        assert!(fast_txns(&mut fuzz_ids(), many.as_bytes()).is_none());
+    }
+
+    /// Every body one edit away from a canonical one: where the short way takes it, the
+    /// general way makes the same transactions (`decode_body_for_fuzzing` panics otherwise).
+    #[test]
+    fn bodies_one_edit_away_agree() {
+        let mut taken = 0;
+        for body in CANONICAL {
+            for at in 0..body.len() {
+                for edit in ["", " ", "\"", "\\", ",", "}", "]", "1", "a", "_", "$", "é"] {
+                    let (before, after) = body.as_bytes().split_at(at);
+                    for skip in [0, 1] {
+                        let after = &after[skip.min(after.len())..];
+                        let bytes = [before, edit.as_bytes(), after].concat();
+                        let _ = decode_body_for_fuzzing(&bytes, false);
+                        let many = [b"{\"txns\":[".as_slice(), &bytes, b"]}"].concat();
+                        let _ = decode_body_for_fuzzing(&many, true);
+                        taken += usize::from(fast_txn(&mut fuzz_ids(), &bytes).is_some());
+                    }
+                }
+            }
+        }
+        // Some edits keep a body canonical (a letter in a value): the check saw both ways.
+        assert!(taken > 100, "{taken}");
+    }
 }

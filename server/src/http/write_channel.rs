@@ -169,6 +169,7 @@ async fn run(app: &AppState, mut socket: WebSocket, auth: &Authorized<NeedsWrite
         }
         if !messages.is_empty() {
             metrics::counter!("cstore_write_channel_txns_total").increment(items.len() as u64);
+            let items = txn::parse_each(&mut || app.node.generate_id(), items);
             let mut results = txn::commit_each(app, auth, ack, items).await.into_iter();
             let mut passing = None;
             let mut answer = |result: Result<txn::Written, ApiError>| {

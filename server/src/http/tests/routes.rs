@@ -57,6 +57,15 @@ async fn insert_generates_ids_and_get_serves_etags() {
         .await;
     assert_ne!(second["id"].as_str().unwrap(), id);
     assert_eq!(second["lsn"], 2);
+    // A canonical body takes its generated `_id` at its place in key order.
+    let second_id = second["id"].as_str().unwrap();
+    let stored = h
+        .call(Method::GET, &format!("/v1/c/notes/{second_id}"), None)
+        .await;
+    assert_eq!(
+        stored.body,
+        format!(r#"{{"_id":"{second_id}","text":"again"}}"#)
+    );
 
     let got = h
         .call(Method::GET, &format!("/v1/c/notes/{id}"), None)
