@@ -128,12 +128,13 @@ pub enum LoadError {
     Setup(String),
 }
 
+const CITIES: [&str; 16] = [
+    "Lyon", "Oslo", "Porto", "Kyoto", "Lima", "Accra", "Perth", "Quito", "Riga", "Turin", "Dakar",
+    "Hanoi", "Bern", "Cork", "Split", "Izmir",
+];
+
 /// A document of about 150-200 bytes, varied by `n`; `city` is what `--index` covers.
 pub fn sample_doc(n: u64) -> Value {
-    const CITIES: [&str; 16] = [
-        "Lyon", "Oslo", "Porto", "Kyoto", "Lima", "Accra", "Perth", "Quito", "Riga", "Turin",
-        "Dakar", "Hanoi", "Bern", "Cork", "Split", "Izmir",
-    ];
     let city = CITIES[usize::try_from(n % 16).expect("below 16")];
     json!({
         "user": format!("user-{n:08}"),
@@ -144,6 +145,58 @@ pub fn sample_doc(n: u64) -> Value {
         "tags": [format!("t{}", n % 5), format!("t{}", n % 11)],
         "note": "lorem ipsum dolor sit amet, consectetur adipiscing elit",
     })
+}
+
+/// [`sample_doc`] as serde_json writes it (keys in order, no spaces), written straight into
+/// `out`: the load generator shares the cores with the server it measures, and building and
+/// serializing a tree per document cost it about as much CPU as the server spent on the
+/// documents (a `perf` profile of `--mode txn`, 2026-12-07).
+pub fn write_sample_doc(n: u64, out: &mut Vec<u8>) {
+    use std::io::Write;
+    let city = CITIES[usize::try_from(n % 16).expect("below 16")];
+    let score = (n * 7919 % 1000) as f64 / 10.0;
+    let active = !n.is_multiple_of(3);
+    write!(
+        out,
+        r#"{{"active":{active},"age":{},"city":"{city}","#,
+        18 + n % 60
+    )
+    .expect("a Vec");
+    out.extend_from_slice(
+        br#""note":"lorem ipsum dolor sit amet, consectetur adipiscing elit","score":"#,
+    );
+    serde_json::to_writer(&mut *out, &score).expect("a float serializes");
+    write!(
+        out,
+        r#","tags":["t{}","t{}"],"user":"user-{n:08}"}}"#,
+        n % 5,
+        n % 11
+    )
+    .expect("a Vec");
+}
+
+/// The body of one request: a document, or a transaction of `count` inserts from document
+/// `first` into `collection`. Written as serde_json writes the same `json!` tree.
+pub fn write_body(mode: Mode, collection: &str, first: u64, count: u64, out: &mut Vec<u8>) {
+    out.clear();
+    match mode {
+        Mode::Insert | Mode::Channel => write_sample_doc(first, out),
+        Mode::Txn => {
+            let collection = serde_json::to_string(collection).expect("a string serializes");
+            out.extend_from_slice(br#"{"ops":["#);
+            for n in first..first + count {
+                if n > first {
+                    out.push(b',');
+                }
+                out.extend_from_slice(br#"{"collection":"#);
+                out.extend_from_slice(collection.as_bytes());
+                out.extend_from_slice(br#","doc":"#);
+                write_sample_doc(n, out);
+                out.extend_from_slice(br#","op":"insert"}"#);
+            }
+            out.extend_from_slice(b"]}");
+        }
+    }
 }
 
 /// Runs the load and returns what it measured.
@@ -348,15 +401,8 @@ async fn client_loop(shared: Arc<Shared>, deadline: Option<Instant>) -> (Tallies
             Limit::Documents(total) => per_request.min(total - first),
             Limit::Duration(_) => per_request,
         };
-        let body = match config.mode {
-            Mode::Insert | Mode::Channel => sample_doc(first),
-            Mode::Txn => json!({
-                "ops": (first..first + count)
-                    .map(|n| json!({"op": "insert", "collection": config.collection, "doc": sample_doc(n)}))
-                    .collect::<Vec<_>>()
-            }),
-        };
-        let body = serde_json::to_vec(&body).expect("a Value serializes");
+        let mut body = Vec::new();
+        write_body(config.mode, &config.collection, first, count, &mut body);
         let sent = Instant::now();
         let mut request = shared
             .http
@@ -416,9 +462,9 @@ async fn channel_loop(shared: Arc<Shared>, deadline: Option<Instant>) -> (Tallie
         if matches!(config.limit, Limit::Documents(total) if n >= total) {
             return None;
         }
-        let txn = json!({"ops": [{"op": "insert", "collection": config.collection,
-                                  "doc": sample_doc(n)}]});
-        Some(txn.to_string())
+        let mut txn = Vec::new();
+        write_body(Mode::Txn, &config.collection, n, 1, &mut txn);
+        Some(String::from_utf8(txn).expect("JSON text is UTF-8"))
     };
     channel
         .pipeline(config.window, next, |sent, outcome| {
@@ -553,6 +599,22 @@ impl CheckpointSplit {
 mod tests {
     use super::*;
     use crate::tally::new_histogram;
+
+    #[test]
+    fn bodies_are_what_serde_json_writes_of_the_tree() {
+        let mut out = Vec::new();
+        for n in (0..2_000).chain([u64::from(u32::MAX), 99_999_999, 123_456_789_012]) {
+            write_body(Mode::Insert, "bench", n, 1, &mut out);
+            assert_eq!(out, serde_json::to_vec(&sample_doc(n)).unwrap(), "{n}");
+        }
+        write_body(Mode::Txn, "be\"nch", 7, 3, &mut out);
+        let tree = json!({
+            "ops": (7..10)
+                .map(|n| json!({"op": "insert", "collection": "be\"nch", "doc": sample_doc(n)}))
+                .collect::<Vec<_>>()
+        });
+        assert_eq!(out, serde_json::to_vec(&tree).unwrap());
+    }
 
     #[test]
     fn sample_documents_are_small_and_realistic() {
