@@ -310,8 +310,7 @@ struct FastOrigin<'a> {
     seq: u64,
 }
 
-/// `{"op": "insert" | "put", "collection", "doc"}`: nothing more (a put's `if_version` goes the
-/// general way).
+/// `{"op": "insert" | "put", "collection", "doc", "if_version"?}`: nothing more.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FastOp<'a> {
@@ -319,6 +318,15 @@ struct FastOp<'a> {
     collection: &'a str,
     #[serde(borrow)]
     doc: &'a RawValue,
+    /// `None` when the field is absent, `Some(None)` when it is `null` (an insert may not
+    /// carry it at all; a put takes `null` as no precondition, as the browser replica sends).
+    #[serde(default, deserialize_with = "present")]
+    if_version: Option<Option<u64>>,
+}
+
+/// A field that is there, even as `null`.
+fn present<'de, D: serde::Deserializer<'de>>(field: D) -> Result<Option<Option<u64>>, D::Error> {
+    Option::<u64>::deserialize(field).map(Some)
 }
 
 /// `{"txns": […]}` with each transaction left as text.
@@ -350,20 +358,21 @@ fn fast_txn(new_id: &mut dyn FnMut() -> String, bytes: &[u8]) -> Option<(Txn, Ve
         op,
         collection,
         doc,
+        if_version,
     } in ops
     {
         validate_collection_name(collection).ok()?;
         let collection = collection.to_owned();
-        let op = match op {
+        let op = match (op, if_version) {
             // With an `origin`, every insert names its `_id` (see `parse`).
-            "insert" => Op::Insert {
+            ("insert", None) => Op::Insert {
                 collection,
                 doc: RawDoc::from_canonical(doc.get(), || origin.is_none().then(&mut *new_id))?,
             },
-            "put" => Op::Put {
+            ("put", if_version) => Op::Put {
                 collection,
                 doc: RawDoc::from_canonical(doc.get(), || None)?,
-                if_version: None,
+                if_version: if_version.flatten().map(Lsn),
             },
             _ => return None,
         };
@@ -647,7 +656,7 @@ mod tests {
     /// Canonical inserts (with and without an `_id`) and puts, with and without an origin.
     const CANONICAL: [&str; 4] = [
         r#"{"ops":[{"collection":"notes","doc":{"_id":"a","n":1,"tag":"x"},"op":"insert"},{"collection":"notes","doc":{"n":2,"tag":"\u0001y"},"op":"insert"},{"collection":"notes","doc":{"A":[1.5,{"b":null}],"_id":"c"},"op":"put"}]}"#,
-        r#"{"origin":{"client":"app-1","seq":7},"ops":[{"op":"insert","collection":"notes","doc":{"_id":"a","n":1}},{"doc":{"_id":"b"},"op":"put","collection":"notes"}]}"#,
+        r#"{"origin":{"client":"app-1","seq":7},"ops":[{"op":"insert","collection":"notes","doc":{"_id":"a","n":1}},{"doc":{"_id":"b"},"op":"put","collection":"notes","if_version":null},{"collection":"notes","doc":{"_id":"c"},"if_version":4,"op":"put"}]}"#,
         r#"{"ops":[{"op":"insert","collection":"notes","doc":{}}],"origin":null}"#,
         r#"{"ops":[{"op":"insert","collection":"notes","doc":{"Z":"last before _id","z":"after"}}]}"#,
     ];
@@ -684,8 +693,9 @@ mod tests {
             r#"{"ops":[{"op":"insert","collection":"notes","doc":{"_id":"a","n":1.50}}]}"#,
             // Other operations and fields.
             r#"{"ops":[{"op":"patch","collection":"notes","id":"a","patch":{"n":1}}]}"#,
-            r#"{"ops":[{"op":"put","collection":"notes","doc":{"_id":"a"},"if_version":3}]}"#,
             r#"{"ops":[{"op":"insert","collection":"notes","doc":{"_id":"a"},"if_version":null}]}"#,
+            r#"{"ops":[{"op":"insert","collection":"notes","doc":{"_id":"a"},"if_version":1}]}"#,
+            r#"{"ops":[{"op":"put","collection":"notes","doc":{"_id":"a"},"if_version":-1}]}"#,
             r#"{"ops":[{"op":"insert","collection":"notes","doc":{"_id":"a"}}],"extra":1}"#,
             r#"{"ops":[{"op":"ins\u0065rt","collection":"notes","doc":{"_id":"a"}}]}"#,
             r#"{"ops":[{"op":"insert","collection":"notes","doc":{"_id":"a"},"op":"put"}]}"#,
@@ -707,7 +717,8 @@ mod tests {
                 "{body}"
             );
         }
-        let general_error = general(bodies[16].as_bytes()).unwrap_err();
+        let surrogate = bodies.iter().find(|b| b.contains("ud800")).unwrap();
+        let general_error = general(surrogate.as_bytes()).unwrap_err();
         assert_eq!(general_error.code(), "invalid_json");
         let too_many = format!(
             r#"{{"ops":[{}]}}"#,
