@@ -116,9 +116,48 @@ pub fn encode_record(kind: RecordKind, body: &[u8], out: &mut Vec<u8>) {
 }
 
 /// Appends one framed record holding `value` encoded with postcard.
+///
+/// The body is encoded in place after the header, which is filled in once its length is
+/// known: a body of its own (postcard's `to_allocvec`) grew by doubling from nothing for every
+/// record and was copied again, and on the leader's commit thread those fresh pages were about
+/// a tenth of its time (`perf`, `cstore-load --mode txn`, 2026-12-07). The bytes are the same as
+/// [`encode_record`] of the body (a test holds them to it).
 pub fn encode_value<T: Serialize>(kind: RecordKind, value: &T, out: &mut Vec<u8>) {
-    let body = postcard::to_allocvec(value).expect("encoding into a Vec cannot fail");
-    encode_record(kind, &body, out);
+    let start = out.len();
+    out.extend_from_slice(&[0; RECORD_HEADER_BYTES]);
+    out.push(FORMAT_VERSION);
+    out.push(kind as u8);
+    postcard::serialize_with_flavor(value, Append(out)).expect("encoding into a Vec cannot fail");
+    let len = out.len() - start - RECORD_HEADER_BYTES;
+    assert!(
+        len <= RECORD_PAYLOAD_MAX,
+        "refusing to write a {len}-byte record"
+    );
+    let len_bytes = u32::try_from(len).expect("bounded above").to_le_bytes();
+    let crc = checksum(len_bytes, &out[start + RECORD_HEADER_BYTES..]);
+    out[start..start + 4].copy_from_slice(&len_bytes);
+    out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+}
+
+/// postcard's output appended to a `Vec` that already holds bytes.
+struct Append<'a>(&'a mut Vec<u8>);
+
+impl postcard::ser_flavors::Flavor for Append<'_> {
+    type Output = ();
+
+    fn try_push(&mut self, byte: u8) -> postcard::Result<()> {
+        self.0.push(byte);
+        Ok(())
+    }
+
+    fn try_extend(&mut self, bytes: &[u8]) -> postcard::Result<()> {
+        self.0.extend_from_slice(bytes);
+        Ok(())
+    }
+
+    fn finalize(self) -> postcard::Result<()> {
+        Ok(())
+    }
 }
 
 /// Decodes the record at the start of `buf`: its kind, its body, and the bytes it took.
@@ -216,6 +255,19 @@ mod tests {
             doc,
         });
         LogEntry::new(LogPosition::START, Term(1), TimestampMs(5), txn)
+    }
+
+    #[test]
+    fn a_value_encoded_in_place_is_the_record_of_its_body() {
+        let entry = entry();
+        let body = postcard::to_allocvec(&entry).unwrap();
+        let mut expected = b"earlier bytes".to_vec();
+        encode_record(RecordKind::Entry, &body, &mut expected);
+        let mut out = b"earlier bytes".to_vec();
+        encode_value(RecordKind::Entry, &entry, &mut out);
+        assert_eq!(out, expected);
+        let (decoded, used) = decode_entry(&out[13..]).unwrap();
+        assert_eq!((decoded, used), (entry, out.len() - 13));
     }
 
     #[test]
