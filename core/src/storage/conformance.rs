@@ -47,6 +47,7 @@ pub async fn test_all<H: StoreHarness>(harness: &mut H) {
     read_range_partially_compacted(harness).await;
     append_not_contiguous(harness).await;
     append_wrong_prev_hash(harness).await;
+    append_own_checks_the_chain(harness).await;
     truncate_suffix_middle(harness).await;
     truncate_suffix_last(harness).await;
     truncate_suffix_beyond_end(harness).await;
@@ -500,6 +501,24 @@ pub async fn append_wrong_prev_hash<H: StoreHarness>(harness: &mut H) {
     // The store still accepts the right continuation.
     let mut store = store;
     append_ok(&mut store, &mut model, &good, context).await;
+    check_and_reopen(harness, store, &model, context).await;
+}
+
+/// `append_own` (entries the caller built) keeps the chain as `append` does: a fork is
+/// refused, the right continuation is durable.
+pub async fn append_own_checks_the_chain<H: StoreHarness>(harness: &mut H) {
+    let context = "append_own_checks_the_chain";
+    let (mut store, mut model) = store_with(harness, 3).await;
+    let last = model.last();
+    let forked_base = LogPosition {
+        lsn: last.lsn,
+        hash: Hash([7; 32]),
+    };
+    let fork = entries_after(forked_base, 2, Term(1), "fork");
+    expect_not_contiguous(store.append_own(&fork).await, last, Lsn(4), context);
+    let good = entries_after(last, 3, Term(1), "own");
+    store.append_own(&good).await.expect(context);
+    model.entries.extend(good);
     check_and_reopen(harness, store, &model, context).await;
 }
 

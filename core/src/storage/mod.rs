@@ -106,6 +106,17 @@ pub trait LogStore {
         entries: &[LogEntry],
     ) -> impl Future<Output = StorageResult<()>> + MaybeSend;
 
+    /// [`Self::append`] for entries the caller has just built with [`LogEntry::new`], which
+    /// hashed them: a store that checks each entry against its hash before it writes may skip
+    /// that second SHA-256 pass (the chain is still checked). The leader's commit thread does
+    /// this for every batch. By default, `append`.
+    fn append_own(
+        &mut self,
+        entries: &[LogEntry],
+    ) -> impl Future<Output = StorageResult<()>> + MaybeSend {
+        self.append(entries)
+    }
+
     /// The entries with `from <= lsn < to`, in order. Fails with `Missing` when any of them is
     /// not held.
     fn read_range(

@@ -383,10 +383,11 @@ impl<S: LogStore> LocalCopy<S> {
             .await
     }
 
-    /// Appends `entries` to the store durably (one fsync). They reach readers only through
-    /// [`Self::apply_committed`] afterwards.
+    /// Appends `entries`, which the caller has just built with [`LogEntry::new`], to the store
+    /// durably (one fsync; the store does not hash them again, see [`LogStore::append_own`]).
+    /// They reach readers only through [`Self::apply_committed`] afterwards.
     pub async fn append(&mut self, entries: &[LogEntry]) -> Result<(), StorageError> {
-        self.store.append(entries).await
+        self.store.append_own(entries).await
     }
 
     /// The one door through which entries reach the state: applies `entries` (durable, in

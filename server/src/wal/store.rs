@@ -322,9 +322,10 @@ impl FileStore {
         self.guarded(|store| store.append_inner(entries, HashCheck::Here))
     }
 
-    /// [`Self::append_blocking`] for entries whose hashes the caller has just checked: a
+    /// [`Self::append_blocking`] for entries whose hashes the caller has just checked or made: a
     /// replica checks every entry it receives (hash, link, term) before it asks for it to be
-    /// persisted, and a second SHA-256 pass here was an eighth of a follower's catch-up CPU.
+    /// persisted, and a second SHA-256 pass here was an eighth of a follower's catch-up CPU; the
+    /// leader hashes its own entries as it builds them ([`LogStore::append_own`]).
     /// The chain is still checked (each entry must follow the one before by LSN and
     /// `prev_hash`), and every record still gets its checksum.
     pub fn append_hash_checked_blocking(&mut self, entries: &[LogEntry]) -> StorageResult<()> {
@@ -958,6 +959,10 @@ fn open_snapshot(
 impl LogStore for FileStore {
     async fn append(&mut self, entries: &[LogEntry]) -> StorageResult<()> {
         self.append_blocking(entries)
+    }
+
+    async fn append_own(&mut self, entries: &[LogEntry]) -> StorageResult<()> {
+        self.append_hash_checked_blocking(entries)
     }
 
     async fn read_range(&self, from: Lsn, to: Lsn) -> StorageResult<Vec<LogEntry>> {
