@@ -119,6 +119,13 @@ core_rows() {
   echo "Targets: ≥ 100K durable single-document inserts/s with 64 clients; ≥ 400K documents/s"
   echo "through \`/v1/txn\`. With 64 closed-loop clients, throughput is at most 64 divided by"
   echo "the fsync time (Little's law): 64K/s at 1 ms per fdatasync."
+  echo
+  echo "\`cstore-load\`'s documents are canonical JSON (keys in order, no spaces), as the npm"
+  echo "package sends them: the server reads such inserts without building a tree of them. A"
+  echo "client that sends other key orders takes the general path, as the peers rows below do."
+  echo "What bounds the \`/v1/txn\` row, with profiles before and after:"
+  echo "[docs/bench/txn-profile.md](docs/bench/txn-profile.md). Earlier A/B runs of these rows are"
+  echo "in \"Server: durable writes over HTTP, measured by hand\" below."
   if [ -s "$WORK/peers.md" ]; then
     echo
     cat "$WORK/peers.md"
