@@ -102,6 +102,9 @@ pub async fn open(
     if let Some(claims) = &auth.claims {
         tracing::info!(sub = %claims.sub, "write channel opened");
     }
+    // Counted from here, so that a stop waits for this channel's close frame (taken before the
+    // upgrade: a stop that begins meanwhile closes the channel as soon as it runs).
+    let live = app.replication.channel_guard();
     upgrade
         .read_buffer_size(READ_BUFFER_BYTES)
         .max_message_size(message_bytes_max)
@@ -111,6 +114,7 @@ pub async fn open(
             run(&app, socket, &auth, &ack).await;
             metrics::gauge!("cstore_write_channels").decrement(1.0);
             drop(held);
+            drop(live);
         })
 }
 

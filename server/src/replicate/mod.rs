@@ -191,7 +191,9 @@ impl Replicator {
     }
 
     /// Closes every replication connection (error frame `shutting_down`, then a close frame)
-    /// and waits for them, at most [`SHUTDOWN_WAIT`]. Later connections are refused.
+    /// and every write channel (close 1001), and waits for them, at most [`SHUTDOWN_WAIT`]:
+    /// a process that exits first resets connections whose close frame was not sent yet.
+    /// Later connections are refused.
     pub async fn shutdown(&self) {
         self.inner.stopping.send_replace(true);
         let mut live = self.inner.live.subscribe();
@@ -220,20 +222,32 @@ impl Replicator {
         self.inner.live.send_modify(|n| *n += 1);
         LiveGuard {
             replicator: self.clone(),
-            conn,
+            conn: Some(conn),
+        }
+    }
+
+    /// Counts a write channel (`GET /v1/write`, no hub entry) as live until dropped, so that
+    /// [`Self::shutdown`] waits for its close frame.
+    pub(crate) fn channel_guard(&self) -> LiveGuard {
+        self.inner.live.send_modify(|n| *n += 1);
+        LiveGuard {
+            replicator: self.clone(),
+            conn: None,
         }
     }
 }
 
-/// A connection counted as live; dropping it closes the connection's hub entry.
+/// A connection counted as live; dropping it closes the connection's hub entry, if it has one.
 pub(crate) struct LiveGuard {
     replicator: Replicator,
-    conn: ConnId,
+    conn: Option<ConnId>,
 }
 
 impl Drop for LiveGuard {
     fn drop(&mut self) {
-        self.replicator.inner.hub.close(self.conn);
+        if let Some(conn) = self.conn {
+            self.replicator.inner.hub.close(conn);
+        }
         self.replicator.inner.live.send_modify(|n| *n -= 1);
     }
 }
