@@ -38,8 +38,9 @@ impl<S: Send + Sync, const LIMIT: usize> FromRequest<S> for JsonBody<LIMIT> {
 }
 
 /// A request body as [`JsonBody`] checks it (media type, size, not empty), left as bytes for
-/// a route that reads it without building a tree first (`/v1/txn`). Its syntax is not checked
-/// yet: [`parse_json`] says what is wrong with it in the same words as `JsonBody`.
+/// a route that reads it without building a tree first (`/v1/txn`, `/v1/txns` and
+/// `POST /v1/c/{c}`). Its syntax is not checked yet: [`parse_json`] says what is wrong with
+/// it in the same words as `JsonBody`.
 #[derive(Debug)]
 pub struct JsonBytes<const LIMIT: usize>(pub Vec<u8>);
 
