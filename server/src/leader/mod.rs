@@ -54,9 +54,10 @@ pub use crate::local::StartError;
 pub use checkpoint::CheckpointStore;
 
 /// The default pace of a checkpoint's file, in MiB/s: a snapshot of a million small documents
-/// (200 MB) in under two seconds, while the log's syncs take no longer than without one (see
-/// `checkpoint::Pace`).
-pub const CHECKPOINT_WRITE_MIB_PER_S_DEFAULT: u64 = 128;
+/// (200 MB) in about 3.3 s. At 128 MiB/s (1.7 s) writes during a checkpoint had a p99 2.3 to
+/// 2.9 times the p99 outside one on this project's 2-core machine; at 64 about 1.1 times (see
+/// `checkpoint::Pace`, and BENCHMARKS.md, "Writes during checkpoints, by pace").
+pub const CHECKPOINT_WRITE_MIB_PER_S_DEFAULT: u64 = 64;
 
 /// Tunables of the leader.
 #[derive(Clone, Debug)]
