@@ -175,13 +175,14 @@ pub fn write_sample_doc(n: u64, out: &mut Vec<u8>) {
     .expect("a Vec");
 }
 
-/// The body of one request: a document, or a transaction of `count` inserts from document
-/// `first` into `collection`. Written as serde_json writes the same `json!` tree.
+/// The body of one request or channel message: a document (`insert`), or a transaction of
+/// `count` inserts from document `first` into `collection` (`txn`, and `channel` with one).
+/// Written as serde_json writes the same `json!` tree.
 pub fn write_body(mode: Mode, collection: &str, first: u64, count: u64, out: &mut Vec<u8>) {
     out.clear();
     match mode {
-        Mode::Insert | Mode::Channel => write_sample_doc(first, out),
-        Mode::Txn => {
+        Mode::Insert => write_sample_doc(first, out),
+        Mode::Txn | Mode::Channel => {
             let collection = serde_json::to_string(collection).expect("a string serializes");
             out.extend_from_slice(br#"{"ops":["#);
             for n in first..first + count {
@@ -463,7 +464,7 @@ async fn channel_loop(shared: Arc<Shared>, deadline: Option<Instant>) -> (Tallie
             return None;
         }
         let mut txn = Vec::new();
-        write_body(Mode::Txn, &config.collection, n, 1, &mut txn);
+        write_body(Mode::Channel, &config.collection, n, 1, &mut txn);
         Some(String::from_utf8(txn).expect("JSON text is UTF-8"))
     };
     channel
