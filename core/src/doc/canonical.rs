@@ -38,9 +38,10 @@ pub(crate) enum IdSlot {
     Missing { at: usize },
 }
 
-/// The `_id` of `text` when the text is canonical but for a missing `_id`, and `None` when it
-/// is not canonical (or its `_id` is not valid). The inserts of a client that writes canonical
-/// JSON (the browser replica does) take their id here without a tree being built.
+/// Where the `_id` of `text` is, or belongs when the text is canonical but for a missing
+/// `_id`; `None` when the text is not canonical (or its `_id` is not valid). The inserts of a
+/// client that writes canonical JSON (the browser replica does) take their id here without a
+/// tree being built.
 pub(crate) fn id_slot(text: &str) -> Option<IdSlot> {
     if text.len() > DOC_BYTES_MAX || !text.starts_with('{') {
         return None;
