@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
-use serde_json::{Value, json};
+use serde_json::json;
 
 /// Error messages kept as samples.
 const ERROR_SAMPLES_MAX: usize = 5;
@@ -133,22 +133,9 @@ const CITIES: [&str; 16] = [
     "Hanoi", "Bern", "Cork", "Split", "Izmir",
 ];
 
-/// A document of about 150-200 bytes, varied by `n`; `city` is what `--index` covers.
-pub fn sample_doc(n: u64) -> Value {
-    let city = CITIES[usize::try_from(n % 16).expect("below 16")];
-    json!({
-        "user": format!("user-{n:08}"),
-        "city": city,
-        "age": 18 + n % 60,
-        "score": (n * 7919 % 1000) as f64 / 10.0,
-        "active": !n.is_multiple_of(3),
-        "tags": [format!("t{}", n % 5), format!("t{}", n % 11)],
-        "note": "lorem ipsum dolor sit amet, consectetur adipiscing elit",
-    })
-}
-
-/// [`sample_doc`] as serde_json writes it (keys in order, no spaces), written straight into
-/// `out`: the load generator shares the cores with the server it measures, and building and
+/// A document of about 150-200 bytes, varied by `n` (`city` is what `--index` covers), as
+/// serde_json writes it (keys in order, no spaces; the tests hold it to the `json!` tree
+/// `sample_doc`), written straight into `out`: the load generator shares the cores with the server it measures, and building and
 /// serializing a tree per document cost it about as much CPU as the server spent on the
 /// documents (a `perf` profile of `--mode txn`, 2026-12-07).
 pub fn write_sample_doc(n: u64, out: &mut Vec<u8>) {
@@ -600,6 +587,21 @@ impl CheckpointSplit {
 mod tests {
     use super::*;
     use crate::tally::new_histogram;
+    use serde_json::Value;
+
+    /// The document [`write_sample_doc`] writes, as a tree.
+    fn sample_doc(n: u64) -> Value {
+        let city = CITIES[usize::try_from(n % 16).expect("below 16")];
+        json!({
+            "user": format!("user-{n:08}"),
+            "city": city,
+            "age": 18 + n % 60,
+            "score": (n * 7919 % 1000) as f64 / 10.0,
+            "active": !n.is_multiple_of(3),
+            "tags": [format!("t{}", n % 5), format!("t{}", n % 11)],
+            "note": "lorem ipsum dolor sit amet, consectetur adipiscing elit",
+        })
+    }
 
     #[test]
     fn bodies_are_what_serde_json_writes_of_the_tree() {

@@ -99,20 +99,9 @@ fn checksum(len_bytes: [u8; 4], payload: &[u8]) -> u32 {
 
 /// Appends one framed record with the given kind and body.
 pub fn encode_record(kind: RecordKind, body: &[u8], out: &mut Vec<u8>) {
-    let len = body.len() + 2;
-    assert!(
-        len <= RECORD_PAYLOAD_MAX,
-        "refusing to write a {len}-byte record"
-    );
-    let len_bytes = u32::try_from(len).expect("bounded above").to_le_bytes();
-    let start = out.len();
-    out.extend_from_slice(&len_bytes);
-    out.extend_from_slice(&[0; 4]);
-    out.push(FORMAT_VERSION);
-    out.push(kind as u8);
+    let start = open_record(kind, out);
     out.extend_from_slice(body);
-    let crc = checksum(len_bytes, &out[start + RECORD_HEADER_BYTES..]);
-    out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+    close_record(out, start);
 }
 
 /// Appends one framed record holding `value` encoded with postcard.
@@ -123,11 +112,25 @@ pub fn encode_record(kind: RecordKind, body: &[u8], out: &mut Vec<u8>) {
 /// a tenth of its time (`perf`, `cstore-load --mode txn`, 2026-12-07). The bytes are the same as
 /// [`encode_record`] of the body (a test holds them to it).
 pub fn encode_value<T: Serialize>(kind: RecordKind, value: &T, out: &mut Vec<u8>) {
+    let start = open_record(kind, out);
+    postcard::serialize_with_flavor(value, Append(out)).expect("encoding into a Vec cannot fail");
+    close_record(out, start);
+}
+
+/// Appends a record's header with its length and checksum still zero, and the version and
+/// kind that begin its payload; returns where the record starts. The body follows, then
+/// [`close_record`].
+fn open_record(kind: RecordKind, out: &mut Vec<u8>) -> usize {
     let start = out.len();
     out.extend_from_slice(&[0; RECORD_HEADER_BYTES]);
     out.push(FORMAT_VERSION);
     out.push(kind as u8);
-    postcard::serialize_with_flavor(value, Append(out)).expect("encoding into a Vec cannot fail");
+    start
+}
+
+/// Fills in the length and checksum of the record that starts at `start` and runs to the end
+/// of `out`.
+fn close_record(out: &mut [u8], start: usize) {
     let len = out.len() - start - RECORD_HEADER_BYTES;
     assert!(
         len <= RECORD_PAYLOAD_MAX,

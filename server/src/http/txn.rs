@@ -353,7 +353,6 @@ fn fast_txn(new_id: &mut dyn FnMut() -> String, bytes: &[u8]) -> Option<(Txn, Ve
         origin.validate().ok()?;
     }
     let mut txn = Txn::default();
-    let mut ids = Vec::with_capacity(ops.len());
     for FastOp {
         op,
         collection,
@@ -376,13 +375,10 @@ fn fast_txn(new_id: &mut dyn FnMut() -> String, bytes: &[u8]) -> Option<(Txn, Ve
             },
             _ => return None,
         };
-        if let Op::Insert { doc, .. } | Op::Put { doc, .. } = &op {
-            ids.push(doc.id());
-        }
         txn.ops.push(op);
     }
     txn.origin = origin;
-    Some((txn, ids))
+    Some(with_ids(txn))
 }
 
 /// [`fast_txn`] for each transaction of a `POST /v1/txns` body, when it takes every one.
@@ -530,7 +526,6 @@ fn parse(new_id: &mut dyn FnMut() -> String, body: Value) -> Parsed {
     // Core refuses too many operations too; refusing here skips parsing them.
     check_count(ops.len(), "ops", TXN_OPS_MAX, "operations")?;
     let mut txn = Txn::default();
-    let mut ids = Vec::new();
     for (op_index, op) in ops.into_iter().enumerate() {
         if origin.is_some() && is_insert_without_id(&op) {
             // A retry must write the same documents: the leader cannot pick their ids.
@@ -538,13 +533,24 @@ fn parse(new_id: &mut dyn FnMut() -> String, body: Value) -> Parsed {
             return Err(ApiError::InvalidTxn(message.into()).in_op(op_index));
         }
         let op = parse_op(new_id, op).map_err(|e| e.in_op(op_index))?;
-        if let Op::Insert { doc, .. } | Op::Put { doc, .. } = &op {
-            ids.push(doc.id());
-        }
         txn.ops.push(op);
     }
     txn.origin = origin;
-    Ok((txn, ids))
+    Ok(with_ids(txn))
+}
+
+/// A transaction and the `_id` of each of its inserts and puts, in order: what the answer
+/// lists.
+fn with_ids(txn: Txn) -> (Txn, Vec<String>) {
+    let ids = txn
+        .ops
+        .iter()
+        .filter_map(|op| match op {
+            Op::Insert { doc, .. } | Op::Put { doc, .. } => Some(doc.id()),
+            _ => None,
+        })
+        .collect();
+    (txn, ids)
 }
 
 fn parse_op(new_id: &mut dyn FnMut() -> String, op: Value) -> Result<Op, ApiError> {

@@ -219,20 +219,20 @@ impl Replicator {
 
     /// Counts a live connection until dropped (and then forgets it in the hub).
     pub(crate) fn live_guard(&self, conn: ConnId) -> LiveGuard {
-        self.inner.live.send_modify(|n| *n += 1);
-        LiveGuard {
-            replicator: self.clone(),
-            conn: Some(conn),
-        }
+        self.counted(Some(conn))
     }
 
     /// Counts a write channel (`GET /v1/write`, no hub entry) as live until dropped, so that
     /// [`Self::shutdown`] waits for its close frame.
     pub(crate) fn channel_guard(&self) -> LiveGuard {
+        self.counted(None)
+    }
+
+    fn counted(&self, conn: Option<ConnId>) -> LiveGuard {
         self.inner.live.send_modify(|n| *n += 1);
         LiveGuard {
             replicator: self.clone(),
-            conn: None,
+            conn,
         }
     }
 }
