@@ -11,6 +11,7 @@ pub mod doc;
 pub mod error;
 pub mod index;
 pub mod log;
+pub mod packed;
 pub mod query;
 pub mod replication;
 #[cfg(feature = "testing")]

@@ -23,6 +23,10 @@ use crate::index::SecondaryIndex;
 use crate::index::secondary::Entries;
 
 /// The documents a plan yields, in its access order.
+#[expect(
+    clippy::large_enum_variant,
+    reason = "one per query, on the stack; boxing the index walk would allocate per query"
+)]
 pub enum Candidates<'s, 'p, S: DocSource + ?Sized> {
     /// Every document.
     Scan(Box<dyn Iterator<Item = &'s StoredDoc> + 's>),
