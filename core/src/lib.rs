@@ -11,7 +11,7 @@ pub mod doc;
 pub mod error;
 pub mod index;
 pub mod log;
-pub mod packed;
+mod packed;
 pub mod query;
 pub mod replication;
 #[cfg(feature = "testing")]
@@ -22,7 +22,7 @@ pub mod storage;
 pub mod txn;
 pub mod types;
 
-pub use doc::{DocError, RawDoc, StoredDoc};
+pub use doc::{DocError, DocRef, DocText, RawDoc, StoredDoc};
 pub use error::ErrorCode;
 pub use log::LogEntry;
 pub use snapshot::Snapshot;

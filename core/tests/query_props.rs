@@ -10,7 +10,7 @@
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
 
-use cstore_core::doc::{RawDoc, StoredDoc};
+use cstore_core::doc::{DocRef, RawDoc, StoredDoc};
 use cstore_core::index::key::{compare_values, type_tag};
 use cstore_core::index::{IndexField, IndexSpec, SecondaryIndex, lookup_path};
 use cstore_core::query::{DocSource, Filter, FindQuery, count, find};
@@ -65,11 +65,11 @@ impl Mem {
 }
 
 impl DocSource for Mem {
-    fn get(&self, id: &str) -> Option<&StoredDoc> {
-        self.docs.get(id)
+    fn get(&self, id: &str) -> Option<DocRef<'_>> {
+        self.docs.get(id).map(StoredDoc::to_ref)
     }
-    fn scan(&self) -> Box<dyn Iterator<Item = &StoredDoc> + '_> {
-        Box::new(self.docs.values())
+    fn scan(&self) -> Box<dyn Iterator<Item = DocRef<'_>> + '_> {
+        Box::new(self.docs.values().map(StoredDoc::to_ref))
     }
     fn indexes(&self) -> &[SecondaryIndex] {
         &self.indexes

@@ -58,7 +58,7 @@ use cstore_core::query::{Filter, FindQuery};
 use cstore_core::replication::SUBSCRIPTION_COLLECTIONS_MAX;
 #[cfg(not(target_arch = "wasm32"))]
 use cstore_core::storage::MemoryStore;
-use cstore_core::{StoredDoc, Txn};
+use cstore_core::{DocRef, StoredDoc, Txn};
 use serde_json::Value;
 use wasm_bindgen::prelude::*;
 
@@ -306,12 +306,12 @@ fn to_json(value: &JsValue) -> Result<Value, ReplicaError> {
 }
 
 /// A stored document as a JS object.
-fn doc_to_js(doc: &StoredDoc) -> JsValue {
+fn doc_to_js(doc: DocRef<'_>) -> JsValue {
     js_sys::JSON::parse(doc.doc.as_str()).expect("stored documents are valid JSON")
 }
 
 /// Documents as a JS array, parsed in one `JSON.parse`.
-fn docs_to_js<'a>(docs: impl ExactSizeIterator<Item = &'a StoredDoc>) -> JsValue {
+fn docs_to_js<'a>(docs: impl ExactSizeIterator<Item = DocRef<'a>>) -> JsValue {
     let mut text = String::with_capacity(2 + docs.len() * 64);
     text.push('[');
     for (i, doc) in docs.enumerate() {
@@ -532,7 +532,10 @@ impl Replica {
     ) -> Result<u32, JsValue> {
         let query = parse_query(&query)?;
         let callback = Rc::new(move |docs: &[StoredDoc]| {
-            let _ = callback.call1(&JsValue::NULL, &docs_to_js(docs.iter()));
+            let _ = callback.call1(
+                &JsValue::NULL,
+                &docs_to_js(docs.iter().map(StoredDoc::to_ref)),
+            );
         });
         Ok(self.handle.watch(collection, query, callback)?)
     }

@@ -172,20 +172,25 @@ impl RawDoc {
         &self.0
     }
 
+    /// The text, borrowed as the state lends its documents.
+    pub fn text(&self) -> DocText<'_> {
+        DocText(&self.0)
+    }
+
     /// Parses the text back into a value. The text was produced by serde_json from a value, so
     /// failure is a bug.
     pub fn to_value(&self) -> Value {
-        serde_json::from_str(&self.0).expect("RawDoc holds valid JSON")
+        self.text().to_value()
     }
 
     /// The document's `_id`.
     pub fn id(&self) -> String {
-        self.id_str().into_owned()
+        self.text().id()
     }
 
     /// The document's `_id`, borrowed from the text when it has no escapes.
     pub fn id_str(&self) -> std::borrow::Cow<'_, str> {
-        view::id_of(self)
+        self.text().id_str()
     }
 
     /// Length of the canonical text in bytes.
@@ -306,6 +311,97 @@ pub struct StoredDoc {
     pub version: Lsn,
     /// The canonical JSON text.
     pub doc: RawDoc,
+}
+
+impl StoredDoc {
+    /// The document borrowed, as the state lends its own.
+    pub fn to_ref(&self) -> DocRef<'_> {
+        DocRef {
+            version: self.version,
+            doc: self.doc.text(),
+        }
+    }
+}
+
+/// The canonical text of a document, borrowed: what a [`RawDoc`] holds, where the state keeps
+/// it (documents are packed many to a buffer there, not one allocation each). Made only from
+/// a `RawDoc`'s text, so it has what a `RawDoc` guarantees.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(transparent)]
+pub struct DocText<'a>(&'a str);
+
+impl<'a> DocText<'a> {
+    /// Text that was a [`RawDoc`]'s (the state's packed documents).
+    pub(crate) fn of_raw_text(text: &'a str) -> DocText<'a> {
+        DocText(text)
+    }
+
+    /// The canonical JSON text.
+    pub fn as_str(self) -> &'a str {
+        self.0
+    }
+
+    /// Parses the text into a value (see [`RawDoc::to_value`]).
+    pub fn to_value(self) -> Value {
+        serde_json::from_str(self.0).expect("RawDoc holds valid JSON")
+    }
+
+    /// The document's `_id`.
+    pub fn id(self) -> String {
+        self.id_str().into_owned()
+    }
+
+    /// The document's `_id`, borrowed from the text when it has no escapes.
+    pub fn id_str(self) -> std::borrow::Cow<'a, str> {
+        view::id_of(self.0)
+    }
+
+    /// Length of the text in bytes.
+    pub fn len(self) -> usize {
+        self.0.len()
+    }
+
+    /// Never true (see [`RawDoc::is_empty`]).
+    pub fn is_empty(self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// An owned copy.
+    pub fn to_raw(self) -> RawDoc {
+        RawDoc(self.0.into())
+    }
+}
+
+impl<'a> From<&'a RawDoc> for DocText<'a> {
+    fn from(doc: &'a RawDoc) -> DocText<'a> {
+        doc.text()
+    }
+}
+
+impl fmt::Debug for DocText<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "DocText({})", self.0)
+    }
+}
+
+/// A stored document borrowed from the state: its version and its text. It serializes as the
+/// [`StoredDoc`] it is a copy of.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct DocRef<'a> {
+    /// The LSN of the entry that last wrote this document: its version.
+    pub version: Lsn,
+    /// The canonical JSON text.
+    pub doc: DocText<'a>,
+}
+
+impl DocRef<'_> {
+    /// An owned copy.
+    pub fn to_stored(self) -> StoredDoc {
+        StoredDoc {
+            version: self.version,
+            doc: self.doc.to_raw(),
+        }
+    }
 }
 
 /// Gives `value` the id `new_id()` makes when it has no `_id` (the id is made only then).

@@ -157,7 +157,7 @@ impl SecondaryIndex {
 /// The raw entries of an index between two bounds, walked from either end.
 #[derive(Clone, Debug)]
 pub struct Entries<'s> {
-    range: packed::Range<'s>,
+    range: packed::SetRange<'s>,
 }
 
 impl<'s> Iterator for Entries<'s> {

@@ -18,18 +18,17 @@ use std::slice;
 
 use super::plan::{Access, IndexAccess, KeyRange, Plan};
 use super::source::DocSource;
-use crate::doc::StoredDoc;
+use crate::doc::DocRef;
 use crate::index::SecondaryIndex;
 use crate::index::secondary::Entries;
 
 /// The documents a plan yields, in its access order.
-#[expect(
-    clippy::large_enum_variant,
-    reason = "one per query, on the stack; boxing the index walk would allocate per query"
-)]
+// One per query, on the stack: boxing the index walk would allocate per query. (`allow`, not
+// `expect`: on wasm32 the variants are small enough for the lint to stay quiet.)
+#[allow(clippy::large_enum_variant)]
 pub enum Candidates<'s, 'p, S: DocSource + ?Sized> {
     /// Every document.
-    Scan(Box<dyn Iterator<Item = &'s StoredDoc> + 's>),
+    Scan(Box<dyn Iterator<Item = DocRef<'s>> + 's>),
     /// Documents by id; missing ids are skipped.
     Ids {
         source: &'s S,
@@ -70,9 +69,9 @@ impl<'s, 'p, S: DocSource + ?Sized> Candidates<'s, 'p, S> {
 }
 
 impl<'s, S: DocSource + ?Sized> Iterator for Candidates<'s, '_, S> {
-    type Item = &'s StoredDoc;
+    type Item = DocRef<'s>;
 
-    fn next(&mut self) -> Option<&'s StoredDoc> {
+    fn next(&mut self) -> Option<DocRef<'s>> {
         match self {
             Candidates::Scan(docs) => docs.next(),
             Candidates::Ids { source, ids } => ids.find_map(|id| source.get(id)),

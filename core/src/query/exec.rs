@@ -26,13 +26,13 @@ use super::find_query::{FindQuery, sort_key};
 use super::plan::Plan;
 use super::planner::plan;
 use super::source::DocSource;
-use crate::doc::{DocView, StoredDoc};
+use crate::doc::{DocRef, DocView};
 
 /// What a find returned, and how.
 #[derive(Debug)]
 pub struct FindResult<'a> {
     /// The matching documents, sorted, after `skip`, at most `limit`.
-    pub docs: Vec<&'a StoredDoc>,
+    pub docs: Vec<DocRef<'a>>,
     /// The plan that ran.
     pub plan: Plan,
     /// Candidates read and checked against the filter.
@@ -81,7 +81,7 @@ pub fn count<S: DocSource + ?Sized>(source: &S, filter: &Filter) -> CountResult 
     let mut examined = 0;
     let count = Candidates::new(source, &plan)
         .inspect(|_| examined += 1)
-        .filter(|doc| passes(filter, plan.exact, doc))
+        .filter(|doc| passes(filter, plan.exact, *doc))
         .count();
     CountResult {
         count,
@@ -92,24 +92,24 @@ pub fn count<S: DocSource + ?Sized>(source: &S, filter: &Filter) -> CountResult 
 
 /// True when `doc` passes the filter. Neither the match-all filter nor an exact plan (whose
 /// candidates all match) parses the document, except to assert it in debug builds.
-fn passes(filter: &Filter, exact: bool, doc: &StoredDoc) -> bool {
+fn passes(filter: &Filter, exact: bool, doc: DocRef<'_>) -> bool {
     if exact {
         debug_assert!(
-            filter.matches(&DocView::new(&doc.doc)),
+            filter.matches(&DocView::new(doc.doc)),
             "an exact plan yielded {}, which its filter refuses",
             doc.doc.as_str()
         );
         return true;
     }
-    filter.is_all() || filter.matches(&DocView::new(&doc.doc))
+    filter.is_all() || filter.matches(&DocView::new(doc.doc))
 }
 
 /// The access order is the result order: skip, then take until the limit, then stop reading.
 fn ordered_matches<'a>(
-    candidates: impl Iterator<Item = &'a StoredDoc>,
+    candidates: impl Iterator<Item = DocRef<'a>>,
     query: &FindQuery,
     exact: bool,
-) -> Vec<&'a StoredDoc> {
+) -> Vec<DocRef<'a>> {
     let mut docs = Vec::with_capacity(query.limit.unwrap_or(16).min(256));
     let mut skipped = 0;
     for doc in candidates {
@@ -131,7 +131,7 @@ fn ordered_matches<'a>(
 /// A match with the key it sorts by; ordered by key alone (keys end with the unique `_id`).
 struct Keyed<'a> {
     key: Vec<u8>,
-    doc: &'a StoredDoc,
+    doc: DocRef<'a>,
 }
 
 impl PartialEq for Keyed<'_> {
@@ -157,14 +157,14 @@ impl Ord for Keyed<'_> {
 /// The access order is not the result order: sort the matches by key. With a limit only the
 /// best `skip + limit` are kept, in a max-heap whose top is the worst kept so far.
 fn sorted_matches<'a>(
-    candidates: impl Iterator<Item = &'a StoredDoc>,
+    candidates: impl Iterator<Item = DocRef<'a>>,
     query: &FindQuery,
     exact: bool,
-) -> Vec<&'a StoredDoc> {
+) -> Vec<DocRef<'a>> {
     let keep = query.limit.map(|limit| query.skip + limit);
     let mut heap: BinaryHeap<Keyed<'a>> = BinaryHeap::with_capacity(keep.unwrap_or(64).min(1024));
     for doc in candidates {
-        let value = DocView::new(&doc.doc);
+        let value = DocView::new(doc.doc);
         if exact {
             debug_assert!(
                 query.filter.matches(&value),
@@ -199,7 +199,7 @@ mod tests {
     use serde_json::{Value, json};
 
     use super::*;
-    use crate::doc::RawDoc;
+    use crate::doc::{RawDoc, StoredDoc};
     use crate::index::{IndexField, IndexSpec, SecondaryIndex};
     use crate::query::SortKey;
     use crate::types::Lsn;
@@ -237,11 +237,11 @@ mod tests {
     }
 
     impl DocSource for Mem {
-        fn get(&self, id: &str) -> Option<&StoredDoc> {
-            self.docs.get(id)
+        fn get(&self, id: &str) -> Option<DocRef<'_>> {
+            self.docs.get(id).map(StoredDoc::to_ref)
         }
-        fn scan(&self) -> Box<dyn Iterator<Item = &StoredDoc> + '_> {
-            Box::new(self.docs.values())
+        fn scan(&self) -> Box<dyn Iterator<Item = DocRef<'_>> + '_> {
+            Box::new(self.docs.values().map(StoredDoc::to_ref))
         }
         fn indexes(&self) -> &[SecondaryIndex] {
             &self.indexes

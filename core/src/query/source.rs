@@ -5,7 +5,7 @@
 //! the engine be tested against a plain map, and lets any holder of documents (the server's
 //! state, a browser replica's optimistic view) be queried the same way.
 
-use crate::doc::StoredDoc;
+use crate::doc::DocRef;
 use crate::index::SecondaryIndex;
 
 /// A set of documents with secondary indexes that queries can run against.
@@ -15,9 +15,9 @@ use crate::index::SecondaryIndex;
 /// this.
 pub trait DocSource {
     /// The document with this `_id`.
-    fn get(&self, id: &str) -> Option<&StoredDoc>;
+    fn get(&self, id: &str) -> Option<DocRef<'_>>;
     /// Every document, in `_id` order.
-    fn scan(&self) -> Box<dyn Iterator<Item = &StoredDoc> + '_>;
+    fn scan(&self) -> Box<dyn Iterator<Item = DocRef<'_>> + '_>;
     /// The collection's secondary indexes.
     fn indexes(&self) -> &[SecondaryIndex];
 }

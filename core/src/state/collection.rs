@@ -5,15 +5,15 @@
 //! the document's entries in all indexes and in the expiry queue. The indexes therefore always
 //! hold exactly one entry per (indexed) document.
 
-use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Bound;
 
-use crate::doc::{DocView, FieldSource, StoredDoc};
+use crate::doc::{DocRef, DocView, FieldSource, StoredDoc};
 use crate::index::{IndexKey, IndexSpec, SecondaryIndex};
 use crate::txn::CollectionOptions;
 use crate::types::TimestampMs;
 
+use super::docs::{DocMap, Docs};
 use super::error::TxnError;
 
 /// When each document of a TTL collection expires, by id and in time order.
@@ -58,7 +58,7 @@ pub(crate) type PriorDoc = Option<(StoredDoc, Option<TimestampMs>)>;
 #[derive(Clone, Debug, Default)]
 pub struct Collection {
     options: CollectionOptions,
-    docs: BTreeMap<Box<str>, StoredDoc>,
+    docs: DocMap,
     indexes: Vec<SecondaryIndex>,
     expiry: ExpiryQueue,
     /// While an image of the state is built in steps (see `image::ImageBuilder`): each
@@ -83,20 +83,13 @@ impl Collection {
     }
 
     /// The document with this `_id`.
-    pub fn get(&self, id: &str) -> Option<&StoredDoc> {
+    pub fn get(&self, id: &str) -> Option<DocRef<'_>> {
         self.docs.get(id)
     }
 
     /// Every document, in `_id` order.
-    pub fn scan(&self) -> impl DoubleEndedIterator<Item = &StoredDoc> + ExactSizeIterator {
-        self.docs.values()
-    }
-
-    /// Every `(id, document)` pair, in `_id` order.
-    pub fn entries(
-        &self,
-    ) -> impl DoubleEndedIterator<Item = (&str, &StoredDoc)> + ExactSizeIterator {
-        self.docs.iter().map(|(id, doc)| (id.as_ref(), doc))
+    pub fn scan(&self) -> Docs<'_> {
+        self.docs.iter()
     }
 
     /// The secondary indexes, in creation order.
@@ -116,7 +109,7 @@ impl Collection {
 
     /// True when it holds no document.
     pub fn is_empty(&self) -> bool {
-        self.docs.is_empty()
+        self.docs.len() == 0
     }
 
     /// When the document expires, in a TTL collection.
@@ -148,8 +141,8 @@ impl Collection {
         &mut self,
         name: &str,
         id: &str,
-        precondition: impl FnOnce(Option<&StoredDoc>) -> Result<(), TxnError>,
-        new: Option<(StoredDoc, &dyn FieldSource)>,
+        precondition: impl FnOnce(Option<DocRef<'_>>) -> Result<(), TxnError>,
+        new: Option<(DocRef<'_>, &dyn FieldSource)>,
         expires_at: Option<TimestampMs>,
     ) -> Result<PriorDoc, TxnError> {
         let Collection {
@@ -159,55 +152,45 @@ impl Collection {
             frozen,
             ..
         } = self;
-        let entry = docs.entry(Box::from(id));
-        let old = match &entry {
-            Entry::Occupied(occupied) => Some(occupied.get()),
-            Entry::Vacant(_) => None,
-        };
-        precondition(old)?;
-        if !indexes.is_empty() {
-            let old = old.map(|d| DocView::new(&d.doc));
-            let mut moves: Vec<(Option<IndexKey>, Option<IndexKey>)> =
-                Vec::with_capacity(indexes.len());
-            for index in indexes.iter() {
-                let old_key = old.as_ref().and_then(|v| index.key_for(v));
-                let new_key = new.as_ref().and_then(|(_, v)| index.key_for(*v));
-                if let Some(key) = &new_key
-                    && let Some(existing) = index.conflict(key, id)
-                {
-                    return Err(TxnError::UniqueViolation {
-                        collection: name.to_string(),
-                        index: index.spec().name.clone(),
-                        existing,
-                    });
+        let writes = new.is_some();
+        let prior = docs.write(id, |old| {
+            precondition(old)?;
+            if !indexes.is_empty() {
+                let old = old.map(|d| DocView::new(d.doc));
+                let mut moves: Vec<(Option<IndexKey>, Option<IndexKey>)> =
+                    Vec::with_capacity(indexes.len());
+                for index in indexes.iter() {
+                    let old_key = old.as_ref().and_then(|v| index.key_for(v));
+                    let new_key = new.as_ref().and_then(|(_, v)| index.key_for(*v));
+                    if let Some(key) = &new_key
+                        && let Some(existing) = index.conflict(key, id)
+                    {
+                        return Err(TxnError::UniqueViolation {
+                            collection: name.to_string(),
+                            index: index.spec().name.clone(),
+                            existing,
+                        });
+                    }
+                    moves.push((old_key, new_key));
                 }
-                moves.push((old_key, new_key));
-            }
-            for (index, (old_key, new_key)) in indexes.iter_mut().zip(moves) {
-                if old_key == new_key {
-                    continue;
-                }
-                if let Some(key) = old_key {
-                    index.remove(&key, id);
-                }
-                if let Some(key) = new_key {
-                    index.insert(&key, id);
+                for (index, (old_key, new_key)) in indexes.iter_mut().zip(moves) {
+                    if old_key == new_key {
+                        continue;
+                    }
+                    if let Some(key) = old_key {
+                        index.remove(&key, id);
+                    }
+                    if let Some(key) = new_key {
+                        index.insert(&key, id);
+                    }
                 }
             }
-        }
+            Ok(new.map(|(doc, _)| doc))
+        })?;
         let prior_expiry = expiry.get(id);
         if prior_expiry.is_some() || expires_at.is_some() {
-            expiry.set(id, if new.is_some() { expires_at } else { None });
+            expiry.set(id, if writes { expires_at } else { None });
         }
-        let prior = match (entry, new) {
-            (Entry::Occupied(mut occupied), Some((doc, _))) => Some(occupied.insert(doc)),
-            (Entry::Occupied(occupied), None) => Some(occupied.remove()),
-            (Entry::Vacant(vacant), Some((doc, _))) => {
-                vacant.insert(doc);
-                None
-            }
-            (Entry::Vacant(_), None) => None,
-        };
         let prior = prior.map(|doc| (doc, prior_expiry));
         if let Some(frozen) = frozen
             && !frozen.contains_key(id)
@@ -227,7 +210,7 @@ impl Collection {
                     name,
                     id,
                     |_| Ok(()),
-                    Some((doc, &value as &dyn FieldSource)),
+                    Some((doc.to_ref(), &value as &dyn FieldSource)),
                     expires_at,
                 )
             }
@@ -239,16 +222,17 @@ impl Collection {
     /// Builds a new index over the existing documents.
     pub(crate) fn create_index(&mut self, name: &str, spec: IndexSpec) -> Result<(), TxnError> {
         let mut index = SecondaryIndex::new(spec);
-        for (id, doc) in &self.docs {
-            if let Some(key) = index.key_for(&DocView::new(&doc.doc)) {
-                if let Some(existing) = index.conflict(&key, id) {
+        for doc in self.docs.iter() {
+            if let Some(key) = index.key_for(&DocView::new(doc.doc)) {
+                let id = doc.doc.id_str();
+                if let Some(existing) = index.conflict(&key, &id) {
                     return Err(TxnError::UniqueViolation {
                         collection: name.to_string(),
                         index: index.spec().name.clone(),
                         existing,
                     });
                 }
-                index.insert(&key, id);
+                index.insert(&key, &id);
             }
         }
         self.indexes.push(index);
@@ -283,7 +267,7 @@ impl Collection {
         let prior = (self.options.clone(), std::mem::take(&mut self.expiry));
         self.options.ttl_ms = ttl_ms;
         if let Some(at) = self.expiry_for(now) {
-            let ids: Vec<Box<str>> = self.docs.keys().cloned().collect();
+            let ids: Vec<Box<str>> = self.docs.iter().map(|d| d.doc.id_str().into()).collect();
             for id in ids {
                 self.expiry.set(&id, Some(at));
             }
@@ -317,7 +301,7 @@ impl Collection {
         &self,
         after: Option<&str>,
         budget: &mut usize,
-        mut emit: impl FnMut(&StoredDoc, Option<TimestampMs>),
+        mut emit: impl FnMut(DocRef<'_>, Option<TimestampMs>),
     ) -> Option<Box<str>> {
         assert!(*budget > 0, "a step visits at least one id");
         let frozen = self.frozen.as_ref().expect("the collection is frozen");
@@ -325,37 +309,44 @@ impl Collection {
             after.map_or(Bound::Unbounded, Bound::Excluded),
             Bound::Unbounded,
         );
-        let mut live = self.docs.range::<str, _>(from).peekable();
+        let mut live = self
+            .docs
+            .after(after)
+            .map(|doc| (doc.doc.id_str(), doc))
+            .peekable();
         let mut kept = frozen.range::<str, _>(from).peekable();
-        let mut last: Option<&str> = None;
+        let mut last: Option<Box<str>> = None;
         while *budget > 0 {
             let take_kept = match (live.peek(), kept.peek()) {
                 (None, None) => return None,
                 (Some(_), None) => false,
                 (None, Some(_)) => true,
-                (Some((live_id, _)), Some((kept_id, _))) => kept_id <= live_id,
+                (Some((live_id, _)), Some((kept_id, _))) => {
+                    let (kept_id, live_id): (&str, &str) = (kept_id, live_id);
+                    kept_id <= live_id
+                }
             };
             let id = if take_kept {
                 let (id, prior) = kept.next().expect("peeked");
-                if live.peek().is_some_and(|(live_id, _)| live_id == &id) {
+                if live.peek().is_some_and(|(live_id, _)| **live_id == **id) {
                     live.next();
                 }
                 if let Some((doc, expires_at)) = prior {
-                    emit(doc, *expires_at);
+                    emit(doc.to_ref(), *expires_at);
                 }
-                id
+                id.clone()
             } else {
                 let (id, doc) = live.next().expect("peeked");
-                emit(doc, self.expiry.get(id));
-                id
+                emit(doc, self.expiry.get(&id));
+                id.into()
             };
-            last = Some(&**id);
+            last = Some(id);
             *budget -= 1;
         }
         if live.peek().is_none() && kept.peek().is_none() {
             return None;
         }
-        last.map(Box::from)
+        last
     }
 
     /// Rebuilds a collection from snapshot parts: documents with their ids and expiries,
@@ -377,8 +368,8 @@ impl Collection {
                 collection.expiry.set(id, *expires_at);
             }
         }
-        // From sorted input, `collect` builds the tree bottom-up without rebalancing.
-        collection.docs = docs.into_iter().map(|(id, doc, _)| (id, doc)).collect();
+        // From sorted input, the runs are filled in turn, without a search.
+        collection.docs = DocMap::from_sorted(docs.into_iter().map(|(_, doc, _)| doc));
         for spec in specs {
             spec.validate()?;
             collection.create_index(name, spec)?;
@@ -388,12 +379,12 @@ impl Collection {
 }
 
 impl crate::query::DocSource for Collection {
-    fn get(&self, id: &str) -> Option<&StoredDoc> {
+    fn get(&self, id: &str) -> Option<DocRef<'_>> {
         self.docs.get(id)
     }
 
-    fn scan(&self) -> Box<dyn Iterator<Item = &StoredDoc> + '_> {
-        Box::new(self.docs.values())
+    fn scan(&self) -> Box<dyn Iterator<Item = DocRef<'_>> + '_> {
+        Box::new(self.docs.iter())
     }
 
     fn indexes(&self) -> &[SecondaryIndex] {

@@ -19,7 +19,7 @@
 use serde::{Deserialize, Serialize, Serializer};
 
 use super::{Collection, OriginRecord, State, TxnError};
-use crate::doc::{RawDoc, StoredDoc, validate_stored_collection_name};
+use crate::doc::{DocRef, RawDoc, StoredDoc, validate_stored_collection_name};
 use crate::error::ErrorCode;
 use crate::index::IndexSpec;
 use crate::txn::{CollectionOptions, Origin};
@@ -69,7 +69,7 @@ pub(super) fn encode(state: &State, capacity: usize) -> Vec<u8> {
     let collections = Seq(|| {
         state.collections.iter().map(|(name, c)| {
             let specs = Seq(|| c.indexes().iter().map(|i| i.spec()));
-            let docs = Seq(|| c.entries().map(|(id, doc)| (doc, c.expires_at(id))));
+            let docs = Seq(|| c.scan().map(|doc| (doc, c.expires_at(&doc.doc.id_str()))));
             (name, c.options(), specs, docs)
         })
     });
@@ -115,7 +115,7 @@ pub struct ImageBuilder {
 /// Appends a document of an image, `(StoredDoc, Option<TimestampMs>)`, in postcard's
 /// encoding, written out by hand: through serde it was most of a checkpoint's CPU. The tests
 /// hold the two to the same bytes (an image built in steps equals [`encode`]'s).
-fn put_doc(out: &mut Vec<u8>, doc: &StoredDoc, expires_at: Option<TimestampMs>) {
+fn put_doc(out: &mut Vec<u8>, doc: DocRef<'_>, expires_at: Option<TimestampMs>) {
     put_varint(out, doc.version.0);
     let text = doc.doc.as_str();
     put_varint(out, text.len() as u64);

@@ -15,6 +15,8 @@
 //! Both run the same code, which is what keeps every replica's state identical.
 
 mod collection;
+mod docs;
+pub use docs::Docs;
 mod error;
 mod image;
 mod origins;
@@ -35,8 +37,7 @@ pub use overlay::{Overlay, PendingWrite};
 pub use speculation::Speculation;
 
 use crate::doc::{
-    DocView, RawDoc, StoredDoc, merge_patch, validate_collection_name,
-    validate_stored_collection_name,
+    DocRef, DocView, RawDoc, merge_patch, validate_collection_name, validate_stored_collection_name,
 };
 use crate::index::SecondaryIndex;
 use crate::index::spec::INDEXES_PER_COLLECTION_MAX;
@@ -425,16 +426,16 @@ impl State {
                 let view = DocView::new(doc);
                 let id = view.id();
                 let coll = self.writable(collection, undo)?;
-                let absent = |old: Option<&StoredDoc>| match old {
+                let absent = |old: Option<DocRef<'_>>| match old {
                     Some(_) => Err(TxnError::AlreadyExists {
                         collection: collection.clone(),
                         id: id.to_string(),
                     }),
                     None => Ok(()),
                 };
-                let stored = StoredDoc {
+                let stored = DocRef {
                     version: lsn,
-                    doc: doc.clone(),
+                    doc: doc.text(),
                 };
                 let expires_at = coll.expiry_for(now);
                 let prior =
@@ -450,10 +451,10 @@ impl State {
                 let id = view.id();
                 let coll = self.writable(collection, undo)?;
                 let version =
-                    |old: Option<&StoredDoc>| check_version(collection, &id, old, *if_version);
-                let stored = StoredDoc {
+                    |old: Option<DocRef<'_>>| check_version(collection, &id, old, *if_version);
+                let stored = DocRef {
                     version: lsn,
-                    doc: doc.clone(),
+                    doc: doc.text(),
                 };
                 let expires_at = coll.expiry_for(now);
                 let prior =
@@ -478,7 +479,10 @@ impl State {
                 let mut value = current.doc.to_value();
                 merge_patch(&mut value, &patch);
                 let doc = RawDoc::from_value(&value)?;
-                let stored = StoredDoc { version: lsn, doc };
+                let stored = DocRef {
+                    version: lsn,
+                    doc: doc.text(),
+                };
                 let expires_at = coll.expiry_for(now);
                 let prior = coll.write(
                     collection,
@@ -495,7 +499,7 @@ impl State {
                 if_version,
             } => {
                 let coll = self.existing_mut(collection)?;
-                let exists = |old: Option<&StoredDoc>| match old {
+                let exists = |old: Option<DocRef<'_>>| match old {
                     None => Err(not_found(collection, id)),
                     Some(_) => check_version(collection, id, old, *if_version),
                 };
@@ -762,7 +766,7 @@ fn not_found(collection: &str, id: &str) -> TxnError {
 fn check_version(
     collection: &str,
     id: &str,
-    current: Option<&StoredDoc>,
+    current: Option<DocRef<'_>>,
     expected: Option<Lsn>,
 ) -> Result<(), TxnError> {
     let actual = current.map_or(Lsn::ZERO, |d| d.version);

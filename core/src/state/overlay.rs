@@ -228,7 +228,7 @@ mod tests {
     fn ids(state: &State) -> Vec<String> {
         state
             .collection("c")
-            .map(|c| c.entries().map(|(id, _)| id.to_string()).collect())
+            .map(|c| c.scan().map(|d| d.doc.id()).collect())
             .unwrap_or_default()
     }
 

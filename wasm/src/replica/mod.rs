@@ -39,7 +39,7 @@ use std::rc::Rc;
 use cstore_core::doc::{IdGenerator, RawDoc, ensure_id};
 use cstore_core::query::{Filter, FindQuery, count, find};
 use cstore_core::storage::{LogStore, StorageError};
-use cstore_core::{ErrorCode, Lsn, Op, StoredDoc, Txn};
+use cstore_core::{DocRef, ErrorCode, Lsn, Op, StoredDoc, Txn};
 use futures::channel::oneshot;
 use futures::future::LocalBoxFuture;
 use serde_json::Value;
@@ -378,7 +378,7 @@ impl ReplicaHandle {
             .current()
             .collection(collection)?
             .get(id)
-            .cloned()
+            .map(DocRef::to_stored)
     }
 
     /// Runs `read` on the document `id` without copying it.
@@ -386,7 +386,7 @@ impl ReplicaHandle {
         &self,
         collection: &str,
         id: &str,
-        read: impl FnOnce(Option<&StoredDoc>) -> R,
+        read: impl FnOnce(Option<DocRef<'_>>) -> R,
     ) -> R {
         let inner = self.shared.borrow();
         let doc = inner
@@ -402,7 +402,7 @@ impl ReplicaHandle {
         &self,
         collection: &str,
         query: &FindQuery,
-        visit: impl FnOnce(&[&StoredDoc]) -> R,
+        visit: impl FnOnce(&[DocRef<'_>]) -> R,
     ) -> Result<R, ReplicaError> {
         let inner = self.shared.borrow();
         match inner.local.current().collection(collection) {
@@ -421,7 +421,7 @@ impl ReplicaHandle {
         query: &FindQuery,
     ) -> Result<Vec<StoredDoc>, ReplicaError> {
         self.find_with(collection, query, |docs| {
-            docs.iter().map(|d| (*d).clone()).collect()
+            docs.iter().map(|d| d.to_stored()).collect()
         })
     }
 

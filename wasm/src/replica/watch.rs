@@ -127,7 +127,7 @@ impl Watches {
             let docs: Vec<StoredDoc> = match state.collection(&watch.collection) {
                 // The query was validated when the watch was added.
                 Some(collection) => find(collection, &watch.query)
-                    .map(|r| r.docs.into_iter().cloned().collect())
+                    .map(|r| r.docs.into_iter().map(|d| d.to_stored()).collect())
                     .unwrap_or_default(),
                 None => Vec::new(),
             };
