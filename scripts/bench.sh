@@ -96,6 +96,12 @@ core_rows() {
   echo
   cat "$WORK/memory.txt"
   echo
+  echo "A collection keeps its documents' texts back to back in runs of about 4 KiB, with a"
+  echo "version and a 4-byte end each (\`core/src/state/docs.rs\`), and an index its entries (the"
+  echo "key, then the id) back to back in runs of 2 KiB (\`core/src/packed.rs\`): no heap block"
+  echo "per document or entry. What that costs in speed, and the layout before it:"
+  echo "[docs/bench/memory.md](docs/bench/memory.md)."
+  echo
   echo "## File WAL: group commit"
   echo
   echo "\`cargo test -p cstore-server --release --test wal_bench -- --ignored --nocapture\`:"

@@ -161,10 +161,7 @@ impl RawDoc {
     /// [`decode_own_entry`](crate::log::decode_own_entry) for why). Debug builds check the
     /// form anyway, and return `None` when it is not (a bug where the log was written).
     pub(crate) fn from_own_log(text: &str) -> Option<RawDoc> {
-        if cfg!(debug_assertions) && !canonical::is_canonical(text) {
-            return None;
-        }
-        Some(RawDoc(text.into()))
+        DocText::from_own_log(text).map(DocText::to_raw)
     }
 
     /// The canonical JSON text.
@@ -334,6 +331,15 @@ impl<'a> DocText<'a> {
     /// Text that was a [`RawDoc`]'s (the state's packed documents).
     pub(crate) fn of_raw_text(text: &'a str) -> DocText<'a> {
         DocText(text)
+    }
+
+    /// Document text the store wrote itself and read back checked by crc and hash, borrowed
+    /// (see [`RawDoc::from_own_log`]). Debug builds check the form anyway.
+    pub(crate) fn from_own_log(text: &'a str) -> Option<DocText<'a>> {
+        if cfg!(debug_assertions) && !canonical::is_canonical(text) {
+            return None;
+        }
+        Some(DocText(text))
     }
 
     /// The canonical JSON text.

@@ -349,27 +349,22 @@ impl Collection {
         last
     }
 
-    /// Rebuilds a collection from snapshot parts: documents with their ids and expiries,
-    /// strictly ascending by id, then indexes. The map of documents is built from the sorted
-    /// run in one pass rather than by one insert (and rebalancing) per document.
+    /// Rebuilds a collection from snapshot parts: documents with their expiries, strictly
+    /// ascending by id (the caller checked), then indexes. The runs of documents are filled
+    /// in turn, without a search.
     pub(crate) fn rebuild(
         name: &str,
         options: CollectionOptions,
         specs: Vec<IndexSpec>,
-        docs: Vec<(Box<str>, StoredDoc, Option<TimestampMs>)>,
+        docs: Vec<(DocRef<'_>, Option<TimestampMs>)>,
     ) -> Result<Collection, TxnError> {
-        assert!(
-            docs.windows(2).all(|pair| pair[0].0 < pair[1].0),
-            "snapshot documents are strictly ascending by id"
-        );
         let mut collection = Collection::new(options);
-        for (id, _, expires_at) in &docs {
+        for (doc, expires_at) in &docs {
             if expires_at.is_some() {
-                collection.expiry.set(id, *expires_at);
+                collection.expiry.set(&doc.doc.id_str(), *expires_at);
             }
         }
-        // From sorted input, the runs are filled in turn, without a search.
-        collection.docs = DocMap::from_sorted(docs.into_iter().map(|(_, doc, _)| doc));
+        collection.docs = DocMap::from_sorted(docs.into_iter().map(|(doc, _)| doc));
         for spec in specs {
             spec.validate()?;
             collection.create_index(name, spec)?;

@@ -99,12 +99,12 @@ pub(crate) struct DocMap {
 
 impl DocMap {
     /// Builds the map from documents strictly ascending by id, filling each run in turn.
-    pub(crate) fn from_sorted(docs: impl IntoIterator<Item = StoredDoc>) -> DocMap {
+    pub(crate) fn from_sorted<'d>(docs: impl IntoIterator<Item = DocRef<'d>>) -> DocMap {
         let mut map = DocMap::default();
         for doc in docs {
             let id = doc.doc.id_str();
             map.runs
-                .push(id.as_bytes(), |run| run.insert(run.len(), doc.to_ref()));
+                .push(id.as_bytes(), |run| run.insert(run.len(), doc));
         }
         map
     }
@@ -289,7 +289,7 @@ mod tests {
                 prop_assert_eq!(map.get(id).map(DocRef::to_stored), Some(stored.clone()));
             }
             prop_assert!(map.iter().rev().map(DocRef::to_stored).eq(model.values().rev().cloned()));
-            let rebuilt = DocMap::from_sorted(model.values().cloned());
+            let rebuilt = DocMap::from_sorted(model.values().map(StoredDoc::to_ref));
             rebuilt.runs.check();
             prop_assert!(rebuilt.iter().map(DocRef::to_stored).eq(model.values().cloned()));
         }
@@ -305,7 +305,7 @@ mod tests {
             map.write(&d.doc.id(), |_| Ok::<_, ()>(Some(d.to_ref())))
                 .unwrap();
         }
-        let rebuilt = DocMap::from_sorted(docs.iter().cloned());
+        let rebuilt = DocMap::from_sorted(docs.iter().map(StoredDoc::to_ref));
         for map in [&map, &rebuilt] {
             map.runs.check();
             assert_eq!(map.len(), 20_000);

@@ -16,10 +16,12 @@
 //! document, the order of names and ids, and rebuilds the indexes, so a decoded state is one
 //! that applying entries could have produced.
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize, Serializer};
 
 use super::{Collection, OriginRecord, State, TxnError};
-use crate::doc::{DocRef, RawDoc, StoredDoc, validate_stored_collection_name};
+use crate::doc::{DocRef, DocText, StoredDoc, validate_stored_collection_name};
 use crate::error::ErrorCode;
 use crate::index::IndexSpec;
 use crate::txn::{CollectionOptions, Origin};
@@ -297,32 +299,34 @@ struct CollectionImage<D = StoredDoc> {
 }
 
 /// A document of a snapshot this store saved itself: read without proving its text canonical
-/// again (see [`decode_own`]); the same bytes as a [`StoredDoc`].
+/// again (see [`decode_own`]), and borrowed from the image's bytes; the same bytes as a
+/// [`StoredDoc`].
 #[derive(Deserialize)]
-struct OwnStoredDoc {
+struct OwnStoredDoc<'a> {
     version: Lsn,
-    doc: String,
+    doc: &'a str,
 }
 
 /// A document as an image holds it.
 trait ImageDoc {
-    fn into_stored(self) -> Result<StoredDoc, SnapshotError>;
+    /// The document, checked as far as its kind of image requires.
+    fn checked(&self) -> Result<DocRef<'_>, SnapshotError>;
 }
 
 impl ImageDoc for StoredDoc {
-    fn into_stored(self) -> Result<StoredDoc, SnapshotError> {
-        Ok(self)
+    fn checked(&self) -> Result<DocRef<'_>, SnapshotError> {
+        Ok(self.to_ref())
     }
 }
 
-impl ImageDoc for OwnStoredDoc {
-    fn into_stored(self) -> Result<StoredDoc, SnapshotError> {
-        let doc = RawDoc::from_own_log(&self.doc).ok_or_else(|| {
+impl ImageDoc for OwnStoredDoc<'_> {
+    fn checked(&self) -> Result<DocRef<'_>, SnapshotError> {
+        let doc = DocText::from_own_log(self.doc).ok_or_else(|| {
             SnapshotError::Malformed(
                 "a document of the store's own snapshot is not canonical".into(),
             )
         })?;
-        Ok(StoredDoc {
+        Ok(DocRef {
             version: self.version,
             doc,
         })
@@ -330,7 +334,7 @@ impl ImageDoc for OwnStoredDoc {
 }
 
 /// The image `bytes` hold, with its documents read as `D`: its version known, nothing after it.
-fn take<D: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<Image<D>, SnapshotError> {
+fn take<'a, D: Deserialize<'a>>(bytes: &'a [u8]) -> Result<Image<D>, SnapshotError> {
     if let Some(&version) = bytes.first()
         && version != IMAGE_VERSION
     {
@@ -432,7 +436,7 @@ pub(super) fn decode(bytes: &[u8]) -> Result<State, SnapshotError> {
 /// proved again (the two are a fifth of a restart); the order of names and ids, versions,
 /// index specs and origins still are, by [`build`]. Debug builds check the documents anyway.
 pub(super) fn decode_own(bytes: &[u8]) -> Result<State, SnapshotError> {
-    build(take::<OwnStoredDoc>(bytes)?)
+    build(take::<OwnStoredDoc<'_>>(bytes)?)
 }
 
 /// The state an image holds, checking the order of names and ids, documents' versions, index
@@ -450,12 +454,14 @@ fn build<D: ImageDoc>(image: Image<D>) -> Result<State, SnapshotError> {
         if last_name.as_ref().is_some_and(|last| *last >= c.name) {
             return Err(malformed(format!("collection `{}` out of order", c.name)));
         }
-        let mut docs: Vec<(Box<str>, StoredDoc, Option<TimestampMs>)> =
-            Vec::with_capacity(c.docs.len());
-        for (doc, expires_at) in c.docs {
-            let doc = doc.into_stored()?;
-            let id: Box<str> = doc.doc.id_str().into();
-            if docs.last().is_some_and(|(last, _, _)| *last >= id) {
+        // The documents stay where the image decoded them (borrowed from its bytes, for the
+        // store's own snapshot); the collection copies each into its runs once.
+        let mut docs: Vec<(DocRef<'_>, Option<TimestampMs>)> = Vec::with_capacity(c.docs.len());
+        let mut last_id: Option<Cow<'_, str>> = None;
+        for (doc, expires_at) in &c.docs {
+            let doc = doc.checked()?;
+            let id = doc.doc.id_str();
+            if last_id.as_ref().is_some_and(|last| *last >= id) {
                 return Err(malformed(format!(
                     "document {id:?} in `{}` out of order",
                     c.name
@@ -466,7 +472,8 @@ fn build<D: ImageDoc>(image: Image<D>) -> Result<State, SnapshotError> {
                     "document {id:?} is newer than the snapshot"
                 )));
             }
-            docs.push((id, doc, expires_at));
+            docs.push((doc, *expires_at));
+            last_id = Some(id);
         }
         for (i, spec) in c.indexes.iter().enumerate() {
             if c.indexes[..i].iter().any(|s| s.name == spec.name) {
