@@ -676,12 +676,12 @@ impl PackedSet {
 
     /// Removes `entry`; false when it was not there.
     pub(crate) fn remove(&mut self, entry: &[u8]) -> bool {
-        if self.runs.find(entry).is_none() {
-            return false;
-        }
-        self.runs.edit(entry, |run, at| {
-            run.remove(at.expect("found just now"));
-            (true, Change::Removed)
+        self.runs.edit(entry, |run, at| match at {
+            Ok(i) => {
+                run.remove(i);
+                (true, Change::Removed)
+            }
+            Err(_) => (false, Change::Kept),
         })
     }
 

@@ -5,6 +5,7 @@
 //! the document's entries in all indexes and in the expiry queue. The indexes therefore always
 //! hold exactly one entry per (indexed) document.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Bound;
 
@@ -315,7 +316,7 @@ impl Collection {
             .map(|doc| (doc.doc.id_str(), doc))
             .peekable();
         let mut kept = frozen.range::<str, _>(from).peekable();
-        let mut last: Option<Box<str>> = None;
+        let mut last: Option<Cow<'_, str>> = None;
         while *budget > 0 {
             let take_kept = match (live.peek(), kept.peek()) {
                 (None, None) => return None,
@@ -334,11 +335,11 @@ impl Collection {
                 if let Some((doc, expires_at)) = prior {
                     emit(doc.to_ref(), *expires_at);
                 }
-                id.clone()
+                Cow::Borrowed(&**id)
             } else {
                 let (id, doc) = live.next().expect("peeked");
                 emit(doc, self.expiry.get(&id));
-                id.into()
+                id
             };
             last = Some(id);
             *budget -= 1;
@@ -346,7 +347,7 @@ impl Collection {
         if live.peek().is_none() && kept.peek().is_none() {
             return None;
         }
-        last
+        last.map(|id| Box::from(&*id))
     }
 
     /// Rebuilds a collection from snapshot parts: documents with their expiries, strictly
