@@ -295,6 +295,46 @@ mod tests {
         }
     }
 
+    /// Documents far larger than a run (up to 200 KB) among small ones, written, rewritten to
+    /// another size and removed in a scattered order: the map stays the model's.
+    #[test]
+    fn documents_larger_than_a_run() {
+        let sized = |i: u64, round: u64| {
+            let pad = match (i * 7 + round) % 5 {
+                0 => 200_000,
+                1 => 9_000,
+                _ => (i % 40) as usize,
+            };
+            StoredDoc {
+                version: Lsn(round * 1000 + i),
+                doc: RawDoc::from_value(&json!({"_id": format!("{i:03}"), "pad": "y".repeat(pad)}))
+                    .unwrap(),
+            }
+        };
+        let mut map = DocMap::default();
+        let mut model: BTreeMap<String, StoredDoc> = BTreeMap::new();
+        for round in 0..3 {
+            for i in (0..120).map(|i| (i * 37 + round * 11) % 120) {
+                let new = sized(i, round);
+                let id = new.doc.id();
+                let prior = map.write(&id, |_| Ok::<_, ()>(Some(new.to_ref())));
+                assert_eq!(prior, Ok(model.insert(id, new)));
+                map.runs.check();
+            }
+            for i in (0..120).filter(|i| (i + round) % 3 == 0) {
+                let id = format!("{i:03}");
+                let prior = map.write(&id, |_| Ok::<_, ()>(None));
+                assert_eq!(prior, Ok(model.remove(&id)));
+                map.runs.check();
+            }
+            assert!(
+                map.iter()
+                    .map(DocRef::to_stored)
+                    .eq(model.values().cloned())
+            );
+        }
+    }
+
     #[test]
     fn documents_in_id_order_fill_their_runs() {
         let docs: Vec<StoredDoc> = (0..20_000)
