@@ -16,7 +16,6 @@
 
 mod collection;
 mod docs;
-pub use docs::Docs;
 mod error;
 mod image;
 mod origins;
@@ -29,6 +28,7 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 
 pub use collection::Collection;
+pub use docs::Docs;
 pub use error::{Rejection, TxnError};
 pub use image::{ImageBuilder, ImageStep, SnapshotError};
 use origins::Origins;
