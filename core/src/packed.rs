@@ -154,10 +154,7 @@ impl<B: Buffer> Strip<B> {
     /// Puts `entry` at position `i` (`i == len` appends).
     pub(crate) fn insert(&mut self, i: usize, entry: &B::Slice) {
         let at = self.start(i);
-        if self.ends.capacity() == self.ends.len() {
-            self.ends.reserve_exact((self.ends.len() / 8).max(8));
-        }
-        self.ends.insert(i, offset(at));
+        insert_lean(&mut self.ends, i, offset(at));
         self.splice(i, at..at, entry);
     }
 
@@ -199,9 +196,7 @@ impl<B: Buffer> Strip<B> {
         if self.buf.capacity() > self.buf.len() + self.buf.len() / 4 + 64 {
             self.buf.shrink_to_fit();
         }
-        if self.ends.capacity() > self.ends.len() + self.ends.len() / 4 + 16 {
-            self.ends.shrink_to_fit();
-        }
+        trim_lean(&mut self.ends);
     }
 
     /// Moves the entries from position `at` on into a strip of their own; both are trimmed.
@@ -244,6 +239,22 @@ impl<B: Buffer> Strip<B> {
         self.ends
             .partition_point(|&end| end < half)
             .clamp(1, self.len() - 1)
+    }
+}
+
+/// Puts `value` at `i` in a vector of one value per entry of a run (its ends, a document's
+/// versions), growing it by an eighth at a time (at least 8), as the runs' buffers grow.
+pub(crate) fn insert_lean<T>(values: &mut Vec<T>, i: usize, value: T) {
+    if values.capacity() == values.len() {
+        values.reserve_exact((values.len() / 8).max(8));
+    }
+    values.insert(i, value);
+}
+
+/// Gives back the capacity of a vector of one value per entry that removals left unused.
+pub(crate) fn trim_lean<T>(values: &mut Vec<T>) {
+    if values.capacity() > values.len() + values.len() / 4 + 16 {
+        values.shrink_to_fit();
     }
 }
 

@@ -135,9 +135,9 @@ const CITIES: [&str; 16] = [
 
 /// A document of about 150-200 bytes, varied by `n` (`city` is what `--index` covers), as
 /// serde_json writes it (keys in order, no spaces; the tests hold it to the `json!` tree
-/// `sample_doc`), written straight into `out`: the load generator shares the cores with the server it measures, and building and
-/// serializing a tree per document cost it about as much CPU as the server spent on the
-/// documents (a `perf` profile of `--mode txn`, 2026-12-07).
+/// `sample_doc`), written straight into `out`: the load generator shares the cores with the
+/// server it measures, and building and serializing a tree per document cost it about as much
+/// CPU as the server spent on the documents (a `perf` profile of `--mode txn`, 2026-12-07).
 pub fn write_sample_doc(n: u64, out: &mut Vec<u8>) {
     use std::io::Write;
     let city = CITIES[usize::try_from(n % 16).expect("below 16")];

@@ -362,16 +362,6 @@ impl<'a> DocText<'a> {
         view::id_of(self.0)
     }
 
-    /// Length of the text in bytes.
-    pub fn len(self) -> usize {
-        self.0.len()
-    }
-
-    /// Never true (see [`RawDoc::is_empty`]).
-    pub fn is_empty(self) -> bool {
-        self.0.is_empty()
-    }
-
     /// An owned copy.
     pub fn to_raw(self) -> RawDoc {
         RawDoc(self.0.into())

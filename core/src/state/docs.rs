@@ -14,7 +14,7 @@ use std::borrow::Cow;
 use std::ops::Bound;
 
 use crate::doc::{DocRef, DocText, StoredDoc};
-use crate::packed::{Change, Range, Run, Runs, Strip};
+use crate::packed::{Change, Range, Run, Runs, Strip, insert_lean, trim_lean};
 use crate::types::Lsn;
 
 /// The bytes a run of documents holds before it splits.
@@ -37,11 +37,7 @@ impl DocRun {
 
     fn insert(&mut self, i: usize, doc: DocRef<'_>) {
         self.texts.insert(i, doc.doc.as_str());
-        if self.versions.capacity() == self.versions.len() {
-            self.versions
-                .reserve_exact((self.versions.len() / 8).max(8));
-        }
-        self.versions.insert(i, doc.version);
+        insert_lean(&mut self.versions, i, doc.version);
     }
 
     fn replace(&mut self, i: usize, doc: DocRef<'_>) {
@@ -52,9 +48,7 @@ impl DocRun {
     fn remove(&mut self, i: usize) {
         self.texts.remove(i);
         self.versions.remove(i);
-        if self.versions.capacity() > self.versions.len() + self.versions.len() / 4 + 8 {
-            self.versions.shrink_to_fit();
-        }
+        trim_lean(&mut self.versions);
     }
 }
 
