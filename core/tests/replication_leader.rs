@@ -619,6 +619,90 @@ fn a_silent_or_stalled_or_lagging_replica_is_dropped() {
     assert_eq!(*lag, 25);
 }
 
+/// `tick_due` is exactly when a tick first acts: a millisecond before, a tick does nothing.
+fn assert_due(s: &mut LeaderSession, due: u64) {
+    assert_eq!(s.tick_due(), Some(t(due)));
+    assert_eq!(s.on_tick(t(due - 1)), []);
+    assert_eq!(s.tick_due(), Some(t(due)));
+}
+
+#[test]
+fn a_tick_is_due_when_a_rule_fires_and_not_before() {
+    let log = log(30);
+    let quiet = SessionConfig {
+        heartbeat_interval_ms: 1_000_000,
+        ..config()
+    };
+
+    // No hello.
+    let mut s = session(&log, config());
+    assert_due(&mut s, 500);
+    assert_eq!(closed_with(&s.on_tick(t(500))), "hello_timeout");
+    assert_eq!(s.tick_due(), None);
+
+    // Heartbeats after silence on the leader's side, timed from the last frame sent.
+    let mut s = session(&log[..2], config());
+    s.handle_frame(t(0), hello(log[1].position(), 2));
+    assert_due(&mut s, 100);
+    assert!(!s.on_tick(t(100)).is_empty());
+    s.on_committed(t(130), log[2].position());
+    s.on_entries(t(130), entries(&log, 3, 3));
+    assert_due(&mut s, 230);
+
+    // Silence on the replica's side.
+    let mut s = session(&log[..2], quiet.clone());
+    s.handle_frame(t(0), hello(log[1].position(), 2));
+    s.handle_frame(t(150), ack(2));
+    assert_due(&mut s, 1_150);
+    assert_eq!(closed_with(&s.on_tick(t(1_150))), "replica_timeout");
+
+    // Entries in flight and no acknowledgement.
+    let mut s = session(&log[..2], quiet.clone());
+    s.handle_frame(t(0), hello(LogPosition::START, 0));
+    s.on_entries(t(0), entries(&log, 1, 2));
+    s.handle_frame(t(500), ack(0));
+    assert_due(&mut s, 800);
+    assert_eq!(closed_with(&s.on_tick(t(800))), "ack_timeout");
+
+    // Ahead of the committed position.
+    let mut s = session(&log[..4], config());
+    let ahead = LogPosition {
+        lsn: Lsn(9),
+        hash: Hash([1; 32]),
+    };
+    s.handle_frame(t(1), hello(ahead, 9));
+    assert_due(&mut s, 301);
+    assert_eq!(s.on_tick(t(301)), [read_snapshot(4)]);
+
+    // Lagging: due at once to start the clock, then when it runs out; catching up stops it.
+    let patient = SessionConfig {
+        ack_timeout_ms: 1_000_000,
+        replica_timeout_ms: 1_000_000,
+        ..quiet
+    };
+    let mut s = session(&log[..5], patient);
+    s.handle_frame(t(0), hello(log[4].position(), 5));
+    let mut out = s.on_committed(t(0), log[29].position());
+    assert_eq!(s.tick_due(), Some(t(0)));
+    assert_eq!(s.on_tick(t(10)), []);
+    assert_due(&mut s, 2_010);
+    for round in 0.. {
+        assert!(round < 20, "the replica does not catch up");
+        if s.lag() <= 10 {
+            break;
+        }
+        for command in std::mem::take(&mut out) {
+            if let LeaderCommand::ReadEntries { from, to } = command {
+                out.extend(s.on_entries(t(20), entries(&log, from.0, to.0 - 1)));
+            }
+        }
+        out.extend(s.handle_frame(t(20), ack(s.sent().lsn.0)));
+    }
+    assert_eq!(s.tick_due(), Some(t(0)));
+    assert_eq!(s.on_tick(t(30)), []);
+    assert_eq!(s.tick_due(), Some(t(1_000_020)));
+}
+
 #[test]
 fn an_error_from_the_replica_closes_without_an_answer() {
     let log = log(1);

@@ -4,7 +4,7 @@
 //!            ┌──────────── select ────────────┐
 //!  socket ──►│ binary message: handle_bytes   │
 //!  watch  ──►│ committed moved: on_committed  ├──► commands ──► Send: feed the socket (bounded)
-//!  timer  ──►│ tick: on_tick                  │               ReadEntries: tail, or "missing"
+//!  timer  ──►│ tick due: on_tick              │               ReadEntries: tail, or "missing"
 //!  stop   ──►│ shutdown / superseded: close   │               ReadSnapshot: source snapshot
 //!            └────────────────────────────────┘               Close: error frame, close frame
 //! ```
@@ -14,7 +14,8 @@
 //! heartbeats). A send that does not complete within the session's `replica_timeout_ms` (the
 //! replica stopped reading) drops the connection. Everything else — a replica that stops
 //! acknowledging, lags too long, never says hello — is closed by the session's own rules,
-//! which the tick enforces.
+//! which the tick enforces. The timer is set to the session's `tick_due`, not a fixed period:
+//! an idle streaming session wakes about once per heartbeat interval.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -33,9 +34,6 @@ use super::Replicator;
 use super::hub::{ConnId, SessionState};
 use super::tail::TailError;
 use crate::edge::Limit;
-
-/// How often a session's clock ticks (heartbeats and timeouts).
-pub const TICK_MS: u64 = 250;
 
 /// WebSocket close codes (RFC 6455).
 const CLOSE_GOING_AWAY: u16 = 1001;
@@ -97,10 +95,11 @@ pub(crate) async fn run(
         reported: None,
     };
     debug!(conn, ?addr, "replication connection opened");
-    let mut tick = tokio::time::interval(Duration::from_millis(TICK_MS));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let tick = tokio::time::sleep_until(c.tick_at());
+    tokio::pin!(tick);
     loop {
-        let now = c.now();
+        // A fired timer is always set again; otherwise only when the due time moved earlier.
+        let mut fired = false;
         let commands = tokio::select! {
             () = stop_requested(&mut stopping) => {
                 c.close_with("shutting_down", "the node is stopping", CLOSE_GOING_AWAY).await;
@@ -112,7 +111,7 @@ pub(crate) async fn run(
             }
             message = c.socket.recv() => match message {
                 None => break,
-                Some(Ok(Message::Binary(bytes))) => c.session.handle_bytes(now, &bytes),
+                Some(Ok(Message::Binary(bytes))) => c.session.handle_bytes(c.now(), &bytes),
                 Some(Ok(Message::Text(_))) => {
                     let error = ReplicationError::ProtocolViolation(
                         "a text message: replication frames are binary".into(),
@@ -133,14 +132,21 @@ pub(crate) async fn run(
                     break;
                 }
                 let position = *committed.borrow_and_update();
-                c.session.on_committed(now, position)
+                c.session.on_committed(c.now(), position)
             }
-            _ = tick.tick() => c.session.on_tick(now),
+            () = &mut tick => {
+                fired = true;
+                c.session.on_tick(c.now())
+            }
         };
         let next = c.execute(commands).await;
         c.report();
         if let Next::Stop = next {
             break;
+        }
+        let at = c.tick_at();
+        if fired || at < tick.deadline() {
+            tick.as_mut().reset(at);
         }
     }
     debug!(conn, "replication connection closed");
@@ -150,6 +156,18 @@ impl Connection {
     /// The session's clock: monotonic milliseconds since the connection opened.
     fn now(&self) -> TimestampMs {
         TimestampMs(self.epoch.elapsed().as_millis() as u64)
+    }
+
+    /// When the session's next tick is due (at least a millisecond ahead, so a session that
+    /// asks for a tick at once cannot spin), or far ahead once it closed.
+    fn tick_at(&self) -> tokio::time::Instant {
+        let soonest = tokio::time::Instant::now() + Duration::from_millis(1);
+        match self.session.tick_due() {
+            Some(due) => (tokio::time::Instant::from_std(self.epoch)
+                + Duration::from_millis(due.0))
+            .max(soonest),
+            None => soonest + Duration::from_secs(3600),
+        }
     }
 
     /// Carries out the session's commands in order, feeding in the results of reads.
