@@ -38,8 +38,11 @@ pub type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 /// Initial read buffer of the socket.
 const READ_BUFFER_BYTES: usize = 8 << 10;
 
-/// How often the replica's clock ticks while waiting for messages.
-const TICK: Duration = Duration::from_millis(100);
+/// How often the replica's clock ticks (its only timed duty is noticing a silent leader,
+/// after `leader_timeout_ms`, 5 s by default). One interval per connection, not a timer per
+/// message: ten thousand replicas in a few processes would otherwise spend their CPU on
+/// timer registrations.
+const TICK: Duration = Duration::from_millis(250);
 
 /// What a replica client keeps.
 #[derive(Clone, Debug)]
@@ -117,6 +120,8 @@ pub struct ReplicaClient {
     /// The last position persisted (what the store and state hold).
     persisted: LogPosition,
     socket: Option<Socket>,
+    /// The clock's ticks while connected.
+    tick: Option<tokio::time::Interval>,
     epoch: Instant,
     stats: ReplicaStats,
     observer: Option<EntryObserver>,
@@ -144,6 +149,7 @@ impl ReplicaClient {
             state: State::new(),
             persisted: LogPosition::START,
             socket: None,
+            tick: None,
             epoch: Instant::now(),
             stats: ReplicaStats::default(),
             observer: None,
@@ -188,6 +194,9 @@ impl ReplicaClient {
             .await
             .map_err(|e| connect_error(e.to_string()))?;
         self.socket = Some(socket);
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + TICK, TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        self.tick = Some(tick);
         let hello = self.replica.hello(self.now());
         self.execute(vec![ReplicaCommand::Send(hello)]).await
     }
@@ -195,6 +204,7 @@ impl ReplicaClient {
     /// Drops the connection without a goodbye, as a crash or a cut cable would.
     pub fn disconnect(&mut self) {
         self.socket = None;
+        self.tick = None;
         self.replica.on_disconnected();
     }
 
@@ -203,20 +213,23 @@ impl ReplicaClient {
         self.socket.is_some()
     }
 
-    /// Handles one message from the leader, or one tick when none came within the tick.
+    /// Handles one message from the leader, or one tick of the clock.
     pub async fn step(&mut self) -> Result<(), ReplicaClientError> {
-        let socket = self
-            .socket
-            .as_mut()
-            .ok_or(ReplicaClientError::NotConnected)?;
-        let message = match tokio::time::timeout(TICK, socket.next()).await {
-            Err(_) => {
+        let (Some(socket), Some(tick)) = (self.socket.as_mut(), self.tick.as_mut()) else {
+            return Err(ReplicaClientError::NotConnected);
+        };
+        let received = tokio::select! {
+            message = socket.next() => Some(message),
+            _ = tick.tick() => None,
+        };
+        let message = match received {
+            None => {
                 let commands = self.replica.on_tick(self.now());
                 return self.execute(commands).await;
             }
-            Ok(None) => return Err(self.lost("the leader closed the socket".into())),
-            Ok(Some(Err(e))) => return Err(self.lost(e.to_string())),
-            Ok(Some(Ok(message))) => message,
+            Some(None) => return Err(self.lost("the leader closed the socket".into())),
+            Some(Some(Err(e))) => return Err(self.lost(e.to_string())),
+            Some(Some(Ok(message))) => message,
         };
         let arrived = Instant::now();
         match message {
@@ -318,6 +331,7 @@ impl ReplicaClient {
                     if let Some(mut socket) = self.socket.take() {
                         let _ = socket.close(None).await;
                     }
+                    self.tick = None;
                     self.replica.on_disconnected();
                     return Err(ReplicaClientError::Closed(error));
                 }
