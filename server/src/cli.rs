@@ -263,6 +263,12 @@ pub struct ServeArgs {
           default_value_t = crate::edge::REPLICA_TIMEOUT_MS_DEFAULT,
           value_parser = clap::value_parser!(u64).range(500..=600_000))]
     pub replica_timeout_ms: u64,
+    /// Threads that run the replication sessions, apart from the HTTP edge and the writes, so
+    /// that thousands of replicas cannot delay a write; 0 runs them beside the HTTP edge.
+    /// Default: half the CPUs, at least one.
+    #[arg(long, env = "CSTORE_REPLICATION_THREADS", value_name = "N",
+          value_parser = clap::value_parser!(u64).range(0..=1024))]
+    pub replication_threads: Option<u64>,
     /// Serve HTTPS and WSS with this certificate chain (PEM, leaf first); needs --tls-key.
     #[arg(
         long,

@@ -36,6 +36,7 @@ use crate::http::{self, AppState};
 use crate::leader::{Leader, LeaderConfig, StartError};
 use crate::metrics::{self as server_metrics, MetricsError};
 use crate::node::Node;
+use crate::replicate::{self, SessionRuntime};
 use crate::wal::{FileStore, WalOptions};
 
 /// How long in-flight requests may take to finish after a stop signal.
@@ -284,8 +285,14 @@ pub async fn run(args: ServeArgs, shutdown: impl Future<Output = ()>) -> Result<
         }
     });
     let auth = key.map(Arc::new);
-    let replication =
-        node.replicator_with(auth.clone(), edge::session_config(args.replica_timeout_ms));
+    let sessions = SessionRuntime::new(
+        args.replication_threads
+            .map_or_else(replicate::sessions::default_threads, |n| n as usize),
+    )
+    .map_err(ServeError::Serve)?;
+    let replication = node
+        .replicator_with(auth.clone(), edge::session_config(args.replica_timeout_ms))
+        .with_sessions_on(sessions.handle());
     let app = http::router(AppState {
         node: node.clone(),
         auth,
@@ -332,6 +339,7 @@ pub async fn run(args: ServeArgs, shutdown: impl Future<Output = ()>) -> Result<
     upkeep.abort();
     // Replicas get a close frame before the node stops (they reconnect elsewhere or later).
     replication.shutdown().await;
+    drop(sessions);
     node.shutdown().await;
     info!("stopped");
     result.map_err(ServeError::Serve)
@@ -396,6 +404,7 @@ mod tests {
             txn_body_max_bytes: crate::http::TXN_BODY_BYTES_MAX as u64,
             frame_max_bytes: cstore_core::replication::FRAME_BYTES_MAX as u64,
             replica_timeout_ms: crate::edge::REPLICA_TIMEOUT_MS_DEFAULT,
+            replication_threads: None,
             tls_cert: None,
             tls_key: None,
             tls_ca: None,

@@ -105,10 +105,40 @@ fn wait_status(client: &Client, check: impl Fn(&Value) -> bool) -> Value {
     }
 }
 
+/// The server's threads named for replication sessions (Linux shows 15 bytes of a name).
+fn session_threads(server: &ServerProcess) -> usize {
+    let pid = server.pid().expect("a running server");
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .expect("the server's threads")
+        .filter(|task| {
+            let comm = task.as_ref().unwrap().path().join("comm");
+            std::fs::read_to_string(comm).is_ok_and(|name| name.starts_with("cstore-replicat"))
+        })
+        .count()
+}
+
 #[test]
 fn two_replicas_converge_and_report_zero_lag() {
-    let server = ServerProcess::start(ServerOptions::default()).unwrap();
+    // Sessions on threads of their own (the default: half the CPUs, at least one).
+    let cpus = std::thread::available_parallelism().unwrap().get();
+    let threads = (cpus / 2).max(1);
+    two_replicas_converge(ServerOptions::default(), threads..=threads);
+}
+
+#[test]
+fn sessions_beside_the_http_edge_converge_too() {
+    let options = ServerOptions {
+        extra_args: vec!["--replication-threads".into(), "0".into()],
+        ..ServerOptions::default()
+    };
+    two_replicas_converge(options, 0..=0);
+}
+
+fn two_replicas_converge(options: ServerOptions, threads: std::ops::RangeInclusive<usize>) {
+    let server = ServerProcess::start(options).unwrap();
     let client = server.client();
+    let found = session_threads(&server);
+    assert!(threads.contains(&found), "{found} session threads");
     let rt = runtime();
     let target = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();

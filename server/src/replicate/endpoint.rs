@@ -77,8 +77,17 @@ pub async fn replicate(
         .max_message_size(frame_bytes_max)
         .max_frame_size(frame_bytes_max)
         .on_upgrade(move |socket| async move {
-            super::connection::run(replicator, socket, addr, allowed).await;
-            drop(held);
+            let sessions = replicator.sessions_handle().cloned();
+            let session = async move {
+                super::connection::run(replicator, socket, addr, allowed).await;
+                drop(held);
+            };
+            match sessions {
+                // The task owns the session and its permits; nothing waits for it here, so a
+                // connection costs one task, not a second one parked on the first.
+                Some(sessions) => drop(sessions.spawn(session)),
+                None => session.await,
+            }
         })
 }
 

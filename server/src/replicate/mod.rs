@@ -23,6 +23,7 @@ mod ack;
 pub mod connection;
 pub mod endpoint;
 pub mod hub;
+pub mod sessions;
 pub mod shared_frames;
 pub mod source;
 pub mod tail;
@@ -38,6 +39,7 @@ use cstore_core::replication::{Needed, SessionConfig};
 
 pub use ack::{AckPolicy, InvalidAck};
 pub use hub::{AckUnknown, ConnId, Hub, ReplicaView, SessionState};
+pub use sessions::SessionRuntime;
 pub use shared_frames::{SHARED_FRAME_SLOTS, SharedFrames};
 pub use source::{ReplicationSource, SnapshotCache, SourceError};
 pub use tail::{LogTail, TAIL_MIB_DEFAULT, TailError};
@@ -54,6 +56,8 @@ struct Inner {
     auth: Option<Arc<TokenKey>>,
     stopping: watch::Sender<bool>,
     live: watch::Sender<usize>,
+    /// Where connection tasks run (`None`: the runtime that accepted them).
+    sessions: Option<tokio::runtime::Handle>,
 }
 
 /// The serving side of replication of one node; cheap to clone.
@@ -86,8 +90,24 @@ impl Replicator {
                 auth,
                 stopping: watch::channel(false).0,
                 live: watch::channel(0).0,
+                sessions: None,
             }),
         }
+    }
+
+    /// Runs connection tasks on `sessions` (a [`SessionRuntime`]'s handle) rather than on the
+    /// runtime that accepted them. Call right after [`Replicator::new`], before any clone.
+    pub fn with_sessions_on(self, sessions: Option<tokio::runtime::Handle>) -> Replicator {
+        let mut inner = Arc::into_inner(self.inner).expect("sessions placed before any clone");
+        inner.sessions = sessions;
+        Replicator {
+            inner: Arc::new(inner),
+        }
+    }
+
+    /// Where connection tasks run, `None` for the runtime that accepted them.
+    pub(crate) fn sessions_handle(&self) -> Option<&tokio::runtime::Handle> {
+        self.inner.sessions.as_ref()
     }
 
     /// The node sessions stream from.
