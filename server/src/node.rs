@@ -299,14 +299,16 @@ impl Node {
     /// The serving side of replication for this node: its local copy (the leader's, or a
     /// relaying follower's), or a cluster member's committed copy.
     pub fn replicator(&self, auth: Option<Arc<TokenKey>>) -> Replicator {
-        self.replicator_with(auth, SessionConfig::default())
+        self.replicator_with(auth, SessionConfig::default(), None)
     }
 
-    /// [`Self::replicator`] with sessions of `session` (`--replica-timeout-ms`).
+    /// [`Self::replicator`] with sessions of `session` (`--replica-timeout-ms`), run on
+    /// `sessions` (a `SessionRuntime`'s handle; `None`: on the runtime that accepted them).
     pub fn replicator_with(
         &self,
         auth: Option<Arc<TokenKey>>,
         session: SessionConfig,
+        sessions: Option<tokio::runtime::Handle>,
     ) -> Replicator {
         let source: Arc<dyn crate::replicate::ReplicationSource> = match self {
             Node::Leader(leader) => {
@@ -327,7 +329,7 @@ impl Node {
                 ))
             }
         };
-        Replicator::new(source, session, auth)
+        Replicator::new(source, session, auth, sessions)
     }
 
     /// Stops the role's background work and closes its store (releasing the directory lock).

@@ -290,9 +290,11 @@ pub async fn run(args: ServeArgs, shutdown: impl Future<Output = ()>) -> Result<
             .map_or_else(replicate::sessions::default_threads, |n| n as usize),
     )
     .map_err(ServeError::Serve)?;
-    let replication = node
-        .replicator_with(auth.clone(), edge::session_config(args.replica_timeout_ms))
-        .with_sessions_on(sessions.handle());
+    let replication = node.replicator_with(
+        auth.clone(),
+        edge::session_config(args.replica_timeout_ms),
+        sessions.handle(),
+    );
     let app = http::router(AppState {
         node: node.clone(),
         auth,

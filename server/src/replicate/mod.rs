@@ -76,11 +76,14 @@ impl std::fmt::Debug for Replicator {
 
 impl Replicator {
     /// Serves `source` to replicas with sessions of `session`; `auth` is the token key that
-    /// `/v1/replicate` checks (scope `read`), `None` to allow everyone.
+    /// `/v1/replicate` checks (scope `read`), `None` to allow everyone. Connection tasks run on
+    /// `sessions` (a [`SessionRuntime`]'s handle), or with `None` on the runtime that accepted
+    /// them.
     pub fn new(
         source: Arc<dyn ReplicationSource>,
         session: SessionConfig,
         auth: Option<Arc<TokenKey>>,
+        sessions: Option<tokio::runtime::Handle>,
     ) -> Replicator {
         Replicator {
             inner: Arc::new(Inner {
@@ -90,18 +93,8 @@ impl Replicator {
                 auth,
                 stopping: watch::channel(false).0,
                 live: watch::channel(0).0,
-                sessions: None,
+                sessions,
             }),
-        }
-    }
-
-    /// Runs connection tasks on `sessions` (a [`SessionRuntime`]'s handle) rather than on the
-    /// runtime that accepted them. Call right after [`Replicator::new`], before any clone.
-    pub fn with_sessions_on(self, sessions: Option<tokio::runtime::Handle>) -> Replicator {
-        let mut inner = Arc::into_inner(self.inner).expect("sessions placed before any clone");
-        inner.sessions = sessions;
-        Replicator {
-            inner: Arc::new(inner),
         }
     }
 
