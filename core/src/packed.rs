@@ -72,16 +72,11 @@ impl Buffer for Vec<u8> {
         slice.len()
     }
     fn splice(&mut self, span: Span<usize>, with: &[u8]) {
-        let (old_len, removed) = (self.len(), span.len());
-        if with.len() > removed {
-            self.resize(old_len + with.len() - removed, 0);
-        }
-        self.copy_within(span.end..old_len, span.start + with.len());
-        self[span.start..span.start + with.len()].copy_from_slice(with);
-        self.truncate(old_len + with.len() - removed);
+        // What `String::replace_range` does for the document runs.
+        Vec::splice(self, span, with.iter().copied()).for_each(drop);
     }
     fn cut(&mut self, span: Span<usize>) {
-        Buffer::splice(self, span, &[]);
+        self.drain(span);
     }
     fn truncate(&mut self, len: usize) {
         Vec::truncate(self, len);
@@ -115,7 +110,7 @@ impl Buffer for String {
         self.replace_range(span, with);
     }
     fn cut(&mut self, span: Span<usize>) {
-        self.replace_range(span, "");
+        self.drain(span);
     }
     fn truncate(&mut self, len: usize) {
         String::truncate(self, len);
@@ -346,7 +341,7 @@ impl<R: Run> Runs<R> {
         self.len
     }
 
-    /// The run whose range holds `key`.
+    /// The run whose range holds `key`, with the lowest key it may hold.
     fn run_of(&self, key: &[u8]) -> Option<(&[u8], &R)> {
         self.runs
             .range::<[u8], _>(up_to(key))
@@ -467,11 +462,9 @@ impl<R: Run> Runs<R> {
             | (Bound::Excluded(l), Bound::Included(u)) => l >= u,
             _ => false,
         };
-        let run_of = |bound: Bound<&[u8]>, unbounded| match bound {
-            Bound::Unbounded => unbounded,
-            Bound::Included(key) | Bound::Excluded(key) => {
-                self.runs.range::<[u8], _>(up_to(key)).next_back()
-            }
+        let run_of = |bound: Bound<&[u8]>, unbounded: Option<(&'s Box<[u8]>, &'s R)>| match bound {
+            Bound::Unbounded => unbounded.map(|(low, run)| (&**low, run)),
+            Bound::Included(key) | Bound::Excluded(key) => self.run_of(key),
         };
         let (Some((first_low, first)), false) = (run_of(lower, self.runs.iter().next()), empty)
         else {
@@ -500,10 +493,8 @@ impl<R: Run> Runs<R> {
         Range {
             front: Slice::of(first, lo, first.len()),
             middle: Some(
-                self.runs.range::<[u8], _>((
-                    Bound::Excluded(&**first_low),
-                    Bound::Excluded(&**last_low),
-                )),
+                self.runs
+                    .range::<[u8], _>((Bound::Excluded(first_low), Bound::Excluded(last_low))),
             ),
             back: Slice::of(last, 0, last.end_of(upper)),
         }
