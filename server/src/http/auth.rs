@@ -3,6 +3,7 @@
 //! anything else is read from the request and no route can forget it.
 
 use std::marker::PhantomData;
+use std::sync::Arc;
 
 use axum::extract::FromRequestParts;
 use axum::extract::Query;
@@ -155,10 +156,13 @@ impl<N: Needed> Authorized<N> {
     }
 }
 
-impl<N: Needed> FromRequestParts<AppState> for Authorized<N> {
+impl<N: Needed> FromRequestParts<Arc<AppState>> for Authorized<N> {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<AppState>,
+    ) -> Result<Self, ApiError> {
         let Some(key) = &state.auth else {
             return Ok(Authorized {
                 claims: None,

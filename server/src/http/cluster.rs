@@ -12,6 +12,7 @@
 //!  /v1/cluster/{transfer,add,remove}                   JSON, admin scope, run on the leader
 //! ```
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Json;
@@ -107,7 +108,7 @@ where
 /// `POST /v1/raft/append`.
 pub async fn append(
     _: Authorized<NeedsAdmin>,
-    State(app): State<AppState>,
+    State(app): State<Arc<AppState>>,
     request: Request,
 ) -> Result<Response, ApiError> {
     relay(&app, request, MESSAGE_BYTES_MAX, |raft, rpc| async move {
@@ -119,7 +120,7 @@ pub async fn append(
 /// `POST /v1/raft/vote`.
 pub async fn vote(
     _: Authorized<NeedsAdmin>,
-    State(app): State<AppState>,
+    State(app): State<Arc<AppState>>,
     request: Request,
 ) -> Result<Response, ApiError> {
     relay(&app, request, MESSAGE_BYTES_MAX, |raft, rpc| async move {
@@ -131,7 +132,7 @@ pub async fn vote(
 /// `POST /v1/raft/pre-vote`.
 pub async fn pre_vote(
     _: Authorized<NeedsAdmin>,
-    State(app): State<AppState>,
+    State(app): State<Arc<AppState>>,
     request: Request,
 ) -> Result<Response, ApiError> {
     relay(&app, request, MESSAGE_BYTES_MAX, |raft, rpc| async move {
@@ -161,7 +162,7 @@ fn held_response(held: SnapshotHeld) -> Response {
 /// many of its bytes this member holds already (a cut transfer resumes from there).
 pub async fn snapshot_offer(
     _: Authorized<NeedsAdmin>,
-    State(app): State<AppState>,
+    State(app): State<Arc<AppState>>,
     request: Request,
 ) -> Result<Response, ApiError> {
     let cluster = member_of_same_cluster(&app, request.headers())?.clone();
@@ -174,7 +175,7 @@ pub async fn snapshot_offer(
 /// offset before they are kept.
 pub async fn snapshot_chunk(
     _: Authorized<NeedsAdmin>,
-    State(app): State<AppState>,
+    State(app): State<Arc<AppState>>,
     request: Request,
 ) -> Result<Response, ApiError> {
     let cluster = member_of_same_cluster(&app, request.headers())?.clone();
@@ -187,7 +188,7 @@ pub async fn snapshot_chunk(
 /// against its SHA-256 and handed to openraft.
 pub async fn snapshot_install(
     _: Authorized<NeedsAdmin>,
-    State(app): State<AppState>,
+    State(app): State<Arc<AppState>>,
     request: Request,
 ) -> Result<Response, ApiError> {
     let cluster = member_of_same_cluster(&app, request.headers())?.clone();
@@ -216,7 +217,7 @@ pub async fn snapshot_install(
 /// `POST /v1/raft/transfer`: the leader hands its office to this member.
 pub async fn transfer_leader(
     _: Authorized<NeedsAdmin>,
-    State(app): State<AppState>,
+    State(app): State<Arc<AppState>>,
     request: Request,
 ) -> Result<Response, ApiError> {
     relay(&app, request, MESSAGE_BYTES_MAX, |raft, rpc| async move {
@@ -236,7 +237,7 @@ struct HelloBody {
 /// fresh cluster).
 pub async fn hello(
     _: Authorized<NeedsAdmin>,
-    State(app): State<AppState>,
+    State(app): State<Arc<AppState>>,
     super::JsonBody(body): super::JsonBody<65536>,
 ) -> Result<Json<crate::cluster::Hello>, ApiError> {
     let cluster = member(&app)?;
@@ -248,7 +249,7 @@ pub async fn hello(
 /// member.
 pub async fn read_index_route(
     _: Authorized<NeedsAdmin>,
-    State(app): State<AppState>,
+    State(app): State<Arc<AppState>>,
 ) -> Result<Json<Value>, ApiError> {
     let cluster = member(&app)?;
     let lsn = cluster.read_index().await?;
@@ -311,7 +312,7 @@ fn parse_body<T: DeserializeOwned>(body: Value) -> Result<T, ApiError> {
 /// `POST /v1/cluster/transfer {"to": N}`: moves leadership to voter N.
 pub async fn transfer(
     _: Authorized<NeedsAdmin>,
-    State(app): State<AppState>,
+    State(app): State<Arc<AppState>>,
     super::JsonBody(body): super::JsonBody<4096>,
 ) -> Result<Json<Value>, ApiError> {
     let cluster = member(&app)?;
@@ -323,7 +324,7 @@ pub async fn transfer(
 /// `POST /v1/cluster/add {"id": N, "url": U}`: adds a member (learner, then voter).
 pub async fn add(
     _: Authorized<NeedsAdmin>,
-    State(app): State<AppState>,
+    State(app): State<Arc<AppState>>,
     super::JsonBody(body): super::JsonBody<4096>,
 ) -> Result<Json<Value>, ApiError> {
     let cluster = member(&app)?;
@@ -335,7 +336,7 @@ pub async fn add(
 /// `POST /v1/cluster/remove {"id": N}`: removes a member.
 pub async fn remove(
     _: Authorized<NeedsAdmin>,
-    State(app): State<AppState>,
+    State(app): State<Arc<AppState>>,
     super::JsonBody(body): super::JsonBody<4096>,
 ) -> Result<Json<Value>, ApiError> {
     let cluster = member(&app)?;
@@ -366,7 +367,7 @@ fn leader_only(method: &Method, path: &str) -> bool {
 
 /// The layer in front of every route on a cluster member: requests only the leader can carry
 /// out go to the leader (see the module docs); everything else runs here.
-pub async fn to_leader(State(app): State<AppState>, request: Request, next: Next) -> Response {
+pub async fn to_leader(State(app): State<Arc<AppState>>, request: Request, next: Next) -> Response {
     let Some(cluster) = app.node.cluster() else {
         return next.run(request).await;
     };

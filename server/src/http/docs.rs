@@ -1,6 +1,8 @@
 //! Routes on single documents: insert, get, put, patch, delete, and find (which shares the
 //! `/v1/c/{collection}/{id}` route, see [`super::router`]).
 
+use std::sync::Arc;
+
 use axum::Json;
 use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
@@ -26,7 +28,7 @@ type DocBody = JsonBody<DOC_BODY_BYTES_MAX>;
 /// (see `RawDoc::from_canonical`); any other goes through one, with the same result.
 pub async fn insert(
     _: Authorized<NeedsWrite>,
-    State(app): State<AppState>,
+    State(app): State<Arc<AppState>>,
     CollectionPath(collection): CollectionPath,
     ack: Ack,
     JsonBytes(body): JsonBytes<DOC_BODY_BYTES_MAX>,
@@ -57,7 +59,7 @@ pub async fn insert(
 /// [`AsOfLsn`]).
 pub async fn get(
     _: Authorized<NeedsRead>,
-    State(app): State<AppState>,
+    State(app): State<Arc<AppState>>,
     DocPath { collection, id }: DocPath,
     MinLsn(floor): MinLsn,
     AsOfLsn(as_of): AsOfLsn,
@@ -107,7 +109,7 @@ fn lookup(
 /// the path's.
 pub async fn put(
     _: Authorized<NeedsWrite>,
-    State(app): State<AppState>,
+    State(app): State<Arc<AppState>>,
     DocPath { collection, id }: DocPath,
     ack: Ack,
     Precondition(if_version): Precondition,
@@ -143,7 +145,7 @@ pub async fn put(
 /// `PATCH /v1/c/{collection}/{id}`: an RFC 7386 merge patch into an existing document.
 pub async fn patch(
     _: Authorized<NeedsWrite>,
-    State(app): State<AppState>,
+    State(app): State<Arc<AppState>>,
     DocPath { collection, id }: DocPath,
     ack: Ack,
     Precondition(if_version): Precondition,
@@ -168,7 +170,7 @@ pub async fn patch(
 /// `DELETE /v1/c/{collection}/{id}`.
 pub async fn delete(
     _: Authorized<NeedsWrite>,
-    State(app): State<AppState>,
+    State(app): State<Arc<AppState>>,
     DocPath { collection, id }: DocPath,
     ack: Ack,
     Precondition(if_version): Precondition,

@@ -7,6 +7,7 @@
 //! answer no client should need in one piece.
 
 use std::fmt::Write as _;
+use std::sync::Arc;
 
 use axum::extract::State;
 use axum::http::header;
@@ -34,7 +35,7 @@ pub const RESULT_BYTES_MAX: usize = 64 << 20;
 /// query runs on the state right after that entry, and `lsn` is that entry's.
 pub async fn find(
     _: Authorized<NeedsRead>,
-    State(app): State<AppState>,
+    State(app): State<Arc<AppState>>,
     FindPath(collection): FindPath,
     MinLsn(mut floor): MinLsn,
     AsOfLsn(mut as_of): AsOfLsn,

@@ -7,6 +7,8 @@
 //! to the leader, and returns the leader's status, body and `ETag` unchanged. The answer's
 //! `lsn` lets the client read its own write here with `?min_lsn=`.
 
+use std::sync::Arc;
+
 use axum::body::{Body, to_bytes};
 use axum::extract::{Request, State};
 use axum::http::{HeaderName, StatusCode, header};
@@ -32,7 +34,10 @@ const RETURNED_HEADERS: [HeaderName; 2] = [header::CONTENT_TYPE, header::ETAG];
 pub const FORWARDED_BY: &str = "x-cstore-forwarded-by";
 
 /// Any write route on a follower.
-pub async fn forward(State(app): State<AppState>, request: Request) -> Result<Response, ApiError> {
+pub async fn forward(
+    State(app): State<Arc<AppState>>,
+    request: Request,
+) -> Result<Response, ApiError> {
     let follower = app
         .node
         .follower()

@@ -1,6 +1,8 @@
 //! Routes about the server rather than the data: the placeholder page, health, status,
 //! metrics and the list of collections.
 
+use std::sync::Arc;
+
 use axum::Json;
 use axum::extract::State;
 use axum::http::header;
@@ -48,7 +50,7 @@ pub async fn health() -> Json<Value> {
 /// linearizable read locally.
 pub async fn read_index(
     _: Authorized<NeedsRead>,
-    State(app): State<AppState>,
+    State(app): State<Arc<AppState>>,
 ) -> Result<Json<Value>, ApiError> {
     let lsn = app.node.read_index().await?;
     Ok(Json(json!({ "lsn": lsn.0 })))
@@ -56,7 +58,10 @@ pub async fn read_index(
 
 /// `GET /v1/status`: role, term and log positions; on a follower also its leader and how
 /// replication goes.
-pub async fn status(_: Authorized<NeedsReplicate>, State(app): State<AppState>) -> Json<Value> {
+pub async fn status(
+    _: Authorized<NeedsReplicate>,
+    State(app): State<Arc<AppState>>,
+) -> Json<Value> {
     match &app.node {
         Node::Leader(leader) => {
             let status = leader.status();
@@ -133,7 +138,10 @@ pub async fn status(_: Authorized<NeedsReplicate>, State(app): State<AppState>) 
 }
 
 /// `GET /metrics`: Prometheus text.
-pub async fn metrics(_: Authorized<NeedsAdmin>, State(app): State<AppState>) -> impl IntoResponse {
+pub async fn metrics(
+    _: Authorized<NeedsAdmin>,
+    State(app): State<Arc<AppState>>,
+) -> impl IntoResponse {
     (
         [(
             header::CONTENT_TYPE,
@@ -147,7 +155,7 @@ pub async fn metrics(_: Authorized<NeedsAdmin>, State(app): State<AppState>) -> 
 /// A token limited to collections sees only those.
 pub async fn collections(
     auth: Authorized<NeedsRead>,
-    State(app): State<AppState>,
+    State(app): State<Arc<AppState>>,
 ) -> Result<Json<Value>, ApiError> {
     let collections: Vec<Value> = app
         .node

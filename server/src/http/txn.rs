@@ -19,6 +19,8 @@
 //!             └──────► parse_json ─► parse ─► (Txn, ids) or the error
 //! ```
 
+use std::sync::Arc;
+
 use axum::Json;
 use axum::extract::State;
 use serde::Deserialize;
@@ -97,7 +99,7 @@ enum WireOp {
 /// `txn::Origin`), so this holds across restarts.
 pub async fn commit(
     auth: Authorized<NeedsWrite>,
-    State(app): State<AppState>,
+    State(app): State<Arc<AppState>>,
     ack: Ack,
     JsonBytes(body): JsonBytes<TXN_BODY_BYTES_MAX>,
 ) -> Result<Json<Value>, ApiError> {
@@ -127,7 +129,7 @@ pub const TXNS_MAX: usize = 1_000;
 /// one after it commits only if it does.)
 pub async fn commit_many(
     auth: Authorized<NeedsWrite>,
-    State(app): State<AppState>,
+    State(app): State<Arc<AppState>>,
     ack: Ack,
     JsonBytes(body): JsonBytes<TXN_BODY_BYTES_MAX>,
 ) -> Result<Json<Value>, ApiError> {

@@ -56,7 +56,7 @@ const CLOSE_TRY_AGAIN_LATER: u16 = 1013;
 /// `GET /v1/write` (WebSocket upgrade). Everything that can be refused is refused before the
 /// upgrade, with the API's usual JSON errors.
 pub async fn open(
-    State(app): State<AppState>,
+    State(app): State<Arc<AppState>>,
     headers: HeaderMap,
     uri: Uri,
     ack: Result<Ack, ApiError>,

@@ -25,8 +25,8 @@ use crate::http::{ApiError, AppState, Authorized, NeedsReplicate};
 /// Initial read buffer of a replication socket (tungstenite's default is 128 KiB).
 const READ_BUFFER_BYTES: usize = 4 << 10;
 
-impl FromRef<AppState> for Replicator {
-    fn from_ref(state: &AppState) -> Replicator {
+impl FromRef<Arc<AppState>> for Replicator {
+    fn from_ref(state: &Arc<AppState>) -> Replicator {
         state.replication.clone()
     }
 }

@@ -5,6 +5,7 @@ use axum::http::{Method, Request, StatusCode};
 use serde_json::json;
 
 use super::Harness;
+use crate::auth::Scope;
 
 #[tokio::test]
 async fn health_status_and_index() {
@@ -349,8 +350,15 @@ async fn other_origins_may_call_the_api_with_a_token() {
             .unwrap_or_default()
     };
     assert_eq!(allowed("access-control-allow-origin"), "*");
-    assert!(allowed("access-control-allow-methods").contains("post"));
-    assert!(allowed("access-control-allow-headers").contains("authorization"));
+    for method in ["get", "post", "put", "patch", "delete"] {
+        assert!(allowed("access-control-allow-methods").contains(method));
+    }
+    for header in ["authorization", "content-type", "if-match", "if-none-match"] {
+        assert!(allowed("access-control-allow-headers").contains(header));
+    }
+    assert_eq!(allowed("access-control-max-age"), "600");
+    // The answer is the same for every origin: nothing for a cache to tell apart.
+    assert!(reply.headers.get("vary").is_none());
     // The request itself still needs its token.
     let get = Request::builder()
         .uri("/v1/status")
@@ -363,4 +371,31 @@ async fn other_origins_may_call_the_api_with_a_token() {
         reply.headers.get("access-control-allow-origin").unwrap(),
         "*"
     );
+    // With it, a write answers with the headers a page on another origin needs to read its
+    // version.
+    let token = h.token(&[Scope::Write, Scope::Read]);
+    let insert = Request::builder()
+        .method(Method::POST)
+        .uri("/v1/c/notes")
+        .header("origin", "https://app.example")
+        .header("authorization", format!("Bearer {token}"))
+        .header("content-type", "application/json")
+        .body(Body::from(r#"{"_id":"n1","text":"hi"}"#))
+        .unwrap();
+    let reply = h.send(insert).await;
+    assert_eq!(reply.status, StatusCode::CREATED);
+    assert_eq!(reply.headers["access-control-allow-origin"], "*");
+    assert_eq!(reply.headers["access-control-expose-headers"], "etag");
+    assert!(reply.headers.get("vary").is_none());
+    // A preflight for a document route (the router matches it, not only /v1/txn).
+    let preflight = Request::builder()
+        .method(Method::OPTIONS)
+        .uri("/v1/c/notes/n1")
+        .header("origin", "https://app.example")
+        .header("access-control-request-method", "PUT")
+        .body(Body::empty())
+        .unwrap();
+    let reply = h.send(preflight).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.headers["access-control-allow-origin"], "*");
 }
