@@ -160,3 +160,99 @@ fn state_at_equals_applying_the_entries() {
         }
     );
 }
+
+/// Bytes of every segment file in `dir`, in order.
+fn file_lens(dir: &std::path::Path) -> Vec<u64> {
+    segment_files(dir)
+        .iter()
+        .map(|f| std::fs::metadata(f).unwrap().len())
+        .collect()
+}
+
+#[test]
+fn appends_reserve_zeroed_room_that_readers_recovery_and_a_clean_close_end_the_log_before() {
+    let entries = wal_support::chain(40);
+    let dir = TempDir::new("wal-room");
+    let mut store = FileStore::open(dir.path()).unwrap();
+    store.append_blocking(&entries[..10]).unwrap();
+    let records = store.held_bytes();
+    let [with_room] = file_lens(dir.path())[..] else {
+        panic!("one segment")
+    };
+    assert!(
+        with_room >= records + (512 << 10),
+        "room is reserved ahead: {with_room} bytes for {records} of records"
+    );
+    let bytes = std::fs::read(&segment_files(dir.path())[0]).unwrap();
+    assert!(bytes[records as usize..].iter().all(|&b| b == 0));
+    // The next append overwrites the room: the file does not grow.
+    store.append_blocking(&entries[10..20]).unwrap();
+    assert_eq!(file_lens(dir.path()), [with_room]);
+
+    // A reader of the live directory ends the log at the zeros, under either rule, and says
+    // nothing was left of an append in flight.
+    for rule in [TailRule::Live, TailRule::Strict] {
+        let (seen, end) = read_all(dir.path(), LogPosition::START, None, rule).unwrap();
+        assert_eq!(seen, entries[..20], "{rule:?}");
+        assert_eq!(end.tail, None, "{rule:?}");
+    }
+
+    // A crash leaves the room: recovery (here on a copy of the open store's files) cuts it as
+    // a torn tail and holds every entry.
+    let copy = TempDir::new("wal-room-crash");
+    std::fs::create_dir_all(copy.path().join("wal")).unwrap();
+    let segment = &segment_files(dir.path())[0];
+    std::fs::copy(
+        segment,
+        copy.path().join("wal").join(segment.file_name().unwrap()),
+    )
+    .unwrap();
+    let recovered = FileStore::open(copy.path()).unwrap();
+    assert_eq!(
+        recovered.stats().torn_bytes_truncated,
+        with_room - store.held_bytes()
+    );
+    assert_eq!(
+        recovered.read_range_blocking(Lsn(1), Lsn(21)).unwrap(),
+        entries[..20]
+    );
+    drop(recovered);
+
+    // A clean close cuts the room: the directory holds records only.
+    let held = store.held_bytes();
+    drop(store);
+    assert_eq!(file_lens(dir.path()), [held]);
+
+    // Small segments: a segment that fills keeps no room, only the last one has some.
+    let small = TempDir::new("wal-room-small");
+    let options = WalOptions {
+        segment_bytes_max: 1 << 10,
+        hashes_checked_by_replay: false,
+    };
+    let mut store = FileStore::open_with(small.path(), options).unwrap();
+    for batch in entries.chunks(3) {
+        store.append_blocking(batch).unwrap();
+    }
+    let lens = file_lens(small.path());
+    assert!(lens.len() >= 3, "{lens:?}");
+    let (last, full) = lens.split_last().unwrap();
+    let per_entry = {
+        let mut one = Vec::new();
+        cstore_core::log::codec::encode_entry(&entries[0], &mut one);
+        one.len() as u64
+    };
+    for len in full {
+        assert!(
+            (1 << 10..(1 << 10) + 3 * per_entry).contains(len),
+            "a full segment ends at its records: {lens:?}"
+        );
+    }
+    assert!(*last >= 1 << 10, "the last segment has its room: {lens:?}");
+    let (seen, _) = read_all(small.path(), LogPosition::START, None, TailRule::Strict).unwrap();
+    assert_eq!(seen, entries);
+    drop(store);
+    let held: u64 = file_lens(small.path()).iter().sum();
+    let reopened = FileStore::open_with(small.path(), options).unwrap();
+    assert_eq!(reopened.held_bytes(), held);
+    assert_eq!(reopened.stats().torn_bytes_truncated, 0);
+}

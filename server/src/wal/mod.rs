@@ -35,6 +35,14 @@
 //!                                                    already synced, the new name dir-synced)
 //! ```
 //!
+//! The last segment's file runs ahead of its records: an append that would grow it writes
+//! 1 MiB of zeros after its records in the same write and sync, so the appends after it
+//! overwrite bytes the file has and their `fdatasync` flushes data only, without a journal
+//! commit for a new size and new blocks (on this machine's ext4: 90 µs a sync instead of
+//! 135, and a third less CPU). Recovery cuts those zeros like any torn tail; a segment that
+//! fills is cut to its records by its last sync, and a clean close cuts the last one, so only
+//! the last segment ever ends in zeros (`store.rs`, `Active`).
+//!
 //! A batch that crosses a segment boundary costs one sync per segment it touches. Entries are
 //! checked before they are written (chain and hash), because an entry that fails its hash
 //! would make the next start refuse the whole log. After an IO error in any mutation the store

@@ -17,7 +17,9 @@
 //! segment only grows at its end, so a reader racing the owner sees whole files; what it can
 //! meet is a segment deleted by a checkpoint's compaction ([`ReadError::Gone`]: start again
 //! from the newer snapshot) and, at the end of the last segment, a record still being written
-//! ([`TailRule::Live`] stops there; [`TailRule::Strict`] calls it damage).
+//! ([`TailRule::Live`] stops there; [`TailRule::Strict`] calls it damage). Zeros to the end of
+//! the last segment are neither: they are the room a store reserves ahead of its appends
+//! (`store.rs`, `Active`), and the log ends before them under both rules.
 
 use std::fs;
 use std::io::ErrorKind;
@@ -152,6 +154,7 @@ pub fn read_entries(
             };
             let (entry, used) = match decode_entry(&bytes[offset..]) {
                 Ok(decoded) => decoded,
+                Err(_) if is_last && bytes[offset..].iter().all(|&b| b == 0) => return Ok(end),
                 Err(e) if is_last && rule == TailRule::Live => {
                     // As recovery rules: a valid newer entry after the bad bytes means they
                     // are damage, not an append in flight.
