@@ -88,5 +88,18 @@ pub fn seeds() -> Vec<Vec<u8>> {
     let mut message = vec![mode_byte(false, false, 2)];
     message.extend_from_slice(list.as_bytes());
     out.push(message);
+    // Channel messages of canonical inserts and puts, which the channel reads the short way
+    // (checked against the general way by `decode_message_for_fuzzing`): tagged, untagged,
+    // and a tagged list.
+    for (req, body) in CANONICAL_BODIES.iter().enumerate() {
+        for message in [format!("{{\"req\":{req},{}", &body[1..]), body.to_string()] {
+            let mut one = vec![mode_byte(false, false, 2)];
+            one.extend_from_slice(message.as_bytes());
+            out.push(one);
+        }
+    }
+    let mut message = vec![mode_byte(false, false, 2)];
+    message.extend_from_slice(format!("{{\"req\":7,{}", &canonical[1..]).as_bytes());
+    out.push(message);
     out
 }

@@ -343,7 +343,14 @@ struct FastTxns<'a> {
 /// same as [`parse`] makes of it; `None` for anything else, even a body `parse` takes (it goes
 /// the general way). Ids the general way then makes are simply not these.
 fn fast_txn(new_id: &mut dyn FnMut() -> String, bytes: &[u8]) -> Option<(Txn, Vec<String>)> {
-    let FastTxn { ops, origin } = serde_json::from_slice(bytes).ok()?;
+    fast_txn_of(new_id, serde_json::from_slice(bytes).ok()?)
+}
+
+/// [`fast_txn`] of a transaction already read.
+fn fast_txn_of(
+    new_id: &mut dyn FnMut() -> String,
+    FastTxn { ops, origin }: FastTxn<'_>,
+) -> Option<(Txn, Vec<String>)> {
     if ops.is_empty() || ops.len() > TXN_OPS_MAX {
         return None;
     }
@@ -394,8 +401,70 @@ fn fast_txns(new_id: &mut dyn FnMut() -> String, bytes: &[u8]) -> Option<Vec<(Tx
         .collect()
 }
 
+/// A write channel message (`{"req"?, "ops", "origin"?}` or `{"req"?, "txns": […]}`), read
+/// without a JSON tree. A field that is there as `null` is `Some(None)`: the general way
+/// tells it from one that is not there at all (`{"txns": […], "origin": null}` is refused).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FastMessage<'a> {
+    #[serde(default)]
+    req: Option<u64>,
+    #[serde(default, borrow, deserialize_with = "there")]
+    ops: Option<Option<Vec<FastOp<'a>>>>,
+    #[serde(default, borrow, deserialize_with = "there")]
+    origin: Option<Option<FastOrigin<'a>>>,
+    #[serde(default, borrow, deserialize_with = "there")]
+    txns: Option<Option<Vec<&'a RawValue>>>,
+}
+
+/// A field that is there, whatever it holds.
+fn there<'de, D, T>(field: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    T::deserialize(field).map(Some)
+}
+
+/// A write channel message read the short way.
+pub(super) struct FastRead {
+    /// Its `req`, if it has one.
+    pub req: Option<u64>,
+    /// Whether it was a list (`{"txns": […]}`), answered with `{"results": […]}`.
+    pub list: bool,
+    /// Its transactions, with the ids of their inserts and puts.
+    pub txns: Vec<(Txn, Vec<String>)>,
+}
+
+/// The short way for a write channel message whose transactions are all inserts and puts of
+/// canonical documents (what the browser replica sends); `None` for anything else, which the
+/// channel reads the general way, with the same results.
+pub(super) fn fast_message(new_id: &mut dyn FnMut() -> String, bytes: &[u8]) -> Option<FastRead> {
+    let FastMessage {
+        req,
+        ops,
+        origin,
+        txns,
+    } = serde_json::from_slice(bytes).ok()?;
+    let (list, txns) = match (ops, txns) {
+        (Some(Some(ops)), None) => {
+            let origin = origin.flatten();
+            (false, vec![fast_txn_of(new_id, FastTxn { ops, origin })?])
+        }
+        (None, Some(Some(txns))) if origin.is_none() && (1..=TXNS_MAX).contains(&txns.len()) => {
+            let txns = txns
+                .into_iter()
+                .map(|txn| fast_txn(new_id, txn.get().as_bytes()))
+                .collect::<Option<Vec<_>>>()?;
+            (true, txns)
+        }
+        _ => return None,
+    };
+    Some(FastRead { req, list, txns })
+}
+
 /// Ids `fuzz-1`, `fuzz-2`, … for the inserts without an `_id` of what the fuzz targets decode.
-fn fuzz_ids() -> impl FnMut() -> String {
+pub(super) fn fuzz_ids() -> impl FnMut() -> String {
     let mut next = 0u64;
     move || {
         next += 1;

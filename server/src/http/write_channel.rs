@@ -136,7 +136,7 @@ async fn run(app: &AppState, mut socket: WebSocket, auth: &Authorized<NeedsWrite
         };
         // Each message's tag and shape, in order, and the transactions of them all.
         let mut messages: Vec<(Value, Shape)> = Vec::new();
-        let mut items: Vec<Value> = Vec::new();
+        let mut items: Vec<txn::Parsed> = Vec::new();
         let mut after = None;
         for message in std::iter::once(Some(first))
             .chain(std::iter::repeat_with(|| socket.recv().now_or_never()))
@@ -145,7 +145,8 @@ async fn run(app: &AppState, mut socket: WebSocket, auth: &Authorized<NeedsWrite
                 // Nothing more has arrived: commit what has.
                 None => break,
                 Some(Some(Ok(Message::Text(text)))) => {
-                    let (req, shape, txns) = received(text.as_bytes());
+                    let (req, shape, txns) =
+                        received(&mut || app.node.generate_id(), text.as_bytes());
                     messages.push((req, shape));
                     items.extend(txns);
                 }
@@ -173,7 +174,6 @@ async fn run(app: &AppState, mut socket: WebSocket, auth: &Authorized<NeedsWrite
         }
         if !messages.is_empty() {
             metrics::counter!("cstore_write_channel_txns_total").increment(items.len() as u64);
-            let items = txn::parse_each(&mut || app.node.generate_id(), items);
             let mut results = txn::commit_each(app, auth, ack, items).await.into_iter();
             let mut passing = None;
             let mut answer = |result: Result<txn::Written, ApiError>| {
@@ -227,11 +227,33 @@ async fn run(app: &AppState, mut socket: WebSocket, auth: &Authorized<NeedsWrite
 /// The decoding of one write channel message as the channel does it, from the bytes of a text
 /// message to the transactions it would commit, for the fuzz targets in `fuzz/`.
 #[doc(hidden)]
+/// Inserts without an `_id` get `fuzz-1`, `fuzz-2`, …. Where the short way takes a message, it
+/// panics unless the general way reads the same tag, shape and transactions of it.
+#[doc(hidden)]
 pub fn decode_message_for_fuzzing(bytes: &[u8]) -> Result<Vec<cstore_core::Txn>, ApiError> {
-    match received(bytes) {
-        (_, Shape::Refused(error), _) => Err(error),
-        (_, _, txns) => txn::parse_for_fuzzing(txns),
+    let (req, shape, parsed) = received_in_general(&mut txn::fuzz_ids(), bytes);
+    // A list's length, or `None` for one transaction.
+    let list = match &shape {
+        Shape::List(count) => Some(*count),
+        _ => None,
+    };
+    let general = match shape {
+        Shape::Refused(error) => Err(error),
+        _ => parsed.into_iter().map(|p| p.map(|(txn, _)| txn)).collect(),
+    };
+    if let Some(fast) = txn::fast_message(&mut txn::fuzz_ids(), bytes) {
+        let general = general.as_ref().expect("the short way took it");
+        let fast_txns: Vec<cstore_core::Txn> = fast.txns.into_iter().map(|(t, _)| t).collect();
+        assert_eq!(&fast_txns, general, "the short way made other transactions");
+        assert_eq!(
+            fast.req.map_or(Value::Null, Value::from),
+            req,
+            "another req"
+        );
+        let fast_list = fast.list.then_some(fast_txns.len());
+        assert_eq!(fast_list, list, "another shape");
     }
+    general
 }
 
 /// What a client message carried, and so the shape of its answer.
@@ -246,9 +268,33 @@ enum Shape {
 
 /// Reads a client message: a JSON object holding one transaction (`{"ops", "origin"?}`) or a
 /// list (`{"txns": [{"ops", "origin"?}, …]}`, 1 to [`TXNS_MAX`]), with an optional `"req"`.
-/// Returns its tag (`null` when it has none or could not be read), its shape and the
-/// transaction bodies to commit.
-fn received(bytes: &[u8]) -> (Value, Shape, Vec<Value>) {
+/// Returns its tag (`null` when it has none or could not be read), its shape and its
+/// transactions, each as it parsed. Inserts and puts of canonical documents are read without
+/// a JSON tree (`txn::fast_message`); anything else the general way, with the same results.
+fn received(new_id: &mut dyn FnMut() -> String, bytes: &[u8]) -> (Value, Shape, Vec<txn::Parsed>) {
+    if let Some(fast) = txn::fast_message(new_id, bytes) {
+        let req = fast.req.map_or(Value::Null, Value::from);
+        let shape = if fast.list {
+            Shape::List(fast.txns.len())
+        } else {
+            Shape::One
+        };
+        return (req, shape, fast.txns.into_iter().map(Ok).collect());
+    }
+    received_in_general(new_id, bytes)
+}
+
+/// [`received`] through a JSON tree.
+fn received_in_general(
+    new_id: &mut dyn FnMut() -> String,
+    bytes: &[u8],
+) -> (Value, Shape, Vec<txn::Parsed>) {
+    let (req, shape, txns) = read_in_general(bytes);
+    (req, shape, txn::parse_each(new_id, txns))
+}
+
+/// A message's tag, shape and transaction bodies, through a JSON tree.
+fn read_in_general(bytes: &[u8]) -> (Value, Shape, Vec<Value>) {
     let refused = |req: Value, error: ApiError| (req, Shape::Refused(error), Vec::new());
     let mut map = match serde_json::from_slice(bytes) {
         Ok(Value::Object(map)) => map,
@@ -304,5 +350,116 @@ fn read_failed(error: axum::Error) -> End {
         End::Close(CLOSE_TOO_BIG, "body_too_large")
     } else {
         End::Gone
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What a message reads as: its tag, its list length (`None` for one transaction) and its
+    /// transactions, or the code of the error it is refused with.
+    type Read = (Value, Option<usize>, Result<Vec<cstore_core::Txn>, String>);
+
+    type Reader = fn(&mut dyn FnMut() -> String, &[u8]) -> (Value, Shape, Vec<txn::Parsed>);
+
+    /// Reads `message` with `reader`, with ids `fuzz-1`, `fuzz-2`, ….
+    fn read_with(reader: Reader, message: &str) -> Read {
+        let (req, shape, parsed) = reader(&mut txn::fuzz_ids(), message.as_bytes());
+        let list = match shape {
+            Shape::Refused(error) => return (req, None, Err(error.code().to_string())),
+            Shape::One => None,
+            Shape::List(count) => Some(count),
+        };
+        let txns = parsed
+            .into_iter()
+            .map(|p| p.map(|(txn, _)| txn).map_err(|e| e.code().to_string()))
+            .collect();
+        (req, list, txns)
+    }
+
+    /// As the channel reads it.
+    fn read(message: &str) -> Read {
+        read_with(received, message)
+    }
+
+    const ONE: &str = r#""ops":[{"collection":"notes","doc":{"_id":"a","n":1},"op":"insert"},{"collection":"notes","doc":{"n":2},"op":"insert"}]"#;
+    const OTHER: &str = r#"{"ops":[{"collection":"notes","doc":{"_id":"b"},"if_version":null,"op":"put"}],"origin":{"client":"app","seq":3}}"#;
+
+    #[test]
+    fn canonical_messages_take_the_short_way_to_what_the_general_way_reads() {
+        let messages = [
+            format!("{{{ONE}}}"),
+            format!(r#"{{"req":5,{ONE}}}"#),
+            format!(r#"{{{ONE},"req":null}}"#),
+            OTHER.to_string(),
+            format!(r#"{{"req":9,"txns":[{{{ONE}}},{OTHER}]}}"#),
+            format!(r#"{{"txns":[{OTHER}]}}"#),
+            format!(r#"{{{ONE},"origin":null}}"#),
+        ];
+        for message in &messages {
+            assert!(
+                txn::fast_message(&mut txn::fuzz_ids(), message.as_bytes()).is_some(),
+                "the short way takes {message}"
+            );
+            let read = read(message);
+            assert_eq!(read, read_with(received_in_general, message), "{message}");
+            assert!(read.2.is_ok(), "{message}");
+            assert!(decode_message_for_fuzzing(message.as_bytes()).is_ok());
+        }
+        let (req, list, txns) = read(&messages[4]);
+        assert_eq!(req, serde_json::json!(9));
+        assert_eq!(list, Some(2));
+        assert_eq!(txns.unwrap().len(), 2);
+        let (req, list, _) = read(&messages[0]);
+        assert_eq!((req, list), (Value::Null, None));
+    }
+
+    #[test]
+    fn other_messages_go_the_general_way_with_its_answers() {
+        let messages = [
+            // Tags the general way refuses.
+            format!(r#"{{"req":-1,{ONE}}}"#),
+            format!(r#"{{"req":1.0,{ONE}}}"#),
+            format!(r#"{{"req":"x",{ONE}}}"#),
+            // Shapes it refuses: an empty or mixed list, an unknown field, both shapes.
+            r#"{"txns":[]}"#.to_string(),
+            format!(r#"{{"txns":[{OTHER}],"origin":{{"client":"c","seq":1}}}}"#),
+            format!(r#"{{"extra":1,{ONE}}}"#),
+            format!(r#"{{{ONE},"txns":[{OTHER}]}}"#),
+            // A field there as `null` is there: a list takes no `origin` and no `ops`, one
+            // transaction no `txns`.
+            format!(r#"{{"txns":[{OTHER}],"origin":null}}"#),
+            format!(r#"{{"ops":null,"txns":[{OTHER}]}}"#),
+            format!(r#"{{{ONE},"txns":null}}"#),
+            // Not canonical, or not inserts and puts: the general way commits them.
+            r#"{"ops":[{"op":"insert","collection":"notes","doc":{"n":1,"_id":"a"}}]}"#.to_string(),
+            r#"{"req":2,"ops":[{"op":"delete","collection":"notes","id":"a"}]}"#.to_string(),
+            format!(
+                r#"{{"txns":[{OTHER},{{"ops":[{{"op":"delete","collection":"n","id":"a"}}]}}]}}"#
+            ),
+            "[]".to_string(),
+            "{".to_string(),
+        ];
+        for message in &messages {
+            assert!(
+                txn::fast_message(&mut txn::fuzz_ids(), message.as_bytes()).is_none(),
+                "the short way leaves {message}"
+            );
+            let _ = decode_message_for_fuzzing(message.as_bytes());
+        }
+        // What the general way answers, for a few of them.
+        assert_eq!(read(&messages[0]).2.unwrap_err(), "invalid_txn");
+        assert_eq!(read(&messages[3]).2.unwrap_err(), "invalid_txn");
+        for null_there in &messages[7..10] {
+            assert_eq!(
+                read(null_there).2.unwrap_err(),
+                "invalid_txn",
+                "{null_there}"
+            );
+        }
+        assert!(read(&messages[10]).2.is_ok());
+        assert_eq!(read(&messages[12]).1, Some(2));
+        assert_eq!(read(&messages[14]).2.unwrap_err(), "invalid_json");
     }
 }
