@@ -54,10 +54,12 @@ pub use crate::local::StartError;
 pub use checkpoint::CheckpointStore;
 
 /// The default pace of a checkpoint's file, in MiB/s: a snapshot of a million small documents
-/// (200 MB) in about 3.3 s. At 128 MiB/s (1.7 s) writes during a checkpoint had a p99 2.3 to
-/// 2.9 times the p99 outside one on this project's 2-core machine; at 64 about 1.1 times (see
-/// `checkpoint::Pace`, and BENCHMARKS.md, "Writes during checkpoints, by pace").
-pub const CHECKPOINT_WRITE_MIB_PER_S_DEFAULT: u64 = 64;
+/// (200 MB) in about 6.4 s. On this project's 2-core machine, writes during a checkpoint had a
+/// p99 2.3 to 2.9 times the p99 of writes without checkpoints at 128 MiB/s; 1.1 to 1.8 times at
+/// 64 until the log's syncs got cheaper (its reserved room, `wal::store`), then 1.7 to 2.5
+/// times; 1.1 to 1.4 times at 32 (see `checkpoint::Pace`, and BENCHMARKS.md, "Writes during
+/// checkpoints, by pace").
+pub const CHECKPOINT_WRITE_MIB_PER_S_DEFAULT: u64 = 32;
 
 /// Tunables of the leader.
 #[derive(Clone, Debug)]
