@@ -226,7 +226,6 @@ async fn run(app: &AppState, mut socket: WebSocket, auth: &Authorized<NeedsWrite
 
 /// The decoding of one write channel message as the channel does it, from the bytes of a text
 /// message to the transactions it would commit, for the fuzz targets in `fuzz/`.
-#[doc(hidden)]
 /// Inserts without an `_id` get `fuzz-1`, `fuzz-2`, …. Where the short way takes a message, it
 /// panics unless the general way reads the same tag, shape and transactions of it.
 #[doc(hidden)]

@@ -190,7 +190,18 @@ async function followThroughKill() {
     texts.push(t);
     await addNote(page, t);
   }
-  await sleep(1_000);
+  // Writes go on until the chart has recorded traffic in a second after the gap: it takes one
+  // sample a second, so stopping sooner could leave the last writes inside the gap's sample
+  // (seen once in CI: samples 0/1 3/4* 15/9*, then the writer stopped).
+  await page.waitForFunction(
+    () => {
+      const samples = window.cstoreDemoChart.recent();
+      const gap = samples.findLastIndex((s) => s.gap);
+      return gap >= 0 && samples.slice(gap + 1).some((s) => s.rate > 0);
+    },
+    null,
+    { timeout: 10_000, polling: 100 },
+  );
   await page.click('[data-testid="writer"]'); // stop
   await sleep(300); // a tick already scheduled still writes
 
