@@ -148,8 +148,12 @@ run_step_here() {
 run_step_here "start the test server" start_test_server
 # The real-server suite fails instead of passing vacuously if the URLs did not get through.
 export CSTORE_TEST_REQUIRE_SERVER=1
+# Chromium under chromedriver (wasm-bindgen-test-runner) leaves two temp dirs of its own in
+# $TMPDIR per test binary (org.chromium.Chromium.*, up to 54 MB each): 400 of them, 21 GB, had
+# piled up in /tmp and filled the disk. The step gets a TMPDIR of its own, removed with LOG_DIR.
+mkdir -p "$LOG_DIR/browser-tmp"
 run_step "wasm tests in headless Chromium" \
-  cargo test -p cstore-wasm --target wasm32-unknown-unknown
+  env TMPDIR="$LOG_DIR/browser-tmp" cargo test -p cstore-wasm --target wasm32-unknown-unknown
 stop_test_server
 
 # The npm package: wasm-pack + tsc, then its node unit tests (the TypeScript layer with a fake
