@@ -59,9 +59,9 @@ run() {
   wait "$SERVER" 2>/dev/null || true
   SERVER=""
   # "mode clients batch docs/s req/s p50 p99 ..."
-  line=$(grep -E '^(insert|txn|channel) ' "$WORK/load.log" | head -1)
+  line=$(grep -E '^(insert|txn|channel) ' "$WORK/load.log" | head -1 || true)
   # "N documents in M requests over S s"
-  docs=$(awk '/ documents in / { print $1 }' "$WORK/load.log" | head -1)
+  docs=$(awk '/ documents in / { print $1; exit }' "$WORK/load.log")
   [ -n "$line" ] && [ -n "$docs" ] || die "no result from cstore-load: $(tail -3 "$WORK/load.log")"
   echo "$line" | awk -v n="$name" -v t="$((t1 - t0))" -v hz="$TICKS" -v docs="$docs" \
     '{ printf "%s %d %.2f %.2f %.2f\n", n, $4, $6, $7, (docs > 0 ? t / hz * 1e6 / docs : 0) }' \
