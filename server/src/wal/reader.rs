@@ -138,11 +138,14 @@ pub fn read_entries(
     };
     for (index, (first, path)) in files.iter().enumerate().skip(start) {
         let is_last = index + 1 == files.len();
-        let bytes = match fs::read(path) {
-            Ok(bytes) => bytes,
-            Err(e) if e.kind() == ErrorKind::NotFound => return Err(ReadError::Gone(path.clone())),
-            Err(e) => return Err(io_error("cannot read", path, &e).into()),
+        let read = || match fs::read(path) {
+            Ok(bytes) => Ok(bytes),
+            Err(e) if e.kind() == ErrorKind::NotFound => Err(ReadError::Gone(path.clone())),
+            Err(e) => Err(ReadError::from(io_error("cannot read", path, &e))),
         };
+        let mut bytes = read()?;
+        // Whether the last segment was read again (see below).
+        let mut read_again = false;
         let mut offset = 0usize;
         let mut expected = *first;
         while offset < bytes.len() {
@@ -163,6 +166,16 @@ pub fn read_entries(
                         hash: Hash::ZERO,
                     };
                     if let Some((found_at, lsn)) = newer_entry_after(&bytes, offset, Some(last)) {
+                        if !read_again {
+                            // The owner overwrites the room it reserved ahead of its records
+                            // (`store.rs`, `Active`), so a read that passed an append's pages
+                            // as they were written can hold zeros at a record's start and a
+                            // later record of the same append whole. Read once more: that
+                            // append has ended, and what is still wrong here is damage.
+                            read_again = true;
+                            bytes = read()?;
+                            continue;
+                        }
                         return Err(corrupt(format!(
                             "{e}; a valid entry {lsn} follows at byte offset {found_at}, so \
                              this is damage, not an append in flight"
