@@ -15,7 +15,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 COLORS = {"cstore": "#2b6cb0", "etcd": "#718096", "redis": "#c53030", "PostgreSQL": "#2f855a"}
-CROSS_CHECK_COLOR = "#f6ad55"  # redis-benchmark, pgbench: other generators, drawn apart
+CROSS_CHECK_COLOR = "#f6ad55"  # redis-benchmark, pgbench, wrk: other generators, drawn apart
 
 
 def label(row: dict) -> str:
@@ -26,7 +26,7 @@ def label(row: dict) -> str:
 
 
 def color(system: str) -> str:
-    if "redis-benchmark" in system or "pgbench" in system:
+    if " via " in system:
         return CROSS_CHECK_COLOR
     return COLORS.get(system.split()[0], "#999999")
 
@@ -42,7 +42,7 @@ def main() -> None:
     colors = [color(r["system"]) for r in rows]
     ops = [float(r["ops_per_s"]) for r in rows]
     p99 = [float(r["p99_ms"]) for r in rows]
-    # Wide enough for every bar's label (9 rows with PostgreSQL and its pgbench cross-check).
+    # Wide enough for every bar's label (10 rows with the wrk, redis-benchmark and pgbench cross-checks).
     fig, (left, right) = plt.subplots(1, 2, figsize=(max(12.5, 1.6 * len(rows)), 4.8))
     for axis, values, title, fmt in (
         (left, ops, "durable writes/s, 64 clients (higher is better)", "{:,.0f}"),

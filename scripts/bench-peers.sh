@@ -35,11 +35,12 @@ WORK="$(mktemp -d -t cstore-peers.XXXXXX)"
 trap 'rm -rf "$WORK"' EXIT
 
 PG_BIN=/usr/lib/postgresql/15/bin   # Debian's postgresql-15; cstore-peers runs it from here
-say "peers: etcd, redis, postgres, matplotlib"
+say "peers: etcd, redis, postgres, wrk, matplotlib"
 need=()
 command -v etcd >/dev/null 2>&1 || need+=(etcd-server)
 command -v etcdctl >/dev/null 2>&1 || need+=(etcd-client)
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+command -v wrk >/dev/null 2>&1 || need+=(wrk)
 { [ -x "$PG_BIN/postgres" ] && [ -x "$PG_BIN/pgbench" ]; } || need+=(postgresql-15)
 "$PY" -c 'import matplotlib' >/dev/null 2>&1 || need+=(python3-matplotlib)
 if [ "${#need[@]}" -gt 0 ]; then
@@ -150,9 +151,10 @@ disk() {
   echo
   echo "- One load generator for every system (Rust, tokio): 64 closed-loop clients, each sends"
   echo "  a write, waits for its acknowledgement, sends the next; 1 s warm-up, then a"
-  echo "  ${DURATION_S} s window; a write counts if it started in the window. HTTP targets share a"
-  echo "  keep-alive pool of 64 HTTP/1.1 connections (reqwest); redis gets 64 RESP connections"
-  echo "  from a small client in the same binary (no pipelining)."
+  echo "  ${DURATION_S} s window; a write counts if it started in the window (a request unanswered"
+  echo "  after 30 s is an error). Each client has a connection of its own, with one request in"
+  echo "  flight, through a small client in the same binary: HTTP/1.1 keep-alive for cstore and"
+  echo "  etcd, RESP for redis (no pipelining), tokio-postgres for PostgreSQL."
   echo "- The same ~100-byte JSON document per write everywhere: cstore \`POST /v1/c/bench\`"
   echo "  (\`ack=local\`: answered after the group-committed \`fdatasync\`); etcd \`POST /v3/kv/put\`"
   echo "  through its JSON gateway, key \`bench/<n>\` (answered after raft's WAL \`fdatasync\`);"
@@ -169,7 +171,11 @@ disk() {
   echo "  RESP client, not redis, would bound the redis row. Likewise \`pgbench -M prepared -c 64"
   echo "  -j $(nproc) -T ${DURATION_S}\` runs a custom script of the same \`INSERT\` (a random"
   echo "  numeric id, the same document bytes as a variable cast to \`jsonb\`) against the same"
-  echo "  server right after our driver; its p50/p99 come from its per-transaction log."
+  echo "  server right after our driver; its p50/p99 come from its per-transaction log. And"
+  echo "  \`wrk -t $(nproc) -c 64 -d ${DURATION_S}s --latency\` posts the same document to the same"
+  echo "  cstore server right after our driver (no warm-up; p50/p99 from its latency"
+  echo "  distribution). The cross-checks are shown, not judged: the verdicts use our driver's"
+  echo "  rows."
   echo "- cstore's write channel (\`GET /v1/write\`, docs/HTTP_API.md): each client opens one"
   echo "  WebSocket and sends each write as an insert transaction (text message), answered in"
   echo "  order after the same group-committed \`fdatasync\`. \"single node\": one write in flight"

@@ -43,6 +43,7 @@ use cstore_tests::peers::recovery::{self, RecoveryConfig};
 use cstore_tests::peers::redis_benchmark;
 use cstore_tests::peers::table::{self, WriteRow};
 use cstore_tests::peers::target::payload;
+use cstore_tests::peers::wrk::{self, WrkRun};
 use cstore_tests::peers::{
     PeerError, Target, WriteConfig, WriteReport, WriteSummary, run_pipelined, run_writes,
 };
@@ -296,6 +297,7 @@ fn single_node_rows(runtime: &tokio::runtime::Runtime, config: WriteConfig) -> V
     let workload = "single node";
     let mut rows = Vec::new();
     println!("==> {workload}: cstore (ack=local)");
+    let mut cross_check = Err(PeerError::Unavailable("cstore did not run".into()));
     let outcome = ServerProcess::start(ServerOptions::default())
         .map_err(PeerError::from)
         .and_then(|server| {
@@ -303,14 +305,43 @@ fn single_node_rows(runtime: &tokio::runtime::Runtime, config: WriteConfig) -> V
                 url: server.url(),
                 ack: None,
             };
-            measure(
+            let summary = measure(
                 runtime,
                 &target,
                 config,
                 &format!("cstore pid {}", server.pid().unwrap_or(0)),
-            )
+            )?;
+            let body = String::from_utf8(payload(0)).expect("the payload is ASCII JSON");
+            let url = format!("{}/v1/c/bench", server.url());
+            let spec = WrkRun {
+                url: &url,
+                clients: config.clients,
+                threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+                duration: config.duration,
+                body: &body,
+                work_dir: server.root_dir(),
+            };
+            println!(
+                "    cross-check: wrk -t {} -c {} -d {}s (the same POST)",
+                spec.threads,
+                spec.clients,
+                spec.duration.as_secs().max(1)
+            );
+            cross_check = wrk::run(spec);
+            if let Ok(s) = &cross_check {
+                println!(
+                    "    {:.0} ops/s, p50 {:.2} ms, p99 {:.2} ms, errors {}",
+                    s.ops_per_s, s.p50_ms, s.p99_ms, s.errors
+                );
+            }
+            Ok(summary)
         });
     rows.push(row(workload, "cstore (ack=local)", outcome));
+    rows.push(row(
+        workload,
+        "cstore via wrk (a C client; same server, same POST, same clients)",
+        cross_check,
+    ));
 
     println!("==> {workload}: cstore write channel (WebSocket, ack=local)");
     let outcome = ServerProcess::start(ServerOptions::default())

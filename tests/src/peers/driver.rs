@@ -23,7 +23,7 @@ use crate::write_channel::WriteChannel;
 
 /// Error messages kept per run.
 const ERROR_SAMPLES_MAX: usize = 3;
-/// Bound on one request.
+/// Bound on one request, for every system alike.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// One run's shape.
@@ -116,10 +116,9 @@ pub fn http_client(clients: usize, timeout: Duration) -> Result<reqwest::Client,
 /// Drives `target` with `config.clients` closed-loop clients and reports the measured window.
 pub async fn run_writes(target: &Target, config: WriteConfig) -> Result<WriteReport, String> {
     assert!(config.clients > 0, "at least one client");
-    let http = http_client(config.clients, REQUEST_TIMEOUT)?;
     let mut writers = Vec::with_capacity(config.clients);
     for _ in 0..config.clients {
-        writers.push(target.writer(&http).await?);
+        writers.push(target.writer().await?);
     }
     run_closed_loop(writers, config).await
 }
@@ -151,7 +150,11 @@ pub async fn run_closed_loop<R: Request>(
                         break;
                     }
                     let n = next.fetch_add(1, Ordering::Relaxed);
-                    let outcome = client.send(n).await;
+                    let outcome = match tokio::time::timeout(REQUEST_TIMEOUT, client.send(n)).await
+                    {
+                        Ok(outcome) => outcome,
+                        Err(_) => Err(format!("no answer within {} s", REQUEST_TIMEOUT.as_secs())),
+                    };
                     if sent >= window_start {
                         tally.record(sent, outcome);
                     }

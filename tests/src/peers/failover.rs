@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use rand::Rng;
 
-use super::driver::{Request, http_client};
+use super::driver::Request;
 use super::error::PeerError;
 use super::peer::EtcdCluster;
 use super::raft::RaftCluster;
@@ -394,12 +394,11 @@ impl Load {
         let targets: Vec<Target> = urls.iter().map(|u| target(u)).collect();
         let writers: Vec<Vec<Writer>> = runtime
             .block_on(async {
-                let http = http_client(config.clients, config.request_timeout)?;
                 let mut all = Vec::with_capacity(config.clients);
                 for _ in 0..config.clients {
                     let mut mine = Vec::with_capacity(targets.len());
                     for target in &targets {
-                        mine.push(target.writer(&http).await?);
+                        mine.push(target.writer().await?);
                     }
                     all.push(mine);
                 }

@@ -5,8 +5,10 @@
 //! load generator all shape it. So `cstore-peers` measures this project and its peers one after
 //! the other with the same closed-loop driver (same clients, same payload bytes, same
 //! histograms), each peer on its own temp data dir and fixed high loopback ports, started and
-//! stopped by its PID. Only the last hop differs: HTTP for cstore and etcd's JSON gateway, a
-//! small RESP client for redis, tokio-postgres for PostgreSQL.
+//! stopped by its PID. Only the last hop differs: a small HTTP/1.1 client ([`http1`]) for
+//! cstore and etcd's JSON gateway, a small RESP client for redis, tokio-postgres for PostgreSQL;
+//! each client has a connection of its own. Each single-node peer is also measured by a
+//! generator of its own, written in C, right after the driver: wrk, redis-benchmark, pgbench.
 //!
 //! ```text
 //!   cstore-peers ──► writes:   cstore (ack local) │ etcd 1 member │ redis appendfsync always │
@@ -28,6 +30,7 @@ pub mod cluster;
 pub mod driver;
 pub mod error;
 pub mod failover;
+pub mod http1;
 pub mod metrics;
 pub mod peer;
 pub mod pgbench;
@@ -40,6 +43,7 @@ pub mod resp;
 pub mod table;
 pub mod target;
 pub mod walgen;
+pub mod wrk;
 
 pub use driver::{
     Request, WriteConfig, WriteReport, WriteSummary, run_closed_loop, run_pipelined, run_writes,

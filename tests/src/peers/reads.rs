@@ -360,10 +360,9 @@ fn seed_etcd(runtime: &tokio::runtime::Runtime, url: &str, docs: usize) -> Resul
     let target = Target::Etcd { url: url.into() };
     runtime
         .block_on(async {
-            let http = http_client(SEED_CLIENTS, REQUEST_TIMEOUT)?;
             let mut tasks = Vec::new();
             for client in 0..SEED_CLIENTS {
-                let mut writer = target.writer(&http).await?;
+                let mut writer = target.writer().await?;
                 tasks.push(tokio::spawn(async move {
                     for i in (client..docs).step_by(SEED_CLIENTS) {
                         writer.write(i as u64).await?;

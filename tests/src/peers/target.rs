@@ -17,6 +17,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use serde_json::json;
 use tokio_postgres::types::Type;
 
+use super::http1::Http1Connection;
 use super::postgres::INSERT_SQL;
 use super::resp::RespConnection;
 use crate::write_channel::WriteChannel;
@@ -55,25 +56,23 @@ pub enum Target {
 }
 
 impl Target {
-    /// Opens what one client needs (redis: its own connection; HTTP: the shared pool).
-    pub async fn writer(&self, http: &reqwest::Client) -> Result<Writer, String> {
+    /// Opens what one client needs: a connection of its own (HTTP ones connect at the first
+    /// write, and again after a failed or cancelled one).
+    pub async fn writer(&self) -> Result<Writer, String> {
         Ok(match self {
-            Target::Cstore { url, ack } => Writer::Cstore {
-                http: http.clone(),
-                url: match ack {
-                    Some(ack) => format!("{url}/v1/c/bench?ack={ack}"),
-                    None => format!("{url}/v1/c/bench"),
+            Target::Cstore { url, ack } => Writer::Cstore(HttpWriter::new(
+                url,
+                &match ack {
+                    Some(ack) => format!("/v1/c/bench?ack={ack}"),
+                    None => "/v1/c/bench".into(),
                 },
-            },
+            )?),
             Target::CstoreChannel { addr } => Writer::CstoreChannel(Box::new(
                 WriteChannel::open(addr, "", None)
                     .await
                     .map_err(|e| format!("opening the write channel at {addr}: {e}"))?,
             )),
-            Target::Etcd { url } => Writer::Etcd {
-                http: http.clone(),
-                url: format!("{url}/v3/kv/put"),
-            },
+            Target::Etcd { url } => Writer::Etcd(HttpWriter::new(url, "/v3/kv/put")?),
             Target::Redis { addr } => Writer::Redis(
                 RespConnection::connect(*addr)
                     .await
@@ -100,21 +99,11 @@ impl Target {
 #[derive(Debug)]
 pub enum Writer {
     /// cstore over HTTP/1.1.
-    Cstore {
-        /// The shared keep-alive pool.
-        http: reqwest::Client,
-        /// The full insert URL.
-        url: String,
-    },
+    Cstore(HttpWriter),
     /// cstore over this client's own write channel (boxed: a WebSocket's buffers are large).
     CstoreChannel(Box<WriteChannel>),
     /// etcd's JSON gateway over HTTP/1.1.
-    Etcd {
-        /// The shared keep-alive pool.
-        http: reqwest::Client,
-        /// The full put URL.
-        url: String,
-    },
+    Etcd(HttpWriter),
     /// redis over this client's own connection.
     Redis(RespConnection),
     /// PostgreSQL over this client's own connection.
@@ -131,7 +120,7 @@ impl Writer {
     pub async fn write(&mut self, n: u64) -> Result<(), String> {
         let doc = payload(n);
         match self {
-            Writer::Cstore { http, url } => post(http, url, doc).await,
+            Writer::Cstore(http) => http.post(&doc).await,
             Writer::CstoreChannel(channel) => {
                 channel
                     .feed_text(channel_insert(&doc))
@@ -139,17 +128,13 @@ impl Writer {
                     .map_err(|e| e.to_string())?;
                 channel.outcome().await.map_err(|e| e.to_string())?
             }
-            Writer::Etcd { http, url } => {
+            Writer::Etcd(http) => {
                 let body = json!({
                     "key": BASE64.encode(format!("bench/{n:012}")),
                     "value": BASE64.encode(&doc),
                 });
-                post(
-                    http,
-                    url,
-                    serde_json::to_vec(&body).expect("a Value serializes"),
-                )
-                .await
+                http.post(&serde_json::to_vec(&body).expect("a Value serializes"))
+                    .await
             }
             Writer::Redis(connection) => {
                 connection
@@ -189,19 +174,55 @@ pub fn channel_insert(doc: &[u8]) -> String {
     format!(r#"{{"ops":[{{"op":"insert","collection":"bench","doc":{doc}}}]}}"#)
 }
 
-async fn post(http: &reqwest::Client, url: &str, body: Vec<u8>) -> Result<(), String> {
-    let response = http
-        .post(url)
-        .header(reqwest::header::CONTENT_TYPE, "application/json")
-        .body(body)
-        .send()
-        .await
-        .map_err(|e| error_chain(&e))?;
-    let status = response.status();
-    match response.bytes().await {
-        Ok(_) if status.is_success() => Ok(()),
-        Ok(bytes) => Err(format!("{status}: {}", String::from_utf8_lossy(&bytes))),
-        Err(e) => Err(format!("reading the body: {e}")),
+/// One client's HTTP/1.1 `POST`s to one path of one server, over a connection of its own
+/// ([`Http1Connection`]), made at the first write and again after a failed or cancelled one.
+#[derive(Debug)]
+pub struct HttpWriter {
+    addr: SocketAddr,
+    path: String,
+    connection: Option<Http1Connection>,
+}
+
+impl HttpWriter {
+    /// For `http://host:port` (a loopback address; no TLS) and a path with its query.
+    pub fn new(base_url: &str, path: &str) -> Result<HttpWriter, String> {
+        let authority = base_url
+            .strip_prefix("http://")
+            .ok_or_else(|| format!("{base_url}: the benchmark client speaks plain http:// only"))?;
+        let authority = authority.split('/').next().unwrap_or(authority);
+        let addr = authority
+            .parse()
+            .map_err(|e| format!("{base_url}: not an ip:port address ({e})"))?;
+        Ok(HttpWriter {
+            addr,
+            path: path.into(),
+            connection: None,
+        })
+    }
+
+    /// `POST`s `body`; Ok on a 2xx answer, else the status and the answer's body.
+    pub async fn post(&mut self, body: &[u8]) -> Result<(), String> {
+        if !self
+            .connection
+            .as_ref()
+            .is_some_and(Http1Connection::is_usable)
+        {
+            let connection = Http1Connection::connect(self.addr)
+                .await
+                .map_err(|e| format!("connecting to {}: {e}", self.addr))?;
+            self.connection = Some(connection);
+        }
+        let connection = self.connection.as_mut().expect("connected above");
+        let answer = connection.post_json(&self.path, body).await?;
+        if (200..300).contains(&answer.status) {
+            Ok(())
+        } else {
+            Err(format!(
+                "{}: {}",
+                answer.status,
+                String::from_utf8_lossy(&answer.body)
+            ))
+        }
     }
 }
 
