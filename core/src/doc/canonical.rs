@@ -261,7 +261,9 @@ impl<'a> Checker<'a> {
             };
             return in_range.then_some(());
         }
-        let value: f64 = token.parse().ok()?;
+        // serde_json's own reader (correctly rounded, as `str::parse` is): the browser module
+        // has it anyway, and `str::parse::<f64>` would add core's decimal tables to it.
+        let value: f64 = serde_json::from_str(token).ok()?;
         if !value.is_finite() {
             return None;
         }

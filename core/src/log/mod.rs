@@ -1,6 +1,8 @@
 //! The hash-chained log: entries and their framing on disk and on the wire.
 
 pub mod codec;
+#[cfg(any(target_arch = "wasm32", test))]
+mod crc;
 pub mod entry;
 pub mod walk;
 
