@@ -47,3 +47,31 @@ impl PeerError {
         }
     }
 }
+
+/// Runs a peer's own tool (`program`, from Debian's `package`) to its end and returns its
+/// stdout: `Missing` when it is not installed, an error with its status and stderr when it
+/// fails.
+pub fn tool_output(
+    mut command: std::process::Command,
+    program: &str,
+    package: &str,
+) -> Result<String, PeerError> {
+    let output = command.output().map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => PeerError::Missing {
+            program: program.into(),
+            package: package.into(),
+        },
+        _ => PeerError::net(format!("running {program}"), e),
+    })?;
+    if !output.status.success() {
+        return Err(PeerError::net(
+            program,
+            format!(
+                "{}: {}",
+                output.status,
+                String::from_utf8_lossy(&output.stderr)
+            ),
+        ));
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}

@@ -11,7 +11,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use super::driver::WriteSummary;
-use super::error::PeerError;
+use super::error::{PeerError, tool_output};
 use super::postgres::{POSTGRES_BIN_DIR, POSTGRES_DATABASE, POSTGRES_PACKAGE, POSTGRES_ROLE};
 use crate::tally::new_histogram;
 
@@ -45,7 +45,8 @@ pub fn run(spec: PgbenchRun<'_>) -> Result<WriteSummary, PeerError> {
     let log_prefix = spec.work_dir.join("pgbench-log");
     let program = format!("{POSTGRES_BIN_DIR}/pgbench");
     let seconds = spec.duration.as_secs().max(1);
-    let output = Command::new(&program)
+    let mut command = Command::new(&program);
+    command
         .args(["-h", "127.0.0.1", "-p", &spec.port.to_string()])
         .args(["-U", POSTGRES_ROLE, "-n", "-M", "prepared"])
         .args(["-c", &spec.clients.to_string()])
@@ -57,26 +58,8 @@ pub fn run(spec: PgbenchRun<'_>) -> Result<WriteSummary, PeerError> {
         .arg(format!("doc={}", spec.doc))
         .arg("--log")
         .arg(format!("--log-prefix={}", log_prefix.display()))
-        .arg(POSTGRES_DATABASE)
-        .output()
-        .map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => PeerError::Missing {
-                program: program.clone(),
-                package: POSTGRES_PACKAGE.into(),
-            },
-            _ => PeerError::net("running pgbench", e),
-        })?;
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    if !output.status.success() {
-        return Err(PeerError::net(
-            "pgbench",
-            format!(
-                "{}: {}",
-                output.status,
-                String::from_utf8_lossy(&output.stderr)
-            ),
-        ));
-    }
+        .arg(POSTGRES_DATABASE);
+    let stdout = tool_output(command, &program, POSTGRES_PACKAGE)?;
     let report = parse_report(&stdout)
         .ok_or_else(|| PeerError::net("reading pgbench's report", stdout.to_string()))?;
     let prefix = log_prefix

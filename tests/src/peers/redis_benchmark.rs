@@ -5,7 +5,7 @@
 use std::process::Command;
 
 use super::driver::WriteSummary;
-use super::error::PeerError;
+use super::error::{PeerError, tool_output};
 
 /// Runs `redis-benchmark -t set` with `clients` connections, each with `pipeline` SETs in
 /// flight (`-P`; 1 waits for each answer), `requests` SETs of `value_bytes` bytes on random
@@ -17,7 +17,8 @@ pub fn run(
     requests: u64,
     value_bytes: usize,
 ) -> Result<WriteSummary, PeerError> {
-    let output = Command::new("redis-benchmark")
+    let mut command = Command::new("redis-benchmark");
+    command
         .args(["-h", "127.0.0.1", "-p", &port.to_string()])
         .args(["-c", &clients.to_string(), "-n", &requests.to_string()])
         .args(["-P", &pipeline.to_string()])
@@ -29,26 +30,8 @@ pub fn run(
             "-t",
             "set",
             "--csv",
-        ])
-        .output()
-        .map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => PeerError::Missing {
-                program: "redis-benchmark".into(),
-                package: "redis-tools".into(),
-            },
-            _ => PeerError::net("running redis-benchmark", e),
-        })?;
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    if !output.status.success() {
-        return Err(PeerError::net(
-            "redis-benchmark",
-            format!(
-                "{}: {}",
-                output.status,
-                String::from_utf8_lossy(&output.stderr)
-            ),
-        ));
-    }
+        ]);
+    let stdout = tool_output(command, "redis-benchmark", "redis-tools")?;
     parse_csv(&stdout).ok_or_else(|| PeerError::net("reading redis-benchmark's CSV", stdout))
 }
 

@@ -12,7 +12,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use super::driver::WriteSummary;
-use super::error::PeerError;
+use super::error::{PeerError, tool_output};
 
 /// One wrk run's shape.
 #[derive(Clone, Copy, Debug)]
@@ -50,34 +50,17 @@ pub fn run(spec: WrkRun<'_>) -> Result<WriteSummary, PeerError> {
     let script_path = spec.work_dir.join("wrk-post.lua");
     std::fs::write(&script_path, script(spec.body))
         .map_err(|e| PeerError::net(format!("writing {}", script_path.display()), e))?;
-    let output = Command::new("wrk")
+    let mut command = Command::new("wrk");
+    command
         .args(["-t", &spec.threads.clamp(1, spec.clients).to_string()])
         .args(["-c", &spec.clients.to_string()])
         .args(["-d", &format!("{}s", spec.duration.as_secs().max(1))])
         .arg("--latency")
         .arg("-s")
         .arg(&script_path)
-        .arg(spec.url)
-        .output()
-        .map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => PeerError::Missing {
-                program: "wrk".into(),
-                package: "wrk".into(),
-            },
-            _ => PeerError::net("running wrk", e),
-        })?;
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    if !output.status.success() {
-        return Err(PeerError::net(
-            "wrk",
-            format!(
-                "{}: {}",
-                output.status,
-                String::from_utf8_lossy(&output.stderr)
-            ),
-        ));
-    }
-    parse_report(&stdout).ok_or_else(|| PeerError::net("reading wrk's report", stdout.to_string()))
+        .arg(spec.url);
+    let stdout = tool_output(command, "wrk", "wrk")?;
+    parse_report(&stdout).ok_or_else(|| PeerError::net("reading wrk's report", stdout))
 }
 
 /// The rate, p50 and p99 and the errors of wrk 4's report (with `--latency`); `None` when a
