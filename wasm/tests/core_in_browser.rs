@@ -171,6 +171,49 @@ fn records_round_trip_and_a_flipped_byte_is_an_error() {
     assert_eq!(torn.code(), "truncated");
 }
 
+/// The crc32c of [`golden_entry`]'s record: natively the `crc32c` crate's, in the browser
+/// core's own one-table sum (`core/src/log/crc.rs`). The flipped-byte test above would pass
+/// with any self-consistent sum; this ties the two to the same bytes.
+const GOLDEN_RECORD_CRC: u32 = 0x7e62_f821;
+
+#[wasm_bindgen_test(unsupported = test)]
+fn the_golden_record_has_the_same_crc_on_every_platform() {
+    let mut record = Vec::new();
+    encode_entry(&golden_entry(), &mut record);
+    let crc = u32::from_le_bytes(record[4..8].try_into().expect("a record header"));
+    assert_eq!(crc, GOLDEN_RECORD_CRC, "crc {crc:#010x}");
+}
+
+/// Float documents as a replica receives them (`RawDoc`'s `Deserialize`, the canonical check):
+/// in the browser the check reads float tokens with serde_json, natively with `str::parse`
+/// (`core/src/doc/canonical.rs`, `parse_float`); both must accept and refuse the same texts.
+#[wasm_bindgen_test(unsupported = test)]
+fn float_documents_are_canonical_or_not_alike_on_every_platform() {
+    let received = |text: &str| serde_json::from_value::<RawDoc>(Value::String(text.into()));
+    for canonical in [
+        r#"{"_id":"f","n":0.1}"#,
+        r#"{"_id":"f","n":-0.0}"#,
+        r#"{"_id":"f","n":1e+300}"#,
+        r#"{"_id":"f","n":5e-324}"#,
+        r#"{"_id":"f","n":1.7976931348623157e+308}"#,
+        r#"{"_id":"f","n":[2.5,-1.25e-7,123456.789]}"#,
+    ] {
+        assert_eq!(RawDoc::parse(canonical).expect("valid").as_str(), canonical);
+        assert!(received(canonical).is_ok(), "{canonical} is canonical");
+    }
+    for other in [
+        r#"{"_id":"f","n":0.10}"#,
+        r#"{"_id":"f","n":1e300}"#,
+        r#"{"_id":"f","n":1.0e+300}"#,
+        r#"{"_id":"f","n":1E+300}"#,
+        r#"{"_id":"f","n":1e400}"#,
+        r#"{"_id":"f","n":0.1000000000000000055511151231257827}"#,
+        r#"{"_id":"f","n":2.50}"#,
+    ] {
+        assert!(received(other).is_err(), "{other} is not canonical");
+    }
+}
+
 fn key(value: &Value) -> Vec<u8> {
     let mut out = Vec::new();
     encode_value(value, &mut out);
