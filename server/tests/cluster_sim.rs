@@ -42,7 +42,11 @@ const KNOWN_UPSTREAM: &[(&[&str], &str)] = &[(
     &["io_progress.rs", "expect submitted"],
     "openraft 0.10.0-alpha.37: a follower whose append acks were late or lost (so the leader \
      purged past them and sent a snapshot) installs a snapshot behind its own submitted log; \
-     its log IO progress moves backward and openraft's debug assertion fires",
+     its log IO progress moves backward and openraft's debug assertion fires. NOT benign: in a \
+     release build, where that assertion is compiled out, the follower stops applying and \
+     never catches up (seed 100 on 5 members: member 3 stayed at index 16 for 600 simulated \
+     seconds after healing, the leader's log at 19; `cargo test --release -p cstore-server \
+     --test cluster_sim` fails seeds 100 and 275 of 500 on 5 members as no convergence)",
 )];
 
 /// The known upstream issue a failure is, if any.
