@@ -316,7 +316,7 @@ fn single_node_rows(runtime: &tokio::runtime::Runtime, config: WriteConfig) -> V
             let spec = WrkRun {
                 url: &url,
                 clients: config.clients,
-                threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+                threads: cores(),
                 duration: config.duration,
                 body: &body,
                 work_dir: server.root_dir(),
@@ -327,13 +327,7 @@ fn single_node_rows(runtime: &tokio::runtime::Runtime, config: WriteConfig) -> V
                 spec.clients,
                 spec.duration.as_secs().max(1)
             );
-            cross_check = wrk::run(spec);
-            if let Ok(s) = &cross_check {
-                println!(
-                    "    {:.0} ops/s, p50 {:.2} ms, p99 {:.2} ms, errors {}",
-                    s.ops_per_s, s.p50_ms, s.p99_ms, s.errors
-                );
-            }
+            cross_check = printed_cross_check(wrk::run(spec));
             Ok(summary)
         });
     rows.push(row(workload, "cstore (ack=local)", outcome));
@@ -384,14 +378,13 @@ fn single_node_rows(runtime: &tokio::runtime::Runtime, config: WriteConfig) -> V
             "    cross-check: redis-benchmark -c {} -n {requests} -t set",
             config.clients
         );
-        cross_check =
-            redis_benchmark::run(REDIS_PORT, config.clients, 1, requests, payload(0).len());
-        if let Ok(s) = &cross_check {
-            println!(
-                "    {:.0} ops/s, p50 {:.2} ms, p99 {:.2} ms",
-                s.ops_per_s, s.p50_ms, s.p99_ms
-            );
-        }
+        cross_check = printed_cross_check(redis_benchmark::run(
+            REDIS_PORT,
+            config.clients,
+            1,
+            requests,
+            payload(0).len(),
+        ));
         Ok(summary)
     });
     rows.push(row(workload, "redis 7 (appendfsync always)", outcome));
@@ -418,7 +411,7 @@ fn single_node_rows(runtime: &tokio::runtime::Runtime, config: WriteConfig) -> V
         let spec = PgbenchRun {
             port: POSTGRES_PORT,
             clients: config.clients,
-            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            threads: cores(),
             duration: config.duration,
             doc: &doc,
             work_dir: &postgres.scratch_dir(),
@@ -429,13 +422,7 @@ fn single_node_rows(runtime: &tokio::runtime::Runtime, config: WriteConfig) -> V
             spec.threads,
             spec.duration.as_secs().max(1)
         );
-        cross_check = pgbench::run(spec);
-        if let Ok(s) = &cross_check {
-            println!(
-                "    {:.0} ops/s, p50 {:.2} ms, p99 {:.2} ms, errors {}",
-                s.ops_per_s, s.p50_ms, s.p99_ms, s.errors
-            );
-        }
+        cross_check = printed_cross_check(pgbench::run(spec));
         Ok(summary)
     });
     rows.push(row(
@@ -618,6 +605,24 @@ fn measure(
         .block_on(run_writes(target, config))
         .map_err(|e| PeerError::net("running the writes", e))?;
     Ok(printed(&report))
+}
+
+/// Prints a cross-check's figures (another generator's run) under its heading, when it ran.
+fn printed_cross_check(
+    outcome: Result<WriteSummary, PeerError>,
+) -> Result<WriteSummary, PeerError> {
+    if let Ok(s) = &outcome {
+        println!(
+            "    {:.0} ops/s, p50 {:.2} ms, p99 {:.2} ms, errors {}",
+            s.ops_per_s, s.p50_ms, s.p99_ms, s.errors
+        );
+    }
+    outcome
+}
+
+/// The machine's cores: the threads a C generator (wrk, pgbench) gets.
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 /// Prints a run's figures under its heading and returns them.
