@@ -3,18 +3,16 @@
 //! the store as it was, so the same entries can be appended again once space is back; a
 //! snapshot that cannot be written never replaces the one before it.
 //!
-//! Most tests inject the fault through the store's seam (`FaultPlan`); the last one fills a
-//! real, size-limited tmpfs, and skips (saying why) where it cannot mount one.
+//! The tests inject the fault through the store's seam (`FaultPlan`); `wal_full_disk.rs` fills
+//! a real, size-limited tmpfs.
 
 mod wal_support;
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use cstore_core::storage::StorageError;
-use cstore_core::storage::conformance::{entries_after, snapshot_at};
-use cstore_core::types::{LogPosition, Term};
+use cstore_core::storage::conformance::snapshot_at;
 use cstore_server::wal::{FaultPlan, FileStore, WalOptions};
 use wal_support::{TempDir, chain, reopen_and_read, segment_files};
 
@@ -166,94 +164,4 @@ fn a_snapshot_that_cannot_be_written_never_replaces_the_last_good_one() {
     let store = FileStore::open(dir.path()).unwrap();
     assert_eq!(store.load_snapshot_blocking().unwrap(), Some(good));
     assert_eq!(store.log_state().last, entries[5].position());
-}
-
-/// A tmpfs of a few hundred KiB, mounted for the test and (lazily) unmounted on drop.
-struct SmallTmpfs {
-    path: PathBuf,
-}
-
-impl SmallTmpfs {
-    /// Mounts one, or says why it cannot.
-    fn mount(name: &str, size_kib: u64) -> Result<SmallTmpfs, String> {
-        if !is_root() {
-            return Err("not root, cannot mount a tmpfs".into());
-        }
-        let path = std::env::temp_dir().join(format!("cstore-{name}-{}", std::process::id()));
-        fs::create_dir_all(&path).map_err(|e| e.to_string())?;
-        let output = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size_kib}k"), "tmpfs"])
-            .arg(&path)
-            .output()
-            .map_err(|e| format!("cannot run mount: {e}"))?;
-        if !output.status.success() {
-            let _ = fs::remove_dir(&path);
-            return Err(format!(
-                "mount -t tmpfs refused: {}",
-                String::from_utf8_lossy(&output.stderr).trim()
-            ));
-        }
-        Ok(SmallTmpfs { path })
-    }
-}
-
-impl Drop for SmallTmpfs {
-    fn drop(&mut self) {
-        // Lazily: a failing test may still hold files open in it.
-        let _ = Command::new("umount").arg("-l").arg(&self.path).status();
-        let _ = fs::remove_dir(&self.path);
-    }
-}
-
-/// True when the effective uid is 0 (read from /proc: no unsafe call needed).
-fn is_root() -> bool {
-    fs::read_to_string("/proc/self/status").is_ok_and(|status| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("Uid:"))
-            .and_then(|ids| ids.split_whitespace().nth(1))
-            == Some("0")
-    })
-}
-
-#[test]
-fn a_real_full_filesystem_refuses_cleanly_and_resumes_when_space_returns() {
-    let fs = match SmallTmpfs::mount("wal-tmpfs", 256) {
-        Ok(fs) => fs,
-        Err(why) => {
-            println!("SKIPPED a_real_full_filesystem_refuses_cleanly_and_resumes: {why}");
-            return;
-        }
-    };
-    let dir = fs.path.join("data");
-    // Ballast to free later, then entries until the disk is full.
-    fs::write(fs.path.join("ballast"), vec![0u8; 64 << 10]).unwrap();
-    let entries = entries_after(LogPosition::START, 4000, Term(1), "fill");
-    let mut store = FileStore::open(&dir).unwrap();
-    let mut appended = 0;
-    let error = loop {
-        match store.append_blocking(&entries[appended..appended + 10]) {
-            Ok(()) => appended += 10,
-            Err(error) => break error,
-        }
-        assert!(appended < entries.len(), "a 256 KiB tmpfs filled up");
-    };
-    assert!(matches!(error, StorageError::Full(_)), "{error:?}");
-    assert!(store.failure().is_none());
-    assert_eq!(store.log_state().last, entries[appended - 1].position());
-    // Still full: refused again, same state.
-    assert!(matches!(
-        store.append_blocking(&entries[appended..appended + 10]),
-        Err(StorageError::Full(_))
-    ));
-    fs::remove_file(fs.path.join("ballast")).unwrap();
-    store
-        .append_blocking(&entries[appended..appended + 10])
-        .unwrap();
-    appended += 10;
-    drop(store);
-    assert_eq!(
-        reopen_and_read(&dir, WalOptions::default()).unwrap(),
-        entries[..appended]
-    );
 }
