@@ -4,9 +4,10 @@
 //!
 //! This test has a binary of its own because it spawns `mount` and `umount`. A spawned child
 //! holds a copy of every descriptor of the test process until its `exec`, and a store's `LOCK`
-//! is a `flock`, which lasts while any copy of its descriptor is open: a test of the same
-//! process that dropped a store and reopened it at that moment found it "in use by another
-//! process" (seen once, in a release build of `wal_faults`, where this test lived).
+//! is a `flock`, which lasts while any copy of its descriptor is open. A test of the same
+//! process that dropped a store and reopened it found it "in use by another process" once, in a
+//! release build of `wal_faults`, where this test lived; this is the likely cause (it did not
+//! reproduce in a few runs, so it is not proven).
 
 mod wal_support;
 
