@@ -106,6 +106,11 @@ impl<T> TrackedIo<T> {
     pub fn new(inner: T, clock: Arc<ConnClock>) -> TrackedIo<T> {
         TrackedIo { inner, clock }
     }
+
+    /// The socket, no longer reporting to its clock (for a connection that leaves HTTP).
+    pub fn into_inner(self) -> T {
+        self.inner
+    }
 }
 
 impl<T: AsyncRead + Unpin> AsyncRead for TrackedIo<T> {

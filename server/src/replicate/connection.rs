@@ -22,8 +22,11 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
-use axum::extract::ws::{CloseFrame, Message, WebSocket};
-use futures::SinkExt;
+use futures::{SinkExt, StreamExt};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::{self, Message};
 use tracing::{debug, info, warn};
 
 use cstore_core::error::ErrorCode;
@@ -47,9 +50,9 @@ enum Next {
     Stop,
 }
 
-struct Connection {
+struct Connection<S> {
     replicator: Replicator,
-    socket: WebSocket,
+    socket: WebSocketStream<S>,
     session: LeaderSession,
     conn: ConnId,
     epoch: Instant,
@@ -60,12 +63,14 @@ struct Connection {
 
 /// Runs one connection to its end.
 /// `allowed`: the collections the replica's token is limited to (its hello must keep to them).
-pub(crate) async fn run(
+pub(crate) async fn run<S>(
     replicator: Replicator,
-    socket: WebSocket,
+    socket: WebSocketStream<S>,
     addr: Option<SocketAddr>,
     allowed: Option<Vec<String>>,
-) {
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     let (conn, superseded) = replicator.hub().open(addr);
     let _live = replicator.live_guard(conn);
     let source = replicator.source();
@@ -109,7 +114,7 @@ pub(crate) async fn run(
                 c.close_with("superseded", "a newer connection of this replica took over", CLOSE_GOING_AWAY).await;
                 break;
             }
-            message = c.socket.recv() => match message {
+            message = c.socket.next() => match message {
                 None => break,
                 Some(Ok(Message::Binary(bytes))) => c.session.handle_bytes(c.now(), &bytes),
                 Some(Ok(Message::Text(_))) => {
@@ -120,7 +125,7 @@ pub(crate) async fn run(
                     break;
                 }
                 Some(Ok(Message::Close(_))) => break,
-                Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => continue,
                 Some(Err(error)) => {
                     c.read_failed(error).await;
                     break;
@@ -152,7 +157,7 @@ pub(crate) async fn run(
     debug!(conn, "replication connection closed");
 }
 
-impl Connection {
+impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
     /// The session's clock: monotonic milliseconds since the connection opened.
     fn now(&self) -> TimestampMs {
         TimestampMs(self.epoch.elapsed().as_millis() as u64)
@@ -272,7 +277,7 @@ impl Connection {
 
     fn sent_ok(
         &self,
-        result: Result<Result<(), axum::Error>, tokio::time::error::Elapsed>,
+        result: Result<Result<(), tungstenite::Error>, tokio::time::error::Elapsed>,
     ) -> bool {
         match result {
             Ok(Ok(())) => true,
@@ -310,32 +315,22 @@ impl Connection {
 
     async fn send_close(&mut self, code: u16, reason: &str) {
         let close = Message::Close(Some(CloseFrame {
-            code,
+            code: code.into(),
             reason: reason.into(),
         }));
         let _ = tokio::time::timeout(self.send_timeout, self.socket.send(close)).await;
     }
 
     /// A read from the socket failed: too large a message, or a broken connection.
-    async fn read_failed(&mut self, error: axum::Error) {
-        let too_large = error
-            .into_inner()
-            .downcast::<tokio_tungstenite::tungstenite::Error>()
-            .map(|e| match *e {
-                tokio_tungstenite::tungstenite::Error::Capacity(capacity) => {
-                    Some(capacity.to_string())
-                }
-                _ => None,
-            });
-        match too_large {
-            Ok(Some(why)) => {
+    async fn read_failed(&mut self, error: tungstenite::Error) {
+        match error {
+            tungstenite::Error::Capacity(capacity) => {
                 Limit::FrameSize.tripped();
                 let code = FrameError::TooLarge { len: 0, max: 0 }.code();
-                self.close_with(code, &why, CLOSE_TOO_BIG).await;
+                self.close_with(code, &capacity.to_string(), CLOSE_TOO_BIG)
+                    .await;
             }
-            Ok(None) | Err(_) => {
-                debug!(conn = self.conn, "replication socket read failed");
-            }
+            error => debug!(conn = self.conn, %error, "replication socket read failed"),
         }
     }
 

@@ -3,22 +3,25 @@
 //! The request is authorized before the upgrade: a token with scope `replicate` (granted by
 //! `read` and up; a token limited to collections must subscribe within them), from
 //! `Authorization: Bearer …` or, because browsers cannot set headers on a WebSocket, from
-//! `?token=…` (the header wins when both are given). Then the connection is upgraded with the
-//! message size bounded to [`FRAME_BYTES_MAX`] and handed to a [`connection`](super::connection)
-//! task. Errors before the upgrade are the API's usual JSON errors.
+//! `?token=…` (the header wins when both are given). Then the connection is upgraded
+//! ([`upgrade`](super::upgrade)) with the message size bounded to [`FRAME_BYTES_MAX`] and
+//! handed to a [`connection`](super::connection) task on the sessions' runtime. Errors before
+//! the upgrade are the API's usual JSON errors.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::ws::rejection::WebSocketUpgradeRejection;
-use axum::extract::{ConnectInfo, State, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, extract::FromRef};
 
 use cstore_core::replication::FRAME_BYTES_MAX;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tracing::debug;
 
 use super::Replicator;
+use super::upgrade::{Socket, Upgrade};
 use crate::edge::{Limit, RequestEdge};
 use crate::http::{ApiError, AppState, Authorized, NeedsReplicate};
 
@@ -38,15 +41,15 @@ pub async fn replicate(
     uri: Uri,
     connect: Option<Extension<ConnectInfo<SocketAddr>>>,
     edge: Option<Extension<RequestEdge>>,
-    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+    mut request: Request,
 ) -> Response {
     let allowed = match authorize(&replicator, &headers, &uri) {
         Ok(allowed) => allowed,
         Err(error) => return error.into_response(),
     };
-    let upgrade = match upgrade {
+    let upgrade = match Upgrade::accept(&mut request) {
         Ok(upgrade) => upgrade,
-        Err(rejection) => return ApiError::UpgradeRequired(rejection.body_text()).into_response(),
+        Err(why) => return ApiError::UpgradeRequired(why).into_response(),
     };
     if replicator.is_stopping() {
         return ApiError::ShuttingDown.into_response();
@@ -70,25 +73,34 @@ pub async fn replicate(
         None => (None, FRAME_BYTES_MAX),
     };
     let addr = connect.map(|Extension(ConnectInfo(addr))| addr);
-    upgrade
-        // A replica sends small frames (hello, acks): a small read buffer keeps a thousand
-        // connections cheap; it grows for the rare large message, up to the bound.
+    // A replica sends small frames (hello, acks): a small read buffer keeps a thousand
+    // connections cheap; it grows for the rare large message, up to the bound.
+    let config = WebSocketConfig::default()
         .read_buffer_size(READ_BUFFER_BYTES)
-        .max_message_size(frame_bytes_max)
-        .max_frame_size(frame_bytes_max)
-        .on_upgrade(move |socket| async move {
-            let sessions = replicator.sessions_handle().cloned();
-            let session = async move {
-                super::connection::run(replicator, socket, addr, allowed).await;
-                drop(held);
-            };
-            match sessions {
-                // The task owns the session and its permits; nothing waits for it here, so a
-                // connection costs one task, not a second one parked on the first.
-                Some(sessions) => drop(sessions.spawn(session)),
-                None => session.await,
+        .max_message_size(Some(frame_bytes_max))
+        .max_frame_size(Some(frame_bytes_max));
+    let response = upgrade.response();
+    let sessions = replicator.sessions_handle().cloned();
+    // On the runtime that drives the session, so the socket is registered with its reactor.
+    let session = async move {
+        match upgrade.socket(config).await {
+            Ok(Socket::Tcp(socket)) => {
+                super::connection::run(replicator, socket, addr, allowed).await
             }
-        })
+            Ok(Socket::Upgraded(socket)) => {
+                super::connection::run(replicator, socket, addr, allowed).await
+            }
+            Err(error) => debug!(?addr, %error, "replication upgrade failed"),
+        }
+        drop(held);
+    };
+    // The task owns the session and its permits; nothing waits for it here, so a connection
+    // costs one task, not a second one parked on the first.
+    match sessions {
+        Some(sessions) => drop(sessions.spawn(session)),
+        None => drop(tokio::spawn(session)),
+    }
+    response
 }
 
 /// Checks the token of a replication request, from the header or `?token=`. Returns the

@@ -27,6 +27,7 @@ pub mod sessions;
 pub mod shared_frames;
 pub mod source;
 pub mod tail;
+pub mod upgrade;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -7,8 +7,10 @@
 //! their own, the sessions share the CPU with the edge through the kernel's scheduler, and the
 //! same writes took 4 to 7 ms (`cstore-fanout`, BENCHMARKS.md).
 //!
-//! The sockets stay registered with the edge's runtime (its reactor reports readiness); only
-//! the session tasks, their timers and their reads of the log run here.
+//! A plain TCP socket is registered with this runtime's reactor when its session starts
+//! (`upgrade`), so a replica's acknowledgement wakes its session here without passing through
+//! an edge worker; a TLS socket stays with the edge's reactor. The session tasks, their timers,
+//! their sockets and their reads of the log run here.
 
 use tokio::runtime::{Builder, Handle, Runtime};
 
