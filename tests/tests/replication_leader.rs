@@ -192,6 +192,12 @@ fn two_replicas_converge(options: ServerOptions, threads: std::ops::RangeInclusi
         ReplicaId(12)
     )));
     assert!(metrics.contains("cstore_replication_bytes_sent_total"));
+    // Both sockets were taken out of hyper and registered with the sessions' runtime.
+    assert!(
+        metrics.contains("cstore_replication_sockets_total{kind=\"tcp\"} 2"),
+        "{metrics}"
+    );
+    assert!(!metrics.contains("kind=\"tls\""), "{metrics}");
 
     // Disconnected replicas leave the status.
     drop(replicas);

@@ -76,6 +76,14 @@ fn https_crud_and_a_follower_over_wss() {
         .unwrap()
         .expect_status(200);
     assert_eq!(copy["text"], "replaced");
+    // Its replication socket stayed inside the TLS session (hyper's stream, the edge's
+    // reactor): the leader counted no plain TCP socket.
+    let metrics = leader.client().get("/metrics").unwrap().text();
+    assert!(
+        metrics.contains("cstore_replication_sockets_total{kind=\"tls\"}"),
+        "{metrics}"
+    );
+    assert!(!metrics.contains("kind=\"tcp\""), "{metrics}");
     // A write on the follower is forwarded to the leader over https://.
     let written = follower
         .client()

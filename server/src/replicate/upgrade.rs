@@ -40,7 +40,7 @@ pub struct Upgrade {
 }
 
 /// A replication socket: a plain TCP connection moved to the session's runtime, or hyper's
-/// upgraded stream (TLS).
+/// upgraded stream (TLS). `cstore_replication_sockets_total{kind="tcp"|"tls"}` counts each.
 #[derive(Debug)]
 pub enum Socket {
     Tcp(WebSocketStream<TcpStream>),
@@ -109,11 +109,13 @@ impl Upgrade {
                 let socket =
                     WebSocketStream::from_partially_read(tcp, read, Role::Server, Some(config))
                         .await;
+                metrics::counter!("cstore_replication_sockets_total", "kind" => "tcp").increment(1);
                 Ok(Socket::Tcp(socket))
             }
             Err(upgraded) => {
                 let io = TokioIo::new(upgraded);
                 let socket = WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await;
+                metrics::counter!("cstore_replication_sockets_total", "kind" => "tls").increment(1);
                 Ok(Socket::Upgraded(socket))
             }
         }
