@@ -567,3 +567,69 @@ fn a_subscribed_replica_holds_only_its_collections_and_verifies_the_chain() {
     }
     assert_eq!(early.state_hash(), late.state_hash());
 }
+
+/// A replica that sends its hello in the same packet as the upgrade request, before the `101`
+/// came back, is still heard: hyper read those bytes with the request, and the session (whose
+/// socket is taken out of hyper, `server/src/replicate/upgrade.rs`) starts with them.
+#[test]
+fn a_hello_sent_with_the_upgrade_request_is_answered() {
+    use std::io::{Read, Write};
+    use tokio_tungstenite::tungstenite::protocol::frame::Frame as WsFrame;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+    use tokio_tungstenite::tungstenite::protocol::{Role, WebSocket};
+
+    let server = ServerProcess::start(ServerOptions::default()).unwrap();
+    write_docs(&server.client(), "a", 3);
+    let hello = Frame::Hello(Hello {
+        protocol_version: cstore_core::replication::PROTOCOL_VERSION,
+        replica_id: ReplicaId(61),
+        term: Term(0),
+        last: LogPosition::START,
+        durable: Lsn::ZERO,
+        resume: None,
+        collections: None,
+    })
+    .encode();
+    // A client's frame is masked (RFC 6455, section 5.3).
+    let mut frame = WsFrame::message(hello, OpCode::Data(Data::Binary), true);
+    frame.header_mut().mask = Some([0x5a, 0x17, 0xc3, 0x08]);
+    let mut bytes = format!(
+        "GET /v1/replicate HTTP/1.1\r\nHost: {}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+        server.addr()
+    )
+    .into_bytes();
+    frame.format(&mut bytes).unwrap();
+    let mut tcp = std::net::TcpStream::connect(server.addr()).unwrap();
+    tcp.set_read_timeout(Some(SYNC_TIMEOUT)).unwrap();
+    tcp.write_all(&bytes).unwrap();
+
+    // The 101, then whatever came after it.
+    let mut read = Vec::new();
+    let head_end = loop {
+        let mut buf = [0u8; 4096];
+        let n = tcp.read(&mut buf).unwrap();
+        assert!(
+            n > 0,
+            "closed before the answer: {:?}",
+            String::from_utf8_lossy(&read)
+        );
+        read.extend_from_slice(&buf[..n]);
+        if let Some(at) = read.windows(4).position(|w| w == b"\r\n\r\n") {
+            break at + 4;
+        }
+    };
+    let head = String::from_utf8_lossy(&read[..head_end]).to_string();
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    assert!(head.contains("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="), "{head}");
+    let mut socket =
+        WebSocket::from_partially_read(tcp, read[head_end..].to_vec(), Role::Client, None);
+    let welcome = loop {
+        match socket.read().unwrap() {
+            Message::Binary(bytes) => break Frame::decode(&bytes).unwrap(),
+            Message::Ping(_) | Message::Pong(_) => continue,
+            other => panic!("expected the welcome, got {other:?}"),
+        }
+    };
+    assert!(matches!(welcome, Frame::Welcome { .. }), "{welcome:?}");
+}
