@@ -105,6 +105,20 @@ fn wait_status(client: &Client, check: impl Fn(&Value) -> bool) -> Value {
     }
 }
 
+/// The encoded hello of a replica that holds nothing yet, speaking `protocol_version`.
+fn fresh_hello(protocol_version: u16, replica: u64) -> Vec<u8> {
+    Frame::Hello(Hello {
+        protocol_version,
+        replica_id: ReplicaId(replica),
+        term: Term(0),
+        last: LogPosition::START,
+        durable: Lsn::ZERO,
+        resume: None,
+        collections: None,
+    })
+    .encode()
+}
+
 /// The server's threads named for replication sessions (Linux shows 15 bytes of a name).
 fn session_threads(server: &ServerProcess) -> usize {
     let pid = server.pid().expect("a running server");
@@ -390,16 +404,7 @@ fn broken_bytes_close_only_their_connection() {
     let mut flipped = Frame::Ack { durable: Lsn(1) }.encode();
     let at = flipped.len() - 1;
     flipped[at] ^= 0xff;
-    let wrong_version = Frame::Hello(Hello {
-        protocol_version: 999,
-        replica_id: ReplicaId(52),
-        term: Term(0),
-        last: LogPosition::START,
-        durable: Lsn::ZERO,
-        resume: None,
-        collections: None,
-    })
-    .encode();
+    let wrong_version = fresh_hello(999, 52);
     let cases: Vec<(&str, Message, &[&str])> = vec![
         (
             "garbage",
@@ -580,16 +585,7 @@ fn a_hello_sent_with_the_upgrade_request_is_answered() {
 
     let server = ServerProcess::start(ServerOptions::default()).unwrap();
     write_docs(&server.client(), "a", 3);
-    let hello = Frame::Hello(Hello {
-        protocol_version: cstore_core::replication::PROTOCOL_VERSION,
-        replica_id: ReplicaId(61),
-        term: Term(0),
-        last: LogPosition::START,
-        durable: Lsn::ZERO,
-        resume: None,
-        collections: None,
-    })
-    .encode();
+    let hello = fresh_hello(cstore_core::replication::PROTOCOL_VERSION, 61);
     // A client's frame is masked (RFC 6455, section 5.3).
     let mut frame = WsFrame::message(hello, OpCode::Data(Data::Binary), true);
     frame.header_mut().mask = Some([0x5a, 0x17, 0xc3, 0x08]);
