@@ -4,8 +4,8 @@ use std::sync::Arc;
 
 use cstore_core::ErrorCode;
 use cstore_core::replication::{
-    EntriesFrame, Frame, Hello, LeaderCommand, LeaderSession, PROTOCOL_VERSION, ReplicationError,
-    SessionConfig, SnapshotResume, entry_wire_bytes,
+    EntriesFrame, Frame, Hello, LeaderCommand, LeaderSession, PROTOCOL_VERSION,
+    PROTOCOL_VERSION_MIN, ReplicationError, SessionConfig, SnapshotResume, entry_wire_bytes,
 };
 use cstore_core::{Hash, LogEntry, LogPosition, Lsn, ReplicaId, Snapshot, Term, TimestampMs, Txn};
 
@@ -49,15 +49,34 @@ fn session(log: &[LogEntry], config: SessionConfig) -> LeaderSession {
     LeaderSession::new(config, LEADER, TERM, committed, t(0))
 }
 
+/// A hello of protocol version 2, whose replica acknowledges every persisted batch unasked:
+/// most tests here are about the window alone. `hello_asked` is the current version's.
 fn hello(last: LogPosition, durable: u64) -> Frame {
     Frame::Hello(Hello {
-        protocol_version: PROTOCOL_VERSION,
+        protocol_version: PROTOCOL_VERSION_MIN,
         replica_id: ReplicaId(7),
         term: Term(1),
         last,
         durable: Lsn(durable),
         resume: None,
         collections: None,
+    })
+}
+
+/// A hello of this build's replicas (protocol version 3): they acknowledge when asked.
+fn hello_asked(last: LogPosition, durable: u64) -> Frame {
+    let mut frame = hello(last, durable);
+    let Frame::Hello(h) = &mut frame else {
+        unreachable!()
+    };
+    h.protocol_version = PROTOCOL_VERSION;
+    frame
+}
+
+/// A heartbeat: the leader is alive, and asks for an acknowledgement.
+fn ask(log: &[LogEntry]) -> LeaderCommand {
+    LeaderCommand::Send(Frame::Heartbeat {
+        committed: log.last().map_or(LogPosition::START, LogEntry::position),
     })
 }
 
@@ -539,6 +558,32 @@ fn hello_is_checked_and_a_duplicate_is_harmless() {
         unreachable!()
     };
     assert_eq!(error.remedy(), cstore_core::replication::Remedy::Stop);
+    assert_eq!(
+        error.to_string(),
+        format!(
+            "protocol version {} is not supported (this side speaks 2 to {PROTOCOL_VERSION})",
+            PROTOCOL_VERSION + 1
+        )
+    );
+    let mut s = session(&log, config());
+    let mut older = hello(LogPosition::START, 0);
+    let Frame::Hello(h) = &mut older else {
+        unreachable!()
+    };
+    h.protocol_version = PROTOCOL_VERSION_MIN - 1;
+    assert_eq!(
+        closed_with(&s.handle_frame(t(1), older)),
+        "unsupported_protocol"
+    );
+    // Both versions this build serves are welcomed.
+    for frame in [
+        hello(LogPosition::START, 0),
+        hello_asked(LogPosition::START, 0),
+    ] {
+        let mut s = session(&log, config());
+        let out = s.handle_frame(t(1), frame);
+        assert_eq!(out.first(), Some(&welcome(LogPosition::START)));
+    }
 
     let mut s = session(&log, config());
     let mut ahead = hello(LogPosition::START, 0);
@@ -860,4 +905,132 @@ fn an_invalid_subscription_closes_the_session_for_good() {
         };
         assert_eq!(error.remedy(), cstore_core::replication::Remedy::Stop);
     }
+}
+
+#[test]
+fn a_replica_that_acks_on_request_is_asked_when_the_window_is_half_full() {
+    let log = log(10);
+    let config = SessionConfig {
+        window_entries_max: 8,
+        ..config()
+    };
+    let mut s = session(&log, config);
+    assert_eq!(
+        s.handle_frame(t(1), hello_asked(LogPosition::START, 0)),
+        [welcome(LogPosition::START), read(1, 4)]
+    );
+    // Three entries in a window of eight: nothing depends on their ack yet.
+    assert_eq!(
+        s.on_entries(t(2), entries(&log, 1, 3)),
+        [send_entries(&log, 1, 3), read(4, 7)]
+    );
+    // Six in flight: half full, so a heartbeat rides behind the entries.
+    assert_eq!(
+        s.on_entries(t(3), entries(&log, 4, 6)),
+        [send_entries(&log, 4, 6), ask(&log), read(7, 9)]
+    );
+    assert_eq!(
+        s.on_entries(t(4), entries(&log, 7, 8)),
+        [send_entries(&log, 7, 8), ask(&log)]
+    );
+    // The answer opens the window; when it is half full again, the entries ask again.
+    assert_eq!(s.handle_frame(t(5), ack(6)), [read(9, 11)]);
+    assert_eq!(
+        s.on_entries(t(6), entries(&log, 9, 10)),
+        [send_entries(&log, 9, 10), ask(&log)]
+    );
+}
+
+#[test]
+fn a_replica_that_acks_on_request_is_asked_at_once_when_a_write_waits() {
+    let log = log(4);
+    let roomy = SessionConfig {
+        window_entries_max: 100,
+        read_entries_max: 10,
+        ..config()
+    };
+    let mut s = LeaderSession::new(roomy, LEADER, TERM, log[1].position(), t(0));
+    s.handle_frame(t(1), hello_asked(LogPosition::START, 0));
+    assert_eq!(
+        s.on_entries(t(2), entries(&log, 1, 2)),
+        [send_entries(&log, 1, 2)]
+    );
+    // A write waits for entry 2, already sent: asked at once, and only once.
+    assert_eq!(s.want_ack(t(3), Lsn(2)), [ask(&log[..2])]);
+    assert_eq!(s.want_ack(t(4), Lsn(2)), []);
+    // A write waits for entry 4, not yet committed: asked when it goes out.
+    assert_eq!(s.want_ack(t(5), Lsn(4)), []);
+    assert_eq!(s.on_committed(t(6), log[3].position()), [read(3, 5)]);
+    assert_eq!(
+        s.on_entries(t(7), entries(&log, 3, 4)),
+        [send_entries(&log, 3, 4), ask(&log)]
+    );
+    // Once acknowledged, nothing is owed to the waiters.
+    assert_eq!(s.handle_frame(t(8), ack(4)), []);
+    assert_eq!(s.want_ack(t(9), Lsn(3)), []);
+}
+
+#[test]
+fn a_replica_that_acks_on_request_is_asked_once_a_heartbeat_interval_while_entries_flow() {
+    let log = log(6);
+    let roomy = SessionConfig {
+        window_entries_max: 100,
+        read_entries_max: 10,
+        ..config()
+    };
+    let mut s = session(&log, roomy);
+    s.handle_frame(t(1), hello_asked(LogPosition::START, 0));
+    assert_eq!(
+        s.on_entries(t(2), entries(&log, 1, 6)),
+        [send_entries(&log, 1, 6)]
+    );
+    // Sending kept the idle heartbeat away until 102; it asks for what was sent.
+    assert_eq!(s.on_tick(t(101)), []);
+    assert_eq!(s.on_tick(t(102)), [ask(&log)]);
+    assert_eq!(s.handle_frame(t(103), ack(6)), []);
+}
+
+#[test]
+fn entries_flowing_past_a_heartbeat_interval_carry_an_ask() {
+    let log = log(6);
+    let roomy = SessionConfig {
+        window_entries_max: 100,
+        read_entries_max: 1,
+        ..config()
+    };
+    let mut s = session(&log, roomy);
+    s.handle_frame(t(1), hello_asked(LogPosition::START, 0));
+    assert_eq!(
+        s.on_entries(t(50), entries(&log, 1, 1)),
+        [send_entries(&log, 1, 1), read(2, 3)]
+    );
+    assert_eq!(
+        s.on_entries(t(99), entries(&log, 2, 2)),
+        [send_entries(&log, 2, 2), read(3, 4)]
+    );
+    // No ask since the session opened at 0: the next entries carry one.
+    assert_eq!(
+        s.on_entries(t(100), entries(&log, 3, 3)),
+        [send_entries(&log, 3, 3), ask(&log), read(4, 5)]
+    );
+    assert_eq!(
+        s.on_entries(t(150), entries(&log, 4, 4)),
+        [send_entries(&log, 4, 4), read(5, 6)]
+    );
+    assert_eq!(
+        s.on_entries(t(200), entries(&log, 5, 5)),
+        [send_entries(&log, 5, 5), ask(&log), read(6, 7)]
+    );
+}
+
+#[test]
+fn a_replica_of_version_2_is_never_asked_with_entries() {
+    let log = log(4);
+    let mut s = session(&log, config());
+    s.handle_frame(t(1), hello(LogPosition::START, 0));
+    assert_eq!(
+        s.on_entries(t(200), entries(&log, 1, 3)),
+        [send_entries(&log, 1, 3), read(4, 5)]
+    );
+    assert_eq!(s.want_ack(t(201), Lsn(3)), []);
 }

@@ -134,6 +134,12 @@ fn hello_carries_the_position_the_durable_lsn_and_the_term() {
     assert!(r.is_connected() && !r.is_streaming());
 }
 
+fn heartbeat(log: &[LogEntry], lsn: u64) -> Frame {
+    Frame::Heartbeat {
+        committed: log[lsn as usize - 1].position(),
+    }
+}
+
 #[test]
 fn entries_are_persisted_then_acknowledged_never_before() {
     let log = log(5);
@@ -142,20 +148,44 @@ fn entries_are_persisted_then_acknowledged_never_before() {
         r.handle_frame(t(1), frame(&log, 1, 3)),
         [persist(&log, 1, 3)]
     );
+    // The leader asks (a heartbeat behind the entries) before they are persisted: the answer
+    // at once says what is durable, and the entries are acknowledged once they are.
+    assert_eq!(r.handle_frame(t(1), heartbeat(&log, 3)), [ack(0)]);
     assert_eq!(
         r.handle_frame(t(2), frame(&log, 4, 5)),
         [persist(&log, 4, 5)]
     );
     assert_eq!((r.received(), r.durable_lsn()), (log[4].position(), Lsn(0)));
     assert_eq!(r.on_persisted(t(3), Lsn(3)), [ack(3)]);
-    assert_eq!(r.on_persisted(t(4), Lsn(5)), [ack(5)]);
+    // Entries 4 and 5 came after the ask: nobody waits for them.
+    assert_eq!(r.on_persisted(t(4), Lsn(5)), []);
     assert_eq!(r.durable_lsn(), Lsn(5));
     // Heartbeats are answered with the durable LSN (the replica's keepalive).
-    let heartbeat = Frame::Heartbeat {
-        committed: log[4].position(),
-    };
-    assert_eq!(r.handle_frame(t(5), heartbeat), [ack(5)]);
+    assert_eq!(r.handle_frame(t(5), heartbeat(&log, 5)), [ack(5)]);
     assert_eq!(r.lag(), 0);
+}
+
+#[test]
+fn an_ask_is_answered_until_everything_received_before_it_is_acknowledged() {
+    let log = log(6);
+    let mut r = streaming();
+    r.handle_frame(t(1), frame(&log, 1, 2));
+    r.handle_frame(t(1), frame(&log, 3, 4));
+    assert_eq!(r.handle_frame(t(2), heartbeat(&log, 4)), [ack(0)]);
+    // Persisted in two writes: each is acknowledged, since the ask covers both.
+    assert_eq!(r.on_persisted(t(3), Lsn(2)), [ack(2)]);
+    r.handle_frame(t(3), frame(&log, 5, 6));
+    assert_eq!(r.on_persisted(t(4), Lsn(4)), [ack(4)]);
+    assert_eq!(r.on_persisted(t(5), Lsn(6)), []);
+    // A new connection starts with nothing asked.
+    r.on_disconnected();
+    r.hello(t(6));
+    assert_eq!(
+        r.handle_frame(t(7), welcome(2, log[5].position())),
+        [],
+        "nothing new became durable"
+    );
+    assert_eq!(r.handle_frame(t(8), heartbeat(&log, 6)), [ack(6)]);
 }
 
 #[test]
@@ -304,7 +334,8 @@ fn a_snapshot_is_collected_verified_and_installed_then_acknowledged() {
     assert_eq!(r.on_persisted(t(8), Lsn(4)), []);
     assert_eq!(r.durable_lsn(), Lsn::ZERO);
     assert_eq!(r.on_snapshot_installed(t(9), snapshot.position), [ack(3)]);
-    assert_eq!(r.on_persisted(t(10), Lsn(4)), [ack(4)]);
+    assert_eq!(r.on_persisted(t(10), Lsn(4)), [], "not asked for");
+    assert_eq!(r.handle_frame(t(11), heartbeat(&log, 4)), [ack(4)]);
 }
 
 #[test]

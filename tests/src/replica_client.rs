@@ -106,6 +106,8 @@ pub struct ReplicaStats {
     pub messages: u64,
     /// Bytes received in binary messages.
     pub bytes: u64,
+    /// `Ack` frames sent (the replica acknowledges when the leader asks).
+    pub acks_sent: u64,
 }
 
 /// Called with each entry as it is persisted, and the instant it arrived.
@@ -301,6 +303,9 @@ impl ReplicaClient {
                         .ok_or(ReplicaClientError::NotConnected)?;
                     if let Err(e) = socket.send(Message::Binary(frame.encode().into())).await {
                         return Err(self.lost(e.to_string()));
+                    }
+                    if let Frame::Ack { .. } = frame {
+                        self.stats.acks_sent += 1;
                     }
                 }
                 ReplicaCommand::Persist { entries } => {

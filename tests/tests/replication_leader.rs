@@ -4,7 +4,7 @@
 //! broken bytes.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use futures::{SinkExt, StreamExt};
@@ -51,14 +51,22 @@ fn write_docs(client: &Client, prefix: &str, count: usize) {
 /// Drives a connected replica until `target` is set and reached; returns it.
 fn follow(
     rt: &Runtime,
-    mut replica: ReplicaClient,
+    replica: ReplicaClient,
     target: Arc<AtomicU64>,
 ) -> JoinHandle<Result<ReplicaClient, (ReplicaClient, ReplicaClientError)>> {
+    follow_until(rt, replica, move |r| {
+        let t = target.load(Ordering::Acquire);
+        t > 0 && r.replica().durable_lsn() >= Lsn(t)
+    })
+}
+
+/// Drives a connected replica until `done` holds; returns it.
+fn follow_until(
+    rt: &Runtime,
+    mut replica: ReplicaClient,
+    done: impl Fn(&ReplicaClient) -> bool + Send + 'static,
+) -> JoinHandle<Result<ReplicaClient, (ReplicaClient, ReplicaClientError)>> {
     rt.spawn(async move {
-        let done = |r: &ReplicaClient| {
-            let t = target.load(Ordering::Acquire);
-            t > 0 && r.replica().durable_lsn() >= Lsn(t)
-        };
         match replica.run_until(Duration::from_secs(60), done).await {
             Ok(()) => Ok(replica),
             Err(e) => Err((replica, e)),
@@ -154,27 +162,22 @@ fn two_replicas_converge(options: ServerOptions, threads: std::ops::RangeInclusi
     let found = session_threads(&server);
     assert!(threads.contains(&found), "{found} session threads");
     let rt = runtime();
-    let target = Arc::new(AtomicU64::new(0));
+    // The replicas run until the leader's status was checked: they acknowledge when it asks
+    // (at least once a heartbeat interval while entries flow), so it learns of the last
+    // entries only from replicas still running, as real ones are.
+    let stop = Arc::new(AtomicBool::new(false));
     let mut tasks = Vec::new();
     for id in [11, 12] {
         let mut replica = ReplicaClient::new(id, ReplicaOptions::default());
         rt.block_on(replica.connect(&ws_url(&server), None))
             .unwrap();
-        tasks.push(follow(&rt, replica, Arc::clone(&target)));
+        let stop = Arc::clone(&stop);
+        tasks.push(follow_until(&rt, replica, move |_| {
+            stop.load(Ordering::Acquire)
+        }));
     }
     write_docs(&client, "a", 2_000);
     let last = client.last_lsn();
-    target.store(last, Ordering::Release);
-    let replicas: Vec<ReplicaClient> = tasks.into_iter().map(|t| joined(&rt, t)).collect();
-
-    assert_eq!(replicas[0].persisted().lsn, Lsn(last));
-    assert_eq!(replicas[0].state_hash(), replicas[1].state_hash());
-    assert_eq!(replicas[0].persisted(), replicas[1].persisted());
-    let leader_docs = client.all_docs("items");
-    assert_eq!(leader_docs.len(), 2_000);
-    assert_eq!(replica_docs(&replicas[0]), leader_docs);
-    // Each entry was received exactly once.
-    assert_eq!(replicas[0].stats().wire_entries, last);
 
     let status = wait_status(&client, |s| {
         let replicas = s["replicas"].as_array().unwrap();
@@ -212,6 +215,17 @@ fn two_replicas_converge(options: ServerOptions, threads: std::ops::RangeInclusi
         "{metrics}"
     );
     assert!(!metrics.contains("kind=\"tls\""), "{metrics}");
+
+    stop.store(true, Ordering::Release);
+    let replicas: Vec<ReplicaClient> = tasks.into_iter().map(|t| joined(&rt, t)).collect();
+    assert_eq!(replicas[0].persisted().lsn, Lsn(last));
+    assert_eq!(replicas[0].state_hash(), replicas[1].state_hash());
+    assert_eq!(replicas[0].persisted(), replicas[1].persisted());
+    let leader_docs = client.all_docs("items");
+    assert_eq!(leader_docs.len(), 2_000);
+    assert_eq!(replica_docs(&replicas[0]), leader_docs);
+    // Each entry was received exactly once.
+    assert_eq!(replicas[0].stats().wire_entries, last);
 
     // Disconnected replicas leave the status.
     drop(replicas);
@@ -359,6 +373,53 @@ fn ack_replicas_waits_for_a_replica_and_times_out_as_unknown_without_one() {
     let metrics = client.get("/metrics").unwrap().text();
     assert!(metrics.contains("cstore_ack_unknown_total 2"), "{metrics}");
     assert!(metrics.contains("cstore_ack_wait_seconds_bucket"));
+}
+
+/// A replica of this build acknowledges when the leader asks (protocol version 3): while
+/// writes trickle in one frame at a time it sends far fewer acks than it gets frames, and a
+/// write waiting for it is asked for at once, not at the next periodic ask (a second).
+#[test]
+fn a_replica_acknowledges_when_asked() {
+    let server = ServerProcess::start(ServerOptions::default()).unwrap();
+    let client = server.client();
+    let rt = runtime();
+    let mut replica = ReplicaClient::new(45, ReplicaOptions::default());
+    rt.block_on(replica.connect(&ws_url(&server), None))
+        .unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let task = follow_until(&rt, replica, {
+        let stop = Arc::clone(&stop);
+        move |_| stop.load(Ordering::Acquire)
+    });
+    for i in 0..50 {
+        client
+            .insert("items", &json!({"_id": format!("t{i:02}")}))
+            .unwrap()
+            .expect_status(201);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Each would time out waiting for a periodic ask.
+    for i in 0..5 {
+        client
+            .post(
+                "/v1/c/items?ack=replicas:1&ack_timeout_ms=800",
+                &json!({"_id": format!("w{i}")}),
+            )
+            .unwrap()
+            .expect_status(201);
+    }
+    stop.store(true, Ordering::Release);
+    let replica = joined(&rt, task);
+    let stats = replica.stats();
+    assert!(replica.replica().durable_lsn() >= Lsn(55), "{stats:?}");
+    // One frame per write (the replica got them as they came), but acks only when asked.
+    assert!(stats.messages >= 55, "{stats:?}");
+    assert!(
+        (5..25).contains(&stats.acks_sent),
+        "{} acks for {} messages",
+        stats.acks_sent,
+        stats.messages
+    );
 }
 
 /// Opens a raw replication socket, sends `message`, and returns the code of the `Error` frame

@@ -29,8 +29,8 @@ pub enum ReplicationError {
     #[error("bad frame: {0}")]
     Frame(#[from] FrameError),
     /// The peer speaks a protocol version this build does not.
-    #[error("protocol version {got} is not supported (this side speaks {supported})")]
-    UnsupportedProtocol { got: u16, supported: u16 },
+    #[error("protocol version {got} is not supported (this side speaks {min} to {max})")]
+    UnsupportedProtocol { got: u16, min: u16, max: u16 },
     /// A frame that makes no sense at this point of the conversation.
     #[error("protocol violation: {0}")]
     ProtocolViolation(String),

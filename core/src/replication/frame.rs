@@ -23,9 +23,16 @@ use crate::log::codec::{
 };
 use crate::types::{Hash, LogPosition, Lsn, ReplicaId, Term};
 
-/// The replication protocol version this build speaks. Version 2: entries carry
-/// `Txn::origin` (log format version 2).
-pub const PROTOCOL_VERSION: u16 = 2;
+/// The replication protocol version this build's replicas speak.
+///
+/// - Version 2: entries carry `Txn::origin` (log format version 2).
+/// - Version 3: the frames are version 2's; the replica acknowledges persisted entries only when
+///   asked. Every [`Frame::Heartbeat`] asks, and the leader sends one with entries when an
+///   answer is needed (see [`Frame::Heartbeat`]). A version 2 replica acknowledges every
+///   persisted batch.
+pub const PROTOCOL_VERSION: u16 = 3;
+/// The oldest replica protocol version a leader of this build serves.
+pub const PROTOCOL_VERSION_MIN: u16 = 2;
 /// Largest frame, in bytes, that [`Frame::decode`] accepts: one record of the largest size.
 /// A single entry always fits (a transaction is at most 16 MiB of documents); batches of
 /// entries are cut far below this by the leader's `frame_bytes_max`.
@@ -123,7 +130,14 @@ pub enum Frame {
     },
     /// Leader → replica: every snapshot byte was sent.
     SnapshotEnd,
-    /// Leader → replica: the leader is alive and has committed through `committed`.
+    /// Leader → replica: the leader is alive and has committed through `committed`; it asks for
+    /// an [`Frame::Ack`]. The replica answers at once with its durable LSN (its keepalive) and,
+    /// if entries it received are still being persisted, acknowledges again once they are.
+    ///
+    /// A leader sends one when nothing else was sent for a heartbeat interval, and, to a
+    /// replica of protocol version 3, right after entries when it needs their acknowledgement:
+    /// a write waits for replicas, its window is half full, or it has not asked for a
+    /// heartbeat interval.
     Heartbeat {
         /// The leader's last committed entry.
         committed: LogPosition,

@@ -101,7 +101,7 @@ pub use entries_frame::EntriesFrame;
 pub use error::{Remedy, ReplicationError};
 pub use frame::{
     ERROR_MESSAGE_BYTES_MAX, FRAME_BYTES_MAX, Frame, FrameError, Hello, PROTOCOL_VERSION,
-    SUBSCRIPTION_COLLECTIONS_MAX, SnapshotResume, entry_wire_bytes,
+    PROTOCOL_VERSION_MIN, SUBSCRIPTION_COLLECTIONS_MAX, SnapshotResume, entry_wire_bytes,
 };
 pub use leader_session::{LeaderCommand, LeaderSession};
 #[cfg(feature = "testing")]

@@ -14,6 +14,7 @@
 //!                                                   │ SnapshotEnd: verify, InstallSnapshot
 //!                                                   └──────────────────────────────────┘
 //!   driver: Persist{entries} ── persisted ──► on_persisted(lsn) ──► Send(Ack{durable})
+//!                                                                    when the leader asked
 //! ```
 //!
 //! Every entry is checked before it is persisted: its hash, its link to the entry before
@@ -23,6 +24,14 @@
 //! hello resumes exactly after the last entry received. An acknowledgement is only sent after
 //! the driver reports the write durable. Any violation closes with a specific code and a
 //! [`Remedy`](crate::replication::Remedy).
+//!
+//! The replica speaks protocol version 3: it acknowledges persisted entries when the leader
+//! asks, not after every write. Each [`Frame::Heartbeat`] asks: it is answered at once with
+//! the durable LSN, and the entries received by then are acknowledged again once persisted.
+//! A leader sends one right behind entries whenever it needs their acknowledgement, so at ten
+//! writes a second a replica sends about one ack a second instead of ten. A welcome that
+//! confirms the local chain and an installed snapshot are always acknowledged (they open the
+//! leader's window).
 //!
 //! The driver must carry out `Persist` and `InstallSnapshot` in the order given, and report
 //! completions in that order.
@@ -103,6 +112,11 @@ pub struct Replica {
     incoming: Option<IncomingSnapshot>,
     leader_committed: LogPosition,
     last_heard: TimestampMs,
+    /// The leader asked for an acknowledgement of the entries through this LSN (this
+    /// connection).
+    ack_asked: Lsn,
+    /// The durable LSN of the last `Ack` sent on this connection.
+    ack_sent: Lsn,
     #[cfg(feature = "testing")]
     bugs: PlantedBugs,
 }
@@ -123,6 +137,8 @@ impl Replica {
             incoming: None,
             leader_committed: last,
             last_heard: TimestampMs(0),
+            ack_asked: Lsn::ZERO,
+            ack_sent: Lsn::ZERO,
             #[cfg(feature = "testing")]
             bugs: PlantedBugs::default(),
         }
@@ -186,6 +202,8 @@ impl Replica {
         self.phase = Phase::AwaitWelcome;
         self.leader = None;
         self.last_heard = now;
+        self.ack_asked = Lsn::ZERO;
+        self.ack_sent = Lsn::ZERO;
         Frame::Hello(Hello {
             protocol_version: PROTOCOL_VERSION,
             replica_id: self.config.replica_id,
@@ -271,9 +289,13 @@ impl Replica {
                 if committed.lsn > self.leader_committed.lsn {
                     self.leader_committed = committed;
                 }
-                // The answer doubles as the replica's keepalive.
+                // The answer doubles as the replica's keepalive. Entries still being persisted
+                // are acknowledged once they are (`on_persisted`).
                 match phase {
-                    Phase::Streaming => vec![self.ack()],
+                    Phase::Streaming => {
+                        self.ack_asked = self.ack_asked.max(self.received.lsn);
+                        vec![self.ack()]
+                    }
                     Phase::Snapshot => vec![self.snapshot_ack()],
                     _ => Vec::new(),
                 }
@@ -295,7 +317,11 @@ impl Replica {
             "persisted {lsn} outside [{before}, {}]",
             self.received
         );
-        self.ack_if_advanced(before)
+        if self.ack_asked > self.ack_sent {
+            self.ack_if_advanced(before)
+        } else {
+            Vec::new()
+        }
     }
 
     /// The driver replaced the local copy with the snapshot at `position`.
@@ -485,14 +511,14 @@ impl Replica {
         vec![ReplicaCommand::InstallSnapshot(snapshot)]
     }
 
-    fn ack(&self) -> ReplicaCommand {
-        ReplicaCommand::Send(Frame::Ack {
-            durable: self.durable_lsn(),
-        })
+    fn ack(&mut self) -> ReplicaCommand {
+        let durable = self.durable_lsn();
+        self.ack_sent = durable;
+        ReplicaCommand::Send(Frame::Ack { durable })
     }
 
     /// An ack when the durable LSN moved past `before` and the leader is listening.
-    fn ack_if_advanced(&self, before: Lsn) -> Vec<ReplicaCommand> {
+    fn ack_if_advanced(&mut self, before: Lsn) -> Vec<ReplicaCommand> {
         if self.durable_lsn() > before && self.phase == Phase::Streaming {
             vec![self.ack()]
         } else {

@@ -422,6 +422,15 @@ impl World {
                 .wait(lsn, needed, deadline)
                 .expect("room to wait");
             self.leader.waits.insert(id, Waiting { lsn, replicas });
+            if lsn > self.leader.ack_wanted {
+                self.leader.ack_wanted = lsn;
+                let conns: Vec<ConnId> = self.leader.sessions.keys().copied().collect();
+                for conn in conns {
+                    let now = self.ts();
+                    let commands = self.session(conn).want_ack(now, lsn);
+                    self.leader_commands(conn, commands);
+                }
+            }
         }
     }
 

@@ -5,7 +5,8 @@
 //!  socket ──►│ binary message: handle_bytes   │
 //!  watch  ──►│ committed moved: on_committed  ├──► commands ──► Send: feed the socket (bounded)
 //!  timer  ──►│ tick due: on_tick              │               ReadEntries: tail, or "missing"
-//!  stop   ──►│ shutdown / superseded: close   │               ReadSnapshot: source snapshot
+//!  hub    ──►│ a write waits: want_ack        │               ReadSnapshot: source snapshot
+//!  stop   ──►│ shutdown / superseded: close   │
 //!            └────────────────────────────────┘               Close: error frame, close frame
 //! ```
 //!
@@ -76,6 +77,7 @@ pub(crate) async fn run<S>(
     let source = replicator.source();
     let mut committed = source.committed();
     let start = *committed.borrow_and_update();
+    let mut ack_wanted = replicator.hub().ack_wanted();
     let config = replicator.session_config().clone();
     let send_timeout = Duration::from_millis(config.replica_timeout_ms);
     let epoch = Instant::now();
@@ -89,6 +91,9 @@ pub(crate) async fn run<S>(
     if let Some(allowed) = allowed {
         session.limit_collections(allowed);
     }
+    // A write may be waiting already; before the hello this only records what it waits for.
+    let asked = session.want_ack(TimestampMs(0), *ack_wanted.borrow_and_update());
+    debug_assert!(asked.is_empty());
     let mut stopping = replicator.stopping();
     let mut c = Connection {
         replicator,
@@ -142,6 +147,14 @@ pub(crate) async fn run<S>(
             () = &mut tick => {
                 fired = true;
                 c.session.on_tick(c.now())
+            }
+            changed = ack_wanted.changed() => {
+                if changed.is_err() {
+                    c.close_with("shutting_down", "the node is stopping", CLOSE_GOING_AWAY).await;
+                    break;
+                }
+                let through = *ack_wanted.borrow_and_update();
+                c.session.want_ack(c.now(), through)
             }
         };
         let next = c.execute(commands).await;

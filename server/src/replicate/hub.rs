@@ -5,8 +5,13 @@
 //!  session task ── update(conn, replica, durable, state) ──► Hub ──► AckTracker::set_durable
 //!                                                                  │      poll ─► wake writers
 //!  write handler ── wait_acked(lsn, policy, timeout) ─► WaitId ────┘
+//!        └──────────── ack_wanted: lsn ──► session tasks ─► LeaderSession::want_ack
 //!  /v1/status, /metrics ◄── replicas(), watermarks ◄───────────────┘
 //! ```
+//!
+//! Replicas of protocol version 3 acknowledge only when asked, so a write that waits tells
+//! every session which LSN it needs (`ack_wanted`, a watch): each asks its replica as soon as
+//! it has sent that far.
 //!
 //! One replica identity has one owner connection: when a replica reconnects before its old
 //! connection timed out, the newer connection takes the identity over, the older one is told to
@@ -18,7 +23,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::{Notify, oneshot};
+use tokio::sync::{Notify, oneshot, watch};
 
 use cstore_core::replication::{AckTracker, Needed, WaitId, WaitOutcome};
 use cstore_core::{Lsn, ReplicaId, TimestampMs};
@@ -104,6 +109,8 @@ struct Inner {
 #[derive(Debug)]
 pub struct Hub {
     inner: Mutex<Inner>,
+    /// The highest LSN a write waits to see acknowledged by replicas.
+    ack_wanted: watch::Sender<Lsn>,
 }
 
 impl Default for Hub {
@@ -123,7 +130,14 @@ impl Hub {
                 owners: HashMap::new(),
                 next_conn: 1,
             }),
+            ack_wanted: watch::Sender::new(Lsn::ZERO),
         }
+    }
+
+    /// The highest LSN a write waits to see acknowledged by replicas; it changes when a write
+    /// starts waiting for a later one.
+    pub fn ack_wanted(&self) -> watch::Receiver<Lsn> {
+        self.ack_wanted.subscribe()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -259,8 +273,16 @@ impl Hub {
             // It may be satisfied already.
             let done = inner.tracker.poll(now);
             inner.deliver(done);
-            id
+            (id, inner.waiting.contains_key(&id))
         };
+        let (id, waits) = id;
+        if waits {
+            self.ack_wanted.send_if_modified(|wanted| {
+                let later = lsn > *wanted;
+                *wanted = (*wanted).max(lsn);
+                later
+            });
+        }
         // Cancels the wait if the writer goes away (its connection closed).
         let guard = CancelOnDrop { hub: self, id };
         let outcome = match tokio::time::timeout(timeout, &mut receiver).await {

@@ -43,7 +43,9 @@ use crate::log::LogEntry;
 use crate::replication::config::SessionConfig;
 use crate::replication::entries_frame::EntriesFrame;
 use crate::replication::error::ReplicationError;
-use crate::replication::frame::{Frame, Hello, PROTOCOL_VERSION, SUBSCRIPTION_COLLECTIONS_MAX};
+use crate::replication::frame::{
+    Frame, Hello, PROTOCOL_VERSION, PROTOCOL_VERSION_MIN, SUBSCRIPTION_COLLECTIONS_MAX,
+};
 use crate::snapshot::Snapshot;
 use crate::state::State;
 use crate::types::{Hash, LogPosition, Lsn, ReplicaId, Term, TimestampMs};
@@ -129,6 +131,14 @@ pub struct LeaderSession {
     last_sent: TimestampMs,
     /// When acknowledgements last progressed (or sending into an empty window began).
     progress_at: TimestampMs,
+    /// The replica acknowledges entries only when asked (protocol version 3): see
+    /// [`Frame::Heartbeat`].
+    acks_on_request: bool,
+    /// `sent` when an acknowledgement was last asked for (by any heartbeat), and when.
+    ack_asked: Lsn,
+    ack_asked_at: TimestampMs,
+    /// The highest LSN a write waits to see acknowledged ([`Self::want_ack`]).
+    ack_wanted: Lsn,
     lagging_since: Option<TimestampMs>,
 }
 
@@ -165,6 +175,10 @@ impl LeaderSession {
             last_heard: now,
             last_sent: now,
             progress_at: now,
+            acks_on_request: false,
+            ack_asked: Lsn::ZERO,
+            ack_asked_at: now,
+            ack_wanted: Lsn::ZERO,
             lagging_since: None,
         }
     }
@@ -253,10 +267,11 @@ impl LeaderSession {
             }
             return self.violation("a second, different Hello".into());
         }
-        if hello.protocol_version != PROTOCOL_VERSION {
+        if !(PROTOCOL_VERSION_MIN..=PROTOCOL_VERSION).contains(&hello.protocol_version) {
             return self.close(ReplicationError::UnsupportedProtocol {
                 got: hello.protocol_version,
-                supported: PROTOCOL_VERSION,
+                min: PROTOCOL_VERSION_MIN,
+                max: PROTOCOL_VERSION,
             });
         }
         if hello.term > self.term {
@@ -297,6 +312,7 @@ impl LeaderSession {
             }
         }
         let last = hello.last;
+        self.acks_on_request = hello.protocol_version >= 3;
         self.hello = Some(hello);
         let mut out = Vec::new();
         if last == self.committed || last.lsn == Lsn::ZERO {
@@ -552,8 +568,19 @@ impl LeaderSession {
         }
         let mut out = Vec::new();
         if self.welcomed && since(self.last_sent) >= c.heartbeat_interval_ms {
-            let committed = self.committed;
-            self.send(now, Frame::Heartbeat { committed }, &mut out);
+            self.send_heartbeat(now, &mut out);
+        }
+        out
+    }
+
+    /// A write waits until the replica acknowledges `through` (its `ack` counts this
+    /// replica): a replica that acknowledges only when asked is asked as soon as the entries
+    /// through `through` were sent (at once, if they were).
+    pub fn want_ack(&mut self, now: TimestampMs, through: Lsn) -> Vec<LeaderCommand> {
+        let mut out = Vec::new();
+        if through > self.ack_wanted && !self.is_closed() {
+            self.ack_wanted = through;
+            self.maybe_ask_ack(now, &mut out);
         }
         out
     }
@@ -651,6 +678,14 @@ impl LeaderSession {
         assert!(self.reading.is_none() && from < to);
         self.reading = Some((from, to));
         out.push(LeaderCommand::ReadEntries { from, to });
+    }
+
+    /// A heartbeat, which also asks the replica to acknowledge what it was sent.
+    pub(super) fn send_heartbeat(&mut self, now: TimestampMs, out: &mut Vec<LeaderCommand>) {
+        self.ack_asked = self.sent.lsn;
+        self.ack_asked_at = now;
+        let committed = self.committed;
+        self.send(now, Frame::Heartbeat { committed }, out);
     }
 
     pub(super) fn send(&mut self, now: TimestampMs, frame: Frame, out: &mut Vec<LeaderCommand>) {
