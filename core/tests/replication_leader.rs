@@ -1024,6 +1024,27 @@ fn entries_flowing_past_a_heartbeat_interval_carry_an_ask() {
 }
 
 #[test]
+fn the_periodic_ask_is_spread_over_the_interval_by_replica() {
+    let log = log(2);
+    let roomy = SessionConfig {
+        window_entries_max: 100,
+        read_entries_max: 1,
+        ..config()
+    };
+    // Replica 7, heartbeat interval 100: its asks fall 7 ms earlier than a hello-time clock.
+    let mut s = session(&log, roomy);
+    s.handle_frame(t(500), hello_asked(LogPosition::START, 0));
+    assert_eq!(
+        s.on_entries(t(592), entries(&log, 1, 1)),
+        [send_entries(&log, 1, 1), read(2, 3)]
+    );
+    assert_eq!(
+        s.on_entries(t(593), entries(&log, 2, 2)),
+        [send_entries(&log, 2, 2), ask(&log)]
+    );
+}
+
+#[test]
 fn a_replica_of_version_2_is_never_asked_with_entries() {
     let log = log(4);
     let mut s = session(&log, config());

@@ -81,6 +81,17 @@
 //!     }
 //! }
 //! assert_eq!(persisted, log);
+//! // The replica acknowledges when asked. Every heartbeat asks; a session sends one when it
+//! // was quiet for a heartbeat interval, and right behind entries that something waits for.
+//! assert_eq!(session.durable_lsn(), Lsn(0));
+//! let later = TimestampMs(now.0 + SessionConfig::default().heartbeat_interval_ms);
+//! for command in session.on_tick(later) {
+//!     let LeaderCommand::Send(heartbeat) = command else { unreachable!() };
+//!     for answer in replica.handle_frame(later, heartbeat) {
+//!         let ReplicaCommand::Send(ack) = answer else { unreachable!() };
+//!         assert!(session.handle_frame(later, ack).is_empty());
+//!     }
+//! }
 //! assert_eq!(session.durable_lsn(), Lsn(2));
 //! assert_eq!(session.lag(), 0);
 //! ```

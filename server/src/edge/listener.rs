@@ -72,6 +72,12 @@ pub async fn serve(
                 }
             },
         };
+        // Every write goes out at once: a replication session's frames would otherwise wait
+        // behind Nagle for the peer's delayed TCP ack (up to 40 ms on Linux) whenever the
+        // replica has nothing to say, which replicas that acknowledge on request mostly do.
+        if let Err(error) = stream.set_nodelay(true) {
+            debug!(%addr, %error, "TCP_NODELAY not set");
+        }
         match Arc::clone(&shared.connections).try_acquire_owned() {
             Ok(permit) => {
                 let shared = Arc::clone(&shared);

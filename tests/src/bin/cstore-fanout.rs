@@ -228,13 +228,16 @@ async fn connect_replicas(
 }
 
 impl Local {
-    /// Waits for every replica to finish; returns how many failed.
-    async fn finish(self) -> usize {
+    /// Waits for every replica to finish; returns how many failed, and how many acks they
+    /// sent in all.
+    async fn finish(self) -> (usize, u64) {
         let mut failed = 0;
+        let mut acks = 0;
         for task in self.tasks {
             match tokio::time::timeout(Duration::from_secs(60), task).await {
-                Ok(Ok((Ok(()), _))) => {}
+                Ok(Ok((Ok(()), stats))) => acks += stats.acks_sent,
                 Ok(Ok((Err(e), stats))) => {
+                    acks += stats.acks_sent;
                     failed += 1;
                     if failed <= 3 {
                         eprintln!("replica failed: {e} ({stats:?})");
@@ -243,7 +246,7 @@ impl Local {
                 _ => failed += 1,
             }
         }
-        failed
+        (failed, acks)
     }
 }
 
@@ -254,6 +257,8 @@ struct Merged {
     /// Each replica's p99 of send → replica.
     p99s: Histogram<u64>,
     failed: usize,
+    /// `Ack` frames the replicas sent, from connect to the end.
+    acks: u64,
 }
 
 impl Merged {
@@ -262,6 +267,7 @@ impl Merged {
             all: Samples::new(),
             p99s: Histogram::new(3).expect("histogram"),
             failed: 0,
+            acks: 0,
         }
     }
 
@@ -292,6 +298,7 @@ impl Merged {
                 let _ = self.p99s.record(*value);
             }
             (Some("failed"), [n]) => self.failed += *n as usize,
+            (Some("acks"), [n]) => self.acks += *n,
             _ => return false,
         }
         true
@@ -339,7 +346,7 @@ async fn worker(args: &Args, url: &str) -> i32 {
     target.store(lsn, Ordering::Release);
     stop.store(true, Ordering::Release);
     let samples = local.samples.clone();
-    let failed = local.finish().await;
+    let (failed, acks) = local.finish().await;
     let mut merged = Merged::new();
     merged.add_local(&samples);
     let mut out = String::new();
@@ -355,7 +362,7 @@ async fn worker(args: &Args, url: &str) -> i32 {
             out.push_str(&format!("p99 {}\n", v.value_iterated_to()));
         }
     }
-    out.push_str(&format!("failed {failed}\nend\n"));
+    out.push_str(&format!("failed {failed}\nacks {acks}\nend\n"));
     print!("{out}");
     0
 }
@@ -556,7 +563,7 @@ async fn run(args: &Args, url: &str, pid: Option<u32>) -> i32 {
     let mut merged = Merged::new();
     if let Some(local) = local {
         let samples = local.samples.clone();
-        merged.failed = local.finish().await;
+        (merged.failed, merged.acks) = local.finish().await;
         merged.add_local(&samples);
     }
     if let Some(workers) = workers
@@ -642,6 +649,11 @@ async fn run(args: &Args, url: &str, pid: Option<u32>) -> i32 {
         caught_up.as_secs_f64(),
         errors.load(Ordering::Relaxed),
         merged.failed
+    );
+    println!(
+        "acks sent by the replicas, connect to end: {} ({:.2} per replica per second of writing)",
+        merged.acks,
+        merged.acks as f64 / args.replicas.max(1) as f64 / args.duration_s
     );
     let mib = |kib: Option<u64>| {
         kib.map_or("n/a".to_string(), |k| {
