@@ -261,7 +261,7 @@ impl Hub {
     ) -> Result<(), AckUnknown> {
         let timeout_ms = timeout.as_millis() as u64;
         let (sender, mut receiver) = oneshot::channel();
-        let id = {
+        let (id, waits) = {
             let mut inner = self.lock();
             let now = now_ms();
             let deadline = TimestampMs(now.0.saturating_add(timeout_ms));
@@ -275,7 +275,8 @@ impl Hub {
             inner.deliver(done);
             (id, inner.waiting.contains_key(&id))
         };
-        let (id, waits) = id;
+        // Sessions whose replicas acknowledge only when asked ask now (or once they sent this
+        // far): a wait already met needs nobody asked.
         if waits {
             self.ack_wanted.send_if_modified(|wanted| {
                 let later = lsn > *wanted;
