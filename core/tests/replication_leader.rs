@@ -73,6 +73,19 @@ fn hello_asked(last: LogPosition, durable: u64) -> Frame {
     frame
 }
 
+/// A session with room for 100 entries in flight that reads `read_max` at a time, whose
+/// replica (protocol version 3: it acknowledges when asked) said hello at `hello_at`.
+fn asked_session(log: &[LogEntry], read_max: u64, hello_at: u64) -> LeaderSession {
+    let roomy = SessionConfig {
+        window_entries_max: 100,
+        read_entries_max: read_max,
+        ..config()
+    };
+    let mut s = session(log, roomy);
+    s.handle_frame(t(hello_at), hello_asked(LogPosition::START, 0));
+    s
+}
+
 /// A heartbeat: the leader is alive, and asks for an acknowledgement.
 fn ask(log: &[LogEntry]) -> LeaderCommand {
     LeaderCommand::Send(Frame::Heartbeat {
@@ -944,13 +957,7 @@ fn a_replica_that_acks_on_request_is_asked_when_the_window_is_half_full() {
 #[test]
 fn a_replica_that_acks_on_request_is_asked_at_once_when_a_write_waits() {
     let log = log(4);
-    let roomy = SessionConfig {
-        window_entries_max: 100,
-        read_entries_max: 10,
-        ..config()
-    };
-    let mut s = LeaderSession::new(roomy, LEADER, TERM, log[1].position(), t(0));
-    s.handle_frame(t(1), hello_asked(LogPosition::START, 0));
+    let mut s = asked_session(&log[..2], 10, 1);
     assert_eq!(
         s.on_entries(t(2), entries(&log, 1, 2)),
         [send_entries(&log, 1, 2)]
@@ -973,13 +980,7 @@ fn a_replica_that_acks_on_request_is_asked_at_once_when_a_write_waits() {
 #[test]
 fn a_replica_that_acks_on_request_is_asked_once_a_heartbeat_interval_while_entries_flow() {
     let log = log(6);
-    let roomy = SessionConfig {
-        window_entries_max: 100,
-        read_entries_max: 10,
-        ..config()
-    };
-    let mut s = session(&log, roomy);
-    s.handle_frame(t(1), hello_asked(LogPosition::START, 0));
+    let mut s = asked_session(&log, 10, 1);
     assert_eq!(
         s.on_entries(t(2), entries(&log, 1, 6)),
         [send_entries(&log, 1, 6)]
@@ -993,13 +994,7 @@ fn a_replica_that_acks_on_request_is_asked_once_a_heartbeat_interval_while_entri
 #[test]
 fn entries_flowing_past_a_heartbeat_interval_carry_an_ask() {
     let log = log(6);
-    let roomy = SessionConfig {
-        window_entries_max: 100,
-        read_entries_max: 1,
-        ..config()
-    };
-    let mut s = session(&log, roomy);
-    s.handle_frame(t(1), hello_asked(LogPosition::START, 0));
+    let mut s = asked_session(&log, 1, 1);
     assert_eq!(
         s.on_entries(t(50), entries(&log, 1, 1)),
         [send_entries(&log, 1, 1), read(2, 3)]
@@ -1026,14 +1021,8 @@ fn entries_flowing_past_a_heartbeat_interval_carry_an_ask() {
 #[test]
 fn the_periodic_ask_is_spread_over_the_interval_by_replica() {
     let log = log(2);
-    let roomy = SessionConfig {
-        window_entries_max: 100,
-        read_entries_max: 1,
-        ..config()
-    };
     // Replica 7, heartbeat interval 100: its asks fall 7 ms earlier than a hello-time clock.
-    let mut s = session(&log, roomy);
-    s.handle_frame(t(500), hello_asked(LogPosition::START, 0));
+    let mut s = asked_session(&log, 1, 500);
     assert_eq!(
         s.on_entries(t(592), entries(&log, 1, 1)),
         [send_entries(&log, 1, 1), read(2, 3)]

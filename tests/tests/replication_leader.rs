@@ -60,6 +60,16 @@ fn follow(
     })
 }
 
+/// Drives a connected replica until `stop` is set; returns it.
+fn follow_until_stopped(
+    rt: &Runtime,
+    replica: ReplicaClient,
+    stop: &Arc<AtomicBool>,
+) -> JoinHandle<Result<ReplicaClient, (ReplicaClient, ReplicaClientError)>> {
+    let stop = Arc::clone(stop);
+    follow_until(rt, replica, move |_| stop.load(Ordering::Acquire))
+}
+
 /// Drives a connected replica until `done` holds; returns it.
 fn follow_until(
     rt: &Runtime,
@@ -171,10 +181,7 @@ fn two_replicas_converge(options: ServerOptions, threads: std::ops::RangeInclusi
         let mut replica = ReplicaClient::new(id, ReplicaOptions::default());
         rt.block_on(replica.connect(&ws_url(&server), None))
             .unwrap();
-        let stop = Arc::clone(&stop);
-        tasks.push(follow_until(&rt, replica, move |_| {
-            stop.load(Ordering::Acquire)
-        }));
+        tasks.push(follow_until_stopped(&rt, replica, &stop));
     }
     write_docs(&client, "a", 2_000);
     let last = client.last_lsn();
@@ -387,10 +394,7 @@ fn a_replica_acknowledges_when_asked() {
     rt.block_on(replica.connect(&ws_url(&server), None))
         .unwrap();
     let stop = Arc::new(AtomicBool::new(false));
-    let task = follow_until(&rt, replica, {
-        let stop = Arc::clone(&stop);
-        move |_| stop.load(Ordering::Acquire)
-    });
+    let task = follow_until_stopped(&rt, replica, &stop);
     for i in 0..50 {
         client
             .insert("items", &json!({"_id": format!("t{i:02}")}))

@@ -314,8 +314,9 @@ impl LeaderSession {
         let last = hello.last;
         self.acks_on_request = hello.protocol_version >= 3;
         // The periodic ask (a heartbeat interval after the last) is spread over the interval
-        // by replica: replicas that connected together would otherwise all answer in the same
-        // few milliseconds of every second, a burst the fan-out's p99 shows.
+        // by replica: replicas that connected together would otherwise all be asked, and
+        // answer, in the same few milliseconds of every interval. (Reasoned, not measured:
+        // docs/bench/fanout-profile.md.)
         let phase = hello.replica_id.0 % self.config.heartbeat_interval_ms.max(1);
         self.ack_asked_at = TimestampMs(now.0.saturating_sub(phase));
         self.hello = Some(hello);
