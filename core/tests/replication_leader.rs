@@ -955,26 +955,24 @@ fn a_replica_that_acks_on_request_is_asked_when_the_window_is_half_full() {
 }
 
 #[test]
-fn a_replica_that_acks_on_request_is_asked_at_once_when_a_write_waits() {
+fn a_replica_that_acks_on_request_is_asked_with_the_entries_while_a_write_waits() {
     let log = log(4);
     let mut s = asked_session(&log[..2], 10, 1);
+    // A write waits (the flag is raised before it commits): its entries carry an ask.
+    s.set_acks_awaited(true);
     assert_eq!(
         s.on_entries(t(2), entries(&log, 1, 2)),
-        [send_entries(&log, 1, 2)]
+        [send_entries(&log, 1, 2), ask(&log[..2])]
     );
-    // A write waits for entry 2, already sent: asked at once, and only once.
-    assert_eq!(s.want_ack(t(3), Lsn(2)), [ask(&log[..2])]);
-    assert_eq!(s.want_ack(t(4), Lsn(2)), []);
-    // A write waits for entry 4, not yet committed: asked when it goes out.
-    assert_eq!(s.want_ack(t(5), Lsn(4)), []);
-    assert_eq!(s.on_committed(t(6), log[3].position()), [read(3, 5)]);
+    assert_eq!(s.handle_frame(t(3), ack(2)), []);
+    // Nobody waits any more: entries go out unasked (the window has room, a second has not
+    // passed).
+    s.set_acks_awaited(false);
+    assert_eq!(s.on_committed(t(4), log[3].position()), [read(3, 5)]);
     assert_eq!(
-        s.on_entries(t(7), entries(&log, 3, 4)),
-        [send_entries(&log, 3, 4), ask(&log)]
+        s.on_entries(t(5), entries(&log, 3, 4)),
+        [send_entries(&log, 3, 4)]
     );
-    // Once acknowledged, nothing is owed to the waiters.
-    assert_eq!(s.handle_frame(t(8), ack(4)), []);
-    assert_eq!(s.want_ack(t(9), Lsn(3)), []);
 }
 
 #[test]
@@ -1038,9 +1036,9 @@ fn a_replica_of_version_2_is_never_asked_with_entries() {
     let log = log(4);
     let mut s = session(&log, config());
     s.handle_frame(t(1), hello(LogPosition::START, 0));
+    s.set_acks_awaited(true);
     assert_eq!(
         s.on_entries(t(200), entries(&log, 1, 3)),
         [send_entries(&log, 1, 3), read(4, 5)]
     );
-    assert_eq!(s.want_ack(t(201), Lsn(3)), []);
 }

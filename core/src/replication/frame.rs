@@ -131,8 +131,8 @@ pub enum Frame {
     /// Leader → replica: every snapshot byte was sent.
     SnapshotEnd,
     /// Leader → replica: the leader is alive and has committed through `committed`; it asks for
-    /// an [`Frame::Ack`]. The replica answers at once with its durable LSN (its keepalive) and,
-    /// if entries it received are still being persisted, acknowledges again once they are.
+    /// an [`Frame::Ack`]. The replica answers with its durable LSN (also its keepalive): at once,
+    /// or, when entries it received are still being persisted, once they are.
     ///
     /// A leader sends one when nothing else was sent for a heartbeat interval, and, to a
     /// replica of protocol version 3, right after entries when it needs their acknowledgement:

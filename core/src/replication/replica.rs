@@ -26,8 +26,9 @@
 //! [`Remedy`](crate::replication::Remedy).
 //!
 //! The replica speaks protocol version 3: it acknowledges persisted entries when the leader
-//! asks, not after every write. Each [`Frame::Heartbeat`] asks: it is answered at once with
-//! the durable LSN, and the entries received by then are acknowledged again once persisted.
+//! asks, not after every write. Each [`Frame::Heartbeat`] asks: it is answered with the
+//! durable LSN at once, or, when entries received by then are still being persisted, once
+//! they are.
 //! A leader sends one right behind entries whenever it needs their acknowledgement, so at ten
 //! writes a second a replica sends about one ack a second instead of ten. A welcome that
 //! confirms the local chain and an installed snapshot are always acknowledged (they open the
@@ -290,11 +291,16 @@ impl Replica {
                     self.leader_committed = committed;
                 }
                 // The answer doubles as the replica's keepalive. Entries still being persisted
-                // are acknowledged once they are (`on_persisted`).
+                // are acknowledged once they are (`on_persisted`), and that ack is the answer:
+                // one at once would only repeat an older durable LSN.
                 match phase {
                     Phase::Streaming => {
                         self.ack_asked = self.ack_asked.max(self.received.lsn);
-                        vec![self.ack()]
+                        if self.received.lsn > self.persisted && !self.unconfirmed {
+                            Vec::new()
+                        } else {
+                            vec![self.ack()]
+                        }
                     }
                     Phase::Snapshot => vec![self.snapshot_ack()],
                     _ => Vec::new(),

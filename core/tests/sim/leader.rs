@@ -53,8 +53,6 @@ pub struct LeaderNode {
     pub sessions: BTreeMap<ConnId, LiveSession>,
     pub acks: AckTracker,
     pub waits: BTreeMap<WaitId, Waiting>,
-    /// The highest LSN a write waited for: every session is told, as the server's hub does.
-    pub ack_wanted: Lsn,
     pub io: Vec<(u64, ConnId, LeaderIo)>,
     pub config: SessionConfig,
 }
@@ -83,7 +81,6 @@ impl LeaderNode {
             sessions: BTreeMap::new(),
             acks: AckTracker::new(10_000),
             waits: BTreeMap::new(),
-            ack_wanted: Lsn::ZERO,
             io: Vec::new(),
             config,
         }

@@ -45,6 +45,7 @@ pub async fn insert(
         }
     };
     let id = doc.id();
+    let _held = ack.hold(&app);
     let lsn = app
         .node
         .write(Txn::single(Op::Insert { collection, doc }))
@@ -137,6 +138,7 @@ pub async fn put(
         doc,
         if_version,
     };
+    let _held = ack.hold(&app);
     let lsn = app.node.write(Txn::single(op)).await?;
     ack.settle(&app, lsn).await?;
     Ok(written(&id, lsn))
@@ -162,6 +164,7 @@ pub async fn patch(
         patch: value.to_string(),
         if_version,
     };
+    let _held = ack.hold(&app);
     let lsn = app.node.write(Txn::single(op)).await?;
     ack.settle(&app, lsn).await?;
     Ok(written(&id, lsn))
@@ -180,6 +183,7 @@ pub async fn delete(
         id: id.clone(),
         if_version,
     };
+    let _held = ack.hold(&app);
     let lsn = app.node.write(Txn::single(op)).await?;
     ack.settle(&app, lsn).await?;
     Ok(written(&id, lsn))

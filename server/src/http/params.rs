@@ -93,6 +93,19 @@ pub struct Ack {
 }
 
 impl Ack {
+    /// Take before the write commits, and keep until [`Ack::settle`] returns: while a write
+    /// will wait for replicas, the sessions ask replicas that acknowledge on request with
+    /// every batch of entries (`Hub::hold_acks`), so this write's entries never go out unasked.
+    /// `None` when the policy waits for no replica acknowledgement.
+    pub fn hold<'a>(&self, app: &'a super::AppState) -> Option<crate::replicate::AcksHeld<'a>> {
+        match self.policy {
+            AckPolicy::Local => None,
+            // In cluster mode `all` waits for the voters, not for replicas.
+            AckPolicy::All if app.node.cluster().is_some() => None,
+            AckPolicy::Replicas(_) | AckPolicy::All => Some(app.replication.hub().hold_acks()),
+        }
+    }
+
     /// Waits until the write at `lsn` (durable on this node) satisfies the policy; a timeout
     /// is `ack_unknown`, carrying the LSN.
     ///

@@ -107,6 +107,7 @@ pub async fn commit(
     let (txn, ids) = parse_bytes(&mut || node.generate_id(), &body)?;
     auth.check_collections(txn.ops.iter().map(|op| op.collection()))?;
     // A rejection names its operation in its message (core's `Rejection` does).
+    let _held = ack.hold(&app);
     let (lsn, duplicate) = written(node, node.write(txn).await).await?;
     ack.settle(&app, lsn).await?;
     Ok(Json(answer(lsn, ids, duplicate)))
@@ -186,6 +187,7 @@ pub(super) async fn commit_each(
     if txns.is_empty() {
         return results;
     }
+    let _held = ack.hold(app);
     let written_all = node.write_many(txns).await;
     for ((at, ids), result) in pending.into_iter().zip(written_all) {
         results[at] = written(node, result)

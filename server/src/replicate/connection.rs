@@ -5,8 +5,7 @@
 //!  socket ──►│ binary message: handle_bytes   │
 //!  watch  ──►│ committed moved: on_committed  ├──► commands ──► Send: feed the socket (bounded)
 //!  timer  ──►│ tick due: on_tick              │               ReadEntries: tail, or "missing"
-//!  hub    ──►│ a write waits: want_ack        │               ReadSnapshot: source snapshot
-//!  stop   ──►│ shutdown / superseded: close   │
+//!  stop   ──►│ shutdown / superseded: close   │               ReadSnapshot: source snapshot
 //!            └────────────────────────────────┘               Close: error frame, close frame
 //! ```
 //!
@@ -16,7 +15,9 @@
 //! replica stopped reading) drops the connection. Everything else — a replica that stops
 //! acknowledging, lags too long, never says hello — is closed by the session's own rules,
 //! which the tick enforces. The timer is set to the session's `tick_due`, not a fixed period:
-//! an idle streaming session wakes about once per heartbeat interval.
+//! an idle streaming session wakes about once per heartbeat interval. Before each event the
+//! session learns whether a write waits for replica acknowledgements (`Hub::acks_awaited`), so
+//! it asks replicas that acknowledge on request with the entries it sends.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -77,7 +78,6 @@ pub(crate) async fn run<S>(
     let source = replicator.source();
     let mut committed = source.committed();
     let start = *committed.borrow_and_update();
-    let mut ack_wanted = replicator.hub().ack_wanted();
     let config = replicator.session_config().clone();
     let send_timeout = Duration::from_millis(config.replica_timeout_ms);
     let epoch = Instant::now();
@@ -91,9 +91,6 @@ pub(crate) async fn run<S>(
     if let Some(allowed) = allowed {
         session.limit_collections(allowed);
     }
-    // A write may be waiting already; before the hello this only records what it waits for.
-    let asked = session.want_ack(TimestampMs(0), *ack_wanted.borrow_and_update());
-    debug_assert!(asked.is_empty());
     let mut stopping = replicator.stopping();
     let mut c = Connection {
         replicator,
@@ -121,7 +118,10 @@ pub(crate) async fn run<S>(
             }
             message = c.socket.next() => match message {
                 None => break,
-                Some(Ok(Message::Binary(bytes))) => c.session.handle_bytes(c.now(), &bytes),
+                Some(Ok(Message::Binary(bytes))) => {
+                    let now = c.now();
+                    c.session().handle_bytes(now, &bytes)
+                }
                 Some(Ok(Message::Text(_))) => {
                     let error = ReplicationError::ProtocolViolation(
                         "a text message: replication frames are binary".into(),
@@ -142,19 +142,13 @@ pub(crate) async fn run<S>(
                     break;
                 }
                 let position = *committed.borrow_and_update();
-                c.session.on_committed(c.now(), position)
+                let now = c.now();
+                c.session().on_committed(now, position)
             }
             () = &mut tick => {
                 fired = true;
-                c.session.on_tick(c.now())
-            }
-            changed = ack_wanted.changed() => {
-                if changed.is_err() {
-                    c.close_with("shutting_down", "the node is stopping", CLOSE_GOING_AWAY).await;
-                    break;
-                }
-                let through = *ack_wanted.borrow_and_update();
-                c.session.want_ack(c.now(), through)
+                let now = c.now();
+                c.session().on_tick(now)
             }
         };
         let next = c.execute(commands).await;
@@ -171,6 +165,14 @@ pub(crate) async fn run<S>(
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
+    /// The session, told whether a write waits for replica acknowledgements: call before
+    /// handing it an event (its commands may send entries, which then carry an ask).
+    fn session(&mut self) -> &mut LeaderSession {
+        let awaited = self.replicator.hub().acks_awaited();
+        self.session.set_acks_awaited(awaited);
+        &mut self.session
+    }
+
     /// The session's clock: monotonic milliseconds since the connection opened.
     fn now(&self) -> TimestampMs {
         TimestampMs(self.epoch.elapsed().as_millis() as u64)
@@ -211,7 +213,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 LeaderCommand::ReadEntries { from, to } => {
                     let now = self.now();
                     match self.replicator.source().tail().read(from, to) {
-                        Ok(entries) => queue.extend(self.session.on_entries(now, entries)),
+                        // Told after the read: a write among these entries raised its flag
+                        // before it committed, so they go out with an ask.
+                        Ok(entries) => queue.extend(self.session().on_entries(now, entries)),
                         Err(TailError::BelowTail { .. }) => {
                             queue.extend(self.session.on_entries_missing(now))
                         }

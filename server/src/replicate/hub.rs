@@ -5,13 +5,15 @@
 //!  session task ── update(conn, replica, durable, state) ──► Hub ──► AckTracker::set_durable
 //!                                                                  │      poll ─► wake writers
 //!  write handler ── wait_acked(lsn, policy, timeout) ─► WaitId ────┘
-//!        └──────────── ack_wanted: lsn ──► session tasks ─► LeaderSession::want_ack
+//!        └── hold_acks() before it commits ──► acks_awaited ──► session tasks:
+//!                                        LeaderSession::set_acks_awaited, ask with the entries
 //!  /v1/status, /metrics ◄── replicas(), watermarks ◄───────────────┘
 //! ```
 //!
-//! Replicas of protocol version 3 acknowledge only when asked, so a write that waits tells
-//! every session which LSN it needs (`ack_wanted`, a watch): each asks its replica as soon as
-//! it has sent that far.
+//! Replicas of protocol version 3 acknowledge only when asked, so a write that will wait for
+//! replicas raises a count before it commits and keeps it raised until its wait ends
+//! ([`Hub::hold_acks`]). Sessions read it before they send entries: the entries of a waiting
+//! write always go out with an ask, and no session is woken because a write waits.
 //!
 //! One replica identity has one owner connection: when a replica reconnects before its old
 //! connection timed out, the newer connection takes the identity over, the older one is told to
@@ -20,10 +22,11 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::{Notify, oneshot, watch};
+use tokio::sync::{Notify, oneshot};
 
 use cstore_core::replication::{AckTracker, Needed, WaitId, WaitOutcome};
 use cstore_core::{Lsn, ReplicaId, TimestampMs};
@@ -109,8 +112,8 @@ struct Inner {
 #[derive(Debug)]
 pub struct Hub {
     inner: Mutex<Inner>,
-    /// The highest LSN a write waits to see acknowledged by replicas.
-    ack_wanted: watch::Sender<Lsn>,
+    /// Writes that will wait, or wait, for replica acknowledgements ([`Hub::hold_acks`]).
+    acks_awaited: AtomicUsize,
 }
 
 impl Default for Hub {
@@ -130,14 +133,23 @@ impl Hub {
                 owners: HashMap::new(),
                 next_conn: 1,
             }),
-            ack_wanted: watch::Sender::new(Lsn::ZERO),
+            acks_awaited: AtomicUsize::new(0),
         }
     }
 
-    /// The highest LSN a write waits to see acknowledged by replicas; it changes when a write
-    /// starts waiting for a later one.
-    pub fn ack_wanted(&self) -> watch::Receiver<Lsn> {
-        self.ack_wanted.subscribe()
+    /// Says that a write will wait for replica acknowledgements, for as long as the returned
+    /// guard lives: take it before the write commits and keep it until the wait ends. While
+    /// any is held, sessions ask replicas that acknowledge on request with every batch of
+    /// entries they send.
+    pub fn hold_acks(&self) -> AcksHeld<'_> {
+        // SeqCst, as the sessions' loads: the raise happens before the commit that wakes them.
+        self.acks_awaited.fetch_add(1, Ordering::SeqCst);
+        AcksHeld { hub: self }
+    }
+
+    /// True while some write holds [`Hub::hold_acks`].
+    pub fn acks_awaited(&self) -> bool {
+        self.acks_awaited.load(Ordering::SeqCst) > 0
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -261,7 +273,7 @@ impl Hub {
     ) -> Result<(), AckUnknown> {
         let timeout_ms = timeout.as_millis() as u64;
         let (sender, mut receiver) = oneshot::channel();
-        let (id, waits) = {
+        let id = {
             let mut inner = self.lock();
             let now = now_ms();
             let deadline = TimestampMs(now.0.saturating_add(timeout_ms));
@@ -273,17 +285,8 @@ impl Hub {
             // It may be satisfied already.
             let done = inner.tracker.poll(now);
             inner.deliver(done);
-            (id, inner.waiting.contains_key(&id))
+            id
         };
-        // Sessions whose replicas acknowledge only when asked ask now (or once they sent this
-        // far): a wait already met needs nobody asked.
-        if waits {
-            self.ack_wanted.send_if_modified(|wanted| {
-                let later = lsn > *wanted;
-                *wanted = (*wanted).max(lsn);
-                later
-            });
-        }
         // Cancels the wait if the writer goes away (its connection closed).
         let guard = CancelOnDrop { hub: self, id };
         let outcome = match tokio::time::timeout(timeout, &mut receiver).await {
@@ -309,6 +312,19 @@ impl Inner {
                 let _ = sender.send(outcome);
             }
         }
+    }
+}
+
+/// A write that will wait, or waits, for replica acknowledgements: see [`Hub::hold_acks`].
+#[derive(Debug)]
+#[must_use = "the count drops with the guard"]
+pub struct AcksHeld<'a> {
+    hub: &'a Hub,
+}
+
+impl Drop for AcksHeld<'_> {
+    fn drop(&mut self) {
+        self.hub.acks_awaited.fetch_sub(1, Ordering::SeqCst);
     }
 }
 

@@ -39,7 +39,7 @@ use cstore_core::Lsn;
 use cstore_core::replication::{Needed, SessionConfig};
 
 pub use ack::{AckPolicy, InvalidAck};
-pub use hub::{AckUnknown, ConnId, Hub, ReplicaView, SessionState};
+pub use hub::{AckUnknown, AcksHeld, ConnId, Hub, ReplicaView, SessionState};
 pub use sessions::SessionRuntime;
 pub use shared_frames::{SHARED_FRAME_SLOTS, SharedFrames};
 pub use source::{ReplicationSource, SnapshotCache, SourceError};

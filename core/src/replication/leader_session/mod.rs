@@ -137,8 +137,8 @@ pub struct LeaderSession {
     /// `sent` when an acknowledgement was last asked for (by any heartbeat), and when.
     ack_asked: Lsn,
     ack_asked_at: TimestampMs,
-    /// The highest LSN a write waits to see acknowledged ([`Self::want_ack`]).
-    ack_wanted: Lsn,
+    /// Some write waits for replicas to acknowledge it ([`Self::set_acks_awaited`]).
+    acks_awaited: bool,
     lagging_since: Option<TimestampMs>,
 }
 
@@ -178,7 +178,7 @@ impl LeaderSession {
             acks_on_request: false,
             ack_asked: Lsn::ZERO,
             ack_asked_at: now,
-            ack_wanted: Lsn::ZERO,
+            acks_awaited: false,
             lagging_since: None,
         }
     }
@@ -579,16 +579,14 @@ impl LeaderSession {
         out
     }
 
-    /// A write waits until the replica acknowledges `through` (its `ack` counts this
-    /// replica): a replica that acknowledges only when asked is asked as soon as the entries
-    /// through `through` were sent (at once, if they were).
-    pub fn want_ack(&mut self, now: TimestampMs, through: Lsn) -> Vec<LeaderCommand> {
-        let mut out = Vec::new();
-        if through > self.ack_wanted && !self.is_closed() {
-            self.ack_wanted = through;
-            self.maybe_ask_ack(now, &mut out);
-        }
-        out
+    /// Whether some write waits for replicas to acknowledge it (`ack=replicas:N` or `all`).
+    /// While one does, a replica that acknowledges only when asked is asked with every batch of
+    /// entries sent. The driver sets this before it hands the session anything that may send
+    /// entries, from a flag raised before such a write commits: the entries of a waiting write
+    /// are then always sent with an ask, and no session needs waking when a write starts to
+    /// wait.
+    pub fn set_acks_awaited(&mut self, awaited: bool) {
+        self.acks_awaited = awaited;
     }
 
     fn handle_ack(&mut self, now: TimestampMs, durable: Lsn) -> Vec<LeaderCommand> {

@@ -102,7 +102,7 @@ impl LeaderSession {
 
     /// Asks a replica that acknowledges only on request (protocol version 3) for an
     /// acknowledgement of what was sent, when something depends on it: a write waits for it
-    /// ([`LeaderSession::want_ack`]), the window is half full (so it reopens before it
+    /// ([`LeaderSession::set_acks_awaited`]), the window is half full (so it reopens before it
     /// closes), or no ask went out for a heartbeat interval (so `ack_timeout_ms` and the
     /// replica's reported lag stay meaningful). The ask is a heartbeat right behind the
     /// entries, in the same write to the socket. Other replicas acknowledge every persisted
@@ -117,7 +117,7 @@ impl LeaderSession {
         }
         let c = &self.config;
         let in_flight = self.sent.lsn.0 - self.acked.0;
-        let wanted = self.ack_wanted > self.ack_asked && self.ack_wanted > self.acked;
+        let wanted = self.acks_awaited;
         let half_full = in_flight.saturating_mul(2) >= c.window_entries_max
             || self.in_flight_bytes.saturating_mul(2) >= c.window_bytes_max;
         let due = now.0.saturating_sub(self.ack_asked_at.0) >= c.heartbeat_interval_ms;
