@@ -48,6 +48,18 @@ fn write_docs(client: &Client, prefix: &str, count: usize) {
     });
 }
 
+/// A replica client with these options, connected to `server`'s replication endpoint.
+fn connected(
+    rt: &Runtime,
+    server: &ServerProcess,
+    id: u64,
+    options: ReplicaOptions,
+) -> ReplicaClient {
+    let mut replica = ReplicaClient::new(id, options);
+    rt.block_on(replica.connect(&ws_url(server), None)).unwrap();
+    replica
+}
+
 /// Drives a connected replica until `target` is set and reached; returns it.
 fn follow(
     rt: &Runtime,
@@ -178,9 +190,7 @@ fn two_replicas_converge(options: ServerOptions, threads: std::ops::RangeInclusi
     let stop = Arc::new(AtomicBool::new(false));
     let mut tasks = Vec::new();
     for id in [11, 12] {
-        let mut replica = ReplicaClient::new(id, ReplicaOptions::default());
-        rt.block_on(replica.connect(&ws_url(&server), None))
-            .unwrap();
+        let replica = connected(&rt, &server, id, ReplicaOptions::default());
         tasks.push(follow_until_stopped(&rt, replica, &stop));
     }
     write_docs(&client, "a", 2_000);
@@ -244,9 +254,7 @@ fn a_reconnecting_replica_resumes_without_resending() {
     let server = ServerProcess::start(ServerOptions::default()).unwrap();
     let client = server.client();
     let rt = runtime();
-    let mut replica = ReplicaClient::new(21, ReplicaOptions::default());
-    rt.block_on(replica.connect(&ws_url(&server), None))
-        .unwrap();
+    let mut replica = connected(&rt, &server, 21, ReplicaOptions::default());
     write_docs(&client, "a", 500);
     let first = client.last_lsn();
     rt.block_on(replica.sync_to(Lsn(first), SYNC_TIMEOUT))
@@ -291,9 +299,7 @@ fn a_replica_behind_compaction_bootstraps_from_a_snapshot_then_streams() {
     });
     let snapshot_lsn = client.last_lsn();
     let rt = runtime();
-    let mut replica = ReplicaClient::new(31, ReplicaOptions::default());
-    rt.block_on(replica.connect(&ws_url(&server), None))
-        .unwrap();
+    let mut replica = connected(&rt, &server, 31, ReplicaOptions::default());
     rt.block_on(replica.sync_to(Lsn(snapshot_lsn), SYNC_TIMEOUT))
         .unwrap();
     let bootstrapped = replica.stats();
@@ -349,9 +355,7 @@ fn ack_replicas_waits_for_a_replica_and_times_out_as_unknown_without_one() {
         .expect_status(201);
 
     // One replica that follows: replicas:1 and all succeed.
-    let mut replica = ReplicaClient::new(41, ReplicaOptions::default());
-    rt.block_on(replica.connect(&ws_url(&server), None))
-        .unwrap();
+    let replica = connected(&rt, &server, 41, ReplicaOptions::default());
     let target = Arc::new(AtomicU64::new(0));
     let task = follow(&rt, replica, Arc::clone(&target));
     let reply = client
@@ -390,9 +394,7 @@ fn a_replica_acknowledges_when_asked() {
     let server = ServerProcess::start(ServerOptions::default()).unwrap();
     let client = server.client();
     let rt = runtime();
-    let mut replica = ReplicaClient::new(45, ReplicaOptions::default());
-    rt.block_on(replica.connect(&ws_url(&server), None))
-        .unwrap();
+    let replica = connected(&rt, &server, 45, ReplicaOptions::default());
     let stop = Arc::new(AtomicBool::new(false));
     let task = follow_until_stopped(&rt, replica, &stop);
     for i in 0..50 {
@@ -562,9 +564,7 @@ fn a_stopping_leader_closes_replicas_with_shutting_down() {
     let mut server = ServerProcess::start(ServerOptions::default()).unwrap();
     let client = server.client();
     let rt = runtime();
-    let mut replica = ReplicaClient::new(71, ReplicaOptions::default());
-    rt.block_on(replica.connect(&ws_url(&server), None))
-        .unwrap();
+    let mut replica = connected(&rt, &server, 71, ReplicaOptions::default());
     write_docs(&client, "a", 20);
     rt.block_on(replica.sync_to(Lsn(client.last_lsn()), SYNC_TIMEOUT))
         .unwrap();
@@ -606,8 +606,7 @@ fn a_subscribed_replica_holds_only_its_collections_and_verifies_the_chain() {
         ..ReplicaOptions::default()
     };
     // One replica streams from the start, one joins after compaction (filtered snapshot).
-    let mut early = ReplicaClient::new(81, options.clone());
-    rt.block_on(early.connect(&ws_url(&server), None)).unwrap();
+    let early = connected(&rt, &server, 81, options.clone());
     let target = Arc::new(AtomicU64::new(0));
     let task = follow(&rt, early, Arc::clone(&target));
     for i in 0..300 {
@@ -623,8 +622,7 @@ fn a_subscribed_replica_holds_only_its_collections_and_verifies_the_chain() {
     let last = client.last_lsn();
     target.store(last, Ordering::Release);
     let early = joined(&rt, task);
-    let mut late = ReplicaClient::new(82, options);
-    rt.block_on(late.connect(&ws_url(&server), None)).unwrap();
+    let mut late = connected(&rt, &server, 82, options);
     rt.block_on(late.sync_to(Lsn(last), SYNC_TIMEOUT)).unwrap();
     assert_eq!(late.stats().snapshots, 1, "{late:?}");
 
