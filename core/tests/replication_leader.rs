@@ -41,6 +41,7 @@ fn config() -> SessionConfig {
         lag_entries_max: 10,
         lag_timeout_ms: 2_000,
         ahead_wait_ms: 300,
+        protocol_version_max: PROTOCOL_VERSION,
     }
 }
 
@@ -597,6 +598,25 @@ fn hello_is_checked_and_a_duplicate_is_harmless() {
         let out = s.handle_frame(t(1), frame);
         assert_eq!(out.first(), Some(&welcome(LogPosition::START)));
     }
+    // A leader set to serve at most version 2 (how the tests play an older build) refuses this
+    // build's replicas as an older build does, and still serves version 2.
+    let older_leader = SessionConfig {
+        protocol_version_max: PROTOCOL_VERSION_MIN,
+        ..config()
+    };
+    let mut s = session(&log, older_leader.clone());
+    let out = s.handle_frame(t(1), hello_asked(LogPosition::START, 0));
+    assert_eq!(closed_with(&out), "unsupported_protocol");
+    let LeaderCommand::Close(error) = &out[1] else {
+        unreachable!()
+    };
+    assert_eq!(
+        error.to_string(),
+        format!("protocol version {PROTOCOL_VERSION} is not supported (this side speaks 2 to 2)")
+    );
+    let mut s = session(&log, older_leader);
+    let out = s.handle_frame(t(1), hello(LogPosition::START, 0));
+    assert_eq!(out.first(), Some(&welcome(LogPosition::START)));
 
     let mut s = session(&log, config());
     let mut ahead = hello(LogPosition::START, 0);

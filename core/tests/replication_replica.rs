@@ -3,8 +3,8 @@
 
 use cstore_core::ErrorCode;
 use cstore_core::replication::{
-    Frame, Hello, PROTOCOL_VERSION, Remedy, Replica, ReplicaCommand, ReplicaConfig,
-    ReplicationError, SnapshotResume,
+    Frame, Hello, PROTOCOL_VERSION, PROTOCOL_VERSION_MIN, Remedy, Replica, ReplicaCommand,
+    ReplicaConfig, ReplicationError, SnapshotResume,
 };
 use cstore_core::{Hash, LogEntry, LogPosition, Lsn, ReplicaId, Snapshot, Term, TimestampMs, Txn};
 
@@ -483,6 +483,101 @@ fn an_error_from_the_leader_closes_with_its_remedy() {
     assert!(
         matches!(error, ReplicationError::Remote { code, .. } if code == "unsupported_protocol")
     );
+}
+
+fn hello_version(r: &mut Replica, now: u64) -> u16 {
+    let Frame::Hello(hello) = r.hello(t(now)) else {
+        unreachable!()
+    };
+    hello.protocol_version
+}
+
+#[test]
+fn an_older_leader_that_refuses_the_version_is_greeted_in_the_one_before() {
+    let log = log(4);
+    let mut r = replica(LogPosition::START, 2);
+    assert_eq!(hello_version(&mut r, 0), PROTOCOL_VERSION);
+    // A leader of an older build answers the hello with `unsupported_protocol` and closes.
+    let out = r.handle_frame(
+        t(1),
+        Frame::error(
+            "unsupported_protocol",
+            "protocol version 3 is not supported (this side speaks 2)",
+        ),
+    );
+    let [ReplicaCommand::Close(error)] = out.as_slice() else {
+        panic!("{out:?}")
+    };
+    assert_eq!(
+        (error.code(), error.remedy()),
+        ("protocol_fallback", Remedy::Reconnect)
+    );
+    assert!(matches!(
+        error,
+        ReplicationError::ProtocolFallback { refused: 3, next: 2, message } if message.contains("speaks 2")
+    ));
+    assert!(!r.is_connected());
+
+    // The next hello speaks version 2, and a version 2 replica acknowledges every persisted
+    // batch unasked, as replicas of that version did.
+    assert_eq!(hello_version(&mut r, 2), 2);
+    assert_eq!(r.protocol_version(), 2);
+    assert_eq!(r.handle_frame(t(3), welcome(2, LogPosition::START)), []);
+    assert_eq!(
+        r.handle_frame(t(4), frame(&log, 1, 2)),
+        [persist(&log, 1, 2)]
+    );
+    assert_eq!(r.on_persisted(t(5), Lsn(2)), [ack(2)]);
+    r.handle_frame(t(6), frame(&log, 3, 4));
+    assert_eq!(r.on_persisted(t(7), Lsn(4)), [ack(4)]);
+
+    // That connection ends; the leader may have been upgraded meanwhile, so the next hello
+    // tries the newest version again.
+    r.on_disconnected();
+    assert_eq!(hello_version(&mut r, 8), PROTOCOL_VERSION);
+    assert_eq!(r.handle_frame(t(9), welcome(2, log[3].position())), []);
+    r.handle_frame(
+        t(10),
+        Frame::Heartbeat {
+            committed: log[3].position(),
+        },
+    );
+    r.on_disconnected();
+    assert_eq!(
+        hello_version(&mut r, 11),
+        PROTOCOL_VERSION,
+        "welcomed at the newest"
+    );
+}
+
+#[test]
+fn a_refusal_of_the_oldest_version_stops() {
+    let mut r = replica(LogPosition::START, 2);
+    r.hello(t(0));
+    let refused = || Frame::error("unsupported_protocol", "speak 4");
+    let out = r.handle_frame(t(1), refused());
+    assert!(matches!(
+        out.as_slice(),
+        [ReplicaCommand::Close(
+            ReplicationError::ProtocolFallback { .. }
+        )]
+    ));
+    // Each version down to the oldest is tried once, then the replica stops: the leader is
+    // newer than anything it speaks.
+    for version in (PROTOCOL_VERSION_MIN..PROTOCOL_VERSION).rev() {
+        assert_eq!(hello_version(&mut r, 2), version);
+        let out = r.handle_frame(t(3), refused());
+        let [ReplicaCommand::Close(error)] = out.as_slice() else {
+            panic!("{out:?}")
+        };
+        if version > PROTOCOL_VERSION_MIN {
+            assert_eq!(error.code(), "protocol_fallback");
+        } else {
+            assert_eq!((error.code(), error.remedy()), ("peer_error", Remedy::Stop));
+        }
+    }
+    // Refused again, it does not go below the oldest.
+    assert_eq!(hello_version(&mut r, 4), PROTOCOL_VERSION_MIN);
 }
 
 #[test]

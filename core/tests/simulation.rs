@@ -111,7 +111,9 @@ fn a_seed_replays_exactly() {
 }
 
 /// On a network that only delays, nothing needs recovering: no frame is refused, no transfer
-/// breaks, no timeout fires. A replica too slow for the write rate may still be dropped.
+/// breaks, no timeout fires. A replica too slow for the write rate may still be dropped, and a
+/// leader that plays an older build refuses each hello of the newest version, which the
+/// replica answers by falling back (unless a crash or a cut came first).
 #[test]
 fn a_quiet_network_needs_no_recovery() {
     let options = Options {
@@ -123,7 +125,12 @@ fn a_quiet_network_needs_no_recovery() {
         let unexpected: Vec<_> = report
             .closes
             .iter()
-            .filter(|(code, _)| **code != "replica_lagging")
+            .filter(|(code, _)| {
+                !matches!(
+                    **code,
+                    "replica_lagging" | "unsupported_protocol" | "protocol_fallback"
+                )
+            })
             .collect();
         assert!(
             unexpected.is_empty(),

@@ -38,6 +38,14 @@ pub struct SessionConfig {
     /// for this long before it is taken for diverged and sent a snapshot. Below the replica's
     /// `leader_timeout_ms`, since nothing is sent meanwhile.
     pub ahead_wait_ms: u64,
+    /// The newest protocol version served ([`PROTOCOL_VERSION`] unless set lower): a leader at
+    /// a lower one refuses newer replicas exactly as an older build does, which is how the
+    /// tests play an older leader during a rolling upgrade. Clamped to
+    /// [`PROTOCOL_VERSION_MIN`]..=[`PROTOCOL_VERSION`].
+    ///
+    /// [`PROTOCOL_VERSION`]: crate::replication::PROTOCOL_VERSION
+    /// [`PROTOCOL_VERSION_MIN`]: crate::replication::PROTOCOL_VERSION_MIN
+    pub protocol_version_max: u16,
 }
 
 impl Default for SessionConfig {
@@ -58,6 +66,7 @@ impl Default for SessionConfig {
             lag_entries_max: 100_000,
             lag_timeout_ms: 60_000,
             ahead_wait_ms: 3_000,
+            protocol_version_max: crate::replication::PROTOCOL_VERSION,
         }
     }
 }

@@ -109,6 +109,16 @@ pub enum ReplicationError {
     /// The peer closed with an `Error` frame.
     #[error("peer closed: {code}: {message}")]
     Remote { code: String, message: String },
+    /// The leader refused the hello's protocol version (`unsupported_protocol`): it is older
+    /// than this replica. The next hello speaks the version before.
+    #[error(
+        "the leader refused protocol version {refused} ({message}); the next hello speaks version {next}"
+    )]
+    ProtocolFallback {
+        refused: u16,
+        next: u16,
+        message: String,
+    },
 }
 
 impl ErrorCode for ReplicationError {
@@ -137,6 +147,7 @@ impl ErrorCode for ReplicationError {
             ReplicationError::SubscriptionForbidden(_) => "collection_forbidden",
             ReplicationError::LeaderSnapshot(_) => "leader_snapshot_unusable",
             ReplicationError::Remote { .. } => "peer_error",
+            ReplicationError::ProtocolFallback { .. } => "protocol_fallback",
         }
     }
 }

@@ -31,8 +31,13 @@ use crate::types::{Hash, LogPosition, Lsn, ReplicaId, Term};
 ///   answer is needed (see [`Frame::Heartbeat`]). A version 2 replica acknowledges every
 ///   persisted batch.
 pub const PROTOCOL_VERSION: u16 = 3;
-/// The oldest replica protocol version a leader of this build serves.
+/// The oldest replica protocol version a leader of this build serves, and the oldest a replica
+/// of this build falls back to when a leader refuses its newest ([`Replica`]'s hello).
+///
+/// [`Replica`]: crate::replication::Replica
 pub const PROTOCOL_VERSION_MIN: u16 = 2;
+/// The first version whose replicas acknowledge only when asked.
+pub(crate) const ACKS_ON_REQUEST_SINCE: u16 = 3;
 /// Largest frame, in bytes, that [`Frame::decode`] accepts: one record of the largest size.
 /// A single entry always fits (a transaction is at most 16 MiB of documents); batches of
 /// entries are cut far below this by the leader's `frame_bytes_max`.

@@ -34,6 +34,14 @@
 //! confirms the local chain and an installed snapshot are always acknowledged (they open the
 //! leader's window).
 //!
+//! A leader older than this replica refuses its hello with `unsupported_protocol`. The
+//! replica then closes with [`ReplicationError::ProtocolFallback`] (remedy: reconnect) and its
+//! next hello speaks the version before, down to [`PROTOCOL_VERSION_MIN`]; at version 2 it
+//! acknowledges every persisted batch, as replicas of that version did. Once a connection at an
+//! older version ends, the next hello tries the newest again (the leader may have been
+//! upgraded meanwhile). So replicas can be upgraded before their servers: a browser that loads
+//! a new module keeps syncing with a server that is not upgraded yet.
+//!
 //! The driver must carry out `Persist` and `InstallSnapshot` in the order given, and report
 //! completions in that order.
 
@@ -41,7 +49,9 @@ use crate::error::ErrorCode;
 use crate::log::LogEntry;
 use crate::replication::config::ReplicaConfig;
 use crate::replication::error::ReplicationError;
-use crate::replication::frame::{Frame, FrameError, Hello, PROTOCOL_VERSION};
+use crate::replication::frame::{
+    ACKS_ON_REQUEST_SINCE, Frame, FrameError, Hello, PROTOCOL_VERSION, PROTOCOL_VERSION_MIN,
+};
 use crate::replication::incoming::IncomingSnapshot;
 use crate::snapshot::Snapshot;
 use crate::types::{Hash, LogPosition, Lsn, ReplicaId, Term, TimestampMs};
@@ -118,6 +128,12 @@ pub struct Replica {
     ack_asked: Lsn,
     /// The durable LSN of the last `Ack` sent on this connection.
     ack_sent: Lsn,
+    /// The protocol version the next hello speaks: [`PROTOCOL_VERSION`], or an older one after
+    /// a leader refused a newer.
+    version: u16,
+    /// Welcomed at a version older than [`PROTOCOL_VERSION`]: the next hello tries the newest
+    /// again.
+    retry_newest: bool,
     #[cfg(feature = "testing")]
     bugs: PlantedBugs,
 }
@@ -140,6 +156,8 @@ impl Replica {
             last_heard: TimestampMs(0),
             ack_asked: Lsn::ZERO,
             ack_sent: Lsn::ZERO,
+            version: PROTOCOL_VERSION,
+            retry_newest: false,
             #[cfg(feature = "testing")]
             bugs: PlantedBugs::default(),
         }
@@ -188,6 +206,11 @@ impl Replica {
         self.leader
     }
 
+    /// The protocol version of the current connection's hello (or the next one's).
+    pub fn protocol_version(&self) -> u16 {
+        self.version
+    }
+
     /// True while entries stream from a leader.
     pub fn is_streaming(&self) -> bool {
         self.phase == Phase::Streaming
@@ -205,8 +228,12 @@ impl Replica {
         self.last_heard = now;
         self.ack_asked = Lsn::ZERO;
         self.ack_sent = Lsn::ZERO;
+        if self.retry_newest {
+            self.retry_newest = false;
+            self.version = PROTOCOL_VERSION;
+        }
         Frame::Hello(Hello {
-            protocol_version: PROTOCOL_VERSION,
+            protocol_version: self.version,
             replica_id: self.config.replica_id,
             term: self.term,
             last: self.received,
@@ -252,6 +279,19 @@ impl Replica {
         match frame {
             Frame::Error { code, message } => {
                 self.on_disconnected();
+                // An older leader refused the hello: say it again in the version before.
+                if phase == Phase::AwaitWelcome
+                    && code == "unsupported_protocol"
+                    && self.version > PROTOCOL_VERSION_MIN
+                {
+                    let refused = self.version;
+                    self.version -= 1;
+                    return vec![ReplicaCommand::Close(ReplicationError::ProtocolFallback {
+                        refused,
+                        next: self.version,
+                        message,
+                    })];
+                }
                 vec![ReplicaCommand::Close(ReplicationError::Remote {
                     code,
                     message,
@@ -323,7 +363,7 @@ impl Replica {
             "persisted {lsn} outside [{before}, {}]",
             self.received
         );
-        if self.ack_asked > self.ack_sent {
+        if self.ack_asked > self.ack_sent || self.version < ACKS_ON_REQUEST_SINCE {
             self.ack_if_advanced(before)
         } else {
             Vec::new()
@@ -377,6 +417,7 @@ impl Replica {
             out.push(ReplicaCommand::SaveTerm(term));
         }
         self.leader = Some((leader_id, term));
+        self.retry_newest = self.version < PROTOCOL_VERSION;
         if start == self.received {
             self.phase = Phase::Streaming;
             // The leader found our position on its chain: what the store holds counts, unless

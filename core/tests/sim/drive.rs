@@ -41,6 +41,20 @@ impl World {
             self.replicas[r].machine.on_disconnected();
             self.replicas[r].reconnect_at = self.now + self.rng.range(5, 50);
         }
+        self.replicas[r].closing = false;
+    }
+
+    /// Replicas whose leader closed learn of it once the frames sent before the close arrived.
+    pub(super) fn closings(&mut self) {
+        for r in 0..self.replicas.len() {
+            let node = &self.replicas[r];
+            if node.closing
+                && let Some(conn) = node.conn
+                && !self.net.in_flight(conn, Dir::ToReplica)
+            {
+                self.disconnect(r);
+            }
+        }
     }
 
     pub(super) fn leader_commands(&mut self, conn: ConnId, commands: Vec<LeaderCommand>) {
@@ -76,7 +90,11 @@ impl World {
                     if self.trace {
                         eprintln!("{} ms replica {r} closed: {error}", self.now);
                     }
-                    self.disconnect(r);
+                    // A leader's close is a WebSocket close: the frames it sent before (its
+                    // `Error` frame among them) arrive first, unless the network loses them,
+                    // and the replica learns of the close after them.
+                    self.leader.sessions.remove(&conn);
+                    self.replicas[r].closing = true;
                     return;
                 }
             }
@@ -138,6 +156,8 @@ impl World {
                 );
             }
             match packet.dir {
+                // The leader closed this connection; the replica has not noticed yet.
+                Dir::ToLeader if !self.leader.sessions.contains_key(&conn) => {}
                 Dir::ToLeader => {
                     let now = self.ts();
                     let commands = self.session(conn).handle_bytes(now, &packet.bytes);

@@ -229,6 +229,13 @@ impl World {
             lag_timeout_ms: 2_000,
             // Below the replicas' leader timeout (200 ms), as it must be.
             ahead_wait_ms: 100,
+            // One seed in five plays an older leader (version 2 only): the replicas are
+            // refused, fall back, and acknowledge every batch unasked.
+            protocol_version_max: if rng.chance(0.2) {
+                cstore_core::replication::PROTOCOL_VERSION_MIN
+            } else {
+                cstore_core::replication::PROTOCOL_VERSION
+            },
         };
         let mut leader = LeaderNode::new(session);
         for _ in 0..rng.range(0, 30) {
@@ -316,6 +323,7 @@ impl World {
             self.chaos();
         }
         self.deliver();
+        self.closings();
         self.leader_io();
         self.replica_io();
         self.ticks();

@@ -4,7 +4,9 @@
 //! send(bytes) ─► drop? ─► flip a bit? ─► tamper an entry? ─► delay (FIFO unless reordered)
 //!                                                            └► duplicate with its own delay
 //! cut(conn)   ─► in-flight packets of the connection vanish, except "leaked" ones, which a
-//!                broken proxy delivers into the replica's next connection
+//!                broken proxy delivers into the replica's next connection. A leader's close
+//!                cuts only once its frames in flight to the replica arrived (a WebSocket
+//!                close follows the frames before it); other closes cut at once
 //! isolate     ─► every packet to or from the replica vanishes silently until healed
 //! ```
 //!
@@ -142,6 +144,13 @@ impl Network {
                 bytes: bytes.clone(),
             });
         }
+    }
+
+    /// Whether a packet of `conn` in direction `dir` is still on its way.
+    pub fn in_flight(&self, conn: ConnId, dir: Dir) -> bool {
+        self.packets
+            .iter()
+            .any(|p| p.conn == conn && p.dir == dir && !p.leaked)
     }
 
     /// The connection closed: its packets vanish, unless a broken proxy leaks them.

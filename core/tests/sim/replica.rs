@@ -48,6 +48,9 @@ pub struct ReplicaNode {
     pub io: VecDeque<(u64, ReplicaIo)>,
     io_tail: u64,
     pub conn: Option<ConnId>,
+    /// The leader closed `conn`: the replica learns of it once the frames sent before the
+    /// close arrived.
+    pub closing: bool,
     pub reconnect_at: u64,
     /// LSNs applied to `state` since it was built, which was at `applied_base`.
     pub applied: Vec<Lsn>,
@@ -86,6 +89,7 @@ impl ReplicaNode {
             io: VecDeque::new(),
             io_tail: 0,
             conn: None,
+            closing: false,
             reconnect_at: 0,
             applied: Vec::new(),
             applied_base: Lsn::ZERO,

@@ -44,7 +44,8 @@ use crate::replication::config::SessionConfig;
 use crate::replication::entries_frame::EntriesFrame;
 use crate::replication::error::ReplicationError;
 use crate::replication::frame::{
-    Frame, Hello, PROTOCOL_VERSION, PROTOCOL_VERSION_MIN, SUBSCRIPTION_COLLECTIONS_MAX,
+    ACKS_ON_REQUEST_SINCE, Frame, Hello, PROTOCOL_VERSION, PROTOCOL_VERSION_MIN,
+    SUBSCRIPTION_COLLECTIONS_MAX,
 };
 use crate::snapshot::Snapshot;
 use crate::state::State;
@@ -188,6 +189,11 @@ impl LeaderSession {
         self.hello.as_ref().map(|h| h.replica_id)
     }
 
+    /// The protocol version the replica's hello spoke, once it said hello.
+    pub fn protocol_version(&self) -> Option<u16> {
+        self.hello.as_ref().map(|h| h.protocol_version)
+    }
+
     /// The replica's durable LSN on the leader's chain, for watermarks.
     pub fn durable_lsn(&self) -> Lsn {
         self.acked
@@ -267,11 +273,15 @@ impl LeaderSession {
             }
             return self.violation("a second, different Hello".into());
         }
-        if !(PROTOCOL_VERSION_MIN..=PROTOCOL_VERSION).contains(&hello.protocol_version) {
+        let max = self
+            .config
+            .protocol_version_max
+            .clamp(PROTOCOL_VERSION_MIN, PROTOCOL_VERSION);
+        if !(PROTOCOL_VERSION_MIN..=max).contains(&hello.protocol_version) {
             return self.close(ReplicationError::UnsupportedProtocol {
                 got: hello.protocol_version,
                 min: PROTOCOL_VERSION_MIN,
-                max: PROTOCOL_VERSION,
+                max,
             });
         }
         if hello.term > self.term {
@@ -312,7 +322,7 @@ impl LeaderSession {
             }
         }
         let last = hello.last;
-        self.acks_on_request = hello.protocol_version >= 3;
+        self.acks_on_request = hello.protocol_version >= ACKS_ON_REQUEST_SINCE;
         // The periodic ask (a heartbeat interval after the last) is spread over the interval
         // by replica: replicas that connected together would otherwise all be asked, and
         // answer, in the same few milliseconds of every interval. (Reasoned, not measured:
