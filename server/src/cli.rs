@@ -263,6 +263,15 @@ pub struct ServeArgs {
           default_value_t = crate::edge::REPLICA_TIMEOUT_MS_DEFAULT,
           value_parser = clap::value_parser!(u64).range(500..=600_000))]
     pub replica_timeout_ms: u64,
+    /// The newest replication protocol version served. Lower, the server refuses newer
+    /// replicas as an older build does: the tests play an older leader with it, to check that
+    /// newer replicas fall back. Not for production use.
+    #[arg(long, value_name = "N", hide = true,
+          default_value_t = cstore_core::replication::PROTOCOL_VERSION,
+          value_parser = clap::value_parser!(u16).range(
+              cstore_core::replication::PROTOCOL_VERSION_MIN as i64
+                  ..=cstore_core::replication::PROTOCOL_VERSION as i64))]
+    pub replication_protocol_max: u16,
     /// Threads that run the replication sessions, apart from the HTTP edge and the writes, so
     /// that thousands of replicas cannot delay a write; 0 runs them beside the HTTP edge.
     /// Default: half the CPUs, at least one.

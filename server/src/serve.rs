@@ -292,7 +292,10 @@ pub async fn run(args: ServeArgs, shutdown: impl Future<Output = ()>) -> Result<
     .map_err(ServeError::Serve)?;
     let replication = node.replicator_with(
         auth.clone(),
-        edge::session_config(args.replica_timeout_ms),
+        cstore_core::replication::SessionConfig {
+            protocol_version_max: args.replication_protocol_max,
+            ..edge::session_config(args.replica_timeout_ms)
+        },
         sessions.handle(),
     );
     let app = http::router(AppState {
@@ -406,6 +409,7 @@ mod tests {
             txn_body_max_bytes: crate::http::TXN_BODY_BYTES_MAX as u64,
             frame_max_bytes: cstore_core::replication::FRAME_BYTES_MAX as u64,
             replica_timeout_ms: crate::edge::REPLICA_TIMEOUT_MS_DEFAULT,
+            replication_protocol_max: cstore_core::replication::PROTOCOL_VERSION,
             replication_threads: None,
             tls_cert: None,
             tls_key: None,

@@ -4,7 +4,8 @@
 //! the leader show up everywhere with identical contents; a write sent to a follower is
 //! forwarded and then readable there with `min_lsn`; a follower killed with SIGKILL resumes
 //! where its disk was, without downloading again; one that joins after compaction installs a
-//! snapshot; one pointed at something that is no leader keeps retrying and says why.
+//! snapshot; one pointed at something that is no leader keeps retrying and says why; one newer
+//! than its leader speaks the leader's protocol version until the leader is upgraded.
 
 use std::time::{Duration, Instant};
 
@@ -178,6 +179,81 @@ fn a_follower_that_joins_after_compaction_bootstraps_from_a_snapshot() {
     wait_applied(&relay.client(), next, "relay");
     assert_eq!(
         relay.client().all_docs(COLLECTION),
+        leader.client().all_docs(COLLECTION)
+    );
+}
+
+/// Writes that wait for one replica, each with a deadline under the leader's heartbeat interval
+/// (1 s), so that an ack the replica sends only when asked by a heartbeat would miss it.
+fn write_waiting_for_a_replica(leader: &ServerProcess, prefix: &str) {
+    for i in 0..5 {
+        leader
+            .client()
+            .post(
+                &format!("/v1/c/{COLLECTION}?ack=replicas:1&ack_timeout_ms=500"),
+                &json!({"_id": format!("{prefix}{i}")}),
+            )
+            .unwrap()
+            .expect_status(201);
+    }
+}
+
+/// The protocol version of each replica connected to `leader`, as its status shows them.
+fn replica_versions(leader: &ServerProcess) -> Vec<Value> {
+    let status = leader.client().status();
+    let replicas = status["replicas"].as_array().expect("a replicas list");
+    replicas
+        .iter()
+        .map(|r| r["protocol_version"].clone())
+        .collect()
+}
+
+#[test]
+fn a_follower_newer_than_its_leader_speaks_its_version_until_it_is_upgraded() {
+    // `--replication-protocol-max 2`: the leader refuses this build's version 3 exactly as a
+    // build from before version 3 does (`unsupported_protocol`, then it closes).
+    let older = vec!["--replication-protocol-max".to_string(), "2".to_string()];
+    let mut leader = ServerProcess::start(ServerOptions {
+        extra_args: older,
+        ..ServerOptions::default()
+    })
+    .expect("leader starts");
+    let follower = ServerProcess::start(ServerOptions::follower_of(&leader)).expect("follower");
+    let last = write_docs(&leader.client(), "a", 20);
+    let status = wait_applied(&follower.client(), last, "follower");
+    let progress = &status["follower"];
+    assert_eq!(progress["protocol_version"], 2, "{status}");
+    assert_eq!(progress["connection"], "streaming", "{status}");
+    assert_eq!(
+        progress["last_error"]["code"], "protocol_fallback",
+        "{status}"
+    );
+    assert_eq!(replica_versions(&leader), [json!(2)]);
+    // Version 2 acknowledges every batch unasked, as replicas of that version did: a write
+    // that waits for the follower is answered without waiting for a heartbeat.
+    write_waiting_for_a_replica(&leader, "w");
+
+    // The leader is upgraded (restarted without the flag): once the follower's connection
+    // ends, its next hello speaks the newest version again.
+    leader.terminate(5_000).expect("leader stops");
+    leader.options_mut().extra_args.clear();
+    leader.restart().expect("leader starts again, upgraded");
+    let last = write_docs(&leader.client(), "b", 5);
+    let status = wait_applied(&follower.client(), last, "follower, after the upgrade");
+    assert_eq!(
+        status["follower"]["protocol_version"],
+        cstore_core::replication::PROTOCOL_VERSION,
+        "{status}"
+    );
+    assert_eq!(
+        replica_versions(&leader),
+        [json!(cstore_core::replication::PROTOCOL_VERSION)]
+    );
+    write_waiting_for_a_replica(&leader, "x");
+    let done = leader.client().last_lsn();
+    wait_applied(&follower.client(), done, "follower");
+    assert_eq!(
+        follower.client().all_docs(COLLECTION),
         leader.client().all_docs(COLLECTION)
     );
 }

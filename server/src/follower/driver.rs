@@ -648,6 +648,7 @@ fn publish(local: &FollowerCopy, replica: &Replica) {
     progress.leader_id = replica.leader().map(|(id, _)| id);
     progress.leader_committed_lsn = replica.leader_committed().lsn;
     progress.lag = lag;
+    progress.protocol_version = replica.protocol_version();
     progress.connection = if replica.is_streaming() {
         Connection::Streaming
     } else if replica.is_connected() {

@@ -228,6 +228,7 @@ impl Follower {
             bytes_received: 0,
             entries_received: 0,
             snapshot_installs: 0,
+            protocol_version: cstore_core::replication::PROTOCOL_VERSION,
         };
         let (stop, _) = watch::channel(false);
         let (stopped, _) = watch::channel(false);

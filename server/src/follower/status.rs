@@ -68,6 +68,9 @@ pub struct Progress {
     pub entries_received: u64,
     /// Snapshots installed.
     pub snapshot_installs: u64,
+    /// The replication protocol version of the last hello: the newest, or an older one while
+    /// the leader is older than this build (it refused the newest).
+    pub protocol_version: u16,
 }
 
 /// What `/v1/status` reports about a follower.

@@ -111,6 +111,7 @@ pub async fn status(
                     "bytes_received": progress.bytes_received,
                     "entries_received": progress.entries_received,
                     "snapshot_installs": progress.snapshot_installs,
+                    "protocol_version": progress.protocol_version,
                 },
             }))
         }

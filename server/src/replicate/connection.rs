@@ -363,7 +363,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         let now = (self.session.replica_id(), self.session.durable_lsn(), state);
         if self.reported != Some(now) {
             self.reported = Some(now);
-            self.replicator.hub().update(self.conn, now.0, now.1, now.2);
+            let version = self.session.protocol_version();
+            self.replicator
+                .hub()
+                .update(self.conn, now.0, version, now.1, now.2);
         }
     }
 }

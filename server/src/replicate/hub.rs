@@ -75,6 +75,8 @@ pub struct ReplicaView {
     pub lag: u64,
     /// Where it is in the protocol.
     pub state: SessionState,
+    /// The protocol version its hello spoke, once it said hello.
+    pub protocol_version: Option<u16>,
 }
 
 /// Why a write's replica acknowledgement is unknown.
@@ -172,6 +174,7 @@ impl Hub {
                     acked_lsn: Lsn::ZERO,
                     lag: 0,
                     state: SessionState::AwaitingHello,
+                    protocol_version: None,
                 },
                 superseded: Arc::clone(&superseded),
                 retired: false,
@@ -188,6 +191,7 @@ impl Hub {
         &self,
         conn: ConnId,
         replica: Option<ReplicaId>,
+        protocol_version: Option<u16>,
         acked: Lsn,
         state: SessionState,
     ) {
@@ -200,6 +204,7 @@ impl Hub {
         }
         let claimed = connection.view.id.is_none() && replica.is_some();
         connection.view.id = replica;
+        connection.view.protocol_version = protocol_version;
         connection.view.acked_lsn = acked;
         connection.view.state = state;
         let Some(replica) = replica else { return };
@@ -352,6 +357,7 @@ mod tests {
         hub.update(
             conn,
             Some(ReplicaId(replica)),
+            Some(cstore_core::replication::PROTOCOL_VERSION),
             Lsn(acked),
             SessionState::Streaming,
         );

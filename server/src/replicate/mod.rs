@@ -162,6 +162,7 @@ impl Replicator {
                     "acked_lsn": r.acked_lsn.0,
                     "lag": r.lag,
                     "state": r.state.as_str(),
+                    "protocol_version": r.protocol_version,
                 })
             })
             .collect();
