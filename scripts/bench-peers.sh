@@ -89,7 +89,7 @@ export CSTORE_BIN="$TARGET/cstore"
 stage "replication: latency at 10K writes/s to one replica" latency \
   "$TARGET/cstore-fanout" --spawn --replicas 1 --rate 10000 --in-flight 64 --duration-s "$DURATION_S"
 stage "replication: fan-out to 1,000 replicas" fanout1k \
-  "$TARGET/cstore-fanout" --spawn --replicas 1000 --rate 100 --duration-s "$DURATION_S"
+  "$TARGET/cstore-fanout" --spawn --replicas 1000 --rate 100 --processes 4 --duration-s "$DURATION_S"
 stage "replication: fan-out to 10,000 replicas" fanout10k \
   "$TARGET/cstore-fanout" --spawn --replicas 10000 --rate 10 --processes 4 --duration-s "$DURATION_S"
 CHECKPOINT_DOCS=1000000
@@ -294,13 +294,14 @@ disk() {
   echo "entry (\`cstore-fanout --spawn\`: server and replicas in separate processes). Targets:"
   echo "commit to replica p50 ≤ 0.2 ms and p99 ≤ 1 ms at 10K writes/s (measured here from the"
   echo "writer's send, so it includes the HTTP request and the fsync); 1,000 replicas at 100"
-  echo "writes/s p99 ≤ 50 ms; 10,000 replicas at 10 writes/s p99 ≤ 100 ms (their replicas in 4"
-  echo "processes of their own, \`--processes 4\`; each line after a table gives the server's CPU"
-  echo "and RSS); a fresh follower ≥ 200K docs/s; a browser bootstrap ≥ 70% of a Dexie \`bulkPut\`."
+  echo "writes/s p99 ≤ 50 ms; 10,000 replicas at 10 writes/s p99 ≤ 100 ms (both with their"
+  echo "replicas in 4 processes of their own, \`--processes 4\`, as issue 14 asks: not one runtime"
+  echo "that also verifies every entry for all of them; each line after a table gives the server's"
+  echo "CPU and RSS); a fresh follower ≥ 200K docs/s; a browser bootstrap ≥ 70% of a Dexie \`bulkPut\`."
   echo
   echo "Latency, one replica at 10K writes/s (\`--replicas 1 --rate 10000 --in-flight 64\`):"
   echo; cat "$WORK/latency.md"; echo
-  echo "Fan-out, 1,000 replicas at 100 writes/s:"
+  echo "Fan-out, 1,000 replicas at 100 writes/s, in 4 replica processes:"
   echo; cat "$WORK/fanout1k.md"; echo
   echo "Fan-out, 10,000 replicas at 10 writes/s, in 4 replica processes:"
   echo; cat "$WORK/fanout10k.md"; echo
