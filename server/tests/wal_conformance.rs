@@ -23,6 +23,7 @@ impl FileHarness {
             options: WalOptions {
                 segment_bytes_max,
                 hashes_checked_by_replay: false,
+                scan_read_bytes: 13,
             },
         }
     }

@@ -20,6 +20,7 @@ use wal_support::{TempDir, chain, reopen_and_read, segment_files};
 const SMALL: WalOptions = WalOptions {
     segment_bytes_max: 500,
     hashes_checked_by_replay: false,
+    scan_read_bytes: 64,
 };
 
 fn plan(text: &str) -> FaultPlan {

@@ -24,6 +24,7 @@ use wal_support::{TempDir, filled_store, reopen_and_read, segment_files};
 const SMALL: WalOptions = WalOptions {
     segment_bytes_max: 500,
     hashes_checked_by_replay: false,
+    scan_read_bytes: cstore_server::wal::SCAN_READ_BYTES,
 };
 
 const METADATA: Metadata = Metadata {

@@ -21,6 +21,7 @@ use wal_support::{TempDir, filled_store, patch, segment_files};
 const OPTIONS: WalOptions = WalOptions {
     segment_bytes_max: 1_000,
     hashes_checked_by_replay: false,
+    scan_read_bytes: cstore_server::wal::SCAN_READ_BYTES,
 };
 
 fn read_all(
@@ -228,6 +229,7 @@ fn appends_reserve_zeroed_room_that_readers_recovery_and_a_clean_close_end_the_l
     let options = WalOptions {
         segment_bytes_max: 1 << 10,
         hashes_checked_by_replay: false,
+        scan_read_bytes: 100,
     };
     let mut store = FileStore::open_with(small.path(), options).unwrap();
     for batch in entries.chunks(3) {

@@ -17,15 +17,18 @@ use cstore_core::snapshot::Snapshot;
 use cstore_core::storage::conformance::{entries_after, snapshot_at};
 use cstore_core::storage::{Metadata, StorageError};
 use cstore_core::types::{Hash, LogPosition, Lsn, ReplicaId, Term};
-use cstore_server::wal::{FileStore, Removals, WalOptions};
+use cstore_server::wal::{FileStore, Removals, SCAN_READ_BYTES, WalOptions};
 use wal_support::{
     TempDir, chain, filled_store, first_lsn, patch, record_bounds, reopen_and_read, segment_files,
 };
 
-/// About three entries per segment.
+/// About three entries per segment; the open-time scan reads 7 bytes at a time, so every
+/// record runs across reads (`the_scan_finds_the_same_log_whatever_its_read_size` compares
+/// read sizes).
 const SMALL: WalOptions = WalOptions {
     segment_bytes_max: 500,
     hashes_checked_by_replay: false,
+    scan_read_bytes: 7,
 };
 
 fn open_err(dir: &Path) -> String {
@@ -233,6 +236,59 @@ fn a_record_with_a_valid_crc_is_never_treated_as_torn() {
     truncate(&last_file, end);
 
     assert_eq!(reopen_and_read(dir.path(), SMALL).unwrap(), entries);
+}
+
+#[test]
+fn the_scan_finds_the_same_log_whatever_its_read_size() {
+    let dir = TempDir::new("wal-read-sizes");
+    let entries = filled_store(dir.path(), SMALL, 10, 4);
+    let last_file = segment_files(dir.path()).pop().unwrap();
+    let original = fs::read(&last_file).unwrap();
+    let mut flipped = original.clone();
+    flipped[original.len() / 2] ^= 0x10;
+    let mut torn_then_newer = original.clone();
+    let more = entries_after(entries[9].position(), 2, Term(1), "w");
+    let (mut fourth, mut fifth) = (Vec::new(), Vec::new());
+    encode_entry(&more[0], &mut fourth);
+    encode_entry(&more[1], &mut fifth);
+    torn_then_newer.extend_from_slice(&fourth[..fourth.len() / 2]);
+    torn_then_newer.extend_from_slice(&fifth);
+    let mut zeros = original.clone();
+    zeros.resize(original.len() + 300, 0);
+    // The last segment whole, cut inside its last record, followed by zeros, with a bit
+    // flipped in a record, and torn before a whole newer entry (refused).
+    let cases = [
+        ("whole", original.clone()),
+        ("cut", original[..original.len() - 5].to_vec()),
+        ("zeros", zeros),
+        ("flipped", flipped),
+        ("torn then newer", torn_then_newer),
+    ];
+    for (case, bytes) in cases {
+        let mut first = None;
+        for read in [1, 2, 7, 64, 300, SCAN_READ_BYTES] {
+            fs::write(&last_file, &bytes).unwrap();
+            let options = WalOptions {
+                scan_read_bytes: read,
+                ..SMALL
+            };
+            let outcome = reopen_and_read(dir.path(), options);
+            let left = fs::metadata(&last_file).map(|m| m.len()).ok();
+            if case == "whole" {
+                assert_eq!(outcome.as_ref(), Ok(&entries), "read size {read}");
+            }
+            if case == "torn then newer" {
+                let message = outcome.as_ref().expect_err("refused");
+                assert!(message.contains("entry 12"), "{message}");
+            }
+            match &first {
+                None => first = Some((outcome, left)),
+                Some(expected) => {
+                    assert_eq!(&(outcome, left), expected, "{case}: read size {read}")
+                }
+            }
+        }
+    }
 }
 
 #[test]

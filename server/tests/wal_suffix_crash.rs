@@ -112,6 +112,7 @@ fn tail_segments_deleted_newest_first_leave_a_prefix() {
     let small = WalOptions {
         segment_bytes_max: 500,
         hashes_checked_by_replay: false,
+        scan_read_bytes: 100,
     };
     let (old, _) = logs();
     let dir = TempDir::new("wal-suffix-segments");

@@ -530,6 +530,7 @@ async fn a_failed_fsync_in_a_later_segment_keeps_reads_on_what_is_durable() {
     let options = crate::wal::WalOptions {
         segment_bytes_max: 300,
         hashes_checked_by_replay: false,
+        scan_read_bytes: crate::wal::SCAN_READ_BYTES,
     };
     let mut store = crate::wal::FileStore::open_with(&dir, options).unwrap();
     store.inject_faults(crate::wal::FaultPlan::parse("fsync_eio_after:3x1").unwrap());

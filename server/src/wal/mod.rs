@@ -96,7 +96,15 @@ pub struct WalOptions {
     /// is reported by the replay's `read_range` (the same `Corrupt` error, naming the file and
     /// offset) instead of by `open`. Off by default: `open` checks every hash.
     pub hashes_checked_by_replay: bool,
+    /// How many bytes the open-time scan reads from a segment at a time, through one buffer it
+    /// reuses ([`SCAN_READ_BYTES`] by default). Tests use a few bytes, so that records run
+    /// across reads.
+    pub scan_read_bytes: usize,
 }
+
+/// The open-time scan's read size: large enough that a read costs little per record, small
+/// enough that the buffer stays in the CPU's cache while its records are checked.
+pub const SCAN_READ_BYTES: usize = 1 << 20;
 
 impl Default for WalOptions {
     /// 64 MiB segments.
@@ -104,6 +112,7 @@ impl Default for WalOptions {
         WalOptions {
             segment_bytes_max: 64 << 20,
             hashes_checked_by_replay: false,
+            scan_read_bytes: SCAN_READ_BYTES,
         }
     }
 }

@@ -264,7 +264,12 @@ impl FileStore {
         let replayed_above = options
             .hashes_checked_by_replay
             .then(|| newest.map_or(Lsn::ZERO, |header| header.position.lsn));
-        let scan = scan_segments(&wal_dir, replayed_above, &mut stats)?;
+        let scan = scan_segments(
+            &wal_dir,
+            replayed_above,
+            options.scan_read_bytes,
+            &mut stats,
+        )?;
 
         let mut store = FileStore {
             dir,
