@@ -42,7 +42,7 @@
 //! unknown version or a broken chain there is corruption even at the very end of the log.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::Read;
+use std::io::{ErrorKind, Read};
 use std::path::{Path, PathBuf};
 
 use cstore_core::log::codec::{
@@ -229,23 +229,25 @@ impl Window {
     }
 
     /// Reads until `bytes()` holds at least `needed` bytes or the file ends (`usize::MAX`: to
-    /// its end). What was consumed is dropped first, so the buffer only grows for a record
-    /// larger than one read.
+    /// its end). What was consumed is dropped first, and the buffer grows (by one read) only
+    /// when it is full: for a record larger than it, or to hold the rest of a file.
     fn fill(&mut self, needed: usize, path: &Path) -> StorageResult<()> {
         self.buf.copy_within(self.lo..self.hi, 0);
         (self.lo, self.hi) = (0, self.hi - self.lo);
         let file = self.file.as_mut().expect("a file is started");
         while self.hi < needed && !self.at_end {
-            let room = self.read_bytes;
-            if self.buf.len() < self.hi + room {
+            if self.hi == self.buf.len() {
                 // Zeroed once: later reads of this scan land in pages already touched.
-                self.buf.resize(self.hi + room, 0);
+                self.buf.resize(self.hi + self.read_bytes, 0);
             }
-            let read = file
-                .read(&mut self.buf[self.hi..self.hi + room])
-                .map_err(|e| io_error("cannot read", path, &e))?;
-            self.hi += read;
-            self.at_end = read == 0;
+            match file.read(&mut self.buf[self.hi..]) {
+                Ok(read) => {
+                    self.hi += read;
+                    self.at_end = read == 0;
+                }
+                Err(error) if error.kind() == ErrorKind::Interrupted => {}
+                Err(error) => return Err(io_error("cannot read", path, &error)),
+            }
         }
         Ok(())
     }
