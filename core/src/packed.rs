@@ -349,6 +349,15 @@ impl<R: Run> Runs<R> {
             .map(|(low, run)| (&**low, run))
     }
 
+    /// Whether `key` falls in the last run: one comparison instead of a search down the map,
+    /// for writes whose keys come in ascending order (time-ordered ids, a log's replay of
+    /// them). Reads keep the search: a lookup of a random key would pay for the check.
+    fn in_last_run(&self, key: &[u8]) -> bool {
+        self.runs
+            .last_key_value()
+            .is_some_and(|(low, _)| **low <= *key)
+    }
+
     /// The entry with this key: its run and position.
     pub(crate) fn find(&self, key: &[u8]) -> Option<(&R, usize)> {
         let (_, run) = self.run_of(key)?;
@@ -365,11 +374,12 @@ impl<R: Run> Runs<R> {
         if self.runs.is_empty() {
             self.runs.insert(Box::default(), R::default());
         }
-        let (low, run) = self
-            .runs
-            .range_mut::<[u8], _>(up_to(key))
-            .next_back()
-            .expect("the first run's range starts at the empty key");
+        let found = if self.in_last_run(key) {
+            self.runs.iter_mut().next_back()
+        } else {
+            self.runs.range_mut::<[u8], _>(up_to(key)).next_back()
+        };
+        let (low, run) = found.expect("the first run's range starts at the empty key");
         let at = run.search(key);
         let (out, change) = edit(run, at);
         let inserted = match change {
