@@ -206,7 +206,8 @@ impl Replica {
         self.leader
     }
 
-    /// The protocol version of the current connection's hello (or the next one's).
+    /// The protocol version the last hello spoke; after an older leader refused it, the one
+    /// the next hello will speak.
     pub fn protocol_version(&self) -> u16 {
         self.version
     }

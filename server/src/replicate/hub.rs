@@ -2,7 +2,7 @@
 //! and the writes waiting for replica acknowledgements.
 //!
 //! ```text
-//!  session task ── update(conn, replica, durable, state) ──► Hub ──► AckTracker::set_durable
+//!  session task ── update(conn, replica, version, durable, state) ─► Hub ─► AckTracker::set_durable
 //!                                                                  │      poll ─► wake writers
 //!  write handler ── wait_acked(lsn, policy, timeout) ─► WaitId ────┘
 //!        └── hold_acks() before it commits ──► acks_awaited ──► session tasks:

@@ -221,12 +221,7 @@ test("linearizable reads see a write acknowledged elsewhere and fail offline; la
   const other = members.find((m) => m !== leader);
   for (let i = 0; i < 10; i++) {
     const id = `lin-${i}`;
-    const res = await fetch(`${other.url}/v1/c/notes`, {
-      method: "POST",
-      headers: { "content-type": "application/json" },
-      body: JSON.stringify({ _id: id, written: "elsewhere" }),
-    });
-    assert.equal(res.status, 201);
+    await other.insert("notes", { _id: id, written: "elsewhere" });
     const seen = await page.evaluate((id) => window.t.notes.get(id, { consistency: "linearizable" }), id);
     assert.equal(seen?._id, id, `linearizable read ${i} sees the acknowledged write`);
   }

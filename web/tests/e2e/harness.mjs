@@ -135,6 +135,16 @@ export class Server {
     return (await fetch(`${this.url}/v1/status`)).json();
   }
 
+  /** Inserts `doc` into `collection` through the server's HTTP API (expects 201). */
+  async insert(collection, doc) {
+    const res = await fetch(`${this.url}/v1/c/${collection}`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify(doc),
+    });
+    if (res.status !== 201) throw new Error(`insert into ${collection}: ${res.status} ${await res.text()}`);
+  }
+
   /** Every document of `collection` on the server (sorted by `_id`). */
   async all(collection) {
     const res = await fetch(`${this.url}/v1/c/${collection}/find`, {
@@ -211,6 +221,15 @@ export async function waitForStatus(page, predicate, timeoutMs = 20_000) {
 export async function addNote(page, text) {
   await page.fill('[data-testid="new-note"]', text);
   await page.press('[data-testid="new-note"]', "Enter");
+}
+
+/** Waits until the board shows a note with this text. */
+export async function waitForNote(page, text, timeoutMs = 5_000) {
+  await page.waitForFunction(
+    (t) => [...document.querySelectorAll('[data-testid="note"] .text')].some((e) => e.textContent === t),
+    text,
+    { timeout: timeoutMs, polling: 10 },
+  );
 }
 
 /** The texts of the notes shown on the board. */

@@ -11,6 +11,7 @@ import {
   screenshot,
   serverAndBrowser,
   waitForDemo,
+  waitForNote,
   waitForStatus,
 } from "./harness.mjs";
 
@@ -21,11 +22,7 @@ const skip = env.skip;
 async function propagation(from, to, text) {
   const started = Date.now();
   await addNote(from, text);
-  await to.waitForFunction(
-    (t) => [...document.querySelectorAll('[data-testid="note"] .text')].some((e) => e.textContent === t),
-    text,
-    { timeout: 5_000, polling: 10 },
-  );
+  await waitForNote(to, text);
   return Date.now() - started;
 }
 

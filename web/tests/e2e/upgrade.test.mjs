@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 
-import { Server, addNote, cannotRun, launchBrowser, noteTexts, openDemo, waitForStatus } from "./harness.mjs";
+import { Server, addNote, cannotRun, launchBrowser, noteTexts, openDemo, waitForNote, waitForStatus } from "./harness.mjs";
 
 const skip = cannotRun();
 let server;
@@ -25,27 +25,14 @@ after(async () => {
 });
 
 /** Inserts a note through the server's HTTP API. */
-async function insertOnServer(id, text) {
+function insertOnServer(id, text) {
   const now = Date.now();
-  const res = await fetch(`${server.url}/v1/c/notes`, {
-    method: "POST",
-    headers: { "content-type": "application/json" },
-    body: JSON.stringify({ _id: id, text, done: false, createdAt: now, updatedAt: now, author: "server" }),
-  });
-  assert.equal(res.status, 201, await res.text());
+  return server.insert("notes", { _id: id, text, done: false, createdAt: now, updatedAt: now, author: "server" });
 }
 
 /** The protocol version of each replica connected to the server, from its status. */
 async function replicaVersions() {
   return (await server.status()).replicas.map((r) => r.protocol_version);
-}
-
-async function shows(page, text) {
-  await page.waitForFunction(
-    (t) => [...document.querySelectorAll('[data-testid="note"] .text')].some((e) => e.textContent === t),
-    text,
-    { timeout: 10_000, polling: 20 },
-  );
 }
 
 test("a browser newer than its server falls back, syncs, and speaks the newest once the server is upgraded", { skip }, async () => {
@@ -58,7 +45,7 @@ test("a browser newer than its server falls back, syncs, and speaks the newest o
   // server reaches the page.
   await addNote(page, "written in the browser");
   await insertOnServer("from-server", "written on the server");
-  await shows(page, "written on the server");
+  await waitForNote(page, "written on the server", 10_000);
   await waitForStatus(page, (s) => s.pendingWrites === 0);
   const texts = (await server.all("notes")).map((d) => d.text).sort();
   assert.deepEqual(texts, ["written in the browser", "written on the server"]);
@@ -69,7 +56,7 @@ test("a browser newer than its server falls back, syncs, and speaks the newest o
   await server.spawn();
   await waitForStatus(page, (s) => s.connected, 30_000);
   await insertOnServer("after-upgrade", "written on the upgraded server");
-  await shows(page, "written on the upgraded server");
+  await waitForNote(page, "written on the upgraded server", 10_000);
   assert.deepEqual(await replicaVersions(), [3]);
   await addNote(page, "written in the browser after the upgrade");
   await waitForStatus(page, (s) => s.connected && s.pendingWrites === 0);

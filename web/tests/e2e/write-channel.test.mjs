@@ -48,15 +48,6 @@ async function metricOf(target, part) {
 
 const committedLsn = async () => (await server.status()).committed_lsn;
 
-async function insertOnServer(collection, doc) {
-  const res = await fetch(`${server.url}/v1/txn`, {
-    method: "POST",
-    headers: { "content-type": "application/json" },
-    body: JSON.stringify({ ops: [{ op: "insert", collection, doc }] }),
-  });
-  assert.equal(res.status, 200, await res.text());
-}
-
 /**
  * Opens a replica with `options` in a fresh context, queues `count` writes and one refused
  * insert offline, goes online and waits for the drain; what the server saw.
@@ -64,7 +55,7 @@ async function insertOnServer(collection, doc) {
 async function drainOffline(collection, count, options, through = server) {
   const context = await browser.newContext();
   const page = await packagePage(context, through);
-  await insertOnServer(collection, { _id: "first" });
+  await server.insert(collection, { _id: "first" });
   await page.evaluate(
     async ([url, collection, options]) => {
       const db = await window.cstore.openReplica(url, { name: `wc-${collection}`, multiTab: false, ...options });
@@ -79,7 +70,7 @@ async function drainOffline(collection, count, options, through = server) {
   await page.evaluate(async (count) => {
     for (let n = 0; n < count; n++) await window.t.coll.insert({ _id: `w${String(n).padStart(5, "0")}`, n });
   }, count);
-  await insertOnServer(collection, { _id: "taken", by: "server" });
+  await server.insert(collection, { _id: "taken", by: "server" });
   await page.evaluate(() => window.t.coll.insert({ _id: "taken", by: "replica" }));
   await waitPageStatus(page, (s) => s.pendingWrites === count + 1);
 
