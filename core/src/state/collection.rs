@@ -53,6 +53,29 @@ impl ExpiryQueue {
 }
 
 /// What a document looked like before a write, enough to undo the write.
+/// A collection's documents and their expiry times, taken in strictly ascending `_id` order:
+/// how a snapshot's collection is loaded, each document copied once into its run.
+#[derive(Default)]
+pub(crate) struct SortedDocs {
+    docs: DocMap,
+    expiry: ExpiryQueue,
+}
+
+impl SortedDocs {
+    /// Appends `doc`, whose id must follow every id taken.
+    pub(crate) fn push(&mut self, doc: DocRef<'_>, expires_at: Option<TimestampMs>) {
+        if expires_at.is_some() {
+            self.expiry.set(&doc.doc.id_str(), expires_at);
+        }
+        self.docs.push(doc);
+    }
+
+    /// The documents taken, in id order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = DocRef<'_>> {
+        self.docs.iter()
+    }
+}
+
 pub(crate) type PriorDoc = Option<(StoredDoc, Option<TimestampMs>)>;
 
 /// A named set of documents with secondary indexes.
@@ -357,15 +380,11 @@ impl Collection {
         name: &str,
         options: CollectionOptions,
         specs: Vec<IndexSpec>,
-        docs: Vec<(DocRef<'_>, Option<TimestampMs>)>,
+        docs: SortedDocs,
     ) -> Result<Collection, TxnError> {
         let mut collection = Collection::new(options);
-        for (doc, expires_at) in &docs {
-            if expires_at.is_some() {
-                collection.expiry.set(&doc.doc.id_str(), *expires_at);
-            }
-        }
-        collection.docs = DocMap::from_sorted(docs.into_iter().map(|(doc, _)| doc));
+        collection.docs = docs.docs;
+        collection.expiry = docs.expiry;
         for spec in specs {
             spec.validate()?;
             collection.create_index(name, spec)?;

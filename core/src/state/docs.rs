@@ -93,14 +93,20 @@ pub(crate) struct DocMap {
 
 impl DocMap {
     /// Builds the map from documents strictly ascending by id, filling each run in turn.
+    #[cfg(test)]
     pub(crate) fn from_sorted<'d>(docs: impl IntoIterator<Item = DocRef<'d>>) -> DocMap {
         let mut map = DocMap::default();
         for doc in docs {
-            let id = doc.doc.id_str();
-            map.runs
-                .push(id.as_bytes(), |run| run.insert(run.len(), doc));
+            map.push(doc);
         }
         map
+    }
+
+    /// Appends `doc`, whose id must follow every id held: it fills the last run, with no search.
+    pub(crate) fn push(&mut self, doc: DocRef<'_>) {
+        let id = doc.doc.id_str();
+        self.runs
+            .push(id.as_bytes(), |run| run.insert(run.len(), doc));
     }
 
     pub(crate) fn len(&self) -> usize {

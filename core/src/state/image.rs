@@ -16,10 +16,9 @@
 //! document, the order of names and ids, and rebuilds the indexes, so a decoded state is one
 //! that applying entries could have produced.
 
-use std::borrow::Cow;
-
 use serde::{Deserialize, Serialize, Serializer};
 
+use super::collection::SortedDocs;
 use super::{Collection, OriginRecord, State, TxnError};
 use crate::doc::{DocRef, DocText, StoredDoc, validate_stored_collection_name};
 use crate::error::ErrorCode;
@@ -279,10 +278,13 @@ impl ImageBuilder {
     }
 }
 
-/// A decoded image; `D` is how its documents are read: [`StoredDoc`], each proved canonical,
-/// or [`OwnStoredDoc`], trusted (see [`decode_own`]).
+/// A collection's documents as an image from outside is decoded: each proved canonical.
+type OutsideDocs = Vec<(StoredDoc, Option<TimestampMs>)>;
+
+/// A decoded image; `D` is how each collection's documents are read: [`OutsideDocs`], or
+/// [`OwnDocs`], trusted and put into their runs as they are read (see [`decode_own`]).
 #[derive(Serialize, Deserialize)]
-struct Image<D = StoredDoc> {
+struct Image<D = OutsideDocs> {
     version: u8,
     applied: LogPosition,
     last_timestamp: TimestampMs,
@@ -291,11 +293,11 @@ struct Image<D = StoredDoc> {
 }
 
 #[derive(Serialize, Deserialize)]
-struct CollectionImage<D = StoredDoc> {
+struct CollectionImage<D = OutsideDocs> {
     name: String,
     options: CollectionOptions,
     indexes: Vec<IndexSpec>,
-    docs: Vec<(D, Option<TimestampMs>)>,
+    docs: D,
 }
 
 /// A document of a snapshot this store saved itself: read without proving its text canonical
@@ -307,33 +309,143 @@ struct OwnStoredDoc<'a> {
     doc: &'a str,
 }
 
-/// A document as an image holds it.
-trait ImageDoc {
-    /// The document, checked as far as its kind of image requires.
-    fn checked(&self) -> Result<DocRef<'_>, SnapshotError>;
-}
+/// A collection's documents as the store's own snapshot is decoded: each one, as soon as it
+/// is read, checked against the one before and copied into its run. No list of the documents
+/// is built on the way (two lists of a million were a third of a restart: their growth and the
+/// fresh pages the kernel zeroed for them).
+struct OwnDocs(Loader);
 
-impl ImageDoc for StoredDoc {
-    fn checked(&self) -> Result<DocRef<'_>, SnapshotError> {
-        Ok(self.to_ref())
+impl<'de> Deserialize<'de> for OwnDocs {
+    fn deserialize<De: serde::Deserializer<'de>>(deserializer: De) -> Result<OwnDocs, De::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = OwnDocs;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a sequence of documents")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<OwnDocs, A::Error> {
+                let mut loader = Loader::default();
+                // After a refusal the rest is still read, so that the image's bytes are
+                // consumed as far as they go; `build` reports the refusal.
+                while let Some((doc, expires_at)) =
+                    seq.next_element::<(OwnStoredDoc<'de>, Option<TimestampMs>)>()?
+                {
+                    if loader.refused.is_none() {
+                        let checked = DocText::from_own_log(doc.doc)
+                            .map(|text| DocRef {
+                                version: doc.version,
+                                doc: text,
+                            })
+                            .ok_or(Refusal::NotCanonical);
+                        loader.take(checked, expires_at);
+                    }
+                }
+                Ok(OwnDocs(loader))
+            }
+        }
+        deserializer.deserialize_seq(Visit)
     }
 }
 
-impl ImageDoc for OwnStoredDoc<'_> {
-    fn checked(&self) -> Result<DocRef<'_>, SnapshotError> {
-        let doc = DocText::from_own_log(self.doc).ok_or_else(|| {
-            SnapshotError::Malformed(
-                "a document of the store's own snapshot is not canonical".into(),
-            )
-        })?;
-        Ok(DocRef {
-            version: self.version,
-            doc,
-        })
+/// The documents of a collection of an image, read one way or the other.
+trait ImageDocs {
+    fn load(self) -> Loader;
+}
+
+impl ImageDocs for OutsideDocs {
+    fn load(self) -> Loader {
+        let mut loader = Loader::default();
+        for (doc, expires_at) in &self {
+            if loader.refused.is_some() {
+                break;
+            }
+            loader.take(Ok(doc.to_ref()), *expires_at);
+        }
+        loader
     }
 }
 
-/// The image `bytes` hold, with its documents read as `D`: its version known, nothing after it.
+impl ImageDocs for OwnDocs {
+    fn load(self) -> Loader {
+        self.0
+    }
+}
+
+/// Why a collection's documents were refused.
+enum Refusal {
+    OutOfOrder(String),
+    NotCanonical,
+}
+
+/// Takes a collection's documents in the image's order, checking that their ids ascend
+/// strictly, into the collection's runs: each document is copied once, where it stays.
+#[derive(Default)]
+struct Loader {
+    docs: SortedDocs,
+    /// The id of the last document taken.
+    last_id: Option<String>,
+    /// The highest version taken.
+    newest: Lsn,
+    /// The first refusal; nothing is taken after it.
+    refused: Option<Refusal>,
+}
+
+impl Loader {
+    fn take(&mut self, doc: Result<DocRef<'_>, Refusal>, expires_at: Option<TimestampMs>) {
+        let doc = match doc {
+            Ok(doc) => doc,
+            Err(refusal) => {
+                self.refused = Some(refusal);
+                return;
+            }
+        };
+        let id = doc.doc.id_str();
+        match &mut self.last_id {
+            Some(last) if **last >= *id => {
+                self.refused = Some(Refusal::OutOfOrder(id.into_owned()));
+                return;
+            }
+            Some(last) => {
+                last.clear();
+                last.push_str(&id);
+            }
+            None => self.last_id = Some(id.into_owned()),
+        }
+        self.newest = self.newest.max(doc.version);
+        self.docs.push(doc, expires_at);
+    }
+
+    /// The documents taken, or why they were refused: `collection`'s documents must be no
+    /// newer than `applied`.
+    fn finish(self, collection: &str, applied: Lsn) -> Result<SortedDocs, SnapshotError> {
+        let malformed = |msg: String| Err(SnapshotError::Malformed(msg));
+        match self.refused {
+            Some(Refusal::OutOfOrder(id)) => {
+                return malformed(format!("document {id:?} in `{collection}` out of order"));
+            }
+            Some(Refusal::NotCanonical) => {
+                return malformed("a document of the store's own snapshot is not canonical".into());
+            }
+            None => {}
+        }
+        if self.newest > applied {
+            let id = self
+                .docs
+                .iter()
+                .find(|doc| doc.version > applied)
+                .map(|doc| doc.doc.id_str().into_owned())
+                .unwrap_or_default();
+            return malformed(format!("document {id:?} is newer than the snapshot"));
+        }
+        Ok(self.docs)
+    }
+}
+
+/// The image `bytes` hold, with each collection's documents read as `D`: its version known,
+/// nothing after it.
 fn take<'a, D: Deserialize<'a>>(bytes: &'a [u8]) -> Result<Image<D>, SnapshotError> {
     if let Some(&version) = bytes.first()
         && version != IMAGE_VERSION
@@ -436,12 +548,12 @@ pub(super) fn decode(bytes: &[u8]) -> Result<State, SnapshotError> {
 /// proved again (the two are a fifth of a restart); the order of names and ids, versions,
 /// index specs and origins still are, by [`build`]. Debug builds check the documents anyway.
 pub(super) fn decode_own(bytes: &[u8]) -> Result<State, SnapshotError> {
-    build(take::<OwnStoredDoc<'_>>(bytes)?)
+    build(take::<OwnDocs>(bytes)?)
 }
 
 /// The state an image holds, checking the order of names and ids, documents' versions, index
 /// specs and origin records, and rebuilding the indexes.
-fn build<D: ImageDoc>(image: Image<D>) -> Result<State, SnapshotError> {
+fn build<D: ImageDocs>(image: Image<D>) -> Result<State, SnapshotError> {
     let mut state = State {
         applied: image.applied,
         last_timestamp: image.last_timestamp,
@@ -454,27 +566,7 @@ fn build<D: ImageDoc>(image: Image<D>) -> Result<State, SnapshotError> {
         if last_name.as_ref().is_some_and(|last| *last >= c.name) {
             return Err(malformed(format!("collection `{}` out of order", c.name)));
         }
-        // The documents stay where the image decoded them (borrowed from its bytes, for the
-        // store's own snapshot); the collection copies each into its runs once.
-        let mut docs: Vec<(DocRef<'_>, Option<TimestampMs>)> = Vec::with_capacity(c.docs.len());
-        let mut last_id: Option<Cow<'_, str>> = None;
-        for (doc, expires_at) in &c.docs {
-            let doc = doc.checked()?;
-            let id = doc.doc.id_str();
-            if last_id.as_ref().is_some_and(|last| *last >= id) {
-                return Err(malformed(format!(
-                    "document {id:?} in `{}` out of order",
-                    c.name
-                )));
-            }
-            if doc.version > image.applied.lsn {
-                return Err(malformed(format!(
-                    "document {id:?} is newer than the snapshot"
-                )));
-            }
-            docs.push((doc, *expires_at));
-            last_id = Some(id);
-        }
+        let docs = c.docs.load().finish(&c.name, image.applied.lsn)?;
         for (i, spec) in c.indexes.iter().enumerate() {
             if c.indexes[..i].iter().any(|s| s.name == spec.name) {
                 return Err(malformed(format!("index `{}` appears twice", spec.name)));

@@ -456,6 +456,12 @@ fn an_own_snapshot_loads_the_same_state_and_its_structure_is_still_checked() {
             json!({"_id": "b", "n": 2, "deep": {"x": [1, 2.5, "é"]}}),
         ),
         insert("u", json!({"_id": "c"})),
+        Op::CreateCollection {
+            collection: "v".into(),
+            options: CollectionOptions { ttl_ms: Some(100) },
+        },
+        insert("v", json!({"_id": "d"})),
+        insert("v", json!({"_id": "e"})),
     ])
     .unwrap();
     let snap = h.state.snapshot();
@@ -466,6 +472,13 @@ fn an_own_snapshot_loads_the_same_state_and_its_structure_is_still_checked() {
     let own = State::from_own_snapshot(&snap).unwrap();
     assert_eq!(own.state_hash(), h.state.state_hash());
     assert_eq!(own.collection("t").unwrap().index("n").unwrap().len(), 2);
+    // The expiry times came through (the state hash covers them too).
+    assert_eq!(own.next_expiry(), h.state.next_expiry());
+    assert!(own.next_expiry().is_some());
+    assert_eq!(
+        own.collection("v").unwrap().expires_at("e"),
+        h.state.collection("v").unwrap().expires_at("e")
+    );
     for cut in 0..snap.data.len() {
         let truncated = Snapshot::new(snap.position, snap.data[..cut].to_vec());
         assert!(
@@ -485,11 +498,13 @@ fn an_own_snapshot_loads_the_same_state_and_its_structure_is_still_checked() {
             assert_eq!(again.state_hash(), state.state_hash());
         }
     }
-    // Documents out of order are refused as by the full check.
-    let image = |texts: [&str; 2]| {
+    // Documents out of order, repeated or newer than the image are refused as by the full
+    // check, with the same words.
+    let image_at_versions = |texts: [&str; 2], versions: [u64; 2]| {
         let docs: Vec<((Lsn, String), Option<TimestampMs>)> = texts
             .iter()
-            .map(|text| ((Lsn(1), text.to_string()), None))
+            .zip(versions)
+            .map(|(text, version)| ((Lsn(version), text.to_string()), None))
             .collect();
         let collections = vec![(
             "t".to_string(),
@@ -506,13 +521,25 @@ fn an_own_snapshot_loads_the_same_state_and_its_structure_is_still_checked() {
             postcard::to_allocvec(&(2u8, at, TimestampMs(1), collections, origins)).unwrap();
         Snapshot::new(at, bytes)
     };
+    let image = |texts: [&str; 2]| image_at_versions(texts, [1, 1]);
     let (a, b) = (r#"{"_id":"a","x":1}"#, r#"{"_id":"b"}"#);
     assert!(State::from_own_snapshot(&image([a, b])).is_ok());
-    let error = State::from_own_snapshot(&image([b, a])).unwrap_err();
-    assert!(
-        matches!(&error, SnapshotError::Malformed(m) if m.contains("out of order")),
-        "{error:?}"
-    );
+    for (texts, versions, words) in [
+        ([b, a], [1, 1], r#"document "a" in `t` out of order"#),
+        ([a, a], [1, 1], r#"document "a" in `t` out of order"#),
+        ([a, b], [1, 2], r#"document "b" is newer than the snapshot"#),
+    ] {
+        let snapshot = image_at_versions(texts, versions);
+        for error in [
+            State::from_own_snapshot(&snapshot).unwrap_err(),
+            State::from_verified_snapshot(&snapshot).unwrap_err(),
+        ] {
+            assert!(
+                matches!(&error, SnapshotError::Malformed(m) if m == words),
+                "{texts:?}: {error:?}"
+            );
+        }
+    }
     // A document that is not canonical (a space) is taken on trust in release builds; debug
     // builds, where the tests run, still check it.
     if cfg!(debug_assertions) {
