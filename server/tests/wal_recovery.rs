@@ -14,6 +14,7 @@ use std::path::Path;
 use cstore_core::LogEntry;
 use cstore_core::log::codec::{RecordKind, encode_entry, encode_record};
 use cstore_core::snapshot::Snapshot;
+use cstore_core::state::State;
 use cstore_core::storage::conformance::{entries_after, snapshot_at};
 use cstore_core::storage::{Metadata, StorageError};
 use cstore_core::types::{Hash, LogPosition, Lsn, ReplicaId, Term};
@@ -501,6 +502,80 @@ fn snapshot_damage_is_detected() {
         store.save_snapshot_blocking(&forged),
         Err(StorageError::Invalid(_))
     ));
+}
+
+/// A restart decodes its own snapshot on a second thread while it checks the hash
+/// (`load_snapshot_state_blocking`): a real state loads whole, and bytes that pass every
+/// record's crc but not the hash give the `Corrupt` of `load_snapshot`, never the state the
+/// decode made of them.
+#[test]
+fn a_restart_decodes_its_snapshot_while_it_checks_the_hash_and_keeps_nothing_that_fails_it() {
+    let dir = TempDir::new("wal-snapshot-state");
+    let entries = filled_store(dir.path(), SMALL, 12, 4);
+    let load =
+        || FileStore::open_with(dir.path(), SMALL).and_then(|s| s.load_snapshot_state_blocking());
+    assert!(matches!(load(), Ok(None)), "no snapshot yet");
+    let mut state = State::new();
+    for entry in &entries[..9] {
+        state.apply(entry).expect("the chain applies");
+    }
+    let snapshot = state.snapshot();
+    let mut store = FileStore::open_with(dir.path(), SMALL).unwrap();
+    store.save_snapshot_blocking(&snapshot).unwrap();
+    drop(store);
+    let loaded = load().unwrap().expect("a snapshot").unwrap();
+    assert_eq!(loaded.applied(), state.applied());
+    assert_eq!(loaded.state_hash(), state.state_hash());
+
+    // One document's number changed, its record framed again with a valid crc (a buggy
+    // writer): the image still decodes, to another state, but the hash does not match.
+    let file = fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "snap"))
+        .unwrap();
+    let original = fs::read(&file).unwrap();
+    let header_bytes = original.len() - snapshot.data.len() - (8 + 2);
+    let field = b"\"n\":3,";
+    let at = snapshot
+        .data
+        .windows(field.len())
+        .position(|w| w == field)
+        .expect("the document at lsn 3");
+    let mut data = snapshot.data.clone();
+    data[at + 4] = b'4';
+    let changed = Snapshot {
+        data: data.clone(),
+        ..snapshot.clone()
+    };
+    let decoded = State::from_own_snapshot(&changed).expect("the changed image decodes");
+    assert_ne!(decoded.state_hash(), state.state_hash());
+    let mut bytes = original[..header_bytes].to_vec();
+    encode_record(RecordKind::Snapshot, &data, &mut bytes);
+    assert_eq!(bytes.len(), original.len());
+    fs::write(&file, &bytes).unwrap();
+    for result in [
+        load().map(|_| ()),
+        FileStore::open_with(dir.path(), SMALL)
+            .and_then(|s| s.load_snapshot_blocking())
+            .map(|_| ()),
+    ] {
+        match result {
+            Err(StorageError::Corrupt(message)) => {
+                assert!(message.contains("state hash"), "{message}");
+                assert!(message.contains(&file.display().to_string()), "{message}");
+            }
+            other => panic!("expected Corrupt, got {other:?}"),
+        }
+    }
+    // A flipped bit that the crc finds: the same error as `load_snapshot`, before any decode.
+    let mut bytes = original.clone();
+    bytes[header_bytes + 20] ^= 0x10;
+    fs::write(&file, &bytes).unwrap();
+    match load() {
+        Err(StorageError::Corrupt(message)) => assert_names(&message, &file, header_bytes),
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
 }
 
 #[test]

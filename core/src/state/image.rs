@@ -539,8 +539,9 @@ pub(super) fn decode(bytes: &[u8]) -> Result<State, SnapshotError> {
     build(parse(bytes)?)
 }
 
-/// Decodes an image this store saved itself and whose state hash the store just checked (a
-/// restart): its documents were canonical when it was written, and its bytes are unchanged.
+/// Decodes an image this store saved itself and whose state hash the store checks (a restart;
+/// the server checks it while this runs, and drops the result on a mismatch): its documents
+/// were canonical when it was written, and its bytes are unchanged.
 /// Every writer of a data directory's snapshot either encoded its own [`State`] (a checkpoint)
 /// or decoded the bytes with the full check of [`decode`] before saving them (a snapshot
 /// from a leader or a Raft peer, `cstore restore`), or copied such a file (`cstore backup`

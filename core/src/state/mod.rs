@@ -713,13 +713,14 @@ impl State {
         State::from_verified_snapshot(snapshot)
     }
 
-    /// Rebuilds the state of a snapshot this store saved in its own data directory and just
-    /// checked against its state hash (a store whose
-    /// [`LOADS_VERIFIED_SNAPSHOTS`](crate::storage::LogStore::LOADS_VERIFIED_SNAPSHOTS) is
-    /// true, at a restart). The data is not hashed again, and its documents are not proved
-    /// canonical again: every writer of such a file made it from a state or fully checked it
-    /// first (see `image::decode_own`). The order of names and ids, the versions, the index
-    /// specs and the origin records are still checked, as by [`State::from_snapshot`].
+    /// Rebuilds the state of a snapshot this store saved in its own data directory, at a
+    /// restart ([`LogStore::load_snapshot_state`](crate::storage::LogStore::load_snapshot_state)).
+    /// The data is not hashed here: the caller must check it against the state hash, before or
+    /// while this runs, and drop the result (a panic included) on a mismatch. Its documents
+    /// are not proved canonical again: every writer of such a file made it from a state or
+    /// fully checked it first (see `image::decode_own`). The order of names and ids, the
+    /// versions, the index specs and the origin records are still checked, as by
+    /// [`State::from_snapshot`].
     pub fn from_own_snapshot(snapshot: &Snapshot) -> Result<State, SnapshotError> {
         let state = image::decode_own(&snapshot.data)?;
         State::at_position(state, snapshot)

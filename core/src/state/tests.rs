@@ -486,9 +486,10 @@ fn an_own_snapshot_loads_the_same_state_and_its_structure_is_still_checked() {
             "cut at {cut}"
         );
     }
-    // The store checked the hash before: here any outcome but a panic will do. Only where debug
-    // builds check the documents' form: a release build trusts its own snapshot's document
-    // text (`DocText::from_own_log`), so a flipped byte inside one may panic there. That is the
+    // The store checks the hash and drops what this made of bytes that fail it, a panic
+    // included: here any outcome but a panic will do. Only where debug builds check the
+    // documents' form: a release build trusts its own snapshot's document text
+    // (`DocText::from_own_log`), so a flipped byte inside one may panic there. That is the
     // trade the restart makes, and the store's SHA-256 check is what keeps such bytes out.
     for i in (0..snap.data.len()).filter(|_| cfg!(debug_assertions)) {
         let mut data = snap.data.clone();

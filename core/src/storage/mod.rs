@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::ErrorCode;
 use crate::log::LogEntry;
 use crate::snapshot::Snapshot;
+use crate::state::{SnapshotError, State};
 use crate::types::{LogPosition, Lsn, ReplicaId, Term};
 
 #[cfg(feature = "testing")]
@@ -165,11 +166,25 @@ pub trait LogStore {
     /// The last saved snapshot.
     fn load_snapshot(&self) -> impl Future<Output = StorageResult<Option<Snapshot>>> + MaybeSend;
 
-    /// True when [`load_snapshot`](LogStore::load_snapshot) returns only snapshots this store
-    /// saved in its own files and whose data it has checked against their state hash (failing
-    /// otherwise), so that a caller can skip hashing them again and trust their documents'
-    /// canonical form ([`State::from_own_snapshot`](crate::state::State::from_own_snapshot)).
-    const LOADS_VERIFIED_SNAPSHOTS: bool = false;
+    /// Loads the last saved snapshot and rebuilds the state it holds: what a restart starts
+    /// from. The outer result is the store's (it could not read the snapshot, or its data does
+    /// not match the state hash), the inner one the state's (the data is whole but does not
+    /// hold a valid state).
+    ///
+    /// The default is [`load_snapshot`](LogStore::load_snapshot) followed by every check of
+    /// [`State::from_snapshot`]. A store whose snapshots are its own files may do less: the
+    /// server's checks the hash while the state is decoded on a second thread, and trusts the
+    /// documents' canonical form ([`State::from_own_snapshot`]).
+    fn load_snapshot_state(
+        &self,
+    ) -> impl Future<Output = StorageResult<Option<Result<State, SnapshotError>>>> + MaybeSend {
+        let loaded = self.load_snapshot();
+        async move {
+            Ok(loaded
+                .await?
+                .map(|snapshot| State::from_snapshot(&snapshot)))
+        }
+    }
 
     /// Saves the metadata, replacing earlier metadata.
     fn save_metadata(

@@ -62,9 +62,8 @@ pub(super) async fn recover<S: LogStore>(
 /// and how many entries were replayed. Also how the leader throws away applied entries whose
 /// append failed.
 async fn load_state<S: LogStore>(store: &S) -> Result<(State, u64), StartError> {
-    let mut state = match store.load_snapshot().await? {
-        Some(snapshot) if S::LOADS_VERIFIED_SNAPSHOTS => State::from_own_snapshot(&snapshot)?,
-        Some(snapshot) => State::from_snapshot(&snapshot)?,
+    let mut state = match store.load_snapshot_state().await? {
+        Some(state) => state?,
         None => State::new(),
     };
     let log = store.state().await?;

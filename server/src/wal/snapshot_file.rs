@@ -420,6 +420,20 @@ pub(super) fn read_header(path: &Path) -> StorageResult<SnapshotHeader> {
 /// Reads the whole snapshot at `path`, checking every record's crc, the data length and the
 /// state hash.
 pub(super) fn read(path: &Path) -> StorageResult<Snapshot> {
+    let snapshot = read_unhashed(path)?;
+    if !snapshot.verify() {
+        return Err(hash_mismatch(path));
+    }
+    Ok(snapshot)
+}
+
+/// The error of a snapshot file whose data does not match its state hash.
+pub(super) fn hash_mismatch(path: &Path) -> StorageError {
+    corrupt(path, 0, "the data does not match the state hash")
+}
+
+/// [`read`] but for the state hash, which the caller must check before it trusts the data.
+pub(super) fn read_unhashed(path: &Path) -> StorageResult<Snapshot> {
     let mut reader = RecordReader::open(path)?;
     let header = reader.header()?;
     let file_bytes = fs::metadata(path)
@@ -462,15 +476,11 @@ pub(super) fn read(path: &Path) -> StorageResult<Snapshot> {
             ),
         ));
     }
-    let snapshot = Snapshot {
+    Ok(Snapshot {
         position: header.position,
         state_hash: header.state_hash,
         data,
-    };
-    if !snapshot.verify() {
-        return Err(corrupt(path, 0, "the data does not match the state hash"));
-    }
-    Ok(snapshot)
+    })
 }
 
 #[cfg(test)]
