@@ -16,7 +16,7 @@ use cstore_core::{Op, Txn};
 
 mod support;
 
-use support::{entries, indexed_state, insert_op};
+use support::{entries, indexed_state, insert_op, insert_scattered_op};
 
 fn bench_insert(c: &mut Criterion) {
     let mut group = c.benchmark_group("apply");
@@ -36,6 +36,18 @@ fn bench_insert(c: &mut Criterion) {
         b.iter_custom(|iters| {
             let mut state = State::new();
             let batch = entries(&state, (0..iters).map(insert_op));
+            let start = Instant::now();
+            for entry in &batch {
+                state.apply(black_box(entry)).unwrap();
+            }
+            start.elapsed()
+        });
+    });
+    // Ids in no order: every insert lands inside the runs, below the last one.
+    group.bench_function("insert_scattered_ids_no_index", |b| {
+        b.iter_custom(|iters| {
+            let mut state = State::new();
+            let batch = entries(&state, (0..iters).map(insert_scattered_op));
             let start = Instant::now();
             for entry in &batch {
                 state.apply(black_box(entry)).unwrap();

@@ -5,7 +5,8 @@
 //!
 //! KIND is `age` (default: `{"age": 42}` with limit 1 on the `by_age` index), `email` (a point
 //! query on a unique `by_email` index, created only in this mode) or `range` (ages 10..20 sorted
-//! by age, limit 100, as in the criterion bench).
+//! by age, limit 100, as in the criterion bench). KIND `scattered` runs no query (QUERIES is
+//! ignored) and inserts under ids in no order (`insert_scattered_op`) instead of ascending ones.
 
 use serde_json::json;
 
@@ -24,7 +25,12 @@ fn main() {
         indexes.push(IndexSpec::single("by_email", "email").unique());
     }
     let mut state = support::state_with(&indexes);
-    let entries = support::entries(&state, (0..n).map(support::insert_op));
+    let insert = if kind == "scattered" {
+        support::insert_scattered_op
+    } else {
+        support::insert_op
+    };
+    let entries = support::entries(&state, (0..n).map(insert));
     let start = std::time::Instant::now();
     for e in &entries {
         state.apply(e).unwrap();
@@ -34,7 +40,7 @@ fn main() {
         "{n} inserts in {elapsed:?}: {:.0}/s",
         n as f64 / elapsed.as_secs_f64()
     );
-    if queries > 0 {
+    if queries > 0 && kind != "scattered" {
         let users = state.collection("users").unwrap();
         let body = match kind.as_str() {
             "age" => json!({"filter": {"age": 42}, "limit": 1}),

@@ -44,6 +44,17 @@ pub fn insert_op(i: u64) -> Txn {
     })
 }
 
+/// One insert of `user(i)` under an id that lands anywhere among the ids before it (a
+/// bijection of `i`, in hex), as random ids do; `insert_op`'s ids only ever ascend.
+pub fn insert_scattered_op(i: u64) -> Txn {
+    let mut doc = user(i).to_value();
+    doc["_id"] = json!(format!("r{:016x}", i.wrapping_mul(0x9E37_79B9_7F4A_7C15)));
+    Txn::single(Op::Insert {
+        collection: "users".into(),
+        doc: RawDoc::from_value(&doc).unwrap(),
+    })
+}
+
 /// A state with the `users` collection and the given indexes.
 pub fn state_with(indexes: &[IndexSpec]) -> State {
     let mut state = State::new();
