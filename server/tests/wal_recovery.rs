@@ -16,7 +16,7 @@ use cstore_core::log::codec::{RecordKind, encode_entry, encode_record};
 use cstore_core::snapshot::Snapshot;
 use cstore_core::state::State;
 use cstore_core::storage::conformance::{entries_after, snapshot_at};
-use cstore_core::storage::{Metadata, StorageError};
+use cstore_core::storage::{Metadata, REPLAY_CHUNK, StorageError};
 use cstore_core::types::{Hash, LogPosition, Lsn, ReplicaId, Term};
 use cstore_server::wal::{FileStore, Removals, SCAN_READ_BYTES, WalOptions};
 use wal_support::{
@@ -576,6 +576,39 @@ fn a_restart_decodes_its_snapshot_while_it_checks_the_hash_and_keeps_nothing_tha
         Err(StorageError::Corrupt(message)) => assert_names(&message, &file, header_bytes),
         other => panic!("expected Corrupt, got {other:?}"),
     }
+}
+
+/// `replay_blocking` reads on a second thread, a chunk at a time: every entry in order across
+/// the chunks, only as many as `take` wants, and a read that fails after some chunks as the
+/// error, with every entry before it taken.
+#[test]
+fn a_replay_hands_over_every_entry_in_order_stops_where_asked_and_reports_a_failed_read() {
+    let dir = TempDir::new("wal-replay");
+    let chunk = REPLAY_CHUNK as usize;
+    let entries = filled_store(dir.path(), SMALL, 2 * chunk + 100, 700);
+    let store = FileStore::open_with(dir.path(), SMALL).unwrap();
+    let end = entries.last().unwrap().lsn.next();
+    let replay = |from: u64, to: Lsn, wanted: usize| {
+        let mut seen = Vec::new();
+        let whole = store.replay_blocking(Lsn(from), to, |entry| {
+            seen.push(entry);
+            seen.len() < wanted
+        });
+        (whole, seen)
+    };
+    assert_eq!(replay(1, end, usize::MAX), (Ok(true), entries.clone()));
+    assert_eq!(replay(5, Lsn(5), usize::MAX), (Ok(true), Vec::new()));
+    for wanted in [1, chunk, chunk + 1, 2 * chunk + 90] {
+        assert_eq!(
+            replay(10, end, wanted),
+            (Ok(false), entries[9..9 + wanted].to_vec()),
+            "{wanted} wanted"
+        );
+    }
+    // Past the last entry: the chunks before it are taken, then the read of the last fails.
+    let (whole, seen) = replay(1, end.next(), usize::MAX);
+    assert_eq!(whole, Err(StorageError::Missing(end)));
+    assert_eq!(seen, entries[..2 * chunk].to_vec());
 }
 
 #[test]

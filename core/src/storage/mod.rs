@@ -99,6 +99,9 @@ pub type StorageResult<T> = Result<T, StorageError>;
 
 /// The durable home of a log. Every mutating call is durable when its future resolves: a store
 /// that returns `Ok` from `append` must return those entries after a crash.
+/// How many entries [`LogStore::replay`] reads at a time.
+pub const REPLAY_CHUNK: u64 = 4096;
+
 pub trait LogStore {
     /// Appends entries, which must continue the chain: the first must follow `state().last`
     /// (by lsn and `prev_hash`) and each the one before it.
@@ -165,6 +168,37 @@ pub trait LogStore {
 
     /// The last saved snapshot.
     fn load_snapshot(&self) -> impl Future<Output = StorageResult<Option<Snapshot>>> + MaybeSend;
+
+    /// Hands the entries from `from` up to `to` (excluded) to `take`, in order, until it
+    /// returns false: what a restart replays. Returns whether every entry was taken.
+    ///
+    /// The default reads [`REPLAY_CHUNK`] entries at a time with
+    /// [`read_range`](LogStore::read_range). The server's store reads and checks the next
+    /// chunk on a second thread while `take` has this one.
+    fn replay<F>(
+        &self,
+        from: Lsn,
+        to: Lsn,
+        mut take: F,
+    ) -> impl Future<Output = StorageResult<bool>> + MaybeSend
+    where
+        Self: Sync,
+        F: FnMut(LogEntry) -> bool + MaybeSend,
+    {
+        async move {
+            let mut next = from;
+            while next < to {
+                let end = Lsn(next.0.saturating_add(REPLAY_CHUNK).min(to.0));
+                for entry in self.read_range(next, end).await? {
+                    if !take(entry) {
+                        return Ok(false);
+                    }
+                }
+                next = end;
+            }
+            Ok(true)
+        }
+    }
 
     /// Loads the last saved snapshot and rebuilds the state it holds: what a restart starts
     /// from. The outer result is the store's (it could not read the snapshot, or its data does

@@ -40,7 +40,7 @@ pub(crate) type ImageSink<'a> = dyn FnMut(&[u8]) -> StorageResult<()> + 'a;
 
 /// A store whose snapshot can be saved in three steps, the slow middle one off the thread
 /// that appends: the leader's commit thread needs one.
-pub trait CheckpointStore: LogStore + Send + 'static {
+pub trait CheckpointStore: LogStore + Send + Sync + 'static {
     /// What the middle step needs (taken from the store in the first).
     type Save: Send + 'static;
     /// What the middle step made (given to the store in the last).

@@ -324,7 +324,10 @@ impl<S: LogStore> LocalCopy<S> {
         mut store: S,
         fresh_term: Term,
         tail_bytes_max: u64,
-    ) -> Result<(LocalCopy<S>, u64), StartError> {
+    ) -> Result<(LocalCopy<S>, u64), StartError>
+    where
+        S: Sync,
+    {
         let (metadata, state, replayed) = recover(&mut store, fresh_term).await?;
         let local = Arc::new(Local::new(state, tail_bytes_max));
         Ok((

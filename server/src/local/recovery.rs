@@ -9,9 +9,6 @@ use cstore_core::state::{Rejection, SnapshotError, State};
 use cstore_core::storage::{LogStore, Metadata, StorageError};
 use cstore_core::{Lsn, ReplicaId, Term};
 
-/// Entries read from the store per step of replay.
-const REPLAY_CHUNK: u64 = 4096;
-
 /// Why a node (leader or follower) could not start on its store.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -31,7 +28,7 @@ pub enum StartError {
 /// rebuilds the state from the last snapshot and the log after it; also returns how many
 /// entries were replayed (the entries since the last checkpoint). Shared by the leader and
 /// the follower, which recover their own stores the same way.
-pub(super) async fn recover<S: LogStore>(
+pub(super) async fn recover<S: LogStore + Sync>(
     store: &mut S,
     fresh_term: Term,
 ) -> Result<(Metadata, State, u64), StartError> {
@@ -61,7 +58,7 @@ pub(super) async fn recover<S: LogStore>(
 /// Rebuilds the state from what `store` holds: its snapshot, then the log after it. Returns it
 /// and how many entries were replayed. Also how the leader throws away applied entries whose
 /// append failed.
-async fn load_state<S: LogStore>(store: &S) -> Result<(State, u64), StartError> {
+async fn load_state<S: LogStore + Sync>(store: &S) -> Result<(State, u64), StartError> {
     let mut state = match store.load_snapshot_state().await? {
         Some(state) => state?,
         None => State::new(),
@@ -74,19 +71,27 @@ async fn load_state<S: LogStore>(store: &S) -> Result<(State, u64), StartError> 
         });
     }
     let mut replayed = 0u64;
-    let mut next = state.applied().lsn.next();
-    while next <= log.last.lsn {
-        let to = Lsn((next.0 + REPLAY_CHUNK).min(log.last.lsn.0 + 1));
-        for entry in store.read_range(next, to).await? {
-            state
-                .apply(&entry)
-                .map_err(|rejection| StartError::Replay {
-                    lsn: entry.lsn,
-                    rejection,
-                })?;
-            replayed += 1;
-        }
-        next = to;
+    let mut refused = None;
+    let from = state.applied().lsn.next();
+    store
+        .replay(from, log.last.lsn.next(), |entry| {
+            match state.apply(&entry) {
+                Ok(_) => {
+                    replayed += 1;
+                    true
+                }
+                Err(rejection) => {
+                    refused = Some(StartError::Replay {
+                        lsn: entry.lsn,
+                        rejection,
+                    });
+                    false
+                }
+            }
+        })
+        .await?;
+    match refused {
+        Some(error) => Err(error),
+        None => Ok((state, replayed)),
     }
-    Ok((state, replayed))
 }
