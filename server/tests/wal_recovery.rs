@@ -591,7 +591,7 @@ fn a_replay_hands_over_every_entry_in_order_stops_where_asked_and_reports_a_fail
     let replay = |from: u64, to: Lsn, wanted: usize| {
         let mut seen = Vec::new();
         let whole = store.replay_blocking(Lsn(from), to, |entry| {
-            seen.push(entry);
+            seen.push(entry.clone());
             seen.len() < wanted
         });
         (whole, seen)

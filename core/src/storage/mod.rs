@@ -183,13 +183,13 @@ pub trait LogStore {
     ) -> impl Future<Output = StorageResult<bool>> + MaybeSend
     where
         Self: Sync,
-        F: FnMut(LogEntry) -> bool + MaybeSend,
+        F: FnMut(&LogEntry) -> bool + MaybeSend,
     {
         async move {
             let mut next = from;
             while next < to {
                 let end = Lsn(next.0.saturating_add(REPLAY_CHUNK).min(to.0));
-                for entry in self.read_range(next, end).await? {
+                for entry in &self.read_range(next, end).await? {
                     if !take(entry) {
                         return Ok(false);
                     }

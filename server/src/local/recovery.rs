@@ -75,7 +75,7 @@ async fn load_state<S: LogStore + Sync>(store: &S) -> Result<(State, u64), Start
     let from = state.applied().lsn.next();
     store
         .replay(from, log.last.lsn.next(), |entry| {
-            match state.apply(&entry) {
+            match state.apply(entry) {
                 Ok(_) => {
                     replayed += 1;
                     true

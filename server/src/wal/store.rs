@@ -444,40 +444,46 @@ impl FileStore {
         &self,
         from: Lsn,
         to: Lsn,
-        mut take: impl FnMut(LogEntry) -> bool,
+        mut take: impl FnMut(&LogEntry) -> bool,
     ) -> StorageResult<bool> {
         let chunks = |next: Lsn| {
             (next < to).then(|| (next, Lsn(next.0.saturating_add(REPLAY_CHUNK).min(to.0))))
         };
         std::thread::scope(|scope| {
             let (chunk_tx, chunk_rx) = std::sync::mpsc::sync_channel(2);
+            // Chunks taken come back to be dropped where they were allocated: freeing them
+            // here cost mimalloc's cross-thread frees.
+            let (done_tx, done_rx) = std::sync::mpsc::channel::<Vec<LogEntry>>();
             let reading = std::thread::Builder::new()
                 .name("cstore-replay".into())
                 .spawn_scoped(scope, move || {
                     for (next, end) in std::iter::successors(chunks(from), |&(_, end)| chunks(end))
                     {
+                        done_rx.try_iter().for_each(drop);
                         let read = self.read_range_blocking(next, end);
                         let failed = read.is_err();
                         // A closed channel: `take` stopped, or the reads below failed.
                         if chunk_tx.send(read).is_err() || failed {
-                            return;
+                            break;
                         }
                     }
+                    drop(chunk_tx);
+                    done_rx.into_iter().for_each(drop);
                 });
-            let mut take_all = |read: StorageResult<Vec<LogEntry>>| -> StorageResult<bool> {
-                Ok(read?.into_iter().all(&mut take))
-            };
             if reading.is_err() {
                 // No second thread: read here, a chunk at a time.
                 for (next, end) in std::iter::successors(chunks(from), |&(_, end)| chunks(end)) {
-                    if !take_all(self.read_range_blocking(next, end))? {
+                    if !self.read_range_blocking(next, end)?.iter().all(&mut take) {
                         return Ok(false);
                     }
                 }
                 return Ok(true);
             }
             for read in chunk_rx {
-                if !take_all(read)? {
+                let chunk = read?;
+                let whole = chunk.iter().all(&mut take);
+                let _ = done_tx.send(chunk);
+                if !whole {
                     return Ok(false);
                 }
             }
@@ -1194,7 +1200,7 @@ impl LogStore for FileStore {
 
     async fn replay<F>(&self, from: Lsn, to: Lsn, take: F) -> StorageResult<bool>
     where
-        F: FnMut(LogEntry) -> bool + Send,
+        F: FnMut(&LogEntry) -> bool + Send,
     {
         self.replay_blocking(from, to, take)
     }
