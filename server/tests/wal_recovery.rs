@@ -9,7 +9,7 @@ mod wal_support;
 
 use std::fs::{self, OpenOptions};
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use cstore_core::LogEntry;
 use cstore_core::log::codec::{RecordKind, encode_entry, encode_record};
@@ -437,11 +437,7 @@ fn snapshot_damage_is_detected() {
     let mut store = FileStore::open_with(dir.path(), SMALL).unwrap();
     store.save_snapshot_blocking(&snapshot).unwrap();
     drop(store);
-    let file = fs::read_dir(dir.path())
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.extension().is_some_and(|x| x == "snap"))
-        .unwrap();
+    let file = snapshot_file(dir.path());
     let original = fs::read(&file).unwrap();
     let load = || FileStore::open_with(dir.path(), SMALL).and_then(|s| s.load_snapshot_blocking());
     assert_eq!(load(), Ok(Some(snapshot.clone())));
@@ -529,11 +525,7 @@ fn a_restart_decodes_its_snapshot_while_it_checks_the_hash_and_keeps_nothing_tha
 
     // One document's number changed, its record framed again with a valid crc (a buggy
     // writer): the image still decodes, to another state, but the hash does not match.
-    let file = fs::read_dir(dir.path())
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.extension().is_some_and(|x| x == "snap"))
-        .unwrap();
+    let file = snapshot_file(dir.path());
     let original = fs::read(&file).unwrap();
     let header_bytes = original.len() - snapshot.data.len() - (8 + 2);
     let field = b"\"n\":3,";
@@ -1019,14 +1011,19 @@ fn a_snapshot_written_in_pieces_is_the_file_a_whole_one_makes_and_a_wrong_one_wr
 }
 
 /// The bytes of the one snapshot file in `dir`.
-fn snapshot_file_bytes(dir: &Path) -> Vec<u8> {
+/// The one snapshot file in `dir`.
+fn snapshot_file(dir: &Path) -> PathBuf {
     let files: Vec<_> = fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|e| e == "snap"))
         .collect();
     assert_eq!(files.len(), 1, "{files:?}");
-    fs::read(&files[0]).unwrap()
+    files[0].clone()
+}
+
+fn snapshot_file_bytes(dir: &Path) -> Vec<u8> {
+    fs::read(snapshot_file(dir)).unwrap()
 }
 
 #[test]
