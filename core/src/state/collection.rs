@@ -52,7 +52,6 @@ impl ExpiryQueue {
     }
 }
 
-/// What a document looked like before a write, enough to undo the write.
 /// A collection's documents and their expiry times, taken in strictly ascending `_id` order:
 /// how a snapshot's collection is loaded, each document copied once into its run.
 #[derive(Default)]
@@ -76,6 +75,7 @@ impl SortedDocs {
     }
 }
 
+/// What a document looked like before a write, enough to undo the write.
 pub(crate) type PriorDoc = Option<(StoredDoc, Option<TimestampMs>)>;
 
 /// A named set of documents with secondary indexes.

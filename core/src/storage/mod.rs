@@ -97,11 +97,11 @@ impl ErrorCode for StorageError {
 /// Shorthand for storage results.
 pub type StorageResult<T> = Result<T, StorageError>;
 
-/// The durable home of a log. Every mutating call is durable when its future resolves: a store
-/// that returns `Ok` from `append` must return those entries after a crash.
 /// How many entries [`LogStore::replay`] reads at a time.
 pub const REPLAY_CHUNK: u64 = 4096;
 
+/// The durable home of a log. Every mutating call is durable when its future resolves: a store
+/// that returns `Ok` from `append` must return those entries after a crash.
 pub trait LogStore {
     /// Appends entries, which must continue the chain: the first must follow `state().last`
     /// (by lsn and `prev_hash`) and each the one before it.
