@@ -500,7 +500,7 @@ fn snapshot_damage_is_detected() {
     ));
 }
 
-/// A restart decodes its own snapshot on a second thread while it checks the hash
+/// A restart decodes its own snapshot while a second thread checks the hash
 /// (`load_snapshot_state_blocking`): a real state loads whole, and bytes that pass every
 /// record's crc but not the hash give the `Corrupt` of `load_snapshot`, never the state the
 /// decode made of them.

@@ -207,7 +207,7 @@ pub trait LogStore {
     ///
     /// The default is [`load_snapshot`](LogStore::load_snapshot) followed by every check of
     /// [`State::from_snapshot`]. A store whose snapshots are its own files may do less: the
-    /// server's checks the hash while the state is decoded on a second thread, and trusts the
+    /// server's checks the hash on a second thread while the state is decoded, and trusts the
     /// documents' canonical form ([`State::from_own_snapshot`]).
     fn load_snapshot_state(
         &self,

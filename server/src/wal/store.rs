@@ -399,12 +399,14 @@ impl FileStore {
     }
 
     /// [`LogStore::load_snapshot_state`], synchronously, in about the time of the decode alone:
-    /// the file is read with every record's crc checked, then its state is decoded on a second
-    /// thread while this one checks the data against the state hash (a sixth of a restart's
-    /// time). The decode trusts the documents' canonical form ([`State::from_own_snapshot`]):
-    /// the store wrote them itself, or fully checked them before it saved them. Data that does
-    /// not match the hash is `Corrupt`, and whatever the decode made of it is dropped, a panic
-    /// included (bytes that pass every record's crc but not the hash could cause one).
+    /// the file is read with every record's crc checked, then its state is decoded here while
+    /// a second thread (`cstore-snapshot`) checks the data against the state hash (a sixth of a
+    /// restart's time). The state is built on this thread, which lives on, so its memory
+    /// belongs to this thread's allocator heap, not to one that exits. The decode trusts the
+    /// documents' canonical form ([`State::from_own_snapshot`]): the store wrote them itself,
+    /// or fully checked them before it saved them. Data that does not match the hash is
+    /// `Corrupt`, and whatever the decode made of it is dropped, a panic included (bytes that
+    /// pass every record's crc but not the hash could cause one).
     pub fn load_snapshot_state_blocking(
         &self,
     ) -> StorageResult<Option<Result<State, SnapshotError>>> {
@@ -413,25 +415,25 @@ impl FileStore {
         };
         let snapshot = snapshot_file::read_unhashed(path)?;
         let (decoded, matches) = std::thread::scope(|scope| {
-            let decoding = std::thread::Builder::new()
+            let hashing = std::thread::Builder::new()
                 .name("cstore-snapshot".into())
-                .spawn_scoped(scope, || State::from_own_snapshot(&snapshot));
-            match decoding {
-                Ok(decoding) => {
-                    let matches = snapshot.verify();
-                    (Some(decoding.join()), matches)
-                }
-                // No second thread: the hash first, then the decode here.
-                Err(_) => (None, snapshot.verify()),
-            }
+                .spawn_scoped(scope, || snapshot.verify());
+            let decoded = std::panic::catch_unwind(|| State::from_own_snapshot(&snapshot));
+            let matches = match hashing {
+                Ok(hashing) => hashing
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+                // No second thread: the hash after the decode, here.
+                Err(_) => snapshot.verify(),
+            };
+            (decoded, matches)
         });
         if !matches {
             return Err(snapshot_file::hash_mismatch(path));
         }
         match decoded {
-            Some(Ok(state)) => Ok(Some(state)),
-            Some(Err(panic)) => std::panic::resume_unwind(panic),
-            None => Ok(Some(State::from_own_snapshot(&snapshot))),
+            Ok(state) => Ok(Some(state)),
+            Err(panic) => std::panic::resume_unwind(panic),
         }
     }
 
