@@ -333,14 +333,18 @@ impl<'de> Deserialize<'de> for OwnDocs {
                 while let Some((doc, expires_at)) =
                     seq.next_element::<(OwnStoredDoc<'de>, Option<TimestampMs>)>()?
                 {
-                    if loader.refused.is_none() {
-                        let checked = DocText::from_own_log(doc.doc)
-                            .map(|text| DocRef {
+                    if loader.refused.is_some() {
+                        continue;
+                    }
+                    match DocText::from_own_log(doc.doc) {
+                        Some(text) => loader.take(
+                            DocRef {
                                 version: doc.version,
                                 doc: text,
-                            })
-                            .ok_or(Refusal::NotCanonical);
-                        loader.take(checked, expires_at);
+                            },
+                            expires_at,
+                        ),
+                        None => loader.refused = Some(Refusal::NotCanonical),
                     }
                 }
                 Ok(OwnDocs(loader))
@@ -362,7 +366,7 @@ impl ImageDocs for OutsideDocs {
             if loader.refused.is_some() {
                 break;
             }
-            loader.take(Ok(doc.to_ref()), *expires_at);
+            loader.take(doc.to_ref(), *expires_at);
         }
         loader
     }
@@ -394,14 +398,7 @@ struct Loader {
 }
 
 impl Loader {
-    fn take(&mut self, doc: Result<DocRef<'_>, Refusal>, expires_at: Option<TimestampMs>) {
-        let doc = match doc {
-            Ok(doc) => doc,
-            Err(refusal) => {
-                self.refused = Some(refusal);
-                return;
-            }
-        };
+    fn take(&mut self, doc: DocRef<'_>, expires_at: Option<TimestampMs>) {
         let id = doc.doc.id_str();
         match &mut self.last_id {
             Some(last) if **last >= *id => {
