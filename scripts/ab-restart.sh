@@ -2,8 +2,8 @@
 # Compares how fast two `cstore` builds restart on the same data directory, alternating them
 # (this machine's speed moves from minute to minute; only builds measured turn about can be
 # told apart). Each run copies DATA_DIR afresh, starts the build's server on the copy, polls
-# /v1/health every 2 ms, reads the server's CPU time from /proc/<pid>/stat once healthy, and
-# stops the server by its PID. Rounds alternate which build goes first (the order of a pair
+# /v1/health every 2 ms, reads the server's CPU time from /proc/<pid>/stat and its peak RSS
+# (VmHWM) from /proc/<pid>/status once healthy, and stops the server by its PID. Rounds alternate which build goes first (the order of a pair
 # was seen to matter). Prints one line per run, then each build's medians.
 #
 # Usage: scripts/ab-restart.sh ROUNDS OLD_BIN NEW_BIN DATA_DIR
@@ -24,17 +24,12 @@ SOURCE=$4
 TICKS=$(getconf CLK_TCK)
 PORT=27191
 
-WORK="$(mktemp -d /tmp/cstore-ab-restart.XXXXXX)"
-SERVER=""
-cleanup() {
-  if [ -n "$SERVER" ]; then kill "$SERVER" 2>/dev/null || true; wait "$SERVER" 2>/dev/null || true; fi
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
+ab_setup cstore-ab-restart
 
-# run NAME BIN: one restart; appends "NAME ms_to_health server_cpu_ms" to $WORK/results.
+# run NAME BIN: one restart; appends "NAME ms_to_health server_cpu_ms peak_rss_mib" to
+# $WORK/results.
 run() {
-  local name=$1 bin=$2 start end ticks
+  local name=$1 bin=$2 start end ticks rss_kib
   rm -rf "$WORK/data"
   cp -r "$SOURCE/data" "$WORK/data"
   start=$(date +%s%N)
@@ -45,15 +40,15 @@ run() {
     sleep 0.002
   done
   end=$(date +%s%N)
-  ticks=$(awk '{print $14 + $15}' "/proc/$SERVER/stat")
-  kill "$SERVER"
-  wait "$SERVER" 2>/dev/null || true
-  SERVER=""
-  echo "$name $(((end - start) / 1000000)) $((ticks * 1000 / TICKS))" | tee -a "$WORK/results"
+  ticks=$(cpu_ticks "$SERVER")
+  rss_kib=$(awk '/^VmHWM:/ {print $2}' "/proc/$SERVER/status")
+  ab_stop_server
+  echo "$name $(((end - start) / 1000000)) $((ticks * 1000 / TICKS)) $((rss_kib / 1024))" |
+    tee -a "$WORK/results"
 }
 
 say "$ROUNDS rounds, alternating which build goes first, on copies of $SOURCE/data"
-echo "build ms_to_health server_cpu_ms"
+echo "build ms_to_health server_cpu_ms peak_rss_mib"
 for round in $(seq "$ROUNDS"); do
   if [ $((round % 2)) -eq 1 ]; then
     run old "$OLD"
@@ -65,11 +60,8 @@ for round in $(seq "$ROUNDS"); do
 done
 echo "medians:"
 for name in old new; do
-  grep "^$name " "$WORK/results" | awk -v n="$name" '
-    { h[NR] = $2; c[NR] = $3 }
-    function med(a, k,   i, j, t) {
-      for (i = 1; i <= k; i++) for (j = i + 1; j <= k; j++) if (a[j] < a[i]) { t = a[i]; a[i] = a[j]; a[j] = t }
-      return (k % 2) ? a[(k + 1) / 2] : (a[k / 2] + a[k / 2 + 1]) / 2
-    }
-    END { printf "  %s: %.0f ms to health, %.0f ms of server CPU (%d runs)\n", n, med(h, NR), med(c, NR), NR }'
+  grep "^$name " "$WORK/results" | awk -v n="$name" "$AWK_MEDIAN"'
+    { h[NR] = $2; c[NR] = $3; m[NR] = $4 }
+    END { printf "  %s: %.0f ms to health, %.0f ms of server CPU, peak RSS %.0f MiB (%d runs)\n",
+          n, med(h, NR), med(c, NR), med(m, NR), NR }'
 done

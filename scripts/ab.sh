@@ -30,16 +30,7 @@ ARGS=("$@")
 TICKS=$(getconf CLK_TCK)
 PORT=27190
 
-WORK="$(mktemp -d /tmp/cstore-ab.XXXXXX)"
-SERVER=""
-cleanup() {
-  if [ -n "$SERVER" ]; then kill "$SERVER" 2>/dev/null || true; wait "$SERVER" 2>/dev/null || true; fi
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-# cpu_ticks PID: user + system time of the process so far, in clock ticks.
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+ab_setup cstore-ab
 
 # run NAME BIN: one run; appends "NAME docs/s p50 p99 us_per_doc" to $WORK/results.
 run() {
@@ -55,9 +46,7 @@ run() {
   "$LOAD" --url "http://127.0.0.1:$PORT" "${ARGS[@]}" >"$WORK/load.log" 2>&1 ||
     die "cstore-load failed: $(tail -3 "$WORK/load.log")"
   t1=$(cpu_ticks "$SERVER")
-  kill "$SERVER"
-  wait "$SERVER" 2>/dev/null || true
-  SERVER=""
+  ab_stop_server
   # "mode clients batch docs/s req/s p50 p99 ..."
   line=$(grep -E '^(insert|txn|channel) ' "$WORK/load.log" | head -1 || true)
   # "N documents in M requests over S s"
@@ -76,12 +65,8 @@ for _ in $(seq "$ROUNDS"); do
 done
 echo "medians:"
 for name in old new; do
-  grep "^$name " "$WORK/results" | awk -v n="$name" '
+  grep "^$name " "$WORK/results" | awk -v n="$name" "$AWK_MEDIAN"'
     { r[NR] = $2; p[NR] = $3; q[NR] = $4; c[NR] = $5 }
-    function med(a, k,   i, j, t) {
-      for (i = 1; i <= k; i++) for (j = i + 1; j <= k; j++) if (a[j] < a[i]) { t = a[i]; a[i] = a[j]; a[j] = t }
-      return (k % 2) ? a[(k + 1) / 2] : (a[k / 2] + a[k / 2 + 1]) / 2
-    }
     END { printf "  %s: %.0f docs/s, p50 %.2f ms, p99 %.2f ms, %.2f us of server CPU per doc (%d runs)\n",
           n, med(r, NR), med(p, NR), med(q, NR), med(c, NR), NR }'
 done
