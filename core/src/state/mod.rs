@@ -18,6 +18,7 @@ mod collection;
 mod docs;
 mod error;
 mod image;
+mod insert_check;
 mod origins;
 mod overlay;
 mod speculation;

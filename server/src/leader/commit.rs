@@ -9,8 +9,9 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{error, info, warn};
 
+use cstore_core::state::Rejection;
 use cstore_core::storage::{LogStore, StorageError};
-use cstore_core::{LogEntry, Lsn, Txn};
+use cstore_core::{LogEntry, Lsn, TimestampMs, Txn};
 
 use super::checkpoint::{self, CheckpointStore};
 use super::{LeaderConfig, Request, Shared, WriteError};
@@ -163,25 +164,23 @@ async fn commit_batch<S: LogStore>(
     let now = now_ms();
     let mut entries = Vec::with_capacity(batch.len());
     let mut waiting = Vec::with_capacity(batch.len());
-    // Each entry is checked on top of the state and the entries before it, then all of it is
-    // taken off again: the state moves only once the batch is durable (apply_committed).
-    copy.speculate(|state, speculations| {
-        for (txn, reply) in batch.drain(..) {
-            let entry = LogEntry::new(state.applied(), shared.term, now, txn);
-            match state.apply_speculative(&entry) {
-                Ok(speculation) => {
-                    speculations.push(speculation);
-                    waiting.push((entry.lsn, reply));
-                    entries.push(entry);
-                }
-                Err(rejection) => {
-                    metrics::counter!("cstore_writes_total", "result" => "rejected").increment(1);
-                    let _ = reply.send(Err(WriteError::Rejected(rejection)));
-                }
+    let (txns, replies): (Vec<Txn>, Vec<Reply>) = batch.drain(..).unzip();
+    for (checked, reply) in check_batch(shared, copy, txns, now)
+        .await
+        .into_iter()
+        .zip(replies)
+    {
+        match checked {
+            Ok(entry) => {
+                waiting.push((entry.lsn, reply));
+                entries.push(entry);
+            }
+            Err(rejection) => {
+                metrics::counter!("cstore_writes_total", "result" => "rejected").increment(1);
+                let _ = reply.send(Err(WriteError::Rejected(rejection)));
             }
         }
-    })
-    .await;
+    }
     let Some(last) = entries.last().map(|e| e.lsn) else {
         return 0;
     };
@@ -235,6 +234,69 @@ async fn commit_batch<S: LogStore>(
             0
         }
     }
+}
+
+/// Each transaction as the next log entry after those accepted before it, or why it would not
+/// apply there; the state does not move (only `apply_committed` moves it, once the batch is
+/// durable). A batch of plain inserts is decided on the state as it is
+/// ([`State::check_inserts`](cstore_core::state::State::check_inserts)); any other batch on a
+/// speculation: each entry applied on top of the state and the ones before it, and all of it
+/// taken off again. Debug builds check the first way against the second on every batch.
+async fn check_batch<S: LogStore>(
+    shared: &Shared,
+    copy: &LocalCopy<S>,
+    txns: Vec<Txn>,
+    now: TimestampMs,
+) -> Vec<Result<LogEntry, Rejection>> {
+    let decided = copy
+        .local()
+        .read(|state| Some((state.applied(), state.check_inserts(&txns, now)?)));
+    let Some((mut prev, verdicts)) = decided else {
+        return speculated(shared, copy, txns, now).await;
+    };
+    let expected = if cfg!(debug_assertions) {
+        Some(speculated(shared, copy, txns.clone(), now).await)
+    } else {
+        None
+    };
+    let checked: Vec<_> = txns
+        .into_iter()
+        .zip(verdicts)
+        .map(|(txn, verdict)| {
+            verdict.map(|()| {
+                let entry = LogEntry::new(prev, shared.term, now, txn);
+                prev = entry.position();
+                entry
+            })
+        })
+        .collect();
+    if let Some(expected) = expected {
+        assert_eq!(
+            checked, expected,
+            "the insert check and the speculation disagree"
+        );
+    }
+    checked
+}
+
+/// [`check_batch`] on a speculation.
+async fn speculated<S: LogStore>(
+    shared: &Shared,
+    copy: &LocalCopy<S>,
+    txns: Vec<Txn>,
+    now: TimestampMs,
+) -> Vec<Result<LogEntry, Rejection>> {
+    copy.speculate(|state, speculations| {
+        txns.into_iter()
+            .map(|txn| {
+                let entry = LogEntry::new(state.applied(), shared.term, now, txn);
+                let speculation = state.apply_speculative(&entry)?;
+                speculations.push(speculation);
+                Ok(entry)
+            })
+            .collect()
+    })
+    .await
 }
 
 /// Marks the leader failed (the first reason stays).
