@@ -24,7 +24,7 @@
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 
-use super::{OriginRecord, Rejection, State, TxnError, check_limits};
+use super::{Rejection, State, TxnError, check_limits};
 use crate::txn::{Op, Txn};
 use crate::types::{Lsn, TimestampMs};
 
@@ -85,25 +85,21 @@ impl<'t> InsertCheck<'_, 't> {
     fn check(&mut self, txn: &'t Txn) -> Result<(), Rejection> {
         check_limits(txn)?;
         if let Some(origin) = &txn.origin {
-            origin.validate().map_err(TxnError::InvalidOrigin)?;
-            let last = match self.origins.get(origin.client.as_str()) {
-                Some(&(seq, lsn)) => Some(OriginRecord {
-                    seq,
-                    lsn,
-                    at: TimestampMs(0),
-                }),
-                None => self.state.origin(&origin.client),
-            };
-            if let Some(last) = last
-                && origin.seq <= last.seq
-            {
-                return Err(TxnError::DuplicateOrigin {
-                    client: origin.client.clone(),
-                    seq: origin.seq,
-                    last_seq: last.seq,
-                    last_lsn: last.lsn,
+            // The client's last accepted write of this batch, else what the state says.
+            match self.origins.get(origin.client.as_str()) {
+                None => self.state.check_origin(origin)?,
+                Some(&(last_seq, last_lsn)) => {
+                    origin.validate().map_err(TxnError::InvalidOrigin)?;
+                    if origin.seq <= last_seq {
+                        return Err(TxnError::DuplicateOrigin {
+                            client: origin.client.clone(),
+                            seq: origin.seq,
+                            last_seq,
+                            last_lsn,
+                        }
+                        .into());
+                    }
                 }
-                .into());
             }
         }
         let mut added = Vec::with_capacity(txn.ops.len());
