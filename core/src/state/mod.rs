@@ -18,9 +18,9 @@ mod collection;
 mod docs;
 mod error;
 mod image;
-mod insert_check;
 mod origins;
 mod overlay;
+mod plain_writes;
 mod speculation;
 
 use std::borrow::Cow;
@@ -771,7 +771,21 @@ fn check_version(
     current: Option<DocRef<'_>>,
     expected: Option<Lsn>,
 ) -> Result<(), TxnError> {
-    let actual = current.map_or(Lsn::ZERO, |d| d.version);
+    check_version_is(
+        collection,
+        id,
+        current.map_or(Lsn::ZERO, |d| d.version),
+        expected,
+    )
+}
+
+/// [`check_version`] given the current version (`Lsn::ZERO` for no document).
+fn check_version_is(
+    collection: &str,
+    id: &str,
+    actual: Lsn,
+    expected: Option<Lsn>,
+) -> Result<(), TxnError> {
     match expected {
         Some(expected) if expected != actual => Err(TxnError::VersionMismatch {
             collection: collection.to_string(),

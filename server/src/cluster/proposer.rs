@@ -296,8 +296,8 @@ impl InFlight {
     /// flight serves the whole batch, which is what makes concurrent writers cheap; and when
     /// the batch cannot see them (see [`independent`]: the common case of writers of different
     /// documents) they are not re-applied at all. A batch that cannot see them and only
-    /// inserts into existing collections without TTL or unique index is not applied either
-    /// (`State::check_inserts`, checked against the speculation in debug builds).
+    /// inserts and puts into existing collections without TTL or unique index is not applied
+    /// either (`State::check_plain_writes`, checked against the speculation in debug builds).
     pub fn check_batch(
         &self,
         state: &mut State,
@@ -307,17 +307,17 @@ impl InFlight {
         if !independent(state, &entries, batch) {
             return check_on(state, Some(&mut *entries), batch);
         }
-        // A batch of plain inserts is decided on the state as it is, without applying it.
+        // A batch of plain inserts and puts is decided on the state as it is, without applying it.
         let latest = batch.iter().map(|p| p.entry.timestamp).max();
         let txns = batch.iter().map(|p| &p.entry.txn);
-        let Some(verdicts) = latest.and_then(|at| state.check_inserts(txns, at)) else {
+        let Some(verdicts) = latest.and_then(|at| state.check_plain_writes(txns, at)) else {
             return check_on(state, None, batch);
         };
         if cfg!(debug_assertions) {
             let expected = check_on(state, None, batch);
             assert_eq!(
                 verdicts, expected,
-                "the insert check and the speculation disagree"
+                "the plain-write check and the speculation disagree"
             );
         }
         verdicts

@@ -238,8 +238,8 @@ async fn commit_batch<S: LogStore>(
 
 /// Each transaction as the next log entry after those accepted before it, or why it would not
 /// apply there; the state does not move (only `apply_committed` moves it, once the batch is
-/// durable). A batch of plain inserts is decided on the state as it is
-/// ([`State::check_inserts`](cstore_core::state::State::check_inserts)); any other batch on a
+/// durable). A batch of plain inserts and puts is decided on the state as it is
+/// ([`State::check_plain_writes`](cstore_core::state::State::check_plain_writes)); any other batch on a
 /// speculation: each entry applied on top of the state and the ones before it, and all of it
 /// taken off again. Debug builds check the first way against the second on every batch.
 async fn check_batch<S: LogStore>(
@@ -250,7 +250,7 @@ async fn check_batch<S: LogStore>(
 ) -> Vec<Result<LogEntry, Rejection>> {
     let decided = copy
         .local()
-        .read(|state| Some((state.applied(), state.check_inserts(&txns, now)?)));
+        .read(|state| Some((state.applied(), state.check_plain_writes(&txns, now)?)));
     let Some((mut prev, verdicts)) = decided else {
         return speculated(shared, copy, txns, now).await;
     };
@@ -273,7 +273,7 @@ async fn check_batch<S: LogStore>(
     if let Some(expected) = expected {
         assert_eq!(
             checked, expected,
-            "the insert check and the speculation disagree"
+            "the plain-write check and the speculation disagree"
         );
     }
     checked

@@ -1,40 +1,42 @@
-//! Checking a batch of plain inserts without applying it.
+//! Checking a batch of plain inserts and puts without applying it.
 //!
 //! The single-node leader checks each batch before it is written: a transaction that would not
 //! apply must never enter the log. The general check applies each entry on top of the state
 //! ([`State::apply_speculative`]) and takes it all off again, so every write is applied twice
-//! (and undone once). For the commonest batch, documents inserted into collections that exist,
-//! with no TTL and no unique index, the outcome depends on much less: whether each `_id` is
-//! taken (in the state, or by an earlier insert of the batch), the transaction's size limits,
-//! and its origin. [`State::check_inserts`] decides exactly that from the state as it is, and
-//! answers `None` for any batch it cannot decide alone, which the caller checks the general way.
+//! (and undone once). For the commonest batch, documents inserted or put into collections that
+//! exist, with no TTL and no unique index, the outcome depends on much less: the version of
+//! each `_id` (in the state, or written by an earlier transaction of the batch), the
+//! transaction's size limits, and its origin. [`State::check_plain_writes`] decides exactly that
+//! from the state as it is, and answers `None` for any batch it cannot decide alone, which the
+//! caller checks the general way.
 //!
 //! ```text
-//!   batch ─► every txn only inserts, into existing collections without TTL or unique index,
-//!            and no document is due to expire at the batch's clock?
+//!   batch ─► every txn only inserts and puts, into existing collections without TTL or
+//!            unique index, and no document is due to expire at the batch's clock?
 //!              no  ─► None (speculate)
 //!              yes ─► per txn, in order: limits, origin (state's, then the batch's own),
-//!                     each _id absent from its collection and from the batch's earlier inserts
+//!                     each op against its _id's version (the batch's last write, else the
+//!                     state's): an insert needs none, a put its `if_version` if it has one
 //!                     ─► the same Ok / Rejection as apply_speculative, one after the other
 //! ```
 //!
 //! The two checks are held to the same verdicts over random states and batches
-//! (`tests::the_insert_check_decides_as_speculation_does`).
+//! (`tests::the_plain_write_check_decides_as_speculation_does`).
 
 use std::borrow::Cow;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
-use super::{Rejection, State, TxnError, check_limits};
+use super::{Rejection, State, TxnError, check_limits, check_version_is};
 use crate::txn::{Op, Txn};
 use crate::types::{Lsn, TimestampMs};
 
 impl State {
     /// The verdicts [`State::apply_speculative`] would give `txns`, stacked one on the next as
     /// log entries following the applied position with the clock `timestamp`, without changing
-    /// the state; `None` unless every transaction only inserts into existing collections
-    /// without a TTL or a unique index, nothing is on top of the state, and no document is due
-    /// to expire at that clock.
-    pub fn check_inserts<'t>(
+    /// the state; `None` unless every transaction only inserts and puts into existing
+    /// collections without a TTL or a unique index, nothing is on top of the state, and no
+    /// document is due to expire at that clock.
+    pub fn check_plain_writes<'t>(
         &self,
         txns: impl IntoIterator<Item = &'t Txn>,
         timestamp: TimestampMs,
@@ -46,10 +48,10 @@ impl State {
         if self.next_expiry().is_some_and(|at| at <= now) {
             return None;
         }
-        let mut check = InsertCheck {
+        let mut check = PlainCheck {
             state: self,
             next_lsn: self.applied.lsn.next(),
-            taken: HashSet::new(),
+            written: HashMap::new(),
             origins: HashMap::new(),
         };
         txns.into_iter()
@@ -58,30 +60,34 @@ impl State {
     }
 }
 
-/// The batch so far: what its accepted transactions took.
-struct InsertCheck<'s, 't> {
+/// The batch so far: what its accepted transactions wrote.
+struct PlainCheck<'s, 't> {
     state: &'s State,
     /// The LSN the next accepted transaction gets.
     next_lsn: Lsn,
-    /// `(collection, _id)` of every document the accepted transactions insert.
-    taken: HashSet<(&'t str, Cow<'t, str>)>,
+    /// `(collection, _id)` of every document the accepted transactions write, with the LSN of
+    /// the last one that did (the version it has on top of them).
+    written: HashMap<(&'t str, Cow<'t, str>), Lsn>,
     /// The last origin each client's accepted transactions carry: its seq and LSN.
     origins: HashMap<&'t str, (u64, Lsn)>,
 }
 
-impl<'t> InsertCheck<'_, 't> {
-    /// Whether `txn` only inserts into existing collections without a TTL or a unique index.
+impl<'t> PlainCheck<'_, 't> {
+    /// Whether `txn` only inserts and puts into existing collections without a TTL or a unique
+    /// index.
     fn plain(&self, txn: &Txn) -> bool {
         txn.ops.iter().all(|op| match op {
-            Op::Insert { collection, .. } => self.state.collection(collection).is_some_and(|c| {
-                c.options().ttl_ms.is_none() && c.indexes().iter().all(|i| !i.spec().unique)
-            }),
+            Op::Insert { collection, .. } | Op::Put { collection, .. } => {
+                self.state.collection(collection).is_some_and(|c| {
+                    c.options().ttl_ms.is_none() && c.indexes().iter().all(|i| !i.spec().unique)
+                })
+            }
             _ => false,
         })
     }
 
     /// The verdict on a plain `txn`, as `apply_entry` reaches it: limits, origin, then each
-    /// insert in order.
+    /// operation in order.
     fn check(&mut self, txn: &'t Txn) -> Result<(), Rejection> {
         check_limits(txn)?;
         if let Some(origin) = &txn.origin {
@@ -102,31 +108,51 @@ impl<'t> InsertCheck<'_, 't> {
                 }
             }
         }
-        let mut added = Vec::with_capacity(txn.ops.len());
+        // What this transaction's writes replaced, to put back if a later one fails.
+        let mut replaced = Vec::with_capacity(txn.ops.len());
         for (op_index, op) in txn.ops.iter().enumerate() {
-            let Op::Insert { collection, doc } = op else {
-                unreachable!("a plain transaction only inserts");
+            let (collection, doc, if_version) = match op {
+                Op::Insert { collection, doc } => (collection, doc, None),
+                Op::Put {
+                    collection,
+                    doc,
+                    if_version,
+                } => (collection, doc, Some(*if_version)),
+                _ => unreachable!("a plain transaction only inserts and puts"),
             };
-            let id = doc.id_str();
-            let in_state = self
-                .state
-                .collection(collection)
-                .is_some_and(|c| c.get(&id).is_some());
-            let key = (collection.as_str(), id);
-            if in_state || self.taken.contains(&key) {
-                for key in added {
-                    self.taken.remove(&key);
+            let key = (collection.as_str(), doc.id_str());
+            let current = self.written.get(&key).copied().or_else(|| {
+                let coll = self.state.collection(collection)?;
+                coll.get(&key.1).map(|d| d.version)
+            });
+            let verdict = match if_version {
+                // An insert: the id must be free.
+                None => match current {
+                    Some(_) => Err(TxnError::AlreadyExists {
+                        collection: collection.clone(),
+                        id: key.1.to_string(),
+                    }),
+                    None => Ok(()),
+                },
+                // A put: the version it names, if it names one.
+                Some(expected) => {
+                    check_version_is(collection, &key.1, current.unwrap_or(Lsn::ZERO), expected)
+                }
+            };
+            if let Err(error) = verdict {
+                for (key, prior) in replaced.into_iter().rev() {
+                    match prior {
+                        Some(lsn) => self.written.insert(key, lsn),
+                        None => self.written.remove(&key),
+                    };
                 }
                 return Err(Rejection {
                     op_index: Some(op_index),
-                    error: TxnError::AlreadyExists {
-                        collection: collection.clone(),
-                        id: key.1.into_owned(),
-                    },
+                    error,
                 });
             }
-            self.taken.insert(key.clone());
-            added.push(key);
+            let prior = self.written.insert(key.clone(), self.next_lsn);
+            replaced.push((key, prior));
         }
         if let Some(origin) = &txn.origin {
             self.origins
@@ -160,6 +186,17 @@ mod tests {
         Op::Insert {
             collection: collection.into(),
             doc,
+        }
+    }
+
+    fn put(collection: &str, id: &str, n: u64, if_version: Option<Lsn>) -> Op {
+        let Op::Insert { collection, doc } = insert(collection, id, n) else {
+            unreachable!("insert makes an insert")
+        };
+        Op::Put {
+            collection,
+            doc,
+            if_version,
         }
     }
 
@@ -241,9 +278,13 @@ mod tests {
             12 => prop::sample::select(&COLLECTIONS[..2]),
             1 => prop::sample::select(&COLLECTIONS[2..]),
         ];
+        // Versions up to 24 name documents of the state (LSNs from 1) and of the batch.
+        let if_version = prop_oneof![Just(None), (0u64..24).prop_map(|v| Some(Lsn(v)))];
         let op = prop_oneof![
-            40 => (collection, 0..IDS.len(), 0u64..4)
+            25 => (collection.clone(), 0..IDS.len(), 0u64..4)
                 .prop_map(|(c, id, n)| insert(c, IDS[id], n)),
+            15 => (collection, 0..IDS.len(), 0u64..4, if_version)
+                .prop_map(|(c, id, n, if_version)| put(c, IDS[id], n, if_version)),
             1 => (0..IDS.len()).prop_map(|id| Op::Delete {
                 collection: "plain".into(),
                 id: IDS[id].into(),
@@ -270,10 +311,10 @@ mod tests {
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(512))]
 
-        /// Wherever the insert check decides, it decides as speculation does; it declines
+        /// Wherever the plain-write check decides, it decides as speculation does; it declines
         /// exactly the batches outside its reach.
         #[test]
-        fn the_insert_check_decides_as_speculation_does(
+        fn the_plain_write_check_decides_as_speculation_does(
             docs in prop::collection::vec((0usize..4, 0..IDS.len(), 0u64..4), 0..12),
             origins in prop::collection::vec((any::<bool>(), 1u64..4), 0..3),
             txns in prop::collection::vec(arb_txn(), 1..7),
@@ -282,13 +323,13 @@ mod tests {
             let mut state = state_with(&docs, &origins);
             let expected = speculated(&mut state, &txns, at);
             let reach = txns.iter().flat_map(|t| &t.ops).all(|op| {
-                matches!(op, Op::Insert { collection, .. }
+                matches!(op, Op::Insert { collection, .. } | Op::Put { collection, .. }
                     if collection == "plain" || collection == "indexed")
             });
             // The TTL documents were written at 1,000 ms with a TTL of 50.
             let due = state.collection("ttl").is_some_and(|c| !c.is_empty())
                 && at.max(state.last_timestamp().0) >= 1_050;
-            match state.check_inserts(&txns, TimestampMs(at)) {
+            match state.check_plain_writes(&txns, TimestampMs(at)) {
                 Some(verdicts) => {
                     prop_assert!(reach && !due, "decided a batch out of its reach");
                     prop_assert_eq!(verdicts, expected);
@@ -299,7 +340,7 @@ mod tests {
     }
 
     #[test]
-    fn a_batch_of_inserts_is_decided_with_its_own_clashes() {
+    fn a_batch_of_inserts_and_puts_is_decided_with_its_own_clashes() {
         let mut state = state_with(&[(0, 0, 1)], &[(true, 2)]);
         let origin = |seq| Origin {
             client: "c1".into(),
@@ -316,8 +357,24 @@ mod tests {
             // Seq 3 was taken two transactions ago, by the second entry of the batch.
             Txn::single(insert("plain", "c", 0)).with_origin(origin(3)),
             Txn::new(vec![insert("indexed", "c", 0), insert("indexed", "c", 1)]),
+            // "b" has the version of the third transaction's entry (applied + 2) now.
+            Txn::single(put(
+                "plain",
+                "b",
+                7,
+                Some(state.applied().lsn.next().next()),
+            )),
+            // "a" exists: a put that expects none is refused.
+            Txn::single(put("plain", "a", 7, Some(Lsn::ZERO))),
+            // A put makes "e" exist for the insert after it; refused, the two leave "e" free.
+            Txn::new(vec![put("plain", "e", 7, None), insert("plain", "e", 0)]),
+            Txn::single(insert("plain", "e", 0)),
+            // A refused transaction puts back the version its put replaced: "b" keeps the
+            // version of the put above (applied + 3).
+            Txn::new(vec![put("plain", "b", 8, None), insert("plain", "a", 0)]),
+            Txn::single(put("plain", "b", 9, Some(Lsn(state.applied().lsn.0 + 3)))),
         ];
-        let verdicts = state.check_inserts(&txns, TimestampMs(1_010)).unwrap();
+        let verdicts = state.check_plain_writes(&txns, TimestampMs(1_010)).unwrap();
         assert_eq!(verdicts, speculated(&mut state, &txns, 1_010));
         let codes: Vec<_> = verdicts
             .iter()
@@ -341,6 +398,12 @@ mod tests {
                 Some((Some(1), "already_exists")),
                 Some((None, "duplicate_origin")),
                 Some((Some(1), "already_exists")),
+                None,
+                Some((Some(0), "version_mismatch")),
+                Some((Some(1), "already_exists")),
+                None,
+                Some((Some(1), "already_exists")),
+                None,
             ]
         );
     }
