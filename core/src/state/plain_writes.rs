@@ -273,7 +273,7 @@ mod tests {
     }
 
     fn arb_txn() -> impl Strategy<Value = Txn> {
-        // Mostly inserts into the two collections in reach, so that most batches are.
+        // Mostly writes into the two collections in reach, so that many batches are.
         let collection = prop_oneof![
             12 => prop::sample::select(&COLLECTIONS[..2]),
             1 => prop::sample::select(&COLLECTIONS[2..]),
