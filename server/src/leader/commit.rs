@@ -239,9 +239,10 @@ async fn commit_batch<S: LogStore>(
 /// Each transaction as the next log entry after those accepted before it, or why it would not
 /// apply there; the state does not move (only `apply_committed` moves it, once the batch is
 /// durable). A batch of plain inserts and puts is decided on the state as it is
-/// ([`State::check_plain_writes`](cstore_core::state::State::check_plain_writes)); any other batch on a
-/// speculation: each entry applied on top of the state and the ones before it, and all of it
-/// taken off again. Debug builds check the first way against the second on every batch.
+/// ([`State::check_plain_writes`](cstore_core::state::State::check_plain_writes)); any other
+/// batch on a speculation: each entry applied on top of the state and the ones before it, and
+/// all of it taken off again. Debug builds check the first way against the second on every
+/// batch.
 async fn check_batch<S: LogStore>(
     shared: &Shared,
     copy: &LocalCopy<S>,
