@@ -3,8 +3,9 @@
 # (this machine's speed moves from minute to minute; only builds measured turn about can be
 # told apart). Each run copies DATA_DIR afresh, starts the build's server on the copy, polls
 # /v1/health every 2 ms, reads the server's CPU time from /proc/<pid>/stat and its peak RSS
-# (VmHWM) from /proc/<pid>/status once healthy, and stops the server by its PID. Rounds alternate which build goes first (the order of a pair
-# was seen to matter). Prints one line per run, then each build's medians.
+# (VmHWM) from /proc/<pid>/status once healthy, and stops the server by its PID. Rounds
+# alternate which build goes first (the order of a pair was seen to matter). Prints one line
+# per run, then each build's medians.
 #
 # Usage: scripts/ab-restart.sh ROUNDS OLD_BIN NEW_BIN DATA_DIR
 #   DATA_DIR holds a `data/` directory, as `cstore-peers --workloads recovery --keep-data`

@@ -38,10 +38,13 @@ impl State {
     /// document is due to expire at that clock.
     pub fn check_plain_writes<'t>(
         &self,
-        txns: impl IntoIterator<Item = &'t Txn>,
+        txns: impl IntoIterator<Item = &'t Txn, IntoIter: Clone>,
         timestamp: TimestampMs,
     ) -> Option<Vec<Result<(), Rejection>>> {
-        if self.tentative != 0 {
+        let txns = txns.into_iter();
+        // Declined before any transaction is checked: a batch with one write out of reach is
+        // checked on a speculation, all of it.
+        if self.tentative != 0 || !txns.clone().all(|txn| self.plain(txn)) {
             return None;
         }
         let now = timestamp.max(self.last_timestamp);
@@ -54,9 +57,20 @@ impl State {
             written: HashMap::new(),
             origins: HashMap::new(),
         };
-        txns.into_iter()
-            .map(|txn| check.plain(txn).then(|| check.check(txn)))
-            .collect()
+        Some(txns.map(|txn| check.check(txn)).collect())
+    }
+
+    /// Whether `txn` only inserts and puts into existing collections without a TTL or a unique
+    /// index.
+    fn plain(&self, txn: &Txn) -> bool {
+        txn.ops.iter().all(|op| match op {
+            Op::Insert { collection, .. } | Op::Put { collection, .. } => {
+                self.collection(collection).is_some_and(|c| {
+                    c.options().ttl_ms.is_none() && c.indexes().iter().all(|i| !i.spec().unique)
+                })
+            }
+            _ => false,
+        })
     }
 }
 
@@ -73,19 +87,6 @@ struct PlainCheck<'s, 't> {
 }
 
 impl<'t> PlainCheck<'_, 't> {
-    /// Whether `txn` only inserts and puts into existing collections without a TTL or a unique
-    /// index.
-    fn plain(&self, txn: &Txn) -> bool {
-        txn.ops.iter().all(|op| match op {
-            Op::Insert { collection, .. } | Op::Put { collection, .. } => {
-                self.state.collection(collection).is_some_and(|c| {
-                    c.options().ttl_ms.is_none() && c.indexes().iter().all(|i| !i.spec().unique)
-                })
-            }
-            _ => false,
-        })
-    }
-
     /// The verdict on a plain `txn`, as `apply_entry` reaches it: limits, origin, then each
     /// operation in order.
     fn check(&mut self, txn: &'t Txn) -> Result<(), Rejection> {
